@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"runtime/debug"
+	"strings"
+	"text/tabwriter"
+)
+
+// stdio is what a command may touch of the outside world besides the
+// network: the three standard streams, passed in so tests can capture them.
+type stdio struct {
+	in       io.Reader
+	out, err io.Writer
+}
+
+// A command is one tcplab subcommand. run returns a usageError for bad
+// input (exit 2), flag.ErrHelp after printing help (exit 0), or any other
+// error for a runtime failure (exit 1).
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, std stdio, args []string) error
+}
+
+// commands lists the subcommands in the order "tcplab help" shows them.
+// Each lives in its own file, named after it.
+var commands = []command{
+}
+
+// version is set at link time (-ldflags "-X main.version=..."); otherwise it
+// comes from the module's build information.
+var version = ""
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "(devel)"
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	std := stdio{in: stdin, out: stdout, err: stderr}
+	if len(args) == 0 {
+		printHelp(stderr)
+		return 2
+	}
+	name := args[0]
+	switch name {
+	case "help", "-h", "-help", "--help":
+		if len(args) > 1 {
+			return run(ctx, []string{args[1], "--help"}, stdin, stdout, stderr)
+		}
+		printHelp(stdout)
+		return 0
+	case "version", "-version", "--version":
+		fmt.Fprintf(stdout, "tcplab %s\n", versionString())
+		return 0
+	}
+	for _, c := range commands {
+		if c.name != name {
+			continue
+		}
+		err := c.run(ctx, std, args[1:])
+		var uerr usageError
+		switch {
+		case err == nil:
+			return 0
+		case errors.Is(err, flag.ErrHelp):
+			return 0
+		case errors.As(err, &uerr):
+			fmt.Fprintf(stderr, "tcplab %s: %s (see 'tcplab %s --help')\n", name, oneLine(uerr.msg), name)
+			return 2
+		default:
+			fmt.Fprintf(stderr, "tcplab %s: %s\n", name, oneLine(err.Error()))
+			return 1
+		}
+	}
+	fmt.Fprintf(stderr, "tcplab: unknown command %q (see 'tcplab help')\n", name)
+	return 2
+}
+
+// oneLine keeps an error to the single line the user is promised.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+func printHelp(w io.Writer) {
+	fmt.Fprint(w, `tcplab: the "Network Programming with Python" tutorial, built in Go.
+
+Usage: tcplab COMMAND [flags] ARGS...
+
+Commands:
+`)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, c := range commands {
+		fmt.Fprintf(tw, "  %s\t%s\n", c.name, c.summary)
+	}
+	tw.Flush()
+	fmt.Fprint(w, `
+Run 'tcplab COMMAND --help' for a command's flags and an example,
+'tcplab --version' for the version. Start with 'tcplab demo'.
+`)
+}

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+)
+
+// usageError is bad input from the user: exit code 2 and a pointer to --help.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error {
+	return usageError{fmt.Sprintf(format, args...)}
+}
+
+// flagSet is a command's flags with the text --help prints around them.
+type flagSet struct {
+	*flag.FlagSet
+	name     string
+	synopsis string   // e.g. "[flags] PORT"
+	about    string   // what the command does, a few lines
+	examples []string // command lines, shown under "Examples:"
+}
+
+func newFlagSet(name, synopsis, about string, examples ...string) *flagSet {
+	fs := &flagSet{
+		FlagSet:  flag.NewFlagSet(name, flag.ContinueOnError),
+		name:     name,
+		synopsis: synopsis,
+		about:    about,
+		examples: examples,
+	}
+	fs.SetOutput(io.Discard) // errors become one line in run; help is printed by us
+	return fs
+}
+
+func (fs *flagSet) printHelp(w io.Writer) {
+	fmt.Fprintf(w, "Usage: tcplab %s %s\n\n%s\n", fs.name, fs.synopsis, strings.TrimSpace(fs.about))
+	hasFlags := false
+	fs.VisitAll(func(*flag.Flag) { hasFlags = true })
+	if hasFlags {
+		fmt.Fprint(w, "\nFlags:\n")
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+	if len(fs.examples) > 0 {
+		fmt.Fprint(w, "\nExamples:\n")
+		for _, e := range fs.examples {
+			fmt.Fprintf(w, "  %s\n", e)
+		}
+	}
+}
+
+// parse parses args, letting flags come before, between or after the
+// positional arguments (as in "tcplab tms 2000 --no-wait"), and checks the
+// number of positionals against [minArgs, maxArgs] (maxArgs < 0: no limit).
+// --help prints the help to std.out and returns flag.ErrHelp.
+func (fs *flagSet) parse(std stdio, args []string, minArgs, maxArgs int) ([]string, error) {
+	// Everything after "--" is positional, even if it looks like a flag
+	// (tcplab tmc localhost 2000 -- -abc).
+	var rest []string
+	if i := slices.Index(args, "--"); i >= 0 {
+		args, rest = args[:i], args[i+1:]
+	}
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if err == flag.ErrHelp {
+				fs.printHelp(std.out)
+				return nil, flag.ErrHelp
+			}
+			return nil, usageError{err.Error()}
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			break
+		}
+		positional = append(positional, args[0])
+		args = args[1:]
+	}
+	positional = append(positional, rest...)
+	switch {
+	case len(positional) < minArgs:
+		return nil, usagef("missing arguments: usage: tcplab %s %s", fs.name, fs.synopsis)
+	case maxArgs >= 0 && len(positional) > maxArgs:
+		return nil, usagef("too many arguments: usage: tcplab %s %s", fs.name, fs.synopsis)
+	}
+	return positional, nil
+}

@@ -1,0 +1,5 @@
+module github.com/tcplab/tcplab
+
+go 1.26.8
+
+require go.uber.org/goleak v1.3.0

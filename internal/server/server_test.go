@@ -1,0 +1,173 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func listen(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
+
+func echo(_ context.Context, c net.Conn) { io.Copy(c, c) }
+
+func TestServeManyClientsThenClose(t *testing.T) {
+	ln := listen(t)
+	s := &Server{Handler: echo}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+
+	var wg sync.WaitGroup
+	for i := range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close()
+			msg := []byte{byte(i)}
+			c.Write(msg)
+			got := make([]byte, 1)
+			if _, err := io.ReadFull(c, got); err != nil || got[0] != byte(i) {
+				t.Errorf("client %d: %v %v", i, got, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-served; !errors.Is(err, ErrServerClosed) {
+		t.Fatalf("Serve = %v, want ErrServerClosed", err)
+	}
+}
+
+func TestShutdownWaitsForHandlersInFlight(t *testing.T) {
+	ln := listen(t)
+	release := make(chan struct{})
+	var finished atomic.Bool
+	s := &Server{Handler: func(ctx context.Context, c net.Conn) {
+		c.Write([]byte("x"))
+		<-release
+		finished.Store(true)
+	}}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.ReadFull(c, make([]byte, 1)) // the handler is running
+
+	shut := make(chan error, 1)
+	go func() { shut <- s.Shutdown(context.Background()) }()
+	if err := <-served; !errors.Is(err, ErrServerClosed) {
+		t.Fatalf("Serve = %v", err)
+	}
+	// New connections are refused once shutdown began.
+	if c2, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second); err == nil {
+		c2.Close()
+		t.Fatal("dial succeeded after Shutdown")
+	}
+	select {
+	case err := <-shut:
+		t.Fatalf("Shutdown returned %v before the handler finished", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	if err := <-shut; err != nil || !finished.Load() {
+		t.Fatalf("Shutdown = %v, finished %v", err, finished.Load())
+	}
+}
+
+func TestShutdownDeadlineClosesStragglers(t *testing.T) {
+	ln := listen(t)
+	s := &Server{Handler: func(ctx context.Context, c net.Conn) {
+		io.Copy(io.Discard, c) // returns only when the conn is closed
+	}}
+	go s.Serve(ln)
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for s.ActiveConns() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := s.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown = %v, want deadline exceeded", err)
+	}
+	if n := s.ActiveConns(); n != 0 {
+		t.Fatalf("%d connections left", n)
+	}
+}
+
+func TestMaxConnsHoldsTheRestInTheBacklog(t *testing.T) {
+	ln := listen(t)
+	var active, peak atomic.Int32
+	release := make(chan struct{})
+	s := &Server{MaxConns: 2, Handler: func(ctx context.Context, c net.Conn) {
+		n := active.Add(1)
+		for {
+			p := peak.Load()
+			if n <= p || peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		<-release
+		active.Add(-1)
+	}}
+	go s.Serve(ln)
+	var conns []net.Conn
+	for range 5 {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if got := s.ActiveConns(); got != 2 {
+		t.Fatalf("ActiveConns = %d with MaxConns 2", got)
+	}
+	close(release)
+	for _, c := range conns {
+		c.Close()
+	}
+	s.Shutdown(context.Background())
+	if peak.Load() > 2 {
+		t.Fatalf("peak concurrency %d > 2", peak.Load())
+	}
+}
+
+func TestServeAfterCloseAndNilHandler(t *testing.T) {
+	s := &Server{Handler: echo}
+	s.Close()
+	if err := s.Serve(listen(t)); !errors.Is(err, ErrServerClosed) {
+		t.Fatalf("Serve after Close = %v", err)
+	}
+	if err := (&Server{}).Serve(listen(t)); err == nil {
+		t.Fatal("nil handler accepted")
+	}
+}

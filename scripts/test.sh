@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# scripts/test.sh: the whole test suite, from a fresh machine.
+#
+# Installs (Debian packages, via apt-get, only where missing) or finds what
+# the tests need beside Go:
+#   python3        the tutorial's own programs, ported to Python 3, as peers
+#   redis-server   the Redis store of strsvr and the Redis comparison
+#   nc             netcat, a classic client for svr
+#   w, ps          (procps) the commands svr serves
+# then runs go test -race over every package. Extra arguments are passed to
+# go test (e.g. scripts/test.sh -run TestTMS -v).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v python3 >/dev/null || need+=(python3)
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v nc >/dev/null || need+=(netcat-openbsd)
+command -v ps >/dev/null && command -v w >/dev/null || need+=(procps)
+if ((${#need[@]})); then
+	echo "scripts/test.sh: installing ${need[*]}" >&2
+	SUDO=""
+	[ "$(id -u)" -eq 0 ] || SUDO=sudo
+	$SUDO apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+go version
+go vet ./...
+# Fuzz targets run for a bounded time on each request parser.
+if [ -z "${TCPLAB_NO_FUZZ:-}" ]; then
+	for target in $(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -r -n1 dirname | sort -u); do
+		for f in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$target"/*_test.go | sed 's/^func //'); do
+			go test -run '^$' -fuzz "^${f}\$" -fuzztime 15s "$target"
+		done
+	done
+fi
+exec go test -race -count=1 -timeout 15m "$@" ./...

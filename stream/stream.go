@@ -1,0 +1,177 @@
+// Package stream holds the tutorial's lessons about TCP as one byte stream,
+// as small functions the tcplab commands are built on.
+//
+// The tutorial ("Network Programming with Python", N. Matloff) makes four
+// points about a TCP connection, and each has its function here:
+//
+//   - Section 1.4 and 2.2: everything one side sends is one long message that
+//     arrives in chunks of the network's choosing, so the reader loops until
+//     end of file. ReadChunks is that loop; ChunkStats describes the chunks.
+//   - Section 4: send() may take only part of the data, hence sendall().
+//     WriteAll is Go's sendall with a progress deadline; WriteRepeated sends
+//     many copies of a message without building them in memory.
+//   - Section 5: lines are the reader's business, not TCP's. ReadLine reads
+//     one bounded line from a bufio.Reader, as makefile() does in Python.
+//   - Section 5.3: the tail end of the data arrives only when the sender
+//     flushes or closes; see CloseWrite.
+package stream
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"time"
+)
+
+// ReadChunks is the receive loop of the tutorial's client tmc.py (section
+// 2.2): it calls r.Read into buf until end of file and hands each chunk to fn,
+// in order. The chunk is only valid during the call. It returns the number of
+// bytes read and nil at a clean end of file, or the first error from r or fn.
+//
+// Go's Read, like recv(), returns whatever the kernel has buffered, at most
+// len(buf): the chunk sizes say nothing about how the sender wrote.
+func ReadChunks(r io.Reader, buf []byte, fn func(chunk []byte) error) (int64, error) {
+	if len(buf) == 0 {
+		return 0, errors.New("stream: ReadChunks with an empty buffer")
+	}
+	var total int64
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			total += int64(n)
+			if ferr := fn(buf[:n]); ferr != nil {
+				return total, ferr
+			}
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// DeadlineWriter is a writer whose writes can be bounded in time, such as a
+// net.Conn.
+type DeadlineWriter interface {
+	io.Writer
+	SetWriteDeadline(t time.Time) error
+}
+
+// WriteAll is the tutorial's sendall() (section 4) with a deadline that a
+// hostile reader cannot stretch. In Go, net.Conn.Write already loops until
+// every byte is in the kernel's buffer or an error occurs, so there is no
+// short write to handle by hand; what is left to decide is how long to wait
+// for a reader that does not read. WriteAll gives the peer idle time to make
+// progress: each time some bytes are accepted the deadline moves forward, and
+// only a write that makes no progress for idle fails. A slow reader that keeps
+// reading finishes; one that stops is dropped. idle <= 0 means no deadline.
+// If w is not a DeadlineWriter, WriteAll is w.Write.
+func WriteAll(w io.Writer, p []byte, idle time.Duration) (int, error) {
+	dw, ok := w.(DeadlineWriter)
+	if !ok || idle <= 0 {
+		return w.Write(p)
+	}
+	written := 0
+	for written < len(p) {
+		if err := dw.SetWriteDeadline(time.Now().Add(idle)); err != nil {
+			return written, err
+		}
+		n, err := dw.Write(p[written:])
+		written += n
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) && n > 0 {
+				continue // progress was made: the reader is slow, not stuck
+			}
+			return written, err
+		}
+	}
+	return written, nil
+}
+
+// RepeatBlockSize is the size WriteRepeated aims for in each write: large
+// enough that the system-call cost is lost in the copy cost, small enough to
+// keep memory per client small.
+const RepeatBlockSize = 256 << 10
+
+// WriteRepeated writes copies copies of msg to w, the tms.py line
+// "data = 10000 * data", without holding copies × len(msg) bytes: it builds
+// one block of whole copies of about RepeatBlockSize bytes (or one copy, if
+// msg is larger) and writes it again and again, with idle as in WriteAll.
+// Memory is O(len(msg)), whatever copies is.
+func WriteRepeated(w io.Writer, msg []byte, copies int64, idle time.Duration) (int64, error) {
+	if len(msg) == 0 || copies <= 0 {
+		return 0, nil
+	}
+	perBlock := max(int64(1), int64(RepeatBlockSize/len(msg)))
+	perBlock = min(perBlock, copies)
+	block := make([]byte, 0, perBlock*int64(len(msg)))
+	for range perBlock {
+		block = append(block, msg...)
+	}
+	var total int64
+	for left := copies; left > 0; {
+		k := min(left, perBlock)
+		n, err := WriteAll(w, block[:k*int64(len(msg))], idle)
+		total += int64(n)
+		if err != nil {
+			return total, err
+		}
+		left -= k
+	}
+	return total, nil
+}
+
+// ErrLineTooLong is returned by ReadLine for a line longer than its bound.
+var ErrLineTooLong = errors.New("line too long")
+
+// ReadLine returns the next line from br without its "\n" (or "\r\n"),
+// refusing lines longer than max bytes. It is what Python's makefile() gives
+// the tutorial's wps.py (section 5.2): the stream cut into lines, with the
+// leftover part of a chunk kept for the next call, here by the bufio.Reader.
+// A last line without a newline is returned with io.EOF only if it is empty;
+// otherwise it is returned with nil and the next call returns io.EOF.
+func ReadLine(br *bufio.Reader, max int) ([]byte, error) {
+	var line []byte
+	for {
+		frag, err := br.ReadSlice('\n')
+		if len(line)+len(frag) > max+2 { // +2: the terminator is not counted
+			return nil, ErrLineTooLong
+		}
+		line = append(line, frag...)
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err == io.EOF && len(line) > 0 {
+			if len(line) > max {
+				return nil, ErrLineTooLong
+			}
+			return line, nil
+		}
+		if err != nil {
+			return line, err
+		}
+		line = line[:len(line)-1]
+		if n := len(line); n > 0 && line[n-1] == '\r' {
+			line = line[:n-1]
+		}
+		if len(line) > max {
+			return nil, ErrLineTooLong
+		}
+		return line, nil
+	}
+}
+
+// CloseWrite half-closes conn if it supports it (TCP and Unix sockets do):
+// the peer reads end of file, so it stops waiting for more (the tail-end
+// problem of section 5.3), while this side can still read the answer.
+// For other connections it does nothing and returns nil.
+func CloseWrite(conn net.Conn) error {
+	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}

@@ -1,0 +1,223 @@
+package stream
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"testing/iotest"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestReadChunksSeesEveryByteInOrder(t *testing.T) {
+	// OneByteReader makes the worst chunking possible: one byte per read.
+	src := strings.Repeat("abc", 1000)
+	var got bytes.Buffer
+	var stats ChunkStats
+	n, err := ReadChunks(iotest.OneByteReader(strings.NewReader(src)), make([]byte, 64), func(c []byte) error {
+		got.Write(c)
+		stats.Add(len(c), time.Now())
+		return nil
+	})
+	if err != nil || n != int64(len(src)) || got.String() != src {
+		t.Fatalf("ReadChunks = %d, %v; data equal %v", n, err, got.String() == src)
+	}
+	if stats.Count() != 3000 || stats.Min() != 1 || stats.Max() != 1 || stats.Median() != 1 {
+		t.Fatalf("stats = %d chunks, min %d max %d median %d", stats.Count(), stats.Min(), stats.Max(), stats.Median())
+	}
+}
+
+func TestReadChunksReturnsCallbackAndReaderErrors(t *testing.T) {
+	stop := errors.New("stop")
+	_, err := ReadChunks(strings.NewReader("xyz"), make([]byte, 1), func([]byte) error { return stop })
+	if !errors.Is(err, stop) {
+		t.Fatalf("callback error lost: %v", err)
+	}
+	boom := errors.New("boom")
+	n, err := ReadChunks(iotest.TimeoutReader(strings.NewReader("xyz")), make([]byte, 8), func([]byte) error { return nil })
+	if err == nil || n != 3 {
+		t.Fatalf("reader error: n=%d err=%v", n, err)
+	}
+	_, err = ReadChunks(iotest.ErrReader(boom), make([]byte, 8), func([]byte) error { return nil })
+	if !errors.Is(err, boom) {
+		t.Fatalf("got %v, want boom", err)
+	}
+	if _, err := ReadChunks(strings.NewReader("x"), nil, nil); err == nil {
+		t.Fatal("empty buffer accepted")
+	}
+}
+
+func TestChunkStatsMedian(t *testing.T) {
+	cases := []struct {
+		sizes  []int
+		median int
+	}{
+		{nil, 0},
+		{[]int{5}, 5},
+		{[]int{1, 9}, 1},
+		{[]int{9, 1, 5}, 5},
+		{[]int{7, 7, 7, 1, 100}, 7},
+		{[]int{65483, 32768, 1, 65483}, 32768},
+	}
+	for _, c := range cases {
+		var s ChunkStats
+		for _, n := range c.sizes {
+			s.Add(n, time.Now())
+		}
+		if got := s.Median(); got != c.median {
+			t.Errorf("Median(%v) = %d, want %d", c.sizes, got, c.median)
+		}
+	}
+}
+
+func TestWriteRepeatedStreamsExactCopies(t *testing.T) {
+	for _, c := range []struct {
+		msg    string
+		copies int
+	}{{"a", 1001}, {"abc", 100_003}, {strings.Repeat("x", RepeatBlockSize+7), 3}} {
+		msg := c.msg
+		var buf bytes.Buffer
+		n, err := WriteRepeated(&buf, []byte(msg), int64(c.copies), 0)
+		want := strings.Repeat(msg, c.copies)
+		if err != nil || n != int64(len(want)) || buf.String() != want {
+			t.Fatalf("len(msg)=%d: n=%d err=%v equal=%v", len(msg), n, err, buf.String() == want)
+		}
+	}
+	if n, err := WriteRepeated(io.Discard, nil, 10, 0); n != 0 || err != nil {
+		t.Fatalf("empty message: %d %v", n, err)
+	}
+}
+
+// WriteRepeated must not allocate copies × len(msg): a gigabyte of copies of
+// a one-byte message costs one block.
+func TestWriteRepeatedMemoryIsPerMessageNotPerCopy(t *testing.T) {
+	allocs := testing.AllocsPerRun(1, func() {
+		WriteRepeated(io.Discard, []byte("z"), 1<<30, 0)
+	})
+	if allocs > 2 {
+		t.Fatalf("%v allocations for 1 GiB of copies", allocs)
+	}
+}
+
+func TestWriteAllDropsAReaderThatStops(t *testing.T) {
+	a, b := tcpPair(t)
+	defer a.Close()
+	defer b.Close()
+	// b never reads: once the kernel buffers fill, no progress is possible.
+	start := time.Now()
+	n, err := WriteAll(a, make([]byte, 64<<20), 200*time.Millisecond)
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("err = %v after %d bytes, want a deadline error", err, n)
+	}
+	if n == 0 || time.Since(start) > 10*time.Second {
+		t.Fatalf("wrote %d bytes in %v", n, time.Since(start))
+	}
+}
+
+func TestWriteAllLetsASlowReaderFinish(t *testing.T) {
+	a, b := tcpPair(t)
+	defer a.Close()
+	defer b.Close()
+	const size = 8 << 20
+	done := make(chan int64)
+	go func() {
+		// Read slowly: small reads with pauses, each within the idle window.
+		var got int64
+		buf := make([]byte, 256<<10)
+		for got < size {
+			n, err := b.Read(buf)
+			got += int64(n)
+			if err != nil {
+				break
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		done <- got
+	}()
+	n, err := WriteAll(a, make([]byte, size), 500*time.Millisecond)
+	if err != nil || n != size {
+		t.Fatalf("WriteAll = %d, %v", n, err)
+	}
+	if got := <-done; got != size {
+		t.Fatalf("reader got %d", got)
+	}
+}
+
+func TestReadLine(t *testing.T) {
+	cases := []struct {
+		in    string
+		lines []string
+		err   error
+	}{
+		{"one\ntwo\r\nthree", []string{"one", "two", "three"}, io.EOF},
+		{"\n\n", []string{"", ""}, io.EOF},
+		{strings.Repeat("x", 10) + "\n", []string{strings.Repeat("x", 10)}, io.EOF},
+		{strings.Repeat("x", 11) + "\n", nil, ErrLineTooLong},
+		{strings.Repeat("x", 11), nil, ErrLineTooLong},
+		{strings.Repeat("y", 5000) + "\n", nil, ErrLineTooLong},
+	}
+	for _, c := range cases {
+		// A 16-byte buffer forces lines to be pieced together across reads.
+		br := bufio.NewReaderSize(iotest.HalfReader(strings.NewReader(c.in)), 16)
+		var got []string
+		var err error
+		for {
+			var line []byte
+			line, err = ReadLine(br, 10)
+			if err != nil {
+				break
+			}
+			got = append(got, string(line))
+		}
+		if !errors.Is(err, c.err) || strings.Join(got, "|") != strings.Join(c.lines, "|") {
+			t.Errorf("ReadLine(%.20q) = %q, %v; want %q, %v", c.in, got, err, c.lines, c.err)
+		}
+	}
+}
+
+func TestCloseWriteSendsEOFButKeepsReading(t *testing.T) {
+	a, b := tcpPair(t)
+	defer a.Close()
+	defer b.Close()
+	a.Write([]byte("done"))
+	if err := CloseWrite(a); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(b)
+	if err != nil || string(got) != "done" {
+		t.Fatalf("peer read %q, %v", got, err)
+	}
+	b.Write([]byte("answer"))
+	b.Close()
+	got, _ = io.ReadAll(a)
+	if string(got) != "answer" {
+		t.Fatalf("half-closed side read %q", got)
+	}
+}
+
+func tcpPair(t *testing.T) (net.Conn, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	a, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, <-accepted
+}
