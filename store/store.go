@@ -1,0 +1,49 @@
+// Package store keeps the shared string v of the tutorial's strsvr
+// (section 6): every byte any client sends is appended to v, and the reply
+// is v right after that append.
+//
+// Store is the one interface the server uses. Implementations: in memory
+// (the default, as the tutorial's server), an append-only file that survives
+// restarts, and Redis, which lets several strsvr processes share one v.
+package store
+
+import (
+	"context"
+	"errors"
+)
+
+// ErrClosed is returned by a Store's methods after Close.
+var ErrClosed = errors.New("store closed")
+
+// Store holds v. Implementations are safe for concurrent use.
+type Store interface {
+	// Append appends p to v as one atomic step and returns v as it is right
+	// after that append, so no other append can come between the two. Bytes
+	// of one call stay together and in order. The returned slice must not be
+	// modified by the caller; it stays valid after later appends. An error
+	// means p may not be stored and must not be acknowledged to a client.
+	Append(ctx context.Context, p []byte) ([]byte, error)
+
+	// Value returns v now. The returned slice must not be modified.
+	Value(ctx context.Context) ([]byte, error)
+
+	// Changes returns a channel that receives a signal whenever v or the
+	// group's client count may have changed since the last signal was taken.
+	// Signals are coalesced: a slow receiver gets one signal for many
+	// changes, never a backlog. The channel is closed when ctx ends or the
+	// store is closed.
+	Changes(ctx context.Context) (<-chan struct{}, error)
+
+	// Join counts one more connected client in the group of servers that
+	// share this store (for a store private to one server, the group is that
+	// server). The returned leave function uncounts it; calling it more than
+	// once has no further effect. A server that dies without calling leave
+	// must not leave its clients counted for ever.
+	Join(ctx context.Context) (leave func(), err error)
+
+	// Clients reports how many clients are connected across the group.
+	Clients(ctx context.Context) (int64, error)
+
+	// Close releases the store's resources. A durable store flushes first.
+	Close() error
+}
