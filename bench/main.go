@@ -1,0 +1,171 @@
+// Command bench measures tcplab against the best alternatives on this
+// machine, in one sitting, and writes the results to docs/benchmarks.md.
+//
+//	go run ./bench                 # every section
+//	go run ./bench -only multicopy # one section; the others in the file stay
+//
+// Each section lives in its own file and registers itself in init. Sections
+// compare ratios measured in the same run, never absolute times against a
+// fixed target, because the machines are shared and noisy. All traffic goes
+// to loopback.
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+// A section is one benchmark: it runs, and returns Markdown for
+// docs/benchmarks.md (a table and a few lines on what it shows).
+type section struct {
+	name  string
+	order int // position in docs/benchmarks.md
+	run   func(ctx context.Context, env *benchEnv) (markdown string, err error)
+}
+
+var sections []section
+
+func register(s section) { sections = append(sections, s) }
+
+// benchEnv is what every section gets.
+type benchEnv struct {
+	tcplab string // path to a freshly built tcplab binary
+	root   string // repository root
+	tmp    string // scratch directory, removed afterwards
+	quick  bool   // smaller runs, for checking the harness itself
+	logf   func(format string, args ...any)
+}
+
+func main() {
+	only := flag.String("only", "", "comma-separated sections to run (default all)")
+	out := flag.String("out", "docs/benchmarks.md", "Markdown file to update")
+	quick := flag.Bool("quick", false, "small runs, to check the harness (results not written)")
+	flag.Parse()
+	log.SetFlags(0)
+	log.SetPrefix("bench: ")
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	root, err := os.Getwd()
+	if err != nil {
+		log.Fatal(err)
+	}
+	tmp, err := os.MkdirTemp("", "tcplab-bench-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(tmp)
+	bin := filepath.Join(tmp, "tcplab")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/tcplab")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		log.Fatalf("build tcplab: %v", err)
+	}
+	env := &benchEnv{tcplab: bin, root: root, tmp: tmp, quick: *quick, logf: log.Printf}
+
+	slices.SortFunc(sections, func(a, b section) int { return a.order - b.order })
+	want := map[string]bool{}
+	for _, n := range strings.Split(*only, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			want[n] = true
+		}
+	}
+	results := map[string]string{}
+	failed := false
+	for _, s := range sections {
+		if len(want) > 0 && !want[s.name] {
+			continue
+		}
+		log.Printf("running %s", s.name)
+		start := time.Now()
+		md, err := s.run(ctx, env)
+		if err != nil {
+			log.Printf("%s: %v", s.name, err)
+			failed = true
+			continue
+		}
+		log.Printf("%s done in %s", s.name, time.Since(start).Round(time.Second))
+		fmt.Println(md)
+		results[s.name] = fmt.Sprintf("%s\n\nMeasured %s on %s.\n", strings.TrimSpace(md), time.Now().UTC().Format("2006-01-02 15:04 MST"), machine())
+	}
+	if *quick {
+		log.Printf("-quick: %s left unchanged", *out)
+	} else if len(results) > 0 {
+		if err := update(*out, results); err != nil {
+			log.Fatal(err)
+		}
+		log.Printf("wrote %s", *out)
+	}
+	if failed {
+		os.Exit(1)
+	}
+}
+
+// update replaces, in the Markdown file at path, the block of each section
+// in results, keeping the other sections as they were.
+func update(path string, results map[string]string) error {
+	old, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	if len(old) == 0 {
+		old = []byte(header)
+	}
+	doc := string(old)
+	for _, s := range sections {
+		md, ok := results[s.name]
+		if !ok {
+			continue
+		}
+		block := fmt.Sprintf("<!-- bench:%s -->\n%s<!-- /bench:%s -->", s.name, md, s.name)
+		re := regexp.MustCompile(`(?s)<!-- bench:` + regexp.QuoteMeta(s.name) + ` -->.*?<!-- /bench:` + regexp.QuoteMeta(s.name) + ` -->`)
+		if re.MatchString(doc) {
+			doc = re.ReplaceAllLiteralString(doc, block)
+		} else {
+			doc = strings.TrimRight(doc, "\n") + "\n\n" + block + "\n"
+		}
+	}
+	return os.WriteFile(path, []byte(doc), 0o644)
+}
+
+const header = `# Benchmarks
+
+Reproduce with one command from the repository root: ` + "`go run ./bench`" + `
+(or ` + "`go run ./bench -only NAME`" + ` for one section). Every comparison is a
+ratio measured in the same run on the same machine; all traffic is loopback.
+The machine is shared, so expect a few percent of noise between runs.
+`
+
+// machine describes this computer in one line: CPU model, cores, memory,
+// kernel, Go version.
+func machine() string {
+	cpu := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				cpu = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	mem := ""
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb int64
+		fmt.Sscanf(string(bytes.TrimPrefix(b, []byte("MemTotal:"))), "%d", &kb)
+		mem = fmt.Sprintf(", %.0f GiB RAM", float64(kb)/(1<<20))
+	}
+	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	return fmt.Sprintf("%s, %d cores%s, Linux %s, %s", cpu, runtime.NumCPU(), mem, strings.TrimSpace(string(kernel)), runtime.Version())
+}
