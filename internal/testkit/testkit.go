@@ -1,0 +1,199 @@
+// Package testkit is what tcplab's tests share: the built binary for
+// end-to-end tests, the Python 3 peers, and a leak check.
+package testkit
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	binPath   string
+	buildErr  error
+)
+
+// Main runs a package's tests, fails them if goroutines are left behind,
+// and removes the binary that Binary built.
+func Main(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: errors on successful test run: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// Root is the repository root.
+func Root() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// Binary builds ./cmd/tcplab once per test process (with the race detector
+// when the tests run with it) and returns its path.
+func Binary(tb testing.TB) string {
+	tb.Helper()
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "tcplab-test-")
+		if buildErr != nil {
+			return
+		}
+		binPath = filepath.Join(buildDir, "tcplab")
+		args := []string{"build", "-o", binPath}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args, "./cmd/tcplab")...)
+		cmd.Dir = Root()
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		tb.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// Python3 returns the python3 interpreter; scripts/test.sh installs it.
+func Python3(tb testing.TB) string {
+	tb.Helper()
+	p, err := exec.LookPath("python3")
+	if err != nil {
+		tb.Fatal("python3 not found: run the tests with scripts/test.sh, which installs it")
+	}
+	return p
+}
+
+// Testdata returns the path of a file under the repository's testdata/.
+func Testdata(name string) string { return filepath.Join(Root(), "testdata", name) }
+
+// Proc is a process started by Start, its output captured.
+type Proc struct {
+	Cmd    *exec.Cmd
+	Stdout *SafeBuffer
+	Stderr *SafeBuffer
+	done   chan struct{}
+	err    error
+}
+
+// Start starts name with args and stdin, and stops it (SIGKILL) when the test
+// ends if it is still running.
+func Start(tb testing.TB, stdin io.Reader, name string, args ...string) *Proc {
+	tb.Helper()
+	cmd := exec.Command(name, args...)
+	p := &Proc{Cmd: cmd, Stdout: &SafeBuffer{}, Stderr: &SafeBuffer{}, done: make(chan struct{})}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, p.Stdout, p.Stderr
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	go func() { p.err = cmd.Wait(); close(p.done) }()
+	tb.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	return p
+}
+
+// Wait waits for the process to exit within d and returns its exit code
+// (-1 if it was killed by a signal); it fails the test on timeout.
+func (p *Proc) Wait(tb testing.TB, d time.Duration) int {
+	tb.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(d):
+		p.Cmd.Process.Kill()
+		<-p.done
+		tb.Fatalf("%s did not exit within %s; stdout %q stderr %q", p.Cmd.Path, d, p.Stdout.String(), p.Stderr.String())
+	}
+	return p.Cmd.ProcessState.ExitCode()
+}
+
+// Done is closed when the process has exited.
+func (p *Proc) Done() <-chan struct{} { return p.done }
+
+// WaitFor waits until the process's stdout or stderr contains s.
+func (p *Proc) WaitFor(tb testing.TB, s string, d time.Duration) {
+	tb.Helper()
+	deadline := time.Now().Add(d)
+	for !strings.Contains(p.Stdout.String(), s) && !strings.Contains(p.Stderr.String(), s) {
+		if time.Now().After(deadline) {
+			tb.Fatalf("no %q within %s; stdout %q stderr %q", s, d, p.Stdout.String(), p.Stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// FreePort returns a loopback TCP port that is free now.
+func FreePort(tb testing.TB) int {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// WaitListening waits until something accepts connections on addr.
+func WaitListening(tb testing.TB, addr string, d time.Duration) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	for {
+		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return
+		}
+		select {
+		case <-ctx.Done():
+			tb.Fatalf("nothing listening on %s within %s", addr, d)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// SafeBuffer is a bytes.Buffer safe for one writer and concurrent readers.
+type SafeBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *SafeBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String returns everything written so far.
+func (b *SafeBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
