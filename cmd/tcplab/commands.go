@@ -30,6 +30,8 @@ type command struct {
 // commands lists the subcommands in the order "tcplab help" shows them.
 // Each lives in its own file, named after it.
 var commands = []command{
+	{"tms", "multicopy echo server (tutorial section 2, tms.py)", runTMS},
+	{"tmc", "multicopy echo client (tutorial section 2, tmc.py)", runTMC},
 }
 
 // version is set at link time (-ldflags "-X main.version=..."); otherwise it

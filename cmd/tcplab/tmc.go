@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+
+	"github.com/tcplab/tcplab/internal/chunkplot"
+	"github.com/tcplab/tcplab/internal/endpoint"
+	"github.com/tcplab/tcplab/multicopy"
+)
+
+func runTMC(ctx context.Context, std stdio, args []string) error {
+	fs := newFlagSet("tmc", "[flags] HOST PORT STRING", `
+The multicopy echo client of the tutorial's section 2 (tmc.py). It connects to
+HOST:PORT (a name, an IPv4 or an IPv6 address), sends STRING, and reads until
+the server closes, printing the data of the first 4 reads and
+"received N bytes" for every read, exactly as tmc.py does. The sizes show that
+TCP delivers one byte stream in chunks of its own choosing. A summary
+follows: total bytes, number of chunks, smallest / median / largest chunk,
+elapsed time and throughput.`,
+		"tcplab tmc localhost 2000 abc",
+		"tcplab tmc --quiet --plot chunks.png localhost 2000 hello",
+		"tcplab tmc --json ::1 2000 abc")
+	quiet := fs.Bool("quiet", false, "print only the summary")
+	asJSON := fs.Bool("json", false, "print only the summary, as one JSON object")
+	plotPath := fs.String("plot", "", "draw the chunk sizes and their histogram to `FILE` (.png or .svg)")
+	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long without data (and for the connect)")
+	pos, err := fs.parse(std, args, 3, 3)
+	if err != nil {
+		return err
+	}
+	host, portArg, msg := pos[0], pos[1], pos[2]
+	if _, err := endpoint.ParsePort(portArg); err != nil {
+		return usageError{err.Error()}
+	}
+	if msg == "" {
+		return usagef("STRING must not be empty: the server would wait for it")
+	}
+	conn, err := endpoint.Dial(ctx, host, portArg, *timeout)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+
+	// The faithful report: tmc.py prints the data of reads 1 to 4 (including
+	// the empty read at end of file, if it is among them) and the size of
+	// every non-empty read.
+	reads := 0
+	var received atomic.Int64
+	onChunk := func(chunk []byte) {
+		reads++
+		received.Add(int64(len(chunk)))
+		if *quiet || *asJSON {
+			return
+		}
+		if reads < 5 {
+			std.out.Write(chunk)
+			io.WriteString(std.out, "\n")
+		}
+		fmt.Fprintf(std.out, "received %d bytes\n", len(chunk))
+	}
+	stopBar := startProgress(std.err, &received)
+	res, err := multicopy.Fetch(ctx, conn, []byte(msg), *timeout, onChunk)
+	stopBar()
+	if err != nil {
+		return err
+	}
+	if !*quiet && !*asJSON && reads+1 < 5 {
+		io.WriteString(std.out, "\n")
+	}
+	sum := summarize(res)
+	if *asJSON {
+		enc := json.NewEncoder(std.out)
+		if err := enc.Encode(sum); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(std.out, "summary: %d bytes in %d chunks (smallest %d, median %d, largest %d) in %s, %s\n",
+			sum.Bytes, sum.Chunks, sum.MinChunk, sum.MedianChunk, sum.MaxChunk,
+			res.Elapsed.Round(time.Microsecond), rate(sum.BytesPerSecond))
+	}
+	if *plotPath != "" {
+		if err := chunkplot.Write(*plotPath, &res.Stats); err != nil {
+			return err
+		}
+		fmt.Fprintf(std.err, "tmc: chunk plot written to %s\n", *plotPath)
+	}
+	return nil
+}
+
+// transferSummary is tmc's closing summary; its JSON form is stable for
+// scripts.
+type transferSummary struct {
+	Bytes          int64   `json:"bytes"`
+	Chunks         int64   `json:"chunks"`
+	MinChunk       int     `json:"min_chunk"`
+	MedianChunk    int     `json:"median_chunk"`
+	MaxChunk       int     `json:"max_chunk"`
+	Seconds        float64 `json:"seconds"`
+	BytesPerSecond float64 `json:"bytes_per_second"`
+}
+
+func summarize(res *multicopy.Result) transferSummary {
+	s := transferSummary{
+		Bytes:       res.Stats.Total(),
+		Chunks:      res.Stats.Count(),
+		MinChunk:    res.Stats.Min(),
+		MedianChunk: res.Stats.Median(),
+		MaxChunk:    res.Stats.Max(),
+		Seconds:     res.Elapsed.Seconds(),
+	}
+	if s.Seconds > 0 {
+		s.BytesPerSecond = float64(s.Bytes) / s.Seconds
+	}
+	return s
+}
+
+// rate formats bytes per second with a decimal unit, as network tools do.
+func rate(bps float64) string {
+	switch {
+	case bps >= 1e9:
+		return fmt.Sprintf("%.2f GB/s", bps/1e9)
+	case bps >= 1e6:
+		return fmt.Sprintf("%.1f MB/s", bps/1e6)
+	case bps >= 1e3:
+		return fmt.Sprintf("%.1f kB/s", bps/1e3)
+	}
+	return fmt.Sprintf("%.0f B/s", bps)
+}
+
+// startProgress shows a progress bar on w when w is a terminal and the
+// transfer lasts over a second; the returned function stops and clears it.
+func startProgress(w io.Writer, received *atomic.Int64) (stop func()) {
+	f, ok := w.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return func() {}
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		select {
+		case <-done:
+			return
+		case <-time.After(time.Second):
+		}
+		bar := progressbar.NewOptions64(-1,
+			progressbar.OptionSetWriter(w),
+			progressbar.OptionSetDescription("receiving"),
+			progressbar.OptionShowBytes(true),
+			progressbar.OptionThrottle(100*time.Millisecond),
+			progressbar.OptionClearOnFinish())
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			bar.Set64(received.Load())
+			select {
+			case <-done:
+				bar.Finish()
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/tcplab/tcplab/internal/endpoint"
+	"github.com/tcplab/tcplab/internal/server"
+	"github.com/tcplab/tcplab/multicopy"
+)
+
+func runTMS(ctx context.Context, std stdio, args []string) error {
+	fs := newFlagSet("tms", "[flags] PORT", `
+The multicopy echo server of the tutorial's section 2 (tms.py). It listens on
+PORT (every interface, IPv4 and IPv6), accepts one client, prints
+"client is at ADDR", reads the client's string, waits for a line on standard
+input (the go-ahead; end of input counts too), sends the string back 10,000
+times, closes and exits.
+
+The string ends at a newline (kept), at the client's half-close, at 1,000,000
+bytes, or after --gap of silence once bytes have arrived; a client that sends
+nothing within --read-timeout is dropped. The copies are streamed, never built
+in memory. With --keep it serves any number of clients at once, with no
+go-ahead, until SIGINT or SIGTERM, then lets transfers finish within --grace.`,
+		"tcplab tms 2000                 # then: tcplab tmc localhost 2000 abc",
+		"tcplab tms --no-wait --copies 1000000 2000",
+		"tcplab tms --keep --grace 10s 2000")
+	copies := fs.Int64("copies", multicopy.DefaultCopies, "how many copies of the string to send back")
+	noWait := fs.Bool("no-wait", false, "send at once, without waiting for the go-ahead on standard input")
+	keep := fs.Bool("keep", false, "serve any number of clients concurrently until SIGINT/SIGTERM (no go-ahead)")
+	grace := fs.Duration("grace", 5*time.Second, "with --keep: how long transfers in flight may take to finish after a signal")
+	maxConns := fs.Int("max-conns", server.DefaultMaxConns, "with --keep: clients served at once (the rest wait in the listen backlog)")
+	gap := fs.Duration("gap", multicopy.DefaultQuietGap, "silence that ends a string with no newline")
+	readTimeout := fs.Duration("read-timeout", multicopy.DefaultReadTimeout, "drop a client that sends nothing for this long")
+	writeTimeout := fs.Duration("write-timeout", multicopy.DefaultWriteIdle, "drop a client that reads nothing for this long")
+	logFormat := fs.String("log-format", "text", "log format on standard error: text or json")
+	pos, err := fs.parse(std, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	port, err := endpoint.ParsePort(pos[0])
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	if *copies < 1 {
+		return usagef("--copies must be at least 1, not %d", *copies)
+	}
+	if *maxConns < 1 {
+		return usagef("--max-conns must be at least 1, not %d", *maxConns)
+	}
+	log, err := newLogger(std.err, *logFormat)
+	if err != nil {
+		return err
+	}
+	ln, err := endpoint.Listen(ctx, ":"+strconv.Itoa(port))
+	if err != nil {
+		return err
+	}
+	log.Info("tms listening", "addr", ln.Addr().String())
+	out := &lockedWriter{w: std.out}
+	srv := &multicopy.Server{
+		Copies:      *copies,
+		QuietGap:    *gap,
+		ReadTimeout: *readTimeout,
+		WriteIdle:   *writeTimeout,
+		Logger:      log,
+	}
+
+	if *keep {
+		handle := srv.Handler()
+		s := &server.Server{MaxConns: *maxConns, Logger: log, Handler: func(ctx context.Context, conn net.Conn) {
+			fmt.Fprintf(out, "client is at %s\n", conn.RemoteAddr())
+			handle(ctx, conn)
+		}}
+		return serveUntilSignal(ctx, s, ln, *grace, log)
+	}
+
+	// One client, as tms.py: accept, then stop listening.
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	conn, err := ln.Accept()
+	stop()
+	ln.Close()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // interrupted while waiting for a client
+		}
+		return fmt.Errorf("accept: %w", endpoint.Cause(err))
+	}
+	defer conn.Close()
+	fmt.Fprintf(out, "client is at %s\n", conn.RemoteAddr())
+	if !*noWait {
+		srv.GoAhead = func(ctx context.Context, msg []byte) error {
+			fmt.Fprintf(std.err, "tms: got %d bytes; press Enter to send them back %d times\n", len(msg), *copies)
+			return waitForLine(ctx, std.in)
+		}
+	}
+	t, err := srv.ServeConn(ctx, conn)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	log.Info("transfer done", "sent_bytes", t.Sent, "elapsed", t.Elapsed)
+	return nil
+}
+
+// waitForLine returns when a line (or end of input) arrives on in, or when
+// ctx ends. The reading goroutine may outlive a cancelled call: a blocked
+// read of standard input cannot be interrupted, and the process is exiting.
+func waitForLine(ctx context.Context, in io.Reader) error {
+	done := make(chan struct{})
+	go func() {
+		bufio.NewReader(in).ReadString('\n')
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// serveUntilSignal serves s on ln until ctx ends, then shuts down
+// gracefully within grace: stop accepting, let work in flight finish, close
+// what is left. A signal is a normal stop, so it returns nil.
+func serveUntilSignal(ctx context.Context, s *server.Server, ln net.Listener, grace time.Duration, log *slog.Logger) error {
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	select {
+	case err := <-served:
+		s.Close()
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "grace", grace, "active", s.ActiveConns())
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := s.Shutdown(sctx); err != nil {
+		log.Info("grace period over; closed remaining connections")
+	}
+	if err := <-served; err != nil && !errors.Is(err, server.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	return nil
+}
+
+// lockedWriter serialises writes from many connection goroutines so lines
+// such as "client is at ADDR" are never interleaved.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}

@@ -1,0 +1,77 @@
+package multicopy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/tcplab/tcplab/stream"
+)
+
+// ReadBufferSize is the client's read size, as tmc.py's recv(1000000): the
+// most a single read may return, not what it will return.
+const ReadBufferSize = 1_000_000
+
+// Result is what the client saw of one transfer.
+type Result struct {
+	Stats   stream.ChunkStats
+	Elapsed time.Duration // from sending the message to end of file
+}
+
+// Fetch is tmc: it sends msg on conn and reads until the server closes,
+// calling onChunk (if not nil) for each read as it arrives. A read that waits
+// longer than idle (zero: no limit) fails with a timeout, as does ctx ending.
+// Fetch does not close conn.
+func Fetch(ctx context.Context, conn net.Conn, msg []byte, idle time.Duration, onChunk func(chunk []byte)) (*Result, error) {
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	res := &Result{}
+	start := time.Now()
+	if _, err := stream.WriteAll(conn, msg, idle); err != nil {
+		return res, fmt.Errorf("send: %w", ctxErr(ctx, err))
+	}
+	_, err := stream.ReadChunks(idleReader{conn, idle}, make([]byte, ReadBufferSize), func(chunk []byte) error {
+		res.Stats.Add(len(chunk), time.Now())
+		if onChunk != nil {
+			onChunk(chunk)
+		}
+		return nil
+	})
+	res.Elapsed = time.Since(start)
+	if err != nil {
+		err = ctxErr(ctx, err)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return res, fmt.Errorf("no data for %s after %d bytes: timed out", idle, res.Stats.Total())
+		}
+		return res, fmt.Errorf("receive after %d bytes: %w", res.Stats.Total(), err)
+	}
+	return res, nil
+}
+
+// idleReader sets a fresh read deadline before every read, so the limit is
+// on silence, not on the length of the whole transfer.
+type idleReader struct {
+	conn net.Conn
+	idle time.Duration
+}
+
+func (r idleReader) Read(p []byte) (int, error) {
+	if r.idle > 0 {
+		if err := r.conn.SetReadDeadline(time.Now().Add(r.idle)); err != nil {
+			return 0, err
+		}
+	}
+	return r.conn.Read(p)
+}
+
+// ctxErr prefers the context's reason over the deadline it used to
+// interrupt the I/O.
+func ctxErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}

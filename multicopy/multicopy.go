@@ -1,0 +1,181 @@
+// Package multicopy is the tutorial's first client/server pair (section 2,
+// tms.py and tmc.py): the client sends a string, the server sends it back
+// many times over, and the client reads until end of file, reporting each
+// chunk. Its lesson is that TCP is one byte stream that arrives in chunks of
+// the network's choosing.
+//
+// # Wire format
+//
+// Client to server: the message M, a run of bytes with no length prefix and
+// no required terminator. The tutorial's client sends "abc" and then only
+// reads, without half-closing, so the server has to decide where M ends. It
+// ends at the first of:
+//
+//   - a newline byte ('\n', kept as part of M), for nc and line-minded clients;
+//   - the client's half-close (end of file);
+//   - MaxMessage bytes (the tutorial's recv(1000000));
+//   - a quiet gap (Server.QuietGap) with no new bytes, once at least one
+//     byte has arrived.
+//
+// A client that sends nothing within Server.ReadTimeout is dropped.
+//
+// Server to client: M repeated Server.Copies times (10,000 by default), then
+// the server closes the connection; end of file is the only end marker.
+//
+// Nothing else is on the wire, so the tutorial's Python programs and these
+// interoperate in both directions.
+package multicopy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"github.com/tcplab/tcplab/stream"
+)
+
+// Defaults, as in the tutorial where it has a value.
+const (
+	// DefaultCopies is how many copies tms.py sends ("data = 10000 * data").
+	DefaultCopies = 10000
+	// MaxMessage bounds the message, as the tutorial's conn.recv(1000000).
+	MaxMessage = 1_000_000
+	// DefaultQuietGap ends a message that has no terminator. A client's
+	// single write arrives on loopback in well under a millisecond and on a
+	// LAN in a few; 50 ms is long enough not to cut one write in two and
+	// short enough not to be noticed.
+	DefaultQuietGap = 50 * time.Millisecond
+	// DefaultReadTimeout drops a client that connects and sends nothing.
+	DefaultReadTimeout = 30 * time.Second
+	// DefaultWriteIdle drops a client that stops reading: no write progress
+	// for this long ends the transfer.
+	DefaultWriteIdle = 30 * time.Second
+)
+
+// ErrNoMessage is returned when a client closes or times out before sending
+// a single byte.
+var ErrNoMessage = errors.New("client sent no message")
+
+// ReadMessage reads the client's message by the rule in the package
+// documentation. It never returns more than max bytes and never waits longer
+// than timeout for the first byte or gap for each later one.
+func ReadMessage(conn net.Conn, max int, gap, timeout time.Duration) ([]byte, error) {
+	defer conn.SetReadDeadline(time.Time{})
+	if err := conn.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+		return nil, err
+	}
+	var msg []byte
+	buf := make([]byte, min(max, 16<<10))
+	for {
+		n, err := conn.Read(buf[:min(len(buf), max-len(msg))])
+		if n > 0 {
+			if i := bytes.IndexByte(buf[:n], '\n'); i >= 0 {
+				return append(msg, buf[:i+1]...), nil
+			}
+			msg = append(msg, buf[:n]...)
+			if len(msg) >= max {
+				return msg, nil
+			}
+			if err := conn.SetReadDeadline(time.Now().Add(gap)); err != nil {
+				return nil, err
+			}
+		}
+		switch {
+		case err == nil:
+		case len(msg) > 0 && (err == io.EOF || errors.Is(err, os.ErrDeadlineExceeded)):
+			return msg, nil // half-close or quiet gap: the message is complete
+		case err == io.EOF:
+			return nil, ErrNoMessage
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return nil, fmt.Errorf("%w within %s", ErrNoMessage, timeout)
+		default:
+			return nil, err
+		}
+	}
+}
+
+// Server is tms: it serves the multicopy echo on one connection at a time
+// per call to ServeConn; Handler adapts it to internal/server for many.
+// The zero value uses the defaults above.
+type Server struct {
+	// Copies is how many times the message is sent back; 0 means
+	// DefaultCopies.
+	Copies int64
+	// QuietGap, ReadTimeout and WriteIdle: see the Default constants.
+	QuietGap    time.Duration
+	ReadTimeout time.Duration
+	WriteIdle   time.Duration
+	// GoAhead, if set, is called after the message is read and before it is
+	// sent back: tms.py's raw_input(), which shows that the client blocks in
+	// recv() until the server sends. Its error aborts the transfer.
+	GoAhead func(ctx context.Context, msg []byte) error
+	// Logger receives one line per transfer. Nil discards.
+	Logger *slog.Logger
+}
+
+// Transfer describes one served client.
+type Transfer struct {
+	Message []byte
+	Sent    int64
+	Elapsed time.Duration // from the end of the message to the close
+}
+
+// ServeConn serves one client on conn: read the message, wait for the
+// go-ahead, send the copies. It does not close conn.
+func (s *Server) ServeConn(ctx context.Context, conn net.Conn) (Transfer, error) {
+	var t Transfer
+	msg, err := ReadMessage(conn, MaxMessage, or(s.QuietGap, DefaultQuietGap), or(s.ReadTimeout, DefaultReadTimeout))
+	if err != nil {
+		return t, fmt.Errorf("read message from %s: %w", conn.RemoteAddr(), err)
+	}
+	t.Message = msg
+	if s.GoAhead != nil {
+		if err := s.GoAhead(ctx, msg); err != nil {
+			return t, err
+		}
+	}
+	copies := s.Copies
+	if copies <= 0 {
+		copies = DefaultCopies
+	}
+	// Stop a transfer in flight when the server is closed.
+	stop := context.AfterFunc(ctx, func() { conn.SetWriteDeadline(time.Unix(1, 0)) })
+	defer stop()
+	start := time.Now()
+	t.Sent, err = stream.WriteRepeated(conn, msg, copies, or(s.WriteIdle, DefaultWriteIdle))
+	t.Elapsed = time.Since(start)
+	if err != nil {
+		return t, fmt.Errorf("send to %s after %d of %d bytes: %w", conn.RemoteAddr(), t.Sent, copies*int64(len(msg)), err)
+	}
+	return t, nil
+}
+
+// Handler serves each connection with ServeConn and logs the outcome; a
+// client that fails costs nothing to the others.
+func (s *Server) Handler() func(ctx context.Context, conn net.Conn) {
+	log := s.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return func(ctx context.Context, conn net.Conn) {
+		t, err := s.ServeConn(ctx, conn)
+		if err != nil {
+			log.Info("transfer failed", "client", conn.RemoteAddr().String(), "err", err)
+			return
+		}
+		log.Info("transfer done", "client", conn.RemoteAddr().String(), "message_bytes", len(t.Message), "sent_bytes", t.Sent, "elapsed", t.Elapsed)
+	}
+}
+
+func or(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}

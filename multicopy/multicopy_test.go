@@ -1,0 +1,225 @@
+package multicopy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tcplab/tcplab/internal/server"
+	"github.com/tcplab/tcplab/internal/testkit"
+)
+
+func TestMain(m *testing.M) { testkit.Main(m) }
+
+// pipe returns a connected loopback TCP pair: real sockets, because the
+// lessons are about real sockets.
+func pipe(t *testing.T) (client, srv net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		got <- c
+	}()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv = <-got
+	t.Cleanup(func() { client.Close(); srv.Close() })
+	return client, srv
+}
+
+func TestReadMessageEndsWhereTheRuleSays(t *testing.T) {
+	cases := []struct {
+		name   string
+		client func(c net.Conn)
+		want   string
+		err    error
+	}{
+		{"newline kept", func(c net.Conn) { c.Write([]byte("abc\nignored")) }, "abc\n", nil},
+		{"half-close", func(c net.Conn) { c.Write([]byte("abc")); c.(*net.TCPConn).CloseWrite() }, "abc", nil},
+		{"quiet gap, no terminator (the tutorial's client)", func(c net.Conn) { c.Write([]byte("abc")) }, "abc", nil},
+		{"two writes inside the gap are one message", func(c net.Conn) {
+			c.Write([]byte("ab"))
+			time.Sleep(5 * time.Millisecond)
+			c.Write([]byte("c"))
+		}, "abc", nil},
+		{"connect and close", func(c net.Conn) { c.Close() }, "", ErrNoMessage},
+		{"silent client", func(c net.Conn) {}, "", ErrNoMessage},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			client, srv := pipe(t)
+			tc.client(client)
+			got, err := ReadMessage(srv, MaxMessage, 100*time.Millisecond, 300*time.Millisecond)
+			if !errors.Is(err, tc.err) || string(got) != tc.want {
+				t.Fatalf("ReadMessage = %q, %v; want %q, %v", got, err, tc.want, tc.err)
+			}
+		})
+	}
+}
+
+func TestReadMessageIsBounded(t *testing.T) {
+	client, srv := pipe(t)
+	go client.Write(bytes.Repeat([]byte("x"), 5_000_000)) // 5 MB, no newline
+	got, err := ReadMessage(srv, MaxMessage, time.Second, time.Second)
+	if err != nil || len(got) != MaxMessage {
+		t.Fatalf("got %d bytes, %v; want exactly %d", len(got), err, MaxMessage)
+	}
+}
+
+func TestServeConnAndFetch(t *testing.T) {
+	client, srv := pipe(t)
+	s := &Server{Copies: 10000}
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.ServeConn(context.Background(), srv)
+		srv.Close()
+		done <- err
+	}()
+	var got bytes.Buffer
+	res, err := Fetch(context.Background(), client, []byte("abc"), 5*time.Second, func(c []byte) { got.Write(c) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got.String() != strings.Repeat("abc", 10000) || res.Stats.Total() != 30000 || res.Stats.Count() < 1 {
+		t.Fatalf("got %d bytes in %d chunks", res.Stats.Total(), res.Stats.Count())
+	}
+}
+
+// The lesson of tms.py's raw_input(): the client's read blocks until the
+// server decides to send.
+func TestClientBlocksUntilGoAhead(t *testing.T) {
+	client, srv := pipe(t)
+	goAhead := make(chan struct{})
+	var released time.Time
+	s := &Server{Copies: 3, GoAhead: func(ctx context.Context, msg []byte) error {
+		<-goAhead
+		released = time.Now()
+		return nil
+	}}
+	go func() {
+		s.ServeConn(context.Background(), srv)
+		srv.Close()
+	}()
+	var firstChunk time.Time
+	fetched := make(chan *Result, 1)
+	go func() {
+		res, _ := Fetch(context.Background(), client, []byte("abc"), 5*time.Second, func([]byte) {
+			if firstChunk.IsZero() {
+				firstChunk = time.Now()
+			}
+		})
+		fetched <- res
+	}()
+	select {
+	case <-fetched:
+		t.Fatal("the client finished before the go-ahead")
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(goAhead)
+	res := <-fetched
+	if res.Stats.Total() != 9 {
+		t.Fatalf("got %d bytes", res.Stats.Total())
+	}
+	if firstChunk.Before(released) {
+		t.Fatalf("first chunk at %v, before the go-ahead at %v", firstChunk, released)
+	}
+}
+
+func TestFetchTimesOutOnSilence(t *testing.T) {
+	client, _ := pipe(t) // the server side never answers
+	_, err := Fetch(context.Background(), client, []byte("abc"), 100*time.Millisecond, nil)
+	if err == nil || !strings.Contains(err.Error(), "timed out") {
+		t.Fatalf("err = %v, want a timeout", err)
+	}
+}
+
+// startKeep serves s on a loopback port with the shared lifecycle, as
+// "tcplab tms --keep" does, and stops it when the test ends.
+func startKeep(t *testing.T, s *Server) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &server.Server{Handler: s.Handler()}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+func TestThousandConcurrentClientsEachGetTheirOwnCopies(t *testing.T) {
+	const clients, copies = 1000, 200
+	addr := startKeep(t, &Server{Copies: copies})
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer conn.Close()
+			msg := fmt.Sprintf("client-%04d\n", i)
+			var got bytes.Buffer
+			res, err := Fetch(context.Background(), conn, []byte(msg), 30*time.Second, func(c []byte) { got.Write(c) })
+			if err != nil {
+				errs <- err
+				return
+			}
+			if res.Stats.Total() != int64(copies*len(msg)) || got.String() != strings.Repeat(msg, copies) {
+				errs <- fmt.Errorf("client %d got %d bytes, want %d", i, res.Stats.Total(), copies*len(msg))
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func TestClientVanishingMidTransferCostsOthersNothing(t *testing.T) {
+	addr := startKeep(t, &Server{Copies: 1_000_000, WriteIdle: time.Second})
+	// A client that asks for 100 MB, reads a little and leaves.
+	quitter, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	quitter.Write([]byte("0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijkl\n"))
+	io.ReadFull(quitter, make([]byte, 4096))
+	quitter.Close()
+	// And one that connects and closes at once.
+	if c, err := net.Dial("tcp", addr); err == nil {
+		c.Close()
+	}
+	// The server still serves the next client whole.
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	res, err := Fetch(context.Background(), conn, []byte("z\n"), 10*time.Second, nil)
+	if err != nil || res.Stats.Total() != 2_000_000 {
+		t.Fatalf("next client: %v, %d bytes", err, res.Stats.Total())
+	}
+}
