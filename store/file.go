@@ -1,0 +1,417 @@
+package store
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// FileMagic opens every data file, so that --data pointed at some other
+// file is refused instead of being read as v.
+const FileMagic = "tcplab-strsvr-log v1\n"
+
+// MaxRecord bounds one record of the log. Longer appends are cut into
+// several records; a length above it on reading marks a damaged tail.
+const MaxRecord = 1 << 20
+
+// recordHeader is the length and the CRC-32C of a record's data.
+const recordHeader = 8
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// Fsync says when File makes appended bytes durable.
+type Fsync int
+
+const (
+	// FsyncAlways: Append returns only after the bytes are written and
+	// fsync'd, so no answered byte is lost even to a power cut. Concurrent
+	// appends share one fsync (group commit).
+	FsyncAlways Fsync = iota
+	// FsyncInterval: Append returns after the bytes are written to the
+	// file (so they survive the process being killed) and they are fsync'd
+	// every FileOptions.Interval; a power cut loses at most that much.
+	FsyncInterval
+)
+
+// ParseFsync parses "always" or "interval".
+func ParseFsync(s string) (Fsync, error) {
+	switch s {
+	case "always":
+		return FsyncAlways, nil
+	case "interval":
+		return FsyncInterval, nil
+	}
+	return 0, fmt.Errorf("fsync policy must be always or interval, not %q", s)
+}
+
+// FileOptions configures OpenFile.
+type FileOptions struct {
+	Fsync Fsync
+	// Interval between fsyncs under FsyncInterval; zero means one second.
+	Interval time.Duration
+}
+
+// File keeps v in memory, as Memory does, and in an append-only log file,
+// from which OpenFile recovers it exactly after a restart.
+//
+// The log is FileMagic followed by records, one per append (or per
+// MaxRecord bytes of it):
+//
+//	offset 0  uint32 big-endian  n, the length of the data, 1..MaxRecord
+//	offset 4  uint32 big-endian  CRC-32C (Castagnoli) of the data
+//	offset 8  n bytes            the data: bytes appended to v, in order
+//
+// A crash can leave the last record short or, after a power cut on some
+// file systems, filled with garbage; OpenFile keeps every record up to the
+// first one that is short or fails its checksum and cuts the file there.
+// Those bytes were never answered, since Append waits for its record to be
+// written (and, under FsyncAlways, synced) before it returns.
+//
+// Value returns only what is written to the file, so a watcher is never
+// shown a byte that a crash could still take back. The file is locked
+// (flock) so two servers cannot write the same log.
+type File struct {
+	path   string
+	opts   FileOptions
+	f      *os.File
+	notify notifier
+
+	mu      sync.Mutex
+	buf     []byte // v: all bytes appended, written or not
+	written int    // prefix of buf that is in the file
+	pending []byte // encoded records not yet written
+	spare   []byte // the other half of the double buffer
+	batch   *batch // the batch the pending records belong to
+	failed  error  // a write error: the store refuses appends from then on
+	closed  bool
+	clients int64
+
+	fileOff int64 // end of the good part of the file (flushLoop only)
+
+	kick    chan struct{}
+	stop    chan struct{}
+	stopped chan struct{}
+	dropped int64
+}
+
+// batch is a group of appends written (and synced) together.
+type batch struct {
+	done chan struct{}
+	err  error
+}
+
+// OpenFile opens or creates the log at path and recovers v from it.
+func OpenFile(path string, opts FileOptions) (*File, error) {
+	if opts.Interval <= 0 {
+		opts.Interval = time.Second
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open data file: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("data file %s is in use by another process", path)
+		}
+		return nil, fmt.Errorf("lock data file %s: %w", path, err)
+	}
+	s := &File{path: path, opts: opts, f: f, batch: newBatch(),
+		kick: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
+	if err := s.recover(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	go s.flushLoop()
+	return s, nil
+}
+
+func newBatch() *batch { return &batch{done: make(chan struct{})} }
+
+// recover reads the log into s.buf, cuts a damaged tail and leaves the file
+// offset at the end.
+func (s *File) recover() error {
+	st, err := s.f.Stat()
+	if err != nil {
+		return fmt.Errorf("data file: %w", err)
+	}
+	if st.Size() == 0 {
+		if _, err := s.f.Write([]byte(FileMagic)); err != nil {
+			return fmt.Errorf("write data file: %w", err)
+		}
+		if err := s.f.Sync(); err != nil {
+			return fmt.Errorf("sync data file: %w", err)
+		}
+		syncDir(s.path)
+		s.fileOff = int64(len(FileMagic))
+		return nil
+	}
+	buf, good, err := DecodeLog(bufio.NewReaderSize(s.f, 256<<10))
+	if err != nil {
+		return fmt.Errorf("data file %s: %w", s.path, err)
+	}
+	if good < st.Size() {
+		s.dropped = st.Size() - good
+		if err := s.f.Truncate(good); err != nil {
+			return fmt.Errorf("cut damaged tail of %s: %w", s.path, err)
+		}
+		if err := s.f.Sync(); err != nil {
+			return fmt.Errorf("sync data file: %w", err)
+		}
+	}
+	if _, err := s.f.Seek(good, io.SeekStart); err != nil {
+		return fmt.Errorf("data file: %w", err)
+	}
+	if good == 0 { // the magic itself was torn
+		if _, err := s.f.Write([]byte(FileMagic)); err != nil {
+			return fmt.Errorf("write data file: %w", err)
+		}
+		good = int64(len(FileMagic))
+	}
+	s.buf = buf
+	s.written = len(buf)
+	s.fileOff = good
+	return nil
+}
+
+// DecodeLog reads a log as written by File and returns v and the length of
+// the good part of the log (magic and whole, valid records). A damaged or
+// short tail is not an error: decoding stops before it. A log that does not
+// start with FileMagic is.
+func DecodeLog(r io.Reader) (v []byte, good int64, err error) {
+	magic := make([]byte, len(FileMagic))
+	n, err := io.ReadFull(r, magic)
+	if err != nil || string(magic) != FileMagic {
+		if n < len(FileMagic) && string(magic[:n]) == FileMagic[:n] {
+			return nil, 0, nil // torn while being created: start afresh
+		}
+		return nil, 0, errors.New("not a strsvr data file (bad magic)")
+	}
+	good = int64(len(FileMagic))
+	var hdr [recordHeader]byte
+	for {
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			return v, good, nil
+		}
+		size := binary.BigEndian.Uint32(hdr[0:4])
+		sum := binary.BigEndian.Uint32(hdr[4:8])
+		if size == 0 || size > MaxRecord {
+			return v, good, nil
+		}
+		start := len(v)
+		v = append(v, make([]byte, size)...)
+		if _, err := io.ReadFull(r, v[start:]); err != nil || crc32.Checksum(v[start:], castagnoli) != sum {
+			return v[:start], good, nil
+		}
+		good += recordHeader + int64(size)
+	}
+}
+
+// appendRecords encodes p as records onto dst.
+func appendRecords(dst, p []byte) []byte {
+	for len(p) > 0 {
+		n := min(len(p), MaxRecord)
+		dst = binary.BigEndian.AppendUint32(dst, uint32(n))
+		dst = binary.BigEndian.AppendUint32(dst, crc32.Checksum(p[:n], castagnoli))
+		dst = append(dst, p[:n]...)
+		p = p[n:]
+	}
+	return dst
+}
+
+// Dropped reports how many bytes of a damaged tail OpenFile cut.
+func (s *File) Dropped() int64 { return s.dropped }
+
+// Append implements Store: it returns once p is in the file (and synced,
+// under FsyncAlways).
+func (s *File) Append(ctx context.Context, p []byte) ([]byte, error) {
+	s.mu.Lock()
+	switch {
+	case s.closed:
+		s.mu.Unlock()
+		return nil, ErrClosed
+	case s.failed != nil:
+		s.mu.Unlock()
+		return nil, s.failed
+	}
+	s.buf = append(s.buf, p...)
+	v := s.buf[:len(s.buf):len(s.buf)]
+	s.pending = appendRecords(s.pending, p)
+	b := s.batch
+	s.mu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+	select {
+	case <-b.done:
+		if b.err != nil {
+			return nil, b.err
+		}
+		return v, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// flushLoop writes the pending records, batch after batch, and syncs them
+// as the policy says. It is the only writer of the file.
+func (s *File) flushLoop() {
+	defer close(s.stopped)
+	var tick <-chan time.Time
+	if s.opts.Fsync == FsyncInterval {
+		t := time.NewTicker(s.opts.Interval)
+		defer t.Stop()
+		tick = t.C
+	}
+	dirty := false
+	for {
+		stopping := false
+		select {
+		case <-s.kick:
+		case <-tick:
+			if dirty {
+				s.f.Sync()
+				dirty = false
+			}
+			continue
+		case <-s.stop:
+			stopping = true
+		}
+		s.mu.Lock()
+		data, b, end := s.pending, s.batch, len(s.buf)
+		s.pending, s.spare = s.spare[:0], nil
+		s.batch = newBatch()
+		s.mu.Unlock()
+		var err error
+		if len(data) > 0 {
+			_, err = s.f.Write(data)
+			if err == nil && (s.opts.Fsync == FsyncAlways || stopping) {
+				err = s.f.Sync()
+			} else {
+				dirty = err == nil
+			}
+			if err != nil {
+				err = fmt.Errorf("write data file: %w", err)
+			}
+		} else if stopping && dirty {
+			s.f.Sync()
+		}
+		s.mu.Lock()
+		if err != nil {
+			if s.failed == nil {
+				s.failed = err
+				// Best effort: cut the partial write, so that a restart
+				// recovers exactly what was answered.
+				if s.f.Truncate(s.fileOff) == nil {
+					s.f.Seek(s.fileOff, io.SeekStart)
+				}
+			}
+		} else {
+			s.written = end
+			s.fileOff += int64(len(data))
+		}
+		if cap(data) <= 4<<20 {
+			s.spare = data[:0]
+		}
+		s.mu.Unlock()
+		b.err = err
+		close(b.done)
+		if len(data) > 0 {
+			s.notify.signal()
+		}
+		if stopping {
+			return
+		}
+	}
+}
+
+// Value implements Store: v as far as it is in the file.
+func (s *File) Value(context.Context) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	return s.buf[:s.written:s.written], nil
+}
+
+// Changes implements Store.
+func (s *File) Changes(ctx context.Context) (<-chan struct{}, error) {
+	return s.notify.subscribe(ctx)
+}
+
+// Join implements Store.
+func (s *File) Join(context.Context) (func(), error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, ErrClosed
+	}
+	s.clients++
+	s.mu.Unlock()
+	s.notify.signal()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			s.clients--
+			s.mu.Unlock()
+			s.notify.signal()
+		})
+	}, nil
+}
+
+// Clients implements Store.
+func (s *File) Clients(context.Context) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0, ErrClosed
+	}
+	return s.clients, nil
+}
+
+// Close writes and syncs what is pending, then closes the file. It is safe
+// to call more than once.
+func (s *File) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	close(s.stop)
+	<-s.stopped
+	s.notify.close()
+	s.mu.Lock()
+	failed := s.failed
+	s.mu.Unlock()
+	err := s.f.Close()
+	if failed != nil {
+		return failed
+	}
+	if err != nil {
+		return fmt.Errorf("close data file: %w", err)
+	}
+	return nil
+}
+
+// syncDir fsyncs the directory holding path, so a newly created file
+// survives a power cut.
+func syncDir(path string) {
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+}
