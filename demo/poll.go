@@ -1,0 +1,366 @@
+package demo
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tcplab/tcplab/internal/server"
+)
+
+// Poll shows how Go waits on many sockets at once: a goroutine per
+// connection, parked on the runtime's epoll-based poller, thousands of them
+// cheaply; and beside it an explicit epoll loop through golang.org/x/sys/unix,
+// the select()/poll() of section 6.2 written out.
+var Poll = Lesson{
+	Name:    "poll",
+	Title:   "thousands of idle connections, and an explicit epoll loop",
+	Section: "6.1, 6.2",
+	Run:     runPoll,
+}
+
+// PollObservations is what the poll lesson measured.
+type PollObservations struct {
+	// Conns is how many idle connections were opened, and Held how many
+	// the server was serving at once (internal/server's ActiveConns).
+	Conns, Held int
+	// Goroutines is how many more goroutines ran while they were held.
+	Goroutines int
+	// GoBytesPerConn is the growth of the Go heap and stacks in use, per
+	// connection, both ends counted (they are all in this process).
+	GoBytesPerConn int64
+	// RSSBytesPerConn is the growth of the process's resident memory per
+	// connection, from /proc/self/status (0 if unreadable).
+	RSSBytesPerConn int64
+	// EchoRTT is the round trip on one of them while the others idled.
+	EchoRTT time.Duration
+
+	// EpollOrder is the order in which the explicit epoll loop served the
+	// three clients' messages (the order they were sent, not accepted).
+	EpollOrder []string
+	// EpollReplies are the replies the clients read, in the same order.
+	EpollReplies []string
+	// EpollWaits is how many epoll_wait calls the loop made.
+	EpollWaits int
+}
+
+// Summary implements Observations.
+func (o *PollObservations) Summary() string {
+	return fmt.Sprintf("held %d idle connections on %d goroutines, %s Go memory per connection; epoll loop served %s in %d waits",
+		o.Held, o.Goroutines, byteCount(o.GoBytesPerConn), strings.Join(o.EpollOrder, ", "), o.EpollWaits)
+}
+
+// pollConns is how many idle connections the lesson holds: enough to show
+// the cost is per connection and small, few enough to open in a blink.
+const pollConns = 2000
+
+func runPoll(ctx context.Context, w io.Writer, _ Options) (Observations, error) {
+	ctx, cancel := context.WithTimeout(ctx, lessonTimeout)
+	defer cancel()
+	p := &page{w: w}
+	obs := &PollObservations{}
+
+	p.tutorial("a server with many clients needs a thread per client, or nonblocking sockets and select()/poll() (6.1, 6.2).")
+	if err := pollGoroutines(ctx, obs); err != nil {
+		return nil, err
+	}
+	p.do("open %d connections to one server (internal/server, a goroutine each) and leave them idle.", obs.Conns)
+	p.saw("the server held %d at once, on %d more goroutines.", obs.Held, obs.Goroutines)
+	if obs.RSSBytesPerConn > 0 {
+		p.saw("memory per connection, both ends: %s of Go heap and stack, %s resident.",
+			byteCount(obs.GoBytesPerConn), byteCount(obs.RSSBytesPerConn))
+	} else {
+		p.saw("memory per connection, both ends: %s of Go heap and stack.", byteCount(obs.GoBytesPerConn))
+	}
+	p.saw("one of them, written to while the rest idled, echoed in %s.", ms(obs.EchoRTT))
+	p.note("a blocked Read parks its goroutine (a few KiB of stack) and registers the socket with the")
+	p.note("runtime's epoll poller: blocking code per client, nonblocking sockets underneath, no round-robin.")
+
+	p.tutorial("select()/poll() ask the OS which sockets are ready, instead of trying each in turn (6.2).")
+	if err := pollEpoll(ctx, obs); err != nil {
+		return nil, err
+	}
+	p.do("an epoll loop (x/sys/unix) serves three clients; they send in the order c3, c1, c2.")
+	p.saw("the loop served %s, in %d epoll_wait calls; replies: %q.",
+		strings.Join(obs.EpollOrder, ", "), obs.EpollWaits, obs.EpollReplies)
+	return obs, p.err()
+}
+
+// pollConnLimit is how many connections fit in the descriptor limit, two
+// descriptors each (client and server end), with room to spare.
+func pollConnLimit() int {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		return 100
+	}
+	return int(min(uint64(pollConns), (rl.Cur-100)/2))
+}
+
+func pollGoroutines(ctx context.Context, obs *PollObservations) error {
+	ln, err := listenLoopback(ctx)
+	if err != nil {
+		return err
+	}
+	srv := &server.Server{Handler: func(ctx context.Context, conn net.Conn) {
+		buf := make([]byte, 64)
+		for {
+			conn.SetReadDeadline(time.Now().Add(lessonTimeout))
+			n, err := conn.Read(buf)
+			if err != nil {
+				return
+			}
+			conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			if _, err := conn.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+	}}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	defer func() {
+		srv.Close()
+		<-served
+	}()
+
+	n := pollConnLimit()
+	goBefore, rssBefore := memNow()
+	grBefore := runtime.NumGoroutine()
+	conns := make([]net.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	var d net.Dialer
+	for range n {
+		c, err := d.DialContext(ctx, "tcp4", ln.Addr().String())
+		if err != nil {
+			return fmt.Errorf("connection %d: %w", len(conns)+1, err)
+		}
+		conns = append(conns, c)
+	}
+	obs.Conns = n
+	// Wait for the server to have accepted them all.
+	deadline := time.Now().Add(5 * time.Second)
+	for srv.ActiveConns() < n && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(5 * time.Millisecond)
+	}
+	obs.Held = srv.ActiveConns()
+	obs.Goroutines = runtime.NumGoroutine() - grBefore
+	goAfter, rssAfter := memNow()
+	obs.GoBytesPerConn = (goAfter - goBefore) / int64(n)
+	if rssBefore > 0 && rssAfter > rssBefore {
+		obs.RSSBytesPerConn = (rssAfter - rssBefore) / int64(n)
+	}
+
+	c := conns[n/2]
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	start := time.Now()
+	if _, err := c.Write([]byte("ping")); err != nil {
+		return fmt.Errorf("write to an idle connection: %w", err)
+	}
+	if _, err := io.ReadFull(c, make([]byte, 4)); err != nil {
+		return fmt.Errorf("echo on an idle connection: %w", err)
+	}
+	obs.EchoRTT = time.Since(start)
+	return nil
+}
+
+// memNow returns the Go heap and stacks in use and the resident set size
+// (0 if /proc is unreadable), after a collection so garbage does not count.
+func memNow() (goBytes, rss int64) {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapInuse + m.StackInuse), rssBytes()
+}
+
+// rssBytes reads VmRSS from /proc/self/status.
+func rssBytes() int64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			if err != nil {
+				return 0
+			}
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// epollClients is how many clients the explicit loop serves, and
+// epollSendOrder the order they send in: not the order they connected, so
+// the loop is seen serving whoever is ready.
+var epollSendOrder = []int{3, 1, 2}
+
+// pollEpoll runs an explicit epoll loop on raw sockets and three clients
+// that each send one message, one after another, in epollSendOrder.
+func pollEpoll(ctx context.Context, obs *PollObservations) error {
+	lfd, port, err := rawListen()
+	if err != nil {
+		return err
+	}
+	defer unix.Close(lfd)
+
+	loopCtx, stopLoop := context.WithCancel(ctx)
+	type loopResult struct {
+		order []string
+		waits int
+		err   error
+	}
+	done := make(chan loopResult, 1)
+	go func() {
+		order, waits, err := epollLoop(loopCtx, lfd, len(epollSendOrder))
+		done <- loopResult{order, waits, err}
+	}()
+	finish := func() loopResult {
+		stopLoop()
+		return <-done
+	}
+
+	conns := make([]net.Conn, len(epollSendOrder))
+	defer func() {
+		for _, c := range conns {
+			if c != nil {
+				c.Close()
+			}
+		}
+	}()
+	var d net.Dialer
+	for i := range conns {
+		c, err := d.DialContext(ctx, "tcp4", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			finish()
+			return fmt.Errorf("dial the epoll server: %w", err)
+		}
+		conns[i] = c
+	}
+	for _, k := range epollSendOrder {
+		c := conns[k-1]
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := fmt.Fprintf(c, "c%d", k); err != nil {
+			finish()
+			return fmt.Errorf("client c%d: %w", k, err)
+		}
+		reply := make([]byte, 64)
+		n, err := c.Read(reply)
+		if err != nil {
+			finish()
+			return fmt.Errorf("client c%d reply: %w", k, err)
+		}
+		obs.EpollReplies = append(obs.EpollReplies, string(reply[:n]))
+	}
+	r := finish()
+	if r.err != nil {
+		return fmt.Errorf("epoll loop: %w", r.err)
+	}
+	obs.EpollOrder, obs.EpollWaits = r.order, r.waits
+	return nil
+}
+
+// rawListen opens a nonblocking listening socket on 127.0.0.1 with the raw
+// system calls, outside Go's poller.
+func rawListen() (fd, port int, err error) {
+	fd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, 0, fmt.Errorf("socket: %w", err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		unix.Close(fd)
+		return -1, 0, fmt.Errorf("bind: %w", err)
+	}
+	if err := unix.Listen(fd, 16); err != nil {
+		unix.Close(fd)
+		return -1, 0, fmt.Errorf("listen: %w", err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		unix.Close(fd)
+		return -1, 0, fmt.Errorf("getsockname: %w", err)
+	}
+	return fd, sa.(*unix.SockaddrInet4).Port, nil
+}
+
+// epollLoop is select()/poll() written out: one thread asks the kernel
+// which sockets are ready and serves only those. It accepts on lfd, and for
+// each message a client sends it replies "got MESSAGE". It returns after
+// serving want messages, or when ctx ends, with the messages in the order
+// served and the number of epoll_wait calls.
+func epollLoop(ctx context.Context, lfd, want int) (order []string, waits int, err error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, 0, fmt.Errorf("epoll_create1: %w", err)
+	}
+	defer unix.Close(epfd)
+	var conns []int
+	defer func() {
+		for _, fd := range conns {
+			unix.Close(fd)
+		}
+	}()
+	watch := func(fd int) error {
+		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}
+		return unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, fd, &ev)
+	}
+	if err := watch(lfd); err != nil {
+		return nil, 0, fmt.Errorf("epoll_ctl: %w", err)
+	}
+	events := make([]unix.EpollEvent, 16)
+	buf := make([]byte, 64)
+	for len(order) < want {
+		if ctx.Err() != nil {
+			return order, waits, ctx.Err()
+		}
+		// A short timeout lets the loop notice ctx; a server that only
+		// serves sockets would wait with -1 (for ever).
+		n, err := unix.EpollWait(epfd, events, 100)
+		waits++
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return order, waits, fmt.Errorf("epoll_wait: %w", err)
+		}
+		for _, ev := range events[:n] {
+			fd := int(ev.Fd)
+			if fd == lfd {
+				cfd, _, err := unix.Accept4(lfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+				if err != nil {
+					continue // EAGAIN: another wakeup took it
+				}
+				conns = append(conns, cfd)
+				if err := watch(cfd); err != nil {
+					return order, waits, fmt.Errorf("epoll_ctl: %w", err)
+				}
+				continue
+			}
+			m, err := unix.Read(fd, buf)
+			if m <= 0 || err != nil {
+				// End of file or an error: stop watching it.
+				unix.EpollCtl(epfd, unix.EPOLL_CTL_DEL, fd, nil)
+				continue
+			}
+			msg := string(buf[:m])
+			order = append(order, msg)
+			unix.Write(fd, []byte("got "+msg))
+		}
+	}
+	return order, waits, nil
+}
