@@ -1,0 +1,180 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/tcplab/tcplab/internal/endpoint"
+	"github.com/tcplab/tcplab/internal/server"
+	"github.com/tcplab/tcplab/status"
+)
+
+func runSVR(ctx context.Context, std stdio, args []string) error {
+	fs := newFlagSet("svr", "[flags] PORT", `
+The remote w/ps server of the tutorial's section 5.2 (svr.py): a client
+sends a command name, w or ps, and gets that command's output on this
+machine, so anyone can check its load without an account. Serves any number
+of clients at once until SIGINT or SIGTERM.
+
+Unlike svr.py, nothing a client sends reaches a shell: the name is only
+compared with an allow-list, and each entry runs a fixed argument list
+("w", "ps aux") with a fixed environment, a timeout and an output cap. The
+output is sent whole (svr.py drops the last line). Concurrent requests for
+the same command share one run, reused for --fresh. When w or ps is not
+installed the same report is rendered from /proc and utmp.
+
+Anything not allowed gets one line, e.g.
+  unknown command "xy"; allowed: ps, w
+Built-in commands for --commands: `+strings.Join(status.BuiltinNames(), ", ")+`
+("json" is the structured form that 'tcplab wps --hosts' tabulates).`,
+		"tcplab svr 2000",
+		"tcplab svr --commands w,ps,uptime,json --allow 10.0.0.0/8,127.0.0.1/32 2000",
+		"tcplab svr --metrics 127.0.0.1:9100 --log-format json 2000")
+	commands := fs.String("commands", strings.Join(status.DefaultCommands, ","), "comma-separated `names` clients may ask for (built-in set only)")
+	allow := fs.String("allow", "", "comma-separated `CIDRs` allowed to connect (default everyone)")
+	maxConns := fs.Int("max-conns", 1000, "connections served at once; more wait in the listen backlog")
+	perSec := fs.Float64("rate", 20, "requests per second allowed per client address (0: no limit)")
+	burst := fs.Int("burst", 40, "burst of requests allowed per client address")
+	fresh := fs.Duration("fresh", status.DefaultFresh, "reuse a command's output for this long (negative: only share runs in flight)")
+	runTimeout := fs.Duration("timeout", status.DefaultRunTimeout, "kill a command that runs longer than this")
+	readTimeout := fs.Duration("read-timeout", status.DefaultReadTimeout, "drop a client that sends no command name within this")
+	writeTimeout := fs.Duration("write-timeout", status.DefaultWriteTimeout, "drop a client that does not take the answer within this")
+	maxOutput := fs.Int("max-output", status.DefaultMaxOutput, "keep at most this many `bytes` of a command's output")
+	native := fs.Bool("native", false, "render w, ps and uptime from /proc and utmp even if the programs are installed")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics")
+	logFormat := fs.String("log-format", "plain", "plain (the tutorial's \"client is at\" lines on stdout), text or json (log/slog on stderr)")
+	grace := fs.Duration("grace", 10*time.Second, "on SIGINT/SIGTERM, wait this long for requests in flight")
+	pos, err := fs.parse(std, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	port, err := endpoint.ParsePort(pos[0])
+	if err != nil {
+		return usagef("%v", err)
+	}
+	al, err := status.NewAllowList(strings.Split(*commands, ","), *native)
+	if err != nil {
+		return usagef("--commands: %v", err)
+	}
+	nets, err := parseCIDRs(*allow)
+	if err != nil {
+		return usagef("--allow: %v", err)
+	}
+	if *maxConns < 1 || *burst < 1 || *perSec < 0 || *maxOutput < 1 {
+		return usagef("--max-conns, --burst and --max-output must be at least 1, --rate at least 0")
+	}
+
+	svc := &status.Service{
+		Allow:        al,
+		Runner:       &status.Runner{Timeout: *runTimeout, MaxOutput: *maxOutput, Fresh: *fresh},
+		Nets:         nets,
+		ReadTimeout:  *readTimeout,
+		WriteTimeout: *writeTimeout,
+	}
+	if *perSec > 0 {
+		svc.Limiter = status.NewClientLimiter(*perSec, *burst)
+	}
+	var logger *slog.Logger
+	switch *logFormat {
+	case "plain":
+		logger = slog.New(slog.NewTextHandler(std.err, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		svc.ClientLog = std.out
+	case "text":
+		logger = slog.New(slog.NewTextHandler(std.err, nil))
+	case "json":
+		logger = slog.New(slog.NewJSONHandler(std.err, nil))
+	default:
+		return usagef("--log-format: want plain, text or json, not %q", *logFormat)
+	}
+	svc.Logger = logger
+
+	ln, err := endpoint.Listen(ctx, fmt.Sprintf(":%d", port))
+	if err != nil {
+		return err
+	}
+	var metricsSrv *http.Server
+	if *metricsAddr != "" {
+		m := status.NewMetrics()
+		svc.Metrics = m
+		svc.Runner.OnRun = m.ObserveRun
+		mln, err := endpoint.Listen(ctx, *metricsAddr)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("--metrics: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", m.Handler())
+		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 10 * time.Second}
+		go metricsSrv.Serve(mln)
+		logger.Info("metrics", "url", "http://"+mln.Addr().String()+"/metrics")
+	}
+	for _, c := range al.Commands() {
+		how := "native renderer"
+		if c.Path() != "" {
+			how = strings.Join(append([]string{c.Path()}, c.Argv()[1:]...), " ")
+		}
+		logger.Info("command", "name", c.Name(), "runs", how)
+	}
+	logger.Info("listening", "addr", ln.Addr().String(), "allowed", al.String())
+
+	srv := &server.Server{Handler: svc.Handle, MaxConns: *maxConns, Logger: logger}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		logger.Info("shutting down", "grace", *grace)
+		sctx, cancel := context.WithTimeout(context.Background(), *grace)
+		serr := srv.Shutdown(sctx)
+		cancel()
+		err = <-errc
+		if serr != nil {
+			logger.Warn("shutdown cut short", "err", serr)
+		}
+	}
+	if metricsSrv != nil {
+		metricsSrv.Close()
+	}
+	if errors.Is(err, server.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// parseCIDRs parses "10.0.0.0/8,127.0.0.1" (a bare address is a /32 or
+// /128).
+func parseCIDRs(s string) ([]netip.Prefix, error) {
+	var nets []netip.Prefix
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if !strings.Contains(f, "/") {
+			a, err := netip.ParseAddr(f)
+			if err != nil {
+				return nil, fmt.Errorf("bad address %q", f)
+			}
+			nets = append(nets, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			return nil, fmt.Errorf("bad CIDR %q", f)
+		}
+		if p.Addr().Is4In6() {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		nets = append(nets, p.Masked())
+	}
+	if strings.TrimSpace(s) != "" && len(nets) == 0 {
+		return nil, errors.New("no networks given")
+	}
+	return nets, nil
+}

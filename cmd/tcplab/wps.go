@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/tcplab/tcplab/status"
+)
+
+func runWPS(ctx context.Context, std stdio, args []string) error {
+	fs := newFlagSet("wps", "[flags] HOST PORT COMMAND | --hosts HOST:PORT,... [COMMAND]", `
+The client of the remote w/ps server (the tutorial's wps.py, section 5.2):
+sends COMMAND (w or ps) to the server at HOST PORT and prints what comes
+back. As wps.py does, it sends the name with no terminator and reads until
+the server closes; it works against the tutorial's svr.py as well as
+'tcplab svr'.
+
+Fleet view, as rup does: --hosts asks many servers in parallel, each within
+--timeout. With a COMMAND, each host's answer is printed under a
+"== host:port ==" header; without one, a single table of uptime, users and
+load (from the servers' structured form "json" where they offer it, else
+from w's first line). A host that fails gets its own "host:port: error"
+line; the exit status is 1 only if every host failed.`,
+		"tcplab wps localhost 2000 w",
+		"tcplab wps --hosts web1:2000,web2:2000,db:2000",
+		"tcplab wps --hosts web1:2000,web2:2000 --json ps")
+	hosts := fs.String("hosts", "", "comma-separated `host:port` list: ask them all in parallel")
+	timeout := fs.Duration("timeout", 10*time.Second, "per-host limit for connecting and the whole answer (0: none)")
+	asJSON := fs.Bool("json", false, "print the answers as JSON")
+	var pos []string
+	var err error
+	if hostsGiven(args) {
+		pos, err = fs.parse(std, args, 0, 1)
+	} else {
+		pos, err = fs.parse(std, args, 3, 3)
+	}
+	if err != nil {
+		return err
+	}
+	if *timeout < 0 {
+		return usagef("--timeout must not be negative")
+	}
+	if *hosts == "" {
+		return askOne(ctx, std, pos[0], pos[1], pos[2], *timeout, *asJSON)
+	}
+	var list []string
+	for _, h := range strings.Split(*hosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			list = append(list, h)
+		}
+	}
+	if len(list) == 0 {
+		return usagef("--hosts: no hosts given")
+	}
+	var answers []status.HostAnswer
+	if len(pos) == 1 {
+		answers = status.AskFleet(ctx, list, pos[0], *timeout)
+	} else {
+		answers = status.SummarizeFleet(ctx, list, *timeout)
+	}
+	switch {
+	case *asJSON:
+		enc := json.NewEncoder(std.out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(answers); err != nil {
+			return err
+		}
+	case len(pos) == 1:
+		printAnswers(std.out, answers)
+	default:
+		printTable(std.out, answers)
+	}
+	failed := 0
+	for _, a := range answers {
+		if a.Error != "" {
+			failed++
+		}
+	}
+	if failed == len(answers) {
+		return errors.New("every host failed")
+	}
+	return nil
+}
+
+// hostsGiven reports whether --hosts is among args, which changes how many
+// positionals are wanted.
+func hostsGiven(args []string) bool {
+	for _, a := range args {
+		if a == "--" {
+			return false
+		}
+		if a == "-hosts" || a == "--hosts" || strings.HasPrefix(a, "-hosts=") || strings.HasPrefix(a, "--hosts=") {
+			return true
+		}
+	}
+	return false
+}
+
+// askOne is wps.py: the answer goes to stdout as it arrives.
+func askOne(ctx context.Context, std stdio, host, port, name string, timeout time.Duration, asJSON bool) error {
+	if name == "" {
+		return usagef("COMMAND must not be empty")
+	}
+	if !asJSON {
+		_, err := status.Ask(ctx, host, port, name, timeout, std.out, 0)
+		return err
+	}
+	var buf strings.Builder
+	_, err := status.Ask(ctx, host, port, name, timeout, &buf, status.MaxAnswer)
+	a := status.HostAnswer{Host: host + ":" + port, Command: name, Output: buf.String()}
+	if err != nil {
+		a.Error = err.Error()
+	}
+	enc := json.NewEncoder(std.out)
+	enc.SetIndent("", "  ")
+	if jerr := enc.Encode(a); jerr != nil {
+		return jerr
+	}
+	return err
+}
+
+func printAnswers(w io.Writer, answers []status.HostAnswer) {
+	for i, a := range answers {
+		if a.Error != "" {
+			fmt.Fprintf(w, "%s: error: %s\n", a.Host, a.Error)
+			continue
+		}
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintf(w, "== %s ==\n", a.Host)
+		io.WriteString(w, a.Output)
+		if a.Output != "" && !strings.HasSuffix(a.Output, "\n") {
+			fmt.Fprintln(w)
+		}
+	}
+}
+
+func printTable(w io.Writer, answers []status.HostAnswer) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOST\tUP\tUSERS\tLOAD 1\t5\t15\tPROCS")
+	for _, a := range answers {
+		if a.Error != "" || a.Summary == nil {
+			continue
+		}
+		s := a.Summary
+		procs := "-"
+		if s.Procs > 0 {
+			procs = fmt.Sprint(s.Procs)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%.2f\t%.2f\t%.2f\t%s\n", a.Host, s.Uptime, s.Users, s.Load[0], s.Load[1], s.Load[2], procs)
+	}
+	tw.Flush()
+	for _, a := range answers {
+		if a.Error != "" {
+			fmt.Fprintf(w, "%s: error: %s\n", a.Host, a.Error)
+		}
+	}
+}

@@ -1,0 +1,218 @@
+package status
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tcplab/tcplab/internal/endpoint"
+)
+
+// MaxAnswer bounds what a client keeps of one answer (Ask's callers in the
+// fleet view hold every host's answer at once).
+const MaxAnswer = 8 << 20
+
+// Ask is wps.py: connect to host:port, send name exactly as given (no
+// terminator, no half-close), and copy the answer to w until the server
+// closes. The whole exchange must finish within timeout (zero: no limit but
+// ctx). At most max bytes are copied (max <= 0: no limit); more is an error.
+func Ask(ctx context.Context, host, port, name string, timeout time.Duration, w io.Writer, max int64) (int64, error) {
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	conn, err := endpoint.Dial(ctx, host, port, timeout)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	addr := net.JoinHostPort(host, port)
+	if _, err := conn.Write([]byte(name)); err != nil {
+		return 0, fmt.Errorf("send to %s: %w", addr, ioCause(err, timeout))
+	}
+	r := io.Reader(conn)
+	if max > 0 {
+		r = io.LimitReader(conn, max+1)
+	}
+	n, err := io.Copy(w, r)
+	if err != nil {
+		return n, fmt.Errorf("read from %s: %w", addr, ioCause(err, timeout))
+	}
+	if max > 0 && n > max {
+		return n, fmt.Errorf("read from %s: answer over %d bytes", addr, max)
+	}
+	return n, nil
+}
+
+func ioCause(err error, timeout time.Duration) error {
+	if endpoint.IsTimeout(err) {
+		if timeout > 0 {
+			return fmt.Errorf("timed out after %s", timeout)
+		}
+		return errors.New("timed out")
+	}
+	return endpoint.Cause(err)
+}
+
+// HostAnswer is one host's answer in a fleet query.
+type HostAnswer struct {
+	Host    string   `json:"host"` // as given, host:port
+	Command string   `json:"command"`
+	Output  string   `json:"output,omitempty"`
+	Error   string   `json:"error,omitempty"`
+	Summary *Summary `json:"summary,omitempty"` // table mode only
+}
+
+// Summary is the row of the fleet table: what rup shows.
+type Summary struct {
+	UptimeSeconds float64    `json:"uptime_seconds,omitempty"`
+	Uptime        string     `json:"uptime"` // as w prints it, e.g. "3 days, 2:04"
+	Users         int        `json:"users"`
+	Load          [3]float64 `json:"load"`
+	Procs         int        `json:"procs,omitempty"` // 0 when unknown (w only)
+	Source        string     `json:"source"`          // "json" or "w"
+}
+
+// fleetParallel caps the hosts asked at once.
+const fleetParallel = 64
+
+// AskFleet asks every host (each "host:port") for name in parallel, each
+// within timeout, and returns the answers in the order of hosts. A failed
+// host has Error set; the others are unaffected.
+func AskFleet(ctx context.Context, hosts []string, name string, timeout time.Duration) []HostAnswer {
+	return fleet(ctx, hosts, func(ctx context.Context, h, p string) HostAnswer {
+		var buf bytes.Buffer
+		_, err := Ask(ctx, h, p, name, timeout, &buf, MaxAnswer)
+		a := HostAnswer{Command: name, Output: buf.String()}
+		if err != nil {
+			a.Error = err.Error()
+		}
+		return a
+	})
+}
+
+// SummarizeFleet asks every host for its uptime, users and load: the
+// structured form ("json") where the server offers it, else w's first line
+// (which every w server sends, the tutorial's svr.py included).
+func SummarizeFleet(ctx context.Context, hosts []string, timeout time.Duration) []HostAnswer {
+	return fleet(ctx, hosts, func(ctx context.Context, h, p string) HostAnswer {
+		var buf bytes.Buffer
+		_, err := Ask(ctx, h, p, "json", timeout, &buf, MaxAnswer)
+		if err == nil {
+			var f Facts
+			if json.Unmarshal(buf.Bytes(), &f) == nil && f.Time.Unix() > 0 {
+				return HostAnswer{Command: "json", Summary: &Summary{
+					UptimeSeconds: f.UptimeSeconds, Uptime: FormatUptime(f.UptimeSeconds),
+					Users: len(f.Users), Load: f.Load, Procs: f.Procs, Source: "json",
+				}}
+			}
+		} else if isConnectError(err) {
+			return HostAnswer{Command: "json", Error: err.Error()}
+		}
+		buf.Reset()
+		_, err = Ask(ctx, h, p, "w", timeout, &buf, MaxAnswer)
+		a := HostAnswer{Command: "w"}
+		if err != nil {
+			a.Error = err.Error()
+			return a
+		}
+		line, _, _ := strings.Cut(buf.String(), "\n")
+		if s, ok := ParseUptimeLine(line); ok {
+			a.Summary = &s
+		} else {
+			a.Error = fmt.Sprintf("no uptime line in the answer to w: %q", firstLine(buf.String(), 80))
+		}
+		return a
+	})
+}
+
+func firstLine(s string, max int) string {
+	s, _, _ = strings.Cut(s, "\n")
+	if len(s) > max {
+		s = s[:max] + "..."
+	}
+	return s
+}
+
+func isConnectError(err error) bool {
+	msg := err.Error()
+	return strings.HasPrefix(msg, "connect ") || strings.HasPrefix(msg, "unknown host") || strings.HasPrefix(msg, "look up")
+}
+
+func fleet(ctx context.Context, hosts []string, ask func(ctx context.Context, host, port string) HostAnswer) []HostAnswer {
+	out := make([]HostAnswer, len(hosts))
+	sem := make(chan struct{}, fleetParallel)
+	var wg sync.WaitGroup
+	for i, hp := range hosts {
+		h, p, err := net.SplitHostPort(hp)
+		if err != nil {
+			out[i] = HostAnswer{Host: hp, Error: fmt.Sprintf("bad host:port %q", hp)}
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			a := ask(ctx, h, p)
+			a.Host = hp
+			out[i] = a
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// uptimeRE matches procps's uptime line (w's first line and uptime(1)):
+// " 18:58:58 up 3 days,  2:04,  2 users,  load average: 0.89, 0.61, 0.28".
+var uptimeRE = regexp.MustCompile(`up\s+(.*?),\s+(\d+)\s+users?,\s+load averages?:\s+([\d.]+),?\s+([\d.]+),?\s+([\d.]+)`)
+
+// ParseUptimeLine reads uptime, users and load from w's first line.
+func ParseUptimeLine(line string) (Summary, bool) {
+	m := uptimeRE.FindStringSubmatch(line)
+	if m == nil {
+		return Summary{}, false
+	}
+	s := Summary{Uptime: strings.Join(strings.Fields(m[1]), " "), Source: "w"}
+	s.Users, _ = strconv.Atoi(m[2])
+	for i := range 3 {
+		s.Load[i], _ = strconv.ParseFloat(m[3+i], 64)
+	}
+	return s, true
+}
+
+// FormatUptime prints seconds of uptime as w does: "3 days, 2:04",
+// "1 day, 0:10", "2:04", "8 min".
+func FormatUptime(secs float64) string {
+	up := int(secs)
+	days, hours, mins := up/86400, up/3600%24, up/60%60
+	var b strings.Builder
+	if days > 0 {
+		word := "days"
+		if days == 1 {
+			word = "day"
+		}
+		fmt.Fprintf(&b, "%d %s, ", days, word)
+	}
+	if hours > 0 {
+		fmt.Fprintf(&b, "%d:%02d", hours, mins)
+	} else {
+		fmt.Fprintf(&b, "%d min", mins)
+	}
+	return b.String()
+}

@@ -1,0 +1,504 @@
+package status
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/user"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/shirou/gopsutil/v4/host"
+	"github.com/shirou/gopsutil/v4/load"
+	"github.com/shirou/gopsutil/v4/mem"
+	"github.com/shirou/gopsutil/v4/process"
+)
+
+// The native renderers print the reports of procps-ng's w, ps aux and
+// uptime from /proc and utmp (through gopsutil where it has the fact, and
+// /proc/PID/stat directly for the few fields it does not expose), so a
+// server in a minimal container without procps still answers. They follow
+// procps-ng 4's formats column for column; TestNativeMatchesProcps checks
+// them against the installed tools.
+
+// clockTicks is USER_HZ, the unit of the times in /proc/PID/stat. It is 100
+// on every Linux architecture Go supports.
+const clockTicks = 100
+
+// snapshot is what every report is made from, read once.
+type snapshot struct {
+	now      time.Time
+	uptime   float64 // seconds since boot
+	load     [3]float64
+	users    []host.UserStat
+	memTotal uint64 // KiB
+	memAvail uint64 // KiB
+	procs    []procInfo
+}
+
+// procInfo is one process, as ps aux and w need it.
+type procInfo struct {
+	pid, ppid, pgrp, sid, tpgid int
+	state                       string
+	ttyNr                       uint64
+	ticks                       uint64 // utime + stime
+	nice                        int
+	threads                     int
+	startTicks                  uint64 // since boot
+	vsizeKB, rssKB              uint64
+	locked                      bool
+	uid                         string
+	comm                        string
+	args                        string
+}
+
+func readUptime() (float64, error) {
+	b, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		return 0, err
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0, errors.New("empty /proc/uptime")
+	}
+	return strconv.ParseFloat(f[0], 64)
+}
+
+// takeSnapshot reads the facts; withProcs also reads every process.
+func takeSnapshot(withProcs bool) (*snapshot, error) {
+	s := &snapshot{now: time.Now()}
+	var err error
+	if s.uptime, err = readUptime(); err != nil {
+		return nil, fmt.Errorf("read uptime: %w", err)
+	}
+	avg, err := load.Avg()
+	if err != nil {
+		return nil, fmt.Errorf("read load average: %w", err)
+	}
+	s.load = [3]float64{avg.Load1, avg.Load5, avg.Load15}
+	s.users, err = loggedIn()
+	if err != nil {
+		return nil, err
+	}
+	if !withProcs {
+		return s, nil
+	}
+	vm, err := mem.VirtualMemory()
+	if err != nil {
+		return nil, fmt.Errorf("read memory size: %w", err)
+	}
+	s.memTotal = vm.Total / 1024
+	s.memAvail = vm.Available / 1024
+	pids, err := process.Pids()
+	if err != nil {
+		return nil, fmt.Errorf("list processes: %w", err)
+	}
+	slices.Sort(pids)
+	pageKB := uint64(os.Getpagesize() / 1024)
+	for _, pid := range pids {
+		if p, ok := readProc(int(pid), pageKB); ok {
+			s.procs = append(s.procs, p)
+		}
+	}
+	return s, nil
+}
+
+// loggedIn lists utmp's user sessions; a machine without utmp (a container)
+// has none, which is what w says there too.
+func loggedIn() ([]host.UserStat, error) {
+	users, err := host.Users()
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		if _, serr := os.Stat("/var/run/utmp"); errors.Is(serr, fs.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("read utmp: %w", err)
+	}
+	return users, nil
+}
+
+// readProc reads /proc/PID/stat, status and cmdline. A process that ends
+// while being read is skipped (ok false), as ps does.
+func readProc(pid int, pageKB uint64) (procInfo, bool) {
+	dir := "/proc/" + strconv.Itoa(pid)
+	stat, err := os.ReadFile(dir + "/stat")
+	if err != nil {
+		return procInfo{}, false
+	}
+	open, close := bytes.IndexByte(stat, '('), bytes.LastIndexByte(stat, ')')
+	if open < 0 || close < open {
+		return procInfo{}, false
+	}
+	p := procInfo{pid: pid, comm: string(stat[open+1 : close])}
+	f := strings.Fields(string(stat[close+1:]))
+	if len(f) < 22 {
+		return procInfo{}, false
+	}
+	num := func(i int) uint64 { v, _ := strconv.ParseUint(f[i], 10, 64); return v }
+	inum := func(i int) int { v, _ := strconv.Atoi(f[i]); return v }
+	// Fields after the command, counted from 0: state 0, ppid 1, pgrp 2,
+	// session 3, tty_nr 4, tpgid 5, utime 11, stime 12, nice 16,
+	// num_threads 17, starttime 19, vsize 20, rss 21 (proc(5)).
+	p.state = f[0]
+	p.ppid, p.pgrp, p.sid = inum(1), inum(2), inum(3)
+	p.ttyNr = num(4)
+	p.tpgid = inum(5)
+	p.ticks = num(11) + num(12)
+	p.nice = inum(16)
+	p.threads = inum(17)
+	p.startTicks = num(19)
+	p.vsizeKB = num(20) / 1024
+	p.rssKB = num(21) * pageKB
+	if status, err := os.ReadFile(dir + "/status"); err == nil {
+		for line := range strings.SplitSeq(string(status), "\n") {
+			k, v, _ := strings.Cut(line, ":")
+			switch k {
+			case "Uid":
+				if u := strings.Fields(v); len(u) > 1 {
+					p.uid = u[1] // effective uid, as ps's USER
+				}
+			case "VmLck":
+				if v := strings.Fields(v); len(v) > 0 && v[0] != "0" {
+					p.locked = true
+				}
+			}
+		}
+	}
+	if cmdline, err := os.ReadFile(dir + "/cmdline"); err == nil && len(cmdline) > 0 {
+		cmdline = bytes.TrimRight(cmdline, "\x00")
+		p.args = printable(strings.ReplaceAll(string(cmdline), "\x00", " "))
+	}
+	if p.args == "" {
+		p.args = "[" + printable(p.comm) + "]"
+	}
+	return p, true
+}
+
+// printable replaces control characters with '?', as ps does, so a process
+// cannot put a newline (a fake row) into the report.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, s)
+}
+
+// ttyName names a controlling terminal from its device number, as ps does
+// for the usual devices; others show as "?".
+func ttyName(nr uint64) string {
+	if nr == 0 {
+		return "?"
+	}
+	major := (nr >> 8) & 0xfff
+	minor := (nr & 0xff) | ((nr >> 12) & 0xfff00)
+	switch {
+	case major >= 136 && major <= 143:
+		return fmt.Sprintf("pts/%d", (major-136)*256+minor)
+	case major == 4 && minor < 64:
+		return fmt.Sprintf("tty%d", minor)
+	case major == 4:
+		return fmt.Sprintf("ttyS%d", minor-64)
+	case major == 5 && minor == 1:
+		return "console"
+	}
+	return "?"
+}
+
+// userNames maps uids to names, caching, as ps shows them: a name longer
+// than 8 is cut to 7 and marked with '+'.
+type userNames map[string]string
+
+func (u userNames) name(uid string) string {
+	if n, ok := u[uid]; ok {
+		return n
+	}
+	n := uid
+	if usr, err := user.LookupId(uid); err == nil {
+		n = usr.Username
+	}
+	if len(n) > 8 {
+		n = n[:7] + "+"
+	}
+	u[uid] = n
+	return n
+}
+
+// column is one column of a procps report.
+type column struct {
+	header string
+	width  int
+	left   bool
+}
+
+// row lays out cells as procps does: one space between columns, and a cell
+// wider than its column pushes the rest right until later padding absorbs
+// the overflow. The last column is not padded.
+func row(cols []column, cells []string) string {
+	var b strings.Builder
+	debt := 0
+	for i, c := range cols {
+		text := cells[i]
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		last := i == len(cols)-1
+		pad := c.width - len(text)
+		if pad < 0 {
+			debt -= pad
+			pad = 0
+		} else if debt > 0 {
+			take := min(pad, debt)
+			pad -= take
+			debt -= take
+		}
+		switch {
+		case c.left && last:
+			b.WriteString(text)
+		case c.left:
+			b.WriteString(text)
+			b.WriteString(strings.Repeat(" ", pad))
+		default:
+			b.WriteString(strings.Repeat(" ", pad))
+			b.WriteString(text)
+		}
+	}
+	return b.String()
+}
+
+// pidWidth is the width ps gives PID: the digits of the largest pid.
+func pidWidth() int {
+	b, err := os.ReadFile("/proc/sys/kernel/pid_max")
+	if err != nil {
+		return 5
+	}
+	return max(len(strings.TrimSpace(string(b))), 5)
+}
+
+// permille formats a share in tenths of a percent as ps does: "12.3", or a
+// whole number from 100 up.
+func permille(v uint64) string {
+	if v > 999 {
+		return strconv.FormatUint(v/10, 10)
+	}
+	return fmt.Sprintf("%d.%d", v/10, v%10)
+}
+
+// renderPS is "ps aux".
+func renderPS() ([]byte, error) {
+	s, err := takeSnapshot(true)
+	if err != nil {
+		return nil, err
+	}
+	return s.ps(), nil
+}
+
+func (s *snapshot) ps() []byte {
+	cols := []column{
+		{"USER", 8, true}, {"PID", pidWidth(), false}, {"%CPU", 4, false}, {"%MEM", 4, false},
+		{"VSZ", 6, false}, {"RSS", 5, false}, {"TTY", 8, true}, {"STAT", 4, true},
+		{"START", 5, false}, {"TIME", 6, false}, {"COMMAND", 0, true},
+	}
+	var b bytes.Buffer
+	hdr := make([]string, len(cols))
+	for i, c := range cols {
+		hdr[i] = c.header
+	}
+	b.WriteString(row(cols, hdr))
+	b.WriteByte('\n')
+	names := userNames{}
+	boot := s.now.Add(-time.Duration(s.uptime * float64(time.Second)))
+	for _, p := range s.procs {
+		elapsed := s.uptime - float64(p.startTicks)/clockTicks
+		var pcpu uint64
+		if elapsed >= 1 {
+			pcpu = uint64(float64(p.ticks*1000/clockTicks) / elapsed)
+		}
+		var pmem uint64
+		if s.memTotal > 0 {
+			pmem = p.rssKB * 1000 / s.memTotal
+		}
+		start := boot.Add(time.Duration(p.startTicks) * time.Second / clockTicks)
+		secs := p.ticks / clockTicks
+		cells := []string{
+			names.name(p.uid), strconv.Itoa(p.pid), permille(pcpu), permille(pmem),
+			strconv.FormatUint(p.vsizeKB, 10), strconv.FormatUint(p.rssKB, 10),
+			ttyName(p.ttyNr), p.stat(), startTime(start, s.now),
+			fmt.Sprintf("%d:%02d", secs/60, secs%60), p.args,
+		}
+		b.WriteString(row(cols, cells))
+		b.WriteByte('\n')
+	}
+	return b.Bytes()
+}
+
+// stat is ps's STAT: the state letter, then < (high priority), N (low
+// priority), L (locked pages), s (session leader), l (multi-threaded), +
+// (in the foreground process group of its terminal).
+func (p procInfo) stat() string {
+	st := p.state
+	switch {
+	case p.nice < 0:
+		st += "<"
+	case p.nice > 0:
+		st += "N"
+	}
+	if p.locked {
+		st += "L"
+	}
+	if p.sid == p.pid {
+		st += "s"
+	}
+	if p.threads > 1 {
+		st += "l"
+	}
+	if p.tpgid != -1 && p.tpgid == p.pgrp {
+		st += "+"
+	}
+	return st
+}
+
+// startTime is ps's START: the time of day within the last day, the month
+// and day within the year, the year before that.
+func startTime(t, now time.Time) string {
+	switch age := now.Sub(t); {
+	case age < 24*time.Hour:
+		return t.Format("15:04")
+	case age < 365*24*time.Hour:
+		return t.Format("Jan02")
+	default:
+		return t.Format("2006")
+	}
+}
+
+// renderUptime is uptime(1)'s one line.
+func renderUptime() ([]byte, error) {
+	s, err := takeSnapshot(false)
+	if err != nil {
+		return nil, err
+	}
+	return []byte(s.uptimeLine() + "\n"), nil
+}
+
+// uptimeLine is procps's sprint_uptime, the first line of w.
+func (s *snapshot) uptimeLine() string {
+	up := int(s.uptime)
+	days, hours, mins := up/86400, up/3600%24, up/60%60
+	var b strings.Builder
+	fmt.Fprintf(&b, " %s up ", s.now.Format("15:04:05"))
+	if days > 0 {
+		word := "day"
+		if days > 1 {
+			word = "days"
+		}
+		fmt.Fprintf(&b, "%d %s, ", days, word)
+	}
+	if hours > 0 {
+		fmt.Fprintf(&b, "%2d:%02d, ", hours, mins)
+	} else {
+		fmt.Fprintf(&b, "%d min, ", mins)
+	}
+	n := len(s.users)
+	word := "user"
+	if n > 1 {
+		word = "users"
+	}
+	fmt.Fprintf(&b, "%2d %s,  load average: %.2f, %.2f, %.2f", n, word, s.load[0], s.load[1], s.load[2])
+	return b.String()
+}
+
+// renderW is w(1): the uptime line, a header and one row per session.
+func renderW() ([]byte, error) {
+	s, err := takeSnapshot(true)
+	if err != nil {
+		return nil, err
+	}
+	return s.w(), nil
+}
+
+const wHeader = "USER     TTY      FROM             LOGIN@   IDLE   JCPU   PCPU WHAT"
+
+func (s *snapshot) w() []byte {
+	var b bytes.Buffer
+	b.WriteString(s.uptimeLine())
+	b.WriteString("\n" + wHeader + "\n")
+	for _, u := range s.users {
+		from := u.Host
+		if from == "" {
+			from = "-"
+		}
+		login := time.Unix(int64(u.Started), 0)
+		idle := "   ?   "
+		if st, err := os.Stat("/dev/" + u.Terminal); err == nil {
+			if at, ok := st.Sys().(*syscall.Stat_t); ok {
+				idle = ival7(s.now.Sub(time.Unix(at.Atim.Sec, 0)), 0)
+			}
+		}
+		jcpu, pcpu, what := s.ttyUsage(u.Terminal)
+		pc := "   ?   "
+		if pcpu > 0 {
+			pc = ival7(time.Duration(pcpu)*time.Second/clockTicks, pcpu%clockTicks)
+		}
+		fmt.Fprintf(&b, "%-9.8s%-9.8s%-16.16s %s%s%s%s %s\n", u.User, u.Terminal, from,
+			loginTime(login, s.now), idle, ival7(time.Duration(jcpu)*time.Second/clockTicks, jcpu%clockTicks), pc, what)
+	}
+	return b.Bytes()
+}
+
+// ttyUsage is w's JCPU (CPU ticks of every process on the terminal), PCPU
+// and WHAT (those of the terminal's foreground process, the latest started).
+func (s *snapshot) ttyUsage(tty string) (jcpu, pcpu uint64, what string) {
+	var best *procInfo
+	for i := range s.procs {
+		p := &s.procs[i]
+		if ttyName(p.ttyNr) != tty {
+			continue
+		}
+		jcpu += p.ticks
+		if p.tpgid == p.pgrp && (best == nil || p.startTicks >= best.startTicks) {
+			best = p
+		}
+	}
+	if best == nil {
+		return jcpu, 0, "-"
+	}
+	return jcpu, best.ticks, best.args
+}
+
+// loginTime is w's LOGIN@: the time today, else weekday and hour within a
+// week, else day, month and year.
+func loginTime(t, now time.Time) string {
+	if now.Sub(t) > 12*time.Hour && t.YearDay() != now.YearDay() {
+		if now.Sub(t) > 6*24*time.Hour {
+			return fmt.Sprintf("%02d%s%02d", t.Day(), t.Format("Jan"), t.Year()%100)
+		}
+		return fmt.Sprintf("%s%02d ", t.Format("Mon"), t.Hour())
+	}
+	return t.Format("15:04") + " "
+}
+
+// ival7 is w's 7-column interval: days, hours:minutes, minutes:seconds or
+// seconds.centiseconds.
+func ival7(d time.Duration, centi uint64) string {
+	t := int64(d / time.Second)
+	switch {
+	case t < 0:
+		return "   ?   "
+	case t >= 48*3600:
+		return fmt.Sprintf(" %2ddays", t/86400)
+	case t >= 3600:
+		return fmt.Sprintf(" %2d:%02dm", t/3600, t/60%60)
+	case t > 60:
+		return fmt.Sprintf(" %2d:%02d ", t/60, t%60)
+	default:
+		return fmt.Sprintf(" %2d.%02ds", t, centi)
+	}
+}

@@ -1,0 +1,193 @@
+package status
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Defaults for a Runner's zero fields.
+const (
+	DefaultRunTimeout = 5 * time.Second
+	DefaultMaxOutput  = 1 << 20
+	DefaultFresh      = time.Second
+)
+
+// fixedEnv is the whole environment of every run: the server's own
+// environment is not passed on, so nothing set around the server (or, in the
+// tutorial's design, by a client) changes what w or ps do. LC_ALL=C keeps
+// the output in the same columns a native rendering uses; TZ is not set, so
+// times are the machine's local time as the tools print them for a login.
+var fixedEnv = []string{"PATH=" + FixedPath, "LC_ALL=C", "LANG=C", "HOME=/", "TERM=dumb"}
+
+// Runner runs allow-listed commands and coalesces concurrent identical
+// requests: while one run of a command is in flight, other requests for it
+// wait for that run; a finished run's output is reused for Fresh. A burst of
+// a thousand clients asking for ps therefore costs one fork, not a thousand.
+// The zero value is ready to use with the defaults.
+type Runner struct {
+	// Timeout bounds each run; the process is killed after it. Zero means
+	// DefaultRunTimeout.
+	Timeout time.Duration
+	// MaxOutput caps the bytes kept from a run's standard output; the rest
+	// is read and discarded, and the output is cut at its last whole line.
+	// Zero means DefaultMaxOutput.
+	MaxOutput int
+	// Fresh is how long a finished run's output is served again. Zero means
+	// DefaultFresh; negative disables the reuse (concurrent requests are
+	// still coalesced).
+	Fresh time.Duration
+	// OnRun, if set, is called after each request with the command's name
+	// and whether it shared another request's run.
+	OnRun func(name string, shared bool)
+
+	mu    sync.Mutex
+	calls map[string]*call
+}
+
+type call struct {
+	done chan struct{}
+	out  []byte
+	err  error
+	at   time.Time // when the run finished
+}
+
+// Output returns the output of c, running it or sharing a run in flight or
+// a fresh one. ctx bounds only the wait: a run that others share is not
+// cancelled when one waiter leaves. The returned slice is shared and must
+// not be modified.
+func (r *Runner) Output(ctx context.Context, c *Command) ([]byte, error) {
+	if c == nil {
+		return nil, errors.New("status: nil command")
+	}
+	fresh := r.Fresh
+	if fresh == 0 {
+		fresh = DefaultFresh
+	}
+	r.mu.Lock()
+	if r.calls == nil {
+		r.calls = make(map[string]*call)
+	}
+	if cl, ok := r.calls[c.name]; ok {
+		select {
+		case <-cl.done:
+			if fresh > 0 && time.Since(cl.at) < fresh && cl.err == nil {
+				r.mu.Unlock()
+				r.report(c.name, true)
+				return cl.out, nil
+			}
+		default:
+			r.mu.Unlock()
+			r.report(c.name, true)
+			select {
+			case <-cl.done:
+				return cl.out, cl.err
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+	}
+	cl := &call{done: make(chan struct{})}
+	r.calls[c.name] = cl
+	r.mu.Unlock()
+
+	out, err := r.run(c)
+	r.mu.Lock()
+	cl.out, cl.err, cl.at = out, err, time.Now()
+	close(cl.done)
+	r.mu.Unlock()
+	r.report(c.name, false)
+	return out, err
+}
+
+func (r *Runner) report(name string, shared bool) {
+	if r.OnRun != nil {
+		r.OnRun(name, shared)
+	}
+}
+
+// run produces c's output once: the program with its fixed argv and
+// environment, or the native renderer when the program is not installed.
+func (r *Runner) run(c *Command) ([]byte, error) {
+	if c.path == "" {
+		if c.native == nil {
+			return nil, fmt.Errorf("%s: not available", c.name)
+		}
+		out, err := c.native()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", c.name, err)
+		}
+		return r.capOutput(out), nil
+	}
+	timeout := r.Timeout
+	if timeout <= 0 {
+		timeout = DefaultRunTimeout
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	// argv comes only from the built-in table: exec runs the program
+	// directly (execve), with no shell to interpret anything.
+	cmd := exec.CommandContext(ctx, c.path, c.argv[1:]...)
+	cmd.Env = fixedEnv
+	cmd.Dir = "/"
+	cmd.WaitDelay = time.Second
+	stdout := &capWriter{max: r.maxOutput()}
+	stderr := &capWriter{max: 4096}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("%s: timed out after %s", c.name, timeout)
+	}
+	if err != nil && stdout.buf.Len() == 0 {
+		msg := strings.TrimSpace(stderr.buf.String())
+		if i := strings.IndexByte(msg, '\n'); i >= 0 {
+			msg = msg[:i]
+		}
+		if msg != "" {
+			return nil, fmt.Errorf("%s: %v: %s", c.name, err, msg)
+		}
+		return nil, fmt.Errorf("%s: %w", c.name, err)
+	}
+	return r.capOutput(stdout.buf.Bytes()), nil
+}
+
+func (r *Runner) maxOutput() int {
+	if r.MaxOutput <= 0 {
+		return DefaultMaxOutput
+	}
+	return r.MaxOutput
+}
+
+// capOutput keeps at most MaxOutput bytes, cut after the last whole line,
+// and makes sure the output ends with a newline.
+func (r *Runner) capOutput(out []byte) []byte {
+	if max := r.maxOutput(); len(out) > max {
+		out = out[:max]
+		if i := bytes.LastIndexByte(out, '\n'); i >= 0 {
+			out = out[:i+1]
+		}
+	}
+	if len(out) > 0 && out[len(out)-1] != '\n' {
+		out = append(out, '\n')
+	}
+	return out
+}
+
+// capWriter keeps the first max bytes written and discards the rest while
+// still reporting success, so the program is never blocked on a full pipe.
+type capWriter struct {
+	buf bytes.Buffer
+	max int
+}
+
+func (w *capWriter) Write(p []byte) (int, error) {
+	if room := w.max + 1 - w.buf.Len(); room > 0 {
+		w.buf.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
+}

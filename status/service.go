@@ -1,0 +1,215 @@
+package status
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/tcplab/tcplab/stream"
+)
+
+// Defaults for a Service's zero fields.
+const (
+	DefaultReadTimeout  = 5 * time.Second
+	DefaultQuietGap     = 100 * time.Millisecond
+	DefaultWriteTimeout = 10 * time.Second
+	// lingerTimeout and lingerBytes bound the read after the answer that
+	// lets a client's late bytes (a "\n" after "ps") arrive before the close,
+	// so the kernel does not answer them with a reset that could destroy
+	// output the client has not read yet.
+	lingerTimeout = time.Second
+	lingerBytes   = 4096
+)
+
+// Service is the svr protocol as an internal/server Handler: read one
+// request, answer it, close. The zero value is not usable: Allow and Runner
+// must be set.
+type Service struct {
+	// Allow is the allow-list; Runner runs its entries.
+	Allow  *AllowList
+	Runner *Runner
+	// Nets, if not empty, restricts clients to these networks; others are
+	// closed at once, unanswered.
+	Nets []netip.Prefix
+	// Limiter, if set, bounds requests per client address.
+	Limiter *ClientLimiter
+	// ReadTimeout bounds the wait for the request; QuietGap is how long a
+	// pause after the first bytes ends an unterminated name (see the package
+	// comment); WriteTimeout bounds sending the answer. Zero means the
+	// defaults.
+	ReadTimeout, QuietGap, WriteTimeout time.Duration
+	// Logger gets one record per client ("client is at") and problems.
+	// Nil discards.
+	Logger *slog.Logger
+	// ClientLog, if set, gets the tutorial's own line "client is at ADDR"
+	// for each client, instead of the Logger record.
+	ClientLog io.Writer
+	// Metrics, if set, counts requests.
+	Metrics *Metrics
+
+	logMu sync.Mutex
+}
+
+// Result names what happened to a request, for logs and metrics.
+const (
+	ResultOK      = "ok"
+	ResultUnknown = "unknown"   // not on the allow-list (or too long)
+	ResultDenied  = "denied"    // address not in Nets
+	ResultLimited = "limited"   // over the rate limit
+	ResultError   = "error"     // the command failed
+	ResultNoName  = "no_name"   // closed or timed out before a name
+	ResultWriteTO = "write_err" // the answer could not be sent
+)
+
+func (s *Service) logger() *slog.Logger {
+	if s.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return s.Logger
+}
+
+// Handle serves one connection: it is an internal/server Handler.
+func (s *Service) Handle(ctx context.Context, conn net.Conn) {
+	start := time.Now()
+	if s.Metrics != nil {
+		s.Metrics.open.Inc()
+		defer s.Metrics.open.Dec()
+	}
+	addr := remoteAddr(conn)
+	if s.ClientLog != nil {
+		s.logMu.Lock()
+		fmt.Fprintf(s.ClientLog, "client is at %s\n", conn.RemoteAddr())
+		s.logMu.Unlock()
+	} else {
+		s.logger().Info("client is at", "addr", conn.RemoteAddr().String())
+	}
+	name, result := s.serve(ctx, conn, addr)
+	if s.Metrics != nil {
+		s.Metrics.observe(name, result, time.Since(start))
+	}
+	if result != ResultOK {
+		s.logger().Debug("request", "addr", conn.RemoteAddr().String(), "result", result)
+	}
+}
+
+// serve does the work of Handle and returns the command (or "other") and
+// the result for the metrics.
+func (s *Service) serve(ctx context.Context, conn net.Conn, addr netip.Addr) (string, string) {
+	if !s.allowed(addr) {
+		return "other", ResultDenied
+	}
+	if s.Limiter != nil && !s.Limiter.Allow(addr) {
+		s.answer(conn, []byte("rate limit exceeded; try again later\n"))
+		return "other", ResultLimited
+	}
+	raw, err := ReadRequest(conn, s.Allow, s.timeout(s.ReadTimeout, DefaultReadTimeout), s.timeout(s.QuietGap, DefaultQuietGap))
+	if err != nil {
+		return "other", ResultNoName
+	}
+	req := ParseRequest(raw, s.Allow)
+	if req.Command == nil {
+		s.answer(conn, []byte(req.Refusal(s.Allow)))
+		return "other", ResultUnknown
+	}
+	out, err := s.Runner.Output(ctx, req.Command)
+	if err != nil {
+		s.logger().Warn("command failed", "command", req.Command.name, "err", err)
+		s.answer(conn, []byte(fmt.Sprintf("error: %v\n", err)))
+		return req.Command.name, ResultError
+	}
+	if !s.answer(conn, out) {
+		return req.Command.name, ResultWriteTO
+	}
+	return req.Command.name, ResultOK
+}
+
+func (s *Service) timeout(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+func (s *Service) allowed(addr netip.Addr) bool {
+	if len(s.Nets) == 0 {
+		return true
+	}
+	for _, n := range s.Nets {
+		if n.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+// answer sends p within WriteTimeout, then closes the sending side and
+// lingers briefly for the client's close (see lingerTimeout).
+func (s *Service) answer(conn net.Conn, p []byte) bool {
+	conn.SetWriteDeadline(time.Now().Add(s.timeout(s.WriteTimeout, DefaultWriteTimeout)))
+	_, err := conn.Write(p)
+	if err != nil {
+		return false
+	}
+	stream.CloseWrite(conn)
+	conn.SetReadDeadline(time.Now().Add(lingerTimeout))
+	io.CopyN(io.Discard, conn, lingerBytes)
+	return true
+}
+
+// ReadRequest reads one request from conn by the rules of the package
+// comment and returns its raw bytes (at most MaxRequest+1, terminator
+// included if one came). It returns an error when the client sent nothing
+// before closing or before timeout passed.
+func ReadRequest(conn net.Conn, allow *AllowList, timeout, quiet time.Duration) ([]byte, error) {
+	deadline := time.Now().Add(timeout)
+	buf := make([]byte, 0, MaxRequest+1)
+	for {
+		d := deadline
+		if len(buf) > 0 {
+			if q := time.Now().Add(quiet); q.Before(d) {
+				d = q // rule 4
+			}
+		}
+		conn.SetReadDeadline(d)
+		n, err := conn.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if complete(buf, allow) { // rules 1, 2, 5
+			return buf, nil
+		}
+		switch {
+		case err == nil:
+			continue
+		case len(buf) > 0 && (errors.Is(err, io.EOF) || (errors.Is(err, os.ErrDeadlineExceeded) && time.Now().Before(deadline))):
+			return buf, nil // rules 3, 4
+		case len(buf) == 0 && errors.Is(err, io.EOF):
+			return nil, errors.New("closed before a request")
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			if len(buf) > 0 {
+				return buf, nil
+			}
+			return nil, fmt.Errorf("no request within %s", timeout)
+		default:
+			return nil, err
+		}
+	}
+}
+
+// remoteAddr is the client's IP address, IPv4 in IPv6 unmapped so that
+// --allow 127.0.0.0/8 matches either.
+func remoteAddr(conn net.Conn) netip.Addr {
+	if ta, ok := conn.RemoteAddr().(*net.TCPAddr); ok {
+		return ta.AddrPort().Addr().Unmap()
+	}
+	ap, err := netip.ParseAddrPort(conn.RemoteAddr().String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
