@@ -1,0 +1,639 @@
+// Package redisstore keeps strsvr's shared string v in Redis, so that several
+// strsvr processes, on one machine or many, serve one and the same v.
+//
+// Open takes a URL as Redis clients write it, plus the name of the key:
+//
+//	redis://[[user]:password@]HOST[:PORT][/DB]?key=NAME[&lease=10s]
+//	rediss://...   (the same over TLS)
+//
+// What lives in Redis, for key NAME:
+//
+//	NAME           the string v itself (a plain Redis string: GET NAME shows it)
+//	NAME:epoch     an id that changes whenever v is created afresh (see below)
+//	NAME:servers   sorted set: one member per strsvr process, scored by the
+//	               time its lease expires (Redis's own clock, in ms)
+//	NAME:clients   hash: per strsvr process, "version:count" of its clients
+//	NAME:changes   pub/sub channel: a message after every change of v or of a
+//	               client count
+//
+// Every operation is one Lua script, so it is atomic in Redis and costs one
+// round trip. An append is APPEND followed, inside the same script, by a read
+// of v: no other server's append can come between the two, which is the
+// tutorial's "reply with v right after the append" across the whole group.
+//
+// Appends from many clients of one process are batched: while one script is
+// on the wire, the next clients' bytes queue up and go in the next script as
+// one APPEND, each client getting v as it was right after its own bytes. A
+// process keeps a copy of v and asks Redis only for the bytes it has not seen
+// (GETRANGE from the length it knows), so the cost per letter in Redis does
+// not grow with v. The copy is tied to NAME:epoch: if v is deleted or Redis
+// loses it, the epoch changes and the copy is dropped rather than trusted.
+//
+// Nothing is retried blindly: an append that fails or times out is reported
+// as an error (its byte may or may not be in v, and it is never acknowledged),
+// because sending it again could store it twice. When Redis is lost the store
+// says so once on its logger, fails operations at once instead of queueing
+// them, and probes Redis with growing pauses until it answers again.
+package redisstore
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+	"github.com/tcplab/tcplab/internal/endpoint"
+	"github.com/tcplab/tcplab/store"
+)
+
+// ErrUnavailable is wrapped by the errors of operations refused while Redis
+// cannot be reached; the store keeps retrying in the background.
+var ErrUnavailable = errors.New("unavailable")
+
+const (
+	// DefaultKey is the key of v when the URL names none.
+	DefaultKey = "tcplab:v"
+
+	// DefaultLease is how long a strsvr process's clients stay counted in
+	// the group after its last heartbeat: a process that dies without saying
+	// goodbye drops out of the count after at most this long.
+	DefaultLease = 10 * time.Second
+
+	// opTimeout bounds one operation against Redis (a script round trip).
+	opTimeout = 5 * time.Second
+
+	// appendWorkers is how many append scripts one process keeps on the
+	// wire at once. More than one hides a round trip; batching does the rest.
+	appendWorkers = 4
+	// maxBatch and maxBatchBytes cap one append script.
+	maxBatch      = 512
+	maxBatchBytes = 1 << 20
+
+	// Reconnect probes wait minBackoff after a failure, doubling up to
+	// maxBackoff.
+	minBackoff = 50 * time.Millisecond
+	maxBackoff = 2 * time.Second
+)
+
+// Config is what Open reads from the URL. ParseURL is exported so a command
+// can check a --store flag before connecting.
+type Config struct {
+	Options *redis.Options // go-redis options from the URL (retries turned off)
+	Key     string         // key of v
+	Lease   time.Duration  // group lease
+}
+
+// ParseURL parses redis://[[user]:password@]HOST[:PORT][/DB]?key=NAME&lease=D
+// (rediss:// for TLS). Besides key and lease, the query may hold go-redis's
+// own options (dial_timeout, pool_size, ...); max_retries is ignored because
+// appends must never be retried blindly.
+func ParseURL(raw string) (*Config, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("invalid store URL: %v", cleanURLError(err))
+	}
+	if u.Scheme != "redis" && u.Scheme != "rediss" {
+		return nil, fmt.Errorf("invalid store URL %s: scheme must be redis:// or rediss://", u.Redacted())
+	}
+	q := u.Query()
+	cfg := &Config{Key: DefaultKey, Lease: DefaultLease}
+	if q.Has("key") {
+		cfg.Key = q.Get("key")
+		if cfg.Key == "" {
+			return nil, fmt.Errorf("invalid store URL %s: empty key", u.Redacted())
+		}
+	}
+	if q.Has("lease") {
+		d, err := time.ParseDuration(q.Get("lease"))
+		if err != nil || d < 300*time.Millisecond || d > time.Hour {
+			return nil, fmt.Errorf("invalid store URL %s: lease must be a duration from 300ms to 1h, like 10s", u.Redacted())
+		}
+		cfg.Lease = d
+	}
+	q.Del("key")
+	q.Del("lease")
+	u.RawQuery = q.Encode()
+	opt, err := redis.ParseURL(u.String())
+	if err != nil {
+		msg := strings.TrimPrefix(err.Error(), "redis: ")
+		return nil, fmt.Errorf("invalid store URL %s: %s", u.Redacted(), msg)
+	}
+	// Retries belong to the store: go-redis would resend a script whose
+	// reply was lost, which for an append could store the byte twice.
+	opt.MaxRetries = -1
+	opt.DialerRetries = 1
+	opt.ContextTimeoutEnabled = true
+	opt.DisableIdentity = true // CLIENT SETINFO: one round trip less per connection
+	opt.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	if opt.DialTimeout == 0 {
+		opt.DialTimeout = 3 * time.Second
+	}
+	if opt.PoolSize == 0 {
+		// Appends are batched, so a few connections carry any number of
+		// clients; the rest serve Value, Clients and heartbeats.
+		opt.PoolSize = 2 * appendWorkers
+	}
+	cfg.Options = opt
+	return cfg, nil
+}
+
+// cleanURLError drops the URL (which may hold a password) from url.Parse's
+// error.
+func cleanURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// Option adjusts Open.
+type Option func(*Store)
+
+// WithLogger sends the store's lifecycle messages (Redis lost, back again)
+// to l. The default discards them.
+func WithLogger(l *slog.Logger) Option {
+	return func(s *Store) { s.log = l }
+}
+
+// Store is a store.Store on Redis, shared by every process that opens the
+// same key. It is safe for concurrent use.
+type Store struct {
+	client *redis.Client
+	addr   string // Redis's host:port, for messages
+	key    string
+	keys   []string // v, epoch: the keys of the append and read scripts
+	group  []string // servers, clients: the keys of the lease scripts
+	chann  string   // pub/sub channel
+	lease  time.Duration
+	id     string // this process's member in the group
+	log    *slog.Logger
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	queue  chan *appendReq
+
+	cacheMu sync.Mutex
+	epoch   string // epoch of buf; "" means no copy
+	buf     []byte // a prefix of v in that epoch; only ever appended to
+
+	groupMu sync.Mutex
+	version int64 // bumped on every change of count, orders the lease updates
+	count   int64 // this process's joined clients
+
+	healthMu sync.Mutex
+	downErr  error         // non-nil while Redis is unreachable
+	kick     chan struct{} // wakes the keeper to probe now
+
+	watchMu  sync.Mutex
+	watchers map[chan struct{}]struct{}
+	ps       *redis.PubSub
+	closed   bool
+
+	closeOnce sync.Once
+}
+
+var _ store.Store = (*Store)(nil)
+
+var quietRedis sync.Once
+
+// Open connects to the Redis server named by rawURL and returns the store
+// for its key. It fails with one clear line if Redis cannot be reached,
+// refuses the password, or holds something other than a string at the key.
+func Open(ctx context.Context, rawURL string, opts ...Option) (*Store, error) {
+	cfg, err := ParseURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	// go-redis logs pool events on standard error by itself; the store
+	// reports what matters once, on its own logger.
+	quietRedis.Do(func() { redis.SetLogger(silentLogger{}) })
+
+	s := &Store{
+		client:   redis.NewClient(cfg.Options),
+		addr:     cfg.Options.Addr,
+		key:      cfg.Key,
+		keys:     []string{cfg.Key, cfg.Key + ":epoch"},
+		group:    []string{cfg.Key + ":servers", cfg.Key + ":clients"},
+		chann:    cfg.Key + ":changes",
+		lease:    cfg.Lease,
+		id:       serverID(),
+		log:      slog.New(slog.DiscardHandler),
+		queue:    make(chan *appendReq, 4*maxBatch),
+		kick:     make(chan struct{}, 1),
+		watchers: make(map[chan struct{}]struct{}),
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	if err := s.check(ctx); err != nil {
+		s.client.Close()
+		return nil, err
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	for range appendWorkers {
+		s.wg.Add(1)
+		go s.appender()
+	}
+	s.wg.Add(2)
+	go s.keeper()
+	go s.listen()
+	return s, nil
+}
+
+// check makes sure Redis answers and that the key holds a string (or
+// nothing yet), and warns when Redis would lose acknowledged bytes on a
+// restart.
+func (s *Store) check(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.client.Options().DialTimeout+opTimeout)
+	defer cancel()
+	if err := s.client.Ping(ctx).Err(); err != nil {
+		return s.wrap("", err)
+	}
+	typ, err := s.client.Type(ctx, s.key).Result()
+	if err != nil {
+		return s.wrap("", err)
+	}
+	if typ != "string" && typ != "none" {
+		return fmt.Errorf("redis %s: key %q holds a %s, not a string: choose another key=", s.addr, s.key, typ)
+	}
+	// CONFIG may be disabled (managed Redis); then there is nothing to say.
+	if cfg, err := s.client.ConfigGet(ctx, "appendonly").Result(); err == nil && cfg["appendonly"] == "no" {
+		s.log.Warn("redis has no append-only file: bytes acknowledged to clients are lost if Redis restarts (run it with --appendonly yes)", "redis", s.addr)
+	}
+	return nil
+}
+
+// serverID names this process in the group: host and pid for a person
+// reading the sorted set, random bytes so two Opens never collide.
+func serverID() string {
+	host, _ := os.Hostname()
+	var r [6]byte
+	rand.Read(r[:])
+	return fmt.Sprintf("%s:%d:%s", host, os.Getpid(), hex.EncodeToString(r[:]))
+}
+
+// wrap turns a go-redis error into one line that names Redis and, for a
+// lost connection, the cause alone: "redis 127.0.0.1:6379: connect
+// 127.0.0.1:6379: connection refused".
+func (s *Store) wrap(op string, err error) error {
+	if op != "" {
+		op = " " + op
+	}
+	var oe *net.OpError
+	switch {
+	case errors.Is(err, store.ErrClosed), errors.Is(err, ErrUnavailable):
+		return err
+	case errors.As(err, &oe) && oe.Op == "dial":
+		return fmt.Errorf("redis%s: %w", op, endpoint.DialError(s.addr, err, s.client.Options().DialTimeout))
+	case endpoint.IsTimeout(err):
+		return fmt.Errorf("redis %s%s: timed out: %w", s.addr, op, err)
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return fmt.Errorf("redis %s%s: connection lost: %w", s.addr, op, endpoint.Cause(err))
+	}
+	return fmt.Errorf("redis %s%s: %w", s.addr, op, endpoint.Cause(err))
+}
+
+// connLost reports whether err means Redis could not be reached (as opposed
+// to Redis answering with an error, or the caller giving up).
+func connLost(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, store.ErrClosed) {
+		return false
+	}
+	var rerr redis.Error
+	if errors.As(err, &rerr) {
+		// A reply: Redis is there, unless it is still loading its data.
+		return strings.HasPrefix(rerr.Error(), "LOADING") || strings.HasPrefix(rerr.Error(), "MASTERDOWN")
+	}
+	return true
+}
+
+// usable returns the error an operation must fail with now, if any.
+func (s *Store) usable() error {
+	s.watchMu.Lock()
+	closed := s.closed
+	s.watchMu.Unlock()
+	if closed {
+		return store.ErrClosed
+	}
+	s.healthMu.Lock()
+	defer s.healthMu.Unlock()
+	if s.downErr != nil {
+		return fmt.Errorf("redis %s %w (%v); retrying", s.addr, ErrUnavailable, s.downErr)
+	}
+	return nil
+}
+
+// failed records the outcome of an operation: a lost connection puts the
+// store in the unavailable state (logged once) and wakes the keeper.
+func (s *Store) failed(err error) {
+	if !connLost(err) || s.ctx.Err() != nil {
+		return
+	}
+	s.healthMu.Lock()
+	first := s.downErr == nil
+	s.downErr = cause(err)
+	s.healthMu.Unlock()
+	if first {
+		s.log.Error("redis lost; refusing appends and retrying with backoff", "redis", s.addr, "err", s.wrap("", err))
+		select {
+		case s.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// cause says in a few words why Redis cannot be reached.
+func cause(err error) error {
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return errors.New("connection lost")
+	case endpoint.IsTimeout(err):
+		return errors.New("timed out")
+	}
+	return endpoint.Cause(err)
+}
+
+// recovered ends the unavailable state.
+func (s *Store) recovered() {
+	s.healthMu.Lock()
+	was := s.downErr != nil
+	s.downErr = nil
+	s.healthMu.Unlock()
+	if was {
+		s.log.Info("redis reachable again", "redis", s.addr)
+	}
+}
+
+// appendScript appends ARGV[4] to v and returns what the caller's copy of v
+// lacks. ARGV[1] is the change channel, ARGV[2] and ARGV[3] the epoch and
+// length of the caller's copy. It returns {epoch, start, from, v[from:]}:
+// start is the length of v before the append, and from is either the
+// caller's length or 0 when the copy cannot be trusted (another epoch, or v
+// shorter than the copy).
+var appendScript = redis.NewScript(`
+local epoch = redis.call('GET', KEYS[2])
+if (not epoch) or redis.call('EXISTS', KEYS[1]) == 0 then
+  local t = redis.call('TIME')
+  epoch = t[1] .. '.' .. t[2]
+  redis.call('SET', KEYS[2], epoch)
+end
+local start = redis.call('STRLEN', KEYS[1])
+local n = redis.call('APPEND', KEYS[1], ARGV[4])
+redis.call('PUBLISH', ARGV[1], n)
+local from = tonumber(ARGV[3])
+if epoch ~= ARGV[2] or from > start then from = 0 end
+return {epoch, start, from, redis.call('GETRANGE', KEYS[1], from, -1)}
+`)
+
+// readScript returns {epoch, from, v[from:]} like appendScript, without
+// writing. The epoch is "" while tcplab has not written v yet.
+var readScript = redis.NewScript(`
+local epoch = redis.call('GET', KEYS[2]) or ''
+local from = tonumber(ARGV[2])
+if epoch == '' or epoch ~= ARGV[1] or from > redis.call('STRLEN', KEYS[1]) then from = 0 end
+return {epoch, from, redis.call('GETRANGE', KEYS[1], from, -1)}
+`)
+
+type appendReq struct {
+	p    []byte
+	done chan appendResult // buffered: the appender never blocks on it
+}
+
+type appendResult struct {
+	v   []byte
+	err error
+}
+
+// Append appends p to v in Redis and returns v right after it.
+func (s *Store) Append(ctx context.Context, p []byte) ([]byte, error) {
+	if len(p) == 0 {
+		return s.Value(ctx)
+	}
+	if err := s.usable(); err != nil {
+		return nil, err
+	}
+	// p is copied: the caller may reuse it once we return, even if we return
+	// early on its ctx while the batch is still on the wire.
+	req := &appendReq{p: bytes.Clone(p), done: make(chan appendResult, 1)}
+	select {
+	case s.queue <- req:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-s.ctx.Done():
+		return nil, store.ErrClosed
+	}
+	select {
+	case r := <-req.done:
+		return r.v, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-s.ctx.Done():
+		return nil, store.ErrClosed
+	}
+}
+
+// appender takes queued appends, as many as are waiting, and sends them
+// to Redis as one script.
+func (s *Store) appender() {
+	defer s.wg.Done()
+	batch := make([]*appendReq, 0, maxBatch)
+	var payload []byte
+	for {
+		batch, payload = batch[:0], payload[:0]
+		select {
+		case r := <-s.queue:
+			batch, payload = append(batch, r), append(payload, r.p...)
+		case <-s.ctx.Done():
+			return
+		}
+	fill:
+		for len(batch) < maxBatch && len(payload) < maxBatchBytes {
+			select {
+			case r := <-s.queue:
+				batch, payload = append(batch, r), append(payload, r.p...)
+			default:
+				break fill
+			}
+		}
+		s.runBatch(batch, payload)
+	}
+}
+
+func (s *Store) runBatch(batch []*appendReq, payload []byte) {
+	fail := func(err error) {
+		for _, r := range batch {
+			r.done <- appendResult{err: err}
+		}
+	}
+	if err := s.usable(); err != nil {
+		fail(err)
+		return
+	}
+	epoch, snap := s.snapshot()
+	ctx, cancel := context.WithTimeout(s.ctx, opTimeout)
+	res, err := appendScript.Run(ctx, s.client, s.keys, s.chann, epoch, len(snap), payload).Slice()
+	cancel()
+	if err != nil {
+		s.failed(err)
+		fail(s.wrap("append", err))
+		return
+	}
+	s.recovered()
+	e, start, from, data, err := appendReply(res)
+	if err != nil {
+		fail(s.wrap("append", err))
+		return
+	}
+	v := s.merge(epoch, snap, e, from, data)
+	n := start
+	for _, r := range batch {
+		n += len(r.p)
+		if n > len(v) {
+			r.done <- appendResult{err: fmt.Errorf("redis %s append: reply shorter than v (%d < %d bytes)", s.addr, len(v), n)}
+			continue
+		}
+		r.done <- appendResult{v: v[:n:n]}
+	}
+}
+
+func appendReply(res []any) (epoch string, start, from int, data string, err error) {
+	if len(res) != 4 {
+		return "", 0, 0, "", fmt.Errorf("unexpected reply of %d elements", len(res))
+	}
+	var ok1, ok2, ok3, ok4 bool
+	epoch, ok1 = res[0].(string)
+	s, ok2 := res[1].(int64)
+	f, ok3 := res[2].(int64)
+	data, ok4 = res[3].(string)
+	if !ok1 || !ok2 || !ok3 || !ok4 {
+		return "", 0, 0, "", fmt.Errorf("unexpected reply %T %T %T %T", res[0], res[1], res[2], res[3])
+	}
+	return epoch, int(s), int(f), data, nil
+}
+
+// Value returns v as it is in Redis now.
+func (s *Store) Value(ctx context.Context) ([]byte, error) {
+	if err := s.usable(); err != nil {
+		return nil, err
+	}
+	epoch, snap := s.snapshot()
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	res, err := readScript.Run(ctx, s.client, s.keys, epoch, len(snap)).Slice()
+	if err != nil {
+		s.failed(err)
+		return nil, s.wrap("read", err)
+	}
+	s.recovered()
+	if len(res) != 3 {
+		return nil, fmt.Errorf("redis %s read: unexpected reply of %d elements", s.addr, len(res))
+	}
+	e, ok1 := res[0].(string)
+	f, ok2 := res[1].(int64)
+	data, ok3 := res[2].(string)
+	if !ok1 || !ok2 || !ok3 {
+		return nil, fmt.Errorf("redis %s read: unexpected reply %T %T %T", s.addr, res[0], res[1], res[2])
+	}
+	return s.merge(epoch, snap, e, int(f), data), nil
+}
+
+// snapshot returns the local copy of v as a request is built: the script is
+// told its epoch and length, and may answer with only the bytes after it.
+func (s *Store) snapshot() (string, []byte) {
+	s.cacheMu.Lock()
+	defer s.cacheMu.Unlock()
+	return s.epoch, s.buf[:len(s.buf):len(s.buf)]
+}
+
+// merge takes a script's answer, v[from:] == data in epoch e, for a request
+// built from the copy (e0, snap), and returns v[:from+len(data)], growing
+// the local copy when the answer extends it. Slices handed out are never
+// written again: the copy only grows, and a new epoch gets a new buffer.
+func (s *Store) merge(e0 string, snap []byte, e string, from int, data string) []byte {
+	total := from + len(data)
+	s.cacheMu.Lock()
+	defer s.cacheMu.Unlock()
+	switch {
+	case e == "":
+		// v not written by tcplab (yet): nothing to tie a copy to.
+		return []byte(data)
+	case e == s.epoch && from <= len(s.buf):
+		if len(s.buf) < total {
+			s.buf = append(s.buf, data[len(s.buf)-from:]...)
+		}
+		return s.buf[:total:total]
+	case from == 0:
+		s.epoch, s.buf = e, []byte(data)
+		return s.buf[:total:total]
+	default:
+		// The copy moved to another epoch while this request was on the
+		// wire; the answer extends the snapshot it was built from (e0).
+		_ = e0
+		v := make([]byte, 0, total)
+		return append(append(v, snap[:from]...), data...)
+	}
+}
+
+// Close leaves the group (so this process's clients stop counting at once),
+// stops every goroutine of the store and closes its connections. Pending
+// operations fail with store.ErrClosed.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		if s.usable() == nil {
+			ctx, cancel := context.WithTimeout(s.ctx, time.Second)
+			s.groupMu.Lock()
+			s.version++
+			v := s.version
+			s.groupMu.Unlock()
+			if err := s.pushLease(ctx, v, -1); err != nil {
+				s.log.Warn("could not leave the group; its lease will expire", "redis", s.addr, "err", err)
+			}
+			cancel()
+		}
+		s.shutdown()
+	})
+	return nil
+}
+
+// shutdown stops the goroutines and closes the connections, without a word
+// to the group: what a killed process does.
+func (s *Store) shutdown() {
+	s.watchMu.Lock()
+	s.closed = true
+	ps := s.ps
+	s.watchMu.Unlock()
+	s.cancel()
+	if ps != nil {
+		ps.Close()
+	}
+	s.wg.Wait()
+	s.client.Close()
+	s.watchMu.Lock()
+	for ch := range s.watchers {
+		close(ch)
+		delete(s.watchers, ch)
+	}
+	s.watchMu.Unlock()
+}
+
+// silentLogger drops go-redis's own log lines.
+type silentLogger struct{}
+
+func (silentLogger) Printf(context.Context, string, ...any) {}

@@ -1,0 +1,575 @@
+package redisstore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/tcplab/tcplab/internal/testkit"
+	"github.com/tcplab/tcplab/store"
+	"github.com/tcplab/tcplab/store/redisstore/redistest"
+)
+
+func TestMain(m *testing.M) { testkit.Main(m) }
+
+func TestParseURL(t *testing.T) {
+	tests := []struct {
+		url     string
+		addr    string
+		db      int
+		key     string
+		lease   time.Duration
+		pass    string
+		tls     bool
+		wantErr string
+	}{
+		{url: "redis://127.0.0.1:6379/0?key=v", addr: "127.0.0.1:6379", key: "v", lease: DefaultLease},
+		{url: "redis://h", addr: "h:6379", key: DefaultKey, lease: DefaultLease},
+		{url: "redis://:s3cret@h:7000/3?key=a:b&lease=2s", addr: "h:7000", db: 3, key: "a:b", lease: 2 * time.Second, pass: "s3cret"},
+		{url: "rediss://user:pw@[::1]:6380/1?key=x&dial_timeout=1s", addr: "[::1]:6380", db: 1, key: "x", lease: DefaultLease, pass: "pw", tls: true},
+		{url: "http://h/0?key=v", wantErr: "scheme must be redis:// or rediss://"},
+		{url: "redis://h/0?key=", wantErr: "empty key"},
+		{url: "redis://h/0?key=v&lease=forever", wantErr: "lease must be a duration"},
+		{url: "redis://h/0?key=v&lease=1ms", wantErr: "lease must be a duration"},
+		{url: "redis://:s3cret@h/zero?key=v", wantErr: "invalid database number"},
+		{url: "redis://:s3cret@h/0?key=v&colour=red", wantErr: "unexpected option: colour"},
+		{url: "redis://h:port/0", wantErr: "invalid store URL"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.url, func(t *testing.T) {
+			cfg, err := ParseURL(tt.url)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
+				}
+				if strings.Contains(err.Error(), "s3cret") {
+					t.Errorf("error shows the password: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			o := cfg.Options
+			if o.Addr != tt.addr || o.DB != tt.db || cfg.Key != tt.key || cfg.Lease != tt.lease || o.Password != tt.pass || (o.TLSConfig != nil) != tt.tls {
+				t.Errorf("got addr %s db %d key %q lease %s password %q tls %v", o.Addr, o.DB, cfg.Key, cfg.Lease, o.Password, o.TLSConfig != nil)
+			}
+			if o.MaxRetries != -1 {
+				t.Errorf("MaxRetries = %d: appends must not be retried by go-redis", o.MaxRetries)
+			}
+		})
+	}
+}
+
+// open opens a store on r for key and closes it when the test ends.
+func open(t *testing.T, r *redistest.Server, key string, extra ...string) *Store {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := Open(ctx, r.URL(key, extra...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func mustAppend(t *testing.T, s store.Store, p string) string {
+	t.Helper()
+	v, err := s.Append(context.Background(), []byte(p))
+	if err != nil {
+		t.Fatalf("Append(%q): %v", p, err)
+	}
+	return string(v)
+}
+
+func mustValue(t *testing.T, s store.Store) string {
+	t.Helper()
+	v, err := s.Value(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(v)
+}
+
+// redisClient is a plain client on r, to look at or tamper with the keys.
+func redisClient(t *testing.T, r *redistest.Server) *redis.Client {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: r.Addr(), MaintNotificationsConfig: nil})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// Two stores on one key behave as one v: each append answers v right after
+// it, including the bytes the other process appended.
+func TestAppendAcrossProcesses(t *testing.T) {
+	r := redistest.New(t)
+	a, b := open(t, r, "v"), open(t, r, "v")
+	if got := mustValue(t, a); got != "" {
+		t.Fatalf("new v = %q, want empty", got)
+	}
+	steps := []struct {
+		s    store.Store
+		p    string
+		want string
+	}{
+		{a, "a", "a"},
+		{a, "b", "ab"},
+		{b, "c", "abc"},
+		{a, "d", "abcd"},
+		{b, "\x00\xff\n", "abcd\x00\xff\n"},
+		{a, "", "abcd\x00\xff\n"},
+	}
+	for _, st := range steps {
+		if got := mustAppend(t, st.s, st.p); got != st.want {
+			t.Fatalf("Append(%q) = %q, want %q", st.p, got, st.want)
+		}
+	}
+	if got := mustValue(t, b); got != "abcd\x00\xff\n" {
+		t.Errorf("Value = %q", got)
+	}
+	if got, _ := redisClient(t, r).Get(context.Background(), "v").Result(); got != "abcd\x00\xff\n" {
+		t.Errorf("GET v in Redis = %q", got)
+	}
+	// Another key is another v.
+	if got := mustAppend(t, open(t, r, "w"), "z"); got != "z" {
+		t.Errorf("key w: %q", got)
+	}
+}
+
+// Many clients on two processes: every byte lands once, each client's bytes
+// in its own order, every reply a prefix of the final v.
+func TestConcurrentAppends(t *testing.T) {
+	r := redistest.New(t)
+	stores := []*Store{open(t, r, "v"), open(t, r, "v")}
+	const clients, letters = 60, 40
+	replies := make([][]string, clients)
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := stores[c%len(stores)]
+			for i := range letters {
+				v, err := s.Append(context.Background(), []byte{byte(c), byte(i)})
+				if err != nil {
+					errs <- err
+					return
+				}
+				replies[c] = append(replies[c], string(v))
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	final := mustValue(t, stores[0])
+	checkFinal(t, final, replies, clients, letters)
+}
+
+// checkFinal checks v made of 2-byte records (client, index) against what
+// the clients were answered.
+func checkFinal(t *testing.T, final string, replies [][]string, clients, letters int) {
+	t.Helper()
+	if len(final) != 2*clients*letters {
+		t.Fatalf("final v has %d bytes, want %d", len(final), 2*clients*letters)
+	}
+	next := make([]int, clients)
+	for i := 0; i < len(final); i += 2 {
+		c, n := int(final[i]), int(final[i+1])
+		if c >= clients || n != next[c] {
+			t.Fatalf("record %d is client %d letter %d, want letter %d", i/2, c, n, next[c])
+		}
+		next[c]++
+	}
+	for c, rs := range replies {
+		for _, v := range rs {
+			if !strings.HasPrefix(final, v) {
+				t.Fatalf("client %d got a reply of %d bytes that is not a prefix of v", c, len(v))
+			}
+		}
+	}
+}
+
+// A v deleted behind the stores' back is not resurrected from their copies.
+func TestDeletedValueIsNotTrusted(t *testing.T) {
+	r := redistest.New(t)
+	a, b := open(t, r, "v"), open(t, r, "v")
+	mustAppend(t, a, "abc")
+	mustAppend(t, b, "def")
+	if err := redisClient(t, r).Del(context.Background(), "v").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustValue(t, a); got != "" {
+		t.Errorf("Value after DEL = %q, want empty", got)
+	}
+	if got := mustAppend(t, b, "xyzxyzxyz"); got != "xyzxyzxyz" {
+		t.Errorf("Append after DEL = %q", got)
+	}
+	if got := mustAppend(t, a, "!"); got != "xyzxyzxyz!" {
+		t.Errorf("Append on the other store = %q", got)
+	}
+}
+
+func TestChangesAcrossProcesses(t *testing.T) {
+	r := redistest.New(t)
+	a, b := open(t, r, "v"), open(t, r, "v")
+	ctx, cancel := context.WithCancel(context.Background())
+	ch, err := a.Changes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	drain(ch) // the subscription's confirmation may signal once
+	waitSignal := func(what string) {
+		t.Helper()
+		select {
+		case _, ok := <-ch:
+			if !ok {
+				t.Fatalf("%s: channel closed", what)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: no signal on the other process within 5s", what)
+		}
+	}
+	// Wait until a's subscription is live: b appends until a hears.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mustAppend(t, b, "x")
+		select {
+		case <-ch:
+		case <-time.After(100 * time.Millisecond):
+			if time.Now().After(deadline) {
+				t.Fatal("a never heard b's appends")
+			}
+			continue
+		}
+		break
+	}
+	drain(ch)
+	mustAppend(t, b, "y")
+	waitSignal("append on b")
+	if got := mustValue(t, a); !strings.HasSuffix(got, "xy") {
+		t.Errorf("a sees %q", got)
+	}
+	leave, err := b.Join(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitSignal("join on b")
+	leave()
+	waitSignal("leave on b")
+	cancel()
+	select {
+	case _, ok := <-ch:
+		for ok {
+			_, ok = <-ch
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("channel not closed after its context ended")
+	}
+}
+
+func drain(ch <-chan struct{}) {
+	for {
+		select {
+		case <-ch:
+		default:
+			return
+		}
+	}
+}
+
+func clients(t *testing.T, s store.Store) int64 {
+	t.Helper()
+	n, err := s.Clients(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestGroupCount(t *testing.T) {
+	r := redistest.New(t)
+	a, b := open(t, r, "v"), open(t, r, "v")
+	var leaves []func()
+	for _, s := range []*Store{a, a, b} {
+		leave, err := s.Join(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaves = append(leaves, leave)
+	}
+	if n, m := clients(t, a), clients(t, b); n != 3 || m != 3 {
+		t.Fatalf("Clients = %d, %d; want 3 on both", n, m)
+	}
+	leaves[0]()
+	leaves[0]() // a second call has no effect
+	if n := clients(t, b); n != 2 {
+		t.Fatalf("after one leave (called twice), Clients = %d, want 2", n)
+	}
+	// Closing a process removes its clients at once, without waiting for
+	// the lease.
+	b.Close()
+	if n := clients(t, a); n != 1 {
+		t.Fatalf("after b closed, Clients = %d, want 1", n)
+	}
+	leaves[1]()
+	if n := clients(t, a); n != 0 {
+		t.Fatalf("after the last leave, Clients = %d, want 0", n)
+	}
+	leaves[2]() // after Close: nothing happens, nothing breaks
+}
+
+// A process that dies without leaving stops counting once its lease runs
+// out, and the survivors are told.
+func TestDeadProcessLeaseExpires(t *testing.T) {
+	r := redistest.New(t)
+	const lease = "lease=900ms"
+	a, b := open(t, r, "v", lease), open(t, r, "v", lease)
+	for range 3 {
+		if _, err := a.Join(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	leave, err := b.Join(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer leave()
+	ch, err := b.Changes(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Past a few heartbeats, a's clients still count.
+	time.Sleep(1200 * time.Millisecond)
+	if n := clients(t, b); n != 4 {
+		t.Fatalf("Clients = %d with both alive, want 4", n)
+	}
+	drain(ch)
+	a.shutdown() // as if killed: no leave
+	start := time.Now()
+	for clients(t, b) != 1 {
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("dead process still counted after %s", time.Since(start))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	select {
+	case <-ch:
+	case <-time.After(3 * time.Second):
+		t.Fatal("survivor not told that the dead process's clients left")
+	}
+	if n, _ := redisClient(t, r).ZCard(context.Background(), "v:servers").Result(); n != 1 {
+		t.Errorf("%d leases left in v:servers, want 1 (the dead one swept)", n)
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	r := redistest.New(t, "--requirepass", "s3cret")
+	c := redis.NewClient(&redis.Options{Addr: r.Addr(), Password: "s3cret"})
+	defer c.Close()
+	if err := c.RPush(context.Background(), "list", "x").Err(); err != nil {
+		t.Fatal(err)
+	}
+	down := fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))
+	tests := []struct {
+		name, url, want string
+	}{
+		{"unreachable", "redis://" + down + "/0?key=v", "redis: connect " + down + ": connection refused"},
+		{"no password", r.URL("v"), "NOAUTH"},
+		{"wrong password", "redis://:nope@" + r.Addr() + "/0?key=v", "WRONGPASS"},
+		{"wrong type", "redis://:s3cret@" + r.Addr() + "/0?key=list", `key "list" holds a list, not a string`},
+		{"bad URL", "redis://" + r.Addr() + "/0?key=v&lease=x", "invalid store URL"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			start := time.Now()
+			s, err := Open(ctx, tt.url)
+			if err == nil {
+				s.Close()
+				t.Fatal("Open succeeded")
+			}
+			if !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("err = %q, want one line containing %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "nope") {
+				t.Errorf("error shows the password: %v", err)
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Errorf("Open took %s to fail", d)
+			}
+		})
+	}
+	s, err := Open(context.Background(), "redis://:s3cret@"+r.Addr()+"/0?key=v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := mustAppend(t, s, "ok"); got != "ok" {
+		t.Errorf("with the password: %q", got)
+	}
+}
+
+func TestClose(t *testing.T) {
+	r := redistest.New(t)
+	s := open(t, r, "v")
+	ch, err := s.Changes(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s.Close()
+	for range ch {
+	}
+	if _, err := s.Append(context.Background(), []byte("x")); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("Append after Close: %v", err)
+	}
+	if _, err := s.Value(context.Background()); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("Value after Close: %v", err)
+	}
+	if _, err := s.Join(context.Background()); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("Join after Close: %v", err)
+	}
+	if _, err := s.Changes(context.Background()); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("Changes after Close: %v", err)
+	}
+}
+
+// syncBuffer collects log output from the store's goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// Redis stopped and started again while clients append: appends fail with
+// an error while it is away (never a wrong v), the store says so once,
+// comes back by itself, and no acknowledged byte is lost.
+func TestRedisRestart(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		kill bool // SIGKILL instead of SIGTERM; needs appendfsync always
+	}{{"stop", false}, {"kill", true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := redistest.New(t, "--appendfsync", "always")
+			var logs syncBuffer
+			s, err := Open(context.Background(), r.URL("v"), WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			const workers = 8
+			var (
+				mu       sync.Mutex
+				acked    [][]byte // every acknowledged reply
+				failures int
+				firstErr error
+			)
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			for w := range workers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := 0; ; i++ {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						v, err := s.Append(context.Background(), []byte{'a' + byte(w)})
+						mu.Lock()
+						if err != nil {
+							failures++
+							if firstErr == nil {
+								firstErr = err
+							}
+						} else {
+							acked = append(acked, v)
+						}
+						mu.Unlock()
+						if err != nil {
+							time.Sleep(10 * time.Millisecond)
+						}
+					}
+				}()
+			}
+			time.Sleep(300 * time.Millisecond)
+			if tt.kill {
+				r.Kill()
+			} else {
+				r.Stop()
+			}
+			time.Sleep(500 * time.Millisecond)
+			mu.Lock()
+			failedWhileDown := failures
+			mu.Unlock()
+			if err := r.Start(); err != nil {
+				t.Fatal(err)
+			}
+			// Appends succeed again by themselves.
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				mu.Lock()
+				n := len(acked)
+				mu.Unlock()
+				time.Sleep(300 * time.Millisecond)
+				mu.Lock()
+				grew := len(acked) > n
+				mu.Unlock()
+				if grew {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("no append succeeded within 10s of Redis coming back; log: %s", logs.String())
+				}
+			}
+			close(stop)
+			wg.Wait()
+			if failedWhileDown == 0 {
+				t.Error("no append failed while Redis was down")
+			}
+			final := mustValue(t, s)
+			longest := 0
+			for _, v := range acked {
+				if !strings.HasPrefix(final, string(v)) {
+					t.Fatalf("acknowledged v of %d bytes is not a prefix of the final v (%d bytes)", len(v), len(final))
+				}
+				longest = max(longest, len(v))
+			}
+			t.Logf("%d appends acknowledged, %d failed (first: %v), final v %d bytes", len(acked), failures, firstErr, len(final))
+			if strings.Contains(firstErr.Error(), "\n") || !strings.Contains(firstErr.Error(), r.Addr()) {
+				t.Errorf("append error %q: want one line naming Redis", firstErr)
+			}
+			if got := strings.Count(logs.String(), "redis lost"); got != 1 {
+				t.Errorf("%d 'redis lost' lines, want 1:\n%s", got, logs.String())
+			}
+			if !strings.Contains(logs.String(), "redis reachable again") {
+				t.Errorf("no 'reachable again' line:\n%s", logs.String())
+			}
+		})
+	}
+}

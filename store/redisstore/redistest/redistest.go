@@ -1,0 +1,231 @@
+// Package redistest runs a real redis-server for tests and benchmarks: on
+// a free loopback port, in a scratch directory, with an append-only file so
+// that it can be stopped and started again without losing what it stored.
+// No mock: the Redis store is tested against the engine it runs on.
+package redistest
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Server is one redis-server process, which may be stopped and started
+// again on the same port and directory.
+type Server struct {
+	Port int
+	Dir  string   // working directory: the append-only file lives here
+	Args []string // extra redis-server arguments, e.g. "--requirepass", "pw"
+
+	mu   sync.Mutex // guards cmd and done
+	cmd  *exec.Cmd
+	done chan struct{}
+
+	logMu sync.Mutex
+	log   bytes.Buffer
+}
+
+// Path returns the redis-server binary, or an error that says how to get it.
+func Path() (string, error) {
+	p, err := exec.LookPath("redis-server")
+	if err != nil {
+		return "", errors.New("redis-server not found: run the tests with scripts/test.sh, which installs it (apt-get install redis-server)")
+	}
+	return p, nil
+}
+
+// New starts a redis-server for a test on a free loopback port and stops it
+// when the test ends. The test fails (never skips) if there is no
+// redis-server.
+func New(tb testing.TB, args ...string) *Server {
+	tb.Helper()
+	s, err := Start(tb.TempDir(), args...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { s.Kill() })
+	return s
+}
+
+// Start starts a redis-server with its data in dir, on a free loopback port.
+func Start(dir string, args ...string) (*Server, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{Port: port, Dir: dir, Args: args}
+	if err := s.Start(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Addr is host:port.
+func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port)) }
+
+// URL is the store URL for key, e.g. redis://127.0.0.1:PORT/0?key=KEY,
+// with extra query parameters appended ("lease=1s").
+func (s *Server) URL(key string, extra ...string) string {
+	u := fmt.Sprintf("redis://%s/0?key=%s", s.Addr(), key)
+	for _, e := range extra {
+		u += "&" + e
+	}
+	return u
+}
+
+// Start starts (or starts again) the server and waits until it answers
+// PING, for up to 10 s.
+func (s *Server) Start() error {
+	path, err := Path()
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		return errors.New("redis-server already running")
+	}
+	// Start holds mu until Redis answers, so Stop and Kill wait for it.
+	args := append([]string{
+		"--port", strconv.Itoa(s.Port),
+		"--bind", "127.0.0.1",
+		"--save", "",
+		"--appendonly", "yes",
+		"--dir", s.Dir,
+		"--daemonize", "no",
+		"--logfile", "",
+		"--loglevel", "warning",
+	}, s.Args...)
+	cmd := exec.Command(path, args...)
+	s.logMu.Lock()
+	s.log.Reset()
+	s.logMu.Unlock()
+	w := &lockedWriter{mu: &s.logMu, w: &s.log}
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start redis-server: %w", err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	s.cmd, s.done = cmd, done
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if err := ping(s.Addr(), s.password()); err == nil {
+			return nil
+		}
+		select {
+		case <-done:
+			s.cmd = nil
+			return fmt.Errorf("redis-server exited at start: %s", strings.TrimSpace(s.Log()))
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			<-done
+			s.cmd = nil
+			return fmt.Errorf("redis-server on %s did not answer within 10s: %s", s.Addr(), strings.TrimSpace(s.Log()))
+		}
+	}
+}
+
+func (s *Server) password() string {
+	for i, a := range s.Args {
+		if a == "--requirepass" && i+1 < len(s.Args) {
+			return s.Args[i+1]
+		}
+	}
+	return ""
+}
+
+// ping sends PING (after AUTH when password is set) and wants +PONG; a
+// server still loading its append-only file answers -LOADING instead.
+func ping(addr, password string) error {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	br := bufio.NewReader(c)
+	if password != "" {
+		fmt.Fprintf(c, "AUTH %s\r\n", password)
+		if line, err := br.ReadString('\n'); err != nil || line != "+OK\r\n" {
+			return fmt.Errorf("auth: %q %v", line, err)
+		}
+	}
+	if _, err := c.Write([]byte("PING\r\n")); err != nil {
+		return err
+	}
+	line, err := br.ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if line != "+PONG\r\n" {
+		return fmt.Errorf("PING: %q", line)
+	}
+	return nil
+}
+
+// Stop stops the server as an operator would (SIGTERM: Redis flushes its
+// append-only file and exits), and waits for it.
+func (s *Server) Stop() error { return s.signal(syscall.SIGTERM) }
+
+// Kill kills the server (SIGKILL: no flush), and waits for it. Only bytes
+// already written to the append-only file survive; with
+// "--appendfsync always" that is every acknowledged write.
+func (s *Server) Kill() error { return s.signal(syscall.SIGKILL) }
+
+func (s *Server) signal(sig syscall.Signal) error {
+	s.mu.Lock()
+	cmd, done := s.cmd, s.done
+	s.cmd = nil
+	s.mu.Unlock()
+	if cmd == nil {
+		return nil
+	}
+	cmd.Process.Signal(sig)
+	select {
+	case <-done:
+		return nil
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		return fmt.Errorf("redis-server did not exit within 10s of %v", sig)
+	}
+}
+
+// Log returns what redis-server printed (warnings and errors).
+func (s *Server) Log() string {
+	s.logMu.Lock()
+	defer s.logMu.Unlock()
+	return s.log.String()
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
