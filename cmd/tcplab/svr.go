@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -48,7 +47,7 @@ Built-in commands for --commands: `+strings.Join(status.BuiltinNames(), ", ")+`
 	maxOutput := fs.Int("max-output", status.DefaultMaxOutput, "keep at most this many `bytes` of a command's output")
 	native := fs.Bool("native", false, "render w, ps and uptime from /proc and utmp even if the programs are installed")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics")
-	logFormat := fs.String("log-format", "plain", "plain (the tutorial's \"client is at\" lines on stdout), text or json (log/slog on stderr)")
+	logFormat := fs.String("log-format", "text", "log format on standard error: text (with the tutorial's \"client is at\" lines on stdout) or json (every client a JSON record)")
 	grace := fs.Duration("grace", 10*time.Second, "on SIGINT/SIGTERM, wait this long for requests in flight")
 	pos, err := fs.parse(std, args, 1, 1)
 	if err != nil {
@@ -80,17 +79,12 @@ Built-in commands for --commands: `+strings.Join(status.BuiltinNames(), ", ")+`
 	if *perSec > 0 {
 		svc.Limiter = status.NewClientLimiter(*perSec, *burst)
 	}
-	var logger *slog.Logger
-	switch *logFormat {
-	case "plain":
-		logger = slog.New(slog.NewTextHandler(std.err, &slog.HandlerOptions{Level: slog.LevelWarn}))
-		svc.ClientLog = std.out
-	case "text":
-		logger = slog.New(slog.NewTextHandler(std.err, nil))
-	case "json":
-		logger = slog.New(slog.NewJSONHandler(std.err, nil))
-	default:
-		return usagef("--log-format: want plain, text or json, not %q", *logFormat)
+	logger, err := newLogger(std.err, *logFormat)
+	if err != nil {
+		return err
+	}
+	if *logFormat != "json" {
+		svc.ClientLog = std.out // the tutorial's "client is at" lines
 	}
 	svc.Logger = logger
 

@@ -1,0 +1,185 @@
+package status
+
+import (
+	"fmt"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+func TestRowOverflowIsAbsorbed(t *testing.T) {
+	cols := []column{{"A", 4, false}, {"B", 3, false}, {"T", 4, true}, {"C", 0, true}}
+	for _, tc := range []struct {
+		cells []string
+		want  string
+	}{
+		{[]string{"1", "2", "x", "cmd"}, "   1   2 x    cmd"},
+		{[]string{"12345", "2", "x", "cmd"}, "12345  2 x    cmd"},   // B's padding absorbs A's overflow
+		{[]string{"12345", "234", "x", "cmd"}, "12345 234 x   cmd"}, // then T's
+		{[]string{"123456789", "234", "x", "cmd"}, "123456789 234 x cmd"},
+	} {
+		if got := row(cols, tc.cells); got != tc.want {
+			t.Errorf("row(%q) = %q, want %q", tc.cells, got, tc.want)
+		}
+	}
+}
+
+func TestFormats(t *testing.T) {
+	for _, tc := range []struct{ got, want string }{
+		{permille(0), "0.0"}, {permille(5), "0.5"}, {permille(123), "12.3"}, {permille(999), "99.9"}, {permille(1000), "100"}, {permille(2345), "234"},
+		{ttyName(0), "?"}, {ttyName(136<<8 | 3), "pts/3"}, {ttyName(4<<8 | 1), "tty1"}, {ttyName(4<<8 | 65), "ttyS1"},
+		{FormatUptime(59), "0 min"}, {FormatUptime(600), "10 min"}, {FormatUptime(3720), "1:02"}, {FormatUptime(86400 + 60), "1 day, 1 min"}, {FormatUptime(3*86400 + 7200), "3 days, 2:00"},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("got %q, want %q", tc.got, tc.want)
+		}
+	}
+}
+
+// procpsRun runs the installed tool with the server's fixed argv and env.
+func procpsRun(t *testing.T, argv ...string) string {
+	t.Helper()
+	p := lookPath(argv[0])
+	if p == "" {
+		t.Fatalf("%s is not installed: scripts/test.sh installs procps", argv[0])
+	}
+	cmd := exec.Command(p, argv[1:]...)
+	cmd.Env = fixedEnv
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s: %v", argv, err)
+	}
+	return string(out)
+}
+
+// psRows maps PID to the fields of each row of ps aux output.
+func psRows(t *testing.T, out string) (header string, rows map[int][]string, raw map[int]string) {
+	t.Helper()
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	rows, raw = map[int][]string{}, map[int]string{}
+	for _, l := range lines[1:] {
+		f := strings.Fields(l)
+		if len(f) < 11 {
+			t.Fatalf("row with %d fields: %q", len(f), l)
+		}
+		pid, err := strconv.Atoi(f[1])
+		if err != nil {
+			t.Fatalf("no PID in %q", l)
+		}
+		// COMMAND is everything from the 11th field on.
+		rows[pid] = append(f[:10:10], strings.Join(f[10:], " "))
+		raw[pid] = l
+	}
+	return lines[0], rows, raw
+}
+
+// The native ps aux is the installed one's: same header, same processes
+// (but those that started or ended in between), same user, tty, start
+// time and command, and the same column positions where no value
+// overflows.
+func TestNativeMatchesProcpsPS(t *testing.T) {
+	native, err := renderPS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	real := procpsRun(t, "ps", "aux")
+	nh, nrows, nraw := psRows(t, string(native))
+	rh, rrows, rraw := psRows(t, real)
+	if nh != rh {
+		t.Fatalf("header\n native %q\n ps     %q", nh, rh)
+	}
+	// Processes change between the two readings (kernel workers rename
+	// themselves, programs exec and start threads), so a few rows may differ;
+	// a systematic difference shows in most of them.
+	common, differ := 0, 0
+	for pid, r := range rrows {
+		n, ok := nrows[pid]
+		if !ok {
+			continue
+		}
+		common++
+		var why []string
+		for _, i := range []int{0, 6, 8, 10} { // USER, TTY, START, COMMAND
+			if n[i] != r[i] && !strings.Contains(r[i], "ps aux") {
+				why = append(why, fmt.Sprintf("column %d: native %q, ps %q", i, n[i], r[i]))
+			}
+		}
+		// STAT: the state letter changes with timing, the flags rarely.
+		if n[7][1:] != r[7][1:] {
+			why = append(why, fmt.Sprintf("STAT: native %q, ps %q", n[7], r[7]))
+		}
+		nv, _ := strconv.Atoi(n[4])
+		rv, _ := strconv.Atoi(r[4])
+		if d := nv - rv; d > rv/10+1024 || -d > rv/10+1024 {
+			why = append(why, fmt.Sprintf("VSZ: native %d, ps %d", nv, rv))
+		}
+		if len(why) == 0 && strings.Join(n, " ") == strings.Join(r, " ") && nraw[pid] != rraw[pid] {
+			why = append(why, fmt.Sprintf("same fields, other spacing:\n native %q\n ps     %q", nraw[pid], rraw[pid]))
+		}
+		if len(why) > 0 {
+			differ++
+			t.Logf("pid %d: %s", pid, strings.Join(why, "; "))
+		}
+	}
+	if differ > max(3, common/20) {
+		t.Errorf("%d of %d processes differ", differ, common)
+	}
+	if common < len(rrows)*8/10 || common < 5 {
+		t.Fatalf("only %d of ps's %d processes in the native report (%d)", common, len(rrows), len(nrows))
+	}
+	// Column positions: the header's and a typical row's boundaries agree.
+	if a, b := strings.Index(string(native), "COMMAND"), strings.Index(real, "COMMAND"); a != b {
+		t.Errorf("COMMAND column at %d, ps has it at %d", a, b)
+	}
+}
+
+var uptimeLineRE = regexp.MustCompile(`^ \d\d:\d\d:\d\d up .*,\s+\d+ users?,  load average: \d+\.\d\d, \d+\.\d\d, \d+\.\d\d$`)
+
+func TestNativeMatchesProcpsW(t *testing.T) {
+	native, err := renderW()
+	if err != nil {
+		t.Fatal(err)
+	}
+	real := procpsRun(t, "w")
+	nl := strings.Split(strings.TrimSuffix(string(native), "\n"), "\n")
+	rl := strings.Split(strings.TrimSuffix(real, "\n"), "\n")
+	if !uptimeLineRE.MatchString(nl[0]) || !uptimeLineRE.MatchString(rl[0]) {
+		t.Fatalf("uptime lines\n native %q\n w      %q", nl[0], rl[0])
+	}
+	ns, _ := ParseUptimeLine(nl[0])
+	rs, _ := ParseUptimeLine(rl[0])
+	if ns.Users != rs.Users || len(nl) != len(rl) {
+		t.Errorf("native has %d users in %d lines, w %d in %d", ns.Users, len(nl), rs.Users, len(rl))
+	}
+	if ns.Uptime != rs.Uptime && !strings.HasSuffix(rs.Uptime, "min") {
+		t.Errorf("uptime %q, w says %q", ns.Uptime, rs.Uptime)
+	}
+	// The same text up to "load average:" (the clock may tick between).
+	cut := func(s string) string { return s[10:strings.Index(s, "load")] }
+	if cut(nl[0]) != cut(rl[0]) && ns.Uptime == rs.Uptime {
+		t.Errorf("uptime line\n native %q\n w      %q", nl[0], rl[0])
+	}
+	if nl[1] != rl[1] {
+		t.Errorf("header\n native %q\n w      %q", nl[1], rl[1])
+	}
+	up, err := renderUptime()
+	if err != nil {
+		t.Fatal(err)
+	}
+	realUp := procpsRun(t, "uptime")
+	if len(up) != len(realUp) || !uptimeLineRE.MatchString(strings.TrimSuffix(string(up), "\n")) {
+		t.Errorf("uptime\n native %q\n uptime %q", up, realUp)
+	}
+}
+
+func TestCollectFacts(t *testing.T) {
+	f, err := CollectFacts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Procs < 2 || len(f.Processes) != f.Procs || f.UptimeSeconds <= 0 || f.Memory == nil || f.Memory.TotalKiB == 0 {
+		t.Fatalf("facts %+v", f)
+	}
+}
