@@ -32,6 +32,8 @@ type command struct {
 var commands = []command{
 	{"tms", "multicopy echo server (tutorial section 2, tms.py)", runTMS},
 	{"tmc", "multicopy echo client (tutorial section 2, tmc.py)", runTMC},
+	{"strsvr", "shared-string server (tutorial section 6, strsvr.py)", runStrSvr},
+	{"strclnt", "shared-string client (tutorial section 6, strclnt.py)", runStrClnt},
 	{"svr", "remote w/ps server (tutorial section 5.2, svr.py)", runSVR},
 	{"wps", "remote w/ps client, one host or a fleet (svr.py's client wps.py)", runWPS},
 }

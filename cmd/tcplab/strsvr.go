@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/tcplab/tcplab/internal/endpoint"
+	"github.com/tcplab/tcplab/internal/server"
+	"github.com/tcplab/tcplab/sharedstring"
+	"github.com/tcplab/tcplab/store"
+)
+
+func runStrSvr(ctx context.Context, std stdio, args []string) error {
+	fs := newFlagSet("strsvr", "[flags] PORT", `
+The shared-string server of the tutorial's section 6 (strsvr.py). Clients
+send letters; every byte any client sends is appended to one string v, in
+the order the bytes arrive, and the server answers each byte with v as it is
+right after that append. When the last client has left (after at least one
+came) it prints "the final value of v is V" and exits, as the tutorial's
+does; --keep keeps serving instead. SIGINT or SIGTERM also prints v, closes
+the clients and exits 0.
+
+Unlike the tutorial's server, which accepts exactly two clients and then
+polls them at 100% CPU, it serves any number of clients, joining and leaving
+at any time, with no CPU used while they are idle. --clients N reproduces
+the tutorial: nobody is served until N clients have connected.
+
+Classic clients (the tutorial's strclnt.py, nc) get exactly the tutorial's
+bytes. A tcplab strclnt finds this server by a UDP probe on the same port
+number and switches its connection to framed replies, in which v always
+arrives whole (see docs/sharedstring.md).
+
+v is kept in memory unless --data FILE is given: then every append goes to
+an append-only log first, and a restart recovers v exactly. With
+--fsync always (the default) no answered byte is lost, even to a power cut;
+with --fsync interval, answered bytes survive the process being killed and
+at most --fsync-interval is lost to a power cut.`,
+		"tcplab strsvr 2000                 # then, twice: tcplab strclnt localhost 2000",
+		"tcplab strsvr --clients 2 2000     # the tutorial exactly: wait for two clients",
+		"tcplab strsvr --keep --data v.log 2000")
+	keep := fs.Bool("keep", false, "keep serving when the last client leaves (stop with SIGINT/SIGTERM)")
+	waitFor := fs.Int("clients", 0, "serve nobody until this many clients have connected (the tutorial's nc = 2)")
+	data := fs.String("data", "", "keep v in this append-only log file, recovered on restart")
+	fsyncFlag := fs.String("fsync", "always", "with --data: when to fsync the log: always or interval")
+	fsyncEvery := fs.Duration("fsync-interval", time.Second, "with --fsync interval: time between fsyncs")
+	maxConns := fs.Int("max-conns", server.DefaultMaxConns, "clients served at once (the rest wait in the listen backlog)")
+	maxValue := fs.Int("max-value", sharedstring.DefaultMaxValue, "largest v in bytes; a client that would grow v beyond it is dropped")
+	writeTimeout := fs.Duration("write-timeout", sharedstring.DefaultWriteIdle, "drop a client that accepts no reply bytes for this long")
+	readTimeout := fs.Duration("read-timeout", sharedstring.DefaultReadIdle, "drop a client that sends nothing for this long (not watchers; 0: never)")
+	noDiscovery := fs.Bool("no-discovery", false, "do not answer the UDP probe: every client is classic")
+	logFormat := fs.String("log-format", "text", "log format on standard error: text or json")
+	pos, err := fs.parse(std, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	port, err := endpoint.ParsePort(pos[0])
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	switch {
+	case *waitFor < 0:
+		return usagef("--clients must be at least 0, not %d", *waitFor)
+	case *maxConns < 1:
+		return usagef("--max-conns must be at least 1, not %d", *maxConns)
+	case *maxValue < 1:
+		return usagef("--max-value must be at least 1, not %d", *maxValue)
+	case *writeTimeout <= 0:
+		return usagef("--write-timeout must be positive, not %s", *writeTimeout)
+	case *readTimeout < 0:
+		return usagef("--read-timeout must not be negative, not %s", *readTimeout)
+	case *fsyncEvery <= 0:
+		return usagef("--fsync-interval must be positive, not %s", *fsyncEvery)
+	}
+	policy, err := store.ParseFsync(*fsyncFlag)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	log, err := newLogger(std.err, *logFormat)
+	if err != nil {
+		return err
+	}
+
+	var st store.Store
+	if *data != "" {
+		f, err := store.OpenFile(*data, store.FileOptions{Fsync: policy, Interval: *fsyncEvery})
+		if err != nil {
+			return err
+		}
+		if f.Dropped() > 0 {
+			log.Warn("cut a damaged tail from the data file", "file", *data, "bytes", f.Dropped())
+		}
+		st = f
+	} else {
+		st = store.NewMemory()
+	}
+	defer st.Close()
+
+	ln, err := endpoint.Listen(ctx, ":"+strconv.Itoa(port))
+	if err != nil {
+		return err
+	}
+	if v, err := st.Value(ctx); err == nil && len(v) > 0 {
+		log.Info("recovered v", "bytes", len(v), "file", *data)
+	}
+	read := *readTimeout
+	if read == 0 {
+		read = -1 // the Server's "never"
+	}
+	srv := &sharedstring.Server{
+		Store:     st,
+		WaitFor:   *waitFor,
+		WriteIdle: *writeTimeout,
+		ReadIdle:  read,
+		MaxValue:  *maxValue,
+		MaxConns:  *maxConns,
+		Logger:    log,
+	}
+	actual := ln.Addr().(*net.TCPAddr).Port
+	var wg sync.WaitGroup
+	failed := make(chan error, 2)
+	if !*noDiscovery {
+		pc, err := net.ListenPacket("udp", ":"+strconv.Itoa(actual))
+		if err != nil {
+			log.Warn("no framed-mode discovery: every client will be classic", "err", endpoint.Cause(err))
+		} else {
+			wg.Go(func() { srv.ServeDiscovery(pc) })
+		}
+	}
+	wg.Go(func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, server.ErrServerClosed) {
+			failed <- err
+		}
+	})
+	log.Info("strsvr listening", "addr", ln.Addr().String(), "discovery", !*noDiscovery)
+
+	waitCtx, cancel := context.WithCancel(ctx)
+	empty := make(chan error, 1)
+	if !*keep {
+		wg.Go(func() { empty <- srv.WaitEmpty(waitCtx) })
+	}
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("signal: stopping")
+	case err := <-empty:
+		if err != nil && ctx.Err() == nil {
+			runErr = fmt.Errorf("watch clients: %w", err)
+		}
+	case err := <-failed:
+		runErr = fmt.Errorf("accept: %w", err)
+	}
+	cancel()
+	srv.Close()
+	wg.Wait()
+	v, err := st.Value(context.Background())
+	if err != nil {
+		return fmt.Errorf("read v: %w", err)
+	}
+	fmt.Fprintf(std.out, "the final value of v is %s\n", v)
+	if err := st.Close(); err != nil && runErr == nil {
+		runErr = fmt.Errorf("close store: %w", err)
+	}
+	return runErr
+}

@@ -1,0 +1,295 @@
+package sharedstring
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/tcplab/tcplab/internal/endpoint"
+)
+
+// Mode chooses how a Client talks to the server.
+type Mode int
+
+const (
+	// Auto probes for a tcplab server and uses framed mode if one answers,
+	// classic otherwise (the tutorial's Python strsvr).
+	Auto Mode = iota
+	// Classic never probes: the tutorial's protocol, byte for byte.
+	Classic
+	// Framed skips the probe and requires a tcplab server.
+	Framed
+)
+
+// Client defaults.
+const (
+	DefaultProbeTimeout = 300 * time.Millisecond
+	DefaultReplyTimeout = 30 * time.Second
+	// DefaultQuiet is how long a classic client waits for more bytes of a
+	// reply that already looks whole.
+	DefaultQuiet = 20 * time.Millisecond
+)
+
+// Options configures Dial. The zero value is Auto mode with the defaults.
+type Options struct {
+	Mode         Mode
+	Watch        bool          // ask for 'w' frames (framed mode only)
+	DialTimeout  time.Duration // zero: no limit beyond the kernel's
+	ProbeTimeout time.Duration // zero: DefaultProbeTimeout
+	ReplyTimeout time.Duration // zero: DefaultReplyTimeout
+	Quiet        time.Duration // zero: DefaultQuiet
+	MaxValue     int           // zero: DefaultMaxValue
+}
+
+// Client is one strclnt connection. Its methods are for one goroutine,
+// except that Close may be called from any goroutine to end a blocked Next.
+type Client struct {
+	conn   net.Conn
+	br     *bufio.Reader
+	framed bool
+	opts   Options
+	v      []byte // framed: our copy of v; classic: the last reply
+	tmp    []byte
+}
+
+// Dial connects to the server at host:port and, in Auto mode, finds out
+// whether it is a tcplab server (see the package comment), then says hello
+// if so.
+func Dial(ctx context.Context, host, port string, opts Options) (*Client, error) {
+	if opts.ProbeTimeout <= 0 {
+		opts.ProbeTimeout = DefaultProbeTimeout
+	}
+	if opts.ReplyTimeout <= 0 {
+		opts.ReplyTimeout = DefaultReplyTimeout
+	}
+	if opts.Quiet <= 0 {
+		opts.Quiet = DefaultQuiet
+	}
+	if opts.MaxValue <= 0 {
+		opts.MaxValue = DefaultMaxValue
+	}
+	conn, err := endpoint.Dial(ctx, host, port, opts.DialTimeout)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{conn: conn, opts: opts}
+	switch opts.Mode {
+	case Framed:
+		c.framed = true
+	case Auto:
+		c.framed = Probe(ctx, conn.RemoteAddr(), opts.ProbeTimeout)
+	}
+	if opts.Watch && !c.framed {
+		conn.Close()
+		return nil, fmt.Errorf("--watch needs a tcplab strsvr at %s (framed mode), and none answered the discovery probe", conn.RemoteAddr())
+	}
+	if c.framed {
+		if err := c.hello(); err != nil {
+			conn.Close()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// Framed reports whether the connection is in framed mode.
+func (c *Client) Framed() bool { return c.framed }
+
+// Close closes the connection: to the server, the client leaves.
+func (c *Client) Close() error { return c.conn.Close() }
+
+func (c *Client) hello() error {
+	flags := byte(0)
+	if c.opts.Watch {
+		flags |= FlagWatch
+	}
+	c.conn.SetDeadline(time.Now().Add(c.opts.ReplyTimeout))
+	defer c.conn.SetDeadline(time.Time{})
+	if _, err := c.conn.Write(Hello(flags)); err != nil {
+		return fmt.Errorf("send hello: %w", endpoint.Cause(err))
+	}
+	c.br = bufio.NewReaderSize(c.conn, 64<<10)
+	kind, n, v, err := ReadFrame(c.br, nil, c.opts.MaxValue)
+	if err != nil || kind != KindHello || n != 0 || len(v) != 0 {
+		return fmt.Errorf("server at %s did not accept framed mode (not a tcplab strsvr?)", c.conn.RemoteAddr())
+	}
+	return nil
+}
+
+// Probe asks, over UDP to addr's IP and port, whether a tcplab strsvr
+// serves there. It answers false on any doubt: no answer within timeout,
+// a port unreachable (immediate on loopback), or a wrong answer.
+func Probe(ctx context.Context, addr net.Addr, timeout time.Duration) bool {
+	ta, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return false
+	}
+	pc, err := net.DialUDP("udp", nil, &net.UDPAddr{IP: ta.IP, Port: ta.Port, Zone: ta.Zone})
+	if err != nil {
+		return false
+	}
+	defer pc.Close()
+	var nonce [8]byte
+	rand.Read(nonce[:])
+	want := probe(nonce, true)
+	deadline := time.Now().Add(timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	// Two tries: a datagram can be lost; the second goes at half time.
+	buf := make([]byte, 64)
+	for try := range 2 {
+		if _, err := pc.Write(probe(nonce, false)); err != nil {
+			return false
+		}
+		end := deadline
+		if try == 0 {
+			end = time.Now().Add(time.Until(deadline) / 2)
+		}
+		pc.SetReadDeadline(end)
+		for {
+			n, err := pc.Read(buf)
+			if err != nil {
+				if errors.Is(err, syscall.ECONNREFUSED) {
+					return false
+				}
+				break // timeout: try again or give up
+			}
+			if bytes.Equal(buf[:n], want) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Send sends letters and returns v as it was right after the last of them
+// was appended. The slice stays valid; it must not be modified.
+//
+// In framed mode the letters go in one write and the replies are frames:
+// exact. In classic mode no reply says where it ends, so the letters go
+// one at a time, each waiting for its reply, and a reply counts as whole
+// when it extends the previous one, is at least one byte longer, ends with
+// the letter sent, and no more bytes come within Options.Quiet. That is
+// exact unless the network holds back part of a reply for longer than
+// Quiet; the tutorial's client assumed the whole reply would come in one
+// recv(1024).
+func (c *Client) Send(letters []byte) ([]byte, error) {
+	if len(letters) == 0 {
+		return c.v, nil
+	}
+	if !c.framed {
+		for _, b := range letters {
+			if err := c.classicLetter(b); err != nil {
+				return nil, err
+			}
+		}
+		return c.v, nil
+	}
+	if err := c.Write(letters); err != nil {
+		return nil, err
+	}
+	var last []byte
+	for replies := 0; replies < len(letters); {
+		c.conn.SetReadDeadline(time.Now().Add(c.opts.ReplyTimeout))
+		kind, v, err := c.next()
+		if err != nil {
+			return nil, err
+		}
+		if kind == KindReply {
+			replies++
+			last = v
+		}
+	}
+	return last, nil
+}
+
+// Write sends letters without waiting for the replies (framed mode, for a
+// watcher that reads them with Next).
+func (c *Client) Write(letters []byte) error {
+	c.conn.SetWriteDeadline(time.Now().Add(c.opts.ReplyTimeout))
+	if _, err := c.conn.Write(letters); err != nil {
+		return fmt.Errorf("send: %w", endpoint.Cause(err))
+	}
+	return nil
+}
+
+// Next waits, without a time limit, for the next frame (framed mode) and
+// returns its kind (KindReply or KindUpdate) and the v it reports.
+func (c *Client) Next() (kind byte, v []byte, err error) {
+	if !c.framed {
+		return 0, nil, errors.New("Next needs framed mode")
+	}
+	c.conn.SetReadDeadline(time.Time{})
+	return c.next()
+}
+
+func (c *Client) next() (byte, []byte, error) {
+	kind, n, v, err := ReadFrame(c.br, c.v, c.opts.MaxValue)
+	c.v = v
+	if err != nil {
+		return 0, nil, c.readError(err)
+	}
+	if kind == KindHello {
+		return 0, nil, fmt.Errorf("%w: a second hello frame", ErrProtocol)
+	}
+	return kind, c.v[:n:n], nil
+}
+
+func (c *Client) readError(err error) error {
+	switch {
+	case isEOF(err):
+		return errors.New("server closed the connection")
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return fmt.Errorf("no reply within %s", c.opts.ReplyTimeout)
+	}
+	return endpoint.Cause(err)
+}
+
+// classicLetter sends one letter and reads its reply (see Send).
+func (c *Client) classicLetter(b byte) error {
+	c.conn.SetWriteDeadline(time.Now().Add(c.opts.ReplyTimeout))
+	if _, err := c.conn.Write([]byte{b}); err != nil {
+		return fmt.Errorf("send: %w", endpoint.Cause(err))
+	}
+	if c.tmp == nil {
+		c.tmp = make([]byte, 64<<10)
+	}
+	prev := c.v
+	// A fresh buffer: replies handed out earlier stay valid.
+	r := make([]byte, 0, len(prev)+64)
+	whole := func() bool {
+		return len(r) > len(prev) && r[len(r)-1] == b
+	}
+	deadline := time.Now().Add(c.opts.ReplyTimeout)
+	for {
+		if whole() {
+			c.conn.SetReadDeadline(time.Now().Add(c.opts.Quiet))
+		} else {
+			c.conn.SetReadDeadline(deadline)
+		}
+		n, err := c.conn.Read(c.tmp)
+		if len(r)+n > c.opts.MaxValue {
+			return fmt.Errorf("reply longer than %d bytes", c.opts.MaxValue)
+		}
+		r = append(r, c.tmp[:n]...)
+		if len(r) >= len(prev) && !bytes.HasPrefix(r, prev) {
+			return errors.New("reply does not extend the previous one: the classic stream is out of step")
+		}
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) && whole() {
+				break
+			}
+			return c.readError(err)
+		}
+	}
+	c.v = r
+	return nil
+}

@@ -1,0 +1,435 @@
+package sharedstring
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tcplab/tcplab/internal/server"
+	"github.com/tcplab/tcplab/store"
+)
+
+// Defaults for the Server's limits.
+const (
+	DefaultWriteIdle = 10 * time.Second
+	DefaultReadIdle  = 30 * time.Minute
+	// readChunk is how many letters one read takes at most; they are
+	// appended in one Store.Append and answered in one writev.
+	readChunk = 4096
+)
+
+// Server is the shared-string server: strsvr. Set Store, then call Serve
+// (and ServeDiscovery, for framed mode); WaitEmpty tells when the last
+// client has left. Fields must not change after Serve is called.
+type Server struct {
+	// Store holds v and counts the clients.
+	Store store.Store
+
+	// WaitFor makes the server hold every client until this many have
+	// connected, as the tutorial's does with nc = 2. Zero or one: serve
+	// each client as it comes.
+	WaitFor int
+
+	// WriteIdle drops a client whose connection accepts no reply bytes for
+	// this long: a client that stops reading is disconnected, never
+	// buffered for. Zero means DefaultWriteIdle.
+	WriteIdle time.Duration
+
+	// ReadIdle drops a client that sends nothing for this long (watchers
+	// excepted: waiting is what they are for). Zero means DefaultReadIdle;
+	// negative means never.
+	ReadIdle time.Duration
+
+	// MaxValue bounds v: a client whose letters would grow v beyond it is
+	// disconnected. Zero means DefaultMaxValue.
+	MaxValue int
+
+	// MaxConns caps the clients served at once (see server.Server).
+	MaxConns int
+
+	// Logger receives connection events. Nil discards.
+	Logger *slog.Logger
+
+	once    sync.Once
+	srv     *server.Server
+	gate    chan struct{} // closed once WaitFor clients have joined
+	gated   sync.Once
+	joined  atomic.Int64 // clients that ever joined
+	size    atomic.Int64 // the longest v seen, for MaxValue
+	mu      sync.Mutex
+	packets []net.PacketConn
+	closed  bool
+}
+
+func (s *Server) init() {
+	s.once.Do(func() {
+		if s.Logger == nil {
+			s.Logger = slog.New(slog.DiscardHandler)
+		}
+		s.gate = make(chan struct{})
+		if s.WaitFor <= 1 {
+			close(s.gate)
+		}
+		s.srv = &server.Server{Handler: s.handle, MaxConns: s.MaxConns, Logger: s.Logger}
+	})
+}
+
+// Serve accepts clients on ln until Close; it returns server.ErrServerClosed
+// after Close.
+func (s *Server) Serve(ln net.Listener) error {
+	s.init()
+	return s.srv.Serve(ln)
+}
+
+// ServeDiscovery answers framed-mode probes arriving on pc (UDP, on the same
+// port number as the TCP listener) until Close. Anything that is not a
+// probe is ignored; an answer is never larger than its probe.
+func (s *Server) ServeDiscovery(pc net.PacketConn) error {
+	s.init()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		pc.Close()
+		return server.ErrServerClosed
+	}
+	s.packets = append(s.packets, pc)
+	s.mu.Unlock()
+	buf := make([]byte, 64)
+	for {
+		n, addr, err := pc.ReadFrom(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return server.ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			// ICMP errors from earlier answers surface here on some
+			// systems; they concern one peer, not the listener.
+			s.Logger.Debug("discovery read", "err", err)
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		if ans := answerProbe(buf[:n]); ans != nil {
+			pc.SetWriteDeadline(time.Now().Add(time.Second))
+			pc.WriteTo(ans, addr)
+		}
+	}
+}
+
+// Close closes the discovery sockets and every client connection, and
+// waits for the handlers to return. It does not close the Store.
+func (s *Server) Close() error {
+	s.init()
+	s.mu.Lock()
+	s.closed = true
+	for _, pc := range s.packets {
+		pc.Close()
+	}
+	s.mu.Unlock()
+	return s.srv.Close()
+}
+
+// ActiveConns reports how many clients this server is serving now.
+func (s *Server) ActiveConns() int {
+	s.init()
+	return s.srv.ActiveConns()
+}
+
+// WaitEmpty returns nil once the group of clients sharing the Store has
+// become empty after at least one client came (and after the WaitFor
+// clients have gathered): the moment the tutorial's server prints v and
+// exits. It is driven by Store.Changes and Store.Clients, so for a store
+// shared by several servers it waits for the whole group.
+func (s *Server) WaitEmpty(ctx context.Context) error {
+	s.init()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	changes, err := s.Store.Changes(ctx)
+	if err != nil {
+		return err
+	}
+	gate := s.gate // nil once seen open
+	seen := false
+	for {
+		select {
+		case <-s.gate:
+			gate = nil
+		default:
+		}
+		n, err := s.Store.Clients(ctx)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			seen = true
+		}
+		if gate == nil && n == 0 && (seen || s.joined.Load() > 0) {
+			return nil
+		}
+		select {
+		case _, ok := <-changes:
+			if !ok {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				return store.ErrClosed
+			}
+		case <-gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// conn is one client's connection as the handler sees it.
+type conn struct {
+	s      *Server
+	c      net.Conn
+	ctx    context.Context
+	log    *slog.Logger
+	mu     sync.Mutex // serialises writes (replies and watch updates)
+	bufs   [][]byte   // scratch for writev
+	hdrs   []byte     // scratch for frame headers
+	have   int        // framed: how much of v the client holds
+	framed bool
+}
+
+func (s *Server) handle(ctx context.Context, nc net.Conn) {
+	log := s.Logger.With("client", nc.RemoteAddr().String())
+	leave, err := s.Store.Join(ctx)
+	if err != nil {
+		log.Warn("cannot count client; dropping it", "err", err)
+		return
+	}
+	defer leave()
+	if s.joined.Add(1) >= int64(s.WaitFor) {
+		s.gated.Do(func() {
+			select {
+			case <-s.gate:
+			default:
+				close(s.gate)
+			}
+		})
+	}
+	log.Debug("client joined")
+	defer log.Debug("client left")
+	select {
+	case <-s.gate:
+	case <-ctx.Done():
+		return
+	}
+	c := &conn{s: s, c: nc, ctx: ctx, log: log}
+	if err := c.serve(); err != nil {
+		log.Info("client dropped", "err", err)
+	}
+}
+
+func (s *Server) writeIdle() time.Duration {
+	if s.WriteIdle > 0 {
+		return s.WriteIdle
+	}
+	return DefaultWriteIdle
+}
+
+func (s *Server) readIdle() time.Duration {
+	if s.ReadIdle == 0 {
+		return DefaultReadIdle
+	}
+	return s.ReadIdle
+}
+
+func (s *Server) maxValue() int {
+	if s.MaxValue > 0 {
+		return s.MaxValue
+	}
+	return DefaultMaxValue
+}
+
+var errValueFull = errors.New("v has reached its size limit")
+
+// serve reads letters until the client leaves. It returns nil for a client
+// that closed its connection, and the reason otherwise.
+func (c *conn) serve() error {
+	buf := make([]byte, readChunk)
+	n, flags, framed, err := c.readFirst(buf)
+	if framed {
+		c.framed = true
+		if err := c.hello(); err != nil {
+			return err
+		}
+		if flags&FlagWatch != 0 {
+			ctx, cancel := context.WithCancel(c.ctx)
+			done := make(chan struct{})
+			go func() { defer close(done); c.watch(ctx) }()
+			defer func() { cancel(); <-done }()
+		}
+		// The bytes after the hello are letters.
+		n = copy(buf, buf[HelloLen:n])
+	}
+	watching := framed && flags&FlagWatch != 0
+	for {
+		if n > 0 {
+			if err := c.letters(buf[:n]); err != nil {
+				return err
+			}
+		}
+		if err != nil {
+			return readErr(err)
+		}
+		if idle := c.s.readIdle(); idle > 0 && !watching {
+			c.c.SetReadDeadline(time.Now().Add(idle))
+		}
+		n, err = c.c.Read(buf)
+	}
+}
+
+// readErr turns the error that ended a client's reads into the reason it
+// left: nil for a close.
+func readErr(err error) error {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return errors.New("idle: sent nothing for the read timeout")
+	}
+	if errors.Is(err, net.ErrClosed) || isEOF(err) {
+		return nil
+	}
+	return err
+}
+
+// readFirst reads the first bytes of a connection and tells a framed-mode
+// hello from letters (see the package comment).
+func (c *conn) readFirst(buf []byte) (n int, flags byte, framed bool, err error) {
+	if idle := c.s.readIdle(); idle > 0 {
+		c.c.SetReadDeadline(time.Now().Add(idle))
+	}
+	n, err = c.c.Read(buf)
+	if n == 0 || buf[0] != magic[0] {
+		return n, 0, false, err
+	}
+	deadline := time.Now().Add(HelloWait)
+	for err == nil {
+		full, f, partial := helloMatch(buf[:n])
+		if full {
+			return n, f, true, nil
+		}
+		if !partial {
+			return n, 0, false, nil
+		}
+		c.c.SetReadDeadline(deadline)
+		var m int
+		m, err = c.c.Read(buf[n:])
+		n += m
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return n, 0, false, nil // a classic client that began with 0xFF
+		}
+	}
+	return n, 0, false, err
+}
+
+// letters appends p to v and answers every byte.
+func (c *conn) letters(p []byte) error {
+	if c.s.size.Load()+int64(len(p)) > int64(c.s.maxValue()) {
+		return errValueFull
+	}
+	v, err := c.s.Store.Append(c.ctx, p)
+	if err != nil {
+		return err
+	}
+	for {
+		old := c.s.size.Load()
+		if int64(len(v)) <= old || c.s.size.CompareAndSwap(old, int64(len(v))) {
+			break
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	bufs := c.bufs[:0]
+	first := len(v) - len(p) + 1
+	if !c.framed {
+		// Classic: v after each byte, back to back; prefixes of one v.
+		for i := first; i <= len(v); i++ {
+			bufs = append(bufs, v[:i])
+		}
+	} else {
+		// One header per byte; the data is what the client lacks. A
+		// header slice taken before hdrs grows keeps its bytes.
+		hdrs := c.hdrs[:0]
+		for i := first; i <= len(v); i++ {
+			d := max(0, i-c.have)
+			at := len(hdrs)
+			hdrs = appendFrameHeader(hdrs, KindReply, uint64(i), uint32(d))
+			bufs = append(bufs, hdrs[at:])
+			if d > 0 {
+				bufs = append(bufs, v[c.have:i])
+				c.have = i
+			}
+		}
+		c.hdrs = hdrs
+	}
+	c.bufs = bufs[:0]
+	return c.write(bufs)
+}
+
+// hello answers a framed-mode hello.
+func (c *conn) hello() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.write([][]byte{appendFrameHeader(nil, KindHello, 0, 0)})
+}
+
+// watch sends a 'w' frame whenever v has grown beyond what the client
+// holds, until ctx ends.
+func (c *conn) watch(ctx context.Context) {
+	changes, err := c.s.Store.Changes(ctx)
+	if err != nil {
+		return
+	}
+	for {
+		v, err := c.s.Store.Value(ctx)
+		if err != nil {
+			return
+		}
+		c.mu.Lock()
+		if len(v) > c.have {
+			hdr := appendFrameHeader(nil, KindUpdate, uint64(len(v)), uint32(len(v)-c.have))
+			err = c.write([][]byte{hdr, v[c.have:]})
+			c.have = len(v)
+		}
+		c.mu.Unlock()
+		if err != nil {
+			c.c.Close() // unblocks the reader: the client is gone
+			return
+		}
+		if _, ok := <-changes; !ok {
+			return
+		}
+	}
+}
+
+// write writes bufs with one writev where it can, giving the client
+// WriteIdle to make progress each time, so a slow reader finishes and one
+// that stopped reading is dropped.
+func (c *conn) write(bufs [][]byte) error {
+	idle := c.s.writeIdle()
+	nb := net.Buffers(bufs)
+	for {
+		c.c.SetWriteDeadline(time.Now().Add(idle))
+		n, err := nb.WriteTo(c.c)
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			if n > 0 {
+				continue // slow, not stopped
+			}
+			return errors.New("not reading: no reply bytes accepted for the write timeout")
+		}
+		return err
+	}
+}

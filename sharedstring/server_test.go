@@ -1,0 +1,499 @@
+package sharedstring_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tcplab/tcplab/internal/testkit"
+	"github.com/tcplab/tcplab/sharedstring"
+	"github.com/tcplab/tcplab/store"
+)
+
+func TestMain(m *testing.M) { testkit.Main(m) }
+
+// startServer serves st on 127.0.0.1:0 (TCP, and UDP discovery on the same
+// port) until the test ends, and returns the server and its port.
+func startServer(t *testing.T, st store.Store, configure func(*sharedstring.Server)) (*sharedstring.Server, string) {
+	t.Helper()
+	srv := &sharedstring.Server{Store: st}
+	if configure != nil {
+		configure(srv)
+	}
+	var ln net.Listener
+	var pc net.PacketConn
+	for try := 0; ; try++ {
+		var err error
+		ln, err = net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		pc, err = net.ListenPacket("udp", ln.Addr().String())
+		if err == nil {
+			break
+		}
+		ln.Close()
+		if try == 10 {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { srv.Serve(ln) })
+	wg.Go(func() { srv.ServeDiscovery(pc) })
+	t.Cleanup(func() {
+		srv.Close()
+		wg.Wait()
+		st.Close()
+	})
+	return srv, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+}
+
+func dialRaw(t *testing.T, port string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", "127.0.0.1:"+port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func dial(t *testing.T, port string, opts sharedstring.Options) *sharedstring.Client {
+	t.Helper()
+	c, err := sharedstring.Dial(context.Background(), "127.0.0.1", port, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// readExactly reads len(want) bytes, compares them, and checks that
+// nothing more arrives for a moment.
+func readExactly(t *testing.T, c net.Conn, want []byte) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got := make([]byte, len(want))
+	if _, err := io.ReadFull(c, got); err != nil {
+		t.Fatalf("read %d bytes: %v (got %q)", len(want), err, got)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	var one [1]byte
+	if n, _ := c.Read(one[:]); n > 0 {
+		t.Fatalf("extra byte %q after the replies", one[:n])
+	}
+}
+
+// classicReplies is what the tutorial's server sends for letters appended to
+// v = before: v after each byte, back to back.
+func classicReplies(before, letters []byte) []byte {
+	var out []byte
+	v := bytes.Clone(before)
+	for _, b := range letters {
+		v = append(v, b)
+		out = append(out, v...)
+	}
+	return out
+}
+
+func TestClassicBytesAreTheTutorials(t *testing.T) {
+	allBytes := make([]byte, 256)
+	for i := range allBytes {
+		allBytes[i] = byte(255 - i) // starts with 0xFF, the hello's first byte
+	}
+	cases := []struct {
+		name   string
+		writes [][]byte
+	}{
+		{"one letter", [][]byte{[]byte("a")}},
+		{"three letters in one write", [][]byte{[]byte("abc")}},
+		{"letters one by one", [][]byte{[]byte("a"), []byte("b"), []byte("c")}},
+		{"NUL and newline", [][]byte{{0, '\n', 0}}},
+		{"every byte value", [][]byte{allBytes}},
+		{"0xFF alone", [][]byte{{0xff}}},
+		{"a hello cut short", [][]byte{[]byte("\xfftcplab-str"), []byte("!")}},
+		{"a hello with bad flags", [][]byte{append(sharedstring.Hello(0)[:sharedstring.HelloLen-1], 0x80)}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, port := startServer(t, store.NewMemory(), nil)
+			c := dialRaw(t, port)
+			var v []byte
+			for _, w := range tc.writes {
+				c.Write(w)
+				readExactly(t, c, classicReplies(v, w))
+				v = append(v, w...)
+			}
+		})
+	}
+}
+
+// The tutorial's session, with the tcplab client in each mode.
+func TestTutorialSession(t *testing.T) {
+	for _, mode := range []sharedstring.Mode{sharedstring.Auto, sharedstring.Classic} {
+		t.Run(fmt.Sprint("mode ", mode), func(t *testing.T) {
+			srv, port := startServer(t, store.NewMemory(), nil)
+			one := dial(t, port, sharedstring.Options{Mode: mode})
+			two := dial(t, port, sharedstring.Options{Mode: mode})
+			if one.Framed() != (mode == sharedstring.Auto) {
+				t.Fatalf("framed = %v in mode %v", one.Framed(), mode)
+			}
+			steps := []struct {
+				c      *sharedstring.Client
+				letter string
+				want   string
+			}{
+				{one, "a", "a"}, {one, "b", "ab"}, {one, "c", "abc"},
+				{two, "u", "abcu"}, {two, "u", "abcuu"}, {two, "v", "abcuuv"}, {two, "v", "abcuuvv"},
+				{one, "d", "abcuuvvd"},
+				{two, "w", "abcuuvvdw"}, {two, "w", "abcuuvvdww"},
+				{one, "e", "abcuuvvdwwe"},
+			}
+			for _, s := range steps {
+				v, err := s.c.Send([]byte(s.letter))
+				if err != nil || string(v) != s.want {
+					t.Fatalf("sent %s: got %q %v, want %q", s.letter, v, err, s.want)
+				}
+			}
+			empty := make(chan error, 1)
+			go func() { empty <- srv.WaitEmpty(context.Background()) }()
+			one.Close()
+			select {
+			case <-empty:
+				t.Fatal("WaitEmpty returned with a client still connected")
+			case <-time.After(100 * time.Millisecond):
+			}
+			two.Close()
+			select {
+			case err := <-empty:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("WaitEmpty did not return when the last client left")
+			}
+		})
+	}
+}
+
+// 200 clients × 100 letters at once: v has every letter once, each client's
+// letters in its own order, every reply a prefix of the final v.
+func TestManyConcurrentClients(t *testing.T) {
+	clients, each := 200, 100
+	if testing.Short() {
+		clients = 50
+	}
+	st := store.NewMemory()
+	_, port := startServer(t, st, nil)
+	type sent struct {
+		letter byte
+		at     int
+	}
+	logs := make([][]sent, clients)
+	lasts := make([][]byte, clients)
+	var wg sync.WaitGroup
+	for i := range clients {
+		wg.Go(func() {
+			c, err := sharedstring.Dial(context.Background(), "127.0.0.1", port, sharedstring.Options{})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close()
+			prev := 0
+			for k := range each {
+				letter := byte('A' + (i+k)%58)
+				v, err := c.Send([]byte{letter})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if len(v) <= prev || v[len(v)-1] != letter {
+					t.Errorf("client %d: reply of %d bytes after %d does not end with its letter", i, len(v), prev)
+					return
+				}
+				prev = len(v)
+				logs[i] = append(logs[i], sent{letter, len(v) - 1})
+				lasts[i] = v
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	final, _ := st.Value(context.Background())
+	if len(final) != clients*each {
+		t.Fatalf("final v has %d bytes, want %d", len(final), clients*each)
+	}
+	owner := make([]int, len(final))
+	for i := range owner {
+		owner[i] = -1
+	}
+	for i, log := range logs {
+		if !bytes.HasPrefix(final, lasts[i]) {
+			t.Fatalf("client %d's last reply is not a prefix of the final v", i)
+		}
+		for k, s := range log {
+			if owner[s.at] != -1 {
+				t.Fatalf("position %d claimed by clients %d and %d", s.at, owner[s.at], i)
+			}
+			owner[s.at] = i
+			if final[s.at] != s.letter {
+				t.Fatalf("client %d letter %d not at its position", i, k)
+			}
+			if k > 0 && log[k-1].at >= s.at {
+				t.Fatalf("client %d's letters out of order", i)
+			}
+		}
+	}
+}
+
+// Classic clients among themselves, with the careful classic reader.
+func TestConcurrentClassicClients(t *testing.T) {
+	st := store.NewMemory()
+	_, port := startServer(t, st, nil)
+	var wg sync.WaitGroup
+	for i := range 10 {
+		wg.Go(func() {
+			c, err := sharedstring.Dial(context.Background(), "127.0.0.1", port, sharedstring.Options{Mode: sharedstring.Classic})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close()
+			for range 20 {
+				v, err := c.Send([]byte{byte('a' + i)})
+				if err != nil || v[len(v)-1] != byte('a'+i) {
+					t.Errorf("client %d: %q %v", i, v, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if v, _ := st.Value(context.Background()); len(v) != 200 {
+		t.Fatalf("v has %d bytes, want 200", len(v))
+	}
+}
+
+func TestFramedValueArrivesWhole(t *testing.T) {
+	big := bytes.Repeat([]byte("0123456789abcdef"), 10<<20/16) // 10 MiB
+	_, port := startServer(t, store.NewMemoryFrom(big), nil)
+	c := dial(t, port, sharedstring.Options{})
+	if !c.Framed() {
+		t.Fatal("not framed against a tcplab server")
+	}
+	v, err := c.Send([]byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v) != len(big)+1 || !bytes.HasPrefix(v, big) || v[len(v)-1] != 'x' {
+		t.Fatalf("got %d bytes, want %d", len(v), len(big)+1)
+	}
+	// Three letters in one line: three replies, the last is returned.
+	v, err = c.Send([]byte("yz!"))
+	if err != nil || len(v) != len(big)+4 || string(v[len(big):]) != "xyz!" {
+		t.Fatalf("after yz!: %d bytes, %v", len(v), err)
+	}
+	// A classic client of the same server still gets the raw bytes.
+	raw := dialRaw(t, port)
+	raw.Write([]byte("q"))
+	want := append(bytes.Clone(v), 'q')
+	readExactly(t, raw, want)
+	// A client whose limit is below v refuses it instead of growing.
+	small := dial(t, port, sharedstring.Options{MaxValue: 1 << 20})
+	if _, err := small.Send([]byte("s")); !errors.Is(err, sharedstring.ErrProtocol) {
+		t.Fatalf("client with a 1 MiB limit: %v", err)
+	}
+}
+
+func TestWatch(t *testing.T) {
+	_, port := startServer(t, store.NewMemoryFrom([]byte("start:")), nil)
+	w := dial(t, port, sharedstring.Options{Watch: true})
+	kind, v, err := w.Next()
+	if err != nil || kind != sharedstring.KindUpdate || string(v) != "start:" {
+		t.Fatalf("first watch frame: %c %q %v", kind, v, err)
+	}
+	other := dial(t, port, sharedstring.Options{})
+	for _, l := range "xyz" {
+		other.Send([]byte{byte(l)})
+	}
+	for string(v) != "start:xyz" {
+		if kind, v, err = w.Next(); err != nil || kind != sharedstring.KindUpdate {
+			t.Fatalf("watch: %c %q %v", kind, v, err)
+		}
+	}
+	// The watcher's own letters come back as replies.
+	w.Write([]byte("!"))
+	for {
+		kind, v, err = w.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if kind == sharedstring.KindReply {
+			break
+		}
+	}
+	if string(v) != "start:xyz!" {
+		t.Fatalf("watcher's reply %q", v)
+	}
+}
+
+func TestWaitForGathersClientsFirst(t *testing.T) {
+	srv, port := startServer(t, store.NewMemory(), func(s *sharedstring.Server) { s.WaitFor = 2 })
+	first := dialRaw(t, port)
+	first.Write([]byte("a"))
+	first.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	var b [8]byte
+	if n, _ := first.Read(b[:]); n > 0 {
+		t.Fatalf("served %q before the second client came", b[:n])
+	}
+	empty := make(chan error, 1)
+	go func() { empty <- srv.WaitEmpty(context.Background()) }()
+	second := dialRaw(t, port)
+	readExactly(t, first, []byte("a"))
+	second.Write([]byte("b"))
+	readExactly(t, second, []byte("ab"))
+	first.Close()
+	second.Close()
+	select {
+	case <-empty:
+	case <-time.After(5 * time.Second):
+		t.Fatal("WaitEmpty did not return")
+	}
+}
+
+func TestFaults(t *testing.T) {
+	t.Run("clients vanish mid-reply", func(t *testing.T) {
+		st := store.NewMemoryFrom(bytes.Repeat([]byte("v"), 1<<20))
+		srv, port := startServer(t, st, nil)
+		for range 20 {
+			c := dialRaw(t, port)
+			c.Write(bytes.Repeat([]byte("x"), 64)) // 64 MiB of replies due
+			c.(*net.TCPConn).SetLinger(0)          // reset, not close
+			c.Close()
+		}
+		ok := dial(t, port, sharedstring.Options{})
+		if _, err := ok.Send([]byte("k")); err != nil {
+			t.Fatal(err)
+		}
+		ok.Close()
+		waitConns(t, srv, 0)
+		if n, _ := st.Clients(context.Background()); n != 0 {
+			t.Fatalf("%d clients still counted", n)
+		}
+	})
+	t.Run("a client that never reads is dropped", func(t *testing.T) {
+		st := store.NewMemoryFrom(bytes.Repeat([]byte("v"), 1<<20))
+		srv, port := startServer(t, st, func(s *sharedstring.Server) { s.WriteIdle = 200 * time.Millisecond })
+		stuck := dialRaw(t, port)
+		stuck.Write(bytes.Repeat([]byte("s"), 100)) // 100 MiB of replies, never read
+		other := dial(t, port, sharedstring.Options{})
+		if _, err := other.Send([]byte("o")); err != nil {
+			t.Fatal(err)
+		}
+		other.Close()
+		waitConns(t, srv, 0)
+	})
+	t.Run("v is bounded", func(t *testing.T) {
+		srv, port := startServer(t, store.NewMemory(), func(s *sharedstring.Server) { s.MaxValue = 10 })
+		c := dialRaw(t, port)
+		c.Write([]byte("0123456789abcdef"))
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadAll(c); err != nil {
+			t.Fatal(err)
+		}
+		waitConns(t, srv, 0)
+	})
+	t.Run("idle clients are dropped", func(t *testing.T) {
+		srv, port := startServer(t, store.NewMemory(), func(s *sharedstring.Server) { s.ReadIdle = 100 * time.Millisecond })
+		dialRaw(t, port)
+		waitConns(t, srv, 1)
+		waitConns(t, srv, 0)
+	})
+}
+
+func waitConns(t *testing.T, srv *sharedstring.Server, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for srv.ActiveConns() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections, want %d", srv.ActiveConns(), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestDiscovery(t *testing.T) {
+	_, port := startServer(t, store.NewMemory(), nil)
+	p, _ := strconv.Atoi(port)
+	addr := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: p}
+	if !sharedstring.Probe(context.Background(), addr, time.Second) {
+		t.Fatal("no answer from a tcplab server")
+	}
+	// Junk datagrams are ignored, and the server still answers probes.
+	u, _ := net.Dial("udp", "127.0.0.1:"+port)
+	u.Write([]byte("hello?"))
+	u.Write(make([]byte, 24))
+	u.Close()
+	if !sharedstring.Probe(context.Background(), addr, time.Second) {
+		t.Fatal("no answer after junk")
+	}
+	// Nothing on UDP: a quick no (port unreachable on loopback).
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer ln.Close()
+	start := time.Now()
+	if sharedstring.Probe(context.Background(), ln.Addr(), 5*time.Second) {
+		t.Fatal("answer from a plain TCP listener")
+	}
+	if time.Since(start) > 4*time.Second {
+		t.Fatal("probe waited for its timeout despite the port being unreachable")
+	}
+	// A framed client refuses a server that does not speak framed mode.
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			io.Copy(c, c)
+			c.Close()
+		}
+	}()
+	_, err := sharedstring.Dial(context.Background(), "127.0.0.1", strconv.Itoa(ln.Addr().(*net.TCPAddr).Port),
+		sharedstring.Options{Mode: sharedstring.Framed, ReplyTimeout: time.Second})
+	if err == nil {
+		t.Fatal("framed hello accepted by an echo server")
+	}
+}
+
+// ReadFrame never panics, never grows the copy beyond the limit and never
+// reports more of v than it holds.
+func FuzzReadFrame(f *testing.F) {
+	f.Add([]byte("h\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"))
+	f.Add([]byte("r\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x01a"))
+	f.Add([]byte("w\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		br := bufio.NewReader(bytes.NewReader(b))
+		var have []byte
+		for {
+			_, n, v, err := sharedstring.ReadFrame(br, have, 1024)
+			if err != nil {
+				return
+			}
+			if len(v) > 1024 || n > len(v) || !bytes.HasPrefix(v, have) {
+				t.Fatalf("n %d, copy %d", n, len(v))
+			}
+			have = v
+		}
+	})
+}
