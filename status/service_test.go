@@ -1,0 +1,439 @@
+package status
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tcplab/tcplab/internal/server"
+)
+
+// startService serves svc on 127.0.0.1:0 with internal/server and returns
+// the address; the server is closed when the test ends.
+func startService(t *testing.T, svc *Service, maxConns int) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &server.Server{Handler: svc.Handle, MaxConns: maxConns}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		srv.Close()
+		if err := <-done; !errors.Is(err, server.ErrServerClosed) {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return ln.Addr().String()
+}
+
+// ask sends raw and returns everything the server sent before closing.
+func ask(t *testing.T, addr string, raw []byte) string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	if len(raw) > 0 {
+		if _, err := c.Write(raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := io.ReadAll(c)
+	if err != nil && !isReset(err) {
+		t.Fatalf("read: %v", err)
+	}
+	return string(out)
+}
+
+func isReset(err error) bool {
+	return err != nil && (strings.Contains(err.Error(), "connection reset") || strings.Contains(err.Error(), "broken pipe"))
+}
+
+func newService(t *testing.T) *Service {
+	return &Service{Allow: mustAllow(t, "w", "ps"), Runner: &Runner{}, QuietGap: 50 * time.Millisecond, ReadTimeout: 2 * time.Second}
+}
+
+func checkServing(t *testing.T, addr string) {
+	t.Helper()
+	if out := ask(t, addr, []byte("w")); !strings.Contains(out, "load average") {
+		t.Fatalf("server no longer serves w: %q", out)
+	}
+}
+
+func TestServiceAnswersWAndPS(t *testing.T) {
+	addr := startService(t, newService(t), 0)
+	for _, tc := range []struct{ raw, want string }{
+		{"w", "load average"}, {"ps", "COMMAND"}, {"ps\n", "COMMAND"}, {"w\r\n", "USER"},
+	} {
+		out := ask(t, addr, []byte(tc.raw))
+		if !strings.Contains(out, tc.want) || !strings.HasSuffix(out, "\n") {
+			t.Errorf("%q: %q", tc.raw, out)
+		}
+	}
+	// Whole output: ps's last process (the tutorial's rl[:-1] would drop it).
+	out := ask(t, addr, []byte("ps"))
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if len(lines) < 3 || !strings.Contains(lines[len(lines)-1], " ") {
+		t.Errorf("ps answer ends %q", lines[len(lines)-1])
+	}
+}
+
+// Hostile input: each gets the one-line refusal or a clean close, and the
+// server keeps serving.
+func TestServiceHostileInput(t *testing.T) {
+	addr := startService(t, newService(t), 0)
+	refusal := func(name string) string { return "unknown command " + name + "; allowed: ps, w\n" }
+	junk := bytes.Repeat([]byte("junk"), 10<<20/4)
+	for _, tc := range []struct {
+		name string
+		raw  []byte
+		want string // exact answer; "" means a clean close with nothing sent
+	}{
+		{"rm", []byte("rm"), refusal(`"rm"`)},
+		{"sh", []byte("sh"), refusal(`"sh"`)},
+		{"rm -rf", []byte("rm -rf /\n"), refusal(`"rm -rf /"`)},
+		{"w;id", []byte("w;id"), refusal(`"w;id"`)},
+		{"ps -ef", []byte("ps -ef"), refusal(`"ps -ef"`)},
+		{"$(id)", []byte("$(id)"), refusal(`"$(id)"`)},
+		{"backticks", []byte("`id`"), refusal("\"`id`\"")},
+		{"NUL bytes", []byte("p\x00s\x00"), refusal(`"p\x00s\x00"`)},
+		{"only NUL", []byte{0}, refusal(`"\x00"`)},
+		{"newline only", []byte("\n"), refusal(`""`)},
+		{"10 MB of junk", junk, "request too long (over 64 bytes); allowed: ps, w\n"},
+		{"connect and close", nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.raw == nil {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c.Close()
+				checkServing(t, addr)
+				return
+			}
+			var out string
+			if len(tc.raw) > 1<<20 {
+				out = askBig(t, addr, tc.raw)
+			} else {
+				out = ask(t, addr, tc.raw)
+			}
+			if out != tc.want {
+				t.Errorf("answer %q, want %q", out, tc.want)
+			}
+			checkServing(t, addr)
+		})
+	}
+}
+
+// askBig writes a large request while reading, as a flooding client would;
+// the write may fail once the server closes.
+func askBig(t *testing.T, addr string, raw []byte) string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	go c.Write(raw)
+	var out bytes.Buffer
+	_, err = io.Copy(&out, c)
+	if err != nil && !isReset(err) {
+		t.Fatalf("read: %v", err)
+	}
+	return out.String()
+}
+
+// A client sending one byte a second is answered after the quiet gap
+// following its first byte, not held for its whole request.
+func TestServiceSlowClient(t *testing.T) {
+	addr := startService(t, newService(t), 0)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for _, b := range []byte("x;id") {
+			if _, err := c.Write([]byte{b}); err != nil {
+				return
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Second):
+			}
+		}
+	}()
+	out, _ := io.ReadAll(c)
+	close(stop)
+	wg.Wait()
+	if string(out) != "unknown command \"x\"; allowed: ps, w\n" {
+		t.Fatalf("slow client got %q", out)
+	}
+	checkServing(t, addr)
+}
+
+// A client that never sends is dropped at the read deadline.
+func TestServiceSilentClientDropped(t *testing.T) {
+	svc := newService(t)
+	svc.ReadTimeout = 300 * time.Millisecond
+	addr := startService(t, svc, 0)
+	if out := ask(t, addr, nil); out != "" {
+		t.Fatalf("silent client got %q", out)
+	}
+}
+
+func TestServiceConcurrentClients(t *testing.T) {
+	var runs atomic.Int64
+	svc := newService(t)
+	svc.Runner.OnRun = func(_ string, shared bool) {
+		if !shared {
+			runs.Add(1)
+		}
+	}
+	addr := startService(t, svc, 1000)
+	const clients = 500
+	var wg sync.WaitGroup
+	errs := make(chan string, clients)
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			name := []string{"w", "ps"}[i%2]
+			c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+			if err != nil {
+				errs <- err.Error()
+				return
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(30 * time.Second))
+			c.Write([]byte(name))
+			out, err := io.ReadAll(c)
+			if err != nil || !strings.Contains(string(out), map[string]string{"w": "load average", "ps": "COMMAND"}[name]) {
+				errs <- name + ": " + string(out[:min(len(out), 80)]) + errString(err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	n := 0
+	for e := range errs {
+		if n < 5 {
+			t.Error(e)
+		}
+		n++
+	}
+	if n > 0 {
+		t.Fatalf("%d of %d clients failed", n, clients)
+	}
+	// Coalescing: 500 requests, a handful of forks (one per command per
+	// freshness window).
+	if n := runs.Load(); n > 20 {
+		t.Errorf("%d requests ran the commands %d times", clients, n)
+	}
+	checkServing(t, addr)
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return " " + err.Error()
+}
+
+// The bytes of a request never reach a shell: a name with shell syntax is
+// refused and the command it hides never runs.
+func TestServiceNothingReachesAShell(t *testing.T) {
+	svc := newService(t)
+	svc.Allow = mustAllow(t, BuiltinNames()...)
+	addr := startService(t, svc, 0)
+	marker := filepath.Join(t.TempDir(), "x")
+	for _, raw := range []string{"w;touch " + marker, "ps;touch " + marker, "$(touch " + marker + ")", "`touch " + marker + "`", "w|touch " + marker, "w\n;touch " + marker} {
+		out := ask(t, addr, []byte(raw))
+		if len(out) == 0 {
+			t.Errorf("%q: no answer", raw)
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("a request made a shell run touch")
+	}
+}
+
+func TestServiceAllowNets(t *testing.T) {
+	svc := newService(t)
+	svc.Nets = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	addr := startService(t, svc, 0)
+	if out := ask(t, addr, []byte("w")); out != "" {
+		t.Fatalf("a client outside --allow got %q", out)
+	}
+	svc2 := newService(t)
+	svc2.Nets = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	checkServing(t, startService(t, svc2, 0))
+}
+
+func TestServiceRateLimit(t *testing.T) {
+	svc := newService(t)
+	svc.Limiter = NewClientLimiter(0.001, 3)
+	addr := startService(t, svc, 0)
+	for i := range 3 {
+		if out := ask(t, addr, []byte("w")); !strings.Contains(out, "load average") {
+			t.Fatalf("request %d within the burst: %q", i, out)
+		}
+	}
+	if out := ask(t, addr, []byte("w")); out != "rate limit exceeded; try again later\n" {
+		t.Fatalf("request over the limit got %q", out)
+	}
+}
+
+func TestClientLimiterBounded(t *testing.T) {
+	l := NewClientLimiter(1, 1)
+	for i := range maxTracked + 10 {
+		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		l.Allow(a)
+	}
+	if n := l.tracked(); n > maxTracked {
+		t.Fatalf("tracking %d addresses", n)
+	}
+}
+
+func TestServiceMetrics(t *testing.T) {
+	m := NewMetrics()
+	svc := newService(t)
+	svc.Metrics = m
+	svc.Runner.OnRun = m.ObserveRun
+	addr := startService(t, svc, 0)
+	ask(t, addr, []byte("w"))
+	ask(t, addr, []byte("w"))
+	ask(t, addr, []byte("rm"))
+	// The handler records a request after the client has its answer and
+	// closes, so wait for the three records.
+	want := []string{
+		`tcplab_svr_requests_total{command="w",result="ok"} 2`,
+		`tcplab_svr_requests_total{command="other",result="unknown"} 1`,
+		`tcplab_svr_command_runs_total{command="w",kind="run"} 1`,
+		`tcplab_svr_command_runs_total{command="w",kind="coalesced"} 1`,
+		`tcplab_svr_open_connections 0`,
+		`tcplab_svr_request_duration_seconds_count 3`,
+	}
+	var missing []string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		rec := httptest.NewRecorder()
+		m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		missing = missing[:0]
+		for _, w := range want {
+			if !strings.Contains(rec.Body.String(), w) {
+				missing = append(missing, w)
+			}
+		}
+		if len(missing) == 0 {
+			return
+		}
+	}
+	t.Fatalf("metrics lack %q", missing)
+}
+
+// Shutdown lets a request in flight finish.
+func TestServiceGracefulShutdown(t *testing.T) {
+	svc := newService(t)
+	svc.Allow = mustAllow(t, "w")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &server.Server{Handler: svc.Handle}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("w")) // request in flight
+	time.Sleep(20 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	out, _ := io.ReadAll(c)
+	if !strings.Contains(string(out), "load average") {
+		t.Fatalf("request in flight got %q", out)
+	}
+	if err := <-done; !errors.Is(err, server.ErrServerClosed) {
+		t.Fatalf("Serve: %v", err)
+	}
+}
+
+func TestAskFleet(t *testing.T) {
+	svc := newService(t)
+	svc.Allow = mustAllow(t, "w", "ps", "json")
+	withJSON := startService(t, svc, 0)
+	classic := startService(t, newService(t), 0)
+	dead, _ := net.Listen("tcp", "127.0.0.1:0")
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	hosts := []string{withJSON, classic, deadAddr, "nocolon"}
+
+	answers := AskFleet(context.Background(), hosts, "w", 5*time.Second)
+	for i, a := range answers[:2] {
+		if a.Host != hosts[i] || a.Error != "" || !strings.Contains(a.Output, "load average") {
+			t.Errorf("answer %d: %+v", i, a)
+		}
+	}
+	if !strings.Contains(answers[2].Error, "connection refused") || answers[3].Error == "" {
+		t.Errorf("failures: %+v %+v", answers[2], answers[3])
+	}
+
+	sums := SummarizeFleet(context.Background(), hosts, 5*time.Second)
+	if s := sums[0].Summary; s == nil || s.Source != "json" || s.Procs == 0 {
+		t.Errorf("json host: %+v", sums[0])
+	}
+	if s := sums[1].Summary; s == nil || s.Source != "w" || s.Uptime == "" {
+		t.Errorf("classic host: %+v", sums[1])
+	}
+	if sums[2].Error == "" || sums[2].Summary != nil {
+		t.Errorf("dead host: %+v", sums[2])
+	}
+}
+
+func TestParseUptimeLine(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		want Summary
+		ok   bool
+	}{
+		{" 18:58:58 up 8 min,  0 user,  load average: 0.89, 0.61, 0.28", Summary{Uptime: "8 min", Users: 0, Load: [3]float64{0.89, 0.61, 0.28}, Source: "w"}, true},
+		{" 10:01:02 up 3 days,  2:04,  2 users,  load average: 1.00, 2.50, 10.25", Summary{Uptime: "3 days, 2:04", Users: 2, Load: [3]float64{1, 2.5, 10.25}, Source: "w"}, true},
+		{"10:01  up 5 days, 1 user, load averages: 1.50 1.40 1.30", Summary{Uptime: "5 days", Users: 1, Load: [3]float64{1.5, 1.4, 1.3}, Source: "w"}, true}, // BSD/macOS w
+		{"USER     TTY", Summary{}, false},
+		{"", Summary{}, false},
+	} {
+		got, ok := ParseUptimeLine(tc.line)
+		if ok != tc.ok || got != tc.want {
+			t.Errorf("ParseUptimeLine(%q) = %+v, %v; want %+v, %v", tc.line, got, ok, tc.want, tc.ok)
+		}
+	}
+}
