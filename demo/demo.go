@@ -27,6 +27,8 @@ type Lesson struct {
 	Title string
 	// Section names the tutorial sections it illustrates.
 	Section string
+	// WritesFiles says the lesson writes to Options.OutDir.
+	WritesFiles bool
 	// Run performs the experiment, narrating to w, and returns what it
 	// measured. It stops everything it started before returning, and
 	// returns early with ctx's error when ctx ends.

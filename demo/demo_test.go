@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tcplab/tcplab/internal/testkit"
+	"github.com/tcplab/tcplab/multicopy"
 )
 
 func TestMain(m *testing.M) { testkit.Main(m) }
@@ -230,5 +231,110 @@ func TestUDP(t *testing.T) {
 	}
 	if !errors.Is(o.ConnectedLaterErr, unix.ECONNREFUSED) {
 		t.Errorf("connected send to nobody, then read: %v, want ECONNREFUSED", o.ConnectedLaterErr)
+	}
+}
+
+func TestChunks(t *testing.T) {
+	o, _ := run[*ChunksObservations](t, Chunks)
+	want := 0
+	for _, r := range chunkRuns {
+		want += r.times
+	}
+	if len(o.Runs) != want {
+		t.Fatalf("%d runs, want %d", len(o.Runs), want)
+	}
+	for i, r := range o.Runs {
+		var sum int64
+		for _, n := range r.Stats.Sizes {
+			sum += int64(n)
+		}
+		if r.Stats.Total() != r.Expected || sum != r.Expected || int64(len(r.Stats.Sizes)) != r.Stats.Count() {
+			t.Errorf("run %d: %d bytes in %d reads (sizes sum to %d), want %d", i, r.Stats.Total(), r.Stats.Count(), sum, r.Expected)
+		}
+		if r.Stats.Max() > multicopy.ReadBufferSize {
+			t.Errorf("run %d: a read of %d bytes, more than the buffer", i, r.Stats.Max())
+		}
+	}
+	// The large transfer cannot fit one read of tmc's buffer.
+	if last := o.Runs[len(o.Runs)-1]; last.Stats.Count() < 2 {
+		t.Errorf("%d bytes arrived in %d read(s)", last.Stats.Total(), last.Stats.Count())
+	}
+	if o.Chunkings < 1 {
+		t.Errorf("chunkings = %d", o.Chunkings)
+	}
+	if fi, err := os.Stat(o.PlotPath); err != nil || fi.Size() == 0 {
+		t.Errorf("plot %q: %v", o.PlotPath, err)
+	}
+}
+
+func TestBlocking(t *testing.T) {
+	o, _ := run[*BlockingObservations](t, Blocking)
+	if !(o.Sent <= o.ServerGotMessage && o.ServerGotMessage < o.GoAhead && o.GoAhead <= o.FirstRead && o.FirstRead <= o.EOF) {
+		t.Errorf("timeline out of order: sent %v, server got %v, go-ahead %v, first read %v, EOF %v",
+			o.Sent, o.ServerGotMessage, o.GoAhead, o.FirstRead, o.EOF)
+	}
+	if o.FirstRead-o.Sent < goAheadPause {
+		t.Errorf("the read returned %v after the send, before the %v go-ahead pause", o.FirstRead-o.Sent, goAheadPause)
+	}
+	if o.Bytes != 3*multicopy.DefaultCopies {
+		t.Errorf("received %d bytes", o.Bytes)
+	}
+}
+
+func TestStatus(t *testing.T) {
+	o, _ := run[*StatusObservations](t, Status)
+	if o.Lines["w"] < 1 || o.Lines["ps"] < 2 {
+		t.Errorf("w gave %d lines, ps %d: want their output", o.Lines["w"], o.Lines["ps"])
+	}
+	for _, refused := range []string{"rm", "w; rm -rf ~"} {
+		ans := o.Answers[refused]
+		if !strings.HasPrefix(ans, "unknown command "+strconv.Quote(refused)) || o.Lines[refused] != 1 {
+			t.Errorf("%q answered %q, want one refusal line", refused, ans)
+		}
+	}
+	if len(o.ClientLog) != len(statusAsks) || !strings.HasPrefix(o.ClientLog[0], "client is at 127.0.0.1:") {
+		t.Errorf("server log %q, want one \"client is at\" line per request", o.ClientLog)
+	}
+}
+
+func TestNonblocking(t *testing.T) {
+	o, _ := run[*NonblockingObservations](t, Nonblocking)
+	for name, s := range map[string]Session{"round-robin": o.RoundRobin, "goroutines": o.Goroutines} {
+		for i := range s.Replies {
+			if !slices.Equal(s.Replies[i], tutorialReplies[i]) {
+				t.Errorf("%s: client %d printed %q, the tutorial's printed %q", name, i+1, s.Replies[i], tutorialReplies[i])
+			}
+		}
+		if s.Final != tutorialFinal {
+			t.Errorf("%s: final v %q, want %q", name, s.Final, tutorialFinal)
+		}
+	}
+	// The round-robin loop spins between keystrokes: most of its recv()
+	// calls find nothing, and its thread alone outspends the goroutine
+	// server's whole process.
+	if o.EmptyRecvs < 100*int64(len(tutorialSession)) || o.Recvs <= o.EmptyRecvs {
+		t.Errorf("%d recv() calls, %d empty: the loop did not spin", o.Recvs, o.EmptyRecvs)
+	}
+	if o.LoopCPU <= o.Goroutines.CPU {
+		t.Errorf("round-robin thread CPU %v, goroutine server process CPU %v", o.LoopCPU, o.Goroutines.CPU)
+	}
+}
+
+func TestShared(t *testing.T) {
+	o, _ := run[*SharedObservations](t, Shared)
+	if len(o.Final) != o.Clients*o.Letters {
+		t.Errorf("v has %d bytes, want %d", len(o.Final), o.Clients*o.Letters)
+	}
+	for i := range o.Clients {
+		l := string(crowdLetter(i))
+		if n := strings.Count(o.Final, l); n != o.Letters {
+			t.Errorf("v holds %d %q, want %d", n, l, o.Letters)
+		}
+	}
+	if o.Inconsistent != 0 {
+		t.Errorf("%d replies were not v right after their letter", o.Inconsistent)
+	}
+	if o.BeforeRestart != "abc" || o.AfterRestart != "abcd" {
+		t.Errorf("restart: %q then %q, want \"abc\" then \"abcd\"", o.BeforeRestart, o.AfterRestart)
 	}
 }

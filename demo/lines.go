@@ -135,12 +135,6 @@ func (rr *recordingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (rr *recordingReader) count() int {
-	rr.mu.Lock()
-	defer rr.mu.Unlock()
-	return len(rr.chunks)
-}
-
 func (rr *recordingReader) reads() []string {
 	rr.mu.Lock()
 	defer rr.mu.Unlock()

@@ -30,6 +30,7 @@ type command struct {
 // commands lists the subcommands in the order "tcplab help" shows them.
 // Each lives in its own file, named after it.
 var commands = []command{
+	{"demo", "tour the tutorial's lessons live on loopback", runDemo},
 	{"tms", "multicopy echo server (tutorial section 2, tms.py)", runTMS},
 	{"tmc", "multicopy echo client (tutorial section 2, tmc.py)", runTMC},
 	{"strsvr", "shared-string server (tutorial section 6, strsvr.py)", runStrSvr},

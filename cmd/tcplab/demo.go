@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/tcplab/tcplab/demo"
+)
+
+func runDemo(ctx context.Context, std stdio, args []string) error {
+	fs := newFlagSet("demo", "[flags] [LESSON...]", `
+A live tour of the tutorial's lessons. Each lesson starts its own servers and
+clients on loopback (ephemeral ports, nothing to set up), says what the
+tutorial says, runs the experiment on real sockets and prints what it saw on
+this run. With no LESSON, the whole tour, in order (under a minute); with
+names, just those. docs/tutorial.md explains each lesson in Go terms.`,
+		"tcplab demo",
+		"tcplab demo --list",
+		"tcplab demo udp tail",
+		"tcplab demo chunks --out /tmp/lab")
+	list := fs.Bool("list", false, "list the lessons and exit")
+	outDir := fs.String("out", "", "write files such as the chunk plot to `DIR` (default: a new temporary directory, printed)")
+	names, err := fs.parse(std, args, 0, -1)
+	if err != nil {
+		return err
+	}
+	if *list {
+		tw := tabwriter.NewWriter(std.out, 0, 0, 2, ' ', 0)
+		for _, l := range demo.Lessons() {
+			fmt.Fprintf(tw, "%s\t%s\t(tutorial %s)\n", l.Name, l.Title, l.Section)
+		}
+		return tw.Flush()
+	}
+
+	lessons := demo.Lessons()
+	if len(names) > 0 {
+		lessons = nil
+		for _, name := range names {
+			l, ok := demo.Lookup(name)
+			if !ok {
+				return usagef("unknown lesson %q; the lessons are %s", name, strings.Join(demo.Names(), ", "))
+			}
+			lessons = append(lessons, l)
+		}
+	}
+
+	opts := demo.Options{OutDir: *outDir}
+	for _, l := range lessons {
+		if !l.WritesFiles {
+			continue
+		}
+		if opts.OutDir == "" {
+			if opts.OutDir, err = os.MkdirTemp("", "tcplab-demo-"); err != nil {
+				return fmt.Errorf("output directory: %w", err)
+			}
+		} else if err := os.MkdirAll(opts.OutDir, 0o755); err != nil {
+			return fmt.Errorf("output directory: %w", err)
+		}
+		fmt.Fprintf(std.out, "Files from this tour go to %s\n\n", opts.OutDir)
+		break
+	}
+
+	start := time.Now()
+	type outcome struct {
+		name, summary string
+		err           error
+	}
+	var outcomes []outcome
+	var failed []string
+	for _, l := range lessons {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		fmt.Fprintln(std.out, demo.Header(l))
+		began := time.Now()
+		obs, err := l.Run(ctx, std.out, opts)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			fmt.Fprintf(std.out, "  FAILED: %s\n\n", oneLine(err.Error()))
+			failed = append(failed, l.Name)
+			outcomes = append(outcomes, outcome{name: l.Name, err: err})
+			continue
+		}
+		fmt.Fprintf(std.out, "  (%.1f s)\n\n", time.Since(began).Seconds())
+		outcomes = append(outcomes, outcome{name: l.Name, summary: obs.Summary()})
+	}
+	if len(lessons) > 1 {
+		fmt.Fprintf(std.out, "What this run showed (%.1f s in all):\n", time.Since(start).Seconds())
+		for _, o := range outcomes {
+			if o.err != nil {
+				fmt.Fprintf(std.out, "  %-12s FAILED: %s\n", o.name, oneLine(o.err.Error()))
+				continue
+			}
+			fmt.Fprintf(std.out, "  %-12s %s\n", o.name, o.summary)
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("%d of %d lessons failed: %s", len(failed), len(lessons), strings.Join(failed, ", "))
+	}
+	return nil
+}
