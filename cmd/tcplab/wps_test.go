@@ -1,0 +1,78 @@
+package main
+
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/tcplab/tcplab/internal/testkit"
+)
+
+// A dead address: a port that was free a moment ago.
+func deadHost(t *testing.T) string {
+	return "127.0.0.1:" + strconv.Itoa(testkit.FreePort(t))
+}
+
+// The fleet table: our server with the structured form, the tutorial's
+// svr.py (w's first line), and an unreachable host on its own line.
+func TestWPSFleetTable(t *testing.T) {
+	_, port := startSVR(t, "--commands", "w,ps,json")
+	pyPort := startPySVR(t)
+	ours, py, dead := "127.0.0.1:"+port, "127.0.0.1:"+pyPort, deadHost(t)
+	code, out, errOut := wpsRun(t, "--hosts", ours+","+py+","+dead)
+	if code != 0 {
+		t.Fatalf("exit %d: %q %q", code, out, errOut)
+	}
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if len(lines) != 4 || !strings.HasPrefix(lines[0], "HOST") {
+		t.Fatalf("table:\n%s", out)
+	}
+	for i, host := range []string{ours, py} {
+		f := strings.Fields(lines[i+1])
+		if f[0] != host || len(f) < 7 {
+			t.Errorf("row %d: %q", i+1, lines[i+1])
+		}
+	}
+	if procs := strings.Fields(lines[1]); procs[len(procs)-1] == "-" {
+		t.Errorf("our server's row has no process count: %q", lines[1])
+	}
+	if !strings.HasPrefix(lines[3], dead+": error: connect "+dead+": connection refused") {
+		t.Errorf("dead host line %q", lines[3])
+	}
+}
+
+func TestWPSFleetCommandAndJSON(t *testing.T) {
+	_, port := startSVR(t)
+	ours, dead := "127.0.0.1:"+port, deadHost(t)
+	code, out, _ := wpsRun(t, "--hosts", ours+","+dead, "w")
+	if code != 0 || !strings.HasPrefix(out, "== "+ours+" ==\n") || !strings.Contains(out, "load average:") ||
+		!strings.Contains(out, "\n"+dead+": error: connect") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+
+	code, out, _ = wpsRun(t, "--json", "--hosts", ours+","+dead, "ps")
+	var answers []struct {
+		Host, Command, Output, Error string
+	}
+	if err := json.Unmarshal([]byte(out), &answers); err != nil || code != 0 || len(answers) != 2 {
+		t.Fatalf("exit %d, %v:\n%s", code, err, out)
+	}
+	if answers[0].Host != ours || !strings.HasPrefix(answers[0].Output, "USER") || answers[1].Error == "" {
+		t.Fatalf("answers %+v", answers)
+	}
+}
+
+// Non-zero only when every host failed.
+func TestWPSAllHostsFailed(t *testing.T) {
+	code, out, errOut := wpsRun(t, "--hosts", deadHost(t)+","+deadHost(t), "w")
+	if code != 1 || strings.Count(out, ": error: connect") != 2 || errOut != "tcplab wps: every host failed\n" {
+		t.Fatalf("exit %d, %q, %q", code, out, errOut)
+	}
+	dead := deadHost(t)
+	host, port, _ := strings.Cut(dead, ":")
+	code, _, errOut = wpsRun(t, host, port, "w")
+	if code != 1 || errOut != "tcplab wps: connect "+dead+": connection refused\n" {
+		t.Fatalf("single host: exit %d, %q", code, errOut)
+	}
+}
