@@ -2,6 +2,8 @@ package redisstore
 
 import (
 	"context"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -72,6 +74,7 @@ func (s *Store) listen() {
 		s.watchMu.Unlock()
 
 		heard := s.receive(ps)
+		s.subscribed.Store(false)
 		ps.Close()
 		if s.ctx.Err() != nil {
 			return
@@ -104,11 +107,42 @@ func (s *Store) receive(ps *redis.PubSub) (heard bool) {
 			return heard
 		}
 		heard, pinged = true, false
-		switch msg.(type) {
-		case *redis.Subscription, *redis.Message:
-			// A (re)subscription confirmation also signals: messages sent
-			// while the subscription was down are lost.
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			// (Re)subscribed: Redis is there. Messages sent while the
+			// subscription was down are lost, so forget what they would
+			// have announced and wake the watchers to look again.
+			s.recovered()
+			s.cacheMu.Lock()
+			s.seenEpoch, s.seenLen = "", 0
+			s.cacheMu.Unlock()
+			s.clientsGen.Add(1)
+			s.subscribed.Store(true)
+			s.signal()
+		case *redis.Message:
+			s.announced(m.Payload)
 			s.signal()
 		}
+	}
+}
+
+// announced notes what a message says changed: "clients" for a count,
+// "EPOCH LENGTH" for v.
+func (s *Store) announced(payload string) {
+	if payload == "clients" {
+		s.clientsGen.Add(1)
+		return
+	}
+	epoch, length, ok := strings.Cut(payload, " ")
+	n, err := strconv.Atoi(length)
+	if !ok || err != nil {
+		return
+	}
+	s.cacheMu.Lock()
+	defer s.cacheMu.Unlock()
+	if epoch != s.seenEpoch {
+		s.seenEpoch, s.seenLen = epoch, n
+	} else {
+		s.seenLen = max(s.seenLen, n)
 	}
 }

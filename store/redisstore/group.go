@@ -113,6 +113,7 @@ func (s *Store) Join(ctx context.Context) (leave func(), err error) {
 }
 
 func (s *Store) changeCount(delta int64) (version, count int64) {
+	s.clientsGen.Add(1) // our own change: read the count again
 	s.groupMu.Lock()
 	defer s.groupMu.Unlock()
 	s.count += delta
@@ -121,11 +122,24 @@ func (s *Store) changeCount(delta int64) (version, count int64) {
 }
 
 // Clients returns the number of clients connected to every process of the
-// group whose lease is running.
+// group whose lease is running. Every change of a count is published, so
+// the last count read stays good until a "clients" message arrives; it is
+// read again anyway after a third of a lease, when a dead process's lease
+// may have run out unannounced. A change made by another process is thus
+// seen one pub/sub message later, just before Changes signals it; this
+// process's own Join and leave are seen at once.
 func (s *Store) Clients(ctx context.Context) (int64, error) {
-	if err := s.usable(); err != nil {
+	if err := s.awaitUsable(ctx); err != nil {
 		return 0, err
 	}
+	gen := s.clientsGen.Load()
+	s.countMu.Lock()
+	if s.countOK && s.countGen == gen && s.subscribed.Load() && time.Since(s.countAt) < s.lease/3 {
+		n := s.countVal
+		s.countMu.Unlock()
+		return n, nil
+	}
+	s.countMu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
 	n, err := clientsScript.Run(ctx, s.client, s.group).Int64()
@@ -133,6 +147,9 @@ func (s *Store) Clients(ctx context.Context) (int64, error) {
 		s.failed(err)
 		return 0, s.wrap("clients", err)
 	}
+	s.countMu.Lock()
+	s.countOK, s.countGen, s.countAt, s.countVal = true, gen, time.Now(), n
+	s.countMu.Unlock()
 	return n, nil
 }
 

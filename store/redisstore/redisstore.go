@@ -50,6 +50,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -190,6 +191,21 @@ type Store struct {
 	cacheMu sync.Mutex
 	epoch   string // epoch of buf; "" means no copy
 	buf     []byte // a prefix of v in that epoch; only ever appended to
+	// What the subscription has announced: the longest v (and its epoch)
+	// published since it was last made. While the copy is at least that
+	// long, Value needs no round trip (see changes.go).
+	seenEpoch string
+	seenLen   int
+
+	// The group's count as last read, valid while the subscription is up
+	// and no "clients" message came since (clientsGen unchanged).
+	subscribed atomic.Bool
+	clientsGen atomic.Uint64
+	countMu    sync.Mutex
+	countGen   uint64
+	countAt    time.Time
+	countVal   int64
+	countOK    bool
 
 	groupMu sync.Mutex
 	version int64 // bumped on every change of count, orders the lease updates
@@ -197,6 +213,7 @@ type Store struct {
 
 	healthMu sync.Mutex
 	downErr  error         // non-nil while Redis is unreachable
+	up       chan struct{} // closed while Redis is reachable
 	kick     chan struct{} // wakes the keeper to probe now
 
 	watchMu  sync.Mutex
@@ -234,9 +251,11 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (*Store, error) {
 		id:       serverID(),
 		log:      slog.New(slog.DiscardHandler),
 		queue:    make(chan *appendReq, 4*maxBatch),
+		up:       make(chan struct{}),
 		kick:     make(chan struct{}, 1),
 		watchers: make(map[chan struct{}]struct{}),
 	}
+	close(s.up)
 	for _, o := range opts {
 		o(s)
 	}
@@ -339,6 +358,28 @@ func (s *Store) usable() error {
 	return nil
 }
 
+// awaitUsable is usable for reads: while Redis is away it waits up to
+// opTimeout for it to come back, so a restart of Redis is a pause for
+// Value and Clients rather than an error.
+func (s *Store) awaitUsable(ctx context.Context) error {
+	err := s.usable()
+	if !errors.Is(err, ErrUnavailable) {
+		return err
+	}
+	s.healthMu.Lock()
+	up := s.up
+	s.healthMu.Unlock()
+	t := time.NewTimer(opTimeout)
+	defer t.Stop()
+	select {
+	case <-up:
+	case <-t.C:
+	case <-ctx.Done():
+	case <-s.ctx.Done():
+	}
+	return s.usable()
+}
+
 // failed records the outcome of an operation: a lost connection puts the
 // store in the unavailable state (logged once) and wakes the keeper.
 func (s *Store) failed(err error) {
@@ -348,6 +389,9 @@ func (s *Store) failed(err error) {
 	s.healthMu.Lock()
 	first := s.downErr == nil
 	s.downErr = cause(err)
+	if first {
+		s.up = make(chan struct{})
+	}
 	s.healthMu.Unlock()
 	if first {
 		s.log.Error("redis lost; refusing appends and retrying with backoff", "redis", s.addr, "err", s.wrap("", err))
@@ -375,6 +419,9 @@ func (s *Store) recovered() {
 	s.healthMu.Lock()
 	was := s.downErr != nil
 	s.downErr = nil
+	if was {
+		close(s.up)
+	}
 	s.healthMu.Unlock()
 	if was {
 		s.log.Info("redis reachable again", "redis", s.addr)
@@ -396,7 +443,7 @@ if (not epoch) or redis.call('EXISTS', KEYS[1]) == 0 then
 end
 local start = redis.call('STRLEN', KEYS[1])
 local n = redis.call('APPEND', KEYS[1], ARGV[4])
-redis.call('PUBLISH', ARGV[1], n)
+redis.call('PUBLISH', ARGV[1], epoch .. ' ' .. n)
 local from = tonumber(ARGV[3])
 if epoch ~= ARGV[2] or from > start then from = 0 end
 return {epoch, start, from, redis.call('GETRANGE', KEYS[1], from, -1)}
@@ -424,7 +471,7 @@ type appendResult struct {
 // Append appends p to v in Redis and returns v right after it.
 func (s *Store) Append(ctx context.Context, p []byte) ([]byte, error) {
 	if len(p) == 0 {
-		return s.Value(ctx)
+		return s.read(ctx, false)
 	}
 	if err := s.usable(); err != nil {
 		return nil, err
@@ -528,12 +575,24 @@ func appendReply(res []any) (epoch string, start, from int, data string, err err
 	return epoch, int(s), int(f), data, nil
 }
 
-// Value returns v as it is in Redis now.
+// Value returns v: from the local copy when it holds everything the
+// subscription has announced, else with one round trip. Like Clients, it
+// sees another process's append one pub/sub message later, before Changes
+// signals it; this process's own appends at once.
 func (s *Store) Value(ctx context.Context) ([]byte, error) {
-	if err := s.usable(); err != nil {
+	return s.read(ctx, true)
+}
+
+// read reads v, from the local copy if local is set and the copy is
+// current.
+func (s *Store) read(ctx context.Context, local bool) ([]byte, error) {
+	if err := s.awaitUsable(ctx); err != nil {
 		return nil, err
 	}
-	epoch, snap := s.snapshot()
+	epoch, snap, fresh := s.snapshotFresh()
+	if fresh && local {
+		return snap, nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
 	res, err := readScript.Run(ctx, s.client, s.keys, epoch, len(snap)).Slice()
@@ -560,6 +619,15 @@ func (s *Store) snapshot() (string, []byte) {
 	s.cacheMu.Lock()
 	defer s.cacheMu.Unlock()
 	return s.epoch, s.buf[:len(s.buf):len(s.buf)]
+}
+
+// snapshotFresh is snapshot, and whether the copy is known to be current:
+// the subscription is up and has announced nothing longer.
+func (s *Store) snapshotFresh() (string, []byte, bool) {
+	s.cacheMu.Lock()
+	defer s.cacheMu.Unlock()
+	fresh := s.subscribed.Load() && s.epoch != "" && s.seenEpoch == s.epoch && len(s.buf) >= s.seenLen
+	return s.epoch, s.buf[:len(s.buf):len(s.buf)], fresh
 }
 
 // merge takes a script's answer, v[from:] == data in epoch e, for a request
