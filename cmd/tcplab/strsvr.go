@@ -13,6 +13,7 @@ import (
 	"github.com/tcplab/tcplab/internal/server"
 	"github.com/tcplab/tcplab/sharedstring"
 	"github.com/tcplab/tcplab/store"
+	"github.com/tcplab/tcplab/store/redisstore"
 )
 
 func runStrSvr(ctx context.Context, std stdio, args []string) error {
@@ -39,15 +40,21 @@ v is kept in memory unless --data FILE is given: then every append goes to
 an append-only log first, and a restart recovers v exactly. With
 --fsync always (the default) no answered byte is lost, even to a power cut;
 with --fsync interval, answered bytes survive the process being killed and
-at most --fsync-interval is lost to a power cut.`,
+at most --fsync-interval is lost to a power cut.
+
+--store redis://HOST:PORT/DB?key=NAME keeps v in Redis instead: every strsvr
+given the same Redis and key serves one and the same v, and the final v is
+printed when the last client of the whole group has left (see docs/redis.md).`,
 		"tcplab strsvr 2000                 # then, twice: tcplab strclnt localhost 2000",
 		"tcplab strsvr --clients 2 2000     # the tutorial exactly: wait for two clients",
-		"tcplab strsvr --keep --data v.log 2000")
+		"tcplab strsvr --keep --data v.log 2000",
+		"tcplab strsvr --store 'redis://localhost:6379/0?key=v' 2000   # on each of several hosts")
 	keep := fs.Bool("keep", false, "keep serving when the last client leaves (stop with SIGINT/SIGTERM)")
 	waitFor := fs.Int("clients", 0, "serve nobody until this many clients have connected (the tutorial's nc = 2)")
 	data := fs.String("data", "", "keep v in this append-only log file, recovered on restart")
 	fsyncFlag := fs.String("fsync", "always", "with --data: when to fsync the log: always or interval")
 	fsyncEvery := fs.Duration("fsync-interval", time.Second, "with --fsync interval: time between fsyncs")
+	storeURL := fs.String("store", "", "keep v in Redis, shared by every strsvr on the same `URL`: redis://[:PASSWORD@]HOST:PORT/DB?key=NAME (rediss:// for TLS)")
 	maxConns := fs.Int("max-conns", server.DefaultMaxConns, "clients served at once (the rest wait in the listen backlog)")
 	maxValue := fs.Int("max-value", sharedstring.DefaultMaxValue, "largest v in bytes; a client that would grow v beyond it is dropped")
 	writeTimeout := fs.Duration("write-timeout", sharedstring.DefaultWriteIdle, "drop a client that accepts no reply bytes for this long")
@@ -85,8 +92,23 @@ at most --fsync-interval is lost to a power cut.`,
 		return err
 	}
 
+	if *storeURL != "" {
+		if *data != "" {
+			return usagef("--store and --data are two places for v: give one")
+		}
+		if _, err := redisstore.ParseURL(*storeURL); err != nil {
+			return usageError{err.Error()}
+		}
+	}
+
 	var st store.Store
-	if *data != "" {
+	if *storeURL != "" {
+		rs, err := redisstore.Open(ctx, *storeURL, redisstore.WithLogger(log))
+		if err != nil {
+			return err
+		}
+		st = rs
+	} else if *data != "" {
 		f, err := store.OpenFile(*data, store.FileOptions{Fsync: policy, Interval: *fsyncEvery})
 		if err != nil {
 			return err

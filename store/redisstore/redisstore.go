@@ -109,18 +109,19 @@ func ParseURL(raw string) (*Config, error) {
 	if u.Scheme != "redis" && u.Scheme != "rediss" {
 		return nil, fmt.Errorf("invalid store URL %s: scheme must be redis:// or rediss://", u.Redacted())
 	}
+	shown := u.Redacted() // for messages: no password
 	q := u.Query()
 	cfg := &Config{Key: DefaultKey, Lease: DefaultLease}
 	if q.Has("key") {
 		cfg.Key = q.Get("key")
 		if cfg.Key == "" {
-			return nil, fmt.Errorf("invalid store URL %s: empty key", u.Redacted())
+			return nil, fmt.Errorf("invalid store URL %s: empty key", shown)
 		}
 	}
 	if q.Has("lease") {
 		d, err := time.ParseDuration(q.Get("lease"))
 		if err != nil || d < 300*time.Millisecond || d > time.Hour {
-			return nil, fmt.Errorf("invalid store URL %s: lease must be a duration from 300ms to 1h, like 10s", u.Redacted())
+			return nil, fmt.Errorf("invalid store URL %s: lease must be a duration from 300ms to 1h, like 10s", shown)
 		}
 		cfg.Lease = d
 	}
@@ -130,7 +131,7 @@ func ParseURL(raw string) (*Config, error) {
 	opt, err := redis.ParseURL(u.String())
 	if err != nil {
 		msg := strings.TrimPrefix(err.Error(), "redis: ")
-		return nil, fmt.Errorf("invalid store URL %s: %s", u.Redacted(), msg)
+		return nil, fmt.Errorf("invalid store URL %s: %s", shown, msg)
 	}
 	// Retries belong to the store: go-redis would resend a script whose
 	// reply was lost, which for an append could store the byte twice.
