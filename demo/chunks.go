@@ -53,7 +53,7 @@ type ChunksObservations struct {
 func (o *ChunksObservations) Summary() string {
 	var parts []string
 	for _, r := range o.Runs {
-		parts = append(parts, fmt.Sprintf("%s in %d reads", byteCount(r.Stats.Total()), r.Stats.Count()))
+		parts = append(parts, fmt.Sprintf("%s in %s", byteCount(r.Stats.Total()), count(r.Stats.Count(), "read")))
 	}
 	s := strings.Join(parts, ", ")
 	if o.PlotPath != "" {
@@ -97,8 +97,8 @@ func runChunks(ctx context.Context, w io.Writer, opts Options) (Observations, er
 			}
 			obs.Runs = append(obs.Runs, r)
 			s := &r.Stats
-			p.saw("%s in %d reads: smallest %d, median %d, largest %d; first reads %s",
-				byteCount(s.Total()), s.Count(), s.Min(), s.Median(), s.Max(), firstSizes(s.Sizes, 5))
+			p.saw("%s in %s: smallest %d, median %d, largest %d; first reads %s",
+				byteCount(s.Total()), count(s.Count(), "read"), s.Min(), s.Median(), s.Max(), firstSizes(s.Sizes, 5))
 		}
 		if r := obs.Runs[len(obs.Runs)-1]; r.Stats.Count() == 1 {
 			p.saw("on loopback %s can arrive whole: the kernel had it all before the first read.", byteCount(r.Expected))
@@ -107,8 +107,8 @@ func runChunks(ctx context.Context, w io.Writer, opts Options) (Observations, er
 
 	last := chunkRuns[len(chunkRuns)-1]
 	obs.Chunkings = distinctChunkings(obs.Runs[len(obs.Runs)-last.times:])
-	p.saw("the %d runs of %s, sent alike, arrived in %d different chunking(s).",
-		last.times, byteCount(obs.Runs[len(obs.Runs)-1].Expected), obs.Chunkings)
+	p.saw("the %d runs of %s, sent alike, arrived in %s.",
+		last.times, byteCount(obs.Runs[len(obs.Runs)-1].Expected), count(obs.Chunkings, "different chunking"))
 
 	if opts.OutDir != "" {
 		obs.PlotPath = filepath.Join(opts.OutDir, "chunks.png")

@@ -196,6 +196,14 @@ func byteCount(n int64) string {
 	return fmt.Sprintf("%d bytes", n)
 }
 
+// count prints n and noun, plural when n is not 1: "1 read", "3 reads".
+func count[T ~int | ~int64](n T, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
 // joinInts prints a list of numbers as "a, b, c".
 func joinInts[T ~int | ~int32 | ~int64](xs []T) string {
 	parts := make([]string, len(xs))

@@ -118,7 +118,7 @@ func runPorts(ctx context.Context, w io.Writer, _ Options) (Observations, error)
 	ln.Close()
 	obs.TimeWait = waitTimeWait(ctx, obs.ServerPort, len(accepted))
 	if obs.TimeWait >= 0 {
-		p.saw("/proc/net/tcp lists %d connection(s) on port %d in TIME_WAIT.", obs.TimeWait, obs.ServerPort)
+		p.saw("/proc/net/tcp lists %s on port %d in TIME_WAIT.", count(obs.TimeWait, "connection"), obs.ServerPort)
 	}
 
 	obs.PlainBindErr = plainBind(obs.ServerPort)

@@ -85,7 +85,7 @@ func runStatus(ctx context.Context, w io.Writer, _ Options) (Observations, error
 		if len(first) > 90 {
 			first = first[:87] + "..."
 		}
-		p.saw("%-13s -> %d line(s); first: %s", strconv.Quote(name), obs.Lines[name], first)
+		p.saw("%-13s -> %-9s first: %s", strconv.Quote(name), count(obs.Lines[name], "line")+";", first)
 	}
 	logMu.Lock()
 	obs.ClientLog = strings.Split(strings.TrimSpace(clientLog.String()), "\n")

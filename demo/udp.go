@@ -49,8 +49,8 @@ type UDPObservations struct {
 
 // Summary implements Observations.
 func (o *UDPObservations) Summary() string {
-	return fmt.Sprintf("4 writes -> %d UDP reads, %d TCP read(s); %d-byte datagram ok, one more: %s; send to nobody: %s",
-		len(o.UDPReads), len(o.TCPReads), o.MaxDatagram, errText(o.OversizeErr), errText(o.UnconnectedErr))
+	return fmt.Sprintf("4 writes -> %s over UDP, %s over TCP; %d-byte datagram ok, one more: %s; send to nobody: %s",
+		count(len(o.UDPReads), "read"), count(len(o.TCPReads), "read"), o.MaxDatagram, errText(o.OversizeErr), errText(o.UnconnectedErr))
 }
 
 // udpLines are four lines of text, the tutorial's example of what UDP would
@@ -75,8 +75,8 @@ func runUDP(ctx context.Context, w io.Writer, _ Options) (Observations, error) {
 		return nil, err
 	}
 	p.do("write four lines of %s bytes to a UDP socket and to a TCP connection, then read.", joinInts(obs.Writes))
-	p.saw("UDP: %d reads of %s bytes.", len(obs.UDPReads), joinInts(obs.UDPReads))
-	p.saw("TCP: %d read(s) of %s bytes: the boundaries are gone.", len(obs.TCPReads), joinInts(obs.TCPReads))
+	p.saw("UDP: %s of %s bytes.", count(len(obs.UDPReads), "read"), joinInts(obs.UDPReads))
+	p.saw("TCP: %s of %s bytes: the boundaries are gone.", count(len(obs.TCPReads), "read"), joinInts(obs.TCPReads))
 
 	p.tutorial("an n-byte UDP message is sent in one piece and received as such (section 5.3).")
 	if err := udpOversize(ctx, obs); err != nil {
