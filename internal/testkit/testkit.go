@@ -105,6 +105,9 @@ func Start(tb testing.TB, stdin io.Reader, name string, args ...string) *Proc {
 	cmd := exec.Command(name, args...)
 	p := &Proc{Cmd: cmd, Stdout: &SafeBuffer{}, Stderr: &SafeBuffer{}, done: make(chan struct{})}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, p.Stdout, p.Stderr
+	// A stdin that is never closed (an io.Pipe the test writes to) must not
+	// keep Wait from returning once the process has exited.
+	cmd.WaitDelay = 2 * time.Second
 	if err := cmd.Start(); err != nil {
 		tb.Fatal(err)
 	}
