@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"slices"
 	"strconv"
@@ -59,27 +60,34 @@ func TestLessonsAreListedInTourOrder(t *testing.T) {
 	}
 }
 
-// Every lesson gives up at once, leaving nothing behind, when its context
-// is already over.
+// Every lesson gives up promptly, leaving nothing behind (testkit.Main
+// checks for goroutines), when its context ends before or during the run.
 func TestLessonsStopWhenCancelled(t *testing.T) {
-	for _, l := range Lessons() {
-		t.Run(l.Name, func(t *testing.T) {
-			ctx, cancel := context.WithCancel(context.Background())
-			cancel()
-			done := make(chan error, 1)
-			go func() {
-				_, err := l.Run(ctx, &bytes.Buffer{}, Options{OutDir: t.TempDir()})
-				done <- err
-			}()
-			select {
-			case err := <-done:
-				if err == nil {
-					t.Fatal("a cancelled lesson reported success")
+	for _, after := range []time.Duration{0, 50 * time.Millisecond} {
+		for _, l := range Lessons() {
+			t.Run(fmt.Sprintf("%s/after_%v", l.Name, after), func(t *testing.T) {
+				ctx, cancel := context.WithCancel(context.Background())
+				if after == 0 {
+					cancel()
+				} else {
+					time.AfterFunc(after, cancel)
 				}
-			case <-time.After(10 * time.Second):
-				t.Fatal("a cancelled lesson did not return")
-			}
-		})
+				defer cancel()
+				done := make(chan error, 1)
+				go func() {
+					_, err := l.Run(ctx, &bytes.Buffer{}, Options{OutDir: t.TempDir()})
+					done <- err
+				}()
+				select {
+				case err := <-done:
+					if after == 0 && err == nil {
+						t.Fatal("a cancelled lesson reported success")
+					}
+				case <-time.After(10 * time.Second):
+					t.Fatal("a cancelled lesson did not return")
+				}
+			})
+		}
 	}
 }
 

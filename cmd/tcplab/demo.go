@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -10,6 +11,9 @@ import (
 
 	"github.com/tcplab/tcplab/demo"
 )
+
+// errInterrupted ends a tour stopped by SIGINT or SIGTERM.
+var errInterrupted = errors.New("interrupted")
 
 func runDemo(ctx context.Context, std stdio, args []string) error {
 	fs := newFlagSet("demo", "[flags] [LESSON...]", `
@@ -73,14 +77,14 @@ names, just those. docs/tutorial.md explains each lesson in Go terms.`,
 	var failed []string
 	for _, l := range lessons {
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return errInterrupted
 		}
 		fmt.Fprintln(std.out, demo.Header(l))
 		began := time.Now()
 		obs, err := l.Run(ctx, std.out, opts)
 		if err != nil {
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return errInterrupted
 			}
 			fmt.Fprintf(std.out, "  FAILED: %s\n\n", oneLine(err.Error()))
 			failed = append(failed, l.Name)
