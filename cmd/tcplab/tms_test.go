@@ -1,0 +1,263 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tcplab/tcplab/internal/testkit"
+)
+
+// listeningPort reads the port a server reported in its "listening" log line.
+func listeningPort(t *testing.T, p *testkit.Proc) string {
+	t.Helper()
+	p.WaitFor(t, "listening", 10*time.Second)
+	m := regexp.MustCompile(`addr=\S*:(\d+)`).FindStringSubmatch(p.Stderr.String())
+	if m == nil {
+		t.Fatalf("no port in %q", p.Stderr.String())
+	}
+	return m[1]
+}
+
+// receivedTotal sums tmc.py-style "received N bytes" lines.
+func receivedTotal(out string) (total, reads int) {
+	for _, m := range regexp.MustCompile(`(?m)^received (\d+) bytes$`).FindAllStringSubmatch(out, -1) {
+		n, _ := strconv.Atoi(m[1])
+		total += n
+		reads++
+	}
+	return total, reads
+}
+
+// The tutorial's session: the client blocks until the go-ahead is typed at
+// the server, then receives 10,000 copies in chunks.
+func TestTMSAndTMCThroughTheBinary(t *testing.T) {
+	bin := testkit.Binary(t)
+	goAheadR, goAheadW := io.Pipe()
+	srv := testkit.Start(t, goAheadR, bin, "tms", "0")
+	port := listeningPort(t, srv)
+
+	cli := testkit.Start(t, nil, bin, "tmc", "localhost", port, "abc")
+	srv.WaitFor(t, "client is at 127.0.0.1:", 5*time.Second)
+	srv.WaitFor(t, "press Enter", 5*time.Second)
+	time.Sleep(200 * time.Millisecond)
+	if out := cli.Stdout.String(); out != "" {
+		t.Fatalf("client printed %q before the go-ahead", out)
+	}
+	goAheadW.Write([]byte("\n"))
+	goAheadW.Close()
+	if code := cli.Wait(t, 20*time.Second); code != 0 {
+		t.Fatalf("tmc exit %d: %s", code, cli.Stderr.String())
+	}
+	if code := srv.Wait(t, 10*time.Second); code != 0 {
+		t.Fatalf("tms exit %d: %s", code, srv.Stderr.String())
+	}
+	out := cli.Stdout.String()
+	total, reads := receivedTotal(out)
+	if total != 30000 || reads < 1 {
+		t.Fatalf("received %d bytes in %d reads:\n%s", total, reads, out)
+	}
+	if !strings.HasPrefix(out, "abcabc") || !strings.Contains(out, fmt.Sprintf("summary: 30000 bytes in %d chunk", reads)) {
+		t.Fatalf("unexpected output:\n%.300s", out)
+	}
+}
+
+func TestPythonTMCAgainstTcplabTMS(t *testing.T) {
+	py, bin := testkit.Python3(t), testkit.Binary(t)
+	srv := testkit.Start(t, strings.NewReader("\n"), bin, "tms", "0")
+	port := listeningPort(t, srv)
+	cli := testkit.Start(t, nil, py, testkit.Testdata("tmc.py"), "127.0.0.1", port, "hello")
+	if code := cli.Wait(t, 20*time.Second); code != 0 {
+		t.Fatalf("tmc.py exit %d: %s", code, cli.Stderr.String())
+	}
+	total, _ := receivedTotal(cli.Stdout.String())
+	if total != 50000 || !strings.HasPrefix(cli.Stdout.String(), "hellohello") {
+		t.Fatalf("tmc.py received %d bytes:\n%.200s", total, cli.Stdout.String())
+	}
+	srv.Wait(t, 10*time.Second)
+}
+
+func TestTcplabTMCAgainstPythonTMS(t *testing.T) {
+	py, bin := testkit.Python3(t), testkit.Binary(t)
+	port := strconv.Itoa(testkit.FreePort(t))
+	srv := testkit.Start(t, strings.NewReader("\n"), py, testkit.Testdata("tms.py"), port)
+	testkit.WaitListening(t, "127.0.0.1:"+port, 10*time.Second)
+	// WaitListening's probe was the Python server's one client; start again.
+	srv.Wait(t, 10*time.Second)
+	srv = testkit.Start(t, strings.NewReader("\n"), py, testkit.Testdata("tms.py"), port)
+	waitBound(t, port)
+	cli := testkit.Start(t, nil, bin, "tmc", "--json", "127.0.0.1", port, "xyz")
+	if code := cli.Wait(t, 20*time.Second); code != 0 {
+		t.Fatalf("tmc exit %d: %s", code, cli.Stderr.String())
+	}
+	if !strings.Contains(cli.Stdout.String(), `"bytes":30000`) {
+		t.Fatalf("tmc --json: %s", cli.Stdout.String())
+	}
+	srv.Wait(t, 10*time.Second)
+	if !strings.Contains(srv.Stdout.String(), "client is at ('127.0.0.1'") {
+		t.Fatalf("tms.py said %q", srv.Stdout.String())
+	}
+}
+
+// waitBound waits until a TCP port is bound, without connecting to it (a
+// connect would be the Python server's only client).
+func waitBound(t *testing.T, port string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		ln, err := net.Listen("tcp", ":"+port)
+		if err != nil {
+			return // someone has it
+		}
+		ln.Close()
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("port %s never bound", port)
+}
+
+func TestRuntimeErrorsExit1WithOneClearLine(t *testing.T) {
+	bin := testkit.Binary(t)
+	busy, err := net.Listen("tcp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	busyPort := strconv.Itoa(busy.Addr().(*net.TCPAddr).Port)
+	closedPort := strconv.Itoa(testkit.FreePort(t))
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"tms", busyPort}, "tcplab tms: listen :" + busyPort + ": address already in use"},
+		{[]string{"tmc", "127.0.0.1", closedPort, "abc"}, "tcplab tmc: connect 127.0.0.1:" + closedPort + ": connection refused"},
+		{[]string{"tmc", "nosuch.invalid", "2000", "abc"}, "tcplab tmc: unknown host nosuch.invalid"},
+	}
+	for _, c := range cases {
+		p := testkit.Start(t, nil, bin, c.args...)
+		code := p.Wait(t, 20*time.Second)
+		if code != 1 || strings.TrimSpace(p.Stderr.String()) != c.want {
+			t.Errorf("%q: exit %d, stderr %q; want 1, %q", c.args, code, p.Stderr.String(), c.want)
+		}
+	}
+}
+
+func TestTMCTimesOutOnASilentServer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			defer c.Close()
+			io.Copy(io.Discard, c)
+		}
+	}()
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	code, _, errOut := runCmd(t, "", "tmc", "--timeout", "200ms", "127.0.0.1", port, "abc")
+	if code != 1 || !strings.Contains(errOut, "timed out") {
+		t.Fatalf("exit %d, %q", code, errOut)
+	}
+}
+
+// --keep: many clients at once, faults that cost the others nothing, a
+// graceful stop on SIGTERM.
+func TestTMSKeepServesManyAndStopsGracefully(t *testing.T) {
+	bin := testkit.Binary(t)
+	srv := testkit.Start(t, nil, bin, "tms", "--keep", "--copies", "500", "--grace", "5s", "0")
+	addr := "127.0.0.1:" + listeningPort(t, srv)
+
+	// Faults first: connect-and-close, and a client leaving mid-transfer.
+	if c, err := net.Dial("tcp", addr); err == nil {
+		c.Close()
+	}
+	if c, err := net.Dial("tcp", addr); err == nil {
+		c.Write(bytes.Repeat([]byte("q"), 50_000))
+		io.ReadFull(c, make([]byte, 1000))
+		c.Close()
+	}
+	// 1,000 concurrent clients, each must receive exactly copies × length.
+	const clients = 1000
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			msg := fmt.Sprintf("%d\n", i)
+			c.Write([]byte(msg))
+			c.SetReadDeadline(time.Now().Add(60 * time.Second))
+			got, err := io.ReadAll(c)
+			if err != nil || string(got) != strings.Repeat(msg, 500) {
+				errs <- fmt.Errorf("client %d: %d bytes, %v", i, len(got), err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	// A 5 MB "message" is cut at the bound; the server goes on.
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go c.Write(bytes.Repeat([]byte("m"), 5<<20))
+	io.ReadFull(c, make([]byte, 1<<20))
+	c.Close()
+
+	srv.Cmd.Process.Signal(syscall.SIGTERM)
+	if code := srv.Wait(t, 15*time.Second); code != 0 {
+		t.Fatalf("tms --keep exit %d after SIGTERM: %s", code, srv.Stderr.String())
+	}
+	if n := strings.Count(srv.Stdout.String(), "client is at "); n < clients+3 {
+		t.Fatalf("%d 'client is at' lines", n)
+	}
+}
+
+func TestTMCPlotWritesAPicture(t *testing.T) {
+	bin := testkit.Binary(t)
+	srv := testkit.Start(t, nil, bin, "tms", "--no-wait", "0")
+	port := listeningPort(t, srv)
+	dir := t.TempDir()
+	for _, name := range []string{"chunks.png", "chunks.svg"} {
+		if name == "chunks.svg" {
+			srv = testkit.Start(t, nil, bin, "tms", "--no-wait", "0")
+			port = listeningPort(t, srv)
+		}
+		path := filepath.Join(dir, name)
+		cli := testkit.Start(t, nil, bin, "tmc", "--quiet", "--plot", path, "localhost", port, strings.Repeat("p", 1000))
+		if code := cli.Wait(t, 30*time.Second); code != 0 {
+			t.Fatalf("tmc --plot exit %d: %s", code, cli.Stderr.String())
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (name == "chunks.png" && !bytes.HasPrefix(b, []byte("\x89PNG"))) || (name == "chunks.svg" && !bytes.Contains(b[:min(len(b), 500)], []byte("<svg"))) {
+			t.Fatalf("%s is not a picture: %.20q", name, b)
+		}
+		if out := cli.Stdout.String(); !strings.HasPrefix(out, "summary: 10000000 bytes") || strings.Contains(out, "received") {
+			t.Fatalf("--quiet printed %q", out)
+		}
+		srv.Wait(t, 10*time.Second)
+	}
+}
