@@ -1,0 +1,547 @@
+package main
+
+// End-to-end tests of issue 5: several strsvr processes sharing one v in a
+// real redis-server (started by the tests on a free loopback port).
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/tcplab/tcplab/internal/testkit"
+	"github.com/tcplab/tcplab/sharedstring"
+	"github.com/tcplab/tcplab/store/redisstore"
+	"github.com/tcplab/tcplab/store/redisstore/redistest"
+)
+
+// startGroupServer starts "tcplab strsvr --store URL [extra] PORT" and
+// waits until it listens (without connecting: a connection is a client).
+func startGroupServer(t *testing.T, url string, extra ...string) (*testkit.Proc, string) {
+	t.Helper()
+	port := strconv.Itoa(testkit.FreePort(t))
+	args := append([]string{"strsvr", "--store", url}, extra...)
+	p := testkit.Start(t, nil, testkit.Binary(t), append(args, port)...)
+	p.WaitFor(t, "strsvr listening", 15*time.Second)
+	return p, port
+}
+
+// redisGet reads v straight from Redis.
+func redisGet(t *testing.T, r *redistest.Server, key string) string {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: r.Addr()})
+	defer c.Close()
+	v, err := c.Get(context.Background(), key).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// typed is what one client sent and was answered: the letters, and the
+// length of v in each reply (the reply is v's prefix of that length).
+type typed struct {
+	letters []byte
+	lengths []int
+	last    []byte // the last reply
+	err     error  // why the client stopped early, if it did
+}
+
+// check checks every client against the final v: each reply a prefix of
+// it ending in the letter sent, each client's letters in order, and (when
+// whole is set) every byte of v some client's acknowledged letter.
+func checkClients(t *testing.T, final string, clients []*typed, whole bool) {
+	t.Helper()
+	owner := make([]int, len(final))
+	for i := range owner {
+		owner[i] = -1
+	}
+	for c, ty := range clients {
+		if !strings.HasPrefix(final, string(ty.last)) {
+			t.Fatalf("client %d: last reply (%d bytes) is not a prefix of the final v (%d bytes)", c, len(ty.last), len(final))
+		}
+		prev := 0
+		for i, n := range ty.lengths {
+			if n <= prev || n > len(final) {
+				t.Fatalf("client %d letter %d: reply of %d bytes after one of %d (final v %d bytes)", c, i, n, prev, len(final))
+			}
+			if final[n-1] != ty.letters[i] {
+				t.Fatalf("client %d letter %d: v[%d] = %q, want the letter sent, %q", c, i, n-1, final[n-1], ty.letters[i])
+			}
+			if owner[n-1] != -1 {
+				t.Fatalf("byte %d of v acknowledged to clients %d and %d", n-1, owner[n-1], c)
+			}
+			owner[n-1] = c
+			prev = n
+		}
+	}
+	if whole {
+		for i, o := range owner {
+			if o == -1 {
+				t.Fatalf("byte %d of v (%q) was acknowledged to no client", i, final[i])
+			}
+		}
+	}
+}
+
+// sendLetter sends one letter and records the reply.
+func (ty *typed) sendLetter(c *sharedstring.Client, letter byte) error {
+	v, err := c.Send([]byte{letter})
+	if err != nil {
+		return err
+	}
+	if len(v) == 0 || v[len(v)-1] != letter {
+		return fmt.Errorf("reply %q does not end with the letter sent, %q", v, letter)
+	}
+	ty.letters = append(ty.letters, letter)
+	ty.lengths = append(ty.lengths, len(v))
+	ty.last = v
+	return nil
+}
+
+func dialFramed(t *testing.T, port string) *sharedstring.Client {
+	t.Helper()
+	c, err := sharedstring.Dial(context.Background(), "127.0.0.1", port, sharedstring.Options{Mode: sharedstring.Framed, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func finalLine(v string) string { return "the final value of v is " + v + "\n" }
+
+// tutorialFinal is what the tutorial's server prints after its session.
+var tutorialFinal = finalLine("abcuuvvdwwe")
+
+// Three strsvr processes on one Redis, 100 clients on each, 100 letters per
+// client: one v of 30,000 bytes, each client's letters in order, every
+// reply a prefix of it; when the last client of the group leaves, every
+// server prints that v and exits 0.
+func TestStrsvrRedisGroup(t *testing.T) {
+	r := redistest.New(t)
+	const servers, perServer, letters = 3, 100, 100
+	var procs []*testkit.Proc
+	var ports []string
+	for range servers {
+		p, port := startGroupServer(t, r.URL("group"))
+		procs, ports = append(procs, p), append(ports, port)
+	}
+	// Everyone connects before anyone types, so the group is never empty
+	// before the end.
+	conns := make([]*sharedstring.Client, servers*perServer)
+	for i := range conns {
+		conns[i] = dialFramed(t, ports[i%servers])
+	}
+	clients := make([]*typed, len(conns))
+	var wg sync.WaitGroup
+	for i, c := range conns {
+		clients[i] = &typed{}
+		wg.Go(func() {
+			defer c.Close()
+			for k := range letters {
+				if err := clients[i].sendLetter(c, byte('A'+(i*7+k)%58)); err != nil {
+					clients[i].err = err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for i, ty := range clients {
+		if ty.err != nil {
+			t.Fatalf("client %d (server %d) after %d letters: %v", i, i%servers, len(ty.lengths), ty.err)
+		}
+	}
+	final := redisGet(t, r, "group")
+	if len(final) != servers*perServer*letters {
+		t.Fatalf("final v has %d bytes, want %d", len(final), servers*perServer*letters)
+	}
+	checkClients(t, final, clients, true)
+	for i, p := range procs {
+		if code := p.Wait(t, 20*time.Second); code != 0 {
+			t.Fatalf("server %d exit %d: %s", i, code, p.Stderr.String())
+		}
+		if out := p.Stdout.String(); out != finalLine(final) {
+			t.Errorf("server %d printed %d bytes, not the final v", i, len(out))
+		}
+	}
+}
+
+// The tutorial's session spread over two servers, with a third that has no
+// client of its own: replies interleave across servers exactly as on one,
+// and all three print the final v when the last client leaves.
+func TestStrsvrRedisTutorialAcrossServers(t *testing.T) {
+	r := redistest.New(t)
+	a, pa := startGroupServer(t, r.URL("tut"))
+	b, pb := startGroupServer(t, r.URL("tut"))
+	c, _ := startGroupServer(t, r.URL("tut"))
+	dial := func(port string) *sharedstring.Client {
+		cl, err := sharedstring.Dial(context.Background(), "127.0.0.1", port, sharedstring.Options{Mode: sharedstring.Classic})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cl
+	}
+	one, two := dial(pa), dial(pb)
+	steps := []struct {
+		cl           *sharedstring.Client
+		letter, want string
+	}{
+		{one, "a", "a"}, {one, "b", "ab"}, {one, "c", "abc"},
+		{two, "u", "abcu"}, {two, "u", "abcuu"}, {two, "v", "abcuuv"}, {two, "v", "abcuuvv"},
+		{one, "d", "abcuuvvd"}, {two, "w", "abcuuvvdw"}, {two, "w", "abcuuvvdww"}, {one, "e", "abcuuvvdwwe"},
+	}
+	for _, s := range steps {
+		v, err := s.cl.Send([]byte(s.letter))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(v) != s.want {
+			t.Fatalf("after %q: %q, want %q", s.letter, v, s.want)
+		}
+	}
+	one.Close()
+	two.Close()
+	for i, p := range []*testkit.Proc{a, b, c} {
+		if code := p.Wait(t, 15*time.Second); code != 0 {
+			t.Fatalf("server %d exit %d: %s", i, code, p.Stderr.String())
+		}
+		if got := p.Stdout.String(); got != tutorialFinal {
+			t.Errorf("server %d printed %q, want %q", i, got, tutorialFinal)
+		}
+	}
+}
+
+// Kill one strsvr mid-run: its clients see the connection close, the
+// others go on, and the group's count drops by its clients within the
+// lease.
+func TestStrsvrRedisKillOne(t *testing.T) {
+	r := redistest.New(t)
+	url := r.URL("kill", "lease=1s")
+	const servers, perServer = 3, 10
+	var procs []*testkit.Proc
+	var ports []string
+	for range servers {
+		p, port := startGroupServer(t, url)
+		procs, ports = append(procs, p), append(ports, port)
+	}
+	group, err := redisstore.Open(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer group.Close()
+	waitCount := func(want int64, within time.Duration) {
+		t.Helper()
+		deadline := time.Now().Add(within)
+		for {
+			n, err := group.Clients(context.Background())
+			if err == nil && n == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("group count %d (err %v), want %d within %s", n, err, want, within)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
+	conns := make([]*sharedstring.Client, servers*perServer)
+	for i := range conns {
+		conns[i] = dialFramed(t, ports[i%servers])
+	}
+	waitCount(servers*perServer, 5*time.Second)
+	clients := make([]*typed, len(conns))
+	acks := make([]atomic.Int64, len(conns))
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, c := range conns {
+		clients[i] = &typed{}
+		wg.Go(func() {
+			defer c.Close()
+			for k := 0; ; k++ {
+				select {
+				case <-stop:
+					return
+				case <-time.After(2 * time.Millisecond):
+				}
+				if err := clients[i].sendLetter(c, byte('a'+(i+k)%26)); err != nil {
+					clients[i].err = err
+					return
+				}
+				acks[i].Add(1)
+			}
+		})
+	}
+	time.Sleep(300 * time.Millisecond)
+	victim := servers - 1
+	procs[victim].Cmd.Process.Kill()
+
+	// The victim's clients see the close.
+	deadline := time.Now().Add(5 * time.Second)
+	for i := victim; i < len(conns); i += servers {
+		for {
+			before := acks[i].Load()
+			time.Sleep(50 * time.Millisecond)
+			if acks[i].Load() == before {
+				break // stopped: checked below once all have finished
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("client %d of the killed server still gets replies", i)
+			}
+		}
+	}
+	// The others go on.
+	before := make([]int64, len(conns))
+	for i := range conns {
+		before[i] = acks[i].Load()
+	}
+	time.Sleep(300 * time.Millisecond)
+	for i := range conns {
+		if i%servers != victim && acks[i].Load() == before[i] {
+			t.Fatalf("client %d of a surviving server stopped after the kill: %v", i, clients[i].err)
+		}
+	}
+	// The group's count recovers once the victim's lease runs out.
+	waitCount((servers-1)*perServer, 5*time.Second)
+
+	close(stop)
+	wg.Wait()
+	for i, ty := range clients {
+		switch {
+		case i%servers == victim && ty.err == nil:
+			t.Errorf("client %d of the killed server saw no error", i)
+		case i%servers == victim && !strings.Contains(ty.err.Error(), "closed") && !strings.Contains(ty.err.Error(), "reset"):
+			t.Errorf("client %d of the killed server: %v, want the connection closed", i, ty.err)
+		case i%servers != victim && ty.err != nil:
+			t.Errorf("client %d of a surviving server: %v", i, ty.err)
+		}
+	}
+	final := redisGet(t, r, "kill")
+	checkClients(t, final, clients, false)
+	for i, p := range procs[:victim] {
+		if code := p.Wait(t, 15*time.Second); code != 0 {
+			t.Fatalf("server %d exit %d: %s", i, code, p.Stderr.String())
+		}
+		if out := p.Stdout.String(); out != finalLine(final) {
+			t.Errorf("server %d printed %d bytes, not the final v (%d bytes)", i, len(out), len(final))
+		}
+	}
+}
+
+// Stop and restart Redis mid-run: clients get errors while it is away,
+// never a wrong v; no acknowledged byte is lost; serving resumes by itself.
+func TestStrsvrRedisRestart(t *testing.T) {
+	r := redistest.New(t, "--appendfsync", "always")
+	url := r.URL("restart")
+	a, pa := startGroupServer(t, url, "--keep")
+	b, pb := startGroupServer(t, url, "--keep")
+	ports := []string{pa, pb}
+	const workers = 6
+	var (
+		mu       sync.Mutex
+		sessions []*typed // one per connection
+		failures []error
+		down     atomic.Bool
+		afterUp  atomic.Int64 // acknowledged letters sent after Redis came back
+	)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for k := 0; ; {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				c, err := sharedstring.Dial(context.Background(), "127.0.0.1", ports[w%2], sharedstring.Options{Mode: sharedstring.Framed, DialTimeout: time.Second, ReplyTimeout: 10 * time.Second})
+				if err != nil {
+					mu.Lock()
+					failures = append(failures, err)
+					mu.Unlock()
+					time.Sleep(50 * time.Millisecond)
+					continue
+				}
+				ty := &typed{}
+				mu.Lock()
+				sessions = append(sessions, ty)
+				mu.Unlock()
+				for {
+					select {
+					case <-stop:
+						c.Close()
+						return
+					case <-time.After(3 * time.Millisecond):
+					}
+					k++
+					if err := ty.sendLetter(c, byte('a'+(w+k)%26)); err != nil {
+						mu.Lock()
+						failures = append(failures, err)
+						mu.Unlock()
+						c.Close()
+						time.Sleep(50 * time.Millisecond)
+						break
+					}
+					if !down.Load() {
+						afterUp.Add(1)
+					}
+				}
+			}
+		})
+	}
+	time.Sleep(400 * time.Millisecond)
+	down.Store(true)
+	if err := r.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(700 * time.Millisecond)
+	if err := r.Start(); err != nil {
+		t.Fatal(err)
+	}
+	afterUp.Store(0)
+	down.Store(false)
+	deadline := time.Now().Add(15 * time.Second)
+	for afterUp.Load() < 100 {
+		if time.Now().After(deadline) {
+			t.Fatalf("serving did not resume within 15s of Redis coming back (%d letters); server stderr: %s", afterUp.Load(), a.Stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	if len(failures) == 0 {
+		t.Fatal("no client saw an error while Redis was down")
+	}
+	t.Logf("%d connections, %d errors, e.g. %v", len(sessions), len(failures), failures[0])
+
+	final := redisGet(t, r, "restart")
+	checkClients(t, final, sessions, false)
+	for i, p := range []*testkit.Proc{a, b} {
+		p.Cmd.Process.Signal(syscall.SIGTERM)
+		if code := p.Wait(t, 15*time.Second); code != 0 {
+			t.Fatalf("server %d exit %d: %s", i, code, p.Stderr.String())
+		}
+		if out := p.Stdout.String(); out != finalLine(final) {
+			t.Errorf("server %d printed %d bytes, not the final v (%d bytes)", i, len(out), len(final))
+		}
+		if errs := p.Stderr.String(); strings.Count(errs, "redis lost") != 1 || !strings.Contains(errs, "redis reachable again") {
+			t.Errorf("server %d: want one 'redis lost' line and a 'reachable again' line:\n%s", i, errs)
+		}
+	}
+}
+
+// Redis unreachable at start: one clear line, exit 1; a bad URL is a usage
+// error (exit 2).
+func TestStrsvrRedisStartErrors(t *testing.T) {
+	down := strconv.Itoa(testkit.FreePort(t))
+	url := "redis://127.0.0.1:" + down + "/0?key=v"
+	tests := []struct {
+		args   []string
+		code   int
+		stderr string
+	}{
+		{[]string{"strsvr", "--store", url, "0"}, 1, "tcplab strsvr: redis: connect 127.0.0.1:" + down + ": connection refused\n"},
+		{[]string{"strsvr", "--store", "redis://h/0?key=v&lease=x", "0"}, 2, "tcplab strsvr: invalid store URL redis://h/0?key=v&lease=x: lease must be a duration from 300ms to 1h, like 10s (see 'tcplab strsvr --help')\n"},
+		{[]string{"strsvr", "--store", "http://h/", "0"}, 2, "tcplab strsvr: invalid store URL http://h/: scheme must be redis:// or rediss:// (see 'tcplab strsvr --help')\n"},
+		{[]string{"strsvr", "--store", url, "--data", "v.log", "0"}, 2, "tcplab strsvr: --store and --data are two places for v: give one (see 'tcplab strsvr --help')\n"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args[1:], " "), func(t *testing.T) {
+			code, out, errOut := runCmd(t, "", tt.args...)
+			if code != tt.code || errOut != tt.stderr || out != "" {
+				t.Errorf("in-process: exit %d, stdout %q, stderr %q; want exit %d, stderr %q", code, out, errOut, tt.code, tt.stderr)
+			}
+			p := testkit.Start(t, nil, testkit.Binary(t), tt.args...)
+			if code := p.Wait(t, 10*time.Second); code != tt.code || p.Stderr.String() != tt.stderr {
+				t.Errorf("binary: exit %d, stderr %q; want exit %d, stderr %q", code, p.Stderr.String(), tt.code, tt.stderr)
+			}
+		})
+	}
+}
+
+// strclnt --watch on server A sees the letters typed on server B.
+func TestStrsvrRedisWatchAcrossServers(t *testing.T) {
+	r := redistest.New(t)
+	_, pa := startGroupServer(t, r.URL("watch"), "--keep")
+	_, pb := startGroupServer(t, r.URL("watch"), "--keep")
+	in, typing := io.Pipe()
+	defer typing.Close()
+	watcher := testkit.Start(t, in, testkit.Binary(t), "strclnt", "--watch", "127.0.0.1", pa)
+	c := dialFramed(t, pb)
+	defer c.Close()
+	// The watcher may connect after the first letters: wait for a v that
+	// ends in what was typed last.
+	deadline := time.Now().Add(10 * time.Second)
+	want := ""
+	for i := 0; !strings.Contains(watcher.Stdout.String(), want+"\n") || want == ""; i++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("watcher on A printed %q; want a line %q typed on B (stderr %q)", watcher.Stdout.String(), want, watcher.Stderr.String())
+		}
+		v, err := c.Send([]byte{"xyz"[i%3]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = string(v)
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Two strsvr run in-process (as tests call run), sharing v through Redis.
+func TestStrsvrRedisInProcess(t *testing.T) {
+	r := redistest.New(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type server struct {
+		out, err testkit.SafeBuffer
+		code     chan int
+		port     string
+	}
+	listening := regexp.MustCompile(`strsvr listening" addr=\S*:(\d+)`)
+	var servers []*server
+	for range 2 {
+		s := &server{code: make(chan int, 1)}
+		go func() { s.code <- run(ctx, []string{"strsvr", "--keep", "--store", r.URL("inproc"), "0"}, strings.NewReader(""), &s.out, &s.err) }()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if m := listening.FindStringSubmatch(s.err.String()); m != nil {
+				s.port = m[1]
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("in-process strsvr not listening: %s", s.err.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		servers = append(servers, s)
+	}
+	for i, want := range []string{"a", "ab", "abc"} {
+		c, err := sharedstring.Dial(ctx, "127.0.0.1", servers[i%2].port, sharedstring.Options{Mode: sharedstring.Classic})
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := c.Send([]byte{"abc"[i]})
+		c.Close()
+		if err != nil || string(v) != want {
+			t.Fatalf("letter %d on server %d: %q %v, want %q", i, i%2, v, err, want)
+		}
+	}
+	cancel()
+	for i, s := range servers {
+		select {
+		case code := <-s.code:
+			if code != 0 || s.out.String() != finalLine("abc") {
+				t.Errorf("server %d: exit %d, stdout %q, stderr %q", i, code, s.out.String(), s.err.String())
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("server %d did not stop", i)
+		}
+	}
+}
