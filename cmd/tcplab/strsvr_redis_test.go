@@ -508,7 +508,9 @@ func TestStrsvrRedisInProcess(t *testing.T) {
 	var servers []*server
 	for range 2 {
 		s := &server{code: make(chan int, 1)}
-		go func() { s.code <- run(ctx, []string{"strsvr", "--keep", "--store", r.URL("inproc"), "0"}, strings.NewReader(""), &s.out, &s.err) }()
+		go func() {
+			s.code <- run(ctx, []string{"strsvr", "--keep", "--store", r.URL("inproc"), "0"}, strings.NewReader(""), &s.out, &s.err)
+		}()
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			if m := listening.FindStringSubmatch(s.err.String()); m != nil {
