@@ -77,11 +77,12 @@ func runPoll(ctx context.Context, w io.Writer, _ Options) (Observations, error) 
 	p.do("open %d connections to one server (internal/server, a goroutine each) and leave them idle.", obs.Conns)
 	p.saw("the server held %d at once, on %d more goroutines.", obs.Held, obs.Goroutines)
 	if obs.RSSBytesPerConn > 0 {
-		p.saw("memory per connection, both ends: %s of Go heap and stack, %s resident.",
+		p.saw("memory per connection, both ends: %s of Go heap and stack, %s resident",
 			byteCount(obs.GoBytesPerConn), byteCount(obs.RSSBytesPerConn))
 	} else {
-		p.saw("memory per connection, both ends: %s of Go heap and stack.", byteCount(obs.GoBytesPerConn))
+		p.saw("memory per connection, both ends: %s of Go heap and stack", byteCount(obs.GoBytesPerConn))
 	}
+	p.saw("(plus the kernel's socket structures, which an idle socket keeps small).")
 	p.saw("one of them, written to while the rest idled, echoed in %s.", ms(obs.EchoRTT))
 	p.note("a blocked Read parks its goroutine (a few KiB of stack) and registers the socket with the")
 	p.note("runtime's epoll poller: blocking code per client, nonblocking sockets underneath, no round-robin.")
