@@ -21,7 +21,7 @@ type Result struct {
 	Elapsed time.Duration // from sending the message to end of file
 }
 
-// Fetch is tmc: it sends msg on conn and reads until the server closes,
+// Fetch is tmc: it sends msg on conn, half-closes its sending side, and reads until the server closes,
 // calling onChunk (if not nil) for each read as it arrives. A read that waits
 // longer than idle (zero: no limit) fails with a timeout, as does ctx ending.
 // Fetch does not close conn.
@@ -32,6 +32,11 @@ func Fetch(ctx context.Context, conn net.Conn, msg []byte, idle time.Duration, o
 	start := time.Now()
 	if _, err := stream.WriteAll(conn, msg, idle); err != nil {
 		return res, fmt.Errorf("send: %w", ctxErr(ctx, err))
+	}
+	// Say "done sending" (section 5.3): the server need not wait for a
+	// quiet gap to know the message is complete. tms.py ignores it.
+	if err := stream.CloseWrite(conn); err != nil {
+		return res, fmt.Errorf("half-close: %w", err)
 	}
 	_, err := stream.ReadChunks(idleReader{conn, idle}, make([]byte, ReadBufferSize), func(chunk []byte) error {
 		res.Stats.Add(len(chunk), time.Now())

@@ -27,7 +27,7 @@ func ParsePort(s string) (int, error) {
 }
 
 // Listen listens for TCP on addr (":2000" is every interface, IPv4 and
-// IPv6, as the tutorial's host '' is). The error names the address and the
+// IPv6, as the tutorial's empty host is). The error names the address and the
 // cause only.
 func Listen(ctx context.Context, addr string) (net.Listener, error) {
 	var lc net.ListenConfig
