@@ -83,8 +83,12 @@ elapsed time and throughput.`,
 			return err
 		}
 	} else {
-		fmt.Fprintf(std.out, "summary: %d bytes in %d chunks (smallest %d, median %d, largest %d) in %s, %s\n",
-			sum.Bytes, sum.Chunks, sum.MinChunk, sum.MedianChunk, sum.MaxChunk,
+		chunks := "chunks"
+		if sum.Chunks == 1 {
+			chunks = "chunk"
+		}
+		fmt.Fprintf(std.out, "summary: %d bytes in %d %s (smallest %d, median %d, largest %d) in %s, %s\n",
+			sum.Bytes, sum.Chunks, chunks, sum.MinChunk, sum.MedianChunk, sum.MaxChunk,
 			res.Elapsed.Round(time.Microsecond), rate(sum.BytesPerSecond))
 	}
 	if *plotPath != "" {

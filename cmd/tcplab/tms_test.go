@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -259,5 +260,45 @@ func TestTMCPlotWritesAPicture(t *testing.T) {
 			t.Fatalf("--quiet printed %q", out)
 		}
 		srv.Wait(t, 10*time.Second)
+	}
+}
+
+// tms listens on every interface, IPv6 included; tmc takes an IPv6 literal.
+func TestTMCOverIPv6(t *testing.T) {
+	if ln, err := net.Listen("tcp6", "[::1]:0"); err != nil {
+		t.Fatalf("this machine has no IPv6 loopback: %v", err)
+	} else {
+		ln.Close()
+	}
+	bin := testkit.Binary(t)
+	srv := testkit.Start(t, nil, bin, "tms", "--no-wait", "--copies", "7", "0")
+	port := listeningPort(t, srv)
+	code, out, errOut := runCmd(t, "", "tmc", "--json", "::1", port, "v6")
+	if code != 0 || !strings.Contains(out, `"bytes":14`) {
+		t.Fatalf("exit %d, %q %q", code, out, errOut)
+	}
+	srv.Wait(t, 10*time.Second)
+	if !strings.Contains(srv.Stdout.String(), "client is at [::1]:") {
+		t.Fatalf("tms said %q", srv.Stdout.String())
+	}
+}
+
+// The progress bar is for people: never on a pipe or a file.
+func TestProgressBarOnlyOnATerminal(t *testing.T) {
+	var received atomic.Int64
+	var buf bytes.Buffer
+	stop := startProgress(&buf, &received)
+	received.Store(1 << 30)
+	stop()
+	f, err := os.CreateTemp(t.TempDir(), "stderr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	stop = startProgress(f, &received)
+	time.Sleep(1200 * time.Millisecond)
+	stop()
+	if info, _ := f.Stat(); buf.Len() != 0 || info.Size() != 0 {
+		t.Fatalf("progress written to a non-terminal: %q, file %d bytes", buf.String(), info.Size())
 	}
 }
