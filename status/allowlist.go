@@ -19,6 +19,9 @@ type Command struct {
 	// native renders the same report without the program, from /proc and
 	// utmp; nil when there is no native form.
 	native func() ([]byte, error)
+	// whole marks output that must not be cut at a line (one line of
+	// JSON): over the cap it is an error instead.
+	whole bool
 	// path is argv[0] resolved when the AllowList was made; empty when the
 	// program is not installed.
 	path string
@@ -50,7 +53,7 @@ var builtin = []*Command{
 	{name: "uptime", argv: []string{"uptime"}, native: renderUptime},
 	{name: "free", argv: []string{"free", "-h"}},
 	{name: "df", argv: []string{"df", "-h"}},
-	{name: "json", native: renderJSON},
+	{name: "json", native: renderJSON, whole: true},
 }
 
 // BuiltinNames lists the names an operator may put on an AllowList.

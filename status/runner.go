@@ -122,6 +122,9 @@ func (r *Runner) run(c *Command) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", c.name, err)
 		}
+		if c.whole && len(out) > r.maxOutput() {
+			return nil, fmt.Errorf("%s: output of %d bytes is over the %d-byte cap", c.name, len(out), r.maxOutput())
+		}
 		return r.capOutput(out), nil
 	}
 	timeout := r.Timeout

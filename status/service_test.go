@@ -437,3 +437,47 @@ func TestParseUptimeLine(t *testing.T) {
 		}
 	}
 }
+
+// A client that asks and then does not read is dropped at the write
+// deadline, even when the answer is far larger than the socket buffers.
+func TestServiceNonReadingClientDropped(t *testing.T) {
+	big := &Command{name: "big", native: func() ([]byte, error) {
+		return bytes.Repeat([]byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n"), 512<<10), nil // 32 MiB
+	}}
+	svc := newService(t)
+	svc.Allow = &AllowList{cmds: []*Command{big}}
+	svc.Runner = &Runner{MaxOutput: 64 << 20}
+	svc.WriteTimeout = 300 * time.Millisecond
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &server.Server{Handler: svc.Handle}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	defer func() { srv.Close(); <-done }()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.(*net.TCPConn).SetReadBuffer(4096)
+	c.Write([]byte("big"))
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(15 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal(what)
+			}
+		}
+	}
+	waitFor("the request was never served", func() bool { return srv.ActiveConns() == 1 })
+	waitFor("a client that does not read is still being served", func() bool { return srv.ActiveConns() == 0 })
+}
+
+func TestRunnerWholeOutputOverCap(t *testing.T) {
+	c := &Command{name: "json", whole: true, native: func() ([]byte, error) { return bytes.Repeat([]byte("x"), 2000), nil }}
+	if _, err := (&Runner{MaxOutput: 1000}).Output(context.Background(), c); err == nil || !strings.Contains(err.Error(), "over the 1000-byte cap") {
+		t.Fatalf("err %v", err)
+	}
+}

@@ -40,7 +40,7 @@ Built-in commands for --commands: `+strings.Join(status.BuiltinNames(), ", ")+`
 	maxConns := fs.Int("max-conns", 1000, "connections served at once; more wait in the listen backlog")
 	perSec := fs.Float64("rate", 20, "requests per second allowed per client address (0: no limit)")
 	burst := fs.Int("burst", 40, "burst of requests allowed per client address")
-	fresh := fs.Duration("fresh", status.DefaultFresh, "reuse a command's output for this long (negative: only share runs in flight)")
+	fresh := fs.Duration("fresh", status.DefaultFresh, "reuse a command's output for this long (0: only share runs in flight)")
 	runTimeout := fs.Duration("timeout", status.DefaultRunTimeout, "kill a command that runs longer than this")
 	readTimeout := fs.Duration("read-timeout", status.DefaultReadTimeout, "drop a client that sends no command name within this")
 	writeTimeout := fs.Duration("write-timeout", status.DefaultWriteTimeout, "drop a client that does not take the answer within this")
@@ -69,6 +69,9 @@ Built-in commands for --commands: `+strings.Join(status.BuiltinNames(), ", ")+`
 		return usagef("--max-conns, --burst and --max-output must be at least 1, --rate at least 0")
 	}
 
+	if *fresh == 0 {
+		*fresh = -1 // Runner: negative is "no reuse", zero its default
+	}
 	svc := &status.Service{
 		Allow:        al,
 		Runner:       &status.Runner{Timeout: *runTimeout, MaxOutput: *maxOutput, Fresh: *fresh},
