@@ -547,3 +547,37 @@ func TestStrsvrRedisInProcess(t *testing.T) {
 		}
 	}
 }
+
+// rediss:// through the binary: the server's certificate is verified
+// against the roots Go trusts, here a test authority named by
+// SSL_CERT_FILE; without it, strsvr refuses to start.
+func TestStrsvrRedisTLS(t *testing.T) {
+	r := redistest.NewTLS(t)
+	port := strconv.Itoa(testkit.FreePort(t))
+	start := func(env ...string) *testkit.Proc {
+		t.Helper()
+		// testkit.Start takes no environment: set it for the child via env(1).
+		args := append(append([]string{}, env...), testkit.Binary(t), "strsvr", "--store", r.URL("tls"), port)
+		return testkit.Start(t, nil, "env", args...)
+	}
+	refused := start("SSL_CERT_FILE=/dev/null")
+	if code := refused.Wait(t, 10*time.Second); code != 1 || !strings.Contains(refused.Stderr.String(), "certificate signed by unknown authority") {
+		t.Fatalf("untrusted certificate: exit %d, stderr %q", code, refused.Stderr.String())
+	}
+	p := start("SSL_CERT_FILE=" + r.CAFile)
+	p.WaitFor(t, "strsvr listening", 15*time.Second)
+	c, err := sharedstring.Dial(context.Background(), "127.0.0.1", port, sharedstring.Options{Mode: sharedstring.Classic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"t", "tl", "tls"} {
+		v, err := c.Send([]byte{want[len(want)-1]})
+		if err != nil || string(v) != want {
+			t.Fatalf("%q %v, want %q", v, err, want)
+		}
+	}
+	c.Close()
+	if code := p.Wait(t, 10*time.Second); code != 0 || p.Stdout.String() != finalLine("tls") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, p.Stdout.String(), p.Stderr.String())
+	}
+}

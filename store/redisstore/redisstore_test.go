@@ -588,3 +588,40 @@ func TestRedisRestart(t *testing.T) {
 		})
 	}
 }
+
+// rediss:// speaks TLS and verifies the server's certificate.
+func TestTLS(t *testing.T) {
+	r := redistest.NewTLS(t)
+	tests := []struct {
+		name, url, wantErr string
+	}{
+		{"unverified", r.URL("v"), "certificate signed by unknown authority"},
+		{"plain text to a TLS port", strings.Replace(r.URL("v"), "rediss://", "redis://", 1), "connection lost"},
+		{"skip_verify", r.URL("v", "skip_verify=true"), ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			s, err := Open(ctx, tt.url)
+			if tt.wantErr != "" {
+				if err == nil {
+					s.Close()
+					t.Fatal("Open succeeded")
+				}
+				if !strings.Contains(err.Error(), tt.wantErr) || strings.Contains(err.Error(), "\n") {
+					t.Fatalf("err = %q, want one line containing %q", err, tt.wantErr)
+				}
+				t.Logf("%v", err)
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if got := mustAppend(t, s, "tls"); got != "tls" {
+				t.Errorf("Append over TLS = %q", got)
+			}
+		})
+	}
+}

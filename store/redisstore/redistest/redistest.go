@@ -7,11 +7,20 @@ package redistest
 import (
 	"bufio"
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,6 +35,12 @@ type Server struct {
 	Port int
 	Dir  string   // working directory: the append-only file lives here
 	Args []string // extra redis-server arguments, e.g. "--requirepass", "pw"
+
+	// CAFile, set by StartTLS, is the PEM certificate of the authority
+	// that signed the server's certificate (for "localhost" and
+	// 127.0.0.1); the server then speaks TLS only.
+	CAFile string
+	tls    *tls.Config // client side, trusting CAFile
 
 	mu   sync.Mutex // guards cmd and done
 	cmd  *exec.Cmd
@@ -87,9 +102,13 @@ func freePort() (int, error) {
 func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port)) }
 
 // URL is the store URL for key, e.g. redis://127.0.0.1:PORT/0?key=KEY,
-// with extra query parameters appended ("lease=1s").
+// with extra query parameters appended ("lease=1s"). With TLS it is
+// rediss://localhost:PORT/0?key=KEY.
 func (s *Server) URL(key string, extra ...string) string {
 	u := fmt.Sprintf("redis://%s/0?key=%s", s.Addr(), key)
+	if s.CAFile != "" {
+		u = fmt.Sprintf("rediss://localhost:%d/0?key=%s", s.Port, key)
+	}
 	for _, e := range extra {
 		u += "&" + e
 	}
@@ -109,8 +128,15 @@ func (s *Server) Start() error {
 		return errors.New("redis-server already running")
 	}
 	// Start holds mu until Redis answers, so Stop and Kill wait for it.
-	args := append([]string{
-		"--port", strconv.Itoa(s.Port),
+	port := []string{"--port", strconv.Itoa(s.Port)}
+	if s.CAFile != "" {
+		port = []string{"--port", "0", "--tls-port", strconv.Itoa(s.Port),
+			"--tls-cert-file", filepath.Join(s.Dir, "server.pem"),
+			"--tls-key-file", filepath.Join(s.Dir, "server.key"),
+			"--tls-ca-cert-file", s.CAFile,
+			"--tls-auth-clients", "no"}
+	}
+	args := append(append(port,
 		"--bind", "127.0.0.1",
 		"--save", "",
 		"--appendonly", "yes",
@@ -118,7 +144,7 @@ func (s *Server) Start() error {
 		"--daemonize", "no",
 		"--logfile", "",
 		"--loglevel", "warning",
-	}, s.Args...)
+	), s.Args...)
 	cmd := exec.Command(path, args...)
 	s.logMu.Lock()
 	s.log.Reset()
@@ -133,7 +159,7 @@ func (s *Server) Start() error {
 	s.cmd, s.done = cmd, done
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if err := ping(s.Addr(), s.password()); err == nil {
+		if err := ping(s.Addr(), s.password(), s.tls); err == nil {
 			return nil
 		}
 		select {
@@ -162,8 +188,15 @@ func (s *Server) password() string {
 
 // ping sends PING (after AUTH when password is set) and wants +PONG; a
 // server still loading its append-only file answers -LOADING instead.
-func ping(addr, password string) error {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
+func ping(addr, password string, tlsConfig *tls.Config) error {
+	var c net.Conn
+	var err error
+	d := &net.Dialer{Timeout: time.Second}
+	if tlsConfig != nil {
+		c, err = tls.DialWithDialer(d, "tcp", addr, tlsConfig)
+	} else {
+		c, err = d.Dial("tcp", addr)
+	}
 	if err != nil {
 		return err
 	}
@@ -243,4 +276,104 @@ func (s *Server) Pid() int {
 		return 0
 	}
 	return s.cmd.Process.Pid
+}
+
+// NewTLS is New for a server that speaks only TLS (see StartTLS).
+func NewTLS(tb testing.TB, args ...string) *Server {
+	tb.Helper()
+	s, err := StartTLS(tb.TempDir(), args...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { s.Kill() })
+	return s
+}
+
+// StartTLS is Start for a server that speaks only TLS, with a certificate
+// for "localhost" and 127.0.0.1 signed by a fresh authority written to
+// dir/ca.pem (Server.CAFile). Clients trust it with SSL_CERT_FILE, as any
+// Go program does.
+func StartTLS(dir string, args ...string) (*Server, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	pool, err := writeCerts(dir)
+	if err != nil {
+		return nil, fmt.Errorf("make TLS certificates: %w", err)
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{Port: port, Dir: dir, Args: args, CAFile: filepath.Join(dir, "ca.pem"),
+		tls: &tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: tls.VersionTLS12}}
+	if err := s.Start(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// writeCerts writes ca.pem, server.pem and server.key to dir.
+func writeCerts(dir string) (*x509.CertPool, error) {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "redistest CA"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(24 * time.Hour),
+		IsCA:                  true,
+		KeyUsage:              x509.KeyUsageCertSign,
+		BasicConstraintsValid: true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return nil, err
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return nil, err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: "localhost"},
+		DNSNames:     []string{"localhost"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return nil, err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	files := []struct {
+		name, kind string
+		der        []byte
+	}{
+		{"ca.pem", "CERTIFICATE", caDER},
+		{"server.pem", "CERTIFICATE", der},
+		{"server.key", "EC PRIVATE KEY", keyDER},
+	}
+	for _, f := range files {
+		b := pem.EncodeToMemory(&pem.Block{Type: f.kind, Bytes: f.der})
+		if err := os.WriteFile(filepath.Join(dir, f.name), b, 0o600); err != nil {
+			return nil, err
+		}
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	return pool, nil
 }
