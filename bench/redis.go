@@ -300,17 +300,20 @@ func redisMarkdown(cells []redisCell, perClient map[int]int) string {
 			c.clients, c.target, procs, c.rate(), ratio, roundDur(c.p50), roundDur(c.p99), c.errors, c.cpuSvr, c.cpuRedis, c.cpuLoad, perLetter, 100*busy)
 	}
 	fmt.Fprintf(&b, `
-What bounds the numbers: on this machine (%d cores) the clients, the strsvr
-processes and redis-server share the same cores, and "cores busy" shows them
-close to saturated, so extra strsvr processes cannot add throughput here;
-they add processes to schedule and split the batches. What does scale is
-visible in "redis CPU µs/letter": the Redis store sends each strsvr's waiting
-letters as one Lua script (one APPEND for the batch) and asks only for the
-bytes of v its copy lacks, so Redis spends a few µs per letter, while
-MULTI/APPEND/GET/EXEC per letter costs Redis several times more and grows
-with v, since every GET sends the whole of v. Redis runs scripts on one
-thread, so for strsvr processes on separate machines the group's ceiling is
-about one second of Redis CPU divided by that per-letter cost.
+What bounds the numbers. Every client waits for each reply, so the rate is
+about clients ÷ latency (Little's law), and a letter through the Redis store
+pays one more hop (strsvr → Redis → strsvr) than through the in-memory
+store. At 1,000 clients the clients, the strsvr processes and redis-server
+saturate this machine's %d cores ("cores busy" counts only them; the machine
+is shared), so extra strsvr processes cannot add throughput here: they add
+processes to schedule and split the batches. What does carry over to
+strsvr processes on separate machines is "redis CPU µs/letter": the Redis
+store sends each strsvr's waiting letters as one Lua script (one APPEND for
+the batch) and fetches only the bytes of v its copy lacks, so Redis spends a
+few µs per letter, while MULTI/APPEND/GET/EXEC per letter costs Redis several
+times more, growing with v since every GET sends the whole of v. Redis runs
+scripts on one thread, so a group's ceiling is about one second of Redis CPU
+divided by that per-letter cost.
 `, runtime.NumCPU())
 	return b.String()
 }
