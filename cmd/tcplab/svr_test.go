@@ -174,3 +174,21 @@ func TestSVRMetricsAndJSONLogs(t *testing.T) {
 	}
 	t.Fatalf("metrics: %q", body)
 }
+
+// --native serves the reports rendered from /proc and utmp, as a server
+// without procps would.
+func TestSVRNative(t *testing.T) {
+	srv, port := startSVR(t, "--native", "--commands", "w,ps,uptime")
+	if !strings.Contains(srv.Stderr.String(), "runs=\"native renderer\"") {
+		t.Errorf("start-up log does not say native: %q", srv.Stderr.String())
+	}
+	for _, tc := range []struct{ name, prefix string }{
+		{"ps", "USER       PID %CPU %MEM    VSZ   RSS TTY      STAT START   TIME COMMAND\n"},
+		{"w", " "}, {"uptime", " "},
+	} {
+		code, out, _ := wpsRun(t, "127.0.0.1", port, tc.name)
+		if code != 0 || !strings.HasPrefix(out, tc.prefix) || (tc.name != "ps" && !strings.Contains(out, "load average:")) {
+			t.Errorf("%s: exit %d, %q", tc.name, code, out)
+		}
+	}
+}
