@@ -128,10 +128,25 @@ func (s *Store) changeCount(delta int64) (version, count int64) {
 // may have run out unannounced. A change made by another process is thus
 // seen one pub/sub message later, just before Changes signals it; this
 // process's own Join and leave are seen at once.
+//
+// While Redis is unreachable, Clients waits for it as long as ctx lasts:
+// the count is unknown, and a server waiting for its group to empty must
+// keep waiting (and serving once Redis is back), not give up.
 func (s *Store) Clients(ctx context.Context) (int64, error) {
-	if err := s.awaitUsable(ctx); err != nil {
-		return 0, err
+	for {
+		if err := s.awaitUsable(ctx, 0); err != nil {
+			return 0, err
+		}
+		n, err := s.clients(ctx)
+		if err == nil || !connLost(err) || ctx.Err() != nil {
+			return n, err
+		}
+		// Lost on the way: failed has marked Redis unavailable, so the
+		// next round waits for it. Reading again is safe.
 	}
+}
+
+func (s *Store) clients(ctx context.Context) (int64, error) {
 	gen := s.clientsGen.Load()
 	s.countMu.Lock()
 	if s.countOK && s.countGen == gen && s.subscribed.Load() && time.Since(s.countAt) < s.lease/3 {

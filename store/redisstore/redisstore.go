@@ -40,6 +40,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -222,6 +223,11 @@ type Store struct {
 	ps       *redis.PubSub
 	closed   bool
 
+	// Dialing (see dial).
+	tlsConfig   *tls.Config
+	dialTimeout time.Duration
+	dialFailed  atomic.Bool // some dial failed: go-redis may be probing
+
 	closeOnce sync.Once
 }
 
@@ -242,7 +248,6 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (*Store, error) {
 	quietRedis.Do(func() { redis.SetLogger(silentLogger{}) })
 
 	s := &Store{
-		client:   redis.NewClient(cfg.Options),
 		addr:     cfg.Options.Addr,
 		key:      cfg.Key,
 		keys:     []string{cfg.Key, cfg.Key + ":epoch"},
@@ -260,11 +265,15 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (*Store, error) {
 	for _, o := range opts {
 		o(s)
 	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.tlsConfig, s.dialTimeout = cfg.Options.TLSConfig, cfg.Options.DialTimeout
+	cfg.Options.Dialer = s.dial
+	s.client = redis.NewClient(cfg.Options)
 	if err := s.check(ctx); err != nil {
+		s.cancel()
 		s.client.Close()
 		return nil, err
 	}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
 	for range appendWorkers {
 		s.wg.Add(1)
 		go s.appender()
@@ -359,10 +368,10 @@ func (s *Store) usable() error {
 	return nil
 }
 
-// awaitUsable is usable for reads: while Redis is away it waits up to
-// opTimeout for it to come back, so a restart of Redis is a pause for
-// Value and Clients rather than an error.
-func (s *Store) awaitUsable(ctx context.Context) error {
+// awaitUsable is usable for reads: while Redis is away it waits for it to
+// come back, up to limit (0: as long as ctx lasts), so a restart of Redis is
+// a pause for Value and Clients rather than an error.
+func (s *Store) awaitUsable(ctx context.Context, limit time.Duration) error {
 	err := s.usable()
 	if !errors.Is(err, ErrUnavailable) {
 		return err
@@ -370,12 +379,17 @@ func (s *Store) awaitUsable(ctx context.Context) error {
 	s.healthMu.Lock()
 	up := s.up
 	s.healthMu.Unlock()
-	t := time.NewTimer(opTimeout)
-	defer t.Stop()
+	var expired <-chan time.Time
+	if limit > 0 {
+		t := time.NewTimer(limit)
+		defer t.Stop()
+		expired = t.C
+	}
 	select {
 	case <-up:
-	case <-t.C:
+	case <-expired:
 	case <-ctx.Done():
+		return ctx.Err()
 	case <-s.ctx.Done():
 	}
 	return s.usable()
@@ -587,7 +601,7 @@ func (s *Store) Value(ctx context.Context) ([]byte, error) {
 // read reads v, from the local copy if local is set and the copy is
 // current.
 func (s *Store) read(ctx context.Context, local bool) ([]byte, error) {
-	if err := s.awaitUsable(ctx); err != nil {
+	if err := s.awaitUsable(ctx, opTimeout); err != nil {
 		return nil, err
 	}
 	epoch, snap, fresh := s.snapshotFresh()
@@ -694,12 +708,43 @@ func (s *Store) shutdown() {
 	}
 	s.wg.Wait()
 	s.client.Close()
+	if s.dialFailed.Load() {
+		// After enough failed dials, a go-redis pool probes Redis in a
+		// goroutine of its own, sleeping 1 s between probes, and sees the
+		// pool closed only when it wakes. Our dial fails at once after
+		// Close, so one pause is enough to leave no goroutine behind.
+		time.Sleep(1100 * time.Millisecond)
+	}
 	s.watchMu.Lock()
 	for ch := range s.watchers {
 		close(ch)
 		delete(s.watchers, ch)
 	}
 	s.watchMu.Unlock()
+}
+
+// dial connects to Redis for go-redis's pools (TCP, then TLS for
+// rediss://), giving up at once when the store is closed, and notes a
+// failure so that Close knows a pool's probing goroutine may run.
+func (s *Store) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(s.ctx, cancel)()
+	d := net.Dialer{Timeout: s.dialTimeout, KeepAlive: 15 * time.Second}
+	c, err := d.DialContext(ctx, network, addr)
+	if err == nil && s.tlsConfig != nil {
+		tc := tls.Client(c, s.tlsConfig)
+		if err = tc.HandshakeContext(ctx); err != nil {
+			c.Close()
+		} else {
+			c = tc
+		}
+	}
+	if err != nil {
+		s.dialFailed.Store(true)
+		return nil, err
+	}
+	return c, nil
 }
 
 // silentLogger drops go-redis's own log lines.
