@@ -57,6 +57,8 @@ type Client struct {
 	opts   Options
 	v      []byte // framed: our copy of v; classic: the last reply
 	tmp    []byte
+
+	needHello bool // framed: the server's 'h' frame is still to be read
 }
 
 // Dial connects to the server at host:port and, in Auto mode, finds out
@@ -105,21 +107,20 @@ func (c *Client) Framed() bool { return c.framed }
 // Close closes the connection: to the server, the client leaves.
 func (c *Client) Close() error { return c.conn.Close() }
 
+// hello sends the framed-mode hello. The server's 'h' frame is read with
+// the first reply, not here: a server started with --clients N answers
+// nobody until N clients are there, and the prompt must not wait for that.
 func (c *Client) hello() error {
 	flags := byte(0)
 	if c.opts.Watch {
 		flags |= FlagWatch
 	}
-	c.conn.SetDeadline(time.Now().Add(c.opts.ReplyTimeout))
-	defer c.conn.SetDeadline(time.Time{})
+	c.conn.SetWriteDeadline(time.Now().Add(c.opts.ReplyTimeout))
 	if _, err := c.conn.Write(Hello(flags)); err != nil {
 		return fmt.Errorf("send hello: %w", endpoint.Cause(err))
 	}
 	c.br = bufio.NewReaderSize(c.conn, 64<<10)
-	kind, n, v, err := ReadFrame(c.br, nil, c.opts.MaxValue)
-	if err != nil || kind != KindHello || n != 0 || len(v) != 0 {
-		return fmt.Errorf("server at %s did not accept framed mode (not a tcplab strsvr?)", c.conn.RemoteAddr())
-	}
+	c.needHello = true
 	return nil
 }
 
@@ -232,6 +233,16 @@ func (c *Client) Next() (kind byte, v []byte, err error) {
 }
 
 func (c *Client) next() (byte, []byte, error) {
+	if c.needHello {
+		kind, n, v, err := ReadFrame(c.br, nil, c.opts.MaxValue)
+		if err != nil || kind != KindHello || n != 0 || len(v) != 0 {
+			if err != nil && !errors.Is(err, ErrProtocol) {
+				return 0, nil, c.readError(err)
+			}
+			return 0, nil, fmt.Errorf("server at %s did not accept framed mode (not a tcplab strsvr?)", c.conn.RemoteAddr())
+		}
+		c.needHello = false
+	}
 	kind, n, v, err := ReadFrame(c.br, c.v, c.opts.MaxValue)
 	c.v = v
 	if err != nil {

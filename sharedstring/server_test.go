@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -469,10 +470,14 @@ func TestDiscovery(t *testing.T) {
 			c.Close()
 		}
 	}()
-	_, err := sharedstring.Dial(context.Background(), "127.0.0.1", strconv.Itoa(ln.Addr().(*net.TCPAddr).Port),
+	c, err := sharedstring.Dial(context.Background(), "127.0.0.1", strconv.Itoa(ln.Addr().(*net.TCPAddr).Port),
 		sharedstring.Options{Mode: sharedstring.Framed, ReplyTimeout: time.Second})
-	if err == nil {
-		t.Fatal("framed hello accepted by an echo server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Send([]byte("a")); err == nil || !strings.Contains(err.Error(), "did not accept framed mode") {
+		t.Fatalf("framed hello accepted by an echo server: %v", err)
 	}
 }
 

@@ -1,0 +1,399 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tcplab/tcplab/internal/testkit"
+	"github.com/tcplab/tcplab/sharedstring"
+	"github.com/tcplab/tcplab/store"
+)
+
+// The tutorial's transcripts (section 6), as a terminal shows them: the
+// typed letter and Enter are echoed after each prompt.
+const (
+	tutorialClient1 = `enter a letter:a
+a
+enter a letter:b
+ab
+enter a letter:c
+abc
+enter a letter:d
+abcuuvvd
+enter a letter:e
+abcuuvvdwwe
+enter a letter:
+`
+	tutorialClient2 = `enter a letter:u
+abcu
+enter a letter:u
+abcuu
+enter a letter:v
+abcuuv
+enter a letter:v
+abcuuvv
+enter a letter:w
+abcuuvvdw
+enter a letter:w
+abcuuvvdww
+enter a letter:
+`
+	tutorialServer = "the final value of v is abcuuvvdwwe\n"
+	prompt         = "enter a letter:"
+)
+
+// asTerminal puts back what a terminal would echo: each typed line after its
+// prompt.
+func asTerminal(stdout string, typed []string) string {
+	var b strings.Builder
+	parts := strings.Split(stdout, prompt)
+	b.WriteString(parts[0])
+	for i, p := range parts[1:] {
+		b.WriteString(prompt)
+		if i < len(typed) {
+			b.WriteString(typed[i] + "\n")
+		}
+		b.WriteString(p)
+	}
+	return b.String()
+}
+
+// waitTCPListen waits until the kernel shows a TCP listener on port,
+// without connecting (a connection would count as a client of strsvr).
+func waitTCPListen(t *testing.T, port int, p *testkit.Proc) {
+	t.Helper()
+	hex := fmt.Sprintf(":%04X ", port)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+			b, _ := os.ReadFile(f)
+			for _, line := range strings.Split(string(b), "\n") {
+				fields := strings.Fields(line)
+				if len(fields) > 3 && strings.HasSuffix(fields[1]+" ", hex) && fields[3] == "0A" {
+					return
+				}
+			}
+		}
+		select {
+		case <-p.Done():
+			t.Fatalf("server exited: %q %q", p.Stdout.String(), p.Stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing listening on port %d", port)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+type typist struct {
+	proc  *testkit.Proc
+	in    *os.File
+	want  string // stdout expected so far
+	typed []string
+}
+
+// stdinPipe returns a pipe for a child's standard input. An *os.File, not
+// an io.Pipe: the child reads it directly, so no copying goroutine keeps
+// Wait from returning when the child is killed.
+func stdinPipe(t *testing.T) (r, w *os.File) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close(); w.Close() })
+	return r, w
+}
+
+func startTypist(t *testing.T, name string, args ...string) *typist {
+	pr, pw := stdinPipe(t)
+	p := testkit.Start(t, pr, name, args...)
+	ty := &typist{proc: p, in: pw, want: prompt}
+	p.WaitFor(t, prompt, 10*time.Second)
+	return ty
+}
+
+// typeLetter types a letter and waits for the reply and the next prompt.
+func (ty *typist) typeLetter(t *testing.T, letter, reply string) {
+	t.Helper()
+	ty.typed = append(ty.typed, letter)
+	io.WriteString(ty.in, letter+"\n")
+	ty.want += reply + "\n" + prompt
+	deadline := time.Now().Add(10 * time.Second)
+	for ty.proc.Stdout.String() != ty.want {
+		if time.Now().After(deadline) || !strings.HasPrefix(ty.want, ty.proc.Stdout.String()) && len(ty.proc.Stdout.String()) >= len(ty.want) {
+			t.Fatalf("after %q: stdout %q, want %q (stderr %q)", letter, ty.proc.Stdout.String(), ty.want, ty.proc.Stderr.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// leave types the empty line and waits for the client to exit 0.
+func (ty *typist) leave(t *testing.T) string {
+	t.Helper()
+	ty.typed = append(ty.typed, "")
+	io.WriteString(ty.in, "\n")
+	ty.in.Close()
+	if code := ty.proc.Wait(t, 10*time.Second); code != 0 {
+		t.Fatalf("client exit %d, stderr %q", code, ty.proc.Stderr.String())
+	}
+	return asTerminal(ty.proc.Stdout.String(), ty.typed)
+}
+
+// The tutorial's session, scripted, with tcplab and the tutorial's Python
+// programs (ported to Python 3) on either side.
+func TestStrTutorialSession(t *testing.T) {
+	bin := testkit.Binary(t)
+	py := testkit.Python3(t)
+	tcplabSvr := func(port string) []string { return []string{bin, "strsvr", port} }
+	pythonSvr := func(port string) []string { return []string{py, "-u", testkit.Testdata("strsvr.py"), port} }
+	tcplabClnt := func(port string) []string { return []string{bin, "strclnt", "localhost", port} }
+	pythonClnt := func(port string) []string {
+		return []string{py, "-u", testkit.Testdata("strclnt.py"), "localhost", port}
+	}
+	cases := []struct {
+		name string
+		svr  func(string) []string
+		clnt func(string) []string
+	}{
+		{"tcplab both sides", tcplabSvr, tcplabClnt},
+		{"python strsvr, tcplab strclnt", pythonSvr, tcplabClnt},
+		{"tcplab strsvr, python strclnt", tcplabSvr, pythonClnt},
+		{"tcplab strsvr --clients 2", func(p string) []string { return append(tcplabSvr(p), "--clients", "2") }, tcplabClnt},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			port := testkit.FreePort(t)
+			ps := strconv.Itoa(port)
+			sv := tc.svr(ps)
+			svr := testkit.Start(t, nil, sv[0], sv[1:]...)
+			waitTCPListen(t, port, svr)
+			c := tc.clnt(ps)
+			one := startTypist(t, c[0], c[1:]...)
+			two := startTypist(t, c[0], c[1:]...)
+			steps := []struct {
+				who          *typist
+				letter, want string
+			}{
+				{one, "a", "a"}, {one, "b", "ab"}, {one, "c", "abc"},
+				{two, "u", "abcu"}, {two, "u", "abcuu"}, {two, "v", "abcuuv"}, {two, "v", "abcuuvv"},
+				{one, "d", "abcuuvvd"},
+				{two, "w", "abcuuvvdw"}, {two, "w", "abcuuvvdww"},
+				{one, "e", "abcuuvvdwwe"},
+			}
+			for _, s := range steps {
+				s.who.typeLetter(t, s.letter, s.want)
+			}
+			if got := one.leave(t); got != tutorialClient1 {
+				t.Errorf("first client:\n%s\nwant:\n%s", got, tutorialClient1)
+			}
+			if got := two.leave(t); got != tutorialClient2 {
+				t.Errorf("second client:\n%s\nwant:\n%s", got, tutorialClient2)
+			}
+			if code := svr.Wait(t, 10*time.Second); code != 0 {
+				t.Fatalf("server exit %d, stderr %q", code, svr.Stderr.String())
+			}
+			if got := svr.Stdout.String(); got != tutorialServer {
+				t.Fatalf("server printed %q, want %q", got, tutorialServer)
+			}
+		})
+	}
+}
+
+func TestStrSvrSignalPrintsFinalValue(t *testing.T) {
+	bin := testkit.Binary(t)
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			port := testkit.FreePort(t)
+			svr := testkit.Start(t, nil, bin, "strsvr", "--keep", strconv.Itoa(port))
+			waitTCPListen(t, port, svr)
+			c, err := sharedstring.Dial(context.Background(), "127.0.0.1", strconv.Itoa(port), sharedstring.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if v, err := c.Send([]byte("ab")); err != nil || string(v) != "ab" {
+				t.Fatalf("%q %v", v, err)
+			}
+			svr.Cmd.Process.Signal(sig)
+			if code := svr.Wait(t, 10*time.Second); code != 0 {
+				t.Fatalf("exit %d: %q", code, svr.Stderr.String())
+			}
+			if got := svr.Stdout.String(); got != "the final value of v is ab\n" {
+				t.Fatalf("printed %q", got)
+			}
+			if _, err := c.Send([]byte("c")); err == nil {
+				t.Fatal("client still served after the server stopped")
+			}
+		})
+	}
+}
+
+// kill -9 in the middle of a stream of letters: after a restart, v holds
+// every byte that was answered.
+func TestStrSvrDataSurvivesKill9(t *testing.T) {
+	bin := testkit.Binary(t)
+	for _, policy := range []string{"always", "interval"} {
+		t.Run(policy, func(t *testing.T) {
+			data := filepath.Join(t.TempDir(), "v.log")
+			port := testkit.FreePort(t)
+			ps := strconv.Itoa(port)
+			args := []string{"strsvr", "--keep", "--data", data, "--fsync", policy, ps}
+			svr := testkit.Start(t, nil, bin, args...)
+			waitTCPListen(t, port, svr)
+			var mu sync.Mutex
+			answered := map[int][]byte{}
+			var wg sync.WaitGroup
+			for i := range 4 {
+				wg.Go(func() {
+					c, err := sharedstring.Dial(context.Background(), "127.0.0.1", ps, sharedstring.Options{Mode: sharedstring.Mode(1 + i%2)})
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					defer c.Close()
+					for {
+						v, err := c.Send([]byte{byte('a' + i)})
+						if err != nil {
+							return // the server was killed
+						}
+						mu.Lock()
+						answered[i] = v
+						mu.Unlock()
+					}
+				})
+			}
+			time.Sleep(500 * time.Millisecond)
+			svr.Cmd.Process.Signal(syscall.SIGKILL)
+			svr.Wait(t, 10*time.Second)
+			wg.Wait()
+			longest := []byte{}
+			for _, v := range answered {
+				if len(v) > len(longest) {
+					longest = v
+				}
+			}
+			if len(longest) == 0 {
+				t.Fatal("no letter answered before the kill")
+			}
+			svr = testkit.Start(t, nil, bin, args...)
+			waitTCPListen(t, port, svr)
+			c, err := sharedstring.Dial(context.Background(), "127.0.0.1", ps, sharedstring.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, err := c.Send([]byte("Z"))
+			c.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, a := range answered {
+				if !bytes.HasPrefix(v, a) {
+					t.Fatalf("client %d's last answered v (%d bytes) lost: v after restart has %d bytes", i, len(a), len(v))
+				}
+			}
+			t.Logf("%d bytes answered before kill -9, %d recovered", len(longest), len(v)-1)
+			svr.Cmd.Process.Signal(syscall.SIGTERM)
+			if code := svr.Wait(t, 10*time.Second); code != 0 {
+				t.Fatalf("exit %d", code)
+			}
+		})
+	}
+}
+
+// A 10 MB v comes whole to the tcplab client, and the server exits with it
+// when that client leaves.
+func TestStrClntTenMegabytes(t *testing.T) {
+	bin := testkit.Binary(t)
+	data := filepath.Join(t.TempDir(), "v.log")
+	st, err := store.OpenFile(data, store.FileOptions{Fsync: store.FsyncInterval})
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := bytes.Repeat([]byte("0123456789"), 1<<20)
+	if _, err := st.Append(context.Background(), big); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	port := testkit.FreePort(t)
+	svr := testkit.Start(t, nil, bin, "strsvr", "--data", data, strconv.Itoa(port))
+	waitTCPListen(t, port, svr)
+	clnt := testkit.Start(t, strings.NewReader("x\n\n"), bin, "strclnt", "localhost", strconv.Itoa(port))
+	if code := clnt.Wait(t, 60*time.Second); code != 0 {
+		t.Fatalf("client exit %d: %q", code, clnt.Stderr.String())
+	}
+	want := prompt + string(big) + "x\n" + prompt
+	if got := clnt.Stdout.String(); got != want {
+		t.Fatalf("client printed %d bytes, want %d", len(got), len(want))
+	}
+	if code := svr.Wait(t, 10*time.Second); code != 0 {
+		t.Fatalf("server exit %d", code)
+	}
+	if got := svr.Stdout.String(); got != "the final value of v is "+string(big)+"x\n" {
+		t.Fatalf("server printed %d bytes", len(got))
+	}
+}
+
+func TestStrWatch(t *testing.T) {
+	bin := testkit.Binary(t)
+	port := testkit.FreePort(t)
+	ps := strconv.Itoa(port)
+	svr := testkit.Start(t, nil, bin, "strsvr", ps)
+	waitTCPListen(t, port, svr)
+	pr, pw := stdinPipe(t)
+	watcher := testkit.Start(t, pr, bin, "strclnt", "--watch", "localhost", ps)
+	time.Sleep(300 * time.Millisecond) // let the watcher join
+	c := testkit.Start(t, strings.NewReader("h\ni\n\n"), bin, "strclnt", "localhost", ps)
+	c.Wait(t, 10*time.Second)
+	watcher.WaitFor(t, "hi\n", 10*time.Second)
+	io.WriteString(pw, "!\n")
+	watcher.WaitFor(t, "hi!\n", 10*time.Second)
+	io.WriteString(pw, "\n")
+	if code := watcher.Wait(t, 10*time.Second); code != 0 {
+		t.Fatalf("watcher exit %d: %q", code, watcher.Stderr.String())
+	}
+	if code := svr.Wait(t, 10*time.Second); code != 0 || svr.Stdout.String() != "the final value of v is hi!\n" {
+		t.Fatalf("server exit %d, printed %q", code, svr.Stdout.String())
+	}
+}
+
+func TestStrUsageErrors(t *testing.T) {
+	cases := [][]string{
+		{"strsvr"},
+		{"strsvr", "x"},
+		{"strsvr", "--fsync", "sometimes", "2000"},
+		{"strsvr", "--clients", "-1", "2000"},
+		{"strclnt", "localhost"},
+		{"strclnt", "localhost", "99999"},
+		{"strclnt", "--classic", "--watch", "localhost", "2000"},
+	}
+	for _, args := range cases {
+		code, _, errOut := runCmd(t, "", args...)
+		if code != 2 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+			t.Errorf("%q: exit %d, %q", args, code, errOut)
+		}
+	}
+	// A runtime failure is one line and exit 1.
+	port := testkit.FreePort(t)
+	code, _, errOut := runCmd(t, "a\n", "strclnt", "127.0.0.1", strconv.Itoa(port))
+	if code != 1 || !strings.Contains(errOut, "connection refused") {
+		t.Errorf("strclnt to nothing: exit %d, %q", code, errOut)
+	}
+	f := filepath.Join(t.TempDir(), "notes")
+	os.WriteFile(f, []byte("not a log"), 0o644)
+	code, _, errOut = runCmd(t, "", "strsvr", "--data", f, "0")
+	if code != 1 || !strings.Contains(errOut, "not a strsvr data file") {
+		t.Errorf("strsvr --data notes: exit %d, %q", code, errOut)
+	}
+}
