@@ -138,12 +138,42 @@ func (s *Store) Clients(ctx context.Context) (int64, error) {
 			return 0, err
 		}
 		n, err := s.clients(ctx)
+		if err == nil && n == 0 {
+			if wait := s.regrouping(); wait > 0 {
+				// Redis just came back: leases may have run out during
+				// the outage (or been lost with Redis) while their
+				// servers still have clients. Every live server renews
+				// within a probe period; an empty group before that is
+				// not to be trusted.
+				select {
+				case <-time.After(wait):
+				case <-ctx.Done():
+					return 0, ctx.Err()
+				}
+				s.clientsGen.Add(1)
+				continue
+			}
+		}
 		if err == nil || !connLost(err) || ctx.Err() != nil {
 			return n, err
 		}
 		// Lost on the way: failed has marked Redis unavailable, so the
 		// next round waits for it. Reading again is safe.
 	}
+}
+
+// regrouping returns how much longer, after an outage, every live server may
+// still be renewing its lease.
+func (s *Store) regrouping() time.Duration {
+	s.healthMu.Lock()
+	since := s.upSince
+	s.healthMu.Unlock()
+	if since.IsZero() {
+		return 0
+	}
+	// Other servers may use other leases: allow the longest probe pause.
+	grace := maxBackoff + 500*time.Millisecond
+	return time.Until(since.Add(grace))
 }
 
 func (s *Store) clients(ctx context.Context) (int64, error) {

@@ -216,6 +216,7 @@ type Store struct {
 	healthMu sync.Mutex
 	downErr  error         // non-nil while Redis is unreachable
 	up       chan struct{} // closed while Redis is reachable
+	upSince  time.Time     // when Redis came back after an outage
 	kick     chan struct{} // wakes the keeper to probe now
 
 	watchMu  sync.Mutex
@@ -436,6 +437,7 @@ func (s *Store) recovered() {
 	s.downErr = nil
 	if was {
 		close(s.up)
+		s.upSince = time.Now()
 	}
 	s.healthMu.Unlock()
 	if was {

@@ -685,3 +685,36 @@ func TestClientsWaitsForRedis(t *testing.T) {
 		}
 	}
 }
+
+// An outage longer than the lease lets every lease run out in Redis; when
+// Redis comes back the count must not read an empty group while the
+// servers are still renewing.
+func TestCountAfterOutageLongerThanLease(t *testing.T) {
+	r := redistest.New(t)
+	// a probes Redis at most every second, b every 300 ms: b is back
+	// first and must not take a's expired lease for an empty group.
+	a, b := open(t, r, "v", "lease=3s"), open(t, r, "v", "lease=900ms")
+	leave, err := a.Join(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer leave()
+	waitClients(t, b, 1, "before the outage")
+	if err := r.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3500 * time.Millisecond)
+	if err := r.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for range 40 {
+		n, err := b.Clients(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != 1 {
+			t.Fatalf("Clients = %d after Redis came back, want 1", n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
