@@ -1,0 +1,302 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tcplab/tcplab/sharedstring"
+	"github.com/tcplab/tcplab/store/redisstore/redistest"
+)
+
+// The shared-string section (issue 4): letters per second and latency with
+// 2, 100 and 1,000 clients, each sending one letter and waiting for its
+// reply, against
+//
+//   - tcplab strsvr, classic protocol (the tutorial's bytes, as the Python
+//     server sends them) and framed mode (what tcplab strclnt uses);
+//   - the tutorial's strsvr.py (Python 3 port), whose client count nc is
+//     fixed in the program: the bench runs a copy of testdata/strsvr.py in
+//     which the one line "nc = 2" becomes "nc = int(sys.argv[2])";
+//   - Redis doing a strsvr's work per letter: MULTI APPEND GET EXEC in one
+//     round trip (go-redis), on a redis-server the bench starts;
+//
+// and the CPU each server burns while 100 clients are connected and idle.
+func init() {
+	register(section{name: "sharedstring", order: 30, run: benchSharedString})
+}
+
+// strRun is one target at one client count.
+type strRun struct {
+	cell redisCell
+	note string
+}
+
+func benchSharedString(ctx context.Context, env *benchEnv) (string, error) {
+	perClient := map[int]int{2: 5000, 100: 100, 1000: 20}
+	idleFor := 5 * time.Second
+	if env.quick {
+		perClient = map[int]int{2: 200, 100: 5, 1000: 2}
+		idleFor = time.Second
+	}
+	pyPath, err := pythonStrsvr(env)
+	if err != nil {
+		return "", err
+	}
+	rs, err := redistest.Start(filepath.Join(env.tmp, "redis-sharedstring"))
+	if err != nil {
+		return "", err
+	}
+	defer rs.Stop()
+
+	type target struct {
+		name string
+		run  func(clients, letters int) (redisCell, error)
+	}
+	targets := []target{
+		{"tcplab strsvr, classic bytes", func(c, l int) (redisCell, error) { return strsvrRun(ctx, env, c, l, false) }},
+		{"tcplab strsvr, framed", func(c, l int) (redisCell, error) { return strsvrRun(ctx, env, c, l, true) }},
+		{"strsvr.py (Python 3)", func(c, l int) (redisCell, error) { return pythonRun2(ctx, pyPath, c, l) }},
+		{"Redis MULTI APPEND GET EXEC", func(c, l int) (redisCell, error) {
+			return benchRawRedis(ctx, rs, fmt.Sprintf("sharedstring:%d", c), c, l)
+		}},
+	}
+	var rows []string
+	summary := []string{}
+	for _, clients := range []int{2, 100, 1000} {
+		letters := perClient[clients]
+		var cells []redisCell
+		for _, tg := range targets {
+			env.logf("sharedstring: %s, %d clients x %d letters", tg.name, clients, letters)
+			cell, err := tg.run(clients, letters)
+			if err != nil {
+				return "", fmt.Errorf("%s, %d clients: %w", tg.name, clients, err)
+			}
+			cell.target = tg.name
+			cells = append(cells, cell)
+			errs := ""
+			if cell.errors > 0 {
+				errs = fmt.Sprintf(" (%d failed)", cell.errors)
+			}
+			rows = append(rows, fmt.Sprintf("| %d | %s | %.0f%s | %s | %s |", clients, tg.name, cell.rate(), errs, roundDur(cell.p50), roundDur(cell.p99)))
+		}
+		best := max(cells[2].rate(), cells[3].rate())
+		summary = append(summary, fmt.Sprintf("%d clients: classic %.1f×, framed %.1f× the better of Python and Redis",
+			clients, cells[0].rate()/best, cells[1].rate()/best))
+	}
+
+	idle := []string{}
+	for _, tg := range []string{"tcplab", "python", "redis"} {
+		env.logf("sharedstring: idle CPU of %s with 100 clients", tg)
+		pct, err := idleCPU(ctx, env, tg, pyPath, rs, 100, idleFor)
+		if err != nil {
+			return "", fmt.Errorf("idle %s: %w", tg, err)
+		}
+		idle = append(idle, fmt.Sprintf("| %s | %.1f%% |", map[string]string{
+			"tcplab": "tcplab strsvr", "python": "strsvr.py (Python 3)", "redis": "redis-server"}[tg], pct))
+	}
+
+	var b strings.Builder
+	b.WriteString("## Shared string (strsvr, tutorial section 6)\n\n")
+	fmt.Fprintf(&b, "Each client sends one letter and waits for its reply, %d / %d / %d letters per client at 2 / 100 / 1,000 clients, so v ends at 10,000-20,000 bytes and every reply carries all of v (the protocol's cost, the same for every server).\n\n",
+		perClient[2], perClient[100], perClient[1000])
+	b.WriteString("| clients | server | letters/s | p50 | p99 |\n|---:|---|---:|---:|---:|\n")
+	b.WriteString(strings.Join(rows, "\n"))
+	b.WriteString("\n\n" + strings.Join(summary, "; ") + ".\n\n")
+	fmt.Fprintf(&b, "Idle CPU, 100 clients connected and silent, over %s:\n\n| server | CPU |\n|---|---:|\n%s\n\n", idleFor, strings.Join(idle, "\n"))
+	b.WriteString(`What bounds the numbers: every reply is the whole of v, so at 1,000 clients the work is copying v (about 10 KB on average) into a socket per letter, on two cores shared by the server and the load generator. strsvr.py polls every client in turn with a nonblocking recv(1) that raises an exception when there is nothing (one core at 100% even when idle, and a round of 1,000 failed recv calls between letters at 1,000 clients). Redis does the append and the GET in one thread and returns v in full. tcplab answers in the client's own goroutine with one writev of slices of one shared buffer (no copy of v in user space); framed mode sends each client only the bytes of v it has not seen yet, which is why it is flat as v grows. The classic client here takes a reply as whole once it is at least one byte longer than the previous one and ends with the letter sent (exact on loopback, where a reply below 64 KB arrives in one piece).
+`)
+	return b.String(), nil
+}
+
+// pythonStrsvr writes the bench's copy of testdata/strsvr.py, identical
+// but for nc, which it takes from argv[2].
+func pythonStrsvr(env *benchEnv) (string, error) {
+	src, err := os.ReadFile(filepath.Join(env.root, "testdata", "strsvr.py"))
+	if err != nil {
+		return "", err
+	}
+	if !strings.Contains(string(src), "\nnc = 2\n") {
+		return "", errors.New("testdata/strsvr.py has no line \"nc = 2\" to replace")
+	}
+	out := strings.Replace(string(src), "\nnc = 2\n", "\nnc = int(sys.argv[2])\n", 1)
+	path := filepath.Join(env.tmp, "strsvr_nc.py")
+	return path, os.WriteFile(path, []byte(out), 0o644)
+}
+
+// strsvrRun runs tcplab strsvr --keep and clients classic or framed
+// clients against it.
+func strsvrRun(ctx context.Context, env *benchEnv, clients, letters int, framed bool) (redisCell, error) {
+	port, err := freePort()
+	if err != nil {
+		return redisCell{}, err
+	}
+	cmd := exec.CommandContext(ctx, env.tcplab, "strsvr", "--keep", "--max-conns", "5000", strconv.Itoa(port))
+	if err := cmd.Start(); err != nil {
+		return redisCell{}, err
+	}
+	defer stopProcess(cmd, 5*time.Second)
+	// --keep: waitListening's probe connection does not end the server.
+	if err := waitListening("127.0.0.1:"+strconv.Itoa(port), 10*time.Second); err != nil {
+		return redisCell{}, err
+	}
+	if !framed {
+		return classicRun(strconv.Itoa(port), cmd.Process.Pid, clients, letters)
+	}
+	conns := make([]*sharedstring.Client, clients)
+	defer func() {
+		for _, c := range conns {
+			if c != nil {
+				c.Close()
+			}
+		}
+	}()
+	for i := range conns {
+		c, err := sharedstring.Dial(ctx, "127.0.0.1", strconv.Itoa(port), sharedstring.Options{Mode: sharedstring.Framed, DialTimeout: 5 * time.Second})
+		if err != nil {
+			return redisCell{}, err
+		}
+		conns[i] = c
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	return runLetters(clients, letters, []int{cmd.Process.Pid}, 0, func(i int, letter byte) error {
+		if time.Now().After(deadline) {
+			return errors.New("run too long")
+		}
+		v, err := conns[i].Send([]byte{letter})
+		if err == nil && v[len(v)-1] != letter {
+			err = errors.New("reply does not end with the letter sent")
+		}
+		return err
+	}), nil
+}
+
+// pythonRun2 runs the tutorial's server with nc = clients.
+func pythonRun2(ctx context.Context, script string, clients, letters int) (redisCell, error) {
+	port, err := freePort()
+	if err != nil {
+		return redisCell{}, err
+	}
+	cmd := exec.CommandContext(ctx, "python3", script, strconv.Itoa(port), strconv.Itoa(clients))
+	if err := cmd.Start(); err != nil {
+		return redisCell{}, err
+	}
+	defer stopProcess(cmd, 5*time.Second)
+	// Not waitListening: its connection would be one of the nc clients.
+	if err := waitForPortBound(strconv.Itoa(port)); err != nil {
+		return redisCell{}, err
+	}
+	return classicRun(strconv.Itoa(port), cmd.Process.Pid, clients, letters)
+}
+
+// classicConn is a load-generating classic client: it keeps only the
+// length of v and the last byte read, not v itself.
+type classicConn struct {
+	c   net.Conn
+	buf []byte
+	n   int // length of the last reply
+}
+
+// send sends a letter and reads until the reply is at least one byte longer
+// than the previous one and ends with the letter.
+func (cc *classicConn) send(letter byte, timeout time.Duration) error {
+	cc.c.SetDeadline(time.Now().Add(timeout))
+	if _, err := cc.c.Write([]byte{letter}); err != nil {
+		return err
+	}
+	total := 0
+	for {
+		m, err := cc.c.Read(cc.buf)
+		total += m
+		if m > 0 && total > cc.n && cc.buf[m-1] == letter {
+			cc.n = total
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// classicRun connects clients classic clients to port (all before the
+// clock starts) and runs the letters.
+func classicRun(port string, pid, clients, letters int) (redisCell, error) {
+	conns := make([]*classicConn, clients)
+	defer func() {
+		for _, c := range conns {
+			if c != nil {
+				c.c.Close()
+			}
+		}
+	}()
+	for i := range conns {
+		var c net.Conn
+		var err error
+		for try := 0; try < 50; try++ { // the Python server's backlog is 5
+			if c, err = net.DialTimeout("tcp", "127.0.0.1:"+port, 5*time.Second); err == nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if err != nil {
+			return redisCell{}, err
+		}
+		conns[i] = &classicConn{c: c, buf: make([]byte, 64<<10)}
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	return runLetters(clients, letters, []int{pid}, 0, func(i int, letter byte) error {
+		if time.Now().After(deadline) {
+			return errors.New("run too long")
+		}
+		return conns[i].send(letter, 30*time.Second)
+	}), nil
+}
+
+// idleCPU connects clients silent clients to a fresh server of the given
+// kind and returns the server's CPU use over d, in percent of one core.
+func idleCPU(ctx context.Context, env *benchEnv, kind, pyPath string, rs *redistest.Server, clients int, d time.Duration) (float64, error) {
+	var pid int
+	var addr string
+	switch kind {
+	case "redis":
+		pid, addr = rs.Pid(), rs.Addr()
+	default:
+		port, err := freePort()
+		if err != nil {
+			return 0, err
+		}
+		ps := strconv.Itoa(port)
+		var cmd *exec.Cmd
+		if kind == "tcplab" {
+			cmd = exec.CommandContext(ctx, env.tcplab, "strsvr", ps)
+		} else {
+			cmd = exec.CommandContext(ctx, "python3", pyPath, ps, strconv.Itoa(clients))
+		}
+		if err := cmd.Start(); err != nil {
+			return 0, err
+		}
+		defer stopProcess(cmd, 5*time.Second)
+		if err := waitForPortBound(ps); err != nil {
+			return 0, err
+		}
+		pid, addr = cmd.Process.Pid, "127.0.0.1:"+ps
+	}
+	for range clients {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			return 0, err
+		}
+		defer c.Close()
+	}
+	time.Sleep(500 * time.Millisecond) // let the accepts settle
+	c0 := procCPU(pid)
+	time.Sleep(d)
+	return (procCPU(pid) - c0) / d.Seconds() * 100, nil
+}
