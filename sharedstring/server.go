@@ -36,12 +36,12 @@ type Server struct {
 	WaitFor int
 
 	// WriteIdle drops a client whose connection accepts no reply bytes for
-	// this long: a client that stops reading is disconnected, never
-	// buffered for. Zero means DefaultWriteIdle.
+	// this long (to within a sixteenth): a client that stops reading is
+	// disconnected, never buffered for. Zero means DefaultWriteIdle.
 	WriteIdle time.Duration
 
-	// ReadIdle drops a client that sends nothing for this long (watchers
-	// excepted: waiting is what they are for). Zero means DefaultReadIdle;
+	// ReadIdle drops a client that sends nothing for this long, to within
+	// a sixteenth (watchers excepted: waiting is what they are for). Zero means DefaultReadIdle;
 	// negative means never.
 	ReadIdle time.Duration
 
@@ -198,6 +198,8 @@ type conn struct {
 	bufs   [][]byte   // scratch for writev
 	hdrs   []byte     // scratch for frame headers
 	have   int        // framed: how much of v the client holds
+	rdl    time.Time  // when the read deadline was last set
+	wdl    time.Time  // when the write deadline was last set
 	framed bool
 }
 
@@ -274,6 +276,9 @@ func (c *conn) serve() error {
 		n = copy(buf, buf[HelloLen:n])
 	}
 	watching := framed && flags&FlagWatch != 0
+	if watching {
+		c.c.SetReadDeadline(time.Time{}) // waiting is what watchers do
+	}
 	for {
 		if n > 0 {
 			if err := c.letters(buf[:n]); err != nil {
@@ -284,7 +289,7 @@ func (c *conn) serve() error {
 			return readErr(err)
 		}
 		if idle := c.s.readIdle(); idle > 0 && !watching {
-			c.c.SetReadDeadline(time.Now().Add(idle))
+			c.rdl = refresh(c.c.SetReadDeadline, c.rdl, idle)
 		}
 		n, err = c.c.Read(buf)
 	}
@@ -412,6 +417,18 @@ func (c *conn) watch(ctx context.Context) {
 	}
 }
 
+// refresh sets a deadline idle from now unless it was set less than
+// idle/16 ago (at last), so a busy connection does not move a timer for
+// every letter; the limit then holds to within a sixteenth.
+func refresh(set func(time.Time) error, last time.Time, idle time.Duration) time.Time {
+	now := time.Now()
+	if now.Sub(last) < idle/16 {
+		return last
+	}
+	set(now.Add(idle))
+	return now
+}
+
 // write writes bufs with one writev where it can, giving the client
 // WriteIdle to make progress each time, so a slow reader finishes and one
 // that stopped reading is dropped.
@@ -419,7 +436,7 @@ func (c *conn) write(bufs [][]byte) error {
 	idle := c.s.writeIdle()
 	nb := net.Buffers(bufs)
 	for {
-		c.c.SetWriteDeadline(time.Now().Add(idle))
+		c.wdl = refresh(c.c.SetWriteDeadline, c.wdl, idle)
 		n, err := nb.WriteTo(c.c)
 		if err == nil {
 			return nil
