@@ -350,6 +350,7 @@ func TestGroupCount(t *testing.T) {
 // A process that dies without leaving stops counting once its lease runs
 // out, and the survivors are told.
 func TestDeadProcessLeaseExpires(t *testing.T) {
+	t.Parallel() // mostly waiting on leases and restarts
 	r := redistest.New(t)
 	const lease = "lease=900ms"
 	a, b := open(t, r, "v", lease), open(t, r, "v", lease)
@@ -484,6 +485,7 @@ func (b *syncBuffer) String() string {
 // an error while it is away (never a wrong v), the store says so once,
 // comes back by itself, and no acknowledged byte is lost.
 func TestRedisRestart(t *testing.T) {
+	t.Parallel() // mostly waiting on leases and restarts
 	for _, tt := range []struct {
 		name string
 		kill bool // SIGKILL instead of SIGTERM; needs appendfsync always
@@ -629,6 +631,7 @@ func TestTLS(t *testing.T) {
 // While Redis is away, Clients waits for it (a server waiting for its group
 // to empty must not give up), and appends fail at once.
 func TestClientsWaitsForRedis(t *testing.T) {
+	t.Parallel() // mostly waiting on leases and restarts
 	r := redistest.New(t)
 	s := open(t, r, "v")
 	leave, err := s.Join(context.Background())
@@ -690,6 +693,7 @@ func TestClientsWaitsForRedis(t *testing.T) {
 // Redis comes back the count must not read an empty group while the
 // servers are still renewing.
 func TestCountAfterOutageLongerThanLease(t *testing.T) {
+	t.Parallel() // mostly waiting on leases and restarts
 	r := redistest.New(t)
 	// a probes Redis at most every second, b every 300 ms: b is back
 	// first and must not take a's expired lease for an empty group.
