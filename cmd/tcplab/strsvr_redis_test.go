@@ -581,3 +581,43 @@ func TestStrsvrRedisTLS(t *testing.T) {
 		t.Fatalf("exit %d, stdout %q, stderr %q", code, p.Stdout.String(), p.Stderr.String())
 	}
 }
+
+// Servers without --keep ride out a Redis outage longer than their lease:
+// they neither exit nor take their idle clients for gone, serve again when
+// Redis is back, and print the final v when the clients leave.
+func TestStrsvrRedisOutageWithIdleClients(t *testing.T) {
+	t.Parallel() // mostly waiting out the outage
+	r := redistest.New(t)
+	url := r.URL("outage", "lease=1s")
+	a, pa := startGroupServer(t, url)
+	b, pb := startGroupServer(t, url)
+	one, two := dialFramed(t, pa), dialFramed(t, pb)
+	if v, err := one.Send([]byte("a")); err != nil || string(v) != "a" {
+		t.Fatalf("before the outage: %q %v", v, err)
+	}
+	if err := r.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2500 * time.Millisecond)
+	if err := r.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(4 * time.Second) // past the lease and every probe pause
+	for i, p := range []*testkit.Proc{a, b} {
+		select {
+		case <-p.Done():
+			t.Fatalf("server %d exited during or after the outage: stdout %q stderr %s", i, p.Stdout.String(), p.Stderr.String())
+		default:
+		}
+	}
+	if v, err := two.Send([]byte("b")); err != nil || string(v) != "ab" {
+		t.Fatalf("after the outage: %q %v", v, err)
+	}
+	one.Close()
+	two.Close()
+	for i, p := range []*testkit.Proc{a, b} {
+		if code := p.Wait(t, 15*time.Second); code != 0 || p.Stdout.String() != finalLine("ab") {
+			t.Fatalf("server %d: exit %d, stdout %q, stderr %s", i, code, p.Stdout.String(), p.Stderr.String())
+		}
+	}
+}
