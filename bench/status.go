@@ -29,6 +29,7 @@ type statusResult struct {
 	errors          int
 	rate            float64 // completed requests per second
 	p50, p99        time.Duration
+	errKinds        map[string]int // error message → count
 }
 
 func benchStatus(ctx context.Context, env *benchEnv) (string, error) {
@@ -101,6 +102,7 @@ func loadStatus(ctx context.Context, addr, command string, clients int, dur, tim
 	var mu sync.Mutex
 	var lat []time.Duration
 	errs, completedLate := 0, 0
+	errKinds := map[string]int{}
 	start := time.Now()
 	stop := start.Add(dur)
 	var wg sync.WaitGroup
@@ -111,12 +113,19 @@ func loadStatus(ctx context.Context, addr, command string, clients int, dur, tim
 			buf := make([]byte, 64<<10)
 			var mine []time.Duration
 			bad, late := 0, 0
+			kinds := map[string]int{}
 			for time.Now().Before(stop) && ctx.Err() == nil {
 				t0 := time.Now()
-				ok := oneStatusRequest(sa, command, want, timeout, buf)
+				fail := oneStatusRequest(sa, command, want, timeout, buf)
 				switch {
-				case !ok:
+				case fail != "":
 					bad++
+					kinds[fail]++
+					if strings.HasPrefix(fail, "connect: ") {
+						// As a real client would: do not spin on a refused
+						// or overflowing listener.
+						time.Sleep(10 * time.Millisecond)
+					}
 				case time.Now().After(stop):
 					late++ // counted in the latencies, not in the rate
 					mine = append(mine, time.Since(t0))
@@ -128,6 +137,9 @@ func loadStatus(ctx context.Context, addr, command string, clients int, dur, tim
 			lat = append(lat, mine...)
 			errs += bad
 			completedLate += late
+			for k, v := range kinds {
+				errKinds[k] += v
+			}
 			mu.Unlock()
 		}()
 	}
@@ -135,7 +147,7 @@ func loadStatus(ctx context.Context, addr, command string, clients int, dur, tim
 	slices.Sort(lat)
 	// The rate counts the requests completed within dur: at the end, a
 	// server that queues clients leaves some waiting up to the timeout.
-	r := statusResult{command: command, clients: clients, requests: len(lat), errors: errs, rate: float64(len(lat)-completedLate) / dur.Seconds()}
+	r := statusResult{command: command, clients: clients, requests: len(lat), errors: errs, rate: float64(len(lat)-completedLate) / dur.Seconds(), errKinds: errKinds}
 	if len(lat) > 0 {
 		r.p50 = lat[len(lat)/2]
 		r.p99 = lat[min(len(lat)-1, len(lat)*99/100)]
@@ -147,21 +159,24 @@ func loadStatus(ctx context.Context, addr, command string, clients int, dur, tim
 // on the goroutine's thread: no netpoller, no keep-alive setup, so the load
 // generator spends as little of the shared CPU as it can and the numbers
 // measure the server.
-func oneStatusRequest(addr *syscall.SockaddrInet4, command, want string, timeout time.Duration, buf []byte) bool {
+func oneStatusRequest(addr *syscall.SockaddrInet4, command, want string, timeout time.Duration, buf []byte) string {
 	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return false
+		return "socket: " + err.Error()
 	}
 	defer syscall.Close(fd)
 	tv := syscall.NsecToTimeval(timeout.Nanoseconds())
 	// SO_SNDTIMEO bounds connect and send, SO_RCVTIMEO each receive.
 	syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_SNDTIMEO, &tv)
 	syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv)
-	if err := syscall.Connect(fd, addr); err != nil {
-		return false
+	if err := connectRetrying(fd, addr); err != nil {
+		if err == syscall.EAGAIN || err == syscall.EINPROGRESS {
+			return "connect: timed out"
+		}
+		return "connect: " + err.Error()
 	}
 	if _, err := syscall.Write(fd, []byte(command)); err != nil {
-		return false
+		return "send: " + err.Error()
 	}
 	deadline := time.Now().Add(timeout)
 	var got []byte
@@ -170,18 +185,42 @@ func oneStatusRequest(addr *syscall.SockaddrInet4, command, want string, timeout
 		if err == syscall.EINTR {
 			continue
 		}
+		if err == syscall.EAGAIN {
+			return "recv: timed out"
+		}
 		if err != nil {
-			return false
+			return "recv: " + err.Error()
 		}
 		if n == 0 {
-			return strings.Contains(string(got), want)
+			if !strings.Contains(string(got), want) {
+				return fmt.Sprintf("wrong answer %q", firstBytes(got, 40))
+			}
+			return ""
 		}
 		if len(got) < 4096 {
 			got = append(got, buf[:min(n, 4096)]...)
 		}
 	}
-	return false
+	return "timed out"
 }
+
+// connectRetrying is a blocking connect that survives the Go runtime's
+// preemption signals: an interrupted connect goes on in the kernel, and
+// calling connect again reports EALREADY until it is done, then EISCONN.
+func connectRetrying(fd int, addr *syscall.SockaddrInet4) error {
+	for {
+		err := syscall.Connect(fd, addr)
+		switch err {
+		case syscall.EINTR, syscall.EALREADY:
+			continue
+		case syscall.EISCONN:
+			return nil
+		}
+		return err
+	}
+}
+
+func firstBytes(b []byte, n int) string { return string(b[:min(len(b), n)]) }
 
 func statusMarkdown(results []statusResult, dur time.Duration) string {
 	var b strings.Builder
@@ -189,7 +228,7 @@ func statusMarkdown(results []statusResult, dur time.Duration) string {
 	fmt.Fprintf(&b, "Each cell: N clients in a loop of connect, send the command, read to end of file, for %s (5 s timeout per request). req/s counts the answers completed within the %s; requests and the latencies include those still in flight at the end; errors are timeouts, failed connects and wrong answers.\n\n", dur, dur)
 	b.WriteString("| server | command | clients | requests | req/s | p50 | p99 | errors |\n|---|---|--:|--:|--:|--:|--:|--:|\n")
 	for _, r := range results {
-		fmt.Fprintf(&b, "| %s | %s | %d | %d | %.0f | %s | %s | %d |\n", r.server, r.command, r.clients, r.requests, r.rate, ms(r.p50), ms(r.p99), r.errors)
+		fmt.Fprintf(&b, "| %s | %s | %d | %d | %.0f | %s | %s | %s |\n", r.server, r.command, r.clients, r.requests, r.rate, ms(r.p50), ms(r.p99), errorCell(r))
 	}
 	find := func(server, command string, clients int) *statusResult {
 		for i := range results {
@@ -218,6 +257,20 @@ clients. The "--fresh 0" row turns the reuse off: only requests that arrive
 while a run is in flight share it.
 `)
 	return b.String()
+}
+
+// errorCell is the error count with its most common kind.
+func errorCell(r statusResult) string {
+	if r.errors == 0 {
+		return "0"
+	}
+	top, n := "", 0
+	for k, v := range r.errKinds {
+		if v > n || (v == n && k < top) {
+			top, n = k, v
+		}
+	}
+	return fmt.Sprintf("%d (%d× %s)", r.errors, n, top)
 }
 
 func ms(d time.Duration) string {
