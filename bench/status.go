@@ -169,7 +169,7 @@ func oneStatusRequest(addr *syscall.SockaddrInet4, command, want string, timeout
 	// SO_SNDTIMEO bounds connect and send, SO_RCVTIMEO each receive.
 	syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_SNDTIMEO, &tv)
 	syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv)
-	if err := connectRetrying(fd, addr); err != nil {
+	if err := connectRetrying(fd, addr, timeout); err != nil {
 		if err == syscall.EAGAIN || err == syscall.EINPROGRESS {
 			return "connect: timed out"
 		}
@@ -207,11 +207,18 @@ func oneStatusRequest(addr *syscall.SockaddrInet4, command, want string, timeout
 // connectRetrying is a blocking connect that survives the Go runtime's
 // preemption signals: an interrupted connect goes on in the kernel, and
 // calling connect again reports EALREADY until it is done, then EISCONN.
-func connectRetrying(fd int, addr *syscall.SockaddrInet4) error {
+func connectRetrying(fd int, addr *syscall.SockaddrInet4, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
 	for {
 		err := syscall.Connect(fd, addr)
 		switch err {
-		case syscall.EINTR, syscall.EALREADY:
+		case syscall.EINTR:
+			continue
+		case syscall.EALREADY:
+			if time.Now().After(deadline) {
+				return syscall.EAGAIN
+			}
+			time.Sleep(time.Millisecond) // the SYN is out; poll gently
 			continue
 		case syscall.EISCONN:
 			return nil
