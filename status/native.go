@@ -34,6 +34,7 @@ const clockTicks = 100
 type snapshot struct {
 	now      time.Time
 	uptime   float64 // seconds since boot
+	bootTime uint64  // Unix seconds, /proc/stat's btime
 	load     [3]float64
 	users    []host.UserStat
 	memTotal uint64 // KiB
@@ -75,6 +76,9 @@ func takeSnapshot(withProcs bool) (*snapshot, error) {
 	var err error
 	if s.uptime, err = readUptime(); err != nil {
 		return nil, fmt.Errorf("read uptime: %w", err)
+	}
+	if s.bootTime, err = host.BootTime(); err != nil {
+		return nil, fmt.Errorf("read boot time: %w", err)
 	}
 	avg, err := load.Avg()
 	if err != nil {
@@ -315,7 +319,9 @@ func (s *snapshot) ps() []byte {
 	b.WriteString(row(cols, hdr))
 	b.WriteByte('\n')
 	names := userNames{}
-	boot := s.now.Add(-time.Duration(s.uptime * float64(time.Second)))
+	// START counts from the kernel's boot time in whole seconds (btime in
+	// /proc/stat), plus whole seconds of the start time, as ps does.
+	boot := time.Unix(int64(s.bootTime), 0)
 	for _, p := range s.procs {
 		elapsed := s.uptime - float64(p.startTicks)/clockTicks
 		var pcpu uint64
@@ -326,7 +332,7 @@ func (s *snapshot) ps() []byte {
 		if s.memTotal > 0 {
 			pmem = p.rssKB * 1000 / s.memTotal
 		}
-		start := boot.Add(time.Duration(p.startTicks) * time.Second / clockTicks)
+		start := boot.Add(time.Duration(p.startTicks/clockTicks) * time.Second)
 		secs := p.ticks / clockTicks
 		cells := []string{
 			names.name(p.uid), strconv.Itoa(p.pid), permille(pcpu), permille(pmem),

@@ -80,26 +80,33 @@ func psRows(t *testing.T, out string) (header string, rows map[int][]string, raw
 // time and command, and the same column positions where no value
 // overflows.
 func TestNativeMatchesProcpsPS(t *testing.T) {
-	native, err := renderPS()
+	// ps runs between two native readings; a process matches if either
+	// reading agrees with ps, so a process that changed (a kernel worker
+	// renaming itself, a program exec'ing or starting threads) while the
+	// test ran is not held against the renderer.
+	before, err := renderPS()
 	if err != nil {
 		t.Fatal(err)
 	}
 	real := procpsRun(t, "ps", "aux")
-	nh, nrows, nraw := psRows(t, string(native))
-	rh, rrows, rraw := psRows(t, real)
-	if nh != rh {
-		t.Fatalf("header\n native %q\n ps     %q", nh, rh)
+	after, err := renderPS()
+	if err != nil {
+		t.Fatal(err)
 	}
-	// Processes change between the two readings (kernel workers rename
-	// themselves, programs exec and start threads), so a few rows may differ;
-	// a systematic difference shows in most of them.
-	common, differ := 0, 0
-	for pid, r := range rrows {
-		n, ok := nrows[pid]
-		if !ok {
-			continue
+	rh, rrows, rraw := psRows(t, real)
+	type reading struct {
+		rows map[int][]string
+		raw  map[int]string
+	}
+	var readings []reading
+	for _, out := range [][]byte{before, after} {
+		h, rows, raw := psRows(t, string(out))
+		if h != rh {
+			t.Fatalf("header\n native %q\n ps     %q", h, rh)
 		}
-		common++
+		readings = append(readings, reading{rows, raw})
+	}
+	compare := func(pid int, n, r []string, nraw, rraw string) []string {
 		var why []string
 		for _, i := range []int{0, 6, 8, 10} { // USER, TTY, START, COMMAND
 			if n[i] != r[i] && !strings.Contains(r[i], "ps aux") {
@@ -115,9 +122,35 @@ func TestNativeMatchesProcpsPS(t *testing.T) {
 		if d := nv - rv; d > rv/10+1024 || -d > rv/10+1024 {
 			why = append(why, fmt.Sprintf("VSZ: native %d, ps %d", nv, rv))
 		}
-		if len(why) == 0 && strings.Join(n, " ") == strings.Join(r, " ") && nraw[pid] != rraw[pid] {
-			why = append(why, fmt.Sprintf("same fields, other spacing:\n native %q\n ps     %q", nraw[pid], rraw[pid]))
+		if len(why) == 0 && strings.Join(n, " ") == strings.Join(r, " ") && nraw != rraw {
+			why = append(why, fmt.Sprintf("same fields, other spacing:\n native %q\n ps     %q", nraw, rraw))
 		}
+		return why
+	}
+	common, differ, identical := 0, 0, 0
+	for pid, r := range rrows {
+		var why []string
+		seen := false
+		for _, rd := range readings {
+			n, ok := rd.rows[pid]
+			if !ok {
+				continue
+			}
+			seen = true
+			w := compare(pid, n, r, rd.raw[pid], rraw[pid])
+			if len(w) == 0 {
+				why = nil
+				if rd.raw[pid] == rraw[pid] {
+					identical++
+				}
+				break
+			}
+			why = w
+		}
+		if !seen {
+			continue
+		}
+		common++
 		if len(why) > 0 {
 			differ++
 			t.Logf("pid %d: %s", pid, strings.Join(why, "; "))
@@ -127,11 +160,11 @@ func TestNativeMatchesProcpsPS(t *testing.T) {
 		t.Errorf("%d of %d processes differ", differ, common)
 	}
 	if common < len(rrows)*8/10 || common < 5 {
-		t.Fatalf("only %d of ps's %d processes in the native report (%d)", common, len(rrows), len(nrows))
+		t.Fatalf("only %d of ps's %d processes in the native reports", common, len(rrows))
 	}
-	// Column positions: the header's and a typical row's boundaries agree.
-	if a, b := strings.Index(string(native), "COMMAND"), strings.Index(real, "COMMAND"); a != b {
-		t.Errorf("COMMAND column at %d, ps has it at %d", a, b)
+	// Most lines are byte for byte the same (%CPU and RSS move for busy ones).
+	if identical < common/2 {
+		t.Errorf("only %d of %d lines identical", identical, common)
 	}
 }
 
