@@ -104,6 +104,9 @@ func (s *Store) receive(ps *redis.PubSub) (heard bool) {
 					continue
 				}
 			}
+			// A lost subscription is usually Redis lost: say so now
+			// rather than at the next append.
+			s.failed(err)
 			return heard
 		}
 		heard, pinged = true, false
