@@ -158,11 +158,16 @@ func TestTMCTimesOutOnASilentServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
+	// The server reads the string and its half-close, then says nothing
+	// and keeps the connection open until the test ends.
+	hold := make(chan struct{})
+	defer close(hold)
 	go func() {
 		c, err := ln.Accept()
 		if err == nil {
 			defer c.Close()
 			io.Copy(io.Discard, c)
+			<-hold
 		}
 	}()
 	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
