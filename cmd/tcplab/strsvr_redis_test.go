@@ -621,3 +621,31 @@ func TestStrsvrRedisOutageWithIdleClients(t *testing.T) {
 		}
 	}
 }
+
+// The tutorial's own client (strclnt.py, Python 3) on two servers of one
+// group: the bytes on the wire are the tutorial's, v is the group's.
+func TestStrsvrRedisPythonClients(t *testing.T) {
+	py := testkit.Python3(t)
+	r := redistest.New(t)
+	a, pa := startGroupServer(t, r.URL("py"), "--keep")
+	b, pb := startGroupServer(t, r.URL("py"), "--keep")
+	clients := []struct {
+		port, typed, want string
+	}{
+		{pa, "a\nb\n\n", "enter a letter:a\nenter a letter:ab\nenter a letter:"},
+		{pb, "c\n\n", "enter a letter:abc\nenter a letter:"},
+		{pa, "d\n\n", "enter a letter:abcd\nenter a letter:"},
+	}
+	for i, c := range clients {
+		p := testkit.Start(t, strings.NewReader(c.typed), py, "-u", testkit.Testdata("strclnt.py"), "127.0.0.1", c.port)
+		if code := p.Wait(t, 15*time.Second); code != 0 || p.Stdout.String() != c.want {
+			t.Fatalf("strclnt.py %d: exit %d, stdout %q (want %q), stderr %q", i, code, p.Stdout.String(), c.want, p.Stderr.String())
+		}
+	}
+	for i, p := range []*testkit.Proc{a, b} {
+		p.Cmd.Process.Signal(syscall.SIGTERM)
+		if code := p.Wait(t, 15*time.Second); code != 0 || p.Stdout.String() != finalLine("abcd") {
+			t.Fatalf("server %d: exit %d, stdout %q, stderr %s", i, code, p.Stdout.String(), p.Stderr.String())
+		}
+	}
+}
