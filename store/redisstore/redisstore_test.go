@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -721,4 +722,34 @@ func TestCountAfterOutageLongerThanLease(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// ParseURL takes what a user typed: it must never panic, must answer in
+// one line, and must not show a password in its error.
+func FuzzParseURL(f *testing.F) {
+	for _, s := range []string{
+		"redis://127.0.0.1:6379/0?key=v", "rediss://u:pw@h:1/2?key=a&lease=2s",
+		"redis://:s3cret@h/zero?key=v", "redis://h/0?key=v&lease=", "redis://[::1", "http://x",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		cfg, err := ParseURL(raw)
+		if err != nil {
+			msg := err.Error()
+			if strings.ContainsAny(msg, "\n\r") {
+				t.Fatalf("error of more than one line: %q", msg)
+			}
+			if u, perr := url.Parse(raw); perr == nil && u.User != nil {
+				if pw, ok := u.User.Password(); ok && len(pw) >= 6 && strings.Contains(msg, pw) &&
+					!strings.Contains(strings.Replace(raw, pw, "", 1), pw) {
+					t.Fatalf("error shows the password %q: %q", pw, msg)
+				}
+			}
+			return
+		}
+		if cfg.Key == "" || cfg.Lease < 300*time.Millisecond || cfg.Lease > time.Hour || cfg.Options.MaxRetries != -1 {
+			t.Fatalf("accepted %q as key %q lease %s retries %d", raw, cfg.Key, cfg.Lease, cfg.Options.MaxRetries)
+		}
+	})
 }
