@@ -121,25 +121,9 @@ Built-in commands for --commands: `+strings.Join(status.BuiltinNames(), ", ")+`
 	logger.Info("listening", "addr", ln.Addr().String(), "allowed", al.String())
 
 	srv := &server.Server{Handler: svc.Handle, MaxConns: *maxConns, Logger: logger}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err = <-errc:
-	case <-ctx.Done():
-		logger.Info("shutting down", "grace", *grace)
-		sctx, cancel := context.WithTimeout(context.Background(), *grace)
-		serr := srv.Shutdown(sctx)
-		cancel()
-		err = <-errc
-		if serr != nil {
-			logger.Warn("shutdown cut short", "err", serr)
-		}
-	}
+	err = serveUntilSignal(ctx, srv, ln, *grace, logger)
 	if metricsSrv != nil {
 		metricsSrv.Close()
-	}
-	if errors.Is(err, server.ErrServerClosed) {
-		return nil
 	}
 	return err
 }

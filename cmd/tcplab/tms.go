@@ -3,10 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"strconv"
 	"sync"
@@ -128,30 +126,6 @@ func waitForLine(ctx context.Context, in io.Reader) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-// serveUntilSignal serves s on ln until ctx ends, then shuts down
-// gracefully within grace: stop accepting, let work in flight finish, close
-// what is left. A signal is a normal stop, so it returns nil.
-func serveUntilSignal(ctx context.Context, s *server.Server, ln net.Listener, grace time.Duration, log *slog.Logger) error {
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(ln) }()
-	select {
-	case err := <-served:
-		s.Close()
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-	log.Info("shutting down", "grace", grace, "active", s.ActiveConns())
-	sctx, cancel := context.WithTimeout(context.Background(), grace)
-	defer cancel()
-	if err := s.Shutdown(sctx); err != nil {
-		log.Info("grace period over; closed remaining connections")
-	}
-	if err := <-served; err != nil && !errors.Is(err, server.ErrServerClosed) {
-		return fmt.Errorf("serve: %w", err)
-	}
-	return nil
 }
 
 // lockedWriter serialises writes from many connection goroutines so lines
