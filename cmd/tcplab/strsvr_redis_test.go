@@ -598,11 +598,11 @@ func TestStrsvrRedisOutageWithIdleClients(t *testing.T) {
 	if err := r.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2500 * time.Millisecond)
+	time.Sleep(1500 * time.Millisecond) // longer than the lease
 	if err := r.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(4 * time.Second) // past the lease and every probe pause
+	time.Sleep(3 * time.Second) // past every probe pause and the regrouping grace
 	for i, p := range []*testkit.Proc{a, b} {
 		select {
 		case <-p.Done():
