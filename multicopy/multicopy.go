@@ -17,7 +17,10 @@
 //   - a quiet gap (Server.QuietGap) with no new bytes, once at least one
 //     byte has arrived.
 //
-// A client that sends nothing within Server.ReadTimeout is dropped.
+// A client whose message is not complete within Server.ReadTimeout of the
+// connection is dropped, whether it sent nothing or is still trickling
+// bytes in (a slowloris): the quiet gap alone would let one byte every
+// 49 ms hold a connection for hours.
 //
 // Server to client: M repeated Server.Copies times (10,000 by default), then
 // the server closes the connection; end of file is the only end marker.
@@ -51,7 +54,8 @@ const (
 	// LAN in a few; 50 ms is long enough not to cut one write in two and
 	// short enough not to be noticed.
 	DefaultQuietGap = 50 * time.Millisecond
-	// DefaultReadTimeout drops a client that connects and sends nothing.
+	// DefaultReadTimeout drops a client whose message is not complete this
+	// long after it connected.
 	DefaultReadTimeout = 30 * time.Second
 	// DefaultWriteIdle drops a client that stops reading: no write progress
 	// for this long ends the transfer.
@@ -63,11 +67,14 @@ const (
 var ErrNoMessage = errors.New("client sent no message")
 
 // ReadMessage reads the client's message by the rule in the package
-// documentation. It never returns more than max bytes and never waits longer
-// than timeout for the first byte or gap for each later one.
+// documentation. It never returns more than max bytes, never waits longer
+// than gap for a byte after the first, and never takes longer than timeout
+// in all: a message still arriving when timeout ends is an error, not a
+// message, so a client cannot hold the connection by trickling bytes.
 func ReadMessage(conn net.Conn, max int, gap, timeout time.Duration) ([]byte, error) {
 	defer conn.SetReadDeadline(time.Time{})
-	if err := conn.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+	deadline := time.Now().Add(timeout)
+	if err := conn.SetReadDeadline(deadline); err != nil {
 		return nil, err
 	}
 	var msg []byte
@@ -82,12 +89,14 @@ func ReadMessage(conn net.Conn, max int, gap, timeout time.Duration) ([]byte, er
 			if len(msg) >= max {
 				return msg, nil
 			}
-			if err := conn.SetReadDeadline(time.Now().Add(gap)); err != nil {
+			if err := conn.SetReadDeadline(earliest(time.Now().Add(gap), deadline)); err != nil {
 				return nil, err
 			}
 		}
 		switch {
 		case err == nil:
+		case len(msg) > 0 && errors.Is(err, os.ErrDeadlineExceeded) && !time.Now().Before(deadline):
+			return nil, fmt.Errorf("message of %d bytes still incomplete after %s", len(msg), timeout)
 		case len(msg) > 0 && (err == io.EOF || errors.Is(err, os.ErrDeadlineExceeded)):
 			return msg, nil // half-close or quiet gap: the message is complete
 		case err == io.EOF:
@@ -98,6 +107,13 @@ func ReadMessage(conn net.Conn, max int, gap, timeout time.Duration) ([]byte, er
 			return nil, err
 		}
 	}
+}
+
+func earliest(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // Server is tms: it serves the multicopy echo on one connection at a time

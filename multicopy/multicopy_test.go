@@ -80,6 +80,39 @@ func TestReadMessageIsBounded(t *testing.T) {
 	}
 }
 
+// A slowloris keeps every byte inside the quiet gap; the read timeout must
+// still end it, counted from the start, not from the last byte.
+func TestReadMessageDropsATrickleAtTheTimeout(t *testing.T) {
+	client, srv := pipe(t)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for range 200 { // 2 s at most, so the test ends even if the bound fails
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				if _, err := client.Write([]byte("x")); err != nil {
+					return
+				}
+			}
+		}
+	}()
+	start := time.Now()
+	got, err := ReadMessage(srv, MaxMessage, 100*time.Millisecond, 300*time.Millisecond)
+	if err == nil || got != nil {
+		t.Fatalf("ReadMessage = %q, %v; want an error for a message still arriving", got, err)
+	}
+	if !strings.Contains(err.Error(), "incomplete after 300ms") {
+		t.Fatalf("err = %v", err)
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Fatalf("took %v", el)
+	}
+}
+
 func TestServeConnAndFetch(t *testing.T) {
 	client, srv := pipe(t)
 	s := &Server{Copies: 10000}

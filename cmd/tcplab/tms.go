@@ -24,8 +24,8 @@ input (the go-ahead; end of input counts too), sends the string back 10,000
 times, closes and exits.
 
 The string ends at a newline (kept), at the client's half-close, at 1,000,000
-bytes, or after --gap of silence once bytes have arrived; a client that sends
-nothing within --read-timeout is dropped. The copies are streamed, never built
+bytes, or after --gap of silence once bytes have arrived; a client whose
+string is not complete within --read-timeout of connecting is dropped. The copies are streamed, never built
 in memory. With --keep it serves any number of clients at once, with no
 go-ahead, until SIGINT or SIGTERM, then lets transfers finish within --grace.`,
 		"tcplab tms 2000                 # then: tcplab tmc localhost 2000 abc",
@@ -37,7 +37,7 @@ go-ahead, until SIGINT or SIGTERM, then lets transfers finish within --grace.`,
 	grace := fs.Duration("grace", 5*time.Second, "with --keep: how long transfers in flight may take to finish after a signal")
 	maxConns := fs.Int("max-conns", server.DefaultMaxConns, "with --keep: clients served at once (the rest wait in the listen backlog)")
 	gap := fs.Duration("gap", multicopy.DefaultQuietGap, "silence that ends a string with no newline")
-	readTimeout := fs.Duration("read-timeout", multicopy.DefaultReadTimeout, "drop a client that sends nothing for this long")
+	readTimeout := fs.Duration("read-timeout", multicopy.DefaultReadTimeout, "drop a client whose string is not complete this long after it connects")
 	writeTimeout := fs.Duration("write-timeout", multicopy.DefaultWriteIdle, "drop a client that reads nothing for this long")
 	logFormat := fs.String("log-format", "text", "log format on standard error: text or json")
 	pos, err := fs.parse(std, args, 1, 1)
