@@ -99,18 +99,23 @@ const RepeatBlockSize = 256 << 10
 
 // WriteRepeated writes copies copies of msg to w, the tms.py line
 // "data = 10000 * data", without holding copies × len(msg) bytes: it builds
-// one block of whole copies of about RepeatBlockSize bytes (or one copy, if
-// msg is larger) and writes it again and again, with idle as in WriteAll.
-// Memory is O(len(msg)), whatever copies is.
+// one block of whole copies of about RepeatBlockSize bytes and writes it
+// again and again, with idle as in WriteAll; a msg over half RepeatBlockSize
+// is written as it is, without a block. Memory is at most
+// max(len(msg), RepeatBlockSize) beyond msg, whatever copies is; w must not
+// modify or retain msg.
 func WriteRepeated(w io.Writer, msg []byte, copies int64, idle time.Duration) (int64, error) {
 	if len(msg) == 0 || copies <= 0 {
 		return 0, nil
 	}
 	perBlock := max(int64(1), int64(RepeatBlockSize/len(msg)))
 	perBlock = min(perBlock, copies)
-	block := make([]byte, 0, perBlock*int64(len(msg)))
-	for range perBlock {
-		block = append(block, msg...)
+	block := msg // one copy per block: writing msg itself saves a copy of up to MaxMessage per client
+	if perBlock > 1 {
+		block = make([]byte, 0, perBlock*int64(len(msg)))
+		for range perBlock {
+			block = append(block, msg...)
+		}
 	}
 	var total int64
 	for left := copies; left > 0; {

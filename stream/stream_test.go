@@ -107,6 +107,18 @@ func TestWriteRepeatedMemoryIsPerMessageNotPerCopy(t *testing.T) {
 	}
 }
 
+// A message as large as the block is written as it is: a server holding a
+// client's 1 MB message must not hold a second megabyte to repeat it.
+func TestWriteRepeatedLargeMessageAllocatesNothing(t *testing.T) {
+	msg := bytes.Repeat([]byte("m"), 1_000_000)
+	allocs := testing.AllocsPerRun(1, func() {
+		WriteRepeated(io.Discard, msg, 5, 0)
+	})
+	if allocs > 0 {
+		t.Fatalf("%v allocations to repeat a 1 MB message", allocs)
+	}
+}
+
 func TestWriteAllDropsAReaderThatStops(t *testing.T) {
 	a, b := tcpPair(t)
 	defer a.Close()
