@@ -9,6 +9,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -254,5 +255,24 @@ func TestClientVanishingMidTransferCostsOthersNothing(t *testing.T) {
 	res, err := Fetch(context.Background(), conn, []byte("z\n"), 10*time.Second, nil)
 	if err != nil || res.Stats.Total() != 2_000_000 {
 		t.Fatalf("next client: %v, %d bytes", err, res.Stats.Total())
+	}
+}
+
+// A client that stops reading is dropped with a reset, so the megabytes
+// queued for it are freed at once rather than by an orphaned socket.
+func TestStalledReaderIsReset(t *testing.T) {
+	client, srv := pipe(t)
+	client.(*net.TCPConn).SetReadBuffer(4096)
+	s := &Server{Copies: 100_000_000, WriteIdle: 100 * time.Millisecond}
+	client.Write([]byte("abc\n"))
+	_, err := s.ServeConn(context.Background(), srv)
+	if err == nil {
+		t.Fatal("ServeConn succeeded for a client that never reads")
+	}
+	srv.Close()
+	client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err = io.Copy(io.Discard, client)
+	if !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("client read ended with %v, want a reset", err)
 	}
 }
