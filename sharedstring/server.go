@@ -185,8 +185,21 @@ func (s *Server) WaitEmpty(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+		// Changes fire for every letter too, not only for joins and
+		// leaves. Looking at most every emptyCheckEvery keeps this
+		// goroutine (and, for a shared store, a Clients round trip) off
+		// the path of each letter; signals meanwhile are coalesced.
+		select {
+		case <-time.After(emptyCheckEvery):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
+
+// emptyCheckEvery bounds how often WaitEmpty counts the clients, and so how
+// late after the last client leaves the server notices.
+const emptyCheckEvery = 10 * time.Millisecond
 
 // conn is one client's connection as the handler sees it.
 type conn struct {
