@@ -6,6 +6,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"time"
 )
 
 // usageError is bad input from the user: exit code 2 and a pointer to --help.
@@ -84,6 +85,9 @@ func (fs *flagSet) parse(std stdio, args []string, minArgs, maxArgs int) ([]stri
 		args = args[1:]
 	}
 	positional = append(positional, rest...)
+	if err := fs.checkDurations(); err != nil {
+		return nil, err
+	}
 	switch {
 	case len(positional) < minArgs:
 		return nil, usagef("missing arguments: usage: tcplab %s %s", fs.name, fs.synopsis)
@@ -91,4 +95,23 @@ func (fs *flagSet) parse(std stdio, args []string, minArgs, maxArgs int) ([]stri
 		return nil, usagef("too many arguments: usage: tcplab %s %s", fs.name, fs.synopsis)
 	}
 	return positional, nil
+}
+
+// checkDurations refuses a negative value for any duration flag the user
+// set. No tcplab timeout, gap or grace period has a meaning below zero, and
+// the libraries read zero or less as "use the default" or "no limit", so
+// without this check "--read-timeout=-3s" would silently mean 30 s and
+// "--timeout -1s" a connect that times out at once.
+func (fs *flagSet) checkDurations() error {
+	var err error
+	fs.Visit(func(f *flag.Flag) {
+		g, ok := f.Value.(flag.Getter)
+		if !ok || err != nil {
+			return
+		}
+		if d, ok := g.Get().(time.Duration); ok && d < 0 {
+			err = usagef("--%s must not be negative, not %s", f.Name, d)
+		}
+	})
+	return err
 }

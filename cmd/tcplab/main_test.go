@@ -51,6 +51,11 @@ func TestUsageErrorsExit2WithOneLine(t *testing.T) {
 		{"tms", "--bogus", "2000"},
 		{"tmc", "localhost", "2000"},
 		{"tmc", "localhost", "port", "abc"},
+		{"tmc", "--timeout", "-1s", "localhost", "2000", "abc"},
+		{"tms", "--read-timeout=-3s", "2000"},
+		{"tms", "--keep", "2000", "--grace", "-1s"},
+		{"svr", "--fresh", "-5s", "2000"},
+		{"wps", "localhost", "99999", "w"},
 	}
 	for _, args := range cases {
 		code, _, errOut := runCmd(t, "", args...)

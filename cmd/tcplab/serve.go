@@ -34,4 +34,3 @@ func serveUntilSignal(ctx context.Context, s *server.Server, ln net.Listener, gr
 	}
 	return nil
 }
-

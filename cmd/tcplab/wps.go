@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/tcplab/tcplab/internal/endpoint"
 	"github.com/tcplab/tcplab/status"
 )
 
@@ -47,6 +48,9 @@ line; the exit status is 1 only if every host failed.`,
 		return usagef("--timeout must not be negative")
 	}
 	if *hosts == "" {
+		if _, err := endpoint.ParsePort(pos[1]); err != nil {
+			return usageError{err.Error()}
+		}
 		return askOne(ctx, std, pos[0], pos[1], pos[2], *timeout, *asJSON)
 	}
 	var list []string
