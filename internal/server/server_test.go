@@ -171,3 +171,65 @@ func TestServeAfterCloseAndNilHandler(t *testing.T) {
 		t.Fatal("nil handler accepted")
 	}
 }
+
+// The lifecycle calls may come in any order and from any goroutine: Close
+// racing a Serve that is just starting, Shutdown twice, Close while a
+// Shutdown waits. Each must end with Serve returning ErrServerClosed, every
+// handler returned and the listener closed.
+func TestLifecycleRaces(t *testing.T) {
+	type stop func(s *Server)
+	shutdown := func(s *Server) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+	}
+	cases := []struct {
+		name  string
+		stops []stop
+	}{
+		{"Close racing Serve", []stop{func(s *Server) { s.Close() }}},
+		{"Shutdown racing Serve", []stop{shutdown}},
+		{"Shutdown twice", []stop{shutdown, shutdown}},
+		{"Close while Shutdown waits", []stop{shutdown, func(s *Server) { time.Sleep(5 * time.Millisecond); s.Close() }}},
+		{"Close twice", []stop{func(s *Server) { s.Close() }, func(s *Server) { s.Close() }}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			for range 50 {
+				ln := listen(t)
+				// A handler that only ends when its connection is closed, so
+				// Shutdown must wait and Close must end it.
+				s := &Server{Handler: func(_ context.Context, c net.Conn) { io.Copy(io.Discard, c) }}
+				served := make(chan error, 1)
+				go func() { served <- s.Serve(ln) }()
+				if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+					defer c.Close()
+				}
+				var wg sync.WaitGroup
+				for _, f := range tc.stops {
+					wg.Add(1)
+					go func() { defer wg.Done(); f(s) }()
+				}
+				// The connected client keeps a lone Shutdown waiting (its
+				// context is 5 s) until this Close ends the handler.
+				closer := time.AfterFunc(20*time.Millisecond, func() { s.Close() })
+				defer closer.Stop()
+				wg.Wait()
+				select {
+				case err := <-served:
+					if !errors.Is(err, ErrServerClosed) {
+						t.Fatalf("Serve = %v", err)
+					}
+				case <-time.After(5 * time.Second):
+					t.Fatal("Serve did not return")
+				}
+				if s.ActiveConns() != 0 {
+					t.Fatalf("%d connections left", s.ActiveConns())
+				}
+				if _, err := ln.Accept(); err == nil {
+					t.Fatal("listener still open")
+				}
+			}
+		})
+	}
+}
