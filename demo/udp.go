@@ -97,16 +97,27 @@ func runUDP(ctx context.Context, w io.Writer, _ Options) (Observations, error) {
 	return obs, p.err()
 }
 
-func udpBoundaries(ctx context.Context, obs *UDPObservations) error {
-	srv, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+// udpPair returns an unconnected loopback socket, as the tutorial's UDP
+// server has, and a client connected to it, as a net.DialUDP user has.
+func udpPair() (srv, cl *net.UDPConn, err error) {
+	srv, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
-		return fmt.Errorf("listen udp: %w", err)
+		return nil, nil, fmt.Errorf("listen udp: %w", err)
+	}
+	cl, err = net.DialUDP("udp4", nil, srv.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		srv.Close()
+		return nil, nil, fmt.Errorf("dial udp: %w", err)
+	}
+	return srv, cl, nil
+}
+
+func udpBoundaries(ctx context.Context, obs *UDPObservations) error {
+	srv, cl, err := udpPair()
+	if err != nil {
+		return err
 	}
 	defer srv.Close()
-	cl, err := net.DialUDP("udp4", nil, srv.LocalAddr().(*net.UDPAddr))
-	if err != nil {
-		return fmt.Errorf("dial udp: %w", err)
-	}
 	defer cl.Close()
 	for _, l := range udpLines {
 		if _, err := cl.Write([]byte(l)); err != nil {
@@ -184,15 +195,11 @@ func waitQueued(ctx context.Context, conn *net.TCPConn, n int) error {
 }
 
 func udpOversize(_ context.Context, obs *UDPObservations) error {
-	srv, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	srv, cl, err := udpPair()
 	if err != nil {
-		return fmt.Errorf("listen udp: %w", err)
+		return err
 	}
 	defer srv.Close()
-	cl, err := net.DialUDP("udp4", nil, srv.LocalAddr().(*net.UDPAddr))
-	if err != nil {
-		return fmt.Errorf("dial udp: %w", err)
-	}
 	defer cl.Close()
 	big := []byte(strings.Repeat("x", maxUDPv4+1))
 	if _, err := cl.Write(big[:maxUDPv4]); err != nil {
