@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -305,5 +307,54 @@ func TestProgressBarOnlyOnATerminal(t *testing.T) {
 	stop()
 	if info, _ := f.Stat(); buf.Len() != 0 || info.Size() != 0 {
 		t.Fatalf("progress written to a non-terminal: %q, file %d bytes", buf.String(), info.Size())
+	}
+}
+
+// tms --keep serves tmsMaxConns clients at once by default, not the server
+// package's 10,000: each may hold a 1 MB message. The next client waits in
+// the backlog until one leaves.
+func TestTMSKeepDefaultCapBoundsMemory(t *testing.T) {
+	port := testkit.FreePort(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"tms", "--keep", "--grace", "100ms", "--copies", "1", strconv.Itoa(port)}, strings.NewReader(""), io.Discard, io.Discard)
+	}()
+	defer func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("tms exit %d", code)
+		}
+	}()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	testkit.WaitListening(t, addr, 10*time.Second)
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for range tmsMaxConns {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c) // silent: each holds a slot for --read-timeout
+	}
+	late, err := net.Dial("tcp", addr) // the kernel completes it: backlog
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer late.Close()
+	late.Write([]byte("z\n"))
+	late.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if n, err := late.Read(make([]byte, 8)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("client %d was served (%d bytes, %v) while %d held the slots", tmsMaxConns+1, n, err, tmsMaxConns)
+	}
+	held[0].Close()
+	late.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(late)
+	if err != nil || string(got) != "z\n" {
+		t.Fatalf("after a slot freed: %q, %v", got, err)
 	}
 }
