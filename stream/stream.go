@@ -68,7 +68,12 @@ type DeadlineWriter interface {
 // for a reader that does not read. WriteAll gives the peer idle time to make
 // progress: each time some bytes are accepted the deadline moves forward, and
 // only a write that makes no progress for idle fails. A slow reader that keeps
-// reading finishes; one that stops is dropped. idle <= 0 means no deadline.
+// reading finishes; one that stops is dropped, though not exactly idle after
+// its last read: Write reports progress only when its deadline passes, so
+// bytes taken early in one window buy a whole new one, and the kernel's send
+// buffer keeps growing for a while after the reader stops. On loopback a
+// reader that stopped was dropped after 2 to 3 times idle (1.5 s for 500 ms);
+// size idle with that in mind. idle <= 0 means no deadline.
 // If w is not a DeadlineWriter, WriteAll is w.Write.
 func WriteAll(w io.Writer, p []byte, idle time.Duration) (int, error) {
 	dw, ok := w.(DeadlineWriter)
