@@ -44,6 +44,11 @@ elapsed time and throughput.`,
 	if msg == "" {
 		return usagef("STRING must not be empty: the server would wait for it")
 	}
+	if *plotPath != "" {
+		if err := chunkplot.CheckPath(*plotPath); err != nil {
+			return usageError{err.Error()}
+		}
+	}
 	conn, err := endpoint.Dial(ctx, host, portArg, *timeout)
 	if err != nil {
 		return err

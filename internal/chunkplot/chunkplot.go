@@ -21,8 +21,26 @@ import (
 	"github.com/tcplab/tcplab/stream"
 )
 
+// CheckPath reports whether Write can draw to path: a .png or .svg name in a
+// directory that exists. A client calls it before a transfer, so that a
+// mistyped --plot is refused at once, not after a gigabyte has arrived.
+func CheckPath(path string) error {
+	switch ext := strings.ToLower(filepath.Ext(path)); ext {
+	case ".png", ".svg":
+	default:
+		return fmt.Errorf("plot %s: unknown picture type %q (want .png or .svg)", path, ext)
+	}
+	if fi, err := os.Stat(filepath.Dir(path)); err != nil || !fi.IsDir() {
+		return fmt.Errorf("plot %s: no directory %s", path, filepath.Dir(path))
+	}
+	return nil
+}
+
 // Write draws stats to path, as PNG or SVG according to its extension.
 func Write(path string, stats *stream.ChunkStats) error {
+	if err := CheckPath(path); err != nil {
+		return err
+	}
 	if len(stats.Sizes) == 0 {
 		return fmt.Errorf("plot %s: no chunks to draw", path)
 	}
@@ -30,13 +48,10 @@ func Write(path string, stats *stream.ChunkStats) error {
 	var canvas interface {
 		vg.CanvasWriterTo
 	}
-	switch ext := strings.ToLower(filepath.Ext(path)); ext {
-	case ".png":
+	if strings.ToLower(filepath.Ext(path)) == ".png" {
 		canvas = vgimg.PngCanvas{Canvas: vgimg.New(width, height)}
-	case ".svg":
+	} else {
 		canvas = vgsvg.New(width, height)
-	default:
-		return fmt.Errorf("plot %s: unknown picture type %q (want .png or .svg)", path, ext)
 	}
 
 	inOrder, err := sizesInOrder(stats)
