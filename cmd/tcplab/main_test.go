@@ -57,7 +57,7 @@ func TestUsageErrorsExit2WithOneLine(t *testing.T) {
 		{"svr", "--fresh", "-5s", "2000"},
 		{"wps", "localhost", "99999", "w"},
 		{"tmc", "--plot", "chunks.txt", "localhost", "1", "abc"}, // refused before connecting
-		{"tmc", "--plot", "/nonexistent/c.png", "localhost", "1", "abc"},
+		{"tmc", "--plot", "/dev/null/c.png", "localhost", "1", "abc"},
 	}
 	for _, args := range cases {
 		code, _, errOut := runCmd(t, "", args...)
