@@ -40,6 +40,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/tcplab/tcplab/internal/server"
 	"github.com/tcplab/tcplab/stream"
 )
 
@@ -167,20 +168,10 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) (Transfer, error)
 	t.Sent, err = stream.WriteRepeated(conn, msg, copies, or(s.WriteIdle, DefaultWriteIdle))
 	t.Elapsed = time.Since(start)
 	if err != nil {
-		abort(conn)
+		server.Reset(conn) // the client stopped reading: drop what is queued for it
 		return t, fmt.Errorf("send to %s after %d of %d bytes: %w", conn.RemoteAddr(), t.Sent, copies*int64(len(msg)), err)
 	}
 	return t, nil
-}
-
-// abort makes the coming close a reset: the kernel drops what is still
-// queued for a client that stopped reading, instead of keeping it (up to the
-// send buffer, megabytes) in an orphaned socket that probes the client's
-// zero window for minutes after the server has given up on it.
-func abort(conn net.Conn) {
-	if tc, ok := conn.(*net.TCPConn); ok {
-		tc.SetLinger(0)
-	}
 }
 
 // Handler serves each connection with ServeConn and logs the outcome; a

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tcplab/tcplab/internal/server"
 	"github.com/tcplab/tcplab/stream"
 )
 
@@ -155,6 +156,7 @@ func (s *Service) answer(conn net.Conn, p []byte) bool {
 	conn.SetWriteDeadline(time.Now().Add(s.timeout(s.WriteTimeout, DefaultWriteTimeout)))
 	_, err := conn.Write(p)
 	if err != nil {
+		server.Reset(conn) // drop the rest of the answer now, not from an orphaned socket
 		return false
 	}
 	stream.CloseWrite(conn)

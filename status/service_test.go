@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -473,6 +474,11 @@ func TestServiceNonReadingClientDropped(t *testing.T) {
 	}
 	waitFor("the request was never served", func() bool { return srv.ActiveConns() == 1 })
 	waitFor("a client that does not read is still being served", func() bool { return srv.ActiveConns() == 0 })
+	// Dropped with a reset: the rest of the 32 MiB is not left queued.
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.Copy(io.Discard, c); !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("client read ended with %v, want a reset", err)
+	}
 }
 
 func TestRunnerWholeOutputOverCap(t *testing.T) {

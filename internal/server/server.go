@@ -178,6 +178,18 @@ func (s *Server) untrack(conn net.Conn) {
 	s.mu.Unlock()
 }
 
+// Reset makes conn's coming close a TCP reset instead of an orderly FIN.
+// A handler calls it after giving up on a peer that stopped reading: the
+// kernel then drops what is still queued for that peer at once, instead of
+// keeping it (up to the send buffer, megabytes) in an orphaned socket that
+// probes the peer's zero window for minutes after the server has moved on.
+// For a connection that is not TCP it does nothing.
+func Reset(conn net.Conn) {
+	if tc, ok := conn.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+}
+
 // ActiveConns reports how many connections are being served now.
 func (s *Server) ActiveConns() int {
 	s.mu.Lock()
