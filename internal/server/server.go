@@ -36,8 +36,9 @@ type Server struct {
 	// Handler serves each accepted connection.
 	Handler Handler
 
-	// MaxConns caps how many connections are served at once. When the cap
-	// is reached the server stops accepting until a connection ends; clients
+	// MaxConns caps how many connections are served at once, across every
+	// listener Serve is given. When the cap is reached the server stops
+	// accepting until a connection ends; clients
 	// wait in the kernel's listen backlog rather than being refused, which is
 	// what golang.org/x/net/netutil.LimitListener does too. Zero means
 	// DefaultMaxConns.
@@ -53,6 +54,7 @@ type Server struct {
 	ctx       context.Context
 	cancel    context.CancelFunc
 	done      chan struct{} // closed when shutting down: unblocks the cap wait
+	slots     chan struct{} // one token per connection being served: MaxConns
 	handlers  sync.WaitGroup
 }
 
@@ -62,6 +64,11 @@ func (s *Server) init() {
 		s.conns = make(map[net.Conn]struct{})
 		s.ctx, s.cancel = context.WithCancel(context.Background())
 		s.done = make(chan struct{})
+		limit := s.MaxConns
+		if limit <= 0 {
+			limit = DefaultMaxConns
+		}
+		s.slots = make(chan struct{}, limit)
 	}
 }
 
@@ -96,11 +103,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		ln.Close()
 	}()
 
-	limit := s.MaxConns
-	if limit <= 0 {
-		limit = DefaultMaxConns
-	}
-	slots := make(chan struct{}, limit)
+	slots := s.slots
 	var backoff time.Duration
 	for {
 		select {

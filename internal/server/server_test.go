@@ -233,3 +233,40 @@ func TestLifecycleRaces(t *testing.T) {
 		})
 	}
 }
+
+// The cap is the server's, not each listener's: a server on two listeners
+// (say IPv4 and IPv6) with MaxConns 1 still serves one client at a time.
+func TestMaxConnsSpansListeners(t *testing.T) {
+	release := make(chan struct{})
+	var active, peak atomic.Int32
+	s := &Server{MaxConns: 1, Handler: func(_ context.Context, c net.Conn) {
+		n := active.Add(1)
+		if n > peak.Load() {
+			peak.Store(n)
+		}
+		<-release
+		active.Add(-1)
+	}}
+	lns := []net.Listener{listen(t), listen(t)}
+	served := make(chan error, len(lns))
+	for _, ln := range lns {
+		go func() { served <- s.Serve(ln) }()
+	}
+	for _, ln := range lns {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	time.Sleep(200 * time.Millisecond)
+	got := s.ActiveConns()
+	close(release)
+	s.Close()
+	for range lns {
+		<-served
+	}
+	if got != 1 || peak.Load() != 1 {
+		t.Fatalf("ActiveConns %d, peak %d with MaxConns 1 over two listeners", got, peak.Load())
+	}
+}
