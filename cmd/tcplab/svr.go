@@ -82,12 +82,16 @@ Built-in commands for --commands: `+strings.Join(status.BuiltinNames(), ", ")+`
 	if *perSec > 0 {
 		svc.Limiter = status.NewClientLimiter(*perSec, *burst)
 	}
-	logger, err := newLogger(std.err, *logFormat)
+	// Many clients at once: standard output and error must never hold a
+	// handler up (see serverOutput).
+	stdout, stderr := newServerOutput(std.out), newServerOutput(std.err)
+	defer closeServerOutput(stdout, stderr)
+	logger, err := newLogger(stderr, *logFormat)
 	if err != nil {
 		return err
 	}
 	if *logFormat != "json" {
-		svc.ClientLog = std.out // the tutorial's "client is at" lines
+		svc.ClientLog = stdout // the tutorial's "client is at" lines
 	}
 	svc.Logger = logger
 

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/tcplab/tcplab/internal/endpoint"
@@ -60,7 +59,16 @@ go-ahead, until SIGINT or SIGTERM, then lets transfers finish within --grace.`,
 	if *maxConns < 1 {
 		return usagef("--max-conns must be at least 1, not %d", *maxConns)
 	}
-	log, err := newLogger(std.err, *logFormat)
+	var out io.Writer = std.out
+	logOut := std.err
+	if *keep {
+		// Many clients at once: standard output and error must never hold
+		// a handler up (see serverOutput).
+		stdout, stderr := newServerOutput(std.out), newServerOutput(std.err)
+		defer closeServerOutput(stdout, stderr)
+		out, logOut = stdout, stderr
+	}
+	log, err := newLogger(logOut, *logFormat)
 	if err != nil {
 		return err
 	}
@@ -69,7 +77,6 @@ go-ahead, until SIGINT or SIGTERM, then lets transfers finish within --grace.`,
 		return err
 	}
 	log.Info("tms listening", "addr", ln.Addr().String())
-	out := &lockedWriter{w: std.out}
 	srv := &multicopy.Server{
 		Copies:      *copies,
 		QuietGap:    *gap,
@@ -132,17 +139,4 @@ func waitForLine(ctx context.Context, in io.Reader) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-// lockedWriter serialises writes from many connection goroutines so lines
-// such as "client is at ADDR" are never interleaved.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }

@@ -358,3 +358,45 @@ func TestTMSKeepDefaultCapBoundsMemory(t *testing.T) {
 		t.Fatalf("after a slot freed: %q, %v", got, err)
 	}
 }
+
+// Standard output that nobody reads (a pipe to a stopped program) must not
+// stall the clients or the shutdown: the "client is at" lines are dropped,
+// and the loss is reported on standard error.
+func TestTMSKeepSurvivesAnUnreadStdout(t *testing.T) {
+	pr, pw := io.Pipe() // never read: every write to pw blocks
+	defer pr.Close()    // at the end, unblocks the output goroutine
+	var errOut testkit.SafeBuffer
+	port := testkit.FreePort(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"tms", "--keep", "--grace", "100ms", "--copies", "1", strconv.Itoa(port)}, strings.NewReader(""), pw, &errOut)
+	}()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	testkit.WaitListening(t, addr, 10*time.Second)
+	for i := range 50 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write([]byte("q\n"))
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		got, err := io.ReadAll(c)
+		c.Close()
+		if err != nil || string(got) != "q\n" {
+			t.Fatalf("client %d: %q, %v", i, got, err)
+		}
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("exit %d", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("tms did not stop")
+	}
+	if !strings.Contains(errOut.String(), "lines of output were dropped") {
+		t.Fatalf("no word of the lost lines in %q", errOut.String())
+	}
+}
