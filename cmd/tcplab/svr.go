@@ -109,9 +109,7 @@ Built-in commands for --commands: `+strings.Join(status.BuiltinNames(), ", ")+`
 			ln.Close()
 			return fmt.Errorf("--metrics: %w", err)
 		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", m.Handler())
-		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 10 * time.Second}
+		metricsSrv = newMetricsServer(m.Handler())
 		go metricsSrv.Serve(mln)
 		logger.Info("metrics", "url", "http://"+mln.Addr().String()+"/metrics")
 	}
@@ -130,6 +128,26 @@ Built-in commands for --commands: `+strings.Join(status.BuiltinNames(), ", ")+`
 		metricsSrv.Close()
 	}
 	return err
+}
+
+// newMetricsServer serves h at /metrics with every limit net/http has set:
+// a scraper or anyone else who reaches the port gets 5 s to send its
+// headers, 10 s for the request and the answer, and 30 s of keep-alive
+// between requests. Without IdleTimeout (ReadTimeout is the fallback, and
+// it too was zero) an idle keep-alive connection was held for ever:
+// measured, still open after 12 s of silence, so enough of them would spend
+// the descriptors svr's clients need.
+func newMetricsServer(h http.Handler) *http.Server {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", h)
+	return &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		IdleTimeout:       30 * time.Second,
+		MaxHeaderBytes:    8 << 10,
+	}
 }
 
 // parseCIDRs parses "10.0.0.0/8,127.0.0.1" (a bare address is a /32 or

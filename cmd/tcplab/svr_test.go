@@ -192,3 +192,24 @@ func TestSVRNative(t *testing.T) {
 		}
 	}
 }
+
+// Every limit of the metrics server is set: a zero would mean no limit, and
+// with IdleTimeout and ReadTimeout both zero an idle keep-alive connection
+// is held for ever.
+func TestSVRMetricsServerHasEveryLimit(t *testing.T) {
+	s := newMetricsServer(http.NotFoundHandler())
+	limits := map[string]time.Duration{
+		"ReadHeaderTimeout": s.ReadHeaderTimeout,
+		"ReadTimeout":       s.ReadTimeout,
+		"WriteTimeout":      s.WriteTimeout,
+		"IdleTimeout":       s.IdleTimeout,
+	}
+	for name, d := range limits {
+		if d <= 0 {
+			t.Errorf("%s = %v", name, d)
+		}
+	}
+	if s.MaxHeaderBytes <= 0 {
+		t.Errorf("MaxHeaderBytes = %d", s.MaxHeaderBytes)
+	}
+}
