@@ -38,9 +38,9 @@ type Server struct {
 
 	// MaxConns caps how many connections are served at once, across every
 	// listener Serve is given. When the cap is reached the server stops
-	// accepting until a connection ends; clients
-	// wait in the kernel's listen backlog rather than being refused, which is
-	// what golang.org/x/net/netutil.LimitListener does too. Zero means
+	// accepting until a connection ends; clients wait in the kernel's listen
+	// backlog rather than being refused, which is what
+	// golang.org/x/net/netutil.LimitListener does too. Zero means
 	// DefaultMaxConns.
 	MaxConns int
 
