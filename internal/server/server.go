@@ -11,8 +11,10 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"sync"
 	"time"
 )
@@ -143,8 +145,19 @@ func (s *Server) Serve(ln net.Listener) error {
 			defer func() { <-slots }()
 			defer s.untrack(conn)
 			defer conn.Close()
+			defer s.recoverHandler(conn)
 			s.Handler(s.ctx, conn)
 		}()
+	}
+}
+
+// recoverHandler keeps a handler's panic to its own connection, as
+// net/http does: the connection is closed, the panic and its stack are
+// logged, and the other clients and the process carry on. A bug one client
+// can trigger must not stop the server for everyone.
+func (s *Server) recoverHandler(conn net.Conn) {
+	if v := recover(); v != nil {
+		s.logger().Error("handler panic; connection closed", "client", conn.RemoteAddr().String(), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 	}
 }
 

@@ -1,10 +1,13 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -269,4 +272,55 @@ func TestMaxConnsSpansListeners(t *testing.T) {
 	if got != 1 || peak.Load() != 1 {
 		t.Fatalf("ActiveConns %d, peak %d with MaxConns 1 over two listeners", got, peak.Load())
 	}
+}
+
+// A handler's panic costs its own connection only: the server logs it and
+// serves the next client.
+func TestHandlerPanicIsContained(t *testing.T) {
+	ln := listen(t)
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	var n atomic.Int32
+	s := &Server{
+		Logger: slog.New(slog.NewTextHandler(&lockedBuffer{mu: &mu, b: &logs}, nil)),
+		Handler: func(ctx context.Context, c net.Conn) {
+			if n.Add(1) == 1 {
+				panic("boom")
+			}
+			echo(ctx, c)
+		},
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	defer func() { s.Close(); <-served }()
+	for i := range 2 {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		c.Write([]byte("hi"))
+		c.(*net.TCPConn).CloseWrite()
+		got, _ := io.ReadAll(c)
+		c.Close()
+		if want := []string{"", "hi"}[i]; string(got) != want {
+			t.Fatalf("client %d got %q, want %q", i, got, want)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logs.String(), "handler panic") || !strings.Contains(logs.String(), "boom") {
+		t.Fatalf("panic not logged: %q", logs.String())
+	}
+}
+
+type lockedBuffer struct {
+	mu *sync.Mutex
+	b  *bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
 }
