@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tcplab/tcplab/sharedstring"
 	"github.com/tcplab/tcplab/store/redisstore/redistest"
 )
 
@@ -38,7 +37,7 @@ func init() {
 func benchSharedString(ctx context.Context, env *benchEnv) (string, error) {
 	perClient := map[int]int{2: 5000, 100: 100, 1000: 20}
 	idleFor := 5 * time.Second
-	rounds := 3
+	rounds := 5
 	if env.quick {
 		rounds = 1
 		perClient = map[int]int{2: 200, 100: 5, 1000: 2}
@@ -54,17 +53,31 @@ func benchSharedString(ctx context.Context, env *benchEnv) (string, error) {
 	}
 	defer rs.Stop()
 
+	// The TCP rows use the epoll load generator (loadgen.go); Redis speaks
+	// RESP, so its row uses go-redis, one goroutine per client. The two
+	// "goroutine generator" rows rerun tcplab and strsvr.py with the old
+	// generator (a goroutine per client on blocking net.Conn), to show in
+	// the same run how much the generator itself weighs.
+	const (
+		tClassic, tFramed, tPython, tRedis = 0, 1, 2, 3
+	)
 	type target struct {
 		name string
+		gen  string
 		run  func(clients, letters int) (redisCell, error)
 	}
 	targets := []target{
-		{"tcplab strsvr, classic bytes", func(c, l int) (redisCell, error) { return strsvrRun(ctx, env, c, l, false) }},
-		{"tcplab strsvr, framed", func(c, l int) (redisCell, error) { return strsvrRun(ctx, env, c, l, true) }},
-		{"strsvr.py (Python 3)", func(c, l int) (redisCell, error) { return pythonRun2(ctx, pyPath, c, l) }},
-		{"Redis MULTI APPEND GET EXEC", func(c, l int) (redisCell, error) {
+		tClassic: {"tcplab strsvr, classic bytes", "epoll", func(c, l int) (redisCell, error) { return strsvrRun(ctx, env, c, l, ssRun{}) }},
+		tFramed:  {"tcplab strsvr, framed", "epoll", func(c, l int) (redisCell, error) { return strsvrRun(ctx, env, c, l, ssRun{framed: true}) }},
+		tPython:  {"strsvr.py (Python 3)", "epoll", func(c, l int) (redisCell, error) { return pythonRun2(ctx, pyPath, c, l, ssRun{}) }},
+		tRedis: {"Redis MULTI APPEND GET EXEC", "go-redis", func(c, l int) (redisCell, error) {
 			return benchRawRedis(ctx, rs, fmt.Sprintf("sharedstring:%d", c), c, l)
 		}},
+		{"tcplab strsvr, classic bytes", "goroutines", func(c, l int) (redisCell, error) { return strsvrRun(ctx, env, c, l, ssRun{goroutines: true}) }},
+		{"strsvr.py (Python 3)", "goroutines", func(c, l int) (redisCell, error) { return pythonRun2(ctx, pyPath, c, l, ssRun{goroutines: true}) }},
+		{"tcplab strsvr, classic bytes", "epoll, pinned", func(c, l int) (redisCell, error) { return strsvrRun(ctx, env, c, l, ssRun{pinned: true}) }},
+		{"tcplab strsvr, framed", "epoll, pinned", func(c, l int) (redisCell, error) { return strsvrRun(ctx, env, c, l, ssRun{framed: true, pinned: true}) }},
+		{"strsvr.py (Python 3)", "epoll, pinned", func(c, l int) (redisCell, error) { return pythonRun2(ctx, pyPath, c, l, ssRun{pinned: true}) }},
 	}
 	var rows []string
 	summary := []string{}
@@ -95,12 +108,13 @@ func benchSharedString(ctx context.Context, env *benchEnv) (string, error) {
 				errs = fmt.Sprintf(" (%d failed)", cell.errors)
 			}
 			srvCPU := (cell.cpuSvr + cell.cpuRedis) / float64(max(1, cell.letters)) * 1e6
-			rows = append(rows, fmt.Sprintf("| %d | %s | %.0f%s | %s | %s | %.1f | %.1f |", clients, tg.name, cell.rate(), errs,
+			spread := fmt.Sprintf("%.0f-%.0f", runs[k][0].rate()/1000, runs[k][len(runs[k])-1].rate()/1000)
+			rows = append(rows, fmt.Sprintf("| %d | %s | %s | %.0f%s | %s | %s | %s | %.1f | %.1f |", clients, tg.name, tg.gen, cell.rate(), errs, spread,
 				roundDur(cell.p50), roundDur(cell.p99), srvCPU, cell.cpuLoad/float64(max(1, cell.letters))*1e6))
 		}
-		best := max(cells[2].rate(), cells[3].rate())
-		summary = append(summary, fmt.Sprintf("%d clients: classic %.1f×, framed %.1f× the better of Python and Redis",
-			clients, cells[0].rate()/best, cells[1].rate()/best))
+		best := max(cells[tPython].rate(), cells[tRedis].rate())
+		summary = append(summary, fmt.Sprintf("%d clients: classic %.2f×, framed %.2f× the better of Python and Redis",
+			clients, cells[tClassic].rate()/best, cells[tFramed].rate()/best))
 	}
 
 	idle := []string{}
@@ -118,11 +132,13 @@ func benchSharedString(ctx context.Context, env *benchEnv) (string, error) {
 	b.WriteString("## Shared string (strsvr, tutorial section 6)\n\n")
 	fmt.Fprintf(&b, "Each client sends one letter and waits for its reply, %d / %d / %d letters per client at 2 / 100 / 1,000 clients, so v ends at 10,000-20,000 bytes and every reply carries all of v (the protocol's cost, the same for every server). Each row is the median of %d rounds that interleave the servers.\n\n",
 		perClient[2], perClient[100], perClient[1000], rounds)
-	b.WriteString("| clients | server | letters/s | p50 | p99 | server CPU µs/letter | load generator CPU µs/letter |\n|---:|---|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| clients | server | load generator | letters/s | rounds, thousands/s | p50 | p99 | server CPU µs/letter | load generator CPU µs/letter |\n|---:|---|---|---:|---:|---:|---:|---:|---:|\n")
 	b.WriteString(strings.Join(rows, "\n"))
 	b.WriteString("\n\n" + strings.Join(summary, "; ") + ".\n\n")
 	fmt.Fprintf(&b, "Idle CPU, 100 clients connected and silent, over %s:\n\n| server | CPU |\n|---|---:|\n%s\n\n", idleFor, strings.Join(idle, "\n"))
-	b.WriteString(`What bounds the numbers: every reply is the whole of v (the protocol), so each letter costs any server a read, a write of v (about 10 KB on average here) and a loopback TCP delivery in the kernel; the user-space work of tcplab strsvr is a few percent of its CPU (profiled: about 80% of it is in system calls). On this two-core machine the load generator, one goroutine per client, needs about as much CPU per letter as the server, so letters/s measures the pair, and the machine is shared with other jobs: expect tens of percent between runs. strsvr.py polls every client in turn with a nonblocking recv(1) and spins one core at 100% even when nobody types; on loopback with few clients that spinning makes it quick to react (no wake-up from epoll), which is why it keeps up with tcplab there, at the price of a whole core that tcplab leaves idle. Redis serialises the MULTI and returns v in full through one thread. Framed mode sends each client only the bytes of v it has not been sent yet. Server CPU per letter is from /proc (10 ms ticks, so rough at small counts); for strsvr.py it is simply one core divided by its rate. The classic load generator takes a reply as whole once it is at least one byte longer than the previous one and ends with the letter sent (exact on loopback, where a reply below 64 KB arrives in one piece).
+	b.WriteString(`Load generators. "epoll" (bench/loadgen.go) runs every client on one OS thread with nonblocking sockets and one epoll set: write a letter, wait for its reply, record the latency, repeat; a run is bounded by its letter count and a wall-clock cap, and any error ends it. "goroutines" is the previous generator (a goroutine per client on a blocking net.Conn), rerun in the same rounds for tcplab (classic) and strsvr.py to show what the generator itself weighs. "pinned" puts the server on CPU 0 (taskset; Go then runs with GOMAXPROCS 1) and the epoll generator's thread on CPU 1, so every server has exactly one core and shares it with no generator, as strsvr.py's spinning loop has in every row. Redis speaks RESP, so its row keeps go-redis, one goroutine per client (its generator CPU includes go-redis's own work). The classic generator takes a reply as whole once it is at least one byte longer than the previous one and the read that ends it ends with the letter sent (exact on loopback, where a reply below 64 KB arrives in one piece); the framed one reads the frames and checks that each reply frame extends v by the bytes it lacked and ends with the letter. The "rounds" column is the range over the rounds: the machine is shared with other jobs.
+
+What bounds the numbers: every reply is the whole of v (the protocol), so each letter costs any server a read, a write of v (about 10 KB on average here) and a loopback TCP delivery in the kernel, and costs the generator a write, a read of v and its share of an epoll_wait. Nearly all of both is kernel time: on loopback the sender's write runs the receiver's TCP input and wake-up, so the generator's CPU per letter cannot fall much below the server's, however the generator is written (the epoll loop spends well under 1 µs per letter in user space). At 100 and 1,000 clients the two cores are full, so letters/s is about 2 cores ÷ (server + generator CPU per letter), less what other jobs take. At 2 clients the rate is latency-bound (2 ÷ the round trip): strsvr.py polls its two sockets with nonblocking recv(1) in a loop that never sleeps, so it answers a letter without being woken, while tcplab's goroutine must be woken through the netpoller (an epoll wake-up and a thread wake-up, which on this virtual machine cost tens of µs). strsvr.py pays for that with a whole core even when nobody types (see idle CPU), and it serves a fixed number of clients. Redis serialises the MULTI and returns v in full through one thread. Framed mode sends each client only the bytes of v it has not been sent yet. Server CPU per letter is from /proc (10 ms ticks, so rough at small counts); for strsvr.py it is simply one core divided by its rate.
 `)
 	return b.String(), nil
 }
@@ -142,14 +158,43 @@ func pythonStrsvr(env *benchEnv) (string, error) {
 	return path, os.WriteFile(path, []byte(out), 0o644)
 }
 
+// ssRun says how a shared-string run drives its server.
+type ssRun struct {
+	framed     bool // tcplab's framed protocol (else the classic bytes)
+	goroutines bool // the old generator: a goroutine per client on net.Conn
+	pinned     bool // server on CPU 0 (taskset), epoll generator on CPU 1
+}
+
+// command returns the command that starts argv, on CPU 0 when pinned (Go
+// reads the affinity, so a pinned tcplab runs with GOMAXPROCS 1).
+func (o ssRun) command(ctx context.Context, argv ...string) *exec.Cmd {
+	if o.pinned {
+		argv = append([]string{"taskset", "-c", "0"}, argv...)
+	}
+	return exec.CommandContext(ctx, argv[0], argv[1:]...)
+}
+
+// drive runs the letters against the server at port (process pid).
+func (o ssRun) drive(port, pid, clients, letters int) (redisCell, error) {
+	if o.goroutines {
+		return classicRun(strconv.Itoa(port), pid, clients, letters)
+	}
+	cpu := -1
+	if o.pinned {
+		cpu = 1
+	}
+	return loadgenRun{addr: "127.0.0.1:" + strconv.Itoa(port), clients: clients, letters: letters,
+		framed: o.framed, limit: 2 * time.Minute, svrPids: []int{pid}, cpu: cpu}.run()
+}
+
 // strsvrRun runs tcplab strsvr --keep and clients classic or framed
 // clients against it.
-func strsvrRun(ctx context.Context, env *benchEnv, clients, letters int, framed bool) (redisCell, error) {
+func strsvrRun(ctx context.Context, env *benchEnv, clients, letters int, o ssRun) (redisCell, error) {
 	port, err := freePort()
 	if err != nil {
 		return redisCell{}, err
 	}
-	cmd := exec.CommandContext(ctx, env.tcplab, "strsvr", "--keep", "--max-conns", "5000", strconv.Itoa(port))
+	cmd := o.command(ctx, env.tcplab, "strsvr", "--keep", "--max-conns", "5000", strconv.Itoa(port))
 	if err := cmd.Start(); err != nil {
 		return redisCell{}, err
 	}
@@ -158,44 +203,16 @@ func strsvrRun(ctx context.Context, env *benchEnv, clients, letters int, framed 
 	if err := waitListening("127.0.0.1:"+strconv.Itoa(port), 10*time.Second); err != nil {
 		return redisCell{}, err
 	}
-	if !framed {
-		return classicRun(strconv.Itoa(port), cmd.Process.Pid, clients, letters)
-	}
-	conns := make([]*sharedstring.Client, clients)
-	defer func() {
-		for _, c := range conns {
-			if c != nil {
-				c.Close()
-			}
-		}
-	}()
-	for i := range conns {
-		c, err := sharedstring.Dial(ctx, "127.0.0.1", strconv.Itoa(port), sharedstring.Options{Mode: sharedstring.Framed, DialTimeout: 5 * time.Second})
-		if err != nil {
-			return redisCell{}, err
-		}
-		conns[i] = c
-	}
-	deadline := time.Now().Add(2 * time.Minute)
-	return runLetters(clients, letters, []int{cmd.Process.Pid}, 0, func(i int, letter byte) error {
-		if time.Now().After(deadline) {
-			return errors.New("run too long")
-		}
-		v, err := conns[i].Send([]byte{letter})
-		if err == nil && v[len(v)-1] != letter {
-			err = errors.New("reply does not end with the letter sent")
-		}
-		return err
-	}), nil
+	return o.drive(port, cmd.Process.Pid, clients, letters)
 }
 
 // pythonRun2 runs the tutorial's server with nc = clients.
-func pythonRun2(ctx context.Context, script string, clients, letters int) (redisCell, error) {
+func pythonRun2(ctx context.Context, script string, clients, letters int, o ssRun) (redisCell, error) {
 	port, err := freePort()
 	if err != nil {
 		return redisCell{}, err
 	}
-	cmd := exec.CommandContext(ctx, "python3", script, strconv.Itoa(port), strconv.Itoa(clients))
+	cmd := o.command(ctx, "python3", script, strconv.Itoa(port), strconv.Itoa(clients))
 	if err := cmd.Start(); err != nil {
 		return redisCell{}, err
 	}
@@ -204,7 +221,7 @@ func pythonRun2(ctx context.Context, script string, clients, letters int) (redis
 	if err := waitForPortBound(strconv.Itoa(port)); err != nil {
 		return redisCell{}, err
 	}
-	return classicRun(strconv.Itoa(port), cmd.Process.Pid, clients, letters)
+	return o.drive(port, cmd.Process.Pid, clients, letters)
 }
 
 // classicConn is a load-generating classic client: it keeps only the
