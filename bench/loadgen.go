@@ -34,6 +34,7 @@ type loadgenRun struct {
 	letters int           // letters per client
 	framed  bool          // framed protocol (hello first) instead of classic
 	limit   time.Duration // wall-clock cap of the timed phase
+	cpu     int           // CPU to pin the event loop's thread to; -1: none
 	svrPids []int         // processes whose CPU is the server's
 }
 
@@ -133,6 +134,19 @@ func (r loadgenRun) connect() (int, error) {
 func (r loadgenRun) loop(conns []*lgClient) (redisCell, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	if r.cpu >= 0 {
+		// Pinned for this run only: the thread goes back to the Go
+		// runtime with the affinity it had.
+		var old, set unix.CPUSet
+		if err := unix.SchedGetaffinity(0, &old); err != nil {
+			return redisCell{}, fmt.Errorf("sched_getaffinity: %w", err)
+		}
+		set.Set(r.cpu)
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			return redisCell{}, fmt.Errorf("pin to CPU %d: %w", r.cpu, err)
+		}
+		defer unix.SchedSetaffinity(0, &old)
+	}
 	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return redisCell{}, fmt.Errorf("epoll_create1: %w", err)
