@@ -43,6 +43,7 @@ func benchSharedString(ctx context.Context, env *benchEnv) (string, error) {
 		perClient = map[int]int{2: 200, 100: 5, 1000: 2}
 		idleFor = time.Second
 	}
+	loadBefore := loadAvg()
 	pyPath, err := pythonStrsvr(env)
 	if err != nil {
 		return "", err
@@ -128,19 +129,30 @@ func benchSharedString(ctx context.Context, env *benchEnv) (string, error) {
 			"tcplab": "tcplab strsvr", "python": "strsvr.py (Python 3)", "redis": "redis-server"}[tg], pct))
 	}
 
+	loadAfter := loadAvg()
 	var b strings.Builder
 	b.WriteString("## Shared string (strsvr, tutorial section 6)\n\n")
-	fmt.Fprintf(&b, "Each client sends one letter and waits for its reply, %d / %d / %d letters per client at 2 / 100 / 1,000 clients, so v ends at 10,000-20,000 bytes and every reply carries all of v (the protocol's cost, the same for every server). Each row is the median of %d rounds that interleave the servers.\n\n",
+	fmt.Fprintf(&b, "Each client sends one letter and waits for its reply, %d / %d / %d letters per client at 2 / 100 / 1,000 clients, so v ends at 10,000 bytes (20,000 at 1,000 clients) and every reply carries all of v (the protocol's cost, the same for every server). Each row is the median of %d rounds that interleave the servers.\n\n",
 		perClient[2], perClient[100], perClient[1000], rounds)
 	b.WriteString("| clients | server | load generator | letters/s | rounds, thousands/s | p50 | p99 | server CPU µs/letter | load generator CPU µs/letter |\n|---:|---|---|---:|---:|---:|---:|---:|---:|\n")
 	b.WriteString(strings.Join(rows, "\n"))
 	b.WriteString("\n\n" + strings.Join(summary, "; ") + ".\n\n")
+	fmt.Fprintf(&b, "Load average (1, 5, 15 min, from /proc/loadavg; this section's own processes included) before the section: %s; after: %s.\n\n", loadBefore, loadAfter)
 	fmt.Fprintf(&b, "Idle CPU, 100 clients connected and silent, over %s:\n\n| server | CPU |\n|---|---:|\n%s\n\n", idleFor, strings.Join(idle, "\n"))
 	b.WriteString(`Load generators. "epoll" (bench/loadgen.go) runs every client on one OS thread with nonblocking sockets and one epoll set: write a letter, wait for its reply, record the latency, repeat; a run is bounded by its letter count and a wall-clock cap, and any error ends it. "goroutines" is the previous generator (a goroutine per client on a blocking net.Conn), rerun in the same rounds for tcplab (classic) and strsvr.py to show what the generator itself weighs. "pinned" puts the server on CPU 0 (taskset; Go then runs with GOMAXPROCS 1) and the epoll generator's thread on CPU 1, so every server has exactly one core and shares it with no generator, as strsvr.py's spinning loop has in every row. Redis speaks RESP, so its row keeps go-redis, one goroutine per client (its generator CPU includes go-redis's own work). The classic generator takes a reply as whole once it is at least one byte longer than the previous one and the read that ends it ends with the letter sent (exact on loopback, where a reply below 64 KB arrives in one piece); the framed one reads the frames and checks that each reply frame extends v by the bytes it lacked and ends with the letter. The "rounds" column is the range over the rounds: the machine is shared with other jobs.
 
-What bounds the numbers: every reply is the whole of v (the protocol), so each letter costs any server a read, a write of v (about 10 KB on average here) and a loopback TCP delivery in the kernel, and costs the generator a write, a read of v and its share of an epoll_wait. Nearly all of both is kernel time: on loopback the sender's write runs the receiver's TCP input and wake-up, so the generator's CPU per letter cannot fall much below the server's, however the generator is written (the epoll loop spends well under 1 µs per letter in user space). At 100 and 1,000 clients the two cores are full, so letters/s is about 2 cores ÷ (server + generator CPU per letter), less what other jobs take. At 2 clients the rate is latency-bound (2 ÷ the round trip): strsvr.py polls its two sockets with nonblocking recv(1) in a loop that never sleeps, so it answers a letter without being woken, while tcplab's goroutine must be woken through the netpoller (an epoll wake-up and a thread wake-up, which on this virtual machine cost tens of µs). strsvr.py pays for that with a whole core even when nobody types (see idle CPU), and it serves a fixed number of clients. Redis serialises the MULTI and returns v in full through one thread. Framed mode sends each client only the bytes of v it has not been sent yet. Server CPU per letter is from /proc (10 ms ticks, so rough at small counts); for strsvr.py it is simply one core divided by its rate.
+What bounds the numbers: every reply is the whole of v (the protocol), so each letter costs any server a read, a write of v (5 KB on average at 2 and 100 clients, 10 KB at 1,000, where v grows to 20,000 bytes) and a loopback TCP delivery in the kernel, and costs the generator a write, a read of v and its share of an epoll_wait. Nearly all of both is kernel time: on loopback the sender's write runs the receiver's TCP input and wake-up, so the generator's CPU per letter cannot fall much below the server's, however the generator is written (the epoll loop spends well under 1 µs per letter in user space). At 100 and 1,000 clients the two cores are full, so letters/s is about 2 cores ÷ (server + generator CPU per letter), less what other jobs take. At 2 clients the rate is latency-bound (2 ÷ the round trip): strsvr.py polls its two sockets with nonblocking recv(1) in a loop that never sleeps, so it answers a letter without being woken, while tcplab's goroutine must be woken through the netpoller (an epoll wake-up and a thread wake-up, which on this virtual machine cost tens of µs). strsvr.py pays for that with a whole core even when nobody types (see idle CPU), and it serves a fixed number of clients. Redis serialises the MULTI and returns v in full through one thread. Framed mode sends each client only the bytes of v it has not been sent yet. Server CPU per letter is from /proc (10 ms ticks, so rough at small counts); for strsvr.py it is simply one core divided by its rate.
 `)
 	return b.String(), nil
+}
+
+// loadAvg is the first three fields of /proc/loadavg, or "unknown".
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "unknown"
 }
 
 // pythonStrsvr writes the bench's copy of testdata/strsvr.py, identical
