@@ -234,6 +234,12 @@ func (s *File) Dropped() int64 { return s.dropped }
 // Append implements Store: it returns once p is in the file (and synced,
 // under FsyncAlways).
 func (s *File) Append(ctx context.Context, p []byte) ([]byte, error) {
+	return s.AppendCapped(ctx, p, 0)
+}
+
+// AppendCapped implements Capped. The limit counts every byte appended,
+// whether or not it is in the file yet.
+func (s *File) AppendCapped(ctx context.Context, p []byte, limit int) ([]byte, error) {
 	s.mu.Lock()
 	switch {
 	case s.closed:
@@ -242,6 +248,9 @@ func (s *File) Append(ctx context.Context, p []byte) ([]byte, error) {
 	case s.failed != nil:
 		s.mu.Unlock()
 		return nil, s.failed
+	case limit > 0 && len(s.buf)+len(p) > limit:
+		s.mu.Unlock()
+		return nil, ErrFull
 	}
 	s.buf = append(s.buf, p...)
 	v := s.buf[:len(s.buf):len(s.buf)]

@@ -32,11 +32,20 @@ func NewMemoryFrom(initial []byte) *Memory {
 }
 
 // Append implements Store.
-func (m *Memory) Append(_ context.Context, p []byte) ([]byte, error) {
+func (m *Memory) Append(ctx context.Context, p []byte) ([]byte, error) {
+	return m.AppendCapped(ctx, p, 0)
+}
+
+// AppendCapped implements Capped.
+func (m *Memory) AppendCapped(_ context.Context, p []byte, limit int) ([]byte, error) {
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
 		return nil, ErrClosed
+	}
+	if limit > 0 && len(m.buf)+len(p) > limit {
+		m.mu.Unlock()
+		return nil, ErrFull
 	}
 	m.buf = append(m.buf, p...)
 	v := m.buf[:len(m.buf):len(m.buf)]

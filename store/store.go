@@ -15,6 +15,21 @@ import (
 // ErrClosed is returned by a Store's methods after Close.
 var ErrClosed = errors.New("store closed")
 
+// ErrFull is returned by Capped.AppendCapped when p would grow v beyond the
+// limit; none of p is stored.
+var ErrFull = errors.New("v has reached its size limit")
+
+// Capped is a Store whose appends can be bounded: AppendCapped is Append,
+// except that it refuses (with ErrFull, storing nothing) a p that would
+// make v longer than limit bytes. The check and the append are one atomic
+// step, so concurrent appends can never together grow v past limit, which
+// a check made before Append cannot promise. A limit of zero or less means
+// no limit. Memory and File implement it.
+type Capped interface {
+	Store
+	AppendCapped(ctx context.Context, p []byte, limit int) ([]byte, error)
+}
+
 // Store holds v. Implementations are safe for concurrent use.
 type Store interface {
 	// Append appends p to v as one atomic step and returns v as it is right

@@ -3,6 +3,7 @@ package store_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -277,4 +278,50 @@ func FuzzDecodeLog(f *testing.F) {
 			t.Fatalf("decoded %d bytes (good %d) from %d", len(v), good, len(b))
 		}
 	})
+}
+
+// AppendCapped checks the limit and appends as one step: however many
+// writers race, v never grows past the limit, a refused append stores
+// nothing, and appends that fit are all taken.
+func TestStoreAppendCapped(t *testing.T) {
+	for name, open := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			s, ok := open().(store.Capped)
+			if !ok {
+				t.Fatalf("%s store does not implement store.Capped", name)
+			}
+			defer s.Close()
+			if v, err := s.AppendCapped(ctx, []byte("abc"), 4); err != nil || string(v) != "abc" {
+				t.Fatalf("AppendCapped abc, limit 4: %q %v", v, err)
+			}
+			if _, err := s.AppendCapped(ctx, []byte("de"), 4); !errors.Is(err, store.ErrFull) {
+				t.Fatalf("AppendCapped de past the limit: %v, want ErrFull", err)
+			}
+			if v, err := s.AppendCapped(ctx, []byte("d"), 4); err != nil || string(v) != "abcd" {
+				t.Fatalf("AppendCapped d, exactly to the limit: %q %v", v, err)
+			}
+			if v, err := s.AppendCapped(ctx, []byte("e"), 0); err != nil || string(v) != "abcde" {
+				t.Fatalf("AppendCapped with no limit: %q %v", v, err)
+			}
+			const limit, writers, each, chunk = 1000, 16, 40, 7
+			var wg sync.WaitGroup
+			for range writers {
+				wg.Go(func() {
+					for range each {
+						if _, err := s.AppendCapped(ctx, bytes.Repeat([]byte("x"), chunk), limit); err != nil && !errors.Is(err, store.ErrFull) {
+							t.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			v, _ := s.Value(ctx)
+			// 5 + 7k bytes: the largest such length within the limit is 999.
+			if len(v) != 999 {
+				t.Fatalf("len(v) = %d after racing capped appends, want 999 (limit %d)", len(v), limit)
+			}
+		})
+	}
 }
