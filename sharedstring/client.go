@@ -235,6 +235,9 @@ func (c *Client) Next() (kind byte, v []byte, err error) {
 func (c *Client) next() (byte, []byte, error) {
 	if c.needHello {
 		kind, n, v, err := ReadFrame(c.br, nil, c.opts.MaxValue)
+		if err == nil && kind == KindError {
+			return 0, nil, fmt.Errorf("server at %s refused the connection: %s", c.conn.RemoteAddr(), printable(v))
+		}
 		if err != nil || kind != KindHello || n != 0 || len(v) != 0 {
 			if err != nil && !errors.Is(err, ErrProtocol) {
 				return 0, nil, c.readError(err)
@@ -244,14 +247,32 @@ func (c *Client) next() (byte, []byte, error) {
 		c.needHello = false
 	}
 	kind, n, v, err := ReadFrame(c.br, c.v, c.opts.MaxValue)
-	c.v = v
 	if err != nil {
+		c.v = v
 		return 0, nil, c.readError(err)
 	}
-	if kind == KindHello {
+	switch kind {
+	case KindHello:
+		c.v = v
 		return 0, nil, fmt.Errorf("%w: a second hello frame", ErrProtocol)
+	case KindError:
+		return 0, nil, fmt.Errorf("%w: an 'e' frame after the hello: %s", ErrProtocol, printable(v[len(c.v):]))
 	}
+	c.v = v
 	return kind, c.v[:n:n], nil
+}
+
+// printable is a reason sent by the server, made safe for a terminal:
+// anything but printable ASCII becomes '?'.
+func printable(b []byte) string {
+	r := make([]byte, len(b))
+	for i, x := range b {
+		if x < ' ' || x > '~' {
+			x = '?'
+		}
+		r[i] = x
+	}
+	return string(r)
 }
 
 func (c *Client) readError(err error) error {

@@ -54,7 +54,8 @@
 //
 //	offset 0   1 byte             kind: 'h' hello accepted (first frame),
 //	                              'r' the reply to one of your bytes,
-//	                              'w' v changed (watch connections only)
+//	                              'w' v changed (watch connections only),
+//	                              'e' hello refused (first and last frame)
 //	offset 1   uint64 big-endian  n, the length of the v this frame reports
 //	offset 9   uint32 big-endian  d, the length of the data that follows
 //	offset 13  d bytes            data
@@ -66,6 +67,11 @@
 // refuses a frame whose n exceeds its copy, and a copy larger than its
 // limit, so every length it reads is bounded. The 'h' frame has n = d = 0.
 // A client gets exactly one 'r' frame per byte it sent, in order.
+//
+// An 'e' frame comes instead of the 'h' frame when the server will not
+// serve the connection (a watcher over the server's cap of watchers): n is
+// 0, the data is a one-line reason in text, at most MaxErrorLen bytes, and
+// the server then closes the connection.
 package sharedstring
 
 import (
@@ -96,6 +102,10 @@ const (
 	KindHello  = 'h'
 	KindReply  = 'r'
 	KindUpdate = 'w'
+	KindError  = 'e'
+
+	// MaxErrorLen bounds the reason an 'e' frame carries.
+	MaxErrorLen = 256
 )
 
 // HelloWait bounds how long the server waits for the rest of a hello after
@@ -175,8 +185,10 @@ func ReadFrame(br *bufio.Reader, have []byte, maxValue int) (kind byte, n int, v
 	n64 := binary.BigEndian.Uint64(hdr[1:9])
 	d := int64(binary.BigEndian.Uint32(hdr[9:13]))
 	switch {
-	case kind != KindHello && kind != KindReply && kind != KindUpdate:
+	case kind != KindHello && kind != KindReply && kind != KindUpdate && kind != KindError:
 		return 0, 0, have, fmt.Errorf("%w: unknown frame kind 0x%02x", ErrProtocol, kind)
+	case kind == KindError && (n64 != 0 || d > MaxErrorLen):
+		return 0, 0, have, fmt.Errorf("%w: an 'e' frame with n = %d and %d bytes of reason", ErrProtocol, n64, d)
 	case int64(len(have))+d > int64(maxValue):
 		return 0, 0, have, fmt.Errorf("%w: v would exceed %d bytes", ErrProtocol, maxValue)
 	case n64 > uint64(int64(len(have))+d):

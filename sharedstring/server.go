@@ -3,6 +3,7 @@ package sharedstring
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -18,6 +19,15 @@ import (
 const (
 	DefaultWriteIdle = 10 * time.Second
 	DefaultReadIdle  = 30 * time.Minute
+	// DefaultMaxConns caps the clients served at once. A client may sit
+	// idle for up to the read timeout (a watcher for ever), so the cap,
+	// not the timeouts, is what keeps a crowd of idle connections from
+	// holding the process; 1,000 is also what tms --keep uses.
+	DefaultMaxConns = 1000
+	// DefaultMaxWatchers caps the watch connections served at once, within
+	// MaxConns. A watcher has no read deadline, so without a cap of their
+	// own watchers alone could hold every slot.
+	DefaultMaxWatchers = 1000
 	// readChunk is how many letters one read takes at most; they are
 	// appended in one Store.Append and answered in one writev.
 	readChunk = 4096
@@ -46,11 +56,22 @@ type Server struct {
 	ReadIdle time.Duration
 
 	// MaxValue bounds v: a client whose letters would grow v beyond it is
-	// disconnected. Zero means DefaultMaxValue.
+	// disconnected. Zero means DefaultMaxValue. With a store.Capped store
+	// (Memory, File) the bound is exact: the check is part of the append.
+	// With another store (Redis) the check comes before the append and
+	// counts only the v this server has seen, so v can overshoot by at most
+	// one read (4 KiB) per client of the group appending at that moment.
 	MaxValue int
 
-	// MaxConns caps the clients served at once (see server.Server).
+	// MaxConns caps the clients served at once (see server.Server). Zero
+	// means DefaultMaxConns.
 	MaxConns int
+
+	// MaxWatchers caps the watch connections served at once; they count
+	// towards MaxConns too. A watcher over the cap gets an 'e' frame
+	// saying so instead of the 'h' frame, and is closed. Zero means
+	// DefaultMaxWatchers.
+	MaxWatchers int
 
 	// Logger receives connection events. Nil discards.
 	Logger *slog.Logger
@@ -60,7 +81,9 @@ type Server struct {
 	gate    chan struct{} // closed once WaitFor clients have joined
 	gated   sync.Once
 	joined  atomic.Int64 // clients that ever joined
-	size    atomic.Int64 // the longest v seen, for MaxValue
+	size    atomic.Int64 // the longest v seen, for MaxValue (not Capped stores)
+	capped  store.Capped // Store, if it checks MaxValue itself
+	watch   atomic.Int64 // watch connections now
 	mu      sync.Mutex
 	packets []net.PacketConn
 	closed  bool
@@ -75,7 +98,12 @@ func (s *Server) init() {
 		if s.WaitFor <= 1 {
 			close(s.gate)
 		}
-		s.srv = &server.Server{Handler: s.handle, MaxConns: s.MaxConns, Logger: s.Logger}
+		s.capped, _ = s.Store.(store.Capped)
+		maxConns := s.MaxConns
+		if maxConns <= 0 {
+			maxConns = DefaultMaxConns
+		}
+		s.srv = &server.Server{Handler: s.handle, MaxConns: maxConns, Logger: s.Logger}
 	})
 }
 
@@ -267,7 +295,14 @@ func (s *Server) maxValue() int {
 	return DefaultMaxValue
 }
 
-var errValueFull = errors.New("v has reached its size limit")
+func (s *Server) maxWatchers() int {
+	if s.MaxWatchers > 0 {
+		return s.MaxWatchers
+	}
+	return DefaultMaxWatchers
+}
+
+var errValueFull = store.ErrFull
 
 // serve reads letters until the client leaves. It returns nil for a client
 // that closed its connection, and the reason otherwise.
@@ -276,6 +311,16 @@ func (c *conn) serve() error {
 	n, flags, framed, err := c.readFirst(buf)
 	if framed {
 		c.framed = true
+		if flags&FlagWatch != 0 {
+			limit := c.s.maxWatchers()
+			if c.s.watch.Add(1) > int64(limit) {
+				c.s.watch.Add(-1)
+				msg := fmt.Sprintf("too many watchers: this server serves at most %d at once", limit)
+				c.refuse(msg)
+				return errors.New(msg)
+			}
+			defer c.s.watch.Add(-1)
+		}
 		if err := c.hello(); err != nil {
 			return err
 		}
@@ -352,18 +397,9 @@ func (c *conn) readFirst(buf []byte) (n int, flags byte, framed bool, err error)
 
 // letters appends p to v and answers every byte.
 func (c *conn) letters(p []byte) error {
-	if c.s.size.Load()+int64(len(p)) > int64(c.s.maxValue()) {
-		return errValueFull
-	}
-	v, err := c.s.Store.Append(c.ctx, p)
+	v, err := c.appendLetters(p)
 	if err != nil {
 		return err
-	}
-	for {
-		old := c.s.size.Load()
-		if int64(len(v)) <= old || c.s.size.CompareAndSwap(old, int64(len(v))) {
-			break
-		}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -392,6 +428,40 @@ func (c *conn) letters(p []byte) error {
 	}
 	c.bufs = bufs[:0]
 	return c.write(bufs)
+}
+
+// appendLetters appends p to v within MaxValue: as one step in a
+// store.Capped, else checked first against the longest v seen.
+func (c *conn) appendLetters(p []byte) ([]byte, error) {
+	s := c.s
+	if s.capped != nil {
+		return s.capped.AppendCapped(c.ctx, p, s.maxValue())
+	}
+	if s.size.Load()+int64(len(p)) > int64(s.maxValue()) {
+		return nil, errValueFull
+	}
+	v, err := s.Store.Append(c.ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		old := s.size.Load()
+		if int64(len(v)) <= old || s.size.CompareAndSwap(old, int64(len(v))) {
+			break
+		}
+	}
+	return v, nil
+}
+
+// refuse sends an 'e' frame carrying msg in place of the 'h' frame; the
+// caller then closes the connection.
+func (c *conn) refuse(msg string) {
+	if len(msg) > MaxErrorLen {
+		msg = msg[:MaxErrorLen]
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.write([][]byte{appendFrameHeader(nil, KindError, 0, uint32(len(msg))), []byte(msg)})
 }
 
 // hello answers a framed-mode hello.
@@ -458,6 +528,10 @@ func (c *conn) write(bufs [][]byte) error {
 			if n > 0 {
 				continue // slow, not stopped
 			}
+			// Up to the send buffer (megabytes) is still queued for a
+			// peer that reads nothing: drop it with a reset when the
+			// connection closes, not from an orphaned socket for minutes.
+			server.Reset(c.c)
 			return errors.New("not reading: no reply bytes accepted for the write timeout")
 		}
 		return err

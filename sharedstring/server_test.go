@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -408,6 +410,23 @@ func TestFaults(t *testing.T) {
 		other.Close()
 		waitConns(t, srv, 0)
 	})
+	t.Run("a client that stopped reading is reset, not closed behind its queue", func(t *testing.T) {
+		st := store.NewMemoryFrom(bytes.Repeat([]byte("v"), 1<<20))
+		srv, port := startServer(t, st, func(s *sharedstring.Server) { s.WriteIdle = 200 * time.Millisecond })
+		stuck := dialRaw(t, port)
+		stuck.Write(bytes.Repeat([]byte("s"), 100)) // 100 MiB of replies, never read
+		waitConns(t, srv, 1)
+		waitConns(t, srv, 0)
+		// Now read. After a reset the client finds at most what its own
+		// receive buffer held, then ECONNRESET; after an orderly close the
+		// server's orphaned socket would go on sending what it had queued
+		// (megabytes), then a FIN: io.EOF.
+		stuck.SetReadDeadline(time.Now().Add(20 * time.Second))
+		n, err := io.Copy(io.Discard, stuck)
+		if !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("after the server gave up: read %d bytes, then %v; want a reset", n, err)
+		}
+	})
 	t.Run("v is bounded", func(t *testing.T) {
 		srv, port := startServer(t, store.NewMemory(), func(s *sharedstring.Server) { s.MaxValue = 10 })
 		c := dialRaw(t, port)
@@ -487,6 +506,7 @@ func FuzzReadFrame(f *testing.F) {
 	f.Add([]byte("h\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"))
 	f.Add([]byte("r\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x01a"))
 	f.Add([]byte("w\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"))
+	f.Add([]byte("e\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x04full"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		br := bufio.NewReader(bytes.NewReader(b))
 		var have []byte
@@ -501,4 +521,96 @@ func FuzzReadFrame(f *testing.F) {
 			have = v
 		}
 	})
+}
+
+// gatedStore holds every append until n have arrived (or a few seconds
+// have passed), so that n clients' appends race as closely as they can.
+type gatedStore struct {
+	*store.Memory
+	n       int64
+	arrived atomic.Int64
+	all     chan struct{}
+	once    sync.Once
+}
+
+func (g *gatedStore) gate() {
+	if g.arrived.Add(1) == g.n {
+		g.once.Do(func() { close(g.all) })
+	}
+	select {
+	case <-g.all:
+	case <-time.After(5 * time.Second):
+	}
+}
+
+func (g *gatedStore) Append(ctx context.Context, p []byte) ([]byte, error) {
+	g.gate()
+	return g.Memory.Append(ctx, p)
+}
+
+func (g *gatedStore) AppendCapped(ctx context.Context, p []byte, limit int) ([]byte, error) {
+	g.gate()
+	return g.Memory.AppendCapped(ctx, p, limit)
+}
+
+// MaxValue holds exactly even when clients append at the same moment: the
+// limit is checked inside the store's append, not before it, where every
+// racing client would pass the check against the same old v.
+func TestMaxValueHoldsUnderConcurrentAppends(t *testing.T) {
+	const clients, each, limit = 4, 60, 100
+	st := &gatedStore{Memory: store.NewMemory(), n: clients, all: make(chan struct{})}
+	srv, port := startServer(t, st, func(s *sharedstring.Server) { s.MaxValue = limit })
+	var wg sync.WaitGroup
+	for i := range clients {
+		c := dialRaw(t, port)
+		wg.Go(func() {
+			c.Write(bytes.Repeat([]byte{byte('a' + i)}, each))
+			c.(*net.TCPConn).CloseWrite() // so a served client is closed once answered
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			io.Copy(io.Discard, c) // replies, or the close of a refused client
+		})
+	}
+	wg.Wait()
+	waitConns(t, srv, 0)
+	v, _ := st.Value(context.Background())
+	if len(v) > limit {
+		t.Fatalf("len(v) = %d with MaxValue %d", len(v), limit)
+	}
+	if len(v) == 0 {
+		t.Fatal("no client's letters were taken")
+	}
+}
+
+// Watchers have a cap of their own: one over it is told so in an 'e'
+// frame and closed, while letters and the watchers within the cap go on.
+func TestWatcherCap(t *testing.T) {
+	srv, port := startServer(t, store.NewMemoryFrom([]byte("v:")), func(s *sharedstring.Server) { s.MaxWatchers = 2 })
+	var ws []*sharedstring.Client
+	for range 2 {
+		w := dial(t, port, sharedstring.Options{Watch: true})
+		if kind, v, err := w.Next(); err != nil || kind != sharedstring.KindUpdate || string(v) != "v:" {
+			t.Fatalf("watcher within the cap: %c %q %v", kind, v, err)
+		}
+		ws = append(ws, w)
+	}
+	over := dial(t, port, sharedstring.Options{Watch: true})
+	_, _, err := over.Next()
+	if err == nil || !strings.Contains(err.Error(), "too many watchers") || !strings.Contains(err.Error(), "at most 2") {
+		t.Fatalf("watcher over the cap: %v, want a refusal naming the cap", err)
+	}
+	over.Close()
+	waitConns(t, srv, 2)
+	// A client that is not a watcher is served as ever.
+	c := dial(t, port, sharedstring.Options{})
+	if v, err := c.Send([]byte("x")); err != nil || string(v) != "v:x" {
+		t.Fatalf("letter beside the watchers: %q %v", v, err)
+	}
+	c.Close()
+	// A slot freed by a watcher that leaves is taken by the next one.
+	ws[0].Close()
+	waitConns(t, srv, 1)
+	again := dial(t, port, sharedstring.Options{Watch: true})
+	if kind, v, err := again.Next(); err != nil || kind != sharedstring.KindUpdate || string(v) != "v:x" {
+		t.Fatalf("watcher after one left: %c %q %v", kind, v, err)
+	}
 }
