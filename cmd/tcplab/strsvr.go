@@ -44,7 +44,16 @@ at most --fsync-interval is lost to a power cut.
 
 --store redis://HOST:PORT/DB?key=NAME keeps v in Redis instead: every strsvr
 given the same Redis and key serves one and the same v, and the final v is
-printed when the last client of the whole group has left (see docs/redis.md).`,
+printed when the last client of the whole group has left (see docs/redis.md).
+
+Limits: at most --max-conns clients are served at once (the rest wait in
+the listen backlog), and of them at most --max-watchers watchers (strclnt
+--watch, which has no read timeout); a watcher over that cap is told
+"too many watchers" (an 'e' frame) and closed. A client that accepts no
+reply bytes for --write-timeout is reset. v never grows past --max-value
+bytes (with --store redis, by at most 4 KiB per client then appending).
+Logs on standard error go through a queue: if nobody reads them, lines are
+dropped and counted, and clients are never held up.`,
 		"tcplab strsvr 2000                 # then, twice: tcplab strclnt localhost 2000",
 		"tcplab strsvr --clients 2 2000     # the tutorial exactly: wait for two clients",
 		"tcplab strsvr --keep --data v.log 2000",
@@ -55,9 +64,10 @@ printed when the last client of the whole group has left (see docs/redis.md).`,
 	fsyncFlag := fs.String("fsync", "always", "with --data: when to fsync the log: always or interval")
 	fsyncEvery := fs.Duration("fsync-interval", time.Second, "with --fsync interval: time between fsyncs")
 	storeURL := fs.String("store", "", "keep v in Redis, shared by every strsvr on the same `URL`: redis://[:PASSWORD@]HOST:PORT/DB?key=NAME (rediss:// for TLS)")
-	maxConns := fs.Int("max-conns", server.DefaultMaxConns, "clients served at once (the rest wait in the listen backlog)")
+	maxConns := fs.Int("max-conns", sharedstring.DefaultMaxConns, "clients served at once, watchers included (the rest wait in the listen backlog)")
+	maxWatchers := fs.Int("max-watchers", sharedstring.DefaultMaxWatchers, "watchers (strclnt --watch) served at once; one more is refused and closed")
 	maxValue := fs.Int("max-value", sharedstring.DefaultMaxValue, "largest v in bytes; a client that would grow v beyond it is dropped")
-	writeTimeout := fs.Duration("write-timeout", sharedstring.DefaultWriteIdle, "drop a client that accepts no reply bytes for this long")
+	writeTimeout := fs.Duration("write-timeout", sharedstring.DefaultWriteIdle, "reset a client that accepts no reply bytes for this long")
 	readTimeout := fs.Duration("read-timeout", sharedstring.DefaultReadIdle, "drop a client that sends nothing for this long (not watchers; 0: never)")
 	noDiscovery := fs.Bool("no-discovery", false, "do not answer the UDP probe: every client is classic")
 	logFormat := fs.String("log-format", "text", "log format on standard error: text or json")
@@ -74,6 +84,8 @@ printed when the last client of the whole group has left (see docs/redis.md).`,
 		return usagef("--clients must be at least 0, not %d", *waitFor)
 	case *maxConns < 1:
 		return usagef("--max-conns must be at least 1, not %d", *maxConns)
+	case *maxWatchers < 1:
+		return usagef("--max-watchers must be at least 1, not %d", *maxWatchers)
 	case *maxValue < 1:
 		return usagef("--max-value must be at least 1, not %d", *maxValue)
 	case *writeTimeout <= 0:
@@ -87,7 +99,17 @@ printed when the last client of the whole group has left (see docs/redis.md).`,
 	if err != nil {
 		return usageError{err.Error()}
 	}
-	log, err := newLogger(std.err, *logFormat)
+	// Many clients at once: a standard error that nobody reads must never
+	// hold a handler up (see serverOutput). The final value of v still goes
+	// to standard output directly, whole, at exit.
+	errOut := newServerOutput(std.err)
+	defer func() {
+		if n := errOut.dropped.Load(); n > 0 {
+			fmt.Fprintf(errOut, "tcplab: %d lines of output were dropped: standard error was not being read\n", n)
+		}
+		errOut.Close()
+	}()
+	log, err := newLogger(errOut, *logFormat)
 	if err != nil {
 		return err
 	}
@@ -134,13 +156,14 @@ printed when the last client of the whole group has left (see docs/redis.md).`,
 		read = -1 // the Server's "never"
 	}
 	srv := &sharedstring.Server{
-		Store:     st,
-		WaitFor:   *waitFor,
-		WriteIdle: *writeTimeout,
-		ReadIdle:  read,
-		MaxValue:  *maxValue,
-		MaxConns:  *maxConns,
-		Logger:    log,
+		Store:       st,
+		WaitFor:     *waitFor,
+		WriteIdle:   *writeTimeout,
+		ReadIdle:    read,
+		MaxValue:    *maxValue,
+		MaxConns:    *maxConns,
+		MaxWatchers: *maxWatchers,
+		Logger:      log,
 	}
 	actual := ln.Addr().(*net.TCPAddr).Port
 	var wg sync.WaitGroup

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -395,5 +396,118 @@ func TestStrUsageErrors(t *testing.T) {
 	code, _, errOut = runCmd(t, "", "strsvr", "--data", f, "0")
 	if code != 1 || !strings.Contains(errOut, "not a strsvr data file") {
 		t.Errorf("strsvr --data notes: exit %d, %q", code, errOut)
+	}
+}
+
+// A standard error that nobody reads (a pipe to a stopped program) must
+// not stall the server: log lines are dropped, not waited for, clients are
+// served and dropped as ever, and the final value of v is still printed,
+// whole, on standard output.
+func TestStrSvrSurvivesAnUnreadStderr(t *testing.T) {
+	pr, pw := io.Pipe() // never read: every write to pw blocks
+	defer pr.Close()    // at the end, unblocks the output goroutine
+	var out testkit.SafeBuffer
+	port := testkit.FreePort(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"strsvr", "--keep", "--no-discovery", "--read-timeout", "100ms", strconv.Itoa(port)}, strings.NewReader(""), &out, pw)
+	}()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	testkit.WaitListening(t, addr, 10*time.Second)
+	// Idle clients: each is dropped with a log line ("client dropped").
+	for i := range 30 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = io.ReadAll(c)
+		c.Close()
+		if err != nil {
+			t.Fatalf("idle client %d was not dropped: %v", i, err)
+		}
+	}
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte("a"))
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	reply := make([]byte, 1)
+	if _, err := io.ReadFull(c, reply); err != nil || string(reply) != "a" {
+		t.Fatalf("reply %q, %v", reply, err)
+	}
+	c.Close()
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("exit %d", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("strsvr did not stop")
+	}
+	if got := out.String(); got != "the final value of v is a\n" {
+		t.Fatalf("stdout %q", got)
+	}
+}
+
+// Watchers have a cap of their own (--max-watchers): strclnt --watch over
+// it fails at once with the server's reason, and the watcher within the
+// cap carries on.
+func TestStrSvrMaxWatchers(t *testing.T) {
+	bin := testkit.Binary(t)
+	port := testkit.FreePort(t)
+	ps := strconv.Itoa(port)
+	svr := testkit.Start(t, nil, bin, "strsvr", "--max-watchers", "1", ps)
+	waitTCPListen(t, port, svr)
+	w, err := sharedstring.Dial(context.Background(), "127.0.0.1", ps, sharedstring.Options{Watch: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	reply := func(letter, want string) {
+		t.Helper()
+		w.Write([]byte(letter))
+		for {
+			kind, v, err := w.Next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if kind == sharedstring.KindReply {
+				if string(v) != want {
+					t.Fatalf("first watcher's reply %q, want %q", v, want)
+				}
+				return
+			}
+		}
+	}
+	reply("w", "w")
+	pr, _ := stdinPipe(t) // open, silent: the watcher does not leave on its own
+	over := testkit.Start(t, pr, bin, "strclnt", "--watch", "localhost", ps)
+	if code := over.Wait(t, 10*time.Second); code != 1 || !strings.Contains(over.Stderr.String(), "too many watchers: this server serves at most 1 at once") {
+		t.Fatalf("watcher over the cap: exit %d, %q", code, over.Stderr.String())
+	}
+	reply("!", "w!")
+	w.Close()
+	if code := svr.Wait(t, 10*time.Second); code != 0 || svr.Stdout.String() != "the final value of v is w!\n" {
+		t.Fatalf("server exit %d, printed %q", code, svr.Stdout.String())
+	}
+}
+
+// --help documents the limits a client cannot lift: the caps and their
+// defaults.
+func TestStrSvrHelpNamesTheCaps(t *testing.T) {
+	code, out, errOut := runCmd(t, "", "strsvr", "--help")
+	help := out + errOut
+	for _, want := range []string{"--max-conns", "(default 1000)", "--max-watchers", "too many watchers"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("strsvr --help (exit %d) lacks %q", code, want)
+		}
+	}
+	if code, _, errOut := runCmd(t, "", "strsvr", "--max-watchers", "0", "2000"); code != 2 || !strings.Contains(errOut, "--max-watchers") {
+		t.Errorf("--max-watchers 0: exit %d, %q", code, errOut)
 	}
 }
