@@ -5,20 +5,57 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 	"time"
 )
 
-// maxRSSMB is the peak resident set size of a finished process, in MiB,
-// from the kernel's rusage (ru_maxrss is in KiB on Linux).
-func maxRSSMB(ps *os.ProcessState) float64 {
-	if ps == nil {
-		return 0
+// watchPeakRSS samples the peak resident set size (VmHWM in
+// /proc/PID/status) of a running process every few milliseconds; the
+// returned function stops sampling and gives the last value seen, in MiB.
+//
+// Why not ru_maxrss from wait4: Go starts a child with vfork semantics, so
+// until exec the child runs in the bench's own address space, and Linux
+// keeps that image's high-water mark in the child's ru_maxrss. Every child
+// would then report at least the bench's own RSS. VmHWM belongs to the
+// process's current image only. The peak is monotonic, so the last sample,
+// at most one interval before the process exits, is its peak but for what
+// it allocates in that last interval.
+func watchPeakRSS(pid int) (stop func() float64) {
+	var peak float64
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	sample := func() {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			return // exited
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+				var kb float64
+				fmt.Sscanf(strings.TrimSpace(v), "%f", &kb)
+				peak = max(peak, kb/1024)
+			}
+		}
 	}
-	if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
-		return float64(ru.Maxrss) / 1024
+	go func() {
+		defer close(finished)
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			sample()
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() float64 {
+		close(done)
+		<-finished
+		return peak
 	}
-	return 0
 }
 
 // cpuSeconds is the user+system CPU time a finished process used.

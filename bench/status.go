@@ -62,8 +62,10 @@ func benchStatus(ctx context.Context, env *benchEnv) (string, error) {
 		if err := cmd.Start(); err != nil {
 			return "", fmt.Errorf("start %s: %w", tg.name, err)
 		}
+		stopRSS := watchPeakRSS(cmd.Process.Pid)
 		addr := "127.0.0.1:" + strconv.Itoa(port)
 		if err := waitListening(addr, 10*time.Second); err != nil {
+			stopRSS()
 			stopProcess(cmd, time.Second)
 			return "", err
 		}
@@ -78,6 +80,7 @@ func benchStatus(ctx context.Context, env *benchEnv) (string, error) {
 				results = append(results, r)
 			}
 		}
+		peakRSS := stopRSS()
 		st := stopProcess(cmd, 5*time.Second)
 		served := 0
 		for _, r := range results {
@@ -86,7 +89,7 @@ func benchStatus(ctx context.Context, env *benchEnv) (string, error) {
 			}
 		}
 		if served > 0 {
-			cpuLines = append(cpuLines, fmt.Sprintf("%s: %.0f µs of CPU per answered request, %.0f MiB peak RSS", tg.name, cpuSeconds(st)/float64(served)*1e6, maxRSSMB(st)))
+			cpuLines = append(cpuLines, fmt.Sprintf("%s: %.0f µs of CPU per answered request, %.0f MiB peak RSS", tg.name, cpuSeconds(st)/float64(served)*1e6, peakRSS))
 		}
 	}
 	return statusMarkdown(results, dur) + "\nServer cost, from its rusage: " + strings.Join(cpuLines, "; ") + ".\n", nil

@@ -147,7 +147,7 @@ func fetchCopies(ctx context.Context, addr, msg string, copies int64) (ChunkRun,
 		return r, fmt.Errorf("tmc: %w", err)
 	}
 	defer conn.Close()
-	res, err := multicopy.Fetch(ctx, conn, []byte(msg), 5*time.Second, nil)
+	res, err := multicopy.Fetch(ctx, conn, []byte(msg), 5*time.Second, 0, nil)
 	if err != nil {
 		return r, fmt.Errorf("tmc: %w", err)
 	}

@@ -124,7 +124,7 @@ func TestServeConnAndFetch(t *testing.T) {
 		done <- err
 	}()
 	var got bytes.Buffer
-	res, err := Fetch(context.Background(), client, []byte("abc"), 5*time.Second, func(c []byte) { got.Write(c) })
+	res, err := Fetch(context.Background(), client, []byte("abc"), 5*time.Second, 0, func(c []byte) { got.Write(c) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +154,7 @@ func TestClientBlocksUntilGoAhead(t *testing.T) {
 	var firstChunk time.Time
 	fetched := make(chan *Result, 1)
 	go func() {
-		res, _ := Fetch(context.Background(), client, []byte("abc"), 5*time.Second, func([]byte) {
+		res, _ := Fetch(context.Background(), client, []byte("abc"), 5*time.Second, 0, func([]byte) {
 			if firstChunk.IsZero() {
 				firstChunk = time.Now()
 			}
@@ -178,7 +178,7 @@ func TestClientBlocksUntilGoAhead(t *testing.T) {
 
 func TestFetchTimesOutOnSilence(t *testing.T) {
 	client, _ := pipe(t) // the server side never answers
-	_, err := Fetch(context.Background(), client, []byte("abc"), 100*time.Millisecond, nil)
+	_, err := Fetch(context.Background(), client, []byte("abc"), 100*time.Millisecond, 0, nil)
 	if err == nil || !strings.Contains(err.Error(), "timed out") {
 		t.Fatalf("err = %v, want a timeout", err)
 	}
@@ -215,7 +215,7 @@ func TestThousandConcurrentClientsEachGetTheirOwnCopies(t *testing.T) {
 			defer conn.Close()
 			msg := fmt.Sprintf("client-%04d\n", i)
 			var got bytes.Buffer
-			res, err := Fetch(context.Background(), conn, []byte(msg), 30*time.Second, func(c []byte) { got.Write(c) })
+			res, err := Fetch(context.Background(), conn, []byte(msg), 30*time.Second, 0, func(c []byte) { got.Write(c) })
 			if err != nil {
 				errs <- err
 				return
@@ -252,7 +252,7 @@ func TestClientVanishingMidTransferCostsOthersNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	res, err := Fetch(context.Background(), conn, []byte("z\n"), 10*time.Second, nil)
+	res, err := Fetch(context.Background(), conn, []byte("z\n"), 10*time.Second, 0, nil)
 	if err != nil || res.Stats.Total() != 2_000_000 {
 		t.Fatalf("next client: %v, %d bytes", err, res.Stats.Total())
 	}

@@ -32,6 +32,7 @@ elapsed time and throughput.`,
 	quiet := fs.Bool("quiet", false, "print only the summary")
 	asJSON := fs.Bool("json", false, "print only the summary, as one JSON object")
 	plotPath := fs.String("plot", "", "draw the chunk sizes and their histogram to `FILE` (.png or .svg)")
+	readSize := fs.Int("read-size", multicopy.ReadBufferSize, "the most one read may return, as tmc.py's recv(1000000); smaller (e.g. 262144) is faster for bulk, with chunks mostly of that size")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long without data (and for the connect)")
 	pos, err := fs.parse(std, args, 3, 3)
 	if err != nil {
@@ -40,6 +41,9 @@ elapsed time and throughput.`,
 	host, portArg, msg := pos[0], pos[1], pos[2]
 	if _, err := endpoint.ParsePort(portArg); err != nil {
 		return usageError{err.Error()}
+	}
+	if *readSize < 1 || *readSize > 64<<20 {
+		return usagef("--read-size must be from 1 to %d bytes, not %d", 64<<20, *readSize)
 	}
 	if msg == "" {
 		return usagef("STRING must not be empty: the server would wait for it")
@@ -73,7 +77,7 @@ elapsed time and throughput.`,
 		fmt.Fprintf(std.out, "received %d bytes\n", len(chunk))
 	}
 	stopBar := startProgress(std.err, &received)
-	res, err := multicopy.Fetch(ctx, conn, []byte(msg), *timeout, onChunk)
+	res, err := multicopy.Fetch(ctx, conn, []byte(msg), *timeout, *readSize, onChunk)
 	stopBar()
 	if err != nil {
 		return err

@@ -400,3 +400,18 @@ func TestTMSKeepSurvivesAnUnreadStdout(t *testing.T) {
 		t.Fatalf("no word of the lost lines in %q", errOut.String())
 	}
 }
+
+// --read-size bounds every chunk, as recv(N) does.
+func TestTMCReadSizeBoundsEveryChunk(t *testing.T) {
+	bin := testkit.Binary(t)
+	srv := testkit.Start(t, nil, bin, "tms", "--no-wait", "0")
+	port := listeningPort(t, srv)
+	code, out, errOut := runCmd(t, "", "tmc", "--json", "--read-size", "1000", "127.0.0.1", port, "abcdefghij")
+	if code != 0 || !strings.Contains(out, `"bytes":100000`) || !strings.Contains(out, `"max_chunk":1000`) {
+		t.Fatalf("exit %d, %q %q", code, out, errOut)
+	}
+	srv.Wait(t, 10*time.Second)
+	if code, _, _ := runCmd(t, "", "tmc", "--read-size", "0", "127.0.0.1", port, "x"); code != 2 {
+		t.Fatalf("--read-size 0: exit %d, want 2", code)
+	}
+}
