@@ -92,7 +92,7 @@ func benchStatus(ctx context.Context, env *benchEnv) (string, error) {
 			cpuLines = append(cpuLines, fmt.Sprintf("%s: %.0f µs of CPU per answered request, %.0f MiB peak RSS", tg.name, cpuSeconds(st)/float64(served)*1e6, peakRSS))
 		}
 	}
-	return statusMarkdown(results, dur) + "\nServer cost, from its rusage: " + strings.Join(cpuLines, "; ") + ".\n", nil
+	return statusMarkdown(results, dur) + "\nServer cost (CPU from its rusage, peak RSS from VmHWM): " + strings.Join(cpuLines, "; ") + ".\n", nil
 }
 
 // loadStatus runs clients loops of connect, send command, read to end of
