@@ -2,8 +2,6 @@ package redisstore
 
 import (
 	"context"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -116,9 +114,6 @@ func (s *Store) receive(ps *redis.PubSub) (heard bool) {
 			// subscription was down are lost, so forget what they would
 			// have announced and wake the watchers to look again.
 			s.recovered()
-			s.cacheMu.Lock()
-			s.seenEpoch, s.seenLen = "", 0
-			s.cacheMu.Unlock()
 			s.clientsGen.Add(1)
 			s.subscribed.Store(true)
 			s.signal()
@@ -129,23 +124,11 @@ func (s *Store) receive(ps *redis.PubSub) (heard bool) {
 	}
 }
 
-// announced notes what a message says changed: "clients" for a count,
-// "EPOCH LENGTH" for v.
+// announced notes what a message says changed: "clients" for a count (the
+// cached count is then stale), "EPOCH LENGTH" for v (Value always asks
+// Redis, so there is nothing to note).
 func (s *Store) announced(payload string) {
 	if payload == "clients" {
 		s.clientsGen.Add(1)
-		return
-	}
-	epoch, length, ok := strings.Cut(payload, " ")
-	n, err := strconv.Atoi(length)
-	if !ok || err != nil {
-		return
-	}
-	s.cacheMu.Lock()
-	defer s.cacheMu.Unlock()
-	if epoch != s.seenEpoch {
-		s.seenEpoch, s.seenLen = epoch, n
-	} else {
-		s.seenLen = max(s.seenLen, n)
 	}
 }

@@ -193,12 +193,6 @@ type Store struct {
 	cacheMu sync.Mutex
 	epoch   string // epoch of buf; "" means no copy
 	buf     []byte // a prefix of v in that epoch; only ever appended to
-	// What the subscription has announced: the longest v (and its epoch)
-	// published since it was last made. While the copy is at least that
-	// long, Value needs no round trip (see changes.go).
-	seenEpoch string
-	seenLen   int
-
 	// The group's count as last read, valid while the subscription is up
 	// and no "clients" message came since (clientsGen unchanged).
 	subscribed atomic.Bool
@@ -488,7 +482,7 @@ type appendResult struct {
 // Append appends p to v in Redis and returns v right after it.
 func (s *Store) Append(ctx context.Context, p []byte) ([]byte, error) {
 	if len(p) == 0 {
-		return s.read(ctx, false)
+		return s.read(ctx)
 	}
 	if err := s.usable(); err != nil {
 		return nil, err
@@ -592,24 +586,22 @@ func appendReply(res []any) (epoch string, start, from int, data string, err err
 	return epoch, int(s), int(f), data, nil
 }
 
-// Value returns v: from the local copy when it holds everything the
-// subscription has announced, else with one round trip. Like Clients, it
-// sees another process's append one pub/sub message later, before Changes
-// signals it; this process's own appends at once.
+// Value returns v as Redis holds it now, as the Store interface promises:
+// one round trip that fetches only the bytes the local copy lacks. It does
+// not answer from the local copy alone, because another process's last
+// appends reach this one a pub/sub message later, and a caller such as
+// strsvr printing the final v, or a test reading v right after other
+// servers' appends, must not see v without them.
 func (s *Store) Value(ctx context.Context) ([]byte, error) {
-	return s.read(ctx, true)
+	return s.read(ctx)
 }
 
-// read reads v, from the local copy if local is set and the copy is
-// current.
-func (s *Store) read(ctx context.Context, local bool) ([]byte, error) {
+// read reads v from Redis, fetching only what the local copy lacks.
+func (s *Store) read(ctx context.Context) ([]byte, error) {
 	if err := s.awaitUsable(ctx, opTimeout); err != nil {
 		return nil, err
 	}
-	epoch, snap, fresh := s.snapshotFresh()
-	if fresh && local {
-		return snap, nil
-	}
+	epoch, snap := s.snapshot()
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
 	res, err := readScript.Run(ctx, s.client, s.keys, epoch, len(snap)).Slice()
@@ -636,15 +628,6 @@ func (s *Store) snapshot() (string, []byte) {
 	s.cacheMu.Lock()
 	defer s.cacheMu.Unlock()
 	return s.epoch, s.buf[:len(s.buf):len(s.buf)]
-}
-
-// snapshotFresh is snapshot, and whether the copy is known to be current:
-// the subscription is up and has announced nothing longer.
-func (s *Store) snapshotFresh() (string, []byte, bool) {
-	s.cacheMu.Lock()
-	defer s.cacheMu.Unlock()
-	fresh := s.subscribed.Load() && s.epoch != "" && s.seenEpoch == s.epoch && len(s.buf) >= s.seenLen
-	return s.epoch, s.buf[:len(s.buf):len(s.buf)], fresh
 }
 
 // merge takes a script's answer, v[from:] == data in epoch e, for a request
