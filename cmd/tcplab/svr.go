@@ -95,7 +95,7 @@ Built-in commands for --commands: `+strings.Join(status.BuiltinNames(), ", ")+`
 	}
 	svc.Logger = logger
 
-	ln, err := endpoint.Listen(ctx, fmt.Sprintf(":%d", port))
+	ln, err := endpoint.ListenForRequests(ctx, fmt.Sprintf(":%d", port))
 	if err != nil {
 		return err
 	}

@@ -72,7 +72,7 @@ go-ahead, until SIGINT or SIGTERM, then lets transfers finish within --grace.`,
 	if err != nil {
 		return err
 	}
-	ln, err := endpoint.Listen(ctx, ":"+strconv.Itoa(port))
+	ln, err := endpoint.ListenForRequests(ctx, ":"+strconv.Itoa(port))
 	if err != nil {
 		return err
 	}

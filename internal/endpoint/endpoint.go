@@ -28,9 +28,23 @@ func ParsePort(s string) (int, error) {
 
 // Listen listens for TCP on addr (":2000" is every interface, IPv4 and
 // IPv6, as the tutorial's empty host is). The error names the address and the
-// cause only.
+// cause only. Accepted connections keep Go's TCP keep-alive probes, which
+// find a peer that vanished without a word: right for a server whose clients
+// may sit idle for long, as strsvr's do.
 func Listen(ctx context.Context, addr string) (net.Listener, error) {
-	var lc net.ListenConfig
+	return listen(ctx, addr, 0)
+}
+
+// ListenForRequests is Listen for a server whose every connection carries
+// one request and its answer under read and write deadlines (tms, svr). The
+// deadlines already bound a vanished peer, so keep-alive probes are off,
+// which spares the setsockopt calls Go makes on each accepted connection.
+func ListenForRequests(ctx context.Context, addr string) (net.Listener, error) {
+	return listen(ctx, addr, -1)
+}
+
+func listen(ctx context.Context, addr string, keepAlive time.Duration) (net.Listener, error) {
+	lc := net.ListenConfig{KeepAlive: keepAlive}
 	ln, err := lc.Listen(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", addr, Cause(err))

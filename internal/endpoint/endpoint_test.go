@@ -62,3 +62,46 @@ func TestErrorsAreOneClearLine(t *testing.T) {
 		t.Errorf("DialError timeout: %v", e)
 	}
 }
+
+// Listen keeps keep-alive on accepted connections; ListenForRequests,
+// whose servers bound every connection with deadlines, turns it off.
+func TestKeepAliveOnAcceptedConnections(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		listen func(context.Context, string) (net.Listener, error)
+		want   int
+	}{
+		{"Listen", Listen, 1},
+		{"ListenForRequests", ListenForRequests, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := tc.listen(context.Background(), "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			c, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			sc, err := ln.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sc.Close()
+			raw, err := sc.(*net.TCPConn).SyscallConn()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got int
+			var serr error
+			raw.Control(func(fd uintptr) {
+				got, serr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_KEEPALIVE)
+			})
+			if serr != nil || got != tc.want {
+				t.Fatalf("SO_KEEPALIVE = %d, %v; want %d", got, serr, tc.want)
+			}
+		})
+	}
+}
