@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/tcplab/tcplab/internal/endpoint"
 )
 
 // usageError is bad input from the user: exit code 2 and a pointer to --help.
@@ -114,4 +116,18 @@ func (fs *flagSet) checkDurations() error {
 		}
 	})
 	return err
+}
+
+// parsePort is parse for a server whose only positional argument is PORT
+// (tms, svr, strsvr): a bad port is a usage error.
+func (fs *flagSet) parsePort(std stdio, args []string) (int, error) {
+	pos, err := fs.parse(std, args, 1, 1)
+	if err != nil {
+		return 0, err
+	}
+	port, err := endpoint.ParsePort(pos[0])
+	if err != nil {
+		return 0, usageError{err.Error()}
+	}
+	return port, nil
 }

@@ -71,13 +71,9 @@ dropped and counted, and clients are never held up.`,
 	readTimeout := fs.Duration("read-timeout", sharedstring.DefaultReadIdle, "drop a client that sends nothing for this long (not watchers; 0: never)")
 	noDiscovery := fs.Bool("no-discovery", false, "do not answer the UDP probe: every client is classic")
 	logFormat := fs.String("log-format", "text", "log format on standard error: text or json")
-	pos, err := fs.parse(std, args, 1, 1)
+	port, err := fs.parsePort(std, args)
 	if err != nil {
 		return err
-	}
-	port, err := endpoint.ParsePort(pos[0])
-	if err != nil {
-		return usageError{err.Error()}
 	}
 	switch {
 	case *waitFor < 0:

@@ -49,13 +49,9 @@ Built-in commands for --commands: `+strings.Join(status.BuiltinNames(), ", ")+`
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics")
 	logFormat := fs.String("log-format", "text", "log format on standard error: text (with the tutorial's \"client is at\" lines on stdout) or json (every client a JSON record)")
 	grace := fs.Duration("grace", 10*time.Second, "on SIGINT/SIGTERM, wait this long for requests in flight")
-	pos, err := fs.parse(std, args, 1, 1)
+	port, err := fs.parsePort(std, args)
 	if err != nil {
 		return err
-	}
-	port, err := endpoint.ParsePort(pos[0])
-	if err != nil {
-		return usagef("%v", err)
 	}
 	al, err := status.NewAllowList(strings.Split(*commands, ","), *native)
 	if err != nil {

@@ -45,13 +45,9 @@ go-ahead, until SIGINT or SIGTERM, then lets transfers finish within --grace.`,
 	readTimeout := fs.Duration("read-timeout", multicopy.DefaultReadTimeout, "drop a client whose string is not complete this long after it connects")
 	writeTimeout := fs.Duration("write-timeout", multicopy.DefaultWriteIdle, "drop a client that reads nothing for this long")
 	logFormat := fs.String("log-format", "text", "log format on standard error: text or json")
-	pos, err := fs.parse(std, args, 1, 1)
+	port, err := fs.parsePort(std, args)
 	if err != nil {
 		return err
-	}
-	port, err := endpoint.ParsePort(pos[0])
-	if err != nil {
-		return usageError{err.Error()}
 	}
 	if *copies < 1 {
 		return usagef("--copies must be at least 1, not %d", *copies)
