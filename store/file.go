@@ -80,10 +80,10 @@ type FileOptions struct {
 // shown a byte that a crash could still take back. The file is locked
 // (flock) so two servers cannot write the same log.
 type File struct {
-	path   string
-	opts   FileOptions
-	f      *os.File
-	notify notifier
+	localGroup
+	path string
+	opts FileOptions
+	f    *os.File
 
 	mu      sync.Mutex
 	buf     []byte // v: all bytes appended, written or not
@@ -93,7 +93,6 @@ type File struct {
 	batch   *batch // the batch the pending records belong to
 	failed  error  // a write error: the store refuses appends from then on
 	closed  bool
-	clients int64
 
 	fileOff int64 // end of the good part of the file (flushLoop only)
 
@@ -354,42 +353,6 @@ func (s *File) Value(context.Context) ([]byte, error) {
 	return s.buf[:s.written:s.written], nil
 }
 
-// Changes implements Store.
-func (s *File) Changes(ctx context.Context) (<-chan struct{}, error) {
-	return s.notify.subscribe(ctx)
-}
-
-// Join implements Store.
-func (s *File) Join(context.Context) (func(), error) {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil, ErrClosed
-	}
-	s.clients++
-	s.mu.Unlock()
-	s.notify.signal()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			s.mu.Lock()
-			s.clients--
-			s.mu.Unlock()
-			s.notify.signal()
-		})
-	}, nil
-}
-
-// Clients implements Store.
-func (s *File) Clients(context.Context) (int64, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return 0, ErrClosed
-	}
-	return s.clients, nil
-}
-
 // Close writes and syncs what is pending, then closes the file. It is safe
 // to call more than once.
 func (s *File) Close() error {
@@ -402,7 +365,7 @@ func (s *File) Close() error {
 	s.mu.Unlock()
 	close(s.stop)
 	<-s.stopped
-	s.notify.close()
+	s.closeGroup()
 	s.mu.Lock()
 	failed := s.failed
 	s.mu.Unlock()

@@ -16,11 +16,10 @@ import (
 // only writes past them, or moves to a larger buffer and leaves the old one
 // to the garbage collector once no reply refers to it.
 type Memory struct {
-	mu      sync.Mutex
-	buf     []byte
-	closed  bool
-	clients int64
-	notify  notifier
+	localGroup
+	mu     sync.Mutex
+	buf    []byte
+	closed bool
 }
 
 // NewMemory returns an empty in-memory store.
@@ -64,49 +63,69 @@ func (m *Memory) Value(context.Context) ([]byte, error) {
 	return m.buf[:len(m.buf):len(m.buf)], nil
 }
 
-// Changes implements Store.
-func (m *Memory) Changes(ctx context.Context) (<-chan struct{}, error) {
-	return m.notify.subscribe(ctx)
-}
-
-// Join implements Store.
-func (m *Memory) Join(context.Context) (func(), error) {
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
-		return nil, ErrClosed
-	}
-	m.clients++
-	m.mu.Unlock()
-	m.notify.signal()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			m.mu.Lock()
-			m.clients--
-			m.mu.Unlock()
-			m.notify.signal()
-		})
-	}, nil
-}
-
-// Clients implements Store.
-func (m *Memory) Clients(context.Context) (int64, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
-		return 0, ErrClosed
-	}
-	return m.clients, nil
-}
-
 // Close implements Store. Slices already returned stay valid.
 func (m *Memory) Close() error {
 	m.mu.Lock()
 	m.closed = true
 	m.mu.Unlock()
-	m.notify.close()
+	m.closeGroup()
 	return nil
+}
+
+// localGroup is Changes, Join and Clients for a store private to one
+// server (Memory, File): the group is this server, its client count a
+// counter, and its change signal a notifier that the store's appends fire
+// too.
+type localGroup struct {
+	notify  notifier
+	countMu sync.Mutex
+	count   int64
+	done    bool
+}
+
+// Changes implements Store.
+func (g *localGroup) Changes(ctx context.Context) (<-chan struct{}, error) {
+	return g.notify.subscribe(ctx)
+}
+
+// Join implements Store.
+func (g *localGroup) Join(context.Context) (func(), error) {
+	g.countMu.Lock()
+	if g.done {
+		g.countMu.Unlock()
+		return nil, ErrClosed
+	}
+	g.count++
+	g.countMu.Unlock()
+	g.notify.signal()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			g.countMu.Lock()
+			g.count--
+			g.countMu.Unlock()
+			g.notify.signal()
+		})
+	}, nil
+}
+
+// Clients implements Store.
+func (g *localGroup) Clients(context.Context) (int64, error) {
+	g.countMu.Lock()
+	defer g.countMu.Unlock()
+	if g.done {
+		return 0, ErrClosed
+	}
+	return g.count, nil
+}
+
+// closeGroup refuses Join and Clients from now on and closes every Changes
+// channel; the store's Close calls it.
+func (g *localGroup) closeGroup() {
+	g.countMu.Lock()
+	g.done = true
+	g.countMu.Unlock()
+	g.notify.close()
 }
 
 // notifier hands out coalescing change channels: each subscriber has a
