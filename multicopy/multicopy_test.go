@@ -147,9 +147,11 @@ func TestClientBlocksUntilGoAhead(t *testing.T) {
 		released = time.Now()
 		return nil
 	}}
+	served := make(chan struct{})
 	go func() {
 		s.ServeConn(context.Background(), srv)
 		srv.Close()
+		close(served)
 	}()
 	var firstChunk time.Time
 	fetched := make(chan *Result, 1)
@@ -168,6 +170,7 @@ func TestClientBlocksUntilGoAhead(t *testing.T) {
 	}
 	close(goAhead)
 	res := <-fetched
+	<-served // released was set by the server's goroutine
 	if res.Stats.Total() != 9 {
 		t.Fatalf("got %d bytes", res.Stats.Total())
 	}

@@ -97,16 +97,24 @@ func WriteAll(w io.Writer, p []byte, idle time.Duration) (int, error) {
 	return written, nil
 }
 
-// RepeatBlockSize is the size WriteRepeated aims for in each write: large
-// enough that the system-call cost is lost in the copy cost, small enough to
-// keep memory per client small.
+// RepeatBlockSize is the size of the block of whole copies WriteRepeated
+// builds: large enough that the kernel copies from it in long runs, small
+// enough to keep memory per client small.
 const RepeatBlockSize = 256 << 10
+
+// RepeatWriteSize is about how many bytes WriteRepeated hands the kernel in
+// one system call, by naming the same block several times in one writev(2).
+// On loopback, 1 MiB per call moved a gigabyte about a quarter faster than
+// one 256 KiB write per call (fewer calls, fewer wake-ups of the sender),
+// and it costs no memory: the kernel reads the block again for each iovec.
+const RepeatWriteSize = 1 << 20
 
 // WriteRepeated writes copies copies of msg to w, the tms.py line
 // "data = 10000 * data", without holding copies × len(msg) bytes: it builds
 // one block of whole copies of about RepeatBlockSize bytes and writes it
-// again and again, with idle as in WriteAll; a msg over half RepeatBlockSize
-// is written as it is, without a block. Memory is at most
+// again and again, several times per vectored write (net.Buffers, writev(2)
+// on a TCP connection), with idle as in WriteAll; a msg over half
+// RepeatBlockSize is repeated as it is, without a block. Memory is at most
 // max(len(msg), RepeatBlockSize) beyond msg, whatever copies is; w must not
 // modify or retain msg.
 func WriteRepeated(w io.Writer, msg []byte, copies int64, idle time.Duration) (int64, error) {
@@ -115,24 +123,59 @@ func WriteRepeated(w io.Writer, msg []byte, copies int64, idle time.Duration) (i
 	}
 	perBlock := max(int64(1), int64(RepeatBlockSize/len(msg)))
 	perBlock = min(perBlock, copies)
-	block := msg // one copy per block: writing msg itself saves a copy of up to MaxMessage per client
+	block := msg // one copy per block: repeating msg itself saves a copy of up to MaxMessage per client
 	if perBlock > 1 {
 		block = make([]byte, 0, perBlock*int64(len(msg)))
 		for range perBlock {
 			block = append(block, msg...)
 		}
 	}
+	blocksPerWrite := max(1, RepeatWriteSize/len(block))
+	vec := make([][]byte, 0, blocksPerWrite)
+	var bufs net.Buffers
 	var total int64
 	for left := copies; left > 0; {
-		k := min(left, perBlock)
-		n, err := WriteAll(w, block[:k*int64(len(msg))], idle)
-		total += int64(n)
+		vec = vec[:0]
+		for range blocksPerWrite {
+			if left == 0 {
+				break
+			}
+			k := min(left, perBlock)
+			vec = append(vec, block[:k*int64(len(msg))])
+			left -= k
+		}
+		bufs = vec // WriteTo consumes bufs, not vec's backing array's capacity
+		n, err := writeBuffersAll(w, &bufs, idle)
+		total += n
 		if err != nil {
 			return total, err
 		}
-		left -= k
 	}
 	return total, nil
+}
+
+// writeBuffersAll is WriteAll for a vectored write: it writes every byte of
+// bufs, moving the deadline forward whenever some bytes are accepted.
+func writeBuffersAll(w io.Writer, bufs *net.Buffers, idle time.Duration) (int64, error) {
+	dw, ok := w.(DeadlineWriter)
+	if !ok || idle <= 0 {
+		return bufs.WriteTo(w)
+	}
+	var written int64
+	for len(*bufs) > 0 {
+		if err := dw.SetWriteDeadline(time.Now().Add(idle)); err != nil {
+			return written, err
+		}
+		n, err := bufs.WriteTo(dw)
+		written += n
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) && n > 0 {
+				continue // progress was made: the reader is slow, not stuck
+			}
+			return written, err
+		}
+	}
+	return written, nil
 }
 
 // ErrLineTooLong is returned by ReadLine for a line longer than its bound.
