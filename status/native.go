@@ -372,16 +372,19 @@ func (p procInfo) stat() string {
 	return st
 }
 
-// startTime is ps's START: the time of day within the last day, the month
-// and day within the year, the year before that.
+// startTime is ps's START (procps pr_stime): the time of day for a process
+// started today, the month and day for one started earlier this year, the
+// year before that. Today and this year are calendar ones, in now's zone:
+// a process started at 23:50 shows as "Nov25" ten minutes after midnight.
 func startTime(t, now time.Time) string {
-	switch age := now.Sub(t); {
-	case age < 24*time.Hour:
-		return t.Format("15:04")
-	case age < 365*24*time.Hour:
+	t = t.In(now.Location())
+	switch {
+	case t.Year() != now.Year():
+		return t.Format("2006")
+	case t.YearDay() != now.YearDay():
 		return t.Format("Jan02")
 	default:
-		return t.Format("2006")
+		return t.Format("15:04")
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestRowOverflowIsAbsorbed(t *testing.T) {
@@ -214,5 +215,24 @@ func TestCollectFacts(t *testing.T) {
 	}
 	if f.Procs < 2 || len(f.Processes) != f.Procs || f.UptimeSeconds <= 0 || f.Memory == nil || f.Memory.TotalKiB == 0 {
 		t.Fatalf("facts %+v", f)
+	}
+}
+
+// ps's START goes by the calendar, not by age: procps prints the month and
+// day for a process started yesterday, even ten minutes ago.
+func TestStartTimeFollowsTheCalendar(t *testing.T) {
+	now := time.Date(2026, 11, 26, 0, 10, 0, 0, time.UTC)
+	for _, c := range []struct {
+		start time.Time
+		want  string
+	}{
+		{time.Date(2026, 11, 26, 0, 5, 0, 0, time.UTC), "00:05"},
+		{time.Date(2026, 11, 25, 23, 50, 0, 0, time.UTC), "Nov25"},
+		{time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), "Jan01"},
+		{time.Date(2025, 12, 31, 23, 59, 0, 0, time.UTC), "2025"},
+	} {
+		if got := startTime(c.start, now); got != c.want {
+			t.Errorf("startTime(%v) = %q, want %q", c.start, got, c.want)
+		}
 	}
 }
