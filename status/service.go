@@ -154,12 +154,10 @@ func (s *Service) allowed(addr netip.Addr) bool {
 // lingers briefly for the client's close (see lingerTimeout).
 func (s *Service) answer(conn net.Conn, p []byte) bool {
 	conn.SetWriteDeadline(time.Now().Add(s.timeout(s.WriteTimeout, DefaultWriteTimeout)))
-	_, err := conn.Write(p)
-	if err != nil {
+	if err := stream.WriteFinal(conn, p); err != nil {
 		server.Reset(conn) // drop the rest of the answer now, not from an orphaned socket
 		return false
 	}
-	stream.CloseWrite(conn)
 	conn.SetReadDeadline(time.Now().Add(lingerTimeout))
 	io.CopyN(io.Discard, conn, lingerBytes)
 	return true

@@ -218,6 +218,20 @@ func ReadLine(br *bufio.Reader, max int) ([]byte, error) {
 	}
 }
 
+// WriteFinal writes p as the last bytes this side sends on conn and then
+// half-closes it (CloseWrite): an answer followed by end of file, as the
+// tutorial's svr.py sends the output of w and closes. On Linux it corks the
+// connection first (TCP_CORK), so a short answer and the FIN leave in one
+// segment and the peer is woken once, not twice. The caller sets the write
+// deadline; the connection must not be written again.
+func WriteFinal(conn net.Conn, p []byte) error {
+	cork(conn)
+	if _, err := conn.Write(p); err != nil {
+		return err
+	}
+	return CloseWrite(conn)
+}
+
 // CloseWrite half-closes conn if it supports it (TCP and Unix sockets do):
 // the peer reads end of file, so it stops waiting for more (the tail-end
 // problem of section 5.3), while this side can still read the answer.

@@ -318,7 +318,7 @@ func TestTMSKeepDefaultCapBoundsMemory(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"tms", "--keep", "--grace", "100ms", "--copies", "1", strconv.Itoa(port)}, strings.NewReader(""), io.Discard, io.Discard)
+		done <- run(ctx, []string{"tms", "--keep", "--grace", "100ms", "--copies", "1", "--gap", "1m", strconv.Itoa(port)}, strings.NewReader(""), io.Discard, io.Discard)
 	}()
 	defer func() {
 		cancel()
@@ -339,7 +339,13 @@ func TestTMSKeepDefaultCapBoundsMemory(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		held = append(held, c) // silent: each holds a slot for --read-timeout
+		held = append(held, c)
+		// A string with no newline, ended only by --gap: each holds a
+		// slot. (A silent client would not: the listener defers accept
+		// until the first bytes arrive.)
+		if _, err := c.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
 	}
 	late, err := net.Dial("tcp", addr) // the kernel completes it: backlog
 	if err != nil {

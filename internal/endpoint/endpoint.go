@@ -45,6 +45,9 @@ func ListenForRequests(ctx context.Context, addr string) (net.Listener, error) {
 
 func listen(ctx context.Context, addr string, keepAlive time.Duration) (net.Listener, error) {
 	lc := net.ListenConfig{KeepAlive: keepAlive}
+	if keepAlive < 0 {
+		lc.Control = deferAccept
+	}
 	ln, err := lc.Listen(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", addr, Cause(err))

@@ -85,6 +85,7 @@ func TestKeepAliveOnAcceptedConnections(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Close()
+			c.Write([]byte("w")) // ListenForRequests accepts once bytes arrive
 			sc, err := ln.Accept()
 			if err != nil {
 				t.Fatal(err)

@@ -1,0 +1,28 @@
+package stream
+
+import (
+	"net"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// cork sets TCP_CORK on conn if it is a TCP connection: the kernel holds
+// partial segments until the cork is removed or the connection is shut
+// down, and a FIN sent while corked rides on the last data segment.
+func cork(conn net.Conn) {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return
+	}
+	if _, ok := conn.LocalAddr().(*net.TCPAddr); !ok {
+		return
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return
+	}
+	rc.Control(func(fd uintptr) {
+		unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_CORK, 1)
+	})
+}
