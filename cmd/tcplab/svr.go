@@ -12,6 +12,7 @@ import (
 	"github.com/tcplab/tcplab/internal/endpoint"
 	"github.com/tcplab/tcplab/internal/server"
 	"github.com/tcplab/tcplab/status"
+	"golang.org/x/net/netutil"
 )
 
 func runSVR(ctx context.Context, std stdio, args []string) error {
@@ -106,7 +107,9 @@ Built-in commands for --commands: `+strings.Join(status.BuiltinNames(), ", ")+`
 			return fmt.Errorf("--metrics: %w", err)
 		}
 		metricsSrv = newMetricsServer(m.Handler())
-		go metricsSrv.Serve(mln)
+		// A scraper needs one connection; the cap keeps anyone else who
+		// reaches the port from holding descriptors svr's clients need.
+		go metricsSrv.Serve(netutil.LimitListener(mln, metricsMaxConns))
 		logger.Info("metrics", "url", "http://"+mln.Addr().String()+"/metrics")
 	}
 	for _, c := range al.Commands() {
@@ -125,6 +128,10 @@ Built-in commands for --commands: `+strings.Join(status.BuiltinNames(), ", ")+`
 	}
 	return err
 }
+
+// metricsMaxConns bounds the metrics port's open connections; further ones
+// wait in its listen backlog.
+const metricsMaxConns = 16
 
 // newMetricsServer serves h at /metrics with every limit net/http has set:
 // a scraper or anyone else who reaches the port gets 5 s to send its

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"os/exec"
 	"regexp"
@@ -212,4 +213,46 @@ func TestSVRMetricsServerHasEveryLimit(t *testing.T) {
 	if s.MaxHeaderBytes <= 0 {
 		t.Errorf("MaxHeaderBytes = %d", s.MaxHeaderBytes)
 	}
+}
+
+// The metrics port serves at most metricsMaxConns connections at once:
+// silent connections beyond what a scraper needs cannot take descriptors
+// without bound, and the next request is served when one of them leaves.
+func TestSVRMetricsPortCapsConnections(t *testing.T) {
+	srv, _ := startSVR(t, "--metrics", "127.0.0.1:0")
+	var url string
+	for deadline := time.Now().Add(5 * time.Second); url == "" && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if m := regexp.MustCompile(`url=(http://\S+)`).FindStringSubmatch(srv.Stderr.String()); m != nil {
+			url = m[1]
+		}
+	}
+	if url == "" {
+		t.Fatalf("no metrics url in %q", srv.Stderr.String())
+	}
+	host := strings.TrimSuffix(strings.TrimPrefix(url, "http://"), "/metrics")
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for range metricsMaxConns {
+		c, err := net.Dial("tcp", host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	client := &http.Client{Timeout: 500 * time.Millisecond}
+	if resp, err := client.Get(url); err == nil {
+		resp.Body.Close()
+		t.Fatalf("served while %d connections held the port", metricsMaxConns)
+	}
+	held[0].Close()
+	client.Timeout = 5 * time.Second
+	resp, err := client.Get(url)
+	if err != nil {
+		t.Fatalf("after a connection left: %v", err)
+	}
+	resp.Body.Close()
 }
