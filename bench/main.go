@@ -52,9 +52,13 @@ func main() {
 	only := flag.String("only", "", "comma-separated sections to run (default all)")
 	out := flag.String("out", "docs/benchmarks.md", "Markdown file to update")
 	quick := flag.Bool("quick", false, "small runs, to check the harness (results not written)")
+	floorPort := flag.Int("floor-server", 0, "serve the sharedstring section's floor server on this port and do nothing else (the section starts it)")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("bench: ")
+	if *floorPort != 0 {
+		log.Fatal(floorServe(*floorPort))
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()

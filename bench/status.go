@@ -3,14 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 )
 
@@ -92,142 +89,77 @@ func benchStatus(ctx context.Context, env *benchEnv) (string, error) {
 			cpuLines = append(cpuLines, fmt.Sprintf("%s: %.0f µs of CPU per answered request, %.0f MiB peak RSS", tg.name, cpuSeconds(st)/float64(served)*1e6, peakRSS))
 		}
 	}
-	return statusMarkdown(results, dur) + "\nServer cost (CPU from its rusage, peak RSS from VmHWM): " + strings.Join(cpuLines, "; ") + ".\n", nil
-}
-
-// loadStatus runs clients loops of connect, send command, read to end of
-// file, for dur; a request that takes over timeout, fails or gets an
-// answer without the expected text is an error.
-func loadStatus(ctx context.Context, addr, command string, clients int, dur, timeout time.Duration) statusResult {
-	want := map[string]string{"w": "load average", "ps": "PID"}[command]
-	ap := netip.MustParseAddrPort(addr)
-	sa := &syscall.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
-	var mu sync.Mutex
-	var lat []time.Duration
-	errs, completedLate := 0, 0
-	errKinds := map[string]int{}
-	start := time.Now()
-	stop := start.Add(dur)
-	var wg sync.WaitGroup
-	for range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			buf := make([]byte, 64<<10)
-			var mine []time.Duration
-			bad, late := 0, 0
-			kinds := map[string]int{}
-			for time.Now().Before(stop) && ctx.Err() == nil {
-				t0 := time.Now()
-				fail := oneStatusRequest(sa, command, want, timeout, buf)
-				switch {
-				case fail != "":
-					bad++
-					kinds[fail]++
-					if strings.HasPrefix(fail, "connect: ") {
-						// As a real client would: do not spin on a refused
-						// or overflowing listener.
-						time.Sleep(10 * time.Millisecond)
-					}
-				case time.Now().After(stop):
-					late++ // counted in the latencies, not in the rate
-					mine = append(mine, time.Since(t0))
-				default:
-					mine = append(mine, time.Since(t0))
-				}
-			}
-			mu.Lock()
-			lat = append(lat, mine...)
-			errs += bad
-			completedLate += late
-			for k, v := range kinds {
-				errKinds[k] += v
-			}
-			mu.Unlock()
-		}()
+	rounds := 5
+	if env.quick {
+		rounds = 1
 	}
-	wg.Wait()
-	slices.Sort(lat)
-	// The rate counts the requests completed within dur: at the end, a
-	// server that queues clients leaves some waiting up to the timeout.
-	r := statusResult{command: command, clients: clients, requests: len(lat), errors: errs, rate: float64(len(lat)-completedLate) / dur.Seconds(), errKinds: errKinds}
-	if len(lat) > 0 {
-		r.p50 = lat[len(lat)/2]
-		r.p99 = lat[min(len(lat)-1, len(lat)*99/100)]
-	}
-	return r
-}
-
-// oneStatusRequest is one wps.py exchange made with blocking system calls
-// on the goroutine's thread: no netpoller, no keep-alive setup, so the load
-// generator spends as little of the shared CPU as it can and the numbers
-// measure the server.
-func oneStatusRequest(addr *syscall.SockaddrInet4, command, want string, timeout time.Duration, buf []byte) string {
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	ratios, err := statusRatioRounds(ctx, [2][]string{targets[0].argv, targets[2].argv}, rounds, dur, reqTimeout, env.logf)
 	if err != nil {
-		return "socket: " + err.Error()
+		return "", err
 	}
-	defer syscall.Close(fd)
-	tv := syscall.NsecToTimeval(timeout.Nanoseconds())
-	// SO_SNDTIMEO bounds connect and send, SO_RCVTIMEO each receive.
-	syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_SNDTIMEO, &tv)
-	syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv)
-	if err := connectRetrying(fd, addr, timeout); err != nil {
-		if err == syscall.EAGAIN || err == syscall.EINPROGRESS {
-			return "connect: timed out"
-		}
-		return "connect: " + err.Error()
-	}
-	if _, err := syscall.Write(fd, []byte(command)); err != nil {
-		return "send: " + err.Error()
-	}
-	deadline := time.Now().Add(timeout)
-	var got []byte
-	for time.Now().Before(deadline) {
-		n, err := syscall.Read(fd, buf)
-		if err == syscall.EINTR {
-			continue
-		}
-		if err == syscall.EAGAIN {
-			return "recv: timed out"
-		}
-		if err != nil {
-			return "recv: " + err.Error()
-		}
-		if n == 0 {
-			if !strings.Contains(string(got), want) {
-				return fmt.Sprintf("wrong answer %q", firstBytes(got, 40))
-			}
-			return ""
-		}
-		if len(got) < 4096 {
-			got = append(got, buf[:min(n, 4096)]...)
-		}
-	}
-	return "timed out"
+	return statusMarkdown(results, dur) + "\n" + ratios + "\nServer cost (CPU from its rusage, peak RSS from VmHWM): " + strings.Join(cpuLines, "; ") + ".\n", nil
 }
 
-// connectRetrying is a blocking connect that survives the Go runtime's
-// preemption signals: an interrupted connect goes on in the kernel, and
-// calling connect again reports EALREADY until it is done, then EISCONN.
-func connectRetrying(fd int, addr *syscall.SockaddrInet4, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := syscall.Connect(fd, addr)
-		switch err {
-		case syscall.EINTR:
-			continue
-		case syscall.EALREADY:
-			if time.Now().After(deadline) {
-				return syscall.EAGAIN
-			}
-			time.Sleep(time.Millisecond) // the SYN is out; poll gently
-			continue
-		case syscall.EISCONN:
-			return nil
+// statusRatioRounds measures the target itself, tcplab svr's rate over
+// svr.py's at 50 clients, in rounds: each round runs both servers on each
+// command one after the other, in an order that swaps every round, and
+// yields one ratio per command. The table above runs each server's cells
+// in one stretch, so a burst of load from elsewhere on a shared machine can
+// fall on one server only; a ratio within a round cannot be skewed that way
+// for long, and the median of the rounds' ratios is reported with its
+// range. Every run gets a fresh server: svr.py dies of the first client
+// that closes before its answer is written (BrokenPipeError), which under
+// this load happens within seconds, and a dead server would make every
+// later round a zero.
+func statusRatioRounds(ctx context.Context, argvs [2][]string, rounds int, dur, timeout time.Duration, logf func(string, ...any)) (string, error) {
+	runOne := func(argv []string, command string) (float64, error) {
+		port, err := freePort()
+		if err != nil {
+			return 0, err
 		}
-		return err
+		argv = append(slices.Clone(argv), strconv.Itoa(port))
+		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+		if err := cmd.Start(); err != nil {
+			return 0, fmt.Errorf("start %s: %w", argv[0], err)
+		}
+		defer stopProcess(cmd, 5*time.Second)
+		addr := "127.0.0.1:" + strconv.Itoa(port)
+		if err := waitListening(addr, 10*time.Second); err != nil {
+			return 0, err
+		}
+		return loadStatus(ctx, addr, command, 50, dur, timeout).rate, nil
 	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "The target, measured in %d rounds: each round runs tcplab svr and svr.py at 50 clients for %s each on `w` and on `ps`, one after the other, the order swapped every round, each on a fresh server.\n\n", rounds, dur)
+	b.WriteString("| command | tcplab svr req/s (median) | svr.py req/s (median) | ratio: median of the rounds (range) | target |\n|---|--:|--:|--:|--:|\n")
+	for _, command := range []string{"w", "ps"} {
+		var ours, theirs, ratios []float64
+		for round := range rounds {
+			var rate [2]float64
+			for k := range 2 {
+				i := (k + round) % 2
+				logf("status: ratio round %d/%d, %s, %s", round+1, rounds, command, argvs[i][0])
+				r, err := runOne(argvs[i], command)
+				if err != nil {
+					return "", err
+				}
+				rate[i] = r
+			}
+			ours, theirs = append(ours, rate[0]), append(theirs, rate[1])
+			if rate[1] > 0 {
+				ratios = append(ratios, rate[0]/rate[1])
+			}
+		}
+		slices.Sort(ours)
+		slices.Sort(theirs)
+		slices.Sort(ratios)
+		cell := "- (svr.py answered nothing)"
+		if len(ratios) > 0 {
+			cell = fmt.Sprintf("%.0f× (%.0f–%.0f)", ratios[len(ratios)/2], ratios[0], ratios[len(ratios)-1])
+		}
+		fmt.Fprintf(&b, "| %s | %.0f | %.0f | %s | 50× |\n", command, ours[len(ours)/2], theirs[len(theirs)/2], cell)
+	}
+	return b.String(), nil
 }
 
 func firstBytes(b []byte, n int) string { return string(b[:min(len(b), n)]) }
@@ -235,7 +167,7 @@ func firstBytes(b []byte, n int) string { return string(b[:min(len(b), n)]) }
 func statusMarkdown(results []statusResult, dur time.Duration) string {
 	var b strings.Builder
 	b.WriteString("## svr / wps: remote w and ps (tutorial section 5.2)\n\n")
-	fmt.Fprintf(&b, "Each cell: N clients in a loop of connect, send the command, read to end of file, for %s (5 s timeout per request). req/s counts the answers completed within the %s; requests and the latencies include those still in flight at the end; errors are timeouts, failed connects and wrong answers.\n\n", dur, dur)
+	fmt.Fprintf(&b, "Each cell: N clients in a loop of connect, send the command, read to end of file, for %s (5 s timeout per request), on two threads, each an event loop of nonblocking sockets and epoll (bench/statusgen.go), so that the load generator takes as little as it can of the two cores it shares with the server. req/s counts the answers completed within the %s; requests and the latencies include those still in flight at the end; errors are timeouts, failed connects and wrong answers.\n\n", dur, dur)
 	b.WriteString("| server | command | clients | requests | req/s | p50 | p99 | errors |\n|---|---|--:|--:|--:|--:|--:|--:|\n")
 	for _, r := range results {
 		fmt.Fprintf(&b, "| %s | %s | %d | %d | %.0f | %s | %s | %s |\n", r.server, r.command, r.clients, r.requests, r.rate, ms(r.p50), ms(r.p99), errorCell(r))
@@ -259,7 +191,9 @@ func statusMarkdown(results []statusResult, dur time.Duration) string {
 What bounds the numbers: svr.py forks a shell and the command for every
 request, one client at a time (listen(1), no threads), so its rate is the
 rate of fork+exec of w or ps, and at 500 clients most connections wait in
-(or overflow) its one-deep backlog and time out. tcplab svr runs the command
+(or overflow) its one-deep backlog and time out; once a client it is still
+writing to has gone, it dies of a BrokenPipeError, and every connect after
+that is refused. tcplab svr runs the command
 at most once per freshness window (--fresh, 1 s) and per request in flight,
 and serves every other request from that output, so its rate is bound by
 connection setup on loopback and the two cores shared by server and
