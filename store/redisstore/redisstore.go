@@ -49,11 +49,13 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unicode"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
@@ -132,6 +134,11 @@ func ParseURL(raw string) (*Config, error) {
 	opt, err := redis.ParseURL(u.String())
 	if err != nil {
 		msg := strings.TrimPrefix(err.Error(), "redis: ")
+		if strings.ContainsFunc(msg, unicode.IsControl) {
+			// go-redis quotes the URL's decoded parts as they are: a
+			// "%0A" in the path would break the one-line error.
+			msg = strconv.Quote(msg)
+		}
 		return nil, fmt.Errorf("invalid store URL %s: %s", shown, msg)
 	}
 	// Retries belong to the store: go-redis would resend a script whose
