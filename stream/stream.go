@@ -76,25 +76,12 @@ type DeadlineWriter interface {
 // size idle with that in mind. idle <= 0 means no deadline.
 // If w is not a DeadlineWriter, WriteAll is w.Write.
 func WriteAll(w io.Writer, p []byte, idle time.Duration) (int, error) {
-	dw, ok := w.(DeadlineWriter)
-	if !ok || idle <= 0 {
+	if _, ok := w.(DeadlineWriter); !ok || idle <= 0 {
 		return w.Write(p)
 	}
-	written := 0
-	for written < len(p) {
-		if err := dw.SetWriteDeadline(time.Now().Add(idle)); err != nil {
-			return written, err
-		}
-		n, err := dw.Write(p[written:])
-		written += n
-		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) && n > 0 {
-				continue // progress was made: the reader is slow, not stuck
-			}
-			return written, err
-		}
-	}
-	return written, nil
+	bufs := net.Buffers{p}
+	n, err := writeBuffersAll(w, &bufs, idle)
+	return int(n), err
 }
 
 // RepeatBlockSize is the size of the block of whole copies WriteRepeated
@@ -154,8 +141,9 @@ func WriteRepeated(w io.Writer, msg []byte, copies int64, idle time.Duration) (i
 	return total, nil
 }
 
-// writeBuffersAll is WriteAll for a vectored write: it writes every byte of
-// bufs, moving the deadline forward whenever some bytes are accepted.
+// writeBuffersAll is WriteAll's loop, for a vectored write: it writes every
+// byte of bufs, moving the deadline forward whenever some bytes are
+// accepted.
 func writeBuffersAll(w io.Writer, bufs *net.Buffers, idle time.Duration) (int64, error) {
 	dw, ok := w.(DeadlineWriter)
 	if !ok || idle <= 0 {
