@@ -131,7 +131,9 @@ func WriteRepeated(w io.Writer, msg []byte, copies int64, idle time.Duration) (i
 			vec = append(vec, block[:k*int64(len(msg))])
 			left -= k
 		}
-		bufs = vec // WriteTo consumes bufs, not vec's backing array's capacity
+		// A fresh view each time: WriteTo moves bufs forward and clears
+		// the entries it has written, so vec keeps its backing array.
+		bufs = vec
 		n, err := writeBuffersAll(w, &bufs, idle)
 		total += n
 		if err != nil {
