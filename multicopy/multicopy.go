@@ -73,6 +73,14 @@ var ErrNoMessage = errors.New("client sent no message")
 // in all: a message still arriving when timeout ends is an error, not a
 // message, so a client cannot hold the connection by trickling bytes.
 func ReadMessage(conn net.Conn, max int, gap, timeout time.Duration) ([]byte, error) {
+	return readMessage(context.Background(), conn, max, gap, timeout)
+}
+
+// readMessage is ReadMessage that also gives up when ctx ends; the caller
+// makes a blocked read return then (ServeConn moves the deadline to the
+// past), and the check after each read keeps a client that trickles bytes
+// from holding a stopping server until timeout.
+func readMessage(ctx context.Context, conn net.Conn, max int, gap, timeout time.Duration) ([]byte, error) {
 	defer conn.SetReadDeadline(time.Time{})
 	deadline := time.Now().Add(timeout)
 	if err := conn.SetReadDeadline(deadline); err != nil {
@@ -82,6 +90,9 @@ func ReadMessage(conn net.Conn, max int, gap, timeout time.Duration) ([]byte, er
 	buf := make([]byte, min(max, 16<<10))
 	for {
 		n, err := conn.Read(buf[:min(len(buf), max-len(msg))])
+		if cerr := ctx.Err(); cerr != nil {
+			return nil, cerr
+		}
 		if n > 0 {
 			if i := bytes.IndexByte(buf[:n], '\n'); i >= 0 {
 				return append(msg, buf[:i+1]...), nil
@@ -147,7 +158,11 @@ type Transfer struct {
 // go-ahead, send the copies. It does not close conn.
 func (s *Server) ServeConn(ctx context.Context, conn net.Conn) (Transfer, error) {
 	var t Transfer
-	msg, err := ReadMessage(conn, MaxMessage, or(s.QuietGap, DefaultQuietGap), or(s.ReadTimeout, DefaultReadTimeout))
+	// Stop a transfer in flight, or a message still arriving, when the
+	// server is closed (SIGINT in the one-client mode).
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	msg, err := readMessage(ctx, conn, MaxMessage, or(s.QuietGap, DefaultQuietGap), or(s.ReadTimeout, DefaultReadTimeout))
 	if err != nil {
 		return t, fmt.Errorf("read message from %s: %w", conn.RemoteAddr(), err)
 	}
@@ -161,9 +176,6 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) (Transfer, error)
 	if copies <= 0 {
 		copies = DefaultCopies
 	}
-	// Stop a transfer in flight when the server is closed.
-	stop := context.AfterFunc(ctx, func() { conn.SetWriteDeadline(time.Unix(1, 0)) })
-	defer stop()
 	start := time.Now()
 	t.Sent, err = stream.WriteRepeated(conn, msg, copies, or(s.WriteIdle, DefaultWriteIdle))
 	t.Elapsed = time.Since(start)

@@ -279,3 +279,44 @@ func TestStalledReaderIsReset(t *testing.T) {
 		t.Fatalf("client read ended with %v, want a reset", err)
 	}
 }
+
+// Closing the server (SIGINT in tms's one-client mode) ends ServeConn while
+// the client's message is still arriving: neither silence nor a trickle of
+// bytes holds it until the read timeout.
+func TestServeConnStopsWhileTheMessageArrives(t *testing.T) {
+	for _, trickle := range []bool{false, true} {
+		client, srv := pipe(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			_, err := (&Server{ReadTimeout: time.Minute, QuietGap: time.Second}).ServeConn(ctx, srv)
+			done <- err
+		}()
+		stopTrickle := make(chan struct{})
+		if trickle {
+			go func() {
+				for {
+					select {
+					case <-stopTrickle:
+						return
+					case <-time.After(20 * time.Millisecond):
+						client.Write([]byte("x"))
+					}
+				}
+			}()
+		}
+		time.Sleep(200 * time.Millisecond)
+		cancel()
+		select {
+		case err := <-done:
+			if err == nil {
+				t.Errorf("trickle=%v: ServeConn returned nil after the cancel", trickle)
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("trickle=%v: ServeConn still reading 5 s after the cancel", trickle)
+		}
+		close(stopTrickle)
+		client.Close()
+		srv.Close()
+	}
+}

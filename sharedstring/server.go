@@ -25,9 +25,11 @@ const (
 	// holding the process; 1,000 is also what tms --keep uses.
 	DefaultMaxConns = 1000
 	// DefaultMaxWatchers caps the watch connections served at once, within
-	// MaxConns. A watcher has no read deadline, so without a cap of their
-	// own watchers alone could hold every slot.
-	DefaultMaxWatchers = 1000
+	// MaxConns: a quarter of DefaultMaxConns. A watcher has no read
+	// deadline and, while v does not change, nothing written to it, so
+	// watchers must not be able to hold every slot; three quarters stay
+	// for clients that type.
+	DefaultMaxWatchers = DefaultMaxConns / 4
 	// readChunk is how many letters one read takes at most; they are
 	// appended in one Store.Append and answered in one writev.
 	readChunk = 4096
@@ -69,8 +71,8 @@ type Server struct {
 
 	// MaxWatchers caps the watch connections served at once; they count
 	// towards MaxConns too. A watcher over the cap gets an 'e' frame
-	// saying so instead of the 'h' frame, and is closed. Zero means
-	// DefaultMaxWatchers.
+	// saying so instead of the 'h' frame, and is closed. Zero means a
+	// quarter of MaxConns (at least 1), DefaultMaxWatchers by default.
 	MaxWatchers int
 
 	// Logger receives connection events. Nil discards.
@@ -299,6 +301,9 @@ func (s *Server) maxWatchers() int {
 	if s.MaxWatchers > 0 {
 		return s.MaxWatchers
 	}
+	if s.MaxConns > 0 {
+		return max(1, s.MaxConns/4)
+	}
 	return DefaultMaxWatchers
 }
 
@@ -334,8 +339,11 @@ func (c *conn) serve() error {
 		n = copy(buf, buf[HelloLen:n])
 	}
 	watching := framed && flags&FlagWatch != 0
-	if watching {
-		c.c.SetReadDeadline(time.Time{}) // waiting is what watchers do
+	if watching || c.s.readIdle() < 0 {
+		// Waiting is what watchers do; and with no read timeout at all,
+		// the hello's short deadline that readFirst may have set must
+		// not outlive it.
+		c.c.SetReadDeadline(time.Time{})
 	}
 	for {
 		if n > 0 {

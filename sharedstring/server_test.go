@@ -614,3 +614,50 @@ func TestWatcherCap(t *testing.T) {
 		t.Fatalf("watcher after one left: %c %q %v", kind, v, err)
 	}
 }
+
+// By default watchers get a quarter of MaxConns: with 8 slots, the third
+// watcher is refused, so clients that type always find a slot.
+func TestWatcherCapDefaultsToAQuarterOfMaxConns(t *testing.T) {
+	_, port := startServer(t, store.NewMemoryFrom([]byte("v:")), func(s *sharedstring.Server) { s.MaxConns = 8 })
+	for range 2 {
+		w := dial(t, port, sharedstring.Options{Watch: true})
+		if kind, _, err := w.Next(); err != nil || kind != sharedstring.KindUpdate {
+			t.Fatalf("watcher within a quarter of the slots: %c %v", kind, err)
+		}
+	}
+	over := dial(t, port, sharedstring.Options{Watch: true})
+	if _, _, err := over.Next(); err == nil || !strings.Contains(err.Error(), "at most 2") {
+		t.Fatalf("third watcher with 8 slots: %v, want a refusal at 2", err)
+	}
+}
+
+// With no read timeout at all, a classic client whose first letter is
+// 0xFF (which could begin a hello) and which then pauses is not dropped
+// when the hello's one-second wait ends.
+func TestNoReadTimeoutOutlivesTheHelloWait(t *testing.T) {
+	_, port := startServer(t, store.NewMemory(), func(s *sharedstring.Server) { s.ReadIdle = -1 })
+	c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte{0xFF})
+	buf := make([]byte, 16)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := c.Read(buf); err != nil || string(buf[:n]) != "\xff" {
+		t.Fatalf("reply to 0xFF: %q %v", buf[:n], err)
+	}
+	time.Sleep(sharedstring.HelloWait + 500*time.Millisecond)
+	c.Write([]byte("a"))
+	got := ""
+	for len(got) < len("\xffa") {
+		n, err := c.Read(buf)
+		got += string(buf[:n])
+		if err != nil {
+			t.Fatalf("after a pause: %q, %v (dropped?)", got, err)
+		}
+	}
+	if got != "\xffa" {
+		t.Fatalf("reply after a pause: %q", got)
+	}
+}

@@ -96,7 +96,7 @@ func (r *Runner) Output(ctx context.Context, c *Command) ([]byte, error) {
 	r.calls[c.name] = cl
 	r.mu.Unlock()
 
-	out, err := r.run(c)
+	out, err := r.runRecovering(c)
 	r.mu.Lock()
 	cl.out, cl.err, cl.at = out, err, time.Now()
 	close(cl.done)
@@ -109,6 +109,18 @@ func (r *Runner) report(name string, shared bool) {
 	if r.OnRun != nil {
 		r.OnRun(name, shared)
 	}
+}
+
+// runRecovering is run with a panic turned into an error: the requests
+// waiting for this call must be released whatever happens, or every later
+// request for the command would wait on it until the server stops.
+func (r *Runner) runRecovering(c *Command) (out []byte, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			out, err = nil, fmt.Errorf("%s: internal error: %v", c.name, p)
+		}
+	}()
+	return r.run(c)
 }
 
 // run produces c's output once: the program with its fixed argv and

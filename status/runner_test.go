@@ -169,3 +169,32 @@ func TestShellSyntaxNeverRuns(t *testing.T) {
 		t.Fatal("a client's name made a shell run touch")
 	}
 }
+
+// A command whose run panics answers with an error, and the requests after
+// it are not left waiting on the call that never finished.
+func TestRunnerSurvivesAPanickingRun(t *testing.T) {
+	var runs atomic.Int64
+	c := &Command{name: "boom", native: func() ([]byte, error) {
+		runs.Add(1)
+		panic("corrupt /proc line")
+	}}
+	r := &Runner{Fresh: -1}
+	for i := range 2 {
+		done := make(chan error, 1)
+		go func() {
+			_, err := r.Output(context.Background(), c)
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "internal error") {
+				t.Fatalf("request %d: err = %v, want an internal error", i, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("request %d still waiting after a run panicked", i)
+		}
+	}
+	if runs.Load() != 2 {
+		t.Fatalf("%d runs, want a fresh run for each request after a failure", runs.Load())
+	}
+}

@@ -118,6 +118,13 @@ func (fs *flagSet) checkDurations() error {
 	return err
 }
 
+// isSet reports whether the user gave the flag name.
+func (fs *flagSet) isSet(name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
 // parsePort is parse for a server whose only positional argument is PORT
 // (tms, svr, strsvr): a bad port is a usage error.
 func (fs *flagSet) parsePort(std stdio, args []string) (int, error) {

@@ -65,7 +65,7 @@ dropped and counted, and clients are never held up.`,
 	fsyncEvery := fs.Duration("fsync-interval", time.Second, "with --fsync interval: time between fsyncs")
 	storeURL := fs.String("store", "", "keep v in Redis, shared by every strsvr on the same `URL`: redis://[:PASSWORD@]HOST:PORT/DB?key=NAME (rediss:// for TLS)")
 	maxConns := fs.Int("max-conns", sharedstring.DefaultMaxConns, "clients served at once, watchers included (the rest wait in the listen backlog)")
-	maxWatchers := fs.Int("max-watchers", sharedstring.DefaultMaxWatchers, "watchers (strclnt --watch) served at once; one more is refused and closed")
+	maxWatchers := fs.Int("max-watchers", 0, "watchers (strclnt --watch) served at once, fewer than --max-conns; one more is refused and closed (default a quarter of --max-conns)")
 	maxValue := fs.Int("max-value", sharedstring.DefaultMaxValue, "largest v in bytes; a client that would grow v beyond it is dropped")
 	writeTimeout := fs.Duration("write-timeout", sharedstring.DefaultWriteIdle, "reset a client that accepts no reply bytes for this long")
 	readTimeout := fs.Duration("read-timeout", sharedstring.DefaultReadIdle, "drop a client that sends nothing for this long (not watchers; 0: never)")
@@ -80,8 +80,10 @@ dropped and counted, and clients are never held up.`,
 		return usagef("--clients must be at least 0, not %d", *waitFor)
 	case *maxConns < 1:
 		return usagef("--max-conns must be at least 1, not %d", *maxConns)
-	case *maxWatchers < 1:
+	case fs.isSet("max-watchers") && *maxWatchers < 1:
 		return usagef("--max-watchers must be at least 1, not %d", *maxWatchers)
+	case fs.isSet("max-watchers") && *maxWatchers >= *maxConns:
+		return usagef("--max-watchers (%d) must be below --max-conns (%d): watchers never time out, so they could hold every slot", *maxWatchers, *maxConns)
 	case *maxValue < 1:
 		return usagef("--max-value must be at least 1, not %d", *maxValue)
 	case *writeTimeout <= 0:

@@ -507,7 +507,14 @@ func TestStrSvrHelpNamesTheCaps(t *testing.T) {
 			t.Errorf("strsvr --help (exit %d) lacks %q", code, want)
 		}
 	}
-	if code, _, errOut := runCmd(t, "", "strsvr", "--max-watchers", "0", "2000"); code != 2 || !strings.Contains(errOut, "--max-watchers") {
-		t.Errorf("--max-watchers 0: exit %d, %q", code, errOut)
+	for _, args := range [][]string{
+		{"--max-watchers", "0"},
+		{"--max-watchers", "1000"},                    // as many as --max-conns' default
+		{"--max-conns", "10", "--max-watchers", "10"}, // watchers could hold every slot
+	} {
+		code, _, errOut := runCmd(t, "", append(append([]string{"strsvr"}, args...), "2000")...)
+		if code != 2 || !strings.Contains(errOut, "--max-watchers") || strings.Count(errOut, "\n") != 1 {
+			t.Errorf("%q: exit %d, %q; want 2 and one line naming --max-watchers", args, code, errOut)
+		}
 	}
 }
