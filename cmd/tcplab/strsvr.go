@@ -166,11 +166,13 @@ dropped and counted, and clients are never held up.`,
 	actual := ln.Addr().(*net.TCPAddr).Port
 	var wg sync.WaitGroup
 	failed := make(chan error, 2)
+	discovery := false
 	if !*noDiscovery {
 		pc, err := net.ListenPacket("udp", ":"+strconv.Itoa(actual))
 		if err != nil {
 			log.Warn("no framed-mode discovery: every client will be classic", "err", endpoint.Cause(err))
 		} else {
+			discovery = true
 			wg.Go(func() { srv.ServeDiscovery(pc) })
 		}
 	}
@@ -179,7 +181,7 @@ dropped and counted, and clients are never held up.`,
 			failed <- err
 		}
 	})
-	log.Info("strsvr listening", "addr", ln.Addr().String(), "discovery", !*noDiscovery)
+	log.Info("strsvr listening", "addr", ln.Addr().String(), "discovery", discovery)
 
 	waitCtx, cancel := context.WithCancel(ctx)
 	empty := make(chan error, 1)

@@ -33,7 +33,7 @@ elapsed time and throughput.`,
 	asJSON := fs.Bool("json", false, "print only the summary, as one JSON object")
 	plotPath := fs.String("plot", "", "draw the chunk sizes and their histogram to `FILE` (.png or .svg)")
 	readSize := fs.Int("read-size", multicopy.ReadBufferSize, "the most one read may return, as tmc.py's recv(1000000); smaller (e.g. 262144) is faster for bulk, with chunks mostly of that size")
-	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long without data (and for the connect)")
+	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long without data (and for the connect); 0: wait for ever, as tmc.py does")
 	pos, err := fs.parse(std, args, 3, 3)
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -56,6 +57,15 @@ line; the exit status is 1 only if every host failed.`,
 	var list []string
 	for _, h := range strings.Split(*hosts, ",") {
 		if h = strings.TrimSpace(h); h != "" {
+			// A malformed entry is the caller's typing, not a host that
+			// is down: refuse it before asking anyone.
+			_, port, err := net.SplitHostPort(h)
+			if err != nil {
+				return usagef("--hosts: %q is not host:port", h)
+			}
+			if _, err := endpoint.ParsePort(port); err != nil {
+				return usagef("--hosts: %q: %v", h, err)
+			}
 			list = append(list, h)
 		}
 	}

@@ -76,3 +76,14 @@ func TestWPSAllHostsFailed(t *testing.T) {
 		t.Fatalf("single host: exit %d, %q", code, errOut)
 	}
 }
+
+// A --hosts entry that is not host:port is a usage error (exit 2, one
+// line), not a host that failed to answer.
+func TestWPSMalformedHostIsAUsageError(t *testing.T) {
+	for _, hosts := range []string{"nocolon", "web1:2000,web2", "web1:http", "web1:70000"} {
+		code, out, errOut := wpsRun(t, "--hosts", hosts, "w")
+		if code != 2 || out != "" || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, "--hosts") {
+			t.Errorf("--hosts %q: exit %d, %q, %q; want 2 and one line", hosts, code, out, errOut)
+		}
+	}
+}
