@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -74,6 +75,32 @@ func freePort() (int, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// startOnFreePort starts the server command(port) on a free loopback port
+// and waits until it is up: until it accepts a probe connection when probe
+// is set, else only until the port is bound (for servers that would count
+// the probe as one of their clients). On failure the process is stopped;
+// otherwise stopping it is the caller's.
+func startOnFreePort(command func(port string) *exec.Cmd, probe bool) (cmd *exec.Cmd, port int, err error) {
+	if port, err = freePort(); err != nil {
+		return nil, 0, err
+	}
+	p := strconv.Itoa(port)
+	cmd = command(p)
+	if err := cmd.Start(); err != nil {
+		return nil, 0, fmt.Errorf("start %s: %w", cmd.Args[0], err)
+	}
+	if probe {
+		err = waitListening("127.0.0.1:"+p, 10*time.Second)
+	} else {
+		err = waitForPortBound(p)
+	}
+	if err != nil {
+		stopProcess(cmd, time.Second)
+		return nil, 0, err
+	}
+	return cmd, port, nil
 }
 
 // waitListening waits until something accepts TCP connections on addr.

@@ -205,59 +205,44 @@ func (o ssRun) drive(port, pid, clients, letters int) (redisCell, error) {
 // strsvrRun runs tcplab strsvr --keep and clients classic or framed
 // clients against it.
 func strsvrRun(ctx context.Context, env *benchEnv, clients, letters int, o ssRun) (redisCell, error) {
-	port, err := freePort()
+	// --keep: the start-up probe connection does not end the server.
+	cmd, port, err := startOnFreePort(func(p string) *exec.Cmd {
+		return o.command(ctx, env.tcplab, "strsvr", "--keep", "--max-conns", "5000", p)
+	}, true)
 	if err != nil {
 		return redisCell{}, err
 	}
-	cmd := o.command(ctx, env.tcplab, "strsvr", "--keep", "--max-conns", "5000", strconv.Itoa(port))
-	if err := cmd.Start(); err != nil {
-		return redisCell{}, err
-	}
 	defer stopProcess(cmd, 5*time.Second)
-	// --keep: waitListening's probe connection does not end the server.
-	if err := waitListening("127.0.0.1:"+strconv.Itoa(port), 10*time.Second); err != nil {
-		return redisCell{}, err
-	}
 	return o.drive(port, cmd.Process.Pid, clients, letters)
 }
 
 // floorRun runs the floor server (floorsvr.go), in a process of its own
 // so that its CPU is counted apart from the load generator's.
 func floorRun(ctx context.Context, clients, letters int) (redisCell, error) {
-	port, err := freePort()
-	if err != nil {
-		return redisCell{}, err
-	}
 	self, err := os.Executable()
 	if err != nil {
 		return redisCell{}, err
 	}
-	cmd := exec.CommandContext(ctx, self, "-floor-server", strconv.Itoa(port))
-	if err := cmd.Start(); err != nil {
+	cmd, port, err := startOnFreePort(func(p string) *exec.Cmd {
+		return exec.CommandContext(ctx, self, "-floor-server", p)
+	}, false)
+	if err != nil {
 		return redisCell{}, err
 	}
 	defer stopProcess(cmd, 5*time.Second)
-	if err := waitForPortBound(strconv.Itoa(port)); err != nil {
-		return redisCell{}, err
-	}
 	return ssRun{}.drive(port, cmd.Process.Pid, clients, letters)
 }
 
 // pythonRun2 runs the tutorial's server with nc = clients.
 func pythonRun2(ctx context.Context, script string, clients, letters int, o ssRun) (redisCell, error) {
-	port, err := freePort()
+	// No probe connection: it would be one of the nc clients.
+	cmd, port, err := startOnFreePort(func(p string) *exec.Cmd {
+		return o.command(ctx, "python3", script, p, strconv.Itoa(clients))
+	}, false)
 	if err != nil {
 		return redisCell{}, err
 	}
-	cmd := o.command(ctx, "python3", script, strconv.Itoa(port), strconv.Itoa(clients))
-	if err := cmd.Start(); err != nil {
-		return redisCell{}, err
-	}
 	defer stopProcess(cmd, 5*time.Second)
-	// Not waitListening: its connection would be one of the nc clients.
-	if err := waitForPortBound(strconv.Itoa(port)); err != nil {
-		return redisCell{}, err
-	}
 	return o.drive(port, cmd.Process.Pid, clients, letters)
 }
 
@@ -333,25 +318,17 @@ func idleCPU(ctx context.Context, env *benchEnv, kind, pyPath string, rs *redist
 	case "redis":
 		pid, addr = rs.Pid(), rs.Addr()
 	default:
-		port, err := freePort()
+		cmd, port, err := startOnFreePort(func(p string) *exec.Cmd {
+			if kind == "tcplab" {
+				return exec.CommandContext(ctx, env.tcplab, "strsvr", p)
+			}
+			return exec.CommandContext(ctx, "python3", pyPath, p, strconv.Itoa(clients))
+		}, false)
 		if err != nil {
 			return 0, err
 		}
-		ps := strconv.Itoa(port)
-		var cmd *exec.Cmd
-		if kind == "tcplab" {
-			cmd = exec.CommandContext(ctx, env.tcplab, "strsvr", ps)
-		} else {
-			cmd = exec.CommandContext(ctx, "python3", pyPath, ps, strconv.Itoa(clients))
-		}
-		if err := cmd.Start(); err != nil {
-			return 0, err
-		}
 		defer stopProcess(cmd, 5*time.Second)
-		if err := waitForPortBound(ps); err != nil {
-			return 0, err
-		}
-		pid, addr = cmd.Process.Pid, "127.0.0.1:"+ps
+		pid, addr = cmd.Process.Pid, "127.0.0.1:"+strconv.Itoa(port)
 	}
 	for range clients {
 		c, err := net.DialTimeout("tcp", addr, 5*time.Second)

@@ -48,24 +48,14 @@ func benchStatus(ctx context.Context, env *benchEnv) (string, error) {
 	var results []statusResult
 	var cpuLines []string
 	for _, tg := range targets {
-		port, err := freePort()
-		if err != nil {
-			return "", err
-		}
-		argv := append(slices.Clone(tg.argv), strconv.Itoa(port))
-		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 		// Standard output and error go to /dev/null (nil): both servers print
 		// a line per client, and a pipe would make the benchmark pay for it.
-		if err := cmd.Start(); err != nil {
-			return "", fmt.Errorf("start %s: %w", tg.name, err)
+		cmd, port, err := startOnFreePort(statusCommand(ctx, tg.argv), true)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", tg.name, err)
 		}
-		stopRSS := watchPeakRSS(cmd.Process.Pid)
+		stopRSS := watchPeakRSS(cmd.Process.Pid) // VmHWM: the peak since start
 		addr := "127.0.0.1:" + strconv.Itoa(port)
-		if err := waitListening(addr, 10*time.Second); err != nil {
-			stopRSS()
-			stopProcess(cmd, time.Second)
-			return "", err
-		}
 		for _, command := range []string{"w", "ps"} {
 			for _, clients := range []int{1, 50, 500} {
 				if strings.Contains(tg.name, "fresh") && clients != 50 {
@@ -100,6 +90,14 @@ func benchStatus(ctx context.Context, env *benchEnv) (string, error) {
 	return statusMarkdown(results, dur) + "\n" + ratios + "\nServer cost (CPU from its rusage, peak RSS from VmHWM): " + strings.Join(cpuLines, "; ") + ".\n", nil
 }
 
+// statusCommand is a status server's command: argv, then the port.
+func statusCommand(ctx context.Context, argv []string) func(port string) *exec.Cmd {
+	return func(port string) *exec.Cmd {
+		args := append(slices.Clone(argv[1:]), port)
+		return exec.CommandContext(ctx, argv[0], args...)
+	}
+}
+
 // statusRatioRounds measures the target itself, tcplab svr's rate over
 // svr.py's at 50 clients, in rounds: each round runs both servers on each
 // command one after the other, in an order that swaps every round, and
@@ -113,21 +111,12 @@ func benchStatus(ctx context.Context, env *benchEnv) (string, error) {
 // later round a zero.
 func statusRatioRounds(ctx context.Context, argvs [2][]string, rounds int, dur, timeout time.Duration, logf func(string, ...any)) (string, error) {
 	runOne := func(argv []string, command string) (float64, error) {
-		port, err := freePort()
+		cmd, port, err := startOnFreePort(statusCommand(ctx, argv), true)
 		if err != nil {
 			return 0, err
 		}
-		argv = append(slices.Clone(argv), strconv.Itoa(port))
-		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-		if err := cmd.Start(); err != nil {
-			return 0, fmt.Errorf("start %s: %w", argv[0], err)
-		}
 		defer stopProcess(cmd, 5*time.Second)
-		addr := "127.0.0.1:" + strconv.Itoa(port)
-		if err := waitListening(addr, 10*time.Second); err != nil {
-			return 0, err
-		}
-		return loadStatus(ctx, addr, command, 50, dur, timeout).rate, nil
+		return loadStatus(ctx, "127.0.0.1:"+strconv.Itoa(port), command, 50, dur, timeout).rate, nil
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "The target, measured in %d rounds: each round runs tcplab svr and svr.py at 50 clients for %s each on `w` and on `ps`, one after the other, the order swapped every round, each on a fresh server.\n\n", rounds, dur)

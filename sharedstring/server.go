@@ -301,10 +301,7 @@ func (s *Server) maxWatchers() int {
 	if s.MaxWatchers > 0 {
 		return s.MaxWatchers
 	}
-	if s.MaxConns > 0 {
-		return max(1, s.MaxConns/4)
-	}
-	return DefaultMaxWatchers
+	return max(1, s.srv.MaxConns/4) // MaxConns as init resolved it
 }
 
 var errValueFull = store.ErrFull

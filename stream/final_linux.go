@@ -2,7 +2,6 @@ package stream
 
 import (
 	"net"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -11,14 +10,11 @@ import (
 // partial segments until the cork is removed or the connection is shut
 // down, and a FIN sent while corked rides on the last data segment.
 func cork(conn net.Conn) {
-	sc, ok := conn.(syscall.Conn)
+	tc, ok := conn.(*net.TCPConn)
 	if !ok {
 		return
 	}
-	if _, ok := conn.LocalAddr().(*net.TCPAddr); !ok {
-		return
-	}
-	rc, err := sc.SyscallConn()
+	rc, err := tc.SyscallConn()
 	if err != nil {
 		return
 	}

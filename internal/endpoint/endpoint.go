@@ -32,22 +32,20 @@ func ParsePort(s string) (int, error) {
 // find a peer that vanished without a word: right for a server whose clients
 // may sit idle for long, as strsvr's do.
 func Listen(ctx context.Context, addr string) (net.Listener, error) {
-	return listen(ctx, addr, 0)
+	return listen(ctx, addr, net.ListenConfig{})
 }
 
 // ListenForRequests is Listen for a server whose every connection carries
-// one request and its answer under read and write deadlines (tms, svr). The
-// deadlines already bound a vanished peer, so keep-alive probes are off,
-// which spares the setsockopt calls Go makes on each accepted connection.
+// one request and its answer under read and write deadlines, the client
+// speaking first (tms, svr). The deadlines already bound a vanished peer, so
+// keep-alive probes are off, which spares the setsockopt calls Go makes on
+// each accepted connection; and accept is deferred until the request's
+// first bytes arrive (see deferAccept).
 func ListenForRequests(ctx context.Context, addr string) (net.Listener, error) {
-	return listen(ctx, addr, -1)
+	return listen(ctx, addr, net.ListenConfig{KeepAlive: -1, Control: deferAccept})
 }
 
-func listen(ctx context.Context, addr string, keepAlive time.Duration) (net.Listener, error) {
-	lc := net.ListenConfig{KeepAlive: keepAlive}
-	if keepAlive < 0 {
-		lc.Control = deferAccept
-	}
+func listen(ctx context.Context, addr string, lc net.ListenConfig) (net.Listener, error) {
 	ln, err := lc.Listen(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", addr, Cause(err))
