@@ -113,7 +113,7 @@ func (s *Store) receive(ps *redis.PubSub) (heard bool) {
 			// (Re)subscribed: Redis is there. Messages sent while the
 			// subscription was down are lost, so forget what they would
 			// have announced and wake the watchers to look again.
-			s.recovered()
+			s.recovered(time.Now())
 			s.clientsGen.Add(1)
 			s.subscribed.Store(true)
 			s.signal()

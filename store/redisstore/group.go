@@ -218,6 +218,7 @@ func (s *Store) keeper() {
 		v, c := s.version, s.count
 		s.groupMu.Unlock()
 		ctx, cancel := context.WithTimeout(s.ctx, opTimeout)
+		sent := time.Now()
 		err := s.pushLease(ctx, v, c)
 		cancel()
 		switch {
@@ -230,7 +231,7 @@ func (s *Store) keeper() {
 			s.log.Warn("lease renewal failed", "redis", s.addr, "err", err)
 			t.Reset(every)
 		default:
-			s.recovered()
+			s.recovered(sent)
 			backoff = 0
 			t.Reset(every)
 		}

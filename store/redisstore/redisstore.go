@@ -216,6 +216,7 @@ type Store struct {
 
 	healthMu sync.Mutex
 	downErr  error         // non-nil while Redis is unreachable
+	downAt   time.Time     // when downErr was set
 	up       chan struct{} // closed while Redis is reachable
 	upSince  time.Time     // when Redis came back after an outage
 	kick     chan struct{} // wakes the keeper to probe now
@@ -408,6 +409,7 @@ func (s *Store) failed(err error) {
 	s.downErr = cause(err)
 	if first {
 		s.up = make(chan struct{})
+		s.downAt = time.Now()
 	}
 	s.healthMu.Unlock()
 	if first {
@@ -431,9 +433,17 @@ func cause(err error) error {
 	return endpoint.Cause(err)
 }
 
-// recovered ends the unavailable state.
-func (s *Store) recovered() {
+// recovered ends the unavailable state, on the success of an operation
+// sent at sent. One sent before the state began proves nothing: its reply
+// can still be read after another connection to a Redis being killed saw
+// end of file, and taking it for a recovery made the log flap between
+// "lost" and "reachable again" (seen in TestRedisRestart under load).
+func (s *Store) recovered(sent time.Time) {
 	s.healthMu.Lock()
+	if s.downErr != nil && sent.Before(s.downAt) {
+		s.healthMu.Unlock()
+		return
+	}
 	was := s.downErr != nil
 	s.downErr = nil
 	if was {
@@ -553,6 +563,7 @@ func (s *Store) runBatch(batch []*appendReq, payload []byte) {
 	}
 	epoch, snap := s.snapshot()
 	ctx, cancel := context.WithTimeout(s.ctx, opTimeout)
+	sent := time.Now()
 	res, err := appendScript.Run(ctx, s.client, s.keys, s.chann, epoch, len(snap), payload).Slice()
 	cancel()
 	if err != nil {
@@ -560,7 +571,7 @@ func (s *Store) runBatch(batch []*appendReq, payload []byte) {
 		fail(s.wrap("append", err))
 		return
 	}
-	s.recovered()
+	s.recovered(sent)
 	e, start, from, data, err := appendReply(res)
 	if err != nil {
 		fail(s.wrap("append", err))
@@ -611,12 +622,13 @@ func (s *Store) read(ctx context.Context) ([]byte, error) {
 	epoch, snap := s.snapshot()
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
+	sent := time.Now()
 	res, err := readScript.Run(ctx, s.client, s.keys, epoch, len(snap)).Slice()
 	if err != nil {
 		s.failed(err)
 		return nil, s.wrap("read", err)
 	}
-	s.recovered()
+	s.recovered(sent)
 	if len(res) != 3 {
 		return nil, fmt.Errorf("redis %s read: unexpected reply of %d elements", s.addr, len(res))
 	}
