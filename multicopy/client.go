@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/tcplab/tcplab/stream"
@@ -23,13 +24,29 @@ const ReadBufferSize = 1_000_000
 type Result struct {
 	Stats   stream.ChunkStats
 	Elapsed time.Duration // from sending the message to end of file
+	// Wait is from sending the message to its first byte back: the
+	// server's go-ahead (tms waits for Enter) and one round trip.
+	Wait time.Duration
+	// Transfer is from the first byte back to end of file, the time the
+	// server took to send; zero if nothing came back.
+	Transfer time.Duration
 }
+
+// ErrEmptyAnswer is returned when the server closes the connection without
+// sending a byte: a multicopy server always sends at least one copy, so
+// this is a server that was stopped or gave up, never an empty answer.
+var ErrEmptyAnswer = errors.New("the server closed the connection without sending anything")
 
 // Fetch is tmc: it sends msg on conn, half-closes its sending side, and
 // reads until the server closes, readSize bytes at most per read (zero:
 // ReadBufferSize), calling onChunk (if not nil) for each read as it arrives.
 // A read that waits longer than idle (zero: no limit) fails with a timeout,
 // as does ctx ending. Fetch does not close conn.
+//
+// Its errors are one plain line each, with the bytes received so far:
+// a reset ("the server reset the connection after N bytes"), ErrEmptyAnswer,
+// a timeout ("no data for 30s after N bytes: timed out"). The Result is
+// returned with every error, holding what did arrive.
 func Fetch(ctx context.Context, conn net.Conn, msg []byte, idle time.Duration, readSize int, onChunk func(chunk []byte)) (*Result, error) {
 	if readSize <= 0 {
 		readSize = ReadBufferSize
@@ -38,30 +55,64 @@ func Fetch(ctx context.Context, conn net.Conn, msg []byte, idle time.Duration, r
 	defer stop()
 	res := &Result{}
 	start := time.Now()
+	var first time.Time
 	if _, err := stream.WriteAll(conn, msg, idle); err != nil {
-		return res, fmt.Errorf("send: %w", ctxErr(ctx, err))
+		return res, fmt.Errorf("send: %w", plain(ctxErr(ctx, err)))
 	}
 	// Say "done sending" (section 5.3): the server need not wait for a
 	// quiet gap to know the message is complete. tms.py ignores it.
 	if err := stream.CloseWrite(conn); err != nil {
-		return res, fmt.Errorf("half-close: %w", err)
+		return res, fmt.Errorf("half-close: %w", plain(err))
 	}
 	_, err := stream.ReadChunks(idleReader{conn, idle}, make([]byte, readSize), func(chunk []byte) error {
-		res.Stats.Add(len(chunk), time.Now())
+		now := time.Now()
+		if first.IsZero() {
+			first = now
+		}
+		res.Stats.Add(len(chunk), now)
 		if onChunk != nil {
 			onChunk(chunk)
 		}
 		return nil
 	})
-	res.Elapsed = time.Since(start)
-	if err != nil {
-		err = ctxErr(ctx, err)
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return res, fmt.Errorf("no data for %s after %d bytes: timed out", idle, res.Stats.Total())
-		}
-		return res, fmt.Errorf("receive after %d bytes: %w", res.Stats.Total(), err)
+	end := time.Now()
+	res.Elapsed = end.Sub(start)
+	if first.IsZero() {
+		res.Wait = res.Elapsed
+	} else {
+		res.Wait, res.Transfer = first.Sub(start), end.Sub(first)
 	}
-	return res, nil
+	got := res.Stats.Total()
+	switch {
+	case err == nil && got == 0:
+		return res, ErrEmptyAnswer
+	case err == nil:
+		return res, nil
+	}
+	err = ctxErr(ctx, err)
+	switch {
+	case ctx.Err() != nil:
+		return res, fmt.Errorf("after %d bytes: %w", got, err)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return res, fmt.Errorf("no data for %s after %d bytes: timed out", idle, got)
+	case errors.Is(err, syscall.ECONNRESET):
+		return res, fmt.Errorf("the server reset the connection after %d bytes: the answer is incomplete", got)
+	}
+	return res, fmt.Errorf("receive after %d bytes: %w", got, plain(err))
+}
+
+// plain strips Go's "read tcp 127.0.0.1:5->127.0.0.1:2000: read:" layers
+// from a socket error, leaving its cause ("connection reset by peer").
+func plain(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		var sys *os.SyscallError
+		if errors.As(op.Err, &sys) {
+			return sys.Err
+		}
+		return op.Err
+	}
+	return err
 }
 
 // idleReader sets a fresh read deadline before every read, so the limit is

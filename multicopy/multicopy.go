@@ -36,6 +36,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"time"
@@ -154,10 +155,21 @@ type Transfer struct {
 	Elapsed time.Duration // from the end of the message to the close
 }
 
+// ErrCutShort is wrapped by ServeConn's error when the transfer was stopped
+// (the server is shutting down) before every copy was sent.
+var ErrCutShort = errors.New("transfer cut short: the connection is reset")
+
 // ServeConn serves one client on conn: read the message, wait for the
 // go-ahead, send the copies. It does not close conn.
+//
+// Until every copy has been sent, conn is set to close with a reset
+// (SO_LINGER 0), not a FIN: whoever closes it (the caller, or a server
+// stopping past its grace period), a client then sees "connection reset",
+// never an end of file that looks like a complete answer. After the last
+// copy the ordinary close is restored, so a complete answer ends with FIN.
 func (s *Server) ServeConn(ctx context.Context, conn net.Conn) (Transfer, error) {
 	var t Transfer
+	server.Reset(conn)
 	// Stop a transfer in flight, or a message still arriving, when the
 	// server is closed (SIGINT in the one-client mode).
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
@@ -167,21 +179,30 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) (Transfer, error)
 		return t, fmt.Errorf("read message from %s: %w", conn.RemoteAddr(), err)
 	}
 	t.Message = msg
-	if s.GoAhead != nil {
-		if err := s.GoAhead(ctx, msg); err != nil {
-			return t, err
-		}
-	}
 	copies := s.Copies
 	if copies <= 0 {
 		copies = DefaultCopies
 	}
+	if copies > math.MaxInt64/int64(len(msg)) {
+		return t, fmt.Errorf("%d copies of %d bytes is more than %d bytes", copies, len(msg), int64(math.MaxInt64))
+	}
+	if s.GoAhead != nil {
+		if err := s.GoAhead(ctx, msg); err != nil {
+			return t, fmt.Errorf("%w: before sending anything to %s: %w", ErrCutShort, conn.RemoteAddr(), err)
+		}
+	}
 	start := time.Now()
 	t.Sent, err = stream.WriteRepeated(conn, msg, copies, or(s.WriteIdle, DefaultWriteIdle))
 	t.Elapsed = time.Since(start)
+	want := copies * int64(len(msg))
 	if err != nil {
-		server.Reset(conn) // the client stopped reading: drop what is queued for it
-		return t, fmt.Errorf("send to %s after %d of %d bytes: %w", conn.RemoteAddr(), t.Sent, copies*int64(len(msg)), err)
+		if ctx.Err() != nil {
+			return t, fmt.Errorf("%w: stopped after sending %d of %d bytes to %s", ErrCutShort, t.Sent, want, conn.RemoteAddr())
+		}
+		return t, fmt.Errorf("send to %s after %d of %d bytes: %w", conn.RemoteAddr(), t.Sent, want, err)
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		tc.SetLinger(-1) // complete: the close is an orderly FIN after the data
 	}
 	return t, nil
 }
@@ -195,6 +216,10 @@ func (s *Server) Handler() func(ctx context.Context, conn net.Conn) {
 	}
 	return func(ctx context.Context, conn net.Conn) {
 		t, err := s.ServeConn(ctx, conn)
+		if errors.Is(err, ErrCutShort) {
+			log.Warn("transfer reset", "client", conn.RemoteAddr().String(), "sent_bytes", t.Sent, "err", err)
+			return
+		}
 		if err != nil {
 			log.Info("transfer failed", "client", conn.RemoteAddr().String(), "err", err)
 			return

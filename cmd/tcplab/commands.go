@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"runtime/debug"
@@ -40,17 +38,51 @@ var commands = []command{
 }
 
 // version is set at link time (-ldflags "-X main.version=..."); otherwise it
-// comes from the module's build information.
+// comes from the build information: the module's version when built by
+// "go install ...@v1.2.3", else the VCS revision "go build" stamps in a
+// checkout, marked "+dirty" when the tree had changes.
 var version = ""
 
 func versionString() string {
 	if version != "" {
 		return version
 	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "(unknown)"
 	}
-	return "(devel)"
+	return buildVersion(bi)
+}
+
+func buildVersion(bi *debug.BuildInfo) string {
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	var rev, when string
+	dirty := false
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.time":
+			when = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if rev == "" {
+		return "(devel, no version control information)"
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if dirty {
+		rev += "+dirty"
+	}
+	if when != "" {
+		rev += " (" + when + ")"
+	}
+	return "rev " + rev
 }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -75,20 +107,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		if c.name != name {
 			continue
 		}
-		err := c.run(ctx, std, args[1:])
-		var uerr usageError
-		switch {
-		case err == nil:
-			return 0
-		case errors.Is(err, flag.ErrHelp):
-			return 0
-		case errors.As(err, &uerr):
-			fmt.Fprintf(stderr, "tcplab %s: %s (see 'tcplab %s --help')\n", name, oneLine(uerr.msg), name)
-			return 2
-		default:
-			fmt.Fprintf(stderr, "tcplab %s: %s\n", name, oneLine(err.Error()))
-			return 1
+		ctx, cancel := context.WithCancelCause(ctx)
+		defer cancel(nil)
+		if !serverCommands[name] {
+			std.out = &clientStdout{w: stdout, cancel: cancel}
 		}
+		return exitCode(ctx, name, c.run(ctx, std, args[1:]), stderr)
 	}
 	fmt.Fprintf(stderr, "tcplab: unknown command %q (see 'tcplab help')\n", name)
 	return 2

@@ -51,14 +51,17 @@ func newServerOutput(w io.Writer) *serverOutput {
 	go func() {
 		defer close(o.done)
 		for p := range o.lines {
-			o.w.Write(p)
+			if _, err := o.w.Write(p); err != nil {
+				o.dropped.Add(1) // a closed pipe, a full disk: dropped, counted
+			}
 		}
 	}()
 	return o
 }
 
 // Write queues a copy of p, or drops it when the queue is full or the
-// output is closed. It never blocks and never fails.
+// output is closed. A line that w then fails to take (EPIPE: nobody reads
+// any more) is dropped and counted too: a server never stops for its logs. It never blocks and never fails.
 func (o *serverOutput) Write(p []byte) (int, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()

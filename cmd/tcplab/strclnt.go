@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/tcplab/tcplab/internal/endpoint"
 	"github.com/tcplab/tcplab/sharedstring"
 	"github.com/tcplab/tcplab/stream"
 )
@@ -38,8 +37,8 @@ changes, whoever changed it, with no prompt: each line typed is still sent.`,
 	if err != nil {
 		return err
 	}
-	if _, err := endpoint.ParsePort(pos[1]); err != nil {
-		return usageError{err.Error()}
+	if err := checkDialPort(pos[1]); err != nil {
+		return err
 	}
 	switch {
 	case *classic && (*framed || *watch):
@@ -59,11 +58,17 @@ changes, whoever changed it, with no prompt: each line typed is still sent.`,
 	case *framed:
 		opts.Mode = sharedstring.Framed
 	}
-	c, err := sharedstring.Dial(ctx, pos[0], pos[1], opts)
+	c, err := sharedstring.Dial(ctx, hostArg(pos[0]), pos[1], opts)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	// Ctrl-C ends the client at once in every state, waiting for a reply
+	// too (strsvr --clients 2 before the second client joins): closing
+	// the connection makes the blocked read return.
+	defer context.AfterFunc(ctx, func() { c.Close() })()
+	// v is text from the network: on a terminal, escaped (see terminalSafe).
+	std.out = terminalSafe(std.out)
 
 	// Lines are read in their own goroutine so that a signal ends the
 	// client even while it waits for the user.
@@ -113,7 +118,9 @@ changes, whoever changed it, with no prompt: each line typed is still sent.`,
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(std.out, "%s\n", v)
+		if _, err := fmt.Fprintf(std.out, "%s\n", v); err != nil {
+			return err
+		}
 	}
 }
 

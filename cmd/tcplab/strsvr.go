@@ -204,9 +204,11 @@ dropped and counted, and clients are never held up.`,
 	wg.Wait()
 	v, err := st.Value(context.Background())
 	if err != nil {
-		return fmt.Errorf("read v: %w", err)
+		return lostOutput{finalValueError(err)}
 	}
-	fmt.Fprintf(std.out, "the final value of v is %s\n", v)
+	if _, err := fmt.Fprintf(std.out, "the final value of v is %s\n", v); err != nil {
+		return lostOutput{fmt.Errorf("print the final value of v (%d bytes): %w", len(v), endpoint.Cause(err))}
+	}
 	if err := st.Close(); err != nil && runErr == nil {
 		runErr = fmt.Errorf("close store: %w", err)
 	}

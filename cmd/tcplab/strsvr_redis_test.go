@@ -426,7 +426,7 @@ func TestStrsvrRedisRestart(t *testing.T) {
 	checkClients(t, final, sessions, false)
 	for i, p := range []*testkit.Proc{a, b} {
 		p.Cmd.Process.Signal(syscall.SIGTERM)
-		if code := p.Wait(t, 15*time.Second); code != 0 {
+		if code := p.Wait(t, 15*time.Second); code != exitTerminated {
 			t.Fatalf("server %d exit %d: %s", i, code, p.Stderr.String())
 		}
 		if out := p.Stdout.String(); out != finalLine(final) {
@@ -539,7 +539,7 @@ func TestStrsvrRedisInProcess(t *testing.T) {
 	for i, s := range servers {
 		select {
 		case code := <-s.code:
-			if code != 0 || s.out.String() != finalLine("abc") {
+			if code != exitInterrupted || s.out.String() != finalLine("abc") {
 				t.Errorf("server %d: exit %d, stdout %q, stderr %q", i, code, s.out.String(), s.err.String())
 			}
 		case <-time.After(10 * time.Second):
@@ -644,7 +644,7 @@ func TestStrsvrRedisPythonClients(t *testing.T) {
 	}
 	for i, p := range []*testkit.Proc{a, b} {
 		p.Cmd.Process.Signal(syscall.SIGTERM)
-		if code := p.Wait(t, 15*time.Second); code != 0 || p.Stdout.String() != finalLine("abcd") {
+		if code := p.Wait(t, 15*time.Second); code != exitTerminated || p.Stdout.String() != finalLine("abcd") {
 			t.Fatalf("server %d: exit %d, stdout %q, stderr %s", i, code, p.Stdout.String(), p.Stderr.String())
 		}
 	}

@@ -228,7 +228,7 @@ func TestStrSvrSignalPrintsFinalValue(t *testing.T) {
 				t.Fatalf("%q %v", v, err)
 			}
 			svr.Cmd.Process.Signal(sig)
-			if code := svr.Wait(t, 10*time.Second); code != 0 {
+			if code := svr.Wait(t, 10*time.Second); code != 128+int(sig) {
 				t.Fatalf("exit %d: %q", code, svr.Stderr.String())
 			}
 			if got := svr.Stdout.String(); got != "the final value of v is ab\n" {
@@ -306,7 +306,7 @@ func TestStrSvrDataSurvivesKill9(t *testing.T) {
 			}
 			t.Logf("%d bytes answered before kill -9, %d recovered", len(longest), len(v)-1)
 			svr.Cmd.Process.Signal(syscall.SIGTERM)
-			if code := svr.Wait(t, 10*time.Second); code != 0 {
+			if code := svr.Wait(t, 10*time.Second); code != exitTerminated {
 				t.Fatalf("exit %d", code)
 			}
 		})
@@ -443,7 +443,7 @@ func TestStrSvrSurvivesAnUnreadStderr(t *testing.T) {
 	cancel()
 	select {
 	case code := <-done:
-		if code != 0 {
+		if code != exitInterrupted {
 			t.Fatalf("exit %d", code)
 		}
 	case <-time.After(10 * time.Second):

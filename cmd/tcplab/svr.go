@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -62,8 +63,20 @@ Built-in commands for --commands: `+strings.Join(status.BuiltinNames(), ", ")+`
 	if err != nil {
 		return usagef("--allow: %v", err)
 	}
-	if *maxConns < 1 || *burst < 1 || *perSec < 0 || *maxOutput < 1 {
-		return usagef("--max-conns, --burst and --max-output must be at least 1, --rate at least 0")
+	switch {
+	case *maxConns < 1:
+		return usagef("--max-conns must be at least 1, not %d", *maxConns)
+	case *burst < 1:
+		return usagef("--burst must be at least 1, not %d", *burst)
+	case *perSec < 0 || math.IsNaN(*perSec) || math.IsInf(*perSec, 0):
+		return usagef("--rate must be a number of requests per second, at least 0, not %v", *perSec)
+	case *maxOutput < 1:
+		return usagef("--max-output must be at least 1, not %d", *maxOutput)
+	}
+	if *metricsAddr != "" {
+		if err := checkListenAddr(*metricsAddr); err != nil {
+			return usagef("--metrics: %v", err)
+		}
 	}
 
 	if *fresh == 0 {

@@ -72,9 +72,9 @@ func TestSVRAndWPSThroughTheBinary(t *testing.T) {
 		t.Fatalf("nc: %v, %q", err, ncOut)
 	}
 
-	// Graceful stop on SIGTERM: exit 0.
+	// Graceful stop on SIGTERM: exit 143 (README, "Errors").
 	srv.Cmd.Process.Signal(syscall.SIGTERM)
-	if code := srv.Wait(t, 20*time.Second); code != 0 {
+	if code := srv.Wait(t, 20*time.Second); code != exitTerminated {
 		t.Fatalf("svr exit %d after SIGTERM: %s", code, srv.Stderr.String())
 	}
 }

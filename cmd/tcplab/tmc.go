@@ -5,12 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"sync/atomic"
 	"time"
-
-	"github.com/schollz/progressbar/v3"
-	"golang.org/x/term"
 
 	"github.com/tcplab/tcplab/internal/chunkplot"
 	"github.com/tcplab/tcplab/internal/endpoint"
@@ -25,7 +21,14 @@ the server closes, printing the data of the first 4 reads and
 "received N bytes" for every read, exactly as tmc.py does. The sizes show that
 TCP delivers one byte stream in chunks of its own choosing. A summary
 follows: total bytes, number of chunks, smallest / median / largest chunk,
-elapsed time and throughput.`,
+the transfer's time (from the first byte back to the end) and throughput,
+and, apart, how long the first byte took (the server's go-ahead).
+
+An answer that ends badly (a reset, a close before any byte, --timeout of
+silence) exits 1 with one line on standard error, after the summary of what
+did arrive. Ctrl-C exits 130 at once. A progress bar (bytes, rate, time)
+shows on standard error when it is a terminal and the transfer takes over a
+second.`,
 		"tcplab tmc localhost 2000 abc",
 		"tcplab tmc --quiet --plot chunks.png localhost 2000 hello",
 		"tcplab tmc --json ::1 2000 abc")
@@ -38,9 +41,9 @@ elapsed time and throughput.`,
 	if err != nil {
 		return err
 	}
-	host, portArg, msg := pos[0], pos[1], pos[2]
-	if _, err := endpoint.ParsePort(portArg); err != nil {
-		return usageError{err.Error()}
+	host, portArg, msg := hostArg(pos[0]), pos[1], pos[2]
+	if err := checkDialPort(portArg); err != nil {
+		return err
 	}
 	if *readSize < 1 || *readSize > 64<<20 {
 		return usagef("--read-size must be from 1 to %d bytes, not %d", 64<<20, *readSize)
@@ -63,30 +66,57 @@ elapsed time and throughput.`,
 	// the empty read at end of file, if it is among them) and the size of
 	// every non-empty read.
 	reads := 0
+	out := terminalSafe(std.out)
 	var received atomic.Int64
 	onChunk := func(chunk []byte) {
 		reads++
-		received.Add(int64(len(chunk)))
 		if *quiet || *asJSON {
 			return
 		}
 		if reads < 5 {
-			std.out.Write(chunk)
+			out.Write(chunk) // text from the network: escaped on a terminal
 			io.WriteString(std.out, "\n")
 		}
 		fmt.Fprintf(std.out, "received %d bytes\n", len(chunk))
 	}
 	stopBar := startProgress(std.err, &received)
-	res, err := multicopy.Fetch(ctx, conn, []byte(msg), *timeout, *readSize, onChunk)
+	res, err := multicopy.Fetch(ctx, conn, []byte(msg), *timeout, *readSize, func(chunk []byte) {
+		received.Add(int64(len(chunk)))
+		onChunk(chunk)
+	})
 	stopBar()
 	if err != nil {
+		// Say what did arrive before saying why it stopped; nothing
+		// arrived is said by the error line alone.
+		if res != nil && res.Stats.Total() > 0 && ctx.Err() == nil {
+			if perr := printSummary(std, res, *asJSON); perr != nil {
+				return perr
+			}
+		}
 		return err
 	}
 	if !*quiet && !*asJSON && reads+1 < 5 {
 		io.WriteString(std.out, "\n")
 	}
+	if err := printSummary(std, res, *asJSON); err != nil {
+		return err
+	}
+	if *plotPath != "" {
+		if err := chunkplot.Write(*plotPath, &res.Stats); err != nil {
+			return err
+		}
+		fmt.Fprintf(std.err, "tmc: chunk plot written to %s\n", *plotPath)
+	}
+	return nil
+}
+
+// printSummary prints tmc's closing summary: the transfer's time runs from
+// the first byte back to the end of file, and the wait for that first byte
+// (tms's go-ahead) is given apart, so the throughput is the network's, not
+// the typist's.
+func printSummary(std stdio, res *multicopy.Result, asJSON bool) error {
 	sum := summarize(res)
-	if *asJSON {
+	if asJSON {
 		enc := json.NewEncoder(std.out)
 		if err := enc.Encode(sum); err != nil {
 			return err
@@ -96,15 +126,10 @@ elapsed time and throughput.`,
 		if sum.Chunks == 1 {
 			chunks = "chunk"
 		}
-		fmt.Fprintf(std.out, "summary: %d bytes in %d %s (smallest %d, median %d, largest %d) in %s, %s\n",
+		_, err := fmt.Fprintf(std.out, "summary: %d bytes in %d %s (smallest %d, median %d, largest %d) in %s, %s; first byte after %s\n",
 			sum.Bytes, sum.Chunks, chunks, sum.MinChunk, sum.MedianChunk, sum.MaxChunk,
-			res.Elapsed.Round(time.Microsecond), rate(sum.BytesPerSecond))
-	}
-	if *plotPath != "" {
-		if err := chunkplot.Write(*plotPath, &res.Stats); err != nil {
-			return err
-		}
-		fmt.Fprintf(std.err, "tmc: chunk plot written to %s\n", *plotPath)
+			res.Transfer.Round(time.Microsecond), rate(sum.BytesPerSecond), res.Wait.Round(time.Microsecond))
+		return err
 	}
 	return nil
 }
@@ -117,8 +142,9 @@ type transferSummary struct {
 	MinChunk       int     `json:"min_chunk"`
 	MedianChunk    int     `json:"median_chunk"`
 	MaxChunk       int     `json:"max_chunk"`
-	Seconds        float64 `json:"seconds"`
-	BytesPerSecond float64 `json:"bytes_per_second"`
+	Seconds        float64 `json:"seconds"`          // first byte to end of file
+	BytesPerSecond float64 `json:"bytes_per_second"` // Bytes / Seconds
+	WaitSeconds    float64 `json:"wait_seconds"`     // message sent to first byte
 }
 
 func summarize(res *multicopy.Result) transferSummary {
@@ -128,7 +154,8 @@ func summarize(res *multicopy.Result) transferSummary {
 		MinChunk:    res.Stats.Min(),
 		MedianChunk: res.Stats.Median(),
 		MaxChunk:    res.Stats.Max(),
-		Seconds:     res.Elapsed.Seconds(),
+		Seconds:     res.Transfer.Seconds(),
+		WaitSeconds: res.Wait.Seconds(),
 	}
 	if s.Seconds > 0 {
 		s.BytesPerSecond = float64(s.Bytes) / s.Seconds
@@ -147,41 +174,4 @@ func rate(bps float64) string {
 		return fmt.Sprintf("%.1f kB/s", bps/1e3)
 	}
 	return fmt.Sprintf("%.0f B/s", bps)
-}
-
-// startProgress shows a progress bar on w when w is a terminal and the
-// transfer lasts over a second; the returned function stops and clears it.
-func startProgress(w io.Writer, received *atomic.Int64) (stop func()) {
-	f, ok := w.(*os.File)
-	if !ok || !term.IsTerminal(int(f.Fd())) {
-		return func() {}
-	}
-	done := make(chan struct{})
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		select {
-		case <-done:
-			return
-		case <-time.After(time.Second):
-		}
-		bar := progressbar.NewOptions64(-1,
-			progressbar.OptionSetWriter(w),
-			progressbar.OptionSetDescription("receiving"),
-			progressbar.OptionShowBytes(true),
-			progressbar.OptionThrottle(100*time.Millisecond),
-			progressbar.OptionClearOnFinish())
-		tick := time.NewTicker(100 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			bar.Set64(received.Load())
-			select {
-			case <-done:
-				bar.Finish()
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	return func() { close(done); <-finished }
 }

@@ -233,7 +233,7 @@ func TestTMSKeepServesManyAndStopsGracefully(t *testing.T) {
 	c.Close()
 
 	srv.Cmd.Process.Signal(syscall.SIGTERM)
-	if code := srv.Wait(t, 15*time.Second); code != 0 {
+	if code := srv.Wait(t, 15*time.Second); code != exitTerminated {
 		t.Fatalf("tms --keep exit %d after SIGTERM: %s", code, srv.Stderr.String())
 	}
 	if n := strings.Count(srv.Stdout.String(), "client is at "); n < clients+3 {
@@ -322,7 +322,7 @@ func TestTMSKeepDefaultCapBoundsMemory(t *testing.T) {
 	}()
 	defer func() {
 		cancel()
-		if code := <-done; code != 0 {
+		if code := <-done; code != exitInterrupted {
 			t.Errorf("tms exit %d", code)
 		}
 	}()
@@ -396,7 +396,7 @@ func TestTMSKeepSurvivesAnUnreadStdout(t *testing.T) {
 	cancel()
 	select {
 	case code := <-done:
-		if code != 0 {
+		if code != exitInterrupted {
 			t.Fatalf("exit %d", code)
 		}
 	case <-time.After(10 * time.Second):

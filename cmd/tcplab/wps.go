@@ -11,7 +11,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/tcplab/tcplab/internal/endpoint"
 	"github.com/tcplab/tcplab/status"
 )
 
@@ -28,7 +27,10 @@ Fleet view, as rup does: --hosts asks many servers in parallel, each within
 "== host:port ==" header; without one, a single table of uptime, users and
 load (from the servers' structured form "json" where they offer it, else
 from w's first line). A host that fails gets its own "host:port: error"
-line; the exit status is 1 only if every host failed.`,
+line on standard error; the exit status is 1 only if every host failed.
+
+HOST may be a name or an address; an IPv6 address is written bare or in
+brackets (::1 or [::1]), and in --hosts in brackets ([::1]:2000).`,
 		"tcplab wps localhost 2000 w",
 		"tcplab wps --hosts web1:2000,web2:2000,db:2000",
 		"tcplab wps --hosts web1:2000,web2:2000 --json ps")
@@ -49,10 +51,10 @@ line; the exit status is 1 only if every host failed.`,
 		return usagef("--timeout must not be negative")
 	}
 	if *hosts == "" {
-		if _, err := endpoint.ParsePort(pos[1]); err != nil {
-			return usageError{err.Error()}
+		if err := checkDialPort(pos[1]); err != nil {
+			return err
 		}
-		return askOne(ctx, std, pos[0], pos[1], pos[2], *timeout, *asJSON)
+		return askOne(ctx, std, hostArg(pos[0]), pos[1], pos[2], *timeout, *asJSON)
 	}
 	var list []string
 	for _, h := range strings.Split(*hosts, ",") {
@@ -61,9 +63,12 @@ line; the exit status is 1 only if every host failed.`,
 			// is down: refuse it before asking anyone.
 			_, port, err := net.SplitHostPort(h)
 			if err != nil {
+				if strings.Count(h, ":") > 1 && !strings.Contains(h, "[") {
+					return usagef("--hosts: %q: write an IPv6 address in brackets, as [::1]:2000", h)
+				}
 				return usagef("--hosts: %q is not host:port", h)
 			}
-			if _, err := endpoint.ParsePort(port); err != nil {
+			if err := checkDialPort(port); err != nil {
 				return usagef("--hosts: %q: %v", h, err)
 			}
 			list = append(list, h)
@@ -78,6 +83,9 @@ line; the exit status is 1 only if every host failed.`,
 	} else {
 		answers = status.SummarizeFleet(ctx, list, *timeout)
 	}
+	if ctx.Err() != nil {
+		return ctx.Err() // interrupted: the hosts did not fail, we stopped asking
+	}
 	switch {
 	case *asJSON:
 		enc := json.NewEncoder(std.out)
@@ -86,9 +94,9 @@ line; the exit status is 1 only if every host failed.`,
 			return err
 		}
 	case len(pos) == 1:
-		printAnswers(std.out, answers)
+		printAnswers(terminalSafe(std.out), std.err, answers)
 	default:
-		printTable(std.out, answers)
+		printTable(terminalSafe(std.out), std.err, answers)
 	}
 	failed := 0
 	for _, a := range answers {
@@ -122,12 +130,12 @@ func askOne(ctx context.Context, std stdio, host, port, name string, timeout tim
 		return usagef("COMMAND must not be empty")
 	}
 	if !asJSON {
-		_, err := status.Ask(ctx, host, port, name, timeout, std.out, 0)
+		_, err := status.Ask(ctx, host, port, name, timeout, terminalSafe(std.out), 0)
 		return err
 	}
 	var buf strings.Builder
 	_, err := status.Ask(ctx, host, port, name, timeout, &buf, status.MaxAnswer)
-	a := status.HostAnswer{Host: host + ":" + port, Command: name, Output: buf.String()}
+	a := status.HostAnswer{Host: net.JoinHostPort(host, port), Command: name, Output: buf.String()}
 	if err != nil {
 		a.Error = err.Error()
 	}
@@ -139,10 +147,13 @@ func askOne(ctx context.Context, std stdio, host, port, name string, timeout tim
 	return err
 }
 
-func printAnswers(w io.Writer, answers []status.HostAnswer) {
+// printAnswers prints each host's answer under a header on w, and each
+// failed host's one line on errw (standard error: the answers on standard
+// output stay what the hosts sent).
+func printAnswers(w, errw io.Writer, answers []status.HostAnswer) {
 	for i, a := range answers {
 		if a.Error != "" {
-			fmt.Fprintf(w, "%s: error: %s\n", a.Host, a.Error)
+			fmt.Fprintf(errw, "%s: error: %s\n", a.Host, a.Error)
 			continue
 		}
 		if i > 0 {
@@ -156,7 +167,7 @@ func printAnswers(w io.Writer, answers []status.HostAnswer) {
 	}
 }
 
-func printTable(w io.Writer, answers []status.HostAnswer) {
+func printTable(w, errw io.Writer, answers []status.HostAnswer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOST\tUP\tUSERS\tLOAD 1\t5\t15\tPROCS")
 	for _, a := range answers {
@@ -173,7 +184,7 @@ func printTable(w io.Writer, answers []status.HostAnswer) {
 	tw.Flush()
 	for _, a := range answers {
 		if a.Error != "" {
-			fmt.Fprintf(w, "%s: error: %s\n", a.Host, a.Error)
+			fmt.Fprintf(errw, "%s: error: %s\n", a.Host, a.Error)
 		}
 	}
 }

@@ -1,0 +1,146 @@
+package multicopy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tcplab/tcplab/internal/server"
+)
+
+// A server that closes before sending a byte never answered: Fetch must not
+// report the empty transfer as a success (tms always sends at least one
+// copy).
+func TestFetchEmptyAnswerIsAnError(t *testing.T) {
+	client, srv := pipe(t)
+	go func() {
+		io.Copy(io.Discard, srv) // the message and the half-close
+		srv.Close()
+	}()
+	res, err := Fetch(context.Background(), client, []byte("abc"), 5*time.Second, 0, nil)
+	if !errors.Is(err, ErrEmptyAnswer) {
+		t.Fatalf("err = %v, want ErrEmptyAnswer", err)
+	}
+	if res == nil || res.Stats.Total() != 0 {
+		t.Fatalf("res = %+v", res)
+	}
+}
+
+// A reset after some bytes: one plain line naming what arrived, no Go
+// "read tcp A->B: read:" layers.
+func TestFetchResetIsOnePlainLine(t *testing.T) {
+	client, srv := pipe(t)
+	go func() {
+		buf := make([]byte, 16)
+		srv.Read(buf)
+		srv.Write([]byte("abcabc"))
+		server.Reset(srv)
+		srv.Close()
+	}()
+	var got int
+	res, err := Fetch(context.Background(), client, []byte("abc"), 5*time.Second, 0, func(c []byte) { got += len(c) })
+	if err == nil {
+		t.Fatal("a reset was reported as a success")
+	}
+	want := "the server reset the connection after "
+	if !strings.HasPrefix(err.Error(), want) || strings.Contains(err.Error(), "tcp") {
+		t.Fatalf("err = %q, want it to start %q", err, want)
+	}
+	if res.Stats.Total() != int64(got) {
+		t.Fatalf("result holds %d bytes, callback saw %d", res.Stats.Total(), got)
+	}
+}
+
+// The wait for the go-ahead is not part of the transfer time.
+func TestFetchSplitsWaitFromTransfer(t *testing.T) {
+	client, srv := pipe(t)
+	release := make(chan struct{})
+	s := &Server{Copies: 3, GoAhead: func(ctx context.Context, msg []byte) error {
+		<-release
+		return nil
+	}}
+	go func() {
+		s.ServeConn(context.Background(), srv)
+		srv.Close()
+	}()
+	time.AfterFunc(300*time.Millisecond, func() { close(release) }) // the pause is the point: a go-ahead typed late
+	res, err := Fetch(context.Background(), client, []byte("abc"), 5*time.Second, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Wait < 300*time.Millisecond || res.Transfer >= 300*time.Millisecond || res.Wait+res.Transfer > res.Elapsed {
+		t.Fatalf("wait %v, transfer %v, elapsed %v", res.Wait, res.Transfer, res.Elapsed)
+	}
+}
+
+// A server stopped mid-transfer (past --grace) ends the connection with a
+// reset, so the client cannot take a cut answer for a whole one; the
+// handler logs it as a reset.
+func TestServerStoppedMidTransferResets(t *testing.T) {
+	var log strings.Builder
+	s := &Server{Copies: math.MaxInt64 / 4, Logger: newTextLogger(&log)}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &server.Server{Handler: s.Handler()}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	arrived := make(chan struct{})
+	var once bool
+	done := make(chan error, 1)
+	go func() {
+		_, err := Fetch(context.Background(), conn, []byte("abcd"), 10*time.Second, 0, func([]byte) {
+			if !once {
+				once = true
+				close(arrived)
+			}
+		})
+		done <- err
+	}()
+	<-arrived
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // no grace: close what is in flight now
+	srv.Shutdown(ctx)
+	<-served
+	err = <-done
+	if err == nil || !strings.Contains(err.Error(), "reset") {
+		t.Fatalf("client: %v, want a reset", err)
+	}
+	if !strings.Contains(log.String(), "transfer reset") {
+		t.Fatalf("log %q does not say the transfer was reset", log.String())
+	}
+}
+
+// copies × the message's length must fit in an int64.
+func TestServeConnRefusesAnOverflowingTotal(t *testing.T) {
+	client, srv := pipe(t)
+	s := &Server{Copies: math.MaxInt64}
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.ServeConn(context.Background(), srv)
+		srv.Close()
+		done <- err
+	}()
+	_, ferr := Fetch(context.Background(), client, []byte("abc"), 5*time.Second, 0, nil)
+	err := <-done
+	if err == nil || !strings.Contains(err.Error(), "more than") {
+		t.Fatalf("server: %v", err)
+	}
+	if ferr == nil {
+		t.Fatal("client saw success")
+	}
+}
+
+func newTextLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
