@@ -7,8 +7,12 @@ package chunkplot
 
 import (
 	"fmt"
+	"image/color"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 
 	"gonum.org/v1/plot"
@@ -82,13 +86,21 @@ func Write(path string, stats *stream.ChunkStats) error {
 
 func sizesInOrder(stats *stream.ChunkStats) (*plot.Plot, error) {
 	p := plot.New()
-	title := fmt.Sprintf("%d bytes in %d reads, in arrival order", stats.Total(), stats.Count())
+	title := fmt.Sprintf("%s in %s, in arrival order", count(stats.Total(), "byte"), count(stats.Count(), "read"))
 	if stats.Truncated {
-		title += fmt.Sprintf(" (first %d shown)", len(stats.Sizes))
+		title += fmt.Sprintf(" (first %s shown)", thousands(int64(len(stats.Sizes))))
 	}
 	p.Title.Text = title
 	p.X.Label.Text = "read number"
 	p.Y.Label.Text = "bytes returned by the read"
+	if len(stats.Sizes) > manyPoints {
+		if err := addBands(p, stats.Sizes); err != nil {
+			return nil, err
+		}
+		p.Y.Min = 0
+		wholeTicks(p)
+		return p, nil
+	}
 	pts := make(plotter.XYs, len(stats.Sizes))
 	for i, n := range stats.Sizes {
 		pts[i] = plotter.XY{X: float64(i + 1), Y: float64(n)}
@@ -108,19 +120,63 @@ func sizesInOrder(stats *stream.ChunkStats) (*plot.Plot, error) {
 		p.Add(line)
 	}
 	p.Y.Min = 0
+	wholeTicks(p)
+	if len(pts) == 1 {
+		p.X.Min, p.X.Max = 0, 2 // one read sits in the middle, as read 1
+	}
 	return p, nil
+}
+
+// manyPoints is where the in-order plot stops drawing every read: past a
+// few thousand, dots and lines merge into a solid block. It draws, for each
+// of at most manyPoints/2 runs of consecutive reads, their smallest,
+// median and largest size instead.
+const manyPoints = 2000
+
+func addBands(p *plot.Plot, sizes []int32) error {
+	runs := manyPoints / 2
+	per := (len(sizes) + runs - 1) / runs
+	var lo, mid, hi plotter.XYs
+	run := make([]int32, 0, per)
+	for start := 0; start < len(sizes); start += per {
+		run = append(run[:0], sizes[start:min(start+per, len(sizes))]...)
+		slices.Sort(run)
+		x := float64(start+1+start+len(run)) / 2
+		lo = append(lo, plotter.XY{X: x, Y: float64(run[0])})
+		mid = append(mid, plotter.XY{X: x, Y: float64(run[len(run)/2])})
+		hi = append(hi, plotter.XY{X: x, Y: float64(run[len(run)-1])})
+	}
+	p.X.Label.Text = fmt.Sprintf("read number (each point: the %s reads around it)", thousands(int64(per)))
+	p.Y.Max = float64(slices.Max(sizes)) * 1.25 // room for the legend above the lines
+	for _, l := range []struct {
+		name string
+		xys  plotter.XYs
+		gray uint8
+	}{{"largest", hi, 170}, {"median", mid, 0}, {"smallest", lo, 170}} {
+		line, err := plotter.NewLine(l.xys)
+		if err != nil {
+			return err
+		}
+		line.Width = vg.Points(0.7)
+		line.Color = color.Gray{Y: l.gray}
+		p.Add(line)
+		p.Legend.Add(l.name, line)
+	}
+	p.Legend.Top = true
+	return nil
 }
 
 func histogram(stats *stream.ChunkStats) (*plot.Plot, error) {
 	p := plot.New()
-	p.Title.Text = fmt.Sprintf("chunk sizes: min %d, median %d, max %d", stats.Min(), stats.Median(), stats.Max())
+	p.Title.Text = fmt.Sprintf("chunk sizes: min %s, median %s, max %s",
+		thousands(int64(stats.Min())), thousands(int64(stats.Median())), thousands(int64(stats.Max())))
 	p.X.Label.Text = "bytes per read"
 	p.Y.Label.Text = "reads"
 	vals := make(plotter.Values, len(stats.Sizes))
 	for i, n := range stats.Sizes {
 		vals[i] = float64(n)
 	}
-	bins := min(30, max(1, len(vals)))
+	bins := 30
 	if stats.Min() == stats.Max() {
 		bins = 1
 	}
@@ -129,5 +185,79 @@ func histogram(stats *stream.ChunkStats) (*plot.Plot, error) {
 		return nil, err
 	}
 	p.Add(h)
+	wholeTicks(p)
+	if stats.Min() == stats.Max() {
+		// Every read the same size: one bar, centred on that size, as wide
+		// as one of 30 bins across the axis (a bin of width zero is drawn
+		// as a hairline).
+		v := float64(stats.Min())
+		half := max(1, v/2)
+		p.X.Min, p.X.Max = math.Max(0, v-half), v+half
+		w := (p.X.Max - p.X.Min) / 30
+		h.Bins[0].Min, h.Bins[0].Max = v-w/2, v+w/2
+		h.Width = w
+	}
 	return p, nil
+}
+
+// wholeTicks puts only whole-number ticks on both axes of p (reads and
+// bytes come in whole numbers: no tick at 0.5 reads or 30000.5 bytes),
+// labelled with thousands separators.
+func wholeTicks(p *plot.Plot) {
+	p.X.Tick.Marker = wholeTicker{}
+	p.Y.Tick.Marker = wholeTicker{}
+}
+
+// wholeTicker is plot.DefaultTicks keeping only whole numbers. When the
+// range holds too few of them (one read: 0.5 to 1.5), every whole number
+// in it is a tick.
+type wholeTicker struct{}
+
+func (wholeTicker) Ticks(lo, hi float64) []plot.Tick {
+	var ticks []plot.Tick
+	labelled := 0
+	for _, t := range (plot.DefaultTicks{}).Ticks(lo, hi) {
+		if t.Value != math.Trunc(t.Value) {
+			continue
+		}
+		if t.Label != "" {
+			t.Label = thousands(int64(t.Value))
+			labelled++
+		}
+		ticks = append(ticks, t)
+	}
+	if labelled >= 2 || hi-lo > 10 {
+		return ticks
+	}
+	ticks = ticks[:0]
+	for v := math.Ceil(lo); v <= hi; v++ {
+		ticks = append(ticks, plot.Tick{Value: v, Label: thousands(int64(v))})
+	}
+	return ticks
+}
+
+// count is "1 read", "2 reads", "1,000,000 reads".
+func count(n int64, unit string) string {
+	if n == 1 {
+		return "1 " + unit
+	}
+	return thousands(n) + " " + unit + "s"
+}
+
+// thousands writes n with a comma every three digits: 1,000,000.
+func thousands(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	if neg {
+		b.WriteByte('-')
+	}
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
 }
