@@ -95,6 +95,8 @@ func Fetch(ctx context.Context, conn net.Conn, msg []byte, idle time.Duration, r
 		return res, fmt.Errorf("after %d bytes: %w", got, err)
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return res, fmt.Errorf("no data for %s after %d bytes: timed out", idle, got)
+	case errors.Is(err, syscall.ECONNRESET) && got == 0:
+		return res, errors.New("the server reset the connection before sending anything")
 	case errors.Is(err, syscall.ECONNRESET):
 		return res, fmt.Errorf("the server reset the connection after %d bytes: the answer is incomplete", got)
 	}

@@ -117,7 +117,7 @@ func readMessage(ctx context.Context, conn net.Conn, max int, gap, timeout time.
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			return nil, fmt.Errorf("%w within %s", ErrNoMessage, timeout)
 		default:
-			return nil, err
+			return nil, plain(err)
 		}
 	}
 }
@@ -188,6 +188,9 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) (Transfer, error)
 	}
 	if s.GoAhead != nil {
 		if err := s.GoAhead(ctx, msg); err != nil {
+			if ctx.Err() != nil {
+				return t, fmt.Errorf("%w: stopped before sending anything to %s", ErrCutShort, conn.RemoteAddr())
+			}
 			return t, fmt.Errorf("%w: before sending anything to %s: %w", ErrCutShort, conn.RemoteAddr(), err)
 		}
 	}
@@ -199,7 +202,7 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) (Transfer, error)
 		if ctx.Err() != nil {
 			return t, fmt.Errorf("%w: stopped after sending %d of %d bytes to %s", ErrCutShort, t.Sent, want, conn.RemoteAddr())
 		}
-		return t, fmt.Errorf("send to %s after %d of %d bytes: %w", conn.RemoteAddr(), t.Sent, want, err)
+		return t, fmt.Errorf("send to %s after %d of %d bytes: %w", conn.RemoteAddr(), t.Sent, want, plain(err))
 	}
 	if tc, ok := conn.(*net.TCPConn); ok {
 		tc.SetLinger(-1) // complete: the close is an orderly FIN after the data
