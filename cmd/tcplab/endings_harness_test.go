@@ -242,7 +242,7 @@ func (p *peer) waitRequest(t *testing.T) {
 }
 
 // Peer behaviours.
-func silentPeer(c net.Conn, p *peer) { p.readSome(c) } // reads, never answers, holds on
+func silentPeer(c net.Conn, p *peer)  { p.readSome(c) } // reads, never answers, holds on
 func closingPeer(c net.Conn, p *peer) { p.readSome(c); c.Close() }
 func resettingPeer(answer string) func(net.Conn, *peer) {
 	return func(c net.Conn, p *peer) {
