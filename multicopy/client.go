@@ -61,10 +61,10 @@ func Fetch(ctx context.Context, conn net.Conn, msg []byte, idle time.Duration, r
 	}
 	// Say "done sending" (section 5.3): the server need not wait for a
 	// quiet gap to know the message is complete. tms.py ignores it.
-	if err := stream.CloseWrite(conn); err != nil {
-		return res, fmt.Errorf("half-close: %w", plain(err))
-	}
-	_, err := stream.ReadChunks(idleReader{conn, idle}, make([]byte, readSize), func(chunk []byte) error {
+	// It fails only when the connection is gone already (a server that
+	// answered and reset at once): the read below says how it ended.
+	stream.CloseWrite(conn)
+	_, err := stream.ReadChunks(idleReader{ctx, conn, idle}, make([]byte, readSize), func(chunk []byte) error {
 		now := time.Now()
 		if first.IsZero() {
 			first = now
@@ -119,12 +119,19 @@ func plain(err error) error {
 
 // idleReader sets a fresh read deadline before every read, so the limit is
 // on silence, not on the length of the whole transfer.
+// It stops at once when ctx ends: the fresh deadline would otherwise undo
+// the past one that Fetch sets to interrupt a read (Ctrl-C mid-transfer
+// went unanswered while the data kept coming).
 type idleReader struct {
+	ctx  context.Context
 	conn net.Conn
 	idle time.Duration
 }
 
 func (r idleReader) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
 	if r.idle > 0 {
 		if err := r.conn.SetReadDeadline(time.Now().Add(r.idle)); err != nil {
 			return 0, err

@@ -246,7 +246,8 @@ func silentPeer(c net.Conn, p *peer)  { p.readSome(c) } // reads, never answers,
 func closingPeer(c net.Conn, p *peer) { p.readSome(c); c.Close() }
 func resettingPeer(answer string) func(net.Conn, *peer) {
 	return func(c net.Conn, p *peer) {
-		p.readSome(c)
+		io.Copy(io.Discard, c) // the message and tmc's half-close
+		p.got <- struct{}{}
 		c.Write([]byte(answer))
 		server.Reset(c)
 		c.Close()

@@ -88,3 +88,73 @@ func TestEndingsTMS(t *testing.T) {
 		expectEnd(t, srv, exitFailed, `^tcplab tms: read message from 127\.0\.0\.1:\d+: client sent no message within 200ms$`)
 	})
 }
+
+func TestEndingsTMC(t *testing.T) {
+	// tmsAtGoAhead is a tms holding tmc's message, waiting for Enter.
+	tmsAtGoAhead := func(t *testing.T) (srv, cli *cmdProc) {
+		srv = startCmd(t, captured, captured, "tms", "0")
+		cli = startCmd(t, captured, captured, "tmc", "127.0.0.1", srv.port(t), "abc")
+		srv.waitOut(t, "press Enter")
+		return srv, cli
+	}
+	// tmsSending is a tms that sends for ever, and a tmc that has begun
+	// to receive.
+	tmsSending := func(t *testing.T, tmcOut outputKind) (srv, cli *cmdProc) {
+		srv = startCmd(t, captured, captured, "tms", "--no-wait", "--copies", "1000000000000", "0")
+		cli = startCmd(t, tmcOut, captured, "tmc", "127.0.0.1", srv.port(t), "abc")
+		return srv, cli
+	}
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		t.Run(sig.String()+" waiting for the go-ahead", func(t *testing.T) {
+			_, cli := tmsAtGoAhead(t)
+			cli.signal(t, sig)
+			expectEnd(t, cli, 128+int(sig), quiet)
+		})
+		t.Run(sig.String()+" mid-transfer", func(t *testing.T) {
+			_, cli := tmsSending(t, captured)
+			cli.waitOut(t, "received ")
+			cli.signal(t, sig)
+			expectEnd(t, cli, 128+int(sig), quiet)
+		})
+	}
+	t.Run("stdout closed", func(t *testing.T) {
+		_, cli := tmsSending(t, closedOut)
+		expectEnd(t, cli, exitStdoutGone, quiet)
+	})
+	t.Run("stdout full", func(t *testing.T) {
+		srv := startCmd(t, captured, captured, "tms", "--no-wait", "0")
+		cli := startCmd(t, fullOut, captured, "tmc", "127.0.0.1", srv.port(t), "abc")
+		expectEnd(t, cli, exitFailed, `^tcplab tmc: .*no space left on device$`)
+	})
+	t.Run("peer killed at the go-ahead", func(t *testing.T) {
+		srv, cli := tmsAtGoAhead(t)
+		srv.signal(t, syscall.SIGKILL)
+		// tms holds SO_LINGER 0 until its last copy: its death is a reset.
+		expectEnd(t, cli, exitFailed, `^tcplab tmc: the server reset the connection before sending anything$`)
+	})
+	t.Run("peer reset mid-answer", func(t *testing.T) {
+		p := startPeer(t, resettingPeer("abcabc"))
+		cli := startCmd(t, captured, captured, "tmc", "127.0.0.1", p.port, "abc")
+		expectEnd(t, cli, exitFailed, `^tcplab tmc: the server reset the connection after 6 bytes: the answer is incomplete$`)
+		if !strings.HasPrefix(cli.stdout.String(), "abcabc\nreceived 6 bytes\n") || !strings.Contains(cli.stdout.String(), "summary: 6 bytes in 1 chunk") {
+			t.Errorf("stdout %q: want the reads and the summary of what arrived", cli.stdout.String())
+		}
+	})
+	t.Run("peer closes before any byte", func(t *testing.T) {
+		p := startPeer(t, closingPeer)
+		cli := startCmd(t, captured, captured, "tmc", "127.0.0.1", p.port, "abc")
+		expectEnd(t, cli, exitFailed, `^tcplab tmc: the server closed the connection without sending anything$`)
+	})
+	t.Run("peer silent", func(t *testing.T) {
+		p := startPeer(t, silentPeer)
+		cli := startCmd(t, captured, captured, "tmc", "--timeout", "300ms", "127.0.0.1", p.port, "abc")
+		expectEnd(t, cli, exitFailed, `^tcplab tmc: no data for 300ms after 0 bytes: timed out$`)
+	})
+	t.Run("SIGINT with a silent peer", func(t *testing.T) {
+		p := startPeer(t, silentPeer)
+		cli := startCmd(t, captured, captured, "tmc", "127.0.0.1", p.port, "abc")
+		p.waitRequest(t)
+		cli.signal(t, syscall.SIGINT)
+		expectEnd(t, cli, exitInterrupted, quiet)
+	})
+}
