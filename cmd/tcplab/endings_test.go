@@ -1,12 +1,17 @@
 package main
 
 import (
+	"fmt"
+	"io"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
+	"github.com/tcplab/tcplab/internal/server"
 	"github.com/tcplab/tcplab/internal/testkit"
 )
 
@@ -156,5 +161,175 @@ func TestEndingsTMC(t *testing.T) {
 		p.waitRequest(t)
 		cli.signal(t, syscall.SIGINT)
 		expectEnd(t, cli, exitInterrupted, quiet)
+	})
+}
+
+// classicClient is the tutorial's client at the byte level: it sends
+// letters, reads v back after each, and leaves.
+func classicClient(t *testing.T, port, letters string) {
+	t.Helper()
+	c, err := net.Dial("tcp", "127.0.0.1:"+port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := range letters {
+		c.Write([]byte{letters[i]})
+		if _, err := io.ReadFull(c, make([]byte, i+1)); err != nil {
+			t.Fatalf("no reply to letter %d: %v", i, err)
+		}
+	}
+}
+
+// waitListen waits until the kernel shows a TCP listener on port, without
+// connecting: for a server whose log goes nowhere, and for strsvr, which
+// would count the probe as a client.
+func waitListen(t *testing.T, port string, p *cmdProc) {
+	t.Helper()
+	n, _ := strconv.Atoi(port)
+	hex := fmt.Sprintf(":%04X ", n)
+	deadline := time.Now().Add(eventWait)
+	for {
+		for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+			b, _ := os.ReadFile(f)
+			for _, line := range strings.Split(string(b), "\n") {
+				fields := strings.Fields(line)
+				if len(fields) > 3 && strings.HasSuffix(fields[1]+" ", hex) && fields[3] == "0A" {
+					return
+				}
+			}
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("%v exited: %q %q", p.cmd.Args[1:], p.stdout.String(), p.stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing listening on port %s", port)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestEndingsStrSvr(t *testing.T) {
+	t.Run("SIGINT with no client yet", func(t *testing.T) {
+		srv := startCmd(t, captured, captured, "strsvr", "0")
+		srv.port(t)
+		srv.signal(t, syscall.SIGINT)
+		expectEnd(t, srv, exitInterrupted, `msg="signal: stopping"`)
+		if got := srv.stdout.String(); got != "the final value of v is \n" {
+			t.Errorf("stdout %q", got)
+		}
+	})
+	t.Run("SIGTERM with a client", func(t *testing.T) {
+		srv := startCmd(t, captured, captured, "strsvr", "0")
+		cli := startCmd(t, captured, captured, "strclnt", "127.0.0.1", srv.port(t))
+		cli.waitOut(t, "enter a letter:")
+		io.WriteString(cli.stdin, "ab\n")
+		cli.waitOut(t, "ab\n")
+		srv.signal(t, syscall.SIGTERM)
+		expectEnd(t, srv, exitTerminated, `msg="signal: stopping"`)
+		if got := srv.stdout.String(); got != "the final value of v is ab\n" {
+			t.Errorf("stdout %q", got)
+		}
+	})
+	t.Run("stdout closed loses the final v", func(t *testing.T) {
+		srv := startCmd(t, closedOut, captured, "strsvr", "--no-discovery", "0")
+		classicClient(t, srv.port(t), "a")
+		expectEnd(t, srv, exitFailed, `^tcplab strsvr: print the final value of v \(1 bytes\): broken pipe$`)
+	})
+	t.Run("stdout full loses the final v", func(t *testing.T) {
+		srv := startCmd(t, fullOut, captured, "strsvr", "--no-discovery", "0")
+		classicClient(t, srv.port(t), "a")
+		expectEnd(t, srv, exitFailed, `^tcplab strsvr: print the final value of v \(1 bytes\): no space left on device$`)
+	})
+	t.Run("stderr closed", func(t *testing.T) {
+		port := strconv.Itoa(testkit.FreePort(t))
+		srv := startCmd(t, captured, closedOut, "strsvr", "--no-discovery", port)
+		waitListen(t, port, srv)
+		classicClient(t, port, "ab")
+		if code := srv.wait(t); code != exitOK || srv.stdout.String() != "the final value of v is ab\n" {
+			t.Errorf("exit %d, stdout %q", code, srv.stdout.String())
+		}
+	})
+	t.Run("peer killed", func(t *testing.T) {
+		srv := startCmd(t, captured, captured, "strsvr", "0")
+		cli := startCmd(t, captured, captured, "strclnt", "127.0.0.1", srv.port(t))
+		cli.waitOut(t, "enter a letter:")
+		io.WriteString(cli.stdin, "x\n")
+		cli.waitOut(t, "x\n")
+		cli.signal(t, syscall.SIGKILL)
+		// The last client has left: the tutorial's normal end.
+		expectEnd(t, srv, exitOK, `msg="strsvr listening"`)
+		if got := srv.stdout.String(); got != "the final value of v is x\n" {
+			t.Errorf("stdout %q", got)
+		}
+	})
+	t.Run("peer silent", func(t *testing.T) {
+		srv := startCmd(t, captured, captured, "strsvr", "--read-timeout", "300ms", "0")
+		c, err := net.Dial("tcp", "127.0.0.1:"+srv.port(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		expectEnd(t, srv, exitOK, `(?m)msg="client dropped"`)
+	})
+}
+
+func TestEndingsStrClnt(t *testing.T) {
+	atPrompt := func(t *testing.T, stdout outputKind) (srv, cli *cmdProc) {
+		srv = startCmd(t, captured, captured, "strsvr", "--keep", "0")
+		cli = startCmd(t, stdout, captured, "strclnt", "127.0.0.1", srv.port(t))
+		if stdout == captured {
+			cli.waitOut(t, "enter a letter:")
+		}
+		return srv, cli
+	}
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		t.Run(sig.String()+" at the prompt", func(t *testing.T) {
+			_, cli := atPrompt(t, captured)
+			cli.signal(t, sig)
+			expectEnd(t, cli, 128+int(sig), quiet)
+		})
+		// The tutorial's normal situation (strsvr --clients 2 before the
+		// second client joins): a letter sent, no reply yet.
+		t.Run(sig.String()+" waiting for the reply", func(t *testing.T) {
+			p := startPeer(t, silentPeer)
+			cli := startCmd(t, captured, captured, "strclnt", "--classic", "127.0.0.1", p.port)
+			cli.waitOut(t, "enter a letter:")
+			io.WriteString(cli.stdin, "a\n")
+			p.waitRequest(t)
+			cli.signal(t, sig)
+			expectEnd(t, cli, 128+int(sig), quiet)
+		})
+	}
+	t.Run("stdout closed", func(t *testing.T) {
+		_, cli := atPrompt(t, closedOut)
+		expectEnd(t, cli, exitStdoutGone, quiet)
+	})
+	t.Run("peer killed", func(t *testing.T) {
+		srv, cli := atPrompt(t, captured)
+		srv.signal(t, syscall.SIGKILL)
+		srv.wait(t)
+		io.WriteString(cli.stdin, "b\n")
+		expectEnd(t, cli, exitFailed, `^tcplab strclnt: (server closed the connection|send: (broken pipe|connection reset by peer))$`)
+	})
+	t.Run("peer reset", func(t *testing.T) {
+		p := startPeer(t, func(c net.Conn, p *peer) {
+			p.readSome(c)
+			server.Reset(c)
+			c.Close()
+		})
+		cli := startCmd(t, captured, captured, "strclnt", "--classic", "127.0.0.1", p.port)
+		cli.waitOut(t, "enter a letter:")
+		io.WriteString(cli.stdin, "a\n")
+		expectEnd(t, cli, exitFailed, `^tcplab strclnt: (server closed the connection|[^:]*connection reset by peer)$`)
+	})
+	t.Run("peer silent", func(t *testing.T) {
+		p := startPeer(t, silentPeer)
+		cli := startCmd(t, captured, captured, "strclnt", "--classic", "--timeout", "300ms", "127.0.0.1", p.port)
+		cli.waitOut(t, "enter a letter:")
+		io.WriteString(cli.stdin, "a\n")
+		expectEnd(t, cli, exitFailed, `^tcplab strclnt: no reply within 300ms`)
 	})
 }
