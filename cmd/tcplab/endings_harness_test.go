@@ -244,10 +244,17 @@ func (p *peer) waitRequest(t *testing.T) {
 // Peer behaviours.
 func silentPeer(c net.Conn, p *peer)  { p.readSome(c) } // reads, never answers, holds on
 func closingPeer(c net.Conn, p *peer) { p.readSome(c); c.Close() }
-func resettingPeer(answer string) func(net.Conn, *peer) {
+// resettingPeer answers with the start of an answer, then resets. With
+// untilEOF it first reads the whole request and its half-close (tmc's);
+// without, only the request's first bytes (wps does not half-close).
+func resettingPeer(answer string, untilEOF bool) func(net.Conn, *peer) {
 	return func(c net.Conn, p *peer) {
-		io.Copy(io.Discard, c) // the message and tmc's half-close
-		p.got <- struct{}{}
+		if untilEOF {
+			io.Copy(io.Discard, c)
+			p.got <- struct{}{}
+		} else {
+			p.readSome(c)
+		}
 		c.Write([]byte(answer))
 		server.Reset(c)
 		c.Close()

@@ -138,7 +138,7 @@ func TestEndingsTMC(t *testing.T) {
 		expectEnd(t, cli, exitFailed, `^tcplab tmc: the server reset the connection before sending anything$`)
 	})
 	t.Run("peer reset mid-answer", func(t *testing.T) {
-		p := startPeer(t, resettingPeer("abcabc"))
+		p := startPeer(t, resettingPeer("abcabc", true))
 		cli := startCmd(t, captured, captured, "tmc", "127.0.0.1", p.port, "abc")
 		expectEnd(t, cli, exitFailed, `^tcplab tmc: the server reset the connection after 6 bytes: the answer is incomplete$`)
 		if !strings.HasPrefix(cli.stdout.String(), "abcabc\nreceived 6 bytes\n") || !strings.Contains(cli.stdout.String(), "summary: 6 bytes in 1 chunk") {
@@ -331,5 +331,114 @@ func TestEndingsStrClnt(t *testing.T) {
 		cli.waitOut(t, "enter a letter:")
 		io.WriteString(cli.stdin, "a\n")
 		expectEnd(t, cli, exitFailed, `^tcplab strclnt: no reply within 300ms`)
+	})
+}
+
+func TestEndingsSVR(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		t.Run(sig.String()+" listening", func(t *testing.T) {
+			srv := startCmd(t, captured, captured, "svr", "0")
+			srv.port(t)
+			srv.signal(t, sig)
+			expectEnd(t, srv, 128+int(sig), `msg="shutting down"`)
+		})
+	}
+	// "tcplab svr 2000 | head -1": the second client got a close and svr
+	// died of SIGPIPE.
+	for _, which := range []string{"stdout", "stderr"} {
+		t.Run(which+" closed", func(t *testing.T) {
+			port := strconv.Itoa(testkit.FreePort(t))
+			out, errOut := closedOut, captured
+			if which == "stderr" {
+				out, errOut = captured, closedOut
+			}
+			srv := startCmd(t, out, errOut, "svr", "--native", port)
+			testkit.WaitListening(t, "127.0.0.1:"+port, eventWait)
+			for i := range 2 {
+				cli := startCmd(t, captured, captured, "wps", "127.0.0.1", port, "w")
+				expectEnd(t, cli, exitOK, quiet)
+				if !strings.Contains(cli.stdout.String(), "load average") {
+					t.Errorf("client %d: %q", i, cli.stdout.String())
+				}
+			}
+			srv.signal(t, syscall.SIGTERM)
+			if code := srv.wait(t); code != exitTerminated {
+				t.Errorf("exit %d, want %d", code, exitTerminated)
+			}
+		})
+	}
+	t.Run("peer silent", func(t *testing.T) {
+		srv := startCmd(t, captured, captured, "svr", "--read-timeout", "200ms", "0")
+		c, err := net.Dial("tcp", "127.0.0.1:"+srv.port(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.Write([]byte("w")) // a name with no end: svr waits for more, then answers or drops
+		c.SetReadDeadline(time.Now().Add(eventWait))
+		io.Copy(io.Discard, c) // svr ends the connection; it does not end svr
+		srv.signal(t, syscall.SIGTERM)
+		expectEnd(t, srv, exitTerminated, `msg="shutting down"`)
+	})
+}
+
+func TestEndingsWPS(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		t.Run(sig.String()+" waiting for the answer", func(t *testing.T) {
+			p := startPeer(t, silentPeer)
+			cli := startCmd(t, captured, captured, "wps", "127.0.0.1", p.port, "w")
+			p.waitRequest(t)
+			cli.signal(t, sig)
+			expectEnd(t, cli, 128+int(sig), quiet)
+		})
+		t.Run(sig.String()+" waiting for a fleet", func(t *testing.T) {
+			p := startPeer(t, silentPeer)
+			cli := startCmd(t, captured, captured, "wps", "--hosts", "127.0.0.1:"+p.port+",[::1]:"+p.port, "w")
+			p.waitRequest(t)
+			cli.signal(t, sig)
+			expectEnd(t, cli, 128+int(sig), quiet)
+			if out := cli.stdout.String(); out != "" {
+				t.Errorf("stdout %q after a signal", out)
+			}
+		})
+	}
+	t.Run("stdout closed", func(t *testing.T) {
+		_, port := startSVR(t, "--native")
+		cli := startCmd(t, closedOut, captured, "wps", "127.0.0.1", port, "ps")
+		expectEnd(t, cli, exitStdoutGone, quiet)
+	})
+	t.Run("peer reset", func(t *testing.T) {
+		p := startPeer(t, resettingPeer("partial answ", false))
+		cli := startCmd(t, captured, captured, "wps", "127.0.0.1", p.port, "w")
+		expectEnd(t, cli, exitFailed, `^tcplab wps: read from 127\.0\.0\.1:\d+: connection reset by peer$`)
+	})
+	t.Run("peer silent", func(t *testing.T) {
+		p := startPeer(t, silentPeer)
+		cli := startCmd(t, captured, captured, "wps", "--timeout", "300ms", "127.0.0.1", p.port, "w")
+		expectEnd(t, cli, exitFailed, `^tcplab wps: read from 127\.0\.0\.1:\d+: timed out after 300ms$`)
+	})
+	t.Run("fleet errors on stderr", func(t *testing.T) {
+		p := startPeer(t, silentPeer)
+		_, port := startSVR(t, "--native")
+		cli := startCmd(t, captured, captured, "wps", "--timeout", "300ms", "--hosts", "127.0.0.1:"+port+",127.0.0.1:"+p.port, "w")
+		expectEnd(t, cli, exitOK, `^127\.0\.0\.1:\d+: error: read from 127\.0\.0\.1:\d+: timed out after 300ms$`)
+		if out := cli.stdout.String(); strings.Contains(out, "error") || !strings.HasPrefix(out, "== 127.0.0.1:"+port+" ==\n") {
+			t.Errorf("stdout %q", out)
+		}
+	})
+}
+
+func TestEndingsDemo(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		t.Run(sig.String()+" mid-tour", func(t *testing.T) {
+			cli := startCmd(t, captured, captured, "demo", "--out", t.TempDir())
+			cli.waitOut(t, "\n")
+			cli.signal(t, sig)
+			expectEnd(t, cli, 128+int(sig), quiet)
+		})
+	}
+	t.Run("stdout closed", func(t *testing.T) {
+		cli := startCmd(t, closedOut, captured, "demo", "--out", t.TempDir())
+		expectEnd(t, cli, exitStdoutGone, quiet)
 	})
 }
