@@ -244,6 +244,7 @@ func (p *peer) waitRequest(t *testing.T) {
 // Peer behaviours.
 func silentPeer(c net.Conn, p *peer)  { p.readSome(c) } // reads, never answers, holds on
 func closingPeer(c net.Conn, p *peer) { p.readSome(c); c.Close() }
+
 // resettingPeer answers with the start of an answer, then resets. With
 // untilEOF it first reads the whole request and its half-close (tmc's);
 // without, only the request's first bytes (wps does not half-close).
