@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -441,4 +442,28 @@ func TestEndingsDemo(t *testing.T) {
 		cli := startCmd(t, closedOut, captured, "demo", "--out", t.TempDir())
 		expectEnd(t, cli, exitStdoutGone, quiet)
 	})
+}
+
+// tmc's seconds and bytes_per_second are the transfer's, from the first
+// byte; the wait for the go-ahead is wait_seconds. Before, 30 kB that tms
+// sent in 223 µs were "in 2.96 s, 10.1 kB/s".
+func TestTMCReportsTheGoAheadApart(t *testing.T) {
+	srv := startCmd(t, captured, captured, "tms", "0")
+	cli := startCmd(t, captured, captured, "tmc", "--json", "127.0.0.1", srv.port(t), "abc")
+	srv.waitOut(t, "press Enter")
+	time.Sleep(500 * time.Millisecond) // the pause is the point: a go-ahead typed late
+	io.WriteString(srv.stdin, "\n")
+	expectEnd(t, cli, exitOK, quiet)
+	var sum struct {
+		Bytes          int64   `json:"bytes"`
+		Seconds        float64 `json:"seconds"`
+		BytesPerSecond float64 `json:"bytes_per_second"`
+		WaitSeconds    float64 `json:"wait_seconds"`
+	}
+	if err := json.Unmarshal([]byte(cli.stdout.String()), &sum); err != nil {
+		t.Fatalf("%v: %q", err, cli.stdout.String())
+	}
+	if sum.Bytes != 30000 || sum.WaitSeconds < 0.5 || sum.Seconds >= 0.5 || sum.BytesPerSecond <= 30000/0.5 {
+		t.Fatalf("summary %+v: want the wait (≥ 0.5 s) apart from the transfer", sum)
+	}
 }
