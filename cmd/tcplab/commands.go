@@ -18,7 +18,9 @@ type stdio struct {
 
 // A command is one tcplab subcommand. run returns a usageError for bad
 // input (exit 2), flag.ErrHelp after printing help (exit 0), or any other
-// error for a runtime failure (exit 1).
+// error for a runtime failure (exit 1); a command stopped by a signal or a
+// closed standard output exits 130, 143 or 141 whatever it returns (see
+// exitCode).
 type command struct {
 	name    string
 	summary string

@@ -24,7 +24,7 @@ the order the bytes arrive, and the server answers each byte with v as it is
 right after that append. When the last client has left (after at least one
 came) it prints "the final value of v is V" and exits, as the tutorial's
 does; --keep keeps serving instead. SIGINT or SIGTERM also prints v, closes
-the clients and exits 0.
+the clients and exits 130 or 143; if v cannot be printed, it exits 1.
 
 Unlike the tutorial's server, which accepts exactly two clients and then
 polls them at 100% CPU, it serves any number of clients, joining and leaving
