@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/tcplab/tcplab/internal/server"
-	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 // The endings matrix (README, "Errors"): every command × {Ctrl-C at each
@@ -64,15 +63,12 @@ func TestEndingsTMS(t *testing.T) {
 		expectEnd(t, srv, exitOK, `^tcplab: 1 lines of output were dropped`)
 	})
 	t.Run("stderr closed", func(t *testing.T) {
-		port := strconv.Itoa(testkit.FreePort(t))
-		// --keep: the probe that finds the port listening is a client too.
-		srv := startCmd(t, captured, closedOut, "tms", "--keep", port)
-		testkit.WaitListening(t, "127.0.0.1:"+port, eventWait)
+		srv := startCmd(t, captured, closedOut, "tms", "--no-wait", "0")
+		port := listenPort(t, srv)
 		cli := startCmd(t, captured, captured, "tmc", "--quiet", "127.0.0.1", port, "abc")
 		expectEnd(t, cli, exitOK, quiet)
-		srv.signal(t, syscall.SIGTERM)
-		if code := srv.wait(t); code != exitTerminated {
-			t.Errorf("exit %d, want %d", code, exitTerminated)
+		if code := srv.wait(t); code != exitOK {
+			t.Errorf("exit %d, want 0", code)
 		}
 	})
 	t.Run("peer killed mid-transfer", func(t *testing.T) {
@@ -182,23 +178,17 @@ func classicClient(t *testing.T, port, letters string) {
 	}
 }
 
-// waitListen waits until the kernel shows a TCP listener on port, without
-// connecting: for a server whose log goes nowhere, and for strsvr, which
-// would count the probe as a client.
-func waitListen(t *testing.T, port string, p *cmdProc) {
+// listenPort finds the TCP port p listens on from the kernel's tables,
+// without its log and without connecting: for a server whose standard
+// error goes nowhere, and for strsvr, which would count a probe as a
+// client. The server listens on port 0, so no other process can hold
+// its port first.
+func listenPort(t *testing.T, p *cmdProc) string {
 	t.Helper()
-	n, _ := strconv.Atoi(port)
-	hex := fmt.Sprintf(":%04X ", n)
 	deadline := time.Now().Add(eventWait)
 	for {
-		for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-			b, _ := os.ReadFile(f)
-			for _, line := range strings.Split(string(b), "\n") {
-				fields := strings.Fields(line)
-				if len(fields) > 3 && strings.HasSuffix(fields[1]+" ", hex) && fields[3] == "0A" {
-					return
-				}
-			}
+		if port := listeningPortOf(p.cmd.Process.Pid); port != "" {
+			return port
 		}
 		select {
 		case <-p.done:
@@ -206,10 +196,37 @@ func waitListen(t *testing.T, port string, p *cmdProc) {
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("nothing listening on port %s", port)
+			t.Fatalf("%v: no listening socket within %s", p.cmd.Args[1:], eventWait)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// listeningPortOf returns the port of a TCP socket in state LISTEN that
+// process pid holds, or "".
+func listeningPortOf(pid int) string {
+	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	inodes := map[string]bool{}
+	for _, fd := range fds {
+		link, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
+		if ino, ok := strings.CutPrefix(link, "socket:["); ok {
+			inodes[strings.TrimSuffix(ino, "]")] = true
+		}
+	}
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, _ := os.ReadFile(f)
+		for _, line := range strings.Split(string(b), "\n") {
+			fields := strings.Fields(line)
+			if len(fields) < 10 || fields[3] != "0A" || !inodes[fields[9]] {
+				continue
+			}
+			_, hexPort, _ := strings.Cut(fields[1], ":")
+			if n, err := strconv.ParseUint(hexPort, 16, 16); err == nil {
+				return strconv.FormatUint(n, 10)
+			}
+		}
+	}
+	return ""
 }
 
 func TestEndingsStrSvr(t *testing.T) {
@@ -245,9 +262,8 @@ func TestEndingsStrSvr(t *testing.T) {
 		expectEnd(t, srv, exitFailed, `^tcplab strsvr: print the final value of v \(1 bytes\): no space left on device$`)
 	})
 	t.Run("stderr closed", func(t *testing.T) {
-		port := strconv.Itoa(testkit.FreePort(t))
-		srv := startCmd(t, captured, closedOut, "strsvr", "--no-discovery", port)
-		waitListen(t, port, srv)
+		srv := startCmd(t, captured, closedOut, "strsvr", "--no-discovery", "0")
+		port := listenPort(t, srv)
 		classicClient(t, port, "ab")
 		if code := srv.wait(t); code != exitOK || srv.stdout.String() != "the final value of v is ab\n" {
 			t.Errorf("exit %d, stdout %q", code, srv.stdout.String())
@@ -348,13 +364,12 @@ func TestEndingsSVR(t *testing.T) {
 	// died of SIGPIPE.
 	for _, which := range []string{"stdout", "stderr"} {
 		t.Run(which+" closed", func(t *testing.T) {
-			port := strconv.Itoa(testkit.FreePort(t))
 			out, errOut := closedOut, captured
 			if which == "stderr" {
 				out, errOut = captured, closedOut
 			}
-			srv := startCmd(t, out, errOut, "svr", "--native", port)
-			testkit.WaitListening(t, "127.0.0.1:"+port, eventWait)
+			srv := startCmd(t, out, errOut, "svr", "--native", "0")
+			port := listenPort(t, srv)
 			for i := range 2 {
 				cli := startCmd(t, captured, captured, "wps", "127.0.0.1", port, "w")
 				expectEnd(t, cli, exitOK, quiet)
