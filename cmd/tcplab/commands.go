@@ -140,5 +140,8 @@ Commands:
 	fmt.Fprint(w, `
 Run 'tcplab COMMAND --help' for a command's flags and an example,
 'tcplab --version' for the version. Start with 'tcplab demo'.
+
+Exit status: 0 done, 1 failed (one line says why), 2 bad usage (the line
+names the flag), 130 SIGINT, 143 SIGTERM, 141 a client's output was closed.
 `)
 }
