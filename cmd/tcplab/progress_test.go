@@ -70,22 +70,28 @@ func feed(received *atomic.Int64, step int64, interval time.Duration, stop <-cha
 func TestProgressBarShowsBytesRateAndTime(t *testing.T) {
 	t.Setenv("NO_COLOR", "")
 	t.Setenv("TERM", "xterm")
-	tty, out, _ := openTerminal(t)
+	tty, out, sofar := openTerminal(t)
 	var received atomic.Int64
 	stopFeed := make(chan struct{})
 	fed := feed(&received, 100_000, 100*time.Millisecond, stopFeed)
+	start := time.Now()
 	stop := startProgress(tty, &received)
-	// The pause is the point: the bar shows only for a transfer that
-	// lasts over a second.
-	time.Sleep(1600 * time.Millisecond)
+	frame := regexp.MustCompile(`receiving.*\(([0-9.]+ [kMG]?B), ([0-9.]+ [kMG]?B/s)\) \[\d+s\]`)
+	for deadline := time.Now().Add(10 * time.Second); !frame.MatchString(sofar.String()); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			break
+		}
+	}
+	shown := time.Since(start)
 	stop()
 	close(stopFeed)
 	<-fed
 	got := out()
-	frame := regexp.MustCompile(`receiving.*\(([0-9.]+ [kMG]?B), ([0-9.]+ [kMG]?B/s)\) \[\d+s\]`)
-	m := frame.FindStringSubmatch(got)
-	if m == nil {
+	if !frame.MatchString(got) {
 		t.Fatalf("no frame with bytes, rate and elapsed time in %q", got)
+	}
+	if shown < progressDelay {
+		t.Fatalf("shown after %s, before the transfer had lasted %s", shown, progressDelay)
 	}
 	if strings.Contains(got, "GB/s") {
 		t.Fatalf("a 1 MB/s transfer shown at GB/s: %q", got)
