@@ -56,6 +56,16 @@ func TestEndingsTMS(t *testing.T) {
 			t.Errorf("no summary of what arrived: %q", tail(cli.stdout.String()))
 		}
 	})
+	t.Run("second SIGINT mid-transfer cuts --grace short", func(t *testing.T) {
+		srv := startCmd(t, captured, captured, "tms", "--keep", "--grace", "1h", "--copies", "1000000000000", "0")
+		cli := startCmd(t, captured, captured, "tmc", "127.0.0.1", srv.port(t), "abc")
+		cli.waitOut(t, "received ")
+		srv.signal(t, syscall.SIGINT)
+		srv.waitOut(t, `msg="shutting down"`)
+		srv.signal(t, syscall.SIGINT)
+		expectEnd(t, srv, exitInterrupted, `(?m)msg="second signal; closed remaining connections"`)
+		expectEnd(t, cli, exitFailed, `^tcplab tmc: the server reset the connection after \d+ bytes: the answer is incomplete$`)
+	})
 	t.Run("stdout closed", func(t *testing.T) {
 		srv := startCmd(t, closedOut, captured, "tms", "--no-wait", "0")
 		cli := startCmd(t, captured, captured, "tmc", "--quiet", "127.0.0.1", srv.port(t), "abc")

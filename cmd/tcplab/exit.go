@@ -65,14 +65,19 @@ func signalName(sig syscall.Signal) string {
 var errStdoutClosed = errors.New("standard output closed")
 
 // notifySignals returns a context that ends, with a stopSignal as its
-// cause, at the first SIGINT or SIGTERM. It also catches SIGPIPE, so a
-// write to a closed standard output or error returns EPIPE instead of
-// killing the process (the Go runtime's default for file descriptors 1
-// and 2): servers drop such lines and keep serving, clients stop quietly.
-// Catching, not ignoring, SIGPIPE keeps the default for the programs svr
-// runs: a caught signal is reset at exec, an ignored one is inherited.
+// cause, at the first SIGINT or SIGTERM. A second one ends the context
+// that hurry returns: a server draining its work within --grace then
+// closes what is left at once (Ctrl-C twice: stop now).
+//
+// It also catches SIGPIPE, so a write to a closed standard output or
+// error returns EPIPE instead of killing the process (the Go runtime's
+// default for file descriptors 1 and 2): servers drop such lines and keep
+// serving, clients stop quietly. Catching, not ignoring, SIGPIPE keeps the
+// default for the programs svr runs: a caught signal is reset at exec, an
+// ignored one is inherited.
 func notifySignals(parent context.Context) (context.Context, func()) {
-	ctx, cancel := context.WithCancelCause(parent)
+	urgent, hurryNow := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancelCause(context.WithValue(parent, hurryKey{}, urgent))
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	pipes := make(chan os.Signal, 1)
@@ -82,6 +87,9 @@ func notifySignals(parent context.Context) (context.Context, func()) {
 		for {
 			select {
 			case s := <-sigs:
+				if ctx.Err() != nil {
+					hurryNow()
+				}
 				cancel(stopSignal{s.(syscall.Signal)})
 			case <-pipes:
 				// EPIPE is handled where the write failed.
@@ -95,7 +103,20 @@ func notifySignals(parent context.Context) (context.Context, func()) {
 		signal.Stop(pipes)
 		close(done)
 		cancel(nil)
+		hurryNow()
 	}
+}
+
+type hurryKey struct{}
+
+// hurry returns the context that a second stop signal ends, for a server
+// that drains its work after the first; without one (a test calling run),
+// a context that never ends.
+func hurry(ctx context.Context) context.Context {
+	if h, ok := ctx.Value(hurryKey{}).(context.Context); ok {
+		return h
+	}
+	return context.Background()
 }
 
 // exitCode maps a command's outcome to the exit status, and prints the one

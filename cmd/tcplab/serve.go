@@ -13,7 +13,8 @@ import (
 
 // serveUntilSignal serves s on ln until ctx ends, then shuts down
 // gracefully within grace: stop accepting, let work in flight finish, close
-// what is left. A signal is a normal stop, so it returns nil.
+// what is left; a second signal closes it at once. It returns nil: the
+// signal itself sets the exit status (130 or 143).
 func serveUntilSignal(ctx context.Context, s *server.Server, ln net.Listener, grace time.Duration, log *slog.Logger) error {
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ln) }()
@@ -24,10 +25,15 @@ func serveUntilSignal(ctx context.Context, s *server.Server, ln net.Listener, gr
 	case <-ctx.Done():
 	}
 	log.Info("shutting down", "grace", grace, "active", s.ActiveConns())
-	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	// A second signal cuts the grace period short.
+	sctx, cancel := context.WithTimeout(hurry(ctx), grace)
 	defer cancel()
 	if err := s.Shutdown(sctx); err != nil {
-		log.Info("grace period over; closed remaining connections")
+		if hurry(ctx).Err() != nil {
+			log.Info("second signal; closed remaining connections")
+		} else {
+			log.Info("grace period over; closed remaining connections")
+		}
 	}
 	if err := <-served; err != nil && !errors.Is(err, server.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)

@@ -45,7 +45,7 @@ go-ahead, until SIGINT or SIGTERM, then lets transfers finish within --grace.`,
 	copies := fs.Int64("copies", multicopy.DefaultCopies, "how many copies of the string to send back")
 	noWait := fs.Bool("no-wait", false, "send at once, without waiting for the go-ahead on standard input")
 	keep := fs.Bool("keep", false, "serve any number of clients concurrently until SIGINT/SIGTERM (no go-ahead)")
-	grace := fs.Duration("grace", 5*time.Second, "with --keep: how long transfers in flight may take to finish after a signal")
+	grace := fs.Duration("grace", 5*time.Second, "with --keep: how long transfers in flight may take to finish after a signal (a second signal ends them at once, with a reset)")
 	maxConns := fs.Int("max-conns", tmsMaxConns, "with --keep: clients served at once (the rest wait in the listen backlog); each may hold up to about 1.7 MB")
 	gap := fs.Duration("gap", multicopy.DefaultQuietGap, "silence that ends a string with no newline")
 	readTimeout := fs.Duration("read-timeout", multicopy.DefaultReadTimeout, "drop a client whose string is not complete this long after it connects")
