@@ -330,6 +330,19 @@ func TestEndingsStrClnt(t *testing.T) {
 			expectEnd(t, cli, 128+int(sig), quiet)
 		})
 	}
+	t.Run("SIGINT watching", func(t *testing.T) {
+		srv := startCmd(t, captured, captured, "strsvr", "--keep", "0")
+		port := srv.port(t)
+		watcher := startCmd(t, captured, captured, "strclnt", "--watch", "127.0.0.1", port)
+		// The watcher is in place once it shows a letter typed elsewhere
+		// (typed before it joined, the letter is in the v it gets first).
+		typist := startCmd(t, captured, captured, "strclnt", "127.0.0.1", port)
+		typist.waitOut(t, "enter a letter:")
+		io.WriteString(typist.stdin, "w\n")
+		watcher.waitOut(t, "w")
+		watcher.signal(t, syscall.SIGINT)
+		expectEnd(t, watcher, exitInterrupted, quiet)
+	})
 	t.Run("stdout closed", func(t *testing.T) {
 		_, cli := atPrompt(t, closedOut)
 		expectEnd(t, cli, exitStdoutGone, quiet)
