@@ -195,9 +195,13 @@ func (o *clientStdout) file() *os.File {
 // stop them: they drop the lines (see serverOutput) and keep serving.
 var serverCommands = map[string]bool{"tms": true, "svr": true, "strsvr": true}
 
-// finalValueError is strsvr's one line when the final v cannot be read: the
-// store's own message, less its "; retrying" (strsvr is exiting, nothing
-// will retry).
+// finalValueError is strsvr's one line when the final v cannot be read.
 func finalValueError(err error) error {
-	return fmt.Errorf("read the final value of v: %s", strings.TrimSuffix(err.Error(), "; retrying"))
+	return fmt.Errorf("read the final value of v: %s", notRetrying(err))
+}
+
+// notRetrying is a store error's message for a strsvr that is exiting:
+// less the store's "; retrying", since nothing will retry.
+func notRetrying(err error) string {
+	return strings.TrimSuffix(err.Error(), "; retrying")
 }

@@ -194,7 +194,7 @@ dropped and counted, and clients are never held up.`,
 		log.Info("signal: stopping")
 	case err := <-empty:
 		if err != nil && ctx.Err() == nil {
-			runErr = fmt.Errorf("watch clients: %w", err)
+			runErr = fmt.Errorf("watch clients: %s", notRetrying(err))
 		}
 	case err := <-failed:
 		runErr = fmt.Errorf("accept: %w", err)
