@@ -64,7 +64,9 @@ elapsed time and throughput.`,
 	// every non-empty read.
 	reads := 0
 	var received atomic.Int64
+	verify := multicopy.NewVerifier([]byte(msg)) // the answer must be whole copies of msg
 	onChunk := func(chunk []byte) {
+		verify.Write(chunk)
 		reads++
 		received.Add(int64(len(chunk)))
 		if *quiet || *asJSON {
@@ -81,6 +83,9 @@ elapsed time and throughput.`,
 	stopBar()
 	if err != nil {
 		return err
+	}
+	if err := verify.Err(); err != nil {
+		return err // never a wrong answer reported as success
 	}
 	if !*quiet && !*asJSON && reads+1 < 5 {
 		io.WriteString(std.out, "\n")
