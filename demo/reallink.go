@@ -283,4 +283,3 @@ func fetchOverLink(ctx context.Context, l *netlab.Link, msg string, copies int64
 	exact := v.Err() == nil && res.Stats.Total() == int64(len(msg))*copies
 	return linkResult{res, exact}, client, sv.st, nil
 }
-
