@@ -218,10 +218,11 @@ func oneFaultRun(ctx context.Context, env *benchEnv, python string, c faultCase,
 	}
 	if cerr != nil {
 		run.outcome = faultHonest
-		run.detail = strings.TrimSpace(errOut.String())
+		run.detail = lastLogLine(errOut.String()) // tmc's one line, or the end of tmc.py's traceback
 		if run.detail == "" {
 			run.detail = cerr.Error()
 		}
+		run.detail += "; tms: " + lastLogLine(srvLog.String())
 		return run
 	}
 	got := -1
@@ -243,7 +244,7 @@ func oneFaultRun(ctx context.Context, env *benchEnv, python string, c faultCase,
 	sent := regexp.MustCompile(`sent_bytes=(\d+)`).FindStringSubmatch(srvLog.String())
 	switch {
 	case got != faultCopies*faultMsgLen:
-		run.outcome, run.detail = faultWrong, fmt.Sprintf("exit 0 with %d bytes, not %d", got, faultCopies*faultMsgLen)
+		run.outcome, run.detail = faultWrong, fmt.Sprintf("exit 0 with %d bytes, not %d; tms: %s", got, faultCopies*faultMsgLen, lastLogLine(srvLog.String()))
 	case sent == nil || sent[1] != strconv.Itoa(faultCopies*faultMsgLen):
 		run.outcome, run.detail = faultWrong, fmt.Sprintf("exit 0 but tms sent %v: %s", sent, strings.TrimSpace(srvLog.String()))
 	}
@@ -272,4 +273,15 @@ func commas(n int) string {
 		out = append(out, c)
 	}
 	return string(out)
+}
+
+// lastLogLine is the last non-empty line of s, its msg and err fields if
+// it is a slog text line.
+func lastLogLine(s string) string {
+	s = strings.TrimSpace(s)
+	line := s[strings.LastIndexByte(s, '\n')+1:]
+	if i := strings.Index(line, "msg="); i >= 0 {
+		line = line[i:]
+	}
+	return line
 }
