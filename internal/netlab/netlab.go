@@ -137,6 +137,7 @@ func check() error {
 type TB interface {
 	Helper()
 	Skipf(format string, args ...any)
+	Errorf(format string, args ...any)
 	Fatalf(format string, args ...any)
 	Cleanup(func())
 }
@@ -155,7 +156,7 @@ func ForTest(t TB) *Link {
 	}
 	t.Cleanup(func() {
 		if err := l.Close(); err != nil {
-			t.Fatalf("%v", err)
+			t.Errorf("%v", err)
 		}
 	})
 	return l
