@@ -154,7 +154,7 @@ func runLink(ctx context.Context, w io.Writer, opts Options) (Observations, erro
 		return nil, err
 	}
 	obs.Link, obs.MSS = res.Stats, st.RcvMSS
-	p.saw("link: %s in %s: median %d bytes, largest %d, first reads %s.",
+	p.saw("link: %s in %s: median %d bytes, largest %d; first reads %s",
 		byteCount(res.Stats.Total()), count(res.Stats.Count(), "read"), res.Stats.Median(), res.Stats.Max(), firstSizes(res.Stats.Sizes, 5))
 	p.saw("a segment is %d bytes here (1500, less 20 of IP, 20 of TCP and 12 of timestamps): the reader", st.RcvMSS)
 	p.saw("is woken for each one and gets it alone, a read every %s (a segment takes %s at %s).",
