@@ -44,7 +44,8 @@ const stalledSenderWait = 30 * time.Second
 //
 // The rule, from TCP_INFO and the socket's queues (see TCPStats):
 //
-//   - no end before gap, as before;
+//   - no end before gap, as before, nor while bytes are ready to read
+//     (they arrived since the read timed out);
 //   - no end while data waits behind a gap, which a retransmission will
 //     fill: EndWait returns gap and the reader asks again;
 //   - the link has shown loss (the peer's packets arrived out of order,
@@ -74,6 +75,9 @@ func EndWait(conn net.Conn, n int64, quiet, gap time.Duration) time.Duration {
 	st, err := ReadTCPStats(conn)
 	if err != nil {
 		return 0
+	}
+	if st.Readable > 0 {
+		return time.Millisecond // bytes arrived since the read timed out: read them
 	}
 	if st.OutOfOrderQueued {
 		return gap

@@ -153,3 +153,28 @@ func TestEndWaitOnALossyLinkWaitsForRetransmissions(t *testing.T) {
 		t.Errorf("settle time on a slow link = %v, want the %v bound", s, maxSettle)
 	}
 }
+
+// Bytes that arrive between the read's timeout and the question are read,
+// not left behind a message taken as complete.
+func TestEndWaitWhileBytesAreReadable(t *testing.T) {
+	c, s := loopbackPair(t)
+	if _, err := c.Write([]byte("abc")); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		st, err := ReadTCPStats(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Readable == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("3 bytes written, %d readable", st.Readable)
+		}
+		time.Sleep(time.Millisecond) // polling the kernel's queue: there is no event for it
+	}
+	if w := EndWait(s, 100, time.Second, 50*time.Millisecond); w == 0 {
+		t.Error("EndWait took the quiet as the end with bytes waiting to be read")
+	}
+}

@@ -25,11 +25,14 @@ type TCPStats struct {
 	// OutOfOrderPackets counts packets that arrived ahead of a gap
 	// (tcpi_rcv_ooopack): the peer's packets were lost or reordered.
 	OutOfOrderPackets int64
+	// Readable is how many bytes can be read now (SIOCINQ).
+	Readable int
 	// OutOfOrderQueued says data is waiting behind a gap right now: the
 	// peer has sent more than the reader can read yet, and a
 	// retransmission will fill the gap. It is only known when nothing is
 	// readable (false otherwise): the kernel counts the memory of both
-	// queues together.
+	// queues together, and a FIN not yet read counts too (a reader then
+	// gets end of file at once, not a timeout).
 	OutOfOrderQueued bool
 }
 

@@ -55,6 +55,7 @@ func readTCPStats(conn net.Conn) (TCPStats, error) {
 		RcvMSS:            int(info.Rcv_mss),
 		Retransmits:       int64(info.Total_retrans),
 		OutOfOrderPackets: int64(info.Rcv_ooopack),
+		Readable:          inq,
 		OutOfOrderQueued:  inq == 0 && mem[unix.SK_MEMINFO_RMEM_ALLOC] > 0,
 	}, nil
 }
