@@ -72,10 +72,12 @@ const (
 var ErrNoMessage = errors.New("client sent no message")
 
 // ReadMessage reads the client's message by the rule in the package
-// documentation. It never returns more than max bytes, never waits longer
-// than gap for a byte after the first, and never takes longer than timeout
-// in all: a message still arriving when timeout ends is an error, not a
-// message, so a client cannot hold the connection by trickling bytes.
+// documentation. It never returns more than max bytes, takes a quiet spell
+// of gap after the last byte as the end only when the socket shows no
+// retransmission can still be due (stream.EndWait; on a clean link that is
+// gap itself), and never takes longer than timeout in all: a message still
+// arriving when timeout ends is an error, not a message, so a client
+// cannot hold the connection by trickling bytes.
 func ReadMessage(conn net.Conn, max int, gap, timeout time.Duration) ([]byte, error) {
 	return readMessage(context.Background(), conn, max, gap, timeout)
 }
