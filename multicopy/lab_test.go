@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -154,5 +155,77 @@ func labRun(t *testing.T, fault func(*netlab.Link) error, seed uint64, halfClose
 			t.Fatalf("failed twice: %v", err)
 		}
 		t.Logf("honest failure, trying again on a fresh link: %v", err)
+	}
+}
+
+// stream.EndWait on a real gap. It lives here, with the other lab tests,
+// rather than in package stream, whose memory tests count every
+// allocation of the process and would see the lab's ip and iptables
+// processes being reaped.
+func TestEndWaitWhileDataWaitsBehindAGap(t *testing.T) {
+	l := netlab.ForTest(t)
+	ln, err := l.B.Listen(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := l.A.Dial(context.Background(), ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := ln.AcceptTCP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	seg := bytes.Repeat([]byte("x"), 1000)
+	if _, err := c.Write(seg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(s, make([]byte, len(seg))); err != nil {
+		t.Fatal(err)
+	}
+	// The first segment is lost; the second arrives ahead of it, and the
+	// receiver's acknowledgements (with the SACK that would trigger a
+	// fast retransmission) are lost too, so the gap stays open until the
+	// sender's retransmission timeout.
+	if err := l.Partition(true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write(seg); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Partition(false); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.B.SetLoss(0.999999); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write(seg); err != nil {
+		t.Fatal(err)
+	}
+	var st stream.TCPStats
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		if st, err = stream.ReadTCPStats(s); err != nil {
+			t.Fatal(err)
+		}
+		if st.OutOfOrderQueued {
+			break
+		}
+		time.Sleep(time.Millisecond) // polling the kernel's queue: there is no event for it
+	}
+	if !st.OutOfOrderQueued || st.OutOfOrderPackets == 0 {
+		t.Fatalf("no out-of-order data seen: %+v", st)
+	}
+	if w := stream.EndWait(s, 1000, time.Second, 50*time.Millisecond); w == 0 {
+		t.Error("EndWait took the quiet as the end while data waited behind a gap")
+	}
+	if err := l.B.SetLoss(0); err != nil {
+		t.Fatal(err)
+	}
+	s.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(s, make([]byte, 2*len(seg))); err != nil {
+		t.Fatalf("the gap was never filled: %v", err)
 	}
 }
