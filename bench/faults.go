@@ -193,7 +193,7 @@ func oneFaultRun(ctx context.Context, env *benchEnv, python string, c faultCase,
 	msg := faultString(seed)
 	var cli *exec.Cmd
 	if c.client == "tmc" {
-		cli = l.A.Command(ctx, env.tcplab, "tmc", "--json", l.B.Addr.String(), faultPort, msg)
+		cli = l.A.Command(ctx, env.tcplab, "tmc", "--json", "--copies", strconv.Itoa(faultCopies), l.B.Addr.String(), faultPort, msg)
 	} else {
 		cli = l.A.Command(ctx, python, filepath.Join(env.root, "testdata", "tmc.py"), l.B.Addr.String(), faultPort, msg)
 	}

@@ -34,6 +34,7 @@ type Verifier struct {
 	off   int    // offset of the next byte within its copy
 	total int64  // bytes seen
 	bad   int64  // offset of the first byte that differs, or -1
+	want  int64  // copies expected (ExpectCopies), or 0 for any number
 }
 
 // NewVerifier returns a Verifier of answers to msg, which must not be
@@ -49,6 +50,15 @@ func NewVerifier(msg []byte) *Verifier {
 		bad:   -1,
 	}
 }
+
+// ExpectCopies makes the number of copies part of the check: Err then
+// also fails unless the answer is exactly n copies (n ≤ 0: any number).
+// Whole copies alone cannot tell a cut message from the whole one when the
+// message repeats itself: copies of "ab" are whole copies of "abab", and
+// copies of 14,480 x's are whole copies of 100,000 x's whenever the
+// lengths fit. The tutorial's protocol carries no count, but its server
+// always sends 10,000 copies (DefaultCopies), as tcplab's does by default.
+func (v *Verifier) ExpectCopies(n int64) { v.want = max(n, 0) }
 
 // Write checks the next chunk of the answer. It never fails; Err says
 // what it found.
@@ -77,8 +87,9 @@ func (v *Verifier) Write(p []byte) (int, error) {
 func (v *Verifier) Total() int64 { return v.total }
 
 // Err returns nil if everything written so far is whole copies of the
-// message (no bytes at all is zero copies: whether that is an answer is
-// the caller's business), or an error matching ErrWrongAnswer that says in
+// message, as many as ExpectCopies said if it was called (otherwise no
+// bytes at all is zero copies: whether that is an answer is the caller's
+// business), or an error matching ErrWrongAnswer that says in
 // one line where the answer first went wrong.
 func (v *Verifier) Err() error {
 	if v.bad >= 0 {
@@ -86,6 +97,10 @@ func (v *Verifier) Err() error {
 	}
 	if v.off != 0 {
 		return wrongAnswer(fmt.Sprintf("received %s bytes, not a whole number of copies of %s", commas(v.total), v.describe()))
+	}
+	if got := v.total / int64(len(v.msg)); v.want > 0 && got != v.want {
+		return wrongAnswer(fmt.Sprintf("received %s bytes, %s copies of %s, not the %s expected",
+			commas(v.total), commas(got), v.describe(), commas(v.want)))
 	}
 	return nil
 }

@@ -94,3 +94,46 @@ func TestVerifierMemoryIsBoundedByTheMessage(t *testing.T) {
 		t.Errorf("after %d bytes: %v, total %d", 101*len(chunk), err, v.Total())
 	}
 }
+
+// Copies of a periodic message cut at a multiple of its period are whole
+// copies too: 20,000 bytes of "ab" are 5,000 copies of "abab", the answer
+// a server gives when it took "ab" for the message "abab" (cut at a
+// newline, by a quiet gap, or by tms.py's single recv). Only the count
+// tells: ExpectCopies makes it part of the check.
+func TestVerifierExpectCopiesCatchesACutAtAPeriod(t *testing.T) {
+	cases := []struct {
+		name   string
+		msg    []byte
+		answer []byte
+		want   string
+	}{
+		{"half a periodic message", []byte("abab"), bytes.Repeat([]byte("ab"), 10_000),
+			`received 20,000 bytes, 5,000 copies of "abab", not the 10,000 expected`},
+		{"a cut at a segment of x", bytes.Repeat([]byte("x"), 100_000), bytes.Repeat([]byte("x"), 10_000*14_480),
+			"received 144,800,000 bytes, 1,448 copies of the 100,000-byte string, not the 10,000 expected"},
+		{"one copy too many", []byte("abc"), bytes.Repeat([]byte("abc"), 10_001),
+			`received 30,003 bytes, 10,001 copies of "abc", not the 10,000 expected`},
+	}
+	for _, tc := range cases {
+		v := NewVerifier(tc.msg)
+		v.ExpectCopies(10_000)
+		v.Write(tc.answer)
+		err := v.Err()
+		if !errors.Is(err, ErrWrongAnswer) || err.Error() != tc.want {
+			t.Errorf("%s: %v\nwant %s", tc.name, err, tc.want)
+		}
+		// Without an expected count, the same answer passes: the
+		// tutorial's protocol has no count on the wire.
+		v = NewVerifier(tc.msg)
+		v.Write(tc.answer)
+		if err := v.Err(); err != nil {
+			t.Errorf("%s without ExpectCopies: %v", tc.name, err)
+		}
+	}
+	v := NewVerifier([]byte("abc"))
+	v.ExpectCopies(10_000)
+	v.Write(bytes.Repeat([]byte("abc"), 10_000))
+	if err := v.Err(); err != nil {
+		t.Errorf("exactly 10,000 copies: %v", err)
+	}
+}

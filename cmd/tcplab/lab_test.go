@@ -63,7 +63,7 @@ func TestLabTMSAndTMCOnARealLink(t *testing.T) {
 					l, srv, port := labTMS(t, fault)
 					var cli *testkit.Proc
 					if client == "tmc" {
-						cli = testkit.Start(t, nil, "ip", "netns", "exec", l.A.Name, testkit.Binary(t), "tmc", "--json", l.B.Addr.String(), port, msg)
+						cli = testkit.Start(t, nil, "ip", "netns", "exec", l.A.Name, testkit.Binary(t), "tmc", "--json", "--copies", "2", l.B.Addr.String(), port, msg)
 					} else {
 						cli = testkit.Start(t, nil, "ip", "netns", "exec", l.A.Name, testkit.Python3(t), testkit.Testdata("tmc.py"), l.B.Addr.String(), port, msg)
 					}

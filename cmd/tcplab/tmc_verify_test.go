@@ -7,6 +7,8 @@ import (
 	"net"
 	"strings"
 	"testing"
+
+	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 // badTMS serves one client: it reads the client's message until the
@@ -67,7 +69,44 @@ func TestTMCRefusesAnAnswerThatIsNotWholeCopies(t *testing.T) {
 	}
 	t.Run("whole copies", func(t *testing.T) {
 		host, port := badTMS(t, func(m []byte) []byte { return bytes.Repeat(m, 3) })
-		if code, _, errOut := runCmd(t, "", "tmc", "--quiet", host, port, msg); code != 0 {
+		if code, _, errOut := runCmd(t, "", "tmc", "--quiet", "--copies", "3", host, port, msg); code != 0 {
+			t.Fatalf("exit %d: %s", code, errOut)
+		}
+	})
+}
+
+// Whole copies in the wrong number are a wrong answer too. Before tmc
+// knew the count, both runs below exited 0: a periodic string cut at a
+// multiple of its period by a bad server, and tcplab's own tms ending
+// the string "ab\nab\n" at its first newline (30,000 bytes, which are
+// 5,000 whole copies of the 6-byte string).
+func TestTMCChecksTheNumberOfCopies(t *testing.T) {
+	t.Run("a periodic string cut by the server", func(t *testing.T) {
+		host, port := badTMS(t, func(m []byte) []byte { return bytes.Repeat(m[:len(m)/2], 10_000) })
+		code, _, errOut := runCmd(t, "", "tmc", "--quiet", host, port, strings.Repeat("x", 1000))
+		want := "tcplab tmc: received 5,000,000 bytes, 5,000 copies of the 1,000-byte string, not the 10,000 expected\n"
+		if code != 1 || errOut != want {
+			t.Fatalf("exit %d, stderr %q; want 1, %q", code, errOut, want)
+		}
+	})
+	t.Run("tms cuts at a newline", func(t *testing.T) {
+		srv := testkit.Start(t, nil, testkit.Binary(t), "tms", "--no-wait", "0")
+		port := listeningPort(t, srv)
+		code, _, errOut := runCmd(t, "", "tmc", "--quiet", "127.0.0.1", port, "ab\nab\n")
+		want := `tcplab tmc: received 30,000 bytes, 5,000 copies of "ab\nab\n", not the 10,000 expected` + "\n"
+		if code != 1 || errOut != want {
+			t.Fatalf("exit %d, stderr %q; want 1, %q", code, errOut, want)
+		}
+	})
+	t.Run("--copies says how many", func(t *testing.T) {
+		host, port := badTMS(t, func(m []byte) []byte { return bytes.Repeat(m, 7) })
+		if code, _, errOut := runCmd(t, "", "tmc", "--quiet", "--copies", "7", host, port, "abc"); code != 0 {
+			t.Fatalf("exit %d: %s", code, errOut)
+		}
+	})
+	t.Run("--copies 0 takes any whole number", func(t *testing.T) {
+		host, port := badTMS(t, func(m []byte) []byte { return bytes.Repeat(m, 3) })
+		if code, _, errOut := runCmd(t, "", "tmc", "--quiet", "--copies", "0", host, port, "abc"); code != 0 {
 			t.Fatalf("exit %d: %s", code, errOut)
 		}
 	})
