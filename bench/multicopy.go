@@ -195,7 +195,7 @@ func tcplabRun(ctx context.Context, env *benchEnv, msg string, copies int, total
 		return own, wall, err
 	}
 	start := time.Now()
-	cli := exec.CommandContext(ctx, env.tcplab, append(append([]string{"tmc", "--json"}, tmcFlags...), "127.0.0.1", p, msg)...)
+	cli := exec.CommandContext(ctx, env.tcplab, append(append([]string{"tmc", "--json", "--copies", strconv.Itoa(copies)}, tmcFlags...), "127.0.0.1", p, msg)...)
 	out, cliRSS, err := outputWithRSS(cli)
 	elapsed := time.Since(start)
 	srvPeak := srvRSS()

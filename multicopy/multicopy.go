@@ -15,12 +15,16 @@
 //   - the client's half-close (end of file);
 //   - MaxMessage bytes (the tutorial's recv(1000000));
 //   - a quiet gap (Server.QuietGap) with no new bytes, once at least one
-//     byte has arrived.
+//     byte has arrived, and only when TCP cannot still be delivering the
+//     message: on a link that has shown loss or slowness the quiet must
+//     last several retransmission timeouts (stream.EndWait), so a lost
+//     segment that will be sent again does not cut the message.
 //
 // A client whose message is not complete within Server.ReadTimeout of the
-// connection is dropped, whether it sent nothing or is still trickling
-// bytes in (a slowloris): the quiet gap alone would let one byte every
-// 49 ms hold a connection for hours.
+// connection is dropped with a reset (not a FIN, which would read as an
+// empty answer), whether it sent nothing or is still trickling bytes in (a
+// slowloris): the quiet gap alone would let one byte every 49 ms hold a
+// connection for hours.
 //
 // Server to client: M repeated Server.Copies times (10,000 by default), then
 // the server closes the connection; end of file is the only end marker.
@@ -69,10 +73,12 @@ const (
 var ErrNoMessage = errors.New("client sent no message")
 
 // ReadMessage reads the client's message by the rule in the package
-// documentation. It never returns more than max bytes, never waits longer
-// than gap for a byte after the first, and never takes longer than timeout
-// in all: a message still arriving when timeout ends is an error, not a
-// message, so a client cannot hold the connection by trickling bytes.
+// documentation. It never returns more than max bytes, takes a quiet spell
+// of gap after the last byte as the end only when the socket shows no
+// retransmission can still be due (stream.EndWait; on a clean link that is
+// gap itself), and never takes longer than timeout in all: a message still
+// arriving when timeout ends is an error, not a message, so a client
+// cannot hold the connection by trickling bytes.
 func ReadMessage(conn net.Conn, max int, gap, timeout time.Duration) ([]byte, error) {
 	return readMessage(context.Background(), conn, max, gap, timeout)
 }
@@ -88,6 +94,7 @@ func readMessage(ctx context.Context, conn net.Conn, max int, gap, timeout time.
 		return nil, err
 	}
 	var msg []byte
+	var last time.Time // when the last byte arrived
 	buf := make([]byte, min(max, 16<<10))
 	for {
 		n, err := conn.Read(buf[:min(len(buf), max-len(msg))])
@@ -102,25 +109,44 @@ func readMessage(ctx context.Context, conn net.Conn, max int, gap, timeout time.
 			if len(msg) >= max {
 				return msg, nil
 			}
-			if err := conn.SetReadDeadline(earliest(time.Now().Add(gap), deadline)); err != nil {
+			last = time.Now()
+			if err := conn.SetReadDeadline(earliest(last.Add(gap), deadline)); err != nil {
 				return nil, err
 			}
 		}
 		switch {
 		case err == nil:
 		case len(msg) > 0 && errors.Is(err, os.ErrDeadlineExceeded) && !time.Now().Before(deadline):
-			return nil, fmt.Errorf("message of %d bytes still incomplete after %s", len(msg), timeout)
-		case len(msg) > 0 && (err == io.EOF || errors.Is(err, os.ErrDeadlineExceeded)):
-			return msg, nil // half-close or quiet gap: the message is complete
+			return nil, timeoutError{fmt.Errorf("message of %d bytes still incomplete after %s", len(msg), timeout)}
+		case len(msg) > 0 && errors.Is(err, os.ErrDeadlineExceeded):
+			// A quiet gap: the end, unless TCP may still be delivering
+			// the message (a lost segment not yet sent again, a slow
+			// link).
+			wait := stream.EndWait(conn, int64(len(msg)), time.Since(last), gap)
+			if wait == 0 {
+				return msg, nil
+			}
+			if err := conn.SetReadDeadline(earliest(time.Now().Add(wait), deadline)); err != nil {
+				return nil, err
+			}
+		case len(msg) > 0 && err == io.EOF:
+			return msg, nil // half-close: the message is complete
 		case err == io.EOF:
 			return nil, ErrNoMessage
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			return nil, fmt.Errorf("%w within %s", ErrNoMessage, timeout)
+			return nil, timeoutError{fmt.Errorf("%w within %s", ErrNoMessage, timeout)}
 		default:
 			return nil, plain(err)
 		}
 	}
 }
+
+// timeoutError is readMessage's error for a message that was not complete
+// within the read timeout.
+type timeoutError struct{ err error }
+
+func (e timeoutError) Error() string { return e.err.Error() }
+func (e timeoutError) Unwrap() error { return e.err }
 
 func earliest(a, b time.Time) time.Time {
 	if a.Before(b) {
@@ -176,6 +202,13 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) (Transfer, error)
 	defer stop()
 	msg, err := readMessage(ctx, conn, MaxMessage, or(s.QuietGap, DefaultQuietGap), or(s.ReadTimeout, DefaultReadTimeout))
 	if err != nil {
+		if errors.As(err, new(timeoutError)) {
+			// Tell the client, with a reset rather than the FIN of a
+			// normal end, that its message was not served: a client that
+			// cannot check its answer (tmc.py) would otherwise take an
+			// empty one for success.
+			server.Reset(conn)
+		}
 		return t, fmt.Errorf("read message from %s: %w", conn.RemoteAddr(), err)
 	}
 	t.Message = msg

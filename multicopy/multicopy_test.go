@@ -320,3 +320,73 @@ func TestServeConnStopsWhileTheMessageArrives(t *testing.T) {
 		srv.Close()
 	}
 }
+
+// On a clean link the end-of-message rule is the quiet gap alone: a client
+// that neither ends its string nor half-closes (tmc.py) gets its answer
+// promptly whatever the size of its one write, including sizes that fill
+// whole segments (stream.EndWait waits longer only on a lossy or slow
+// link). The bound is generous for a loaded machine; the longer waits are
+// seconds.
+func TestReadMessageOnLoopbackEndsAfterTheGap(t *testing.T) {
+	const gap = 50 * time.Millisecond
+	for _, n := range []int{3, 536, 1448, 65483, 100_000} {
+		client, srv := pipe(t)
+		msg := bytes.Repeat([]byte("x"), n)
+		start := time.Now()
+		if _, err := client.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		got, err := ReadMessage(srv, MaxMessage, gap, 10*time.Second)
+		took := time.Since(start)
+		if err != nil || len(got) != n {
+			t.Fatalf("%d bytes: got %d, %v", n, len(got), err)
+		}
+		if took > time.Second {
+			t.Errorf("a %d-byte message took %v to end on loopback, want about the %v gap", n, took, gap)
+		}
+		t.Logf("%d bytes: ended after %v", n, took.Round(time.Millisecond))
+	}
+}
+
+// A client whose message does not arrive within the read timeout (on a
+// lossy link, or a slowloris) is reset, not closed: an empty answer ended
+// by a FIN is what tmc.py prints as success (exit 0, 0 bytes), which the
+// bench saw once at 20% loss.
+func TestServeConnResetsAMessageThatTimesOut(t *testing.T) {
+	for _, trickle := range []bool{false, true} {
+		client, srv := pipe(t)
+		stop := make(chan struct{})
+		trickled := make(chan struct{})
+		go func() {
+			defer close(trickled)
+			if !trickle {
+				return
+			}
+			tick := time.NewTicker(10 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+					if _, err := client.Write([]byte("x")); err != nil {
+						return
+					}
+				}
+			}
+		}()
+		s := &Server{ReadTimeout: 300 * time.Millisecond}
+		_, err := s.ServeConn(context.Background(), srv)
+		srv.Close()
+		if err == nil {
+			t.Fatalf("trickle %v: served", trickle)
+		}
+		client.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, rerr := io.ReadAll(client)
+		close(stop)
+		<-trickled
+		if !errors.Is(rerr, syscall.ECONNRESET) {
+			t.Errorf("trickle %v: the client read %v after %v, want a reset", trickle, rerr, err)
+		}
+	}
+}

@@ -36,6 +36,7 @@ second.`,
 	asJSON := fs.Bool("json", false, "print only the summary, as one JSON object")
 	plotPath := fs.String("plot", "", "draw the chunk sizes and their histogram to `FILE` (.png or .svg)")
 	readSize := fs.Int("read-size", multicopy.ReadBufferSize, "the most one read may return, as tmc.py's recv(1000000); smaller (e.g. 262144) is faster for bulk, with chunks mostly of that size")
+	copies := fs.Int64("copies", multicopy.DefaultCopies, "how many copies of STRING the answer must hold, as tms sends by default (tms.py always sends 10,000); 0: any whole number")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long without data (and for the connect); 0: wait for ever, as tmc.py does")
 	pos, err := fs.parse(std, args, 3, 3)
 	if err != nil {
@@ -47,6 +48,9 @@ second.`,
 	}
 	if *readSize < 1 || *readSize > 64<<20 {
 		return usagef("--read-size must be from 1 to %d bytes, not %d", 64<<20, *readSize)
+	}
+	if *copies < 0 {
+		return usagef("--copies must not be negative, not %d", *copies)
 	}
 	if msg == "" {
 		return usagef("STRING must not be empty: the server would wait for it")
@@ -68,7 +72,10 @@ second.`,
 	reads := 0
 	out := terminalSafe(std.out)
 	var received atomic.Int64
+	verify := multicopy.NewVerifier([]byte(msg)) // the answer must be whole copies of msg
+	verify.ExpectCopies(*copies)                 // and as many as the server sends
 	onChunk := func(chunk []byte) {
+		verify.Write(chunk)
 		reads++
 		if *quiet || *asJSON {
 			return
@@ -94,6 +101,9 @@ second.`,
 			}
 		}
 		return err
+	}
+	if err := verify.Err(); err != nil {
+		return err // never a wrong answer reported as success
 	}
 	if !*quiet && !*asJSON && reads+1 < 5 {
 		io.WriteString(std.out, "\n")

@@ -35,8 +35,9 @@ input (the go-ahead; end of input counts too), sends the string back 10,000
 times, closes and exits.
 
 The string ends at a newline (kept), at the client's half-close, at 1,000,000
-bytes, or after --gap of silence once bytes have arrived; a client whose
-string is not complete within --read-timeout of connecting is dropped. The copies are streamed, never built
+bytes, or after --gap of silence once bytes have arrived (longer where the
+socket shows a retransmission may still be due); a client whose string is
+not complete within --read-timeout of connecting is reset. The copies are streamed, never built
 in memory. With --keep it serves any number of clients at once, with no
 go-ahead, until SIGINT or SIGTERM, then lets transfers finish within --grace.`,
 		"tcplab tms 2000                 # then: tcplab tmc localhost 2000 abc",
@@ -47,8 +48,8 @@ go-ahead, until SIGINT or SIGTERM, then lets transfers finish within --grace.`,
 	keep := fs.Bool("keep", false, "serve any number of clients concurrently until SIGINT/SIGTERM (no go-ahead)")
 	grace := fs.Duration("grace", 5*time.Second, "with --keep: how long transfers in flight may take to finish after a signal (a second signal ends them at once, with a reset)")
 	maxConns := fs.Int("max-conns", tmsMaxConns, "with --keep: clients served at once (the rest wait in the listen backlog); each may hold up to about 1.7 MB")
-	gap := fs.Duration("gap", multicopy.DefaultQuietGap, "silence that ends a string with no newline")
-	readTimeout := fs.Duration("read-timeout", multicopy.DefaultReadTimeout, "drop a client whose string is not complete this long after it connects")
+	gap := fs.Duration("gap", multicopy.DefaultQuietGap, "silence that ends a string with no newline on a clean link (longer on a lossy or slow one)")
+	readTimeout := fs.Duration("read-timeout", multicopy.DefaultReadTimeout, "reset a client whose string is not complete this long after it connects")
 	writeTimeout := fs.Duration("write-timeout", multicopy.DefaultWriteIdle, "drop a client that reads nothing for this long")
 	logFormat := fs.String("log-format", "text", "log format on standard error: text or json")
 	port, err := fs.parsePort(std, args)

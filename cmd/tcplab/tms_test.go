@@ -280,7 +280,7 @@ func TestTMCOverIPv6(t *testing.T) {
 	bin := testkit.Binary(t)
 	srv := testkit.Start(t, nil, bin, "tms", "--no-wait", "--copies", "7", "0")
 	port := listeningPort(t, srv)
-	code, out, errOut := runCmd(t, "", "tmc", "--json", "::1", port, "v6")
+	code, out, errOut := runCmd(t, "", "tmc", "--json", "--copies", "7", "::1", port, "v6")
 	if code != 0 || !strings.Contains(out, `"bytes":14`) {
 		t.Fatalf("exit %d, %q %q", code, out, errOut)
 	}
