@@ -7,6 +7,9 @@
 #   redis-server   the Redis store of strsvr and the Redis comparison
 #   nc             netcat, a classic client for svr
 #   w, ps          (procps) the commands svr serves
+#   ip, tc         (iproute2) and iptables: the fault lab (internal/netlab),
+#                  two network namespaces joined by a veth pair; its tests
+#                  skip with one line when not run as root
 # then runs go test -race over every package. Extra arguments are passed to
 # go test (e.g. scripts/test.sh -run TestTMS -v).
 set -euo pipefail
@@ -17,6 +20,8 @@ command -v python3 >/dev/null || need+=(python3)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v nc >/dev/null || need+=(netcat-openbsd)
 command -v ps >/dev/null && command -v w >/dev/null || need+=(procps)
+command -v ip >/dev/null && command -v tc >/dev/null || need+=(iproute2)
+command -v iptables >/dev/null || need+=(iptables)
 if ((${#need[@]})); then
 	echo "scripts/test.sh: installing ${need[*]}" >&2
 	SUDO=""

@@ -1,0 +1,295 @@
+package netlab
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	osexec "os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tcplab/tcplab/internal/testkit"
+)
+
+func TestMain(m *testing.M) { testkit.Main(m) }
+
+// pair connects A (client) to B (server) over l and returns both ends.
+func pair(t *testing.T, l *Link) (a, b *net.TCPConn) {
+	t.Helper()
+	ln, err := l.B.Listen(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	a, err = l.A.Dial(ctx, ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	ln.SetDeadline(time.Now().Add(10 * time.Second))
+	b, err = ln.AcceptTCP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return a, b
+}
+
+func tcpInfo(t *testing.T, c *net.TCPConn) *unix.TCPInfo {
+	t.Helper()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info *unix.TCPInfo
+	var ierr error
+	if err := rc.Control(func(fd uintptr) { info, ierr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) }); err != nil {
+		t.Fatal(err)
+	}
+	if ierr != nil {
+		t.Fatal(ierr)
+	}
+	return info
+}
+
+// send writes n patterned bytes on a and reads them whole on b, and
+// returns how long it took.
+func send(t *testing.T, a, b *net.TCPConn, n int) time.Duration {
+	t.Helper()
+	msg := bytes.Repeat([]byte("0123456789abcdefghijklmnopqrstuvwxyz"), n/36+1)[:n]
+	start := time.Now()
+	errc := make(chan error, 1)
+	go func() {
+		a.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		_, err := a.Write(msg)
+		errc <- err
+	}()
+	got := make([]byte, n)
+	b.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.ReadFull(b, got); err != nil {
+		t.Fatalf("read %d bytes: %v", n, err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	if !bytes.Equal(got, msg) {
+		t.Fatal("received bytes differ from the sent ones")
+	}
+	return time.Since(start)
+}
+
+func TestLinkCarriesOneSegmentPerPacket(t *testing.T) {
+	l := ForTest(t)
+	a, b := pair(t, l)
+	send(t, a, b, 200_000)
+	info := tcpInfo(t, b)
+	if info.Rcv_mss > MTU-40 || info.Rcv_mss < 1000 {
+		t.Errorf("receiver's MSS estimate is %d bytes, want an Ethernet segment (at most %d)", info.Rcv_mss, MTU-40)
+	}
+	perSeg := info.Bytes_received / uint64(info.Data_segs_in)
+	if perSeg > MTU-40 {
+		t.Errorf("%d bytes per received segment: super-packets crossed the link", perSeg)
+	}
+	t.Logf("200,000 bytes in %d segments of %d bytes on average, receiver's MSS %d", info.Data_segs_in, perSeg, info.Rcv_mss)
+}
+
+func TestAddressesOnlyInsideTheNamespaces(t *testing.T) {
+	l := ForTest(t)
+	out, err := l.A.Command(context.Background(), "ip", "-4", "-o", "addr", "show").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if !strings.Contains(string(out), l.A.Addr.String()+"/24") {
+		t.Errorf("namespace A has no %s:\n%s", l.A.Addr, out)
+	}
+	hostOut, err := osexec.Command("ip", "-4", "-o", "addr", "show").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if host := string(hostOut); strings.Contains(host, l.A.Addr.String()+"/") || strings.Contains(host, l.B.Addr.String()+"/") {
+		t.Errorf("the host's namespace has a lab address:\n%s", host)
+	}
+}
+
+func TestLossIsRecoveredByRetransmission(t *testing.T) {
+	l := ForTest(t)
+	a, b := pair(t, l)
+	if err := l.A.SetLoss(0.2); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.B.SetLoss(0.2); err != nil {
+		t.Fatal(err)
+	}
+	send(t, a, b, 100_000)
+	if r := tcpInfo(t, a).Total_retrans; r == 0 {
+		t.Error("20% loss each way and the sender retransmitted nothing: the loss is not applied")
+	} else {
+		t.Logf("100,000 bytes exact at 20%% loss each way, %d segments retransmitted", r)
+	}
+	if err := l.A.SetLoss(1); err == nil {
+		t.Error("loss 1 accepted")
+	}
+}
+
+func TestRateLimitsTheUplink(t *testing.T) {
+	l := ForTest(t)
+	a, b := pair(t, l)
+	const bits = 200_000
+	if err := l.A.SetRate(bits, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	const n = 25_000 // 1 s at 200 kbit/s
+	took := send(t, a, b, n)
+	if floor := time.Duration(float64(n*8) / bits * 0.8 * float64(time.Second)); took < floor {
+		t.Errorf("%d bytes in %v over 200 kbit/s, faster than the rate allows (%v)", n, took, floor)
+	}
+	t.Logf("%d bytes in %v at 200 kbit/s", n, took)
+	if err := l.A.SetRate(0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if took := send(t, a, b, n); took > 500*time.Millisecond {
+		t.Errorf("rate still limited after removal: %v", took)
+	}
+	if err := l.A.SetRate(0, 0); err != nil {
+		t.Errorf("removing no limit: %v", err)
+	}
+}
+
+// quiet reports whether c receives nothing (no data, no FIN, no RST) for
+// d. The wait is the point: silence can only be observed over time.
+func quiet(c *net.TCPConn, d time.Duration) error {
+	c.SetReadDeadline(time.Now().Add(d))
+	var buf [1]byte
+	n, err := c.Read(buf[:])
+	c.SetReadDeadline(time.Time{})
+	if n == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+		return nil
+	}
+	return fmt.Errorf("read %d bytes, %v", n, err)
+}
+
+func TestPartitionDropsEverythingUntilLifted(t *testing.T) {
+	l := ForTest(t)
+	a, b := pair(t, l)
+	if err := l.Partition(true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := quiet(b, 300*time.Millisecond); err != nil {
+		t.Fatalf("through a partition: %v", err)
+	}
+	if err := l.Partition(false); err != nil {
+		t.Fatal(err)
+	}
+	// The retransmission of "x" arrives once the partition is lifted.
+	b.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var buf [1]byte
+	if _, err := io.ReadFull(b, buf[:]); err != nil || buf[0] != 'x' {
+		t.Fatalf("after the partition: %q, %v", buf, err)
+	}
+}
+
+func TestVanishedPeerSendsNeitherFINNorRST(t *testing.T) {
+	l := ForTest(t)
+	a, b := pair(t, l)
+	if err := l.A.Vanish(); err != nil {
+		t.Fatal(err)
+	}
+	a.Close() // its FIN is lost with everything else
+	if err := quiet(b, 300*time.Millisecond); err != nil {
+		t.Fatalf("the vanished peer was heard: %v", err)
+	}
+	if _, err := b.Write([]byte("anyone?")); err != nil {
+		t.Fatal(err)
+	}
+	if err := quiet(b, 300*time.Millisecond); err != nil {
+		t.Fatalf("the vanished peer answered: %v", err)
+	}
+	if info := tcpInfo(t, b); info.Unacked == 0 {
+		t.Error("the write to the vanished peer was acknowledged")
+	}
+}
+
+func TestResetOneSideReachesOnlyThatSide(t *testing.T) {
+	l := ForTest(t)
+	a, b := pair(t, l)
+	if err := l.A.ResetOneSide(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	a.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var buf [16]byte
+	if _, err := a.Read(buf[:]); !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("A read %v, want a reset", err)
+	}
+	if _, err := b.Write([]byte("still there?")); err != nil {
+		t.Fatal(err)
+	}
+	if err := quiet(b, 300*time.Millisecond); err != nil {
+		t.Fatalf("B heard of the reset: %v", err)
+	}
+}
+
+func TestCloseRemovesTheNamespaces(t *testing.T) {
+	if err := Check(); err != nil {
+		t.Skip(err)
+	}
+	l, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []*Host{l.A, l.B} {
+		if _, err := os.Stat(netnsDir + "/" + h.Name); err != nil {
+			t.Errorf("namespace %s missing: %v", h.Name, err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	for _, h := range []*Host{l.A, l.B} {
+		if _, err := os.Stat(netnsDir + "/" + h.Name); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("namespace %s still there after Close: %v", h.Name, err)
+		}
+	}
+	if err := l.A.SetLoss(0.1); err == nil {
+		t.Error("a knob on a closed link worked")
+	}
+}
+
+func TestCleanStaleRemovesOnlyDeadRuns(t *testing.T) {
+	if err := Check(); err != nil {
+		t.Skip(err)
+	}
+	dead := fmt.Sprintf("%s%d-%s-a", namePrefix, 1<<30, randomHex(3)) // beyond pid_max: never alive
+	live := fmt.Sprintf("%s%d-%s-a", namePrefix, os.Getpid(), randomHex(3))
+	for _, n := range []string{dead, live} {
+		if err := ipCmd("netns", "add", n); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ipCmd("netns", "del", n) })
+	}
+	CleanStale()
+	if _, err := os.Stat(netnsDir + "/" + dead); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stale namespace %s kept: %v", dead, err)
+	}
+	if _, err := os.Stat(netnsDir + "/" + live); err != nil {
+		t.Errorf("a live run's namespace %s removed: %v", live, err)
+	}
+}
