@@ -109,6 +109,12 @@ copies.`,
 		return fmt.Errorf("accept: %w", endpoint.Cause(err))
 	}
 	defer conn.Close()
+	// The go-ahead may wait as long as the person at the keyboard needs;
+	// a client that vanishes meanwhile (or while the copies are in
+	// flight) must not hold tms for ever.
+	if err := server.DetectVanishedPeer(conn, net.KeepAliveConfig{}, 0); err != nil {
+		log.Warn("a vanished client may go unnoticed", "err", err)
+	}
 	fmt.Fprintf(out, "client is at %s\n", conn.RemoteAddr())
 	if !*noWait {
 		srv.GoAhead = func(ctx context.Context, msg []byte) error {

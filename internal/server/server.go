@@ -67,6 +67,17 @@ type Server struct {
 	// and one descriptor for RefuseTimeout, never a slot.
 	Refuse func(conn net.Conn, reason string)
 
+	// KeepAlive and UserTimeout make the connection of a peer that
+	// vanished (no FIN, no RST) fail, so its slot is freed: see
+	// DetectVanishedPeer, which the server calls on each connection it
+	// serves. The zero values mean DefaultKeepAlive and
+	// DefaultUserTimeout: a vanished peer's slot is freed within 45 s,
+	// idle or with a reply in flight, and a live one keeps it however
+	// long its user is away from the keyboard (within the handler's own
+	// read timeout).
+	KeepAlive   net.KeepAliveConfig
+	UserTimeout time.Duration
+
 	// Logger receives accept errors and lifecycle events. Nil discards.
 	Logger *slog.Logger
 
@@ -173,6 +184,9 @@ func (s *Server) Serve(ln net.Listener) error {
 			defer s.untrack(conn)
 			defer conn.Close()
 			defer s.recoverHandler(conn)
+			if err := DetectVanishedPeer(conn, s.KeepAlive, s.UserTimeout); err != nil {
+				s.logger().Warn("vanished peers may hold this slot", "client", conn.RemoteAddr().String(), "err", err)
+			}
 			s.Handler(s.ctx, conn)
 		}()
 	}
