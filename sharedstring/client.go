@@ -59,7 +59,8 @@ type Client struct {
 	v      []byte // framed: our copy of v; classic: the last reply
 	tmp    []byte
 
-	needHello bool // framed: the server's 'h' frame is still to be read
+	needHello bool   // framed: the server's 'h' frame is still to be read
+	pending   string // what Send is waiting on replies for: "the letter(s)"
 }
 
 // Dial connects to the server at host:port and, in Auto mode, finds out
@@ -209,6 +210,10 @@ func (c *Client) Send(letters []byte) ([]byte, error) {
 	if len(letters) == 0 {
 		return c.v, nil
 	}
+	c.pending = "the letter"
+	if len(letters) > 1 {
+		c.pending = "the letters"
+	}
 	if !c.framed {
 		for _, b := range letters {
 			if err := c.classicLetter(b); err != nil {
@@ -312,7 +317,13 @@ func (c *Client) readError(err error) error {
 	case isEOF(err):
 		return errors.New("server closed the connection")
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		return fmt.Errorf("no reply within %s", c.opts.ReplyTimeout)
+		// The letters went out: the server may have appended them and
+		// its reply be late, not lost. Giving up must not read as "your
+		// letter was not added".
+		if c.pending == "" {
+			return fmt.Errorf("no reply within %s", c.opts.ReplyTimeout)
+		}
+		return fmt.Errorf("no reply within %s (%s may still have been added)", c.opts.ReplyTimeout, c.pending)
 	}
 	return endpoint.Cause(err)
 }
