@@ -54,6 +54,8 @@ func Lessons() []Lesson {
 	return []Lesson{
 		Ports,
 		Chunks,
+		Link,
+		Loss,
 		Blocking,
 		Sendall,
 		Lines,

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tcplab/tcplab/internal/netlab"
 	"github.com/tcplab/tcplab/internal/testkit"
 	"github.com/tcplab/tcplab/multicopy"
 )
@@ -43,7 +44,7 @@ func run[T Observations](t *testing.T, l Lesson) (T, string) {
 }
 
 func TestLessonsAreListedInTourOrder(t *testing.T) {
-	want := []string{"ports", "chunks", "blocking", "sendall", "lines", "tail", "nonblocking", "poll", "udp", "status", "shared"}
+	want := []string{"ports", "chunks", "link", "loss", "blocking", "sendall", "lines", "tail", "nonblocking", "poll", "udp", "status", "shared"}
 	if got := Names(); !slices.Equal(got, want) {
 		t.Fatalf("Names() = %v, want %v", got, want)
 	}
@@ -344,5 +345,67 @@ func TestShared(t *testing.T) {
 	}
 	if o.BeforeRestart != "abc" || o.AfterRestart != "abcd" {
 		t.Errorf("restart: %q then %q, want \"abc\" then \"abcd\"", o.BeforeRestart, o.AfterRestart)
+	}
+}
+
+func TestLink(t *testing.T) {
+	o, out := run[*LinkObservations](t, Link)
+	if o.Skipped != "" {
+		checkSkippedInOneLine(t, out)
+		t.Skip(o.Skipped)
+	}
+	if o.MSS > netlab.MTU-40 || o.MSS < 1000 {
+		t.Errorf("segment of %d bytes on a %d-byte-MTU link", o.MSS, netlab.MTU)
+	}
+	want := int64(len(linkMessage)) * linkCopies
+	if o.Link.Total() != want || o.Loopback.Total() != want {
+		t.Fatalf("received %d on the link and %d on loopback, want %d", o.Link.Total(), o.Loopback.Total(), want)
+	}
+	// At 1 Mbit/s the reader is always ahead of the link: reads are one
+	// segment, and the largest at most a few (a wake-up late under load).
+	if o.Link.Median() != o.MSS || o.Link.Max() > 4*o.MSS {
+		t.Errorf("link reads: median %d, largest %d; want the %d-byte segment", o.Link.Median(), o.Link.Max(), o.MSS)
+	}
+	if o.Loopback.Max() <= 4*o.MSS {
+		t.Errorf("loopback's largest read is %d bytes, no larger than the link's segments", o.Loopback.Max())
+	}
+}
+
+func TestLoss(t *testing.T) {
+	o, out := run[*LossObservations](t, Loss)
+	if o.Skipped != "" {
+		checkSkippedInOneLine(t, out)
+		t.Skip(o.Skipped)
+	}
+	if !o.Exact || o.Received != o.Expected {
+		t.Errorf("received %d of %d bytes, exact %v", o.Received, o.Expected, o.Exact)
+	}
+	if o.Retransmits == 0 {
+		t.Errorf("no retransmission counted at %.0f%% loss over %d segments", o.Loss*100, o.Segments)
+	}
+	if !strings.Contains(out, fmt.Sprintf("sent %d of its about", o.Retransmits)) {
+		t.Errorf("the narration does not give the retransmissions:\n%s", out)
+	}
+}
+
+func checkSkippedInOneLine(t *testing.T, out string) {
+	t.Helper()
+	if n := strings.Count(out, "Skipped:"); n != 1 {
+		t.Errorf("%d skip lines, want 1:\n%s", n, out)
+	}
+}
+
+// Without root the lab lessons say why in one line and report a skip,
+// not an error.
+func TestLabLessonsSkipInOneLineWithoutALink(t *testing.T) {
+	for _, l := range []Lesson{Link, Loss} {
+		var out bytes.Buffer
+		p := &page{w: &out}
+		if reason := skipLab(p); reason == "" {
+			t.Skip("a link can be made here")
+		}
+		if strings.Count(out.String(), "\n") != 1 {
+			t.Errorf("%s: skip narration %q, want one line", l.Name, out.String())
+		}
 	}
 }

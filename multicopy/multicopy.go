@@ -15,7 +15,10 @@
 //   - the client's half-close (end of file);
 //   - MaxMessage bytes (the tutorial's recv(1000000));
 //   - a quiet gap (Server.QuietGap) with no new bytes, once at least one
-//     byte has arrived.
+//     byte has arrived, and only when TCP cannot still be delivering the
+//     message: on a link that has shown loss or slowness the quiet must
+//     last several retransmission timeouts (stream.EndWait), so a lost
+//     segment that will be sent again does not cut the message.
 //
 // A client whose message is not complete within Server.ReadTimeout of the
 // connection is dropped, whether it sent nothing or is still trickling
@@ -87,6 +90,7 @@ func readMessage(ctx context.Context, conn net.Conn, max int, gap, timeout time.
 		return nil, err
 	}
 	var msg []byte
+	var last time.Time // when the last byte arrived
 	buf := make([]byte, min(max, 16<<10))
 	for {
 		n, err := conn.Read(buf[:min(len(buf), max-len(msg))])
@@ -101,7 +105,8 @@ func readMessage(ctx context.Context, conn net.Conn, max int, gap, timeout time.
 			if len(msg) >= max {
 				return msg, nil
 			}
-			if err := conn.SetReadDeadline(earliest(time.Now().Add(gap), deadline)); err != nil {
+			last = time.Now()
+			if err := conn.SetReadDeadline(earliest(last.Add(gap), deadline)); err != nil {
 				return nil, err
 			}
 		}
@@ -109,8 +114,19 @@ func readMessage(ctx context.Context, conn net.Conn, max int, gap, timeout time.
 		case err == nil:
 		case len(msg) > 0 && errors.Is(err, os.ErrDeadlineExceeded) && !time.Now().Before(deadline):
 			return nil, fmt.Errorf("message of %d bytes still incomplete after %s", len(msg), timeout)
-		case len(msg) > 0 && (err == io.EOF || errors.Is(err, os.ErrDeadlineExceeded)):
-			return msg, nil // half-close or quiet gap: the message is complete
+		case len(msg) > 0 && errors.Is(err, os.ErrDeadlineExceeded):
+			// A quiet gap: the end, unless TCP may still be delivering
+			// the message (a lost segment not yet sent again, a slow
+			// link).
+			wait := stream.EndWait(conn, int64(len(msg)), time.Since(last), gap)
+			if wait == 0 {
+				return msg, nil
+			}
+			if err := conn.SetReadDeadline(earliest(time.Now().Add(wait), deadline)); err != nil {
+				return nil, err
+			}
+		case len(msg) > 0 && err == io.EOF:
+			return msg, nil // half-close: the message is complete
 		case err == io.EOF:
 			return nil, ErrNoMessage
 		case errors.Is(err, os.ErrDeadlineExceeded):

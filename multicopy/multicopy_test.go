@@ -320,3 +320,30 @@ func TestServeConnStopsWhileTheMessageArrives(t *testing.T) {
 		srv.Close()
 	}
 }
+
+// On a clean link the end-of-message rule is the quiet gap alone: a client
+// that neither ends its string nor half-closes (tmc.py) gets its answer
+// promptly whatever the size of its one write, including sizes that fill
+// whole segments (stream.EndWait waits longer only on a lossy or slow
+// link). The bound is generous for a loaded machine; the longer waits are
+// seconds.
+func TestReadMessageOnLoopbackEndsAfterTheGap(t *testing.T) {
+	const gap = 50 * time.Millisecond
+	for _, n := range []int{3, 536, 1448, 65483, 100_000} {
+		client, srv := pipe(t)
+		msg := bytes.Repeat([]byte("x"), n)
+		start := time.Now()
+		if _, err := client.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		got, err := ReadMessage(srv, MaxMessage, gap, 10*time.Second)
+		took := time.Since(start)
+		if err != nil || len(got) != n {
+			t.Fatalf("%d bytes: got %d, %v", n, len(got), err)
+		}
+		if took > time.Second {
+			t.Errorf("a %d-byte message took %v to end on loopback, want about the %v gap", n, took, gap)
+		}
+		t.Logf("%d bytes: ended after %v", n, took.Round(time.Millisecond))
+	}
+}

@@ -64,9 +64,13 @@ elapsed time and throughput.`,
 	// every non-empty read.
 	reads := 0
 	var received atomic.Int64
+	verify := multicopy.NewVerifier([]byte(msg)) // the answer must be whole copies of msg
+	// A full server's refusal line is held back and reported as the
+	// error, never printed as data (see refusalHold).
 	var print func(chunk []byte)
 	hold := newRefusalHold(msg, func(chunk []byte) { print(chunk) })
 	print = func(chunk []byte) {
+		verify.Write(chunk)
 		reads++
 		received.Add(int64(len(chunk)))
 		if *quiet || *asJSON {
@@ -86,6 +90,9 @@ elapsed time and throughput.`,
 	}
 	if err != nil {
 		return err
+	}
+	if err := verify.Err(); err != nil {
+		return err // never a wrong answer reported as success
 	}
 	if !*quiet && !*asJSON && reads+1 < 5 {
 		io.WriteString(std.out, "\n")

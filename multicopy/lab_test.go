@@ -1,0 +1,141 @@
+package multicopy
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/tcplab/tcplab/internal/netlab"
+	"github.com/tcplab/tcplab/stream"
+)
+
+// labMessage is a 100 kB message no prefix of which repeats it, so a cut
+// message shows in the answer.
+func labMessage(seed uint64) []byte {
+	r := rand.New(rand.NewPCG(seed, 1))
+	msg := make([]byte, 100_000)
+	for i := range msg {
+		msg[i] = 'a' + byte(r.IntN(26)) // no newline: the message has no terminator
+	}
+	return msg
+}
+
+// labTransfer serves one client with s in side B of l and fetches msg from
+// side A, half-closing or not (the tutorial's tmc.py does not), and
+// returns the server's transfer and the bytes the client received.
+func labTransfer(t *testing.T, l *netlab.Link, s *Server, msg []byte, halfClose bool) (Transfer, []byte, error) {
+	t.Helper()
+	ln, err := l.B.Listen(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	type served struct {
+		tr  Transfer
+		err error
+	}
+	done := make(chan served, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			done <- served{err: err}
+			return
+		}
+		defer c.Close()
+		tr, err := s.ServeConn(ctx, c)
+		done <- served{tr, err}
+	}()
+	conn, err := l.A.Dial(ctx, ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var got []byte
+	if halfClose {
+		_, err = Fetch(ctx, conn, msg, 30*time.Second, 0, func(chunk []byte) { got = append(got, chunk...) })
+	} else {
+		// tmc.py: send, then read until end of file, never half-closing.
+		conn.SetDeadline(time.Now().Add(60 * time.Second))
+		if _, err = conn.Write(msg); err == nil {
+			_, err = stream.ReadChunks(conn, make([]byte, 1<<20), func(chunk []byte) error {
+				got = append(got, chunk...)
+				return nil
+			})
+		}
+	}
+	sv := <-done
+	if sv.err != nil {
+		return sv.tr, got, fmt.Errorf("server: %w", sv.err)
+	}
+	if err != nil {
+		return sv.tr, got, fmt.Errorf("client, after the server took a message of %d bytes: %w", len(sv.tr.Message), err)
+	}
+	return sv.tr, got, nil
+}
+
+// checkAnswer fails the test unless got is exactly copies copies of msg.
+func checkAnswer(t *testing.T, tr Transfer, got, msg []byte, copies int) {
+	t.Helper()
+	if len(tr.Message) != len(msg) {
+		t.Errorf("the server took a message of %d bytes, not %d", len(tr.Message), len(msg))
+	}
+	if want := bytes.Repeat(msg, copies); !bytes.Equal(got, want) {
+		t.Errorf("answer of %d bytes, want %d copies of the %d-byte message", len(got), copies, len(msg))
+	}
+}
+
+// Under 20% loss each way TCP delivers the message in bursts with pauses
+// of a retransmission timeout (200 ms, doubling at each loss in a row: 3 s
+// and more were seen); the server must not take a pause for the end of
+// the message, whether the client half-closes or not. Before the fix,
+// tms cut most runs at 10-97 kB. Each run has its own link, and the runs
+// go in parallel: they spend their time waiting for retransmissions.
+func TestLabMessageIsWholeUnderLoss(t *testing.T) {
+	for i := range 5 {
+		halfClose := i%2 == 0
+		t.Run(fmt.Sprintf("run%d/halfclose=%v", i, halfClose), func(t *testing.T) {
+			t.Parallel()
+			l := netlab.ForTest(t)
+			if err := l.A.SetLoss(0.2); err != nil {
+				t.Fatal(err)
+			}
+			if err := l.B.SetLoss(0.2); err != nil {
+				t.Fatal(err)
+			}
+			labRun(t, l, uint64(i), halfClose)
+		})
+	}
+}
+
+// Over a 200 kbit/s uplink a segment arrives every 58 ms, more than the
+// quiet gap: before the fix the server took 2,896 of 100,000 bytes every
+// time.
+func TestLabMessageIsWholeOverASlowUplink(t *testing.T) {
+	for i, halfClose := range []bool{true, false} {
+		t.Run(fmt.Sprintf("run%d/halfclose=%v", i, halfClose), func(t *testing.T) {
+			t.Parallel()
+			l := netlab.ForTest(t)
+			if err := l.A.SetRate(200_000, time.Second); err != nil {
+				t.Fatal(err)
+			}
+			labRun(t, l, uint64(100+i), halfClose)
+		})
+	}
+}
+
+func labRun(t *testing.T, l *netlab.Link, seed uint64, halfClose bool) {
+	const copies = 2
+	msg := labMessage(seed)
+	start := time.Now()
+	tr, got, err := labTransfer(t, l, &Server{Copies: copies}, msg, halfClose)
+	t.Logf("took %v; the server took a message of %d bytes", time.Since(start).Round(time.Millisecond), len(tr.Message))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAnswer(t, tr, got, msg, copies)
+}

@@ -1,0 +1,115 @@
+package multicopy
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strconv"
+)
+
+// ErrWrongAnswer is matched (errors.Is) by Verifier.Err's error when the
+// answer is not whole copies of the message.
+var ErrWrongAnswer = errors.New("wrong answer")
+
+// wrongAnswer is Verifier.Err's error: its text is the one line a user
+// sees, and it is ErrWrongAnswer for errors.Is.
+type wrongAnswer string
+
+func (e wrongAnswer) Error() string        { return string(e) }
+func (e wrongAnswer) Is(target error) bool { return target == ErrWrongAnswer }
+
+// verifyBlock is about how many bytes of whole copies a Verifier compares
+// against at once: a chunk is checked with a few long comparisons, not
+// one per copy, whatever the message's length.
+const verifyBlock = 64 << 10
+
+// Verifier checks, as the answer streams in, that it is whole copies of
+// the message sent: the client's side of the contract, so that a server
+// that cut the message, or a transfer that lost bytes, can never pass for
+// a good answer. It keeps only the message and one block of copies of it
+// (at most about len(msg) + 64 kB), whatever the answer's length.
+type Verifier struct {
+	msg   []byte
+	block []byte // whole copies of msg, at least len(msg)+verifyBlock long
+	off   int    // offset of the next byte within its copy
+	total int64  // bytes seen
+	bad   int64  // offset of the first byte that differs, or -1
+}
+
+// NewVerifier returns a Verifier of answers to msg, which must not be
+// empty. msg is not retained.
+func NewVerifier(msg []byte) *Verifier {
+	if len(msg) == 0 {
+		panic("multicopy: NewVerifier of an empty message")
+	}
+	copies := (verifyBlock + len(msg) - 1) / len(msg)
+	return &Verifier{
+		msg:   bytes.Clone(msg),
+		block: bytes.Repeat(msg, copies+1),
+		bad:   -1,
+	}
+}
+
+// Write checks the next chunk of the answer. It never fails; Err says
+// what it found.
+func (v *Verifier) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		// block[off:] starts at the same place in a copy as p does, and
+		// is at least verifyBlock long.
+		k := min(len(p), len(v.block)-v.off)
+		if v.bad < 0 && !bytes.Equal(p[:k], v.block[v.off:v.off+k]) {
+			for i := range k {
+				if p[i] != v.block[v.off+i] {
+					v.bad = v.total + int64(i)
+					break
+				}
+			}
+		}
+		v.total += int64(k)
+		v.off = (v.off + k) % len(v.msg)
+		p = p[k:]
+	}
+	return n, nil
+}
+
+// Total is the number of bytes checked so far.
+func (v *Verifier) Total() int64 { return v.total }
+
+// Err returns nil if everything written so far is whole copies of the
+// message (no bytes at all is zero copies: whether that is an answer is
+// the caller's business), or an error matching ErrWrongAnswer that says in
+// one line where the answer first went wrong.
+func (v *Verifier) Err() error {
+	if v.bad >= 0 {
+		return wrongAnswer(fmt.Sprintf("answer is not whole copies of %s: byte %s differs", v.describe(), commas(v.bad)))
+	}
+	if v.off != 0 {
+		return wrongAnswer(fmt.Sprintf("received %s bytes, not a whole number of copies of %s", commas(v.total), v.describe()))
+	}
+	return nil
+}
+
+// describe names the message: quoted if short, by its length if not.
+func (v *Verifier) describe() string {
+	if len(v.msg) <= 40 {
+		return strconv.Quote(string(v.msg))
+	}
+	return "the " + commas(int64(len(v.msg))) + "-byte string"
+}
+
+// commas writes n with thousands separators, as the issue reports counts.
+func commas(n int64) string {
+	if n < 0 {
+		return "-" + commas(-n)
+	}
+	s := strconv.FormatInt(n, 10)
+	var b []byte
+	for i, c := range []byte(s) {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b = append(b, ',')
+		}
+		b = append(b, c)
+	}
+	return string(b)
+}

@@ -1,0 +1,60 @@
+package stream
+
+import (
+	"net"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+func readTCPStats(conn net.Conn) (TCPStats, error) {
+	tc, ok := conn.(*net.TCPConn)
+	if !ok {
+		return TCPStats{}, ErrNoTCPStats
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return TCPStats{}, err
+	}
+	var (
+		info    *unix.TCPInfo
+		mem     [unix.SK_MEMINFO_VARS]uint32
+		inq     int
+		sockErr error
+	)
+	err = rc.Control(func(fd uintptr) {
+		info, sockErr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
+		if sockErr != nil {
+			return
+		}
+		// SO_MEMINFO: the receive memory in use counts the readable
+		// queue and the out-of-order queue together; SIOCINQ counts the
+		// readable bytes alone.
+		size := uint32(unsafe.Sizeof(mem))
+		_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_MEMINFO,
+			uintptr(unsafe.Pointer(&mem[0])), uintptr(unsafe.Pointer(&size)), 0)
+		if errno != 0 {
+			sockErr = errno
+			return
+		}
+		inq, sockErr = unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+	})
+	if err == nil {
+		err = sockErr
+	}
+	if err != nil {
+		return TCPStats{}, err
+	}
+	us := func(v uint32) time.Duration { return time.Duration(v) * time.Microsecond }
+	return TCPStats{
+		RTT:               us(info.Rtt),
+		RcvRTT:            us(info.Rcv_rtt),
+		RTO:               us(info.Rto),
+		SndMSS:            int(info.Snd_mss),
+		RcvMSS:            int(info.Rcv_mss),
+		Retransmits:       int64(info.Total_retrans),
+		OutOfOrderPackets: int64(info.Rcv_ooopack),
+		OutOfOrderQueued:  inq == 0 && mem[unix.SK_MEMINFO_RMEM_ALLOC] > 0,
+	}, nil
+}
