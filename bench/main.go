@@ -7,7 +7,8 @@
 // Each section lives in its own file and registers itself in init. Sections
 // compare ratios measured in the same run, never absolute times against a
 // fixed target, because the machines are shared and noisy. All traffic goes
-// to loopback.
+// to loopback, except the faults section's, which stays inside the network
+// namespaces of internal/netlab (root only).
 package main
 
 import (
@@ -148,7 +149,9 @@ const header = `# Benchmarks
 
 Reproduce with one command from the repository root: ` + "`go run ./bench`" + `
 (or ` + "`go run ./bench -only NAME`" + ` for one section). Every comparison is a
-ratio measured in the same run on the same machine; all traffic is loopback.
+ratio measured in the same run on the same machine; all traffic is loopback,
+except the faults section's, which stays inside network namespaces the bench
+makes and removes.
 The machine is shared, so expect a few percent of noise between runs.
 `
 

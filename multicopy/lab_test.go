@@ -25,7 +25,8 @@ func labMessage(seed uint64) []byte {
 
 // labTransfer serves one client with s in side B of l and fetches msg from
 // side A, half-closing or not (the tutorial's tmc.py does not), and
-// returns the server's transfer and the bytes the client received.
+// returns the server's transfer and the bytes the client received, with
+// an error when the client failed (an honest failure).
 func labTransfer(t *testing.T, l *netlab.Link, s *Server, msg []byte, halfClose bool) (Transfer, []byte, error) {
 	t.Helper()
 	ln, err := l.B.Listen(0)
@@ -69,11 +70,13 @@ func labTransfer(t *testing.T, l *netlab.Link, s *Server, msg []byte, halfClose 
 		}
 	}
 	sv := <-done
-	if sv.err != nil {
-		return sv.tr, got, fmt.Errorf("server: %w", sv.err)
-	}
-	if err != nil {
-		return sv.tr, got, fmt.Errorf("client, after the server took a message of %d bytes: %w", len(sv.tr.Message), err)
+	switch {
+	case err != nil:
+		return sv.tr, got, fmt.Errorf("client, after the server took a message of %d bytes: %w (server: %v)", len(sv.tr.Message), err, sv.err)
+	case sv.err != nil:
+		// The client saw success: whatever it got is judged, and the
+		// server's error only explains it.
+		t.Logf("server: %v", sv.err)
 	}
 	return sv.tr, got, nil
 }
@@ -89,6 +92,16 @@ func checkAnswer(t *testing.T, tr Transfer, got, msg []byte, copies int) {
 	}
 }
 
+// lossEachWay and slowUplink are the two faults of the lab tests.
+func lossEachWay(l *netlab.Link) error {
+	if err := l.A.SetLoss(0.2); err != nil {
+		return err
+	}
+	return l.B.SetLoss(0.2)
+}
+
+func slowUplink(l *netlab.Link) error { return l.A.SetRate(200_000, time.Second) }
+
 // Under 20% loss each way TCP delivers the message in bursts with pauses
 // of a retransmission timeout (200 ms, doubling at each loss in a row: 3 s
 // and more were seen); the server must not take a pause for the end of
@@ -100,14 +113,7 @@ func TestLabMessageIsWholeUnderLoss(t *testing.T) {
 		halfClose := i%2 == 0
 		t.Run(fmt.Sprintf("run%d/halfclose=%v", i, halfClose), func(t *testing.T) {
 			t.Parallel()
-			l := netlab.ForTest(t)
-			if err := l.A.SetLoss(0.2); err != nil {
-				t.Fatal(err)
-			}
-			if err := l.B.SetLoss(0.2); err != nil {
-				t.Fatal(err)
-			}
-			labRun(t, l, uint64(i), halfClose)
+			labRun(t, lossEachWay, uint64(i), halfClose)
 		})
 	}
 }
@@ -119,23 +125,34 @@ func TestLabMessageIsWholeOverASlowUplink(t *testing.T) {
 	for i, halfClose := range []bool{true, false} {
 		t.Run(fmt.Sprintf("run%d/halfclose=%v", i, halfClose), func(t *testing.T) {
 			t.Parallel()
-			l := netlab.ForTest(t)
-			if err := l.A.SetRate(200_000, time.Second); err != nil {
-				t.Fatal(err)
-			}
-			labRun(t, l, uint64(100+i), halfClose)
+			labRun(t, slowUplink, uint64(100+i), halfClose)
 		})
 	}
 }
 
-func labRun(t *testing.T, l *netlab.Link, seed uint64, halfClose bool) {
+// labRun runs one transfer on a fresh link set up by fault. A wrong answer
+// fails the test at once. An honest failure (an error on either side: at
+// 20% loss each way TCP's backed-off retransmissions exceed the 30 s
+// timeouts in about 1 run of 50, see docs/reliability.md) is logged and
+// the run tried once more on a fresh link; a second one fails the test.
+func labRun(t *testing.T, fault func(*netlab.Link) error, seed uint64, halfClose bool) {
 	const copies = 2
 	msg := labMessage(seed)
-	start := time.Now()
-	tr, got, err := labTransfer(t, l, &Server{Copies: copies}, msg, halfClose)
-	t.Logf("took %v; the server took a message of %d bytes", time.Since(start).Round(time.Millisecond), len(tr.Message))
-	if err != nil {
-		t.Fatal(err)
+	for attempt := 1; ; attempt++ {
+		l := netlab.ForTest(t)
+		if err := fault(l); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		tr, got, err := labTransfer(t, l, &Server{Copies: copies}, msg, halfClose)
+		t.Logf("attempt %d took %v; the server took a message of %d bytes", attempt, time.Since(start).Round(time.Millisecond), len(tr.Message))
+		if err == nil {
+			checkAnswer(t, tr, got, msg, copies)
+			return
+		}
+		if attempt == 2 {
+			t.Fatalf("failed twice: %v", err)
+		}
+		t.Logf("honest failure, trying again on a fresh link: %v", err)
 	}
-	checkAnswer(t, tr, got, msg, copies)
 }

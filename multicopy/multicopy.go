@@ -21,9 +21,10 @@
 //     segment that will be sent again does not cut the message.
 //
 // A client whose message is not complete within Server.ReadTimeout of the
-// connection is dropped, whether it sent nothing or is still trickling
-// bytes in (a slowloris): the quiet gap alone would let one byte every
-// 49 ms hold a connection for hours.
+// connection is dropped with a reset (not a FIN, which would read as an
+// empty answer), whether it sent nothing or is still trickling bytes in (a
+// slowloris): the quiet gap alone would let one byte every 49 ms hold a
+// connection for hours.
 //
 // Server to client: M repeated Server.Copies times (10,000 by default), then
 // the server closes the connection; end of file is the only end marker.
@@ -113,7 +114,7 @@ func readMessage(ctx context.Context, conn net.Conn, max int, gap, timeout time.
 		switch {
 		case err == nil:
 		case len(msg) > 0 && errors.Is(err, os.ErrDeadlineExceeded) && !time.Now().Before(deadline):
-			return nil, fmt.Errorf("message of %d bytes still incomplete after %s", len(msg), timeout)
+			return nil, timeoutError{fmt.Errorf("message of %d bytes still incomplete after %s", len(msg), timeout)}
 		case len(msg) > 0 && errors.Is(err, os.ErrDeadlineExceeded):
 			// A quiet gap: the end, unless TCP may still be delivering
 			// the message (a lost segment not yet sent again, a slow
@@ -130,12 +131,19 @@ func readMessage(ctx context.Context, conn net.Conn, max int, gap, timeout time.
 		case err == io.EOF:
 			return nil, ErrNoMessage
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			return nil, fmt.Errorf("%w within %s", ErrNoMessage, timeout)
+			return nil, timeoutError{fmt.Errorf("%w within %s", ErrNoMessage, timeout)}
 		default:
 			return nil, err
 		}
 	}
 }
+
+// timeoutError is readMessage's error for a message that was not complete
+// within the read timeout.
+type timeoutError struct{ err error }
+
+func (e timeoutError) Error() string { return e.err.Error() }
+func (e timeoutError) Unwrap() error { return e.err }
 
 func earliest(a, b time.Time) time.Time {
 	if a.Before(b) {
@@ -180,6 +188,13 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) (Transfer, error)
 	defer stop()
 	msg, err := readMessage(ctx, conn, MaxMessage, or(s.QuietGap, DefaultQuietGap), or(s.ReadTimeout, DefaultReadTimeout))
 	if err != nil {
+		if errors.As(err, new(timeoutError)) {
+			// Tell the client, with a reset rather than the FIN of a
+			// normal end, that its message was not served: a client that
+			// cannot check its answer (tmc.py) would otherwise take an
+			// empty one for success.
+			server.Reset(conn)
+		}
 		return t, fmt.Errorf("read message from %s: %w", conn.RemoteAddr(), err)
 	}
 	t.Message = msg

@@ -347,3 +347,46 @@ func TestReadMessageOnLoopbackEndsAfterTheGap(t *testing.T) {
 		t.Logf("%d bytes: ended after %v", n, took.Round(time.Millisecond))
 	}
 }
+
+// A client whose message does not arrive within the read timeout (on a
+// lossy link, or a slowloris) is reset, not closed: an empty answer ended
+// by a FIN is what tmc.py prints as success (exit 0, 0 bytes), which the
+// bench saw once at 20% loss.
+func TestServeConnResetsAMessageThatTimesOut(t *testing.T) {
+	for _, trickle := range []bool{false, true} {
+		client, srv := pipe(t)
+		stop := make(chan struct{})
+		trickled := make(chan struct{})
+		go func() {
+			defer close(trickled)
+			if !trickle {
+				return
+			}
+			tick := time.NewTicker(10 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+					if _, err := client.Write([]byte("x")); err != nil {
+						return
+					}
+				}
+			}
+		}()
+		s := &Server{ReadTimeout: 300 * time.Millisecond}
+		_, err := s.ServeConn(context.Background(), srv)
+		srv.Close()
+		if err == nil {
+			t.Fatalf("trickle %v: served", trickle)
+		}
+		client.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, rerr := io.ReadAll(client)
+		close(stop)
+		<-trickled
+		if !errors.Is(rerr, syscall.ECONNRESET) {
+			t.Errorf("trickle %v: the client read %v after %v, want a reset", trickle, rerr, err)
+		}
+	}
+}

@@ -28,12 +28,12 @@ const endRetries = 4
 // maxSettle bounds that wait on a slow link.
 const maxSettle = 10 * time.Second
 
-// StalledSenderWait is how long EndWait waits when it is all but sure more
+// stalledSenderWait is how long EndWait waits when it is all but sure more
 // is coming (the bytes end on a full segment of a lossy link): long
 // enough for a sender whose retransmission timeout has backed off to
 // 6.4 s and more after losses in a row (measured at 20% loss each way:
 // silences of over 3 s in the middle of a 100 kB message).
-const StalledSenderWait = 30 * time.Second
+const stalledSenderWait = 30 * time.Second
 
 // EndWait tells a reader that has received n bytes (n > 0) on conn, and
 // nothing more for quiet, how much longer to wait for more before it
@@ -50,7 +50,7 @@ const StalledSenderWait = 30 * time.Second
 //   - the link has shown loss (the peer's packets arrived out of order,
 //     or this side had to retransmit) and the bytes so far end on a full
 //     segment, so the sender was cut off in the middle of a write: no end
-//     before StalledSenderWait;
+//     before stalledSenderWait;
 //   - either one of those (loss, or a full last segment: a slow link
 //     delivering one segment at a time, or a writer of several writes):
 //     no end until the last segment could have been lost endRetries times
@@ -88,7 +88,7 @@ func EndWait(conn net.Conn, n int64, quiet, gap time.Duration) time.Duration {
 	var need time.Duration
 	switch {
 	case lossy && fullSegment:
-		need = StalledSenderWait
+		need = stalledSenderWait
 	case lossy || fullSegment:
 		need = settleTime(st)
 	}

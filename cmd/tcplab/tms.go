@@ -29,8 +29,9 @@ input (the go-ahead; end of input counts too), sends the string back 10,000
 times, closes and exits.
 
 The string ends at a newline (kept), at the client's half-close, at 1,000,000
-bytes, or after --gap of silence once bytes have arrived; a client whose
-string is not complete within --read-timeout of connecting is dropped. The copies are streamed, never built
+bytes, or after --gap of silence once bytes have arrived (longer where the
+socket shows a retransmission may still be due); a client whose string is
+not complete within --read-timeout of connecting is reset. The copies are streamed, never built
 in memory. With --keep it serves any number of clients at once, with no
 go-ahead, until SIGINT or SIGTERM, then lets transfers finish within --grace.
 A client over --max-conns (or over its address's share, --max-conns-per-addr)
@@ -45,8 +46,8 @@ copies.`,
 	grace := fs.Duration("grace", 5*time.Second, "with --keep: how long transfers in flight may take to finish after a signal")
 	maxConns := fs.Int("max-conns", tmsMaxConns, "with --keep: clients served at once; one more is told \"busy: ...\" at once and closed; each may hold up to about 1.7 MB")
 	maxPerAddr := fs.Int("max-conns-per-addr", 0, "with --keep: clients served at once from one address (an IPv6 /64); 0: a quarter of --max-conns, -1: no limit")
-	gap := fs.Duration("gap", multicopy.DefaultQuietGap, "silence that ends a string with no newline")
-	readTimeout := fs.Duration("read-timeout", multicopy.DefaultReadTimeout, "drop a client whose string is not complete this long after it connects")
+	gap := fs.Duration("gap", multicopy.DefaultQuietGap, "silence that ends a string with no newline on a clean link (longer on a lossy or slow one)")
+	readTimeout := fs.Duration("read-timeout", multicopy.DefaultReadTimeout, "reset a client whose string is not complete this long after it connects")
 	writeTimeout := fs.Duration("write-timeout", multicopy.DefaultWriteIdle, "drop a client that reads nothing for this long")
 	logFormat := fs.String("log-format", "text", "log format on standard error: text or json")
 	port, err := fs.parsePort(std, args)

@@ -137,6 +137,7 @@ func check() error {
 type TB interface {
 	Helper()
 	Skipf(format string, args ...any)
+	Errorf(format string, args ...any)
 	Fatalf(format string, args ...any)
 	Cleanup(func())
 }
@@ -155,7 +156,7 @@ func ForTest(t TB) *Link {
 	}
 	t.Cleanup(func() {
 		if err := l.Close(); err != nil {
-			t.Fatalf("%v", err)
+			t.Errorf("%v", err)
 		}
 	})
 	return l
@@ -369,7 +370,7 @@ func (h *Host) run(prog string, args ...string) error {
 	full := append([]string{"netns", "exec", h.Name, prog}, args...)
 	out, err := exec.Command("ip", full...).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("%s %s in %s: %v: %s", prog, strings.Join(args, " "), h.Name, err, bytes.TrimSpace(out))
+		return fmt.Errorf("%s %s in %s: %v: %s", prog, strings.Join(args, " "), h.Name, err, firstLine(out))
 	}
 	return nil
 }
@@ -468,9 +469,16 @@ func (h *Host) Peer() *Host { return h.peer }
 func ipCmd(args ...string) error {
 	out, err := exec.Command("ip", args...).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
+		return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, firstLine(out))
 	}
 	return nil
+}
+
+// firstLine is the first line of a program's output, so that an error
+// stays one line.
+func firstLine(out []byte) string {
+	line, _, _ := bytes.Cut(bytes.TrimSpace(out), []byte("\n"))
+	return string(line)
 }
 
 func randomHex(n int) string {
