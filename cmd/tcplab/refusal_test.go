@@ -142,3 +142,23 @@ func TestMaxConnsPerAddrUsage(t *testing.T) {
 		}
 	}
 }
+
+// svr: a silent client of 127.0.0.2 holds that address's share (a quarter
+// of --max-conns 4: one slot); its next connection is refused at once,
+// and wps from 127.0.0.1 is served beside it.
+func TestSVRIdleFromOneAddressCannotShutOutAnother(t *testing.T) {
+	srv, port := startSVR(t, "--max-conns", "4", "--read-timeout", "60s")
+	addr := "127.0.0.1:" + port
+	holdFrom(t, "127.0.0.2", addr, "")
+	srv.WaitFor(t, "client is at 127.0.0.2:", 20*time.Second)
+	over := holdFrom(t, "127.0.0.2", addr, "w")
+	over.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, _ := io.ReadAll(over)
+	if want := "busy: max number of connections from one address reached (1); try again later\n"; string(got) != want {
+		t.Fatalf("second connection from 127.0.0.2: %q, want %q", got, want)
+	}
+	code, out, errOut := wpsRun(t, "127.0.0.1", port, "w")
+	if code != 0 || !strings.Contains(out, "load average") {
+		t.Fatalf("wps from 127.0.0.1 beside 127.0.0.2's idle client: exit %d, %q %q", code, out, errOut)
+	}
+}
