@@ -73,6 +73,7 @@ func IsBusyLine(answer []byte) (string, bool) {
 func (s *Server) refuse(conn net.Conn, reason string) {
 	s.logger().Debug("connection refused", "client", conn.RemoteAddr().String(), "reason", reason)
 	s.mu.Lock()
+	s.noteRefusal(reason)
 	ok := s.Refuse != nil && !s.closing && len(s.refusing) < maxRefusing
 	if ok {
 		s.refusing[conn] = struct{}{}
@@ -108,6 +109,24 @@ func (s *Server) refuse(conn net.Conn, reason string) {
 			Reset(conn) // a stream, not a request: the end is a reset
 		}
 	}()
+}
+
+// refusalLogEvery bounds how often refusals are logged: a full server says
+// so at once, then at most this often, with the count, so that a flood of
+// connections cannot flood the log.
+const refusalLogEvery = 10 * time.Second
+
+// noteRefusal counts a refusal and logs one line for the refusals since
+// the last line, at most every refusalLogEvery. s.mu is held.
+func (s *Server) noteRefusal(reason string) {
+	s.refused++
+	now := time.Now()
+	if now.Sub(s.refusalLogged) < refusalLogEvery {
+		return
+	}
+	s.logger().Warn("refusing connections", "reason", reason, "refused", s.refused)
+	s.refused = 0
+	s.refusalLogged = now
 }
 
 // addrKey is the source that MaxConnsPerAddr counts for a peer: its IPv4

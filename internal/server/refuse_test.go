@@ -1,11 +1,14 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -321,4 +324,27 @@ func bytesJoin(cs [][]byte) []byte {
 		b = append(b, c...)
 	}
 	return b
+}
+
+// A full server says so in its log at the first refusal, and then at most
+// every refusalLogEvery with a count, never once per connection.
+func TestRefusalsAreLoggedNotFlooded(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	var mu sync.Mutex
+	var logs bytes.Buffer
+	s := &Server{MaxConns: 1, MaxConnsPerAddr: -1, Refuse: RefuseLine, Handler: blocking(release),
+		Logger: slog.New(slog.NewTextHandler(&lockedBuffer{mu: &mu, b: &logs}, nil))}
+	addr := startFull(t, s, 1)
+	for range 5 {
+		c := dialFrom(t, "127.0.0.1", addr)
+		if got, _, err := readAnswer(t, c, 5*time.Second); err != nil || !strings.HasPrefix(got, BusyPrefix) {
+			t.Fatalf("over the cap: %q, %v", got, err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if n := strings.Count(logs.String(), "refusing connections"); n != 1 || !strings.Contains(logs.String(), `reason="max number of clients reached (1)"`) {
+		t.Fatalf("%d log lines about refusals: %q", n, logs.String())
+	}
 }

@@ -81,18 +81,20 @@ type Server struct {
 	// Logger receives accept errors and lifecycle events. Nil discards.
 	Logger *slog.Logger
 
-	mu        sync.Mutex
-	listeners map[net.Listener]struct{}
-	conns     map[net.Conn]netip.Prefix // served, with their source's key
-	perAddr   map[netip.Prefix]int      // served connections per source
-	refusing  map[net.Conn]struct{}     // being refused
-	closing   bool
-	ctx       context.Context
-	cancel    context.CancelFunc
-	done      chan struct{} // closed when shutting down
-	maxConns  int           // MaxConns resolved
-	maxPer    int           // MaxConnsPerAddr resolved; 0: no cap
-	handlers  sync.WaitGroup
+	mu            sync.Mutex
+	listeners     map[net.Listener]struct{}
+	conns         map[net.Conn]netip.Prefix // served, with their source's key
+	perAddr       map[netip.Prefix]int      // served connections per source
+	refusing      map[net.Conn]struct{}     // being refused
+	closing       bool
+	ctx           context.Context
+	cancel        context.CancelFunc
+	done          chan struct{} // closed when shutting down
+	maxConns      int           // MaxConns resolved
+	maxPer        int           // MaxConnsPerAddr resolved; 0: no cap
+	refused       int           // refusals since the last log line about them
+	refusalLogged time.Time     // when that line was written
+	handlers      sync.WaitGroup
 }
 
 func (s *Server) init() {
