@@ -65,11 +65,7 @@ elapsed time and throughput.`,
 	reads := 0
 	var received atomic.Int64
 	verify := multicopy.NewVerifier([]byte(msg)) // the answer must be whole copies of msg
-	// A full server's refusal line is held back and reported as the
-	// error, never printed as data (see refusalHold).
-	var print func(chunk []byte)
-	hold := newRefusalHold(msg, func(chunk []byte) { print(chunk) })
-	print = func(chunk []byte) {
+	show := func(chunk []byte) {
 		verify.Write(chunk)
 		reads++
 		received.Add(int64(len(chunk)))
@@ -82,6 +78,9 @@ elapsed time and throughput.`,
 		}
 		fmt.Fprintf(std.out, "received %d bytes\n", len(chunk))
 	}
+	// A full server's refusal line is held back and reported as the
+	// error, never printed as data (see refusalHold).
+	hold := newRefusalHold(msg, show)
 	stopBar := startProgress(std.err, &received)
 	res, err := multicopy.Fetch(ctx, conn, []byte(msg), *timeout, *readSize, hold.add)
 	stopBar()
