@@ -1,6 +1,8 @@
 // Package server is the one TCP server lifecycle that every tcplab server
-// shares: the accept loop, connection tracking, the concurrency cap and the
-// two ways to stop (Shutdown and Close), modelled on net/http.Server.
+// shares: the accept loop, connection tracking, the concurrency caps (in
+// all and per source address) with an immediate refusal over them, the
+// detection of peers that vanished, and the two ways to stop (Shutdown and
+// Close), modelled on net/http.Server.
 //
 // A protocol supplies only a Handler. The tutorial's servers each grow their
 // own accept loop (tms.py accepts once, svr.py loops, strsvr.py accepts a
