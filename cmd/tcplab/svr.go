@@ -38,7 +38,7 @@ Built-in commands for --commands: `+strings.Join(status.BuiltinNames(), ", ")+`
 		"tcplab svr --metrics 127.0.0.1:9100 --log-format json 2000")
 	commands := fs.String("commands", strings.Join(status.DefaultCommands, ","), "comma-separated `names` clients may ask for (built-in set only)")
 	allow := fs.String("allow", "", "comma-separated `CIDRs` allowed to connect (default everyone)")
-	maxConns := fs.Int("max-conns", 1000, "connections served at once; one more is answered \"busy: ...\" at once and closed")
+	maxConns := fs.Int("max-conns", 1000, "connections served at once; more wait in the listen backlog")
 	perSec := fs.Float64("rate", 20, "requests per second allowed per client address (0: no limit)")
 	burst := fs.Int("burst", 40, "burst of requests allowed per client address")
 	fresh := fs.Duration("fresh", status.DefaultFresh, "reuse a command's output for this long (0: only share runs in flight)")
