@@ -74,7 +74,7 @@ second.`,
 	var received atomic.Int64
 	verify := multicopy.NewVerifier([]byte(msg)) // the answer must be whole copies of msg
 	verify.ExpectCopies(*copies)                 // and as many as the server sends
-	onChunk := func(chunk []byte) {
+	show := func(chunk []byte) {
 		verify.Write(chunk)
 		reads++
 		if *quiet || *asJSON {
@@ -86,12 +86,18 @@ second.`,
 		}
 		fmt.Fprintf(std.out, "received %d bytes\n", len(chunk))
 	}
+	// A full server's refusal line is held back and reported as the
+	// error, never printed as data (see refusalHold).
+	hold := newRefusalHold(msg, show)
 	stopBar := startProgress(std.err, &received)
 	res, err := multicopy.Fetch(ctx, conn, []byte(msg), *timeout, *readSize, func(chunk []byte) {
 		received.Add(int64(len(chunk)))
-		onChunk(chunk)
+		hold.add(chunk)
 	})
 	stopBar()
+	if rerr := hold.end(conn.RemoteAddr()); rerr != nil {
+		return rerr
+	}
 	if err != nil {
 		// Say what did arrive before saying why it stopped; nothing
 		// arrived is said by the error line alone.

@@ -29,18 +29,18 @@ func ParsePort(s string) (int, error) {
 // Listen listens for TCP on addr (":2000" is every interface, IPv4 and
 // IPv6, as the tutorial's empty host is). The error names the address and the
 // cause only. Accepted connections keep Go's TCP keep-alive probes, which
-// find a peer that vanished without a word: right for a server whose clients
-// may sit idle for long, as strsvr's do.
+// find a peer that vanished without a word (internal/server tunes them, and
+// TCP_USER_TIMEOUT, on each connection it serves: see
+// server.DetectVanishedPeer).
 func Listen(ctx context.Context, addr string) (net.Listener, error) {
 	return listen(ctx, addr, net.ListenConfig{})
 }
 
 // ListenForRequests is Listen for a server whose every connection carries
-// one request and its answer under read and write deadlines, the client
-// speaking first (tms, svr). The deadlines already bound a vanished peer, so
-// keep-alive probes are off, which spares the setsockopt calls Go makes on
-// each accepted connection; and accept is deferred until the request's
-// first bytes arrive (see deferAccept).
+// one request and its answer, the client speaking first (tms, svr). Go's
+// keep-alive setup on accept is off, since internal/server sets its own on
+// each connection it serves (server.DetectVanishedPeer); and accept is
+// deferred until the request's first bytes arrive (see deferAccept).
 func ListenForRequests(ctx context.Context, addr string) (net.Listener, error) {
 	return listen(ctx, addr, net.ListenConfig{KeepAlive: -1, Control: deferAccept})
 }

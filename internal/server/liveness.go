@@ -1,0 +1,68 @@
+package server
+
+import (
+	"fmt"
+	"net"
+	"time"
+)
+
+// Defaults for finding a peer that vanished: a machine that lost power, a
+// cable pulled, a NAT or firewall that forgot the flow. Such a peer sends
+// neither FIN nor RST; without these, its slot is held until a read
+// timeout (strsvr: 30 minutes) when the connection is idle, or for the
+// kernel's retransmission limit (tcp_retries2: about 15 minutes, 938 s
+// measured) when a reply is in flight. With them it is freed within
+// DefaultUserTimeout (45 s) of the peer's last word either way, while a
+// live peer's kernel answers the probes for as long as its user thinks.
+var DefaultKeepAlive = net.KeepAliveConfig{
+	Enable: true,
+	// First probe after 15 s of silence (Go's own default idle), then
+	// one every 5 s.
+	Idle:     15 * time.Second,
+	Interval: 5 * time.Second,
+	// Where TCP_USER_TIMEOUT is not available, 6 unanswered probes end
+	// the connection: 15 s + 6 × 5 s = 45 s, as with it.
+	Count: 6,
+}
+
+// DefaultUserTimeout is how long sent data (or, with keep-alive, the
+// peer's silence) may go unacknowledged before the kernel ends the
+// connection: TCP_USER_TIMEOUT (RFC 5482), Linux only. 45 s rides out
+// a few lost packets on any link, and frees the slot of a vanished peer
+// well within a minute.
+const DefaultUserTimeout = 45 * time.Second
+
+// DetectVanishedPeer sets conn up to fail, instead of waiting for ever,
+// when its peer vanishes: TCP keep-alive probes as ka says, and
+// TCP_USER_TIMEOUT as userTimeout says. A zero ka means DefaultKeepAlive;
+// a ka with Enable false and any other field set turns probes off. A zero
+// userTimeout means DefaultUserTimeout, a negative one leaves the
+// kernel's. A connection that is not TCP is left alone.
+//
+// With TCP_USER_TIMEOUT set, Linux ends an idle connection at the first
+// keep-alive probe sent userTimeout or more after the peer was last heard
+// (Count no longer matters), and a connection with data in flight once
+// that data has gone unacknowledged for userTimeout. The read or write
+// then fails with "connection timed out", the handler returns, and the
+// slot is free.
+func DetectVanishedPeer(conn net.Conn, ka net.KeepAliveConfig, userTimeout time.Duration) error {
+	tc, ok := conn.(*net.TCPConn)
+	if !ok {
+		return nil
+	}
+	if ka == (net.KeepAliveConfig{}) {
+		ka = DefaultKeepAlive
+	}
+	if err := tc.SetKeepAliveConfig(ka); err != nil {
+		return fmt.Errorf("set keep-alive: %w", err)
+	}
+	if userTimeout == 0 {
+		userTimeout = DefaultUserTimeout
+	}
+	if userTimeout > 0 {
+		if err := setUserTimeout(tc, userTimeout); err != nil {
+			return fmt.Errorf("set TCP_USER_TIMEOUT: %w", err)
+		}
+	}
+	return nil
+}
