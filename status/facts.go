@@ -15,7 +15,7 @@ type Facts struct {
 	Time          time.Time    `json:"time"`
 	UptimeSeconds float64      `json:"uptime_seconds"`
 	Load          [3]float64   `json:"load"`  // 1, 5 and 15 minute load averages
-	Users         []UserFacts  `json:"users"` // utmp sessions, as w lists them
+	Users         []UserFacts  `json:"users"` // login sessions, as w lists them (see loggedIn)
 	Procs         int          `json:"procs"` // number of processes
 	Processes     []ProcFacts  `json:"processes"`
 	Memory        *MemoryFacts `json:"memory,omitempty"`
@@ -69,7 +69,7 @@ func (s *snapshot) facts() *Facts {
 	}
 	f.Host, _ = os.Hostname()
 	for _, u := range s.users {
-		f.Users = append(f.Users, UserFacts{User: u.User, TTY: u.Terminal, From: u.Host, Login: time.Unix(int64(u.Started), 0).UTC()})
+		f.Users = append(f.Users, UserFacts{User: u.User, TTY: u.Terminal, From: u.Host, Login: time.Unix(u.Started, 0).UTC()})
 	}
 	names := userNames{}
 	for _, p := range s.procs {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/user"
 	"slices"
@@ -36,7 +35,7 @@ type snapshot struct {
 	uptime   float64 // seconds since boot
 	bootTime uint64  // Unix seconds, /proc/stat's btime
 	load     [3]float64
-	users    []host.UserStat
+	users    []Session
 	memTotal uint64 // KiB
 	memAvail uint64 // KiB
 	procs    []procInfo
@@ -110,22 +109,6 @@ func takeSnapshot(withProcs bool) (*snapshot, error) {
 		}
 	}
 	return s, nil
-}
-
-// loggedIn lists utmp's user sessions; a machine without utmp (a container)
-// has none, which is what w says there too.
-func loggedIn() ([]host.UserStat, error) {
-	users, err := host.Users()
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, nil
-		}
-		if _, serr := os.Stat("/var/run/utmp"); errors.Is(serr, fs.ErrNotExist) {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("read utmp: %w", err)
-	}
-	return users, nil
 }
 
 // readProc reads /proc/PID/stat, status and cmdline. A process that ends
@@ -444,7 +427,7 @@ func (s *snapshot) w() []byte {
 		if from == "" {
 			from = "-"
 		}
-		login := time.Unix(int64(u.Started), 0)
+		login := time.Unix(u.Started, 0)
 		idle := "   ?   "
 		if st, err := os.Stat("/dev/" + u.Terminal); err == nil {
 			if at, ok := st.Sys().(*syscall.Stat_t); ok {
