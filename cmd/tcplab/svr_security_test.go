@@ -1,8 +1,8 @@
 package main
 
 import (
-	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -22,17 +22,6 @@ func startSVREnv(t *testing.T, env []string, args ...string) (*testkit.Proc, str
 	return p, m[1]
 }
 
-// envWithPath is the test's environment with PATH replaced.
-func envWithPath(path string) []string {
-	env := []string{"PATH=" + path}
-	for _, e := range os.Environ() {
-		if !strings.HasPrefix(e, "PATH=") {
-			env = append(env, e)
-		}
-	}
-	return env
-}
-
 // Through the binary: with impostors of loginctl, w, ps, sh, ... first on
 // svr's PATH, every command, with the programs and --native, is answered
 // and no impostor runs.
@@ -40,7 +29,7 @@ func TestSVRRunsNoImpostor(t *testing.T) {
 	im := testkit.NewImpostors(t, nil)
 	want := map[string]string{"w": "load average", "ps": "COMMAND", "uptime": "load average", "free": "Mem:", "df": "Filesystem", "json": `"uptime_seconds"`}
 	for _, mode := range [][]string{nil, {"--native"}} {
-		_, port := startSVREnv(t, envWithPath(im.Path()), append([]string{"--commands", "w,ps,uptime,free,df,json"}, mode...)...)
+		_, port := startSVREnv(t, testkit.EnvWithPath(im.Path()), append([]string{"--commands", "w,ps,uptime,free,df,json"}, mode...)...)
 		for _, name := range []string{"w", "ps", "uptime", "free", "df", "json"} {
 			code, out, errOut := wpsRun(t, "127.0.0.1", port, name)
 			if code != 0 || !strings.Contains(out, want[name]) {
@@ -50,5 +39,37 @@ func TestSVRRunsNoImpostor(t *testing.T) {
 	}
 	if ran := im.Ran(); ran != nil {
 		t.Fatalf("svr ran programs outside its allow-list: %q", ran)
+	}
+}
+
+// wps --hosts is safe against the tutorial's svr.py: with impostors on
+// svr.py's PATH (w and ps record their run, then answer), the table and
+// "wps --hosts ... json" make svr.py run nothing but w and ps, while a
+// tcplab svr in the same fleet still gives its structured form.
+func TestWPSFleetSafeAgainstSvrPy(t *testing.T) {
+	im := testkit.NewImpostors(t, []string{"w", "ps"})
+	pyPort := strconv.Itoa(testkit.FreePort(t))
+	testkit.StartEnv(t, testkit.EnvWithPath(im.Path()), nil, testkit.PythonExe(t), "-u", testkit.Testdata("svr.py"), pyPort)
+	testkit.WaitListening(t, "127.0.0.1:"+pyPort, 10*time.Second)
+	_, port := startSVR(t, "--commands", "w,ps,json")
+	hosts := "127.0.0.1:" + pyPort + ",127.0.0.1:" + port
+
+	code, out, errOut := wpsRun(t, "--hosts", hosts)
+	if code != 0 || !regexp.MustCompile(`(?m)^127\.0\.0\.1:`+pyPort+` .* -$`).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^127\.0\.0\.1:`+port+` .* [1-9][0-9]*$`).MatchString(out) {
+		t.Errorf("wps --hosts: exit %d, %q, %q", code, out, errOut)
+	}
+	code, out, _ = wpsRun(t, "--hosts", hosts, "json")
+	if code != 0 || !strings.Contains(out, "127.0.0.1:"+pyPort+": error: not known to be tcplab svr") || !strings.Contains(out, `"uptime_seconds"`) {
+		t.Errorf("wps --hosts json: exit %d, %q", code, out)
+	}
+	ran := im.Ran()
+	for _, r := range ran {
+		if cmd, _, _ := strings.Cut(r, " "); cmd != "w" && cmd != "ps" {
+			t.Errorf("svr.py ran %q", r)
+		}
+	}
+	if len(ran) == 0 {
+		t.Error("svr.py ran nothing: the test proves nothing")
 	}
 }

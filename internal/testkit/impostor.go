@@ -2,6 +2,7 @@ package testkit
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -67,4 +68,26 @@ func (im *Impostors) Ran() []string {
 		return nil
 	}
 	return strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+}
+
+// PythonExe is the Python 3 interpreter itself, not a wrapper script (such
+// as pyenv's shims, which an impostor bash or env on PATH would take over).
+func PythonExe(tb testing.TB) string {
+	tb.Helper()
+	out, err := exec.Command(Python3(tb), "-c", "import sys; print(sys.executable)").Output()
+	if err != nil {
+		tb.Fatalf("python3: %v", err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// EnvWithPath is the test's environment with PATH set to path.
+func EnvWithPath(path string) []string {
+	env := []string{"PATH=" + path}
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, "PATH=") {
+			env = append(env, e)
+		}
+	}
+	return env
 }
