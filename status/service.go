@@ -150,17 +150,28 @@ func (s *Service) allowed(addr netip.Addr) bool {
 	return false
 }
 
-// answer sends p within WriteTimeout, then closes the sending side and
-// lingers briefly for the client's close (see lingerTimeout).
+// answer sends p and waits for the client to take it, all within
+// WriteTimeout (see awaitTaken); a client that has not taken everything by
+// then is reset, so no answer stays queued in the kernel after the
+// timeout. It then lingers briefly for the client's close (see
+// lingerTimeout).
 func (s *Service) answer(conn net.Conn, p []byte) bool {
-	conn.SetWriteDeadline(time.Now().Add(s.timeout(s.WriteTimeout, DefaultWriteTimeout)))
-	if err := stream.WriteFinal(conn, p); err != nil {
-		server.Reset(conn) // drop the rest of the answer now, not from an orphaned socket
+	deadline := time.Now().Add(s.timeout(s.WriteTimeout, DefaultWriteTimeout))
+	conn.SetWriteDeadline(deadline)
+	if err := stream.WriteFinal(conn, p); err != nil || !awaitTaken(conn, deadline) {
+		reset(conn) // drop the rest of the answer now, not from an orphaned socket
 		return false
 	}
 	conn.SetReadDeadline(time.Now().Add(lingerTimeout))
 	io.CopyN(io.Discard, conn, lingerBytes)
 	return true
+}
+
+// reset makes conn's coming close a reset (server.Reset), under TLS too.
+func reset(conn net.Conn) {
+	if tc := tcpConn(conn); tc != nil {
+		server.Reset(tc)
+	}
 }
 
 // ReadRequest reads one request from conn by the rules of the package
