@@ -63,7 +63,7 @@ dropped and counted, and clients are never held up.`,
 	data := fs.String("data", "", "keep v in this append-only log file, recovered on restart")
 	fsyncFlag := fs.String("fsync", "always", "with --data: when to fsync the log: always or interval")
 	fsyncEvery := fs.Duration("fsync-interval", time.Second, "with --fsync interval: time between fsyncs")
-	storeURL := fs.String("store", "", "keep v in Redis, shared by every strsvr on the same `URL`: redis://[:PASSWORD@]HOST:PORT/DB?key=NAME (rediss:// for TLS)")
+	storeURL := fs.String("store", "", "keep v in Redis, shared by every strsvr on the same `URL`: redis://HOST:PORT/DB?key=NAME (rediss:// for TLS); the password is taken from $REDISCLI_AUTH (a password in the URL would show in ps)")
 	maxConns := fs.Int("max-conns", sharedstring.DefaultMaxConns, "clients served at once, watchers included (the rest wait in the listen backlog)")
 	maxWatchers := fs.Int("max-watchers", 0, "watchers (strclnt --watch) served at once, fewer than --max-conns; one more is refused and closed (default a quarter of --max-conns)")
 	maxValue := fs.Int("max-value", sharedstring.DefaultMaxValue, "largest v in bytes; a client that would grow v beyond it is dropped")
@@ -119,13 +119,17 @@ dropped and counted, and clients are never held up.`,
 		if _, err := redisstore.ParseURL(*storeURL); err != nil {
 			return usageError{err.Error()}
 		}
+		var inURL bool
+		if *storeURL, inURL = storeURLFromEnv(*storeURL); inURL {
+			warnPasswordInURL(log)
+		}
 	}
 
 	var st store.Store
 	if *storeURL != "" {
 		rs, err := redisstore.Open(ctx, *storeURL, redisstore.WithLogger(log))
 		if err != nil {
-			return err
+			return withAuthHint(err)
 		}
 		st = rs
 	} else if *data != "" {
