@@ -39,6 +39,9 @@ type snapshot struct {
 	memTotal uint64 // KiB
 	memAvail uint64 // KiB
 	procs    []procInfo
+	// args shows processes' command lines; without it, only their
+	// command names (see AllowOptions.Args).
+	args bool
 }
 
 // procInfo is one process, as ps aux and w need it.
@@ -279,13 +282,24 @@ func permille(v uint64) string {
 	return fmt.Sprintf("%d.%d", v/10, v%10)
 }
 
-// renderPS is "ps aux".
-func renderPS() ([]byte, error) {
+// renderPS is "ps aux", or with args false "ps auxc" (command names
+// only).
+func renderPS(args bool) ([]byte, error) {
 	s, err := takeSnapshot(true)
 	if err != nil {
 		return nil, err
 	}
+	s.args = args
 	return s.ps(), nil
+}
+
+// command is what ps's COMMAND, w's WHAT and json's command show of p: its
+// command line, or with s.args false its command name (ps's "c" option).
+func (s *snapshot) command(p *procInfo) string {
+	if s.args {
+		return p.args
+	}
+	return printable(p.comm)
 }
 
 func (s *snapshot) ps() []byte {
@@ -321,7 +335,7 @@ func (s *snapshot) ps() []byte {
 			names.name(p.uid), strconv.Itoa(p.pid), permille(pcpu), permille(pmem),
 			strconv.FormatUint(p.vsizeKB, 10), strconv.FormatUint(p.rssKB, 10),
 			ttyName(p.ttyNr), p.stat(), startTime(start, s.now),
-			fmt.Sprintf("%d:%02d", secs/60, secs%60), p.args,
+			fmt.Sprintf("%d:%02d", secs/60, secs%60), s.command(&p),
 		}
 		b.WriteString(row(cols, cells))
 		b.WriteByte('\n')
@@ -407,12 +421,14 @@ func (s *snapshot) uptimeLine() string {
 	return b.String()
 }
 
-// renderW is w(1): the uptime line, a header and one row per session.
-func renderW() ([]byte, error) {
+// renderW is w(1): the uptime line, a header and one row per session;
+// with args false, WHAT is the command name only.
+func renderW(args bool) ([]byte, error) {
 	s, err := takeSnapshot(true)
 	if err != nil {
 		return nil, err
 	}
+	s.args = args
 	return s.w(), nil
 }
 
@@ -462,7 +478,7 @@ func (s *snapshot) ttyUsage(tty string) (jcpu, pcpu uint64, what string) {
 	if best == nil {
 		return jcpu, 0, "-"
 	}
-	return jcpu, best.ticks, best.args
+	return jcpu, best.ticks, s.command(best)
 }
 
 // loginTime is w's LOGIN@: the time today, else weekday and hour within a

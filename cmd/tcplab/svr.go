@@ -24,10 +24,12 @@ of clients at once until SIGINT or SIGTERM.
 
 Unlike svr.py, nothing a client sends reaches a shell: the name is only
 compared with an allow-list, and each entry runs a fixed argument list
-("w", "ps aux") with a fixed environment, a timeout and an output cap. The
-output is sent whole (svr.py drops the last line). Concurrent requests for
-the same command share one run, reused for --fresh. When w or ps is not
-installed the same report is rendered from /proc and utmp.
+("ps auxc") with a fixed environment, a timeout and an output cap. Other
+processes' command lines (which often hold secrets) are shown only with
+--ps-args; by default ps, w and json show command names, as bare ps does.
+The output is sent whole (svr.py drops the last line). Concurrent requests
+for the same command share one run, reused for --fresh. When w or ps is not
+installed the same report is rendered from /proc and the login records.
 
 Anything not allowed gets one line, e.g.
   unknown command "xy"; allowed: ps, w
@@ -46,7 +48,8 @@ Built-in commands for --commands: `+strings.Join(status.BuiltinNames(), ", ")+`
 	readTimeout := fs.Duration("read-timeout", status.DefaultReadTimeout, "drop a client that sends no command name within this")
 	writeTimeout := fs.Duration("write-timeout", status.DefaultWriteTimeout, "drop a client that does not take the answer within this")
 	maxOutput := fs.Int("max-output", status.DefaultMaxOutput, "keep at most this many `bytes` of a command's output")
-	native := fs.Bool("native", false, "render w, ps and uptime from /proc and utmp even if the programs are installed")
+	native := fs.Bool("native", false, "render w, ps and uptime from /proc and the login records even if the programs are installed")
+	psArgs := fs.Bool("ps-args", false, "show other processes' command-line arguments (ps's COMMAND, w's WHAT, json) to clients; by default only command names, as the tutorial's bare ps, since arguments often hold secrets")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics")
 	logFormat := fs.String("log-format", "text", "log format on standard error: text (with the tutorial's \"client is at\" lines on stdout) or json (every client a JSON record)")
 	grace := fs.Duration("grace", 10*time.Second, "on SIGINT/SIGTERM, wait this long for requests in flight")
@@ -54,7 +57,7 @@ Built-in commands for --commands: `+strings.Join(status.BuiltinNames(), ", ")+`
 	if err != nil {
 		return err
 	}
-	al, err := status.NewAllowList(strings.Split(*commands, ","), *native)
+	al, err := status.NewAllowListWith(strings.Split(*commands, ","), status.AllowOptions{Native: *native, Args: *psArgs})
 	if err != nil {
 		return usagef("--commands: %v", err)
 	}

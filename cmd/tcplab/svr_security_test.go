@@ -73,3 +73,24 @@ func TestWPSFleetSafeAgainstSvrPy(t *testing.T) {
 		t.Error("svr.py ran nothing: the test proves nothing")
 	}
 }
+
+// Other processes' arguments reach clients only with --ps-args: a process
+// whose command line holds a marker shows as its name in ps and json by
+// default.
+func TestSVRHidesOtherProcessesArguments(t *testing.T) {
+	const marker = "--token=svr-args-marker"
+	holder := testkit.Start(t, strings.NewReader(""), "/bin/sh", "-c", "sleep 60", "sh", marker)
+	defer holder.Cmd.Process.Kill()
+	for _, tc := range []struct {
+		flags []string
+		shown bool
+	}{{nil, false}, {[]string{"--native"}, false}, {[]string{"--ps-args"}, true}, {[]string{"--ps-args", "--native"}, true}} {
+		_, port := startSVR(t, append([]string{"--commands", "w,ps,json"}, tc.flags...)...)
+		for _, name := range []string{"ps", "json"} {
+			code, out, _ := wpsRun(t, "127.0.0.1", port, name)
+			if code != 0 || strings.Contains(out, marker) != tc.shown {
+				t.Errorf("svr %q, %s: exit %d, marker shown %v, want %v", tc.flags, name, code, strings.Contains(out, marker), tc.shown)
+			}
+		}
+	}
+}
