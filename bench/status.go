@@ -87,7 +87,22 @@ func benchStatus(ctx context.Context, env *benchEnv) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return statusMarkdown(results, dur) + "\n" + ratios + "\nServer cost (CPU from its rusage, peak RSS from VmHWM): " + strings.Join(cpuLines, "; ") + ".\n", nil
+	var floods []floodResult
+	for _, tg := range []struct {
+		name string
+		argv []string
+	}{
+		{"tcplab svr", []string{env.tcplab, "svr"}},
+		{"tcplab svr --rate 0", []string{env.tcplab, "svr", "--rate", "0"}},
+	} {
+		env.logf("status: flood, %s", tg.name)
+		r, err := floodStatus(ctx, tg.name, tg.argv, env.logf)
+		if err != nil {
+			return "", err
+		}
+		floods = append(floods, r)
+	}
+	return statusMarkdown(results, dur) + "\n" + ratios + "\nServer cost (CPU from its rusage, peak RSS from VmHWM): " + strings.Join(cpuLines, "; ") + ".\n\n" + floodMarkdown(floods), nil
 }
 
 // statusCommand is a status server's command: argv, then the port.
