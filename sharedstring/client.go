@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tcplab/tcplab/internal/endpoint"
+	"github.com/tcplab/tcplab/internal/server"
 )
 
 // Mode chooses how a Client talks to the server.
@@ -97,8 +98,30 @@ func Dial(ctx context.Context, host, port string, opts Options) (*Client, error)
 			conn.Close()
 			return nil, err
 		}
+		if err := c.readEarlyHello(); err != nil {
+			conn.Close()
+			return nil, err
+		}
 	}
 	return c, nil
+}
+
+// readEarlyHello reads the server's answer to the hello if it comes within
+// the probe timeout: a server that refuses the connection (it is full, or
+// has its fill of watchers) says so at once, and the user must hear it
+// then, not after typing a letter. A server that answers nobody yet
+// (--clients N still gathering) is left to answer with the first reply.
+func (c *Client) readEarlyHello() error {
+	c.conn.SetReadDeadline(time.Now().Add(c.opts.ProbeTimeout))
+	_, err := c.br.Peek(1)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return nil
+	}
+	if err != nil {
+		return c.readError(err)
+	}
+	c.conn.SetReadDeadline(time.Now().Add(c.opts.ReplyTimeout))
+	return c.readHello()
 }
 
 // Framed reports whether the connection is in framed mode.
@@ -232,19 +255,28 @@ func (c *Client) Next() (kind byte, v []byte, err error) {
 	return c.next()
 }
 
+// readHello reads the server's first frame: 'h', or 'e' with the reason
+// it refuses the connection.
+func (c *Client) readHello() error {
+	kind, n, v, err := ReadFrame(c.br, nil, c.opts.MaxValue)
+	if err == nil && kind == KindError {
+		return fmt.Errorf("server at %s refused the connection: %s", c.conn.RemoteAddr(), printable(v))
+	}
+	if err != nil || kind != KindHello || n != 0 || len(v) != 0 {
+		if err != nil && !errors.Is(err, ErrProtocol) {
+			return c.readError(err)
+		}
+		return fmt.Errorf("server at %s did not accept framed mode (not a tcplab strsvr?)", c.conn.RemoteAddr())
+	}
+	c.needHello = false
+	return nil
+}
+
 func (c *Client) next() (byte, []byte, error) {
 	if c.needHello {
-		kind, n, v, err := ReadFrame(c.br, nil, c.opts.MaxValue)
-		if err == nil && kind == KindError {
-			return 0, nil, fmt.Errorf("server at %s refused the connection: %s", c.conn.RemoteAddr(), printable(v))
+		if err := c.readHello(); err != nil {
+			return 0, nil, err
 		}
-		if err != nil || kind != KindHello || n != 0 || len(v) != 0 {
-			if err != nil && !errors.Is(err, ErrProtocol) {
-				return 0, nil, c.readError(err)
-			}
-			return 0, nil, fmt.Errorf("server at %s did not accept framed mode (not a tcplab strsvr?)", c.conn.RemoteAddr())
-		}
-		c.needHello = false
 	}
 	kind, n, v, err := ReadFrame(c.br, c.v, c.opts.MaxValue)
 	if err != nil {
@@ -318,6 +350,13 @@ func (c *Client) classicLetter(b byte) error {
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) && whole() {
 				break
+			}
+			if len(prev) == 0 {
+				// The first answer on the connection may be a full
+				// server's refusal line instead of a v.
+				if line, ok := server.IsBusyLine(r); ok && isEOF(err) {
+					return fmt.Errorf("server at %s refused the connection: %s", c.conn.RemoteAddr(), line)
+				}
 			}
 			return c.readError(err)
 		}

@@ -69,6 +69,13 @@ type Server struct {
 	// means DefaultMaxConns.
 	MaxConns int
 
+	// MaxConnsPerAddr caps the clients served at once from one address
+	// (an IPv6 /64); a client over it, or over MaxConns, is refused at
+	// once: an 'e' frame for a framed client, the line "busy: ..." for a
+	// classic one. Zero means a quarter of MaxConns; negative, no cap (see
+	// server.Server).
+	MaxConnsPerAddr int
+
 	// MaxWatchers caps the watch connections served at once; they count
 	// towards MaxConns too. A watcher over the cap gets an 'e' frame
 	// saying so instead of the 'h' frame, and is closed. Zero means a
@@ -105,7 +112,8 @@ func (s *Server) init() {
 		if maxConns <= 0 {
 			maxConns = DefaultMaxConns
 		}
-		s.srv = &server.Server{Handler: s.handle, MaxConns: maxConns, Logger: s.Logger}
+		s.srv = &server.Server{Handler: s.handle, MaxConns: maxConns, MaxConnsPerAddr: s.MaxConnsPerAddr,
+			Refuse: s.refuse, Logger: s.Logger}
 	})
 }
 

@@ -50,7 +50,11 @@ func Ask(ctx context.Context, host, port, name string, timeout time.Duration, w 
 	if max > 0 {
 		r = io.LimitReader(conn, max+1)
 	}
-	n, err := io.Copy(w, r)
+	rw := newRefusalWriter(w, name)
+	n, err := io.Copy(rw, r)
+	if rerr := rw.end(addr); rerr != nil {
+		return 0, rerr
+	}
 	if err != nil {
 		return n, fmt.Errorf("read from %s: %w", addr, ioCause(err, timeout))
 	}

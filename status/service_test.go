@@ -214,7 +214,8 @@ func TestServiceConcurrentClients(t *testing.T) {
 			runs.Add(1)
 		}
 	}
-	addr := startService(t, svc, 1000)
+	// 500 clients from one address: within its share (a quarter) of 2000.
+	addr := startService(t, svc, 2000)
 	const clients = 500
 	var wg sync.WaitGroup
 	errs := make(chan string, clients)

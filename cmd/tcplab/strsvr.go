@@ -46,10 +46,12 @@ at most --fsync-interval is lost to a power cut.
 given the same Redis and key serves one and the same v, and the final v is
 printed when the last client of the whole group has left (see docs/redis.md).
 
-Limits: at most --max-conns clients are served at once (the rest wait in
-the listen backlog), and of them at most --max-watchers watchers (strclnt
---watch, which has no read timeout); a watcher over that cap is told
-"too many watchers" (an 'e' frame) and closed. A client that accepts no
+Limits: at most --max-conns clients are served at once, at most
+--max-conns-per-addr of them from one address, and of them at most
+--max-watchers watchers (strclnt --watch, which has no read timeout). A
+client over a cap is told so at once and closed: strclnt prints
+"refused the connection: busy: ..." (or "too many watchers"), the
+tutorial's strclnt.py prints the line "busy: ...; try again later". A client that accepts no
 reply bytes for --write-timeout is reset. v never grows past --max-value
 bytes (with --store redis, by at most 4 KiB per client then appending).
 Logs on standard error go through a queue: if nobody reads them, lines are
@@ -64,7 +66,8 @@ dropped and counted, and clients are never held up.`,
 	fsyncFlag := fs.String("fsync", "always", "with --data: when to fsync the log: always or interval")
 	fsyncEvery := fs.Duration("fsync-interval", time.Second, "with --fsync interval: time between fsyncs")
 	storeURL := fs.String("store", "", "keep v in Redis, shared by every strsvr on the same `URL`: redis://HOST:PORT/DB?key=NAME (rediss:// for TLS); the password is taken from $REDISCLI_AUTH (a password in the URL would show in ps)")
-	maxConns := fs.Int("max-conns", sharedstring.DefaultMaxConns, "clients served at once, watchers included (the rest wait in the listen backlog)")
+	maxConns := fs.Int("max-conns", sharedstring.DefaultMaxConns, "clients served at once, watchers included; one more is refused at once")
+	maxPerAddr := fs.Int("max-conns-per-addr", 0, "clients served at once from one address (an IPv6 /64); 0: a quarter of --max-conns, -1: no limit")
 	maxWatchers := fs.Int("max-watchers", 0, "watchers (strclnt --watch) served at once, fewer than --max-conns; one more is refused and closed (default a quarter of --max-conns)")
 	maxValue := fs.Int("max-value", sharedstring.DefaultMaxValue, "largest v in bytes; a client that would grow v beyond it is dropped")
 	writeTimeout := fs.Duration("write-timeout", sharedstring.DefaultWriteIdle, "reset a client that accepts no reply bytes for this long")
@@ -80,6 +83,8 @@ dropped and counted, and clients are never held up.`,
 		return usagef("--clients must be at least 0, not %d", *waitFor)
 	case *maxConns < 1:
 		return usagef("--max-conns must be at least 1, not %d", *maxConns)
+	case *maxPerAddr < -1:
+		return usagef("--max-conns-per-addr must be -1 (no limit), 0 (a quarter of --max-conns) or more, not %d", *maxPerAddr)
 	case fs.isSet("max-watchers") && *maxWatchers < 1:
 		return usagef("--max-watchers must be at least 1, not %d", *maxWatchers)
 	case fs.isSet("max-watchers") && *maxWatchers >= *maxConns:
@@ -165,7 +170,9 @@ dropped and counted, and clients are never held up.`,
 		MaxValue:    *maxValue,
 		MaxConns:    *maxConns,
 		MaxWatchers: *maxWatchers,
-		Logger:      log,
+
+		MaxConnsPerAddr: *maxPerAddr,
+		Logger:          log,
 	}
 	actual := ln.Addr().(*net.TCPAddr).Port
 	var wg sync.WaitGroup

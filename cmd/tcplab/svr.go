@@ -124,7 +124,7 @@ Built-in commands for --commands: `+strings.Join(status.BuiltinNames(), ", ")+`
 	}
 	logger.Info("listening", "addr", ln.Addr().String(), "allowed", al.String())
 
-	srv := &server.Server{Handler: svc.Handle, MaxConns: *maxConns, Logger: logger}
+	srv := &server.Server{Handler: svc.Handle, MaxConns: *maxConns, Refuse: server.RefuseLine, Logger: logger}
 	err = serveUntilSignal(ctx, srv, ln, *grace, logger)
 	if metricsSrv != nil {
 		metricsSrv.Close()

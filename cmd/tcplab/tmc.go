@@ -64,7 +64,9 @@ elapsed time and throughput.`,
 	// every non-empty read.
 	reads := 0
 	var received atomic.Int64
-	onChunk := func(chunk []byte) {
+	var print func(chunk []byte)
+	hold := newRefusalHold(msg, func(chunk []byte) { print(chunk) })
+	print = func(chunk []byte) {
 		reads++
 		received.Add(int64(len(chunk)))
 		if *quiet || *asJSON {
@@ -77,8 +79,11 @@ elapsed time and throughput.`,
 		fmt.Fprintf(std.out, "received %d bytes\n", len(chunk))
 	}
 	stopBar := startProgress(std.err, &received)
-	res, err := multicopy.Fetch(ctx, conn, []byte(msg), *timeout, *readSize, onChunk)
+	res, err := multicopy.Fetch(ctx, conn, []byte(msg), *timeout, *readSize, hold.add)
 	stopBar()
+	if rerr := hold.end(conn.RemoteAddr()); rerr != nil {
+		return rerr
+	}
 	if err != nil {
 		return err
 	}

@@ -32,7 +32,10 @@ The string ends at a newline (kept), at the client's half-close, at 1,000,000
 bytes, or after --gap of silence once bytes have arrived; a client whose
 string is not complete within --read-timeout of connecting is dropped. The copies are streamed, never built
 in memory. With --keep it serves any number of clients at once, with no
-go-ahead, until SIGINT or SIGTERM, then lets transfers finish within --grace.`,
+go-ahead, until SIGINT or SIGTERM, then lets transfers finish within --grace.
+A client over --max-conns (or over its address's share, --max-conns-per-addr)
+gets the one line "busy: ...; try again later" at once, instead of the
+copies.`,
 		"tcplab tms 2000                 # then: tcplab tmc localhost 2000 abc",
 		"tcplab tms --no-wait --copies 1000000 2000",
 		"tcplab tms --keep --grace 10s 2000")
@@ -40,7 +43,8 @@ go-ahead, until SIGINT or SIGTERM, then lets transfers finish within --grace.`,
 	noWait := fs.Bool("no-wait", false, "send at once, without waiting for the go-ahead on standard input")
 	keep := fs.Bool("keep", false, "serve any number of clients concurrently until SIGINT/SIGTERM (no go-ahead)")
 	grace := fs.Duration("grace", 5*time.Second, "with --keep: how long transfers in flight may take to finish after a signal")
-	maxConns := fs.Int("max-conns", tmsMaxConns, "with --keep: clients served at once (the rest wait in the listen backlog); each may hold up to about 1.7 MB")
+	maxConns := fs.Int("max-conns", tmsMaxConns, "with --keep: clients served at once; one more is told \"busy: ...\" at once and closed; each may hold up to about 1.7 MB")
+	maxPerAddr := fs.Int("max-conns-per-addr", 0, "with --keep: clients served at once from one address (an IPv6 /64); 0: a quarter of --max-conns, -1: no limit")
 	gap := fs.Duration("gap", multicopy.DefaultQuietGap, "silence that ends a string with no newline")
 	readTimeout := fs.Duration("read-timeout", multicopy.DefaultReadTimeout, "drop a client whose string is not complete this long after it connects")
 	writeTimeout := fs.Duration("write-timeout", multicopy.DefaultWriteIdle, "drop a client that reads nothing for this long")
@@ -54,6 +58,9 @@ go-ahead, until SIGINT or SIGTERM, then lets transfers finish within --grace.`,
 	}
 	if *maxConns < 1 {
 		return usagef("--max-conns must be at least 1, not %d", *maxConns)
+	}
+	if *maxPerAddr < -1 {
+		return usagef("--max-conns-per-addr must be -1 (no limit), 0 (a quarter of --max-conns) or more, not %d", *maxPerAddr)
 	}
 	var out io.Writer = std.out
 	logOut := std.err
@@ -83,7 +90,7 @@ go-ahead, until SIGINT or SIGTERM, then lets transfers finish within --grace.`,
 
 	if *keep {
 		handle := srv.Handler()
-		s := &server.Server{MaxConns: *maxConns, Logger: log, Handler: func(ctx context.Context, conn net.Conn) {
+		s := &server.Server{MaxConns: *maxConns, MaxConnsPerAddr: *maxPerAddr, Refuse: server.RefuseLine, Logger: log, Handler: func(ctx context.Context, conn net.Conn) {
 			fmt.Fprintf(out, "client is at %s\n", conn.RemoteAddr())
 			handle(ctx, conn)
 		}}

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -183,7 +182,10 @@ func TestTMCTimesOutOnASilentServer(t *testing.T) {
 // graceful stop on SIGTERM.
 func TestTMSKeepServesManyAndStopsGracefully(t *testing.T) {
 	bin := testkit.Binary(t)
-	srv := testkit.Start(t, nil, bin, "tms", "--keep", "--copies", "500", "--grace", "5s", "0")
+	// 1,000 clients of one address at once: room for all of them, since
+	// a client over a cap is refused, not queued.
+	srv := testkit.Start(t, nil, bin, "tms", "--keep", "--copies", "500", "--grace", "5s",
+		"--max-conns", "1100", "--max-conns-per-addr", "-1", "0")
 	addr := "127.0.0.1:" + listeningPort(t, srv)
 
 	// Faults first: connect-and-close, and a client leaving mid-transfer.
@@ -311,8 +313,9 @@ func TestProgressBarOnlyOnATerminal(t *testing.T) {
 }
 
 // tms --keep serves tmsMaxConns clients at once by default, not the server
-// package's 10,000: each may hold a 1 MB message. The next client waits in
-// the backlog until one leaves.
+// package's 10,000: each may hold a 1 MB message; a quarter of them from
+// one address. The next client is told at once that the server is full,
+// and is served once a slot is free.
 func TestTMSKeepDefaultCapBoundsMemory(t *testing.T) {
 	port := testkit.FreePort(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -328,40 +331,40 @@ func TestTMSKeepDefaultCapBoundsMemory(t *testing.T) {
 	}()
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	testkit.WaitListening(t, addr, 10*time.Second)
+	answer := func(src string) string {
+		c := holdFrom(t, src, addr, "z\n")
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		got, _ := io.ReadAll(c)
+		return string(got)
+	}
 	var held []net.Conn
-	defer func() {
-		for _, c := range held {
-			c.Close()
-		}
-	}()
-	for range tmsMaxConns {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, c)
+	for i := range tmsMaxConns {
 		// A string with no newline, ended only by --gap: each holds a
 		// slot. (A silent client would not: the listener defers accept
 		// until the first bytes arrive.)
-		if _, err := c.Write([]byte("x")); err != nil {
-			t.Fatal(err)
+		src := fmt.Sprintf("127.0.0.%d", 1+i/(tmsMaxConns/4))
+		held = append(held, holdFrom(t, src, addr, "x"))
+		if i == tmsMaxConns/4-1 {
+			// The 251st from one address is over its share.
+			if got, want := answer("127.0.0.1"), "busy: max number of connections from one address reached (250); try again later\n"; got != want {
+				t.Fatalf("client 251 from 127.0.0.1: %q, want %q", got, want)
+			}
 		}
 	}
-	late, err := net.Dial("tcp", addr) // the kernel completes it: backlog
-	if err != nil {
-		t.Fatal(err)
+	if got, want := answer("127.0.0.9"), "busy: max number of clients reached (1000); try again later\n"; got != want {
+		t.Fatalf("client %d: %q, want %q", tmsMaxConns+1, got, want)
 	}
-	defer late.Close()
-	late.Write([]byte("z\n"))
-	late.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
-	if n, err := late.Read(make([]byte, 8)); !errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Fatalf("client %d was served (%d bytes, %v) while %d held the slots", tmsMaxConns+1, n, err, tmsMaxConns)
-	}
-	held[0].Close()
-	late.SetReadDeadline(time.Now().Add(10 * time.Second))
-	got, err := io.ReadAll(late)
-	if err != nil || string(got) != "z\n" {
-		t.Fatalf("after a slot freed: %q, %v", got, err)
+	held[tmsMaxConns-1].Close() // one of 127.0.0.4's
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := answer("127.0.0.9")
+		if got == "z\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after a slot freed: %q", got)
+		}
+		time.Sleep(10 * time.Millisecond) // the slot frees when tms sees the close
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -39,38 +40,68 @@ type Server struct {
 	Handler Handler
 
 	// MaxConns caps how many connections are served at once, across every
-	// listener Serve is given. When the cap is reached the server stops
-	// accepting until a connection ends; clients wait in the kernel's listen
-	// backlog rather than being refused, which is what
-	// golang.org/x/net/netutil.LimitListener does too. Zero means
-	// DefaultMaxConns.
+	// listener Serve is given. The server keeps accepting when the cap is
+	// reached and refuses the connections over it at once (see Refuse), as
+	// Redis answers "max number of clients reached": a client learns in one
+	// round trip that the server is full, instead of waiting unanswered in
+	// the kernel's listen backlog. Zero means DefaultMaxConns.
 	MaxConns int
+
+	// MaxConnsPerAddr caps how many of those connections one source
+	// address may hold at once: an IPv4 address, or an IPv6 /64 (what one
+	// host is usually given). A connection over it is refused as one over
+	// MaxConns is, so idle connections from one address cannot shut out
+	// the clients of every other. Zero means a quarter of MaxConns (at
+	// least 1); negative means no per-address cap.
+	MaxConnsPerAddr int
+
+	// Refuse, if set, tells a connection over a cap why it is not served,
+	// for example with one line of text; reason says which cap, e.g. "max
+	// number of clients reached (1000)". It runs in its own goroutine with
+	// the connection's deadline RefuseTimeout away and may read (to learn
+	// which protocol the client speaks) as well as write. The server then
+	// half-closes the connection, reads what the client still sends until
+	// that deadline, and closes it. At most maxRefusing refusals run at
+	// once; a connection over that, or any refused connection when Refuse
+	// is nil, is reset at once. A refusal so costs at most one goroutine
+	// and one descriptor for RefuseTimeout, never a slot.
+	Refuse func(conn net.Conn, reason string)
 
 	// Logger receives accept errors and lifecycle events. Nil discards.
 	Logger *slog.Logger
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
-	conns     map[net.Conn]struct{}
+	conns     map[net.Conn]netip.Prefix // served, with their source's key
+	perAddr   map[netip.Prefix]int      // served connections per source
+	refusing  map[net.Conn]struct{}     // being refused
 	closing   bool
 	ctx       context.Context
 	cancel    context.CancelFunc
-	done      chan struct{} // closed when shutting down: unblocks the cap wait
-	slots     chan struct{} // one token per connection being served: MaxConns
+	done      chan struct{} // closed when shutting down
+	maxConns  int           // MaxConns resolved
+	maxPer    int           // MaxConnsPerAddr resolved; 0: no cap
 	handlers  sync.WaitGroup
 }
 
 func (s *Server) init() {
 	if s.done == nil {
 		s.listeners = make(map[net.Listener]struct{})
-		s.conns = make(map[net.Conn]struct{})
+		s.conns = make(map[net.Conn]netip.Prefix)
+		s.perAddr = make(map[netip.Prefix]int)
+		s.refusing = make(map[net.Conn]struct{})
 		s.ctx, s.cancel = context.WithCancel(context.Background())
 		s.done = make(chan struct{})
-		limit := s.MaxConns
-		if limit <= 0 {
-			limit = DefaultMaxConns
+		s.maxConns = s.MaxConns
+		if s.maxConns <= 0 {
+			s.maxConns = DefaultMaxConns
 		}
-		s.slots = make(chan struct{}, limit)
+		switch {
+		case s.MaxConnsPerAddr > 0:
+			s.maxPer = s.MaxConnsPerAddr
+		case s.MaxConnsPerAddr == 0:
+			s.maxPer = max(1, s.maxConns/4)
+		}
 	}
 }
 
@@ -105,17 +136,10 @@ func (s *Server) Serve(ln net.Listener) error {
 		ln.Close()
 	}()
 
-	slots := s.slots
 	var backoff time.Duration
 	for {
-		select {
-		case slots <- struct{}{}:
-		case <-s.done:
-			return ErrServerClosed
-		}
 		conn, err := ln.Accept()
 		if err != nil {
-			<-slots
 			if s.isClosing() {
 				return ErrServerClosed
 			}
@@ -135,14 +159,17 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		backoff = 0
-		if !s.track(conn) {
+		ok, reason := s.track(conn)
+		switch {
+		case !ok && reason == "":
 			conn.Close()
-			<-slots
 			return ErrServerClosed
+		case !ok:
+			s.refuse(conn, reason)
+			continue
 		}
 		go func() {
 			defer s.handlers.Done()
-			defer func() { <-slots }()
 			defer s.untrack(conn)
 			defer conn.Close()
 			defer s.recoverHandler(conn)
@@ -175,23 +202,46 @@ func (s *Server) isClosing() bool {
 	return s.closing
 }
 
-// track registers conn; it reports false when the server is already closing,
-// so a connection accepted during shutdown is never left untracked.
-func (s *Server) track(conn net.Conn) bool {
+// track registers conn for serving if there is room for it. It reports
+// false with an empty reason when the server is already closing (so a
+// connection accepted during shutdown is never left untracked), and false
+// with the cap that is full when conn must be refused.
+func (s *Server) track(conn net.Conn) (ok bool, reason string) {
+	key := addrKey(conn.RemoteAddr())
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
-		return false
+		return false, ""
 	}
-	s.conns[conn] = struct{}{}
+	if len(s.conns) >= s.maxConns {
+		return false, fmt.Sprintf("max number of clients reached (%d)", s.maxConns)
+	}
+	if s.maxPer > 0 && key.IsValid() && s.perAddr[key] >= s.maxPer {
+		return false, fmt.Sprintf("max number of connections from one address reached (%d)", s.maxPer)
+	}
+	s.conns[conn] = key
+	if key.IsValid() {
+		s.perAddr[key]++
+	}
 	s.handlers.Add(1)
-	return true
+	return true, ""
 }
 
 func (s *Server) untrack(conn net.Conn) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	key, ok := s.conns[conn]
+	if !ok {
+		return
+	}
 	delete(s.conns, conn)
-	s.mu.Unlock()
+	if key.IsValid() {
+		if s.perAddr[key] <= 1 {
+			delete(s.perAddr, key)
+		} else {
+			s.perAddr[key]--
+		}
+	}
 }
 
 // Reset makes conn's coming close a TCP reset instead of an orderly FIN.
@@ -255,6 +305,9 @@ func (s *Server) Close() error {
 	s.cancel()
 	s.mu.Lock()
 	for c := range s.conns {
+		c.Close()
+	}
+	for c := range s.refusing {
 		c.Close()
 	}
 	s.mu.Unlock()

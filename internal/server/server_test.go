@@ -126,11 +126,11 @@ func TestShutdownDeadlineClosesStragglers(t *testing.T) {
 	}
 }
 
-func TestMaxConnsHoldsTheRestInTheBacklog(t *testing.T) {
+func TestMaxConnsNeverExceeded(t *testing.T) {
 	ln := listen(t)
 	var active, peak atomic.Int32
 	release := make(chan struct{})
-	s := &Server{MaxConns: 2, Handler: func(ctx context.Context, c net.Conn) {
+	s := &Server{MaxConns: 2, MaxConnsPerAddr: -1, Handler: func(ctx context.Context, c net.Conn) {
 		n := active.Add(1)
 		for {
 			p := peak.Load()
@@ -146,14 +146,11 @@ func TestMaxConnsHoldsTheRestInTheBacklog(t *testing.T) {
 	for range 5 {
 		c, err := net.Dial("tcp", ln.Addr().String())
 		if err != nil {
-			t.Fatal(err)
+			continue // over the cap: reset (there is no Refuse hook)
 		}
 		conns = append(conns, c)
 	}
-	time.Sleep(100 * time.Millisecond)
-	if got := s.ActiveConns(); got != 2 {
-		t.Fatalf("ActiveConns = %d with MaxConns 2", got)
-	}
+	waitActive(t, s, 2)
 	close(release)
 	for _, c := range conns {
 		c.Close()
@@ -255,10 +252,13 @@ func TestMaxConnsSpansListeners(t *testing.T) {
 	for _, ln := range lns {
 		go func() { served <- s.Serve(ln) }()
 	}
-	for _, ln := range lns {
+	for i, ln := range lns {
 		c, err := net.Dial("tcp", ln.Addr().String())
 		if err != nil {
-			t.Fatal(err)
+			if i == 0 {
+				t.Fatal(err)
+			}
+			continue // over the cap: reset, perhaps before connect returned
 		}
 		defer c.Close()
 	}
