@@ -94,6 +94,7 @@ func benchStatus(ctx context.Context, env *benchEnv) (string, error) {
 	}{
 		{"tcplab svr", []string{env.tcplab, "svr"}},
 		{"tcplab svr --rate 0", []string{env.tcplab, "svr", "--rate", "0"}},
+		{"tcplab svr --rate 0 --max-conns-per-addr -1 (no per-address cap)", []string{env.tcplab, "svr", "--rate", "0", "--max-conns-per-addr", "-1"}},
 	} {
 		env.logf("status: flood, %s", tg.name)
 		r, err := floodStatus(ctx, tg.name, tg.argv, env.logf)

@@ -29,6 +29,15 @@ const (
 	lingerBytes   = 4096
 )
 
+// DefaultMaxConnsPerAddr is svr's cap on the connections one address
+// holds at once (internal/server's MaxConnsPerAddr). A request lasts
+// milliseconds and the rate limit lets one address make 40 in a burst, so
+// honest clients from one address (a fleet view holds one per host, a NAT
+// a few) stay far below 64, while connections that say nothing, held up to
+// the read timeout each, can take no more than 64 of the 1,000 slots: the
+// clients of every other address are still served at once.
+const DefaultMaxConnsPerAddr = 64
+
 // Service is the svr protocol as an internal/server Handler: read one
 // request, answer it, close. The zero value is not usable: Allow and Runner
 // must be set.

@@ -40,7 +40,8 @@ Built-in commands for --commands: `+strings.Join(status.BuiltinNames(), ", ")+`
 		"tcplab svr --metrics 127.0.0.1:9100 --log-format json 2000")
 	commands := fs.String("commands", strings.Join(status.DefaultCommands, ","), "comma-separated `names` clients may ask for (built-in set only)")
 	allow := fs.String("allow", "", "comma-separated `CIDRs` allowed to connect (default everyone)")
-	maxConns := fs.Int("max-conns", 1000, "connections served at once; more wait in the listen backlog")
+	maxConns := fs.Int("max-conns", 1000, "connections served at once; one more is refused at once")
+	maxPerAddr := fs.Int("max-conns-per-addr", status.DefaultMaxConnsPerAddr, "connections served at once from one address (an IPv6 /64); one more is refused at once; 0: a quarter of --max-conns, -1: no limit")
 	perSec := fs.Float64("rate", 20, "requests per second allowed per client address (0: no limit)")
 	burst := fs.Int("burst", 40, "burst of requests allowed per client address")
 	fresh := fs.Duration("fresh", status.DefaultFresh, "reuse a command's output for this long (0: only share runs in flight)")
@@ -67,6 +68,9 @@ Built-in commands for --commands: `+strings.Join(status.BuiltinNames(), ", ")+`
 	}
 	if *maxConns < 1 || *burst < 1 || *perSec < 0 || *maxOutput < 1 {
 		return usagef("--max-conns, --burst and --max-output must be at least 1, --rate at least 0")
+	}
+	if *maxPerAddr < -1 {
+		return usagef("--max-conns-per-addr must be -1 (no limit), 0 (a quarter of --max-conns) or more, not %d", *maxPerAddr)
 	}
 
 	if *fresh == 0 {
@@ -124,7 +128,7 @@ Built-in commands for --commands: `+strings.Join(status.BuiltinNames(), ", ")+`
 	}
 	logger.Info("listening", "addr", ln.Addr().String(), "allowed", al.String())
 
-	srv := &server.Server{Handler: svc.Handle, MaxConns: *maxConns, Refuse: server.RefuseLine, Logger: logger}
+	srv := &server.Server{Handler: svc.Handle, MaxConns: *maxConns, MaxConnsPerAddr: *maxPerAddr, Refuse: server.RefuseLine, Logger: logger}
 	err = serveUntilSignal(ctx, srv, ln, *grace, logger)
 	if metricsSrv != nil {
 		metricsSrv.Close()

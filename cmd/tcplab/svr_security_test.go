@@ -1,6 +1,8 @@
 package main
 
 import (
+	"io"
+	"net"
 	"regexp"
 	"strconv"
 	"strings"
@@ -91,6 +93,49 @@ func TestSVRHidesOtherProcessesArguments(t *testing.T) {
 			if code != 0 || strings.Contains(out, marker) != tc.shown {
 				t.Errorf("svr %q, %s: exit %d, marker shown %v, want %v", tc.flags, name, code, strings.Contains(out, marker), tc.shown)
 			}
+		}
+	}
+}
+
+// Silent connections from one address cannot delay a client from
+// another: svr holds at most --max-conns-per-addr of them and refuses the
+// next at once, while a w from 127.0.0.1 is answered.
+func TestSVRPerAddressCap(t *testing.T) {
+	_, port := startSVR(t, "--max-conns-per-addr", "4", "--rate", "0", "--read-timeout", "2s")
+	addr := "127.0.0.1:" + port
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+	var silent []net.Conn
+	for range 5 {
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Skipf("cannot connect from 127.0.0.2 here: %v", err)
+		}
+		defer c.Close()
+		silent = append(silent, c)
+	}
+	// Handed over after the kernel's deferred-accept second, four are held
+	// and one is refused with the busy line, at once.
+	got := make(chan string, len(silent))
+	for _, c := range silent {
+		go func() {
+			c.SetReadDeadline(time.Now().Add(20 * time.Second))
+			b, _ := io.ReadAll(c)
+			got <- string(b)
+		}()
+	}
+	refusal := <-got
+	if want := "busy: max number of connections from one address reached (4); try again later\n"; refusal != want {
+		t.Fatalf("fifth silent connection got %q, want %q", refusal, want)
+	}
+	code, out, errOut := wpsRun(t, "127.0.0.1", port, "w")
+	if code != 0 || !strings.Contains(out, "load average") {
+		t.Fatalf("w from another address while one holds its cap: exit %d, %q, %q", code, out, errOut)
+	}
+	// The four held ones are served: closed, unanswered, at the read
+	// timeout.
+	for range 4 {
+		if other := <-got; other != "" {
+			t.Errorf("a held silent connection got %q", other)
 		}
 	}
 }
