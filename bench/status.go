@@ -36,13 +36,16 @@ func benchStatus(ctx context.Context, env *benchEnv) (string, error) {
 	}
 	const reqTimeout = 5 * time.Second
 
-	// Each target's argv ends with its port.
+	// Each target's argv ends with its port. The load stands for many
+	// hosts but comes from one address, 127.0.0.1: the per-address limits
+	// (--rate, --max-conns-per-addr) are off, or they would measure
+	// themselves; the flood table below measures the per-address cap.
 	targets := []struct {
 		name string
 		argv []string
 	}{
-		{"tcplab svr", []string{env.tcplab, "svr", "--rate", "0", "--max-conns", "2000"}},
-		{"tcplab svr --fresh 0", []string{env.tcplab, "svr", "--rate", "0", "--max-conns", "2000", "--fresh", "0"}},
+		{"tcplab svr", []string{env.tcplab, "svr", "--rate", "0", "--max-conns-per-addr", "-1", "--max-conns", "2000"}},
+		{"tcplab svr --fresh 0", []string{env.tcplab, "svr", "--rate", "0", "--max-conns-per-addr", "-1", "--max-conns", "2000", "--fresh", "0"}},
 		{"svr.py (Python 3)", []string{"python3", filepath.Join(env.root, "testdata", "svr.py")}},
 	}
 	var results []statusResult
