@@ -3,13 +3,17 @@ package main
 import (
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tcplab/tcplab/internal/testkit"
+	"github.com/tcplab/tcplab/status"
 )
 
 // startSVREnv is startSVR with the server's environment set to env.
@@ -137,5 +141,59 @@ func TestSVRPerAddressCap(t *testing.T) {
 		if other := <-got; other != "" {
 			t.Errorf("a held silent connection got %q", other)
 		}
+	}
+}
+
+// The automatic fallback, through the binary: svr started in a mount
+// namespace of its own where w, ps and uptime are not installed (an empty,
+// non-executable file bound over each) renders them natively, and still
+// no impostor runs. --ps-args, or w would be rendered natively anyway.
+func TestSVRRunsNoImpostorWithoutProcps(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a mount namespace")
+	}
+	if _, err := os.Stat("/usr/bin/unshare"); err != nil {
+		t.Skip("needs /usr/bin/unshare (util-linux)")
+	}
+	empty := filepath.Join(t.TempDir(), "empty")
+	if err := os.WriteFile(empty, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var hide []string
+	for _, prog := range []string{"w", "ps", "uptime"} {
+		for _, dir := range filepath.SplitList(status.FixedPath) {
+			p := filepath.Join(dir, prog)
+			if real, err := filepath.EvalSymlinks(p); err == nil && !slices.Contains(hide, real) {
+				hide = append(hide, real)
+			}
+		}
+	}
+	script := ""
+	for _, p := range hide {
+		script += "/usr/bin/mount --bind \"$0\" '" + p + "' && "
+	}
+	im := testkit.NewImpostors(t, nil)
+	p := testkit.StartEnv(t, testkit.EnvWithPath(im.Path()), nil, "/usr/bin/unshare", "-m", "/bin/sh", "-c", script+"exec \"$@\"", empty,
+		testkit.Binary(t), "svr", "--ps-args", "--commands", "w,ps,uptime,json", "0")
+	p.WaitFor(t, "listening", 20*time.Second)
+	errOut := p.Stderr.String()
+	for _, name := range []string{"w", "ps", "uptime"} {
+		if !regexp.MustCompile(`name=` + name + ` runs="native renderer"`).MatchString(errOut) {
+			t.Skipf("could not hide %s from svr (mount in a namespace refused?): %q", name, errOut)
+		}
+	}
+	m := regexp.MustCompile(`listening.*addr=\S*:(\d+)`).FindStringSubmatch(errOut)
+	if m == nil {
+		t.Fatalf("no port in %q", errOut)
+	}
+	want := map[string]string{"w": "load average", "ps": "COMMAND", "uptime": "load average", "json": `"uptime_seconds"`}
+	for name, w := range want {
+		code, out, _ := wpsRun(t, "127.0.0.1", m[1], name)
+		if code != 0 || !strings.Contains(out, w) {
+			t.Errorf("%s: exit %d, %q", name, code, out[:min(len(out), 200)])
+		}
+	}
+	if ran := im.Ran(); ran != nil {
+		t.Fatalf("svr ran programs outside its allow-list: %q", ran)
 	}
 }
