@@ -24,7 +24,7 @@ of clients at once until SIGINT or SIGTERM.
 
 Unlike svr.py, nothing a client sends reaches a shell: the name is only
 compared with an allow-list, and each entry runs a fixed argument list
-("ps auxc") with a fixed environment, a timeout and an output cap. Other
+(ps: "ps auxc") with a fixed environment, a timeout and an output cap. Other
 processes' command lines (which often hold secrets) are shown only with
 --ps-args; by default ps, w and json show command names, as bare ps does.
 The output is sent whole (svr.py drops the last line). Concurrent requests
@@ -47,7 +47,7 @@ Built-in commands for --commands: `+strings.Join(status.BuiltinNames(), ", ")+`
 	fresh := fs.Duration("fresh", status.DefaultFresh, "reuse a command's output for this long (0: only share runs in flight)")
 	runTimeout := fs.Duration("timeout", status.DefaultRunTimeout, "kill a command that runs longer than this")
 	readTimeout := fs.Duration("read-timeout", status.DefaultReadTimeout, "drop a client that sends no command name within this")
-	writeTimeout := fs.Duration("write-timeout", status.DefaultWriteTimeout, "drop a client that does not take the answer within this")
+	writeTimeout := fs.Duration("write-timeout", status.DefaultWriteTimeout, "reset a client that has not taken (acknowledged) the whole answer within this")
 	maxOutput := fs.Int("max-output", status.DefaultMaxOutput, "keep at most this many `bytes` of a command's output")
 	native := fs.Bool("native", false, "render w, ps and uptime from /proc and the login records even if the programs are installed")
 	psArgs := fs.Bool("ps-args", false, "show other processes' command-line arguments (ps's COMMAND, w's WHAT, json) to clients; by default only command names, as the tutorial's bare ps, since arguments often hold secrets")
