@@ -17,7 +17,7 @@ import (
 var ImpostorNames = []string{
 	"loginctl", "w", "ps", "uptime", "free", "df", "sh", "bash", "dash",
 	"env", "who", "users", "last", "id", "top", "lsb_release", "dbus-launch",
-	"systemctl", "busctl", "getent", "hostname", "uname", "cat", "ls",
+	"systemctl", "busctl", "getent", "hostname", "uname", "cat", "ls", "lsof",
 	"js", "json", "j", "p", "u", "up", "f", "fr", "d", "wj", "pj",
 }
 
