@@ -175,7 +175,7 @@ func firstBytes(b []byte, n int) string { return string(b[:min(len(b), n)]) }
 func statusMarkdown(results []statusResult, dur time.Duration) string {
 	var b strings.Builder
 	b.WriteString("## svr / wps: remote w and ps (tutorial section 5.2)\n\n")
-	fmt.Fprintf(&b, "Each cell: N clients in a loop of connect, send the command, read to end of file, for %s (5 s timeout per request), on two threads, each an event loop of nonblocking sockets and epoll (bench/statusgen.go), so that the load generator takes as little as it can of the two cores it shares with the server. req/s counts the answers completed within the %s; requests and the latencies include those still in flight at the end; errors are timeouts, failed connects and wrong answers.\n\n", dur, dur)
+	fmt.Fprintf(&b, "Each cell: N clients in a loop of connect, send the command, read to end of file, for %s (5 s timeout per request), on two threads, each an event loop of nonblocking sockets and epoll (bench/statusgen.go), so that the load generator takes as little as it can of the two cores it shares with the server. req/s counts the answers completed within the %s; requests and the latencies include those still in flight at the end; errors are timeouts, failed connects and wrong answers. tcplab svr runs with --rate 0 --max-conns-per-addr -1 --max-conns 2000: the clients stand for many hosts but all come from 127.0.0.1.\n\n", dur, dur)
 	b.WriteString("| server | command | clients | requests | req/s | p50 | p99 | errors |\n|---|---|--:|--:|--:|--:|--:|--:|\n")
 	for _, r := range results {
 		fmt.Fprintf(&b, "| %s | %s | %d | %d | %.0f | %s | %s | %s |\n", r.server, r.command, r.clients, r.requests, r.rate, ms(r.p50), ms(r.p99), errorCell(r))
