@@ -19,9 +19,10 @@ import (
 )
 
 // The native renderers print the reports of procps-ng's w, ps aux and
-// uptime from /proc and utmp (through gopsutil where it has the fact, and
-// /proc/PID/stat directly for the few fields it does not expose), so a
-// server in a minimal container without procps still answers. They follow
+// uptime from /proc and the login records (through gopsutil where it has
+// the fact, /proc/PID/stat and status directly for the few fields it does
+// not expose, sessions.go for who is logged in), so a server in a minimal
+// container without procps still answers. They follow
 // procps-ng 4's formats column for column; TestNativeMatchesProcps checks
 // them against the installed tools.
 
@@ -153,6 +154,14 @@ func readProc(pid int, pageKB uint64) (procInfo, bool) {
 			case "Uid":
 				if u := strings.Fields(v); len(u) > 1 {
 					p.uid = u[1] // effective uid, as ps's USER
+				}
+			case "VmRSS":
+				// ps's RSS. stat's rss field is the kernel's approximate
+				// per-CPU sum, often a few pages short of this one.
+				if v := strings.Fields(v); len(v) > 0 {
+					if kb, err := strconv.ParseUint(v[0], 10, 64); err == nil {
+						p.rssKB = kb
+					}
 				}
 			case "VmLck":
 				if v := strings.Fields(v); len(v) > 0 && v[0] != "0" {
