@@ -5,7 +5,6 @@ import (
 	"net"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,11 +16,7 @@ import (
 // returns its host:port.
 func startPySVR(t *testing.T, path string) string {
 	t.Helper()
-	port := strconv.Itoa(testkit.FreePort(t))
-	testkit.StartEnv(t, testkit.EnvWithPath(path), nil, testkit.PythonExe(t), "-u", testkit.Testdata("svr.py"), port)
-	addr := net.JoinHostPort("127.0.0.1", port)
-	testkit.WaitListening(t, addr, 10*time.Second)
-	return addr
+	return net.JoinHostPort("127.0.0.1", testkit.StartPyServer(t, testkit.EnvWithPath(path), "svr.py"))
 }
 
 // The fleet view never makes a server that hands requests to a shell run

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -54,9 +53,7 @@ func TestSVRRunsNoImpostor(t *testing.T) {
 // tcplab svr in the same fleet still gives its structured form.
 func TestWPSFleetSafeAgainstSvrPy(t *testing.T) {
 	im := testkit.NewImpostors(t, []string{"w", "ps"})
-	pyPort := strconv.Itoa(testkit.FreePort(t))
-	testkit.StartEnv(t, testkit.EnvWithPath(im.Path()), nil, testkit.PythonExe(t), "-u", testkit.Testdata("svr.py"), pyPort)
-	testkit.WaitListening(t, "127.0.0.1:"+pyPort, 10*time.Second)
+	pyPort := testkit.StartPyServer(t, testkit.EnvWithPath(im.Path()), "svr.py")
 	_, port := startSVR(t, "--commands", "w,ps,json")
 	hosts := "127.0.0.1:" + pyPort + ",127.0.0.1:" + port
 
