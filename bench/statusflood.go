@@ -188,13 +188,13 @@ func floodMarkdown(rows []floodResult) string {
 A silent connection is handed to svr about a second after its connect
 (TCP_DEFER_ACCEPT) and then held until svr's 5 s read timeout. With the
 per-address cap (64 by default) svr holds at most 64 of them and refuses
-the rest at once, so the `+"`w`"+` from the other address always finds a slot.
+the rest at once, so the ` + "`w`" + ` from the other address always finds a slot.
 Without it (the last row) the flood takes all 1,000 slots and the server
 refuses everyone over them, the real client included: the failures are
 those refusals (a reset once 64 refusals are already in progress). Before
 svr refused over-cap connections at all, they waited in the listen
 backlog: the binary before this change, measured with this harness on the
-same machine the same day, answered the slowest `+"`w`"+` after 3.99 s with the
+same machine the same day, answered the slowest ` + "`w`" + ` after 3.99 s with the
 defaults and after 18.98 s with --rate 0, no failures.
 `)
 	return b.String()
