@@ -36,7 +36,17 @@ const (
 // a few) stay far below 64, while connections that say nothing, held up to
 // the read timeout each, can take no more than 64 of the 1,000 slots: the
 // clients of every other address are still served at once.
+//
+// With fewer slots than 256 in all, MaxConnsPerAddrFor gives a quarter of
+// them instead, so that one address never holds more than a quarter.
 const DefaultMaxConnsPerAddr = 64
+
+// MaxConnsPerAddrFor is svr's default per-address cap for a server of
+// maxConns slots: DefaultMaxConnsPerAddr, or a quarter of maxConns (at
+// least 1) if that is less, as internal/server's own default.
+func MaxConnsPerAddrFor(maxConns int) int {
+	return min(DefaultMaxConnsPerAddr, max(1, maxConns/4))
+}
 
 // Service is the svr protocol as an internal/server Handler: read one
 // request, answer it, close. The zero value is not usable: Allow and Runner

@@ -41,7 +41,7 @@ Built-in commands for --commands: `+strings.Join(status.BuiltinNames(), ", ")+`
 	commands := fs.String("commands", strings.Join(status.DefaultCommands, ","), "comma-separated `names` clients may ask for (built-in set only)")
 	allow := fs.String("allow", "", "comma-separated `CIDRs` allowed to connect (default everyone)")
 	maxConns := fs.Int("max-conns", 1000, "connections served at once; one more is refused at once")
-	maxPerAddr := fs.Int("max-conns-per-addr", status.DefaultMaxConnsPerAddr, "connections served at once from one address (an IPv6 /64); one more is refused at once; 0: a quarter of --max-conns, -1: no limit")
+	maxPerAddr := fs.Int("max-conns-per-addr", status.DefaultMaxConnsPerAddr, "connections served at once from one address (an IPv6 /64); one more is refused at once; 0: a quarter of --max-conns, -1: no limit; by default 64, or a quarter of --max-conns if that is less")
 	perSec := fs.Float64("rate", 20, "requests per second allowed per client address (0: no limit)")
 	burst := fs.Int("burst", 40, "burst of requests allowed per client address")
 	fresh := fs.Duration("fresh", status.DefaultFresh, "reuse a command's output for this long (0: only share runs in flight)")
@@ -71,6 +71,9 @@ Built-in commands for --commands: `+strings.Join(status.BuiltinNames(), ", ")+`
 	}
 	if *maxPerAddr < -1 {
 		return usagef("--max-conns-per-addr must be -1 (no limit), 0 (a quarter of --max-conns) or more, not %d", *maxPerAddr)
+	}
+	if !flagGiven(fs, "max-conns-per-addr") {
+		*maxPerAddr = status.MaxConnsPerAddrFor(*maxConns)
 	}
 
 	if *fresh == 0 {
