@@ -3,8 +3,15 @@ package status
 import (
 	"bufio"
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"io"
+	"math/big"
 	"net"
 	"os"
 	"strconv"
@@ -155,4 +162,67 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 			t.Fatal(what)
 		}
 	}
+}
+
+// The same under TLS (i12b serves svr over crypto/tls): the wait looks at
+// the TCP connection under the TLS one, and the reset reaches it.
+func TestServiceNoAnswerOutlivesWriteTimeoutTLS(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+
+	answer := bytes.Repeat([]byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n"), 2<<10)
+	bigCmd := &Command{name: "big", native: func() ([]byte, error) { return answer, nil }}
+	svc := newService(t)
+	svc.Allow = &AllowList{cmds: []*Command{bigCmd}}
+	svc.Runner = &Runner{MaxOutput: 1 << 20}
+	svc.WriteTimeout = 500 * time.Millisecond
+	tcpLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := tcpLn.Addr().(*net.TCPAddr).Port
+	srv := &server.Server{Handler: svc.Handle}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(tls.NewListener(tcpLn, &tls.Config{Certificates: []tls.Certificate{cert}})) }()
+	defer func() { srv.Close(); <-done }()
+
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		return nil
+	}}
+	raw, err := d.Dial("tcp", tcpLn.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	pool := x509.NewCertPool()
+	pool.AddCert(must(x509.ParseCertificate(der)))
+	c := tls.Client(raw, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
+	if err := c.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write([]byte("big")); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the request was never served", func() bool { return srv.ActiveConns() == 1 })
+	waitUntil(t, "a TLS client that does not read is still being served", func() bool { return srv.ActiveConns() == 0 })
+	if q, n := queuedOnPort(t, port); q > 0 {
+		t.Fatalf("%d bytes still queued in %d sockets for a TLS client that never read", q, n)
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
