@@ -16,8 +16,18 @@ type Command struct {
 	// argv is run as is, argv[0] looked up in FixedPath; nil for a command
 	// that exists only natively (json).
 	argv []string
-	// native renders the same report without the program, from /proc and
-	// utmp; nil when there is no native form.
+	// namesArgv is argv for a server that shows processes' command names
+	// only (AllowOptions.Args false), for a command whose report shows
+	// other processes' command lines (private); nil when the program has
+	// no such mode, and the native renderer serves instead.
+	namesArgv []string
+	private   bool
+	// render renders the report without the program, from /proc and the
+	// login records, with or without processes' arguments; nil when there
+	// is no native form. NewAllowList binds it to native.
+	render func(args bool) ([]byte, error)
+	// native renders the same report without the program; nil when there
+	// is no native form.
 	native func() ([]byte, error)
 	// whole marks output that must not be cut at a line (one line of
 	// JSON): over the cap it is an error instead.
@@ -47,13 +57,19 @@ func (c *Command) Path() string { return c.path }
 // nothing. "ps aux" shows every process with its CPU and memory share,
 // which is what the question "what is running there?" asks. "w" with no
 // arguments already covers every user.
+//
+// ps, w and json show other processes' command lines, which hold secrets
+// as often as not (a password given as an argument). Unless the operator
+// asks for them (AllowOptions.Args), they show only command names, as the
+// tutorial's bare ps does: ps runs as "ps auxc", and w, which has no such
+// mode, is rendered natively.
 var builtin = []*Command{
-	{name: "w", argv: []string{"w"}, native: renderW},
-	{name: "ps", argv: []string{"ps", "aux"}, native: renderPS},
-	{name: "uptime", argv: []string{"uptime"}, native: renderUptime},
+	{name: "w", argv: []string{"w"}, private: true, render: renderW},
+	{name: "ps", argv: []string{"ps", "aux"}, namesArgv: []string{"ps", "auxc"}, private: true, render: renderPS},
+	{name: "uptime", argv: []string{"uptime"}, render: func(bool) ([]byte, error) { return renderUptime() }},
 	{name: "free", argv: []string{"free", "-h"}},
 	{name: "df", argv: []string{"df", "-h"}},
-	{name: "json", native: renderJSON, whole: true},
+	{name: "json", private: true, render: renderJSON, whole: true},
 }
 
 // BuiltinNames lists the names an operator may put on an AllowList.
@@ -81,12 +97,30 @@ type AllowList struct {
 	cmds []*Command // sorted by name
 }
 
-// NewAllowList makes an allow-list of the named built-in commands,
-// resolving each program in FixedPath once. native forces the native
-// renderer for every command that has one, even when the program is
-// installed. A command whose program is missing and that has no native form
-// is an error, so the operator learns it at start-up, not from a client.
+// AllowOptions are how the commands of an AllowList run.
+type AllowOptions struct {
+	// Native forces the native renderer for every command that has one,
+	// even when the program is installed.
+	Native bool
+	// Args shows other processes' command-line arguments in ps's COMMAND,
+	// w's WHAT and json's command. Without it they show command names
+	// only: anyone who may connect sees what runs, not the passwords and
+	// tokens that programs are too often given as arguments.
+	Args bool
+}
+
+// NewAllowList makes an allow-list of the named built-in commands with
+// AllowOptions{Native: native}: processes' arguments hidden.
 func NewAllowList(names []string, native bool) (*AllowList, error) {
+	return NewAllowListWith(names, AllowOptions{Native: native})
+}
+
+// NewAllowListWith makes an allow-list of the named built-in commands,
+// resolving each program in FixedPath once. A command whose program is
+// missing and that has no native form is an error, so the operator learns
+// it at start-up, not from a client.
+func NewAllowListWith(names []string, opts AllowOptions) (*AllowList, error) {
+	native := opts.Native
 	al := &AllowList{}
 	for _, n := range names {
 		n = strings.TrimSpace(n)
@@ -98,6 +132,13 @@ func NewAllowList(names []string, native bool) (*AllowList, error) {
 			continue
 		}
 		c := *builtin[i]
+		if c.private && !opts.Args {
+			c.argv = c.namesArgv
+		}
+		if render := c.render; render != nil {
+			args := opts.Args
+			c.native = func() ([]byte, error) { return render(args) }
+		}
 		if c.argv != nil && !(native && c.native != nil) {
 			c.path = lookPath(c.argv[0])
 		}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -97,12 +98,26 @@ const fleetParallel = 64
 
 // AskFleet asks every host (each "host:port") for name in parallel, each
 // within timeout, and returns the answers in the order of hosts. A failed
-// host has Error set; the others are unaffected.
+// host has Error set; the others are unaffected. A name other than w or ps
+// is sent only to a host that Identify recognises as tcplab svr; any other
+// host gets an error instead (see SafeForAnyServer).
 func AskFleet(ctx context.Context, hosts []string, name string, timeout time.Duration) []HostAnswer {
 	return fleet(ctx, hosts, func(ctx context.Context, h, p string) HostAnswer {
+		a := HostAnswer{Command: name}
+		if !SafeForAnyServer(name) {
+			id, err := Identify(ctx, h, p, timeout)
+			switch {
+			case err != nil && isConnectError(err):
+				a.Error = err.Error()
+				return a
+			case !id.Tcplab:
+				a.Error = fmt.Sprintf("not known to be tcplab svr, so only w and ps are sent to it (a server like the tutorial's svr.py would hand %q to a shell)", name[:min(len(name), 2)])
+				return a
+			}
+		}
 		var buf bytes.Buffer
 		_, err := Ask(ctx, h, p, name, timeout, &buf, MaxAnswer)
-		a := HostAnswer{Command: name, Output: buf.String()}
+		a.Output = buf.String()
 		if err != nil {
 			a.Error = err.Error()
 		}
@@ -111,24 +126,27 @@ func AskFleet(ctx context.Context, hosts []string, name string, timeout time.Dur
 }
 
 // SummarizeFleet asks every host for its uptime, users and load: the
-// structured form ("json") where the server offers it, else w's first line
-// (which every w server sends, the tutorial's svr.py included).
+// structured form ("json") from a host known to be tcplab svr that allows
+// it (see Identify), else w's first line, which every w server sends (the
+// tutorial's svr.py included).
 func SummarizeFleet(ctx context.Context, hosts []string, timeout time.Duration) []HostAnswer {
 	return fleet(ctx, hosts, func(ctx context.Context, h, p string) HostAnswer {
+		id, err := Identify(ctx, h, p, timeout)
+		if err != nil && isConnectError(err) {
+			return HostAnswer{Command: "w", Error: err.Error()}
+		}
 		var buf bytes.Buffer
-		_, err := Ask(ctx, h, p, "json", timeout, &buf, MaxAnswer)
-		if err == nil {
+		if id.Tcplab && slices.Contains(id.Allowed, "json") {
+			_, err := Ask(ctx, h, p, "json", timeout, &buf, MaxAnswer)
 			var f Facts
-			if json.Unmarshal(buf.Bytes(), &f) == nil && f.Time.Unix() > 0 {
+			if err == nil && json.Unmarshal(buf.Bytes(), &f) == nil && f.Time.Unix() > 0 {
 				return HostAnswer{Command: "json", Summary: &Summary{
 					UptimeSeconds: f.UptimeSeconds, Uptime: FormatUptime(f.UptimeSeconds),
 					Users: len(f.Users), Load: f.Load, Procs: f.Procs, Source: "json",
 				}}
 			}
-		} else if isConnectError(err) {
-			return HostAnswer{Command: "json", Error: err.Error()}
+			buf.Reset()
 		}
-		buf.Reset()
 		_, err = Ask(ctx, h, p, "w", timeout, &buf, MaxAnswer)
 		a := HostAnswer{Command: "w"}
 		if err != nil {
@@ -143,6 +161,59 @@ func SummarizeFleet(ctx context.Context, hosts []string, timeout time.Duration) 
 		}
 		return a
 	})
+}
+
+// SafeForAnyServer reports whether name may be sent to a server that is
+// not known to be tcplab svr: only "w" and "ps", the tutorial's own two.
+// The tutorial's svr.py hands the first two bytes of any request to a
+// shell, so a request for "json" makes it run "js", and "uptime" "up".
+func SafeForAnyServer(name string) bool { return name == "w" || name == "ps" }
+
+// Probe is the request by which a client learns whether a server is
+// tcplab svr, safely for any server that speaks the tutorial's protocol:
+//
+//	'p' 's' 0x00 't' 'c' 'p' 'l' 'a' 'b' '\n'
+//
+// Its first two bytes are "ps", so a server that hands them to a shell, as
+// svr.py does (conn.recv(2) then os.popen), runs nothing but ps; the NUL
+// after them ends the string for any server that passes more of the
+// request to a shell through C (and Python's os.popen refuses a string
+// with a NUL). tcplab svr takes the '\n' as the end of the name (rule 1
+// of the wire format) and answers at once with its refusal line, which
+// no shell-backed server produces:
+//
+//	unknown command "ps\x00tcplab"; allowed: json, ps, w
+//
+// and that line lists what it allows. Every tcplab svr since the first
+// answers the probe so, without knowing it is one.
+const Probe = probeName + "\n"
+
+const probeName = "ps\x00tcplab"
+
+// Identity is what Identify learned of a server.
+type Identity struct {
+	Tcplab  bool     // the server answered the probe as tcplab svr does
+	Allowed []string // the names it allows, when Tcplab
+}
+
+// Identify sends Probe to host:port and reads the answer (see Probe). A
+// server that answers anything else is not tcplab svr, which is no error;
+// err is set only when the exchange failed.
+func Identify(ctx context.Context, host, port string, timeout time.Duration) (Identity, error) {
+	var buf bytes.Buffer
+	_, err := Ask(ctx, host, port, Probe, timeout, &buf, 4096)
+	prefix := fmt.Sprintf("unknown command %q; allowed: ", probeName)
+	line, ok := strings.CutPrefix(buf.String(), prefix)
+	if !ok || !strings.HasSuffix(line, "\n") || strings.Count(line, "\n") != 1 {
+		return Identity{}, err
+	}
+	names := strings.Split(strings.TrimSuffix(line, "\n"), ", ")
+	for _, n := range names {
+		if n == "" || strings.ContainsFunc(n, func(r rune) bool { return r <= ' ' || r > '~' }) {
+			return Identity{}, err
+		}
+	}
+	return Identity{Tcplab: true, Allowed: names}, nil
 }
 
 func firstLine(s string, max int) string {

@@ -15,7 +15,7 @@ type Facts struct {
 	Time          time.Time    `json:"time"`
 	UptimeSeconds float64      `json:"uptime_seconds"`
 	Load          [3]float64   `json:"load"`  // 1, 5 and 15 minute load averages
-	Users         []UserFacts  `json:"users"` // utmp sessions, as w lists them
+	Users         []UserFacts  `json:"users"` // login sessions, as w lists them (see loggedIn)
 	Procs         int          `json:"procs"` // number of processes
 	Processes     []ProcFacts  `json:"processes"`
 	Memory        *MemoryFacts `json:"memory,omitempty"`
@@ -49,12 +49,17 @@ type MemoryFacts struct {
 	AvailableKiB uint64 `json:"available_kib"`
 }
 
-// CollectFacts reads the facts now.
-func CollectFacts() (*Facts, error) {
+// CollectFacts reads the facts now, processes' command lines included.
+func CollectFacts() (*Facts, error) { return collectFacts(true) }
+
+// collectFacts reads the facts; with args false a process's Command is
+// its command name only.
+func collectFacts(args bool) (*Facts, error) {
 	s, err := takeSnapshot(true)
 	if err != nil {
 		return nil, err
 	}
+	s.args = args
 	return s.facts(), nil
 }
 
@@ -69,10 +74,11 @@ func (s *snapshot) facts() *Facts {
 	}
 	f.Host, _ = os.Hostname()
 	for _, u := range s.users {
-		f.Users = append(f.Users, UserFacts{User: u.User, TTY: u.Terminal, From: u.Host, Login: time.Unix(int64(u.Started), 0).UTC()})
+		f.Users = append(f.Users, UserFacts{User: u.User, TTY: u.Terminal, From: u.Host, Login: time.Unix(u.Started, 0).UTC()})
 	}
 	names := userNames{}
-	for _, p := range s.procs {
+	for i := range s.procs {
+		p := &s.procs[i]
 		elapsed := s.uptime - float64(p.startTicks)/clockTicks
 		var cpu, memp float64
 		if elapsed >= 1 {
@@ -84,7 +90,7 @@ func (s *snapshot) facts() *Facts {
 		f.Processes = append(f.Processes, ProcFacts{
 			PID: p.pid, User: names.name(p.uid), CPUPercent: round1(cpu), MemPercent: round1(memp),
 			VSZKiB: p.vsizeKB, RSSKiB: p.rssKB, TTY: ttyName(p.ttyNr), Stat: p.stat(),
-			CPUSeconds: float64(p.ticks) / clockTicks, Command: p.args,
+			CPUSeconds: float64(p.ticks) / clockTicks, Command: s.command(p),
 		})
 	}
 	if s.memTotal > 0 {
@@ -96,8 +102,8 @@ func (s *snapshot) facts() *Facts {
 func round1(v float64) float64 { return float64(int64(v*10+0.5)) / 10 }
 
 // renderJSON is the "json" command: Facts as one line of JSON.
-func renderJSON() ([]byte, error) {
-	f, err := CollectFacts()
+func renderJSON(args bool) ([]byte, error) {
+	f, err := collectFacts(args)
 	if err != nil {
 		return nil, err
 	}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/user"
 	"slices"
@@ -20,9 +19,10 @@ import (
 )
 
 // The native renderers print the reports of procps-ng's w, ps aux and
-// uptime from /proc and utmp (through gopsutil where it has the fact, and
-// /proc/PID/stat directly for the few fields it does not expose), so a
-// server in a minimal container without procps still answers. They follow
+// uptime from /proc and the login records (through gopsutil where it has
+// the fact, /proc/PID/stat and status directly for the few fields it does
+// not expose, sessions.go for who is logged in), so a server in a minimal
+// container without procps still answers. They follow
 // procps-ng 4's formats column for column; TestNativeMatchesProcps checks
 // them against the installed tools.
 
@@ -36,10 +36,13 @@ type snapshot struct {
 	uptime   float64 // seconds since boot
 	bootTime uint64  // Unix seconds, /proc/stat's btime
 	load     [3]float64
-	users    []host.UserStat
+	users    []Session
 	memTotal uint64 // KiB
 	memAvail uint64 // KiB
 	procs    []procInfo
+	// args shows processes' command lines; without it, only their
+	// command names (see AllowOptions.Args).
+	args bool
 }
 
 // procInfo is one process, as ps aux and w need it.
@@ -112,22 +115,6 @@ func takeSnapshot(withProcs bool) (*snapshot, error) {
 	return s, nil
 }
 
-// loggedIn lists utmp's user sessions; a machine without utmp (a container)
-// has none, which is what w says there too.
-func loggedIn() ([]host.UserStat, error) {
-	users, err := host.Users()
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, nil
-		}
-		if _, serr := os.Stat("/var/run/utmp"); errors.Is(serr, fs.ErrNotExist) {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("read utmp: %w", err)
-	}
-	return users, nil
-}
-
 // readProc reads /proc/PID/stat, status and cmdline. A process that ends
 // while being read is skipped (ok false), as ps does.
 func readProc(pid int, pageKB uint64) (procInfo, bool) {
@@ -167,6 +154,14 @@ func readProc(pid int, pageKB uint64) (procInfo, bool) {
 			case "Uid":
 				if u := strings.Fields(v); len(u) > 1 {
 					p.uid = u[1] // effective uid, as ps's USER
+				}
+			case "VmRSS":
+				// ps's RSS. stat's rss field is the kernel's approximate
+				// per-CPU sum, often a few pages short of this one.
+				if v := strings.Fields(v); len(v) > 0 {
+					if kb, err := strconv.ParseUint(v[0], 10, 64); err == nil {
+						p.rssKB = kb
+					}
 				}
 			case "VmLck":
 				if v := strings.Fields(v); len(v) > 0 && v[0] != "0" {
@@ -296,13 +291,24 @@ func permille(v uint64) string {
 	return fmt.Sprintf("%d.%d", v/10, v%10)
 }
 
-// renderPS is "ps aux".
-func renderPS() ([]byte, error) {
+// renderPS is "ps aux", or with args false "ps auxc" (command names
+// only).
+func renderPS(args bool) ([]byte, error) {
 	s, err := takeSnapshot(true)
 	if err != nil {
 		return nil, err
 	}
+	s.args = args
 	return s.ps(), nil
+}
+
+// command is what ps's COMMAND, w's WHAT and json's command show of p: its
+// command line, or with s.args false its command name (ps's "c" option).
+func (s *snapshot) command(p *procInfo) string {
+	if s.args {
+		return p.args
+	}
+	return printable(p.comm)
 }
 
 func (s *snapshot) ps() []byte {
@@ -338,7 +344,7 @@ func (s *snapshot) ps() []byte {
 			names.name(p.uid), strconv.Itoa(p.pid), permille(pcpu), permille(pmem),
 			strconv.FormatUint(p.vsizeKB, 10), strconv.FormatUint(p.rssKB, 10),
 			ttyName(p.ttyNr), p.stat(), startTime(start, s.now),
-			fmt.Sprintf("%d:%02d", secs/60, secs%60), p.args,
+			fmt.Sprintf("%d:%02d", secs/60, secs%60), s.command(&p),
 		}
 		b.WriteString(row(cols, cells))
 		b.WriteByte('\n')
@@ -424,12 +430,14 @@ func (s *snapshot) uptimeLine() string {
 	return b.String()
 }
 
-// renderW is w(1): the uptime line, a header and one row per session.
-func renderW() ([]byte, error) {
+// renderW is w(1): the uptime line, a header and one row per session;
+// with args false, WHAT is the command name only.
+func renderW(args bool) ([]byte, error) {
 	s, err := takeSnapshot(true)
 	if err != nil {
 		return nil, err
 	}
+	s.args = args
 	return s.w(), nil
 }
 
@@ -444,7 +452,7 @@ func (s *snapshot) w() []byte {
 		if from == "" {
 			from = "-"
 		}
-		login := time.Unix(int64(u.Started), 0)
+		login := time.Unix(u.Started, 0)
 		idle := "   ?   "
 		if st, err := os.Stat("/dev/" + u.Terminal); err == nil {
 			if at, ok := st.Sys().(*syscall.Stat_t); ok {
@@ -479,7 +487,7 @@ func (s *snapshot) ttyUsage(tty string) (jcpu, pcpu uint64, what string) {
 	if best == nil {
 		return jcpu, 0, "-"
 	}
-	return jcpu, best.ticks, best.args
+	return jcpu, best.ticks, s.command(best)
 }
 
 // loginTime is w's LOGIN@: the time today, else weekday and hour within a

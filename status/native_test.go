@@ -80,17 +80,29 @@ func psRows(t *testing.T, out string) (header string, rows map[int][]string, raw
 // (but those that started or ended in between), same user, tty, start
 // time and command, and the same column positions where no value
 // overflows.
+//
+// Both forms: ps aux (arguments shown) and ps auxc (command names only).
 func TestNativeMatchesProcpsPS(t *testing.T) {
+	for _, args := range []bool{true, false} {
+		argv := []string{"ps", "aux"}
+		if !args {
+			argv = []string{"ps", "auxc"}
+		}
+		t.Run(strings.Join(argv, " "), func(t *testing.T) { nativeMatchesProcpsPS(t, args, argv) })
+	}
+}
+
+func nativeMatchesProcpsPS(t *testing.T, args bool, argv []string) {
 	// ps runs between two native readings; a process matches if either
 	// reading agrees with ps, so a process that changed (a kernel worker
 	// renaming itself, a program exec'ing or starting threads) while the
 	// test ran is not held against the renderer.
-	before, err := renderPS()
+	before, err := renderPS(args)
 	if err != nil {
 		t.Fatal(err)
 	}
-	real := procpsRun(t, "ps", "aux")
-	after, err := renderPS()
+	real := procpsRun(t, argv...)
+	after, err := renderPS(args)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,6 +176,7 @@ func TestNativeMatchesProcpsPS(t *testing.T) {
 		t.Fatalf("only %d of ps's %d processes in the native reports", common, len(rrows))
 	}
 	// Most lines are byte for byte the same (%CPU and RSS move for busy ones).
+	t.Logf("%d of %d lines identical", identical, common)
 	if identical < common/2 {
 		t.Errorf("only %d of %d lines identical", identical, common)
 	}
@@ -172,7 +185,7 @@ func TestNativeMatchesProcpsPS(t *testing.T) {
 var uptimeLineRE = regexp.MustCompile(`^ \d\d:\d\d:\d\d up .*,\s+\d+ users?,  load average: \d+\.\d\d, \d+\.\d\d, \d+\.\d\d$`)
 
 func TestNativeMatchesProcpsW(t *testing.T) {
-	native, err := renderW()
+	native, err := renderW(true)
 	if err != nil {
 		t.Fatal(err)
 	}

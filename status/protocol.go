@@ -41,6 +41,11 @@
 //  6. the read deadline (5 s by default) passes with nothing at all: the
 //     connection is closed without an answer.
 //
+// A client tells tcplab svr from other servers of this protocol (which may
+// hand a request's first two bytes to a shell) by the answer to Probe,
+// whose first two bytes are "ps"; the fleet view sends nothing but w and ps
+// to a server it has not so recognised.
+//
 // Differences from the tutorial, on purpose: the output is sent whole
 // (svr.py writes rl[:-1], dropping the command's last line, which for ps is
 // a real process); w and ps run with a fixed argument list chosen for

@@ -29,6 +29,25 @@ const (
 	lingerBytes   = 4096
 )
 
+// DefaultMaxConnsPerAddr is svr's cap on the connections one address
+// holds at once (internal/server's MaxConnsPerAddr). A request lasts
+// milliseconds and the rate limit lets one address make 40 in a burst, so
+// honest clients from one address (a fleet view holds one per host, a NAT
+// a few) stay far below 64, while connections that say nothing, held up to
+// the read timeout each, can take no more than 64 of the 1,000 slots: the
+// clients of every other address are still served at once.
+//
+// With fewer slots than 256 in all, MaxConnsPerAddrFor gives a quarter of
+// them instead, so that one address never holds more than a quarter.
+const DefaultMaxConnsPerAddr = 64
+
+// MaxConnsPerAddrFor is svr's default per-address cap for a server of
+// maxConns slots: DefaultMaxConnsPerAddr, or a quarter of maxConns (at
+// least 1) if that is less, as internal/server's own default.
+func MaxConnsPerAddrFor(maxConns int) int {
+	return min(DefaultMaxConnsPerAddr, max(1, maxConns/4))
+}
+
 // Service is the svr protocol as an internal/server Handler: read one
 // request, answer it, close. The zero value is not usable: Allow and Runner
 // must be set.
@@ -150,17 +169,28 @@ func (s *Service) allowed(addr netip.Addr) bool {
 	return false
 }
 
-// answer sends p within WriteTimeout, then closes the sending side and
-// lingers briefly for the client's close (see lingerTimeout).
+// answer sends p and waits for the client to take it, all within
+// WriteTimeout (see awaitTaken); a client that has not taken everything by
+// then is reset, so no answer stays queued in the kernel after the
+// timeout. It then lingers briefly for the client's close (see
+// lingerTimeout).
 func (s *Service) answer(conn net.Conn, p []byte) bool {
-	conn.SetWriteDeadline(time.Now().Add(s.timeout(s.WriteTimeout, DefaultWriteTimeout)))
-	if err := stream.WriteFinal(conn, p); err != nil {
-		server.Reset(conn) // drop the rest of the answer now, not from an orphaned socket
+	deadline := time.Now().Add(s.timeout(s.WriteTimeout, DefaultWriteTimeout))
+	conn.SetWriteDeadline(deadline)
+	if err := stream.WriteFinal(conn, p); err != nil || !awaitTaken(conn, deadline) {
+		reset(conn) // drop the rest of the answer now, not from an orphaned socket
 		return false
 	}
 	conn.SetReadDeadline(time.Now().Add(lingerTimeout))
 	io.CopyN(io.Discard, conn, lingerBytes)
 	return true
+}
+
+// reset makes conn's coming close a reset (server.Reset), under TLS too.
+func reset(conn net.Conn) {
+	if tc := tcpConn(conn); tc != nil {
+		server.Reset(tc)
+	}
 }
 
 // ReadRequest reads one request from conn by the rules of the package

@@ -71,7 +71,7 @@ dropped and counted, and clients are never held up.`,
 	data := fs.String("data", "", "keep v in this append-only log file, recovered on restart")
 	fsyncFlag := fs.String("fsync", "always", "with --data: when to fsync the log: always or interval")
 	fsyncEvery := fs.Duration("fsync-interval", time.Second, "with --fsync interval: time between fsyncs")
-	storeURL := fs.String("store", "", "keep v in Redis, shared by every strsvr on the same `URL`: redis://[:PASSWORD@]HOST:PORT/DB?key=NAME (rediss:// for TLS)")
+	storeURL := fs.String("store", "", "keep v in Redis, shared by every strsvr on the same `URL`: redis://HOST:PORT/DB?key=NAME (rediss:// for TLS); the password is taken from $REDISCLI_AUTH (a password in the URL would show in ps)")
 	maxConns := fs.Int("max-conns", sharedstring.DefaultMaxConns, "clients served at once, watchers included; one more is refused at once")
 	maxPerAddr := fs.Int("max-conns-per-addr", 0, "clients served at once from one address (an IPv6 /64); 0: a quarter of --max-conns, -1: no limit")
 	maxWatchers := fs.Int("max-watchers", 0, "watchers (strclnt --watch) served at once, fewer than --max-conns; one more is refused and closed (default a quarter of --max-conns)")
@@ -134,13 +134,17 @@ dropped and counted, and clients are never held up.`,
 		if _, err := redisstore.ParseURL(*storeURL); err != nil {
 			return usageError{err.Error()}
 		}
+		var inURL bool
+		if *storeURL, inURL = storeURLFromEnv(*storeURL); inURL {
+			warnPasswordInURL(log)
+		}
 	}
 
 	var st store.Store
 	if *storeURL != "" {
 		rs, err := redisstore.Open(ctx, *storeURL, redisstore.WithLogger(log))
 		if err != nil {
-			return err
+			return withAuthHint(err)
 		}
 		st = rs
 	} else if *data != "" {

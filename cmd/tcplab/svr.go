@@ -25,10 +25,12 @@ of clients at once until SIGINT or SIGTERM.
 
 Unlike svr.py, nothing a client sends reaches a shell: the name is only
 compared with an allow-list, and each entry runs a fixed argument list
-("w", "ps aux") with a fixed environment, a timeout and an output cap. The
-output is sent whole (svr.py drops the last line). Concurrent requests for
-the same command share one run, reused for --fresh. When w or ps is not
-installed the same report is rendered from /proc and utmp.
+(ps: "ps auxc") with a fixed environment, a timeout and an output cap. Other
+processes' command lines (which often hold secrets) are shown only with
+--ps-args; by default ps, w and json show command names, as bare ps does.
+The output is sent whole (svr.py drops the last line). Concurrent requests
+for the same command share one run, reused for --fresh. When w or ps is not
+installed the same report is rendered from /proc and the login records.
 
 Anything not allowed gets one line, e.g.
   unknown command "xy"; allowed: ps, w
@@ -39,15 +41,17 @@ Built-in commands for --commands: `+strings.Join(status.BuiltinNames(), ", ")+`
 		"tcplab svr --metrics 127.0.0.1:9100 --log-format json 2000")
 	commands := fs.String("commands", strings.Join(status.DefaultCommands, ","), "comma-separated `names` clients may ask for (built-in set only)")
 	allow := fs.String("allow", "", "comma-separated `CIDRs` allowed to connect (default everyone)")
-	maxConns := fs.Int("max-conns", 1000, "connections served at once; more wait in the listen backlog")
+	maxConns := fs.Int("max-conns", 1000, "connections served at once; one more is refused at once")
+	maxPerAddr := fs.Int("max-conns-per-addr", status.DefaultMaxConnsPerAddr, "connections served at once from one address (an IPv6 /64); one more is refused at once; 0: a quarter of --max-conns, -1: no limit; by default 64, or a quarter of --max-conns if that is less")
 	perSec := fs.Float64("rate", 20, "requests per second allowed per client address (0: no limit)")
 	burst := fs.Int("burst", 40, "burst of requests allowed per client address")
 	fresh := fs.Duration("fresh", status.DefaultFresh, "reuse a command's output for this long (0: only share runs in flight)")
 	runTimeout := fs.Duration("timeout", status.DefaultRunTimeout, "kill a command that runs longer than this")
 	readTimeout := fs.Duration("read-timeout", status.DefaultReadTimeout, "drop a client that sends no command name within this")
-	writeTimeout := fs.Duration("write-timeout", status.DefaultWriteTimeout, "drop a client that does not take the answer within this")
+	writeTimeout := fs.Duration("write-timeout", status.DefaultWriteTimeout, "reset a client that has not taken (acknowledged) the whole answer within this")
 	maxOutput := fs.Int("max-output", status.DefaultMaxOutput, "keep at most this many `bytes` of a command's output")
-	native := fs.Bool("native", false, "render w, ps and uptime from /proc and utmp even if the programs are installed")
+	native := fs.Bool("native", false, "render w, ps and uptime from /proc and the login records even if the programs are installed")
+	psArgs := fs.Bool("ps-args", false, "show other processes' command-line arguments (ps's COMMAND, w's WHAT, json) to clients; by default only command names, as the tutorial's bare ps, since arguments often hold secrets")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics")
 	logFormat := fs.String("log-format", "text", "log format on standard error: text (with the tutorial's \"client is at\" lines on stdout) or json (every client a JSON record)")
 	grace := fs.Duration("grace", 10*time.Second, "on SIGINT/SIGTERM, wait this long for requests in flight (a second signal: no longer)")
@@ -55,7 +59,7 @@ Built-in commands for --commands: `+strings.Join(status.BuiltinNames(), ", ")+`
 	if err != nil {
 		return err
 	}
-	al, err := status.NewAllowList(strings.Split(*commands, ","), *native)
+	al, err := status.NewAllowListWith(strings.Split(*commands, ","), status.AllowOptions{Native: *native, Args: *psArgs})
 	if err != nil {
 		return usagef("--commands: %v", err)
 	}
@@ -77,6 +81,12 @@ Built-in commands for --commands: `+strings.Join(status.BuiltinNames(), ", ")+`
 		if err := checkListenAddr(*metricsAddr); err != nil {
 			return usagef("--metrics: %v", err)
 		}
+	}
+	if *maxPerAddr < -1 {
+		return usagef("--max-conns-per-addr must be -1 (no limit), 0 (a quarter of --max-conns) or more, not %d", *maxPerAddr)
+	}
+	if !flagGiven(fs, "max-conns-per-addr") {
+		*maxPerAddr = status.MaxConnsPerAddrFor(*maxConns)
 	}
 
 	if *fresh == 0 {
@@ -134,7 +144,7 @@ Built-in commands for --commands: `+strings.Join(status.BuiltinNames(), ", ")+`
 	}
 	logger.Info("listening", "addr", ln.Addr().String(), "allowed", al.String())
 
-	srv := &server.Server{Handler: svc.Handle, MaxConns: *maxConns, Refuse: server.RefuseLine, Logger: logger}
+	srv := &server.Server{Handler: svc.Handle, MaxConns: *maxConns, MaxConnsPerAddr: *maxPerAddr, Refuse: server.RefuseLine, Logger: logger}
 	err = serveUntilSignal(ctx, srv, ln, *grace, logger)
 	if metricsSrv != nil {
 		metricsSrv.Close()

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os/exec"
 	"regexp"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -32,10 +31,7 @@ func startSVR(t *testing.T, args ...string) (*testkit.Proc, string) {
 // startPySVR starts the tutorial's svr.py (Python 3) on a free port.
 func startPySVR(t *testing.T) string {
 	t.Helper()
-	port := testkit.FreePort(t)
-	testkit.Start(t, nil, testkit.Python3(t), "-u", testkit.Testdata("svr.py"), strconv.Itoa(port))
-	testkit.WaitListening(t, "127.0.0.1:"+strconv.Itoa(port), 10*time.Second)
-	return strconv.Itoa(port)
+	return testkit.StartPyServer(t, nil, "svr.py")
 }
 
 // wpsRun runs the built tcplab wps with args and returns exit code and

@@ -25,9 +25,11 @@ the server closes; it works against the tutorial's svr.py as well as
 Fleet view, as rup does: --hosts asks many servers in parallel, each within
 --timeout. With a COMMAND, each host's answer is printed under a
 "== host:port ==" header; without one, a single table of uptime, users and
-load (from the servers' structured form "json" where they offer it, else
-from w's first line). A host that fails gets its own "host:port: error"
-line on standard error; the exit status is 1 only if every host failed.
+load (from the structured form "json" of tcplab servers that offer it, else
+from w's first line). Only w and ps are sent to a server not recognised as
+tcplab svr: the tutorial's svr.py hands a request's first two bytes to a
+shell. A host that fails gets its own "host:port: error" line on standard
+error; the exit status is 1 only if every host failed.
 
 HOST may be a name or an address; an IPv6 address is written bare or in
 brackets (::1 or [::1]), and in --hosts in brackets ([::1]:2000).`,

@@ -102,7 +102,14 @@ type Proc struct {
 // ends if it is still running.
 func Start(tb testing.TB, stdin io.Reader, name string, args ...string) *Proc {
 	tb.Helper()
+	return StartEnv(tb, nil, stdin, name, args...)
+}
+
+// StartEnv is Start with the environment env (nil: the test's own).
+func StartEnv(tb testing.TB, env []string, stdin io.Reader, name string, args ...string) *Proc {
+	tb.Helper()
 	cmd := exec.Command(name, args...)
+	cmd.Env = env
 	p := &Proc{Cmd: cmd, Stdout: &SafeBuffer{}, Stderr: &SafeBuffer{}, done: make(chan struct{})}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, p.Stdout, p.Stderr
 	// A stdin that is never closed (an io.Pipe the test writes to) must not

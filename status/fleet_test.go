@@ -1,0 +1,107 @@
+package status
+
+import (
+	"context"
+	"net"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tcplab/tcplab/internal/testkit"
+)
+
+// startPySVR starts the tutorial's svr.py with PATH set to path and
+// returns its host:port.
+func startPySVR(t *testing.T, path string) string {
+	t.Helper()
+	return net.JoinHostPort("127.0.0.1", testkit.StartPyServer(t, testkit.EnvWithPath(path), "svr.py"))
+}
+
+// The fleet view never makes a server that hands requests to a shell run
+// anything but w or ps: against svr.py with impostors on its PATH (w and
+// ps record their run and then answer), the table and every command run
+// only w and ps there. Before, the table's "json" made svr.py run "js".
+func TestFleetSafeAgainstSvrPy(t *testing.T) {
+	im := testkit.NewImpostors(t, []string{"w", "ps"})
+	py := startPySVR(t, im.Path())
+	svc := newService(t)
+	svc.Allow = mustAllow(t, "w", "ps", "json", "uptime")
+	ours := startService(t, svc, 0)
+	hosts := []string{py, ours}
+
+	sums := SummarizeFleet(context.Background(), hosts, 10*time.Second)
+	if s := sums[0].Summary; s == nil || s.Source != "w" || sums[0].Error != "" {
+		t.Errorf("svr.py in the table: %+v", sums[0])
+	}
+	if s := sums[1].Summary; s == nil || s.Source != "json" || s.Procs == 0 {
+		t.Errorf("tcplab svr in the table: %+v", sums[1])
+	}
+	for _, name := range []string{"json", "uptime", "w", "ps"} {
+		answers := AskFleet(context.Background(), hosts, name, 10*time.Second)
+		if SafeForAnyServer(name) {
+			if answers[0].Error != "" || answers[0].Output == "" {
+				t.Errorf("%s to svr.py: %+v", name, answers[0])
+			}
+		} else if !strings.Contains(answers[0].Error, "not known to be tcplab svr") {
+			t.Errorf("%s to svr.py: %+v", name, answers[0])
+		}
+		if answers[1].Error != "" || answers[1].Output == "" || strings.HasPrefix(answers[1].Output, "unknown command") {
+			t.Errorf("%s to tcplab svr: %+v", name, answers[1])
+		}
+	}
+	ran := im.Ran()
+	for _, r := range ran {
+		if cmd, _, _ := strings.Cut(r, " "); cmd != "w" && cmd != "ps" {
+			t.Errorf("svr.py ran %q", r)
+		}
+	}
+	if !slices.ContainsFunc(ran, func(r string) bool { return strings.HasPrefix(r, "w") }) {
+		t.Errorf("svr.py never ran w (impostors ran: %q): the test proves nothing", ran)
+	}
+}
+
+// Identify tells tcplab svr by its answer to the probe, and learns what it
+// allows; svr.py (which runs ps for the probe) and a server that echoes
+// are not taken for it.
+func TestIdentify(t *testing.T) {
+	svc := newService(t)
+	svc.Allow = mustAllow(t, "w", "ps", "json")
+	id, err := Identify(context.Background(), "127.0.0.1", port(t, startService(t, svc, 0)), 5*time.Second)
+	if err != nil || !id.Tcplab || !slices.Equal(id.Allowed, []string{"json", "ps", "w"}) {
+		t.Fatalf("tcplab svr: %+v, %v", id, err)
+	}
+	id, err = Identify(context.Background(), "127.0.0.1", port(t, startPySVR(t, os.Getenv("PATH"))), 5*time.Second)
+	if id.Tcplab {
+		t.Fatalf("svr.py taken for tcplab svr: %+v, %v", id, err)
+	}
+	echo, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer echo.Close()
+	go func() {
+		c, err := echo.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		b := make([]byte, 64)
+		n, _ := c.Read(b)
+		c.Write([]byte("unknown command \"ps\\x00tcplab\"; allowed: a b\n"))
+		c.Write(b[:n])
+	}()
+	if id, _ := Identify(context.Background(), "127.0.0.1", port(t, echo.Addr().String()), 5*time.Second); id.Tcplab {
+		t.Fatalf("a server answering something else after the line taken for tcplab svr: %+v", id)
+	}
+}
+
+func port(t *testing.T, addr string) string {
+	t.Helper()
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
