@@ -55,7 +55,8 @@ func listen(ctx context.Context, addr string, lc net.ListenConfig) (net.Listener
 
 // Dial connects to host:port within timeout (zero means no limit beyond the
 // kernel's). Names, IPv4 and IPv6 literals are accepted; every address a name
-// resolves to is tried in turn, as net.Dialer does.
+// resolves to is tried in turn, as net.Dialer does. Under a context from
+// WithTLS the connection is TLS, its handshake done within ctx.
 func Dial(ctx context.Context, host, port string, timeout time.Duration) (net.Conn, error) {
 	addr := net.JoinHostPort(host, port)
 	d := net.Dialer{Timeout: timeout}
@@ -63,7 +64,7 @@ func Dial(ctx context.Context, host, port string, timeout time.Duration) (net.Co
 	if err != nil {
 		return nil, DialError(addr, err, timeout)
 	}
-	return conn, nil
+	return dialTLS(ctx, conn, host, addr)
 }
 
 // DialError describes a failed connect to addr in one line:
