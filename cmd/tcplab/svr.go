@@ -50,6 +50,7 @@ Built-in commands for --commands: `+strings.Join(status.BuiltinNames(), ", ")+`
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics")
 	logFormat := fs.String("log-format", "text", "log format on standard error: text (with the tutorial's \"client is at\" lines on stdout) or json (every client a JSON record)")
 	grace := fs.Duration("grace", 10*time.Second, "on SIGINT/SIGTERM, wait this long for requests in flight")
+	tlsFlags := addSVRTLSFlags(fs)
 	port, err := fs.parsePort(std, args)
 	if err != nil {
 		return err
@@ -64,6 +65,10 @@ Built-in commands for --commands: `+strings.Join(status.BuiltinNames(), ", ")+`
 	}
 	if *maxConns < 1 || *burst < 1 || *perSec < 0 || *maxOutput < 1 {
 		return usagef("--max-conns, --burst and --max-output must be at least 1, --rate at least 0")
+	}
+	tlsSrv, err := tlsFlags.load()
+	if err != nil {
+		return err
 	}
 
 	if *fresh == 0 {
@@ -119,9 +124,11 @@ Built-in commands for --commands: `+strings.Join(status.BuiltinNames(), ", ")+`
 		}
 		logger.Info("command", "name", c.Name(), "runs", how)
 	}
-	logger.Info("listening", "addr", ln.Addr().String(), "allowed", al.String())
+	logger.Info("listening", "addr", ln.Addr().String(), "allowed", al.String(), "tls", tlsMode(tlsSrv))
 
-	srv := &server.Server{Handler: svc.Handle, MaxConns: *maxConns, Logger: logger}
+	defer reloadOnHangup(ctx, tlsSrv, logger)()
+	handler := withTLS(svc.Handle, tlsSrv, nets, svc.ReadTimeout, logger)
+	srv := &server.Server{Handler: handler, MaxConns: *maxConns, Logger: logger}
 	err = serveUntilSignal(ctx, srv, ln, *grace, logger)
 	if metricsSrv != nil {
 		metricsSrv.Close()

@@ -35,6 +35,7 @@ line; the exit status is 1 only if every host failed.`,
 	hosts := fs.String("hosts", "", "comma-separated `host:port` list: ask them all in parallel")
 	timeout := fs.Duration("timeout", 10*time.Second, "per-host limit for connecting and the whole answer (0: none)")
 	asJSON := fs.Bool("json", false, "print the answers as JSON")
+	tlsFlags := addWPSTLSFlags(fs)
 	var pos []string
 	var err error
 	if hostsGiven(args) {
@@ -48,9 +49,15 @@ line; the exit status is 1 only if every host failed.`,
 	if *timeout < 0 {
 		return usagef("--timeout must not be negative")
 	}
+	if err := tlsFlags.check(); err != nil {
+		return err
+	}
 	if *hosts == "" {
 		if _, err := endpoint.ParsePort(pos[1]); err != nil {
 			return usageError{err.Error()}
+		}
+		if ctx, err = tlsFlags.apply(ctx); err != nil {
+			return err
 		}
 		return askOne(ctx, std, pos[0], pos[1], pos[2], *timeout, *asJSON)
 	}
@@ -71,6 +78,9 @@ line; the exit status is 1 only if every host failed.`,
 	}
 	if len(list) == 0 {
 		return usagef("--hosts: no hosts given")
+	}
+	if ctx, err = tlsFlags.apply(ctx); err != nil {
+		return err
 	}
 	var answers []status.HostAnswer
 	if len(pos) == 1 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -81,10 +82,22 @@ func (s *TLSServer) Config() *tls.Config {
 // Handshake makes conn a TLS server connection and completes the handshake
 // within timeout (and before ctx ends), so a client that connects and then
 // stalls, or never finishes, holds its slot for no longer than that. The
-// deadline is cleared again on success. On failure conn is not closed.
+// deadline is cleared again on success. A client whose first byte shows it
+// speaks plaintext gets ErrNotTLS at once, not after the timeout (the
+// one-byte request "w" would leave a handshake waiting for the rest of a
+// record header). On failure conn is not closed.
 func (s *TLSServer) Handshake(ctx context.Context, conn net.Conn, timeout time.Duration) (*tls.Conn, error) {
-	tc := tls.Server(conn, s.Config())
 	conn.SetDeadline(time.Now().Add(timeout))
+	isTLS, err := firstByteIsTLS(conn)
+	switch {
+	case err != nil && IsTimeout(err):
+		return nil, fmt.Errorf("tls handshake: no handshake within %s", timeout)
+	case err != nil:
+		return nil, fmt.Errorf("tls handshake: %w", Cause(err))
+	case !isTLS:
+		return nil, ErrNotTLS
+	}
+	tc := tls.Server(conn, s.Config())
 	if err := tc.HandshakeContext(ctx); err != nil {
 		if IsTimeout(err) {
 			return nil, fmt.Errorf("tls handshake: no handshake within %s", timeout)
@@ -174,3 +187,12 @@ func loadCAs(file string) (*x509.CertPool, error) {
 	}
 	return pool, nil
 }
+
+// ErrNotTLS is Handshake's error for a client whose first byte cannot begin
+// a TLS handshake: a plaintext client (the tutorial's wps.py, nc) talking
+// to a TLS server. The caller may answer it in plaintext, as net/http
+// answers an HTTP request sent to an HTTPS port.
+var ErrNotTLS = errors.New("tls handshake: the client speaks plaintext, not TLS")
+
+// recordTypeHandshake is the first byte of every TLS ClientHello.
+const recordTypeHandshake = 0x16

@@ -3,6 +3,7 @@ package endpoint
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -15,7 +16,7 @@ import (
 )
 
 // tlsEcho serves s on a loopback listener: each connection is handshaken
-// with a 2 s deadline, its handshake error (or nil) sent on errs, and then
+// with a 30 s deadline, its handshake error (or nil) sent on errs, and then
 // echoed. It returns the address; everything stops when the test ends.
 func tlsEcho(t *testing.T, s *TLSServer) (addr string, errs <-chan error) {
 	t.Helper()
@@ -38,7 +39,7 @@ func tlsEcho(t *testing.T, s *TLSServer) (addr string, errs <-chan error) {
 			mu.Unlock()
 			wg.Go(func() {
 				defer c.Close()
-				tc, err := s.Handshake(context.Background(), c, 2*time.Second)
+				tc, err := s.Handshake(context.Background(), c, 30*time.Second)
 				ch <- err
 				if err == nil {
 					io.Copy(tc, tc)
@@ -213,6 +214,32 @@ func TestTLSHandshakeDeadline(t *testing.T) {
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("took %s", d)
+	}
+}
+
+// A plaintext client is told apart by its first byte at once, even when
+// that is all it sends (wps's "w"), instead of after the handshake timeout.
+func TestTLSHandshakeSpotsPlaintext(t *testing.T) {
+	ca := testkit.NewCA(t, "test CA")
+	certFile, keyFile := ca.Issue(t, "svr", "svr")
+	s, err := NewTLSServer(certFile, keyFile, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, errs := tlsEcho(t, s)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("w"))
+	select {
+	case err := <-errs:
+		if !errors.Is(err, ErrNotTLS) {
+			t.Fatalf("Handshake of a plaintext client: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a plaintext client was not spotted by its first byte (the handshake waits 30 s)")
 	}
 }
 
