@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
 	"sync"
 	"time"
 
@@ -71,7 +70,7 @@ dropped and counted, and clients are never held up.`,
 	readTimeout := fs.Duration("read-timeout", sharedstring.DefaultReadIdle, "drop a client that sends nothing for this long (not watchers; 0: never)")
 	noDiscovery := fs.Bool("no-discovery", false, "do not answer the UDP probe: every client is classic")
 	logFormat := fs.String("log-format", "text", "log format on standard error: text or json")
-	port, err := fs.parsePort(std, args)
+	port, err := fs.parseServerPort(std, args)
 	if err != nil {
 		return err
 	}
@@ -142,7 +141,7 @@ dropped and counted, and clients are never held up.`,
 	}
 	defer st.Close()
 
-	ln, err := endpoint.Listen(ctx, ":"+strconv.Itoa(port))
+	ln, err := port.listen(ctx)
 	if err != nil {
 		return err
 	}
@@ -168,7 +167,7 @@ dropped and counted, and clients are never held up.`,
 	failed := make(chan error, 2)
 	discovery := false
 	if !*noDiscovery {
-		pc, err := net.ListenPacket("udp", ":"+strconv.Itoa(actual))
+		pc, err := port.listenDiscovery(actual)
 		if err != nil {
 			log.Warn("no framed-mode discovery: every client will be classic", "err", endpoint.Cause(err))
 		} else {

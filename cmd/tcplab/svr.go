@@ -51,7 +51,7 @@ Built-in commands for --commands: `+strings.Join(status.BuiltinNames(), ", ")+`
 	logFormat := fs.String("log-format", "text", "log format on standard error: text (with the tutorial's \"client is at\" lines on stdout) or json (every client a JSON record)")
 	grace := fs.Duration("grace", 10*time.Second, "on SIGINT/SIGTERM, wait this long for requests in flight")
 	tlsFlags := addSVRTLSFlags(fs)
-	port, err := fs.parsePort(std, args)
+	port, err := fs.parseServerPort(std, args)
 	if err != nil {
 		return err
 	}
@@ -97,7 +97,7 @@ Built-in commands for --commands: `+strings.Join(status.BuiltinNames(), ", ")+`
 	}
 	svc.Logger = logger
 
-	ln, err := endpoint.ListenForRequests(ctx, fmt.Sprintf(":%d", port))
+	ln, err := port.listenForRequests(ctx)
 	if err != nil {
 		return err
 	}

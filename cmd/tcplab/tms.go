@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strconv"
 	"time"
 
 	"github.com/tcplab/tcplab/internal/endpoint"
@@ -45,7 +44,7 @@ go-ahead, until SIGINT or SIGTERM, then lets transfers finish within --grace.`,
 	readTimeout := fs.Duration("read-timeout", multicopy.DefaultReadTimeout, "drop a client whose string is not complete this long after it connects")
 	writeTimeout := fs.Duration("write-timeout", multicopy.DefaultWriteIdle, "drop a client that reads nothing for this long")
 	logFormat := fs.String("log-format", "text", "log format on standard error: text or json")
-	port, err := fs.parsePort(std, args)
+	port, err := fs.parseServerPort(std, args)
 	if err != nil {
 		return err
 	}
@@ -68,7 +67,7 @@ go-ahead, until SIGINT or SIGTERM, then lets transfers finish within --grace.`,
 	if err != nil {
 		return err
 	}
-	ln, err := endpoint.ListenForRequests(ctx, ":"+strconv.Itoa(port))
+	ln, err := port.listenForRequests(ctx)
 	if err != nil {
 		return err
 	}

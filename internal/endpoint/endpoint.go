@@ -32,7 +32,7 @@ func ParsePort(s string) (int, error) {
 // find a peer that vanished without a word: right for a server whose clients
 // may sit idle for long, as strsvr's do.
 func Listen(ctx context.Context, addr string) (net.Listener, error) {
-	return listen(ctx, addr, net.ListenConfig{})
+	return listen(ctx, addr, streamConfig)
 }
 
 // ListenForRequests is Listen for a server whose every connection carries
@@ -42,8 +42,15 @@ func Listen(ctx context.Context, addr string) (net.Listener, error) {
 // each accepted connection; and accept is deferred until the request's
 // first bytes arrive (see deferAccept).
 func ListenForRequests(ctx context.Context, addr string) (net.Listener, error) {
-	return listen(ctx, addr, net.ListenConfig{KeepAlive: -1, Control: deferAccept})
+	return listen(ctx, addr, requestsConfig)
 }
+
+// The socket options of Listen and ListenForRequests, also applied to a
+// listening socket systemd passes (see Activated).
+var (
+	streamConfig   = net.ListenConfig{}
+	requestsConfig = net.ListenConfig{KeepAlive: -1, Control: deferAccept}
+)
 
 func listen(ctx context.Context, addr string, lc net.ListenConfig) (net.Listener, error) {
 	ln, err := lc.Listen(ctx, "tcp", addr)

@@ -103,8 +103,16 @@ type Proc struct {
 func Start(tb testing.TB, stdin io.Reader, name string, args ...string) *Proc {
 	tb.Helper()
 	cmd := exec.Command(name, args...)
+	cmd.Stdin = stdin
+	return StartCmd(tb, cmd)
+}
+
+// StartCmd is Start for a command set up by the caller (its environment,
+// extra files), whose output it captures.
+func StartCmd(tb testing.TB, cmd *exec.Cmd) *Proc {
+	tb.Helper()
 	p := &Proc{Cmd: cmd, Stdout: &SafeBuffer{}, Stderr: &SafeBuffer{}, done: make(chan struct{})}
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, p.Stdout, p.Stderr
+	cmd.Stdout, cmd.Stderr = p.Stdout, p.Stderr
 	// A stdin that is never closed (an io.Pipe the test writes to) must not
 	// keep Wait from returning once the process has exited.
 	cmd.WaitDelay = 2 * time.Second

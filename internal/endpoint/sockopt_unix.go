@@ -36,3 +36,20 @@ func firstByteIsTLS(conn net.Conn) (bool, error) {
 	}
 	return b[0] == recordTypeHandshake, nil
 }
+
+// isListening reports whether ln's socket is listening (SO_ACCEPTCONN):
+// a socket passed by systemd with Accept=yes is a connection instead.
+func isListening(ln *net.TCPListener) (bool, error) {
+	rc, err := ln.SyscallConn()
+	if err != nil {
+		return false, err
+	}
+	var v int
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		v, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
+	}); err != nil {
+		return false, err
+	}
+	return v == 1, serr
+}
