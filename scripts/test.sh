@@ -7,6 +7,11 @@
 #   redis-server   the Redis store of strsvr and the Redis comparison
 #   nc             netcat, a classic client for svr
 #   w, ps          (procps) the commands svr serves
+#   openssl        a TLS peer (s_client) for svr's TLS, and the README's
+#                  certificate recipe
+#   systemd        systemd-analyze (verify the units in deploy/systemd) and
+#                  systemd-socket-activate (socket activation); systemd need
+#                  not be running
 # then runs go test -race over every package. Extra arguments are passed to
 # go test (e.g. scripts/test.sh -run TestTMS -v).
 set -euo pipefail
@@ -17,6 +22,8 @@ command -v python3 >/dev/null || need+=(python3)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v nc >/dev/null || need+=(netcat-openbsd)
 command -v ps >/dev/null && command -v w >/dev/null || need+=(procps)
+command -v openssl >/dev/null || need+=(openssl)
+command -v systemd-analyze >/dev/null && command -v systemd-socket-activate >/dev/null || need+=(systemd)
 if ((${#need[@]})); then
 	echo "scripts/test.sh: installing ${need[*]}" >&2
 	SUDO=""
