@@ -18,9 +18,17 @@ type serverPort struct {
 	act  *endpoint.Activated // nil without socket activation
 }
 
+// activationHelp ends each server's --help.
+const activationHelp = `
+
+Under systemd socket activation (a .socket unit, or systemd-socket-activate)
+the listening socket comes from systemd, and PORT may be left out (see
+deploy/systemd).`
+
 // parseServerPort is parsePort for the servers (tms, svr, strsvr), with
 // PORT optional when systemd passed a listening socket.
 func (fs *flagSet) parseServerPort(std stdio, args []string) (serverPort, error) {
+	fs.about += activationHelp
 	act, err := endpoint.SystemdSockets()
 	if err != nil {
 		return serverPort{}, err

@@ -179,3 +179,13 @@ func TestSocketActivationErrors(t *testing.T) {
 		t.Fatalf("svr with its own port: exit %d: %s", code, p.Stderr.String())
 	}
 }
+
+// Each server's help says PORT may be left out under socket activation.
+func TestServersHelpNamesSocketActivation(t *testing.T) {
+	for _, name := range []string{"tms", "svr", "strsvr"} {
+		code, out, _ := runCmd(t, "", name, "--help")
+		if code != 0 || !strings.Contains(out, "systemd socket activation") {
+			t.Errorf("%s --help: exit %d, no word of socket activation:\n%s", name, code, out)
+		}
+	}
+}

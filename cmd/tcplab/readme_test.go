@@ -23,7 +23,7 @@ func exampleBlocks(t *testing.T, file string) map[string]string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	re := regexp.MustCompile("(?s)<!-- README test: (\\w+) -->\n```sh\n(.*?)```")
+	re := regexp.MustCompile("(?s)<!-- README test: ([\\w-]+) -->\n```sh\n(.*?)```")
 	blocks := map[string]string{}
 	for _, m := range re.FindAllStringSubmatch(string(b), -1) {
 		blocks[m[1]] = m[2]
@@ -77,8 +77,9 @@ func runExample(t *testing.T, dir, block, port string) string {
 	return string(out)
 }
 
-// The TLS, mutual TLS and socket activation examples of the README work as
-// written.
+// The TLS, mutual TLS and socket activation examples of the README and of
+// docs/status.md work as written (in that order, in one directory: the
+// later ones use the certificates the README's make).
 func TestREADMESecurityExamples(t *testing.T) {
 	for _, tool := range []string{"bash", "openssl", "systemd-socket-activate"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -86,6 +87,9 @@ func TestREADMESecurityExamples(t *testing.T) {
 		}
 	}
 	blocks := exampleBlocks(t, "README.md")
+	for name, b := range exampleBlocks(t, "docs/status.md") {
+		blocks[name] = b
+	}
 	dir := t.TempDir()
 	port := strconv.Itoa(testkit.FreePort(t))
 	for _, tc := range []struct {
@@ -103,10 +107,12 @@ func TestREADMESecurityExamples(t *testing.T) {
 			"tcplab wps: read from localhost:" + port + ": tls: certificate required\n",
 		}},
 		{"activation", []string{"load average:"}},
+		{"status-tls", []string{"load average:", "== localhost:" + port + " ==", "tls=mutual"}},
+		{"status-activation", []string{"load average:", "tls=on"}},
 	} {
 		block, ok := blocks[tc.name]
 		if !ok {
-			t.Fatalf("README has no block marked %q", tc.name)
+			t.Fatalf("no block marked %q", tc.name)
 		}
 		out := runExample(t, dir, block, port)
 		for _, w := range tc.want {

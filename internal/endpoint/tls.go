@@ -21,6 +21,7 @@ import (
 type TLSServer struct {
 	certFile, keyFile, clientCAFile string
 	current                         atomic.Pointer[tls.Config]
+	config                          *tls.Config // hands out current
 }
 
 // NewTLSServer loads certFile and keyFile (PEM; certFile may hold the chain
@@ -32,6 +33,13 @@ func NewTLSServer(certFile, keyFile, clientCAFile string) (*TLSServer, error) {
 	s := &TLSServer{certFile: certFile, keyFile: keyFile, clientCAFile: clientCAFile}
 	if err := s.Reload(); err != nil {
 		return nil, err
+	}
+	s.config = &tls.Config{
+		MinVersion:             tls.VersionTLS12,
+		SessionTicketsDisabled: true,
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			return s.current.Load(), nil
+		},
 	}
 	return s, nil
 }
@@ -47,6 +55,10 @@ func (s *TLSServer) Reload() error {
 	cfg := &tls.Config{
 		Certificates: []tls.Certificate{cert},
 		MinVersion:   tls.VersionTLS12,
+		// No resumption: every connection is one request, so tickets
+		// would save nothing, and a resumed session would skip checking
+		// a client certificate against client CAs reloaded since.
+		SessionTicketsDisabled: true,
 	}
 	if s.clientCAFile != "" {
 		pool, err := loadCAs(s.clientCAFile)
@@ -70,14 +82,7 @@ func (s *TLSServer) MutualTLS() bool { return s.clientCAFile != "" }
 
 // Config is the configuration to serve with: each handshake takes whatever
 // Reload stored last.
-func (s *TLSServer) Config() *tls.Config {
-	return &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-			return s.current.Load(), nil
-		},
-	}
-}
+func (s *TLSServer) Config() *tls.Config { return s.config }
 
 // Handshake makes conn a TLS server connection and completes the handshake
 // within timeout (and before ctx ends), so a client that connects and then

@@ -293,6 +293,30 @@ func TestDialWithTLS(t *testing.T) {
 	c.Close()
 }
 
+// Sessions are never resumed: each handshake checks the certificates
+// against the files last loaded.
+func TestTLSServerNoResumption(t *testing.T) {
+	ca := testkit.NewCA(t, "test CA")
+	certFile, keyFile := ca.Issue(t, "svr", "svr")
+	s, err := NewTLSServer(certFile, keyFile, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := tlsEcho(t, s)
+	client := &tls.Config{RootCAs: ca.Pool(), ServerName: "localhost", ClientSessionCache: tls.NewLRUClientSessionCache(4)}
+	for i := range 2 {
+		c, err := dialTLSTest(t, addr, client)
+		if err != nil {
+			t.Fatal(err)
+		}
+		echoOnce(t, c, "x") // TLS 1.3 tickets arrive after the handshake
+		if c.ConnectionState().DidResume {
+			t.Fatalf("connection %d resumed a session", i)
+		}
+		c.Close()
+	}
+}
+
 // Files that cannot be used give one line naming the file.
 func TestTLSLoadErrors(t *testing.T) {
 	ca := testkit.NewCA(t, "test CA")
