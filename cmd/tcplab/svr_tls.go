@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -83,8 +84,14 @@ func withTLS(h server.Handler, s *endpoint.TLSServer, nets []netip.Prefix, timeo
 			if errors.Is(err, endpoint.ErrNotTLS) {
 				// One plaintext line, so a plaintext wps prints why
 				// instead of an empty answer.
+				// The request was only peeked at: read it before the
+				// close, or the kernel answers unread bytes with a reset
+				// that can destroy the line before the client reads it.
 				conn.SetWriteDeadline(time.Now().Add(timeout))
-				stream.WriteFinal(conn, []byte(notTLSAnswer))
+				if stream.WriteFinal(conn, []byte(notTLSAnswer)) == nil {
+					conn.SetReadDeadline(time.Now().Add(time.Second))
+					io.CopyN(io.Discard, conn, 4096)
+				}
 			}
 			return
 		}
