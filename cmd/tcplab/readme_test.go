@@ -31,14 +31,26 @@ func exampleBlocks(t *testing.T, file string) map[string]string {
 	return blocks
 }
 
-// waitPort is put after each line that starts a server in the background
-// (a person types the next line later; a script must wait).
-const waitPort = `wait_port() {
+// waiters are put after each line that starts a server in the background
+// (wait_port) and after each signal sent to one (wait_log): a person types
+// the next line later, a script must wait for what the line set off. The
+// script's output goes to out.log, so that wait_log can look for the
+// server's log line.
+const waiters = `exec >out.log 2>&1
+wait_port() {
 	for _ in $(seq 400); do
 		(exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0
 		sleep 0.05 # polling for the server to listen
 	done
 	echo "nothing listening on $1" >&2
+	return 1
+}
+wait_log() {
+	for _ in $(seq 400); do
+		grep -q "$1" out.log && return 0
+		sleep 0.05 # polling for the server's log line
+	done
+	echo "no $1 in the log" >&2
 	return 1
 }
 `
@@ -50,12 +62,15 @@ func runExample(t *testing.T, dir, block, port string) string {
 	t.Helper()
 	background := regexp.MustCompile(`&\s*(#.*)?$`)
 	var script strings.Builder
-	script.WriteString(waitPort)
+	script.WriteString(waiters)
 	for _, line := range strings.Split(block, "\n") {
 		line = regexp.MustCompile(`\b2000\b`).ReplaceAllString(line, port)
 		script.WriteString(line + "\n")
-		if background.MatchString(line) {
+		switch {
+		case background.MatchString(line):
 			script.WriteString("wait_port " + port + "\n")
+		case strings.HasPrefix(line, "kill -HUP "):
+			script.WriteString("wait_log 'TLS certificate reloaded'\n")
 		}
 	}
 	script.WriteString("wait\n") // the servers the block stopped: their port is free again
@@ -66,8 +81,9 @@ func runExample(t *testing.T, dir, block, port string) string {
 	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(testkit.Binary(t))+":"+os.Getenv("PATH"))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	out, err := cmd.CombinedOutput()
+	err := cmd.Run()
 	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // anything the block left running
+	out, _ := os.ReadFile(filepath.Join(dir, "out.log"))
 	if ctx.Err() != nil {
 		t.Fatalf("the example did not finish within 90 s: %s", out)
 	}
