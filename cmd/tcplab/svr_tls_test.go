@@ -268,3 +268,47 @@ func copyTestFile(t *testing.T, from, to string) {
 		t.Fatal(err)
 	}
 }
+
+// The rules that end a request hold over TLS: a newline, an allowed name,
+// the client's half-close (its close_notify), a quiet gap. Each answer ends
+// with close_notify and then the TCP end of file.
+func TestSVRTLSEndOfRequest(t *testing.T) {
+	f := makeTLSFiles(t)
+	port, _ := inProcessServer(t, "svr", "--tls-cert", f.svrCert, "--tls-key", f.svrKey, "--rate", "0", "0")
+	cfg := &tls.Config{RootCAs: f.serverCA.Pool(), ServerName: "localhost"}
+	for _, tc := range []struct {
+		name, send string
+		halfClose  bool
+		want       string
+	}{
+		{"newline", "ps\n", false, "USER"},
+		{"allowed name", "w", false, "load average:"},
+		{"half-close", "xy", true, "unknown command \"xy\""},
+		{"quiet gap", "zz", false, "unknown command \"zz\""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			raw, err := net.Dial("tcp", "127.0.0.1:"+port)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer raw.Close()
+			raw.SetDeadline(time.Now().Add(20 * time.Second))
+			c := tls.Client(raw, cfg)
+			if _, err := c.Write([]byte(tc.send)); err != nil {
+				t.Fatal(err)
+			}
+			if tc.halfClose {
+				if err := c.CloseWrite(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := io.ReadAll(c)
+			if err != nil || !strings.Contains(string(got), tc.want) {
+				t.Fatalf("answer %q, %v; want %q", got, err, tc.want)
+			}
+			if n, err := raw.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+				t.Fatalf("TCP after the answer: %d, %v; want end of file", n, err)
+			}
+		})
+	}
+}
