@@ -127,7 +127,7 @@ Built-in commands for --commands: `+strings.Join(status.BuiltinNames(), ", ")+`
 	logger.Info("listening", "addr", ln.Addr().String(), "allowed", al.String(), "tls", tlsMode(tlsSrv))
 
 	defer reloadOnHangup(ctx, tlsSrv, logger)()
-	handler := withTLS(svc.Handle, tlsSrv, nets, svc.ReadTimeout, logger)
+	handler := withTLS(svc.Handle, tlsSrv, tlsGate{nets: nets, timeout: svc.ReadTimeout, perSec: *perSec, burst: *burst}, logger)
 	srv := &server.Server{Handler: handler, MaxConns: *maxConns, Logger: logger}
 	err = serveUntilSignal(ctx, srv, ln, *grace, logger)
 	if metricsSrv != nil {

@@ -59,23 +59,47 @@ func tlsMode(s *endpoint.TLSServer) string {
 	return "on"
 }
 
+// tlsGate is what withTLS checks before it spends a handshake on a client.
+type tlsGate struct {
+	nets    []netip.Prefix // --allow; empty: everyone
+	timeout time.Duration  // for the handshake; 0: status.DefaultReadTimeout
+	perSec  float64        // --rate; 0: no limit
+	burst   int            // --burst
+}
+
 // withTLS returns h itself without TLS. With TLS, each connection is first
-// checked against nets (--allow: a client that will be refused costs no
-// handshake), then handshaken within timeout, and only then handed to h.
-// The handshake runs in the handler, so it holds one of the server's
-// connection slots like any client and counts against every cap; a client
-// that fails it (plaintext, no certificate, a certificate from another CA)
-// is logged and closed without a word from h, and nothing runs for it.
-func withTLS(h server.Handler, s *endpoint.TLSServer, nets []netip.Prefix, timeout time.Duration, log *slog.Logger) server.Handler {
+// checked against gate.nets (--allow: a client that will be refused costs
+// no handshake) and a handshake rate limit per address, then handshaken
+// within gate.timeout, and only then handed to h. The handshake runs in the
+// handler, so it holds one of the server's connection slots like any
+// client and counts against every cap; a client that fails it (plaintext,
+// no certificate, a certificate from another CA) is logged and closed
+// without a word from h, and nothing runs for it.
+//
+// The handshake limit is twice --rate and --burst: a client a little over
+// the request limit still gets svr's readable "rate limit exceeded" (which
+// needs a handshake to be sent), while a flood from one address, each
+// connection costing a public-key signature, is closed before any.
+func withTLS(h server.Handler, s *endpoint.TLSServer, gate tlsGate, log *slog.Logger) server.Handler {
 	if s == nil {
 		return h
 	}
+	timeout := gate.timeout
 	if timeout <= 0 {
 		timeout = status.DefaultReadTimeout
 	}
+	var limiter *status.ClientLimiter
+	if gate.perSec > 0 {
+		limiter = status.NewClientLimiter(2*gate.perSec, 2*gate.burst)
+	}
 	return func(ctx context.Context, conn net.Conn) {
-		if !inNets(conn, nets) {
+		addr := peerAddr(conn)
+		if !inNets(addr, gate.nets) {
 			h(ctx, conn) // svr's own --allow refusal, before any handshake
+			return
+		}
+		if limiter != nil && !limiter.Allow(addr) {
+			log.Info("client refused", "addr", conn.RemoteAddr().String(), "err", "over the handshake rate limit")
 			return
 		}
 		tc, err := s.Handshake(ctx, conn, timeout)
@@ -83,10 +107,9 @@ func withTLS(h server.Handler, s *endpoint.TLSServer, nets []netip.Prefix, timeo
 			log.Info("client refused", "addr", conn.RemoteAddr().String(), "err", err.Error())
 			if errors.Is(err, endpoint.ErrNotTLS) {
 				// One plaintext line, so a plaintext wps prints why
-				// instead of an empty answer.
-				// The request was only peeked at: read it before the
-				// close, or the kernel answers unread bytes with a reset
-				// that can destroy the line before the client reads it.
+				// instead of an empty answer. The request was only
+				// peeked at: read it before the close, or the kernel
+				// makes the close a reset.
 				conn.SetWriteDeadline(time.Now().Add(timeout))
 				if stream.WriteFinal(conn, []byte(notTLSAnswer)) == nil {
 					conn.SetReadDeadline(time.Now().Add(time.Second))
@@ -102,18 +125,24 @@ func withTLS(h server.Handler, s *endpoint.TLSServer, nets []netip.Prefix, timeo
 // notTLSAnswer is what a plaintext client of a TLS svr reads.
 const notTLSAnswer = "this server speaks TLS only (tcplab wps --tls-ca FILE)\n"
 
-// inNets reports whether conn's peer is in nets (everyone when nets is
-// empty), as svr's --allow decides.
-func inNets(conn net.Conn, nets []netip.Prefix) bool {
+// peerAddr is conn's peer address, IPv4 in IPv6 unmapped, as svr's
+// --allow and rate limit see it.
+func peerAddr(conn net.Conn) netip.Addr {
+	ap, err := netip.ParseAddrPort(conn.RemoteAddr().String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+// inNets reports whether addr is in nets (everyone when nets is empty), as
+// svr's --allow decides.
+func inNets(addr netip.Addr, nets []netip.Prefix) bool {
 	if len(nets) == 0 {
 		return true
 	}
-	ap, err := netip.ParseAddrPort(conn.RemoteAddr().String())
-	if err != nil {
-		return false
-	}
 	for _, n := range nets {
-		if n.Contains(ap.Addr().Unmap()) {
+		if n.Contains(addr) {
 			return true
 		}
 	}

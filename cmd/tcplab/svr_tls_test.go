@@ -312,3 +312,36 @@ func TestSVRTLSEndOfRequest(t *testing.T) {
 		})
 	}
 }
+
+// Handshakes are rate limited per address before any is made: a client a
+// little over --rate still reads svr's refusal, a flood is closed before
+// the handshake (each costs the server a signature).
+func TestSVRTLSHandshakeRateLimit(t *testing.T) {
+	f := makeTLSFiles(t)
+	// One request per 10 s, burst 1: two handshakes per 10 s, burst 2.
+	port, log := inProcessServer(t, "svr", "--tls-cert", f.svrCert, "--tls-key", f.svrKey, "--rate", "0.1", "--burst", "1", "0")
+	cfg := &tls.Config{RootCAs: f.serverCA.Pool(), ServerName: "localhost"}
+	ask := func() (string, error) {
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", "127.0.0.1:"+port, cfg)
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		c.Write([]byte("w"))
+		b, err := io.ReadAll(c)
+		return string(b), err
+	}
+	if out, err := ask(); err != nil || !strings.Contains(out, "load average:") {
+		t.Fatalf("first request: %q, %v", out, err)
+	}
+	if out, err := ask(); err != nil || out != "rate limit exceeded; try again later\n" {
+		t.Fatalf("second request: %q, %v; want svr's refusal over TLS", out, err)
+	}
+	if out, err := ask(); err == nil {
+		t.Fatalf("third request was handshaken: %q", out)
+	}
+	if !strings.Contains(log.String(), `err="over the handshake rate limit"`) {
+		t.Fatalf("no handshake refusal logged: %s", log.String())
+	}
+}
