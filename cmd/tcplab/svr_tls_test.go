@@ -345,3 +345,18 @@ func TestSVRTLSHandshakeRateLimit(t *testing.T) {
 		t.Fatalf("no handshake refusal logged: %s", log.String())
 	}
 }
+
+// Without TLS a SIGHUP (systemctl reload) is logged, not fatal: svr goes
+// on serving.
+func TestSVRSurvivesSIGHUPWithoutTLS(t *testing.T) {
+	srv, port := startSVR(t)
+	srv.Cmd.Process.Signal(syscall.SIGHUP)
+	srv.WaitFor(t, "SIGHUP: nothing to reload", 10*time.Second)
+	if code, out, errOut := wpsRun(t, "127.0.0.1", port, "w"); code != 0 || !strings.Contains(out, "load average:") {
+		t.Fatalf("wps after SIGHUP: exit %d, %q, %q", code, out, errOut)
+	}
+	srv.Cmd.Process.Signal(syscall.SIGTERM)
+	if code := srv.Wait(t, 20*time.Second); code != 0 {
+		t.Fatalf("exit %d: %s", code, srv.Stderr.String())
+	}
+}
