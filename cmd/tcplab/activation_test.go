@@ -25,7 +25,7 @@ func socketActivate(t *testing.T, args ...string) (*testkit.Proc, string) {
 	if err != nil {
 		t.Skip("systemd-socket-activate not installed (scripts/test.sh installs it)")
 	}
-	port := strconv.Itoa(testkit.FreePort(t))
+	port := strconv.Itoa(testkit.StaticPort(t))
 	p := testkit.Start(t, nil, ssa, append([]string{"-l", "127.0.0.1:" + port, testkit.Binary(t)}, args...)...)
 	p.WaitFor(t, "Listening on 127.0.0.1:"+port, 10*time.Second)
 	return p, port

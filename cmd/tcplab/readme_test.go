@@ -107,7 +107,7 @@ func TestREADMESecurityExamples(t *testing.T) {
 		blocks[name] = b
 	}
 	dir := t.TempDir()
-	port := strconv.Itoa(testkit.FreePort(t))
+	port := strconv.Itoa(testkit.StaticPort(t))
 	for _, tc := range []struct {
 		name string
 		want []string

@@ -129,7 +129,7 @@ func socketActivate(t *testing.T, unit, stateDir string) (*testkit.Proc, string)
 	if err != nil {
 		t.Skip("systemd-socket-activate not installed (scripts/test.sh installs it)")
 	}
-	port := strconv.Itoa(testkit.FreePort(t))
+	port := strconv.Itoa(testkit.StaticPort(t))
 	args := append([]string{"-l", "127.0.0.1:" + port, testkit.Binary(t)}, execStart(t, unit, stateDir)...)
 	p := testkit.Start(t, nil, ssa, args...)
 	p.WaitFor(t, "Listening on 127.0.0.1:"+port, 10*time.Second)
