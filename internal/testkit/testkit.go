@@ -160,15 +160,14 @@ func (p *Proc) WaitFor(tb testing.TB, s string, d time.Duration) {
 	}
 }
 
-// FreePort returns a loopback TCP port that is free now.
+// FreePort returns a TCP (and UDP) port that is free now, for a server
+// that binds it later: StaticPort's, not an ephemeral port, which the
+// kernel may give to another test's outgoing connection first (under the
+// full suite, with other test runs on the machine, servers failed with
+// "address already in use" so, a few in each run).
 func FreePort(tb testing.TB) int {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return StaticPort(tb)
 }
 
 // WaitListening waits until something accepts connections on addr.
