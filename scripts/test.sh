@@ -10,6 +10,11 @@
 #   ip, tc         (iproute2) and iptables: the fault lab (internal/netlab),
 #                  two network namespaces joined by a veth pair; its tests
 #                  skip with one line when not run as root
+#   openssl        a TLS peer (s_client) for svr's TLS, and the README's
+#                  certificate recipe
+#   systemd        systemd-analyze (verify the units in deploy/systemd) and
+#                  systemd-socket-activate (socket activation); systemd need
+#                  not be running
 # then runs go test -race over every package. Extra arguments are passed to
 # go test (e.g. scripts/test.sh -run TestTMS -v).
 set -euo pipefail
@@ -22,6 +27,8 @@ command -v nc >/dev/null || need+=(netcat-openbsd)
 command -v ps >/dev/null && command -v w >/dev/null || need+=(procps)
 command -v ip >/dev/null && command -v tc >/dev/null || need+=(iproute2)
 command -v iptables >/dev/null || need+=(iptables)
+command -v openssl >/dev/null || need+=(openssl)
+command -v systemd-analyze >/dev/null && command -v systemd-socket-activate >/dev/null || need+=(systemd)
 if ((${#need[@]})); then
 	echo "scripts/test.sh: installing ${need[*]}" >&2
 	SUDO=""

@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"crypto/tls"
 	"net"
 
 	"golang.org/x/sys/unix"
@@ -10,6 +11,9 @@ import (
 // partial segments until the cork is removed or the connection is shut
 // down, and a FIN sent while corked rides on the last data segment.
 func cork(conn net.Conn) {
+	if t, ok := conn.(*tls.Conn); ok {
+		conn = t.NetConn()
+	}
 	tc, ok := conn.(*net.TCPConn)
 	if !ok {
 		return

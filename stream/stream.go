@@ -18,6 +18,7 @@ package stream
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -212,8 +213,10 @@ func ReadLine(br *bufio.Reader, max int) ([]byte, error) {
 // half-closes it (CloseWrite): an answer followed by end of file, as the
 // tutorial's svr.py sends the output of w and closes. On Linux it corks the
 // connection first (TCP_CORK), so a short answer and the FIN leave in one
-// segment and the peer is woken once, not twice. The caller sets the write
-// deadline; the connection must not be written again.
+// segment and the peer is woken once, not twice. Over TLS (*tls.Conn) the
+// TCP connection beneath is corked and shut the same way, after the TLS
+// close_notify. The caller sets the write deadline; the connection must
+// not be written again.
 func WriteFinal(conn net.Conn, p []byte) error {
 	cork(conn)
 	if _, err := conn.Write(p); err != nil {
@@ -226,7 +229,18 @@ func WriteFinal(conn net.Conn, p []byte) error {
 // the peer reads end of file, so it stops waiting for more (the tail-end
 // problem of section 5.3), while this side can still read the answer.
 // For other connections it does nothing and returns nil.
+//
+// A *tls.Conn's own CloseWrite only sends the TLS close_notify, leaving the
+// TCP connection open until it is closed; here the TCP write side is shut
+// after it, so a peer reading the TCP stream to its end (openssl s_client
+// and other TLS tools do) sees end of file at once, as a plaintext peer does.
 func CloseWrite(conn net.Conn) error {
+	if tc, ok := conn.(*tls.Conn); ok {
+		if err := tc.CloseWrite(); err != nil {
+			return err
+		}
+		return CloseWrite(tc.NetConn())
+	}
 	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
 	}

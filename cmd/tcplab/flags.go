@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tcplab/tcplab/internal/endpoint"
 )
 
 // usageError is bad input from the user: exit code 2 and a pointer to --help.
@@ -125,16 +124,3 @@ func (fs *flagSet) isSet(name string) bool {
 	return set
 }
 
-// parsePort is parse for a server whose only positional argument is PORT
-// (tms, svr, strsvr): a bad port is a usage error.
-func (fs *flagSet) parsePort(std stdio, args []string) (int, error) {
-	pos, err := fs.parse(std, args, 1, 1)
-	if err != nil {
-		return 0, err
-	}
-	port, err := endpoint.ParsePort(pos[0])
-	if err != nil {
-		return 0, usageError{err.Error()}
-	}
-	return port, nil
-}

@@ -99,7 +99,3 @@ func TestLabTMSAndTMCOnARealLink(t *testing.T) {
 	}
 }
 
-func lastLine(s string) string {
-	s = strings.TrimSpace(s)
-	return s[strings.LastIndexByte(s, '\n')+1:]
-}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
 	"sync"
 	"time"
 
@@ -164,7 +163,7 @@ dropped and counted, and clients are never held up.`,
 		return err
 	}
 
-	ln, err := endpoint.Listen(ctx, ":"+strconv.Itoa(port))
+	ln, err := port.listen(ctx)
 	if err != nil {
 		return err
 	}
@@ -189,7 +188,7 @@ dropped and counted, and clients are never held up.`,
 	failed := make(chan error, 2)
 	discovery := false
 	if !*noDiscovery {
-		pc, err := net.ListenPacket("udp", ":"+strconv.Itoa(actual))
+		pc, err := port.listenDiscovery(actual)
 		if err != nil {
 			log.Warn("no framed-mode discovery: every client will be classic", "err", endpoint.Cause(err))
 		} else {

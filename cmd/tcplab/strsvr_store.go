@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/tcplab/tcplab/internal/endpoint"
 	"github.com/tcplab/tcplab/store"
 )
 
@@ -17,25 +16,13 @@ import (
 // saved one.
 
 // strsvrPort parses strsvr's arguments: PORT, or nothing with --repair.
-func strsvrPort(fs *flagSet, std stdio, args []string, repair *string) (int, error) {
-	pos, err := fs.parse(std, args, 0, 1)
-	if err != nil {
-		return 0, err
-	}
-	if *repair != "" {
-		if len(pos) > 0 {
-			return 0, usagef("--repair FILE repairs the log and exits: give no PORT")
+func strsvrPort(fs *flagSet, std stdio, args []string, repair *string) (serverPort, error) {
+	return fs.parseServerPortUnless(std, args, func() string {
+		if *repair == "" {
+			return ""
 		}
-		return 0, nil
-	}
-	if len(pos) == 0 {
-		return 0, usagef("missing arguments: usage: tcplab %s %s", fs.name, fs.synopsis)
-	}
-	port, err := endpoint.ParsePort(pos[0])
-	if err != nil {
-		return 0, usageError{err.Error()}
-	}
-	return port, nil
+		return "--repair FILE repairs the log and exits: give no PORT"
+	})
 }
 
 // openLogError adds to the refusal of a damaged log what to do about it.

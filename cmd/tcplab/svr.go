@@ -55,7 +55,8 @@ Built-in commands for --commands: `+strings.Join(status.BuiltinNames(), ", ")+`
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics")
 	logFormat := fs.String("log-format", "text", "log format on standard error: text (with the tutorial's \"client is at\" lines on stdout) or json (every client a JSON record)")
 	grace := fs.Duration("grace", 10*time.Second, "on SIGINT/SIGTERM, wait this long for requests in flight (a second signal: no longer)")
-	port, err := fs.parsePort(std, args)
+	tlsFlags := addSVRTLSFlags(fs)
+	port, err := fs.parseServerPort(std, args)
 	if err != nil {
 		return err
 	}
@@ -88,6 +89,10 @@ Built-in commands for --commands: `+strings.Join(status.BuiltinNames(), ", ")+`
 	if !flagGiven(fs, "max-conns-per-addr") {
 		*maxPerAddr = status.MaxConnsPerAddrFor(*maxConns)
 	}
+	tlsSrv, err := tlsFlags.load()
+	if err != nil {
+		return err
+	}
 
 	if *fresh == 0 {
 		*fresh = -1 // Runner: negative is "no reuse", zero its default
@@ -115,7 +120,7 @@ Built-in commands for --commands: `+strings.Join(status.BuiltinNames(), ", ")+`
 	}
 	svc.Logger = logger
 
-	ln, err := endpoint.ListenForRequests(ctx, fmt.Sprintf(":%d", port))
+	ln, err := port.listenForRequests(ctx)
 	if err != nil {
 		return err
 	}
@@ -142,9 +147,11 @@ Built-in commands for --commands: `+strings.Join(status.BuiltinNames(), ", ")+`
 		}
 		logger.Info("command", "name", c.Name(), "runs", how)
 	}
-	logger.Info("listening", "addr", ln.Addr().String(), "allowed", al.String())
+	logger.Info("listening", "addr", ln.Addr().String(), "allowed", al.String(), "tls", tlsMode(tlsSrv))
 
-	srv := &server.Server{Handler: svc.Handle, MaxConns: *maxConns, MaxConnsPerAddr: *maxPerAddr, Refuse: server.RefuseLine, Logger: logger}
+	defer reloadOnHangup(ctx, tlsSrv, logger)()
+	handler := withTLS(svc.Handle, tlsSrv, tlsGate{nets: nets, timeout: svc.ReadTimeout, perSec: *perSec, burst: *burst}, logger)
+	srv := &server.Server{Handler: handler, MaxConns: *maxConns, MaxConnsPerAddr: *maxPerAddr, Refuse: server.RefuseLine, Logger: logger}
 	err = serveUntilSignal(ctx, srv, ln, *grace, logger)
 	if metricsSrv != nil {
 		metricsSrv.Close()

@@ -8,7 +8,6 @@ import (
 	"io"
 	"math"
 	"net"
-	"strconv"
 	"time"
 
 	"github.com/tcplab/tcplab/internal/endpoint"
@@ -56,7 +55,7 @@ copies.`,
 	readTimeout := fs.Duration("read-timeout", multicopy.DefaultReadTimeout, "reset a client whose string is not complete this long after it connects")
 	writeTimeout := fs.Duration("write-timeout", multicopy.DefaultWriteIdle, "drop a client that reads nothing for this long")
 	logFormat := fs.String("log-format", "text", "log format on standard error: text or json")
-	port, err := fs.parsePort(std, args)
+	port, err := fs.parseServerPort(std, args)
 	if err != nil {
 		return err
 	}
@@ -82,7 +81,7 @@ copies.`,
 	if err != nil {
 		return err
 	}
-	ln, err := endpoint.ListenForRequests(ctx, ":"+strconv.Itoa(port))
+	ln, err := port.listenForRequests(ctx)
 	if err != nil {
 		return err
 	}

@@ -39,6 +39,7 @@ brackets (::1 or [::1]), and in --hosts in brackets ([::1]:2000).`,
 	hosts := fs.String("hosts", "", "comma-separated `host:port` list: ask them all in parallel")
 	timeout := fs.Duration("timeout", 10*time.Second, "per-host limit for connecting and the whole answer (0: none)")
 	asJSON := fs.Bool("json", false, "print the answers as JSON")
+	tlsFlags := addWPSTLSFlags(fs)
 	var pos []string
 	var err error
 	if hostsGiven(args) {
@@ -52,8 +53,14 @@ brackets (::1 or [::1]), and in --hosts in brackets ([::1]:2000).`,
 	if *timeout < 0 {
 		return usagef("--timeout must not be negative")
 	}
+	if err := tlsFlags.check(); err != nil {
+		return err
+	}
 	if *hosts == "" {
 		if err := checkDialPort(pos[1]); err != nil {
+			return err
+		}
+		if ctx, err = tlsFlags.apply(ctx); err != nil {
 			return err
 		}
 		return askOne(ctx, std, hostArg(pos[0]), pos[1], pos[2], *timeout, *asJSON)
@@ -78,6 +85,9 @@ brackets (::1 or [::1]), and in --hosts in brackets ([::1]:2000).`,
 	}
 	if len(list) == 0 {
 		return usagef("--hosts: no hosts given")
+	}
+	if ctx, err = tlsFlags.apply(ctx); err != nil {
+		return err
 	}
 	var answers []status.HostAnswer
 	if len(pos) == 1 {

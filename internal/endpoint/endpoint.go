@@ -33,7 +33,7 @@ func ParsePort(s string) (int, error) {
 // TCP_USER_TIMEOUT, on each connection it serves: see
 // server.DetectVanishedPeer).
 func Listen(ctx context.Context, addr string) (net.Listener, error) {
-	return listen(ctx, addr, net.ListenConfig{})
+	return listen(ctx, addr, streamConfig)
 }
 
 // ListenForRequests is Listen for a server whose every connection carries
@@ -42,8 +42,15 @@ func Listen(ctx context.Context, addr string) (net.Listener, error) {
 // each connection it serves (server.DetectVanishedPeer); and accept is
 // deferred until the request's first bytes arrive (see deferAccept).
 func ListenForRequests(ctx context.Context, addr string) (net.Listener, error) {
-	return listen(ctx, addr, net.ListenConfig{KeepAlive: -1, Control: deferAccept})
+	return listen(ctx, addr, requestsConfig)
 }
+
+// The socket options of Listen and ListenForRequests, also applied to a
+// listening socket systemd passes (see Activated).
+var (
+	streamConfig   = net.ListenConfig{}
+	requestsConfig = net.ListenConfig{KeepAlive: -1, Control: deferAccept}
+)
 
 func listen(ctx context.Context, addr string, lc net.ListenConfig) (net.Listener, error) {
 	ln, err := lc.Listen(ctx, "tcp", addr)
@@ -55,7 +62,8 @@ func listen(ctx context.Context, addr string, lc net.ListenConfig) (net.Listener
 
 // Dial connects to host:port within timeout (zero means no limit beyond the
 // kernel's). Names, IPv4 and IPv6 literals are accepted; every address a name
-// resolves to is tried in turn, as net.Dialer does.
+// resolves to is tried in turn, as net.Dialer does. Under a context from
+// WithTLS the connection is TLS, its handshake done within ctx.
 func Dial(ctx context.Context, host, port string, timeout time.Duration) (net.Conn, error) {
 	addr := net.JoinHostPort(host, port)
 	d := net.Dialer{Timeout: timeout}
@@ -63,7 +71,7 @@ func Dial(ctx context.Context, host, port string, timeout time.Duration) (net.Co
 	if err != nil {
 		return nil, DialError(addr, err, timeout)
 	}
-	return conn, nil
+	return dialTLS(ctx, conn, host, addr)
 }
 
 // DialError describes a failed connect to addr in one line:

@@ -12,6 +12,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -267,8 +268,12 @@ func (s *Server) untrack(conn net.Conn) {
 // kernel then drops what is still queued for that peer at once, instead of
 // keeping it (up to the send buffer, megabytes) in an orphaned socket that
 // probes the peer's zero window for minutes after the server has moved on.
-// For a connection that is not TCP it does nothing.
+// Over TLS it arms the TCP connection beneath. For a connection that is
+// not TCP it does nothing.
 func Reset(conn net.Conn) {
+	if t, ok := conn.(*tls.Conn); ok {
+		conn = t.NetConn()
+	}
 	if tc, ok := conn.(*net.TCPConn); ok {
 		tc.SetLinger(0)
 	}

@@ -110,8 +110,16 @@ func StartEnv(tb testing.TB, env []string, stdin io.Reader, name string, args ..
 	tb.Helper()
 	cmd := exec.Command(name, args...)
 	cmd.Env = env
+	cmd.Stdin = stdin
+	return StartCmd(tb, cmd)
+}
+
+// StartCmd is Start for a command set up by the caller (its environment,
+// extra files), whose output it captures.
+func StartCmd(tb testing.TB, cmd *exec.Cmd) *Proc {
+	tb.Helper()
 	p := &Proc{Cmd: cmd, Stdout: &SafeBuffer{}, Stderr: &SafeBuffer{}, done: make(chan struct{})}
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, p.Stdout, p.Stderr
+	cmd.Stdout, cmd.Stderr = p.Stdout, p.Stderr
 	// A stdin that is never closed (an io.Pipe the test writes to) must not
 	// keep Wait from returning once the process has exited.
 	cmd.WaitDelay = 2 * time.Second
@@ -159,15 +167,14 @@ func (p *Proc) WaitFor(tb testing.TB, s string, d time.Duration) {
 	}
 }
 
-// FreePort returns a loopback TCP port that is free now.
+// FreePort returns a TCP (and UDP) port that is free now, for a server
+// that binds it later: StaticPort's, not an ephemeral port, which the
+// kernel may give to another test's outgoing connection first (under the
+// full suite, with other test runs on the machine, servers failed with
+// "address already in use" so, a few in each run).
 func FreePort(tb testing.TB) int {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return StaticPort(tb)
 }
 
 // WaitListening waits until something accepts connections on addr.

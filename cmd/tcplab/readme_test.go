@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tcplab/tcplab/internal/testkit"
+)
+
+// exampleBlocks returns the shell blocks of file marked for testing: a
+// fenced ```sh block right after a line "<!-- README test: NAME -->".
+func exampleBlocks(t *testing.T, file string) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(testkit.Root(), file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile("(?s)<!-- README test: ([\\w-]+) -->\n```sh\n(.*?)```")
+	blocks := map[string]string{}
+	for _, m := range re.FindAllStringSubmatch(string(b), -1) {
+		blocks[m[1]] = m[2]
+	}
+	return blocks
+}
+
+// waiters are put after each line that starts a server in the background
+// (wait_port) and after each signal sent to one (wait_log): a person types
+// the next line later, a script must wait for what the line set off. The
+// script's output goes to out.log, so that wait_log can look for the
+// server's log line.
+const waiters = `exec >out.log 2>&1
+wait_port() {
+	for _ in $(seq 400); do
+		(exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0
+		sleep 0.05 # polling for the server to listen
+	done
+	echo "nothing listening on $1" >&2
+	return 1
+}
+wait_log() {
+	for _ in $(seq 400); do
+		grep -q "$1" out.log && return 0
+		sleep 0.05 # polling for the server's log line
+	done
+	echo "no $1 in the log" >&2
+	return 1
+}
+`
+
+// runExample runs a README block with bash in dir, as typed but for the
+// port (2000 becomes port) and a wait after each "... &" line, with the
+// built tcplab first on PATH. It returns everything the block printed.
+func runExample(t *testing.T, dir, block, port string) string {
+	t.Helper()
+	background := regexp.MustCompile(`&\s*(#.*)?$`)
+	var script strings.Builder
+	script.WriteString(waiters)
+	for _, line := range strings.Split(block, "\n") {
+		line = regexp.MustCompile(`\b2000\b`).ReplaceAllString(line, port)
+		script.WriteString(line + "\n")
+		switch {
+		case background.MatchString(line):
+			script.WriteString("wait_port " + port + "\n")
+		case strings.HasPrefix(line, "kill -HUP "):
+			script.WriteString("wait_log 'TLS certificate reloaded'\n")
+		}
+	}
+	script.WriteString("wait\n") // the servers the block stopped: their port is free again
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", "-c", script.String())
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(testkit.Binary(t))+":"+os.Getenv("PATH"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	err := cmd.Run()
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // anything the block left running
+	out, _ := os.ReadFile(filepath.Join(dir, "out.log"))
+	if ctx.Err() != nil {
+		t.Fatalf("the example did not finish within 90 s: %s", out)
+	}
+	if err != nil {
+		t.Logf("bash: %v", err) // the last line may fail on purpose
+	}
+	return string(out)
+}
+
+// The TLS, mutual TLS and socket activation examples of the README and of
+// docs/status.md work as written (in that order, in one directory: the
+// later ones use the certificates the README's make).
+func TestREADMESecurityExamples(t *testing.T) {
+	for _, tool := range []string{"bash", "openssl", "systemd-socket-activate"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed (scripts/test.sh installs it)", tool)
+		}
+	}
+	blocks := exampleBlocks(t, "README.md")
+	for name, b := range exampleBlocks(t, "docs/status.md") {
+		blocks[name] = b
+	}
+	dir := t.TempDir()
+	port := strconv.Itoa(testkit.StaticPort(t))
+	for _, tc := range []struct {
+		name string
+		want []string
+	}{
+		{"tls", []string{
+			"load average:",                    // wps w
+			"localhost:" + port + "  ",         // the fleet table's row
+			"verify return:1",                  // s_client checked the certificate
+			"SIGHUP: TLS certificate reloaded", // kill -HUP
+		}},
+		{"mtls", []string{
+			"load average:",
+			"tcplab wps: read from localhost:" + port + ": tls: certificate required\n",
+		}},
+		{"activation", []string{"load average:"}},
+		{"status-tls", []string{"load average:", "== localhost:" + port + " ==", "tls=mutual"}},
+		{"status-activation", []string{"load average:", "tls=on"}},
+	} {
+		block, ok := blocks[tc.name]
+		if !ok {
+			t.Fatalf("no block marked %q", tc.name)
+		}
+		out := runExample(t, dir, block, port)
+		for _, w := range tc.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("README example %q: no %q in its output:\n%s", tc.name, w, out)
+			}
+		}
+		if tc.name == "tls" && strings.Count(out, "load average:") != 2 {
+			t.Errorf("README example tls: want 2 answers to w (wps and s_client), got:\n%s", out)
+		}
+	}
+}

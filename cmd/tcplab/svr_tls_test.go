@@ -1,0 +1,362 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tcplab/tcplab/internal/testkit"
+)
+
+// inProcessServer runs "tcplab ARGS..." in-process, as main would, until the
+// test ends, and returns the port from its "listening" log line.
+func inProcessServer(t *testing.T, args ...string) (port string, stderr *testkit.SafeBuffer) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errOut testkit.SafeBuffer
+	code := make(chan int, 1)
+	go func() { code <- run(ctx, args, strings.NewReader(""), &out, &errOut) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case c := <-code:
+			if c != 0 {
+				t.Errorf("%q exited %d: %s", args, c, errOut.String())
+			}
+		case <-time.After(20 * time.Second):
+			t.Errorf("%q did not stop", args)
+		}
+	})
+	listening := regexp.MustCompile(`listening"? "?addr"?[=:]"?\S*:(\d+)`)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if m := listening.FindStringSubmatch(errOut.String()); m != nil {
+			return m[1], &errOut
+		}
+		select {
+		case c := <-code:
+			t.Fatalf("%q exited %d: %s", args, c, errOut.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%q not listening: %s", args, errOut.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// svrTLSFiles is a server CA with svr's certificate, a client CA with a
+// client's certificate, and a stranger's certificate from a third CA.
+type svrTLSFiles struct {
+	serverCA, clientCA, otherCA *testkit.CA
+	svrCert, svrKey             string
+	clientCert, clientKey       string
+	strangerCert, strangerKey   string
+}
+
+func makeTLSFiles(t *testing.T) svrTLSFiles {
+	f := svrTLSFiles{
+		serverCA: testkit.NewCA(t, "tcplab server CA"),
+		clientCA: testkit.NewCA(t, "tcplab client CA"),
+		otherCA:  testkit.NewCA(t, "someone else's CA"),
+	}
+	f.svrCert, f.svrKey = f.serverCA.Issue(t, "svr", "svr")
+	f.clientCert, f.clientKey = f.clientCA.Issue(t, "alice", "alice")
+	f.strangerCert, f.strangerKey = f.otherCA.Issue(t, "mallory", "mallory")
+	return f
+}
+
+// svr with mutual TLS, in-process, asked by wps in-process: one host and
+// the fleet view. A client without a certificate, with one from another
+// CA, or speaking plaintext is not served.
+func TestSVRMutualTLSInProcess(t *testing.T) {
+	f := makeTLSFiles(t)
+	port, log := inProcessServer(t, "svr", "--tls-cert", f.svrCert, "--tls-key", f.svrKey, "--tls-client-ca", f.clientCA.CertFile, "--commands", "w,ps,json", "0")
+	if !strings.Contains(log.String(), "tls=mutual") {
+		t.Fatalf("start-up log does not say mutual TLS: %s", log.String())
+	}
+	withCert := []string{"--tls-ca", f.serverCA.CertFile, "--tls-cert", f.clientCert, "--tls-key", f.clientKey}
+
+	code, out, errOut := runCmd(t, "", append(append([]string{"wps"}, withCert...), "localhost", port, "w")...)
+	if code != 0 || !strings.Contains(out, "load average:") {
+		t.Fatalf("wps with a client certificate: exit %d, %q, %q", code, out, errOut)
+	}
+	code, out, errOut = runCmd(t, "", append(append([]string{"wps"}, withCert...), "--hosts", "127.0.0.1:"+port+",localhost:"+port)...)
+	if code != 0 || strings.Count(out, ":"+port+" ") != 2 || strings.Contains(out, "error") {
+		t.Fatalf("wps --hosts over mutual TLS: exit %d, %q, %q", code, out, errOut)
+	}
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no client certificate", []string{"--tls-ca", f.serverCA.CertFile}, "certificate required"},
+		{"certificate from another CA", []string{"--tls-ca", f.serverCA.CertFile, "--tls-cert", f.strangerCert, "--tls-key", f.strangerKey}, "tls:"},
+		{"server from another CA", []string{"--tls-ca", f.otherCA.CertFile, "--tls-cert", f.clientCert, "--tls-key", f.clientKey}, "certificate signed by unknown authority"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errOut := runCmd(t, "", append(append([]string{"wps"}, tc.args...), "localhost", port, "w")...)
+			if code != 1 || strings.Contains(out, "load average") || !strings.Contains(errOut, tc.want) || strings.Count(errOut, "\n") != 1 {
+				t.Fatalf("exit %d, stdout %q, stderr %q; want 1 and one line with %q", code, out, errOut, tc.want)
+			}
+		})
+	}
+	// A plaintext client gets one plaintext line saying why.
+	code, out, _ = runCmd(t, "", "wps", "localhost", port, "w")
+	if code != 0 || out != notTLSAnswer {
+		t.Fatalf("plaintext wps against TLS svr: exit %d, %q", code, out)
+	}
+	// Each refusal is logged once the server's side of the handshake has
+	// failed too, which may come after the client has given up.
+	deadline := time.Now().Add(10 * time.Second)
+	for strings.Count(log.String(), "client refused") < 4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d refusals logged, want 4: %s", strings.Count(log.String(), "client refused"), log.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Flags that cannot work together are usage errors naming the flag; files
+// that cannot be used are one line naming the file.
+func TestTLSFlagErrors(t *testing.T) {
+	f := makeTLSFiles(t)
+	missing := t.TempDir() + "/missing.pem"
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"svr", "--tls-cert", f.svrCert, "0"}, 2, "--tls-cert needs --tls-key"},
+		{[]string{"svr", "--tls-key", f.svrKey, "0"}, 2, "--tls-key needs --tls-cert"},
+		{[]string{"svr", "--tls-client-ca", f.clientCA.CertFile, "0"}, 2, "--tls-client-ca needs --tls-cert"},
+		{[]string{"wps", "--tls-cert", f.clientCert, "localhost", "1", "w"}, 2, "--tls-cert needs --tls-key"},
+		{[]string{"wps", "--tls-key", f.clientKey, "localhost", "1", "w"}, 2, "--tls-key needs --tls-cert"},
+		{[]string{"wps", "--tls-cert", f.clientCert, "--tls-key", f.clientKey, "localhost", "1", "w"}, 2, "--tls-cert needs --tls-ca"},
+		{[]string{"wps", "--tls-ca", missing, "localhost", "99999", "w"}, 2, "invalid port"},
+		{[]string{"svr", "--tls-cert", missing, "--tls-key", f.svrKey, "0"}, 1, "TLS certificate: open " + missing + ": no such file or directory"},
+		{[]string{"svr", "--tls-cert", f.svrCert, "--tls-key", f.clientKey, "0"}, 1, "private key does not match public key"},
+		{[]string{"svr", "--tls-cert", f.svrCert, "--tls-key", f.svrKey, "--tls-client-ca", f.svrKey, "0"}, 1, "TLS CA " + f.svrKey + ": no PEM certificate in it"},
+		{[]string{"wps", "--tls-ca", missing, "localhost", "1", "w"}, 1, "TLS CA: open " + missing},
+		{[]string{"wps", "--tls-ca", f.serverCA.CertFile, "--tls-cert", f.clientCert, "--tls-key", f.strangerKey, "--hosts", "localhost:1"}, 1, "does not match"},
+	} {
+		code, _, errOut := runCmd(t, "", tc.args...)
+		if code != tc.code || !strings.Contains(errOut, tc.want) || strings.Count(errOut, "\n") != 1 {
+			t.Errorf("%q: exit %d, %q; want %d and one line with %q", tc.args, code, errOut, tc.code, tc.want)
+		}
+	}
+}
+
+// openssl s_client, Debian's TLS client, as a peer of svr with mutual TLS
+// through the built binary.
+func TestSVRTLSWithOpenSSL(t *testing.T) {
+	openssl, err := exec.LookPath("openssl")
+	if err != nil {
+		t.Skip("openssl not installed (scripts/test.sh installs it)")
+	}
+	f := makeTLSFiles(t)
+	_, port := startSVR(t, "--tls-cert", f.svrCert, "--tls-key", f.svrKey, "--tls-client-ca", f.clientCA.CertFile)
+	sClient := func(extra ...string) (string, string, error) {
+		args := append([]string{"s_client", "-connect", "127.0.0.1:" + port, "-CAfile", f.serverCA.CertFile, "-verify_return_error", "-quiet"}, extra...)
+		cmd := exec.Command(openssl, args...)
+		cmd.Stdin = strings.NewReader("w")
+		var errOut testkit.SafeBuffer
+		cmd.Stderr = &errOut
+		out, err := runBounded(t, cmd)
+		return out, errOut.String(), err
+	}
+	out, errOut, err := sClient("-cert", f.clientCert, "-key", f.clientKey)
+	if err != nil || !strings.Contains(out, "load average:") {
+		t.Fatalf("s_client with a client certificate: %v, %q, %q", err, out, errOut)
+	}
+	for _, tc := range []struct {
+		extra []string
+		alert string
+	}{
+		{nil, "certificate required"},
+		{[]string{"-cert", f.strangerCert, "-key", f.strangerKey}, "unknown ca"},
+	} {
+		out, errOut, err := sClient(tc.extra...)
+		if err == nil || out != "" || !strings.Contains(errOut, tc.alert) {
+			t.Fatalf("s_client %q: %v, stdout %q, stderr %q; want a failure and the alert %q", tc.extra, err, out, errOut, tc.alert)
+		}
+	}
+}
+
+// SIGHUP reloads the certificate in the running binary: a connection
+// opened before keeps working, later ones get the new certificate, and a
+// broken renewal keeps the certificate in use and logs an ERROR.
+func TestSVRTLSReloadOnSIGHUP(t *testing.T) {
+	f := makeTLSFiles(t)
+	dir := t.TempDir()
+	cert, key := dir+"/svr.crt", dir+"/svr.key"
+	copyTestFile(t, f.svrCert, cert)
+	copyTestFile(t, f.svrKey, key)
+	srv, port := startSVR(t, "--tls-cert", cert, "--tls-key", key, "--read-timeout", "60s")
+	client := &tls.Config{RootCAs: f.serverCA.Pool(), ServerName: "localhost"}
+	dial := func() *tls.Conn {
+		t.Helper()
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", "127.0.0.1:"+port, client)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	subject := func(c *tls.Conn) string { return c.ConnectionState().PeerCertificates[0].Subject.CommonName }
+	ask := func(c *tls.Conn) string {
+		t.Helper()
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		if _, err := c.Write([]byte("w")); err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(c)
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		return string(b)
+	}
+
+	held := dial() // handshaken, request not sent yet
+	if subject(held) != "svr" {
+		t.Fatalf("first certificate %q", subject(held))
+	}
+	renewedCert, renewedKey := f.serverCA.Issue(t, "svr renewed", "renewed")
+	copyTestFile(t, renewedCert, cert)
+	copyTestFile(t, renewedKey, key)
+	srv.Cmd.Process.Signal(syscall.SIGHUP)
+	srv.WaitFor(t, "TLS certificate reloaded", 10*time.Second)
+	if c := dial(); subject(c) != "svr renewed" {
+		t.Fatalf("after SIGHUP: %q", subject(c))
+	}
+	if out := ask(held); !strings.Contains(out, "load average:") {
+		t.Fatalf("the connection held across the reload: %q", out)
+	}
+
+	os.WriteFile(key, []byte("-----BEGIN PRIVATE KEY-----\nbroken\n-----END PRIVATE KEY-----\n"), 0o600)
+	srv.Cmd.Process.Signal(syscall.SIGHUP)
+	srv.WaitFor(t, "level=ERROR msg=\"SIGHUP: TLS reload failed; keeping the certificate in use\"", 10*time.Second)
+	c := dial()
+	if subject(c) != "svr renewed" {
+		t.Fatalf("after a failed reload: %q", subject(c))
+	}
+	if out := ask(c); !strings.Contains(out, "load average:") {
+		t.Fatalf("after a failed reload: %q", out)
+	}
+	srv.Cmd.Process.Signal(syscall.SIGTERM)
+	if code := srv.Wait(t, 20*time.Second); code != 0 {
+		t.Fatalf("exit %d: %s", code, srv.Stderr.String())
+	}
+}
+
+func copyTestFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The rules that end a request hold over TLS: a newline, an allowed name,
+// the client's half-close (its close_notify), a quiet gap. Each answer ends
+// with close_notify and then the TCP end of file.
+func TestSVRTLSEndOfRequest(t *testing.T) {
+	f := makeTLSFiles(t)
+	port, _ := inProcessServer(t, "svr", "--tls-cert", f.svrCert, "--tls-key", f.svrKey, "--rate", "0", "0")
+	cfg := &tls.Config{RootCAs: f.serverCA.Pool(), ServerName: "localhost"}
+	for _, tc := range []struct {
+		name, send string
+		halfClose  bool
+		want       string
+	}{
+		{"newline", "ps\n", false, "USER"},
+		{"allowed name", "w", false, "load average:"},
+		{"half-close", "xy", true, "unknown command \"xy\""},
+		{"quiet gap", "zz", false, "unknown command \"zz\""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			raw, err := net.Dial("tcp", "127.0.0.1:"+port)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer raw.Close()
+			raw.SetDeadline(time.Now().Add(20 * time.Second))
+			c := tls.Client(raw, cfg)
+			if _, err := c.Write([]byte(tc.send)); err != nil {
+				t.Fatal(err)
+			}
+			if tc.halfClose {
+				if err := c.CloseWrite(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := io.ReadAll(c)
+			if err != nil || !strings.Contains(string(got), tc.want) {
+				t.Fatalf("answer %q, %v; want %q", got, err, tc.want)
+			}
+			if n, err := raw.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+				t.Fatalf("TCP after the answer: %d, %v; want end of file", n, err)
+			}
+		})
+	}
+}
+
+// Handshakes are rate limited per address before any is made: a client a
+// little over --rate still reads svr's refusal, a flood is closed before
+// the handshake (each costs the server a signature).
+func TestSVRTLSHandshakeRateLimit(t *testing.T) {
+	f := makeTLSFiles(t)
+	// One request per 10 s, burst 1: two handshakes per 10 s, burst 2.
+	port, log := inProcessServer(t, "svr", "--tls-cert", f.svrCert, "--tls-key", f.svrKey, "--rate", "0.1", "--burst", "1", "0")
+	cfg := &tls.Config{RootCAs: f.serverCA.Pool(), ServerName: "localhost"}
+	ask := func() (string, error) {
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", "127.0.0.1:"+port, cfg)
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		c.Write([]byte("w"))
+		b, err := io.ReadAll(c)
+		return string(b), err
+	}
+	if out, err := ask(); err != nil || !strings.Contains(out, "load average:") {
+		t.Fatalf("first request: %q, %v", out, err)
+	}
+	if out, err := ask(); err != nil || out != "rate limit exceeded; try again later\n" {
+		t.Fatalf("second request: %q, %v; want svr's refusal over TLS", out, err)
+	}
+	if out, err := ask(); err == nil {
+		t.Fatalf("third request was handshaken: %q", out)
+	}
+	if !strings.Contains(log.String(), `err="over the handshake rate limit"`) {
+		t.Fatalf("no handshake refusal logged: %s", log.String())
+	}
+}
+
+// Without TLS a SIGHUP (systemctl reload) is logged, not fatal: svr goes
+// on serving.
+func TestSVRSurvivesSIGHUPWithoutTLS(t *testing.T) {
+	srv, port := startSVR(t)
+	srv.Cmd.Process.Signal(syscall.SIGHUP)
+	srv.WaitFor(t, "SIGHUP: nothing to reload", 10*time.Second)
+	if code, out, errOut := wpsRun(t, "127.0.0.1", port, "w"); code != 0 || !strings.Contains(out, "load average:") {
+		t.Fatalf("wps after SIGHUP: exit %d, %q, %q", code, out, errOut)
+	}
+	srv.Cmd.Process.Signal(syscall.SIGTERM)
+	if code := srv.Wait(t, 20*time.Second); code != 0 {
+		t.Fatalf("exit %d: %s", code, srv.Stderr.String())
+	}
+}

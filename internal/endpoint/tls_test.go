@@ -1,0 +1,365 @@
+package endpoint
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tcplab/tcplab/internal/testkit"
+)
+
+// tlsEcho serves s on a loopback listener: each connection is handshaken
+// with a 30 s deadline, its handshake error (or nil) sent on errs, and then
+// echoed. It returns the address; everything stops when the test ends.
+func tlsEcho(t *testing.T, s *TLSServer) (addr string, errs <-chan error) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := make(chan error, 16)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Go(func() {
+				defer c.Close()
+				tc, err := s.Handshake(context.Background(), c, 30*time.Second)
+				ch <- err
+				if err == nil {
+					io.Copy(tc, tc)
+				}
+			})
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return ln.Addr().String(), ch
+}
+
+func dialTLSTest(t *testing.T, addr string, cfg *tls.Config) (*tls.Conn, error) {
+	t.Helper()
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, cfg)
+	if err == nil {
+		t.Cleanup(func() { c.Close() })
+	}
+	return c, err
+}
+
+func echoOnce(t *testing.T, c *tls.Conn, msg string) {
+	t.Helper()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte(msg)); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	buf := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != msg {
+		t.Fatalf("echo: %q, %v", buf, err)
+	}
+}
+
+// A reload swaps the certificate for later handshakes and keeps open
+// connections working; a reload from bad files keeps the certificate in use.
+func TestTLSServerReload(t *testing.T) {
+	ca := testkit.NewCA(t, "test CA")
+	certFile, keyFile := ca.Issue(t, "first", "svr")
+	s, err := NewTLSServer(certFile, keyFile, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := tlsEcho(t, s)
+	client := &tls.Config{RootCAs: ca.Pool(), ServerName: "localhost"}
+
+	held, err := dialTLSTest(t, addr, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cn := held.ConnectionState().PeerCertificates[0].Subject.CommonName; cn != "first" {
+		t.Fatalf("first certificate: %q", cn)
+	}
+
+	// Renew on disk: a new certificate written over the same files.
+	c2, k2 := ca.Issue(t, "second", "renewed")
+	copyFile(t, c2, certFile)
+	copyFile(t, k2, keyFile)
+	if err := s.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := dialTLSTest(t, addr, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cn := c.ConnectionState().PeerCertificates[0].Subject.CommonName; cn != "second" {
+		t.Fatalf("after reload: %q", cn)
+	}
+	echoOnce(t, held, "still here") // the connection from before the reload
+
+	// A broken renewal: the key no longer matches, then a file is gone.
+	_, k3 := ca.Issue(t, "third", "third")
+	copyFile(t, k3, keyFile)
+	if err := s.Reload(); err == nil || !strings.Contains(err.Error(), "private key does not match public key") {
+		t.Fatalf("reload with a mismatched key: %v", err)
+	}
+	os.Remove(certFile)
+	if err := s.Reload(); err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Fatalf("reload without the certificate file: %v", err)
+	}
+	c, err = dialTLSTest(t, addr, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cn := c.ConnectionState().PeerCertificates[0].Subject.CommonName; cn != "second" {
+		t.Fatalf("after failed reloads: %q, want the certificate kept", cn)
+	}
+	echoOnce(t, c, "x")
+}
+
+// Mutual TLS: a client with a certificate from the client CA gets through;
+// one with no certificate or one from another CA is refused in the
+// handshake, on the server's side too.
+func TestTLSServerMutual(t *testing.T) {
+	serverCA := testkit.NewCA(t, "server CA")
+	clientCA := testkit.NewCA(t, "client CA")
+	otherCA := testkit.NewCA(t, "other CA")
+	certFile, keyFile := serverCA.Issue(t, "svr", "svr")
+	s, err := NewTLSServer(certFile, keyFile, clientCA.CertFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.MutualTLS() {
+		t.Fatal("MutualTLS() false with a client CA")
+	}
+	addr, errs := tlsEcho(t, s)
+
+	good := clientCA.KeyPair(t, "alice")
+	stranger := otherCA.KeyPair(t, "mallory")
+	for _, tc := range []struct {
+		name    string
+		certs   []tls.Certificate
+		wantErr string // server side; "" for success
+	}{
+		{"signed by the client CA", []tls.Certificate{good}, ""},
+		{"no certificate", nil, "client didn't provide a certificate"},
+		{"signed by another CA", []tls.Certificate{stranger}, "certificate signed by unknown authority"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := &tls.Config{RootCAs: serverCA.Pool(), ServerName: "localhost"}
+			if tc.certs != nil {
+				// Sent whatever CAs the server names (Go's client would
+				// otherwise keep a stranger's certificate to itself).
+				cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &tc.certs[0], nil }
+			}
+			c, err := dialTLSTest(t, addr, cfg)
+			if err == nil {
+				// TLS 1.3: the client learns of a refusal on its first read.
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				c.Write([]byte("x"))
+				_, err = c.Read(make([]byte, 1))
+			}
+			serr := <-errs
+			if tc.wantErr == "" {
+				if err != nil || serr != nil {
+					t.Fatalf("client %v, server %v", err, serr)
+				}
+				return
+			}
+			if serr == nil || !strings.Contains(serr.Error(), tc.wantErr) {
+				t.Fatalf("server handshake: %v, want %q", serr, tc.wantErr)
+			}
+			if err == nil {
+				t.Fatal("the client was served")
+			}
+		})
+	}
+}
+
+// A client that connects and sends nothing is given up on when the
+// handshake deadline passes.
+func TestTLSHandshakeDeadline(t *testing.T) {
+	ca := testkit.NewCA(t, "test CA")
+	certFile, keyFile := ca.Issue(t, "svr", "svr")
+	s, err := NewTLSServer(certFile, keyFile, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	start := time.Now()
+	_, err = s.Handshake(context.Background(), a, 200*time.Millisecond)
+	if err == nil || err.Error() != "tls handshake: no handshake within 200ms" {
+		t.Fatalf("Handshake of a silent client: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("took %s", d)
+	}
+}
+
+// A plaintext client is told apart by its first byte at once, even when
+// that is all it sends (wps's "w"), instead of after the handshake timeout.
+func TestTLSHandshakeSpotsPlaintext(t *testing.T) {
+	ca := testkit.NewCA(t, "test CA")
+	certFile, keyFile := ca.Issue(t, "svr", "svr")
+	s, err := NewTLSServer(certFile, keyFile, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, errs := tlsEcho(t, s)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("w"))
+	select {
+	case err := <-errs:
+		if !errors.Is(err, ErrNotTLS) {
+			t.Fatalf("Handshake of a plaintext client: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a plaintext client was not spotted by its first byte (the handshake waits 30 s)")
+	}
+}
+
+// Under WithTLS, Dial verifies the server against the given CA and the
+// host name typed; a server from another CA is a one-line dial error.
+func TestDialWithTLS(t *testing.T) {
+	ca := testkit.NewCA(t, "test CA")
+	certFile, keyFile := ca.Issue(t, "svr", "svr")
+	s, err := NewTLSServer(certFile, keyFile, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := tlsEcho(t, s)
+	host, port, _ := net.SplitHostPort(addr)
+
+	cfg, err := ClientTLS(ca.CertFile, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []string{host, "localhost"} {
+		c, err := Dial(WithTLS(context.Background(), cfg), h, port, 5*time.Second)
+		if err != nil {
+			t.Fatalf("Dial %s: %v", h, err)
+		}
+		tc, ok := c.(*tls.Conn)
+		if !ok {
+			t.Fatalf("Dial under WithTLS returned %T", c)
+		}
+		echoOnce(t, tc, "hello")
+		c.Close()
+	}
+
+	other := testkit.NewCA(t, "other CA")
+	cfg, err = ClientTLS(other.CertFile, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Dial(WithTLS(context.Background(), cfg), host, port, 5*time.Second)
+	want := "tls handshake with " + addr + ": tls: failed to verify certificate: x509: certificate signed by unknown authority"
+	if err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("Dial a server from another CA: %v\nwant %s", err, want)
+	}
+	// Plain Dial is still plain.
+	c, err := Dial(context.Background(), host, port, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.(*tls.Conn); ok {
+		t.Fatal("Dial without WithTLS returned a TLS connection")
+	}
+	c.Close()
+}
+
+// Sessions are never resumed: each handshake checks the certificates
+// against the files last loaded.
+func TestTLSServerNoResumption(t *testing.T) {
+	ca := testkit.NewCA(t, "test CA")
+	certFile, keyFile := ca.Issue(t, "svr", "svr")
+	s, err := NewTLSServer(certFile, keyFile, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := tlsEcho(t, s)
+	client := &tls.Config{RootCAs: ca.Pool(), ServerName: "localhost", ClientSessionCache: tls.NewLRUClientSessionCache(4)}
+	for i := range 2 {
+		c, err := dialTLSTest(t, addr, client)
+		if err != nil {
+			t.Fatal(err)
+		}
+		echoOnce(t, c, "x") // TLS 1.3 tickets arrive after the handshake
+		if c.ConnectionState().DidResume {
+			t.Fatalf("connection %d resumed a session", i)
+		}
+		c.Close()
+	}
+}
+
+// Files that cannot be used give one line naming the file.
+func TestTLSLoadErrors(t *testing.T) {
+	ca := testkit.NewCA(t, "test CA")
+	certFile, keyFile := ca.Issue(t, "svr", "svr")
+	_, otherKey := ca.Issue(t, "other", "other")
+	dir := t.TempDir()
+	garbage := dir + "/garbage.pem"
+	os.WriteFile(garbage, []byte("not a certificate\n"), 0o600)
+	missing := dir + "/missing.pem"
+	for _, tc := range []struct {
+		name                string
+		cert, key, clientCA string
+		want                string
+	}{
+		{"missing cert", missing, keyFile, "", "TLS certificate: open " + missing + ": no such file or directory"},
+		{"missing key", certFile, missing, "", "TLS key: open " + missing + ": no such file or directory"},
+		{"mismatched", certFile, otherKey, "", "TLS certificate " + certFile + " and key " + otherKey + ": tls: private key does not match public key"},
+		{"garbage cert", garbage, keyFile, "", "TLS certificate " + garbage + " and key " + keyFile + ": tls: failed to find any PEM data in certificate input"},
+		{"garbage client CA", certFile, keyFile, garbage, "TLS CA " + garbage + ": no PEM certificate in it"},
+		{"missing client CA", certFile, keyFile, missing, "TLS CA: open " + missing + ": no such file or directory"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := NewTLSServer(tc.cert, tc.key, tc.clientCA)
+			if err == nil || err.Error() != tc.want {
+				t.Fatalf("got %v\nwant %s", err, tc.want)
+			}
+		})
+	}
+	if _, err := ClientTLS(missing, "", ""); err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Fatalf("ClientTLS with a missing CA: %v", err)
+	}
+	if _, err := ClientTLS(ca.CertFile, certFile, otherKey); err == nil || !strings.Contains(err.Error(), "does not match") {
+		t.Fatalf("ClientTLS with a mismatched key: %v", err)
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,37 @@
+package testkit
+
+import (
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"testing"
+)
+
+// StaticPort returns a TCP and UDP port that is free now on every address,
+// chosen at random below the kernel's ephemeral range (32768 and up on
+// Linux). A port FreePort returns is an ephemeral one, which the kernel may
+// hand to any outgoing connection on the machine (other tests' clients
+// included) before the server that needs it binds it; this one it never
+// hands out, so for a server started by another program (a shell script,
+// systemd-socket-activate) only another test choosing the same port at
+// random can take it first.
+func StaticPort(tb testing.TB) int {
+	tb.Helper()
+	for range 100 {
+		p := 20000 + rand.IntN(12000)
+		addr := ":" + strconv.Itoa(p)
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		pc, err := net.ListenPacket("udp", addr)
+		ln.Close()
+		if err != nil {
+			continue
+		}
+		pc.Close()
+		return p
+	}
+	tb.Fatal("no free port between 20000 and 32000")
+	return 0
+}

@@ -1,0 +1,122 @@
+package testkit
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// CA is a certificate authority made for one test: its certificates and
+// keys are generated in memory and written as PEM files under the test's
+// temporary directory, so no key is ever committed.
+type CA struct {
+	Name     string
+	CertFile string // the CA certificate, PEM: what --tls-ca and --tls-client-ca take
+	cert     *x509.Certificate
+	key      *ecdsa.PrivateKey
+	dir      string
+}
+
+// NewCA makes a CA called name, its certificate written to a file in a
+// fresh temporary directory.
+func NewCA(tb testing.TB, name string) *CA {
+	tb.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial(tb),
+		Subject:               pkix.Name{CommonName: name},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	ca := &CA{Name: name, cert: cert, key: key, dir: tb.TempDir()}
+	ca.CertFile = filepath.Join(ca.dir, "ca.crt")
+	writePEM(tb, ca.CertFile, "CERTIFICATE", der)
+	return ca
+}
+
+// Issue makes a certificate called cn, signed by the CA, for the server
+// names localhost and 127.0.0.1 and for client authentication, and writes
+// it and its key as PEM files (named after file) in the CA's directory.
+func (ca *CA) Issue(tb testing.TB, cn, file string) (certFile, keyFile string) {
+	tb.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(tb),
+		Subject:      pkix.Name{CommonName: cn},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		DNSNames:     []string{"localhost"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	certFile = filepath.Join(ca.dir, file+".crt")
+	keyFile = filepath.Join(ca.dir, file+".key")
+	writePEM(tb, certFile, "CERTIFICATE", der)
+	writePEM(tb, keyFile, "PRIVATE KEY", keyDER)
+	return certFile, keyFile
+}
+
+// Pool is a certificate pool holding only the CA.
+func (ca *CA) Pool() *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AddCert(ca.cert)
+	return p
+}
+
+// KeyPair is Issue's certificate and key for cn, loaded for a tls.Config.
+func (ca *CA) KeyPair(tb testing.TB, cn string) tls.Certificate {
+	tb.Helper()
+	c, err := tls.LoadX509KeyPair(ca.Issue(tb, cn, cn))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
+
+func serial(tb testing.TB) *big.Int {
+	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return n
+}
+
+func writePEM(tb testing.TB, file, typ string, der []byte) {
+	tb.Helper()
+	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+}
