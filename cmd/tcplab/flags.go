@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
 )
 
 // usageError is bad input from the user: exit code 2 and a pointer to --help.
@@ -123,4 +122,3 @@ func (fs *flagSet) isSet(name string) bool {
 	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
 	return set
 }
-

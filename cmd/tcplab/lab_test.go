@@ -98,4 +98,3 @@ func TestLabTMSAndTMCOnARealLink(t *testing.T) {
 		}
 	}
 }
-
