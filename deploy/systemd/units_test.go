@@ -74,6 +74,42 @@ func TestUnitsVerify(t *testing.T) {
 	}
 }
 
+// exitTerminated is tcplab's exit status when SIGTERM stops it (README,
+// "Errors"), exitInterrupted when SIGINT does.
+const (
+	exitTerminated  = 128 + int(syscall.SIGTERM)
+	exitInterrupted = 128 + int(syscall.SIGINT)
+)
+
+// A stop is not a failure: each service lists tcplab's exit statuses for
+// SIGTERM (systemctl stop) and SIGINT in SuccessExitStatus=, so systemd
+// reads them as it would a death by those signals (clean, no
+// Restart=on-failure).
+func TestUnitsStopIsSuccess(t *testing.T) {
+	for _, u := range units {
+		if !strings.HasSuffix(u, ".service") {
+			continue
+		}
+		b, err := os.ReadFile(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		listed := map[string]bool{}
+		for _, line := range strings.Split(string(b), "\n") {
+			if rest, ok := strings.CutPrefix(line, "SuccessExitStatus="); ok {
+				for _, f := range strings.Fields(rest) {
+					listed[f] = true
+				}
+			}
+		}
+		for _, code := range []int{exitTerminated, exitInterrupted} {
+			if !listed[strconv.Itoa(code)] {
+				t.Errorf("%s: SuccessExitStatus= does not list %d", u, code)
+			}
+		}
+	}
+}
+
 // The services are hardened: systemd-analyze security rates each at most
 // 2.0 ("OK" or "SAFE"; an unhardened service rates 9.6 "UNSAFE").
 func TestUnitsSecurity(t *testing.T) {
@@ -150,8 +186,8 @@ func TestSVRUnitCommandSocketActivated(t *testing.T) {
 		t.Fatalf("w from the unit's svr: %q, %v; stderr %s", out, err, p.Stderr.String())
 	}
 	p.Cmd.Process.Signal(syscall.SIGTERM) // systemctl stop
-	if code := p.Wait(t, 20*time.Second); code != 0 {
-		t.Fatalf("exit %d: %s", code, p.Stderr.String())
+	if code := p.Wait(t, 20*time.Second); code != exitTerminated {
+		t.Fatalf("exit %d, want %d: %s", code, exitTerminated, p.Stderr.String())
 	}
 }
 
@@ -173,9 +209,9 @@ func TestStrsvrUnitCommandSocketActivated(t *testing.T) {
 		if err != nil || string(v) != want {
 			t.Fatalf("run %d: %q, %v; stderr %s", i, v, err, p.Stderr.String())
 		}
-		p.Cmd.Process.Signal(syscall.SIGTERM)
-		if code := p.Wait(t, 20*time.Second); code != 0 || p.Stdout.String() != "the final value of v is "+want+"\n" {
-			t.Fatalf("run %d: exit %d, stdout %q, stderr %s", i, code, p.Stdout.String(), p.Stderr.String())
+		p.Cmd.Process.Signal(syscall.SIGTERM) // systemctl stop
+		if code := p.Wait(t, 20*time.Second); code != exitTerminated || p.Stdout.String() != "the final value of v is "+want+"\n" {
+			t.Fatalf("run %d: exit %d (want %d), stdout %q, stderr %s", i, code, exitTerminated, p.Stdout.String(), p.Stderr.String())
 		}
 	}
 	if _, err := os.Stat(filepath.Join(state, "tcplab-strsvr", "v.log")); err != nil {
