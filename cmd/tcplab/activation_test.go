@@ -71,8 +71,8 @@ func TestSVRSocketActivated(t *testing.T) {
 	}
 	p.WaitFor(t, `"addr":"127.0.0.1:`+port+`"`, 10*time.Second)
 	p.Cmd.Process.Signal(syscall.SIGTERM)
-	if code := p.Wait(t, 20*time.Second); code != 0 {
-		t.Fatalf("exit %d after SIGTERM: %s", code, p.Stderr.String())
+	if code := p.Wait(t, 20*time.Second); code != exitTerminated {
+		t.Fatalf("exit %d after SIGTERM, want %d: %s", code, exitTerminated, p.Stderr.String())
 	}
 }
 
@@ -134,8 +134,8 @@ func TestStrsvrSocketActivatedWithDiscovery(t *testing.T) {
 		t.Fatalf("send: %q, %v", v, err)
 	}
 	p.Cmd.Process.Signal(syscall.SIGTERM)
-	if code := p.Wait(t, 20*time.Second); code != 0 || p.Stdout.String() != "the final value of v is xy\n" {
-		t.Fatalf("exit %d, stdout %q, stderr %s", code, p.Stdout.String(), p.Stderr.String())
+	if code := p.Wait(t, 20*time.Second); code != exitTerminated || p.Stdout.String() != "the final value of v is xy\n" {
+		t.Fatalf("exit %d (want %d), stdout %q, stderr %s", code, exitTerminated, p.Stdout.String(), p.Stderr.String())
 	}
 }
 
@@ -175,8 +175,8 @@ func TestSocketActivationErrors(t *testing.T) {
 	p := activateWith(t, []*os.File{f1}, "svr", strconv.Itoa(port))
 	p.WaitFor(t, "listening", 20*time.Second)
 	p.Cmd.Process.Signal(syscall.SIGTERM)
-	if code := p.Wait(t, 20*time.Second); code != 0 {
-		t.Fatalf("svr with its own port: exit %d: %s", code, p.Stderr.String())
+	if code := p.Wait(t, 20*time.Second); code != exitTerminated {
+		t.Fatalf("svr with its own port: exit %d, want %d: %s", code, exitTerminated, p.Stderr.String())
 	}
 }
 

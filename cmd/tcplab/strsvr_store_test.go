@@ -71,8 +71,8 @@ func TestStrSvrFinalValueIsSaved(t *testing.T) {
 		}
 		sent.Wait() // every client is in full flow
 		svr.Cmd.Process.Signal(syscall.SIGTERM)
-		if code := svr.Wait(t, 10*time.Second); code != 0 {
-			t.Fatalf("round %d: exit %d: %s", round, code, svr.Stderr.String())
+		if code := svr.Wait(t, 10*time.Second); code != exitTerminated {
+			t.Fatalf("round %d: exit %d, want %d: %s", round, code, exitTerminated, svr.Stderr.String())
 		}
 		wg.Wait()
 		printed, ok := strings.CutPrefix(svr.Stdout.String(), "the final value of v is ")
@@ -196,8 +196,8 @@ func TestStrSvrTornTailWarns(t *testing.T) {
 		}
 	}
 	cancel()
-	if code := <-done; code != 0 {
-		t.Fatalf("exit %d", code)
+	if code := <-done; code != exitInterrupted { // a caller's cancel reads as Ctrl-C
+		t.Fatalf("exit %d, want %d", code, exitInterrupted)
 	}
 	if !strings.Contains(errOut.String(), "level=WARN") || !strings.Contains(errOut.String(), "bytes=6") {
 		t.Errorf("no WARN with the 6 bytes cut:\n%s", errOut.String())

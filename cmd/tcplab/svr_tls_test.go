@@ -28,8 +28,8 @@ func inProcessServer(t *testing.T, args ...string) (port string, stderr *testkit
 		cancel()
 		select {
 		case c := <-code:
-			if c != 0 {
-				t.Errorf("%q exited %d: %s", args, c, errOut.String())
+			if c != exitInterrupted { // a caller's cancel reads as Ctrl-C
+				t.Errorf("%q exited %d, want %d: %s", args, c, exitInterrupted, errOut.String())
 			}
 		case <-time.After(20 * time.Second):
 			t.Errorf("%q did not stop", args)
@@ -253,8 +253,8 @@ func TestSVRTLSReloadOnSIGHUP(t *testing.T) {
 		t.Fatalf("after a failed reload: %q", out)
 	}
 	srv.Cmd.Process.Signal(syscall.SIGTERM)
-	if code := srv.Wait(t, 20*time.Second); code != 0 {
-		t.Fatalf("exit %d: %s", code, srv.Stderr.String())
+	if code := srv.Wait(t, 20*time.Second); code != exitTerminated {
+		t.Fatalf("exit %d, want %d: %s", code, exitTerminated, srv.Stderr.String())
 	}
 }
 
@@ -356,7 +356,7 @@ func TestSVRSurvivesSIGHUPWithoutTLS(t *testing.T) {
 		t.Fatalf("wps after SIGHUP: exit %d, %q, %q", code, out, errOut)
 	}
 	srv.Cmd.Process.Signal(syscall.SIGTERM)
-	if code := srv.Wait(t, 20*time.Second); code != 0 {
-		t.Fatalf("exit %d: %s", code, srv.Stderr.String())
+	if code := srv.Wait(t, 20*time.Second); code != exitTerminated {
+		t.Fatalf("exit %d, want %d: %s", code, exitTerminated, srv.Stderr.String())
 	}
 }
