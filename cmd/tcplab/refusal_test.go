@@ -62,7 +62,7 @@ func TestTMSKeepFullRefusesTMCAtOnce(t *testing.T) {
 		t.Fatalf("second client from 127.0.0.2 got %q, want %q", got, want)
 	}
 	// 127.0.0.1 is served beside it.
-	code, out, errOut := runCmd(t, "", "tmc", "--quiet", "127.0.0.1", port, "ab")
+	code, out, errOut := runCmd(t, "", "tmc", "--quiet", "--copies", "3", "127.0.0.1", port, "ab")
 	if code != 0 || !strings.Contains(out, "summary: 6 bytes") {
 		t.Fatalf("tmc from 127.0.0.1 beside 127.0.0.2's idle client: exit %d, %q %q", code, out, errOut)
 	}

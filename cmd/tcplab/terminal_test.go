@@ -98,7 +98,7 @@ func TestIPv6LoopbackBareAndBracketed(t *testing.T) {
 	}
 	for _, host := range []string{"::1", "[::1]"} {
 		tms := startCmd(t, captured, captured, "tms", "--no-wait", "--copies", "2", "0")
-		code, out, errOut := runCmd(t, "", "tmc", "--quiet", host, tms.port(t), "v6")
+		code, out, errOut := runCmd(t, "", "tmc", "--quiet", "--copies", "2", host, tms.port(t), "v6")
 		if code != 0 || !strings.HasPrefix(out, "summary: 4 bytes") {
 			t.Errorf("tmc %s: exit %d, %q %q", host, code, out, errOut)
 		}
