@@ -62,9 +62,11 @@ func TestWPSFleetSafeAgainstSvrPy(t *testing.T) {
 		!regexp.MustCompile(`(?m)^127\.0\.0\.1:`+port+` .* [1-9][0-9]*$`).MatchString(out) {
 		t.Errorf("wps --hosts: exit %d, %q, %q", code, out, errOut)
 	}
-	code, out, _ = wpsRun(t, "--hosts", hosts, "json")
-	if code != 0 || !strings.Contains(out, "127.0.0.1:"+pyPort+": error: not known to be tcplab svr") || !strings.Contains(out, `"uptime_seconds"`) {
-		t.Errorf("wps --hosts json: exit %d, %q", code, out)
+	// A failed host's line goes to standard error, the answers to standard
+	// output (README, "Errors").
+	code, out, errOut = wpsRun(t, "--hosts", hosts, "json")
+	if code != 0 || !strings.Contains(errOut, "127.0.0.1:"+pyPort+": error: not known to be tcplab svr") || !strings.Contains(out, `"uptime_seconds"`) {
+		t.Errorf("wps --hosts json: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	ran := im.Ran()
 	for _, r := range ran {
