@@ -2,17 +2,15 @@ package main
 
 import (
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
-	"os"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/tcplab/tcplab/internal/server"
+	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 // The endings matrix (README, "Errors"): every command × {Ctrl-C at each
@@ -197,7 +195,7 @@ func listenPort(t *testing.T, p *cmdProc) string {
 	t.Helper()
 	deadline := time.Now().Add(eventWait)
 	for {
-		if port := listeningPortOf(p.cmd.Process.Pid); port != "" {
+		if port := testkit.ListeningPort(p.cmd.Process.Pid); port != "" {
 			return port
 		}
 		select {
@@ -210,33 +208,6 @@ func listenPort(t *testing.T, p *cmdProc) string {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-// listeningPortOf returns the port of a TCP socket in state LISTEN that
-// process pid holds, or "".
-func listeningPortOf(pid int) string {
-	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-	inodes := map[string]bool{}
-	for _, fd := range fds {
-		link, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
-		if ino, ok := strings.CutPrefix(link, "socket:["); ok {
-			inodes[strings.TrimSuffix(ino, "]")] = true
-		}
-	}
-	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		b, _ := os.ReadFile(f)
-		for _, line := range strings.Split(string(b), "\n") {
-			fields := strings.Fields(line)
-			if len(fields) < 10 || fields[3] != "0A" || !inodes[fields[9]] {
-				continue
-			}
-			_, hexPort, _ := strings.Cut(fields[1], ":")
-			if n, err := strconv.ParseUint(hexPort, 16, 16); err == nil {
-				return strconv.FormatUint(n, 10)
-			}
-		}
-	}
-	return ""
 }
 
 func TestEndingsStrSvr(t *testing.T) {
