@@ -200,8 +200,13 @@ type Identity struct {
 // server that answers anything else is not tcplab svr, which is no error;
 // err is set only when the exchange failed.
 func Identify(ctx context.Context, host, port string, timeout time.Duration) (Identity, error) {
-	var buf bytes.Buffer
-	_, err := Ask(ctx, host, port, Probe, timeout, &buf, 4096)
+	// The answer is read to its end (up to MaxAnswer, within timeout) and
+	// only its first 4 kB kept: svr.py runs ps for the probe and sends the
+	// output a line at a time, and a client that closed after 4 kB would
+	// reset the connection mid-send, which kills svr.py.
+	head := headWriter{max: 4096 + 1}
+	_, err := Ask(ctx, host, port, Probe, timeout, &head, MaxAnswer)
+	buf := &head.buf
 	prefix := fmt.Sprintf("unknown command %q; allowed: ", probeName)
 	line, ok := strings.CutPrefix(buf.String(), prefix)
 	if !ok || !strings.HasSuffix(line, "\n") || strings.Count(line, "\n") != 1 {
@@ -214,6 +219,18 @@ func Identify(ctx context.Context, host, port string, timeout time.Duration) (Id
 		}
 	}
 	return Identity{Tcplab: true, Allowed: names}, nil
+}
+
+// headWriter keeps the first max bytes written to it and discards the
+// rest.
+type headWriter struct {
+	buf bytes.Buffer
+	max int
+}
+
+func (w *headWriter) Write(p []byte) (int, error) {
+	w.buf.Write(p[:min(len(p), max(w.max-w.buf.Len(), 0))])
+	return len(p), nil
 }
 
 func firstLine(s string, max int) string {

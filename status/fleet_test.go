@@ -1,6 +1,7 @@
 package status
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"os"
@@ -104,4 +105,44 @@ func port(t *testing.T, addr string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// Identify reads a long answer to its probe to the end before it closes:
+// svr.py runs ps for it and sends the output a line at a time, and a
+// client that closed after 4 kB reset the connection while svr.py was
+// still sending (ps's output is often over 100 kB), which killed svr.py
+// (ConnectionResetError) and took it out of the fleet.
+func TestIdentifyReadsALongAnswerToTheEnd(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	line := []byte("root 1 0.0 0.0 /sbin/init\n")
+	wrote := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			wrote <- err
+			return
+		}
+		defer c.Close()
+		c.Read(make([]byte, 64))
+		c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Write(bytes.Repeat(line, 8192/len(line))); err != nil {
+			wrote <- err
+			return
+		}
+		// The pause is the point: the rest comes after the client has had
+		// its first 4 kB, as svr.py's later lines of ps do.
+		time.Sleep(300 * time.Millisecond)
+		_, err = c.Write(bytes.Repeat(line, 8192/len(line)))
+		wrote <- err
+	}()
+	if id, _ := Identify(context.Background(), "127.0.0.1", port(t, ln.Addr().String()), 10*time.Second); id.Tcplab {
+		t.Fatalf("ps output taken for tcplab svr: %+v", id)
+	}
+	if err := <-wrote; err != nil {
+		t.Fatalf("the server could not send its whole answer: %v", err)
+	}
 }
