@@ -14,11 +14,16 @@ import (
 // included) before the server that needs it binds it; this one it never
 // hands out, so for a server started by another program (a shell script,
 // systemd-socket-activate) only another test choosing the same port at
-// random can take it first.
+// random can take it first. Tests that take their ports here never do:
+// the port stays reserved for the test that got it until its cleanup
+// (reservePort), whichever test binary on the machine asks next.
 func StaticPort(tb testing.TB) int {
 	tb.Helper()
 	for range 100 {
 		p := 20000 + rand.IntN(12000)
+		if !reservePort(tb, p) {
+			continue
+		}
 		addr := ":" + strconv.Itoa(p)
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
