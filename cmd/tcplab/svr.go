@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"os/signal"
 	"strings"
 	"time"
 
@@ -16,6 +17,8 @@ import (
 )
 
 func runSVR(ctx context.Context, std stdio, args []string) error {
+	hup := catchHangups()
+	defer signal.Stop(hup)
 	fs := newFlagSet("svr", "[flags] PORT", `
 The remote w/ps server of the tutorial's section 5.2 (svr.py): a client
 sends a command name, w or ps, and gets that command's output on this
@@ -126,7 +129,7 @@ Built-in commands for --commands: `+strings.Join(status.BuiltinNames(), ", ")+`
 	}
 	logger.Info("listening", "addr", ln.Addr().String(), "allowed", al.String(), "tls", tlsMode(tlsSrv))
 
-	defer reloadOnHangup(ctx, tlsSrv, logger)()
+	defer reloadOnHangup(ctx, hup, tlsSrv, logger)()
 	handler := withTLS(svc.Handle, tlsSrv, tlsGate{nets: nets, timeout: svc.ReadTimeout, perSec: *perSec, burst: *burst}, logger)
 	srv := &server.Server{Handler: handler, MaxConns: *maxConns, Logger: logger}
 	err = serveUntilSignal(ctx, srv, ln, *grace, logger)

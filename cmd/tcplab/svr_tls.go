@@ -149,15 +149,25 @@ func inNets(addr netip.Addr, nets []netip.Prefix) bool {
 	return false
 }
 
-// reloadOnHangup reloads s's files on each SIGHUP until ctx ends, as
-// daemons do (systemctl reload): connections in flight keep the certificate
-// they began with, later handshakes get the new one, and a reload that
-// fails keeps the old one and logs an ERROR. Without TLS a SIGHUP is logged
-// and ignored rather than ending the server. The returned stop waits for
-// the watcher to end.
-func reloadOnHangup(ctx context.Context, s *endpoint.TLSServer, log *slog.Logger) (stop func()) {
+// catchHangups catches SIGHUP from now on, queueing one for
+// reloadOnHangup. svr calls it first thing: a SIGHUP not caught ends the
+// process, and systemctl reload (or a certificate renewal hook) may send
+// one while svr is still loading its files. Stop it with signal.Stop.
+func catchHangups() chan os.Signal {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
+	return hup
+}
+
+// reloadOnHangup reloads s's files on each SIGHUP caught on hup (see
+// catchHangups) until ctx ends, as daemons do (systemctl reload):
+// connections in flight keep the certificate they began with, later
+// handshakes get the new one, and a reload that fails keeps the old one
+// and logs an ERROR. A SIGHUP caught while svr was starting reloads once
+// now. Without TLS a SIGHUP is logged and ignored rather than ending the
+// server. The returned stop waits for the watcher to end and stops
+// catching SIGHUP.
+func reloadOnHangup(ctx context.Context, hup chan os.Signal, s *endpoint.TLSServer, log *slog.Logger) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() {

@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -359,4 +361,120 @@ func TestSVRSurvivesSIGHUPWithoutTLS(t *testing.T) {
 	if code := srv.Wait(t, 20*time.Second); code != 0 {
 		t.Fatalf("exit %d: %s", code, srv.Stderr.String())
 	}
+}
+
+// A SIGHUP that arrives while svr is still starting (systemctl reload, or
+// a renewal hook, racing the start) neither kills it nor is lost: svr
+// serves with the files it then loads. To hold svr inside its start-up
+// deterministically, its certificate is a FIFO: opening the FIFO for
+// writing returns only once svr has opened it to read the certificate.
+func TestSVRSurvivesSIGHUPWhileStarting(t *testing.T) {
+	f := makeTLSFiles(t)
+	dir := t.TempDir()
+	fifo, key := dir+"/svr.crt", dir+"/svr.key"
+	copyTestFile(t, f.svrKey, key)
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skipf("no FIFO here: %v", err)
+	}
+	pem, err := os.ReadFile(f.svrCert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := testkit.Start(t, nil, testkit.Binary(t), "svr", "--tls-cert", fifo, "--tls-key", key, "0")
+	w := openFIFOWriter(t, p, fifo)
+	p.Cmd.Process.Signal(syscall.SIGHUP) // svr is blocked reading the certificate
+	waitSignalTaken(t, p.Cmd.Process.Pid, syscall.SIGHUP)
+	w.Write(pem)
+	w.Close()
+	start := time.Now()
+	for !strings.Contains(p.Stderr.String(), "listening") {
+		select {
+		case <-p.Done():
+			t.Fatalf("svr did not survive a SIGHUP while starting: %v; stderr %q", p.Cmd.ProcessState, p.Stderr.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Since(start) > 20*time.Second {
+			t.Fatalf("svr not listening: %q", p.Stderr.String())
+		}
+	}
+	// The early SIGHUP is not lost: once svr runs it reloads, reading the
+	// FIFO again, where a renewed certificate now comes (its key is read
+	// after it).
+	renewedCert, renewedKey := f.serverCA.Issue(t, "svr renewed", "renewed")
+	w = openFIFOWriter(t, p, fifo) // returns once svr reloads
+	copyTestFile(t, renewedKey, key)
+	pem, err = os.ReadFile(renewedCert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(pem)
+	w.Close()
+	p.WaitFor(t, `TLS certificate reloaded" subject="CN=svr renewed"`, 20*time.Second)
+	p.Cmd.Process.Signal(syscall.SIGTERM)
+	if code := p.Wait(t, 20*time.Second); code != 0 {
+		t.Fatalf("exit %d: %s", code, p.Stderr.String())
+	}
+}
+
+// waitSignalTaken waits until sig, sent to process pid, is no longer
+// pending there: the process has taken it (and its handler has run, or the
+// process is dying of it).
+func waitSignalTaken(t *testing.T, pid int, sig syscall.Signal) {
+	t.Helper()
+	bit := uint64(1) << (sig - 1)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			return // gone
+		}
+		pending := false
+		for _, line := range strings.Split(string(st), "\n") {
+			if f := strings.Fields(line); len(f) == 2 && (f[0] == "SigPnd:" || f[0] == "ShdPnd:") {
+				v, _ := strconv.ParseUint(f[1], 16, 64)
+				pending = pending || v&bit != 0
+			}
+		}
+		if !pending {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("signal %v still pending in process %d", sig, pid)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// openFIFOWriter opens fifo for writing, which returns once process p has
+// opened it to read. If p exits first or takes too long, the open is
+// released and the test fails.
+func openFIFOWriter(t *testing.T, p *testkit.Proc, fifo string) *os.File {
+	t.Helper()
+	opened := make(chan *os.File, 1)
+	go func() {
+		w, _ := os.OpenFile(fifo, os.O_WRONLY, 0)
+		opened <- w
+	}()
+	release := func() { // a reader of our own lets the open return
+		if r, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0); err == nil {
+			defer r.Close()
+		}
+		if w := <-opened; w != nil {
+			w.Close()
+		}
+	}
+	select {
+	case w := <-opened:
+		if w == nil {
+			t.Fatalf("open %s failed", fifo)
+		}
+		return w
+	case <-p.Done():
+		release()
+		t.Fatalf("exited before reading %s: %v; stderr %q", fifo, p.Cmd.ProcessState, p.Stderr.String())
+	case <-time.After(20 * time.Second):
+		release()
+		t.Fatalf("did not read %s; stderr %q", fifo, p.Stderr.String())
+	}
+	return nil
 }
