@@ -478,3 +478,24 @@ func openFIFOWriter(t *testing.T, p *testkit.Proc, fifo string) *os.File {
 	}
 	return nil
 }
+
+// --help of svr and wps shows how TLS is typed, and svr's says what a
+// SIGHUP does, so a newcomer need not find the README first.
+func TestTLSInHelp(t *testing.T) {
+	for _, c := range []struct{ cmd, want string }{
+		{"svr", "tcplab svr --tls-cert svr.crt --tls-key svr.key"},
+		{"svr", "--tls-client-ca"},
+		{"svr", "SIGHUP"},
+		{"wps", "tcplab wps --tls-ca ca.crt"},
+		{"wps", "--tls-cert alice.crt --tls-key alice.key"},
+	} {
+		code, out, _ := runCmd(t, "", c.cmd, "--help")
+		ex := out[strings.Index(out, "Examples:")+1:]
+		if c.want == "SIGHUP" {
+			ex = out[:strings.Index(out, "Flags:")] // the description, not a flag's line
+		}
+		if code != 0 || !strings.Contains(ex, c.want) {
+			t.Errorf("%s --help: no %q where expected:\n%s", c.cmd, c.want, out)
+		}
+	}
+}

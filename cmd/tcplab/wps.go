@@ -31,7 +31,9 @@ from w's first line). A host that fails gets its own "host:port: error"
 line; the exit status is 1 only if every host failed.`,
 		"tcplab wps localhost 2000 w",
 		"tcplab wps --hosts web1:2000,web2:2000,db:2000",
-		"tcplab wps --hosts web1:2000,web2:2000 --json ps")
+		"tcplab wps --hosts web1:2000,web2:2000 --json ps",
+		"tcplab wps --tls-ca ca.crt web1 2000 w",
+		"tcplab wps --tls-ca ca.crt --tls-cert alice.crt --tls-key alice.key --hosts web1:2000,web2:2000")
 	hosts := fs.String("hosts", "", "comma-separated `host:port` list: ask them all in parallel")
 	timeout := fs.Duration("timeout", 10*time.Second, "per-host limit for connecting and the whole answer (0: none)")
 	asJSON := fs.Bool("json", false, "print the answers as JSON")
