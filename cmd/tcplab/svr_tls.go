@@ -76,10 +76,11 @@ type tlsGate struct {
 // no certificate, a certificate from another CA) is logged and closed
 // without a word from h, and nothing runs for it.
 //
-// The handshake limit is twice --rate and --burst: a client a little over
-// the request limit still gets svr's readable "rate limit exceeded" (which
-// needs a handshake to be sent), while a flood from one address, each
-// connection costing a public-key signature, is closed before any.
+// The handshake limit is twice --rate and --burst, per IPv4 address or
+// IPv6 /64 (see handshakeSource): a client a little over the request limit
+// still gets svr's readable "rate limit exceeded" (which needs a handshake
+// to be sent), while a flood from one address, each connection costing a
+// public-key signature, is closed before any.
 func withTLS(h server.Handler, s *endpoint.TLSServer, gate tlsGate, log *slog.Logger) server.Handler {
 	if s == nil {
 		return h
@@ -98,7 +99,7 @@ func withTLS(h server.Handler, s *endpoint.TLSServer, gate tlsGate, log *slog.Lo
 			h(ctx, conn) // svr's own --allow refusal, before any handshake
 			return
 		}
-		if limiter != nil && !limiter.Allow(addr) {
+		if limiter != nil && !limiter.Allow(handshakeSource(addr)) {
 			log.Info("client refused", "addr", conn.RemoteAddr().String(), "err", "over the handshake rate limit")
 			return
 		}
@@ -120,6 +121,17 @@ func withTLS(h server.Handler, s *endpoint.TLSServer, gate tlsGate, log *slog.Lo
 		}
 		h(ctx, tc)
 	}
+}
+
+// handshakeSource is what the handshake rate limit counts for a client at
+// addr: an IPv4 address, or the /64 of an IPv6 one, since a host is
+// routinely given a whole /64 and could otherwise take a fresh burst of
+// handshakes from each of its addresses.
+func handshakeSource(addr netip.Addr) netip.Addr {
+	if addr.Is6() {
+		return netip.PrefixFrom(addr, 64).Masked().Addr()
+	}
+	return addr
 }
 
 // notTLSAnswer is what a plaintext client of a TLS svr reads.

@@ -4,8 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"github.com/tcplab/tcplab/internal/endpoint"
 	"io"
+	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"regexp"
@@ -499,3 +502,56 @@ func TestTLSInHelp(t *testing.T) {
 		}
 	}
 }
+
+// The handshake rate limit counts an IPv6 client by its /64, as the
+// per-address limits do: a host is routinely given a whole /64, so one
+// client rotating through its addresses must not get a fresh burst of
+// handshakes (each a public-key signature) with each. IPv4 counts by
+// address.
+func TestSVRTLSHandshakeLimitPerIPv6Slash64(t *testing.T) {
+	f := makeTLSFiles(t)
+	s, err := endpoint.NewTLSServer(f.svrCert, f.svrKey, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log testkit.SafeBuffer
+	logger := slog.New(slog.NewTextHandler(&log, nil))
+	served := 0
+	h := withTLS(func(context.Context, net.Conn) { served++ }, s,
+		tlsGate{timeout: 10 * time.Second, perSec: 0.001, burst: 1}, logger) // 2 handshakes, then none for long
+	limited := func(remote string) bool {
+		t.Helper()
+		a, b := net.Pipe()
+		b.Close() // the handshake fails at once: only the limit is looked at
+		defer a.Close()
+		before := strings.Count(log.String(), "over the handshake rate limit")
+		h(context.Background(), remoteConn{a, net.TCPAddrFromAddrPort(netip.MustParseAddrPort(remote))})
+		return strings.Count(log.String(), "over the handshake rate limit") > before
+	}
+	for i, c := range []struct {
+		remote  string
+		limited bool
+	}{
+		{"[2001:db8:0:1::1]:40000", false},
+		{"[2001:db8:0:1::2]:40000", false},
+		{"[2001:db8:0:1:ffff::3]:40000", true}, // the same /64: its burst is spent
+		{"[2001:db8:0:2::1]:40000", false},     // another /64
+		{"192.0.2.1:40000", false},
+		{"192.0.2.2:40000", false}, // IPv4: each address its own
+	} {
+		if got := limited(c.remote); got != c.limited {
+			t.Errorf("%d: %s limited %v, want %v; log:\n%s", i, c.remote, got, c.limited, log.String())
+		}
+	}
+	if served != 0 {
+		t.Fatalf("%d failed handshakes reached the handler", served)
+	}
+}
+
+// remoteConn is a net.Conn with the peer address a test chooses.
+type remoteConn struct {
+	net.Conn
+	remote net.Addr
+}
+
+func (c remoteConn) RemoteAddr() net.Addr { return c.remote }
