@@ -115,9 +115,10 @@ func TestSVRMutualTLSInProcess(t *testing.T) {
 			}
 		})
 	}
-	// A plaintext client gets one plaintext line saying why.
+	// A plaintext client gets one plaintext line saying why (and wps
+	// fails: TestPlaintextWPSAtTLSServerFails).
 	code, out, _ = runCmd(t, "", "wps", "localhost", port, "w")
-	if code != 0 || out != notTLSAnswer {
+	if code != 1 || out != notTLSAnswer {
 		t.Fatalf("plaintext wps against TLS svr: exit %d, %q", code, out)
 	}
 	// Each refusal is logged once the server's side of the handshake has
@@ -555,3 +556,19 @@ type remoteConn struct {
 }
 
 func (c remoteConn) RemoteAddr() net.Addr { return c.remote }
+
+// A plaintext wps asking a TLS svr prints the server's one line and then
+// fails, exit 1, saying what to add: the line alone, with exit 0, read
+// as an answer to a script checking wps's status.
+func TestPlaintextWPSAtTLSServerFails(t *testing.T) {
+	f := makeTLSFiles(t)
+	port, _ := inProcessServer(t, "svr", "--tls-cert", f.svrCert, "--tls-key", f.svrKey, "0")
+	code, out, errOut := runCmd(t, "", "wps", "127.0.0.1", port, "w")
+	if code != 1 || out != notTLSAnswer || !strings.Contains(errOut, "127.0.0.1:"+port+" speaks TLS only: add --tls-ca") || strings.Count(errOut, "\n") != 1 {
+		t.Errorf("wps: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	code, out, errOut = runCmd(t, "", "wps", "--json", "127.0.0.1", port, "w")
+	if code != 1 || !strings.Contains(out, `"error": "127.0.0.1:`+port+` speaks TLS only: add --tls-ca`) {
+		t.Errorf("wps --json: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}
