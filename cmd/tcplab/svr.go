@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"net/netip"
+	"os/signal"
 	"strings"
 	"time"
 
@@ -17,11 +18,19 @@ import (
 )
 
 func runSVR(ctx context.Context, std stdio, args []string) error {
+	hup := catchHangups()
+	defer signal.Stop(hup)
 	fs := newFlagSet("svr", "[flags] PORT", `
 The remote w/ps server of the tutorial's section 5.2 (svr.py): a client
 sends a command name, w or ps, and gets that command's output on this
 machine, so anyone can check its load without an account. Serves any number
 of clients at once until SIGINT or SIGTERM.
+
+Plaintext by default, as svr.py. With --tls-cert and --tls-key it speaks TLS
+only (a plaintext client gets one line saying so); with --tls-client-ca as
+well, only clients with a certificate from that CA are served. SIGHUP
+(systemctl reload) reloads the files; if they cannot be loaded, the
+certificate in use stays.
 
 Unlike svr.py, nothing a client sends reaches a shell: the name is only
 compared with an allow-list, and each entry runs a fixed argument list
@@ -38,7 +47,9 @@ Built-in commands for --commands: `+strings.Join(status.BuiltinNames(), ", ")+`
 ("json" is the structured form that 'tcplab wps --hosts' tabulates).`,
 		"tcplab svr 2000",
 		"tcplab svr --commands w,ps,uptime,json --allow 10.0.0.0/8,127.0.0.1/32 2000",
-		"tcplab svr --metrics 127.0.0.1:9100 --log-format json 2000")
+		"tcplab svr --metrics 127.0.0.1:9100 --log-format json 2000",
+		"tcplab svr --tls-cert svr.crt --tls-key svr.key 2000",
+		"tcplab svr --tls-cert svr.crt --tls-key svr.key --tls-client-ca clients-ca.crt 2000")
 	commands := fs.String("commands", strings.Join(status.DefaultCommands, ","), "comma-separated `names` clients may ask for (built-in set only)")
 	allow := fs.String("allow", "", "comma-separated `CIDRs` allowed to connect (default everyone)")
 	maxConns := fs.Int("max-conns", 1000, "connections served at once; one more is refused at once")
@@ -149,7 +160,7 @@ Built-in commands for --commands: `+strings.Join(status.BuiltinNames(), ", ")+`
 	}
 	logger.Info("listening", "addr", ln.Addr().String(), "allowed", al.String(), "tls", tlsMode(tlsSrv))
 
-	defer reloadOnHangup(ctx, tlsSrv, logger)()
+	defer reloadOnHangup(ctx, hup, tlsSrv, logger)()
 	handler := withTLS(svc.Handle, tlsSrv, tlsGate{nets: nets, timeout: svc.ReadTimeout, perSec: *perSec, burst: *burst}, logger)
 	srv := &server.Server{Handler: handler, MaxConns: *maxConns, MaxConnsPerAddr: *maxPerAddr, Refuse: server.RefuseLine, Logger: logger}
 	err = serveUntilSignal(ctx, srv, ln, *grace, logger)

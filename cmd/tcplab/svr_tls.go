@@ -76,10 +76,11 @@ type tlsGate struct {
 // no certificate, a certificate from another CA) is logged and closed
 // without a word from h, and nothing runs for it.
 //
-// The handshake limit is twice --rate and --burst: a client a little over
-// the request limit still gets svr's readable "rate limit exceeded" (which
-// needs a handshake to be sent), while a flood from one address, each
-// connection costing a public-key signature, is closed before any.
+// The handshake limit is twice --rate and --burst, per IPv4 address or
+// IPv6 /64 (see handshakeSource): a client a little over the request limit
+// still gets svr's readable "rate limit exceeded" (which needs a handshake
+// to be sent), while a flood from one address, each connection costing a
+// public-key signature, is closed before any.
 func withTLS(h server.Handler, s *endpoint.TLSServer, gate tlsGate, log *slog.Logger) server.Handler {
 	if s == nil {
 		return h
@@ -98,7 +99,7 @@ func withTLS(h server.Handler, s *endpoint.TLSServer, gate tlsGate, log *slog.Lo
 			h(ctx, conn) // svr's own --allow refusal, before any handshake
 			return
 		}
-		if limiter != nil && !limiter.Allow(addr) {
+		if limiter != nil && !limiter.Allow(handshakeSource(addr)) {
 			log.Info("client refused", "addr", conn.RemoteAddr().String(), "err", "over the handshake rate limit")
 			return
 		}
@@ -120,6 +121,17 @@ func withTLS(h server.Handler, s *endpoint.TLSServer, gate tlsGate, log *slog.Lo
 		}
 		h(ctx, tc)
 	}
+}
+
+// handshakeSource is what the handshake rate limit counts for a client at
+// addr: an IPv4 address, or the /64 of an IPv6 one, since a host is
+// routinely given a whole /64 and could otherwise take a fresh burst of
+// handshakes from each of its addresses.
+func handshakeSource(addr netip.Addr) netip.Addr {
+	if addr.Is6() {
+		return netip.PrefixFrom(addr, 64).Masked().Addr()
+	}
+	return addr
 }
 
 // notTLSAnswer is what a plaintext client of a TLS svr reads.
@@ -149,15 +161,25 @@ func inNets(addr netip.Addr, nets []netip.Prefix) bool {
 	return false
 }
 
-// reloadOnHangup reloads s's files on each SIGHUP until ctx ends, as
-// daemons do (systemctl reload): connections in flight keep the certificate
-// they began with, later handshakes get the new one, and a reload that
-// fails keeps the old one and logs an ERROR. Without TLS a SIGHUP is logged
-// and ignored rather than ending the server. The returned stop waits for
-// the watcher to end.
-func reloadOnHangup(ctx context.Context, s *endpoint.TLSServer, log *slog.Logger) (stop func()) {
+// catchHangups catches SIGHUP from now on, queueing one for
+// reloadOnHangup. svr calls it first thing: a SIGHUP not caught ends the
+// process, and systemctl reload (or a certificate renewal hook) may send
+// one while svr is still loading its files. Stop it with signal.Stop.
+func catchHangups() chan os.Signal {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
+	return hup
+}
+
+// reloadOnHangup reloads s's files on each SIGHUP caught on hup (see
+// catchHangups) until ctx ends, as daemons do (systemctl reload):
+// connections in flight keep the certificate they began with, later
+// handshakes get the new one, and a reload that fails keeps the old one
+// and logs an ERROR. A SIGHUP caught while svr was starting reloads once
+// now. Without TLS a SIGHUP is logged and ignored rather than ending the
+// server. The returned stop waits for the watcher to end and stops
+// catching SIGHUP.
+func reloadOnHangup(ctx context.Context, hup chan os.Signal, s *endpoint.TLSServer, log *slog.Logger) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() {

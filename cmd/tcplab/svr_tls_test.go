@@ -3,11 +3,16 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
+	"github.com/tcplab/tcplab/internal/endpoint"
 	"io"
+	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -110,9 +115,10 @@ func TestSVRMutualTLSInProcess(t *testing.T) {
 			}
 		})
 	}
-	// A plaintext client gets one plaintext line saying why.
+	// A plaintext client gets one plaintext line saying why (and wps
+	// fails: TestPlaintextWPSAtTLSServerFails).
 	code, out, _ = runCmd(t, "", "wps", "localhost", port, "w")
-	if code != 0 || out != notTLSAnswer {
+	if code != 1 || out != notTLSAnswer {
 		t.Fatalf("plaintext wps against TLS svr: exit %d, %q", code, out)
 	}
 	// Each refusal is logged once the server's side of the handshake has
@@ -362,5 +368,211 @@ func TestSVRSurvivesSIGHUPWithoutTLS(t *testing.T) {
 	srv.Cmd.Process.Signal(syscall.SIGTERM)
 	if code := srv.Wait(t, 20*time.Second); code != exitTerminated {
 		t.Fatalf("exit %d, want %d: %s", code, exitTerminated, srv.Stderr.String())
+	}
+}
+
+// A SIGHUP that arrives while svr is still starting (systemctl reload, or
+// a renewal hook, racing the start) neither kills it nor is lost: svr
+// serves with the files it then loads. To hold svr inside its start-up
+// deterministically, its certificate is a FIFO: opening the FIFO for
+// writing returns only once svr has opened it to read the certificate.
+func TestSVRSurvivesSIGHUPWhileStarting(t *testing.T) {
+	f := makeTLSFiles(t)
+	dir := t.TempDir()
+	fifo, key := dir+"/svr.crt", dir+"/svr.key"
+	copyTestFile(t, f.svrKey, key)
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skipf("no FIFO here: %v", err)
+	}
+	pem, err := os.ReadFile(f.svrCert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := testkit.Start(t, nil, testkit.Binary(t), "svr", "--tls-cert", fifo, "--tls-key", key, "0")
+	w := openFIFOWriter(t, p, fifo)
+	p.Cmd.Process.Signal(syscall.SIGHUP) // svr is blocked reading the certificate
+	waitSignalTaken(t, p.Cmd.Process.Pid, syscall.SIGHUP)
+	w.Write(pem)
+	w.Close()
+	start := time.Now()
+	for !strings.Contains(p.Stderr.String(), "listening") {
+		select {
+		case <-p.Done():
+			t.Fatalf("svr did not survive a SIGHUP while starting: %v; stderr %q", p.Cmd.ProcessState, p.Stderr.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Since(start) > 20*time.Second {
+			t.Fatalf("svr not listening: %q", p.Stderr.String())
+		}
+	}
+	// The early SIGHUP is not lost: once svr runs it reloads, reading the
+	// FIFO again, where a renewed certificate now comes (its key is read
+	// after it).
+	renewedCert, renewedKey := f.serverCA.Issue(t, "svr renewed", "renewed")
+	w = openFIFOWriter(t, p, fifo) // returns once svr reloads
+	copyTestFile(t, renewedKey, key)
+	pem, err = os.ReadFile(renewedCert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(pem)
+	w.Close()
+	p.WaitFor(t, `TLS certificate reloaded" subject="CN=svr renewed"`, 20*time.Second)
+	p.Cmd.Process.Signal(syscall.SIGTERM)
+	if code := p.Wait(t, 20*time.Second); code != 0 {
+		t.Fatalf("exit %d: %s", code, p.Stderr.String())
+	}
+}
+
+// waitSignalTaken waits until sig, sent to process pid, is no longer
+// pending there: the process has taken it (and its handler has run, or the
+// process is dying of it).
+func waitSignalTaken(t *testing.T, pid int, sig syscall.Signal) {
+	t.Helper()
+	bit := uint64(1) << (sig - 1)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			return // gone
+		}
+		pending := false
+		for _, line := range strings.Split(string(st), "\n") {
+			if f := strings.Fields(line); len(f) == 2 && (f[0] == "SigPnd:" || f[0] == "ShdPnd:") {
+				v, _ := strconv.ParseUint(f[1], 16, 64)
+				pending = pending || v&bit != 0
+			}
+		}
+		if !pending {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("signal %v still pending in process %d", sig, pid)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// openFIFOWriter opens fifo for writing, which returns once process p has
+// opened it to read. If p exits first or takes too long, the open is
+// released and the test fails.
+func openFIFOWriter(t *testing.T, p *testkit.Proc, fifo string) *os.File {
+	t.Helper()
+	opened := make(chan *os.File, 1)
+	go func() {
+		w, _ := os.OpenFile(fifo, os.O_WRONLY, 0)
+		opened <- w
+	}()
+	release := func() { // a reader of our own lets the open return
+		if r, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0); err == nil {
+			defer r.Close()
+		}
+		if w := <-opened; w != nil {
+			w.Close()
+		}
+	}
+	select {
+	case w := <-opened:
+		if w == nil {
+			t.Fatalf("open %s failed", fifo)
+		}
+		return w
+	case <-p.Done():
+		release()
+		t.Fatalf("exited before reading %s: %v; stderr %q", fifo, p.Cmd.ProcessState, p.Stderr.String())
+	case <-time.After(20 * time.Second):
+		release()
+		t.Fatalf("did not read %s; stderr %q", fifo, p.Stderr.String())
+	}
+	return nil
+}
+
+// --help of svr and wps shows how TLS is typed, and svr's says what a
+// SIGHUP does, so a newcomer need not find the README first.
+func TestTLSInHelp(t *testing.T) {
+	for _, c := range []struct{ cmd, want string }{
+		{"svr", "tcplab svr --tls-cert svr.crt --tls-key svr.key"},
+		{"svr", "--tls-client-ca"},
+		{"svr", "SIGHUP"},
+		{"wps", "tcplab wps --tls-ca ca.crt"},
+		{"wps", "--tls-cert alice.crt --tls-key alice.key"},
+	} {
+		code, out, _ := runCmd(t, "", c.cmd, "--help")
+		ex := out[strings.Index(out, "Examples:")+1:]
+		if c.want == "SIGHUP" {
+			ex = out[:strings.Index(out, "Flags:")] // the description, not a flag's line
+		}
+		if code != 0 || !strings.Contains(ex, c.want) {
+			t.Errorf("%s --help: no %q where expected:\n%s", c.cmd, c.want, out)
+		}
+	}
+}
+
+// The handshake rate limit counts an IPv6 client by its /64, as the
+// per-address limits do: a host is routinely given a whole /64, so one
+// client rotating through its addresses must not get a fresh burst of
+// handshakes (each a public-key signature) with each. IPv4 counts by
+// address.
+func TestSVRTLSHandshakeLimitPerIPv6Slash64(t *testing.T) {
+	f := makeTLSFiles(t)
+	s, err := endpoint.NewTLSServer(f.svrCert, f.svrKey, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log testkit.SafeBuffer
+	logger := slog.New(slog.NewTextHandler(&log, nil))
+	served := 0
+	h := withTLS(func(context.Context, net.Conn) { served++ }, s,
+		tlsGate{timeout: 10 * time.Second, perSec: 0.001, burst: 1}, logger) // 2 handshakes, then none for long
+	limited := func(remote string) bool {
+		t.Helper()
+		a, b := net.Pipe()
+		b.Close() // the handshake fails at once: only the limit is looked at
+		defer a.Close()
+		before := strings.Count(log.String(), "over the handshake rate limit")
+		h(context.Background(), remoteConn{a, net.TCPAddrFromAddrPort(netip.MustParseAddrPort(remote))})
+		return strings.Count(log.String(), "over the handshake rate limit") > before
+	}
+	for i, c := range []struct {
+		remote  string
+		limited bool
+	}{
+		{"[2001:db8:0:1::1]:40000", false},
+		{"[2001:db8:0:1::2]:40000", false},
+		{"[2001:db8:0:1:ffff::3]:40000", true}, // the same /64: its burst is spent
+		{"[2001:db8:0:2::1]:40000", false},     // another /64
+		{"192.0.2.1:40000", false},
+		{"192.0.2.2:40000", false}, // IPv4: each address its own
+	} {
+		if got := limited(c.remote); got != c.limited {
+			t.Errorf("%d: %s limited %v, want %v; log:\n%s", i, c.remote, got, c.limited, log.String())
+		}
+	}
+	if served != 0 {
+		t.Fatalf("%d failed handshakes reached the handler", served)
+	}
+}
+
+// remoteConn is a net.Conn with the peer address a test chooses.
+type remoteConn struct {
+	net.Conn
+	remote net.Addr
+}
+
+func (c remoteConn) RemoteAddr() net.Addr { return c.remote }
+
+// A plaintext wps asking a TLS svr prints the server's one line and then
+// fails, exit 1, saying what to add: the line alone, with exit 0, read
+// as an answer to a script checking wps's status.
+func TestPlaintextWPSAtTLSServerFails(t *testing.T) {
+	f := makeTLSFiles(t)
+	port, _ := inProcessServer(t, "svr", "--tls-cert", f.svrCert, "--tls-key", f.svrKey, "0")
+	code, out, errOut := runCmd(t, "", "wps", "127.0.0.1", port, "w")
+	if code != 1 || out != notTLSAnswer || !strings.Contains(errOut, "127.0.0.1:"+port+" speaks TLS only: add --tls-ca") || strings.Count(errOut, "\n") != 1 {
+		t.Errorf("wps: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	code, out, errOut = runCmd(t, "", "wps", "--json", "127.0.0.1", port, "w")
+	if code != 1 || !strings.Contains(out, `"error": "127.0.0.1:`+port+` speaks TLS only: add --tls-ca`) {
+		t.Errorf("wps --json: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 }

@@ -35,7 +35,9 @@ HOST may be a name or an address; an IPv6 address is written bare or in
 brackets (::1 or [::1]), and in --hosts in brackets ([::1]:2000).`,
 		"tcplab wps localhost 2000 w",
 		"tcplab wps --hosts web1:2000,web2:2000,db:2000",
-		"tcplab wps --hosts web1:2000,web2:2000 --json ps")
+		"tcplab wps --hosts web1:2000,web2:2000 --json ps",
+		"tcplab wps --tls-ca ca.crt web1 2000 w",
+		"tcplab wps --tls-ca ca.crt --tls-cert alice.crt --tls-key alice.key --hosts web1:2000,web2:2000")
 	hosts := fs.String("hosts", "", "comma-separated `host:port` list: ask them all in parallel")
 	timeout := fs.Duration("timeout", 10*time.Second, "per-host limit for connecting and the whole answer (0: none)")
 	asJSON := fs.Bool("json", false, "print the answers as JSON")
@@ -142,11 +144,18 @@ func askOne(ctx context.Context, std stdio, host, port, name string, timeout tim
 		return usagef("COMMAND must not be empty")
 	}
 	if !asJSON {
-		_, err := status.Ask(ctx, host, port, name, timeout, terminalSafe(std.out), 0)
+		head := &answerHead{w: terminalSafe(std.out)}
+		_, err := status.Ask(ctx, host, port, name, timeout, head, 0)
+		if err == nil && head.isNotTLS() {
+			err = notTLSServer(host, port)
+		}
 		return err
 	}
 	var buf strings.Builder
 	_, err := status.Ask(ctx, host, port, name, timeout, &buf, status.MaxAnswer)
+	if err == nil && buf.String() == notTLSAnswer {
+		err = notTLSServer(host, port)
+	}
 	a := status.HostAnswer{Host: net.JoinHostPort(host, port), Command: name, Output: buf.String()}
 	if err != nil {
 		a.Error = err.Error()
@@ -157,6 +166,34 @@ func askOne(ctx context.Context, std stdio, host, port, name string, timeout tim
 		return jerr
 	}
 	return err
+}
+
+// notTLSServer is wps's error when a TLS svr answered a plaintext request
+// with its one line (notTLSAnswer): that line is printed, but it is no
+// answer, and a script must see wps fail.
+func notTLSServer(host, port string) error {
+	return fmt.Errorf("%s speaks TLS only: add --tls-ca FILE (the CA of its certificate)", net.JoinHostPort(host, port))
+}
+
+// answerHead passes an answer through to w, keeping its first bytes to
+// tell a TLS svr's refusal line from an answer.
+type answerHead struct {
+	w    io.Writer
+	head []byte
+	n    int
+}
+
+func (a *answerHead) Write(p []byte) (int, error) {
+	if room := len(notTLSAnswer) + 1 - len(a.head); room > 0 {
+		a.head = append(a.head, p[:min(room, len(p))]...)
+	}
+	n, err := a.w.Write(p)
+	a.n += n
+	return n, err
+}
+
+func (a *answerHead) isNotTLS() bool {
+	return a.n == len(notTLSAnswer) && string(a.head) == notTLSAnswer
 }
 
 // printAnswers prints each host's answer under a header on w, and each

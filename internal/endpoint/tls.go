@@ -1,9 +1,11 @@
 package endpoint
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -170,6 +172,9 @@ func loadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("TLS certificate: %w", err)
 	}
+	if err := wholePEM(certPEM); err != nil {
+		return tls.Certificate{}, fmt.Errorf("TLS certificate %s: %w", certFile, err)
+	}
 	keyPEM, err := os.ReadFile(keyFile)
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("TLS key: %w", err)
@@ -186,11 +191,33 @@ func loadCAs(file string) (*x509.CertPool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("TLS CA: %w", err)
 	}
+	if err := wholePEM(caPEM); err != nil {
+		return nil, fmt.Errorf("TLS CA %s: %w", file, err)
+	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(caPEM) {
 		return nil, fmt.Errorf("TLS CA %s: no PEM certificate in it", file)
 	}
 	return pool, nil
+}
+
+// wholePEM reports an error if data ends in a PEM block cut short, as a
+// file read while it is being written does. Go's PEM parsing stops quietly
+// at such a block, so a certificate chain would load without its
+// intermediates, or a CA bundle without its last CAs, and clients would
+// fail until the next reload.
+func wholePEM(data []byte) error {
+	for {
+		block, rest := pem.Decode(data)
+		if block == nil {
+			break
+		}
+		data = rest
+	}
+	if bytes.Contains(data, []byte("-----BEGIN")) {
+		return errors.New("a PEM block is cut short (being written? write the new file beside it and rename it into place)")
+	}
+	return nil
 }
 
 // ErrNotTLS is Handshake's error for a client whose first byte cannot begin

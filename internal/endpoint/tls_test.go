@@ -363,3 +363,55 @@ func copyFile(t *testing.T, from, to string) {
 		t.Fatal(err)
 	}
 }
+
+// A PEM file caught half written (a renewal copied over it while svr
+// reloads) is refused, not half used: Go's PEM parsing stops quietly at a
+// block cut short, so a chain whose intermediate is cut off, or a CA
+// bundle missing its last CA, would load and then fail clients.
+func TestTLSLoadRefusesCutShortPEM(t *testing.T) {
+	ca := testkit.NewCA(t, "test CA")
+	other := testkit.NewCA(t, "other CA")
+	certFile, keyFile := ca.Issue(t, "svr", "svr")
+	leaf, err := os.ReadFile(certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM, err := os.ReadFile(ca.CertFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherPEM, err := os.ReadFile(other.CertFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cutChain := dir + "/chain.pem" // the leaf whole, the next certificate cut
+	os.WriteFile(cutChain, append(append([]byte{}, leaf...), caPEM[:len(caPEM)/2]...), 0o600)
+	cutBundle := dir + "/bundle.pem" // two CAs, the second cut
+	os.WriteFile(cutBundle, append(append([]byte{}, caPEM...), otherPEM[:len(otherPEM)/2]...), 0o600)
+
+	if _, err := NewTLSServer(cutChain, keyFile, ""); err == nil || !strings.Contains(err.Error(), "cut short") {
+		t.Errorf("certificate chain cut short: %v", err)
+	}
+	if _, err := NewTLSServer(certFile, keyFile, cutBundle); err == nil || !strings.Contains(err.Error(), "cut short") {
+		t.Errorf("client CA bundle cut short: %v", err)
+	}
+	if _, err := ClientTLS(cutBundle, "", ""); err == nil || !strings.Contains(err.Error(), "cut short") {
+		t.Errorf("wps CA bundle cut short: %v", err)
+	}
+
+	// A reload that meets one keeps the certificate in use.
+	live := dir + "/live.pem"
+	copyFile(t, certFile, live)
+	s, err := NewTLSServer(live, keyFile, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyFile(t, cutChain, live)
+	if err := s.Reload(); err == nil {
+		t.Error("reload of a certificate file cut short succeeded")
+	}
+	if s.Leaf().Subject.CommonName != "svr" {
+		t.Errorf("after a failed reload: %q", s.Leaf().Subject.CommonName)
+	}
+}
