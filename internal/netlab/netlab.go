@@ -123,7 +123,7 @@ func check() error {
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("netlab: needs %s (scripts/test.sh installs them)", strings.Join(missing, ", "))
+		return fmt.Errorf("netlab: needs %s (install the iproute2 and iptables packages)", strings.Join(missing, ", "))
 	}
 	name := fmt.Sprintf("%s%d-probe-%s", namePrefix, os.Getpid(), randomHex(3))
 	if err := ipCmd("netns", "add", name); err != nil {

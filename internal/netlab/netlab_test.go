@@ -341,3 +341,26 @@ func TestCleanStaleEndsTheProcessesOfDeadRuns(t *testing.T) {
 		t.Errorf("stale namespace %s kept: %v", dead, err)
 	}
 }
+
+// The demo shows Check's line to users of the binary, who have no
+// scripts/test.sh: it names the packages to install. Before, it said
+// "needs iptables (scripts/test.sh installs them)".
+func TestCheckNamesThePackagesToInstall(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("netlab: needs root (network namespaces, iptables, tc)")
+	}
+	dir := t.TempDir()
+	ip, err := osexec.LookPath("ip")
+	if err != nil {
+		t.Skip("netlab: needs ip")
+	}
+	if err := os.Symlink(ip, dir+"/ip"); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir)
+	err = check()
+	want := "netlab: needs tc, iptables (install the iproute2 and iptables packages)"
+	if err == nil || err.Error() != want {
+		t.Fatalf("check() = %v, want %s", err, want)
+	}
+}
