@@ -25,7 +25,9 @@ the server closes, printing the data of the first 4 reads and
 "received N bytes" for every read, exactly as tmc.py does. The sizes show that
 TCP delivers one byte stream in chunks of its own choosing. A summary
 follows: total bytes, number of chunks, smallest / median / largest chunk,
-elapsed time and throughput.`,
+elapsed time and throughput. The answer must be exactly --copies whole
+copies of STRING (10,000, what tms sends by default); anything else is a
+wrong answer: one line and exit 1.`,
 		"tcplab tmc localhost 2000 abc",
 		"tcplab tmc --quiet --plot chunks.png localhost 2000 hello",
 		"tcplab tmc --json ::1 2000 abc")
