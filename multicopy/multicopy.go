@@ -222,12 +222,21 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) (Transfer, error)
 	if copies <= 0 {
 		copies = DefaultCopies
 	}
+	// While the copies go out, any close of conn is a reset: the one
+	// below when the client stops reading, and the server's own when it
+	// is closed mid-transfer (tms --keep when --grace ends). A FIN there
+	// would end the answer after some whole copies (they go out in blocks
+	// of whole copies), which a client that cannot count them (tmc.py)
+	// takes for success. Only a complete answer ends with a FIN.
+	server.Reset(conn)
 	start := time.Now()
 	t.Sent, err = stream.WriteRepeated(conn, msg, copies, or(s.WriteIdle, DefaultWriteIdle))
 	t.Elapsed = time.Since(start)
 	if err != nil {
-		server.Reset(conn) // the client stopped reading: drop what is queued for it
 		return t, fmt.Errorf("send to %s after %d of %d bytes: %w", conn.RemoteAddr(), t.Sent, copies*int64(len(msg)), err)
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		tc.SetLinger(-1) // complete: an orderly close, after every byte queued
 	}
 	return t, nil
 }
