@@ -74,8 +74,8 @@ const stalledSenderWait = 30 * time.Second
 // when TCP can no longer be delivering it. A client that neither ends its
 // message nor half-closes, and whose message ends on full segments (its
 // last burst a multiple of 1448 bytes on Ethernet), waits up to
-// maxSettle for its answer. Where TCP_INFO is not available (not TCP, not Linux) the rule is
-// gap alone.
+// maxSettle for its answer. Where TCP_INFO is not available (not TCP, not
+// Linux) the rule is gap alone.
 func EndWait(conn net.Conn, n int64, quiet, gap time.Duration) time.Duration {
 	if quiet < gap {
 		return gap - quiet
