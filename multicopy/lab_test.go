@@ -27,8 +27,10 @@ func labMessage(seed uint64) []byte {
 // labTransfer serves one client with s in side B of l and fetches msg from
 // side A, half-closing or not (the tutorial's tmc.py does not), and
 // returns the server's transfer and the bytes the client received, with
-// an error when the client failed (an honest failure).
-func labTransfer(t *testing.T, l *netlab.Link, s *Server, msg []byte, halfClose bool) (Transfer, []byte, error) {
+// an error when the client failed (an honest failure). A client that does
+// not half-close writes the message in one write, or, if first > 0, its
+// first bytes in a write of their own and then the rest.
+func labTransfer(t *testing.T, l *netlab.Link, s *Server, msg []byte, halfClose bool, first int) (Transfer, []byte, error) {
 	t.Helper()
 	ln, err := l.B.Listen(0)
 	if err != nil {
@@ -63,7 +65,14 @@ func labTransfer(t *testing.T, l *netlab.Link, s *Server, msg []byte, halfClose 
 	} else {
 		// tmc.py: send, then read until end of file, never half-closing.
 		conn.SetDeadline(time.Now().Add(60 * time.Second))
-		if _, err = conn.Write(msg); err == nil {
+		if first > 0 {
+			_, err = conn.Write(msg[:first])
+			msg = msg[first:]
+		}
+		if _, werr := conn.Write(msg); err == nil && werr != nil {
+			err = werr
+		}
+		if err == nil {
 			_, err = stream.ReadChunks(conn, make([]byte, 1<<20), func(chunk []byte) error {
 				got = append(got, chunk...)
 				return nil
@@ -131,6 +140,27 @@ func TestLabMessageIsWholeOverASlowUplink(t *testing.T) {
 	}
 }
 
+// A client that writes a few bytes first and the rest after (a header, a
+// prompt, a human's first keys) sends segments that are full but no
+// longer end at multiples of the segment size: 5 bytes, then 1448 at a
+// time. Over a 200 kbit/s uplink each still arrives 58 ms after the one
+// before, more than the quiet gap, so the server must see the slow link
+// from the segments, not from the total. Before the fix, tms took 1,453
+// bytes (the 5 and one segment) of 30,000.
+func TestLabMessageInTwoWritesIsWholeOverASlowUplink(t *testing.T) {
+	const copies = 2
+	msg := labMessage(200)[:30_000]
+	l := netlab.ForTest(t)
+	if err := slowUplink(l); err != nil {
+		t.Fatal(err)
+	}
+	tr, got, err := labTransfer(t, l, &Server{Copies: copies}, msg, false, 5)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	checkAnswer(t, tr, got, msg, copies)
+}
+
 // labRun runs one transfer on a fresh link set up by fault. A wrong answer
 // fails the test at once. An honest failure (an error on either side: at
 // 20% loss each way TCP's backed-off retransmissions exceed the 30 s
@@ -145,7 +175,7 @@ func labRun(t *testing.T, fault func(*netlab.Link) error, seed uint64, halfClose
 			t.Fatal(err)
 		}
 		start := time.Now()
-		tr, got, err := labTransfer(t, l, &Server{Copies: copies}, msg, halfClose)
+		tr, got, err := labTransfer(t, l, &Server{Copies: copies}, msg, halfClose, 0)
 		t.Logf("attempt %d took %v; the server took a message of %d bytes", attempt, time.Since(start).Round(time.Millisecond), len(tr.Message))
 		if err == nil {
 			checkAnswer(t, tr, got, msg, copies)

@@ -95,9 +95,22 @@ func readMessage(ctx context.Context, conn net.Conn, max int, gap, timeout time.
 	}
 	var msg []byte
 	var last time.Time // when the last byte arrived
+	// burst is how many bytes were read since a read last returned less
+	// than it asked for: the receive queue was empty then, so the burst
+	// starts at a segment boundary (stream.EndWait).
+	var burst int64
+	drained := false
 	buf := make([]byte, min(max, 16<<10))
 	for {
-		n, err := conn.Read(buf[:min(len(buf), max-len(msg))])
+		want := min(len(buf), max-len(msg))
+		n, err := conn.Read(buf[:want])
+		if n > 0 {
+			if drained {
+				burst = 0
+			}
+			burst += int64(n)
+			drained = n < want
+		}
 		if cerr := ctx.Err(); cerr != nil {
 			return nil, cerr
 		}
@@ -122,7 +135,7 @@ func readMessage(ctx context.Context, conn net.Conn, max int, gap, timeout time.
 			// A quiet gap: the end, unless TCP may still be delivering
 			// the message (a lost segment not yet sent again, a slow
 			// link).
-			wait := stream.EndWait(conn, int64(len(msg)), time.Since(last), gap)
+			wait := stream.EndWait(conn, burst, time.Since(last), gap)
 			if wait == 0 {
 				return msg, nil
 			}

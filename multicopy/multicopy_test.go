@@ -390,3 +390,45 @@ func TestServeConnResetsAMessageThatTimesOut(t *testing.T) {
 		}
 	}
 }
+
+// A transfer cut by the server's Close (tms --keep when its --grace ends,
+// or a Shutdown whose context ends) must reach the client as a reset. A
+// FIN there, after whole copies (the copies go out in blocks of whole
+// copies), is an answer of fewer copies that tmc.py, which cannot check
+// it, takes for success. Before, the client read 2,226,118,356 bytes
+// (742,039,452 whole copies of "abc" of the 10^9 asked) and then end of
+// file.
+func TestServerCloseResetsATransferInFlight(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{}, 1)
+	s := &Server{Copies: 1_000_000_000, GoAhead: func(context.Context, []byte) error {
+		started <- struct{}{}
+		return nil
+	}}
+	srv := &server.Server{Handler: s.Handler()}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.Write([]byte("abc\n"))
+	<-started
+	// Read some of the answer, so the transfer is in flight, then stop
+	// the server.
+	if _, err := io.ReadFull(conn, make([]byte, 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan struct{})
+	go func() { srv.Close(); close(closed) }()
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err = io.Copy(io.Discard, conn)
+	<-closed
+	if !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("the client's read ended with %v, want a reset", err)
+	}
+}

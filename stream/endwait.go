@@ -35,12 +35,20 @@ const maxSettle = 10 * time.Second
 // silences of over 3 s in the middle of a 100 kB message).
 const stalledSenderWait = 30 * time.Second
 
-// EndWait tells a reader that has received n bytes (n > 0) on conn, and
-// nothing more for quiet, how much longer to wait for more before it
-// takes the quiet as the end of the peer's message; 0 means the message
-// is complete now. Call it when a read times out, and read again with a
-// deadline that much later if it is not 0 (never past the reader's own
-// overall deadline).
+// EndWait tells a reader that has received bytes on conn, and nothing
+// more for quiet, how much longer to wait for more before it takes the
+// quiet as the end of the peer's message; 0 means the message is complete
+// now. Call it when a read times out, and read again with a deadline that
+// much later if it is not 0 (never past the reader's own overall
+// deadline).
+//
+// n (> 0) is the size of the last burst: the bytes read since a read last
+// returned less than its buffer could take (the receive queue was empty
+// then, so the burst starts at a segment boundary), or all the bytes
+// received. A slow link hands over one segment per read, so that is the
+// last segment; the total alone is not enough, since a message whose
+// first write was short ("hello", then the rest) no longer ends at a
+// multiple of the segment size after full segments.
 //
 // The rule, from TCP_INFO and the socket's queues (see TCPStats):
 //
@@ -49,7 +57,7 @@ const stalledSenderWait = 30 * time.Second
 //   - no end while data waits behind a gap, which a retransmission will
 //     fill: EndWait returns gap and the reader asks again;
 //   - the link has shown loss (the peer's packets arrived out of order,
-//     or this side had to retransmit) and the bytes so far end on a full
+//     or this side had to retransmit) and the last burst ends on a full
 //     segment, so the sender was cut off in the middle of a write: no end
 //     before stalledSenderWait;
 //   - either one of those (loss, or a full last segment: a slow link
@@ -64,10 +72,10 @@ const stalledSenderWait = 30 * time.Second
 // So a short message on a clean link still ends after gap (50 ms for tms
 // on loopback), while a message crossing a lossy or slow link ends only
 // when TCP can no longer be delivering it. A client that neither ends its
-// message nor half-closes, and whose message is exactly a multiple of the
-// segment size (1448 bytes on Ethernet), waits up to maxSettle for its
-// answer. Where TCP_INFO is not available (not TCP, not Linux) the rule is
-// gap alone.
+// message nor half-closes, and whose message ends on full segments (its
+// last burst a multiple of 1448 bytes on Ethernet), waits up to
+// maxSettle for its answer. Where TCP_INFO is not available (not TCP, not
+// Linux) the rule is gap alone.
 func EndWait(conn net.Conn, n int64, quiet, gap time.Duration) time.Duration {
 	if quiet < gap {
 		return gap - quiet

@@ -24,11 +24,13 @@ follows: total bytes, number of chunks, smallest / median / largest chunk,
 the transfer's time (from the first byte back to the end) and throughput,
 and, apart, how long the first byte took (the server's go-ahead).
 
+The answer must be exactly --copies whole copies of STRING (10,000, what
+tms sends by default); anything else is a wrong answer: one line and exit 1.
 An answer that ends badly (a reset, a close before any byte, --timeout of
-silence) exits 1 with one line on standard error, after the summary of what
-did arrive. Ctrl-C exits 130 at once. A progress bar (bytes, rate, time)
-shows on standard error when it is a terminal and the transfer takes over a
-second.`,
+silence) also exits 1 with one line on standard error, after the summary of
+what did arrive. Ctrl-C exits 130 at once. A progress bar (bytes, rate,
+time) shows on standard error when it is a terminal and the transfer takes
+over a second.`,
 		"tcplab tmc localhost 2000 abc",
 		"tcplab tmc --quiet --plot chunks.png localhost 2000 hello",
 		"tcplab tmc --json ::1 2000 abc")

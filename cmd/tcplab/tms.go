@@ -43,9 +43,9 @@ A client over --max-conns (or over its address's share, --max-conns-per-addr)
 gets the one line "busy: ...; try again later" at once, instead of the
 copies.`,
 		"tcplab tms 2000                 # then: tcplab tmc localhost 2000 abc",
-		"tcplab tms --no-wait --copies 1000000 2000",
+		"tcplab tms --no-wait --copies 1000000 2000  # then: tcplab tmc --copies 1000000 localhost 2000 abc",
 		"tcplab tms --keep --grace 10s 2000")
-	copies := fs.Int64("copies", multicopy.DefaultCopies, "how many copies of the string to send back")
+	copies := fs.Int64("copies", multicopy.DefaultCopies, "how many copies of the string to send back (tmc expects 10,000 unless given the same --copies)")
 	noWait := fs.Bool("no-wait", false, "send at once, without waiting for the go-ahead on standard input")
 	keep := fs.Bool("keep", false, "serve any number of clients concurrently until SIGINT/SIGTERM (no go-ahead)")
 	grace := fs.Duration("grace", 5*time.Second, "with --keep: how long transfers in flight may take to finish after a signal (a second signal ends them at once, with a reset)")

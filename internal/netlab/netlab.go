@@ -123,7 +123,7 @@ func check() error {
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("netlab: needs %s (scripts/test.sh installs them)", strings.Join(missing, ", "))
+		return fmt.Errorf("netlab: needs %s (install the iproute2 and iptables packages)", strings.Join(missing, ", "))
 	}
 	name := fmt.Sprintf("%s%d-probe-%s", namePrefix, os.Getpid(), randomHex(3))
 	if err := ipCmd("netns", "add", name); err != nil {
@@ -235,8 +235,11 @@ func (l *Link) Close() error {
 }
 
 // CleanStale removes lab namespaces left by processes that no longer
-// exist (a run that crashed or was killed before its Close). Namespaces
-// of live processes, such as other test runs, are left alone.
+// exist (a run that crashed or was killed before its Close), and ends the
+// programs still running in them (a server or client the run started
+// there outlives it, reparented to init, and would keep the namespace
+// alive after its name is gone). Namespaces of live processes, such as
+// other test runs, are left alone.
 func CleanStale() {
 	entries, err := os.ReadDir(netnsDir)
 	if err != nil {
@@ -252,7 +255,21 @@ func CleanStale() {
 		if err != nil || pid <= 0 || processAlive(pid) {
 			continue
 		}
+		killInside(e.Name())
 		ipCmd("netns", "del", e.Name())
+	}
+}
+
+// killInside sends SIGKILL to every process in the named namespace.
+func killInside(name string) {
+	out, err := exec.Command("ip", "netns", "pids", name).Output()
+	if err != nil {
+		return
+	}
+	for _, f := range strings.Fields(string(out)) {
+		if pid, err := strconv.Atoi(f); err == nil && pid > 1 && pid != os.Getpid() {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
 	}
 }
 

@@ -293,3 +293,74 @@ func TestCleanStaleRemovesOnlyDeadRuns(t *testing.T) {
 		t.Errorf("a live run's namespace %s removed: %v", live, err)
 	}
 }
+
+// A run killed with SIGKILL leaves behind what it started in its
+// namespaces (a tms --keep serves for ever, a client waits): removing the
+// namespace's name does not end them, and they keep the namespace alive.
+// CleanStale ends them too. Before, after kill -9 of the cmd/tcplab lab
+// test, `tcplab tms --keep` and tmc.py were left running under pid 1.
+func TestCleanStaleEndsTheProcessesOfDeadRuns(t *testing.T) {
+	if err := Check(); err != nil {
+		t.Skip(err)
+	}
+	dead := fmt.Sprintf("%s%d-%s-b", namePrefix, 1<<30, randomHex(3)) // beyond pid_max: never alive
+	if err := ipCmd("netns", "add", dead); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ipCmd("netns", "del", dead) })
+	left := osexec.Command("ip", "netns", "exec", dead, "sleep", "300")
+	if err := left.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- left.Wait() }()
+	t.Cleanup(func() {
+		left.Process.Kill()
+		<-exited
+	})
+	// ip netns exec has joined the namespace once the process is listed
+	// in it.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		out, _ := osexec.Command("ip", "netns", "pids", dead).Output()
+		if strings.TrimSpace(string(out)) != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the process never entered the namespace")
+		}
+		time.Sleep(10 * time.Millisecond) // polling: there is no event for joining a namespace
+	}
+	CleanStale()
+	select {
+	case err := <-exited:
+		exited <- err // for the cleanup
+	case <-time.After(5 * time.Second):
+		t.Fatal("a process in a dead run's namespace still runs after CleanStale")
+	}
+	if _, err := os.Stat(netnsDir + "/" + dead); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stale namespace %s kept: %v", dead, err)
+	}
+}
+
+// The demo shows Check's line to users of the binary, who have no
+// scripts/test.sh: it names the packages to install. Before, it said
+// "needs iptables (scripts/test.sh installs them)".
+func TestCheckNamesThePackagesToInstall(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("netlab: needs root (network namespaces, iptables, tc)")
+	}
+	dir := t.TempDir()
+	ip, err := osexec.LookPath("ip")
+	if err != nil {
+		t.Skip("netlab: needs ip")
+	}
+	if err := os.Symlink(ip, dir+"/ip"); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir)
+	err = check()
+	want := "netlab: needs tc, iptables (install the iproute2 and iptables packages)"
+	if err == nil || err.Error() != want {
+		t.Fatalf("check() = %v, want %s", err, want)
+	}
+}
