@@ -419,8 +419,8 @@ func TestSVRSurvivesSIGHUPWhileStarting(t *testing.T) {
 	w.Close()
 	p.WaitFor(t, `TLS certificate reloaded" subject="CN=svr renewed"`, 20*time.Second)
 	p.Cmd.Process.Signal(syscall.SIGTERM)
-	if code := p.Wait(t, 20*time.Second); code != 0 {
-		t.Fatalf("exit %d: %s", code, p.Stderr.String())
+	if code := p.Wait(t, 20*time.Second); code != exitTerminated {
+		t.Fatalf("exit %d, want %d: %s", code, exitTerminated, p.Stderr.String())
 	}
 }
 
