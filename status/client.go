@@ -172,23 +172,26 @@ func SafeForAnyServer(name string) bool { return name == "w" || name == "ps" }
 // Probe is the request by which a client learns whether a server is
 // tcplab svr, safely for any server that speaks the tutorial's protocol:
 //
-//	'p' 's' 0x00 't' 'c' 'p' 'l' 'a' 'b' '\n'
+//	'p' 's' ' ' '#' 't' 'c' 'p' 'l' 'a' 'b' '\n'
 //
-// Its first two bytes are "ps", so a server that hands them to a shell, as
-// svr.py does (conn.recv(2) then os.popen), runs nothing but ps; the NUL
-// after them ends the string for any server that passes more of the
-// request to a shell through C (and Python's os.popen refuses a string
-// with a NUL). tcplab svr takes the '\n' as the end of the name (rule 1
-// of the wire format) and answers at once with its refusal line, which
-// no shell-backed server produces:
+// Whatever a server does with it, what runs is ps. A server that hands
+// the first two bytes to a shell, as svr.py does (conn.recv(2) then
+// os.popen), runs "ps"; one that hands the whole request to a shell (as
+// sh -c, through C's system(), Python's os.popen, or as a script on a
+// shell's standard input) runs "ps" too, the rest being a comment. (A NUL
+// after "ps" would not do: every shell drops a NUL from its input and ran
+// "pstcplab", and Python's os.popen raises on one, which kills a server
+// like svr.py.) tcplab svr takes the '\n' as the end of the name (rule 1
+// of the wire format) and answers at once with its refusal line, which no
+// shell-backed server produces:
 //
-//	unknown command "ps\x00tcplab"; allowed: json, ps, w
+//	unknown command "ps #tcplab"; allowed: json, ps, w
 //
 // and that line lists what it allows. Every tcplab svr since the first
 // answers the probe so, without knowing it is one.
 const Probe = probeName + "\n"
 
-const probeName = "ps\x00tcplab"
+const probeName = "ps #tcplab"
 
 // Identity is what Identify learned of a server.
 type Identity struct {

@@ -89,7 +89,7 @@ func TestIdentify(t *testing.T) {
 		defer c.Close()
 		b := make([]byte, 64)
 		n, _ := c.Read(b)
-		c.Write([]byte("unknown command \"ps\\x00tcplab\"; allowed: a b\n"))
+		c.Write([]byte("unknown command \"ps #tcplab\"; allowed: a b\n"))
 		c.Write(b[:n])
 	}()
 	if id, _ := Identify(context.Background(), "127.0.0.1", port(t, echo.Addr().String()), 5*time.Second); id.Tcplab {
