@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // Who is logged in, read without starting a program.
@@ -55,10 +56,10 @@ var (
 
 // loggedIn lists the login sessions by the order above.
 func loggedIn() ([]Session, error) {
-	f, err := os.Open(utmpPath)
+	f, err := openRegular(utmpPath)
 	if err == nil {
 		defer f.Close()
-		s, err := readUtmp(f)
+		s, err := readUtmp(io.LimitReader(f, maxUtmpBytes))
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", utmpPath, err)
 		}
@@ -119,6 +120,25 @@ func cString(b []byte) string {
 	return string(b)
 }
 
+// maxUtmpBytes bounds what is read of utmp: 21,845 records, far more
+// sessions than any machine holds at once. Records past it are not read.
+const maxUtmpBytes = 8 << 20
+
+// openRegular opens path for reading only if it is a regular file: a FIFO
+// in its place is not waited on (open would block until a writer came)
+// and a device is not read.
+func openRegular(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+	if err != nil {
+		return nil, err
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%s: not a regular file", path)
+	}
+	return f, nil
+}
+
 // maxLogindFile bounds what is read of one session record (they are a
 // few hundred bytes).
 const maxLogindFile = 64 << 10
@@ -163,7 +183,7 @@ func readLogindSessions(dir string) ([]Session, error) {
 // readEnvFile reads a KEY=VALUE file as systemd writes them (values are
 // not quoted in logind's records).
 func readEnvFile(path string) (map[string]string, error) {
-	f, err := os.Open(path)
+	f, err := openRegular(path)
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/shirou/gopsutil/v4/host"
 )
@@ -155,5 +156,50 @@ func TestLoggedInOrder(t *testing.T) {
 	out, err := renderUptime()
 	if err != nil || !bytes.Contains(out, []byte(" 2 users,")) {
 		t.Fatalf("uptime with two logind sessions: %q, %v", out, err)
+	}
+}
+
+// Reading the login records is bounded whatever the file is: a FIFO in
+// utmp's place (open would wait for a writer for ever) or a device that
+// never ends is refused at once, and of a huge utmp only the first
+// maxUtmpBytes are read.
+func TestLoggedInBounded(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	huge := filepath.Join(dir, "huge")
+	rec := utmpRecord(7, "pts/9", "mallory", "", 1700000000)
+	f, err := os.Create(huge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write(bytes.Repeat(rec, 2*maxUtmpBytes/utmpSize))
+	f.Close()
+	oldU, oldL := utmpPath, logindSessions
+	t.Cleanup(func() { utmpPath, logindSessions = oldU, oldL })
+	logindSessions = filepath.Join(dir, "none")
+	for _, tc := range []struct {
+		path  string
+		users int
+		fails bool
+	}{
+		{fifo, 0, true},
+		{"/dev/zero", 0, true},
+		{huge, maxUtmpBytes / utmpSize, false},
+	} {
+		utmpPath = tc.path
+		done := make(chan struct{})
+		var s []Session
+		go func() { s, err = loggedIn(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second): // a guard: the read must not block
+			t.Fatalf("%s: loggedIn still reading after 10 s", tc.path)
+		}
+		if (err != nil) != tc.fails || len(s) != tc.users {
+			t.Errorf("%s: %d sessions, error %v; want %d, failure %v", tc.path, len(s), err, tc.users, tc.fails)
+		}
 	}
 }
