@@ -447,7 +447,11 @@ func (s *snapshot) w() []byte {
 	var b bytes.Buffer
 	b.WriteString(s.uptimeLine())
 	b.WriteString("\n" + wHeader + "\n")
+	known := map[string]bool{}
 	for _, u := range s.users {
+		if !s.shownByW(u, known) {
+			continue
+		}
 		from := u.Host
 		if from == "" {
 			from = "-"
@@ -470,6 +474,24 @@ func (s *snapshot) w() []byte {
 	return b.Bytes()
 }
 
+// shownByW reports whether w lists session u: as procps's w, only when
+// its user has an account (known caches the look-ups) and its login
+// process still runs; a stale record, left by a login that ended without
+// clearing it, is skipped. The count of users on the uptime line counts
+// every session, as procps's does.
+func (s *snapshot) shownByW(u Session, known map[string]bool) bool {
+	ok, seen := known[u.User]
+	if !seen {
+		_, err := user.Lookup(u.User)
+		ok = err == nil
+		known[u.User] = ok
+	}
+	if !ok {
+		return false
+	}
+	return slices.ContainsFunc(s.procs, func(p procInfo) bool { return p.pid == u.Pid })
+}
+
 // ttyUsage is w's JCPU (CPU ticks of every process on the terminal), PCPU
 // and WHAT (those of the terminal's foreground process, the latest started).
 func (s *snapshot) ttyUsage(tty string) (jcpu, pcpu uint64, what string) {
@@ -490,16 +512,18 @@ func (s *snapshot) ttyUsage(tty string) (jcpu, pcpu uint64, what string) {
 	return jcpu, best.ticks, s.command(best)
 }
 
-// loginTime is w's LOGIN@: the time today, else weekday and hour within a
-// week, else day, month and year.
+// loginTime is w's LOGIN@, 7 columns as procps prints it (after FROM's
+// space): the time today, else weekday and hour within a week, else day,
+// month and year. Its rows are thus one column right of the header's
+// IDLE, JCPU and PCPU, as procps's are.
 func loginTime(t, now time.Time) string {
 	if now.Sub(t) > 12*time.Hour && t.YearDay() != now.YearDay() {
 		if now.Sub(t) > 6*24*time.Hour {
 			return fmt.Sprintf("%02d%s%02d", t.Day(), t.Format("Jan"), t.Year()%100)
 		}
-		return fmt.Sprintf("%s%02d ", t.Format("Mon"), t.Hour())
+		return fmt.Sprintf("%s%02d  ", t.Format("Mon"), t.Hour())
 	}
-	return t.Format("15:04") + " "
+	return t.Format("15:04") + "  "
 }
 
 // ival7 is w's 7-column interval: days, hours:minutes, minutes:seconds or

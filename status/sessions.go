@@ -45,6 +45,9 @@ type Session struct {
 	Terminal string // "pts/0", or the seat for a graphical login
 	Host     string // remote host, "" for a local login
 	Started  int64  // Unix seconds
+	// Pid is the login process (utmp's ut_pid, logind's LEADER); w skips
+	// a session whose login process is gone, as procps's does.
+	Pid int
 }
 
 // sessionSources are where sessions are read from; tests point them at
@@ -82,6 +85,7 @@ const (
 	utmpSize        = 384
 	utmpUserProcess = 7
 	utOffType       = 0
+	utOffPid        = 4
 	utOffLine       = 8 // char ut_line[32]
 	utOffUser       = 44
 	utOffHost       = 76 // char ut_host[256]
@@ -109,6 +113,7 @@ func readUtmp(r io.Reader) ([]Session, error) {
 			Terminal: cString(rec[utOffLine : utOffLine+32]),
 			Host:     cString(rec[utOffHost : utOffHost+256]),
 			Started:  int64(int32(order.Uint32(rec[utOffTvSec:]))),
+			Pid:      int(int32(order.Uint32(rec[utOffPid:]))),
 		})
 	}
 }
@@ -168,6 +173,7 @@ func readLogindSessions(dir string) ([]Session, error) {
 		if s.Terminal == "" {
 			s.Terminal = kv["SEAT"]
 		}
+		s.Pid, _ = strconv.Atoi(kv["LEADER"])
 		if us, err := strconv.ParseInt(kv["REALTIME"], 10, 64); err == nil {
 			s.Started = us / 1e6
 		}

@@ -59,8 +59,8 @@ func TestReadUtmpMatchesGopsutil(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []Session{
-		{User: "alice", Terminal: "pts/0", Host: "192.0.2.4", Started: 1700000100},
-		{User: "bobbobbobbob", Terminal: "tty1", Started: 1700000200},
+		{User: "alice", Terminal: "pts/0", Host: "192.0.2.4", Started: 1700000100, Pid: 4242},
+		{User: "bobbobbobbob", Terminal: "tty1", Started: 1700000200, Pid: 4242},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("readUtmp = %+v, want %+v", got, want)
@@ -72,7 +72,8 @@ func TestReadUtmpMatchesGopsutil(t *testing.T) {
 	}
 	var conv []Session
 	for _, u := range theirs {
-		conv = append(conv, Session{User: u.User, Terminal: u.Terminal, Host: u.Host, Started: int64(u.Started)})
+		// gopsutil keeps no login PID.
+		conv = append(conv, Session{User: u.User, Terminal: u.Terminal, Host: u.Host, Started: int64(u.Started), Pid: 4242})
 	}
 	if !reflect.DeepEqual(got, conv) {
 		t.Fatalf("readUtmp = %+v, gopsutil %+v", got, conv)
@@ -110,7 +111,7 @@ func TestReadLogindSessions(t *testing.T) {
 	}
 	want := []Session{
 		{User: "carol", Terminal: "seat0", Started: 1700000050},
-		{User: "alice", Terminal: "pts/0", Host: "192.0.2.4", Started: 1700000100},
+		{User: "alice", Terminal: "pts/0", Host: "192.0.2.4", Started: 1700000100, Pid: 1234},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("readLogindSessions = %+v, want %+v", got, want)
