@@ -56,7 +56,7 @@ type procInfo struct {
 	startTicks                  uint64 // since boot
 	vsizeKB, rssKB              uint64
 	locked                      bool
-	uid                         string
+	uid, ruid                   string // effective and real
 	comm                        string
 	args                        string
 }
@@ -154,6 +154,7 @@ func readProc(pid int, pageKB uint64) (procInfo, bool) {
 			case "Uid":
 				if u := strings.Fields(v); len(u) > 1 {
 					p.uid = u[1] // effective uid, as ps's USER
+					p.ruid = u[0]
 				}
 			case "VmRSS":
 				// ps's RSS. stat's rss field is the kernel's approximate
@@ -447,9 +448,17 @@ func (s *snapshot) w() []byte {
 	var b bytes.Buffer
 	b.WriteString(s.uptimeLine())
 	b.WriteString("\n" + wHeader + "\n")
-	known := map[string]bool{}
+	uids := map[string]string{} // user name to uid, "" for no account
 	for _, u := range s.users {
-		if !s.shownByW(u, known) {
+		uid, ok := uids[u.User]
+		if !ok {
+			if usr, err := user.Lookup(u.User); err == nil {
+				uid = usr.Uid
+			}
+			uids[u.User] = uid
+		}
+		jcpu, pcpu, what, shown := s.ttyUsage(u, uid)
+		if !shown {
 			continue
 		}
 		from := u.Host
@@ -463,7 +472,6 @@ func (s *snapshot) w() []byte {
 				idle = ival7(s.now.Sub(time.Unix(at.Atim.Sec, 0)), 0)
 			}
 		}
-		jcpu, pcpu, what := s.ttyUsage(u.Terminal)
 		pc := "   ?   "
 		if pcpu > 0 {
 			pc = ival7(time.Duration(pcpu)*time.Second/clockTicks, pcpu%clockTicks)
@@ -474,42 +482,48 @@ func (s *snapshot) w() []byte {
 	return b.Bytes()
 }
 
-// shownByW reports whether w lists session u: as procps's w, only when
-// its user has an account (known caches the look-ups) and its login
-// process still runs; a stale record, left by a login that ended without
-// clearing it, is skipped. The count of users on the uptime line counts
-// every session, as procps's does.
-func (s *snapshot) shownByW(u Session, known map[string]bool) bool {
-	ok, seen := known[u.User]
-	if !seen {
-		_, err := user.Lookup(u.User)
-		ok = err == nil
-		known[u.User] = ok
+// ttyUsage is w's JCPU (CPU ticks of every process on the session's
+// terminal), PCPU and WHAT (those of the process w shows), chosen as
+// procps's w chooses (find_best_proc): the login process, unless a later
+// started foreground process on the terminal runs as the session's user
+// (uid, effective or real); failing both, the latest started process on
+// the terminal. shown is false for a session that procps's w skips: its
+// user has no account (uid ""), or its login process is gone (a stale
+// record, left by a login that ended without clearing it). The count of
+// users on the uptime line counts every session, as procps's does.
+func (s *snapshot) ttyUsage(u Session, uid string) (jcpu, pcpu uint64, what string, shown bool) {
+	if uid == "" {
+		return 0, 0, "", false
 	}
-	if !ok {
-		return false
-	}
-	return slices.ContainsFunc(s.procs, func(p procInfo) bool { return p.pid == u.Pid })
-}
-
-// ttyUsage is w's JCPU (CPU ticks of every process on the terminal), PCPU
-// and WHAT (those of the terminal's foreground process, the latest started).
-func (s *snapshot) ttyUsage(tty string) (jcpu, pcpu uint64, what string) {
 	var best *procInfo
+	var bestStart, secondStart uint64
 	for i := range s.procs {
 		p := &s.procs[i]
-		if ttyName(p.ttyNr) != tty {
+		if p.pid == u.Pid {
+			shown = true
+			if bestStart == 0 {
+				best, bestStart = p, p.startTicks
+			}
+		}
+		if ttyName(p.ttyNr) != u.Terminal {
 			continue
 		}
 		jcpu += p.ticks
-		if p.tpgid == p.pgrp && (best == nil || p.startTicks >= best.startTicks) {
-			best = p
+		if secondStart == 0 || p.startTicks > secondStart {
+			secondStart = p.startTicks
+			if best == nil {
+				best = p
+			}
 		}
+		if (p.uid != uid && p.ruid != uid) || p.pgrp != p.tpgid || p.startTicks <= bestStart {
+			continue
+		}
+		best, bestStart = p, p.startTicks
 	}
 	if best == nil {
-		return jcpu, 0, "-"
+		return jcpu, 0, "-", shown
 	}
-	return jcpu, best.ticks, s.command(best)
+	return jcpu, best.ticks, s.command(best), shown
 }
 
 // loginTime is w's LOGIN@, 7 columns as procps prints it (after FROM's

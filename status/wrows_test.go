@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -64,7 +65,17 @@ func TestNativeWRowsMatchProcps(t *testing.T) {
 	if w == "" {
 		t.Skip("needs procps's w")
 	}
+	// A login process off the terminal (as sshd's is), started first.
+	login := exec.Command("/bin/sleep", "61")
+	if err := login.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { login.Process.Kill(); login.Wait() })
 	tty, proc := startOnPty(t)
+	nobody := "nobody"
+	if _, err := user.Lookup(nobody); err != nil {
+		t.Skip("needs the user nobody")
+	}
 	pidMax, err := os.ReadFile("/proc/sys/kernel/pid_max")
 	if err != nil {
 		t.Fatal(err)
@@ -82,6 +93,9 @@ func TestNativeWRowsMatchProcps(t *testing.T) {
 	buf.Write(rec("root", "stale.example", gone, 30*time.Minute))    // login process gone
 	buf.Write(rec("root", "", proc.Pid, 3*24*time.Hour))             // this week
 	buf.Write(rec("root", "example.org", proc.Pid, 10*24*time.Hour)) // older
+	// nobody's login process is off the terminal, and the terminal's
+	// foreground process is root's: w shows the login process.
+	buf.Write(rec(nobody, "", login.Process.Pid, time.Minute))
 	utmp := filepath.Join(t.TempDir(), "utmp")
 	if err := os.WriteFile(utmp, buf.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
@@ -101,8 +115,8 @@ func TestNativeWRowsMatchProcps(t *testing.T) {
 	}
 	rl := strings.Split(strings.TrimSuffix(string(real), "\n"), "\n")
 	nl := strings.Split(strings.TrimSuffix(string(native), "\n"), "\n")
-	if len(rl) != 5 {
-		t.Fatalf("w listed %d rows, the test expects 3:\n%s", len(rl)-2, real)
+	if len(rl) != 6 {
+		t.Fatalf("w listed %d rows, the test expects 4:\n%s", len(rl)-2, real)
 	}
 	if len(nl) != len(rl) {
 		t.Fatalf("native rows differ in number from w's:\n native\n%s w\n%s", native, real)
