@@ -202,12 +202,17 @@ type Identity struct {
 // Identify sends Probe to host:port and reads the answer (see Probe). A
 // server that answers anything else is not tcplab svr, which is no error;
 // err is set only when the exchange failed.
+//
+// The whole answer is read (up to MaxAnswer, within timeout), though only
+// its first bytes are kept: a server that is not tcplab svr answers with
+// ps's output, and svr.py, which writes it a line at a time and catches
+// nothing, dies of the broken pipe if the client closes first.
 func Identify(ctx context.Context, host, port string, timeout time.Duration) (Identity, error) {
-	var buf bytes.Buffer
-	_, err := Ask(ctx, host, port, Probe, timeout, &buf, 4096)
+	buf := &keepFirst{max: 4096}
+	_, err := Ask(ctx, host, port, Probe, timeout, buf, MaxAnswer)
 	prefix := fmt.Sprintf("unknown command %q; allowed: ", probeName)
-	line, ok := strings.CutPrefix(buf.String(), prefix)
-	if !ok || !strings.HasSuffix(line, "\n") || strings.Count(line, "\n") != 1 {
+	line, ok := strings.CutPrefix(buf.b.String(), prefix)
+	if !ok || buf.total != buf.b.Len() || !strings.HasSuffix(line, "\n") || strings.Count(line, "\n") != 1 {
 		return Identity{}, err
 	}
 	names := strings.Split(strings.TrimSuffix(line, "\n"), ", ")
@@ -217,6 +222,21 @@ func Identify(ctx context.Context, host, port string, timeout time.Duration) (Id
 		}
 	}
 	return Identity{Tcplab: true, Allowed: names}, nil
+}
+
+// keepFirst keeps the first max bytes written to it and drops the rest.
+type keepFirst struct {
+	b     bytes.Buffer
+	max   int
+	total int // bytes written, kept or not
+}
+
+func (k *keepFirst) Write(p []byte) (int, error) {
+	k.total += len(p)
+	if room := k.max - k.b.Len(); room > 0 {
+		k.b.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
 }
 
 func firstLine(s string, max int) string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -104,4 +105,29 @@ func port(t *testing.T, addr string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// The probe must not kill the server it probes. svr.py answers it with
+// ps's output, written a line at a time, and dies of the broken pipe if the
+// client closes before the last line (it catches nothing): so Identify
+// reads the whole answer (within MaxAnswer and the timeout), keeping only
+// what it needs. Here svr.py's ps prints 100,000 lines; before, Identify
+// closed after 4 KiB, svr.py died, and the table's w found nobody
+// listening.
+func TestIdentifyLetsSvrPyFinish(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "ps"), []byte("#!/bin/sh\nexec /usr/bin/seq 100000\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	py := startPySVR(t, dir+":"+os.Getenv("PATH"))
+	h, p, _ := net.SplitHostPort(py)
+	for range 2 {
+		if id, err := Identify(context.Background(), h, p, 20*time.Second); id.Tcplab {
+			t.Fatalf("svr.py taken for tcplab svr: %+v, %v", id, err)
+		}
+	}
+	sums := SummarizeFleet(context.Background(), []string{py}, 20*time.Second)
+	if s := sums[0].Summary; s == nil || sums[0].Error != "" {
+		t.Fatalf("svr.py after two probes: %+v", sums[0])
+	}
 }
