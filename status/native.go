@@ -178,6 +178,9 @@ func readProc(pid int, pageKB uint64) (procInfo, bool) {
 	if p.args == "" {
 		p.args = "[" + printable(p.comm) + "]"
 	}
+	if strings.HasPrefix(p.state, "Z") {
+		p.args += " <defunct>" // as ps aux shows a zombie; ps auxc, the name only
+	}
 	return p, true
 }
 
