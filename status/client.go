@@ -106,8 +106,9 @@ func AskFleet(ctx context.Context, hosts []string, name string, timeout time.Dur
 		a := HostAnswer{Command: name}
 		if !SafeForAnyServer(name) {
 			id, err := Identify(ctx, h, p, timeout)
+			var refused refusedError
 			switch {
-			case err != nil && isConnectError(err):
+			case err != nil && (isConnectError(err) || errors.As(err, &refused)):
 				a.Error = err.Error()
 				return a
 			case !id.Tcplab:

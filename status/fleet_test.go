@@ -2,14 +2,17 @@ package status
 
 import (
 	"context"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/tcplab/tcplab/internal/server"
 	"github.com/tcplab/tcplab/internal/testkit"
 )
 
@@ -129,5 +132,33 @@ func TestIdentifyLetsSvrPyFinish(t *testing.T) {
 	sums := SummarizeFleet(context.Background(), []string{py}, 20*time.Second)
 	if s := sums[0].Summary; s == nil || sums[0].Error != "" {
 		t.Fatalf("svr.py after two probes: %+v", sums[0])
+	}
+}
+
+// A host that refuses the probe because it is busy says so: the fleet view
+// reports the refusal, not that the host is not known to be tcplab svr.
+func TestFleetReportsBusyHost(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte(server.BusyLine("max number of clients reached (1)")))
+			c.(*net.TCPConn).CloseWrite()
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			io.Copy(io.Discard, c)
+			c.Close()
+		}
+	})
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	a := AskFleet(context.Background(), []string{ln.Addr().String()}, "json", 5*time.Second)[0]
+	if !strings.Contains(a.Error, "refused the connection: busy: max number of clients reached") {
+		t.Errorf("busy host: %+v", a)
 	}
 }
