@@ -447,6 +447,11 @@ func renderW(args bool) ([]byte, error) {
 
 const wHeader = "USER     TTY      FROM             LOGIN@   IDLE   JCPU   PCPU WHAT"
 
+// wWhatMax is how much of WHAT procps's w prints when its output is not a
+// terminal and COLUMNS is unset, as when svr runs it: its MAX_CMD_WIDTH,
+// 512, less the 65 columns before WHAT.
+const wWhatMax = 512 - 65
+
 func (s *snapshot) w() []byte {
 	var b bytes.Buffer
 	b.WriteString(s.uptimeLine())
@@ -469,11 +474,24 @@ func (s *snapshot) w() []byte {
 			from = "-"
 		}
 		login := time.Unix(u.Started, 0)
-		idle := "   ?   "
-		if st, err := os.Stat("/dev/" + u.Terminal); err == nil {
-			if at, ok := st.Sys().(*syscall.Stat_t); ok {
-				idle = ival7(s.now.Sub(time.Unix(at.Atim.Sec, 0)), 0)
+		// IDLE as procps's: the terminal's last access, 0 when it cannot
+		// be read.
+		var idle string
+		switch {
+		case strings.HasPrefix(u.Terminal, ":"):
+			idle = " ?xdm? " // an X display, not a terminal
+		case u.Terminal == "":
+			idle = "       "
+		default:
+			idle = ival7(0, 0)
+			if st, err := os.Stat("/dev/" + u.Terminal); err == nil {
+				if at, ok := st.Sys().(*syscall.Stat_t); ok {
+					idle = ival7(s.now.Sub(time.Unix(at.Atim.Sec, 0)), 0)
+				}
 			}
+		}
+		if len(what) > wWhatMax {
+			what = what[:wWhatMax]
 		}
 		pc := "   ?   "
 		if pcpu > 0 {

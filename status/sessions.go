@@ -105,8 +105,8 @@ func readUtmp(r io.Reader) ([]Session, error) {
 		if err != nil {
 			return nil, err
 		}
-		if int16(order.Uint16(rec[utOffType:])) != utmpUserProcess {
-			continue
+		if int16(order.Uint16(rec[utOffType:])) != utmpUserProcess || rec[utOffUser] == 0 {
+			continue // not a login, or one with no user name (procps skips it)
 		}
 		out = append(out, Session{
 			User:     cString(rec[utOffUser : utOffUser+32]),

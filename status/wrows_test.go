@@ -38,7 +38,9 @@ func startOnPty(t *testing.T) (string, *os.Process) {
 		t.Fatal(err)
 	}
 	defer slave.Close()
-	cmd := exec.Command("/bin/sleep", "60")
+	// An argv[0] longer than w's WHAT column (447 bytes when its output
+	// is not a terminal), which w cuts.
+	cmd := &exec.Cmd{Path: "/bin/sleep", Args: []string{"sleep" + strings.Repeat("x", 600), "60"}}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
 	if err := cmd.Start(); err != nil {
@@ -96,6 +98,12 @@ func TestNativeWRowsMatchProcps(t *testing.T) {
 	// nobody's login process is off the terminal, and the terminal's
 	// foreground process is root's: w shows the login process.
 	buf.Write(rec(nobody, "", login.Process.Pid, time.Minute))
+	// A record with no user name: neither listed nor counted.
+	buf.Write(rec("", "", proc.Pid, time.Minute))
+	// A terminal that does not exist: IDLE is 0, as w's stat fails.
+	b := rec("root", "", proc.Pid, 2*time.Minute)
+	copy(b[utOffLine:utOffLine+32], "pts/4242\x00")
+	buf.Write(b)
 	utmp := filepath.Join(t.TempDir(), "utmp")
 	if err := os.WriteFile(utmp, buf.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
@@ -115,19 +123,25 @@ func TestNativeWRowsMatchProcps(t *testing.T) {
 	}
 	rl := strings.Split(strings.TrimSuffix(string(real), "\n"), "\n")
 	nl := strings.Split(strings.TrimSuffix(string(native), "\n"), "\n")
-	if len(rl) != 6 {
-		t.Fatalf("w listed %d rows, the test expects 4:\n%s", len(rl)-2, real)
+	if len(rl) != 7 {
+		t.Fatalf("w listed %d rows, the test expects 5:\n%s", len(rl)-2, real)
 	}
 	if len(nl) != len(rl) {
 		t.Fatalf("native rows differ in number from w's:\n native\n%s w\n%s", native, real)
 	}
-	// IDLE (columns 43 to 49) is the terminal's idle time, read by each at
-	// its own second: masked.
+	// IDLE (columns 42 to 48) is the terminal's idle time, read by each at
+	// its own second: masked, but for the row whose terminal does not
+	// exist.
 	mask := func(s string) string {
-		if len(s) < 50 {
+		if len(s) < 49 || strings.Contains(s, "pts/4242") {
 			return s
 		}
-		return s[:43] + "<idle.>" + s[50:]
+		return s[:42] + "<idle.>" + s[49:]
+	}
+	ru, _ := ParseUptimeLine(rl[0])
+	nu, _ := ParseUptimeLine(nl[0])
+	if nu.Users != ru.Users {
+		t.Errorf("native counts %d users, w %d", nu.Users, ru.Users)
 	}
 	for i := 1; i < len(rl); i++ {
 		if mask(nl[i]) != mask(rl[i]) {
