@@ -106,8 +106,9 @@ func AskFleet(ctx context.Context, hosts []string, name string, timeout time.Dur
 		a := HostAnswer{Command: name}
 		if !SafeForAnyServer(name) {
 			id, err := Identify(ctx, h, p, timeout)
+			var refused refusedError
 			switch {
-			case err != nil && isConnectError(err):
+			case err != nil && (isConnectError(err) || errors.As(err, &refused)):
 				a.Error = err.Error()
 				return a
 			case !id.Tcplab:
@@ -172,23 +173,26 @@ func SafeForAnyServer(name string) bool { return name == "w" || name == "ps" }
 // Probe is the request by which a client learns whether a server is
 // tcplab svr, safely for any server that speaks the tutorial's protocol:
 //
-//	'p' 's' 0x00 't' 'c' 'p' 'l' 'a' 'b' '\n'
+//	'p' 's' ' ' '#' 't' 'c' 'p' 'l' 'a' 'b' '\n'
 //
-// Its first two bytes are "ps", so a server that hands them to a shell, as
-// svr.py does (conn.recv(2) then os.popen), runs nothing but ps; the NUL
-// after them ends the string for any server that passes more of the
-// request to a shell through C (and Python's os.popen refuses a string
-// with a NUL). tcplab svr takes the '\n' as the end of the name (rule 1
-// of the wire format) and answers at once with its refusal line, which
-// no shell-backed server produces:
+// Whatever a server does with it, what runs is ps. A server that hands
+// the first two bytes to a shell, as svr.py does (conn.recv(2) then
+// os.popen), runs "ps"; one that hands the whole request to a shell (as
+// sh -c, through C's system(), Python's os.popen, or as a script on a
+// shell's standard input) runs "ps" too, the rest being a comment. (A NUL
+// after "ps" would not do: every shell drops a NUL from its input and ran
+// "pstcplab", and Python's os.popen raises on one, which kills a server
+// like svr.py.) tcplab svr takes the '\n' as the end of the name (rule 1
+// of the wire format) and answers at once with its refusal line, which no
+// shell-backed server produces:
 //
-//	unknown command "ps\x00tcplab"; allowed: json, ps, w
+//	unknown command "ps #tcplab"; allowed: json, ps, w
 //
 // and that line lists what it allows. Every tcplab svr since the first
 // answers the probe so, without knowing it is one.
 const Probe = probeName + "\n"
 
-const probeName = "ps\x00tcplab"
+const probeName = "ps #tcplab"
 
 // Identity is what Identify learned of a server.
 type Identity struct {
@@ -199,17 +203,17 @@ type Identity struct {
 // Identify sends Probe to host:port and reads the answer (see Probe). A
 // server that answers anything else is not tcplab svr, which is no error;
 // err is set only when the exchange failed.
+//
+// The whole answer is read (up to MaxAnswer, within timeout), though only
+// its first bytes are kept: a server that is not tcplab svr answers with
+// ps's output, and svr.py, which writes it a line at a time and catches
+// nothing, dies of the broken pipe if the client closes first.
 func Identify(ctx context.Context, host, port string, timeout time.Duration) (Identity, error) {
-	// The answer is read to its end (up to MaxAnswer, within timeout) and
-	// only its first 4 kB kept: svr.py runs ps for the probe and sends the
-	// output a line at a time, and a client that closed after 4 kB would
-	// reset the connection mid-send, which kills svr.py.
-	head := headWriter{max: 4096 + 1}
-	_, err := Ask(ctx, host, port, Probe, timeout, &head, MaxAnswer)
-	buf := &head.buf
+	buf := &keepFirst{max: 4096}
+	_, err := Ask(ctx, host, port, Probe, timeout, buf, MaxAnswer)
 	prefix := fmt.Sprintf("unknown command %q; allowed: ", probeName)
-	line, ok := strings.CutPrefix(buf.String(), prefix)
-	if !ok || !strings.HasSuffix(line, "\n") || strings.Count(line, "\n") != 1 {
+	line, ok := strings.CutPrefix(buf.b.String(), prefix)
+	if !ok || buf.total != buf.b.Len() || !strings.HasSuffix(line, "\n") || strings.Count(line, "\n") != 1 {
 		return Identity{}, err
 	}
 	names := strings.Split(strings.TrimSuffix(line, "\n"), ", ")
@@ -221,15 +225,18 @@ func Identify(ctx context.Context, host, port string, timeout time.Duration) (Id
 	return Identity{Tcplab: true, Allowed: names}, nil
 }
 
-// headWriter keeps the first max bytes written to it and discards the
-// rest.
-type headWriter struct {
-	buf bytes.Buffer
-	max int
+// keepFirst keeps the first max bytes written to it and drops the rest.
+type keepFirst struct {
+	b     bytes.Buffer
+	max   int
+	total int // bytes written, kept or not
 }
 
-func (w *headWriter) Write(p []byte) (int, error) {
-	w.buf.Write(p[:min(len(p), max(w.max-w.buf.Len(), 0))])
+func (k *keepFirst) Write(p []byte) (int, error) {
+	k.total += len(p)
+	if room := k.max - k.b.Len(); room > 0 {
+		k.b.Write(p[:min(len(p), room)])
+	}
 	return len(p), nil
 }
 

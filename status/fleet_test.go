@@ -1,15 +1,18 @@
 package status
 
 import (
-	"bytes"
 	"context"
+	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/tcplab/tcplab/internal/server"
 	"github.com/tcplab/tcplab/internal/testkit"
 )
 
@@ -90,7 +93,7 @@ func TestIdentify(t *testing.T) {
 		defer c.Close()
 		b := make([]byte, 64)
 		n, _ := c.Read(b)
-		c.Write([]byte("unknown command \"ps\\x00tcplab\"; allowed: a b\n"))
+		c.Write([]byte("unknown command \"ps #tcplab\"; allowed: a b\n"))
 		c.Write(b[:n])
 	}()
 	if id, _ := Identify(context.Background(), "127.0.0.1", port(t, echo.Addr().String()), 5*time.Second); id.Tcplab {
@@ -107,42 +110,55 @@ func port(t *testing.T, addr string) string {
 	return p
 }
 
-// Identify reads a long answer to its probe to the end before it closes:
-// svr.py runs ps for it and sends the output a line at a time, and a
-// client that closed after 4 kB reset the connection while svr.py was
-// still sending (ps's output is often over 100 kB), which killed svr.py
-// (ConnectionResetError) and took it out of the fleet.
-func TestIdentifyReadsALongAnswerToTheEnd(t *testing.T) {
+// The probe must not kill the server it probes. svr.py answers it with
+// ps's output, written a line at a time, and dies of the broken pipe if the
+// client closes before the last line (it catches nothing): so Identify
+// reads the whole answer (within MaxAnswer and the timeout), keeping only
+// what it needs. Here svr.py's ps prints 100,000 lines; before, Identify
+// closed after 4 KiB, svr.py died, and the table's w found nobody
+// listening.
+func TestIdentifyLetsSvrPyFinish(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "ps"), []byte("#!/bin/sh\nexec /usr/bin/seq 100000\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	py := startPySVR(t, dir+":"+os.Getenv("PATH"))
+	h, p, _ := net.SplitHostPort(py)
+	for range 2 {
+		if id, err := Identify(context.Background(), h, p, 20*time.Second); id.Tcplab {
+			t.Fatalf("svr.py taken for tcplab svr: %+v, %v", id, err)
+		}
+	}
+	sums := SummarizeFleet(context.Background(), []string{py}, 20*time.Second)
+	if s := sums[0].Summary; s == nil || sums[0].Error != "" {
+		t.Fatalf("svr.py after two probes: %+v", sums[0])
+	}
+}
+
+// A host that refuses the probe because it is busy says so: the fleet view
+// reports the refusal, not that the host is not known to be tcplab svr.
+func TestFleetReportsBusyHost(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	line := []byte("root 1 0.0 0.0 /sbin/init\n")
-	wrote := make(chan error, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			wrote <- err
-			return
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte(server.BusyLine("max number of clients reached (1)")))
+			c.(*net.TCPConn).CloseWrite()
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			io.Copy(io.Discard, c)
+			c.Close()
 		}
-		defer c.Close()
-		c.Read(make([]byte, 64))
-		c.SetWriteDeadline(time.Now().Add(10 * time.Second))
-		if _, err := c.Write(bytes.Repeat(line, 8192/len(line))); err != nil {
-			wrote <- err
-			return
-		}
-		// The pause is the point: the rest comes after the client has had
-		// its first 4 kB, as svr.py's later lines of ps do.
-		time.Sleep(300 * time.Millisecond)
-		_, err = c.Write(bytes.Repeat(line, 8192/len(line)))
-		wrote <- err
-	}()
-	if id, _ := Identify(context.Background(), "127.0.0.1", port(t, ln.Addr().String()), 10*time.Second); id.Tcplab {
-		t.Fatalf("ps output taken for tcplab svr: %+v", id)
-	}
-	if err := <-wrote; err != nil {
-		t.Fatalf("the server could not send its whole answer: %v", err)
+	})
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	a := AskFleet(context.Background(), []string{ln.Addr().String()}, "json", 5*time.Second)[0]
+	if !strings.Contains(a.Error, "refused the connection: busy: max number of clients reached") {
+		t.Errorf("busy host: %+v", a)
 	}
 }

@@ -56,7 +56,7 @@ type procInfo struct {
 	startTicks                  uint64 // since boot
 	vsizeKB, rssKB              uint64
 	locked                      bool
-	uid                         string
+	uid, ruid                   string // effective and real
 	comm                        string
 	args                        string
 }
@@ -154,6 +154,7 @@ func readProc(pid int, pageKB uint64) (procInfo, bool) {
 			case "Uid":
 				if u := strings.Fields(v); len(u) > 1 {
 					p.uid = u[1] // effective uid, as ps's USER
+					p.ruid = u[0]
 				}
 			case "VmRSS":
 				// ps's RSS. stat's rss field is the kernel's approximate
@@ -176,6 +177,9 @@ func readProc(pid int, pageKB uint64) (procInfo, bool) {
 	}
 	if p.args == "" {
 		p.args = "[" + printable(p.comm) + "]"
+	}
+	if strings.HasPrefix(p.state, "Z") {
+		p.args += " <defunct>" // as ps aux shows a zombie; ps auxc, the name only
 	}
 	return p, true
 }
@@ -443,23 +447,52 @@ func renderW(args bool) ([]byte, error) {
 
 const wHeader = "USER     TTY      FROM             LOGIN@   IDLE   JCPU   PCPU WHAT"
 
+// wWhatMax is how much of WHAT procps's w prints when its output is not a
+// terminal and COLUMNS is unset, as when svr runs it: its MAX_CMD_WIDTH,
+// 512, less the 65 columns before WHAT.
+const wWhatMax = 512 - 65
+
 func (s *snapshot) w() []byte {
 	var b bytes.Buffer
 	b.WriteString(s.uptimeLine())
 	b.WriteString("\n" + wHeader + "\n")
+	uids := map[string]string{} // user name to uid, "" for no account
 	for _, u := range s.users {
+		uid, ok := uids[u.User]
+		if !ok {
+			if usr, err := user.Lookup(u.User); err == nil {
+				uid = usr.Uid
+			}
+			uids[u.User] = uid
+		}
+		jcpu, pcpu, what, shown := s.ttyUsage(u, uid)
+		if !shown {
+			continue
+		}
 		from := u.Host
 		if from == "" {
 			from = "-"
 		}
 		login := time.Unix(u.Started, 0)
-		idle := "   ?   "
-		if st, err := os.Stat("/dev/" + u.Terminal); err == nil {
-			if at, ok := st.Sys().(*syscall.Stat_t); ok {
-				idle = ival7(s.now.Sub(time.Unix(at.Atim.Sec, 0)), 0)
+		// IDLE as procps's: the terminal's last access, 0 when it cannot
+		// be read.
+		var idle string
+		switch {
+		case strings.HasPrefix(u.Terminal, ":"):
+			idle = " ?xdm? " // an X display, not a terminal
+		case u.Terminal == "":
+			idle = "       "
+		default:
+			idle = ival7(0, 0)
+			if st, err := os.Stat("/dev/" + u.Terminal); err == nil {
+				if at, ok := st.Sys().(*syscall.Stat_t); ok {
+					idle = ival7(s.now.Sub(time.Unix(at.Atim.Sec, 0)), 0)
+				}
 			}
 		}
-		jcpu, pcpu, what := s.ttyUsage(u.Terminal)
+		if len(what) > wWhatMax {
+			what = what[:wWhatMax]
+		}
 		pc := "   ?   "
 		if pcpu > 0 {
 			pc = ival7(time.Duration(pcpu)*time.Second/clockTicks, pcpu%clockTicks)
@@ -470,36 +503,62 @@ func (s *snapshot) w() []byte {
 	return b.Bytes()
 }
 
-// ttyUsage is w's JCPU (CPU ticks of every process on the terminal), PCPU
-// and WHAT (those of the terminal's foreground process, the latest started).
-func (s *snapshot) ttyUsage(tty string) (jcpu, pcpu uint64, what string) {
+// ttyUsage is w's JCPU (CPU ticks of every process on the session's
+// terminal), PCPU and WHAT (those of the process w shows), chosen as
+// procps's w chooses (find_best_proc): the login process, unless a later
+// started foreground process on the terminal runs as the session's user
+// (uid, effective or real); failing both, the latest started process on
+// the terminal. shown is false for a session that procps's w skips: its
+// user has no account (uid ""), or its login process is gone (a stale
+// record, left by a login that ended without clearing it). The count of
+// users on the uptime line counts every session, as procps's does.
+func (s *snapshot) ttyUsage(u Session, uid string) (jcpu, pcpu uint64, what string, shown bool) {
+	if uid == "" {
+		return 0, 0, "", false
+	}
 	var best *procInfo
+	var bestStart, secondStart uint64
 	for i := range s.procs {
 		p := &s.procs[i]
-		if ttyName(p.ttyNr) != tty {
+		if p.pid == u.Pid {
+			shown = true
+			if bestStart == 0 {
+				best, bestStart = p, p.startTicks
+			}
+		}
+		if ttyName(p.ttyNr) != u.Terminal {
 			continue
 		}
 		jcpu += p.ticks
-		if p.tpgid == p.pgrp && (best == nil || p.startTicks >= best.startTicks) {
-			best = p
+		if secondStart == 0 || p.startTicks > secondStart {
+			secondStart = p.startTicks
+			if best == nil {
+				best = p
+			}
 		}
+		if (p.uid != uid && p.ruid != uid) || p.pgrp != p.tpgid || p.startTicks <= bestStart {
+			continue
+		}
+		best, bestStart = p, p.startTicks
 	}
 	if best == nil {
-		return jcpu, 0, "-"
+		return jcpu, 0, "-", shown
 	}
-	return jcpu, best.ticks, s.command(best)
+	return jcpu, best.ticks, s.command(best), shown
 }
 
-// loginTime is w's LOGIN@: the time today, else weekday and hour within a
-// week, else day, month and year.
+// loginTime is w's LOGIN@, 7 columns as procps prints it (after FROM's
+// space): the time today, else weekday and hour within a week, else day,
+// month and year. Its rows are thus one column right of the header's
+// IDLE, JCPU and PCPU, as procps's are.
 func loginTime(t, now time.Time) string {
 	if now.Sub(t) > 12*time.Hour && t.YearDay() != now.YearDay() {
 		if now.Sub(t) > 6*24*time.Hour {
 			return fmt.Sprintf("%02d%s%02d", t.Day(), t.Format("Jan"), t.Year()%100)
 		}
-		return fmt.Sprintf("%s%02d ", t.Format("Mon"), t.Hour())
+		return fmt.Sprintf("%s%02d  ", t.Format("Mon"), t.Hour())
 	}
-	return t.Format("15:04") + " "
+	return t.Format("15:04") + "  "
 }
 
 // ival7 is w's 7-column interval: days, hours:minutes, minutes:seconds or

@@ -2,6 +2,7 @@ package status
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -246,6 +247,45 @@ func TestStartTimeFollowsTheCalendar(t *testing.T) {
 	} {
 		if got := startTime(c.start, now); got != c.want {
 			t.Errorf("startTime(%v) = %q, want %q", c.start, got, c.want)
+		}
+	}
+}
+
+// A zombie shows as ps shows it: "[name] <defunct>" in ps aux, the bare
+// name in ps auxc. Before, native ps aux showed "[name]", and a few
+// zombies on the machine failed TestNativeMatchesProcpsPS.
+func TestNativePSZombie(t *testing.T) {
+	cmd := exec.Command("/bin/true")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	stat := "/proc/" + strconv.Itoa(cmd.Process.Pid) + "/stat"
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		b, err := os.ReadFile(stat)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, after, _ := strings.Cut(string(b), ") "); strings.HasPrefix(after, "Z") {
+			break // exited, not reaped: a zombie
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/bin/true not a zombie after 10 s: %q", b)
+		}
+		time.Sleep(time.Millisecond) // polling the process's state
+	}
+	for _, tc := range []struct {
+		args bool
+		want string
+	}{{true, "[true] <defunct>"}, {false, "true"}} {
+		out, err := renderPS(tc.args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, rows, _ := psRows(t, string(out))
+		row := rows[cmd.Process.Pid]
+		if len(row) < 11 || strings.Join(row[10:], " ") != tc.want {
+			t.Errorf("args %v: zombie's row %q, want COMMAND %q", tc.args, row, tc.want)
 		}
 	}
 }

@@ -42,7 +42,7 @@ func (r *refusalWriter) end(addr string) error {
 	}
 	line, refused, rest := r.hold.End()
 	if refused {
-		return fmt.Errorf("server at %s refused the connection: %s", addr, line)
+		return refusedError(fmt.Sprintf("server at %s refused the connection: %s", addr, line))
 	}
 	for _, c := range rest {
 		if _, err := r.w.Write(c); err != nil {
@@ -51,3 +51,9 @@ func (r *refusalWriter) end(addr string) error {
 	}
 	return nil
 }
+
+// refusedError is Ask's error for a server's refusal line: the server is
+// busy, whatever it is.
+type refusedError string
+
+func (e refusedError) Error() string { return string(e) }

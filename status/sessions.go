@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // Who is logged in, read without starting a program.
@@ -44,6 +45,9 @@ type Session struct {
 	Terminal string // "pts/0", or the seat for a graphical login
 	Host     string // remote host, "" for a local login
 	Started  int64  // Unix seconds
+	// Pid is the login process (utmp's ut_pid, logind's LEADER); w skips
+	// a session whose login process is gone, as procps's does.
+	Pid int
 }
 
 // sessionSources are where sessions are read from; tests point them at
@@ -55,10 +59,10 @@ var (
 
 // loggedIn lists the login sessions by the order above.
 func loggedIn() ([]Session, error) {
-	f, err := os.Open(utmpPath)
+	f, err := openRegular(utmpPath)
 	if err == nil {
 		defer f.Close()
-		s, err := readUtmp(f)
+		s, err := readUtmp(io.LimitReader(f, maxUtmpBytes))
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", utmpPath, err)
 		}
@@ -81,6 +85,7 @@ const (
 	utmpSize        = 384
 	utmpUserProcess = 7
 	utOffType       = 0
+	utOffPid        = 4
 	utOffLine       = 8 // char ut_line[32]
 	utOffUser       = 44
 	utOffHost       = 76 // char ut_host[256]
@@ -100,14 +105,15 @@ func readUtmp(r io.Reader) ([]Session, error) {
 		if err != nil {
 			return nil, err
 		}
-		if int16(order.Uint16(rec[utOffType:])) != utmpUserProcess {
-			continue
+		if int16(order.Uint16(rec[utOffType:])) != utmpUserProcess || rec[utOffUser] == 0 {
+			continue // not a login, or one with no user name (procps skips it)
 		}
 		out = append(out, Session{
 			User:     cString(rec[utOffUser : utOffUser+32]),
 			Terminal: cString(rec[utOffLine : utOffLine+32]),
 			Host:     cString(rec[utOffHost : utOffHost+256]),
 			Started:  int64(int32(order.Uint32(rec[utOffTvSec:]))),
+			Pid:      int(int32(order.Uint32(rec[utOffPid:]))),
 		})
 	}
 }
@@ -117,6 +123,25 @@ func cString(b []byte) string {
 		b = b[:i]
 	}
 	return string(b)
+}
+
+// maxUtmpBytes bounds what is read of utmp: 21,845 records, far more
+// sessions than any machine holds at once. Records past it are not read.
+const maxUtmpBytes = 8 << 20
+
+// openRegular opens path for reading only if it is a regular file: a FIFO
+// in its place is not waited on (open would block until a writer came)
+// and a device is not read.
+func openRegular(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+	if err != nil {
+		return nil, err
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%s: not a regular file", path)
+	}
+	return f, nil
 }
 
 // maxLogindFile bounds what is read of one session record (they are a
@@ -148,6 +173,7 @@ func readLogindSessions(dir string) ([]Session, error) {
 		if s.Terminal == "" {
 			s.Terminal = kv["SEAT"]
 		}
+		s.Pid, _ = strconv.Atoi(kv["LEADER"])
 		if us, err := strconv.ParseInt(kv["REALTIME"], 10, 64); err == nil {
 			s.Started = us / 1e6
 		}
@@ -163,7 +189,7 @@ func readLogindSessions(dir string) ([]Session, error) {
 // readEnvFile reads a KEY=VALUE file as systemd writes them (values are
 // not quoted in logind's records).
 func readEnvFile(path string) (map[string]string, error) {
-	f, err := os.Open(path)
+	f, err := openRegular(path)
 	if err != nil {
 		return nil, err
 	}

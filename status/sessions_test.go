@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/shirou/gopsutil/v4/host"
 )
@@ -58,8 +59,8 @@ func TestReadUtmpMatchesGopsutil(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []Session{
-		{User: "alice", Terminal: "pts/0", Host: "192.0.2.4", Started: 1700000100},
-		{User: "bobbobbobbob", Terminal: "tty1", Started: 1700000200},
+		{User: "alice", Terminal: "pts/0", Host: "192.0.2.4", Started: 1700000100, Pid: 4242},
+		{User: "bobbobbobbob", Terminal: "tty1", Started: 1700000200, Pid: 4242},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("readUtmp = %+v, want %+v", got, want)
@@ -71,7 +72,8 @@ func TestReadUtmpMatchesGopsutil(t *testing.T) {
 	}
 	var conv []Session
 	for _, u := range theirs {
-		conv = append(conv, Session{User: u.User, Terminal: u.Terminal, Host: u.Host, Started: int64(u.Started)})
+		// gopsutil keeps no login PID.
+		conv = append(conv, Session{User: u.User, Terminal: u.Terminal, Host: u.Host, Started: int64(u.Started), Pid: 4242})
 	}
 	if !reflect.DeepEqual(got, conv) {
 		t.Fatalf("readUtmp = %+v, gopsutil %+v", got, conv)
@@ -109,7 +111,7 @@ func TestReadLogindSessions(t *testing.T) {
 	}
 	want := []Session{
 		{User: "carol", Terminal: "seat0", Started: 1700000050},
-		{User: "alice", Terminal: "pts/0", Host: "192.0.2.4", Started: 1700000100},
+		{User: "alice", Terminal: "pts/0", Host: "192.0.2.4", Started: 1700000100, Pid: 1234},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("readLogindSessions = %+v, want %+v", got, want)
@@ -155,5 +157,50 @@ func TestLoggedInOrder(t *testing.T) {
 	out, err := renderUptime()
 	if err != nil || !bytes.Contains(out, []byte(" 2 users,")) {
 		t.Fatalf("uptime with two logind sessions: %q, %v", out, err)
+	}
+}
+
+// Reading the login records is bounded whatever the file is: a FIFO in
+// utmp's place (open would wait for a writer for ever) or a device that
+// never ends is refused at once, and of a huge utmp only the first
+// maxUtmpBytes are read.
+func TestLoggedInBounded(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	huge := filepath.Join(dir, "huge")
+	rec := utmpRecord(7, "pts/9", "mallory", "", 1700000000)
+	f, err := os.Create(huge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write(bytes.Repeat(rec, 2*maxUtmpBytes/utmpSize))
+	f.Close()
+	oldU, oldL := utmpPath, logindSessions
+	t.Cleanup(func() { utmpPath, logindSessions = oldU, oldL })
+	logindSessions = filepath.Join(dir, "none")
+	for _, tc := range []struct {
+		path  string
+		users int
+		fails bool
+	}{
+		{fifo, 0, true},
+		{"/dev/zero", 0, true},
+		{huge, maxUtmpBytes / utmpSize, false},
+	} {
+		utmpPath = tc.path
+		done := make(chan struct{})
+		var s []Session
+		go func() { s, err = loggedIn(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second): // a guard: the read must not block
+			t.Fatalf("%s: loggedIn still reading after 10 s", tc.path)
+		}
+		if (err != nil) != tc.fails || len(s) != tc.users {
+			t.Errorf("%s: %d sessions, error %v; want %d, failure %v", tc.path, len(s), err, tc.users, tc.fails)
+		}
 	}
 }

@@ -15,7 +15,8 @@ import (
 const redisAuthEnv = "REDISCLI_AUTH"
 
 // storeURLWithAuth returns raw with the password from REDISCLI_AUTH (as
-// getenv finds it) when raw carries none; a user name in the URL is kept,
+// getenv finds it) when raw carries none (an empty one, as in
+// "redis://:@host", is none); a user name in the URL is kept,
 // for a Redis ACL user. It also reports whether the password came from the
 // URL, which is worth a warning. raw is returned as is when it does not
 // parse: redisstore.ParseURL says why.
@@ -25,7 +26,7 @@ func storeURLWithAuth(raw string, getenv func(string) (string, bool)) (withAuth 
 		return raw, false
 	}
 	if u.User != nil {
-		if _, ok := u.User.Password(); ok {
+		if pw, _ := u.User.Password(); pw != "" {
 			return raw, true
 		}
 	}

@@ -36,6 +36,10 @@ func TestStoreURLWithAuth(t *testing.T) {
 		{"redis://alice@127.0.0.1:6379/0", env("p@ss:/word", true), "p@ss:/word", "alice", false},
 		{"redis://:inurl@127.0.0.1:6379/0", env("s3cret", true), "inurl", "", true},
 		{"rediss://localhost:6380/0", env("s3cret", true), "s3cret", "", false},
+		// An empty password in the URL (":@", or a template's empty
+		// ${PASSWORD}) is none: the environment's is taken, and no warning.
+		{"redis://:@127.0.0.1:6379/0", env("s3cret", true), "s3cret", "", false},
+		{"redis://alice:@127.0.0.1:6379/0", env("s3cret", true), "s3cret", "alice", false},
 	} {
 		got, inURL := storeURLWithAuth(tc.raw, tc.env)
 		cfg, err := redisstore.ParseURL(got)

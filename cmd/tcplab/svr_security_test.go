@@ -1,13 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -194,5 +197,55 @@ func TestSVRRunsNoImpostorWithoutProcps(t *testing.T) {
 	}
 	if ran := im.Ran(); ran != nil {
 		t.Fatalf("svr ran programs outside its allow-list: %q", ran)
+	}
+}
+
+// The fleet view through the binary against a server that hands the
+// whole request to a shell, as a script on its standard input (what
+// socat TCP-LISTEN:...,fork EXEC:sh does; the test reads the request
+// once, as recv would, so the shell sees its end): with impostors first on
+// the shell's PATH, the table and --hosts json run nothing there but w
+// and ps. Before, the probe ran "pstcplab" (the shell drops the NUL).
+func TestWPSFleetSafeAgainstShellServer(t *testing.T) {
+	im := testkit.NewImpostors(t, []string{"w", "ps"}, append([]string{"pstcplab", "tcplab"}, testkit.ImpostorNames...)...)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			buf := make([]byte, 1024)
+			n, _ := c.Read(buf)
+			sh := exec.Command("/bin/sh")
+			sh.Env = testkit.EnvWithPath(im.Path())
+			sh.Stdin, sh.Stdout = bytes.NewReader(buf[:n]), c
+			sh.Run()
+			c.Close()
+		}
+	})
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	host := ln.Addr().String()
+	code, out, errOut := wpsRun(t, "--timeout", "10s", "--hosts", host)
+	if code != 0 || !strings.Contains(out, host+" ") {
+		t.Errorf("wps --hosts: exit %d, %q, %q", code, out, errOut)
+	}
+	code, out, _ = wpsRun(t, "--timeout", "10s", "--hosts", host, "json")
+	if code == 0 || !strings.Contains(out, host+": error: not known to be tcplab svr") {
+		t.Errorf("wps --hosts json: exit %d, %q", code, out)
+	}
+	ran := im.Ran()
+	for _, r := range ran {
+		if cmd, _, _ := strings.Cut(r, " "); cmd != "w" && cmd != "ps" {
+			t.Errorf("the shell server ran %q", r)
+		}
+	}
+	if len(ran) == 0 {
+		t.Error("the shell server ran nothing: the test proves nothing")
 	}
 }
