@@ -89,9 +89,15 @@ copies.`,
 		Logger:      log,
 	}
 
+	// A reader that pauses is dropped by --write-timeout, not before by
+	// TCP_USER_TIMEOUT (see server.UserTimeoutFor).
+	userTimeout := server.UserTimeoutFor(*writeTimeout)
+	if *writeTimeout <= 0 {
+		userTimeout = server.UserTimeoutFor(multicopy.DefaultWriteIdle)
+	}
 	if *keep {
 		handle := srv.Handler()
-		s := &server.Server{MaxConns: *maxConns, MaxConnsPerAddr: *maxPerAddr, Refuse: server.RefuseLine, Logger: log, Handler: func(ctx context.Context, conn net.Conn) {
+		s := &server.Server{MaxConns: *maxConns, MaxConnsPerAddr: *maxPerAddr, Refuse: server.RefuseLine, Logger: log, UserTimeout: userTimeout, Handler: func(ctx context.Context, conn net.Conn) {
 			fmt.Fprintf(out, "client is at %s\n", conn.RemoteAddr())
 			handle(ctx, conn)
 		}}
@@ -113,7 +119,7 @@ copies.`,
 	// The go-ahead may wait as long as the person at the keyboard needs;
 	// a client that vanishes meanwhile (or while the copies are in
 	// flight) must not hold tms for ever.
-	if err := server.DetectVanishedPeer(conn, net.KeepAliveConfig{}, 0); err != nil {
+	if err := server.DetectVanishedPeer(conn, net.KeepAliveConfig{}, userTimeout); err != nil {
 		log.Warn("a vanished client may go unnoticed", "err", err)
 	}
 	fmt.Fprintf(out, "client is at %s\n", conn.RemoteAddr())
