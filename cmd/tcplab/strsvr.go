@@ -51,8 +51,10 @@ Limits: at most --max-conns clients are served at once, at most
 --max-watchers watchers (strclnt --watch, which has no read timeout). A
 client over a cap is told so at once and closed: strclnt prints
 "refused the connection: busy: ..." (or "too many watchers"), the
-tutorial's strclnt.py prints the line "busy: ...; try again later". A client that accepts no
-reply bytes for --write-timeout is reset. v never grows past --max-value
+tutorial's strclnt.py prints the line "busy: ...; try again later". A
+client that accepts no reply bytes for --write-timeout is reset. Clients
+behind one NAT share one address: raise --max-conns-per-addr (or give
+-1) where many come from one. v never grows past --max-value
 bytes (with --store redis, by at most 4 KiB per client then appending).
 Logs on standard error go through a queue: if nobody reads them, lines are
 dropped and counted, and clients are never held up.`,

@@ -31,9 +31,10 @@ times, closes and exits.
 The string ends at a newline (kept), at the client's half-close, at 1,000,000
 bytes, or after --gap of silence once bytes have arrived (longer where the
 socket shows a retransmission may still be due); a client whose string is
-not complete within --read-timeout of connecting is reset. The copies are streamed, never built
-in memory. With --keep it serves any number of clients at once, with no
-go-ahead, until SIGINT or SIGTERM, then lets transfers finish within --grace.
+not complete within --read-timeout of connecting is reset. The copies are
+streamed, never built in memory. With --keep it serves any number of
+clients at once, with no go-ahead, until SIGINT or SIGTERM, then lets
+transfers finish within --grace.
 A client over --max-conns (or over its address's share, --max-conns-per-addr)
 gets the one line "busy: ...; try again later" at once, instead of the
 copies.`,
