@@ -39,11 +39,13 @@ func Fetch(ctx context.Context, conn net.Conn, msg []byte, idle time.Duration, r
 	res := &Result{}
 	start := time.Now()
 	if _, err := stream.WriteAll(conn, msg, idle); err != nil {
+		salvage(ctx, conn, onChunk)
 		return res, fmt.Errorf("send: %w", ctxErr(ctx, err))
 	}
 	// Say "done sending" (section 5.3): the server need not wait for a
 	// quiet gap to know the message is complete. tms.py ignores it.
 	if err := stream.CloseWrite(conn); err != nil {
+		salvage(ctx, conn, onChunk)
 		return res, fmt.Errorf("half-close: %w", err)
 	}
 	_, err := stream.ReadChunks(idleReader{conn, idle}, make([]byte, readSize), func(chunk []byte) error {
@@ -62,6 +64,33 @@ func Fetch(ctx context.Context, conn net.Conn, msg []byte, idle time.Duration, r
 		return res, fmt.Errorf("receive after %d bytes: %w", res.Stats.Total(), err)
 	}
 	return res, nil
+}
+
+// salvageMax bounds what salvage reads: a full server's refusal line is
+// far shorter.
+const salvageMax = 64 << 10
+
+// salvage hands onChunk what the server sent before the connection broke
+// under the client's send: a full server reads only the start of a long
+// string, answers with its refusal line and resets, and the line waits in
+// the receive buffer although the send failed. It reads only what is
+// already there (a short deadline) and at most salvageMax bytes.
+func salvage(ctx context.Context, conn net.Conn, onChunk func(chunk []byte)) {
+	if onChunk == nil || ctx.Err() != nil {
+		return
+	}
+	conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	buf := make([]byte, 4096)
+	for total := 0; total < salvageMax; {
+		n, err := conn.Read(buf)
+		if n > 0 {
+			onChunk(buf[:n])
+			total += n
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 // idleReader sets a fresh read deadline before every read, so the limit is
