@@ -69,7 +69,7 @@ dropped and counted, and clients are never held up.`,
 	fsyncEvery := fs.Duration("fsync-interval", time.Second, "with --fsync interval: time between fsyncs")
 	storeURL := fs.String("store", "", "keep v in Redis, shared by every strsvr on the same `URL`: redis://[:PASSWORD@]HOST:PORT/DB?key=NAME (rediss:// for TLS)")
 	maxConns := fs.Int("max-conns", sharedstring.DefaultMaxConns, "clients served at once, watchers included; one more is refused at once")
-	maxPerAddr := fs.Int("max-conns-per-addr", 0, "clients served at once from one address (an IPv6 /64); 0: a quarter of --max-conns, -1: no limit")
+	maxPerAddr := fs.Int("max-conns-per-addr", 0, "clients served at once from one address (an IPv6 /64); 0: a quarter of --max-conns (at least --clients), -1: no limit")
 	maxWatchers := fs.Int("max-watchers", 0, "watchers (strclnt --watch) served at once, fewer than --max-conns; one more is refused and closed (default a quarter of --max-conns)")
 	maxValue := fs.Int("max-value", sharedstring.DefaultMaxValue, "largest v in bytes; a client that would grow v beyond it is dropped")
 	writeTimeout := fs.Duration("write-timeout", sharedstring.DefaultWriteIdle, "reset a client that accepts no reply bytes for this long")
@@ -85,6 +85,8 @@ dropped and counted, and clients are never held up.`,
 		return usagef("--clients must be at least 0, not %d", *waitFor)
 	case *maxConns < 1:
 		return usagef("--max-conns must be at least 1, not %d", *maxConns)
+	case *waitFor > *maxConns:
+		return usagef("--clients (%d) must not exceed --max-conns (%d): the gathering could never be complete", *waitFor, *maxConns)
 	case *maxPerAddr < -1:
 		return usagef("--max-conns-per-addr must be -1 (no limit), 0 (a quarter of --max-conns) or more, not %d", *maxPerAddr)
 	case fs.isSet("max-watchers") && *maxWatchers < 1:
@@ -160,6 +162,12 @@ dropped and counted, and clients are never held up.`,
 	if read == 0 {
 		read = -1 // the Server's "never"
 	}
+	// The tutorial's gathering (--clients N) may well be all on one
+	// machine: the default per-address share never shuts its clients out.
+	perAddr := *maxPerAddr
+	if perAddr == 0 && *waitFor > 0 {
+		perAddr = max(1, *maxConns/4, *waitFor)
+	}
 	srv := &sharedstring.Server{
 		Store:       st,
 		WaitFor:     *waitFor,
@@ -169,7 +177,7 @@ dropped and counted, and clients are never held up.`,
 		MaxConns:    *maxConns,
 		MaxWatchers: *maxWatchers,
 
-		MaxConnsPerAddr: *maxPerAddr,
+		MaxConnsPerAddr: perAddr,
 		Logger:          log,
 	}
 	actual := ln.Addr().(*net.TCPAddr).Port
