@@ -57,12 +57,14 @@ func Fetch(ctx context.Context, conn net.Conn, msg []byte, idle time.Duration, r
 	start := time.Now()
 	var first time.Time
 	if _, err := stream.WriteAll(conn, msg, idle); err != nil {
+		salvage(ctx, conn, onChunk)
 		return res, fmt.Errorf("send: %w", plain(ctxErr(ctx, err)))
 	}
 	// Say "done sending" (section 5.3): the server need not wait for a
 	// quiet gap to know the message is complete. tms.py ignores it.
 	// It fails only when the connection is gone already (a server that
-	// answered and reset at once): the read below says how it ended.
+	// answered and reset at once): the read below hands on what it sent
+	// (a full server's refusal line) and says how it ended.
 	stream.CloseWrite(conn)
 	_, err := stream.ReadChunks(idleReader{ctx, conn, idle}, make([]byte, readSize), func(chunk []byte) error {
 		now := time.Now()
@@ -115,6 +117,33 @@ func plain(err error) error {
 		return op.Err
 	}
 	return err
+}
+
+// salvageMax bounds what salvage reads: a full server's refusal line is
+// far shorter.
+const salvageMax = 64 << 10
+
+// salvage hands onChunk what the server sent before the connection broke
+// under the client's send: a full server reads only the start of a long
+// string, answers with its refusal line and resets, and the line waits in
+// the receive buffer although the send failed. It reads only what is
+// already there (a short deadline) and at most salvageMax bytes.
+func salvage(ctx context.Context, conn net.Conn, onChunk func(chunk []byte)) {
+	if onChunk == nil || ctx.Err() != nil {
+		return
+	}
+	conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	buf := make([]byte, 4096)
+	for total := 0; total < salvageMax; {
+		n, err := conn.Read(buf)
+		if n > 0 {
+			onChunk(buf[:n])
+			total += n
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 // idleReader sets a fresh read deadline before every read, so the limit is

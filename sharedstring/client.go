@@ -361,7 +361,11 @@ func (c *Client) classicLetter(b byte) error {
 			return errors.New("reply does not extend the previous one: the classic stream is out of step")
 		}
 		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) && whole() {
+			// A whole reply is the reply, also when the server closes
+			// right after it: v is anyone's typing and may itself read
+			// "busy: ...", so only a reply that is not whole (that does
+			// not end with the letter) can be a refusal.
+			if (errors.Is(err, os.ErrDeadlineExceeded) || isEOF(err)) && whole() {
 				break
 			}
 			if len(prev) == 0 {

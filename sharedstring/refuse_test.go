@@ -94,3 +94,38 @@ func TestIdleConnsFromOneAddressCannotShutOutStrclnt(t *testing.T) {
 		t.Fatalf("strclnt from 127.0.0.1 beside 127.0.0.2's idle connections: %q, %v", v, err)
 	}
 }
+
+// A classic reply is told from a refusal by its end, not by its start: v
+// is anyone's typing, so it may read "busy: ...; try again later", and a
+// client whose letter is '\n' then gets back exactly a busy line. Sent
+// whole (it ends with the letter) and followed by the server's close, it
+// is the reply, as strclnt.py would print it; before, Client reported it
+// as a refusal.
+func TestClassicReplyThatReadsLikeARefusalIsNotOne(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	v := "busy: max number of clients reached (1000); try again later"
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		b := make([]byte, 1)
+		if _, err := io.ReadFull(c, b); err == nil {
+			c.Write(append([]byte(v), b...)) // v, then the letter appended
+		}
+	}()
+	defer func() { <-served }()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	cl := dial(t, port, sharedstring.Options{Mode: sharedstring.Classic})
+	got, err := cl.Send([]byte("\n"))
+	if err != nil || string(got) != v+"\n" {
+		t.Fatalf("classic reply %q then close: %q, %v; want the reply", v+"\n", got, err)
+	}
+}

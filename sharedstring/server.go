@@ -116,7 +116,9 @@ func (s *Server) init() {
 			maxConns = DefaultMaxConns
 		}
 		s.srv = &server.Server{Handler: s.handle, MaxConns: maxConns, MaxConnsPerAddr: s.MaxConnsPerAddr,
-			Refuse: s.refuse, Logger: s.Logger}
+			Refuse: s.refuse, Logger: s.Logger,
+			// A watcher that pauses is dropped by WriteIdle, not before.
+			UserTimeout: server.UserTimeoutFor(s.writeIdle())}
 	})
 }
 

@@ -55,8 +55,10 @@ Limits: at most --max-conns clients are served at once, at most
 --max-watchers watchers (strclnt --watch, which has no read timeout). A
 client over a cap is told so at once and closed: strclnt prints
 "refused the connection: busy: ..." (or "too many watchers"), the
-tutorial's strclnt.py prints the line "busy: ...; try again later". A client that accepts no
-reply bytes for --write-timeout is reset. v never grows past --max-value
+tutorial's strclnt.py prints the line "busy: ...; try again later". A
+client that accepts no reply bytes for --write-timeout is reset. Clients
+behind one NAT share one address: raise --max-conns-per-addr (or give
+-1) where many come from one. v never grows past --max-value
 bytes (with --store redis, by at most 4 KiB per client then appending).
 Logs on standard error go through a queue: if nobody reads them, lines are
 dropped and counted, and clients are never held up.`,
@@ -72,7 +74,7 @@ dropped and counted, and clients are never held up.`,
 	fsyncEvery := fs.Duration("fsync-interval", time.Second, "with --fsync interval: time between fsyncs")
 	storeURL := fs.String("store", "", "keep v in Redis, shared by every strsvr on the same `URL`: redis://HOST:PORT/DB?key=NAME (rediss:// for TLS); the password is taken from $REDISCLI_AUTH (a password in the URL would show in ps)")
 	maxConns := fs.Int("max-conns", sharedstring.DefaultMaxConns, "clients served at once, watchers included; one more is refused at once")
-	maxPerAddr := fs.Int("max-conns-per-addr", 0, "clients served at once from one address (an IPv6 /64); 0: a quarter of --max-conns, -1: no limit")
+	maxPerAddr := fs.Int("max-conns-per-addr", 0, "clients served at once from one address (an IPv6 /64); 0: a quarter of --max-conns (at least --clients), -1: no limit")
 	maxWatchers := fs.Int("max-watchers", 0, "watchers (strclnt --watch) served at once, fewer than --max-conns; one more is refused and closed (default a quarter of --max-conns)")
 	maxValue := fs.Int("max-value", sharedstring.DefaultMaxValue, "largest v in bytes; a client that would grow v beyond it is dropped")
 	writeTimeout := fs.Duration("write-timeout", sharedstring.DefaultWriteIdle, "reset a client that accepts no reply bytes for this long")
@@ -92,6 +94,8 @@ dropped and counted, and clients are never held up.`,
 		return usagef("--clients must be at least 0, not %d", *waitFor)
 	case *maxConns < 1:
 		return usagef("--max-conns must be at least 1, not %d", *maxConns)
+	case *waitFor > *maxConns:
+		return usagef("--clients (%d) must not exceed --max-conns (%d): the gathering could never be complete", *waitFor, *maxConns)
 	case *maxPerAddr < -1:
 		return usagef("--max-conns-per-addr must be -1 (no limit), 0 (a quarter of --max-conns) or more, not %d", *maxPerAddr)
 	case fs.isSet("max-watchers") && *maxWatchers < 1:
@@ -171,6 +175,12 @@ dropped and counted, and clients are never held up.`,
 	if read == 0 {
 		read = -1 // the Server's "never"
 	}
+	// The tutorial's gathering (--clients N) may well be all on one
+	// machine: the default per-address share never shuts its clients out.
+	perAddr := *maxPerAddr
+	if perAddr == 0 && *waitFor > 0 {
+		perAddr = max(1, *maxConns/4, *waitFor)
+	}
 	srv := &sharedstring.Server{
 		Store:       st,
 		WaitFor:     *waitFor,
@@ -180,7 +190,7 @@ dropped and counted, and clients are never held up.`,
 		MaxConns:    *maxConns,
 		MaxWatchers: *maxWatchers,
 
-		MaxConnsPerAddr: *maxPerAddr,
+		MaxConnsPerAddr: perAddr,
 		Logger:          log,
 	}
 	actual := ln.Addr().(*net.TCPAddr).Port

@@ -172,6 +172,10 @@ func TestStrTutorialSession(t *testing.T) {
 		{"python strsvr, tcplab strclnt", pythonSvr, tcplabClnt},
 		{"tcplab strsvr, python strclnt", tcplabSvr, pythonClnt},
 		{"tcplab strsvr --clients 2", func(p string) []string { return append(tcplabSvr(p), "--clients", "2") }, tcplabClnt},
+		// Both clients on one machine, one address: a small --max-conns
+		// must not make its per-address share (a quarter) shut the
+		// gathering's second client out.
+		{"tcplab strsvr --clients 2 --max-conns 4", func(p string) []string { return append(tcplabSvr(p), "--clients", "2", "--max-conns", "4") }, tcplabClnt},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -375,6 +379,7 @@ func TestStrUsageErrors(t *testing.T) {
 		{"strsvr", "x"},
 		{"strsvr", "--fsync", "sometimes", "2000"},
 		{"strsvr", "--clients", "-1", "2000"},
+		{"strsvr", "--clients", "5", "--max-conns", "4", "2000"},
 		{"strclnt", "localhost"},
 		{"strclnt", "localhost", "99999"},
 		{"strclnt", "--classic", "--watch", "localhost", "2000"},

@@ -36,9 +36,10 @@ times, closes and exits.
 The string ends at a newline (kept), at the client's half-close, at 1,000,000
 bytes, or after --gap of silence once bytes have arrived (longer where the
 socket shows a retransmission may still be due); a client whose string is
-not complete within --read-timeout of connecting is reset. The copies are streamed, never built
-in memory. With --keep it serves any number of clients at once, with no
-go-ahead, until SIGINT or SIGTERM, then lets transfers finish within --grace.
+not complete within --read-timeout of connecting is reset. The copies are
+streamed, never built in memory. With --keep it serves any number of
+clients at once, with no go-ahead, until SIGINT or SIGTERM, then lets
+transfers finish within --grace.
 A client over --max-conns (or over its address's share, --max-conns-per-addr)
 gets the one line "busy: ...; try again later" at once, instead of the
 copies.`,
@@ -94,9 +95,15 @@ copies.`,
 		Logger:      log,
 	}
 
+	// A reader that pauses is dropped by --write-timeout, not before by
+	// TCP_USER_TIMEOUT (see server.UserTimeoutFor).
+	userTimeout := server.UserTimeoutFor(*writeTimeout)
+	if *writeTimeout <= 0 {
+		userTimeout = server.UserTimeoutFor(multicopy.DefaultWriteIdle)
+	}
 	if *keep {
 		handle := srv.Handler()
-		s := &server.Server{MaxConns: *maxConns, MaxConnsPerAddr: *maxPerAddr, Refuse: server.RefuseLine, Logger: log, Handler: func(ctx context.Context, conn net.Conn) {
+		s := &server.Server{MaxConns: *maxConns, MaxConnsPerAddr: *maxPerAddr, Refuse: server.RefuseLine, Logger: log, UserTimeout: userTimeout, Handler: func(ctx context.Context, conn net.Conn) {
 			fmt.Fprintf(out, "client is at %s\n", conn.RemoteAddr())
 			handle(ctx, conn)
 		}}
@@ -118,7 +125,7 @@ copies.`,
 	// The go-ahead may wait as long as the person at the keyboard needs;
 	// a client that vanishes meanwhile (or while the copies are in
 	// flight) must not hold tms for ever.
-	if err := server.DetectVanishedPeer(conn, net.KeepAliveConfig{}, 0); err != nil {
+	if err := server.DetectVanishedPeer(conn, net.KeepAliveConfig{}, userTimeout); err != nil {
 		log.Warn("a vanished client may go unnoticed", "err", err)
 	}
 	fmt.Fprintf(out, "client is at %s\n", conn.RemoteAddr())

@@ -32,6 +32,26 @@ var DefaultKeepAlive = net.KeepAliveConfig{
 // well within a minute.
 const DefaultUserTimeout = 45 * time.Second
 
+// userTimeoutMargin is how much longer than a server's write timeout
+// TCP_USER_TIMEOUT is, at least: a stalled reader's window closes before
+// the server's writes stop making progress (they still fill the send
+// buffer), so the write timeout must be given room to fire first.
+const userTimeoutMargin = 15 * time.Second
+
+// UserTimeoutFor is the TCP_USER_TIMEOUT for a server that drops a client
+// whose writes make no progress for writeIdle: DefaultUserTimeout, or
+// writeIdle plus a margin when that is longer. With TCP_USER_TIMEOUT set,
+// Linux (since 5.11) also ends a connection whose peer keeps its receive
+// window closed that long, although the peer answers every probe: a live
+// reader that pauses (a pager, Ctrl-Z). Shorter than the write timeout,
+// it would end such a reader first, with "connection timed out", and
+// overrule the write timeout the operator chose (measured: tms --keep
+// --write-timeout 3m dropped a paused reader after 48 s). At the servers'
+// default write timeouts (10 s, 30 s) it is DefaultUserTimeout.
+func UserTimeoutFor(writeIdle time.Duration) time.Duration {
+	return max(DefaultUserTimeout, writeIdle+userTimeoutMargin)
+}
+
 // DetectVanishedPeer sets conn up to fail, instead of waiting for ever,
 // when its peer vanishes: TCP keep-alive probes as ka says, and
 // TCP_USER_TIMEOUT as userTimeout says. A zero ka means DefaultKeepAlive;

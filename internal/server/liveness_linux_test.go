@@ -234,3 +234,48 @@ func TestLiveIdlePeerKeepsItsSlot(t *testing.T) {
 		t.Fatalf("after idling: %q, %v", got, err)
 	}
 }
+
+// Why UserTimeoutFor exists: with TCP_USER_TIMEOUT set, Linux ends a
+// connection whose peer keeps its window closed that long although the
+// peer's kernel answers every probe, a live reader that merely paused.
+// So the user timeout must not be shorter than a server's write timeout.
+func TestUserTimeoutEndsAPausedReader(t *testing.T) {
+	ln := listen(t)
+	defer ln.Close()
+	reader, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close() // alive throughout, never reads
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := DetectVanishedPeer(c, net.KeepAliveConfig{}, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c.SetWriteDeadline(time.Now().Add(30 * time.Second))
+	buf := make([]byte, 64<<10)
+	for {
+		if _, err = c.Write(buf); err != nil {
+			break
+		}
+	}
+	if !errors.Is(err, syscall.ETIMEDOUT) {
+		t.Fatalf("write to a paused reader with a 1 s user timeout: %v; want connection timed out (a kernel before 5.11 keeps such a connection)", err)
+	}
+}
+
+func TestUserTimeoutFor(t *testing.T) {
+	for _, tc := range []struct{ write, want time.Duration }{
+		{0, DefaultUserTimeout},
+		{10 * time.Second, DefaultUserTimeout},
+		{30 * time.Second, DefaultUserTimeout},
+		{2 * time.Minute, 2*time.Minute + 15*time.Second},
+	} {
+		if got := UserTimeoutFor(tc.write); got != tc.want {
+			t.Errorf("UserTimeoutFor(%s) = %s, want %s", tc.write, got, tc.want)
+		}
+	}
+}

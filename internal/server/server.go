@@ -77,7 +77,9 @@ type Server struct {
 	// DefaultUserTimeout: a vanished peer's slot is freed within 45 s,
 	// idle or with a reply in flight, and a live one keeps it however
 	// long its user is away from the keyboard (within the handler's own
-	// read timeout).
+	// read timeout). A handler with a write timeout longer than 30 s
+	// should set UserTimeout to UserTimeoutFor(it), or a live reader
+	// that pauses is cut off at 45 s.
 	KeepAlive   net.KeepAliveConfig
 	UserTimeout time.Duration
 
