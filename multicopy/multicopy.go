@@ -207,7 +207,31 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) (Transfer, error)
 	if tc, ok := conn.(*net.TCPConn); ok {
 		tc.SetLinger(-1) // complete: the close is an orderly FIN after the data
 	}
+	finish(ctx, conn, or(s.WriteIdle, DefaultWriteIdle))
 	return t, nil
+}
+
+// drainMax bounds what finish reads and drops: a client still sending
+// after that much is not waiting for the end of the answer.
+const drainMax = MaxMessage
+
+// finish ends a complete transfer so that the client gets all of it and
+// a FIN: it half-closes (the FIN goes after the last copy), then reads and
+// drops whatever the client still sends (bytes after the newline that
+// ended its message, say) until the client closes, for at most wait, or
+// until ctx ends.
+// Without it, closing a socket with unread bytes makes the kernel answer
+// with a reset and drop the copies still queued to send: the client lost
+// the end of an answer the server had logged as done.
+func finish(ctx context.Context, conn net.Conn, wait time.Duration) {
+	if err := stream.CloseWrite(conn); err != nil {
+		return
+	}
+	conn.SetReadDeadline(time.Now().Add(wait))
+	if ctx.Err() != nil {
+		return // stopping: the deadline just set may have undone ServeConn's
+	}
+	io.Copy(io.Discard, io.LimitReader(conn, drainMax))
 }
 
 // Handler serves each connection with ServeConn and logs the outcome; a
