@@ -500,6 +500,12 @@ func TestEndingsDemo(t *testing.T) {
 		cli := startCmd(t, closedOut, captured, "demo", "--out", t.TempDir())
 		expectEnd(t, cli, exitStdoutGone, quiet)
 	})
+	t.Run("stdout full", func(t *testing.T) {
+		// Every lesson's first line failed to print, and the tour said
+		// "11 of 11 lessons failed: ports, chunks, ...".
+		cli := startCmd(t, fullOut, captured, "demo", "--out", t.TempDir())
+		expectEnd(t, cli, exitFailed, `^tcplab demo: write /dev/stdout: no space left on device$`)
+	})
 }
 
 // tmc's seconds and bytes_per_second are the transfer's, from the first
