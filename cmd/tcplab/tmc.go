@@ -74,7 +74,8 @@ second.`,
 			return
 		}
 		if reads < 5 {
-			out.Write(chunk) // text from the network: escaped on a terminal
+			out.Write(chunk)   // text from the network: escaped on a terminal
+			flushTerminal(out) // a character cut by the read stays cut, as tmc.py's
 			io.WriteString(std.out, "\n")
 		}
 		fmt.Fprintf(std.out, "received %d bytes\n", len(chunk))

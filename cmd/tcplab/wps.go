@@ -130,7 +130,11 @@ func askOne(ctx context.Context, std stdio, host, port, name string, timeout tim
 		return usagef("COMMAND must not be empty")
 	}
 	if !asJSON {
-		_, err := status.Ask(ctx, host, port, name, timeout, terminalSafe(std.out), 0)
+		out := terminalSafe(std.out)
+		_, err := status.Ask(ctx, host, port, name, timeout, out, 0)
+		if ferr := flushTerminal(out); err == nil {
+			err = ferr
+		}
 		return err
 	}
 	var buf strings.Builder
