@@ -147,6 +147,22 @@ func hostArg(s string) string {
 	return s
 }
 
+// checkHost checks a client's HOST argument (after hostArg): a name or an
+// address, with no port (that is PORT's) and not empty (which would
+// quietly dial this machine).
+func checkHost(s string) error {
+	switch {
+	case s == "":
+		return usagef("HOST must not be empty")
+	case strings.ContainsAny(s, "[]") || strings.Count(s, ":") == 1:
+		if _, _, err := net.SplitHostPort(s); err == nil {
+			return usagef("HOST %q includes a port: give the port as PORT", s)
+		}
+		return usagef("HOST %q is not a name or an address", s)
+	}
+	return nil
+}
+
 // checkDialPort is a client's PORT argument: a number from 1 to 65535 (0
 // asks for "any port" when listening, and means nothing to connect to).
 func checkDialPort(s string) error {

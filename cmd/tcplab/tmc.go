@@ -42,6 +42,9 @@ second.`,
 		return err
 	}
 	host, portArg, msg := hostArg(pos[0]), pos[1], pos[2]
+	if err := checkHost(host); err != nil {
+		return err
+	}
 	if err := checkDialPort(portArg); err != nil {
 		return err
 	}

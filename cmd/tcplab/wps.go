@@ -51,6 +51,9 @@ brackets (::1 or [::1]), and in --hosts in brackets ([::1]:2000).`,
 		return usagef("--timeout must not be negative")
 	}
 	if *hosts == "" {
+		if err := checkHost(hostArg(pos[0])); err != nil {
+			return err
+		}
 		if err := checkDialPort(pos[1]); err != nil {
 			return err
 		}
