@@ -28,7 +28,7 @@ An answer that ends badly (a reset, a close before any byte, --timeout of
 silence) exits 1 with one line on standard error, after the summary of what
 did arrive. Ctrl-C exits 130 at once. A progress bar (bytes, rate, time)
 shows on standard error when it is a terminal and the transfer takes over a
-second.`,
+second, unless the per-read lines go to the terminal (use --quiet).`,
 		"tcplab tmc localhost 2000 abc",
 		"tcplab tmc --quiet --plot chunks.png localhost 2000 hello",
 		"tcplab tmc --json ::1 2000 abc")
@@ -83,7 +83,12 @@ second.`,
 		}
 		fmt.Fprintf(std.out, "received %d bytes\n", len(chunk))
 	}
-	stopBar := startProgress(std.err, &received)
+	// tmc's per-read lines on a terminal are the progress already; a bar
+	// drawn between them would glue itself to each line.
+	stopBar := func() {}
+	if *quiet || *asJSON || !isTerminal(std.out) {
+		stopBar = startProgress(std.err, &received)
+	}
 	res, err := multicopy.Fetch(ctx, conn, []byte(msg), *timeout, *readSize, func(chunk []byte) {
 		received.Add(int64(len(chunk)))
 		onChunk(chunk)
