@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -125,32 +123,4 @@ names, just those. docs/tutorial.md explains each lesson in Go terms.`,
 		return fmt.Errorf("%d of %d lessons failed: %s", len(failed), len(lessons), strings.Join(failed, ", "))
 	}
 	return nil
-}
-
-// stickyWriter remembers the first error writing to w, and fails every
-// write after it. Lessons may write from more than one goroutine.
-type stickyWriter struct {
-	w   io.Writer
-	mu  sync.Mutex
-	err error
-}
-
-func (s *stickyWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.err != nil {
-		return 0, s.err
-	}
-	n, err := s.w.Write(p)
-	if err != nil {
-		s.err = err
-	}
-	return n, err
-}
-
-// failed is the first write error, if any.
-func (s *stickyWriter) failed() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.err
 }
