@@ -185,3 +185,32 @@ func TestCompleteTransferEndsWithFINDespiteExtraBytes(t *testing.T) {
 		})
 	}
 }
+
+// The drain after the last copy ends as soon as the client has all of it
+// (its kernel acknowledged the FIN), not when the client closes: a client
+// that keeps its side open (nc with a terminal on its input) held the
+// one-client tms for all of --write-timeout after a complete transfer.
+func TestFinishDoesNotWaitForAClientThatStaysOpen(t *testing.T) {
+	client, srv := pipe(t)
+	served := make(chan error, 1)
+	go func() {
+		s := &Server{Copies: 1000, WriteIdle: time.Minute}
+		_, err := s.ServeConn(context.Background(), srv)
+		served <- err
+	}()
+	if _, err := client.Write([]byte("abc\n")); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := io.Copy(io.Discard, client); err != nil || n != 4000 {
+		t.Fatalf("got %d of 4000 bytes, err %v", n, err)
+	}
+	// The client has everything and stays open.
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("ServeConn still waiting for a client that has the whole answer")
+	}
+}
