@@ -144,3 +144,73 @@ func TestServeConnRefusesAnOverflowingTotal(t *testing.T) {
 }
 
 func newTextLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
+
+// A complete transfer ends with FIN even when the client sent more than its
+// message (bytes after the newline that ends it, as "abc\n" followed by
+// more): closing a socket with unread bytes makes the kernel reset it and
+// drop what is still queued to send, so the client lost megabytes of a
+// transfer the server logged as done. The server now drains what the
+// client sends until the client closes, after its own FIN.
+func TestCompleteTransferEndsWithFINDespiteExtraBytes(t *testing.T) {
+	for _, halfClose := range []bool{false, true} {
+		name := "client never half-closes (tmc.py)"
+		if halfClose {
+			name = "client half-closes (tmc)"
+		}
+		t.Run(name, func(t *testing.T) {
+			client, srv := pipe(t)
+			const copies = 2_000_000 // 8 MB: more than the socket buffers hold
+			served := make(chan error, 1)
+			go func() {
+				s := &Server{Copies: copies}
+				_, err := s.ServeConn(context.Background(), srv)
+				srv.Close()
+				served <- err
+			}()
+			// The extra bytes arrive with the message, in the same read.
+			if _, err := client.Write([]byte("abc\n" + strings.Repeat("x", 40_000))); err != nil {
+				t.Fatal(err)
+			}
+			if halfClose {
+				client.(*net.TCPConn).CloseWrite()
+			}
+			n, err := io.Copy(io.Discard, client)
+			client.Close()
+			if err != nil || n != copies*4 {
+				t.Errorf("client got %d of %d bytes, err %v: want all of them and a FIN", n, copies*4, err)
+			}
+			if err := <-served; err != nil {
+				t.Errorf("ServeConn: %v", err)
+			}
+		})
+	}
+}
+
+// The drain after the last copy ends as soon as the client has all of it
+// (its kernel acknowledged the FIN), not when the client closes: a client
+// that keeps its side open (nc with a terminal on its input) held the
+// one-client tms for all of --write-timeout after a complete transfer.
+func TestFinishDoesNotWaitForAClientThatStaysOpen(t *testing.T) {
+	client, srv := pipe(t)
+	served := make(chan error, 1)
+	go func() {
+		s := &Server{Copies: 1000, WriteIdle: time.Minute}
+		_, err := s.ServeConn(context.Background(), srv)
+		served <- err
+	}()
+	if _, err := client.Write([]byte("abc\n")); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := io.Copy(io.Discard, client); err != nil || n != 4000 {
+		t.Fatalf("got %d of 4000 bytes, err %v", n, err)
+	}
+	// The client has everything and stays open.
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("ServeConn still waiting for a client that has the whole answer")
+	}
+}

@@ -253,8 +253,51 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) (Transfer, error)
 	if tc, ok := conn.(*net.TCPConn); ok {
 		tc.SetLinger(-1) // complete: the close is an orderly FIN after the data
 	}
+	finish(ctx, conn, or(s.WriteIdle, DefaultWriteIdle))
 	return t, nil
 }
+
+// drainMax bounds what finish reads and drops: a client still sending
+// after that much is not waiting for the end of the answer.
+const drainMax = MaxMessage
+
+// finish ends a complete transfer so that the client gets all of it and
+// a FIN: it half-closes (the FIN goes after the last copy), then reads and
+// drops whatever the client still sends (bytes after the newline that
+// ended its message, say) until the client closes or has acknowledged
+// the FIN (it then holds the whole answer and its end: nothing a reset
+// does can take that away), for at most wait, or until ctx ends.
+// Without it, closing a socket with unread bytes makes the kernel answer
+// with a reset and drop the copies still queued to send: the client lost
+// the end of an answer the server had logged as done.
+func finish(ctx context.Context, conn net.Conn, wait time.Duration) {
+	if err := stream.CloseWrite(conn); err != nil {
+		return
+	}
+	end := time.Now().Add(wait)
+	buf := make([]byte, 16<<10)
+	for dropped := 0; dropped < drainMax; {
+		// Short reads, so the acknowledgement is seen soon after it comes.
+		conn.SetReadDeadline(earliest(time.Now().Add(finishPoll), end))
+		if ctx.Err() != nil {
+			return // stopping: the deadline just set may have undone ServeConn's
+		}
+		n, err := conn.Read(buf)
+		dropped += n
+		switch {
+		case err == nil:
+		case errors.Is(err, os.ErrDeadlineExceeded) && time.Now().Before(end):
+			if finAcked(conn) {
+				return
+			}
+		default:
+			return // end of file, a reset, or wait is over
+		}
+	}
+}
+
+// finishPoll is how often finish looks whether the client has the FIN.
+const finishPoll = 20 * time.Millisecond
 
 // Handler serves each connection with ServeConn and logs the outcome; a
 // client that fails costs nothing to the others.

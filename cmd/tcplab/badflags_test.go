@@ -31,6 +31,10 @@ func TestEveryBadFlagNamesItself(t *testing.T) {
 		{[]string{"tmc", "--timeout", "-1s", "localhost", "2000", "abc"}, "--timeout"},
 		{[]string{"tmc", "--plot", "chunks.txt", "localhost", "2000", "abc"}, "plot"},
 		{[]string{"tmc", "localhost", "2000", ""}, "STRING"},
+		{[]string{"tmc", "[::1]:2000", "2000", "abc"}, "HOST"},
+		{[]string{"tmc", "localhost:2000", "2000", "abc"}, "HOST"},
+		{[]string{"tmc", "", "2000", "abc"}, "HOST"}, // dialled this machine
+		{[]string{"tmc", "[::1", "2000", "abc"}, "HOST"},
 
 		{[]string{"svr", "--rate", "-1", "2000"}, "--rate"},
 		{[]string{"svr", "--rate", "NaN", "2000"}, "--rate"},
@@ -51,6 +55,8 @@ func TestEveryBadFlagNamesItself(t *testing.T) {
 		{[]string{"wps", "--hosts", "::1:2000", "w"}, "--hosts"},
 		{[]string{"wps", "--hosts", "web1:0", "w"}, "--hosts"},
 		{[]string{"wps", "localhost", "2000", ""}, "COMMAND"},
+		{[]string{"wps", "[::1]:2000", "2000", "w"}, "HOST"},
+		{[]string{"wps", "", "2000", "w"}, "HOST"},
 
 		{[]string{"strsvr", "--clients", "-1", "2000"}, "--clients"},
 		{[]string{"strsvr", "--max-conns", "0", "2000"}, "--max-conns"},
@@ -62,6 +68,8 @@ func TestEveryBadFlagNamesItself(t *testing.T) {
 		{[]string{"strsvr", "--log-format", "xml", "2000"}, "--log-format"},
 
 		{[]string{"strclnt", "localhost", "0"}, "port"},
+		{[]string{"strclnt", "[::1]:2000", "2000"}, "HOST"},
+		{[]string{"strclnt", "", "2000"}, "HOST"},
 		{[]string{"strclnt", "--timeout", "0s", "localhost", "2000"}, "--timeout"},
 		{[]string{"strclnt", "--probe-timeout", "0s", "localhost", "2000"}, "--probe-timeout"},
 		{[]string{"strclnt", "--max-value", "0", "localhost", "2000"}, "--max-value"},

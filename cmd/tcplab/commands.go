@@ -99,11 +99,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		if len(args) > 1 {
 			return run(ctx, []string{args[1], "--help"}, stdin, stdout, stderr)
 		}
-		printHelp(stdout)
-		return 0
+		out := &stickyWriter{w: stdout}
+		printHelp(out)
+		return printedStatus("tcplab", out.failed(), stderr)
 	case "version", "-version", "--version":
-		fmt.Fprintf(stdout, "tcplab %s\n", versionString())
-		return 0
+		out := &stickyWriter{w: stdout}
+		fmt.Fprintf(out, "tcplab %s\n", versionString())
+		return printedStatus("tcplab", out.failed(), stderr)
 	}
 	for _, c := range commands {
 		if c.name != name {

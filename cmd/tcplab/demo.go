@@ -40,6 +40,12 @@ names, just those. docs/tutorial.md explains each lesson in Go terms.`,
 		return tw.Flush()
 	}
 
+	// A tour whose output goes nowhere (a full disk) stops at the first
+	// failed write and says so: before, every lesson failed to print and
+	// the tour reported "11 of 11 lessons failed".
+	out := &stickyWriter{w: std.out}
+	std.out = out
+
 	lessons := demo.Lessons()
 	if len(names) > 0 {
 		lessons = nil
@@ -80,11 +86,17 @@ names, just those. docs/tutorial.md explains each lesson in Go terms.`,
 			return errInterrupted
 		}
 		fmt.Fprintln(std.out, demo.Header(l))
+		if err := out.failed(); err != nil {
+			return err
+		}
 		began := time.Now()
 		obs, err := l.Run(ctx, std.out, opts)
 		if err != nil {
 			if ctx.Err() != nil {
 				return errInterrupted
+			}
+			if err := out.failed(); err != nil {
+				return err
 			}
 			fmt.Fprintf(std.out, "  FAILED: %s\n\n", oneLine(err.Error()))
 			failed = append(failed, l.Name)
@@ -103,6 +115,9 @@ names, just those. docs/tutorial.md explains each lesson in Go terms.`,
 			}
 			fmt.Fprintf(std.out, "  %-12s %s\n", o.name, o.summary)
 		}
+	}
+	if err := out.failed(); err != nil {
+		return err
 	}
 	if len(failed) > 0 {
 		return fmt.Errorf("%d of %d lessons failed: %s", len(failed), len(lessons), strings.Join(failed, ", "))

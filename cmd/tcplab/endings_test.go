@@ -87,6 +87,26 @@ func TestEndingsTMS(t *testing.T) {
 		cli.wait(t)
 		expectEnd(t, srv, exitFailed, `^tcplab tms: send to 127\.0\.0\.1:\d+ after \d+ of 3000000000000 bytes: (connection reset by peer|broken pipe)$`)
 	})
+	t.Run("client sends past its message: all copies and a FIN", func(t *testing.T) {
+		// Unread bytes at close made the kernel reset the connection and
+		// drop the copies still queued: tmc.py lost 3 of 8 MB of a
+		// transfer tms logged as done.
+		srv := startCmd(t, captured, captured, "tms", "--no-wait", "--copies", "2000000", "0")
+		c, err := net.Dial("tcp", "127.0.0.1:"+srv.port(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Write([]byte("abc\n" + strings.Repeat("x", 40_000))); err != nil {
+			t.Fatal(err)
+		}
+		n, err := io.Copy(io.Discard, c)
+		if err != nil || n != 8_000_000 {
+			t.Errorf("got %d of 8000000 bytes, err %v: want all and a FIN", n, err)
+		}
+		c.Close()
+		expectEnd(t, srv, exitOK, `msg="transfer done" sent_bytes=8000000`)
+	})
 	t.Run("peer silent", func(t *testing.T) {
 		srv := startCmd(t, captured, captured, "tms", "--read-timeout", "200ms", "0")
 		c, err := net.Dial("tcp", "127.0.0.1:"+srv.port(t))
@@ -450,6 +470,12 @@ func TestEndingsDemo(t *testing.T) {
 	t.Run("stdout closed", func(t *testing.T) {
 		cli := startCmd(t, closedOut, captured, "demo", "--out", t.TempDir())
 		expectEnd(t, cli, exitStdoutGone, quiet)
+	})
+	t.Run("stdout full", func(t *testing.T) {
+		// Every lesson's first line failed to print, and the tour said
+		// "11 of 11 lessons failed: ports, chunks, ...".
+		cli := startCmd(t, fullOut, captured, "demo", "--out", t.TempDir())
+		expectEnd(t, cli, exitFailed, `^tcplab demo: write /dev/stdout: no space left on device$`)
 	})
 }
 

@@ -130,9 +130,12 @@ func hurry(ctx context.Context) context.Context {
 func exitCode(ctx context.Context, name string, err error, stderr io.Writer) int {
 	var uerr usageError
 	var lost lostOutput
+	var help helpNotPrinted
 	switch {
 	case err != nil && errors.Is(err, flag.ErrHelp):
 		return exitOK
+	case errors.As(err, &help):
+		return printedStatus("tcplab "+name, help.err, stderr)
 	case errors.As(err, &uerr):
 		fmt.Fprintf(stderr, "tcplab %s: %s (see 'tcplab %s --help')\n", name, oneLine(uerr.msg), name)
 		return exitUsage
@@ -204,4 +207,53 @@ func finalValueError(err error) error {
 // less the store's "; retrying", since nothing will retry.
 func notRetrying(err error) string {
 	return strings.TrimSuffix(err.Error(), "; retrying")
+}
+
+// stickyWriter remembers the first error writing to w, and fails every
+// write after it. Lessons may write from more than one goroutine.
+type stickyWriter struct {
+	w   io.Writer
+	mu  sync.Mutex
+	err error
+}
+
+func (s *stickyWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return 0, s.err
+	}
+	n, err := s.w.Write(p)
+	if err != nil {
+		s.err = err
+	}
+	return n, err
+}
+
+// failed is the first write error, if any.
+func (s *stickyWriter) failed() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// helpNotPrinted is a command's --help that could not be written.
+type helpNotPrinted struct{ err error }
+
+func (e helpNotPrinted) Error() string { return e.err.Error() }
+func (e helpNotPrinted) Unwrap() error { return e.err }
+
+// printedStatus is the status of printing help or the version, whose
+// write failed with err (nil: it did not): 0; 141 and nothing said if
+// nobody reads (tcplab help | true), as a client's output; else 1 with
+// one line (a full disk).
+func printedStatus(prefix string, err error, stderr io.Writer) int {
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, syscall.EPIPE):
+		return exitStdoutGone
+	}
+	fmt.Fprintf(stderr, "%s: %s\n", prefix, oneLine(err.Error()))
+	return exitFailed
 }

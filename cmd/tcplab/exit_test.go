@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"os"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -42,6 +44,46 @@ func TestExitCodeConvention(t *testing.T) {
 		var errOut bytes.Buffer
 		if code := exitCode(c.ctx, "x", c.err, &errOut); code != c.code || errOut.String() != c.line {
 			t.Errorf("%s: exit %d, %q; want %d, %q", c.name, code, errOut.String(), c.code, c.line)
+		}
+	}
+}
+
+// fullWriter fails every write as /dev/full does.
+type fullWriter struct{}
+
+func (fullWriter) Write([]byte) (int, error) {
+	return 0, &os.PathError{Op: "write", Path: "/dev/stdout", Err: syscall.ENOSPC}
+}
+
+// Help and the version that go nowhere (a full disk) are a failure, as
+// any other output is: they exited 0 with nothing printed, so
+// "tcplab --version > VERSION" on a full disk left an empty file quietly.
+func TestHelpAndVersionOnAFullDiskFail(t *testing.T) {
+	for _, args := range [][]string{{"help"}, {"--version"}, {"tmc", "--help"}, {"tms", "-h"}, {"help", "wps"}} {
+		var errOut strings.Builder
+		code := run(context.Background(), args, strings.NewReader(""), fullWriter{}, &errOut)
+		line := strings.TrimSuffix(errOut.String(), "\n")
+		if code != exitFailed || strings.Contains(line, "\n") || !strings.HasSuffix(line, "no space left on device") {
+			t.Errorf("%q: exit %d, stderr %q; want 1 and one line", args, code, errOut.String())
+		}
+	}
+}
+
+// pipeWriter fails every write as a pipe nobody reads does.
+type pipeWriter struct{}
+
+func (pipeWriter) Write([]byte) (int, error) {
+	return 0, &os.PathError{Op: "write", Path: "/dev/stdout", Err: syscall.EPIPE}
+}
+
+// Help and the version into a closed pipe ("tcplab help | true") end
+// quietly with 141, as every client's output does.
+func TestHelpAndVersionIntoAClosedPipeExitQuietly(t *testing.T) {
+	for _, args := range [][]string{{"help"}, {"--version"}, {"tmc", "--help"}, {"tms", "-h"}, {"help", "strsvr"}} {
+		var errOut strings.Builder
+		code := run(context.Background(), args, strings.NewReader(""), pipeWriter{}, &errOut)
+		if code != exitStdoutGone || errOut.Len() != 0 {
+			t.Errorf("%q: exit %d, stderr %q; want 141 and nothing", args, code, errOut.String())
 		}
 	}
 }

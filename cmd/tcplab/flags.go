@@ -72,7 +72,11 @@ func (fs *flagSet) parse(std stdio, args []string, minArgs, maxArgs int) ([]stri
 	for {
 		if err := fs.Parse(args); err != nil {
 			if err == flag.ErrHelp {
-				fs.printHelp(std.out)
+				out := &stickyWriter{w: std.out}
+				fs.printHelp(out)
+				if err := out.failed(); err != nil {
+					return nil, helpNotPrinted{err}
+				}
 				return nil, flag.ErrHelp
 			}
 			return nil, usageError{err.Error()}

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"io"
+	"net"
 	"os"
 	"regexp"
 	"strings"
@@ -123,5 +125,32 @@ func waitUntil(t *testing.T, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatal("condition never met")
 		}
+	}
+}
+
+// When tmc's per-read lines go to the terminal, they are the progress: a
+// bar drawn on the same screen between them glued itself to each line,
+// "⠋ receiving (21 B, 11 B/s) [1s] received 1 bytes". The bar is for
+// --quiet, --json, or a standard output that is not the terminal.
+func TestProgressBarStaysOffTMCsOwnLines(t *testing.T) {
+	t.Setenv("NO_COLOR", "1")
+	t.Setenv("TERM", "xterm")
+	p := startPeer(t, func(c net.Conn, p *peer) {
+		c.Read(make([]byte, 64))
+		// A slow sender, lasting past progressDelay: the pace is the point.
+		for range 15 {
+			c.Write([]byte("x"))
+			time.Sleep(100 * time.Millisecond)
+		}
+		c.Close()
+	})
+	tty, out, _ := openTerminal(t)
+	code := run(context.Background(), []string{"tmc", "127.0.0.1", p.port, "abc"}, strings.NewReader(""), tty, tty)
+	got := out()
+	if code != 0 || !strings.Contains(got, "summary: 15 bytes") {
+		t.Fatalf("exit %d: %q", code, got)
+	}
+	if strings.Contains(got, "receiving") {
+		t.Fatalf("a bar among tmc's lines: %q", got)
 	}
 }

@@ -37,6 +37,9 @@ changes, whoever changed it, with no prompt: each line typed is still sent.`,
 	if err != nil {
 		return err
 	}
+	if err := checkHost(hostArg(pos[0])); err != nil {
+		return err
+	}
 	if err := checkDialPort(pos[1]); err != nil {
 		return err
 	}

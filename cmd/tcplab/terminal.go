@@ -40,17 +40,64 @@ func terminalSafe(w io.Writer) io.Writer {
 	if !isTerminal(w) {
 		return w
 	}
-	return escapingWriter{w}
+	return terminalWriter(w)
 }
 
-// escapingWriter writes p with escapeControls.
-type escapingWriter struct{ w io.Writer }
+// terminalWriter is the escaping writer terminalSafe returns on a
+// terminal. Text that may end mid-character (an answer printed as it
+// arrives) must be followed by flushTerminal.
+func terminalWriter(w io.Writer) io.Writer {
+	return &escapingWriter{w: w}
+}
 
-func (e escapingWriter) Write(p []byte) (int, error) {
-	if _, err := io.WriteString(e.w, escapeControls(p)); err != nil {
+// flushTerminal writes what w holds back of a character cut short, if w
+// is terminalSafe's escaping writer.
+func flushTerminal(w io.Writer) error {
+	if e, ok := w.(*escapingWriter); ok {
+		return e.flush()
+	}
+	return nil
+}
+
+// escapingWriter writes p with escapeControls. A UTF-8 character split
+// between two writes (two reads of a streamed answer) is held back until
+// its last byte comes, so it shows as itself, not as escaped bytes.
+type escapingWriter struct {
+	w       io.Writer
+	pending []byte // the start of a character cut by the end of a write
+}
+
+func (e *escapingWriter) Write(p []byte) (int, error) {
+	buf := append(e.pending, p...)
+	cut := len(buf) - incompleteTail(buf)
+	e.pending = append([]byte(nil), buf[cut:]...)
+	if _, err := io.WriteString(e.w, escapeControls(buf[:cut])); err != nil {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+func (e *escapingWriter) flush() error {
+	if len(e.pending) == 0 {
+		return nil
+	}
+	_, err := io.WriteString(e.w, escapeControls(e.pending))
+	e.pending = nil
+	return err
+}
+
+// incompleteTail is the length of the start of a UTF-8 character at the
+// end of p whose remaining bytes have not come yet (0 if none).
+func incompleteTail(p []byte) int {
+	for i := len(p) - 1; i >= 0 && i >= len(p)-utf8.UTFMax+1; i-- {
+		if utf8.RuneStart(p[i]) {
+			if !utf8.FullRune(p[i:]) {
+				return len(p) - i
+			}
+			return 0
+		}
+	}
+	return 0
 }
 
 // escapeControls returns p with every byte a terminal could act on written
@@ -98,6 +145,22 @@ func hostArg(s string) string {
 		return s[1 : len(s)-1]
 	}
 	return s
+}
+
+// checkHost checks a client's HOST argument (after hostArg): a name or an
+// address, with no port (that is PORT's) and not empty (which would
+// quietly dial this machine).
+func checkHost(s string) error {
+	switch {
+	case s == "":
+		return usagef("HOST must not be empty")
+	case strings.ContainsAny(s, "[]") || strings.Count(s, ":") == 1:
+		if _, _, err := net.SplitHostPort(s); err == nil {
+			return usagef("HOST %q includes a port: give the port as PORT", s)
+		}
+		return usagef("HOST %q is not a name or an address", s)
+	}
+	return nil
 }
 
 // checkDialPort is a client's PORT argument: a number from 1 to 65535 (0

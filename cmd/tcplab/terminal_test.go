@@ -119,3 +119,46 @@ func TestIPv6LoopbackBareAndBracketed(t *testing.T) {
 		t.Errorf("wps --hosts [::1]:%s: exit %d, %q %q", svrPort, code, out, errOut)
 	}
 }
+
+// A character split between two writes (two reads of an answer that
+// arrives as it comes, as wps prints it) is still one character on a
+// terminal: each write was escaped alone, and "café" split after its
+// 0xc3 was shown as `caf\xc3\xa9`.
+func TestEscapingWriterKeepsCharactersSplitAcrossWrites(t *testing.T) {
+	var b strings.Builder
+	w := terminalWriter(&b)
+	for _, part := range []string{"caf\xc3", "\xa9 ", "世"[:1], "世"[1:2], "世"[2:] + "\x1b\n"} {
+		if n, err := w.Write([]byte(part)); n != len(part) || err != nil {
+			t.Fatalf("Write(%q) = %d, %v", part, n, err)
+		}
+	}
+	if got, want := b.String(), "café 世\\x1b\n"; got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	// An answer that ends inside a character: its bytes are shown, escaped,
+	// when the answer ends.
+	b.Reset()
+	w.Write([]byte("end\xe4\xb8"))
+	if err := flushTerminal(w); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := b.String(), `end\xe4\xb8`; got != want {
+		t.Fatalf("after flush got %q, want %q", got, want)
+	}
+}
+
+// wps on a terminal shows an answer that ends inside a character (its
+// last bytes held for the rest of the character) in full.
+func TestWPSShowsAnAnswerEndingMidCharacter(t *testing.T) {
+	p := startPeer(t, func(c net.Conn, p *peer) {
+		c.Read(make([]byte, 64))
+		c.Write([]byte("load caf\xc3"))
+		c.Close()
+	})
+	tty, out, _ := openTerminal(t)
+	var errOut bytes.Buffer
+	code := run(context.Background(), []string{"wps", "127.0.0.1", p.port, "w"}, strings.NewReader(""), tty, &errOut)
+	if got := out(); code != 0 || got != `load caf\xc3` {
+		t.Fatalf("exit %d, terminal got %q, stderr %q", code, got, errOut.String())
+	}
+}

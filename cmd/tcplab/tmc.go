@@ -30,7 +30,7 @@ An answer that ends badly (a reset, a close before any byte, --timeout of
 silence) also exits 1 with one line on standard error, after the summary of
 what did arrive. Ctrl-C exits 130 at once. A progress bar (bytes, rate,
 time) shows on standard error when it is a terminal and the transfer takes
-over a second.`,
+over a second, unless the per-read lines go to the terminal (use --quiet).`,
 		"tcplab tmc localhost 2000 abc",
 		"tcplab tmc --quiet --plot chunks.png localhost 2000 hello",
 		"tcplab tmc --json ::1 2000 abc")
@@ -45,6 +45,9 @@ over a second.`,
 		return err
 	}
 	host, portArg, msg := hostArg(pos[0]), pos[1], pos[2]
+	if err := checkHost(host); err != nil {
+		return err
+	}
 	if err := checkDialPort(portArg); err != nil {
 		return err
 	}
@@ -83,7 +86,8 @@ over a second.`,
 			return
 		}
 		if reads < 5 {
-			out.Write(chunk) // text from the network: escaped on a terminal
+			out.Write(chunk)   // text from the network: escaped on a terminal
+			flushTerminal(out) // a character cut by the read stays cut, as tmc.py's
 			io.WriteString(std.out, "\n")
 		}
 		fmt.Fprintf(std.out, "received %d bytes\n", len(chunk))
@@ -91,7 +95,12 @@ over a second.`,
 	// A full server's refusal line is held back and reported as the
 	// error, never printed as data (see refusalHold).
 	hold := newRefusalHold(msg, show)
-	stopBar := startProgress(std.err, &received)
+	// tmc's per-read lines on a terminal are the progress already; a bar
+	// drawn between them would glue itself to each line.
+	stopBar := func() {}
+	if *quiet || *asJSON || !isTerminal(std.out) {
+		stopBar = startProgress(std.err, &received)
+	}
 	res, err := multicopy.Fetch(ctx, conn, []byte(msg), *timeout, *readSize, func(chunk []byte) {
 		received.Add(int64(len(chunk)))
 		hold.add(chunk)

@@ -59,6 +59,9 @@ brackets (::1 or [::1]), and in --hosts in brackets ([::1]:2000).`,
 		return err
 	}
 	if *hosts == "" {
+		if err := checkHost(hostArg(pos[0])); err != nil {
+			return err
+		}
 		if err := checkDialPort(pos[1]); err != nil {
 			return err
 		}
@@ -144,8 +147,12 @@ func askOne(ctx context.Context, std stdio, host, port, name string, timeout tim
 		return usagef("COMMAND must not be empty")
 	}
 	if !asJSON {
-		head := &answerHead{w: terminalSafe(std.out)}
+		out := terminalSafe(std.out)
+		head := &answerHead{w: out}
 		_, err := status.Ask(ctx, host, port, name, timeout, head, 0)
+		if ferr := flushTerminal(out); err == nil {
+			err = ferr
+		}
 		if err == nil && head.isNotTLS() {
 			err = notTLSServer(host, port)
 		}
