@@ -235,9 +235,9 @@ func TestWPSFleetSafeAgainstShellServer(t *testing.T) {
 	if code != 0 || !strings.Contains(out, host+" ") {
 		t.Errorf("wps --hosts: exit %d, %q, %q", code, out, errOut)
 	}
-	code, out, _ = wpsRun(t, "--timeout", "10s", "--hosts", host, "json")
-	if code == 0 || !strings.Contains(out, host+": error: not known to be tcplab svr") {
-		t.Errorf("wps --hosts json: exit %d, %q", code, out)
+	code, _, errOut = wpsRun(t, "--timeout", "10s", "--hosts", host, "json")
+	if code == 0 || !strings.Contains(errOut, host+": error: not known to be tcplab svr") {
+		t.Errorf("wps --hosts json: exit %d, stderr %q", code, errOut)
 	}
 	ran := im.Ran()
 	for _, r := range ran {
