@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -42,6 +43,13 @@ const (
 	FsyncInterval
 )
 
+func (f Fsync) String() string {
+	if f == FsyncInterval {
+		return "interval"
+	}
+	return "always"
+}
+
 // ParseFsync parses "always" or "interval".
 func ParseFsync(s string) (Fsync, error) {
 	switch s {
@@ -58,6 +66,9 @@ type FileOptions struct {
 	Fsync Fsync
 	// Interval between fsyncs under FsyncInterval; zero means one second.
 	Interval time.Duration
+	// Logger receives the store's state changes, once each: writes failing
+	// (ERROR), writes working again, the file replaced. Nil discards.
+	Logger *slog.Logger
 }
 
 // File keeps v in memory, as Memory does, and in an append-only log file,
@@ -72,18 +83,33 @@ type FileOptions struct {
 //
 // A crash can leave the last record short or, after a power cut on some
 // file systems, filled with garbage; OpenFile keeps every record up to the
-// first one that is short or fails its checksum and cuts the file there.
-// Those bytes were never answered, since Append waits for its record to be
-// written (and, under FsyncAlways, synced) before it returns.
+// first one that is short or fails its checksum and cuts this torn tail
+// (Dropped says how many bytes). Those bytes were never answered, since
+// Append waits for its record to be written (and, under FsyncAlways,
+// synced) before it returns. A bad record with valid records after it is
+// not a torn tail but damage: OpenFile refuses the log with a CorruptError
+// and does not change it (see RepairLog).
 //
 // Value returns only what is written to the file, so a watcher is never
 // shown a byte that a crash could still take back. The file is locked
-// (flock) so two servers cannot write the same log.
+// (flock) so two servers cannot write the same log, and after every write
+// File checks that its path still names the file it holds: a log removed or
+// replaced underneath stops the store (every later append fails) rather
+// than let letters be answered into a file nobody will read.
+//
+// An append that cannot be written (a full disk, an I/O error) fails, and
+// so do the appends queued behind it; the partial write is cut from the
+// file, v forgets those bytes, and the next append tries the disk again, so
+// the store recovers by itself once the disk accepts writes. Only when the
+// partial write cannot be cut (or the file was replaced) does the store
+// refuse every later append.
 type File struct {
 	localGroup
 	path string
 	opts FileOptions
 	f    *os.File
+	info os.FileInfo // of f when opened, to notice the path naming another file
+	log  *slog.Logger
 
 	mu      sync.Mutex
 	buf     []byte // v: all bytes appended, written or not
@@ -91,7 +117,9 @@ type File struct {
 	pending []byte // encoded records not yet written
 	spare   []byte // the other half of the double buffer
 	batch   *batch // the batch the pending records belong to
-	failed  error  // a write error: the store refuses appends from then on
+	flying  *batch // the batch being written, if any
+	failed  error  // the store refuses appends from then on
+	failing error  // the last write failed; the next append tries again
 	closed  bool
 
 	fileOff int64 // end of the good part of the file (flushLoop only)
@@ -113,6 +141,9 @@ func OpenFile(path string, opts FileOptions) (*File, error) {
 	if opts.Interval <= 0 {
 		opts.Interval = time.Second
 	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("open data file: %w", err)
@@ -124,7 +155,12 @@ func OpenFile(path string, opts FileOptions) (*File, error) {
 		}
 		return nil, fmt.Errorf("lock data file %s: %w", path, err)
 	}
-	s := &File{path: path, opts: opts, f: f, batch: newBatch(),
+	info, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("data file: %w", err)
+	}
+	s := &File{path: path, opts: opts, f: f, info: info, log: opts.Logger, batch: newBatch(),
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
 	if err := s.recover(); err != nil {
 		f.Close()
@@ -159,12 +195,17 @@ func (s *File) recover() error {
 		return fmt.Errorf("data file %s: %w", s.path, err)
 	}
 	if good < st.Size() {
-		s.dropped = st.Size() - good
-		if err := s.f.Truncate(good); err != nil {
-			return fmt.Errorf("cut damaged tail of %s: %w", s.path, err)
+		if good > 0 {
+			tail, err := s.readTail(good, st.Size())
+			if err != nil {
+				return err
+			}
+			if err := checkTail(s.path, tail, good); err != nil {
+				return err
+			}
 		}
-		if err := s.f.Sync(); err != nil {
-			return fmt.Errorf("sync data file: %w", err)
+		if err := s.dropTail(good, st.Size()); err != nil {
+			return err
 		}
 	}
 	if _, err := s.f.Seek(good, io.SeekStart); err != nil {
@@ -227,7 +268,7 @@ func appendRecords(dst, p []byte) []byte {
 	return dst
 }
 
-// Dropped reports how many bytes of a damaged tail OpenFile cut.
+// Dropped reports how many bytes of a torn tail OpenFile cut.
 func (s *File) Dropped() int64 { return s.dropped }
 
 // Append implements Store: it returns once p is in the file (and synced,
@@ -288,7 +329,9 @@ func (s *File) flushLoop() {
 		case <-s.kick:
 		case <-tick:
 			if dirty {
-				s.f.Sync()
+				if err := s.f.Sync(); err != nil {
+					s.log.Error("cannot sync the data file: letters answered since the last sync may not be on disk", "file", s.path, "err", err)
+				}
 				dirty = false
 			}
 			continue
@@ -299,48 +342,143 @@ func (s *File) flushLoop() {
 		data, b, end := s.pending, s.batch, len(s.buf)
 		s.pending, s.spare = s.spare[:0], nil
 		s.batch = newBatch()
+		s.flying = b
 		s.mu.Unlock()
 		var err error
 		if len(data) > 0 {
-			_, err = s.f.Write(data)
-			if err == nil && (s.opts.Fsync == FsyncAlways || stopping) {
-				err = s.f.Sync()
-			} else {
-				dirty = err == nil
-			}
-			if err != nil {
-				err = fmt.Errorf("write data file: %w", err)
-			}
+			err = s.writeBatch(data, stopping)
+			dirty = err == nil && s.opts.Fsync == FsyncInterval && !stopping
 		} else if stopping && dirty {
 			s.f.Sync()
 		}
 		s.mu.Lock()
+		var next *batch
 		if err != nil {
-			if s.failed == nil {
-				s.failed = err
-				// Best effort: cut the partial write, so that a restart
-				// recovers exactly what was answered.
-				if s.f.Truncate(s.fileOff) == nil {
-					s.f.Seek(s.fileOff, io.SeekStart)
-				}
-			}
-		} else {
+			// v forgets the failed batch and the appends queued behind
+			// it, whose replies were built on top of it: none of them is
+			// answered.
+			s.buf = s.buf[:s.written]
+			s.pending = s.pending[:0]
+			next, s.batch = s.batch, newBatch()
+		} else if len(data) > 0 {
 			s.written = end
 			s.fileOff += int64(len(data))
 		}
+		s.flying = nil
 		if cap(data) <= 4<<20 {
 			s.spare = data[:0]
 		}
 		s.mu.Unlock()
 		b.err = err
 		close(b.done)
-		if len(data) > 0 {
+		if next != nil {
+			next.err = err
+			close(next.done)
+		}
+		if len(data) > 0 && err == nil {
 			s.notify.signal()
 		}
 		if stopping {
 			return
 		}
 	}
+}
+
+// writeBatch writes data at the end of the good part of the file and syncs
+// it if the policy (or stopping) says so, then checks that the path still
+// names the file. On failure it cuts what was partly written, so the next
+// write starts from the good end again; if even that fails, or the file
+// was replaced, the store refuses every later append (s.failed).
+func (s *File) writeBatch(data []byte, stopping bool) error {
+	_, err := s.f.WriteAt(data, s.fileOff)
+	if err == nil && (s.opts.Fsync == FsyncAlways || stopping) {
+		if err = s.f.Sync(); err != nil {
+			err = fmt.Errorf("sync data file %s: %w", s.path, pathCause(err))
+		}
+	} else if err != nil {
+		err = fmt.Errorf("write data file %s: %w", s.path, pathCause(err))
+	}
+	if err == nil {
+		if err = s.sameFile(); err != nil {
+			s.fail(err)
+			return err
+		}
+		s.mu.Lock()
+		was := s.failing
+		s.failing = nil
+		s.mu.Unlock()
+		if was != nil {
+			s.log.Info("the data file accepts writes again: appending", "file", s.path)
+		}
+		return nil
+	}
+	if terr := s.f.Truncate(s.fileOff); terr != nil {
+		s.fail(fmt.Errorf("%w; and the partial write cannot be cut (%v): refusing appends until restarted", err, terr))
+		return err
+	}
+	s.mu.Lock()
+	first := s.failing == nil
+	s.failing = err
+	s.mu.Unlock()
+	if first {
+		s.log.Error("cannot store letters: refusing them until the data file accepts writes again", "file", s.path, "err", err)
+	}
+	return err
+}
+
+// pathCause drops the path from an *os.PathError, which the message names
+// already.
+func pathCause(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// fail puts the store in the failed state for good, saying so once.
+func (s *File) fail(err error) {
+	s.mu.Lock()
+	first := s.failed == nil
+	if first {
+		s.failed = err
+	}
+	s.mu.Unlock()
+	if first {
+		s.log.Error("data file store stopped: refusing every letter", "err", err)
+	}
+}
+
+// Flush waits until every append made before it is in the file (and
+// synced, under FsyncAlways) or has failed, even one whose caller stopped
+// waiting. After it, and with no append running, Value is what OpenFile
+// recovers after a restart.
+func (s *File) Flush(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	var waits []*batch
+	if s.flying != nil {
+		waits = append(waits, s.flying)
+	}
+	if len(s.pending) > 0 {
+		waits = append(waits, s.batch)
+	}
+	s.mu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+	for _, b := range waits {
+		select {
+		case <-b.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 // Value implements Store: v as far as it is in the file.

@@ -1,0 +1,171 @@
+package store_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tcplab/tcplab/store"
+)
+
+// writeLog makes a log of n appends "<i>" and returns its path, its bytes,
+// the offset of each record and v.
+func writeLog(t *testing.T, n int) (path string, file []byte, offsets []int, v []byte) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), "v.log")
+	s, err := store.OpenFile(path, store.FileOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := len(store.FileMagic)
+	for i := range n {
+		p := fmt.Appendf(nil, "<%d>", i)
+		offsets = append(offsets, off)
+		off += 8 + len(p)
+		v = append(v, p...)
+		if _, err := s.Append(context.Background(), p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	file, err = os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path, file, offsets, v
+}
+
+// A damaged record with valid records after it is corruption, not a torn
+// tail: OpenFile refuses, names the file, the offset and the bytes that
+// follow, and leaves the file as it was. (Before: the log was cut at the
+// damage, in place, and every acknowledged letter after it was gone.)
+func TestFileRefusesDamageBeforeValidRecords(t *testing.T) {
+	cases := []struct {
+		name   string
+		record int // which record to damage
+		at     int // byte within the record: 0-3 length, 4-7 checksum, 8+ data
+	}{
+		{"data byte mid-log", 500, 9},
+		{"data byte of the first record", 0, 8},
+		{"checksum mid-log", 700, 5},
+		{"length mid-log", 300, 3},
+		{"second to last record", 998, 8},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path, file, offsets, _ := writeLog(t, 1000)
+			damaged := bytes.Clone(file)
+			damaged[offsets[c.record]+c.at] ^= 0x40
+			os.WriteFile(path, damaged, 0o644)
+			s, err := store.OpenFile(path, store.FileOptions{})
+			if err == nil {
+				s.Close()
+				t.Fatal("OpenFile accepted a log damaged before valid records")
+			}
+			var ce *store.CorruptError
+			if !errors.As(err, &ce) {
+				t.Fatalf("error %v is not a *store.CorruptError", err)
+			}
+			if ce.Offset != int64(offsets[c.record]) || ce.After != int64(len(file)-offsets[c.record]) {
+				t.Errorf("corruption reported at %d with %d bytes after, want %d and %d", ce.Offset, ce.After, offsets[c.record], len(file)-offsets[c.record])
+			}
+			msg := err.Error()
+			for _, want := range []string{path, fmt.Sprint(offsets[c.record]), fmt.Sprint(len(file) - offsets[c.record])} {
+				if !strings.Contains(msg, want) {
+					t.Errorf("message %q does not name %s", msg, want)
+				}
+			}
+			if strings.Contains(msg, "\n") {
+				t.Errorf("message is more than one line: %q", msg)
+			}
+			if now, _ := os.ReadFile(path); !bytes.Equal(now, damaged) {
+				t.Fatal("OpenFile changed a corrupt log")
+			}
+		})
+	}
+}
+
+// A torn tail is still cut, and Dropped says how many bytes went.
+func TestFileTornTailDropped(t *testing.T) {
+	path, file, offsets, v := writeLog(t, 10)
+	torn := append(bytes.Clone(file), file[offsets[9]:offsets[9]+7]...) // a header, torn
+	os.WriteFile(path, torn, 0o644)
+	s, err := store.OpenFile(path, store.FileOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.Dropped() != 7 {
+		t.Errorf("Dropped %d, want 7", s.Dropped())
+	}
+	if got, _ := s.Value(context.Background()); !bytes.Equal(got, v) {
+		t.Errorf("recovered %q, want %q", got, v)
+	}
+}
+
+// RepairLog keeps a copy of the original, drops only the damaged bytes,
+// keeps every valid record after them, and reports what it dropped.
+func TestRepairLog(t *testing.T) {
+	path, file, offsets, v := writeLog(t, 1000)
+	damaged := bytes.Clone(file)
+	damaged[offsets[500]+9] ^= 0x40                                 // record 500: "<500>"
+	damaged = append(damaged, file[offsets[999]:offsets[999]+5]...) // and a torn tail
+	os.WriteFile(path, damaged, 0o644)
+
+	rep, err := store.RepairLog(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if saved, err := os.ReadFile(rep.Copy); err != nil || !bytes.Equal(saved, damaged) {
+		t.Fatalf("copy of the original %s: %v (equal %t)", rep.Copy, err, bytes.Equal(saved, damaged))
+	}
+	want := []store.Span{{Offset: int64(offsets[500]), Bytes: int64(offsets[501] - offsets[500])}, {Offset: int64(len(file)), Bytes: 5}}
+	if fmt.Sprint(rep.Dropped) != fmt.Sprint(want) {
+		t.Errorf("dropped %v, want %v", rep.Dropped, want)
+	}
+	wantV := bytes.Replace(v, []byte("<500>"), nil, 1)
+	before := bytes.Index(v, []byte("<500>"))
+	if rep.Letters != int64(len(wantV)) || rep.LettersBeforeDamage != int64(before) || rep.Records != 999 {
+		t.Errorf("report: %d letters in %d records kept, %d before the damage; want %d in 999, %d", rep.Letters, rep.Records, rep.LettersBeforeDamage, len(wantV), before)
+	}
+	s, err := store.OpenFile(path, store.FileOptions{})
+	if err != nil {
+		t.Fatalf("repaired log refused: %v", err)
+	}
+	defer s.Close()
+	if got, _ := s.Value(context.Background()); !bytes.Equal(got, wantV) {
+		t.Fatalf("repaired v is %d bytes, want %d", len(got), len(wantV))
+	}
+	if s.Dropped() != 0 {
+		t.Errorf("repaired log still has %d bytes to cut", s.Dropped())
+	}
+	if _, err := store.RepairLog(path); err == nil {
+		t.Error("RepairLog of a log in use succeeded")
+	}
+}
+
+// A log with nothing to repair is left alone, with no copy.
+func TestRepairLogIntact(t *testing.T) {
+	path, file, _, _ := writeLog(t, 10)
+	rep, err := store.RepairLog(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Copy != "" || len(rep.Dropped) != 0 {
+		t.Errorf("intact log: copy %q, dropped %v", rep.Copy, rep.Dropped)
+	}
+	if now, _ := os.ReadFile(path); !bytes.Equal(now, file) {
+		t.Error("intact log changed")
+	}
+	entries, _ := os.ReadDir(filepath.Dir(path))
+	if len(entries) != 1 {
+		t.Errorf("%d files beside an intact log after repair", len(entries))
+	}
+}

@@ -1,0 +1,228 @@
+package store_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tcplab/tcplab/store"
+)
+
+// SmallDisk mounts a tmpfs of size bytes on a fresh directory for the test
+// and unmounts it at the end; it skips the test (one line) where mounting
+// is not allowed.
+func smallDisk(t *testing.T, size int) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := syscall.Mount("tcplab-test", dir, "tmpfs", 0, fmt.Sprintf("size=%d", size)); err != nil {
+		t.Skipf("cannot mount a tmpfs for a full disk (%v): needs root", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+	return dir
+}
+
+// fill writes a filler file until the disk is full and returns its path.
+func fill(t *testing.T, dir string) string {
+	t.Helper()
+	p := filepath.Join(dir, "filler")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	chunk := make([]byte, 4096)
+	for {
+		if _, err := f.Write(chunk); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	for _, n := range []int{1024, 64, 1} { // the last pages too
+		for {
+			if _, err := f.Write(chunk[:n]); err != nil {
+				break
+			}
+		}
+	}
+	return p
+}
+
+// A full disk refuses the append that does not fit (never answering it),
+// says so once at ERROR, and the store takes appends again by itself as
+// soon as space is freed; a restart recovers exactly the answered appends.
+// (Before: after the first ENOSPC every append was refused for good.)
+func TestFileDiskFullRecovers(t *testing.T) {
+	for _, policy := range []store.Fsync{store.FsyncAlways, store.FsyncInterval} {
+		t.Run(fmt.Sprint(policy), func(t *testing.T) {
+			dir := smallDisk(t, 256<<10)
+			path := filepath.Join(dir, "v.log")
+			var logBuf syncBuffer
+			s, err := store.OpenFile(path, store.FileOptions{Fsync: policy, Logger: testLogger(&logBuf)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			ctx := context.Background()
+			var answered []byte
+			if v, err := s.Append(ctx, []byte("before")); err != nil {
+				t.Fatal(err)
+			} else {
+				answered = v
+			}
+			filler := fill(t, dir)
+			big := bytes.Repeat([]byte("x"), 64<<10)
+			var failed error
+			for range 20 {
+				v, err := s.Append(ctx, big)
+				if err != nil {
+					failed = err
+					break
+				}
+				answered = v
+			}
+			if !errors.Is(failed, syscall.ENOSPC) {
+				t.Fatalf("append on a full disk: %v, want ENOSPC", failed)
+			}
+			if _, err := s.Append(ctx, big); err == nil {
+				t.Fatal("a second append succeeded on a full disk")
+			}
+			if v, _ := s.Value(ctx); !bytes.HasPrefix(v, answered) {
+				t.Fatal("v lost answered bytes")
+			}
+			if got := logBuf.String(); !strings.Contains(got, "level=ERROR") || !strings.Contains(got, "no space left on device") {
+				t.Errorf("log on a full disk, want an ERROR with the cause:\n%s", got)
+			}
+			os.Remove(filler)
+			v, err := s.Append(ctx, []byte("after"))
+			if err != nil {
+				t.Fatalf("append after space was freed: %v", err)
+			}
+			if !strings.Contains(logBuf.String(), "accepts writes again") {
+				t.Errorf("no log line for the recovery:\n%s", logBuf.String())
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			s2, err := store.OpenFile(path, store.FileOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s2.Close()
+			got, _ := s2.Value(ctx)
+			if !bytes.Equal(got, v) {
+				t.Fatalf("restart recovered %d bytes, want the %d answered last", len(got), len(v))
+			}
+			if s2.Dropped() != 0 {
+				t.Errorf("restart cut %d bytes: the failed writes were left in the log", s2.Dropped())
+			}
+		})
+	}
+}
+
+// Once the log is removed or replaced under the store, no append is
+// answered any more, and the reason is logged at ERROR. (Before: letters
+// went on being answered into the unlinked file, and a second server could
+// start on the path.)
+func TestFileRemovedOrReplaced(t *testing.T) {
+	for _, how := range []string{"removed", "replaced"} {
+		t.Run(how, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "v.log")
+			var logBuf syncBuffer
+			s, err := store.OpenFile(path, store.FileOptions{Logger: testLogger(&logBuf)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			ctx := context.Background()
+			if _, err := s.Append(ctx, []byte("a")); err != nil {
+				t.Fatal(err)
+			}
+			os.Remove(path)
+			if how == "replaced" {
+				s2, err := store.OpenFile(path, store.FileOptions{})
+				if err != nil {
+					t.Fatalf("a second store on the new file: %v", err)
+				}
+				defer s2.Close()
+			}
+			if v, err := s.Append(ctx, []byte("b")); err == nil {
+				t.Fatalf("append answered (%q) after the log was %s", v, how)
+			} else if !strings.Contains(err.Error(), how) {
+				t.Errorf("error %q does not say the file was %s", err, how)
+			}
+			if _, err := s.Append(ctx, []byte("c")); err == nil {
+				t.Fatal("a later append was answered")
+			}
+			if !strings.Contains(logBuf.String(), "level=ERROR") {
+				t.Errorf("no ERROR logged:\n%s", logBuf.String())
+			}
+		})
+	}
+}
+
+// Flush waits for appends whose callers gave up: after it, Value is what a
+// restart recovers. (Before, strsvr printed v without the appends still in
+// flight at SIGTERM, 1-6 bytes short.)
+func TestFileFlushThenValueIsSaved(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "v.log")
+	s, err := store.OpenFile(path, store.FileOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for i := range 50 {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				s.Append(ctx, []byte{byte('a' + i%26)})
+			}
+		})
+	}
+	time.Sleep(50 * time.Millisecond) // let appends pile up
+	cancel()                          // callers stop waiting; their appends are in flight
+	wg.Wait()
+	if err := s.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	v, _ := s.Value(context.Background())
+	s.Close()
+	s2, err := store.OpenFile(path, store.FileOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if got, _ := s2.Value(context.Background()); !bytes.Equal(got, v) {
+		t.Fatalf("Value after Flush had %d bytes, a restart recovers %d", len(v), len(got))
+	}
+}
+
+// syncBuffer collects log output from the store's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+func testLogger(b *syncBuffer) *slog.Logger { return slog.New(slog.NewTextHandler(b, nil)) }

@@ -1,0 +1,229 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"syscall"
+	"time"
+)
+
+// What can follow the last good record of a log, and what to do about it.
+//
+// A crash can leave only the end of the log bad: the last write short, or
+// (a power cut on some file systems) filled with garbage or zeros. Nothing
+// valid follows such a torn tail, and nothing in it was answered, so
+// OpenFile cuts it. A bad record with valid records after it is something
+// else: the disk or someone changed bytes in the middle of the log, and the
+// records after it hold letters that were answered. Cutting there would
+// throw them away, so OpenFile refuses the log (CorruptError) and leaves it
+// as it is; RepairLog, run on purpose, keeps a copy and drops only the
+// damaged bytes.
+
+// CorruptError is OpenFile's refusal of a log damaged before its end: the
+// record at Offset is bad (short, too long, or failing its checksum) and
+// valid records follow it. The file is unchanged.
+type CorruptError struct {
+	Path   string
+	Offset int64 // where the damage starts
+	After  int64 // bytes from Offset to the end of the file
+	Next   int64 // offset of the first valid record after the damage
+}
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("data file %s is damaged at byte %d, with valid records after it (%d bytes from there to the end, the next valid record at byte %d): refusing to start, the file is unchanged; tcplab strsvr --repair %s keeps a copy and drops only the damaged bytes",
+		e.Path, e.Offset, e.After, e.Next, e.Path)
+}
+
+// Span is a run of bytes of a log, by offset and length.
+type Span struct {
+	Offset int64
+	Bytes  int64
+}
+
+// validRecordAt reports the length of the valid record at b[0:], or 0.
+func validRecordAt(b []byte) int {
+	if len(b) < recordHeader {
+		return 0
+	}
+	size := binary.BigEndian.Uint32(b[0:4])
+	if size == 0 || size > MaxRecord || int64(size) > int64(len(b)-recordHeader) {
+		return 0
+	}
+	if crc32.Checksum(b[recordHeader:recordHeader+int(size)], castagnoli) != binary.BigEndian.Uint32(b[4:8]) {
+		return 0
+	}
+	return recordHeader + int(size)
+}
+
+// nextValidRecord returns the offset in b of the first valid record that
+// starts after b[0], or -1. Random bytes pass the length test once in 4,096
+// offsets, so the checksums computed stay few.
+func nextValidRecord(b []byte) int {
+	for i := 1; i+recordHeader < len(b); i++ {
+		if validRecordAt(b[i:]) > 0 {
+			return i
+		}
+	}
+	return -1
+}
+
+// checkTail looks at the bytes of a log after its good part, which starts
+// at offset good: it returns nil for a torn tail (nothing valid after the
+// first bad byte) and a CorruptError otherwise.
+func checkTail(path string, tail []byte, good int64) error {
+	if len(tail) == 0 {
+		return nil
+	}
+	next := nextValidRecord(tail)
+	if next < 0 {
+		return nil
+	}
+	return &CorruptError{Path: path, Offset: good, After: int64(len(tail)), Next: good + int64(next)}
+}
+
+// RepairReport says what RepairLog did.
+type RepairReport struct {
+	Path string
+	// Copy is where the original was kept ("" if the log needed no repair).
+	Copy string
+	// Dropped are the damaged spans removed, by offset in the original.
+	Dropped []Span
+	// Records kept; the letters before the first damage (all that cutting
+	// the log there would have kept) and the letters of v after repair.
+	Records             int
+	LettersBeforeDamage int64
+	Letters             int64
+}
+
+// RepairLog repairs the log at path for OpenFile: it keeps every valid
+// record, in order, and drops only the bytes between them that are not
+// valid records (a damaged record loses its letters; later records keep
+// theirs). Before changing anything it copies the original beside it, as
+// path.damaged-TIME, synced. The repaired log replaces the original
+// atomically (written beside it, synced, renamed). A log that needs no
+// repair is left alone and no copy is made. It refuses a log in use by a
+// running server, and a file that is not a log.
+func RepairLog(path string) (*RepairReport, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("repair: %w", err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("repair: data file %s is in use by another process (a running strsvr?)", path)
+		}
+		return nil, fmt.Errorf("repair: lock %s: %w", path, err)
+	}
+	orig, err := io.ReadAll(f)
+	if err != nil {
+		return nil, fmt.Errorf("repair: read %s: %w", path, err)
+	}
+	if len(orig) < len(FileMagic) || string(orig[:len(FileMagic)]) != FileMagic {
+		return nil, fmt.Errorf("repair: %s is not a strsvr data file (bad magic); nothing changed", path)
+	}
+	rep := &RepairReport{Path: path}
+	out := make([]byte, 0, len(orig))
+	out = append(out, FileMagic...)
+	damaged := false
+	for pos := len(FileMagic); pos < len(orig); {
+		if n := validRecordAt(orig[pos:]); n > 0 {
+			out = append(out, orig[pos:pos+n]...)
+			rep.Records++
+			rep.Letters += int64(n - recordHeader)
+			if !damaged {
+				rep.LettersBeforeDamage = rep.Letters
+			}
+			pos += n
+			continue
+		}
+		damaged = true
+		next := nextValidRecord(orig[pos:])
+		end := len(orig)
+		if next > 0 {
+			end = pos + next
+		}
+		rep.Dropped = append(rep.Dropped, Span{Offset: int64(pos), Bytes: int64(end - pos)})
+		pos = end
+	}
+	if !damaged {
+		rep.LettersBeforeDamage = rep.Letters
+		return rep, nil
+	}
+	rep.Copy = fmt.Sprintf("%s.damaged-%s", path, time.Now().UTC().Format("20060102T150405.000000000Z"))
+	if err := writeSynced(rep.Copy, orig, os.O_EXCL); err != nil {
+		return nil, fmt.Errorf("repair: keep a copy of the original: %w; nothing changed", err)
+	}
+	tmp := path + ".repair-tmp"
+	if err := writeSynced(tmp, out, os.O_TRUNC); err != nil {
+		os.Remove(tmp)
+		return nil, fmt.Errorf("repair: write the repaired log: %w; nothing changed", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return nil, fmt.Errorf("repair: replace %s: %w; nothing changed", path, err)
+	}
+	syncDir(path)
+	return rep, nil
+}
+
+// writeSynced creates path (with flag added to O_WRONLY|O_CREATE), writes b
+// and fsyncs it and its directory.
+func writeSynced(path string, b []byte, flag int) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|flag, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	syncDir(path)
+	return nil
+}
+
+// dropTail cuts the log s.f at good and syncs it.
+func (s *File) dropTail(good, size int64) error {
+	s.dropped = size - good
+	if err := s.f.Truncate(good); err != nil {
+		return fmt.Errorf("cut torn tail of %s: %w", s.path, err)
+	}
+	if err := s.f.Sync(); err != nil {
+		return fmt.Errorf("sync data file: %w", err)
+	}
+	return nil
+}
+
+// readTail reads the file s.f from off to size.
+func (s *File) readTail(off, size int64) ([]byte, error) {
+	tail := make([]byte, size-off)
+	if _, err := s.f.ReadAt(tail, off); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("read data file %s: %w", s.path, err)
+	}
+	return tail, nil
+}
+
+// sameFile reports whether path still names the file s.f: a log unlinked
+// or replaced under a running server would take every later letter with
+// it, and let a second server in on the path.
+func (s *File) sameFile() error {
+	st, err := os.Stat(s.path)
+	if err != nil {
+		return fmt.Errorf("data file %s was removed while in use (%w): letters written now would be lost; restart strsvr", s.path, errors.Unwrap(err))
+	}
+	if !os.SameFile(st, s.info) {
+		return fmt.Errorf("data file %s was replaced by another file while in use: letters written now would be lost; restart strsvr", s.path)
+	}
+	return nil
+}
