@@ -30,6 +30,26 @@ type Capped interface {
 	AppendCapped(ctx context.Context, p []byte, limit int) ([]byte, error)
 }
 
+// Generational is a Store that can lose v and begin it again: Redis, whose
+// key can be deleted, flushed, lost in a restart without persistence, or
+// rolled back by a failover to a replica that missed writes. AppendGen and
+// ValueGen are Append and Value that also say which generation of v the
+// answer belongs to. Within one generation v only grows, and every answer
+// is a prefix of every later one; a different generation means v was
+// reset, and what a client holds of an earlier one is not a prefix of it.
+type Generational interface {
+	Store
+	AppendGen(ctx context.Context, p []byte) (v []byte, gen uint64, err error)
+	ValueGen(ctx context.Context) (v []byte, gen uint64, err error)
+}
+
+// Flusher is a Store that can wait for appends still in flight, even those
+// whose caller stopped waiting: after Flush returns, and with no append
+// running, Value is what the store keeps (what a restart recovers).
+type Flusher interface {
+	Flush(ctx context.Context) error
+}
+
 // Store holds v. Implementations are safe for concurrent use.
 type Store interface {
 	// Append appends p to v as one atomic step and returns v as it is right

@@ -9,7 +9,8 @@
 // What lives in Redis, for key NAME:
 //
 //	NAME           the string v itself (a plain Redis string: GET NAME shows it)
-//	NAME:epoch     an id that changes whenever v is created afresh (see below)
+//	NAME:epoch     "EPOCH LENGTH SUM": an id that changes whenever v is begun
+//	               afresh, and the length and checksum of v (see value.go)
 //	NAME:servers   sorted set: one member per strsvr process, scored by the
 //	               time its lease expires (Redis's own clock, in ms)
 //	NAME:clients   hash: per strsvr process, "version:count" of its clients
@@ -26,8 +27,11 @@
 // one APPEND, each client getting v as it was right after its own bytes. A
 // process keeps a copy of v and asks Redis only for the bytes it has not seen
 // (GETRANGE from the length it knows), so the cost per letter in Redis does
-// not grow with v. The copy is tied to NAME:epoch: if v is deleted or Redis
-// loses it, the epoch changes and the copy is dropped rather than trusted.
+// not grow with v. The copy is tied to NAME:epoch and checked against the
+// checksum kept there: if v is deleted, flushed, lost in a restart or rolled
+// back by a failover, the copy is dropped rather than trusted, the store
+// logs it at WARN, and its answers carry a new generation
+// (store.Generational), so a server can tell its clients v was reset.
 //
 // Nothing is retried blindly: an append that fails or times out is reported
 // as an error (its byte may or may not be in v, and it is never acknowledged),
@@ -37,7 +41,6 @@
 package redisstore
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -200,6 +203,9 @@ type Store struct {
 	cacheMu sync.Mutex
 	epoch   string // epoch of buf; "" means no copy
 	buf     []byte // a prefix of v in that epoch; only ever appended to
+	sum     int64  // checksum of buf (see sumScript)
+	gen     uint64 // bumped whenever the copy is dropped: v was reset
+	flight  inflight
 	// The group's count as last read, valid while the subscription is up
 	// and no "clients" message came since (clientsGen unchanged).
 	subscribed atomic.Bool
@@ -453,228 +459,6 @@ func (s *Store) recovered(sent time.Time) {
 	s.healthMu.Unlock()
 	if was {
 		s.log.Info("redis reachable again", "redis", s.addr)
-	}
-}
-
-// appendScript appends ARGV[4] to v and returns what the caller's copy of v
-// lacks. ARGV[1] is the change channel, ARGV[2] and ARGV[3] the epoch and
-// length of the caller's copy. It returns {epoch, start, from, v[from:]}:
-// start is the length of v before the append, and from is either the
-// caller's length or 0 when the copy cannot be trusted (another epoch, or v
-// shorter than the copy).
-var appendScript = redis.NewScript(`
-local epoch = redis.call('GET', KEYS[2])
-if (not epoch) or redis.call('EXISTS', KEYS[1]) == 0 then
-  local t = redis.call('TIME')
-  epoch = t[1] .. '.' .. t[2]
-  redis.call('SET', KEYS[2], epoch)
-end
-local start = redis.call('STRLEN', KEYS[1])
-local n = redis.call('APPEND', KEYS[1], ARGV[4])
-redis.call('PUBLISH', ARGV[1], epoch .. ' ' .. n)
-local from = tonumber(ARGV[3])
-if epoch ~= ARGV[2] or from > start then from = 0 end
-return {epoch, start, from, redis.call('GETRANGE', KEYS[1], from, -1)}
-`)
-
-// readScript returns {epoch, from, v[from:]} like appendScript, without
-// writing. The epoch is "" while tcplab has not written v yet.
-var readScript = redis.NewScript(`
-local epoch = redis.call('GET', KEYS[2]) or ''
-local from = tonumber(ARGV[2])
-if epoch == '' or epoch ~= ARGV[1] or from > redis.call('STRLEN', KEYS[1]) then from = 0 end
-return {epoch, from, redis.call('GETRANGE', KEYS[1], from, -1)}
-`)
-
-type appendReq struct {
-	p    []byte
-	done chan appendResult // buffered: the appender never blocks on it
-}
-
-type appendResult struct {
-	v   []byte
-	err error
-}
-
-// Append appends p to v in Redis and returns v right after it.
-func (s *Store) Append(ctx context.Context, p []byte) ([]byte, error) {
-	if len(p) == 0 {
-		return s.read(ctx)
-	}
-	if err := s.usable(); err != nil {
-		return nil, err
-	}
-	// p is copied: the caller may reuse it once we return, even if we return
-	// early on its ctx while the batch is still on the wire.
-	req := &appendReq{p: bytes.Clone(p), done: make(chan appendResult, 1)}
-	select {
-	case s.queue <- req:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-s.ctx.Done():
-		return nil, store.ErrClosed
-	}
-	select {
-	case r := <-req.done:
-		return r.v, r.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-s.ctx.Done():
-		return nil, store.ErrClosed
-	}
-}
-
-// appender takes queued appends, as many as are waiting, and sends them
-// to Redis as one script.
-func (s *Store) appender() {
-	defer s.wg.Done()
-	batch := make([]*appendReq, 0, maxBatch)
-	var payload []byte
-	for {
-		batch, payload = batch[:0], payload[:0]
-		select {
-		case r := <-s.queue:
-			batch, payload = append(batch, r), append(payload, r.p...)
-		case <-s.ctx.Done():
-			return
-		}
-	fill:
-		for len(batch) < maxBatch && len(payload) < maxBatchBytes {
-			select {
-			case r := <-s.queue:
-				batch, payload = append(batch, r), append(payload, r.p...)
-			default:
-				break fill
-			}
-		}
-		s.runBatch(batch, payload)
-	}
-}
-
-func (s *Store) runBatch(batch []*appendReq, payload []byte) {
-	fail := func(err error) {
-		for _, r := range batch {
-			r.done <- appendResult{err: err}
-		}
-	}
-	if err := s.usable(); err != nil {
-		fail(err)
-		return
-	}
-	epoch, snap := s.snapshot()
-	ctx, cancel := context.WithTimeout(s.ctx, opTimeout)
-	sent := time.Now()
-	res, err := appendScript.Run(ctx, s.client, s.keys, s.chann, epoch, len(snap), payload).Slice()
-	cancel()
-	if err != nil {
-		s.failed(err)
-		fail(s.wrap("append", err))
-		return
-	}
-	s.recovered(sent)
-	e, start, from, data, err := appendReply(res)
-	if err != nil {
-		fail(s.wrap("append", err))
-		return
-	}
-	v := s.merge(epoch, snap, e, from, data)
-	n := start
-	for _, r := range batch {
-		n += len(r.p)
-		if n > len(v) {
-			r.done <- appendResult{err: fmt.Errorf("redis %s append: reply shorter than v (%d < %d bytes)", s.addr, len(v), n)}
-			continue
-		}
-		r.done <- appendResult{v: v[:n:n]}
-	}
-}
-
-func appendReply(res []any) (epoch string, start, from int, data string, err error) {
-	if len(res) != 4 {
-		return "", 0, 0, "", fmt.Errorf("unexpected reply of %d elements", len(res))
-	}
-	var ok1, ok2, ok3, ok4 bool
-	epoch, ok1 = res[0].(string)
-	s, ok2 := res[1].(int64)
-	f, ok3 := res[2].(int64)
-	data, ok4 = res[3].(string)
-	if !ok1 || !ok2 || !ok3 || !ok4 {
-		return "", 0, 0, "", fmt.Errorf("unexpected reply %T %T %T %T", res[0], res[1], res[2], res[3])
-	}
-	return epoch, int(s), int(f), data, nil
-}
-
-// Value returns v as Redis holds it now, as the Store interface promises:
-// one round trip that fetches only the bytes the local copy lacks. It does
-// not answer from the local copy alone, because another process's last
-// appends reach this one a pub/sub message later, and a caller such as
-// strsvr printing the final v, or a test reading v right after other
-// servers' appends, must not see v without them.
-func (s *Store) Value(ctx context.Context) ([]byte, error) {
-	return s.read(ctx)
-}
-
-// read reads v from Redis, fetching only what the local copy lacks.
-func (s *Store) read(ctx context.Context) ([]byte, error) {
-	if err := s.awaitUsable(ctx, opTimeout); err != nil {
-		return nil, err
-	}
-	epoch, snap := s.snapshot()
-	ctx, cancel := context.WithTimeout(ctx, opTimeout)
-	defer cancel()
-	sent := time.Now()
-	res, err := readScript.Run(ctx, s.client, s.keys, epoch, len(snap)).Slice()
-	if err != nil {
-		s.failed(err)
-		return nil, s.wrap("read", err)
-	}
-	s.recovered(sent)
-	if len(res) != 3 {
-		return nil, fmt.Errorf("redis %s read: unexpected reply of %d elements", s.addr, len(res))
-	}
-	e, ok1 := res[0].(string)
-	f, ok2 := res[1].(int64)
-	data, ok3 := res[2].(string)
-	if !ok1 || !ok2 || !ok3 {
-		return nil, fmt.Errorf("redis %s read: unexpected reply %T %T %T", s.addr, res[0], res[1], res[2])
-	}
-	return s.merge(epoch, snap, e, int(f), data), nil
-}
-
-// snapshot returns the local copy of v as a request is built: the script is
-// told its epoch and length, and may answer with only the bytes after it.
-func (s *Store) snapshot() (string, []byte) {
-	s.cacheMu.Lock()
-	defer s.cacheMu.Unlock()
-	return s.epoch, s.buf[:len(s.buf):len(s.buf)]
-}
-
-// merge takes a script's answer, v[from:] == data in epoch e, for a request
-// built from the copy (e0, snap), and returns v[:from+len(data)], growing
-// the local copy when the answer extends it. Slices handed out are never
-// written again: the copy only grows, and a new epoch gets a new buffer.
-func (s *Store) merge(e0 string, snap []byte, e string, from int, data string) []byte {
-	total := from + len(data)
-	s.cacheMu.Lock()
-	defer s.cacheMu.Unlock()
-	switch {
-	case e == "":
-		// v not written by tcplab (yet): nothing to tie a copy to.
-		return []byte(data)
-	case e == s.epoch && from <= len(s.buf):
-		if len(s.buf) < total {
-			s.buf = append(s.buf, data[len(s.buf)-from:]...)
-		}
-		return s.buf[:total:total]
-	case from == 0:
-		s.epoch, s.buf = e, []byte(data)
-		return s.buf[:total:total]
-	default:
-		// The copy moved to another epoch while this request was on the
-		// wire; the answer extends the snapshot it was built from (e0).
-		_ = e0
-		v := make([]byte, 0, total)
-		return append(append(v, snap[:from]...), data...)
 	}
 }
 

@@ -211,8 +211,7 @@ func TestDeletedValueIsNotTrusted(t *testing.T) {
 	if err := redisClient(t, r).Del(context.Background(), "v").Err(); err != nil {
 		t.Fatal(err)
 	}
-	// An empty append reads Redis (Value may answer from the copy until
-	// the next announced change: only tcplab is meant to change v).
+	// An empty append reads Redis.
 	if got := mustAppend(t, a, ""); got != "" {
 		t.Errorf("v after DEL = %q, want empty", got)
 	}
