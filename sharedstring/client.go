@@ -256,7 +256,9 @@ func (c *Client) next() (byte, []byte, error) {
 		c.v = v
 		return 0, nil, fmt.Errorf("%w: a second hello frame", ErrProtocol)
 	case KindError:
-		return 0, nil, fmt.Errorf("%w: an 'e' frame after the hello: %s", ErrProtocol, printable(v[len(c.v):]))
+		// The server ends the connection and says why (letters it could
+		// not store, a v that was reset).
+		return 0, nil, fmt.Errorf("server at %s ended the connection: %s", c.conn.RemoteAddr(), printable(v[len(c.v):]))
 	}
 	c.v = v
 	return kind, c.v[:n:n], nil

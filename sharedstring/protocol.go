@@ -55,7 +55,8 @@
 //	offset 0   1 byte             kind: 'h' hello accepted (first frame),
 //	                              'r' the reply to one of your bytes,
 //	                              'w' v changed (watch connections only),
-//	                              'e' hello refused (first and last frame)
+//	                              'e' the server ends the connection
+//	                              (always the last frame)
 //	offset 1   uint64 big-endian  n, the length of the v this frame reports
 //	offset 9   uint32 big-endian  d, the length of the data that follows
 //	offset 13  d bytes            data
@@ -69,9 +70,13 @@
 // A client gets exactly one 'r' frame per byte it sent, in order.
 //
 // An 'e' frame comes instead of the 'h' frame when the server will not
-// serve the connection (a watcher over the server's cap of watchers): n is
-// 0, the data is a one-line reason in text, at most MaxErrorLen bytes, and
-// the server then closes the connection.
+// serve the connection (a watcher over the server's cap of watchers), and
+// after it when the server cannot go on: letters it could not store (a full
+// disk, a store that failed, v at its size limit: none of those letters is
+// in v and none gets an 'r' frame), or a v that the store lost and began
+// again, of which the client's copy is no prefix. n is 0, the data is a
+// one-line reason in text, at most MaxErrorLen bytes, and the server then
+// closes the connection.
 package sharedstring
 
 import (

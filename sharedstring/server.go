@@ -82,10 +82,11 @@ type Server struct {
 	srv     *server.Server
 	gate    chan struct{} // closed once WaitFor clients have joined
 	gated   sync.Once
-	joined  atomic.Int64 // clients that ever joined
-	size    atomic.Int64 // the longest v seen, for MaxValue (not Capped stores)
-	capped  store.Capped // Store, if it checks MaxValue itself
-	watch   atomic.Int64 // watch connections now
+	joined  atomic.Int64       // clients that ever joined
+	size    atomic.Int64       // the longest v seen, for MaxValue (not Capped stores)
+	capped  store.Capped       // Store, if it checks MaxValue itself
+	gens    store.Generational // Store, if it can lose v and begin again
+	watch   atomic.Int64       // watch connections now
 	mu      sync.Mutex
 	packets []net.PacketConn
 	closed  bool
@@ -101,6 +102,7 @@ func (s *Server) init() {
 			close(s.gate)
 		}
 		s.capped, _ = s.Store.(store.Capped)
+		s.gens, _ = s.Store.(store.Generational)
 		maxConns := s.MaxConns
 		if maxConns <= 0 {
 			maxConns = DefaultMaxConns
@@ -241,6 +243,7 @@ type conn struct {
 	bufs   [][]byte   // scratch for writev
 	hdrs   []byte     // scratch for frame headers
 	have   int        // framed: how much of v the client holds
+	gen    uint64     // framed: the generation of v it holds (see staleGen)
 	rdl    time.Time  // when the read deadline was last set
 	wdl    time.Time  // when the write deadline was last set
 	framed bool
@@ -402,12 +405,15 @@ func (c *conn) readFirst(buf []byte) (n int, flags byte, framed bool, err error)
 
 // letters appends p to v and answers every byte.
 func (c *conn) letters(p []byte) error {
-	v, err := c.appendLetters(p)
+	v, gen, err := c.appendLetters(p)
 	if err != nil {
-		return err
+		return c.notStored(err)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.framed && c.staleGen(gen) {
+		return c.endReset(len(v), true)
+	}
 	bufs := c.bufs[:0]
 	first := len(v) - len(p) + 1
 	if !c.framed {
@@ -436,18 +442,20 @@ func (c *conn) letters(p []byte) error {
 }
 
 // appendLetters appends p to v within MaxValue: as one step in a
-// store.Capped, else checked first against the longest v seen.
-func (c *conn) appendLetters(p []byte) ([]byte, error) {
+// store.Capped, else checked first against the longest v seen. It returns
+// v's generation too (always 0 but for a store.Generational).
+func (c *conn) appendLetters(p []byte) ([]byte, uint64, error) {
 	s := c.s
 	if s.capped != nil {
-		return s.capped.AppendCapped(c.ctx, p, s.maxValue())
+		v, err := s.capped.AppendCapped(c.ctx, p, s.maxValue())
+		return v, 0, err
 	}
 	if s.size.Load()+int64(len(p)) > int64(s.maxValue()) {
-		return nil, errValueFull
+		return nil, 0, errValueFull
 	}
-	v, err := s.Store.Append(c.ctx, p)
+	v, gen, err := s.appendGen(c.ctx, p)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	for {
 		old := s.size.Load()
@@ -455,7 +463,7 @@ func (c *conn) appendLetters(p []byte) ([]byte, error) {
 			break
 		}
 	}
-	return v, nil
+	return v, gen, nil
 }
 
 // refuse sends an 'e' frame carrying msg in place of the 'h' frame; the
@@ -484,11 +492,19 @@ func (c *conn) watch(ctx context.Context) {
 		return
 	}
 	for {
-		v, err := c.s.Store.Value(ctx)
+		v, gen, err := c.s.valueGen(ctx)
 		if err != nil {
 			return
 		}
 		c.mu.Lock()
+		if gen < c.gen {
+			v = nil // an answer overtaken by a reset: wait for the next
+		} else if c.staleGen(gen) {
+			c.endReset(len(v), false)
+			c.mu.Unlock()
+			c.c.Close() // unblocks the reader
+			return
+		}
 		if len(v) > c.have {
 			hdr := appendFrameHeader(nil, KindUpdate, uint64(len(v)), uint32(len(v)-c.have))
 			err = c.write([][]byte{hdr, v[c.have:]})
