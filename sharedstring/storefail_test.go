@@ -152,4 +152,3 @@ func TestRedisResetTellsFramedClients(t *testing.T) {
 		t.Fatalf("new client: %q %v, want ZYX", v, err)
 	}
 }
-
