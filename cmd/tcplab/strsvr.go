@@ -40,7 +40,12 @@ v is kept in memory unless --data FILE is given: then every append goes to
 an append-only log first, and a restart recovers v exactly. With
 --fsync always (the default) no answered byte is lost, even to a power cut;
 with --fsync interval, answered bytes survive the process being killed and
-at most --fsync-interval is lost to a power cut.
+at most --fsync-interval is lost to a power cut. A torn last write is cut at
+start (a WARN gives the bytes); a log damaged before valid records is
+refused, unchanged, until "strsvr --repair FILE" (which keeps a copy and
+says what it drops). Letters that cannot be written (a full disk) are
+never answered: a framed client is told why, a classic one is closed, and
+the server takes letters again once the disk does.
 
 --store redis://HOST:PORT/DB?key=NAME keeps v in Redis instead: every strsvr
 given the same Redis and key serves one and the same v, and the final v is
@@ -57,6 +62,7 @@ dropped and counted, and clients are never held up.`,
 		"tcplab strsvr 2000                 # then, twice: tcplab strclnt localhost 2000",
 		"tcplab strsvr --clients 2 2000     # the tutorial exactly: wait for two clients",
 		"tcplab strsvr --keep --data v.log 2000",
+		"tcplab strsvr --repair v.log          # after strsvr refused a damaged log",
 		"tcplab strsvr --store 'redis://localhost:6379/0?key=v' 2000   # on each of several hosts")
 	keep := fs.Bool("keep", false, "keep serving when the last client leaves (stop with SIGINT/SIGTERM)")
 	waitFor := fs.Int("clients", 0, "serve nobody until this many clients have connected (the tutorial's nc = 2)")
@@ -71,9 +77,13 @@ dropped and counted, and clients are never held up.`,
 	readTimeout := fs.Duration("read-timeout", sharedstring.DefaultReadIdle, "drop a client that sends nothing for this long (not watchers; 0: never)")
 	noDiscovery := fs.Bool("no-discovery", false, "do not answer the UDP probe: every client is classic")
 	logFormat := fs.String("log-format", "text", "log format on standard error: text or json")
-	port, err := fs.parsePort(std, args)
+	repair := fs.String("repair", "", "repair the data `FILE` (--data) and exit: keep a copy, drop only damaged bytes, say what was dropped")
+	port, err := strsvrPort(fs, std, args, repair)
 	if err != nil {
 		return err
+	}
+	if *repair != "" {
+		return repairLog(std, *repair)
 	}
 	switch {
 	case *waitFor < 0:
@@ -129,25 +139,25 @@ dropped and counted, and clients are never held up.`,
 		}
 		st = rs
 	} else if *data != "" {
-		f, err := store.OpenFile(*data, store.FileOptions{Fsync: policy, Interval: *fsyncEvery})
+		f, err := store.OpenFile(*data, store.FileOptions{Fsync: policy, Interval: *fsyncEvery, Logger: log})
 		if err != nil {
 			return err
 		}
 		if f.Dropped() > 0 {
-			log.Warn("cut a damaged tail from the data file", "file", *data, "bytes", f.Dropped())
+			log.Warn("cut a torn tail (an interrupted last write, never answered) from the data file", "file", *data, "bytes", f.Dropped())
 		}
 		st = f
 	} else {
 		st = store.NewMemory()
 	}
 	defer st.Close()
+	if err := checkRecovered(ctx, log, st, *maxValue, storeName(*data, *storeURL)); err != nil {
+		return err
+	}
 
 	ln, err := endpoint.Listen(ctx, ":"+strconv.Itoa(port))
 	if err != nil {
 		return err
-	}
-	if v, err := st.Value(ctx); err == nil && len(v) > 0 {
-		log.Info("recovered v", "bytes", len(v), "file", *data)
 	}
 	read := *readTimeout
 	if read == 0 {
@@ -202,6 +212,7 @@ dropped and counted, and clients are never held up.`,
 	cancel()
 	srv.Close()
 	wg.Wait()
+	flushStore(st)
 	v, err := st.Value(context.Background())
 	if err != nil {
 		return fmt.Errorf("read v: %w", err)
