@@ -215,3 +215,45 @@ func TestStrSvrRecoveredValueOverMaxValue(t *testing.T) {
 		t.Fatalf("v changed: %d bytes", len(got))
 	}
 }
+
+// The log removed under a running server, and a second server started on
+// the path: the first stops answering letters, with an ERROR that says
+// why, so nothing answered goes only into the unlinked file; the second
+// serves the new log. (Before: the first went on answering into the
+// deleted file, and those letters were gone after a restart.)
+func TestStrSvrLogRemovedUnderIt(t *testing.T) {
+	bin := testkit.Binary(t)
+	data := filepath.Join(t.TempDir(), "v.log")
+	port1, port2 := testkit.FreePort(t), testkit.FreePort(t)
+	first := testkit.Start(t, nil, bin, "strsvr", "--keep", "--data", data, strconv.Itoa(port1))
+	waitTCPListen(t, port1, first)
+	c := dialFramed(t, strconv.Itoa(port1))
+	defer c.Close()
+	if v, err := c.Send([]byte("a")); err != nil || string(v) != "a" {
+		t.Fatalf("Send a: %q %v", v, err)
+	}
+	os.Remove(data)
+	second := testkit.Start(t, nil, bin, "strsvr", "--keep", "--data", data, strconv.Itoa(port2))
+	waitTCPListen(t, port2, second)
+	if v, err := c.Send([]byte("b")); err == nil {
+		t.Fatalf("the first server answered %q after its log was removed", v)
+	} else if !strings.Contains(err.Error(), "letters not stored") {
+		t.Errorf("client told %q, want 'letters not stored'", err)
+	}
+	first.WaitFor(t, "by another file while in use", 10*time.Second) // the second server made a new one
+	if !strings.Contains(first.Stderr.String(), "level=ERROR") {
+		t.Errorf("no ERROR line: %s", first.Stderr.String())
+	}
+	c2 := dialFramed(t, strconv.Itoa(port2))
+	defer c2.Close()
+	if v, err := c2.Send([]byte("Z")); err != nil || string(v) != "Z" {
+		t.Fatalf("second server: %q %v", v, err)
+	}
+	for _, p := range []*testkit.Proc{first, second} {
+		p.Cmd.Process.Signal(syscall.SIGTERM)
+		p.Wait(t, 10*time.Second)
+	}
+	if got := recovered(t, data); string(got) != "Z" {
+		t.Fatalf("the log on the path holds %q, want Z", got)
+	}
+}
