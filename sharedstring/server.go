@@ -82,14 +82,15 @@ type Server struct {
 	srv     *server.Server
 	gate    chan struct{} // closed once WaitFor clients have joined
 	gated   sync.Once
-	joined  atomic.Int64       // clients that ever joined
-	size    atomic.Int64       // the longest v seen, for MaxValue (not Capped stores)
-	capped  store.Capped       // Store, if it checks MaxValue itself
-	gens    store.Generational // Store, if it can lose v and begin again
-	watch   atomic.Int64       // watch connections now
+	joined  atomic.Int64 // clients that ever joined
+	size    atomic.Int64 // the longest v seen, for MaxValue (not Capped stores)
+	capped  store.Capped // Store, if it checks MaxValue itself
+	watch   atomic.Int64 // watch connections now
 	mu      sync.Mutex
 	packets []net.PacketConn
 	closed  bool
+
+	gens store.Generational // Store, if it can lose v and begin again
 }
 
 func (s *Server) init() {

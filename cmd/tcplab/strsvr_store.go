@@ -54,7 +54,7 @@ func repairLog(std stdio, path string) error {
 		fmt.Fprintf(std.out, "%s: dropped %d bytes at byte %d (not a valid record)\n", path, sp.Bytes, sp.Offset)
 		dropped += sp.Bytes
 	}
-	fmt.Fprintf(std.out, "%s: kept %d records: v is now %d bytes (%d before the first damage); %d bytes of the log dropped in %d places\n",
+	fmt.Fprintf(std.out, "%s: kept %d records: v is now %d bytes (%d before the first damage); %d bytes of the log dropped, in %d spans\n",
 		path, rep.Records, rep.Letters, rep.LettersBeforeDamage, dropped, len(rep.Dropped))
 	return nil
 }

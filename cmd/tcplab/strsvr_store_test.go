@@ -50,10 +50,11 @@ func TestStrSvrFinalValueIsSaved(t *testing.T) {
 		sent.Add(16)
 		for i := range 16 {
 			wg.Go(func() {
+				var once sync.Once
+				defer once.Do(sent.Done) // also if it fails early
 				c, err := sharedstring.Dial(context.Background(), "127.0.0.1", ps, sharedstring.Options{Mode: sharedstring.Mode(1 + i%2)})
 				if err != nil {
 					t.Error(err)
-					sent.Done()
 					return
 				}
 				defer c.Close()
@@ -62,7 +63,7 @@ func TestStrSvrFinalValueIsSaved(t *testing.T) {
 						return // the server stopped
 					}
 					if n == 20 {
-						sent.Done()
+						once.Do(sent.Done)
 					}
 				}
 			})

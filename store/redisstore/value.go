@@ -47,6 +47,10 @@ const sumScript = `
 local P, B = 67108859, 257
 local byte = string.byte
 local function extend(h, s, i, j)
+  if j - i < 32 then
+    for x = i, j do h = (h * B + byte(s, x)) % P end
+    return h
+  end
   while i <= j do
     local k = math.min(i + 63, j)
     local a = {byte(s, i, k)}
