@@ -108,8 +108,12 @@ type File struct {
 	path string
 	opts FileOptions
 	f    *os.File
-	info os.FileInfo // of f when opened, to notice the path naming another file
-	log  *slog.Logger
+	// The device and inode of f, to notice the path naming another file;
+	// pathStat is sameFile's buffer.
+	dev, ino uint64
+	pathStat syscall.Stat_t
+	checked  time.Time
+	log      *slog.Logger
 
 	mu      sync.Mutex
 	buf     []byte // v: all bytes appended, written or not
@@ -119,10 +123,10 @@ type File struct {
 	batch   *batch // the batch the pending records belong to
 	flying  *batch // the batch being written, if any
 	failed  error  // the store refuses appends from then on
-	failing error  // the last write failed; the next append tries again
 	closed  bool
 
 	fileOff int64 // end of the good part of the file (flushLoop only)
+	failing error // the last write failed; the next tries again (flushLoop only)
 
 	kick    chan struct{}
 	stop    chan struct{}
@@ -160,7 +164,12 @@ func OpenFile(path string, opts FileOptions) (*File, error) {
 		f.Close()
 		return nil, fmt.Errorf("data file: %w", err)
 	}
-	s := &File{path: path, opts: opts, f: f, info: info, log: opts.Logger, batch: newBatch(),
+	st, ok := info.Sys().(*syscall.Stat_t)
+	if !ok {
+		f.Close()
+		return nil, fmt.Errorf("data file %s: no device and inode to check it by", path)
+	}
+	s := &File{path: path, opts: opts, f: f, dev: st.Dev, ino: st.Ino, log: opts.Logger, batch: newBatch(),
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
 	if err := s.recover(); err != nil {
 		f.Close()
@@ -403,10 +412,8 @@ func (s *File) writeBatch(data []byte, stopping bool) error {
 			s.fail(err)
 			return err
 		}
-		s.mu.Lock()
 		was := s.failing
 		s.failing = nil
-		s.mu.Unlock()
 		if was != nil {
 			s.log.Info("the data file accepts writes again: appending", "file", s.path)
 		}
@@ -416,10 +423,8 @@ func (s *File) writeBatch(data []byte, stopping bool) error {
 		s.fail(fmt.Errorf("%w; and the partial write cannot be cut (%v): refusing appends until restarted", err, terr))
 		return err
 	}
-	s.mu.Lock()
 	first := s.failing == nil
 	s.failing = err
-	s.mu.Unlock()
 	if first {
 		s.log.Error("cannot store letters: refusing them until the data file accepts writes again", "file", s.path, "err", err)
 	}
