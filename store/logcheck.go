@@ -126,7 +126,32 @@ func RepairLog(path string) (*RepairReport, error) {
 	if len(orig) < len(FileMagic) || string(orig[:len(FileMagic)]) != FileMagic {
 		return nil, fmt.Errorf("repair: %s is not a strsvr data file (bad magic); nothing changed", path)
 	}
-	rep := &RepairReport{Path: path}
+	out, rep := repairBytes(orig)
+	rep.Path = path
+	if len(rep.Dropped) == 0 {
+		return rep, nil
+	}
+	rep.Copy = fmt.Sprintf("%s.damaged-%s", path, time.Now().UTC().Format("20060102T150405.000000000Z"))
+	if err := writeSynced(rep.Copy, orig, os.O_EXCL); err != nil {
+		return nil, fmt.Errorf("repair: keep a copy of the original: %w; nothing changed", err)
+	}
+	tmp := path + ".repair-tmp"
+	if err := writeSynced(tmp, out, os.O_TRUNC); err != nil {
+		os.Remove(tmp)
+		return nil, fmt.Errorf("repair: write the repaired log: %w; nothing changed", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return nil, fmt.Errorf("repair: replace %s: %w; nothing changed", path, err)
+	}
+	syncDir(path)
+	return rep, nil
+}
+
+// repairBytes is RepairLog on a log in memory that starts with FileMagic:
+// the repaired log and what was kept and dropped.
+func repairBytes(orig []byte) ([]byte, *RepairReport) {
+	rep := &RepairReport{}
 	out := make([]byte, 0, len(orig))
 	out = append(out, FileMagic...)
 	damaged := false
@@ -150,25 +175,7 @@ func RepairLog(path string) (*RepairReport, error) {
 		rep.Dropped = append(rep.Dropped, Span{Offset: int64(pos), Bytes: int64(end - pos)})
 		pos = end
 	}
-	if !damaged {
-		rep.LettersBeforeDamage = rep.Letters
-		return rep, nil
-	}
-	rep.Copy = fmt.Sprintf("%s.damaged-%s", path, time.Now().UTC().Format("20060102T150405.000000000Z"))
-	if err := writeSynced(rep.Copy, orig, os.O_EXCL); err != nil {
-		return nil, fmt.Errorf("repair: keep a copy of the original: %w; nothing changed", err)
-	}
-	tmp := path + ".repair-tmp"
-	if err := writeSynced(tmp, out, os.O_TRUNC); err != nil {
-		os.Remove(tmp)
-		return nil, fmt.Errorf("repair: write the repaired log: %w; nothing changed", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return nil, fmt.Errorf("repair: replace %s: %w; nothing changed", path, err)
-	}
-	syncDir(path)
-	return rep, nil
+	return out, rep
 }
 
 // writeSynced creates path (with flag added to O_WRONLY|O_CREATE), writes b

@@ -1,0 +1,4 @@
+package store
+
+// RepairBytes exposes repairBytes to the tests.
+func RepairBytes(orig []byte) ([]byte, *RepairReport) { return repairBytes(orig) }
