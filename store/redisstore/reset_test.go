@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -185,5 +186,38 @@ func TestResetByHand(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "something other than tcplab") {
 		t.Errorf("no WARN naming the cause:\n%s", logs.String())
+	}
+}
+
+// Flush waits for appends whose callers gave up: after it, Value is what
+// Redis holds and nothing more arrives (strsvr prints v after it).
+func TestFlushWaitsForAppendsInFlight(t *testing.T) {
+	r := redistest.New(t)
+	s := open(t, r, "v")
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	started := make(chan struct{}, 50)
+	for i := range 50 {
+		wg.Go(func() {
+			for n := 0; ctx.Err() == nil; n++ {
+				s.Append(ctx, []byte{byte('a' + i%26)})
+				if n == 5 {
+					started <- struct{}{}
+				}
+			}
+		})
+	}
+	for range 50 {
+		<-started
+	}
+	cancel() // the callers stop waiting; their appends are on the wire
+	wg.Wait()
+	if err := s.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	v := mustValue(t, s)
+	time.Sleep(100 * time.Millisecond) // anything still on its way would land now
+	if got, _ := redisClient(t, r).Get(context.Background(), "v").Result(); got != v {
+		t.Fatalf("Value after Flush: %d bytes; Redis holds %d a moment later", len(v), len(got))
 	}
 }
