@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -257,4 +258,48 @@ func TestStrSvrLogRemovedUnderIt(t *testing.T) {
 	if got := recovered(t, data); string(got) != "Z" {
 		t.Fatalf("the log on the path holds %q, want Z", got)
 	}
+}
+
+// A full disk through the binaries: strclnt is told why its letters were
+// not stored and exits 1, the server logs the cause at ERROR once, and
+// once space is freed a new strclnt is served, with no restart.
+func TestStrSvrDiskFull(t *testing.T) {
+	dir := t.TempDir()
+	if err := syscall.Mount("tcplab-test", dir, "tmpfs", 0, "size=128k"); err != nil {
+		t.Skipf("cannot mount a tmpfs for a full disk (%v): needs root", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+	bin := testkit.Binary(t)
+	data := filepath.Join(dir, "v.log")
+	port := testkit.FreePort(t)
+	ps := strconv.Itoa(port)
+	svr := testkit.Start(t, nil, bin, "strsvr", "--keep", "--data", data, ps)
+	waitTCPListen(t, port, svr)
+	ty := startTypist(t, bin, "strclnt", "localhost", ps)
+	ty.typeLetter(t, "a", "a")
+	filler, err := os.Create(filepath.Join(dir, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{4096, 1} {
+		for {
+			if _, err := filler.Write(make([]byte, n)); err != nil {
+				break
+			}
+		}
+	}
+	filler.Close()
+	io.WriteString(ty.in, strings.Repeat("x", 8000)+"\n") // more than the log's last page holds
+	if code := ty.proc.Wait(t, 10*time.Second); code != 1 {
+		t.Fatalf("strclnt on a full disk: exit %d, want 1; stderr %q", code, ty.proc.Stderr.String())
+	}
+	if msg := ty.proc.Stderr.String(); !strings.Contains(msg, "letters not stored") || !strings.Contains(msg, "no space left on device") {
+		t.Errorf("strclnt's error: %q", msg)
+	}
+	svr.WaitFor(t, "level=ERROR msg=\"cannot store letters", 10*time.Second)
+	os.Remove(filler.Name())
+	again := startTypist(t, bin, "strclnt", "localhost", ps)
+	again.typeLetter(t, "b", "ab")
+	again.leave(t)
+	svr.WaitFor(t, "accepts writes again", 10*time.Second)
 }
