@@ -200,3 +200,30 @@ func FuzzRepairLog(f *testing.F) {
 		}
 	})
 }
+
+// A log reached through a symbolic link is repaired where the link points
+// (the link stays a link), and keeps its permissions.
+func TestRepairLogThroughSymlinkKeepsMode(t *testing.T) {
+	path, file, offsets, _ := writeLog(t, 20)
+	damaged := bytes.Clone(file)
+	damaged[offsets[3]+8] ^= 1
+	os.WriteFile(path, damaged, 0o600)
+	os.Chmod(path, 0o600)
+	link := filepath.Join(t.TempDir(), "link.log")
+	if err := os.Symlink(path, link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.RepairLog(link); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("the link is no longer a link: %v %v", fi.Mode(), err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("repaired log mode %v (%v), want 0600", fi.Mode().Perm(), err)
+	}
+	if now, _ := os.ReadFile(path); bytes.Equal(now, damaged) {
+		t.Fatal("the log the link points to was not repaired")
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"path/filepath"
 	"syscall"
 	"time"
 )
@@ -34,8 +35,8 @@ type CorruptError struct {
 }
 
 func (e *CorruptError) Error() string {
-	return fmt.Sprintf("data file %s is damaged at byte %d, with valid records after it (%d bytes from there to the end, the next valid record at byte %d): refusing to start, the file is unchanged; tcplab strsvr --repair %s keeps a copy and drops only the damaged bytes",
-		e.Path, e.Offset, e.After, e.Next, e.Path)
+	return fmt.Sprintf("data file %s is damaged at byte %d, with valid records after it (%d bytes from there to the end, the next valid record at byte %d); the file is unchanged",
+		e.Path, e.Offset, e.After, e.Next)
 }
 
 // Span is a run of bytes of a log, by offset and length.
@@ -108,11 +109,21 @@ type RepairReport struct {
 // repair is left alone and no copy is made. It refuses a log in use by a
 // running server, and a file that is not a log.
 func RepairLog(path string) (*RepairReport, error) {
-	f, err := os.Open(path)
+	// A symbolic link is repaired where it points: renaming over the link
+	// would replace it with a file.
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return nil, fmt.Errorf("repair: %w", err)
+	}
+	f, err := os.Open(real)
 	if err != nil {
 		return nil, fmt.Errorf("repair: %w", err)
 	}
 	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("repair: %w", err)
+	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			return nil, fmt.Errorf("repair: data file %s is in use by another process (a running strsvr?)", path)
@@ -131,20 +142,21 @@ func RepairLog(path string) (*RepairReport, error) {
 	if len(rep.Dropped) == 0 {
 		return rep, nil
 	}
-	rep.Copy = fmt.Sprintf("%s.damaged-%s", path, time.Now().UTC().Format("20060102T150405.000000000Z"))
-	if err := writeSynced(rep.Copy, orig, os.O_EXCL); err != nil {
+	mode := info.Mode().Perm()
+	rep.Copy = fmt.Sprintf("%s.damaged-%s", real, time.Now().UTC().Format("20060102T150405.000000000Z"))
+	if err := writeSynced(rep.Copy, orig, os.O_EXCL, mode); err != nil {
 		return nil, fmt.Errorf("repair: keep a copy of the original: %w; nothing changed", err)
 	}
-	tmp := path + ".repair-tmp"
-	if err := writeSynced(tmp, out, os.O_TRUNC); err != nil {
+	tmp := real + ".repair-tmp"
+	if err := writeSynced(tmp, out, os.O_TRUNC, mode); err != nil {
 		os.Remove(tmp)
 		return nil, fmt.Errorf("repair: write the repaired log: %w; nothing changed", err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := os.Rename(tmp, real); err != nil {
 		os.Remove(tmp)
-		return nil, fmt.Errorf("repair: replace %s: %w; nothing changed", path, err)
+		return nil, fmt.Errorf("repair: replace %s: %w; nothing changed", real, err)
 	}
-	syncDir(path)
+	syncDir(real)
 	return rep, nil
 }
 
@@ -178,11 +190,15 @@ func repairBytes(orig []byte) ([]byte, *RepairReport) {
 	return out, rep
 }
 
-// writeSynced creates path (with flag added to O_WRONLY|O_CREATE), writes b
-// and fsyncs it and its directory.
-func writeSynced(path string, b []byte, flag int) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|flag, 0o644)
+// writeSynced creates path (with flag added to O_WRONLY|O_CREATE, and the
+// permissions of mode), writes b and fsyncs it and its directory.
+func writeSynced(path string, b []byte, flag int, mode os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|flag, mode)
 	if err != nil {
+		return err
+	}
+	if err := f.Chmod(mode); err != nil { // whatever the umask
+		f.Close()
 		return err
 	}
 	if _, err := f.Write(b); err != nil {

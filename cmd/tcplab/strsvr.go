@@ -141,7 +141,7 @@ dropped and counted, and clients are never held up.`,
 	} else if *data != "" {
 		f, err := store.OpenFile(*data, store.FileOptions{Fsync: policy, Interval: *fsyncEvery, Logger: log})
 		if err != nil {
-			return err
+			return openLogError(err)
 		}
 		if f.Dropped() > 0 {
 			log.Warn("cut a torn tail (an interrupted last write, never answered) from the data file", "file", *data, "bytes", f.Dropped())

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -35,6 +36,15 @@ func strsvrPort(fs *flagSet, std stdio, args []string, repair *string) (int, err
 		return 0, usageError{err.Error()}
 	}
 	return port, nil
+}
+
+// openLogError adds to the refusal of a damaged log what to do about it.
+func openLogError(err error) error {
+	var ce *store.CorruptError
+	if errors.As(err, &ce) {
+		return fmt.Errorf("%w: refusing to start; tcplab strsvr --repair %s keeps a copy and drops only the damaged bytes", err, ce.Path)
+	}
+	return err
 }
 
 // repairLog is strsvr --repair FILE: it repairs the log (see
