@@ -356,8 +356,11 @@ func (s *File) flushLoop() {
 		var err error
 		if len(data) > 0 {
 			err = s.writeBatch(data, stopping)
-			dirty = err == nil && s.opts.Fsync == FsyncInterval && !stopping
-		} else if stopping && dirty {
+			if err == nil { // a failed write leaves the earlier ones to sync
+				dirty = s.opts.Fsync == FsyncInterval && !stopping
+			}
+		}
+		if stopping && dirty {
 			s.f.Sync()
 		}
 		s.mu.Lock()
