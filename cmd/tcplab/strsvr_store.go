@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/tcplab/tcplab/internal/endpoint"
@@ -22,9 +24,25 @@ func strsvrPort(fs *flagSet, std stdio, args []string, repair *string) (int, err
 	if err != nil {
 		return 0, err
 	}
-	if *repair != "" {
-		if len(pos) > 0 {
+	repairing := false
+	var others []string
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "repair":
+			repairing = true
+		case "log-format":
+		default:
+			others = append(others, "--"+f.Name)
+		}
+	})
+	if repairing {
+		switch {
+		case *repair == "":
+			return 0, usagef("--repair needs a FILE, the data file to repair")
+		case len(pos) > 0:
 			return 0, usagef("--repair FILE repairs the log and exits: give no PORT")
+		case len(others) > 0:
+			return 0, usagef("--repair FILE repairs the log and exits: %s would not be used; give --repair alone", strings.Join(others, ", "))
 		}
 		return 0, nil
 	}

@@ -363,3 +363,24 @@ func TestStrSvrTornLetterLookingLikeRecord(t *testing.T) {
 		t.Errorf("recovered %q, want an empty v", got)
 	}
 }
+
+// --repair misused is a usage error (exit 2) that names --repair, and
+// repairs nothing: an empty FILE, a PORT, or flags that only a serving
+// strsvr reads (an operator who adds --data B to --repair A would
+// otherwise have A repaired and B ignored, silently).
+func TestStrSvrRepairUsage(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "v.log")
+	writeTestLog(t, data, 3)
+	for _, args := range [][]string{
+		{"--repair", ""},
+		{"--repair", data, "2000"},
+		{"--repair", data, "--data", data + ".other"},
+		{"--repair", data, "--store", "redis://127.0.0.1:1/0?key=v"},
+		{"--repair", data, "--keep"},
+	} {
+		code, out, errOut := runCmd(t, "", append([]string{"strsvr"}, args...)...)
+		if code != 2 || !strings.Contains(errOut, "--repair") || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || out != "" {
+			t.Errorf("strsvr %q: exit %d, stdout %q, stderr %q; want exit 2 and one line naming --repair", args, code, out, errOut)
+		}
+	}
+}
