@@ -26,8 +26,10 @@ import (
 const FileMagic = "tcplab-strsvr-log v1\n"
 
 // KeyedMagic opens a log whose record checksums are keyed: it is followed
-// by the key, 8 hexadecimal digits, and a newline (keyedHeader bytes in
-// all). A record's checksum is the CRC-32C of its data computed from the
+// by the key, 8 lowercase hexadecimal digits, a space, the CRC-32C of
+// those 8 digits, also in 8, and a newline (keyedHeader bytes in all). The
+// header's own checksum keeps a damaged key from passing for another key,
+// under which every record would fail and the whole log look torn. A record's checksum is the CRC-32C of its data computed from the
 // key instead of from 0. Clients choose the bytes of records, and could
 // otherwise type a letter that reads as a valid record; inside a record
 // torn by a crash it would stand after the tear as a "valid record", and
@@ -37,7 +39,7 @@ const FileMagic = "tcplab-strsvr-log v1\n"
 const KeyedMagic = "tcplab-strsvr-log v2 "
 
 // keyedHeader is the length of a keyed log's header.
-const keyedHeader = len(KeyedMagic) + 8 + 1
+const keyedHeader = len(KeyedMagic) + 8 + 1 + 8 + 1
 
 // LogHeaderLen returns the length of the header of the log that starts
 // with b, before the first record, or 0 if b holds no whole header.
@@ -54,14 +56,19 @@ func parseHeader(b []byte) (key uint32, n int, ok bool) {
 	if len(b) >= len(FileMagic) && string(b[:len(FileMagic)]) == FileMagic {
 		return 0, len(FileMagic), true
 	}
-	if len(b) < keyedHeader || string(b[:len(KeyedMagic)]) != KeyedMagic || b[keyedHeader-1] != '\n' {
+	if len(b) < keyedHeader || string(b[:keyedHeader]) != string(keyedHeaderOf(b[len(KeyedMagic):len(KeyedMagic)+8])) {
 		return 0, 0, false
 	}
-	k, err := strconv.ParseUint(string(b[len(KeyedMagic):keyedHeader-1]), 16, 32)
+	k, err := strconv.ParseUint(string(b[len(KeyedMagic):len(KeyedMagic)+8]), 16, 32)
 	if err != nil {
 		return 0, 0, false
 	}
 	return uint32(k), keyedHeader, true
+}
+
+// keyedHeaderOf returns the header for the 8 hexadecimal digits of a key.
+func keyedHeaderOf(key []byte) []byte {
+	return fmt.Appendf(nil, "%s%s %08x\n", KeyedMagic, key, crc32.Checksum(key, castagnoli))
 }
 
 // tornHeader reports whether b is the start of a header cut short.
@@ -78,8 +85,8 @@ func tornHeader(b []byte) bool {
 	if string(b[:len(KeyedMagic)]) != KeyedMagic {
 		return false
 	}
-	for _, c := range b[len(KeyedMagic):] {
-		if !strings.ContainsRune("0123456789abcdef", rune(c)) {
+	for i, c := range b[len(KeyedMagic):] {
+		if i == 8 && c != ' ' || i != 8 && !strings.ContainsRune("0123456789abcdef", rune(c)) {
 			return false
 		}
 	}
@@ -91,7 +98,7 @@ func newHeader() ([]byte, uint32) {
 	var k [4]byte
 	rand.Read(k[:])
 	key := binary.BigEndian.Uint32(k[:]) | 1 // never 0, the unkeyed key
-	return fmt.Appendf(nil, "%s%08x\n", KeyedMagic, key), key
+	return keyedHeaderOf(fmt.Appendf(nil, "%08x", key)), key
 }
 
 // recordSum is the checksum of a record's data under key.

@@ -321,3 +321,27 @@ func TestFileUnkeyedLogAndTornHeader(t *testing.T) {
 		}
 	}
 }
+
+// A log's header holds the checksum key: one flipped bit there must not
+// pass for another key, under which every record fails and the whole log
+// would be cut as a torn tail. OpenFile refuses such a log and leaves it
+// alone, whatever the bit.
+func TestFileDamagedHeaderRefused(t *testing.T) {
+	path, file, _, _ := writeLog(t, 20)
+	for i := range store.LogHeaderLen(file) {
+		for bit := range 8 {
+			d := bytes.Clone(file)
+			d[i] ^= 1 << bit
+			os.WriteFile(path, d, 0o644)
+			s, err := store.OpenFile(path, store.FileOptions{})
+			if err == nil {
+				v, _ := s.Value(context.Background())
+				s.Close()
+				t.Fatalf("byte %d bit %d of the header flipped: opened, v %q", i, bit, v)
+			}
+			if now, _ := os.ReadFile(path); !bytes.Equal(now, d) {
+				t.Fatalf("byte %d bit %d of the header flipped: the file was changed", i, bit)
+			}
+		}
+	}
+}
