@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -144,16 +145,24 @@ func RepairLog(path string) (*RepairReport, error) {
 	}
 	mode := info.Mode().Perm()
 	rep.Copy = fmt.Sprintf("%s.damaged-%s", real, time.Now().UTC().Format("20060102T150405.000000000Z"))
+	// On failure nothing is left behind: not a partial copy, which could
+	// pass for a whole one, nor a whole copy of an original left as it was
+	// (each retry would add one to a disk that is likely full).
 	if err := writeSynced(rep.Copy, orig, os.O_EXCL, mode); err != nil {
+		if !errors.Is(err, fs.ErrExist) {
+			os.Remove(rep.Copy)
+		}
 		return nil, fmt.Errorf("repair: keep a copy of the original: %w; nothing changed", err)
 	}
 	tmp := real + ".repair-tmp"
 	if err := writeSynced(tmp, out, os.O_TRUNC, mode); err != nil {
 		os.Remove(tmp)
+		os.Remove(rep.Copy)
 		return nil, fmt.Errorf("repair: write the repaired log: %w; nothing changed", err)
 	}
 	if err := os.Rename(tmp, real); err != nil {
 		os.Remove(tmp)
+		os.Remove(rep.Copy)
 		return nil, fmt.Errorf("repair: replace %s: %w; nothing changed", real, err)
 	}
 	syncDir(real)
