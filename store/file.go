@@ -345,6 +345,9 @@ func decodeLog(r io.Reader) (v []byte, good int64, key uint32, err error) {
 		if tornHeader(head) {
 			return nil, 0, 0, nil // torn while being created: start afresh
 		}
+		if len(head) == keyedHeader && string(head[:len(KeyedMagic)]) == KeyedMagic {
+			return nil, 0, 0, errors.New("damaged header: the checksum key on its first line does not match the checksum beside it, so no record can be checked")
+		}
 		return nil, 0, 0, errors.New("not a strsvr data file (bad magic)")
 	}
 	br.Discard(hn)

@@ -339,6 +339,9 @@ func TestFileDamagedHeaderRefused(t *testing.T) {
 				s.Close()
 				t.Fatalf("byte %d bit %d of the header flipped: opened, v %q", i, bit, v)
 			}
+			if want := "damaged header"; i >= len(store.KeyedMagic) && !strings.Contains(err.Error(), want) {
+				t.Errorf("byte %d bit %d of the key flipped: %q does not say %q", i, bit, err, want)
+			}
 			if now, _ := os.ReadFile(path); !bytes.Equal(now, d) {
 				t.Fatalf("byte %d bit %d of the header flipped: the file was changed", i, bit)
 			}

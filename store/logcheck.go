@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -136,7 +137,10 @@ func RepairLog(path string) (*RepairReport, error) {
 		return nil, fmt.Errorf("repair: read %s: %w", path, err)
 	}
 	if LogHeaderLen(orig) == 0 {
-		return nil, fmt.Errorf("repair: %s is not a strsvr data file (bad magic); nothing changed", path)
+		if _, _, _, err := decodeLog(bytes.NewReader(orig)); err != nil {
+			return nil, fmt.Errorf("repair: %s: %w; nothing changed", path, err)
+		}
+		return nil, fmt.Errorf("repair: %s holds no whole header (strsvr begins such a log afresh); nothing changed", path)
 	}
 	out, rep := repairBytes(orig)
 	rep.Path = path
