@@ -74,12 +74,11 @@ func (c *conn) notStored(err error) error {
 		return err
 	}
 	var msg string
-	var errno syscall.Errno
 	switch {
 	case errors.Is(err, store.ErrFull):
 		msg = fmt.Sprintf("letters not stored: v has reached its size limit of %d bytes", c.s.maxValue())
-	case errors.As(err, &errno):
-		msg = "letters not stored: the server cannot write its data file (" + errno.Error() + "); try again later"
+	case diskErrno(err) != 0:
+		msg = "letters not stored: the server cannot write its data file (" + diskErrno(err).Error() + "); try again later"
 	default:
 		// Store errors name files and addresses: the log has them.
 		msg = "letters not stored: the server's store failed; try again later"
@@ -97,4 +96,16 @@ func (c *conn) sendError(msg string) {
 		msg = msg[:MaxErrorLen]
 	}
 	c.write([][]byte{appendFrameHeader(nil, KindError, 0, uint32(len(msg))), []byte(msg)})
+}
+
+// diskErrno returns the errno of a disk that refused a write (full, over
+// quota, failing, read-only), or 0: those a client may be told, unlike the
+// rest of a store's error, which names files and hosts.
+func diskErrno(err error) syscall.Errno {
+	for _, e := range []syscall.Errno{syscall.ENOSPC, syscall.EDQUOT, syscall.EIO, syscall.EROFS, syscall.EFBIG} {
+		if errors.Is(err, e) {
+			return e
+		}
+	}
+	return 0
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -11,14 +12,99 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 )
 
-// FileMagic opens every data file, so that --data pointed at some other
-// file is refused instead of being read as v.
+// FileMagic opens every data file of the first format, so that --data
+// pointed at some other file is refused instead of being read as v. Logs
+// of that format are still read and appended to; new logs are keyed (see
+// KeyedMagic).
 const FileMagic = "tcplab-strsvr-log v1\n"
+
+// KeyedMagic opens a log whose record checksums are keyed: it is followed
+// by the key, 8 lowercase hexadecimal digits, a space, the CRC-32C of
+// those 8 digits, also in 8, and a newline (keyedHeader bytes in all). The
+// header's own checksum keeps a damaged key from passing for another key,
+// under which every record would fail and the whole log look torn. A record's checksum is the CRC-32C of its data computed from the
+// key instead of from 0. Clients choose the bytes of records, and could
+// otherwise type a letter that reads as a valid record; inside a record
+// torn by a crash it would stand after the tear as a "valid record", and
+// turn a torn tail, which is cut, into damage, which is refused. They
+// never see the key, so their look-alikes fail the check (but for one
+// chance in 2^32).
+const KeyedMagic = "tcplab-strsvr-log v2 "
+
+// keyedHeader is the length of a keyed log's header.
+const keyedHeader = len(KeyedMagic) + 8 + 1 + 8 + 1
+
+// LogHeaderLen returns the length of the header of the log that starts
+// with b, before the first record, or 0 if b holds no whole header.
+func LogHeaderLen(b []byte) int {
+	if _, n, ok := parseHeader(b); ok {
+		return n
+	}
+	return 0
+}
+
+// parseHeader reads the header at the start of b: the checksum key (0 for
+// an unkeyed log), the header's length, and whether b holds a whole one.
+func parseHeader(b []byte) (key uint32, n int, ok bool) {
+	if len(b) >= len(FileMagic) && string(b[:len(FileMagic)]) == FileMagic {
+		return 0, len(FileMagic), true
+	}
+	if len(b) < keyedHeader || string(b[:keyedHeader]) != string(keyedHeaderOf(b[len(KeyedMagic):len(KeyedMagic)+8])) {
+		return 0, 0, false
+	}
+	k, err := strconv.ParseUint(string(b[len(KeyedMagic):len(KeyedMagic)+8]), 16, 32)
+	if err != nil {
+		return 0, 0, false
+	}
+	return uint32(k), keyedHeader, true
+}
+
+// keyedHeaderOf returns the header for the 8 hexadecimal digits of a key.
+func keyedHeaderOf(key []byte) []byte {
+	return fmt.Appendf(nil, "%s%s %08x\n", KeyedMagic, key, crc32.Checksum(key, castagnoli))
+}
+
+// tornHeader reports whether b is the start of a header cut short.
+func tornHeader(b []byte) bool {
+	if len(b) < len(FileMagic) && string(b) == FileMagic[:len(b)] {
+		return true
+	}
+	if len(b) >= keyedHeader {
+		return false
+	}
+	if len(b) <= len(KeyedMagic) {
+		return string(b) == KeyedMagic[:len(b)]
+	}
+	if string(b[:len(KeyedMagic)]) != KeyedMagic {
+		return false
+	}
+	for i, c := range b[len(KeyedMagic):] {
+		if i == 8 && c != ' ' || i != 8 && !strings.ContainsRune("0123456789abcdef", rune(c)) {
+			return false
+		}
+	}
+	return true
+}
+
+// newHeader returns the header of a new keyed log, with a random key.
+func newHeader() ([]byte, uint32) {
+	var k [4]byte
+	rand.Read(k[:])
+	key := binary.BigEndian.Uint32(k[:]) | 1 // never 0, the unkeyed key
+	return keyedHeaderOf(fmt.Appendf(nil, "%08x", key)), key
+}
+
+// recordSum is the checksum of a record's data under key.
+func recordSum(key uint32, data []byte) uint32 {
+	return crc32.Update(key, castagnoli, data)
+}
 
 // MaxRecord bounds one record of the log. Longer appends are cut into
 // several records; a length above it on reading marks a damaged tail.
@@ -74,15 +160,18 @@ type FileOptions struct {
 // File keeps v in memory, as Memory does, and in an append-only log file,
 // from which OpenFile recovers it exactly after a restart.
 //
-// The log is FileMagic followed by records, one per append (or per
-// MaxRecord bytes of it):
+// The log is a header followed by records, one per append (or per
+// MaxRecord bytes of it). The header is KeyedMagic, the key in 8 lowercase
+// hexadecimal digits and a newline (or, in logs made before keys, only
+// FileMagic, with key 0). A record is:
 //
 //	offset 0  uint32 big-endian  n, the length of the data, 1..MaxRecord
-//	offset 4  uint32 big-endian  CRC-32C (Castagnoli) of the data
+//	offset 4  uint32 big-endian  CRC-32C (Castagnoli) of the data, computed
+//	                             from the key (crc32.Update(key, ...))
 //	offset 8  n bytes            the data: bytes appended to v, in order
 //
 // A crash can leave the last record short or, after a power cut on some
-// file systems, filled with garbage; OpenFile keeps every record up to the
+// file systems, filled with garbage or zeros; OpenFile keeps every record up to the
 // first one that is short or fails its checksum and cuts this torn tail
 // (Dropped says how many bytes). Those bytes were never answered, since
 // Append waits for its record to be written (and, under FsyncAlways,
@@ -108,6 +197,7 @@ type File struct {
 	path string
 	opts FileOptions
 	f    *os.File
+	key  uint32 // the log's checksum key (0 in an unkeyed log)
 	// The device and inode of f, to notice the path naming another file;
 	// pathStat is sameFile's buffer.
 	dev, ino uint64
@@ -189,17 +279,10 @@ func (s *File) recover() error {
 		return fmt.Errorf("data file: %w", err)
 	}
 	if st.Size() == 0 {
-		if _, err := s.f.Write([]byte(FileMagic)); err != nil {
-			return fmt.Errorf("write data file: %w", err)
-		}
-		if err := s.f.Sync(); err != nil {
-			return fmt.Errorf("sync data file: %w", err)
-		}
-		syncDir(s.path)
-		s.fileOff = int64(len(FileMagic))
-		return nil
+		return s.writeHeader()
 	}
-	buf, good, err := DecodeLog(bufio.NewReaderSize(s.f, 256<<10))
+	buf, good, key, err := decodeLog(bufio.NewReaderSize(s.f, 256<<10))
+	s.key = key
 	if err != nil {
 		return fmt.Errorf("data file %s: %w", s.path, err)
 	}
@@ -209,7 +292,7 @@ func (s *File) recover() error {
 			if err != nil {
 				return err
 			}
-			if err := checkTail(s.path, tail, good); err != nil {
+			if err := checkTail(s.path, tail, good, s.key); err != nil {
 				return err
 			}
 		}
@@ -220,15 +303,27 @@ func (s *File) recover() error {
 	if _, err := s.f.Seek(good, io.SeekStart); err != nil {
 		return fmt.Errorf("data file: %w", err)
 	}
-	if good == 0 { // the magic itself was torn
-		if _, err := s.f.Write([]byte(FileMagic)); err != nil {
-			return fmt.Errorf("write data file: %w", err)
-		}
-		good = int64(len(FileMagic))
+	if good == 0 { // the header itself was torn
+		return s.writeHeader()
 	}
 	s.buf = buf
 	s.written = len(buf)
 	s.fileOff = good
+	return nil
+}
+
+// writeHeader writes the header of a new keyed log into the empty file.
+func (s *File) writeHeader() error {
+	h, key := newHeader()
+	if _, err := s.f.WriteAt(h, 0); err != nil {
+		return fmt.Errorf("write data file: %w", err)
+	}
+	if err := s.f.Sync(); err != nil {
+		return fmt.Errorf("sync data file: %w", err)
+	}
+	syncDir(s.path)
+	s.key = key
+	s.fileOff = int64(len(h))
 	return nil
 }
 
@@ -237,40 +332,52 @@ func (s *File) recover() error {
 // short tail is not an error: decoding stops before it. A log that does not
 // start with FileMagic is.
 func DecodeLog(r io.Reader) (v []byte, good int64, err error) {
-	magic := make([]byte, len(FileMagic))
-	n, err := io.ReadFull(r, magic)
-	if err != nil || string(magic) != FileMagic {
-		if n < len(FileMagic) && string(magic[:n]) == FileMagic[:n] {
-			return nil, 0, nil // torn while being created: start afresh
+	v, good, _, err = decodeLog(r)
+	return v, good, err
+}
+
+// decodeLog is DecodeLog, and returns the log's checksum key too.
+func decodeLog(r io.Reader) (v []byte, good int64, key uint32, err error) {
+	br := bufio.NewReader(r) // r itself if r is a big enough bufio.Reader
+	head, _ := br.Peek(keyedHeader)
+	key, hn, ok := parseHeader(head)
+	if !ok {
+		if tornHeader(head) {
+			return nil, 0, 0, nil // torn while being created: start afresh
 		}
-		return nil, 0, errors.New("not a strsvr data file (bad magic)")
+		if len(head) == keyedHeader && string(head[:len(KeyedMagic)]) == KeyedMagic {
+			return nil, 0, 0, errors.New("damaged header: the checksum key on its first line does not match the checksum beside it, so no record can be checked")
+		}
+		return nil, 0, 0, errors.New("not a strsvr data file (bad magic)")
 	}
-	good = int64(len(FileMagic))
+	br.Discard(hn)
+	r = br
+	good = int64(hn)
 	var hdr [recordHeader]byte
 	for {
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
-			return v, good, nil
+			return v, good, key, nil
 		}
 		size := binary.BigEndian.Uint32(hdr[0:4])
 		sum := binary.BigEndian.Uint32(hdr[4:8])
 		if size == 0 || size > MaxRecord {
-			return v, good, nil
+			return v, good, key, nil
 		}
 		start := len(v)
 		v = append(v, make([]byte, size)...)
-		if _, err := io.ReadFull(r, v[start:]); err != nil || crc32.Checksum(v[start:], castagnoli) != sum {
-			return v[:start], good, nil
+		if _, err := io.ReadFull(r, v[start:]); err != nil || recordSum(key, v[start:]) != sum {
+			return v[:start], good, key, nil
 		}
 		good += recordHeader + int64(size)
 	}
 }
 
-// appendRecords encodes p as records onto dst.
-func appendRecords(dst, p []byte) []byte {
+// appendRecords encodes p as records, checksummed under key, onto dst.
+func appendRecords(dst []byte, key uint32, p []byte) []byte {
 	for len(p) > 0 {
 		n := min(len(p), MaxRecord)
 		dst = binary.BigEndian.AppendUint32(dst, uint32(n))
-		dst = binary.BigEndian.AppendUint32(dst, crc32.Checksum(p[:n], castagnoli))
+		dst = binary.BigEndian.AppendUint32(dst, recordSum(key, p[:n]))
 		dst = append(dst, p[:n]...)
 		p = p[n:]
 	}
@@ -303,7 +410,7 @@ func (s *File) AppendCapped(ctx context.Context, p []byte, limit int) ([]byte, e
 	}
 	s.buf = append(s.buf, p...)
 	v := s.buf[:len(s.buf):len(s.buf)]
-	s.pending = appendRecords(s.pending, p)
+	s.pending = appendRecords(s.pending, s.key, p)
 	b := s.batch
 	s.mu.Unlock()
 	select {
@@ -356,8 +463,11 @@ func (s *File) flushLoop() {
 		var err error
 		if len(data) > 0 {
 			err = s.writeBatch(data, stopping)
-			dirty = err == nil && s.opts.Fsync == FsyncInterval && !stopping
-		} else if stopping && dirty {
+			if err == nil { // a failed write leaves the earlier ones to sync
+				dirty = s.opts.Fsync == FsyncInterval && !stopping
+			}
+		}
+		if stopping && dirty {
 			s.f.Sync()
 		}
 		s.mu.Lock()

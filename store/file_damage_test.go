@@ -3,8 +3,10 @@ package store_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,11 +29,8 @@ func writeLogBytes(t testing.TB, n int) (path string, file []byte, offsets []int
 	if err != nil {
 		t.Fatal(err)
 	}
-	off := len(store.FileMagic)
 	for i := range n {
 		p := fmt.Appendf(nil, "<%d>", i)
-		offsets = append(offsets, off)
-		off += 8 + len(p)
 		v = append(v, p...)
 		if _, err := s.Append(context.Background(), p); err != nil {
 			t.Fatal(err)
@@ -43,6 +42,11 @@ func writeLogBytes(t testing.TB, n int) (path string, file []byte, offsets []int
 	file, err = os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
+	}
+	off := store.LogHeaderLen(file)
+	for i := range n {
+		offsets = append(offsets, off)
+		off += 8 + len(fmt.Sprintf("<%d>", i))
 	}
 	return path, file, offsets, v
 }
@@ -179,19 +183,20 @@ func TestRepairLogIntact(t *testing.T) {
 // log that decodes whole, and accounts for every byte of the original.
 func FuzzRepairLog(f *testing.F) {
 	_, file, _, _ := writeLogBytes(f, 5)
-	f.Add(file)
 	damaged := bytes.Clone(file)
-	damaged[len(store.FileMagic)+9] ^= 1
-	f.Add(damaged)
-	f.Add(append(bytes.Clone(file), 0, 0, 0, 1, 2))
+	head := store.LogHeaderLen(file)
+	damaged[head+9] ^= 1
+	f.Add(damaged[head:])
+	f.Add(append(bytes.Clone(file[head:]), 0, 0, 0, 1, 2))
+	f.Add(file)
 	f.Fuzz(func(t *testing.T, tail []byte) {
-		orig := append([]byte(store.FileMagic), tail...)
+		orig := append(bytes.Clone(file[:head]), tail...)
 		out, rep := store.RepairBytes(orig)
 		v, good, err := store.DecodeLog(bytes.NewReader(out))
 		if err != nil || good != int64(len(out)) || int64(len(v)) != rep.Letters {
 			t.Fatalf("repaired log: %v, good %d of %d, %d letters (report %d)", err, good, len(out), len(v), rep.Letters)
 		}
-		kept := int64(len(out) - len(store.FileMagic))
+		kept := int64(len(out) - head)
 		for _, sp := range rep.Dropped {
 			kept += sp.Bytes
 		}
@@ -225,5 +230,121 @@ func TestRepairLogThroughSymlinkKeepsMode(t *testing.T) {
 	}
 	if now, _ := os.ReadFile(path); bytes.Equal(now, damaged) {
 		t.Fatal("the log the link points to was not repaired")
+	}
+}
+
+// A client's letters are its own bytes, and they can look like a record:
+// the length and CRC-32C of some data, then the data. When the record
+// holding them is torn (a power cut during its write), that look-alike
+// after the first bad byte must not pass for a valid record, or the torn
+// tail becomes "damage before valid records" and strsvr refuses to start
+// until someone runs --repair. Records' checksums are keyed by a random
+// value in the log's header, which no client sees. (Before: OpenFile
+// refused such a log with a CorruptError.)
+func TestFileTornLetterLookingLikeRecord(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "v.log")
+	s, err := store.OpenFile(path, store.FileOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := s.Append(ctx, []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	fake := []byte("evil")
+	letters := bytes.Repeat([]byte("x"), 20)
+	letters = binary.BigEndian.AppendUint32(letters, uint32(len(fake)))
+	letters = binary.BigEndian.AppendUint32(letters, crc32.Checksum(fake, crc32.MakeTable(crc32.Castagnoli)))
+	letters = append(letters, fake...)
+	letters = append(letters, bytes.Repeat([]byte("y"), 20)...)
+	if _, err := s.Append(ctx, letters); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	file, _ := os.ReadFile(path)
+	for _, cut := range []int{1, 10, 19} { // the look-alike is whole in each
+		os.WriteFile(path, file[:len(file)-cut], 0o644)
+		s, err := store.OpenFile(path, store.FileOptions{})
+		if err != nil {
+			t.Fatalf("torn by %d bytes: %v", cut, err)
+		}
+		got, _ := s.Value(ctx)
+		s.Close()
+		if string(got) != "before" {
+			t.Fatalf("torn by %d bytes: recovered %q, want %q", cut, got, "before")
+		}
+	}
+}
+
+// Logs made before keyed checksums (FileMagic, plain CRC-32C) are still
+// read, cut and appended to in their own format; a keyed header torn while
+// the log was created is begun afresh.
+func TestFileUnkeyedLogAndTornHeader(t *testing.T) {
+	ctx := context.Background()
+	record := func(p string) []byte {
+		b := binary.BigEndian.AppendUint32(nil, uint32(len(p)))
+		b = binary.BigEndian.AppendUint32(b, crc32.Checksum([]byte(p), crc32.MakeTable(crc32.Castagnoli)))
+		return append(b, p...)
+	}
+	path := filepath.Join(t.TempDir(), "v.log")
+	old := append([]byte(store.FileMagic), record("abc")...)
+	old = append(old, record("de")[:5]...) // a torn tail
+	os.WriteFile(path, old, 0o644)
+	for _, want := range []string{"abc", "abcZ"} {
+		s, err := store.OpenFile(path, store.FileOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := s.Value(ctx)
+		if string(got) != want {
+			t.Fatalf("unkeyed log: recovered %q, want %q", got, want)
+		}
+		s.Append(ctx, []byte("Z"))
+		s.Close()
+	}
+	if b, _ := os.ReadFile(path); store.LogHeaderLen(b) != len(store.FileMagic) {
+		t.Fatalf("unkeyed log rewritten with another header: %q", b[:30])
+	}
+
+	_, file, _, _ := writeLog(t, 1)
+	for n := range store.LogHeaderLen(file) {
+		os.WriteFile(path, file[:n], 0o644)
+		s, err := store.OpenFile(path, store.FileOptions{})
+		if err != nil {
+			t.Fatalf("header torn at %d: %v", n, err)
+		}
+		s.Append(ctx, []byte("Y"))
+		s.Close()
+		b, _ := os.ReadFile(path)
+		if v, _, err := store.DecodeLog(bytes.NewReader(b)); err != nil || string(v) != "Y" {
+			t.Fatalf("header torn at %d: then %q, %v", n, v, err)
+		}
+	}
+}
+
+// A log's header holds the checksum key: one flipped bit there must not
+// pass for another key, under which every record fails and the whole log
+// would be cut as a torn tail. OpenFile refuses such a log and leaves it
+// alone, whatever the bit.
+func TestFileDamagedHeaderRefused(t *testing.T) {
+	path, file, _, _ := writeLog(t, 20)
+	for i := range store.LogHeaderLen(file) {
+		for bit := range 8 {
+			d := bytes.Clone(file)
+			d[i] ^= 1 << bit
+			os.WriteFile(path, d, 0o644)
+			s, err := store.OpenFile(path, store.FileOptions{})
+			if err == nil {
+				v, _ := s.Value(context.Background())
+				s.Close()
+				t.Fatalf("byte %d bit %d of the header flipped: opened, v %q", i, bit, v)
+			}
+			if want := "damaged header"; i >= len(store.KeyedMagic) && !strings.Contains(err.Error(), want) {
+				t.Errorf("byte %d bit %d of the key flipped: %q does not say %q", i, bit, err, want)
+			}
+			if now, _ := os.ReadFile(path); !bytes.Equal(now, d) {
+				t.Fatalf("byte %d bit %d of the header flipped: the file was changed", i, bit)
+			}
+		}
 	}
 }

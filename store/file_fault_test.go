@@ -226,3 +226,46 @@ func (b *syncBuffer) String() string {
 }
 
 func testLogger(b *syncBuffer) *slog.Logger { return slog.New(slog.NewTextHandler(b, nil)) }
+
+// RepairLog on a full disk fails with "nothing changed", and leaves
+// nothing behind: no partial copy of the original (which an operator
+// could take for a whole one), and no whole copy either when the
+// repaired log could not be written, so that retrying does not fill the
+// disk with copies. (Before: each failed try left a copy.)
+func TestRepairLogDiskFullLeavesNothing(t *testing.T) {
+	dir := smallDisk(t, 64<<10)
+	_, file, offsets, _ := writeLog(t, 2000) // about 27 KiB
+	damaged := bytes.Clone(file)
+	damaged[offsets[900]+9] ^= 1
+	path := filepath.Join(dir, "v.log")
+	if err := os.WriteFile(path, damaged, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	filler := fill(t, dir)
+	// The copy does not fit; then it fits but the repaired log does not.
+	for _, free := range []int64{0, int64(len(damaged)) + 4096} {
+		if free > 0 {
+			os.Truncate(filler, 0)
+			f, _ := os.OpenFile(filler, os.O_WRONLY, 0)
+			var fs syscall.Statfs_t
+			syscall.Statfs(dir, &fs)
+			avail := int64(fs.Bavail) * fs.Bsize
+			f.Write(make([]byte, avail-free))
+			f.Close()
+		}
+		if _, err := store.RepairLog(path); err == nil || !strings.Contains(err.Error(), "nothing changed") {
+			t.Fatalf("free %d: RepairLog on a full disk: %v", free, err)
+		}
+		if now, _ := os.ReadFile(path); !bytes.Equal(now, damaged) {
+			t.Fatalf("free %d: the log was changed", free)
+		}
+		entries, _ := os.ReadDir(dir)
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		if len(names) != 2 {
+			t.Fatalf("free %d: files left beside the log: %v", free, names)
+		}
+	}
+}

@@ -1,11 +1,12 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -45,8 +46,9 @@ type Span struct {
 	Bytes  int64
 }
 
-// validRecordAt reports the length of the valid record at b[0:], or 0.
-func validRecordAt(b []byte) int {
+// validRecordAt reports the length of the valid record at b[0:], under the
+// checksum key, or 0.
+func validRecordAt(b []byte, key uint32) int {
 	if len(b) < recordHeader {
 		return 0
 	}
@@ -54,7 +56,7 @@ func validRecordAt(b []byte) int {
 	if size == 0 || size > MaxRecord || int64(size) > int64(len(b)-recordHeader) {
 		return 0
 	}
-	if crc32.Checksum(b[recordHeader:recordHeader+int(size)], castagnoli) != binary.BigEndian.Uint32(b[4:8]) {
+	if recordSum(key, b[recordHeader:recordHeader+int(size)]) != binary.BigEndian.Uint32(b[4:8]) {
 		return 0
 	}
 	return recordHeader + int(size)
@@ -63,9 +65,9 @@ func validRecordAt(b []byte) int {
 // nextValidRecord returns the offset in b of the first valid record that
 // starts after b[0], or -1. Random bytes pass the length test once in 4,096
 // offsets, so the checksums computed stay few.
-func nextValidRecord(b []byte) int {
+func nextValidRecord(b []byte, key uint32) int {
 	for i := 1; i+recordHeader < len(b); i++ {
-		if validRecordAt(b[i:]) > 0 {
+		if validRecordAt(b[i:], key) > 0 {
 			return i
 		}
 	}
@@ -75,11 +77,11 @@ func nextValidRecord(b []byte) int {
 // checkTail looks at the bytes of a log after its good part, which starts
 // at offset good: it returns nil for a torn tail (nothing valid after the
 // first bad byte) and a CorruptError otherwise.
-func checkTail(path string, tail []byte, good int64) error {
+func checkTail(path string, tail []byte, good int64, key uint32) error {
 	if len(tail) == 0 {
 		return nil
 	}
-	next := nextValidRecord(tail)
+	next := nextValidRecord(tail, key)
 	if next < 0 {
 		return nil
 	}
@@ -134,8 +136,11 @@ func RepairLog(path string) (*RepairReport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("repair: read %s: %w", path, err)
 	}
-	if len(orig) < len(FileMagic) || string(orig[:len(FileMagic)]) != FileMagic {
-		return nil, fmt.Errorf("repair: %s is not a strsvr data file (bad magic); nothing changed", path)
+	if LogHeaderLen(orig) == 0 {
+		if _, _, _, err := decodeLog(bytes.NewReader(orig)); err != nil {
+			return nil, fmt.Errorf("repair: %s: %w; nothing changed", path, err)
+		}
+		return nil, fmt.Errorf("repair: %s holds no whole header (strsvr begins such a log afresh); nothing changed", path)
 	}
 	out, rep := repairBytes(orig)
 	rep.Path = path
@@ -144,31 +149,40 @@ func RepairLog(path string) (*RepairReport, error) {
 	}
 	mode := info.Mode().Perm()
 	rep.Copy = fmt.Sprintf("%s.damaged-%s", real, time.Now().UTC().Format("20060102T150405.000000000Z"))
+	// On failure nothing is left behind: not a partial copy, which could
+	// pass for a whole one, nor a whole copy of an original left as it was
+	// (each retry would add one to a disk that is likely full).
 	if err := writeSynced(rep.Copy, orig, os.O_EXCL, mode); err != nil {
+		if !errors.Is(err, fs.ErrExist) {
+			os.Remove(rep.Copy)
+		}
 		return nil, fmt.Errorf("repair: keep a copy of the original: %w; nothing changed", err)
 	}
 	tmp := real + ".repair-tmp"
 	if err := writeSynced(tmp, out, os.O_TRUNC, mode); err != nil {
 		os.Remove(tmp)
+		os.Remove(rep.Copy)
 		return nil, fmt.Errorf("repair: write the repaired log: %w; nothing changed", err)
 	}
 	if err := os.Rename(tmp, real); err != nil {
 		os.Remove(tmp)
+		os.Remove(rep.Copy)
 		return nil, fmt.Errorf("repair: replace %s: %w; nothing changed", real, err)
 	}
 	syncDir(real)
 	return rep, nil
 }
 
-// repairBytes is RepairLog on a log in memory that starts with FileMagic:
-// the repaired log and what was kept and dropped.
+// repairBytes is RepairLog on a log in memory that starts with a whole
+// header: the repaired log and what was kept and dropped.
 func repairBytes(orig []byte) ([]byte, *RepairReport) {
+	key, hn, _ := parseHeader(orig)
 	rep := &RepairReport{}
 	out := make([]byte, 0, len(orig))
-	out = append(out, FileMagic...)
+	out = append(out, orig[:hn]...)
 	damaged := false
-	for pos := len(FileMagic); pos < len(orig); {
-		if n := validRecordAt(orig[pos:]); n > 0 {
+	for pos := hn; pos < len(orig); {
+		if n := validRecordAt(orig[pos:], key); n > 0 {
 			out = append(out, orig[pos:pos+n]...)
 			rep.Records++
 			rep.Letters += int64(n - recordHeader)
@@ -179,7 +193,7 @@ func repairBytes(orig []byte) ([]byte, *RepairReport) {
 			continue
 		}
 		damaged = true
-		next := nextValidRecord(orig[pos:])
+		next := nextValidRecord(orig[pos:], key)
 		end := len(orig)
 		if next > 0 {
 			end = pos + next

@@ -33,10 +33,10 @@ func (fs *flagSet) parseServerPort(std stdio, args []string) (serverPort, error)
 }
 
 // parseServerPortUnless is parseServerPort for a server with a mode that
-// listens nowhere (strsvr --repair): once the flags are parsed, a non-empty
-// portless() means that mode is on, PORT must be left out (portless() is
-// the message if it is not) and no socket is taken.
-func (fs *flagSet) parseServerPortUnless(std stdio, args []string, portless func() string) (serverPort, error) {
+// listens nowhere (strsvr --repair): once the flags are parsed,
+// portless(pos) says whether that mode is on (then no socket is taken and
+// no port returned) and refuses its misuse.
+func (fs *flagSet) parseServerPortUnless(std stdio, args []string, portless func(pos []string) (bool, error)) (serverPort, error) {
 	fs.about += activationHelp
 	act, err := endpoint.SystemdSockets()
 	if err != nil {
@@ -53,11 +53,8 @@ func (fs *flagSet) parseServerPortUnless(std stdio, args []string, portless func
 		return fail(err)
 	}
 	if portless != nil {
-		if msg := portless(); msg != "" {
-			if len(pos) > 0 {
-				return fail(usagef("%s", msg))
-			}
-			return fail(nil)
+		if on, err := portless(pos); on || err != nil {
+			return fail(err)
 		}
 	}
 	if act == nil && len(pos) == 0 {

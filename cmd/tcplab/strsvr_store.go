@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/tcplab/tcplab/store"
@@ -17,11 +19,29 @@ import (
 
 // strsvrPort parses strsvr's arguments: PORT, or nothing with --repair.
 func strsvrPort(fs *flagSet, std stdio, args []string, repair *string) (serverPort, error) {
-	return fs.parseServerPortUnless(std, args, func() string {
-		if *repair == "" {
-			return ""
+	return fs.parseServerPortUnless(std, args, func(pos []string) (bool, error) {
+		repairing := false
+		var others []string
+		fs.Visit(func(f *flag.Flag) {
+			switch f.Name {
+			case "repair":
+				repairing = true
+			case "log-format":
+			default:
+				others = append(others, "--"+f.Name)
+			}
+		})
+		switch {
+		case !repairing:
+			return false, nil
+		case *repair == "":
+			return true, usagef("--repair needs a FILE, the data file to repair")
+		case len(pos) > 0:
+			return true, usagef("--repair FILE repairs the log and exits: give no PORT")
+		case len(others) > 0:
+			return true, usagef("--repair FILE repairs the log and exits: %s would not be used; give --repair alone", strings.Join(others, ", "))
 		}
-		return "--repair FILE repairs the log and exits: give no PORT"
+		return true, nil
 	})
 }
 

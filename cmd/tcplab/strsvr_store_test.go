@@ -3,8 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	byteorder "encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -94,13 +97,8 @@ func writeTestLog(t *testing.T, path string, n int) ([]byte, []int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var offsets []int
-	off := len(store.FileMagic)
 	for i := range n {
-		p := fmt.Appendf(nil, "<%d>", i)
-		offsets = append(offsets, off)
-		off += 8 + len(p)
-		if _, err := st.Append(context.Background(), p); err != nil {
+		if _, err := st.Append(context.Background(), fmt.Appendf(nil, "<%d>", i)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -108,6 +106,12 @@ func writeTestLog(t *testing.T, path string, n int) ([]byte, []int) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
+	}
+	var offsets []int
+	off := store.LogHeaderLen(b)
+	for i := range n {
+		offsets = append(offsets, off)
+		off += 8 + len(fmt.Sprintf("<%d>", i))
 	}
 	return b, offsets
 }
@@ -302,4 +306,81 @@ func TestStrSvrDiskFull(t *testing.T) {
 	again.typeLetter(t, "b", "ab")
 	again.leave(t)
 	svr.WaitFor(t, "accepts writes again", 10*time.Second)
+}
+
+// A classic client types, in one write, letters that spell a record (the
+// length and CRC-32C of "evil", then "evil"); a crash then tears that
+// record. The restart cuts the torn tail with a WARN and serves: the
+// look-alike does not pass for a valid record after the tear. (Before:
+// strsvr refused to start, "damaged ... with valid records after it",
+// until an operator ran --repair.)
+func TestStrSvrTornLetterLookingLikeRecord(t *testing.T) {
+	bin := testkit.Binary(t)
+	data := filepath.Join(t.TempDir(), "v.log")
+	port := testkit.FreePort(t)
+	srv := testkit.Start(t, nil, bin, "strsvr", "--no-discovery", "--data", data, strconv.Itoa(port))
+	waitTCPListen(t, port, srv)
+	fake := []byte("evil")
+	letters := bytes.Repeat([]byte("x"), 20)
+	letters = byteorder.BigEndian.AppendUint32(letters, uint32(len(fake)))
+	letters = byteorder.BigEndian.AppendUint32(letters, crc32.Checksum(fake, crc32.MakeTable(crc32.Castagnoli)))
+	letters = append(letters, fake...)
+	letters = append(letters, bytes.Repeat([]byte("y"), 20)...)
+	c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write(letters)
+	// The replies are v after each letter: 1 + 2 + ... + len(letters) bytes.
+	want := len(letters) * (len(letters) + 1) / 2
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(c, make([]byte, want)); err != nil {
+		t.Fatalf("replies: %v", err)
+	}
+	c.Close()
+	if code := srv.Wait(t, 10*time.Second); code != 0 {
+		t.Fatalf("strsvr exit %d: %s", code, srv.Stderr.String())
+	}
+	file, _ := os.ReadFile(data)
+	if got, _, _ := store.DecodeLog(bytes.NewReader(file)); !bytes.Equal(got, letters) {
+		t.Fatalf("log holds %q, want the letters", got)
+	}
+	os.WriteFile(data, file[:len(file)-10], 0o644) // the crash: "y"s torn off
+	port = testkit.FreePort(t)
+	srv = testkit.Start(t, nil, bin, "strsvr", "--keep", "--data", data, strconv.Itoa(port))
+	select {
+	case <-srv.Done():
+		t.Fatalf("strsvr refused a torn tail: %s", srv.Stderr.String())
+	default:
+	}
+	waitTCPListen(t, port, srv)
+	srv.Cmd.Process.Signal(syscall.SIGTERM)
+	srv.Wait(t, 10*time.Second)
+	if !strings.Contains(srv.Stderr.String(), "level=WARN") {
+		t.Errorf("no WARN for the torn tail: %s", srv.Stderr.String())
+	}
+	if got := recovered(t, data); len(got) != 0 {
+		t.Errorf("recovered %q, want an empty v", got)
+	}
+}
+
+// --repair misused is a usage error (exit 2) that names --repair, and
+// repairs nothing: an empty FILE, a PORT, or flags that only a serving
+// strsvr reads (an operator who adds --data B to --repair A would
+// otherwise have A repaired and B ignored, silently).
+func TestStrSvrRepairUsage(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "v.log")
+	writeTestLog(t, data, 3)
+	for _, args := range [][]string{
+		{"--repair", ""},
+		{"--repair", data, "2000"},
+		{"--repair", data, "--data", data + ".other"},
+		{"--repair", data, "--store", "redis://127.0.0.1:1/0?key=v"},
+		{"--repair", data, "--keep"},
+	} {
+		code, out, errOut := runCmd(t, "", append([]string{"strsvr"}, args...)...)
+		if code != 2 || !strings.Contains(errOut, "--repair") || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || out != "" {
+			t.Errorf("strsvr %q: exit %d, stdout %q, stderr %q; want exit 2 and one line naming --repair", args, code, out, errOut)
+		}
+	}
 }

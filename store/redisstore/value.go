@@ -47,15 +47,16 @@ const sumScript = `
 local P, B = 67108859, 257
 local byte = string.byte
 local function extend(h, s, i, j)
-  if j - i < 32 then
-    for x = i, j do h = (h * B + byte(s, x)) % P end
-    return h
+  -- Three bytes per modulo: h < P < 2^26 and B^3 < 2^24.1, so
+  -- h * B^3 + (the three bytes) < 2^51: exact in a double.
+  while i + 2 <= j do
+    local a, b, c = byte(s, i, i + 2)
+    h = (((h * B + a) * B + b) * B + c) % P
+    i = i + 3
   end
   while i <= j do
-    local k = math.min(i + 63, j)
-    local a = {byte(s, i, k)}
-    for x = 1, #a do h = (h * B + a[x]) % P end
-    i = k + 1
+    h = (h * B + byte(s, i)) % P
+    i = i + 1
   end
   return h
 end
