@@ -111,7 +111,15 @@ func TestServedConnsGetKeepAliveAndUserTimeout(t *testing.T) {
 			srv := testkit.Start(t, nil, bin, tc.args...)
 			port := listeningPort(t, srv)
 			c := holdFrom(t, "127.0.0.1", net.JoinHostPort("127.0.0.1", port), tc.first)
-			ka, idle, user := servedSockopts(t, srv.Cmd.Process.Pid, c.LocalAddr())
+			// The server sets the options just after accept, in the
+			// connection's goroutine: read them until they are all set.
+			var ka, idle, user int
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+				ka, idle, user = servedSockopts(t, srv.Cmd.Process.Pid, c.LocalAddr())
+				if (ka == 1 && idle == 15 && user == tc.userMS) || time.Now().After(deadline) {
+					break
+				}
+			}
 			if ka != 1 || idle != 15 || user != tc.userMS {
 				t.Fatalf("served socket: SO_KEEPALIVE %d, TCP_KEEPIDLE %d s, TCP_USER_TIMEOUT %d ms; want 1, 15 s, %d ms", ka, idle, user, tc.userMS)
 			}

@@ -145,7 +145,8 @@ func TestProgressBarStaysOffTMCsOwnLines(t *testing.T) {
 		c.Close()
 	})
 	tty, out, _ := openTerminal(t)
-	code := run(context.Background(), []string{"tmc", "127.0.0.1", p.port, "abc"}, strings.NewReader(""), tty, tty)
+	// The answer is 15 copies of "x": tmc checks what it receives.
+	code := run(context.Background(), []string{"tmc", "--copies", "15", "127.0.0.1", p.port, "x"}, strings.NewReader(""), tty, tty)
 	got := out()
 	if code != 0 || !strings.Contains(got, "summary: 15 bytes") {
 		t.Fatalf("exit %d: %q", code, got)
