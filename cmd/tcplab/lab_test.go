@@ -89,6 +89,10 @@ func TestLabTMSAndTMCOnARealLink(t *testing.T) {
 					if got != 2*len(msg) {
 						t.Errorf("%s exit 0 with %d bytes, want 2 copies of %d", client, got, len(msg))
 					}
+					// tms logs the transfer once the client's kernel has
+					// acknowledged its FIN, which on a slow link comes
+					// after the client has read everything and exited.
+					srv.WaitFor(t, "message_bytes=", 30*time.Second)
 					if m := regexp.MustCompile(`message_bytes=(\d+)`).FindStringSubmatch(srv.Stderr.String()); m == nil || m[1] != "100000" {
 						t.Errorf("tms did not take the 100,000-byte message: %s", srv.Stderr.String())
 					}
