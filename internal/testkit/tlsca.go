@@ -122,3 +122,16 @@ func writePEM(tb testing.TB, file, typ string, der []byte) {
 		tb.Fatal(err)
 	}
 }
+
+// CopyFile copies from to to (mode 0600), as an operator renewing a
+// certificate or key file in place does.
+func CopyFile(tb testing.TB, from, to string) {
+	tb.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o600); err != nil {
+		tb.Fatal(err)
+	}
+}
