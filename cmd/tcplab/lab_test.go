@@ -89,6 +89,10 @@ func TestLabTMSAndTMCOnARealLink(t *testing.T) {
 					if got != 2*len(msg) {
 						t.Errorf("%s exit 0 with %d bytes, want 2 copies of %d", client, got, len(msg))
 					}
+					// tms logs the transfer when its drain after the last
+					// copy ends, which can be just after the client exited
+					// (200kbit/tmc.py failed so, 2 runs of 2).
+					srv.WaitFor(t, "message_bytes=", 35*time.Second)
 					if m := regexp.MustCompile(`message_bytes=(\d+)`).FindStringSubmatch(srv.Stderr.String()); m == nil || m[1] != "100000" {
 						t.Errorf("tms did not take the 100,000-byte message: %s", srv.Stderr.String())
 					}
