@@ -81,7 +81,7 @@ func benchCrowd(ctx context.Context, env *benchEnv) (string, error) {
 		fmt.Fprintf(&b, "| %s | %.0f ms, %.0f ms | %s |\n", tg.name,
 			float64(times[len(times)/2].Microseconds())/1000, float64(times[len(times)-1].Microseconds())/1000, verdict)
 	}
-	b.WriteString("\nThe silent connections hold at most 127.0.0.2's share of the slots (tms and strsvr: a quarter of the default cap of 1,000, 250; svr: its --max-conns-per-addr); the rest are refused with a busy line at once. The client's time includes starting the tcplab process.\n")
+	b.WriteString("\nThe silent connections hold at most 127.0.0.2's share of the slots (tms and strsvr: a quarter of the default cap of 1,000, 250; svr: its --max-conns-per-addr, 64); the rest are refused with a busy line at once. The client's time includes starting the tcplab process.\n")
 	return b.String(), nil
 }
 

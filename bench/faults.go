@@ -17,6 +17,9 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/text/language"
+	"golang.org/x/text/message"
+
 	"github.com/tcplab/tcplab/internal/netlab"
 )
 
@@ -263,17 +266,9 @@ func faultString(seed uint64) string {
 }
 
 // commas writes n with thousands separators.
-func commas(n int) string {
-	s := strconv.Itoa(n)
-	var out []byte
-	for i, c := range []byte(s) {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			out = append(out, ',')
-		}
-		out = append(out, c)
-	}
-	return string(out)
-}
+func commas(n int) string { return english.Sprint(n) }
+
+var english = message.NewPrinter(language.English)
 
 // lastLogLine is the last non-empty line of s, its msg and err fields if
 // it is a slog text line.

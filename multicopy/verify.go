@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+
+	"golang.org/x/text/language"
+	"golang.org/x/text/message"
 )
 
 // ErrWrongAnswer is matched (errors.Is) by Verifier.Err's error when the
@@ -114,17 +117,6 @@ func (v *Verifier) describe() string {
 }
 
 // commas writes n with thousands separators, as the issue reports counts.
-func commas(n int64) string {
-	if n < 0 {
-		return "-" + commas(-n)
-	}
-	s := strconv.FormatInt(n, 10)
-	var b []byte
-	for i, c := range []byte(s) {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b = append(b, ',')
-		}
-		b = append(b, c)
-	}
-	return string(b)
-}
+func commas(n int64) string { return english.Sprint(n) }
+
+var english = message.NewPrinter(language.English)

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -138,26 +137,13 @@ func TestIdentifyLetsSvrPyFinish(t *testing.T) {
 // A host that refuses the probe because it is busy says so: the fleet view
 // reports the refusal, not that the host is not known to be tcplab svr.
 func TestFleetReportsBusyHost(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Write([]byte(server.BusyLine("max number of clients reached (1)")))
-			c.(*net.TCPConn).CloseWrite()
-			c.SetReadDeadline(time.Now().Add(5 * time.Second))
-			io.Copy(io.Discard, c)
-			c.Close()
-		}
+	host := testkit.ServeEach(t, func(c net.Conn) {
+		c.Write([]byte(server.BusyLine("max number of clients reached (1)")))
+		c.(*net.TCPConn).CloseWrite()
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		io.Copy(io.Discard, c)
 	})
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	a := AskFleet(context.Background(), []string{ln.Addr().String()}, "json", 5*time.Second)[0]
+	a := AskFleet(context.Background(), []string{host}, "json", 5*time.Second)[0]
 	if !strings.Contains(a.Error, "refused the connection: busy: max number of clients reached") {
 		t.Errorf("busy host: %+v", a)
 	}

@@ -7,7 +7,6 @@ import (
 	"net"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,26 +18,13 @@ import (
 // it returns its port.
 func shellServer(t *testing.T, run func(req []byte) []byte) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.SetDeadline(time.Now().Add(5 * time.Second))
-			buf := make([]byte, 1024)
-			n, _ := c.Read(buf)
-			c.Write(run(buf[:n]))
-			c.Close()
-		}
+	addr := testkit.ServeEach(t, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 1024)
+		n, _ := c.Read(buf)
+		c.Write(run(buf[:n]))
 	})
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	_, p, _ := net.SplitHostPort(ln.Addr().String())
+	_, p, _ := net.SplitHostPort(addr)
 	return p
 }
 

@@ -139,16 +139,15 @@ func TestProgressBarStaysOffTMCsOwnLines(t *testing.T) {
 		c.Read(make([]byte, 64))
 		// A slow sender, lasting past progressDelay: the pace is the point.
 		for range 15 {
-			c.Write([]byte("x"))
+			c.Write([]byte("abc"))
 			time.Sleep(100 * time.Millisecond)
 		}
 		c.Close()
 	})
 	tty, out, _ := openTerminal(t)
-	// The answer is 15 copies of "x": tmc checks what it receives.
-	code := run(context.Background(), []string{"tmc", "--copies", "15", "127.0.0.1", p.port, "x"}, strings.NewReader(""), tty, tty)
+	code := run(context.Background(), []string{"tmc", "--copies", "15", "127.0.0.1", p.port, "abc"}, strings.NewReader(""), tty, tty)
 	got := out()
-	if code != 0 || !strings.Contains(got, "summary: 15 bytes") {
+	if code != 0 || !strings.Contains(got, "summary: 45 bytes") {
 		t.Fatalf("exit %d: %q", code, got)
 	}
 	if strings.Contains(got, "receiving") {

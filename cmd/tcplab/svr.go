@@ -38,8 +38,10 @@ compared with an allow-list, and each entry runs a fixed argument list
 processes' command lines (which often hold secrets) are shown only with
 --ps-args; by default ps, w and json show command names, as bare ps does.
 The output is sent whole (svr.py drops the last line). Concurrent requests
-for the same command share one run, reused for --fresh. When w or ps is not
-installed the same report is rendered from /proc and the login records.
+for the same command share one run, reused for --fresh. w is rendered from
+/proc and the login records in w's layout (procps's w cannot hide
+arguments; with --ps-args, w itself runs), and so is ps where it is not
+installed.
 
 Anything not allowed gets one line, e.g.
   unknown command "xy"; allowed: ps, w

@@ -10,7 +10,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -208,29 +207,15 @@ func TestSVRRunsNoImpostorWithoutProcps(t *testing.T) {
 // and ps. Before, the probe ran "pstcplab" (the shell drops the NUL).
 func TestWPSFleetSafeAgainstShellServer(t *testing.T) {
 	im := testkit.NewImpostors(t, []string{"w", "ps"}, append([]string{"pstcplab", "tcplab"}, testkit.ImpostorNames...)...)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.SetDeadline(time.Now().Add(10 * time.Second))
-			buf := make([]byte, 1024)
-			n, _ := c.Read(buf)
-			sh := exec.Command("/bin/sh")
-			sh.Env = testkit.EnvWithPath(im.Path())
-			sh.Stdin, sh.Stdout = bytes.NewReader(buf[:n]), c
-			sh.Run()
-			c.Close()
-		}
+	host := testkit.ServeEach(t, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		buf := make([]byte, 1024)
+		n, _ := c.Read(buf)
+		sh := exec.Command("/bin/sh")
+		sh.Env = testkit.EnvWithPath(im.Path())
+		sh.Stdin, sh.Stdout = bytes.NewReader(buf[:n]), c
+		sh.Run()
 	})
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	host := ln.Addr().String()
 	code, out, errOut := wpsRun(t, "--timeout", "10s", "--hosts", host)
 	if code != 0 || !strings.Contains(out, host+" ") {
 		t.Errorf("wps --hosts: exit %d, %q, %q", code, out, errOut)

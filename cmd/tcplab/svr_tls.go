@@ -35,11 +35,10 @@ func addSVRTLSFlags(fs *flagSet) svrTLSFlags {
 // files (a one-line error naming the file, exit 1). Without --tls-cert it
 // returns nil: plaintext.
 func (f svrTLSFlags) load() (*endpoint.TLSServer, error) {
+	if err := checkKeyPair(*f.cert, *f.key); err != nil {
+		return nil, err
+	}
 	switch {
-	case *f.cert != "" && *f.key == "":
-		return nil, usagef("--tls-cert needs --tls-key (the certificate's private key)")
-	case *f.key != "" && *f.cert == "":
-		return nil, usagef("--tls-key needs --tls-cert")
 	case *f.clientCA != "" && *f.cert == "":
 		return nil, usagef("--tls-client-ca needs --tls-cert and --tls-key: mutual TLS is TLS")
 	case *f.cert == "":

@@ -205,8 +205,8 @@ func TestSVRTLSReloadOnSIGHUP(t *testing.T) {
 	f := makeTLSFiles(t)
 	dir := t.TempDir()
 	cert, key := dir+"/svr.crt", dir+"/svr.key"
-	copyTestFile(t, f.svrCert, cert)
-	copyTestFile(t, f.svrKey, key)
+	testkit.CopyFile(t, f.svrCert, cert)
+	testkit.CopyFile(t, f.svrKey, key)
 	srv, port := startSVR(t, "--tls-cert", cert, "--tls-key", key, "--read-timeout", "60s")
 	client := &tls.Config{RootCAs: f.serverCA.Pool(), ServerName: "localhost"}
 	dial := func() *tls.Conn {
@@ -237,8 +237,8 @@ func TestSVRTLSReloadOnSIGHUP(t *testing.T) {
 		t.Fatalf("first certificate %q", subject(held))
 	}
 	renewedCert, renewedKey := f.serverCA.Issue(t, "svr renewed", "renewed")
-	copyTestFile(t, renewedCert, cert)
-	copyTestFile(t, renewedKey, key)
+	testkit.CopyFile(t, renewedCert, cert)
+	testkit.CopyFile(t, renewedKey, key)
 	srv.Cmd.Process.Signal(syscall.SIGHUP)
 	srv.WaitFor(t, "TLS certificate reloaded", 10*time.Second)
 	renewed := dial()
@@ -265,17 +265,6 @@ func TestSVRTLSReloadOnSIGHUP(t *testing.T) {
 	srv.Cmd.Process.Signal(syscall.SIGTERM)
 	if code := srv.Wait(t, 20*time.Second); code != exitTerminated {
 		t.Fatalf("exit %d, want %d: %s", code, exitTerminated, srv.Stderr.String())
-	}
-}
-
-func copyTestFile(t *testing.T, from, to string) {
-	t.Helper()
-	b, err := os.ReadFile(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(to, b, 0o600); err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -380,7 +369,7 @@ func TestSVRSurvivesSIGHUPWhileStarting(t *testing.T) {
 	f := makeTLSFiles(t)
 	dir := t.TempDir()
 	fifo, key := dir+"/svr.crt", dir+"/svr.key"
-	copyTestFile(t, f.svrKey, key)
+	testkit.CopyFile(t, f.svrKey, key)
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
 		t.Skipf("no FIFO here: %v", err)
 	}
@@ -410,7 +399,7 @@ func TestSVRSurvivesSIGHUPWhileStarting(t *testing.T) {
 	// after it).
 	renewedCert, renewedKey := f.serverCA.Issue(t, "svr renewed", "renewed")
 	w = openFIFOWriter(t, p, fifo) // returns once svr reloads
-	copyTestFile(t, renewedKey, key)
+	testkit.CopyFile(t, renewedKey, key)
 	pem, err = os.ReadFile(renewedCert)
 	if err != nil {
 		t.Fatal(err)

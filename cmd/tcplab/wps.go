@@ -31,6 +31,10 @@ tcplab svr: the tutorial's svr.py hands a request's first two bytes to a
 shell. A host that fails gets its own "host:port: error" line on standard
 error; the exit status is 1 only if every host failed.
 
+A server's answer, "unknown command" included, exits 0; a full server's
+"busy: ..." refusal, or a TLS-only svr's line to a plaintext request, is
+one line on standard error and exit 1.
+
 HOST may be a name or an address; an IPv6 address is written bare or in
 brackets (::1 or [::1]), and in --hosts in brackets ([::1]:2000).`,
 		"tcplab wps localhost 2000 w",

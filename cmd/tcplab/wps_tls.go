@@ -22,13 +22,23 @@ func addWPSTLSFlags(fs *flagSet) wpsTLSFlags {
 // check refuses a combination of the flags that cannot work: a usage
 // error.
 func (f wpsTLSFlags) check() error {
-	switch {
-	case *f.cert != "" && *f.key == "":
-		return usagef("--tls-cert needs --tls-key (the certificate's private key)")
-	case *f.key != "" && *f.cert == "":
-		return usagef("--tls-key needs --tls-cert")
-	case *f.cert != "" && *f.ca == "":
+	if err := checkKeyPair(*f.cert, *f.key); err != nil {
+		return err
+	}
+	if *f.cert != "" && *f.ca == "" {
 		return usagef("--tls-cert needs --tls-ca (the CA that signed the server's certificate)")
+	}
+	return nil
+}
+
+// checkKeyPair refuses --tls-cert without --tls-key and the other way
+// round, for svr and wps alike: a usage error.
+func checkKeyPair(cert, key string) error {
+	switch {
+	case cert != "" && key == "":
+		return usagef("--tls-cert needs --tls-key (the certificate's private key)")
+	case key != "" && cert == "":
+		return usagef("--tls-key needs --tls-cert")
 	}
 	return nil
 }

@@ -102,8 +102,8 @@ func TestTLSServerReload(t *testing.T) {
 
 	// Renew on disk: a new certificate written over the same files.
 	c2, k2 := ca.Issue(t, "second", "renewed")
-	copyFile(t, c2, certFile)
-	copyFile(t, k2, keyFile)
+	testkit.CopyFile(t, c2, certFile)
+	testkit.CopyFile(t, k2, keyFile)
 	if err := s.Reload(); err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +118,7 @@ func TestTLSServerReload(t *testing.T) {
 
 	// A broken renewal: the key no longer matches, then a file is gone.
 	_, k3 := ca.Issue(t, "third", "third")
-	copyFile(t, k3, keyFile)
+	testkit.CopyFile(t, k3, keyFile)
 	if err := s.Reload(); err == nil || !strings.Contains(err.Error(), "private key does not match public key") {
 		t.Fatalf("reload with a mismatched key: %v", err)
 	}
@@ -353,17 +353,6 @@ func TestTLSLoadErrors(t *testing.T) {
 	}
 }
 
-func copyFile(t *testing.T, from, to string) {
-	t.Helper()
-	b, err := os.ReadFile(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(to, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // A PEM file caught half written (a renewal copied over it while svr
 // reloads) is refused, not half used: Go's PEM parsing stops quietly at a
 // block cut short, so a chain whose intermediate is cut off, or a CA
@@ -402,12 +391,12 @@ func TestTLSLoadRefusesCutShortPEM(t *testing.T) {
 
 	// A reload that meets one keeps the certificate in use.
 	live := dir + "/live.pem"
-	copyFile(t, certFile, live)
+	testkit.CopyFile(t, certFile, live)
 	s, err := NewTLSServer(live, keyFile, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	copyFile(t, cutChain, live)
+	testkit.CopyFile(t, cutChain, live)
 	if err := s.Reload(); err == nil {
 		t.Error("reload of a certificate file cut short succeeded")
 	}
