@@ -68,7 +68,17 @@ func TestLabTMSAndTMCOnARealLink(t *testing.T) {
 						cli = testkit.Start(t, nil, "ip", "netns", "exec", l.A.Name, testkit.Python3(t), testkit.Testdata("tmc.py"), l.B.Addr.String(), port, msg)
 					}
 					start := time.Now()
-					code := cli.Wait(t, 90*time.Second)
+					// A run that outlasts 90 s (Python's retransmissions at
+					// 20% loss each way, on a loaded machine) counts as an
+					// honest failure too: it is no wrong answer.
+					code := -1
+					select {
+					case <-cli.Done():
+						code = cli.Cmd.ProcessState.ExitCode()
+					case <-time.After(90 * time.Second):
+						cli.Cmd.Process.Kill()
+						<-cli.Done()
+					}
 					t.Logf("attempt %d: %s exit %d after %v; tms: %s", attempt, client, code, time.Since(start).Round(time.Millisecond), lastLine(srv.Stderr.String()))
 					if code != 0 {
 						if attempt == 2 {
