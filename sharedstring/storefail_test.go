@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -14,42 +13,12 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/tcplab/tcplab/internal/testkit"
 	"github.com/tcplab/tcplab/sharedstring"
 	"github.com/tcplab/tcplab/store"
 	"github.com/tcplab/tcplab/store/redisstore"
 	"github.com/tcplab/tcplab/store/redisstore/redistest"
 )
-
-// smallDisk mounts a tmpfs of size bytes for the test; it skips the test
-// (one line) where mounting is not allowed.
-func smallDisk(t *testing.T, size int) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := syscall.Mount("tcplab-test", dir, "tmpfs", 0, fmt.Sprintf("size=%d", size)); err != nil {
-		t.Skipf("cannot mount a tmpfs for a full disk (%v): needs root", err)
-	}
-	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
-	return dir
-}
-
-// fillDisk writes a file until dir's disk is full and returns its path.
-func fillDisk(t *testing.T, dir string) string {
-	t.Helper()
-	p := filepath.Join(dir, "filler")
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	for _, n := range []int{4096, 64, 1} {
-		for {
-			if _, err := f.Write(make([]byte, n)); err != nil {
-				break
-			}
-		}
-	}
-	return p
-}
 
 // On a full disk, letters that cannot be stored are never answered: a
 // framed client gets an 'e' frame saying why, a classic client's
@@ -57,7 +26,7 @@ func fillDisk(t *testing.T, dir string) string {
 // restart, and v holds exactly the answered letters. (Before: a bare close
 // for everyone, for good, and only an INFO "client dropped" line.)
 func TestFullDiskTellsClients(t *testing.T) {
-	dir := smallDisk(t, 128<<10)
+	dir := testkit.SmallDisk(t, 128<<10)
 	st, err := store.OpenFile(filepath.Join(dir, "v.log"), store.FileOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +39,7 @@ func TestFullDiskTellsClients(t *testing.T) {
 	if v, err := framed.Send([]byte("a")); err != nil || string(v) != "a" {
 		t.Fatalf("Send a: %q %v", v, err)
 	}
-	filler := fillDisk(t, dir)
+	filler := testkit.FillDisk(t, dir)
 	big := bytes.Repeat([]byte("x"), 64<<10) // more than the log's last page holds
 	_, err = framed.Send(big)
 	if err == nil || !strings.Contains(err.Error(), "letters not stored") || !strings.Contains(err.Error(), "no space left on device") {

@@ -14,49 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tcplab/tcplab/internal/testkit"
 	"github.com/tcplab/tcplab/store"
 )
-
-// SmallDisk mounts a tmpfs of size bytes on a fresh directory for the test
-// and unmounts it at the end; it skips the test (one line) where mounting
-// is not allowed.
-func smallDisk(t *testing.T, size int) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := syscall.Mount("tcplab-test", dir, "tmpfs", 0, fmt.Sprintf("size=%d", size)); err != nil {
-		t.Skipf("cannot mount a tmpfs for a full disk (%v): needs root", err)
-	}
-	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
-	return dir
-}
-
-// fill writes a filler file until the disk is full and returns its path.
-func fill(t *testing.T, dir string) string {
-	t.Helper()
-	p := filepath.Join(dir, "filler")
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	chunk := make([]byte, 4096)
-	for {
-		if _, err := f.Write(chunk); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatal(err)
-			}
-			break
-		}
-	}
-	for _, n := range []int{1024, 64, 1} { // the last pages too
-		for {
-			if _, err := f.Write(chunk[:n]); err != nil {
-				break
-			}
-		}
-	}
-	return p
-}
 
 // A full disk refuses the append that does not fit (never answering it),
 // says so once at ERROR, and the store takes appends again by itself as
@@ -65,7 +25,7 @@ func fill(t *testing.T, dir string) string {
 func TestFileDiskFullRecovers(t *testing.T) {
 	for _, policy := range []store.Fsync{store.FsyncAlways, store.FsyncInterval} {
 		t.Run(fmt.Sprint(policy), func(t *testing.T) {
-			dir := smallDisk(t, 256<<10)
+			dir := testkit.SmallDisk(t, 256<<10)
 			path := filepath.Join(dir, "v.log")
 			var logBuf syncBuffer
 			s, err := store.OpenFile(path, store.FileOptions{Fsync: policy, Logger: testLogger(&logBuf)})
@@ -80,7 +40,7 @@ func TestFileDiskFullRecovers(t *testing.T) {
 			} else {
 				answered = v
 			}
-			filler := fill(t, dir)
+			filler := testkit.FillDisk(t, dir)
 			big := bytes.Repeat([]byte("x"), 64<<10)
 			var failed error
 			for range 20 {
@@ -233,7 +193,7 @@ func testLogger(b *syncBuffer) *slog.Logger { return slog.New(slog.NewTextHandle
 // repaired log could not be written, so that retrying does not fill the
 // disk with copies. (Before: each failed try left a copy.)
 func TestRepairLogDiskFullLeavesNothing(t *testing.T) {
-	dir := smallDisk(t, 64<<10)
+	dir := testkit.SmallDisk(t, 64<<10)
 	_, file, offsets, _ := writeLog(t, 2000) // about 27 KiB
 	damaged := bytes.Clone(file)
 	damaged[offsets[900]+9] ^= 1
@@ -241,7 +201,7 @@ func TestRepairLogDiskFullLeavesNothing(t *testing.T) {
 	if err := os.WriteFile(path, damaged, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	filler := fill(t, dir)
+	filler := testkit.FillDisk(t, dir)
 	// The copy does not fit; then it fits but the repaired log does not.
 	for _, free := range []int64{0, int64(len(damaged)) + 4096} {
 		if free > 0 {
