@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/tcplab/tcplab/internal/server"
+	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 // queuedOnPort sums the send queues (tx_queue in /proc/net/tcp) of every
@@ -157,10 +158,8 @@ func TestServiceSlowReaderGetsWholeAnswer(t *testing.T) {
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(15 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal(what)
-		}
+	if !testkit.Poll(15*time.Second, cond) {
+		t.Fatal(what)
 	}
 }
 

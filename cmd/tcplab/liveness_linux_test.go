@@ -114,12 +114,10 @@ func TestServedConnsGetKeepAliveAndUserTimeout(t *testing.T) {
 			// The server sets the options just after accept, in the
 			// connection's goroutine: read them until they are all set.
 			var ka, idle, user int
-			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			testkit.Poll(10*time.Second, func() bool {
 				ka, idle, user = servedSockopts(t, srv.Cmd.Process.Pid, c.LocalAddr())
-				if (ka == 1 && idle == 15 && user == tc.userMS) || time.Now().After(deadline) {
-					break
-				}
-			}
+				return ka == 1 && idle == 15 && user == tc.userMS
+			})
 			if ka != 1 || idle != 15 || user != tc.userMS {
 				t.Fatalf("served socket: SO_KEEPALIVE %d, TCP_KEEPIDLE %d s, TCP_USER_TIMEOUT %d ms; want 1, 15 s, %d ms", ka, idle, user, tc.userMS)
 			}

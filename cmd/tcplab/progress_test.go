@@ -79,11 +79,7 @@ func TestProgressBarShowsBytesRateAndTime(t *testing.T) {
 	start := time.Now()
 	stop := startProgress(tty, &received)
 	frame := regexp.MustCompile(`receiving.*\(([0-9.]+ [kMG]?B), ([0-9.]+ [kMG]?B/s)\) \[\d+s\]`)
-	for deadline := time.Now().Add(10 * time.Second); !frame.MatchString(sofar.String()); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			break
-		}
-	}
+	testkit.Poll(10*time.Second, func() bool { return frame.MatchString(sofar.String()) })
 	shown := time.Since(start)
 	stop()
 	close(stopFeed)
@@ -121,10 +117,8 @@ func TestProgressBarRespectsNoColor(t *testing.T) {
 
 func waitUntil(t *testing.T, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("condition never met")
-		}
+	if !testkit.Poll(5*time.Second, cond) {
+		t.Fatal("condition never met")
 	}
 }
 

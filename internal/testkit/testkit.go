@@ -214,3 +214,16 @@ func (b *SafeBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// Poll calls cond every few milliseconds until it reports true or d has
+// passed, and says which. It is for state that gives no event to wait on:
+// another process's output or sockets, the kernel's queues, a server's
+// connection count.
+func Poll(d time.Duration, cond func() bool) bool {
+	for deadline := time.Now().Add(d); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+	return true
+}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tcplab/tcplab/internal/testkit"
 	"github.com/tcplab/tcplab/store"
 	"github.com/tcplab/tcplab/store/redisstore/redistest"
 )
@@ -121,10 +122,8 @@ func TestResetDetectedFailover(t *testing.T) {
 	ctx := context.Background()
 	waitFor := func(what string, ok func() bool) {
 		t.Helper()
-		for deadline := time.Now().Add(15 * time.Second); !ok(); time.Sleep(20 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
+		if !testkit.Poll(15*time.Second, ok) {
+			t.Fatalf("timed out waiting for %s", what)
 		}
 	}
 	waitFor("the replica to sync", func() bool {
