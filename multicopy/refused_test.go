@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tcplab/tcplab/internal/server"
+	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 // A full server reads at most 64 KiB of a refused client's string, sends
@@ -37,8 +38,8 @@ func TestFetchHandsOnARefusalAfterAFailedSend(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer hold.Close()
-	for s.ActiveConns() < 1 {
-		time.Sleep(time.Millisecond)
+	if !testkit.Poll(10*time.Second, func() bool { return s.ActiveConns() >= 1 }) {
+		t.Fatal("the held connection was never served")
 	}
 
 	conn, err := net.Dial("tcp", ln.Addr().String())

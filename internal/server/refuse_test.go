@@ -13,17 +13,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 // waitActive waits until s serves n connections.
 func waitActive(t *testing.T, s *Server, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for s.ActiveConns() != n {
-		if time.Now().After(deadline) {
-			t.Fatalf("ActiveConns = %d, want %d", s.ActiveConns(), n)
-		}
-		time.Sleep(time.Millisecond)
+	if !testkit.Poll(10*time.Second, func() bool { return s.ActiveConns() == n }) {
+		t.Fatalf("ActiveConns = %d, want %d", s.ActiveConns(), n)
 	}
 }
 
@@ -203,10 +201,7 @@ func TestRefusalsAreBounded(t *testing.T) {
 	for range maxRefusing {
 		dialFrom(t, "127.0.0.1", addr)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for started.Load() < maxRefusing && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	testkit.Poll(10*time.Second, func() bool { return started.Load() >= maxRefusing })
 	if n := started.Load(); n != maxRefusing {
 		t.Fatalf("%d refusals in progress, want %d", n, maxRefusing)
 	}
