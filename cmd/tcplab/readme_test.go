@@ -32,7 +32,8 @@ func exampleBlocks(t *testing.T, file string) map[string]string {
 }
 
 // waiters are put after each line that starts a server in the background
-// (wait_port) and after each signal sent to one (wait_log): a person types
+// (wait_port), after each SIGHUP sent to one (wait_log) and after each
+// server stopped with kill (wait for its exit): a person types
 // the next line later, a script must wait for what the line set off. The
 // script's output goes to out.log, so that wait_log can look for the
 // server's log line.
@@ -71,6 +72,12 @@ func runExample(t *testing.T, dir, block, port string) string {
 			script.WriteString("wait_port " + port + "\n")
 		case strings.HasPrefix(line, "kill -HUP "):
 			script.WriteString("wait_log 'TLS certificate reloaded'\n")
+		case strings.HasPrefix(line, "kill "):
+			// The stopped server's listener stays open for a few ms
+			// after the signal: without this wait the next block's
+			// wait_port could connect to it, and its client then
+			// found the port closed (CI, 2026-12-01).
+			script.WriteString("wait " + strings.Fields(line)[1] + " 2>/dev/null\n")
 		}
 	}
 	script.WriteString("wait\n") // the servers the block stopped: their port is free again
