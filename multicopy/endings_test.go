@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tcplab/tcplab/internal/endpoint"
 	"github.com/tcplab/tcplab/internal/server"
 )
 
@@ -40,7 +41,7 @@ func TestFetchResetIsOnePlainLine(t *testing.T) {
 		buf := make([]byte, 16)
 		srv.Read(buf)
 		srv.Write([]byte("abcabc"))
-		server.Reset(srv)
+		endpoint.Reset(srv)
 		srv.Close()
 	}()
 	var got int

@@ -45,7 +45,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/tcplab/tcplab/internal/server"
+	"github.com/tcplab/tcplab/internal/endpoint"
 	"github.com/tcplab/tcplab/stream"
 )
 
@@ -208,7 +208,7 @@ var ErrCutShort = errors.New("transfer cut short: the connection is reset")
 // copy the ordinary close is restored, so a complete answer ends with FIN.
 func (s *Server) ServeConn(ctx context.Context, conn net.Conn) (Transfer, error) {
 	var t Transfer
-	server.Reset(conn)
+	endpoint.Reset(conn)
 	// Stop a transfer in flight, or a message still arriving, when the
 	// server is closed (SIGINT in the one-client mode).
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
@@ -220,7 +220,7 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) (Transfer, error)
 			// normal end, that its message was not served: a client that
 			// cannot check its answer (tmc.py) would otherwise take an
 			// empty one for success.
-			server.Reset(conn)
+			endpoint.Reset(conn)
 		}
 		return t, fmt.Errorf("read message from %s: %w", conn.RemoteAddr(), err)
 	}

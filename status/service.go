@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tcplab/tcplab/internal/server"
+	"github.com/tcplab/tcplab/internal/endpoint"
 	"github.com/tcplab/tcplab/stream"
 )
 
@@ -186,10 +186,10 @@ func (s *Service) answer(conn net.Conn, p []byte) bool {
 	return true
 }
 
-// reset makes conn's coming close a reset (server.Reset), under TLS too.
+// reset makes conn's coming close a reset (endpoint.Reset), under TLS too.
 func reset(conn net.Conn) {
 	if tc := tcpConn(conn); tc != nil {
-		server.Reset(tc)
+		endpoint.Reset(tc)
 	}
 }
 

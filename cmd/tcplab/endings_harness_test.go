@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tcplab/tcplab/internal/server"
+	"github.com/tcplab/tcplab/internal/endpoint"
 	"github.com/tcplab/tcplab/internal/testkit"
 )
 
@@ -257,7 +257,7 @@ func resettingPeer(answer string, untilEOF bool) func(net.Conn, *peer) {
 			p.readSome(c)
 		}
 		c.Write([]byte(answer))
-		server.Reset(c)
+		endpoint.Reset(c)
 		c.Close()
 	}
 }

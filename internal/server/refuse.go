@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/netip"
 	"time"
+
+	"github.com/tcplab/tcplab/internal/endpoint"
 )
 
 // RefuseTimeout bounds how long a refused connection is held: the Refuse
@@ -81,7 +83,7 @@ func (s *Server) refuse(conn net.Conn, reason string) {
 	}
 	s.mu.Unlock()
 	if !ok {
-		Reset(conn)
+		endpoint.Reset(conn)
 		conn.Close()
 		return
 	}
@@ -106,7 +108,7 @@ func (s *Server) refuse(conn net.Conn, reason string) {
 		}
 		conn.SetDeadline(deadline)
 		if n, _ := io.Copy(io.Discard, io.LimitReader(conn, refuseDrain)); n == refuseDrain {
-			Reset(conn) // a stream, not a request: the end is a reset
+			endpoint.Reset(conn) // a stream, not a request: the end is a reset
 		}
 	}()
 }

@@ -1,12 +1,13 @@
 //go:build linux
 
-package server
+package endpoint
 
 import (
 	"crypto/tls"
-	"golang.org/x/sys/unix"
 	"net"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/tcplab/tcplab/internal/testkit"
 )
