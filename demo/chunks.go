@@ -129,7 +129,7 @@ func startMulticopy(ctx context.Context, srv *multicopy.Server) (addr string, st
 	if err != nil {
 		return "", nil, err
 	}
-	s := &server.Server{Handler: srv.Handler()}
+	s := &server.Server{Handler: srv}
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ln) }()
 	return ln.Addr().String(), func() {

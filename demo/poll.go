@@ -112,7 +112,7 @@ func pollGoroutines(ctx context.Context, obs *PollObservations) error {
 	if err != nil {
 		return err
 	}
-	srv := &server.Server{Handler: func(ctx context.Context, conn net.Conn) {
+	srv := &server.Server{Handler: server.HandlerFunc(func(ctx context.Context, conn net.Conn) {
 		buf := make([]byte, 64)
 		for {
 			conn.SetReadDeadline(time.Now().Add(lessonTimeout))
@@ -125,7 +125,7 @@ func pollGoroutines(ctx context.Context, obs *PollObservations) error {
 				return
 			}
 		}
-	}}
+	})}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	defer func() {

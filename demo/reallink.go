@@ -257,7 +257,7 @@ func fetchOverLink(ctx context.Context, l *netlab.Link, msg string, copies int64
 		}
 		defer c.Close()
 		s := &multicopy.Server{Copies: copies}
-		_, err = s.ServeConn(ctx, c)
+		_, err = s.Echo(ctx, c)
 		st, _ := stream.ReadTCPStats(c)
 		done <- served{st, err}
 	}()

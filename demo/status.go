@@ -64,7 +64,7 @@ func runStatus(ctx context.Context, w io.Writer, _ Options) (Observations, error
 	var logMu sync.Mutex
 	var clientLog bytes.Buffer
 	svc := &status.Service{Allow: allow, Runner: &status.Runner{}, ClientLog: lockedWriter{&logMu, &clientLog}}
-	srv := &server.Server{Handler: svc.Handle}
+	srv := &server.Server{Handler: server.HandlerFunc(svc.Handle)}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	defer func() {

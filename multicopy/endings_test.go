@@ -67,7 +67,7 @@ func TestFetchSplitsWaitFromTransfer(t *testing.T) {
 		return nil
 	}}
 	go func() {
-		s.ServeConn(context.Background(), srv)
+		s.Echo(context.Background(), srv)
 		srv.Close()
 	}()
 	time.AfterFunc(300*time.Millisecond, func() { close(release) }) // the pause is the point: a go-ahead typed late
@@ -90,7 +90,7 @@ func TestServerStoppedMidTransferResets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &server.Server{Handler: s.Handler()}
+	srv := &server.Server{Handler: s}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	conn, err := net.Dial("tcp", ln.Addr().String())
@@ -125,12 +125,12 @@ func TestServerStoppedMidTransferResets(t *testing.T) {
 }
 
 // copies × the message's length must fit in an int64.
-func TestServeConnRefusesAnOverflowingTotal(t *testing.T) {
+func TestEchoRefusesAnOverflowingTotal(t *testing.T) {
 	client, srv := pipe(t)
 	s := &Server{Copies: math.MaxInt64}
 	done := make(chan error, 1)
 	go func() {
-		_, err := s.ServeConn(context.Background(), srv)
+		_, err := s.Echo(context.Background(), srv)
 		srv.Close()
 		done <- err
 	}()
@@ -164,7 +164,7 @@ func TestCompleteTransferEndsWithFINDespiteExtraBytes(t *testing.T) {
 			served := make(chan error, 1)
 			go func() {
 				s := &Server{Copies: copies}
-				_, err := s.ServeConn(context.Background(), srv)
+				_, err := s.Echo(context.Background(), srv)
 				srv.Close()
 				served <- err
 			}()
@@ -181,7 +181,7 @@ func TestCompleteTransferEndsWithFINDespiteExtraBytes(t *testing.T) {
 				t.Errorf("client got %d of %d bytes, err %v: want all of them and a FIN", n, copies*4, err)
 			}
 			if err := <-served; err != nil {
-				t.Errorf("ServeConn: %v", err)
+				t.Errorf("Echo: %v", err)
 			}
 		})
 	}
@@ -196,7 +196,7 @@ func TestFinishDoesNotWaitForAClientThatStaysOpen(t *testing.T) {
 	served := make(chan error, 1)
 	go func() {
 		s := &Server{Copies: 1000, WriteIdle: time.Minute}
-		_, err := s.ServeConn(context.Background(), srv)
+		_, err := s.Echo(context.Background(), srv)
 		served <- err
 	}()
 	if _, err := client.Write([]byte("abc\n")); err != nil {
@@ -212,6 +212,6 @@ func TestFinishDoesNotWaitForAClientThatStaysOpen(t *testing.T) {
 			t.Fatal(err)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("ServeConn still waiting for a client that has the whole answer")
+		t.Fatal("Echo still waiting for a client that has the whole answer")
 	}
 }

@@ -51,7 +51,7 @@ func labTransfer(t *testing.T, l *netlab.Link, s *Server, msg []byte, halfClose 
 			return
 		}
 		defer c.Close()
-		tr, err := s.ServeConn(ctx, c)
+		tr, err := s.Echo(ctx, c)
 		done <- served{tr, err}
 	}()
 	conn, err := l.A.Dial(ctx, ln.Addr().String())

@@ -84,7 +84,7 @@ func ReadMessage(conn net.Conn, max int, gap, timeout time.Duration) ([]byte, er
 }
 
 // readMessage is ReadMessage that also gives up when ctx ends; the caller
-// makes a blocked read return then (ServeConn moves the deadline to the
+// makes a blocked read return then (Echo moves the deadline to the
 // past), and the check after each read keeps a client that trickles bytes
 // from holding a stopping server until timeout.
 func readMessage(ctx context.Context, conn net.Conn, max int, gap, timeout time.Duration) ([]byte, error) {
@@ -168,9 +168,10 @@ func earliest(a, b time.Time) time.Time {
 	return b
 }
 
-// Server is tms: it serves the multicopy echo on one connection at a time
-// per call to ServeConn; Handler adapts it to internal/server for many.
-// The zero value uses the defaults above.
+// Server is tms, the protocol handler: Echo serves the multicopy echo on
+// one connection and reports the transfer; ServeConn (what internal/server
+// calls for each client) echoes and logs the outcome. The zero value uses
+// the defaults above.
 type Server struct {
 	// Copies is how many times the message is sent back; 0 means
 	// DefaultCopies.
@@ -183,6 +184,9 @@ type Server struct {
 	// sent back: tms.py's raw_input(), which shows that the client blocks in
 	// recv() until the server sends. Its error aborts the transfer.
 	GoAhead func(ctx context.Context, msg []byte) error
+	// ClientLog, if set, receives tms.py's "client is at ADDR" line for
+	// each client ServeConn serves.
+	ClientLog io.Writer
 	// Logger receives one line per transfer. Nil discards.
 	Logger *slog.Logger
 }
@@ -194,11 +198,11 @@ type Transfer struct {
 	Elapsed time.Duration // from the end of the message to the close
 }
 
-// ErrCutShort is wrapped by ServeConn's error when the transfer was stopped
+// ErrCutShort is wrapped by Echo's error when the transfer was stopped
 // (the server is shutting down) before every copy was sent.
 var ErrCutShort = errors.New("transfer cut short: the connection is reset")
 
-// ServeConn serves one client on conn: read the message, wait for the
+// Echo serves one client on conn: read the message, wait for the
 // go-ahead, send the copies. It does not close conn.
 //
 // Until every copy has been sent, conn is set to close with a reset
@@ -206,7 +210,7 @@ var ErrCutShort = errors.New("transfer cut short: the connection is reset")
 // stopping past its grace period), a client then sees "connection reset",
 // never an end of file that looks like a complete answer. After the last
 // copy the ordinary close is restored, so a complete answer ends with FIN.
-func (s *Server) ServeConn(ctx context.Context, conn net.Conn) (Transfer, error) {
+func (s *Server) Echo(ctx context.Context, conn net.Conn) (Transfer, error) {
 	var t Transfer
 	endpoint.Reset(conn)
 	// Stop a transfer in flight, or a message still arriving, when the
@@ -280,7 +284,7 @@ func finish(ctx context.Context, conn net.Conn, wait time.Duration) {
 		// Short reads, so the acknowledgement is seen soon after it comes.
 		conn.SetReadDeadline(earliest(time.Now().Add(finishPoll), end))
 		if ctx.Err() != nil {
-			return // stopping: the deadline just set may have undone ServeConn's
+			return // stopping: the deadline just set may have undone Echo's
 		}
 		n, err := conn.Read(buf)
 		dropped += n
@@ -299,25 +303,26 @@ func finish(ctx context.Context, conn net.Conn, wait time.Duration) {
 // finishPoll is how often finish looks whether the client has the FIN.
 const finishPoll = 20 * time.Millisecond
 
-// Handler serves each connection with ServeConn and logs the outcome; a
-// client that fails costs nothing to the others.
-func (s *Server) Handler() func(ctx context.Context, conn net.Conn) {
+// ServeConn serves one client with Echo and logs the outcome (a
+// server.Handler); a client that fails costs nothing to the others.
+func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 	log := s.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return func(ctx context.Context, conn net.Conn) {
-		t, err := s.ServeConn(ctx, conn)
-		if errors.Is(err, ErrCutShort) {
-			log.Warn("transfer reset", "client", conn.RemoteAddr().String(), "sent_bytes", t.Sent, "err", err)
-			return
-		}
-		if err != nil {
-			log.Info("transfer failed", "client", conn.RemoteAddr().String(), "err", err)
-			return
-		}
-		log.Info("transfer done", "client", conn.RemoteAddr().String(), "message_bytes", len(t.Message), "sent_bytes", t.Sent, "elapsed", t.Elapsed)
+	if s.ClientLog != nil {
+		fmt.Fprintf(s.ClientLog, "client is at %s\n", conn.RemoteAddr())
 	}
+	t, err := s.Echo(ctx, conn)
+	if errors.Is(err, ErrCutShort) {
+		log.Warn("transfer reset", "client", conn.RemoteAddr().String(), "sent_bytes", t.Sent, "err", err)
+		return
+	}
+	if err != nil {
+		log.Info("transfer failed", "client", conn.RemoteAddr().String(), "err", err)
+		return
+	}
+	log.Info("transfer done", "client", conn.RemoteAddr().String(), "message_bytes", len(t.Message), "sent_bytes", t.Sent, "elapsed", t.Elapsed)
 }
 
 func or(d, def time.Duration) time.Duration {

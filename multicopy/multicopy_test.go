@@ -114,12 +114,12 @@ func TestReadMessageDropsATrickleAtTheTimeout(t *testing.T) {
 	}
 }
 
-func TestServeConnAndFetch(t *testing.T) {
+func TestEchoAndFetch(t *testing.T) {
 	client, srv := pipe(t)
 	s := &Server{Copies: 10000}
 	done := make(chan error, 1)
 	go func() {
-		_, err := s.ServeConn(context.Background(), srv)
+		_, err := s.Echo(context.Background(), srv)
 		srv.Close()
 		done <- err
 	}()
@@ -149,7 +149,7 @@ func TestClientBlocksUntilGoAhead(t *testing.T) {
 	}}
 	served := make(chan struct{})
 	go func() {
-		s.ServeConn(context.Background(), srv)
+		s.Echo(context.Background(), srv)
 		srv.Close()
 		close(served)
 	}()
@@ -195,7 +195,7 @@ func startKeep(t *testing.T, s *Server) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &server.Server{Handler: s.Handler()}
+	srv := &server.Server{Handler: s}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return ln.Addr().String()
@@ -268,9 +268,9 @@ func TestStalledReaderIsReset(t *testing.T) {
 	client.(*net.TCPConn).SetReadBuffer(4096)
 	s := &Server{Copies: 100_000_000, WriteIdle: 100 * time.Millisecond}
 	client.Write([]byte("abc\n"))
-	_, err := s.ServeConn(context.Background(), srv)
+	_, err := s.Echo(context.Background(), srv)
 	if err == nil {
-		t.Fatal("ServeConn succeeded for a client that never reads")
+		t.Fatal("Echo succeeded for a client that never reads")
 	}
 	srv.Close()
 	client.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -280,16 +280,16 @@ func TestStalledReaderIsReset(t *testing.T) {
 	}
 }
 
-// Closing the server (SIGINT in tms's one-client mode) ends ServeConn while
+// Closing the server (SIGINT in tms's one-client mode) ends Echo while
 // the client's message is still arriving: neither silence nor a trickle of
 // bytes holds it until the read timeout.
-func TestServeConnStopsWhileTheMessageArrives(t *testing.T) {
+func TestEchoStopsWhileTheMessageArrives(t *testing.T) {
 	for _, trickle := range []bool{false, true} {
 		client, srv := pipe(t)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() {
-			_, err := (&Server{ReadTimeout: time.Minute, QuietGap: time.Second}).ServeConn(ctx, srv)
+			_, err := (&Server{ReadTimeout: time.Minute, QuietGap: time.Second}).Echo(ctx, srv)
 			done <- err
 		}()
 		stopTrickle := make(chan struct{})
@@ -310,10 +310,10 @@ func TestServeConnStopsWhileTheMessageArrives(t *testing.T) {
 		select {
 		case err := <-done:
 			if err == nil {
-				t.Errorf("trickle=%v: ServeConn returned nil after the cancel", trickle)
+				t.Errorf("trickle=%v: Echo returned nil after the cancel", trickle)
 			}
 		case <-time.After(5 * time.Second):
-			t.Errorf("trickle=%v: ServeConn still reading 5 s after the cancel", trickle)
+			t.Errorf("trickle=%v: Echo still reading 5 s after the cancel", trickle)
 		}
 		close(stopTrickle)
 		client.Close()
@@ -352,7 +352,7 @@ func TestReadMessageOnLoopbackEndsAfterTheGap(t *testing.T) {
 // lossy link, or a slowloris) is reset, not closed: an empty answer ended
 // by a FIN is what tmc.py prints as success (exit 0, 0 bytes), which the
 // bench saw once at 20% loss.
-func TestServeConnResetsAMessageThatTimesOut(t *testing.T) {
+func TestEchoResetsAMessageThatTimesOut(t *testing.T) {
 	for _, trickle := range []bool{false, true} {
 		client, srv := pipe(t)
 		stop := make(chan struct{})
@@ -376,7 +376,7 @@ func TestServeConnResetsAMessageThatTimesOut(t *testing.T) {
 			}
 		}()
 		s := &Server{ReadTimeout: 300 * time.Millisecond}
-		_, err := s.ServeConn(context.Background(), srv)
+		_, err := s.Echo(context.Background(), srv)
 		srv.Close()
 		if err == nil {
 			t.Fatalf("trickle %v: served", trickle)
@@ -408,7 +408,7 @@ func TestServerCloseResetsATransferInFlight(t *testing.T) {
 		started <- struct{}{}
 		return nil
 	}}
-	srv := &server.Server{Handler: s.Handler()}
+	srv := &server.Server{Handler: s}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	conn, err := net.Dial("tcp", ln.Addr().String())

@@ -20,12 +20,12 @@ import (
 // full tms said the latter in 24 of 40 runs.
 func TestFetchHandsOnARefusalAfterAFailedSend(t *testing.T) {
 	release := make(chan struct{})
-	s := &server.Server{MaxConns: 1, Refuse: server.RefuseLine, Handler: func(ctx context.Context, c net.Conn) {
+	s := &server.Server{MaxConns: 1, Refuse: server.RefuseLine, Handler: server.HandlerFunc(func(ctx context.Context, c net.Conn) {
 		select {
 		case <-release:
 		case <-ctx.Done():
 		}
-	}}
+	})}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

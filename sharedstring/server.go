@@ -116,7 +116,7 @@ func (s *Server) init() {
 		if maxConns <= 0 {
 			maxConns = DefaultMaxConns
 		}
-		s.srv = &server.Server{Handler: s.handle, MaxConns: maxConns, MaxConnsPerAddr: s.MaxConnsPerAddr,
+		s.srv = &server.Server{Handler: server.HandlerFunc(s.handle), MaxConns: maxConns, MaxConnsPerAddr: s.MaxConnsPerAddr,
 			Refuse: s.refuse, Logger: s.Logger,
 			// A watcher that pauses is dropped by WriteIdle, not before.
 			UserTimeout: server.UserTimeoutFor(s.writeIdle())}

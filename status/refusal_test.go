@@ -19,14 +19,14 @@ func TestAskReportsARefusal(t *testing.T) {
 		t.Fatal(err)
 	}
 	held := make(chan struct{})
-	srv := &server.Server{MaxConns: 1, Refuse: server.RefuseLine, Handler: func(ctx context.Context, c net.Conn) {
+	srv := &server.Server{MaxConns: 1, Refuse: server.RefuseLine, Handler: server.HandlerFunc(func(ctx context.Context, c net.Conn) {
 		if _, err := c.Read(make([]byte, 16)); err != nil {
 			return
 		}
 		c.Write([]byte("busy: not a refusal, for it goes on\nsecond line\n"))
 		close(held)
 		<-ctx.Done()
-	}}
+	})}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	defer func() {

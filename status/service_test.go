@@ -28,7 +28,7 @@ func startService(t *testing.T, svc *Service, maxConns int) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &server.Server{Handler: svc.Handle, MaxConns: maxConns}
+	srv := &server.Server{Handler: server.HandlerFunc(svc.Handle), MaxConns: maxConns}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	t.Cleanup(func() {
@@ -365,7 +365,7 @@ func TestServiceGracefulShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &server.Server{Handler: svc.Handle}
+	srv := &server.Server{Handler: server.HandlerFunc(svc.Handle)}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	c, err := net.Dial("tcp", ln.Addr().String())
@@ -454,7 +454,7 @@ func TestServiceNonReadingClientDropped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &server.Server{Handler: svc.Handle}
+	srv := &server.Server{Handler: server.HandlerFunc(svc.Handle)}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	defer func() { srv.Close(); <-done }()

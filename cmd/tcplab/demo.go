@@ -16,18 +16,7 @@ import (
 var errInterrupted = errors.New("interrupted")
 
 func runDemo(ctx context.Context, std stdio, args []string) error {
-	fs := newFlagSet("demo", "[flags] [LESSON...]", `
-A live tour of the tutorial's lessons. Each lesson starts its own servers and
-clients on loopback (ephemeral ports, nothing to set up), says what the
-tutorial says, runs the experiment on real sockets and prints what it saw on
-this run; link and loss build a real link of two network namespaces, which
-needs root, and say so in one line without it. With no LESSON, the whole
-tour, in order (under a minute); with names, just those. docs/tutorial.md
-explains each lesson in Go terms.`,
-		"tcplab demo",
-		"tcplab demo --list",
-		"tcplab demo udp tail",
-		"tcplab demo chunks --out /tmp/lab")
+	fs := newFlagSet("demo")
 	list := fs.Bool("list", false, "list the lessons and exit")
 	outDir := fs.String("out", "", "write files such as the chunk plot to `DIR` (default: a new temporary directory, printed)")
 	names, err := fs.parse(std, args, 0, -1)

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/tcplab/tcplab/internal/server"
 )
 
 // Exit statuses, the same for every command (README, "Errors"):
@@ -77,7 +79,7 @@ var errStdoutClosed = errors.New("standard output closed")
 // ignored one is inherited.
 func notifySignals(parent context.Context) (context.Context, func()) {
 	urgent, hurryNow := context.WithCancel(context.Background())
-	ctx, cancel := context.WithCancelCause(context.WithValue(parent, hurryKey{}, urgent))
+	ctx, cancel := context.WithCancelCause(server.WithHurry(parent, urgent))
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	pipes := make(chan os.Signal, 1)
@@ -105,18 +107,6 @@ func notifySignals(parent context.Context) (context.Context, func()) {
 		cancel(nil)
 		hurryNow()
 	}
-}
-
-type hurryKey struct{}
-
-// hurry returns the context that a second stop signal ends, for a server
-// that drains its work after the first; without one (a test calling run),
-// a context that never ends.
-func hurry(ctx context.Context) context.Context {
-	if h, ok := ctx.Value(hurryKey{}).(context.Context); ok {
-		return h
-	}
-	return context.Background()
 }
 
 // exitCode maps a command's outcome to the exit status, and prints the one

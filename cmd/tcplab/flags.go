@@ -1,6 +1,7 @@
 package main
 
 import (
+	"embed"
 	"flag"
 	"fmt"
 	"io"
@@ -18,6 +19,14 @@ func usagef(format string, args ...any) error {
 	return usageError{fmt.Sprintf(format, args...)}
 }
 
+// helpText holds each command's --help prose, help/NAME.txt: the synopsis
+// on the first line, then what the command does, then "Examples:" and one
+// command line per line. Prose reads and diffs better as text than as a Go
+// string, and the command's code stays flags, config and run.
+//
+//go:embed help/*.txt
+var helpText embed.FS
+
 // flagSet is a command's flags with the text --help prints around them.
 type flagSet struct {
 	*flag.FlagSet
@@ -27,13 +36,27 @@ type flagSet struct {
 	examples []string // command lines, shown under "Examples:"
 }
 
-func newFlagSet(name, synopsis, about string, examples ...string) *flagSet {
+// newFlagSet returns the flags of command name, with its help text;
+// replace holds old, new pairs filled into the text ("{builtins}" and the
+// list it stands for).
+func newFlagSet(name string, replace ...string) *flagSet {
+	b, err := helpText.ReadFile("help/" + name + ".txt")
+	if err != nil {
+		panic("no help text for " + name) // a build without it is broken
+	}
+	text := strings.NewReplacer(replace...).Replace(string(b))
+	synopsis, about, _ := strings.Cut(text, "\n")
+	about, examples, _ := strings.Cut(about, "\nExamples:\n")
 	fs := &flagSet{
 		FlagSet:  flag.NewFlagSet(name, flag.ContinueOnError),
 		name:     name,
 		synopsis: synopsis,
-		about:    about,
-		examples: examples,
+		about:    strings.TrimSpace(about),
+	}
+	for _, e := range strings.Split(strings.TrimRight(examples, "\n"), "\n") {
+		if e = strings.TrimSpace(e); e != "" {
+			fs.examples = append(fs.examples, e)
+		}
 	}
 	fs.SetOutput(io.Discard) // errors become one line in run; help is printed by us
 	return fs

@@ -14,19 +14,7 @@ import (
 const maxLetterLine = 1 << 20
 
 func runStrClnt(ctx context.Context, std stdio, args []string) error {
-	fs := newFlagSet("strclnt", "[flags] HOST PORT", `
-The shared-string client of the tutorial's section 6 (strclnt.py). It
-prompts "enter a letter:", sends what was typed to the strsvr at HOST PORT
-and prints the v that comes back; an empty line (or end of input) leaves.
-
-Against a tcplab strsvr it switches to framed replies, found by a UDP probe
-on the same port, so v always arrives whole however long it is; against the
-tutorial's Python strsvr (or with --classic) it speaks the tutorial's
-protocol, byte for byte. --watch (framed mode only) prints v every time it
-changes, whoever changed it, with no prompt: each line typed is still sent.`,
-		"tcplab strclnt localhost 2000",
-		"tcplab strclnt --watch localhost 2000",
-		"tcplab strclnt --classic localhost 2000   # never probe: the tutorial's bytes only")
+	fs := newFlagSet("strclnt")
 	watch := fs.Bool("watch", false, "print v live as any client changes it (framed mode)")
 	classic := fs.Bool("classic", false, "do not probe: speak the tutorial's protocol")
 	framed := fs.Bool("framed", false, "do not probe: require a tcplab strsvr")

@@ -16,57 +16,7 @@ import (
 )
 
 func runStrSvr(ctx context.Context, std stdio, args []string) error {
-	fs := newFlagSet("strsvr", "[flags] PORT", `
-The shared-string server of the tutorial's section 6 (strsvr.py). Clients
-send letters; every byte any client sends is appended to one string v, in
-the order the bytes arrive, and the server answers each byte with v as it is
-right after that append. When the last client has left (after at least one
-came) it prints "the final value of v is V" and exits, as the tutorial's
-does; --keep keeps serving instead. SIGINT or SIGTERM also prints v, closes
-the clients and exits 130 or 143; if v cannot be printed, it exits 1.
-
-Unlike the tutorial's server, which accepts exactly two clients and then
-polls them at 100% CPU, it serves any number of clients, joining and leaving
-at any time, with no CPU used while they are idle. --clients N reproduces
-the tutorial: nobody is served until N clients have connected.
-
-Classic clients (the tutorial's strclnt.py, nc) get exactly the tutorial's
-bytes. A tcplab strclnt finds this server by a UDP probe on the same port
-number and switches its connection to framed replies, in which v always
-arrives whole (see docs/sharedstring.md).
-
-v is kept in memory unless --data FILE is given: then every append goes to
-an append-only log first, and a restart recovers v exactly. With
---fsync always (the default) no answered byte is lost, even to a power cut;
-with --fsync interval, answered bytes survive the process being killed and
-at most --fsync-interval is lost to a power cut. A torn last write is cut at
-start (a WARN gives the bytes); a log damaged before valid records is
-refused, unchanged, until "strsvr --repair FILE" (which keeps a copy and
-says what it drops). Letters that cannot be written (a full disk) are
-never answered: a framed client is told why, a classic one is closed, and
-the server takes letters again once the disk does.
-
---store redis://HOST:PORT/DB?key=NAME keeps v in Redis instead: every strsvr
-given the same Redis and key serves one and the same v, and the final v is
-printed when the last client of the whole group has left (see docs/redis.md).
-
-Limits: at most --max-conns clients are served at once, at most
---max-conns-per-addr of them from one address, and of them at most
---max-watchers watchers (strclnt --watch, which has no read timeout). A
-client over a cap is told so at once and closed: strclnt prints
-"refused the connection: busy: ..." (or "too many watchers"), the
-tutorial's strclnt.py prints the line "busy: ...; try again later". A
-client that accepts no reply bytes for --write-timeout is reset. Clients
-behind one NAT share one address: raise --max-conns-per-addr (or give
--1) where many come from one. v never grows past --max-value
-bytes (with --store redis, by at most 4 KiB per client then appending).
-Logs on standard error go through a queue: if nobody reads them, lines are
-dropped and counted, and clients are never held up.`,
-		"tcplab strsvr 2000                 # then, twice: tcplab strclnt localhost 2000",
-		"tcplab strsvr --clients 2 2000     # the tutorial exactly: wait for two clients",
-		"tcplab strsvr --keep --data v.log 2000",
-		"tcplab strsvr --repair v.log          # after strsvr refused a damaged log",
-		"tcplab strsvr --store 'redis://localhost:6379/0?key=v' 2000   # on each of several hosts")
+	fs := newFlagSet("strsvr")
 	keep := fs.Bool("keep", false, "keep serving when the last client leaves (stop with SIGINT/SIGTERM)")
 	waitFor := fs.Int("clients", 0, "serve nobody until this many clients have connected (the tutorial's nc = 2)")
 	data := fs.String("data", "", "keep v in this append-only log file, recovered on restart")

@@ -20,38 +20,7 @@ import (
 func runSVR(ctx context.Context, std stdio, args []string) error {
 	hup := catchHangups()
 	defer signal.Stop(hup)
-	fs := newFlagSet("svr", "[flags] PORT", `
-The remote w/ps server of the tutorial's section 5.2 (svr.py): a client
-sends a command name, w or ps, and gets that command's output on this
-machine, so anyone can check its load without an account. Serves any number
-of clients at once until SIGINT or SIGTERM.
-
-Plaintext by default, as svr.py. With --tls-cert and --tls-key it speaks TLS
-only (a plaintext client gets one line saying so); with --tls-client-ca as
-well, only clients with a certificate from that CA are served. SIGHUP
-(systemctl reload) reloads the files; if they cannot be loaded, the
-certificate in use stays.
-
-Unlike svr.py, nothing a client sends reaches a shell: the name is only
-compared with an allow-list, and each entry runs a fixed argument list
-(ps: "ps auxc") with a fixed environment, a timeout and an output cap. Other
-processes' command lines (which often hold secrets) are shown only with
---ps-args; by default ps, w and json show command names, as bare ps does.
-The output is sent whole (svr.py drops the last line). Concurrent requests
-for the same command share one run, reused for --fresh. w is rendered from
-/proc and the login records in w's layout (procps's w cannot hide
-arguments; with --ps-args, w itself runs), and so is ps where it is not
-installed.
-
-Anything not allowed gets one line, e.g.
-  unknown command "xy"; allowed: ps, w
-Built-in commands for --commands: `+strings.Join(status.BuiltinNames(), ", ")+`
-("json" is the structured form that 'tcplab wps --hosts' tabulates).`,
-		"tcplab svr 2000",
-		"tcplab svr --commands w,ps,uptime,json --allow 10.0.0.0/8,127.0.0.1/32 2000",
-		"tcplab svr --metrics 127.0.0.1:9100 --log-format json 2000",
-		"tcplab svr --tls-cert svr.crt --tls-key svr.key 2000",
-		"tcplab svr --tls-cert svr.crt --tls-key svr.key --tls-client-ca clients-ca.crt 2000")
+	fs := newFlagSet("svr", "{builtins}", strings.Join(status.BuiltinNames(), ", "))
 	commands := fs.String("commands", strings.Join(status.DefaultCommands, ","), "comma-separated `names` clients may ask for (built-in set only)")
 	allow := fs.String("allow", "", "comma-separated `CIDRs` allowed to connect (default everyone)")
 	maxConns := fs.Int("max-conns", 1000, "connections served at once; one more is refused at once")
@@ -163,9 +132,9 @@ Built-in commands for --commands: `+strings.Join(status.BuiltinNames(), ", ")+`
 	logger.Info("listening", "addr", ln.Addr().String(), "allowed", al.String(), "tls", tlsMode(tlsSrv))
 
 	defer reloadOnHangup(ctx, hup, tlsSrv, logger)()
-	handler := withTLS(svc.Handle, tlsSrv, tlsGate{nets: nets, timeout: svc.ReadTimeout, perSec: *perSec, burst: *burst}, logger)
-	srv := &server.Server{Handler: handler, MaxConns: *maxConns, MaxConnsPerAddr: *maxPerAddr, Refuse: server.RefuseLine, Logger: logger}
-	err = serveUntilSignal(ctx, srv, ln, *grace, logger)
+	handler := withTLS(server.HandlerFunc(svc.Handle), tlsSrv, tlsGate{nets: nets, timeout: svc.ReadTimeout, perSec: *perSec, burst: *burst}, logger)
+	srv := &server.Server{Handler: handler, MaxConns: *maxConns, MaxConnsPerAddr: *maxPerAddr, Refuse: server.RefuseLine, Grace: *grace, Logger: logger}
+	err = srv.Run(ctx, ln)
 	if metricsSrv != nil {
 		metricsSrv.Close()
 	}

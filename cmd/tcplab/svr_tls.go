@@ -92,10 +92,10 @@ func withTLS(h server.Handler, s *endpoint.TLSServer, gate tlsGate, log *slog.Lo
 	if gate.perSec > 0 {
 		limiter = status.NewClientLimiter(2*gate.perSec, 2*gate.burst)
 	}
-	return func(ctx context.Context, conn net.Conn) {
+	return server.HandlerFunc(func(ctx context.Context, conn net.Conn) {
 		addr := peerAddr(conn)
 		if !inNets(addr, gate.nets) {
-			h(ctx, conn) // svr's own --allow refusal, before any handshake
+			h.ServeConn(ctx, conn) // svr's own --allow refusal, before any handshake
 			return
 		}
 		if limiter != nil && !limiter.Allow(handshakeSource(addr)) {
@@ -118,8 +118,8 @@ func withTLS(h server.Handler, s *endpoint.TLSServer, gate tlsGate, log *slog.Lo
 			}
 			return
 		}
-		h(ctx, tc)
-	}
+		h.ServeConn(ctx, tc)
+	})
 }
 
 // handshakeSource is what the handshake rate limit counts for a client at

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"github.com/tcplab/tcplab/internal/endpoint"
 	"io"
 	"log/slog"
 	"net"
@@ -17,6 +16,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tcplab/tcplab/internal/endpoint"
+	"github.com/tcplab/tcplab/internal/server"
 
 	"github.com/tcplab/tcplab/internal/testkit"
 )
@@ -511,7 +513,7 @@ func TestSVRTLSHandshakeLimitPerIPv6Slash64(t *testing.T) {
 	var log testkit.SafeBuffer
 	logger := slog.New(slog.NewTextHandler(&log, nil))
 	served := 0
-	h := withTLS(func(context.Context, net.Conn) { served++ }, s,
+	h := withTLS(server.HandlerFunc(func(context.Context, net.Conn) { served++ }), s,
 		tlsGate{timeout: 10 * time.Second, perSec: 0.001, burst: 1}, logger) // 2 handshakes, then none for long
 	limited := func(remote string) bool {
 		t.Helper()
@@ -519,7 +521,7 @@ func TestSVRTLSHandshakeLimitPerIPv6Slash64(t *testing.T) {
 		b.Close() // the handshake fails at once: only the limit is looked at
 		defer a.Close()
 		before := strings.Count(log.String(), "over the handshake rate limit")
-		h(context.Background(), remoteConn{a, net.TCPAddrFromAddrPort(netip.MustParseAddrPort(remote))})
+		h.ServeConn(context.Background(), remoteConn{a, net.TCPAddrFromAddrPort(netip.MustParseAddrPort(remote))})
 		return strings.Count(log.String(), "over the handshake rate limit") > before
 	}
 	for i, c := range []struct {

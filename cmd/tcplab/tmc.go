@@ -14,26 +14,7 @@ import (
 )
 
 func runTMC(ctx context.Context, std stdio, args []string) error {
-	fs := newFlagSet("tmc", "[flags] HOST PORT STRING", `
-The multicopy echo client of the tutorial's section 2 (tmc.py). It connects to
-HOST:PORT (a name, an IPv4 or an IPv6 address), sends STRING, and reads until
-the server closes, printing the data of the first 4 reads and
-"received N bytes" for every read, exactly as tmc.py does. The sizes show that
-TCP delivers one byte stream in chunks of its own choosing. A summary
-follows: total bytes, number of chunks, smallest / median / largest chunk,
-the transfer's time (from the first byte back to the end) and throughput,
-and, apart, how long the first byte took (the server's go-ahead).
-
-The answer must be exactly --copies whole copies of STRING (10,000, what
-tms sends by default); anything else is a wrong answer: one line and exit 1.
-An answer that ends badly (a reset, a close before any byte, --timeout of
-silence) also exits 1 with one line on standard error, after the summary of
-what did arrive. Ctrl-C exits 130 at once. A progress bar (bytes, rate,
-time) shows on standard error when it is a terminal and the transfer takes
-over a second, unless the per-read lines go to the terminal (use --quiet).`,
-		"tcplab tmc localhost 2000 abc",
-		"tcplab tmc --quiet --plot chunks.png localhost 2000 hello",
-		"tcplab tmc --json ::1 2000 abc")
+	fs := newFlagSet("tmc")
 	quiet := fs.Bool("quiet", false, "print only the summary")
 	asJSON := fs.Bool("json", false, "print only the summary, as one JSON object")
 	plotPath := fs.String("plot", "", "draw the chunk sizes and their histogram to `FILE` (.png or .svg)")

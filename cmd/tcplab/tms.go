@@ -26,26 +26,7 @@ const tmsMaxConns = 1000
 const maxCopies = math.MaxInt64 / multicopy.MaxMessage
 
 func runTMS(ctx context.Context, std stdio, args []string) error {
-	fs := newFlagSet("tms", "[flags] PORT", `
-The multicopy echo server of the tutorial's section 2 (tms.py). It listens on
-PORT (every interface, IPv4 and IPv6), accepts one client, prints
-"client is at ADDR", reads the client's string, waits for a line on standard
-input (the go-ahead; end of input counts too), sends the string back 10,000
-times, closes and exits.
-
-The string ends at a newline (kept), at the client's half-close, at 1,000,000
-bytes, or after --gap of silence once bytes have arrived (longer where the
-socket shows a retransmission may still be due); a client whose string is
-not complete within --read-timeout of connecting is reset. The copies are
-streamed, never built in memory. With --keep it serves any number of
-clients at once, with no go-ahead, until SIGINT or SIGTERM, then lets
-transfers finish within --grace.
-A client over --max-conns (or over its address's share, --max-conns-per-addr)
-gets the one line "busy: ...; try again later" at once, instead of the
-copies.`,
-		"tcplab tms 2000                 # then: tcplab tmc localhost 2000 abc",
-		"tcplab tms --no-wait --copies 1000000 2000  # then: tcplab tmc --copies 1000000 localhost 2000 abc",
-		"tcplab tms --keep --grace 10s 2000")
+	fs := newFlagSet("tms")
 	copies := fs.Int64("copies", multicopy.DefaultCopies, "how many copies of the string to send back (tmc expects 10,000 unless given the same --copies)")
 	noWait := fs.Bool("no-wait", false, "send at once, without waiting for the go-ahead on standard input")
 	keep := fs.Bool("keep", false, "serve any number of clients concurrently until SIGINT/SIGTERM (no go-ahead)")
@@ -102,12 +83,9 @@ copies.`,
 		userTimeout = server.UserTimeoutFor(multicopy.DefaultWriteIdle)
 	}
 	if *keep {
-		handle := srv.Handler()
-		s := &server.Server{MaxConns: *maxConns, MaxConnsPerAddr: *maxPerAddr, Refuse: server.RefuseLine, Logger: log, UserTimeout: userTimeout, Handler: func(ctx context.Context, conn net.Conn) {
-			fmt.Fprintf(out, "client is at %s\n", conn.RemoteAddr())
-			handle(ctx, conn)
-		}}
-		return serveUntilSignal(ctx, s, ln, *grace, log)
+		srv.ClientLog = out
+		s := &server.Server{Handler: srv, MaxConns: *maxConns, MaxConnsPerAddr: *maxPerAddr, Refuse: server.RefuseLine, Grace: *grace, Logger: log, UserTimeout: userTimeout}
+		return s.Run(ctx, ln)
 	}
 
 	// One client, as tms.py: accept, then stop listening.
@@ -135,7 +113,7 @@ copies.`,
 			return waitForLine(ctx, std.in)
 		}
 	}
-	t, err := srv.ServeConn(ctx, conn)
+	t, err := srv.Echo(ctx, conn)
 	if err != nil {
 		if errors.Is(err, multicopy.ErrCutShort) {
 			log.Warn("transfer reset", "client", conn.RemoteAddr().String(), "sent_bytes", t.Sent, "err", err)

@@ -15,33 +15,7 @@ import (
 )
 
 func runWPS(ctx context.Context, std stdio, args []string) error {
-	fs := newFlagSet("wps", "[flags] HOST PORT COMMAND | --hosts HOST:PORT,... [COMMAND]", `
-The client of the remote w/ps server (the tutorial's wps.py, section 5.2):
-sends COMMAND (w or ps) to the server at HOST PORT and prints what comes
-back. As wps.py does, it sends the name with no terminator and reads until
-the server closes; it works against the tutorial's svr.py as well as
-'tcplab svr'.
-
-Fleet view, as rup does: --hosts asks many servers in parallel, each within
---timeout. With a COMMAND, each host's answer is printed under a
-"== host:port ==" header; without one, a single table of uptime, users and
-load (from the structured form "json" of tcplab servers that offer it, else
-from w's first line). Only w and ps are sent to a server not recognised as
-tcplab svr: the tutorial's svr.py hands a request's first two bytes to a
-shell. A host that fails gets its own "host:port: error" line on standard
-error; the exit status is 1 only if every host failed.
-
-A server's answer, "unknown command" included, exits 0; a full server's
-"busy: ..." refusal, or a TLS-only svr's line to a plaintext request, is
-one line on standard error and exit 1.
-
-HOST may be a name or an address; an IPv6 address is written bare or in
-brackets (::1 or [::1]), and in --hosts in brackets ([::1]:2000).`,
-		"tcplab wps localhost 2000 w",
-		"tcplab wps --hosts web1:2000,web2:2000,db:2000",
-		"tcplab wps --hosts web1:2000,web2:2000 --json ps",
-		"tcplab wps --tls-ca ca.crt web1 2000 w",
-		"tcplab wps --tls-ca ca.crt --tls-cert alice.crt --tls-key alice.key --hosts web1:2000,web2:2000")
+	fs := newFlagSet("wps")
 	hosts := fs.String("hosts", "", "comma-separated `host:port` list: ask them all in parallel")
 	timeout := fs.Duration("timeout", 10*time.Second, "per-host limit for connecting and the whole answer (0: none)")
 	asJSON := fs.Bool("json", false, "print the answers as JSON")

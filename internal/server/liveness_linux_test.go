@@ -47,11 +47,11 @@ func sockopts(t *testing.T, c net.Conn) (keepalive, idle, intvl, cnt, userMS int
 func TestServedConnsDetectVanishedPeersByDefault(t *testing.T) {
 	type opts struct{ ka, idle, intvl, cnt, user int }
 	got := make(chan opts, 1)
-	s := &Server{Handler: func(_ context.Context, c net.Conn) {
+	s := &Server{Handler: HandlerFunc(func(_ context.Context, c net.Conn) {
 		var o opts
 		o.ka, o.idle, o.intvl, o.cnt, o.user = sockopts(t, c)
 		got <- o
-	}}
+	})}
 	addr := startFull(t, s, 0)
 	c := dialFrom(t, "127.0.0.1", addr)
 	defer c.Close()
@@ -165,7 +165,7 @@ func TestVanishedPeerReleasesItsSlot(t *testing.T) {
 	t.Run("idle", func(t *testing.T) {
 		l := netlab.ForTest(t)
 		s := &Server{KeepAlive: fastDetect.ka, UserTimeout: fastDetect.user,
-			Handler: func(_ context.Context, c net.Conn) { io.Copy(io.Discard, c) }}
+			Handler: HandlerFunc(func(_ context.Context, c net.Conn) { io.Copy(io.Discard, c) })}
 		addr := labServer(t, l, s)
 		labDial(t, l, addr)
 		waitActive(t, s, 1)
@@ -179,14 +179,14 @@ func TestVanishedPeerReleasesItsSlot(t *testing.T) {
 		vanished := make(chan struct{})
 		werr := make(chan error, 1)
 		s := &Server{KeepAlive: fastDetect.ka, UserTimeout: fastDetect.user,
-			Handler: func(_ context.Context, c net.Conn) {
+			Handler: HandlerFunc(func(_ context.Context, c net.Conn) {
 				<-vanished
 				// More than the socket buffers hold, under a write
 				// deadline far beyond the user timeout.
 				c.SetWriteDeadline(time.Now().Add(time.Minute))
 				_, err := c.Write(bytes.Repeat([]byte("r"), 16<<20))
 				werr <- err
-			}}
+			})}
 		addr := labServer(t, l, s)
 		labDial(t, l, addr)
 		waitActive(t, s, 1)
@@ -203,7 +203,7 @@ func TestVanishedPeerReleasesItsSlot(t *testing.T) {
 	t.Run("control: without them the slot is held", func(t *testing.T) {
 		l := netlab.ForTest(t)
 		s := &Server{KeepAlive: net.KeepAliveConfig{Idle: -1}, UserTimeout: -1,
-			Handler: func(_ context.Context, c net.Conn) { io.Copy(io.Discard, c) }}
+			Handler: HandlerFunc(func(_ context.Context, c net.Conn) { io.Copy(io.Discard, c) })}
 		addr := labServer(t, l, s)
 		labDial(t, l, addr)
 		waitActive(t, s, 1)
@@ -222,7 +222,7 @@ func TestVanishedPeerReleasesItsSlot(t *testing.T) {
 // prompt, a tms client waiting for the go-ahead). On loopback: nothing is
 // lost there.
 func TestLiveIdlePeerKeepsItsSlot(t *testing.T) {
-	s := &Server{KeepAlive: fastDetect.ka, UserTimeout: fastDetect.user, Handler: echo}
+	s := &Server{KeepAlive: fastDetect.ka, UserTimeout: fastDetect.user, Handler: HandlerFunc(echo)}
 	addr := startFull(t, s, 0)
 	c := dialFrom(t, "127.0.0.1", addr)
 	waitActive(t, s, 1)

@@ -28,12 +28,12 @@ func waitActive(t *testing.T, s *Server, n int) {
 // blocking is a handler that holds its connection until release closes or
 // the server is closed.
 func blocking(release <-chan struct{}) Handler {
-	return func(ctx context.Context, c net.Conn) {
+	return HandlerFunc(func(ctx context.Context, c net.Conn) {
 		select {
 		case <-release:
 		case <-ctx.Done():
 		}
-	}
+	})
 }
 
 // startFull serves s on a loopback listener and fills it with held
@@ -149,12 +149,12 @@ func TestIdleConnsFromOneAddressCannotShutOutAnother(t *testing.T) {
 	release := make(chan struct{})
 	defer close(release)
 	var served atomic.Int32
-	s := &Server{MaxConns: 8, Refuse: RefuseLine, Handler: func(ctx context.Context, c net.Conn) {
+	s := &Server{MaxConns: 8, Refuse: RefuseLine, Handler: HandlerFunc(func(ctx context.Context, c net.Conn) {
 		served.Add(1)
 		c.Write([]byte("served\n"))
 		io.Copy(io.Discard, c) // until the client leaves or Close
 
-	}}
+	})}
 	addr := startFull(t, s, 0)
 	var hog []net.Conn
 	for range 2 { // the default share: 8/4

@@ -29,10 +29,19 @@ var ErrServerClosed = errors.New("server closed")
 // DefaultMaxConns is the concurrency cap used when Server.MaxConns is zero.
 const DefaultMaxConns = 10000
 
-// Handler serves one connection. The server closes conn when Handler returns.
-// ctx is cancelled when the server is closed (or a Shutdown runs out of
-// time), so a handler blocked on something other than conn can give up.
-type Handler func(ctx context.Context, conn net.Conn)
+// Handler is a protocol: ServeConn serves one connection, and the server
+// closes conn when it returns. ctx is cancelled when the server is closed
+// (or a Shutdown runs out of time), so a handler blocked on something other
+// than conn can give up.
+type Handler interface {
+	ServeConn(ctx context.Context, conn net.Conn)
+}
+
+// HandlerFunc lets an ordinary function be a Handler.
+type HandlerFunc func(ctx context.Context, conn net.Conn)
+
+// ServeConn calls f(ctx, conn).
+func (f HandlerFunc) ServeConn(ctx context.Context, conn net.Conn) { f(ctx, conn) }
 
 // Server accepts connections and hands each to Handler in its own goroutine.
 // The zero value is not usable: Handler must be set. Fields must not change
@@ -81,6 +90,11 @@ type Server struct {
 	// that pauses is cut off at 45 s.
 	KeepAlive   net.KeepAliveConfig
 	UserTimeout time.Duration
+
+	// Grace is how long Run lets connections in flight finish after a
+	// stop before it closes them. Zero (or negative) means no grace: they
+	// are closed at once.
+	Grace time.Duration
 
 	// Logger receives accept errors and lifecycle events. Nil discards.
 	Logger *slog.Logger
@@ -193,7 +207,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			if err := DetectVanishedPeer(conn, s.KeepAlive, s.UserTimeout); err != nil {
 				s.logger().Warn("vanished peers may hold this slot", "client", conn.RemoteAddr().String(), "err", err)
 			}
-			s.Handler(s.ctx, conn)
+			s.Handler.ServeConn(s.ctx, conn)
 		}()
 	}
 }

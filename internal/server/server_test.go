@@ -31,7 +31,7 @@ func echo(_ context.Context, c net.Conn) { io.Copy(c, c) }
 
 func TestServeManyClientsThenClose(t *testing.T) {
 	ln := listen(t)
-	s := &Server{Handler: echo}
+	s := &Server{Handler: HandlerFunc(echo)}
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ln) }()
 
@@ -67,11 +67,11 @@ func TestShutdownWaitsForHandlersInFlight(t *testing.T) {
 	ln := listen(t)
 	release := make(chan struct{})
 	var finished atomic.Bool
-	s := &Server{Handler: func(ctx context.Context, c net.Conn) {
+	s := &Server{Handler: HandlerFunc(func(ctx context.Context, c net.Conn) {
 		c.Write([]byte("x"))
 		<-release
 		finished.Store(true)
-	}}
+	})}
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ln) }()
 	c, err := net.Dial("tcp", ln.Addr().String())
@@ -104,9 +104,9 @@ func TestShutdownWaitsForHandlersInFlight(t *testing.T) {
 
 func TestShutdownDeadlineClosesStragglers(t *testing.T) {
 	ln := listen(t)
-	s := &Server{Handler: func(ctx context.Context, c net.Conn) {
+	s := &Server{Handler: HandlerFunc(func(ctx context.Context, c net.Conn) {
 		io.Copy(io.Discard, c) // returns only when the conn is closed
-	}}
+	})}
 	go s.Serve(ln)
 	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
@@ -130,7 +130,7 @@ func TestMaxConnsNeverExceeded(t *testing.T) {
 	ln := listen(t)
 	var active, peak atomic.Int32
 	release := make(chan struct{})
-	s := &Server{MaxConns: 2, MaxConnsPerAddr: -1, Handler: func(ctx context.Context, c net.Conn) {
+	s := &Server{MaxConns: 2, MaxConnsPerAddr: -1, Handler: HandlerFunc(func(ctx context.Context, c net.Conn) {
 		n := active.Add(1)
 		for {
 			p := peak.Load()
@@ -140,7 +140,7 @@ func TestMaxConnsNeverExceeded(t *testing.T) {
 		}
 		<-release
 		active.Add(-1)
-	}}
+	})}
 	go s.Serve(ln)
 	var conns []net.Conn
 	for range 5 {
@@ -162,7 +162,7 @@ func TestMaxConnsNeverExceeded(t *testing.T) {
 }
 
 func TestServeAfterCloseAndNilHandler(t *testing.T) {
-	s := &Server{Handler: echo}
+	s := &Server{Handler: HandlerFunc(echo)}
 	s.Close()
 	if err := s.Serve(listen(t)); !errors.Is(err, ErrServerClosed) {
 		t.Fatalf("Serve after Close = %v", err)
@@ -199,7 +199,7 @@ func TestLifecycleRaces(t *testing.T) {
 				ln := listen(t)
 				// A handler that only ends when its connection is closed, so
 				// Shutdown must wait and Close must end it.
-				s := &Server{Handler: func(_ context.Context, c net.Conn) { io.Copy(io.Discard, c) }}
+				s := &Server{Handler: HandlerFunc(func(_ context.Context, c net.Conn) { io.Copy(io.Discard, c) })}
 				served := make(chan error, 1)
 				go func() { served <- s.Serve(ln) }()
 				if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
@@ -239,14 +239,14 @@ func TestLifecycleRaces(t *testing.T) {
 func TestMaxConnsSpansListeners(t *testing.T) {
 	release := make(chan struct{})
 	var active, peak atomic.Int32
-	s := &Server{MaxConns: 1, Handler: func(_ context.Context, c net.Conn) {
+	s := &Server{MaxConns: 1, Handler: HandlerFunc(func(_ context.Context, c net.Conn) {
 		n := active.Add(1)
 		if n > peak.Load() {
 			peak.Store(n)
 		}
 		<-release
 		active.Add(-1)
-	}}
+	})}
 	lns := []net.Listener{listen(t), listen(t)}
 	served := make(chan error, len(lns))
 	for _, ln := range lns {
@@ -283,12 +283,12 @@ func TestHandlerPanicIsContained(t *testing.T) {
 	var n atomic.Int32
 	s := &Server{
 		Logger: slog.New(slog.NewTextHandler(&lockedBuffer{mu: &mu, b: &logs}, nil)),
-		Handler: func(ctx context.Context, c net.Conn) {
+		Handler: HandlerFunc(func(ctx context.Context, c net.Conn) {
 			if n.Add(1) == 1 {
 				panic("boom")
 			}
 			echo(ctx, c)
-		},
+		}),
 	}
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ln) }()

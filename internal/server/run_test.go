@@ -1,0 +1,119 @@
+package server
+
+import (
+	"context"
+	"io"
+	"net"
+	"testing"
+	"time"
+)
+
+// finishing is a handler that holds each connection until release and
+// reports done when finish is closed: a protocol with its own end.
+type finishing struct {
+	started chan struct{}
+	release chan struct{}
+	ended   chan struct{}
+	finish  chan struct{}
+}
+
+func newFinishing() *finishing {
+	return &finishing{make(chan struct{}, 16), make(chan struct{}), make(chan struct{}, 16), make(chan struct{})}
+}
+
+func (f *finishing) ServeConn(ctx context.Context, c net.Conn) {
+	f.started <- struct{}{}
+	defer func() { f.ended <- struct{}{} }()
+	select {
+	case <-f.release:
+	case <-ctx.Done():
+	}
+}
+
+func (f *finishing) Done() <-chan struct{} { return f.finish }
+
+func dialHeld(t *testing.T, ln net.Listener, f *finishing) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	<-f.started
+	return c
+}
+
+func runIn(ctx context.Context, s *Server, ln net.Listener) <-chan error {
+	ran := make(chan error, 1)
+	go func() { ran <- s.Run(ctx, ln) }()
+	return ran
+}
+
+// A stop signal (ctx) lets a connection in flight finish within Grace:
+// Run returns only after its handler has, and nil.
+func TestRunDrainsWithinGrace(t *testing.T) {
+	ln := listen(t)
+	f := newFinishing()
+	s := &Server{Handler: f, Grace: time.Hour}
+	ctx, stop := context.WithCancel(context.Background())
+	ran := runIn(ctx, s, ln)
+	dialHeld(t, ln, f)
+	stop()
+	select {
+	case err := <-ran:
+		t.Fatalf("Run returned %v with a connection in flight and grace left", err)
+	case <-s.done: // stopped accepting: the drain has begun
+	}
+	close(f.release)
+	<-f.ended
+	if err := <-ran; err != nil {
+		t.Fatalf("Run after a drained stop: %v", err)
+	}
+}
+
+// The hurry context (a second signal) ends the grace period at once.
+func TestRunHurryClosesWhatIsLeft(t *testing.T) {
+	ln := listen(t)
+	f := newFinishing()
+	s := &Server{Handler: f, Grace: time.Hour}
+	hurry, now := context.WithCancel(context.Background())
+	ctx, stop := context.WithCancel(WithHurry(context.Background(), hurry))
+	ran := runIn(ctx, s, ln)
+	c := dialHeld(t, ln, f)
+	stop()
+	<-s.done
+	now()
+	if err := <-ran; err != nil {
+		t.Fatalf("Run after a hurried stop: %v", err)
+	}
+	<-f.ended
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadAll(c); err != nil {
+		t.Fatalf("the held client's connection was not closed: %v", err)
+	}
+}
+
+// A handler that says it is done (Finisher) stops Run as a signal would;
+// Grace zero closes the connections left at once.
+func TestRunStopsWhenTheHandlerIsDone(t *testing.T) {
+	ln := listen(t)
+	f := newFinishing()
+	s := &Server{Handler: f}
+	ran := runIn(context.Background(), s, ln)
+	dialHeld(t, ln, f)
+	close(f.finish)
+	if err := <-ran; err != nil {
+		t.Fatalf("Run after its handler was done: %v", err)
+	}
+	<-f.ended
+	if _, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+		t.Fatal("still accepting after Run returned")
+	}
+}
+
+// Without Hurry in the context, Hurry gives a context that never ends.
+func TestHurryDefault(t *testing.T) {
+	if Hurry(context.Background()).Done() != nil {
+		t.Fatal("Hurry of a plain context can end")
+	}
+}
