@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -158,12 +159,58 @@ func (p *Proc) Done() <-chan struct{} { return p.done }
 // WaitFor waits until the process's stdout or stderr contains s.
 func (p *Proc) WaitFor(tb testing.TB, s string, d time.Duration) {
 	tb.Helper()
-	deadline := time.Now().Add(d)
-	for !strings.Contains(p.Stdout.String(), s) && !strings.Contains(p.Stderr.String(), s) {
-		if time.Now().After(deadline) {
-			tb.Fatalf("no %q within %s; stdout %q stderr %q", s, d, p.Stdout.String(), p.Stderr.String())
+	if _, ok := p.waitOutput(d, func(out string) (string, bool) { return "", strings.Contains(out, s) }); !ok {
+		tb.Fatalf("no %q within %s; stdout %q stderr %q", s, d, p.Stdout.String(), p.Stderr.String())
+	}
+}
+
+// listeningAddr matches the port in a server's "listening" log line
+// (text or JSON): msg="tms listening" addr=[::]:37779.
+var listeningAddr = regexp.MustCompile(`listening"?[^\n]*?"?addr"?[=:]"?(?:\[[^\]]*\]|[^\s:"]*):(\d+)`)
+
+// ListenAddr waits until the process, a tcplab server started with port
+// 0, logs where it listens, and returns that address on 127.0.0.1: the
+// port the kernel chose, read back instead of guessed beforehand.
+func (p *Proc) ListenAddr(tb testing.TB, d time.Duration) string {
+	tb.Helper()
+	port, ok := p.waitOutput(d, func(out string) (string, bool) {
+		m := listeningAddr.FindStringSubmatch(out)
+		if m == nil {
+			return "", false
 		}
-		time.Sleep(10 * time.Millisecond)
+		return m[1], true
+	})
+	if !ok {
+		tb.Fatalf("no listening address logged within %s; stdout %q stderr %q", d, p.Stdout.String(), p.Stderr.String())
+	}
+	return "127.0.0.1:" + port
+}
+
+// waitOutput waits until found reports true for stdout or stderr, woken
+// by each write to them, and returns what found returned.
+func (p *Proc) waitOutput(d time.Duration, found func(out string) (string, bool)) (string, bool) {
+	timeout := time.After(d)
+	for {
+		outCh, errCh := p.Stdout.Changed(), p.Stderr.Changed()
+		for _, b := range []*SafeBuffer{p.Stdout, p.Stderr} {
+			if v, ok := found(b.String()); ok {
+				return v, true
+			}
+		}
+		select {
+		case <-outCh:
+		case <-errCh:
+		case <-p.done:
+			// Output written before the exit is in the buffers now.
+			for _, b := range []*SafeBuffer{p.Stdout, p.Stderr} {
+				if v, ok := found(b.String()); ok {
+					return v, true
+				}
+			}
+			return "", false
+		case <-timeout:
+			return "", false
+		}
 	}
 }
 
@@ -196,15 +243,21 @@ func WaitListening(tb testing.TB, addr string, d time.Duration) {
 	}
 }
 
-// SafeBuffer is a bytes.Buffer safe for one writer and concurrent readers.
+// SafeBuffer is a bytes.Buffer safe for one writer and concurrent readers,
+// who may wait for its next write (Changed) instead of polling it.
 type SafeBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	changed chan struct{} // closed at the next write
 }
 
 func (b *SafeBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.changed != nil {
+		close(b.changed)
+		b.changed = nil
+	}
 	return b.buf.Write(p)
 }
 
@@ -213,6 +266,16 @@ func (b *SafeBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// Changed returns a channel closed at the next write.
+func (b *SafeBuffer) Changed() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.changed == nil {
+		b.changed = make(chan struct{})
+	}
+	return b.changed
 }
 
 // Poll calls cond every few milliseconds until it reports true or d has
