@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tcplab/tcplab/internal/netlab"
+	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 // sockopts reads the keep-alive and user-timeout options of c.
@@ -145,11 +146,8 @@ func labDial(t *testing.T, l *netlab.Link, addr string) *net.TCPConn {
 func waitFreed(t *testing.T, s *Server, limit time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
-	for s.ActiveConns() != 0 {
-		if time.Since(start) > limit {
-			t.Fatalf("slot still held %s after the peer vanished", limit)
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !testkit.Poll(limit, func() bool { return s.ActiveConns() == 0 }) {
+		t.Fatalf("slot still held %s after the peer vanished", limit)
 	}
 	return time.Since(start)
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -113,9 +114,7 @@ func TestShutdownDeadlineClosesStragglers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	for s.ActiveConns() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	waitActive(t, s, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	if err := s.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
@@ -190,7 +189,7 @@ func TestLifecycleRaces(t *testing.T) {
 		{"Close racing Serve", []stop{func(s *Server) { s.Close() }}},
 		{"Shutdown racing Serve", []stop{shutdown}},
 		{"Shutdown twice", []stop{shutdown, shutdown}},
-		{"Close while Shutdown waits", []stop{shutdown, func(s *Server) { time.Sleep(5 * time.Millisecond); s.Close() }}},
+		{"Close while Shutdown waits", []stop{shutdown, func(s *Server) { <-shuttingDown(s); s.Close() }}},
 		{"Close twice", []stop{func(s *Server) { s.Close() }, func(s *Server) { s.Close() }}},
 	}
 	for _, tc := range cases {
@@ -234,6 +233,15 @@ func TestLifecycleRaces(t *testing.T) {
 	}
 }
 
+// shuttingDown returns a channel closed once s has begun to stop (a
+// Shutdown or Close has closed its listeners).
+func shuttingDown(s *Server) <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.init()
+	return s.done
+}
+
 // The cap is the server's, not each listener's: a server on two listeners
 // (say IPv4 and IPv6) with MaxConns 1 still serves one client at a time.
 func TestMaxConnsSpansListeners(t *testing.T) {
@@ -252,17 +260,21 @@ func TestMaxConnsSpansListeners(t *testing.T) {
 	for _, ln := range lns {
 		go func() { served <- s.Serve(ln) }()
 	}
-	for i, ln := range lns {
-		c, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			if i == 0 {
-				t.Fatal(err)
-			}
-			continue // over the cap: reset, perhaps before connect returned
-		}
-		defer c.Close()
+	first, err := net.Dial("tcp", lns[0].Addr().String())
+	if err != nil {
+		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond)
+	defer first.Close()
+	waitActive(t, s, 1)
+	// The second client, on the other listener, is over the cap: its
+	// connection ends (a reset) once the server has dealt with it.
+	if second, err := net.Dial("tcp", lns[1].Addr().String()); err == nil {
+		defer second.Close()
+		second.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := second.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("the client over the cap on the second listener: read %v, want its connection ended", err)
+		}
+	}
 	got := s.ActiveConns()
 	close(release)
 	s.Close()
