@@ -54,7 +54,7 @@ func TestReadMessageEndsWhereTheRuleSays(t *testing.T) {
 		{"quiet gap, no terminator (the tutorial's client)", func(c net.Conn) { c.Write([]byte("abc")) }, "abc", nil},
 		{"two writes inside the gap are one message", func(c net.Conn) {
 			c.Write([]byte("ab"))
-			time.Sleep(5 * time.Millisecond)
+			time.Sleep(5 * time.Millisecond) // the pause is the point: two segments, well inside the gap
 			c.Write([]byte("c"))
 		}, "abc", nil},
 		{"connect and close", func(c net.Conn) { c.Close() }, "", ErrNoMessage},
@@ -305,7 +305,7 @@ func TestEchoStopsWhileTheMessageArrives(t *testing.T) {
 				}
 			}()
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond) // the pause is the point: the cancel comes mid-message (10 bytes trickled)
 		cancel()
 		select {
 		case err := <-done:

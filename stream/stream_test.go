@@ -181,7 +181,7 @@ func TestWriteAllLetsASlowReaderFinish(t *testing.T) {
 			if err != nil {
 				break
 			}
-			time.Sleep(2 * time.Millisecond)
+			time.Sleep(2 * time.Millisecond) // the pace is the point: a slow reader
 		}
 		done <- got
 	}()

@@ -106,17 +106,14 @@ func output(t *testing.T, kind outputKind, buf io.Writer) io.Writer {
 // waitOut waits until standard output or error holds s.
 func (p *cmdProc) waitOut(t *testing.T, s string) {
 	t.Helper()
-	deadline := time.Now().Add(eventWait)
-	for !strings.Contains(p.stdout.String(), s) && !strings.Contains(p.stderr.String(), s) {
-		select {
-		case <-p.done:
-			t.Fatalf("%v exited before printing %q: stdout %q stderr %q", p.cmd.Args[1:], s, p.stdout.String(), p.stderr.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%v: no %q within %s: stdout %q stderr %q", p.cmd.Args[1:], s, eventWait, p.stdout.String(), p.stderr.String())
-		}
-		time.Sleep(5 * time.Millisecond)
+	if testkit.WaitWritten(eventWait, p.done, func(out string) bool { return strings.Contains(out, s) }, p.stdout, p.stderr) {
+		return
+	}
+	select {
+	case <-p.done:
+		t.Fatalf("%v exited before printing %q: stdout %q stderr %q", p.cmd.Args[1:], s, p.stdout.String(), p.stderr.String())
+	default:
+		t.Fatalf("%v: no %q within %s: stdout %q stderr %q", p.cmd.Args[1:], s, eventWait, p.stdout.String(), p.stderr.String())
 	}
 }
 
@@ -124,11 +121,11 @@ func (p *cmdProc) waitOut(t *testing.T, s string) {
 func (p *cmdProc) port(t *testing.T) string {
 	t.Helper()
 	p.waitOut(t, "listening")
-	m := regexp.MustCompile(`addr=\S*:(\d+)`).FindStringSubmatch(p.stderr.String())
-	if m == nil {
+	port := testkit.ListeningPortIn(p.stderr.String())
+	if port == "" {
 		t.Fatalf("no port in %q", p.stderr.String())
 	}
-	return m[1]
+	return port
 }
 
 func (p *cmdProc) signal(t *testing.T, sig syscall.Signal) {

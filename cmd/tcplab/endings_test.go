@@ -213,20 +213,25 @@ func classicClient(t *testing.T, port, letters string) {
 // its port first.
 func listenPort(t *testing.T, p *cmdProc) string {
 	t.Helper()
-	deadline := time.Now().Add(eventWait)
-	for {
-		if port := testkit.ListeningPort(p.cmd.Process.Pid); port != "" {
-			return port
-		}
-		select {
-		case <-p.done:
-			t.Fatalf("%v exited: %q %q", p.cmd.Args[1:], p.stdout.String(), p.stderr.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%v: no listening socket within %s", p.cmd.Args[1:], eventWait)
-		}
-		time.Sleep(10 * time.Millisecond)
+	var port string
+	// The kernel's socket table gives no event: poll it.
+	testkit.Poll(eventWait, func() bool {
+		port = testkit.ListeningPort(p.cmd.Process.Pid)
+		return port != "" || exited(p)
+	})
+	if port == "" {
+		t.Fatalf("%v: no listening socket within %s: %q %q", p.cmd.Args[1:], eventWait, p.stdout.String(), p.stderr.String())
+	}
+	return port
+}
+
+// exited reports whether p has exited.
+func exited(p *cmdProc) bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
 	}
 }
 

@@ -65,7 +65,7 @@ func servedSockopts(t *testing.T, pid int, client net.Addr) (keepalive, idle, us
 		if time.Now().After(deadline) {
 			t.Fatalf("no socket of pid %d has the peer %s within 10s", pid, client)
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond) // polling: another process's sockets give no event
 	}
 }
 

@@ -33,12 +33,8 @@ func holdFrom(t *testing.T, src, addr, first string) net.Conn {
 // containing s.
 func waitLog(t *testing.T, p *testkit.Proc, s string, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for strings.Count(p.Stdout.String()+p.Stderr.String(), s) < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("fewer than %d %q within 10s; stdout %q stderr %q", n, s, p.Stdout.String(), p.Stderr.String())
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !testkit.WaitWritten(10*time.Second, p.Done(), func(out string) bool { return strings.Count(out, s) >= n }, p.Stderr, p.Stdout) {
+		t.Fatalf("fewer than %d %q within 10s; stdout %q stderr %q", n, s, p.Stdout.String(), p.Stderr.String())
 	}
 }
 

@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -22,43 +21,6 @@ import (
 
 	"github.com/tcplab/tcplab/internal/testkit"
 )
-
-// inProcessServer runs "tcplab ARGS..." in-process, as main would, until the
-// test ends, and returns the port from its "listening" log line.
-func inProcessServer(t *testing.T, args ...string) (port string, stderr *testkit.SafeBuffer) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	var out, errOut testkit.SafeBuffer
-	code := make(chan int, 1)
-	go func() { code <- run(ctx, args, strings.NewReader(""), &out, &errOut) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case c := <-code:
-			if c != exitInterrupted { // a caller's cancel reads as Ctrl-C
-				t.Errorf("%q exited %d, want %d: %s", args, c, exitInterrupted, errOut.String())
-			}
-		case <-time.After(20 * time.Second):
-			t.Errorf("%q did not stop", args)
-		}
-	})
-	listening := regexp.MustCompile(`listening"? "?addr"?[=:]"?\S*:(\d+)`)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if m := listening.FindStringSubmatch(errOut.String()); m != nil {
-			return m[1], &errOut
-		}
-		select {
-		case c := <-code:
-			t.Fatalf("%q exited %d: %s", args, c, errOut.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%q not listening: %s", args, errOut.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 // svrTLSFiles is a server CA with svr's certificate, a client CA with a
 // client's certificate, and a stranger's certificate from a third CA.

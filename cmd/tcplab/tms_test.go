@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +14,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/tcplab/tcplab/internal/testkit"
@@ -23,12 +23,8 @@ import (
 // listeningPort reads the port a server reported in its "listening" log line.
 func listeningPort(t *testing.T, p *testkit.Proc) string {
 	t.Helper()
-	p.WaitFor(t, "listening", 10*time.Second)
-	m := regexp.MustCompile(`addr=\S*:(\d+)`).FindStringSubmatch(p.Stderr.String())
-	if m == nil {
-		t.Fatalf("no port in %q", p.Stderr.String())
-	}
-	return m[1]
+	_, port, _ := net.SplitHostPort(p.ListenAddr(t, 10*time.Second))
+	return port
 }
 
 // receivedTotal sums tmc.py-style "received N bytes" lines.
@@ -52,7 +48,7 @@ func TestTMSAndTMCThroughTheBinary(t *testing.T) {
 	cli := testkit.Start(t, nil, bin, "tmc", "localhost", port, "abc")
 	srv.WaitFor(t, "client is at 127.0.0.1:", 5*time.Second)
 	srv.WaitFor(t, "press Enter", 5*time.Second)
-	time.Sleep(200 * time.Millisecond)
+	time.Sleep(200 * time.Millisecond) // the pause is the point: the client waits for a go-ahead typed late
 	if out := cli.Stdout.String(); out != "" {
 		t.Fatalf("client printed %q before the go-ahead", out)
 	}
@@ -90,14 +86,8 @@ func TestPythonTMCAgainstTcplabTMS(t *testing.T) {
 }
 
 func TestTcplabTMCAgainstPythonTMS(t *testing.T) {
-	py, bin := testkit.Python3(t), testkit.Binary(t)
-	port := strconv.Itoa(testkit.FreePort(t))
-	srv := testkit.Start(t, strings.NewReader("\n"), py, testkit.Testdata("tms.py"), port)
-	testkit.WaitListening(t, "127.0.0.1:"+port, 10*time.Second)
-	// WaitListening's probe was the Python server's one client; start again.
-	srv.Wait(t, 10*time.Second)
-	srv = testkit.Start(t, strings.NewReader("\n"), py, testkit.Testdata("tms.py"), port)
-	waitBound(t, port)
+	bin := testkit.Binary(t)
+	srv, port := testkit.StartPyServerInput(t, nil, strings.NewReader("\n"), "tms.py")
 	cli := testkit.Start(t, nil, bin, "tmc", "--json", "127.0.0.1", port, "xyz")
 	if code := cli.Wait(t, 20*time.Second); code != 0 {
 		t.Fatalf("tmc exit %d: %s", code, cli.Stderr.String())
@@ -109,22 +99,6 @@ func TestTcplabTMCAgainstPythonTMS(t *testing.T) {
 	if !strings.Contains(srv.Stdout.String(), "client is at ('127.0.0.1'") {
 		t.Fatalf("tms.py said %q", srv.Stdout.String())
 	}
-}
-
-// waitBound waits until a TCP port is bound, without connecting to it (a
-// connect would be the Python server's only client).
-func waitBound(t *testing.T, port string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		ln, err := net.Listen("tcp", ":"+port)
-		if err != nil {
-			return // someone has it
-		}
-		ln.Close()
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("port %s never bound", port)
 }
 
 func TestRuntimeErrorsExit1WithOneClearLine(t *testing.T) {
@@ -304,9 +278,12 @@ func TestProgressBarOnlyOnATerminal(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	stop = startProgress(f, &received)
-	time.Sleep(1200 * time.Millisecond)
-	stop()
+	// Past progressDelay on a fake clock: a bar would have been drawn.
+	synctest.Test(t, func(t *testing.T) {
+		stop := startProgress(f, &received)
+		time.Sleep(2 * progressDelay)
+		stop()
+	})
 	if info, _ := f.Stat(); buf.Len() != 0 || info.Size() != 0 {
 		t.Fatalf("progress written to a non-terminal: %q, file %d bytes", buf.String(), info.Size())
 	}
@@ -317,20 +294,7 @@ func TestProgressBarOnlyOnATerminal(t *testing.T) {
 // one address. The next client is told at once that the server is full,
 // and is served once a slot is free.
 func TestTMSKeepDefaultCapBoundsMemory(t *testing.T) {
-	port := testkit.FreePort(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"tms", "--keep", "--grace", "100ms", "--copies", "1", "--gap", "1m", strconv.Itoa(port)}, strings.NewReader(""), io.Discard, io.Discard)
-	}()
-	defer func() {
-		cancel()
-		if code := <-done; code != exitInterrupted {
-			t.Errorf("tms exit %d", code)
-		}
-	}()
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	testkit.WaitListening(t, addr, 10*time.Second)
+	addr := startInProcess(t, nil, "tms", "--keep", "--grace", "100ms", "--copies", "1", "--gap", "1m", "0").Addr
 	answer := func(src string) string {
 		c := holdFrom(t, src, addr, "z\n")
 		c.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -355,16 +319,11 @@ func TestTMSKeepDefaultCapBoundsMemory(t *testing.T) {
 		t.Fatalf("client %d: %q, want %q", tmsMaxConns+1, got, want)
 	}
 	held[tmsMaxConns-1].Close() // one of 127.0.0.4's
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		got := answer("127.0.0.9")
-		if got == "z\n" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after a slot freed: %q", got)
-		}
-		time.Sleep(10 * time.Millisecond) // the slot frees when tms sees the close
+	// The slot frees when tms sees the close, which gives no event here:
+	// try again until a client is served.
+	var got string
+	if !testkit.Poll(10*time.Second, func() bool { got = answer("127.0.0.9"); return got == "z\n" }) {
+		t.Fatalf("after a slot freed: %q", got)
 	}
 }
 
@@ -374,15 +333,8 @@ func TestTMSKeepDefaultCapBoundsMemory(t *testing.T) {
 func TestTMSKeepSurvivesAnUnreadStdout(t *testing.T) {
 	pr, pw := io.Pipe() // never read: every write to pw blocks
 	defer pr.Close()    // at the end, unblocks the output goroutine
-	var errOut testkit.SafeBuffer
-	port := testkit.FreePort(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"tms", "--keep", "--grace", "100ms", "--copies", "1", strconv.Itoa(port)}, strings.NewReader(""), pw, &errOut)
-	}()
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	testkit.WaitListening(t, addr, 10*time.Second)
+	srv := startInProcess(t, pw, "tms", "--keep", "--grace", "100ms", "--copies", "1", "0")
+	addr := srv.Addr
 	for i := range 50 {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
@@ -396,17 +348,11 @@ func TestTMSKeepSurvivesAnUnreadStdout(t *testing.T) {
 			t.Fatalf("client %d: %q, %v", i, got, err)
 		}
 	}
-	cancel()
-	select {
-	case code := <-done:
-		if code != exitInterrupted {
-			t.Fatalf("exit %d", code)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("tms did not stop")
+	if code := srv.Stop(t); code != exitInterrupted {
+		t.Fatalf("exit %d", code)
 	}
-	if !strings.Contains(errOut.String(), "lines of output were dropped") {
-		t.Fatalf("no word of the lost lines in %q", errOut.String())
+	if !strings.Contains(srv.Stderr.String(), "lines of output were dropped") {
+		t.Fatalf("no word of the lost lines in %q", srv.Stderr.String())
 	}
 }
 

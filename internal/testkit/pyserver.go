@@ -1,6 +1,7 @@
 package testkit
 
 import (
+	"io"
 	"testing"
 	"time"
 )
@@ -16,19 +17,29 @@ import (
 // be answered by a tcplab svr, not svr.py).
 func StartPyServer(tb testing.TB, env []string, script string) string {
 	tb.Helper()
-	p := StartEnv(tb, env, nil, PythonExe(tb), "-u", Testdata(script), "0")
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if port := ListeningPort(p.Cmd.Process.Pid); port != "" {
-			return port
-		}
+	_, port := StartPyServerInput(tb, env, nil, script)
+	return port
+}
+
+// StartPyServerInput is StartPyServer with stdin as the script's standard
+// input (tms.py's go-ahead), returning the process as well.
+func StartPyServerInput(tb testing.TB, env []string, stdin io.Reader, script string) (*Proc, string) {
+	tb.Helper()
+	p := StartEnv(tb, env, stdin, PythonExe(tb), "-u", Testdata(script), "0")
+	var port string
+	// The kernel's socket table gives no event: poll it, without
+	// connecting (a connect would be tms.py's only client).
+	Poll(20*time.Second, func() bool {
+		port = ListeningPort(p.Cmd.Process.Pid)
 		select {
 		case <-p.Done():
-			tb.Fatalf("%s exited before listening; stderr %q", script, p.Stderr.String())
-		case <-time.After(10 * time.Millisecond):
+			return true
+		default:
+			return port != ""
 		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("%s: not listening within 20s; stderr %q", script, p.Stderr.String())
-		}
+	})
+	if port == "" {
+		tb.Fatalf("%s: not listening within 20s (exited: %v); stderr %q", script, p.Cmd.ProcessState != nil, p.Stderr.String())
 	}
+	return p, port
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"runtime"
 	"strings"
@@ -159,7 +160,7 @@ func (p *Proc) Done() <-chan struct{} { return p.done }
 // WaitFor waits until the process's stdout or stderr contains s.
 func (p *Proc) WaitFor(tb testing.TB, s string, d time.Duration) {
 	tb.Helper()
-	if _, ok := p.waitOutput(d, func(out string) (string, bool) { return "", strings.Contains(out, s) }); !ok {
+	if !WaitWritten(d, p.done, func(out string) bool { return strings.Contains(out, s) }, p.Stdout, p.Stderr) {
 		tb.Fatalf("no %q within %s; stdout %q stderr %q", s, d, p.Stdout.String(), p.Stderr.String())
 	}
 }
@@ -168,48 +169,60 @@ func (p *Proc) WaitFor(tb testing.TB, s string, d time.Duration) {
 // (text or JSON): msg="tms listening" addr=[::]:37779.
 var listeningAddr = regexp.MustCompile(`listening"?[^\n]*?"?addr"?[=:]"?(?:\[[^\]]*\]|[^\s:"]*):(\d+)`)
 
+// ListeningPortIn returns the port in a tcplab server's "listening" log
+// line within out, or "" if there is none yet.
+func ListeningPortIn(out string) string {
+	if m := listeningAddr.FindStringSubmatch(out); m != nil {
+		return m[1]
+	}
+	return ""
+}
+
 // ListenAddr waits until the process, a tcplab server started with port
 // 0, logs where it listens, and returns that address on 127.0.0.1: the
 // port the kernel chose, read back instead of guessed beforehand.
 func (p *Proc) ListenAddr(tb testing.TB, d time.Duration) string {
 	tb.Helper()
-	port, ok := p.waitOutput(d, func(out string) (string, bool) {
-		m := listeningAddr.FindStringSubmatch(out)
-		if m == nil {
-			return "", false
-		}
-		return m[1], true
-	})
-	if !ok {
+	var port string
+	if !WaitWritten(d, p.done, func(out string) bool { port = ListeningPortIn(out); return port != "" }, p.Stderr, p.Stdout) {
 		tb.Fatalf("no listening address logged within %s; stdout %q stderr %q", d, p.Stdout.String(), p.Stderr.String())
 	}
 	return "127.0.0.1:" + port
 }
 
-// waitOutput waits until found reports true for stdout or stderr, woken
-// by each write to them, and returns what found returned.
-func (p *Proc) waitOutput(d time.Duration, found func(out string) (string, bool)) (string, bool) {
-	timeout := time.After(d)
-	for {
-		outCh, errCh := p.Stdout.Changed(), p.Stderr.Changed()
-		for _, b := range []*SafeBuffer{p.Stdout, p.Stderr} {
-			if v, ok := found(b.String()); ok {
-				return v, true
+// WaitWritten waits until cond holds for what one of bufs holds, woken by
+// each write to them instead of polling. It reports false when d passes
+// first, or when done (a process's exit; nil: never) is closed and cond
+// still fails on the output written before it.
+func WaitWritten(d time.Duration, done <-chan struct{}, cond func(text string) bool, bufs ...*SafeBuffer) bool {
+	timeout := time.NewTimer(d)
+	defer timeout.Stop()
+	holds := func() bool {
+		for _, b := range bufs {
+			if cond(b.String()) {
+				return true
 			}
 		}
-		select {
-		case <-outCh:
-		case <-errCh:
-		case <-p.done:
-			// Output written before the exit is in the buffers now.
-			for _, b := range []*SafeBuffer{p.Stdout, p.Stderr} {
-				if v, ok := found(b.String()); ok {
-					return v, true
-				}
-			}
-			return "", false
-		case <-timeout:
-			return "", false
+		return false
+	}
+	for {
+		// The channels are taken before the look, so a write between the
+		// look and the select still wakes it.
+		cases := []reflect.SelectCase{
+			{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(timeout.C)},
+			{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(done)},
+		}
+		for _, b := range bufs {
+			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(b.Changed())})
+		}
+		if holds() {
+			return true
+		}
+		switch i, _, _ := reflect.Select(cases); i {
+		case 0:
+			return false
+		case 1:
+			return holds() // what was written before the exit is in bufs now
 		}
 	}
 }
