@@ -47,7 +47,21 @@ var ErrEmptyAnswer = errors.New("the server closed the connection without sendin
 // a reset ("the server reset the connection after N bytes"), ErrEmptyAnswer,
 // a timeout ("no data for 30s after N bytes: timed out"). The Result is
 // returned with every error, holding what did arrive.
+//
+// A full server's refusal ("busy: ...; try again later", see
+// server.RefuseLine) is not an answer: the first bytes are held back from
+// onChunk until they cannot be one, and a whole answer that is one is
+// returned as the error "server at ADDR refused the connection: busy: ...".
 func Fetch(ctx context.Context, conn net.Conn, msg []byte, idle time.Duration, readSize int, onChunk func(chunk []byte)) (*Result, error) {
+	hold := newRefusalHold(string(msg), onChunk)
+	res, err := fetch(ctx, conn, msg, idle, readSize, hold.add)
+	if rerr := hold.end(conn.RemoteAddr()); rerr != nil {
+		return res, rerr
+	}
+	return res, err
+}
+
+func fetch(ctx context.Context, conn net.Conn, msg []byte, idle time.Duration, readSize int, onChunk func(chunk []byte)) (*Result, error) {
 	if readSize <= 0 {
 		readSize = ReadBufferSize
 	}
@@ -72,9 +86,7 @@ func Fetch(ctx context.Context, conn net.Conn, msg []byte, idle time.Duration, r
 			first = now
 		}
 		res.Stats.Add(len(chunk), now)
-		if onChunk != nil {
-			onChunk(chunk)
-		}
+		onChunk(chunk)
 		return nil
 	})
 	end := time.Now()
@@ -129,7 +141,7 @@ const salvageMax = 64 << 10
 // the receive buffer although the send failed. It reads only what is
 // already there (a short deadline) and at most salvageMax bytes.
 func salvage(ctx context.Context, conn net.Conn, onChunk func(chunk []byte)) {
-	if onChunk == nil || ctx.Err() != nil {
+	if ctx.Err() != nil {
 		return
 	}
 	conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))

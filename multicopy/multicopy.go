@@ -46,6 +46,7 @@ import (
 	"time"
 
 	"github.com/tcplab/tcplab/internal/endpoint"
+	"github.com/tcplab/tcplab/internal/server"
 	"github.com/tcplab/tcplab/stream"
 )
 
@@ -306,23 +307,70 @@ const finishPoll = 20 * time.Millisecond
 // ServeConn serves one client with Echo and logs the outcome (a
 // server.Handler); a client that fails costs nothing to the others.
 func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
-	log := s.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	t, err := s.echoLogged(ctx, conn)
+	switch {
+	case err == nil:
+		s.logger().Info("transfer done", "client", conn.RemoteAddr().String(), "message_bytes", len(t.Message), "sent_bytes", t.Sent, "elapsed", t.Elapsed)
+	case !errors.Is(err, ErrCutShort):
+		s.logger().Info("transfer failed", "client", conn.RemoteAddr().String(), "err", err)
 	}
+}
+
+// ServeOne is tms.py's whole life: accept one client on ln, stop
+// listening, and serve that client (Echo), logging the outcome. The
+// go-ahead may wait as long as the person at the keyboard needs, so the
+// client's connection gets the detection of a vanished peer that
+// internal/server gives each one it serves: a client that vanishes while
+// it waits must not hold tms for ever. If ctx ends before a client comes,
+// ServeOne returns ctx's error.
+func (s *Server) ServeOne(ctx context.Context, ln net.Listener) (Transfer, error) {
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	conn, err := ln.Accept()
+	stop()
+	ln.Close()
+	if err != nil {
+		if ctx.Err() != nil {
+			return Transfer{}, ctx.Err()
+		}
+		return Transfer{}, fmt.Errorf("accept: %w", endpoint.Cause(err))
+	}
+	defer conn.Close()
+	if err := server.DetectVanishedPeer(conn, net.KeepAliveConfig{}, s.UserTimeout()); err != nil {
+		s.logger().Warn("a vanished client may go unnoticed", "err", err)
+	}
+	t, err := s.echoLogged(ctx, conn)
+	if err == nil {
+		s.logger().Info("transfer done", "sent_bytes", t.Sent, "elapsed", t.Elapsed)
+	}
+	return t, err
+}
+
+// echoLogged is Echo with tms.py's "client is at" line first and a log
+// line for a transfer cut short.
+func (s *Server) echoLogged(ctx context.Context, conn net.Conn) (Transfer, error) {
+	client := conn.RemoteAddr().String()
 	if s.ClientLog != nil {
-		fmt.Fprintf(s.ClientLog, "client is at %s\n", conn.RemoteAddr())
+		fmt.Fprintf(s.ClientLog, "client is at %s\n", client)
 	}
 	t, err := s.Echo(ctx, conn)
 	if errors.Is(err, ErrCutShort) {
-		log.Warn("transfer reset", "client", conn.RemoteAddr().String(), "sent_bytes", t.Sent, "err", err)
-		return
+		s.logger().Warn("transfer reset", "client", client, "sent_bytes", t.Sent, "err", err)
 	}
-	if err != nil {
-		log.Info("transfer failed", "client", conn.RemoteAddr().String(), "err", err)
-		return
+	return t, err
+}
+
+// UserTimeout is the TCP_USER_TIMEOUT for this server's connections
+// (server.Server's UserTimeout field): a reader that pauses is dropped by
+// WriteIdle, not before by the kernel (see server.UserTimeoutFor).
+func (s *Server) UserTimeout() time.Duration {
+	return server.UserTimeoutFor(or(s.WriteIdle, DefaultWriteIdle))
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.Logger == nil {
+		return slog.New(slog.DiscardHandler)
 	}
-	log.Info("transfer done", "client", conn.RemoteAddr().String(), "message_bytes", len(t.Message), "sent_bytes", t.Sent, "elapsed", t.Elapsed)
+	return s.Logger
 }
 
 func or(d, def time.Duration) time.Duration {

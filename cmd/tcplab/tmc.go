@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sync/atomic"
@@ -73,9 +74,6 @@ func runTMC(ctx context.Context, std stdio, args []string) error {
 		}
 		fmt.Fprintf(std.out, "received %d bytes\n", len(chunk))
 	}
-	// A full server's refusal line is held back and reported as the
-	// error, never printed as data (see refusalHold).
-	hold := newRefusalHold(msg, show)
 	// tmc's per-read lines on a terminal are the progress already; a bar
 	// drawn between them would glue itself to each line.
 	stopBar := func() {}
@@ -84,16 +82,14 @@ func runTMC(ctx context.Context, std stdio, args []string) error {
 	}
 	res, err := multicopy.Fetch(ctx, conn, []byte(msg), *timeout, *readSize, func(chunk []byte) {
 		received.Add(int64(len(chunk)))
-		hold.add(chunk)
+		show(chunk) // a full server's refusal line never comes here: it is Fetch's error
 	})
 	stopBar()
-	if rerr := hold.end(conn.RemoteAddr()); rerr != nil {
-		return rerr
-	}
+	var refused *multicopy.RefusedError
 	if err != nil {
 		// Say what did arrive before saying why it stopped; nothing
-		// arrived is said by the error line alone.
-		if res != nil && res.Stats.Total() > 0 && ctx.Err() == nil {
+		// arrived (or a refusal) is said by the error line alone.
+		if res != nil && res.Stats.Total() > 0 && ctx.Err() == nil && !errors.As(err, &refused) {
 			if perr := printSummary(std, res, *asJSON); perr != nil {
 				return perr
 			}

@@ -3,14 +3,11 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"time"
 
-	"github.com/tcplab/tcplab/internal/endpoint"
 	"github.com/tcplab/tcplab/internal/server"
 	"github.com/tcplab/tcplab/multicopy"
 )
@@ -76,55 +73,24 @@ func runTMS(ctx context.Context, std stdio, args []string) error {
 		Logger:      log,
 	}
 
-	// A reader that pauses is dropped by --write-timeout, not before by
-	// TCP_USER_TIMEOUT (see server.UserTimeoutFor).
-	userTimeout := server.UserTimeoutFor(*writeTimeout)
-	if *writeTimeout <= 0 {
-		userTimeout = server.UserTimeoutFor(multicopy.DefaultWriteIdle)
-	}
 	if *keep {
 		srv.ClientLog = out
-		s := &server.Server{Handler: srv, MaxConns: *maxConns, MaxConnsPerAddr: *maxPerAddr, Refuse: server.RefuseLine, Grace: *grace, Logger: log, UserTimeout: userTimeout}
+		s := &server.Server{Handler: srv, MaxConns: *maxConns, MaxConnsPerAddr: *maxPerAddr, Refuse: server.RefuseLine, Grace: *grace, Logger: log, UserTimeout: srv.UserTimeout()}
 		return s.Run(ctx, ln)
 	}
 
 	// One client, as tms.py: accept, then stop listening.
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
-	conn, err := ln.Accept()
-	stop()
-	ln.Close()
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil // interrupted while waiting for a client
-		}
-		return fmt.Errorf("accept: %w", endpoint.Cause(err))
-	}
-	defer conn.Close()
-	// The go-ahead may wait as long as the person at the keyboard needs;
-	// a client that vanishes meanwhile (or while the copies are in
-	// flight) must not hold tms for ever.
-	if err := server.DetectVanishedPeer(conn, net.KeepAliveConfig{}, userTimeout); err != nil {
-		log.Warn("a vanished client may go unnoticed", "err", err)
-	}
-	fmt.Fprintf(out, "client is at %s\n", conn.RemoteAddr())
+	srv.ClientLog = out
 	if !*noWait {
 		srv.GoAhead = func(ctx context.Context, msg []byte) error {
 			fmt.Fprintf(stderr, "tms: got %d bytes; press Enter to send them back %d times\n", len(msg), *copies)
 			return waitForLine(ctx, std.in)
 		}
 	}
-	t, err := srv.Echo(ctx, conn)
-	if err != nil {
-		if errors.Is(err, multicopy.ErrCutShort) {
-			log.Warn("transfer reset", "client", conn.RemoteAddr().String(), "sent_bytes", t.Sent, "err", err)
-		}
-		if ctx.Err() != nil {
-			return nil // the signal sets the exit status
-		}
+	if _, err := srv.ServeOne(ctx, ln); err != nil && ctx.Err() == nil {
 		return err
 	}
-	log.Info("transfer done", "sent_bytes", t.Sent, "elapsed", t.Elapsed)
-	return nil
+	return nil // a signal sets the exit status
 }
 
 // waitForLine returns when a line (or end of input) arrives on in, or when

@@ -1,4 +1,4 @@
-package main
+package multicopy
 
 import (
 	"fmt"
@@ -8,8 +8,7 @@ import (
 	"github.com/tcplab/tcplab/internal/server"
 )
 
-// refusalHold is what a line-protocol client (tmc) does with the start of
-// an answer that may be a full server's refusal ("busy: ...", see
+// refusalHold is what Fetch does with the start of an answer that may be a full server's refusal ("busy: ...", see
 // server.RefuseLine): it holds the chunks back until they cannot be one,
 // then passes them to pass in their original sizes; a whole answer that is
 // a refusal becomes the client's one error line instead of printed data.
@@ -24,6 +23,9 @@ func newRefusalHold(request string, pass func(chunk []byte)) *refusalHold {
 }
 
 func (r *refusalHold) add(chunk []byte) {
+	if r.pass == nil {
+		r.pass = func([]byte) {}
+	}
 	if r.off {
 		r.pass(chunk)
 		return
@@ -41,10 +43,21 @@ func (r *refusalHold) end(from net.Addr) error {
 	}
 	line, refused, rest := r.hold.End()
 	if refused {
-		return fmt.Errorf("server at %s refused the connection: %s", from, line)
+		return &RefusedError{Addr: from, Line: line}
 	}
 	for _, c := range rest {
 		r.pass(c)
 	}
 	return nil
+}
+
+// RefusedError is Fetch's error when the answer was a full server's
+// refusal line: no transfer took place.
+type RefusedError struct {
+	Addr net.Addr // the server
+	Line string   // its refusal, "busy: ...; try again later"
+}
+
+func (e *RefusedError) Error() string {
+	return fmt.Sprintf("server at %s refused the connection: %s", e.Addr, e.Line)
 }
