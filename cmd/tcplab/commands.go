@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -99,13 +100,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		if len(args) > 1 {
 			return run(ctx, []string{args[1], "--help"}, stdin, stdout, stderr)
 		}
-		out := &stickyWriter{w: stdout}
-		printHelp(out)
-		return printedStatus("tcplab", out.failed(), stderr)
+		var help bytes.Buffer
+		printHelp(&help)
+		_, err := stdout.Write(help.Bytes())
+		return printedStatus("tcplab", err, stderr)
 	case "version", "-version", "--version":
-		out := &stickyWriter{w: stdout}
-		fmt.Fprintf(out, "tcplab %s\n", versionString())
-		return printedStatus("tcplab", out.failed(), stderr)
+		_, err := fmt.Fprintf(stdout, "tcplab %s\n", versionString())
+		return printedStatus("tcplab", err, stderr)
 	}
 	for _, c := range commands {
 		if c.name != name {

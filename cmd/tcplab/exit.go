@@ -199,34 +199,6 @@ func notRetrying(err error) string {
 	return strings.TrimSuffix(err.Error(), "; retrying")
 }
 
-// stickyWriter remembers the first error writing to w, and fails every
-// write after it. Lessons may write from more than one goroutine.
-type stickyWriter struct {
-	w   io.Writer
-	mu  sync.Mutex
-	err error
-}
-
-func (s *stickyWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.err != nil {
-		return 0, s.err
-	}
-	n, err := s.w.Write(p)
-	if err != nil {
-		s.err = err
-	}
-	return n, err
-}
-
-// failed is the first write error, if any.
-func (s *stickyWriter) failed() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.err
-}
-
 // helpNotPrinted is a command's --help that could not be written.
 type helpNotPrinted struct{ err error }
 

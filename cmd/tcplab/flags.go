@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"embed"
 	"flag"
 	"fmt"
@@ -95,9 +96,9 @@ func (fs *flagSet) parse(std stdio, args []string, minArgs, maxArgs int) ([]stri
 	for {
 		if err := fs.Parse(args); err != nil {
 			if err == flag.ErrHelp {
-				out := &stickyWriter{w: std.out}
-				fs.printHelp(out)
-				if err := out.failed(); err != nil {
+				var help bytes.Buffer
+				fs.printHelp(&help)
+				if _, err := std.out.Write(help.Bytes()); err != nil {
 					return nil, helpNotPrinted{err}
 				}
 				return nil, flag.ErrHelp
