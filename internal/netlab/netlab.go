@@ -55,10 +55,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // MTU is the link's MTU, Ethernet's.
@@ -113,6 +110,9 @@ func Check() error {
 }
 
 func check() error {
+	if runtime.GOOS != "linux" {
+		return errNotLinux
+	}
 	if os.Geteuid() != 0 {
 		return errors.New("netlab: needs root (network namespaces, iptables, tc)")
 	}
@@ -260,24 +260,6 @@ func CleanStale() {
 	}
 }
 
-// killInside sends SIGKILL to every process in the named namespace.
-func killInside(name string) {
-	out, err := exec.Command("ip", "netns", "pids", name).Output()
-	if err != nil {
-		return
-	}
-	for _, f := range strings.Fields(string(out)) {
-		if pid, err := strconv.Atoi(f); err == nil && pid > 1 && pid != os.Getpid() {
-			syscall.Kill(pid, syscall.SIGKILL)
-		}
-	}
-}
-
-func processAlive(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
-}
-
 // Partition drops every packet in both directions while on is true: a
 // cable pulled out. Connections survive a short partition, as they would.
 func (l *Link) Partition(on bool) error {
@@ -419,36 +401,6 @@ func (h *Host) Do(fn func() error) error {
 	return <-errc
 }
 
-// enter switches the calling (locked) thread into h's namespace and
-// returns the function that switches it back and unlocks it. If switching
-// back fails the thread stays locked, and Go ends it with its goroutine.
-// On an error the thread is unchanged and unlocked.
-func (h *Host) enter() (restore func(), err error) {
-	self, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
-	if err != nil {
-		runtime.UnlockOSThread()
-		return nil, fmt.Errorf("netlab: %w", err)
-	}
-	target, err := os.Open(netnsDir + "/" + h.Name)
-	if err != nil {
-		self.Close()
-		runtime.UnlockOSThread()
-		return nil, fmt.Errorf("netlab: %w", err)
-	}
-	defer target.Close()
-	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-		self.Close()
-		runtime.UnlockOSThread() // still in its own namespace
-		return nil, fmt.Errorf("netlab: enter %s: %w", h.Name, err)
-	}
-	return func() {
-		defer self.Close()
-		if unix.Setns(int(self.Fd()), unix.CLONE_NEWNET) == nil {
-			runtime.UnlockOSThread()
-		}
-	}, nil
-}
-
 // Listen listens on h's address and port (0: an ephemeral one) inside h's
 // namespace.
 func (h *Host) Listen(port int) (*net.TCPListener, error) {
@@ -503,3 +455,6 @@ func randomHex(n int) string {
 	rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// errNotLinux is Check's answer where there are no network namespaces.
+var errNotLinux = errors.New("netlab: needs Linux network namespaces")
