@@ -35,6 +35,7 @@ package multicopy
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -177,7 +178,8 @@ type Server struct {
 	// Copies is how many times the message is sent back; 0 means
 	// DefaultCopies.
 	Copies int64
-	// QuietGap, ReadTimeout and WriteIdle: see the Default constants.
+	// QuietGap, ReadTimeout and WriteIdle: see the Default constants,
+	// which zero means.
 	QuietGap    time.Duration
 	ReadTimeout time.Duration
 	WriteIdle   time.Duration
@@ -218,7 +220,7 @@ func (s *Server) Echo(ctx context.Context, conn net.Conn) (Transfer, error) {
 	// server is closed (SIGINT in the one-client mode).
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	msg, err := readMessage(ctx, conn, MaxMessage, or(s.QuietGap, DefaultQuietGap), or(s.ReadTimeout, DefaultReadTimeout))
+	msg, err := readMessage(ctx, conn, MaxMessage, cmp.Or(s.QuietGap, DefaultQuietGap), cmp.Or(s.ReadTimeout, DefaultReadTimeout))
 	if err != nil {
 		if errors.As(err, new(timeoutError)) {
 			// Tell the client, with a reset rather than the FIN of a
@@ -246,7 +248,7 @@ func (s *Server) Echo(ctx context.Context, conn net.Conn) (Transfer, error) {
 		}
 	}
 	start := time.Now()
-	t.Sent, err = stream.WriteRepeated(conn, msg, copies, or(s.WriteIdle, DefaultWriteIdle))
+	t.Sent, err = stream.WriteRepeated(conn, msg, copies, cmp.Or(s.WriteIdle, DefaultWriteIdle))
 	t.Elapsed = time.Since(start)
 	want := copies * int64(len(msg))
 	if err != nil {
@@ -258,7 +260,7 @@ func (s *Server) Echo(ctx context.Context, conn net.Conn) (Transfer, error) {
 	if tc, ok := conn.(*net.TCPConn); ok {
 		tc.SetLinger(-1) // complete: the close is an orderly FIN after the data
 	}
-	finish(ctx, conn, or(s.WriteIdle, DefaultWriteIdle))
+	finish(ctx, conn, cmp.Or(s.WriteIdle, DefaultWriteIdle))
 	return t, nil
 }
 
@@ -363,7 +365,7 @@ func (s *Server) echoLogged(ctx context.Context, conn net.Conn) (Transfer, error
 // (server.Server's UserTimeout field): a reader that pauses is dropped by
 // WriteIdle, not before by the kernel (see server.UserTimeoutFor).
 func (s *Server) UserTimeout() time.Duration {
-	return server.UserTimeoutFor(or(s.WriteIdle, DefaultWriteIdle))
+	return server.UserTimeoutFor(cmp.Or(s.WriteIdle, DefaultWriteIdle))
 }
 
 func (s *Server) logger() *slog.Logger {
@@ -371,11 +373,4 @@ func (s *Server) logger() *slog.Logger {
 		return slog.New(slog.DiscardHandler)
 	}
 	return s.Logger
-}
-
-func or(d, def time.Duration) time.Duration {
-	if d > 0 {
-		return d
-	}
-	return def
 }
