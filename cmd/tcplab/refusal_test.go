@@ -3,7 +3,6 @@ package main
 import (
 	"io"
 	"net"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -103,10 +102,8 @@ func TestWPSAtAFullSVR(t *testing.T) {
 // strclnt at a full strsvr says so at once, in one line, before any prompt.
 func TestStrclntAtAFullStrsvr(t *testing.T) {
 	bin := testkit.Binary(t)
-	port := testkit.FreePort(t)
-	srv := testkit.Start(t, nil, bin, "strsvr", "--keep", "--max-conns", "2", "--max-watchers", "1", strconv.Itoa(port))
-	waitTCPListen(t, port, srv)
-	ps := strconv.Itoa(port)
+	srv := testkit.Start(t, nil, bin, "strsvr", "--keep", "--max-conns", "2", "--max-watchers", "1", "0")
+	_, ps, _ := net.SplitHostPort(srv.ListenAddr(t, 10*time.Second))
 	// Two clients of other addresses (each within its share, a quarter
 	// of 2 being 1) take the slots.
 	for i, src := range []string{"127.0.0.2", "127.0.0.3"} {
