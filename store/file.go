@@ -495,7 +495,7 @@ func (s *File) flushLoop() {
 			close(next.done)
 		}
 		if len(data) > 0 && err == nil {
-			s.notify.signal()
+			s.notify.Signal()
 		}
 		if stopping {
 			return
