@@ -6,7 +6,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/tcplab/tcplab/store/redisstore/redistest"
+	"github.com/tcplab/tcplab/internal/redistest"
 )
 
 // Under heavy concurrent appends from two stores (four scripts on the wire

@@ -71,13 +71,13 @@ import (
 var ErrUnavailable = errors.New("unavailable")
 
 const (
-	// DefaultKey is the key of v when the URL names none.
-	DefaultKey = "tcplab:v"
+	// defaultKey is the key of v when the URL names none.
+	defaultKey = "tcplab:v"
 
-	// DefaultLease is how long a strsvr process's clients stay counted in
+	// defaultLease is how long a strsvr process's clients stay counted in
 	// the group after its last heartbeat: a process that dies without saying
 	// goodbye drops out of the count after at most this long.
-	DefaultLease = 10 * time.Second
+	defaultLease = 10 * time.Second
 
 	// opTimeout bounds one operation against Redis (a script round trip).
 	opTimeout = 5 * time.Second
@@ -99,8 +99,8 @@ const (
 // can check a --store flag before connecting.
 type Config struct {
 	Options *redis.Options // go-redis options from the URL (retries turned off)
-	Key     string         // key of v
-	Lease   time.Duration  // group lease
+	Key     string         // key of v; "tcplab:v" when the URL names none
+	Lease   time.Duration  // group lease; 10s when the URL names none
 }
 
 // ParseURL parses redis://[[user]:password@]HOST[:PORT][/DB]?key=NAME&lease=D
@@ -117,7 +117,7 @@ func ParseURL(raw string) (*Config, error) {
 	}
 	shown := u.Redacted() // for messages: no password
 	q := u.Query()
-	cfg := &Config{Key: DefaultKey, Lease: DefaultLease}
+	cfg := &Config{Key: defaultKey, Lease: defaultLease}
 	if q.Has("key") {
 		cfg.Key = q.Get("key")
 		if cfg.Key == "" {

@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/tcplab/tcplab/internal/redistest"
 	"github.com/tcplab/tcplab/internal/testkit"
 	"github.com/tcplab/tcplab/store"
-	"github.com/tcplab/tcplab/store/redisstore/redistest"
 )
 
 func TestMain(m *testing.M) { testkit.Main(m) }
@@ -31,10 +31,10 @@ func TestParseURL(t *testing.T) {
 		tls     bool
 		wantErr string
 	}{
-		{url: "redis://127.0.0.1:6379/0?key=v", addr: "127.0.0.1:6379", key: "v", lease: DefaultLease},
-		{url: "redis://h", addr: "h:6379", key: DefaultKey, lease: DefaultLease},
+		{url: "redis://127.0.0.1:6379/0?key=v", addr: "127.0.0.1:6379", key: "v", lease: defaultLease},
+		{url: "redis://h", addr: "h:6379", key: defaultKey, lease: defaultLease},
 		{url: "redis://:s3cret@h:7000/3?key=a:b&lease=2s", addr: "h:7000", db: 3, key: "a:b", lease: 2 * time.Second, pass: "s3cret"},
-		{url: "rediss://user:pw@[::1]:6380/1?key=x&dial_timeout=1s", addr: "[::1]:6380", db: 1, key: "x", lease: DefaultLease, pass: "pw", tls: true},
+		{url: "rediss://user:pw@[::1]:6380/1?key=x&dial_timeout=1s", addr: "[::1]:6380", db: 1, key: "x", lease: defaultLease, pass: "pw", tls: true},
 		{url: "http://h/0?key=v", wantErr: "scheme must be redis:// or rediss://"},
 		{url: "redis://h/0?key=", wantErr: "empty key"},
 		{url: "redis://h/0?key=v&lease=forever", wantErr: "lease must be a duration"},

@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tcplab/tcplab/internal/redistest"
 	"github.com/tcplab/tcplab/internal/testkit"
 	"github.com/tcplab/tcplab/store"
-	"github.com/tcplab/tcplab/store/redisstore/redistest"
 )
 
 var _ store.Generational = (*Store)(nil)

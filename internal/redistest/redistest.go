@@ -2,6 +2,10 @@
 // a free loopback port, in a scratch directory, with an append-only file so
 // that it can be stopped and started again without losing what it stored.
 // No mock: the Redis store is tested against the engine it runs on.
+//
+// It is internal because it is support for this module's tests and for
+// bench, not an API: it fails tests rather than returning errors (New),
+// and changes whenever a test needs another fault.
 package redistest
 
 import (
