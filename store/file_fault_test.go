@@ -12,7 +12,6 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/tcplab/tcplab/internal/testkit"
 	"github.com/tcplab/tcplab/store"
@@ -142,15 +141,21 @@ func TestFileFlushThenValueIsSaved(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
+	started := make(chan struct{}, 50)
 	for i := range 50 {
 		wg.Go(func() {
-			for ctx.Err() == nil {
+			for n := 0; ctx.Err() == nil; n++ {
 				s.Append(ctx, []byte{byte('a' + i%26)})
+				if n == 5 {
+					started <- struct{}{}
+				}
 			}
 		})
 	}
-	time.Sleep(50 * time.Millisecond) // let appends pile up
-	cancel()                          // callers stop waiting; their appends are in flight
+	for range 50 {
+		<-started
+	}
+	cancel() // callers stop waiting; their appends are in flight
 	wg.Wait()
 	if err := s.Flush(context.Background()); err != nil {
 		t.Fatal(err)

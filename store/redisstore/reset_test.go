@@ -29,20 +29,22 @@ func openLogged(t *testing.T, url string, logs *syncBuffer) *Store {
 	return s
 }
 
-// appendGen appends p, retrying while Redis is unreachable (after a restart
-// or a failover the store needs a probe or two to find it again).
+// appendGen appends p, again once the store finds Redis again if it was
+// unreachable (after a restart or a failover the store needs a probe or
+// two to find it).
 func appendGen(t *testing.T, s *Store, p string) (string, uint64) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	expired := time.After(15 * time.Second)
 	for {
 		v, gen, err := s.AppendGen(context.Background(), []byte(p))
 		if err == nil {
 			return string(v), gen
 		}
-		if time.Now().After(deadline) {
+		select {
+		case <-s.health.upChan():
+		case <-expired:
 			t.Fatalf("Append(%q): %v", p, err)
 		}
-		time.Sleep(50 * time.Millisecond) // the store probes Redis meanwhile
 	}
 }
 
@@ -214,9 +216,16 @@ func TestFlushWaitsForAppendsInFlight(t *testing.T) {
 	if err := s.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	// Every append has its answer, so Redis has run every script: none is
+	// left to land later.
+	s.flight.mu.Lock()
+	n := s.flight.n
+	s.flight.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("Flush returned with %d appends queued or on the wire", n)
+	}
 	v := mustValue(t, s)
-	time.Sleep(100 * time.Millisecond) // anything still on its way would land now
 	if got, _ := redisClient(t, r).Get(context.Background(), "v").Result(); got != v {
-		t.Fatalf("Value after Flush: %d bytes; Redis holds %d a moment later", len(v), len(got))
+		t.Fatalf("Value after Flush: %d bytes; Redis holds %d", len(v), len(got))
 	}
 }
