@@ -26,7 +26,7 @@ func TestFileDiskFullRecovers(t *testing.T) {
 		t.Run(fmt.Sprint(policy), func(t *testing.T) {
 			dir := testkit.SmallDisk(t, 256<<10)
 			path := filepath.Join(dir, "v.log")
-			var logBuf syncBuffer
+			var logBuf testkit.SafeBuffer
 			s, err := store.OpenFile(path, store.FileOptions{Fsync: policy, Logger: testLogger(&logBuf)})
 			if err != nil {
 				t.Fatal(err)
@@ -97,7 +97,7 @@ func TestFileRemovedOrReplaced(t *testing.T) {
 	for _, how := range []string{"removed", "replaced"} {
 		t.Run(how, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "v.log")
-			var logBuf syncBuffer
+			var logBuf testkit.SafeBuffer
 			s, err := store.OpenFile(path, store.FileOptions{Logger: testLogger(&logBuf)})
 			if err != nil {
 				t.Fatal(err)
@@ -172,25 +172,7 @@ func TestFileFlushThenValueIsSaved(t *testing.T) {
 	}
 }
 
-// syncBuffer collects log output from the store's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
-func testLogger(b *syncBuffer) *slog.Logger { return slog.New(slog.NewTextHandler(b, nil)) }
+func testLogger(b *testkit.SafeBuffer) *slog.Logger { return slog.New(slog.NewTextHandler(b, nil)) }
 
 // RepairLog on a full disk fails with "nothing changed", and leaves
 // nothing behind: no partial copy of the original (which an operator

@@ -1,7 +1,6 @@
 package redisstore
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -466,24 +465,6 @@ func TestClose(t *testing.T) {
 	}
 }
 
-// syncBuffer collects log output from the store's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // Redis stopped and started again while clients append: appends fail with
 // an error while it is away (never a wrong v), the store says so once,
 // comes back by itself, and no acknowledged byte is lost.
@@ -495,7 +476,7 @@ func TestRedisRestart(t *testing.T) {
 	}{{"stop", false}, {"kill", true}} {
 		t.Run(tt.name, func(t *testing.T) {
 			r := redistest.New(t, "--appendfsync", "always")
-			var logs syncBuffer
+			var logs testkit.SafeBuffer
 			s, err := Open(context.Background(), r.URL("v"), WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 			if err != nil {
 				t.Fatal(err)

@@ -17,7 +17,7 @@ import (
 var _ store.Generational = (*Store)(nil)
 
 // openLogged opens a store at url whose log goes to logs.
-func openLogged(t *testing.T, url string, logs *syncBuffer) *Store {
+func openLogged(t *testing.T, url string, logs *testkit.SafeBuffer) *Store {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -86,7 +86,7 @@ func TestResetDetected(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			r := redistest.New(t, "--appendonly", "no")
-			var logs syncBuffer
+			var logs testkit.SafeBuffer
 			a := openLogged(t, r.URL("v"), &logs)
 			b := openLogged(t, r.URL("v"), &logs)
 			appendGen(t, a, "hello")
@@ -134,7 +134,7 @@ func TestResetDetectedFailover(t *testing.T) {
 	})
 
 	front := redistest.NewProxy(t, master.Addr()) // where the stores find "the master"
-	var logs syncBuffer
+	var logs testkit.SafeBuffer
 	a := openLogged(t, front.URL("v"), &logs)
 	b := openLogged(t, front.URL("v"), &logs)
 	appendGen(t, a, "hello")
@@ -170,7 +170,7 @@ func TestResetDetectedFailover(t *testing.T) {
 // the earlier v is dropped.
 func TestResetByHand(t *testing.T) {
 	r := redistest.New(t)
-	var logs syncBuffer
+	var logs testkit.SafeBuffer
 	a := openLogged(t, r.URL("v"), &logs)
 	_, gen := appendGen(t, a, "abc")
 	if err := redisClient(t, r).Append(context.Background(), "v", "!").Err(); err != nil {
