@@ -58,13 +58,15 @@ func serverPath() (string, error) {
 	return p, nil
 }
 
-// New starts a redis-server for a test on a free loopback port and stops it
-// when the test ends. The test fails (never skips) if there is no
-// redis-server.
+// New starts a redis-server for a test and stops it when the test ends.
+// The test fails (never skips) if there is no redis-server. Its port is
+// testkit.StaticPort's, reserved for the test: an ephemeral one could be
+// taken by another test's outgoing connection while Redis is down between
+// Stop and Start.
 func New(tb testing.TB, args ...string) *Server {
 	tb.Helper()
-	s, err := Start(tb.TempDir(), args...)
-	if err != nil {
+	s := &Server{Port: testkit.StaticPort(tb), Dir: tb.TempDir(), Args: args}
+	if err := s.Start(); err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { s.Kill() })
@@ -284,11 +286,7 @@ func NewTLS(tb testing.TB, args ...string) *Server {
 	tb.Helper()
 	ca := testkit.NewCA(tb, "redistest CA")
 	cert, key := ca.Issue(tb, "localhost", "server")
-	port, err := freePort()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	s := &Server{Port: port, Dir: tb.TempDir(), Args: args, CAFile: ca.CertFile, certFile: cert, keyFile: key,
+	s := &Server{Port: testkit.StaticPort(tb), Dir: tb.TempDir(), Args: args, CAFile: ca.CertFile, certFile: cert, keyFile: key,
 		tls: &tls.Config{RootCAs: ca.Pool(), ServerName: "localhost", MinVersion: tls.VersionTLS12}}
 	if err := s.Start(); err != nil {
 		tb.Fatal(err)
