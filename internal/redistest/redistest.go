@@ -10,7 +10,6 @@ package redistest
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -41,12 +40,10 @@ type Server struct {
 	certFile, keyFile string      // the server's certificate and key
 	tls               *tls.Config // client side, trusting CAFile
 
-	mu   sync.Mutex // guards cmd and done
+	mu   sync.Mutex // guards cmd, done and log
 	cmd  *exec.Cmd
 	done chan struct{}
-
-	logMu sync.Mutex
-	log   bytes.Buffer
+	log  *testkit.SafeBuffer // what this run of redis-server printed
 }
 
 // serverPath returns the redis-server binary, or an error that says how to get it.
@@ -147,11 +144,8 @@ func (s *Server) Start() error {
 		"--loglevel", "warning",
 	), s.Args...)
 	cmd := exec.Command(path, args...)
-	s.logMu.Lock()
-	s.log.Reset()
-	s.logMu.Unlock()
-	w := &lockedWriter{mu: &s.logMu, w: &s.log}
-	cmd.Stdout, cmd.Stderr = w, w
+	s.log = new(testkit.SafeBuffer)
+	cmd.Stdout, cmd.Stderr = s.log, s.log
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start redis-server: %w", err)
 	}
@@ -166,14 +160,14 @@ func (s *Server) Start() error {
 		select {
 		case <-done:
 			s.cmd = nil
-			return fmt.Errorf("redis-server exited at start: %s", strings.TrimSpace(s.output()))
+			return fmt.Errorf("redis-server exited at start: %s", strings.TrimSpace(s.log.String()))
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			cmd.Process.Kill()
 			<-done
 			s.cmd = nil
-			return fmt.Errorf("redis-server on %s did not answer within 10s: %s", s.Addr(), strings.TrimSpace(s.output()))
+			return fmt.Errorf("redis-server on %s did not answer within 10s: %s", s.Addr(), strings.TrimSpace(s.log.String()))
 		}
 	}
 }
@@ -249,24 +243,6 @@ func (s *Server) signal(sig syscall.Signal) error {
 		<-done
 		return fmt.Errorf("redis-server did not exit within 10s of %v", sig)
 	}
-}
-
-// output returns what redis-server printed (warnings and errors).
-func (s *Server) output() string {
-	s.logMu.Lock()
-	defer s.logMu.Unlock()
-	return s.log.String()
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 // Pid is the process id of the running redis-server, or 0.
