@@ -85,11 +85,11 @@ type RepairReport struct {
 func RepairLog(path string) (*RepairReport, error) {
 	// A symbolic link is repaired where it points: renaming over the link
 	// would replace it with a file.
-	real, err := filepath.EvalSymlinks(path)
+	target, err := filepath.EvalSymlinks(path)
 	if err != nil {
 		return nil, fmt.Errorf("repair: %w", err)
 	}
-	f, err := os.Open(real)
+	f, err := os.Open(target)
 	if err != nil {
 		return nil, fmt.Errorf("repair: %w", err)
 	}
@@ -120,7 +120,7 @@ func RepairLog(path string) (*RepairReport, error) {
 		return rep, nil
 	}
 	mode := info.Mode().Perm()
-	rep.Copy = fmt.Sprintf("%s.damaged-%s", real, time.Now().UTC().Format("20060102T150405.000000000Z"))
+	rep.Copy = fmt.Sprintf("%s.damaged-%s", target, time.Now().UTC().Format("20060102T150405.000000000Z"))
 	// On failure nothing is left behind: not a partial copy, which could
 	// pass for a whole one, nor a whole copy of an original left as it was
 	// (each retry would add one to a disk that is likely full).
@@ -130,18 +130,18 @@ func RepairLog(path string) (*RepairReport, error) {
 		}
 		return nil, fmt.Errorf("repair: keep a copy of the original: %w; nothing changed", err)
 	}
-	tmp := real + ".repair-tmp"
+	tmp := target + ".repair-tmp"
 	if err := writeSynced(tmp, out, os.O_TRUNC, mode); err != nil {
 		os.Remove(tmp)
 		os.Remove(rep.Copy)
 		return nil, fmt.Errorf("repair: write the repaired log: %w; nothing changed", err)
 	}
-	if err := os.Rename(tmp, real); err != nil {
+	if err := os.Rename(tmp, target); err != nil {
 		os.Remove(tmp)
 		os.Remove(rep.Copy)
-		return nil, fmt.Errorf("repair: replace %s: %w; nothing changed", real, err)
+		return nil, fmt.Errorf("repair: replace %s: %w; nothing changed", target, err)
 	}
-	syncDir(real)
+	syncDir(target)
 	return rep, nil
 }
 

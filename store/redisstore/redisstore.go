@@ -207,7 +207,7 @@ type Store struct {
 	feed    feed       // the change feed: the subscription and the watchers
 	members membership // this process's clients in the group
 	count   countCache // the group's client count as last read
-	copy    localCopy  // this process's copy of v and its identity in Redis
+	local   localCopy  // this process's copy of v and its identity in Redis
 	queue   chan *appendReq
 	flight  inflight // appends not yet answered, for Flush
 }

@@ -230,7 +230,7 @@ func (s *Store) runBatch(batch []*appendReq, payload []byte) {
 		fail(err)
 		return
 	}
-	snap := s.copy.snapshot()
+	snap := s.local.snapshot()
 	ctx, cancel := context.WithTimeout(s.ctx, opTimeout)
 	sent := time.Now()
 	res, err := appendScript.Run(ctx, s.client, s.names.value, s.names.channel, snap.epoch, len(snap.buf), snap.sum, payload).Slice()
@@ -307,7 +307,7 @@ func (s *Store) read(ctx context.Context) ([]byte, uint64, error) {
 	if err := s.awaitUsable(ctx, opTimeout); err != nil {
 		return nil, 0, err
 	}
-	snap := s.copy.snapshot()
+	snap := s.local.snapshot()
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
 	sent := time.Now()
@@ -395,7 +395,7 @@ func (c *localCopy) merge(snap copyState, a answer) (v []byte, gen uint64, dropp
 
 // merge is localCopy.merge, saying at WARN when the copy is dropped.
 func (s *Store) merge(snap copyState, a answer) ([]byte, uint64) {
-	v, gen, dropped := s.copy.merge(snap, a)
+	v, gen, dropped := s.local.merge(snap, a)
 	if dropped > 0 {
 		s.log.Warn("v in Redis is not the v this server had: "+resetCause(a.why)+"; ending the framed clients that hold the old v",
 			"redis", s.addr, "key", s.names.key, "had_bytes", dropped, "now_bytes", len(v))
