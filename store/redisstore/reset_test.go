@@ -117,21 +117,28 @@ func TestResetDetected(t *testing.T) {
 // can tell apart.
 func TestResetDetectedFailover(t *testing.T) {
 	t.Parallel()
-	master := redistest.New(t)
+	// No pause before the first sync (Redis waits 5 s by default for more
+	// replicas to share it).
+	master := redistest.New(t, "--repl-diskless-sync-delay", "0")
 	link := redistest.NewProxy(t, master.Addr()) // the replication link
 	replica := redistest.New(t, "--replicaof", "127.0.0.1", strconv.Itoa(link.Port()))
 	rc := redisClient(t, replica)
 	ctx := context.Background()
-	waitFor := func(what string, ok func() bool) {
+	// replicated waits until the replica has every write made so far on
+	// the master: WAIT counts the replicas that acknowledged this
+	// connection's writes, and replication keeps order, so a write of ours
+	// after the stores' own reaches the replica after theirs.
+	mc := redisClient(t, master).Conn()
+	t.Cleanup(func() { mc.Close() })
+	replicated := func(what string) {
 		t.Helper()
-		if !testkit.Poll(15*time.Second, ok) {
-			t.Fatalf("timed out waiting for %s", what)
+		if err := mc.Incr(ctx, "probe").Err(); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := mc.Wait(ctx, 1, 15*time.Second).Result(); err != nil || n < 1 {
+			t.Fatalf("the replica does not have %s within 15s (WAIT: %d, %v)", what, n, err)
 		}
 	}
-	waitFor("the replica to sync", func() bool {
-		info, _ := rc.Info(ctx, "replication").Result()
-		return strings.Contains(info, "master_link_status:up")
-	})
 
 	front := redistest.NewProxy(t, master.Addr()) // where the stores find "the master"
 	var logs testkit.SafeBuffer
@@ -139,10 +146,7 @@ func TestResetDetectedFailover(t *testing.T) {
 	b := openLogged(t, front.URL("v"), &logs)
 	appendGen(t, a, "hello")
 	_, genB := valueGen(t, b) // b's copy: "hello"
-	waitFor("the replica to have hello", func() bool {
-		v, _ := rc.Get(ctx, "v").Result()
-		return v == "hello"
-	})
+	replicated("hello")
 	link.Point("") // the replica misses what follows
 	v, genA := appendGen(t, a, "world")
 	if v != "helloworld" {
