@@ -84,3 +84,41 @@ func TestCountCacheFreshness(t *testing.T) {
 		}
 	})
 }
+
+// The local copy grows with answers that continue it, serves an older
+// point of itself to an overtaken request, and is dropped (a new
+// generation) when Redis answers with a v that does not continue it; an
+// answer to a request built before the drop stays in its own generation.
+// Slices handed out are never written again.
+func TestLocalCopyMerge(t *testing.T) {
+	var c localCopy
+	before := c.snapshot()
+	v, gen, dropped := c.merge(before, answer{epoch: "e1", data: "hello", sum: 1})
+	if string(v) != "hello" || gen != 0 || dropped != 0 {
+		t.Fatalf("first answer: %q gen %d dropped %d", v, gen, dropped)
+	}
+	first := v
+	old := c.snapshot()
+	v, gen, _ = c.merge(old, answer{epoch: "e1", from: 5, data: " world", sum: 2})
+	if string(v) != "hello world" || gen != 0 {
+		t.Fatalf("continuing answer: %q gen %d", v, gen)
+	}
+	if v, _, _ = c.merge(before, answer{epoch: "e1", data: "hello", sum: 1}); string(v) != "hello" {
+		t.Fatalf("overtaken answer: %q, want the older point hello", v)
+	}
+	v, gen, dropped = c.merge(c.snapshot(), answer{epoch: "e2", data: "Z", sum: 3, why: "epoch"})
+	if string(v) != "Z" || gen != 1 || dropped != len("hello world") {
+		t.Fatalf("reset: %q gen %d dropped %d, want Z gen 1 dropped 11", v, gen, dropped)
+	}
+	v, gen, _ = c.merge(old, answer{epoch: "e1", from: 5, data: "!", sum: 4})
+	if string(v) != "hello!" || gen != 0 {
+		t.Fatalf("answer to a request built before the reset: %q gen %d, want hello! in gen 0", v, gen)
+	}
+	v, gen, dropped = c.merge(c.snapshot(), answer{data: "raw", why: "foreign"})
+	if string(v) != "raw" || gen != 2 || dropped != 1 || c.snapshot().buf != nil {
+		t.Fatalf("answer with no epoch: %q gen %d dropped %d, copy %q: want raw, gen 2, no copy kept", v, gen, dropped, c.snapshot().buf)
+	}
+	if string(first) != "hello" {
+		t.Fatalf("a slice handed out changed to %q", first)
+	}
+}
