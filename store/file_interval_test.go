@@ -33,7 +33,7 @@ func TestFileIntervalLooksEveryTenMs(t *testing.T) {
 		if _, err := s.Append(ctx, []byte("b")); err != nil {
 			t.Fatalf("append within 10ms of the last look: %v, want it answered", err)
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond) // synctest's clock: the check's period passes at once
 		if v, err := s.Append(ctx, []byte("c")); err == nil {
 			t.Fatalf("append 10ms after the log was removed answered (%q)", v)
 		} else if !strings.Contains(err.Error(), "removed") {

@@ -16,7 +16,7 @@ func TestHealthIgnoresRepliesSentBeforeTheLoss(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHealth()
 		before := time.Now()
-		time.Sleep(time.Millisecond)
+		time.Sleep(time.Millisecond) // synctest's clock, as in every Sleep here
 		if !h.lost(errors.New("connection lost")) {
 			t.Fatal("first loss not reported as first")
 		}
