@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/tcplab/tcplab/store/redisstore/redistest"
+	"github.com/tcplab/tcplab/internal/redistest"
 )
 
 // The idlemem section (issue 13): server memory per idle connection with

@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/tcplab/tcplab/internal/redistest"
 	"github.com/tcplab/tcplab/sharedstring"
-	"github.com/tcplab/tcplab/store/redisstore/redistest"
 )
 
 // The Redis section (issue 5): letters per second through strsvr on the

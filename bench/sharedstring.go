@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tcplab/tcplab/store/redisstore/redistest"
+	"github.com/tcplab/tcplab/internal/redistest"
 )
 
 // The shared-string section (issue 4): letters per second and latency with

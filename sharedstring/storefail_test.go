@@ -13,11 +13,11 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/tcplab/tcplab/internal/redistest"
 	"github.com/tcplab/tcplab/internal/testkit"
 	"github.com/tcplab/tcplab/sharedstring"
 	"github.com/tcplab/tcplab/store"
 	"github.com/tcplab/tcplab/store/redisstore"
-	"github.com/tcplab/tcplab/store/redisstore/redistest"
 )
 
 // On a full disk, letters that cannot be stored are never answered: a

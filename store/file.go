@@ -1,119 +1,16 @@
 package store
 
 import (
-	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/binary"
-	"errors"
 	"fmt"
-	"hash/crc32"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/tcplab/tcplab/internal/datalog"
 )
-
-// FileMagic opens every data file of the first format, so that --data
-// pointed at some other file is refused instead of being read as v. Logs
-// of that format are still read and appended to; new logs are keyed (see
-// KeyedMagic).
-const FileMagic = "tcplab-strsvr-log v1\n"
-
-// KeyedMagic opens a log whose record checksums are keyed: it is followed
-// by the key, 8 lowercase hexadecimal digits, a space, the CRC-32C of
-// those 8 digits, also in 8, and a newline (keyedHeader bytes in all). The
-// header's own checksum keeps a damaged key from passing for another key,
-// under which every record would fail and the whole log look torn. A record's checksum is the CRC-32C of its data computed from the
-// key instead of from 0. Clients choose the bytes of records, and could
-// otherwise type a letter that reads as a valid record; inside a record
-// torn by a crash it would stand after the tear as a "valid record", and
-// turn a torn tail, which is cut, into damage, which is refused. They
-// never see the key, so their look-alikes fail the check (but for one
-// chance in 2^32).
-const KeyedMagic = "tcplab-strsvr-log v2 "
-
-// keyedHeader is the length of a keyed log's header.
-const keyedHeader = len(KeyedMagic) + 8 + 1 + 8 + 1
-
-// LogHeaderLen returns the length of the header of the log that starts
-// with b, before the first record, or 0 if b holds no whole header.
-func LogHeaderLen(b []byte) int {
-	if _, n, ok := parseHeader(b); ok {
-		return n
-	}
-	return 0
-}
-
-// parseHeader reads the header at the start of b: the checksum key (0 for
-// an unkeyed log), the header's length, and whether b holds a whole one.
-func parseHeader(b []byte) (key uint32, n int, ok bool) {
-	if len(b) >= len(FileMagic) && string(b[:len(FileMagic)]) == FileMagic {
-		return 0, len(FileMagic), true
-	}
-	if len(b) < keyedHeader || string(b[:keyedHeader]) != string(keyedHeaderOf(b[len(KeyedMagic):len(KeyedMagic)+8])) {
-		return 0, 0, false
-	}
-	k, err := strconv.ParseUint(string(b[len(KeyedMagic):len(KeyedMagic)+8]), 16, 32)
-	if err != nil {
-		return 0, 0, false
-	}
-	return uint32(k), keyedHeader, true
-}
-
-// keyedHeaderOf returns the header for the 8 hexadecimal digits of a key.
-func keyedHeaderOf(key []byte) []byte {
-	return fmt.Appendf(nil, "%s%s %08x\n", KeyedMagic, key, crc32.Checksum(key, castagnoli))
-}
-
-// tornHeader reports whether b is the start of a header cut short.
-func tornHeader(b []byte) bool {
-	if len(b) < len(FileMagic) && string(b) == FileMagic[:len(b)] {
-		return true
-	}
-	if len(b) >= keyedHeader {
-		return false
-	}
-	if len(b) <= len(KeyedMagic) {
-		return string(b) == KeyedMagic[:len(b)]
-	}
-	if string(b[:len(KeyedMagic)]) != KeyedMagic {
-		return false
-	}
-	for i, c := range b[len(KeyedMagic):] {
-		if i == 8 && c != ' ' || i != 8 && !strings.ContainsRune("0123456789abcdef", rune(c)) {
-			return false
-		}
-	}
-	return true
-}
-
-// newHeader returns the header of a new keyed log, with a random key.
-func newHeader() ([]byte, uint32) {
-	var k [4]byte
-	rand.Read(k[:])
-	key := binary.BigEndian.Uint32(k[:]) | 1 // never 0, the unkeyed key
-	return keyedHeaderOf(fmt.Appendf(nil, "%08x", key)), key
-}
-
-// recordSum is the checksum of a record's data under key.
-func recordSum(key uint32, data []byte) uint32 {
-	return crc32.Update(key, castagnoli, data)
-}
-
-// MaxRecord bounds one record of the log. Longer appends are cut into
-// several records; a length above it on reading marks a damaged tail.
-const MaxRecord = 1 << 20
-
-// recordHeader is the length and the CRC-32C of a record's data.
-const recordHeader = 8
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // Fsync says when File makes appended bytes durable.
 type Fsync int
@@ -158,26 +55,19 @@ type FileOptions struct {
 }
 
 // File keeps v in memory, as Memory does, and in an append-only log file,
-// from which OpenFile recovers it exactly after a restart.
-//
-// The log is a header followed by records, one per append (or per
-// MaxRecord bytes of it). The header is KeyedMagic, the key in 8 lowercase
-// hexadecimal digits and a newline (or, in logs made before keys, only
-// FileMagic, with key 0). A record is:
-//
-//	offset 0  uint32 big-endian  n, the length of the data, 1..MaxRecord
-//	offset 4  uint32 big-endian  CRC-32C (Castagnoli) of the data, computed
-//	                             from the key (crc32.Update(key, ...))
-//	offset 8  n bytes            the data: bytes appended to v, in order
+// from which OpenFile recovers it exactly after a restart. The format of
+// the log is package internal/datalog's: a header with a checksum key,
+// then one record per append (or per datalog.MaxRecord bytes of it), each
+// with its length and its checksum.
 //
 // A crash can leave the last record short or, after a power cut on some
-// file systems, filled with garbage or zeros; OpenFile keeps every record up to the
-// first one that is short or fails its checksum and cuts this torn tail
-// (Dropped says how many bytes). Those bytes were never answered, since
-// Append waits for its record to be written (and, under FsyncAlways,
-// synced) before it returns. A bad record with valid records after it is
-// not a torn tail but damage: OpenFile refuses the log with a CorruptError
-// and does not change it (see RepairLog).
+// file systems, filled with garbage or zeros; OpenFile keeps every record
+// up to the first one that is short or fails its checksum and cuts this
+// torn tail (Dropped says how many bytes). Those bytes were never
+// answered, since Append waits for its record to be written (and, under
+// FsyncAlways, synced) before it returns. A bad record with valid records
+// after it is not a torn tail but damage: OpenFile refuses the log with a
+// CorruptError and does not change it (see RepairLog).
 //
 // Value returns only what is written to the file, so a watcher is never
 // shown a byte that a crash could still take back. The file is locked
@@ -194,17 +84,21 @@ type FileOptions struct {
 // refuse every later append.
 type File struct {
 	localGroup
-	path string
-	opts FileOptions
-	f    *os.File
-	key  uint32 // the log's checksum key (0 in an unkeyed log)
-	// The device and inode of f, to notice the path naming another file;
-	// pathStat is sameFile's buffer.
-	dev, ino uint64
-	pathStat syscall.Stat_t
-	checked  time.Time
-	log      *slog.Logger
+	queue   appendQueue
+	file    *logFile // flushLoop's alone once OpenFile returns
+	logger  *slog.Logger
+	dropped int64 // bytes of torn tail OpenFile cut
 
+	kick    chan struct{} // wakes flushLoop: records are pending
+	stop    chan struct{} // closed by Close
+	stopped chan struct{} // closed when flushLoop has returned
+}
+
+// appendQueue is v and the appends on their way to the file. Appenders add
+// to it and flushLoop takes from it; its lock guards every field, so that
+// a reply (a prefix of buf), the batch it waits for and what Value shows
+// (the written prefix) always agree.
+type appendQueue struct {
 	mu      sync.Mutex
 	buf     []byte // v: all bytes appended, written or not
 	written int    // prefix of buf that is in the file
@@ -214,14 +108,6 @@ type File struct {
 	flying  *batch // the batch being written, if any
 	failed  error  // the store refuses appends from then on
 	closed  bool
-
-	fileOff int64 // end of the good part of the file (flushLoop only)
-	failing error // the last write failed; the next tries again (flushLoop only)
-
-	kick    chan struct{}
-	stop    chan struct{}
-	stopped chan struct{}
-	dropped int64
 }
 
 // batch is a group of appends written (and synced) together.
@@ -229,6 +115,8 @@ type batch struct {
 	done chan struct{}
 	err  error
 }
+
+func newBatch() *batch { return &batch{done: make(chan struct{})} }
 
 // OpenFile opens or creates the log at path and recovers v from it.
 func OpenFile(path string, opts FileOptions) (*File, error) {
@@ -238,150 +126,20 @@ func OpenFile(path string, opts FileOptions) (*File, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	lf, err := openLog(path, opts.Fsync, opts.Logger)
 	if err != nil {
-		return nil, fmt.Errorf("open data file: %w", err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("data file %s is in use by another process", path)
-		}
-		return nil, fmt.Errorf("lock data file %s: %w", path, err)
-	}
-	info, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("data file: %w", err)
-	}
-	st, ok := info.Sys().(*syscall.Stat_t)
-	if !ok {
-		f.Close()
-		return nil, fmt.Errorf("data file %s: no device and inode to check it by", path)
-	}
-	s := &File{path: path, opts: opts, f: f, dev: st.Dev, ino: st.Ino, log: opts.Logger, batch: newBatch(),
-		kick: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
-	if err := s.recover(); err != nil {
-		f.Close()
 		return nil, err
 	}
-	go s.flushLoop()
+	v, dropped, err := lf.load()
+	if err != nil {
+		lf.f.Close()
+		return nil, err
+	}
+	s := &File{file: lf, logger: opts.Logger, dropped: dropped,
+		queue: appendQueue{buf: v, written: len(v), batch: newBatch()},
+		kick:  make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
+	go s.flushLoop(opts.Interval)
 	return s, nil
-}
-
-func newBatch() *batch { return &batch{done: make(chan struct{})} }
-
-// recover reads the log into s.buf, cuts a damaged tail and leaves the file
-// offset at the end.
-func (s *File) recover() error {
-	st, err := s.f.Stat()
-	if err != nil {
-		return fmt.Errorf("data file: %w", err)
-	}
-	if st.Size() == 0 {
-		return s.writeHeader()
-	}
-	buf, good, key, err := decodeLog(bufio.NewReaderSize(s.f, 256<<10))
-	s.key = key
-	if err != nil {
-		return fmt.Errorf("data file %s: %w", s.path, err)
-	}
-	if good < st.Size() {
-		if good > 0 {
-			tail, err := s.readTail(good, st.Size())
-			if err != nil {
-				return err
-			}
-			if err := checkTail(s.path, tail, good, s.key); err != nil {
-				return err
-			}
-		}
-		if err := s.dropTail(good, st.Size()); err != nil {
-			return err
-		}
-	}
-	if _, err := s.f.Seek(good, io.SeekStart); err != nil {
-		return fmt.Errorf("data file: %w", err)
-	}
-	if good == 0 { // the header itself was torn
-		return s.writeHeader()
-	}
-	s.buf = buf
-	s.written = len(buf)
-	s.fileOff = good
-	return nil
-}
-
-// writeHeader writes the header of a new keyed log into the empty file.
-func (s *File) writeHeader() error {
-	h, key := newHeader()
-	if _, err := s.f.WriteAt(h, 0); err != nil {
-		return fmt.Errorf("write data file: %w", err)
-	}
-	if err := s.f.Sync(); err != nil {
-		return fmt.Errorf("sync data file: %w", err)
-	}
-	syncDir(s.path)
-	s.key = key
-	s.fileOff = int64(len(h))
-	return nil
-}
-
-// DecodeLog reads a log as written by File and returns v and the length of
-// the good part of the log (magic and whole, valid records). A damaged or
-// short tail is not an error: decoding stops before it. A log that does not
-// start with FileMagic is.
-func DecodeLog(r io.Reader) (v []byte, good int64, err error) {
-	v, good, _, err = decodeLog(r)
-	return v, good, err
-}
-
-// decodeLog is DecodeLog, and returns the log's checksum key too.
-func decodeLog(r io.Reader) (v []byte, good int64, key uint32, err error) {
-	br := bufio.NewReader(r) // r itself if r is a big enough bufio.Reader
-	head, _ := br.Peek(keyedHeader)
-	key, hn, ok := parseHeader(head)
-	if !ok {
-		if tornHeader(head) {
-			return nil, 0, 0, nil // torn while being created: start afresh
-		}
-		if len(head) == keyedHeader && string(head[:len(KeyedMagic)]) == KeyedMagic {
-			return nil, 0, 0, errors.New("damaged header: the checksum key on its first line does not match the checksum beside it, so no record can be checked")
-		}
-		return nil, 0, 0, errors.New("not a strsvr data file (bad magic)")
-	}
-	br.Discard(hn)
-	r = br
-	good = int64(hn)
-	var hdr [recordHeader]byte
-	for {
-		if _, err := io.ReadFull(r, hdr[:]); err != nil {
-			return v, good, key, nil
-		}
-		size := binary.BigEndian.Uint32(hdr[0:4])
-		sum := binary.BigEndian.Uint32(hdr[4:8])
-		if size == 0 || size > MaxRecord {
-			return v, good, key, nil
-		}
-		start := len(v)
-		v = append(v, make([]byte, size)...)
-		if _, err := io.ReadFull(r, v[start:]); err != nil || recordSum(key, v[start:]) != sum {
-			return v[:start], good, key, nil
-		}
-		good += recordHeader + int64(size)
-	}
-}
-
-// appendRecords encodes p as records, checksummed under key, onto dst.
-func appendRecords(dst []byte, key uint32, p []byte) []byte {
-	for len(p) > 0 {
-		n := min(len(p), MaxRecord)
-		dst = binary.BigEndian.AppendUint32(dst, uint32(n))
-		dst = binary.BigEndian.AppendUint32(dst, recordSum(key, p[:n]))
-		dst = append(dst, p[:n]...)
-		p = p[n:]
-	}
-	return dst
 }
 
 // Dropped reports how many bytes of a torn tail OpenFile cut.
@@ -396,23 +154,24 @@ func (s *File) Append(ctx context.Context, p []byte) ([]byte, error) {
 // AppendCapped implements Capped. The limit counts every byte appended,
 // whether or not it is in the file yet.
 func (s *File) AppendCapped(ctx context.Context, p []byte, limit int) ([]byte, error) {
-	s.mu.Lock()
+	q := &s.queue
+	q.mu.Lock()
 	switch {
-	case s.closed:
-		s.mu.Unlock()
+	case q.closed:
+		q.mu.Unlock()
 		return nil, ErrClosed
-	case s.failed != nil:
-		s.mu.Unlock()
-		return nil, s.failed
-	case limit > 0 && len(s.buf)+len(p) > limit:
-		s.mu.Unlock()
+	case q.failed != nil:
+		q.mu.Unlock()
+		return nil, q.failed
+	case limit > 0 && len(q.buf)+len(p) > limit:
+		q.mu.Unlock()
 		return nil, ErrFull
 	}
-	s.buf = append(s.buf, p...)
-	v := s.buf[:len(s.buf):len(s.buf)]
-	s.pending = appendRecords(s.pending, s.key, p)
-	b := s.batch
-	s.mu.Unlock()
+	q.buf = append(q.buf, p...)
+	v := q.buf[:len(q.buf):len(q.buf)]
+	q.pending = datalog.AppendRecords(q.pending, s.file.key, p)
+	b := q.batch
+	q.mu.Unlock()
 	select {
 	case s.kick <- struct{}{}:
 	default:
@@ -430,11 +189,12 @@ func (s *File) AppendCapped(ctx context.Context, p []byte, limit int) ([]byte, e
 
 // flushLoop writes the pending records, batch after batch, and syncs them
 // as the policy says. It is the only writer of the file.
-func (s *File) flushLoop() {
+func (s *File) flushLoop(interval time.Duration) {
 	defer close(s.stopped)
+	q := &s.queue
 	var tick <-chan time.Time
-	if s.opts.Fsync == FsyncInterval {
-		t := time.NewTicker(s.opts.Interval)
+	if s.file.policy == FsyncInterval {
+		t := time.NewTicker(interval)
 		defer t.Stop()
 		tick = t.C
 	}
@@ -445,8 +205,8 @@ func (s *File) flushLoop() {
 		case <-s.kick:
 		case <-tick:
 			if dirty {
-				if err := s.f.Sync(); err != nil {
-					s.log.Error("cannot sync the data file: letters answered since the last sync may not be on disk", "file", s.path, "err", err)
+				if err := s.file.f.Sync(); err != nil {
+					s.logger.Error("cannot sync the data file: letters answered since the last sync may not be on disk", "file", s.file.path, "err", err)
 				}
 				dirty = false
 			}
@@ -454,40 +214,43 @@ func (s *File) flushLoop() {
 		case <-s.stop:
 			stopping = true
 		}
-		s.mu.Lock()
-		data, b, end := s.pending, s.batch, len(s.buf)
-		s.pending, s.spare = s.spare[:0], nil
-		s.batch = newBatch()
-		s.flying = b
-		s.mu.Unlock()
+		q.mu.Lock()
+		data, b, end := q.pending, q.batch, len(q.buf)
+		q.pending, q.spare = q.spare[:0], nil
+		q.batch = newBatch()
+		q.flying = b
+		q.mu.Unlock()
 		var err error
 		if len(data) > 0 {
-			err = s.writeBatch(data, stopping)
+			var fatal error
+			err, fatal = s.file.write(data, stopping)
+			if fatal != nil {
+				s.fail(fatal)
+			}
 			if err == nil { // a failed write leaves the earlier ones to sync
-				dirty = s.opts.Fsync == FsyncInterval && !stopping
+				dirty = s.file.policy == FsyncInterval && !stopping
 			}
 		}
 		if stopping && dirty {
-			s.f.Sync()
+			s.file.f.Sync()
 		}
-		s.mu.Lock()
+		q.mu.Lock()
 		var next *batch
 		if err != nil {
 			// v forgets the failed batch and the appends queued behind
 			// it, whose replies were built on top of it: none of them is
 			// answered.
-			s.buf = s.buf[:s.written]
-			s.pending = s.pending[:0]
-			next, s.batch = s.batch, newBatch()
+			q.buf = q.buf[:q.written]
+			q.pending = q.pending[:0]
+			next, q.batch = q.batch, newBatch()
 		} else if len(data) > 0 {
-			s.written = end
-			s.fileOff += int64(len(data))
+			q.written = end
 		}
-		s.flying = nil
+		q.flying = nil
 		if cap(data) <= 4<<20 {
-			s.spare = data[:0]
+			q.spare = data[:0]
 		}
-		s.mu.Unlock()
+		q.mu.Unlock()
 		b.err = err
 		close(b.done)
 		if next != nil {
@@ -495,7 +258,7 @@ func (s *File) flushLoop() {
 			close(next.done)
 		}
 		if len(data) > 0 && err == nil {
-			s.notify.signal()
+			s.notify.Signal()
 		}
 		if stopping {
 			return
@@ -503,64 +266,17 @@ func (s *File) flushLoop() {
 	}
 }
 
-// writeBatch writes data at the end of the good part of the file and syncs
-// it if the policy (or stopping) says so, then checks that the path still
-// names the file. On failure it cuts what was partly written, so the next
-// write starts from the good end again; if even that fails, or the file
-// was replaced, the store refuses every later append (s.failed).
-func (s *File) writeBatch(data []byte, stopping bool) error {
-	_, err := s.f.WriteAt(data, s.fileOff)
-	if err == nil && (s.opts.Fsync == FsyncAlways || stopping) {
-		if err = s.f.Sync(); err != nil {
-			err = fmt.Errorf("sync data file %s: %w", s.path, pathCause(err))
-		}
-	} else if err != nil {
-		err = fmt.Errorf("write data file %s: %w", s.path, pathCause(err))
-	}
-	if err == nil {
-		if err = s.sameFile(); err != nil {
-			s.fail(err)
-			return err
-		}
-		was := s.failing
-		s.failing = nil
-		if was != nil {
-			s.log.Info("the data file accepts writes again: appending", "file", s.path)
-		}
-		return nil
-	}
-	if terr := s.f.Truncate(s.fileOff); terr != nil {
-		s.fail(fmt.Errorf("%w; and the partial write cannot be cut (%v): refusing appends until restarted", err, terr))
-		return err
-	}
-	first := s.failing == nil
-	s.failing = err
-	if first {
-		s.log.Error("cannot store letters: refusing them until the data file accepts writes again", "file", s.path, "err", err)
-	}
-	return err
-}
-
-// pathCause drops the path from an *os.PathError, which the message names
-// already.
-func pathCause(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
-}
-
 // fail puts the store in the failed state for good, saying so once.
 func (s *File) fail(err error) {
-	s.mu.Lock()
-	first := s.failed == nil
+	q := &s.queue
+	q.mu.Lock()
+	first := q.failed == nil
 	if first {
-		s.failed = err
+		q.failed = err
 	}
-	s.mu.Unlock()
+	q.mu.Unlock()
 	if first {
-		s.log.Error("data file store stopped: refusing every letter", "err", err)
+		s.logger.Error("data file store stopped: refusing every letter", "err", err)
 	}
 }
 
@@ -569,19 +285,20 @@ func (s *File) fail(err error) {
 // waiting. After it, and with no append running, Value is what OpenFile
 // recovers after a restart.
 func (s *File) Flush(ctx context.Context) error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	q := &s.queue
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
 		return ErrClosed
 	}
 	var waits []*batch
-	if s.flying != nil {
-		waits = append(waits, s.flying)
+	if q.flying != nil {
+		waits = append(waits, q.flying)
 	}
-	if len(s.pending) > 0 {
-		waits = append(waits, s.batch)
+	if len(q.pending) > 0 {
+		waits = append(waits, q.batch)
 	}
-	s.mu.Unlock()
+	q.mu.Unlock()
 	select {
 	case s.kick <- struct{}{}:
 	default:
@@ -598,31 +315,33 @@ func (s *File) Flush(ctx context.Context) error {
 
 // Value implements Store: v as far as it is in the file.
 func (s *File) Value(context.Context) ([]byte, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
+	q := &s.queue
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
 		return nil, ErrClosed
 	}
-	return s.buf[:s.written:s.written], nil
+	return q.buf[:q.written:q.written], nil
 }
 
 // Close writes and syncs what is pending, then closes the file. It is safe
 // to call more than once.
 func (s *File) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	q := &s.queue
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
 		return nil
 	}
-	s.closed = true
-	s.mu.Unlock()
+	q.closed = true
+	q.mu.Unlock()
 	close(s.stop)
 	<-s.stopped
 	s.closeGroup()
-	s.mu.Lock()
-	failed := s.failed
-	s.mu.Unlock()
-	err := s.f.Close()
+	q.mu.Lock()
+	failed := q.failed
+	q.mu.Unlock()
+	err := s.file.f.Close()
 	if failed != nil {
 		return failed
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tcplab/tcplab/internal/datalog"
 	"github.com/tcplab/tcplab/store"
 )
 
@@ -43,7 +44,7 @@ func writeLogBytes(t testing.TB, n int) (path string, file []byte, offsets []int
 	if err != nil {
 		t.Fatal(err)
 	}
-	off := store.LogHeaderLen(file)
+	off := datalog.HeaderLen(file)
 	for i := range n {
 		offsets = append(offsets, off)
 		off += 8 + len(fmt.Sprintf("<%d>", i))
@@ -184,7 +185,7 @@ func TestRepairLogIntact(t *testing.T) {
 func FuzzRepairLog(f *testing.F) {
 	_, file, _, _ := writeLogBytes(f, 5)
 	damaged := bytes.Clone(file)
-	head := store.LogHeaderLen(file)
+	head := datalog.HeaderLen(file)
 	damaged[head+9] ^= 1
 	f.Add(damaged[head:])
 	f.Add(append(bytes.Clone(file[head:]), 0, 0, 0, 1, 2))
@@ -192,7 +193,7 @@ func FuzzRepairLog(f *testing.F) {
 	f.Fuzz(func(t *testing.T, tail []byte) {
 		orig := append(bytes.Clone(file[:head]), tail...)
 		out, rep := store.RepairBytes(orig)
-		v, good, err := store.DecodeLog(bytes.NewReader(out))
+		v, good, err := datalog.Decode(bytes.NewReader(out))
 		if err != nil || good != int64(len(out)) || int64(len(v)) != rep.Letters {
 			t.Fatalf("repaired log: %v, good %d of %d, %d letters (report %d)", err, good, len(out), len(v), rep.Letters)
 		}
@@ -287,7 +288,7 @@ func TestFileUnkeyedLogAndTornHeader(t *testing.T) {
 		return append(b, p...)
 	}
 	path := filepath.Join(t.TempDir(), "v.log")
-	old := append([]byte(store.FileMagic), record("abc")...)
+	old := append([]byte(datalog.Magic), record("abc")...)
 	old = append(old, record("de")[:5]...) // a torn tail
 	os.WriteFile(path, old, 0o644)
 	for _, want := range []string{"abc", "abcZ"} {
@@ -302,12 +303,12 @@ func TestFileUnkeyedLogAndTornHeader(t *testing.T) {
 		s.Append(ctx, []byte("Z"))
 		s.Close()
 	}
-	if b, _ := os.ReadFile(path); store.LogHeaderLen(b) != len(store.FileMagic) {
+	if b, _ := os.ReadFile(path); datalog.HeaderLen(b) != len(datalog.Magic) {
 		t.Fatalf("unkeyed log rewritten with another header: %q", b[:30])
 	}
 
 	_, file, _, _ := writeLog(t, 1)
-	for n := range store.LogHeaderLen(file) {
+	for n := range datalog.HeaderLen(file) {
 		os.WriteFile(path, file[:n], 0o644)
 		s, err := store.OpenFile(path, store.FileOptions{})
 		if err != nil {
@@ -316,7 +317,7 @@ func TestFileUnkeyedLogAndTornHeader(t *testing.T) {
 		s.Append(ctx, []byte("Y"))
 		s.Close()
 		b, _ := os.ReadFile(path)
-		if v, _, err := store.DecodeLog(bytes.NewReader(b)); err != nil || string(v) != "Y" {
+		if v, _, err := datalog.Decode(bytes.NewReader(b)); err != nil || string(v) != "Y" {
 			t.Fatalf("header torn at %d: then %q, %v", n, v, err)
 		}
 	}
@@ -328,7 +329,7 @@ func TestFileUnkeyedLogAndTornHeader(t *testing.T) {
 // alone, whatever the bit.
 func TestFileDamagedHeaderRefused(t *testing.T) {
 	path, file, _, _ := writeLog(t, 20)
-	for i := range store.LogHeaderLen(file) {
+	for i := range datalog.HeaderLen(file) {
 		for bit := range 8 {
 			d := bytes.Clone(file)
 			d[i] ^= 1 << bit
@@ -339,7 +340,7 @@ func TestFileDamagedHeaderRefused(t *testing.T) {
 				s.Close()
 				t.Fatalf("byte %d bit %d of the header flipped: opened, v %q", i, bit, v)
 			}
-			if want := "damaged header"; i >= len(store.KeyedMagic) && !strings.Contains(err.Error(), want) {
+			if want := "damaged header"; i >= len(datalog.KeyedMagic) && !strings.Contains(err.Error(), want) {
 				t.Errorf("byte %d bit %d of the key flipped: %q does not say %q", i, bit, err, want)
 			}
 			if now, _ := os.ReadFile(path); !bytes.Equal(now, d) {

@@ -2,15 +2,15 @@ package store
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
+
+	"github.com/tcplab/tcplab/internal/datalog"
 )
 
 // What can follow the last good record of a log, and what to do about it.
@@ -46,34 +46,6 @@ type Span struct {
 	Bytes  int64
 }
 
-// validRecordAt reports the length of the valid record at b[0:], under the
-// checksum key, or 0.
-func validRecordAt(b []byte, key uint32) int {
-	if len(b) < recordHeader {
-		return 0
-	}
-	size := binary.BigEndian.Uint32(b[0:4])
-	if size == 0 || size > MaxRecord || int64(size) > int64(len(b)-recordHeader) {
-		return 0
-	}
-	if recordSum(key, b[recordHeader:recordHeader+int(size)]) != binary.BigEndian.Uint32(b[4:8]) {
-		return 0
-	}
-	return recordHeader + int(size)
-}
-
-// nextValidRecord returns the offset in b of the first valid record that
-// starts after b[0], or -1. Random bytes pass the length test once in 4,096
-// offsets, so the checksums computed stay few.
-func nextValidRecord(b []byte, key uint32) int {
-	for i := 1; i+recordHeader < len(b); i++ {
-		if validRecordAt(b[i:], key) > 0 {
-			return i
-		}
-	}
-	return -1
-}
-
 // checkTail looks at the bytes of a log after its good part, which starts
 // at offset good: it returns nil for a torn tail (nothing valid after the
 // first bad byte) and a CorruptError otherwise.
@@ -81,7 +53,7 @@ func checkTail(path string, tail []byte, good int64, key uint32) error {
 	if len(tail) == 0 {
 		return nil
 	}
-	next := nextValidRecord(tail, key)
+	next := datalog.NextRecord(tail, key)
 	if next < 0 {
 		return nil
 	}
@@ -113,11 +85,11 @@ type RepairReport struct {
 func RepairLog(path string) (*RepairReport, error) {
 	// A symbolic link is repaired where it points: renaming over the link
 	// would replace it with a file.
-	real, err := filepath.EvalSymlinks(path)
+	target, err := filepath.EvalSymlinks(path)
 	if err != nil {
 		return nil, fmt.Errorf("repair: %w", err)
 	}
-	f, err := os.Open(real)
+	f, err := os.Open(target)
 	if err != nil {
 		return nil, fmt.Errorf("repair: %w", err)
 	}
@@ -126,8 +98,8 @@ func RepairLog(path string) (*RepairReport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("repair: %w", err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		if errors.Is(err, syscall.EWOULDBLOCK) {
+	if busy, err := lock(f); err != nil {
+		if busy {
 			return nil, fmt.Errorf("repair: data file %s is in use by another process (a running strsvr?)", path)
 		}
 		return nil, fmt.Errorf("repair: lock %s: %w", path, err)
@@ -136,8 +108,8 @@ func RepairLog(path string) (*RepairReport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("repair: read %s: %w", path, err)
 	}
-	if LogHeaderLen(orig) == 0 {
-		if _, _, _, err := decodeLog(bytes.NewReader(orig)); err != nil {
+	if datalog.HeaderLen(orig) == 0 {
+		if _, _, err := datalog.Decode(bytes.NewReader(orig)); err != nil {
 			return nil, fmt.Errorf("repair: %s: %w; nothing changed", path, err)
 		}
 		return nil, fmt.Errorf("repair: %s holds no whole header (strsvr begins such a log afresh); nothing changed", path)
@@ -148,7 +120,7 @@ func RepairLog(path string) (*RepairReport, error) {
 		return rep, nil
 	}
 	mode := info.Mode().Perm()
-	rep.Copy = fmt.Sprintf("%s.damaged-%s", real, time.Now().UTC().Format("20060102T150405.000000000Z"))
+	rep.Copy = fmt.Sprintf("%s.damaged-%s", target, time.Now().UTC().Format("20060102T150405.000000000Z"))
 	// On failure nothing is left behind: not a partial copy, which could
 	// pass for a whole one, nor a whole copy of an original left as it was
 	// (each retry would add one to a disk that is likely full).
@@ -158,34 +130,34 @@ func RepairLog(path string) (*RepairReport, error) {
 		}
 		return nil, fmt.Errorf("repair: keep a copy of the original: %w; nothing changed", err)
 	}
-	tmp := real + ".repair-tmp"
+	tmp := target + ".repair-tmp"
 	if err := writeSynced(tmp, out, os.O_TRUNC, mode); err != nil {
 		os.Remove(tmp)
 		os.Remove(rep.Copy)
 		return nil, fmt.Errorf("repair: write the repaired log: %w; nothing changed", err)
 	}
-	if err := os.Rename(tmp, real); err != nil {
+	if err := os.Rename(tmp, target); err != nil {
 		os.Remove(tmp)
 		os.Remove(rep.Copy)
-		return nil, fmt.Errorf("repair: replace %s: %w; nothing changed", real, err)
+		return nil, fmt.Errorf("repair: replace %s: %w; nothing changed", target, err)
 	}
-	syncDir(real)
+	syncDir(target)
 	return rep, nil
 }
 
 // repairBytes is RepairLog on a log in memory that starts with a whole
 // header: the repaired log and what was kept and dropped.
 func repairBytes(orig []byte) ([]byte, *RepairReport) {
-	key, hn, _ := parseHeader(orig)
+	key, hn, _ := datalog.ParseHeader(orig)
 	rep := &RepairReport{}
 	out := make([]byte, 0, len(orig))
 	out = append(out, orig[:hn]...)
 	damaged := false
 	for pos := hn; pos < len(orig); {
-		if n := validRecordAt(orig[pos:], key); n > 0 {
+		if n := datalog.RecordAt(orig[pos:], key); n > 0 {
 			out = append(out, orig[pos:pos+n]...)
 			rep.Records++
-			rep.Letters += int64(n - recordHeader)
+			rep.Letters += int64(n - datalog.RecordHeader)
 			if !damaged {
 				rep.LettersBeforeDamage = rep.Letters
 			}
@@ -193,7 +165,7 @@ func repairBytes(orig []byte) ([]byte, *RepairReport) {
 			continue
 		}
 		damaged = true
-		next := nextValidRecord(orig[pos:], key)
+		next := datalog.NextRecord(orig[pos:], key)
 		end := len(orig)
 		if next > 0 {
 			end = pos + next
@@ -229,53 +201,3 @@ func writeSynced(path string, b []byte, flag int, mode os.FileMode) error {
 	syncDir(path)
 	return nil
 }
-
-// dropTail cuts the log s.f at good and syncs it.
-func (s *File) dropTail(good, size int64) error {
-	s.dropped = size - good
-	if err := s.f.Truncate(good); err != nil {
-		return fmt.Errorf("cut torn tail of %s: %w", s.path, err)
-	}
-	if err := s.f.Sync(); err != nil {
-		return fmt.Errorf("sync data file: %w", err)
-	}
-	return nil
-}
-
-// readTail reads the file s.f from off to size.
-func (s *File) readTail(off, size int64) ([]byte, error) {
-	tail := make([]byte, size-off)
-	if _, err := s.f.ReadAt(tail, off); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("read data file %s: %w", s.path, err)
-	}
-	return tail, nil
-}
-
-// sameFile reports whether path still names the file s.f: a log unlinked
-// or replaced under a running server would take every later letter with
-// it, and let a second server in on the path. It compares the device and
-// inode of the path (stat(2), into a reused buffer) with the open file's.
-// Under FsyncAlways it runs after every write, where the fsync dwarfs it.
-// Under FsyncInterval, where a write costs about as much as the stat and
-// even an fstat halved the letters a second in BenchmarkFileAppend, it
-// runs at most once every checkEvery: letters written in that window may
-// be answered into a log that was just removed. flushLoop only.
-func (s *File) sameFile() error {
-	if s.opts.Fsync != FsyncAlways {
-		now := time.Now()
-		if now.Sub(s.checked) < checkEvery {
-			return nil
-		}
-		s.checked = now
-	}
-	if err := syscall.Stat(s.path, &s.pathStat); err != nil {
-		return fmt.Errorf("data file %s was removed while in use (%w): letters written now would be lost; restart strsvr", s.path, err)
-	}
-	if s.pathStat.Dev != s.dev || s.pathStat.Ino != s.ino {
-		return fmt.Errorf("data file %s was replaced by another file while in use: letters written now would be lost; restart strsvr", s.path)
-	}
-	return nil
-}
-
-// checkEvery bounds, under FsyncInterval, how often sameFile looks.
-const checkEvery = 10 * time.Millisecond

@@ -49,7 +49,7 @@ func (m *Memory) AppendCapped(_ context.Context, p []byte, limit int) ([]byte, e
 	m.buf = append(m.buf, p...)
 	v := m.buf[:len(m.buf):len(m.buf)]
 	m.mu.Unlock()
-	m.notify.signal()
+	m.notify.Signal()
 	return v, nil
 }
 
@@ -70,115 +70,4 @@ func (m *Memory) Close() error {
 	m.mu.Unlock()
 	m.closeGroup()
 	return nil
-}
-
-// localGroup is Changes, Join and Clients for a store private to one
-// server (Memory, File): the group is this server, its client count a
-// counter, and its change signal a notifier that the store's appends fire
-// too.
-type localGroup struct {
-	notify  notifier
-	countMu sync.Mutex
-	count   int64
-	done    bool
-}
-
-// Changes implements Store.
-func (g *localGroup) Changes(ctx context.Context) (<-chan struct{}, error) {
-	return g.notify.subscribe(ctx)
-}
-
-// Join implements Store.
-func (g *localGroup) Join(context.Context) (func(), error) {
-	g.countMu.Lock()
-	if g.done {
-		g.countMu.Unlock()
-		return nil, ErrClosed
-	}
-	g.count++
-	g.countMu.Unlock()
-	g.notify.signal()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			g.countMu.Lock()
-			g.count--
-			g.countMu.Unlock()
-			g.notify.signal()
-		})
-	}, nil
-}
-
-// Clients implements Store.
-func (g *localGroup) Clients(context.Context) (int64, error) {
-	g.countMu.Lock()
-	defer g.countMu.Unlock()
-	if g.done {
-		return 0, ErrClosed
-	}
-	return g.count, nil
-}
-
-// closeGroup refuses Join and Clients from now on and closes every Changes
-// channel; the store's Close calls it.
-func (g *localGroup) closeGroup() {
-	g.countMu.Lock()
-	g.done = true
-	g.countMu.Unlock()
-	g.notify.close()
-}
-
-// notifier hands out coalescing change channels: each subscriber has a
-// channel with room for one signal, and signal never blocks, so a slow
-// subscriber finds one pending signal for any number of changes.
-type notifier struct {
-	mu     sync.Mutex
-	subs   map[chan struct{}]struct{}
-	closed bool
-}
-
-func (n *notifier) subscribe(ctx context.Context) (<-chan struct{}, error) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.closed {
-		return nil, ErrClosed
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if n.subs == nil {
-		n.subs = make(map[chan struct{}]struct{})
-	}
-	ch := make(chan struct{}, 1)
-	n.subs[ch] = struct{}{}
-	context.AfterFunc(ctx, func() {
-		n.mu.Lock()
-		defer n.mu.Unlock()
-		if _, ok := n.subs[ch]; ok {
-			delete(n.subs, ch)
-			close(ch)
-		}
-	})
-	return ch, nil
-}
-
-func (n *notifier) signal() {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	for ch := range n.subs {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
-	}
-}
-
-func (n *notifier) close() {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.closed = true
-	for ch := range n.subs {
-		delete(n.subs, ch)
-		close(ch)
-	}
 }

@@ -5,6 +5,11 @@
 // Store is the one interface the server uses. Implementations: in memory
 // (the default, as the tutorial's server), an append-only file that survives
 // restarts, and Redis, which lets several strsvr processes share one v.
+//
+// Store and its implementations (here and in store/redisstore) are the API
+// that package sharedstring programs against, and kept stable. The bytes
+// of the data file are internal/datalog's; what only tests need of this
+// package is in export_test.go.
 package store
 
 import (

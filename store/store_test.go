@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tcplab/tcplab/internal/datalog"
 	"github.com/tcplab/tcplab/internal/testkit"
 	"github.com/tcplab/tcplab/store"
 )
@@ -180,7 +181,7 @@ func TestFileRecoversExactly(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	big := bytes.Repeat([]byte("z"), store.MaxRecord+10) // cut into two records
+	big := bytes.Repeat([]byte("z"), datalog.MaxRecord+10) // cut into two records
 	want = append(want, big...)
 	s.Append(ctx, big)
 	if _, err := store.OpenFile(path, store.FileOptions{}); err == nil {
@@ -225,8 +226,8 @@ func TestFileTornTail(t *testing.T) {
 		{"garbage after", append(bytes.Clone(whole), 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5), "abcde"},
 		{"zeros after", append(bytes.Clone(whole), make([]byte, 4096)...), "abcde"},
 		{"bad checksum", append(bytes.Clone(whole[:len(whole)-1]), 'X'), "abc"},
-		{"torn magic", []byte(store.FileMagic[:5]), ""},
-		{"magic only", []byte(store.FileMagic), ""},
+		{"torn magic", []byte(datalog.Magic[:5]), ""},
+		{"magic only", []byte(datalog.Magic), ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -262,22 +263,6 @@ func TestFileRefusesForeignFile(t *testing.T) {
 	if b, _ := os.ReadFile(p); string(b) != "my precious notes\n" {
 		t.Fatal("foreign file modified")
 	}
-}
-
-// DecodeLog never panics and never returns more than the input holds.
-func FuzzDecodeLog(f *testing.F) {
-	f.Add([]byte(store.FileMagic + "\x00\x00\x00\x01\x00\x00\x00\x00a"))
-	f.Add([]byte(store.FileMagic))
-	f.Add([]byte("junk"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		v, good, err := store.DecodeLog(bytes.NewReader(b))
-		if err != nil {
-			return
-		}
-		if good > int64(len(b)) || len(v) > len(b) {
-			t.Fatalf("decoded %d bytes (good %d) from %d", len(v), good, len(b))
-		}
-	})
 }
 
 // AppendCapped checks the limit and appends as one step: however many

@@ -5,7 +5,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/tcplab/tcplab/store/redisstore/redistest"
+	"github.com/tcplab/tcplab/internal/redistest"
 )
 
 // strsvr on Redis, stopped while Redis is down: the final v cannot be

@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/tcplab/tcplab/internal/redistest"
 	"github.com/tcplab/tcplab/internal/testkit"
 	"github.com/tcplab/tcplab/store/redisstore"
-	"github.com/tcplab/tcplab/store/redisstore/redistest"
 )
 
 func TestStoreURLWithAuth(t *testing.T) {

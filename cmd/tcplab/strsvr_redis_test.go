@@ -17,10 +17,10 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/tcplab/tcplab/internal/redistest"
 	"github.com/tcplab/tcplab/internal/testkit"
 	"github.com/tcplab/tcplab/sharedstring"
 	"github.com/tcplab/tcplab/store/redisstore"
-	"github.com/tcplab/tcplab/store/redisstore/redistest"
 )
 
 // startGroupServer starts "tcplab strsvr --store URL [extra] PORT" and

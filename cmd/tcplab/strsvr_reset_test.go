@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/tcplab/tcplab/internal/redistest"
 	"github.com/tcplab/tcplab/internal/testkit"
-	"github.com/tcplab/tcplab/store/redisstore/redistest"
 )
 
 // The issue's own session: a tcplab strclnt types hello and world, v is

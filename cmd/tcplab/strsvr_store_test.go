@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tcplab/tcplab/internal/datalog"
 	"github.com/tcplab/tcplab/internal/testkit"
 	"github.com/tcplab/tcplab/sharedstring"
 	"github.com/tcplab/tcplab/store"
@@ -108,7 +109,7 @@ func writeTestLog(t *testing.T, path string, n int) ([]byte, []int) {
 		t.Fatal(err)
 	}
 	var offsets []int
-	off := store.LogHeaderLen(b)
+	off := datalog.HeaderLen(b)
 	for i := range n {
 		offsets = append(offsets, off)
 		off += 8 + len(fmt.Sprintf("<%d>", i))
@@ -342,7 +343,7 @@ func TestStrSvrTornLetterLookingLikeRecord(t *testing.T) {
 		t.Fatalf("strsvr exit %d: %s", code, srv.Stderr.String())
 	}
 	file, _ := os.ReadFile(data)
-	if got, _, _ := store.DecodeLog(bytes.NewReader(file)); !bytes.Equal(got, letters) {
+	if got, _, _ := datalog.Decode(bytes.NewReader(file)); !bytes.Equal(got, letters) {
 		t.Fatalf("log holds %q, want the letters", got)
 	}
 	os.WriteFile(data, file[:len(file)-10], 0o644) // the crash: "y"s torn off

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/tcplab/tcplab/store/redisstore/redistest"
+	"github.com/tcplab/tcplab/internal/redistest"
 )
 
 // BenchmarkAppend is one-letter appends from 100 goroutines through one

@@ -2,11 +2,13 @@ package redisstore
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/tcplab/tcplab/internal/endpoint"
 	"github.com/tcplab/tcplab/store"
+	"github.com/tcplab/tcplab/store/internal/notify"
 )
 
 // Live updates across processes. Every script that changes v or a client
@@ -19,40 +21,50 @@ import (
 // vanished without a reset) and it is replaced.
 const pingEvery = 15 * time.Second
 
+// feed is the change feed of one process: the subscription listen holds,
+// fanned out to the watchers' channels. Its lock guards the subscription,
+// so that after stop none is left open.
+type feed struct {
+	watchers notify.Notifier
+
+	mu     sync.Mutex
+	ps     *redis.PubSub
+	closed bool
+}
+
 // Changes returns a channel that receives a signal after v or the group's
 // client count may have changed, on any process of the group. After the
 // subscription is lost and made again, watchers get a signal too, since
 // messages may have been missed meanwhile.
 func (s *Store) Changes(ctx context.Context) (<-chan struct{}, error) {
-	ch := make(chan struct{}, 1)
-	s.watchMu.Lock()
-	if s.closed {
-		s.watchMu.Unlock()
+	if s.ctx.Err() != nil {
 		return nil, store.ErrClosed
 	}
-	s.watchers[ch] = struct{}{}
-	s.watchMu.Unlock()
-	context.AfterFunc(ctx, func() {
-		s.watchMu.Lock()
-		defer s.watchMu.Unlock()
-		if _, ok := s.watchers[ch]; ok {
-			delete(s.watchers, ch)
-			close(ch)
-		}
-	})
+	ch, ok := s.feed.watchers.Subscribe(ctx)
+	if !ok {
+		return nil, store.ErrClosed
+	}
 	return ch, nil
 }
 
-// signal wakes every watcher, without ever blocking on a slow one.
-func (s *Store) signal() {
-	s.watchMu.Lock()
-	defer s.watchMu.Unlock()
-	for ch := range s.watchers {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
+// hold records ps as the subscription to end at stop; after stop it
+// reports false and the caller closes ps itself.
+func (f *feed) hold(ps *redis.PubSub) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return false
 	}
+	f.ps = ps
+	return true
+}
+
+// stop returns the subscription to close; no other is held after it.
+func (f *feed) stop() *redis.PubSub {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.closed = true
+	return f.ps
 }
 
 // listen holds the subscription, making it again with growing pauses when
@@ -61,18 +73,14 @@ func (s *Store) listen() {
 	defer s.wg.Done()
 	var backoff time.Duration
 	for {
-		ps := s.client.Subscribe(s.ctx, s.chann)
-		s.watchMu.Lock()
-		if s.closed {
-			s.watchMu.Unlock()
+		ps := s.client.Subscribe(s.ctx, s.names.channel)
+		if !s.feed.hold(ps) {
 			ps.Close()
 			return
 		}
-		s.ps = ps
-		s.watchMu.Unlock()
 
 		heard := s.receive(ps)
-		s.subscribed.Store(false)
+		s.count.subscribed.Store(false)
 		ps.Close()
 		if s.ctx.Err() != nil {
 			return
@@ -114,12 +122,12 @@ func (s *Store) receive(ps *redis.PubSub) (heard bool) {
 			// subscription was down are lost, so forget what they would
 			// have announced and wake the watchers to look again.
 			s.recovered(time.Now())
-			s.clientsGen.Add(1)
-			s.subscribed.Store(true)
-			s.signal()
+			s.count.invalidate()
+			s.count.subscribed.Store(true)
+			s.feed.watchers.Signal()
 		case *redis.Message:
 			s.announced(m.Payload)
-			s.signal()
+			s.feed.watchers.Signal()
 		}
 	}
 }
@@ -129,6 +137,6 @@ func (s *Store) receive(ps *redis.PubSub) (heard bool) {
 // Redis, so there is nothing to note).
 func (s *Store) announced(payload string) {
 	if payload == "clients" {
-		s.clientsGen.Add(1)
+		s.count.invalidate()
 	}
 }

@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -74,7 +75,7 @@ return sum
 
 // pushLease runs leaseScript with this process's count.
 func (s *Store) pushLease(ctx context.Context, version, count int64) error {
-	err := leaseScript.Run(ctx, s.client, s.group, s.chann, s.id, version, count, s.lease.Milliseconds()).Err()
+	err := leaseScript.Run(ctx, s.client, s.names.group, s.names.channel, s.id, version, count, s.lease.Milliseconds()).Err()
 	if err != nil {
 		s.failed(err)
 		return s.wrap("lease", err)
@@ -112,13 +113,84 @@ func (s *Store) Join(ctx context.Context) (leave func(), err error) {
 	}, nil
 }
 
+// changeCount changes this process's count of joined clients by delta.
 func (s *Store) changeCount(delta int64) (version, count int64) {
-	s.clientsGen.Add(1) // our own change: read the count again
-	s.groupMu.Lock()
-	defer s.groupMu.Unlock()
-	s.count += delta
-	s.version++
-	return s.version, s.count
+	s.count.invalidate() // our own change: read the count again
+	return s.members.change(delta)
+}
+
+// membership is this process's part of the group: how many of its clients
+// are joined, and a version bumped on every change. Lease updates carry
+// both and Redis keeps the highest version, so updates sent from several
+// goroutines may land in any order. The lock makes a change and its
+// version one step.
+type membership struct {
+	mu      sync.Mutex
+	version int64
+	count   int64
+}
+
+func (m *membership) change(delta int64) (version, count int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.count += delta
+	m.version++
+	return m.version, m.count
+}
+
+// leave returns the version of an update that takes this process out of
+// the group.
+func (m *membership) leave() (version int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.version++
+	return m.version
+}
+
+// now returns the latest version and count, for a heartbeat.
+func (m *membership) now() (version, count int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.version, m.count
+}
+
+// countCache is the group's client count as last read from Redis. Every
+// change of a count is published, so a count read stays good until a
+// "clients" message arrives: stale is bumped by each such message, by this
+// process's own changes and by every (re)subscription, and a count read
+// under an older stale value is not used; nor is one read while the
+// subscription is down (subscribed), which would miss those messages.
+// Both are atomics because the subscription's goroutine sets them on every
+// message; mu guards the count itself.
+type countCache struct {
+	subscribed atomic.Bool
+	stale      atomic.Uint64
+
+	mu  sync.Mutex
+	ok  bool
+	gen uint64 // the stale value the count was read under
+	at  time.Time
+	n   int64
+}
+
+func (c *countCache) invalidate() { c.stale.Add(1) }
+
+// get returns the count if it is still good and younger than maxAge, and
+// the stale value to put a fresh count under.
+func (c *countCache) get(maxAge time.Duration) (n int64, gen uint64, ok bool) {
+	gen = c.stale.Load()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ok && c.gen == gen && c.subscribed.Load() && time.Since(c.at) < maxAge {
+		return c.n, gen, true
+	}
+	return 0, gen, false
+}
+
+func (c *countCache) put(gen uint64, n int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ok, c.gen, c.at, c.n = true, gen, time.Now(), n
 }
 
 // Clients returns the number of clients connected to every process of the
@@ -150,7 +222,7 @@ func (s *Store) Clients(ctx context.Context) (int64, error) {
 				case <-ctx.Done():
 					return 0, ctx.Err()
 				}
-				s.clientsGen.Add(1)
+				s.count.invalidate()
 				continue
 			}
 		}
@@ -165,9 +237,7 @@ func (s *Store) Clients(ctx context.Context) (int64, error) {
 // regrouping returns how much longer, after an outage, every live server may
 // still be renewing its lease.
 func (s *Store) regrouping() time.Duration {
-	s.healthMu.Lock()
-	since := s.upSince
-	s.healthMu.Unlock()
+	since := s.health.since()
 	if since.IsZero() {
 		return 0
 	}
@@ -177,24 +247,18 @@ func (s *Store) regrouping() time.Duration {
 }
 
 func (s *Store) clients(ctx context.Context) (int64, error) {
-	gen := s.clientsGen.Load()
-	s.countMu.Lock()
-	if s.countOK && s.countGen == gen && s.subscribed.Load() && time.Since(s.countAt) < s.lease/3 {
-		n := s.countVal
-		s.countMu.Unlock()
+	n, gen, ok := s.count.get(s.lease / 3)
+	if ok {
 		return n, nil
 	}
-	s.countMu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
-	n, err := clientsScript.Run(ctx, s.client, s.group).Int64()
+	n, err := clientsScript.Run(ctx, s.client, s.names.group).Int64()
 	if err != nil {
 		s.failed(err)
 		return 0, s.wrap("clients", err)
 	}
-	s.countMu.Lock()
-	s.countOK, s.countGen, s.countAt, s.countVal = true, gen, time.Now(), n
-	s.countMu.Unlock()
+	s.count.put(gen, n)
 	return n, nil
 }
 
@@ -212,11 +276,9 @@ func (s *Store) keeper() {
 		case <-s.ctx.Done():
 			return
 		case <-t.C:
-		case <-s.kick:
+		case <-s.health.kick:
 		}
-		s.groupMu.Lock()
-		v, c := s.version, s.count
-		s.groupMu.Unlock()
+		v, c := s.members.now()
 		ctx, cancel := context.WithTimeout(s.ctx, opTimeout)
 		sent := time.Now()
 		err := s.pushLease(ctx, v, c)

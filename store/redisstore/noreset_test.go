@@ -6,7 +6,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/tcplab/tcplab/store/redisstore/redistest"
+	"github.com/tcplab/tcplab/internal/redistest"
+	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 // Under heavy concurrent appends from two stores (four scripts on the wire
@@ -14,7 +15,7 @@ import (
 // answer stays in the first generation and no WARN is logged.
 func TestNoFalseReset(t *testing.T) {
 	r := redistest.New(t)
-	var logs syncBuffer
+	var logs testkit.SafeBuffer
 	stores := []*Store{openLogged(t, r.URL("v"), &logs), openLogged(t, r.URL("v"), &logs)}
 	var wg sync.WaitGroup
 	for c := range 100 {

@@ -71,13 +71,13 @@ import (
 var ErrUnavailable = errors.New("unavailable")
 
 const (
-	// DefaultKey is the key of v when the URL names none.
-	DefaultKey = "tcplab:v"
+	// defaultKey is the key of v when the URL names none.
+	defaultKey = "tcplab:v"
 
-	// DefaultLease is how long a strsvr process's clients stay counted in
+	// defaultLease is how long a strsvr process's clients stay counted in
 	// the group after its last heartbeat: a process that dies without saying
 	// goodbye drops out of the count after at most this long.
-	DefaultLease = 10 * time.Second
+	defaultLease = 10 * time.Second
 
 	// opTimeout bounds one operation against Redis (a script round trip).
 	opTimeout = 5 * time.Second
@@ -99,8 +99,8 @@ const (
 // can check a --store flag before connecting.
 type Config struct {
 	Options *redis.Options // go-redis options from the URL (retries turned off)
-	Key     string         // key of v
-	Lease   time.Duration  // group lease
+	Key     string         // key of v; "tcplab:v" when the URL names none
+	Lease   time.Duration  // group lease; 10s when the URL names none
 }
 
 // ParseURL parses redis://[[user]:password@]HOST[:PORT][/DB]?key=NAME&lease=D
@@ -117,7 +117,7 @@ func ParseURL(raw string) (*Config, error) {
 	}
 	shown := u.Redacted() // for messages: no password
 	q := u.Query()
-	cfg := &Config{Key: DefaultKey, Lease: DefaultLease}
+	cfg := &Config{Key: defaultKey, Lease: defaultLease}
 	if q.Has("key") {
 		cfg.Key = q.Get("key")
 		if cfg.Key == "" {
@@ -184,60 +184,49 @@ func WithLogger(l *slog.Logger) Option {
 
 // Store is a store.Store on Redis, shared by every process that opens the
 // same key. It is safe for concurrent use.
+//
+// Its state is in named parts, each with its own lock (or none, where one
+// goroutine owns it): see the doc comment of each type.
 type Store struct {
 	client *redis.Client
 	addr   string // Redis's host:port, for messages
-	key    string
-	keys   []string // v, epoch: the keys of the append and read scripts
-	group  []string // servers, clients: the keys of the lease scripts
-	chann  string   // pub/sub channel
+	names  names
 	lease  time.Duration
 	id     string // this process's member in the group
 	log    *slog.Logger
 
-	ctx    context.Context // cancelled by Close
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	queue  chan *appendReq
-
-	cacheMu sync.Mutex
-	epoch   string // epoch of buf; "" means no copy
-	buf     []byte // a prefix of v in that epoch; only ever appended to
-	sum     int64  // checksum of buf (see sumScript)
-	gen     uint64 // bumped whenever the copy is dropped: v was reset
-	flight  inflight
-	// The group's count as last read, valid while the subscription is up
-	// and no "clients" message came since (clientsGen unchanged).
-	subscribed atomic.Bool
-	clientsGen atomic.Uint64
-	countMu    sync.Mutex
-	countGen   uint64
-	countAt    time.Time
-	countVal   int64
-	countOK    bool
-
-	groupMu sync.Mutex
-	version int64 // bumped on every change of count, orders the lease updates
-	count   int64 // this process's joined clients
-
-	healthMu sync.Mutex
-	downErr  error         // non-nil while Redis is unreachable
-	downAt   time.Time     // when downErr was set
-	up       chan struct{} // closed while Redis is reachable
-	upSince  time.Time     // when Redis came back after an outage
-	kick     chan struct{} // wakes the keeper to probe now
-
-	watchMu  sync.Mutex
-	watchers map[chan struct{}]struct{}
-	ps       *redis.PubSub
-	closed   bool
-
-	// Dialing (see dial).
-	tlsConfig   *tls.Config
-	dialTimeout time.Duration
-	dialFailed  atomic.Bool // some dial failed: go-redis may be probing
-
+	// ctx ends at Close; every goroutine and operation of the store
+	// watches it, and wg waits for the goroutines.
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
 	closeOnce sync.Once
+
+	dialer  dialer     // connects go-redis's pools
+	health  health     // whether Redis can be reached
+	feed    feed       // the change feed: the subscription and the watchers
+	members membership // this process's clients in the group
+	count   countCache // the group's client count as last read
+	local   localCopy  // this process's copy of v and its identity in Redis
+	queue   chan *appendReq
+	flight  inflight // appends not yet answered, for Flush
+}
+
+// names are the Redis names of one v (see the package comment).
+type names struct {
+	key     string   // v
+	value   []string // v, epoch: the keys of the append and read scripts
+	group   []string // servers, clients: the keys of the lease scripts
+	channel string   // the pub/sub channel of changes
+}
+
+func namesOf(key string) names {
+	return names{
+		key:     key,
+		value:   []string{key, key + ":epoch"},
+		group:   []string{key + ":servers", key + ":clients"},
+		channel: key + ":changes",
+	}
 }
 
 var _ store.Store = (*Store)(nil)
@@ -257,26 +246,20 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (*Store, error) {
 	quietRedis.Do(func() { redis.SetLogger(silentLogger{}) })
 
 	s := &Store{
-		addr:     cfg.Options.Addr,
-		key:      cfg.Key,
-		keys:     []string{cfg.Key, cfg.Key + ":epoch"},
-		group:    []string{cfg.Key + ":servers", cfg.Key + ":clients"},
-		chann:    cfg.Key + ":changes",
-		lease:    cfg.Lease,
-		id:       serverID(),
-		log:      slog.New(slog.DiscardHandler),
-		queue:    make(chan *appendReq, 4*maxBatch),
-		up:       make(chan struct{}),
-		kick:     make(chan struct{}, 1),
-		watchers: make(map[chan struct{}]struct{}),
+		addr:   cfg.Options.Addr,
+		names:  namesOf(cfg.Key),
+		lease:  cfg.Lease,
+		id:     serverID(),
+		log:    slog.New(slog.DiscardHandler),
+		health: newHealth(),
+		queue:  make(chan *appendReq, 4*maxBatch),
 	}
-	close(s.up)
 	for _, o := range opts {
 		o(s)
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.tlsConfig, s.dialTimeout = cfg.Options.TLSConfig, cfg.Options.DialTimeout
-	cfg.Options.Dialer = s.dial
+	s.dialer = dialer{tls: cfg.Options.TLSConfig, timeout: cfg.Options.DialTimeout, closed: s.ctx}
+	cfg.Options.Dialer = s.dialer.dial
 	s.client = redis.NewClient(cfg.Options)
 	if err := s.check(ctx); err != nil {
 		s.cancel()
@@ -302,12 +285,12 @@ func (s *Store) check(ctx context.Context) error {
 	if err := s.client.Ping(ctx).Err(); err != nil {
 		return s.wrap("", err)
 	}
-	typ, err := s.client.Type(ctx, s.key).Result()
+	typ, err := s.client.Type(ctx, s.names.key).Result()
 	if err != nil {
 		return s.wrap("", err)
 	}
 	if typ != "string" && typ != "none" {
-		return fmt.Errorf("redis %s: key %q holds a %s, not a string: choose another key=", s.addr, s.key, typ)
+		return fmt.Errorf("redis %s: key %q holds a %s, not a string: choose another key=", s.addr, s.names.key, typ)
 	}
 	// CONFIG may be disabled (managed Redis); then there is nothing to say.
 	if cfg, err := s.client.ConfigGet(ctx, "appendonly").Result(); err == nil && cfg["appendonly"] == "no" {
@@ -347,121 +330,6 @@ func (s *Store) wrap(op string, err error) error {
 	return fmt.Errorf("redis %s%s: %w", s.addr, op, endpoint.Cause(err))
 }
 
-// connLost reports whether err means Redis could not be reached (as opposed
-// to Redis answering with an error, or the caller giving up).
-func connLost(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, store.ErrClosed) {
-		return false
-	}
-	var rerr redis.Error
-	if errors.As(err, &rerr) {
-		// A reply: Redis is there, unless it is still loading its data.
-		return strings.HasPrefix(rerr.Error(), "LOADING") || strings.HasPrefix(rerr.Error(), "MASTERDOWN")
-	}
-	return true
-}
-
-// usable returns the error an operation must fail with now, if any.
-func (s *Store) usable() error {
-	s.watchMu.Lock()
-	closed := s.closed
-	s.watchMu.Unlock()
-	if closed {
-		return store.ErrClosed
-	}
-	s.healthMu.Lock()
-	defer s.healthMu.Unlock()
-	if s.downErr != nil {
-		return fmt.Errorf("redis %s %w (%v); retrying", s.addr, ErrUnavailable, s.downErr)
-	}
-	return nil
-}
-
-// awaitUsable is usable for reads: while Redis is away it waits for it to
-// come back, up to limit (0: as long as ctx lasts), so a restart of Redis is
-// a pause for Value and Clients rather than an error.
-func (s *Store) awaitUsable(ctx context.Context, limit time.Duration) error {
-	err := s.usable()
-	if !errors.Is(err, ErrUnavailable) {
-		return err
-	}
-	s.healthMu.Lock()
-	up := s.up
-	s.healthMu.Unlock()
-	var expired <-chan time.Time
-	if limit > 0 {
-		t := time.NewTimer(limit)
-		defer t.Stop()
-		expired = t.C
-	}
-	select {
-	case <-up:
-	case <-expired:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-s.ctx.Done():
-	}
-	return s.usable()
-}
-
-// failed records the outcome of an operation: a lost connection puts the
-// store in the unavailable state (logged once) and wakes the keeper.
-func (s *Store) failed(err error) {
-	if !connLost(err) || s.ctx.Err() != nil {
-		return
-	}
-	s.healthMu.Lock()
-	first := s.downErr == nil
-	s.downErr = cause(err)
-	if first {
-		s.up = make(chan struct{})
-		s.downAt = time.Now()
-	}
-	s.healthMu.Unlock()
-	if first {
-		s.log.Error("redis lost; refusing appends and retrying with backoff", "redis", s.addr, "err", s.wrap("", err))
-		select {
-		case s.kick <- struct{}{}:
-		default:
-		}
-	}
-}
-
-// cause says in a few words why Redis cannot be reached.
-func cause(err error) error {
-	switch {
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
-		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
-		return errors.New("connection lost")
-	case endpoint.IsTimeout(err):
-		return errors.New("timed out")
-	}
-	return endpoint.Cause(err)
-}
-
-// recovered ends the unavailable state, on the success of an operation
-// sent at sent. One sent before the state began proves nothing: its reply
-// can still be read after another connection to a Redis being killed saw
-// end of file, and taking it for a recovery made the log flap between
-// "lost" and "reachable again" (seen in TestRedisRestart under load).
-func (s *Store) recovered(sent time.Time) {
-	s.healthMu.Lock()
-	if s.downErr != nil && sent.Before(s.downAt) {
-		s.healthMu.Unlock()
-		return
-	}
-	was := s.downErr != nil
-	s.downErr = nil
-	if was {
-		close(s.up)
-		s.upSince = time.Now()
-	}
-	s.healthMu.Unlock()
-	if was {
-		s.log.Info("redis reachable again", "redis", s.addr)
-	}
-}
-
 // Close leaves the group (so this process's clients stop counting at once),
 // stops every goroutine of the store and closes its connections. Pending
 // operations fail with store.ErrClosed.
@@ -469,11 +337,7 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		if s.usable() == nil {
 			ctx, cancel := context.WithTimeout(s.ctx, time.Second)
-			s.groupMu.Lock()
-			s.version++
-			v := s.version
-			s.groupMu.Unlock()
-			if err := s.pushLease(ctx, v, -1); err != nil {
+			if err := s.pushLease(ctx, s.members.leave(), -1); err != nil {
 				s.log.Warn("could not leave the group; its lease will expire", "redis", s.addr, "err", err)
 			}
 			cancel()
@@ -486,42 +350,42 @@ func (s *Store) Close() error {
 // shutdown stops the goroutines and closes the connections, without a word
 // to the group: what a killed process does.
 func (s *Store) shutdown() {
-	s.watchMu.Lock()
-	s.closed = true
-	ps := s.ps
-	s.watchMu.Unlock()
 	s.cancel()
-	if ps != nil {
+	if ps := s.feed.stop(); ps != nil {
 		ps.Close()
 	}
 	s.wg.Wait()
 	s.client.Close()
-	if s.dialFailed.Load() {
+	if s.dialer.failed.Load() {
 		// After enough failed dials, a go-redis pool probes Redis in a
 		// goroutine of its own, sleeping 1 s between probes, and sees the
 		// pool closed only when it wakes. Our dial fails at once after
 		// Close, so one pause is enough to leave no goroutine behind.
 		time.Sleep(1100 * time.Millisecond)
 	}
-	s.watchMu.Lock()
-	for ch := range s.watchers {
-		close(ch)
-		delete(s.watchers, ch)
-	}
-	s.watchMu.Unlock()
+	s.feed.watchers.Close()
 }
 
-// dial connects to Redis for go-redis's pools (TCP, then TLS for
-// rediss://), giving up at once when the store is closed, and notes a
-// failure so that Close knows a pool's probing goroutine may run.
-func (s *Store) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+// dialer connects go-redis's pools to Redis (TCP, then TLS for rediss://)
+// and gives up at once when closed ends. failed notes that some dial
+// failed, since go-redis then probes Redis from a goroutine that Close
+// must outwait; it is an atomic because go-redis dials from its own
+// goroutines.
+type dialer struct {
+	tls     *tls.Config
+	timeout time.Duration
+	closed  context.Context // the store's: ends at Close
+	failed  atomic.Bool
+}
+
+func (d *dialer) dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	defer context.AfterFunc(s.ctx, cancel)()
-	d := net.Dialer{Timeout: s.dialTimeout, KeepAlive: 15 * time.Second}
-	c, err := d.DialContext(ctx, network, addr)
-	if err == nil && s.tlsConfig != nil {
-		tc := tls.Client(c, s.tlsConfig)
+	defer context.AfterFunc(d.closed, cancel)()
+	nd := net.Dialer{Timeout: d.timeout, KeepAlive: 15 * time.Second}
+	c, err := nd.DialContext(ctx, network, addr)
+	if err == nil && d.tls != nil {
+		tc := tls.Client(c, d.tls)
 		if err = tc.HandshakeContext(ctx); err != nil {
 			c.Close()
 		} else {
@@ -529,7 +393,7 @@ func (s *Store) dial(ctx context.Context, network, addr string) (net.Conn, error
 		}
 	}
 	if err != nil {
-		s.dialFailed.Store(true)
+		d.failed.Store(true)
 		return nil, err
 	}
 	return c, nil

@@ -1,7 +1,6 @@
 package redisstore
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,9 +12,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/tcplab/tcplab/internal/redistest"
 	"github.com/tcplab/tcplab/internal/testkit"
 	"github.com/tcplab/tcplab/store"
-	"github.com/tcplab/tcplab/store/redisstore/redistest"
 )
 
 func TestMain(m *testing.M) { testkit.Main(m) }
@@ -31,10 +30,10 @@ func TestParseURL(t *testing.T) {
 		tls     bool
 		wantErr string
 	}{
-		{url: "redis://127.0.0.1:6379/0?key=v", addr: "127.0.0.1:6379", key: "v", lease: DefaultLease},
-		{url: "redis://h", addr: "h:6379", key: DefaultKey, lease: DefaultLease},
+		{url: "redis://127.0.0.1:6379/0?key=v", addr: "127.0.0.1:6379", key: "v", lease: defaultLease},
+		{url: "redis://h", addr: "h:6379", key: defaultKey, lease: defaultLease},
 		{url: "redis://:s3cret@h:7000/3?key=a:b&lease=2s", addr: "h:7000", db: 3, key: "a:b", lease: 2 * time.Second, pass: "s3cret"},
-		{url: "rediss://user:pw@[::1]:6380/1?key=x&dial_timeout=1s", addr: "[::1]:6380", db: 1, key: "x", lease: DefaultLease, pass: "pw", tls: true},
+		{url: "rediss://user:pw@[::1]:6380/1?key=x&dial_timeout=1s", addr: "[::1]:6380", db: 1, key: "x", lease: defaultLease, pass: "pw", tls: true},
 		{url: "http://h/0?key=v", wantErr: "scheme must be redis:// or rediss://"},
 		{url: "redis://h/0?key=", wantErr: "empty key"},
 		{url: "redis://h/0?key=v&lease=forever", wantErr: "lease must be a duration"},
@@ -231,7 +230,6 @@ func TestChangesAcrossProcesses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	drain(ch) // the subscription's confirmation may signal once
 	waitSignal := func(what string) {
 		t.Helper()
 		select {
@@ -243,20 +241,14 @@ func TestChangesAcrossProcesses(t *testing.T) {
 			t.Fatalf("%s: no signal on the other process within 5s", what)
 		}
 	}
-	// Wait until a's subscription is live: b appends until a hears.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		mustAppend(t, b, "x")
-		select {
-		case <-ch:
-		case <-time.After(100 * time.Millisecond):
-			if time.Now().After(deadline) {
-				t.Fatal("a never heard b's appends")
-			}
-			continue
-		}
-		break
+	// a hears b once Redis has confirmed a's subscription, which signals
+	// every watcher: wait for that, unless it came before ch was made.
+	if !a.count.subscribed.Load() {
+		waitSignal("a's subscription")
 	}
+	drain(ch)
+	mustAppend(t, b, "x")
+	waitSignal("append x on b")
 	drain(ch)
 	mustAppend(t, b, "y")
 	waitSignal("append on b")
@@ -301,19 +293,27 @@ func clients(t *testing.T, s store.Store) int64 {
 }
 
 // waitClients waits until s counts want clients: another process's change
-// reaches s one pub/sub message later.
+// reaches s one pub/sub message later, and Changes signals it then (as it
+// does a lease that ran out, when a live process sweeps it).
 func waitClients(t *testing.T, s store.Store, want int64, what string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch, err := s.Changes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expired := time.After(5 * time.Second)
 	for {
 		n := clients(t, s)
 		if n == want {
 			return
 		}
-		if time.Now().After(deadline) {
+		select {
+		case <-ch:
+		case <-expired:
 			t.Fatalf("%s: Clients = %d, want %d", what, n, want)
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -368,18 +368,13 @@ func TestDeadProcessLeaseExpires(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Past a few heartbeats, a's clients still count.
+	// The pause is the point: past the first lease (900ms) only a's
+	// heartbeats keep its clients counted.
 	time.Sleep(1200 * time.Millisecond)
 	waitClients(t, b, 4, "both alive")
 	drain(ch)
 	a.shutdown() // as if killed: no leave
-	start := time.Now()
-	for clients(t, b) != 1 {
-		if time.Since(start) > 5*time.Second {
-			t.Fatalf("dead process still counted after %s", time.Since(start))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitClients(t, b, 1, "dead process's lease run out")
 	select {
 	case <-ch:
 	case <-time.After(3 * time.Second):
@@ -463,24 +458,6 @@ func TestClose(t *testing.T) {
 	}
 }
 
-// syncBuffer collects log output from the store's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // Redis stopped and started again while clients append: appends fail with
 // an error while it is away (never a wrong v), the store says so once,
 // comes back by itself, and no acknowledged byte is lost.
@@ -492,7 +469,7 @@ func TestRedisRestart(t *testing.T) {
 	}{{"stop", false}, {"kill", true}} {
 		t.Run(tt.name, func(t *testing.T) {
 			r := redistest.New(t, "--appendfsync", "always")
-			var logs syncBuffer
+			var logs testkit.SafeBuffer
 			s, err := Open(context.Background(), r.URL("v"), WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 			if err != nil {
 				t.Fatal(err)
@@ -505,6 +482,7 @@ func TestRedisRestart(t *testing.T) {
 				failures int
 				firstErr error
 			)
+			progress := make(chan struct{}, 1) // an append was answered
 			stop := make(chan struct{})
 			var wg sync.WaitGroup
 			for w := range workers {
@@ -528,42 +506,63 @@ func TestRedisRestart(t *testing.T) {
 							acked = append(acked, v)
 						}
 						mu.Unlock()
+						select {
+						case progress <- struct{}{}:
+						default:
+						}
 						if err != nil {
+							// A client retrying after a refusal pauses, as
+							// a person would; the pause is the load's
+							// shape, not a wait for anything.
 							time.Sleep(10 * time.Millisecond)
 						}
 					}
 				}()
 			}
-			time.Sleep(300 * time.Millisecond)
+			// await waits for the workers' counts to satisfy cond.
+			await := func(what string, cond func(acks, fails int) bool) {
+				t.Helper()
+				expired := time.After(10 * time.Second)
+				for {
+					mu.Lock()
+					ok := cond(len(acked), failures)
+					mu.Unlock()
+					if ok {
+						return
+					}
+					select {
+					case <-progress:
+					case <-expired:
+						t.Fatalf("%s within 10s; log: %s", what, logs.String())
+					}
+				}
+			}
+			await("no 100 appends answered", func(acks, _ int) bool { return acks >= 100 })
 			if tt.kill {
 				r.Kill()
 			} else {
 				r.Stop()
 			}
-			time.Sleep(500 * time.Millisecond)
+			mu.Lock()
+			before := failures
+			mu.Unlock()
+			await("no append failed while Redis was down", func(_, fails int) bool { return fails > before })
 			mu.Lock()
 			failedWhileDown := failures
 			mu.Unlock()
 			if err := r.Start(); err != nil {
 				t.Fatal(err)
 			}
-			// Appends succeed again by themselves.
-			deadline := time.Now().Add(10 * time.Second)
-			for {
-				mu.Lock()
-				n := len(acked)
-				mu.Unlock()
-				time.Sleep(300 * time.Millisecond)
-				mu.Lock()
-				grew := len(acked) > n
-				mu.Unlock()
-				if grew {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("no append succeeded within 10s of Redis coming back; log: %s", logs.String())
-				}
+			// The store finds Redis again by itself, and appends succeed.
+			select {
+			case <-s.health.upChan():
+			case <-time.After(10 * time.Second):
+				t.Fatalf("store still finds Redis unreachable 10s after it came back; log: %s", logs.String())
 			}
+			mu.Lock()
+			ackedBack := len(acked)
+			mu.Unlock()
+			await("no append succeeded after Redis came back", func(acks, _ int) bool { return acks > ackedBack })
 			close(stop)
 			wg.Wait()
 			if failedWhileDown == 0 {
@@ -707,10 +706,13 @@ func TestCountAfterOutageLongerThanLease(t *testing.T) {
 	if err := r.Stop(); err != nil {
 		t.Fatal(err)
 	}
+	// The pause is the point: an outage longer than a's lease (3s).
 	time.Sleep(3500 * time.Millisecond)
 	if err := r.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// Samples across the 2s after Redis is back, while the servers renew
+	// their leases: the pause between samples is the point.
 	for range 40 {
 		n, err := b.Clients(context.Background())
 		if err != nil {

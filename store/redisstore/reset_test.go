@@ -9,15 +9,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tcplab/tcplab/internal/redistest"
 	"github.com/tcplab/tcplab/internal/testkit"
 	"github.com/tcplab/tcplab/store"
-	"github.com/tcplab/tcplab/store/redisstore/redistest"
 )
 
 var _ store.Generational = (*Store)(nil)
 
 // openLogged opens a store at url whose log goes to logs.
-func openLogged(t *testing.T, url string, logs *syncBuffer) *Store {
+func openLogged(t *testing.T, url string, logs *testkit.SafeBuffer) *Store {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -29,20 +29,22 @@ func openLogged(t *testing.T, url string, logs *syncBuffer) *Store {
 	return s
 }
 
-// appendGen appends p, retrying while Redis is unreachable (after a restart
-// or a failover the store needs a probe or two to find it again).
+// appendGen appends p, again once the store finds Redis again if it was
+// unreachable (after a restart or a failover the store needs a probe or
+// two to find it).
 func appendGen(t *testing.T, s *Store, p string) (string, uint64) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	expired := time.After(15 * time.Second)
 	for {
 		v, gen, err := s.AppendGen(context.Background(), []byte(p))
 		if err == nil {
 			return string(v), gen
 		}
-		if time.Now().After(deadline) {
+		select {
+		case <-s.health.upChan():
+		case <-expired:
 			t.Fatalf("Append(%q): %v", p, err)
 		}
-		time.Sleep(50 * time.Millisecond) // the store probes Redis meanwhile
 	}
 }
 
@@ -84,7 +86,7 @@ func TestResetDetected(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			r := redistest.New(t, "--appendonly", "no")
-			var logs syncBuffer
+			var logs testkit.SafeBuffer
 			a := openLogged(t, r.URL("v"), &logs)
 			b := openLogged(t, r.URL("v"), &logs)
 			appendGen(t, a, "hello")
@@ -115,32 +117,36 @@ func TestResetDetected(t *testing.T) {
 // can tell apart.
 func TestResetDetectedFailover(t *testing.T) {
 	t.Parallel()
-	master := redistest.New(t)
+	// No pause before the first sync (Redis waits 5 s by default for more
+	// replicas to share it).
+	master := redistest.New(t, "--repl-diskless-sync-delay", "0")
 	link := redistest.NewProxy(t, master.Addr()) // the replication link
 	replica := redistest.New(t, "--replicaof", "127.0.0.1", strconv.Itoa(link.Port()))
 	rc := redisClient(t, replica)
 	ctx := context.Background()
-	waitFor := func(what string, ok func() bool) {
+	// replicated waits until the replica has every write made so far on
+	// the master: WAIT counts the replicas that acknowledged this
+	// connection's writes, and replication keeps order, so a write of ours
+	// after the stores' own reaches the replica after theirs.
+	mc := redisClient(t, master).Conn()
+	t.Cleanup(func() { mc.Close() })
+	replicated := func(what string) {
 		t.Helper()
-		if !testkit.Poll(15*time.Second, ok) {
-			t.Fatalf("timed out waiting for %s", what)
+		if err := mc.Incr(ctx, "probe").Err(); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := mc.Wait(ctx, 1, 15*time.Second).Result(); err != nil || n < 1 {
+			t.Fatalf("the replica does not have %s within 15s (WAIT: %d, %v)", what, n, err)
 		}
 	}
-	waitFor("the replica to sync", func() bool {
-		info, _ := rc.Info(ctx, "replication").Result()
-		return strings.Contains(info, "master_link_status:up")
-	})
 
 	front := redistest.NewProxy(t, master.Addr()) // where the stores find "the master"
-	var logs syncBuffer
+	var logs testkit.SafeBuffer
 	a := openLogged(t, front.URL("v"), &logs)
 	b := openLogged(t, front.URL("v"), &logs)
 	appendGen(t, a, "hello")
 	_, genB := valueGen(t, b) // b's copy: "hello"
-	waitFor("the replica to have hello", func() bool {
-		v, _ := rc.Get(ctx, "v").Result()
-		return v == "hello"
-	})
+	replicated("hello")
 	link.Point("") // the replica misses what follows
 	v, genA := appendGen(t, a, "world")
 	if v != "helloworld" {
@@ -168,7 +174,7 @@ func TestResetDetectedFailover(t *testing.T) {
 // the earlier v is dropped.
 func TestResetByHand(t *testing.T) {
 	r := redistest.New(t)
-	var logs syncBuffer
+	var logs testkit.SafeBuffer
 	a := openLogged(t, r.URL("v"), &logs)
 	_, gen := appendGen(t, a, "abc")
 	if err := redisClient(t, r).Append(context.Background(), "v", "!").Err(); err != nil {
@@ -214,9 +220,16 @@ func TestFlushWaitsForAppendsInFlight(t *testing.T) {
 	if err := s.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	// Every append has its answer, so Redis has run every script: none is
+	// left to land later.
+	s.flight.mu.Lock()
+	n := s.flight.n
+	s.flight.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("Flush returned with %d appends queued or on the wire", n)
+	}
 	v := mustValue(t, s)
-	time.Sleep(100 * time.Millisecond) // anything still on its way would land now
 	if got, _ := redisClient(t, r).Get(context.Background(), "v").Result(); got != v {
-		t.Fatalf("Value after Flush: %d bytes; Redis holds %d a moment later", len(v), len(got))
+		t.Fatalf("Value after Flush: %d bytes; Redis holds %d", len(v), len(got))
 	}
 }

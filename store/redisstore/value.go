@@ -37,8 +37,9 @@ import (
 // framed client that holds the old v. The checksum is a polynomial hash
 // modulo a prime near 2^26, chosen so that Lua's doubles compute it
 // exactly and so that a copy's checksum can be carried forward over the
-// bytes appended after it: the cost is the bytes the script returns
-// anyway, about 30 ns each in Redis's Lua. A copy that differs from v goes
+// bytes appended after it, so its cost grows with the bytes the script
+// returns anyway, never with v (docs/redis.md has the figures). A copy
+// that differs from v goes
 // unnoticed only if the two checksums collide, about one chance in 67
 // million.
 
@@ -229,10 +230,10 @@ func (s *Store) runBatch(batch []*appendReq, payload []byte) {
 		fail(err)
 		return
 	}
-	snap := s.snapshot()
+	snap := s.local.snapshot()
 	ctx, cancel := context.WithTimeout(s.ctx, opTimeout)
 	sent := time.Now()
-	res, err := appendScript.Run(ctx, s.client, s.keys, s.chann, snap.epoch, len(snap.buf), snap.sum, payload).Slice()
+	res, err := appendScript.Run(ctx, s.client, s.names.value, s.names.channel, snap.epoch, len(snap.buf), snap.sum, payload).Slice()
 	cancel()
 	if err != nil {
 		s.failed(err)
@@ -306,11 +307,11 @@ func (s *Store) read(ctx context.Context) ([]byte, uint64, error) {
 	if err := s.awaitUsable(ctx, opTimeout); err != nil {
 		return nil, 0, err
 	}
-	snap := s.snapshot()
+	snap := s.local.snapshot()
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
 	sent := time.Now()
-	res, err := readScript.Run(ctx, s.client, s.keys, snap.epoch, len(snap.buf), snap.sum).Slice()
+	res, err := readScript.Run(ctx, s.client, s.names.value, snap.epoch, len(snap.buf), snap.sum).Slice()
 	if err != nil {
 		s.failed(err)
 		return nil, 0, s.wrap("read", err)
@@ -327,56 +328,79 @@ func (s *Store) read(ctx context.Context) ([]byte, uint64, error) {
 	return v, gen, nil
 }
 
+// localCopy is this process's copy of a prefix of v and its identity in
+// Redis: the epoch, length and checksum the scripts are sent, so that Redis
+// answers with only the bytes the copy lacks (see the scripts above). gen
+// counts the copies dropped because Redis no longer held what they showed:
+// the generation of store.Generational. Its lock guards the copy between
+// the appenders and readers, which snapshot it before a script and merge
+// the answer after; slices handed out are never written again.
+type localCopy struct {
+	mu    sync.Mutex
+	epoch string // epoch of buf; "" means no copy
+	buf   []byte // a prefix of v in that epoch; only ever appended to
+	sum   int64  // checksum of buf
+	gen   uint64
+}
+
 // snapshot returns the local copy of v as a request is built: the script is
 // told its epoch, length and checksum, and may answer with only the bytes
 // after it.
-func (s *Store) snapshot() copyState {
-	s.cacheMu.Lock()
-	defer s.cacheMu.Unlock()
-	return copyState{epoch: s.epoch, buf: s.buf[:len(s.buf):len(s.buf)], sum: s.sum, gen: s.gen}
+func (c *localCopy) snapshot() copyState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return copyState{epoch: c.epoch, buf: c.buf[:len(c.buf):len(c.buf)], sum: c.sum, gen: c.gen}
 }
 
 // merge takes a script's answer for a request built from the copy snap,
 // and returns v as the answer reports it and its generation, growing the
-// local copy when the answer extends it and dropping the copy (a new
-// generation, logged) when the answer shows that Redis lost it. Slices
-// handed out are never written again: the copy only grows, and a dropped
-// copy's buffer is left to the slices that hold it.
-func (s *Store) merge(snap copyState, a answer) ([]byte, uint64) {
+// copy when the answer extends it and dropping it when the answer shows
+// that Redis lost it. dropped is then the length of the copy dropped (a
+// new generation); it is 0 otherwise.
+func (c *localCopy) merge(snap copyState, a answer) (v []byte, gen uint64, dropped int) {
 	total := a.from + len(a.data)
-	s.cacheMu.Lock()
-	defer s.cacheMu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	switch {
-	case a.from > 0 && snap.gen != s.gen:
+	case a.from > 0 && snap.gen != c.gen:
 		// The copy was dropped while this request was on the wire; the
 		// answer extends the snapshot it was built from, in its
 		// generation, and a client seeing it will be told of the reset
 		// by its next answer.
 		v := make([]byte, 0, total)
-		return append(append(v, snap.buf[:a.from]...), a.data...), snap.gen
-	case a.from > 0 || (a.epoch != "" && a.epoch == s.epoch && len(a.data) >= len(s.buf) && a.data[:len(s.buf)] == string(s.buf)):
+		return append(append(v, snap.buf[:a.from]...), a.data...), snap.gen, 0
+	case a.from > 0 || (a.epoch != "" && a.epoch == c.epoch && len(a.data) >= len(c.buf) && a.data[:len(c.buf)] == string(c.buf)):
 		// The answer continues the copy.
-		if len(s.buf) < total {
-			s.buf = append(s.buf, a.data[len(s.buf)-a.from:]...)
-			s.sum = a.sum
+		if len(c.buf) < total {
+			c.buf = append(c.buf, a.data[len(c.buf)-a.from:]...)
+			c.sum = a.sum
 		}
-		return s.buf[:total:total], s.gen
-	case a.epoch != "" && a.epoch == s.epoch && len(a.data) < len(s.buf) && string(s.buf[:len(a.data)]) == a.data:
+		return c.buf[:total:total], c.gen, 0
+	case a.epoch != "" && a.epoch == c.epoch && len(a.data) < len(c.buf) && string(c.buf[:len(a.data)]) == a.data:
 		// An older point of the copy (a request overtaken by another).
-		return s.buf[:total:total], s.gen
+		return c.buf[:total:total], c.gen, 0
 	}
-	if len(s.buf) > 0 {
-		s.gen++
-		s.log.Warn("v in Redis is not the v this server had: "+resetCause(a.why)+"; ending the framed clients that hold the old v",
-			"redis", s.addr, "key", s.key, "had_bytes", len(s.buf), "now_bytes", total)
+	if len(c.buf) > 0 {
+		c.gen++
+		dropped = len(c.buf)
 	}
-	s.epoch, s.buf, s.sum = a.epoch, []byte(a.data), a.sum
+	c.epoch, c.buf, c.sum = a.epoch, []byte(a.data), a.sum
 	if a.epoch == "" {
 		// Not tied to an epoch: nothing to extend later.
-		s.buf, s.sum = nil, 0
-		return []byte(a.data), s.gen
+		c.buf, c.sum = nil, 0
+		return []byte(a.data), c.gen, dropped
 	}
-	return s.buf[:total:total], s.gen
+	return c.buf[:total:total], c.gen, dropped
+}
+
+// merge is localCopy.merge, saying at WARN when the copy is dropped.
+func (s *Store) merge(snap copyState, a answer) ([]byte, uint64) {
+	v, gen, dropped := s.local.merge(snap, a)
+	if dropped > 0 {
+		s.log.Warn("v in Redis is not the v this server had: "+resetCause(a.why)+"; ending the framed clients that hold the old v",
+			"redis", s.addr, "key", s.names.key, "had_bytes", dropped, "now_bytes", len(v))
+	}
+	return v, gen
 }
 
 // resetCause says in words what a script's why means.

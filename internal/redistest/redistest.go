@@ -2,31 +2,28 @@
 // a free loopback port, in a scratch directory, with an append-only file so
 // that it can be stopped and started again without losing what it stored.
 // No mock: the Redis store is tested against the engine it runs on.
+//
+// It is internal because it is support for this module's tests and for
+// bench, not an API: it fails tests rather than returning errors (New),
+// and changes whenever a test needs another fault.
 package redistest
 
 import (
 	"bufio"
-	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 // Server is one redis-server process, which may be stopped and started
@@ -36,22 +33,21 @@ type Server struct {
 	Dir  string   // working directory: the append-only file lives here
 	Args []string // extra redis-server arguments, e.g. "--requirepass", "pw"
 
-	// CAFile, set by StartTLS, is the PEM certificate of the authority
+	// CAFile, set by NewTLS, is the PEM certificate of the authority
 	// that signed the server's certificate (for "localhost" and
 	// 127.0.0.1); the server then speaks TLS only.
-	CAFile string
-	tls    *tls.Config // client side, trusting CAFile
+	CAFile            string
+	certFile, keyFile string      // the server's certificate and key
+	tls               *tls.Config // client side, trusting CAFile
 
-	mu   sync.Mutex // guards cmd and done
+	mu   sync.Mutex // guards cmd, done and log
 	cmd  *exec.Cmd
 	done chan struct{}
-
-	logMu sync.Mutex
-	log   bytes.Buffer
+	log  *testkit.SafeBuffer // what this run of redis-server printed
 }
 
-// Path returns the redis-server binary, or an error that says how to get it.
-func Path() (string, error) {
+// serverPath returns the redis-server binary, or an error that says how to get it.
+func serverPath() (string, error) {
 	p, err := exec.LookPath("redis-server")
 	if err != nil {
 		return "", errors.New("redis-server not found: run the tests with scripts/test.sh, which installs it (apt-get install redis-server)")
@@ -59,13 +55,15 @@ func Path() (string, error) {
 	return p, nil
 }
 
-// New starts a redis-server for a test on a free loopback port and stops it
-// when the test ends. The test fails (never skips) if there is no
-// redis-server.
+// New starts a redis-server for a test and stops it when the test ends.
+// The test fails (never skips) if there is no redis-server. Its port is
+// testkit.StaticPort's, reserved for the test: an ephemeral one could be
+// taken by another test's outgoing connection while Redis is down between
+// Stop and Start.
 func New(tb testing.TB, args ...string) *Server {
 	tb.Helper()
-	s, err := Start(tb.TempDir(), args...)
-	if err != nil {
+	s := &Server{Port: testkit.StaticPort(tb), Dir: tb.TempDir(), Args: args}
+	if err := s.Start(); err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { s.Kill() })
@@ -118,7 +116,7 @@ func (s *Server) URL(key string, extra ...string) string {
 // Start starts (or starts again) the server and waits until it answers
 // PING, for up to 10 s.
 func (s *Server) Start() error {
-	path, err := Path()
+	path, err := serverPath()
 	if err != nil {
 		return err
 	}
@@ -131,8 +129,8 @@ func (s *Server) Start() error {
 	port := []string{"--port", strconv.Itoa(s.Port)}
 	if s.CAFile != "" {
 		port = []string{"--port", "0", "--tls-port", strconv.Itoa(s.Port),
-			"--tls-cert-file", filepath.Join(s.Dir, "server.pem"),
-			"--tls-key-file", filepath.Join(s.Dir, "server.key"),
+			"--tls-cert-file", s.certFile,
+			"--tls-key-file", s.keyFile,
 			"--tls-ca-cert-file", s.CAFile,
 			"--tls-auth-clients", "no"}
 	}
@@ -146,11 +144,8 @@ func (s *Server) Start() error {
 		"--loglevel", "warning",
 	), s.Args...)
 	cmd := exec.Command(path, args...)
-	s.logMu.Lock()
-	s.log.Reset()
-	s.logMu.Unlock()
-	w := &lockedWriter{mu: &s.logMu, w: &s.log}
-	cmd.Stdout, cmd.Stderr = w, w
+	s.log = new(testkit.SafeBuffer)
+	cmd.Stdout, cmd.Stderr = s.log, s.log
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start redis-server: %w", err)
 	}
@@ -165,14 +160,14 @@ func (s *Server) Start() error {
 		select {
 		case <-done:
 			s.cmd = nil
-			return fmt.Errorf("redis-server exited at start: %s", strings.TrimSpace(s.Log()))
+			return fmt.Errorf("redis-server exited at start: %s", strings.TrimSpace(s.log.String()))
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			cmd.Process.Kill()
 			<-done
 			s.cmd = nil
-			return fmt.Errorf("redis-server on %s did not answer within 10s: %s", s.Addr(), strings.TrimSpace(s.Log()))
+			return fmt.Errorf("redis-server on %s did not answer within 10s: %s", s.Addr(), strings.TrimSpace(s.log.String()))
 		}
 	}
 }
@@ -250,24 +245,6 @@ func (s *Server) signal(sig syscall.Signal) error {
 	}
 }
 
-// Log returns what redis-server printed (warnings and errors).
-func (s *Server) Log() string {
-	s.logMu.Lock()
-	defer s.logMu.Unlock()
-	return s.log.String()
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
-}
-
 // Pid is the process id of the running redis-server, or 0.
 func (s *Server) Pid() int {
 	s.mu.Lock()
@@ -278,102 +255,18 @@ func (s *Server) Pid() int {
 	return s.cmd.Process.Pid
 }
 
-// NewTLS is New for a server that speaks only TLS (see StartTLS).
+// NewTLS is New for a server that speaks only TLS, with a certificate for
+// "localhost" and 127.0.0.1 signed by a fresh authority (Server.CAFile).
+// Clients trust it with SSL_CERT_FILE, as any Go program does.
 func NewTLS(tb testing.TB, args ...string) *Server {
 	tb.Helper()
-	s, err := StartTLS(tb.TempDir(), args...)
-	if err != nil {
+	ca := testkit.NewCA(tb, "redistest CA")
+	cert, key := ca.Issue(tb, "localhost", "server")
+	s := &Server{Port: testkit.StaticPort(tb), Dir: tb.TempDir(), Args: args, CAFile: ca.CertFile, certFile: cert, keyFile: key,
+		tls: &tls.Config{RootCAs: ca.Pool(), ServerName: "localhost", MinVersion: tls.VersionTLS12}}
+	if err := s.Start(); err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { s.Kill() })
 	return s
-}
-
-// StartTLS is Start for a server that speaks only TLS, with a certificate
-// for "localhost" and 127.0.0.1 signed by a fresh authority written to
-// dir/ca.pem (Server.CAFile). Clients trust it with SSL_CERT_FILE, as any
-// Go program does.
-func StartTLS(dir string, args ...string) (*Server, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	pool, err := writeCerts(dir)
-	if err != nil {
-		return nil, fmt.Errorf("make TLS certificates: %w", err)
-	}
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	s := &Server{Port: port, Dir: dir, Args: args, CAFile: filepath.Join(dir, "ca.pem"),
-		tls: &tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: tls.VersionTLS12}}
-	if err := s.Start(); err != nil {
-		return nil, err
-	}
-	return s, nil
-}
-
-// writeCerts writes ca.pem, server.pem and server.key to dir.
-func writeCerts(dir string) (*x509.CertPool, error) {
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "redistest CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		IsCA:                  true,
-		KeyUsage:              x509.KeyUsageCertSign,
-		BasicConstraintsValid: true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		return nil, err
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return nil, err
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "localhost"},
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		return nil, err
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return nil, err
-	}
-	files := []struct {
-		name, kind string
-		der        []byte
-	}{
-		{"ca.pem", "CERTIFICATE", caDER},
-		{"server.pem", "CERTIFICATE", der},
-		{"server.key", "EC PRIVATE KEY", keyDER},
-	}
-	for _, f := range files {
-		b := pem.EncodeToMemory(&pem.Block{Type: f.kind, Bytes: f.der})
-		if err := os.WriteFile(filepath.Join(dir, f.name), b, 0o600); err != nil {
-			return nil, err
-		}
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	return pool, nil
 }

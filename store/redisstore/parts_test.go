@@ -1,0 +1,124 @@
+package redisstore
+
+import (
+	"errors"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// A success whose request was sent before Redis was found lost proves
+// nothing (its reply may have been read from a Redis being killed): only
+// one sent after the loss ends it, once, and opens the up channel.
+// (Taking the earlier one for a recovery made the log flap between
+// "lost" and "reachable again".)
+func TestHealthIgnoresRepliesSentBeforeTheLoss(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHealth()
+		before := time.Now()
+		time.Sleep(time.Millisecond) // synctest's clock, as in every Sleep here
+		if !h.lost(errors.New("connection lost")) {
+			t.Fatal("first loss not reported as first")
+		}
+		if h.lost(errors.New("timed out")) {
+			t.Fatal("second loss reported as first")
+		}
+		up := h.upChan()
+		if h.back(before) {
+			t.Fatal("a reply sent before the loss ended it")
+		}
+		select {
+		case <-up:
+			t.Fatal("up channel closed by a reply sent before the loss")
+		default:
+		}
+		if err := h.err(); err == nil || err.Error() != "timed out" {
+			t.Fatalf("err() = %v, want the latest cause", err)
+		}
+		time.Sleep(time.Millisecond)
+		if !h.back(time.Now()) {
+			t.Fatal("a reply sent after the loss did not end it")
+		}
+		<-up
+		if h.back(time.Now()) {
+			t.Fatal("a second recovery reported")
+		}
+		if h.err() != nil || h.since().IsZero() {
+			t.Fatalf("after recovery: err %v, since %v", h.err(), h.since())
+		}
+	})
+}
+
+// The group's count as last read is used only while nothing can have
+// changed it unannounced: it was read under the current stale value, the
+// subscription is up, and it is younger than the age given.
+func TestCountCacheFreshness(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var c countCache
+		_, gen, ok := c.get(time.Second)
+		if ok {
+			t.Fatal("an empty cache answered")
+		}
+		c.put(gen, 7)
+		if _, _, ok := c.get(time.Second); ok {
+			t.Fatal("answered while not subscribed: changes could be missed")
+		}
+		c.subscribed.Store(true)
+		if n, _, ok := c.get(time.Second); !ok || n != 7 {
+			t.Fatalf("get = %d %v, want 7 from the cache", n, ok)
+		}
+		time.Sleep(time.Second)
+		if _, _, ok := c.get(time.Second); ok {
+			t.Fatal("answered with a count as old as the age limit")
+		}
+		_, gen, _ = c.get(time.Second)
+		c.put(gen, 8)
+		c.invalidate() // a "clients" message
+		if _, _, ok := c.get(time.Second); ok {
+			t.Fatal("answered with a count read before a change was announced")
+		}
+		_, gen, _ = c.get(time.Second)
+		c.put(gen, 9)
+		if n, _, ok := c.get(time.Second); !ok || n != 9 {
+			t.Fatalf("get = %d %v, want 9 read after the change", n, ok)
+		}
+	})
+}
+
+// The local copy grows with answers that continue it, serves an older
+// point of itself to an overtaken request, and is dropped (a new
+// generation) when Redis answers with a v that does not continue it; an
+// answer to a request built before the drop stays in its own generation.
+// Slices handed out are never written again.
+func TestLocalCopyMerge(t *testing.T) {
+	var c localCopy
+	before := c.snapshot()
+	v, gen, dropped := c.merge(before, answer{epoch: "e1", data: "hello", sum: 1})
+	if string(v) != "hello" || gen != 0 || dropped != 0 {
+		t.Fatalf("first answer: %q gen %d dropped %d", v, gen, dropped)
+	}
+	first := v
+	old := c.snapshot()
+	v, gen, _ = c.merge(old, answer{epoch: "e1", from: 5, data: " world", sum: 2})
+	if string(v) != "hello world" || gen != 0 {
+		t.Fatalf("continuing answer: %q gen %d", v, gen)
+	}
+	if v, _, _ = c.merge(before, answer{epoch: "e1", data: "hello", sum: 1}); string(v) != "hello" {
+		t.Fatalf("overtaken answer: %q, want the older point hello", v)
+	}
+	v, gen, dropped = c.merge(c.snapshot(), answer{epoch: "e2", data: "Z", sum: 3, why: "epoch"})
+	if string(v) != "Z" || gen != 1 || dropped != len("hello world") {
+		t.Fatalf("reset: %q gen %d dropped %d, want Z gen 1 dropped 11", v, gen, dropped)
+	}
+	v, gen, _ = c.merge(old, answer{epoch: "e1", from: 5, data: "!", sum: 4})
+	if string(v) != "hello!" || gen != 0 {
+		t.Fatalf("answer to a request built before the reset: %q gen %d, want hello! in gen 0", v, gen)
+	}
+	v, gen, dropped = c.merge(c.snapshot(), answer{data: "raw", why: "foreign"})
+	if string(v) != "raw" || gen != 2 || dropped != 1 || c.snapshot().buf != nil {
+		t.Fatalf("answer with no epoch: %q gen %d dropped %d, copy %q: want raw, gen 2, no copy kept", v, gen, dropped, c.snapshot().buf)
+	}
+	if string(first) != "hello" {
+		t.Fatalf("a slice handed out changed to %q", first)
+	}
+}
