@@ -9,6 +9,11 @@
 // something to do, so an idle server uses no CPU; the store (package store)
 // orders the appends.
 //
+// Server is the protocol as a server.Handler, and a server.Finisher whose
+// Done says when the tutorial's server would print v and exit; Server.Run
+// is strsvr's whole life, discovery and final v included. Client.Session
+// is strclnt's.
+//
 // # Classic wire format (the tutorial's, unchanged)
 //
 // Client to server: bytes. Every byte is a letter, NUL and 0xFF included;
