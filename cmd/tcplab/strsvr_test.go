@@ -114,7 +114,7 @@ func startStrsvr(t *testing.T, args ...string) (*testkit.Proc, string) {
 func startStrsvrOn(t *testing.T, port string, args ...string) (*testkit.Proc, string) {
 	t.Helper()
 	p := testkit.Start(t, nil, testkit.Binary(t), append(append([]string{"strsvr"}, args...), port)...)
-	p.WaitFor(t, `msg="strsvr listening"`, 10*time.Second)
+	p.WaitFor(t, `msg="strsvr listening"`, 15*time.Second)
 	m := regexp.MustCompile(`msg="strsvr listening" addr=\S*:(\d+)`).FindStringSubmatch(p.Stderr.String())
 	if m == nil {
 		t.Fatalf("no port in strsvr's log: %q", p.Stderr.String())
