@@ -171,6 +171,14 @@ func answerProbe(p []byte) []byte {
 	return probe(nonce, true)
 }
 
+// errorFrame returns an 'e' frame carrying msg, cut to MaxErrorLen.
+func errorFrame(msg string) []byte {
+	if len(msg) > MaxErrorLen {
+		msg = msg[:MaxErrorLen]
+	}
+	return append(appendFrameHeader(nil, KindError, 0, uint32(len(msg))), msg...)
+}
+
 // appendFrameHeader appends a frame header to dst.
 func appendFrameHeader(dst []byte, kind byte, n uint64, d uint32) []byte {
 	dst = append(dst, kind)

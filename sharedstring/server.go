@@ -569,12 +569,9 @@ func (c *conn) appendLetters(p []byte) ([]byte, uint64, error) {
 // refuse sends an 'e' frame carrying msg in place of the 'h' frame; the
 // caller then closes the connection.
 func (c *conn) refuse(msg string) {
-	if len(msg) > MaxErrorLen {
-		msg = msg[:MaxErrorLen]
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.write([][]byte{appendFrameHeader(nil, KindError, 0, uint32(len(msg))), []byte(msg)})
+	c.sendError(msg)
 }
 
 // hello answers a framed-mode hello.
