@@ -332,7 +332,8 @@ func TestStrSvrTornLetterLookingLikeRecord(t *testing.T) {
 		t.Fatalf("log holds %q, want the letters", got)
 	}
 	os.WriteFile(data, file[:len(file)-10], 0o644) // the crash: "y"s torn off
-	srv, _ = startStrsvr(t, "--keep", "--data", data) // fails the test if it refuses the torn tail
+	// startStrsvr fails the test if strsvr refuses the torn tail.
+	srv, _ = startStrsvr(t, "--keep", "--data", data)
 	srv.Cmd.Process.Signal(syscall.SIGTERM)
 	srv.Wait(t, 10*time.Second)
 	if !strings.Contains(srv.Stderr.String(), "level=WARN") {
