@@ -113,7 +113,14 @@ func startStrsvr(t *testing.T, args ...string) (*testkit.Proc, string) {
 // the run before).
 func startStrsvrOn(t *testing.T, port string, args ...string) (*testkit.Proc, string) {
 	t.Helper()
-	p := testkit.Start(t, nil, testkit.Binary(t), append(append([]string{"strsvr"}, args...), port)...)
+	return startStrsvrEnv(t, nil, port, args...)
+}
+
+// startStrsvrEnv is startStrsvrOn with the environment env (nil: the
+// test's own).
+func startStrsvrEnv(t *testing.T, env []string, port string, args ...string) (*testkit.Proc, string) {
+	t.Helper()
+	p := testkit.StartEnv(t, env, nil, testkit.Binary(t), append(append([]string{"strsvr"}, args...), port)...)
 	p.WaitFor(t, `msg="strsvr listening"`, 15*time.Second)
 	m := regexp.MustCompile(`msg="strsvr listening" addr=\S*:(\d+)`).FindStringSubmatch(p.Stderr.String())
 	if m == nil {
