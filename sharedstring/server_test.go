@@ -61,8 +61,11 @@ func runServer(t *testing.T, srv *sharedstring.Server) (string, <-chan runResult
 		<-ended
 		srv.Store.Close()
 	})
-	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port), res
+	return portOf(ln), res
 }
+
+// portOf is the port ln listens on.
+func portOf(ln net.Listener) string { return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port) }
 
 // listenPair listens on TCP 127.0.0.1:0 and on UDP on the same port.
 func listenPair(t *testing.T) (net.Listener, net.PacketConn) {
