@@ -400,28 +400,53 @@ func TestWatch(t *testing.T) {
 	}
 }
 
+// WaitFor holds every client until that many have come, then serves
+// them all; Run ends with the final v when they have left. In a synctest
+// bubble over pipes, so "nothing yet" is checked once every goroutine is
+// blocked, not after a guessed while.
 func TestWaitForGathersClientsFirst(t *testing.T) {
-	srv := &sharedstring.Server{Store: store.NewMemory(), WaitFor: 2}
-	port, res := runServer(t, srv)
-	first := dialRaw(t, port)
-	first.Write([]byte("a"))
-	waitClients(t, srv.Store, 1)
-	// Nothing may come back before the second client: a read that finds
-	// nothing for a moment is as near as a test comes to "never".
-	first.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-	var b [8]byte
-	if n, _ := first.Read(b[:]); n > 0 {
-		t.Fatalf("served %q before the second client came", b[:n])
-	}
-	second := dialRaw(t, port)
-	readExactly(t, first, []byte("a"))
-	second.Write([]byte("b"))
-	readExactly(t, second, []byte("ab"))
-	first.Close()
-	second.Close()
-	if r := <-res; r.err != nil || string(r.v) != "ab" {
-		t.Fatalf("Run returned %q, %v; want the final v", r.v, r.err)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		srv := &sharedstring.Server{Store: store.NewMemory(), WaitFor: 2}
+		defer srv.Store.Close()
+		ln := newPipeListener()
+		res := make(chan runResult, 1)
+		go func() {
+			v, err := srv.Run(t.Context(), ln, nil)
+			res <- runResult{v, err}
+		}()
+		read := func(c net.Conn, want string) {
+			t.Helper()
+			got := make([]byte, len(want))
+			if _, err := io.ReadFull(c, got); err != nil || string(got) != want {
+				t.Fatalf("reply %q %v, want %q", got, err, want)
+			}
+		}
+		first := ln.dial()
+		go first.Write([]byte("a")) // a pipe's write waits for the server's read
+		replied := make(chan string, 1)
+		go func() {
+			var b [8]byte
+			n, _ := first.Read(b[:])
+			replied <- string(b[:n])
+		}()
+		synctest.Wait()
+		select {
+		case r := <-replied:
+			t.Fatalf("served %q before the second client came", r)
+		default:
+		}
+		second := ln.dial()
+		if r := <-replied; r != "a" {
+			t.Fatalf("first client's reply %q, want \"a\"", r)
+		}
+		go second.Write([]byte("b"))
+		read(second, "ab")
+		first.Close()
+		second.Close()
+		if r := <-res; r.err != nil || string(r.v) != "ab" {
+			t.Fatalf("Run returned %q, %v; want the final v", r.v, r.err)
+		}
+	})
 }
 
 func TestFaults(t *testing.T) {
