@@ -136,7 +136,7 @@ func (s *Server) init() {
 // stored, and returns v as the store keeps it: the tutorial's "the final
 // value of v". The error, if not nil, is why serving ended early (v is
 // still returned), or a *FinalValueError (v is then nil). Run closes ln
-// and pc, not the Store.
+// and pc, not the Store. A Server runs once.
 //
 // Run builds the server.Server itself: its caps follow from this
 // protocol's settings (the per-address share that must admit the WaitFor
@@ -156,7 +156,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener, pc net.PacketConn) ([
 	bg, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	if pc != nil {
-		wg.Go(func() { s.ServeDiscovery(bg, pc) })
+		wg.Go(func() { s.serveDiscovery(bg, pc) })
 	}
 	if !s.Keep {
 		wg.Go(func() { s.watchGroup(bg) })
@@ -209,10 +209,10 @@ func (s *Server) finalValue() ([]byte, error) {
 // flushWait bounds how long Run waits for the store's appends in flight.
 const flushWait = 10 * time.Second
 
-// ServeDiscovery answers framed-mode probes arriving on pc (UDP, on the same
+// serveDiscovery answers framed-mode probes arriving on pc (UDP, on the same
 // port number as the TCP listener) until ctx ends, then closes pc. Anything
 // that is not a probe is ignored; an answer is never larger than its probe.
-func (s *Server) ServeDiscovery(ctx context.Context, pc net.PacketConn) {
+func (s *Server) serveDiscovery(ctx context.Context, pc net.PacketConn) {
 	s.init()
 	defer context.AfterFunc(ctx, func() { pc.Close() })()
 	defer pc.Close()
