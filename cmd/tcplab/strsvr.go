@@ -89,7 +89,6 @@ func runStrSvr(ctx context.Context, std stdio, args []string) error {
 	if !*noDiscovery {
 		if pc, err = port.listenDiscovery(ln.Addr().(*net.TCPAddr).Port); err != nil {
 			log.Warn("no framed-mode discovery: every client will be classic", "err", endpoint.Cause(err))
-			pc = nil
 		}
 	}
 	srv := &sharedstring.Server{
@@ -105,7 +104,8 @@ func runStrSvr(ctx context.Context, std stdio, args []string) error {
 		Logger:          log,
 	}
 	v, runErr := srv.Run(ctx, ln, pc)
-	if fe := (*sharedstring.FinalValueError)(nil); errors.As(runErr, &fe) {
+	var lost *sharedstring.FinalValueError
+	if errors.As(runErr, &lost) {
 		return lostOutput{runErr}
 	}
 	if _, err := fmt.Fprintf(std.out, "the final value of v is %s\n", v); err != nil {
