@@ -38,7 +38,7 @@ func TestRunWithKeepEndsOnlyWithItsContext(t *testing.T) {
 			t.Fatalf("reply %q %v", got, err)
 		}
 		c.Close()
-		time.Sleep(time.Minute)
+		time.Sleep(time.Minute) // the point: a fake minute with the group empty
 		synctest.Wait()
 		select {
 		case <-srv.Done():
