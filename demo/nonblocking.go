@@ -171,30 +171,31 @@ func goroutineSession(ctx context.Context, obs *NonblockingObservations) error {
 	st := store.NewMemory()
 	defer st.Close()
 	srv := &sharedstring.Server{Store: st, WaitFor: 2}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	defer func() {
-		srv.Close()
-		<-served
-	}()
-	emptyCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	runCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	empty := make(chan error, 1)
-	go func() { empty <- srv.WaitEmpty(emptyCtx) }()
+	type result struct {
+		v   []byte
+		err error
+	}
+	ran := make(chan result, 1)
+	go func() {
+		v, err := srv.Run(runCtx, ln, nil)
+		ran <- result{v, err}
+	}()
 	s, err := replay(ctx, ln.Addr().String())
 	if err != nil {
 		cancel()
-		<-empty
+		<-ran
 		return err
 	}
-	if err := <-empty; err != nil {
-		return fmt.Errorf("waiting for the clients to leave: %w", err)
+	r := <-ran
+	if r.err == nil && ctx.Err() == nil {
+		r.err = runCtx.Err() // Run stopped at the time limit, not by itself
 	}
-	v, err := st.Value(ctx)
-	if err != nil {
-		return err
+	if r.err != nil {
+		return fmt.Errorf("waiting for the clients to leave: %w", r.err)
 	}
-	s.Final = string(v)
+	s.Final = string(r.v)
 	obs.Goroutines = s
 	return nil
 }

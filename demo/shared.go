@@ -204,11 +204,15 @@ func startStrsvr(ctx context.Context, st store.Store) (addr string, stop func(),
 	if err != nil {
 		return "", nil, err
 	}
-	srv := &sharedstring.Server{Store: st}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	srv := &sharedstring.Server{Store: st, Keep: true}
+	runCtx, cancel := context.WithCancel(ctx)
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		srv.Run(runCtx, ln, nil)
+	}()
 	return ln.Addr().String(), func() {
-		srv.Close()
+		cancel()
 		<-served
 	}, nil
 }

@@ -9,6 +9,11 @@
 // something to do, so an idle server uses no CPU; the store (package store)
 // orders the appends.
 //
+// Server is the protocol as a server.Handler, and a server.Finisher whose
+// Done says when the tutorial's server would print v and exit; Server.Run
+// is strsvr's whole life, discovery and final v included. Client.Session
+// is strclnt's.
+//
 // # Classic wire format (the tutorial's, unchanged)
 //
 // Client to server: bytes. Every byte is a letter, NUL and 0xFF included;
@@ -164,6 +169,14 @@ func answerProbe(p []byte) []byte {
 	var nonce [8]byte
 	copy(nonce[:], p[len(magic)+2:])
 	return probe(nonce, true)
+}
+
+// errorFrame returns an 'e' frame carrying msg, cut to MaxErrorLen.
+func errorFrame(msg string) []byte {
+	if len(msg) > MaxErrorLen {
+		msg = msg[:MaxErrorLen]
+	}
+	return append(appendFrameHeader(nil, KindError, 0, uint32(len(msg))), msg...)
 }
 
 // appendFrameHeader appends a frame header to dst.

@@ -30,12 +30,7 @@ func (s *Server) refuse(conn net.Conn, reason string) {
 		n += m
 		full, _, partial := helloMatch(buf[:n])
 		if full {
-			msg := strings.TrimSuffix(line, "\n")
-			if len(msg) > MaxErrorLen {
-				msg = msg[:MaxErrorLen]
-			}
-			frame := appendFrameHeader(nil, KindError, 0, uint32(len(msg)))
-			conn.Write(append(frame, msg...))
+			conn.Write(errorFrame(strings.TrimSuffix(line, "\n")))
 			return
 		}
 		if !partial || err != nil {

@@ -31,7 +31,7 @@ func TestFullServerRefusesAFramedClientAtOnce(t *testing.T) {
 	srv, port := startServer(t, store.NewMemory(), func(s *sharedstring.Server) { s.MaxConns, s.MaxConnsPerAddr = 2, -1 })
 	dial(t, port, sharedstring.Options{})
 	dial(t, port, sharedstring.Options{})
-	waitConns(t, srv, 2)
+	waitClients(t, srv.Store, 2)
 	start := time.Now()
 	_, err := sharedstring.Dial(context.Background(), "127.0.0.1", port, sharedstring.Options{})
 	want := "refused the connection: busy: max number of clients reached (2); try again later"
@@ -49,7 +49,7 @@ func TestFullServerRefusesAFramedClientAtOnce(t *testing.T) {
 func TestFullServerRefusesAClassicClient(t *testing.T) {
 	srv, port := startServer(t, store.NewMemory(), func(s *sharedstring.Server) { s.MaxConns, s.MaxConnsPerAddr = 1, -1 })
 	dialRaw(t, port).Write([]byte("a"))
-	waitConns(t, srv, 1)
+	waitClients(t, srv.Store, 1)
 	want := "busy: max number of clients reached (1); try again later\n"
 
 	// Silent, as strclnt.py at its prompt.
@@ -83,7 +83,7 @@ func TestIdleConnsFromOneAddressCannotShutOutStrclnt(t *testing.T) {
 	for range 2 {
 		dialRawFrom(t, "127.0.0.2", port)
 	}
-	waitConns(t, srv, 2)
+	waitClients(t, srv.Store, 2)
 	over := dialRawFrom(t, "127.0.0.2", port)
 	over.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if got, _ := io.ReadAll(over); !strings.HasPrefix(string(got), "busy: max number of connections from one address reached (2)") {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,7 +20,10 @@ import (
 // Defaults for the Server's limits.
 const (
 	DefaultWriteIdle = 10 * time.Second
-	DefaultReadIdle  = 30 * time.Minute
+	// DefaultReadIdle is the read timeout strsvr sets unless told
+	// otherwise (--read-timeout). The Server's own zero ReadIdle means no
+	// read timeout, as net/http's zero ReadTimeout does.
+	DefaultReadIdle = 30 * time.Minute
 	// DefaultMaxConns caps the clients served at once. A client may sit
 	// idle for up to the read timeout (a watcher for ever), so the cap,
 	// not the timeouts, is what keeps a crowd of idle connections from
@@ -36,9 +40,11 @@ const (
 	readChunk = 4096
 )
 
-// Server is the shared-string server: strsvr. Set Store, then call Serve
-// (and ServeDiscovery, for framed mode); WaitEmpty tells when the last
-// client has left. Fields must not change after Serve is called.
+// Server is the shared-string protocol: strsvr. It is a server.Handler
+// (ServeConn serves one client) and a server.Finisher (Done says when the
+// tutorial's server would exit); Run is its whole life as a process. The
+// zero value serves a v kept in Store with the defaults below; Store must
+// be set. Fields must not change after the first ServeConn or Run.
 type Server struct {
 	// Store holds v and counts the clients.
 	Store store.Store
@@ -48,14 +54,19 @@ type Server struct {
 	// each client as it comes.
 	WaitFor int
 
+	// Keep keeps the server serving when the last client leaves: Done is
+	// then never closed, and Run ends only with its context.
+	Keep bool
+
 	// WriteIdle drops a client whose connection accepts no reply bytes for
 	// this long (to within a sixteenth): a client that stops reading is
 	// disconnected, never buffered for. Zero means DefaultWriteIdle.
 	WriteIdle time.Duration
 
 	// ReadIdle drops a client that sends nothing for this long, to within
-	// a sixteenth (watchers excepted: waiting is what they are for). Zero means DefaultReadIdle;
-	// negative means never.
+	// a sixteenth (watchers excepted: waiting is what they are for). Zero
+	// (or negative) means no read timeout; strsvr's default is
+	// DefaultReadIdle.
 	ReadIdle time.Duration
 
 	// MaxValue bounds v: a client whose letters would grow v beyond it is
@@ -66,15 +77,16 @@ type Server struct {
 	// one read (4 KiB) per client of the group appending at that moment.
 	MaxValue int
 
-	// MaxConns caps the clients served at once (see server.Server). Zero
-	// means DefaultMaxConns.
+	// MaxConns caps the clients served at once by Run's server.Server,
+	// watchers included. Zero means DefaultMaxConns.
 	MaxConns int
 
-	// MaxConnsPerAddr caps the clients served at once from one address
+	// MaxConnsPerAddr caps the clients Run serves at once from one address
 	// (an IPv6 /64); a client over it, or over MaxConns, is refused at
 	// once: an 'e' frame for a framed client, the line "busy: ..." for a
-	// classic one. Zero means a quarter of MaxConns; negative, no cap (see
-	// server.Server).
+	// classic one. Zero means a quarter of MaxConns, and at least WaitFor,
+	// so that the tutorial's gathering, which may well be all on one
+	// machine, is never shut out; negative, no cap (see server.Server).
 	MaxConnsPerAddr int
 
 	// MaxWatchers caps the watch connections served at once; they count
@@ -86,69 +98,130 @@ type Server struct {
 	// Logger receives connection events. Nil discards.
 	Logger *slog.Logger
 
-	once    sync.Once
-	srv     *server.Server
-	gate    chan struct{} // closed once WaitFor clients have joined
-	gated   sync.Once
-	joined  atomic.Int64 // clients that ever joined
-	size    atomic.Int64 // the longest v seen, for MaxValue (not Capped stores)
-	capped  store.Capped // Store, if it checks MaxValue itself
-	watch   atomic.Int64 // watch connections now
-	mu      sync.Mutex
-	packets []net.PacketConn
-	closed  bool
+	once   sync.Once
+	log    *slog.Logger
+	gate   chan struct{} // closed once WaitFor clients have joined
+	gated  sync.Once
+	joined atomic.Int64 // clients that ever joined
+	size   atomic.Int64 // the longest v seen, for MaxValue (not Capped stores)
+	capped store.Capped // Store, if it checks MaxValue itself
+	watch  atomic.Int64 // watch connections now
+	done   chan struct{}
+	ended  sync.Once
+	endErr error // why watching the group failed; set before done closes
 
 	gens store.Generational // Store, if it can lose v and begin again
 }
 
 func (s *Server) init() {
 	s.once.Do(func() {
-		if s.Logger == nil {
-			s.Logger = slog.New(slog.DiscardHandler)
+		s.log = s.Logger
+		if s.log == nil {
+			s.log = slog.New(slog.DiscardHandler)
 		}
 		s.gate = make(chan struct{})
 		if s.WaitFor <= 1 {
 			close(s.gate)
 		}
+		s.done = make(chan struct{})
 		s.capped, _ = s.Store.(store.Capped)
 		s.gens, _ = s.Store.(store.Generational)
-		maxConns := s.MaxConns
-		if maxConns <= 0 {
-			maxConns = DefaultMaxConns
-		}
-		s.srv = &server.Server{Handler: server.HandlerFunc(s.handle), MaxConns: maxConns, MaxConnsPerAddr: s.MaxConnsPerAddr,
-			Refuse: s.refuse, Logger: s.Logger,
-			// A watcher that pauses is dropped by WriteIdle, not before.
-			UserTimeout: server.UserTimeoutFor(s.writeIdle())}
 	})
 }
 
-// Serve accepts clients on ln until Close; it returns server.ErrServerClosed
-// after Close.
-func (s *Server) Serve(ln net.Listener) error {
+// Run is strsvr's life on ln (and, if pc is not nil, discovery on pc, the
+// UDP socket on the same port number): it serves until ctx ends or, unless
+// Keep, the group of clients has become empty (see Done); then it closes
+// every connection at once, waits for the appends still in flight to be
+// stored, and returns v as the store keeps it: the tutorial's "the final
+// value of v". The error, if not nil, is why serving ended early (v is
+// still returned), or a *FinalValueError (v is then nil). Run closes ln
+// and pc, not the Store. A Server runs once.
+//
+// Run builds the server.Server itself: its caps follow from this
+// protocol's settings (the per-address share that must admit the WaitFor
+// gathering, a refusal in the client's own mode, a TCP user timeout that
+// lets a paused watcher last WriteIdle), so they are set in one place.
+func (s *Server) Run(ctx context.Context, ln net.Listener, pc net.PacketConn) ([]byte, error) {
 	s.init()
-	return s.srv.Serve(ln)
+	srv := &server.Server{
+		Handler:         s,
+		MaxConns:        s.maxConns(),
+		MaxConnsPerAddr: s.maxConnsPerAddr(),
+		Refuse:          s.refuse,
+		Logger:          s.log,
+		// A watcher that pauses is dropped by WriteIdle, not before.
+		UserTimeout: server.UserTimeoutFor(s.writeIdle()),
+	}
+	bg, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	if pc != nil {
+		wg.Go(func() { s.serveDiscovery(bg, pc) })
+	}
+	if !s.Keep {
+		wg.Go(func() { s.watchGroup(bg) })
+	}
+	s.log.Info("strsvr listening", "addr", ln.Addr().String(), "discovery", pc != nil)
+	err := srv.Run(ctx, ln)
+	stop()
+	wg.Wait()
+	if s.endErr != nil && ctx.Err() == nil && err == nil {
+		err = fmt.Errorf("watch clients: %s", notRetrying(s.endErr))
+	}
+	v, verr := s.finalValue()
+	if verr != nil {
+		return nil, verr
+	}
+	return v, err
 }
 
-// ServeDiscovery answers framed-mode probes arriving on pc (UDP, on the same
-// port number as the TCP listener) until Close. Anything that is not a
-// probe is ignored; an answer is never larger than its probe.
-func (s *Server) ServeDiscovery(pc net.PacketConn) error {
-	s.init()
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		pc.Close()
-		return server.ErrServerClosed
+// FinalValueError is Run's error when v cannot be read at the end.
+type FinalValueError struct{ Err error }
+
+func (e *FinalValueError) Error() string {
+	return "read the final value of v: " + notRetrying(e.Err)
+}
+
+func (e *FinalValueError) Unwrap() error { return e.Err }
+
+// notRetrying is a store error's message for a server that is stopping:
+// less the store's "; retrying", since nothing will retry.
+func notRetrying(err error) string {
+	return strings.TrimSuffix(err.Error(), "; retrying")
+}
+
+// finalValue waits for the appends still in flight (their clients are
+// gone, but they may still be stored), so that the v it returns is the v
+// the store keeps.
+func (s *Server) finalValue() ([]byte, error) {
+	if f, ok := s.Store.(store.Flusher); ok {
+		ctx, cancel := context.WithTimeout(context.Background(), flushWait)
+		f.Flush(ctx)
+		cancel()
 	}
-	s.packets = append(s.packets, pc)
-	s.mu.Unlock()
+	v, err := s.Store.Value(context.Background())
+	if err != nil {
+		return nil, &FinalValueError{err}
+	}
+	return v, nil
+}
+
+// flushWait bounds how long Run waits for the store's appends in flight.
+const flushWait = 10 * time.Second
+
+// serveDiscovery answers framed-mode probes arriving on pc (UDP, on the same
+// port number as the TCP listener) until ctx ends, then closes pc. Anything
+// that is not a probe is ignored; an answer is never larger than its probe.
+func (s *Server) serveDiscovery(ctx context.Context, pc net.PacketConn) {
+	s.init()
+	defer context.AfterFunc(ctx, func() { pc.Close() })()
+	defer pc.Close()
 	buf := make([]byte, 64)
 	for {
 		n, addr, err := pc.ReadFrom(buf)
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return server.ErrServerClosed
+			if errors.Is(err, net.ErrClosed) || ctx.Err() != nil {
+				return
 			}
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
@@ -156,7 +229,7 @@ func (s *Server) ServeDiscovery(pc net.PacketConn) error {
 			}
 			// ICMP errors from earlier answers surface here on some
 			// systems; they concern one peer, not the listener.
-			s.Logger.Debug("discovery read", "err", err)
+			s.log.Debug("discovery read", "err", err)
 			time.Sleep(time.Millisecond)
 			continue
 		}
@@ -167,37 +240,35 @@ func (s *Server) ServeDiscovery(pc net.PacketConn) error {
 	}
 }
 
-// Close closes the discovery sockets and every client connection, and
-// waits for the handlers to return. It does not close the Store.
-func (s *Server) Close() error {
+// Done implements server.Finisher: the channel is closed once the group of
+// clients sharing the Store has become empty after at least one client
+// came (and after the WaitFor clients have gathered), the moment the
+// tutorial's server prints v and exits; or when the group can no longer
+// be watched (Run then says why). Run watches the group (unless Keep), so
+// Done is only ever closed while Run runs. The group is what Store.Clients
+// counts: for a store shared by several servers, all of their clients.
+func (s *Server) Done() <-chan struct{} {
 	s.init()
-	s.mu.Lock()
-	s.closed = true
-	for _, pc := range s.packets {
-		pc.Close()
-	}
-	s.mu.Unlock()
-	return s.srv.Close()
+	return s.done
 }
 
-// ActiveConns reports how many clients this server is serving now.
-func (s *Server) ActiveConns() int {
-	s.init()
-	return s.srv.ActiveConns()
+// end closes done, with the reason watching failed if it did.
+func (s *Server) end(err error) {
+	s.ended.Do(func() {
+		s.endErr = err
+		close(s.done)
+	})
 }
 
-// WaitEmpty returns nil once the group of clients sharing the Store has
-// become empty after at least one client came (and after the WaitFor
-// clients have gathered): the moment the tutorial's server prints v and
-// exits. It is driven by Store.Changes and Store.Clients, so for a store
-// shared by several servers it waits for the whole group.
-func (s *Server) WaitEmpty(ctx context.Context) error {
-	s.init()
+// watchGroup closes done (see Done) when the group has become empty, or
+// with the reason if it cannot be watched, or returns when ctx ends.
+func (s *Server) watchGroup(ctx context.Context) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	changes, err := s.Store.Changes(ctx)
 	if err != nil {
-		return err
+		s.end(err)
+		return
 	}
 	gate := s.gate // nil once seen open
 	seen := false
@@ -209,25 +280,29 @@ func (s *Server) WaitEmpty(ctx context.Context) error {
 		}
 		n, err := s.Store.Clients(ctx)
 		if err != nil {
-			return err
+			if ctx.Err() == nil {
+				s.end(err)
+			}
+			return
 		}
 		if n > 0 {
 			seen = true
 		}
 		if gate == nil && n == 0 && (seen || s.joined.Load() > 0) {
-			return nil
+			s.end(nil)
+			return
 		}
 		select {
 		case _, ok := <-changes:
 			if !ok {
-				if ctx.Err() != nil {
-					return ctx.Err()
+				if ctx.Err() == nil {
+					s.end(store.ErrClosed)
 				}
-				return store.ErrClosed
+				return
 			}
 		case <-gate:
 		case <-ctx.Done():
-			return ctx.Err()
+			return
 		}
 		// Changes fire for every letter too, not only for joins and
 		// leaves. Looking at most every emptyCheckEvery keeps this
@@ -236,33 +311,36 @@ func (s *Server) WaitEmpty(ctx context.Context) error {
 		select {
 		case <-time.After(emptyCheckEvery):
 		case <-ctx.Done():
-			return ctx.Err()
+			return
 		}
 	}
 }
 
-// emptyCheckEvery bounds how often WaitEmpty counts the clients, and so how
-// late after the last client leaves the server notices.
+// emptyCheckEvery bounds how often watchGroup counts the clients, and so
+// how late after the last client leaves the server notices.
 const emptyCheckEvery = 10 * time.Millisecond
 
 // conn is one client's connection as the handler sees it.
 type conn struct {
-	s      *Server
-	c      net.Conn
-	ctx    context.Context
-	log    *slog.Logger
-	mu     sync.Mutex // serialises writes (replies and watch updates)
-	bufs   [][]byte   // scratch for writev
-	hdrs   []byte     // scratch for frame headers
-	have   int        // framed: how much of v the client holds
-	gen    uint64     // framed: the generation of v it holds (see staleGen)
-	rdl    time.Time  // when the read deadline was last set
-	wdl    time.Time  // when the write deadline was last set
-	framed bool
+	s                *Server
+	c                net.Conn
+	ctx              context.Context
+	log              *slog.Logger
+	mu               sync.Mutex // serialises writes (replies and watch updates)
+	bufs             [][]byte   // scratch for writev
+	hdrs             []byte     // scratch for frame headers
+	have             int        // framed: how much of v the client holds
+	gen              uint64     // framed: the generation of v it holds (see staleGen)
+	readDeadlineSet  time.Time  // when the read deadline was last moved
+	writeDeadlineSet time.Time  // when the write deadline was last moved
+	framed           bool
 }
 
-func (s *Server) handle(ctx context.Context, nc net.Conn) {
-	log := s.Logger.With("client", nc.RemoteAddr().String())
+// ServeConn implements server.Handler: it serves one client until it
+// leaves, is dropped, or ctx ends.
+func (s *Server) ServeConn(ctx context.Context, nc net.Conn) {
+	s.init()
+	log := s.log.With("client", nc.RemoteAddr().String())
 	leave, err := s.Store.Join(ctx)
 	if err != nil {
 		log.Warn("cannot count client; dropping it", "err", err)
@@ -298,11 +376,21 @@ func (s *Server) writeIdle() time.Duration {
 	return DefaultWriteIdle
 }
 
-func (s *Server) readIdle() time.Duration {
-	if s.ReadIdle == 0 {
-		return DefaultReadIdle
+// readIdle is ReadIdle; zero or negative: none.
+func (s *Server) readIdle() time.Duration { return max(0, s.ReadIdle) }
+
+func (s *Server) maxConns() int {
+	if s.MaxConns > 0 {
+		return s.MaxConns
 	}
-	return s.ReadIdle
+	return DefaultMaxConns
+}
+
+func (s *Server) maxConnsPerAddr() int {
+	if s.MaxConnsPerAddr == 0 && s.WaitFor > 0 {
+		return max(1, s.maxConns()/4, s.WaitFor)
+	}
+	return s.MaxConnsPerAddr
 }
 
 func (s *Server) maxValue() int {
@@ -316,7 +404,7 @@ func (s *Server) maxWatchers() int {
 	if s.MaxWatchers > 0 {
 		return s.MaxWatchers
 	}
-	return max(1, s.srv.MaxConns/4) // MaxConns as init resolved it
+	return max(1, s.maxConns()/4)
 }
 
 var errValueFull = store.ErrFull
@@ -351,7 +439,7 @@ func (c *conn) serve() error {
 		n = copy(buf, buf[HelloLen:n])
 	}
 	watching := framed && flags&FlagWatch != 0
-	if watching || c.s.readIdle() < 0 {
+	if watching || c.s.readIdle() == 0 {
 		// Waiting is what watchers do; and with no read timeout at all,
 		// the hello's short deadline that readFirst may have set must
 		// not outlive it.
@@ -367,7 +455,7 @@ func (c *conn) serve() error {
 			return readErr(err)
 		}
 		if idle := c.s.readIdle(); idle > 0 && !watching {
-			c.rdl = refresh(c.c.SetReadDeadline, c.rdl, idle)
+			c.readDeadlineSet = refresh(c.c.SetReadDeadline, c.readDeadlineSet, idle)
 		}
 		n, err = c.c.Read(buf)
 	}
@@ -481,12 +569,9 @@ func (c *conn) appendLetters(p []byte) ([]byte, uint64, error) {
 // refuse sends an 'e' frame carrying msg in place of the 'h' frame; the
 // caller then closes the connection.
 func (c *conn) refuse(msg string) {
-	if len(msg) > MaxErrorLen {
-		msg = msg[:MaxErrorLen]
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.write([][]byte{appendFrameHeader(nil, KindError, 0, uint32(len(msg))), []byte(msg)})
+	c.sendError(msg)
 }
 
 // hello answers a framed-mode hello.
@@ -552,7 +637,7 @@ func (c *conn) write(bufs [][]byte) error {
 	idle := c.s.writeIdle()
 	nb := net.Buffers(bufs)
 	for {
-		c.wdl = refresh(c.c.SetWriteDeadline, c.wdl, idle)
+		c.writeDeadlineSet = refresh(c.c.SetWriteDeadline, c.writeDeadlineSet, idle)
 		n, err := nb.WriteTo(c.c)
 		if err == nil {
 			return nil
@@ -570,3 +655,8 @@ func (c *conn) write(bufs [][]byte) error {
 		return err
 	}
 }
+
+var (
+	_ server.Handler  = (*Server)(nil)
+	_ server.Finisher = (*Server)(nil)
+)

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/tcplab/tcplab/internal/testkit"
@@ -23,40 +24,89 @@ import (
 
 func TestMain(m *testing.M) { testkit.Main(m) }
 
-// startServer serves st on 127.0.0.1:0 (TCP, and UDP discovery on the same
-// port) until the test ends, and returns the server and its port.
+// startServer serves st with Keep (so that clients may come and go) on
+// 127.0.0.1:0 (TCP, and UDP discovery on the same port) until the test
+// ends, and returns the server and its port.
 func startServer(t *testing.T, st store.Store, configure func(*sharedstring.Server)) (*sharedstring.Server, string) {
 	t.Helper()
-	srv := &sharedstring.Server{Store: st}
+	srv := &sharedstring.Server{Store: st, Keep: true}
 	if configure != nil {
 		configure(srv)
 	}
-	var ln net.Listener
-	var pc net.PacketConn
+	port, _ := runServer(t, srv)
+	return srv, port
+}
+
+// runResult is what Server.Run returned.
+type runResult struct {
+	v   []byte
+	err error
+}
+
+// runServer runs srv (Run) on 127.0.0.1:0 until it ends by itself or the
+// test ends, and returns its port and where Run's result arrives.
+func runServer(t *testing.T, srv *sharedstring.Server) (string, <-chan runResult) {
+	t.Helper()
+	ln, pc := listenPair(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	res := make(chan runResult, 1)
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		v, err := srv.Run(ctx, ln, pc)
+		res <- runResult{v, err}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-ended
+		srv.Store.Close()
+	})
+	return portOf(ln), res
+}
+
+// portOf is the port ln listens on.
+func portOf(ln net.Listener) string { return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port) }
+
+// listenPair listens on TCP 127.0.0.1:0 and on UDP on the same port.
+func listenPair(t *testing.T) (net.Listener, net.PacketConn) {
+	t.Helper()
 	for try := 0; ; try++ {
-		var err error
-		ln, err = net.Listen("tcp", "127.0.0.1:0")
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
-		pc, err = net.ListenPacket("udp", ln.Addr().String())
+		pc, err := net.ListenPacket("udp", ln.Addr().String())
 		if err == nil {
-			break
+			return ln, pc
 		}
 		ln.Close()
 		if try == 10 {
 			t.Fatal(err)
 		}
 	}
-	var wg sync.WaitGroup
-	wg.Go(func() { srv.Serve(ln) })
-	wg.Go(func() { srv.ServeDiscovery(pc) })
-	t.Cleanup(func() {
-		srv.Close()
-		wg.Wait()
-		st.Close()
-	})
-	return srv, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+}
+
+// waitClients waits, on the store's own change signal, until the store
+// counts n clients.
+func waitClients(t *testing.T, st store.Store, n int64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	changes, err := st.Changes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		got, err := st.Clients(ctx)
+		if err == nil && got == n {
+			return
+		}
+		select {
+		case <-changes:
+		case <-ctx.Done():
+			t.Fatalf("%d clients (%v), want %d", got, err, n)
+		}
+	}
 }
 
 func dialRaw(t *testing.T, port string) net.Conn {
@@ -146,7 +196,8 @@ func TestClassicBytesAreTheTutorials(t *testing.T) {
 func TestTutorialSession(t *testing.T) {
 	for _, mode := range []sharedstring.Mode{sharedstring.Auto, sharedstring.Classic} {
 		t.Run(fmt.Sprint("mode ", mode), func(t *testing.T) {
-			srv, port := startServer(t, store.NewMemory(), nil)
+			srv := &sharedstring.Server{Store: store.NewMemory()}
+			port, res := runServer(t, srv)
 			one := dial(t, port, sharedstring.Options{Mode: mode})
 			two := dial(t, port, sharedstring.Options{Mode: mode})
 			if one.Framed() != (mode == sharedstring.Auto) {
@@ -169,22 +220,17 @@ func TestTutorialSession(t *testing.T) {
 					t.Fatalf("sent %s: got %q %v, want %q", s.letter, v, err, s.want)
 				}
 			}
-			empty := make(chan error, 1)
-			go func() { empty <- srv.WaitEmpty(context.Background()) }()
 			one.Close()
+			waitClients(t, srv.Store, 1)
 			select {
-			case <-empty:
-				t.Fatal("WaitEmpty returned with a client still connected")
-			case <-time.After(100 * time.Millisecond):
+			case <-srv.Done():
+				t.Fatal("done with a client still connected")
+			default:
 			}
 			two.Close()
-			select {
-			case err := <-empty:
-				if err != nil {
-					t.Fatal(err)
-				}
-			case <-time.After(5 * time.Second):
-				t.Fatal("WaitEmpty did not return when the last client left")
+			r := <-res
+			if r.err != nil || string(r.v) != "abcuuvvdwwe" {
+				t.Fatalf("Run returned %q, %v; want the final v", r.v, r.err)
 			}
 		})
 	}
@@ -354,28 +400,53 @@ func TestWatch(t *testing.T) {
 	}
 }
 
+// WaitFor holds every client until that many have come, then serves
+// them all; Run ends with the final v when they have left. In a synctest
+// bubble over pipes, so "nothing yet" is checked once every goroutine is
+// blocked, not after a guessed while.
 func TestWaitForGathersClientsFirst(t *testing.T) {
-	srv, port := startServer(t, store.NewMemory(), func(s *sharedstring.Server) { s.WaitFor = 2 })
-	first := dialRaw(t, port)
-	first.Write([]byte("a"))
-	first.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-	var b [8]byte
-	if n, _ := first.Read(b[:]); n > 0 {
-		t.Fatalf("served %q before the second client came", b[:n])
-	}
-	empty := make(chan error, 1)
-	go func() { empty <- srv.WaitEmpty(context.Background()) }()
-	second := dialRaw(t, port)
-	readExactly(t, first, []byte("a"))
-	second.Write([]byte("b"))
-	readExactly(t, second, []byte("ab"))
-	first.Close()
-	second.Close()
-	select {
-	case <-empty:
-	case <-time.After(5 * time.Second):
-		t.Fatal("WaitEmpty did not return")
-	}
+	synctest.Test(t, func(t *testing.T) {
+		srv := &sharedstring.Server{Store: store.NewMemory(), WaitFor: 2}
+		defer srv.Store.Close()
+		ln := newPipeListener()
+		res := make(chan runResult, 1)
+		go func() {
+			v, err := srv.Run(t.Context(), ln, nil)
+			res <- runResult{v, err}
+		}()
+		read := func(c net.Conn, want string) {
+			t.Helper()
+			got := make([]byte, len(want))
+			if _, err := io.ReadFull(c, got); err != nil || string(got) != want {
+				t.Fatalf("reply %q %v, want %q", got, err, want)
+			}
+		}
+		first := ln.dial()
+		go first.Write([]byte("a")) // a pipe's write waits for the server's read
+		replied := make(chan string, 1)
+		go func() {
+			var b [8]byte
+			n, _ := first.Read(b[:])
+			replied <- string(b[:n])
+		}()
+		synctest.Wait()
+		select {
+		case r := <-replied:
+			t.Fatalf("served %q before the second client came", r)
+		default:
+		}
+		second := ln.dial()
+		if r := <-replied; r != "a" {
+			t.Fatalf("first client's reply %q, want \"a\"", r)
+		}
+		go second.Write([]byte("b"))
+		read(second, "ab")
+		first.Close()
+		second.Close()
+		if r := <-res; r.err != nil || string(r.v) != "ab" {
+			t.Fatalf("Run returned %q, %v; want the final v", r.v, r.err)
+		}
+	})
 }
 
 func TestFaults(t *testing.T) {
@@ -393,7 +464,7 @@ func TestFaults(t *testing.T) {
 			t.Fatal(err)
 		}
 		ok.Close()
-		waitConns(t, srv, 0)
+		waitClients(t, srv.Store, 0)
 		if n, _ := st.Clients(context.Background()); n != 0 {
 			t.Fatalf("%d clients still counted", n)
 		}
@@ -408,15 +479,15 @@ func TestFaults(t *testing.T) {
 			t.Fatal(err)
 		}
 		other.Close()
-		waitConns(t, srv, 0)
+		waitClients(t, srv.Store, 0)
 	})
 	t.Run("a client that stopped reading is reset, not closed behind its queue", func(t *testing.T) {
 		st := store.NewMemoryFrom(bytes.Repeat([]byte("v"), 1<<20))
 		srv, port := startServer(t, st, func(s *sharedstring.Server) { s.WriteIdle = 200 * time.Millisecond })
 		stuck := dialRaw(t, port)
 		stuck.Write(bytes.Repeat([]byte("s"), 100)) // 100 MiB of replies, never read
-		waitConns(t, srv, 1)
-		waitConns(t, srv, 0)
+		waitClients(t, srv.Store, 1)
+		waitClients(t, srv.Store, 0)
 		// Now read. After a reset the client finds at most what its own
 		// receive buffer held, then ECONNRESET; after an orderly close the
 		// server's orphaned socket would go on sending what it had queued
@@ -435,25 +506,22 @@ func TestFaults(t *testing.T) {
 		if _, err := io.ReadAll(c); err != nil {
 			t.Fatal(err)
 		}
-		waitConns(t, srv, 0)
+		waitClients(t, srv.Store, 0)
 	})
 	t.Run("idle clients are dropped", func(t *testing.T) {
-		srv, port := startServer(t, store.NewMemory(), func(s *sharedstring.Server) { s.ReadIdle = 100 * time.Millisecond })
-		dialRaw(t, port)
-		waitConns(t, srv, 1)
-		waitConns(t, srv, 0)
+		// The fake clock of a synctest bubble: the read timeout passes
+		// at once, and exactly.
+		synctest.Test(t, func(t *testing.T) {
+			srv := &sharedstring.Server{Store: store.NewMemory(), ReadIdle: 100 * time.Millisecond}
+			client, conn := net.Pipe()
+			defer client.Close()
+			start := time.Now()
+			srv.ServeConn(t.Context(), conn)
+			if idle := time.Since(start); idle != 100*time.Millisecond {
+				t.Fatalf("a silent client was dropped after %s, want the read timeout, 100ms", idle)
+			}
+		})
 	})
-}
-
-func waitConns(t *testing.T, srv *sharedstring.Server, n int) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for srv.ActiveConns() != n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d connections, want %d", srv.ActiveConns(), n)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func TestDiscovery(t *testing.T) {
@@ -573,7 +641,7 @@ func TestMaxValueHoldsUnderConcurrentAppends(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	waitConns(t, srv, 0)
+	waitClients(t, srv.Store, 0)
 	v, _ := st.Value(context.Background())
 	if len(v) > limit {
 		t.Fatalf("len(v) = %d with MaxValue %d", len(v), limit)
@@ -600,7 +668,7 @@ func TestWatcherCap(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "too many watchers") || !strings.Contains(err.Error(), "at most 2") {
 		t.Fatalf("watcher over the cap: %v, want a refusal naming the cap", err)
 	}
-	waitConns(t, srv, 2)
+	waitClients(t, srv.Store, 2)
 	// A client that is not a watcher is served as ever.
 	c := dial(t, port, sharedstring.Options{})
 	if v, err := c.Send([]byte("x")); err != nil || string(v) != "v:x" {
@@ -609,7 +677,7 @@ func TestWatcherCap(t *testing.T) {
 	c.Close()
 	// A slot freed by a watcher that leaves is taken by the next one.
 	ws[0].Close()
-	waitConns(t, srv, 1)
+	waitClients(t, srv.Store, 1)
 	again := dial(t, port, sharedstring.Options{Watch: true})
 	if kind, v, err := again.Next(); err != nil || kind != sharedstring.KindUpdate || string(v) != "v:x" {
 		t.Fatalf("watcher after one left: %c %q %v", kind, v, err)
@@ -635,29 +703,30 @@ func TestWatcherCapDefaultsToAQuarterOfMaxConns(t *testing.T) {
 // 0xFF (which could begin a hello) and which then pauses is not dropped
 // when the hello's one-second wait ends.
 func TestNoReadTimeoutOutlivesTheHelloWait(t *testing.T) {
-	_, port := startServer(t, store.NewMemory(), func(s *sharedstring.Server) { s.ReadIdle = -1 })
-	c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.Write([]byte{0xFF})
-	buf := make([]byte, 16)
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if n, err := c.Read(buf); err != nil || string(buf[:n]) != "\xff" {
-		t.Fatalf("reply to 0xFF: %q %v", buf[:n], err)
-	}
-	time.Sleep(sharedstring.HelloWait + 500*time.Millisecond)
-	c.Write([]byte("a"))
-	got := ""
-	for len(got) < len("\xffa") {
-		n, err := c.Read(buf)
-		got += string(buf[:n])
-		if err != nil {
-			t.Fatalf("after a pause: %q, %v (dropped?)", got, err)
+	synctest.Test(t, func(t *testing.T) {
+		srv := &sharedstring.Server{Store: store.NewMemory()} // ReadIdle 0: none
+		client, conn := net.Pipe()
+		served := make(chan struct{})
+		go func() {
+			defer close(served)
+			srv.ServeConn(t.Context(), conn)
+			conn.Close()
+		}()
+		read := func(want string) {
+			t.Helper()
+			got := make([]byte, len(want))
+			if _, err := io.ReadFull(client, got); err != nil || string(got) != want {
+				t.Fatalf("reply: %q %v, want %q (dropped?)", got, err, want)
+			}
 		}
-	}
-	if got != "\xffa" {
-		t.Fatalf("reply after a pause: %q", got)
-	}
+		client.Write([]byte{0xFF})
+		read("\xff")
+		// The pause is the point: far past the hello's wait, on the
+		// bubble's fake clock.
+		time.Sleep(sharedstring.HelloWait + time.Hour)
+		client.Write([]byte("a"))
+		read("\xffa")
+		client.Close()
+		<-served
+	})
 }

@@ -92,10 +92,7 @@ func (c *conn) notStored(err error) error {
 // sendError writes an 'e' frame carrying msg (c.mu held); the caller then
 // closes the connection.
 func (c *conn) sendError(msg string) {
-	if len(msg) > MaxErrorLen {
-		msg = msg[:MaxErrorLen]
-	}
-	c.write([][]byte{appendFrameHeader(nil, KindError, 0, uint32(len(msg))), []byte(msg)})
+	c.write([][]byte{errorFrame(msg)})
 }
 
 // diskErrno returns the errno of a disk that refused a write (full, over

@@ -240,7 +240,7 @@ func TestEndingsStrSvr(t *testing.T) {
 		srv := startCmd(t, captured, captured, "strsvr", "0")
 		srv.port(t)
 		srv.signal(t, syscall.SIGINT)
-		expectEnd(t, srv, exitInterrupted, `msg="signal: stopping"`)
+		expectEnd(t, srv, exitInterrupted, `msg="shutting down"`)
 		if got := srv.stdout.String(); got != "the final value of v is \n" {
 			t.Errorf("stdout %q", got)
 		}
@@ -252,7 +252,7 @@ func TestEndingsStrSvr(t *testing.T) {
 		io.WriteString(cli.stdin, "ab\n")
 		cli.waitOut(t, "ab\n")
 		srv.signal(t, syscall.SIGTERM)
-		expectEnd(t, srv, exitTerminated, `msg="signal: stopping"`)
+		expectEnd(t, srv, exitTerminated, `msg="shutting down"`)
 		if got := srv.stdout.String(); got != "the final value of v is ab\n" {
 			t.Errorf("stdout %q", got)
 		}
@@ -283,7 +283,7 @@ func TestEndingsStrSvr(t *testing.T) {
 		cli.waitOut(t, "x\n")
 		cli.signal(t, syscall.SIGKILL)
 		// The last client has left: the tutorial's normal end.
-		expectEnd(t, srv, exitOK, `msg="strsvr listening"`)
+		expectEnd(t, srv, exitOK, `msg="done: stopping"`)
 		if got := srv.stdout.String(); got != "the final value of v is x\n" {
 			t.Errorf("stdout %q", got)
 		}

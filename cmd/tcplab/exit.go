@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"sync"
 	"syscall"
 
@@ -187,17 +186,6 @@ func (o *clientStdout) file() *os.File {
 // serverCommands are the commands whose standard output closing must not
 // stop them: they drop the lines (see serverOutput) and keep serving.
 var serverCommands = map[string]bool{"tms": true, "svr": true, "strsvr": true}
-
-// finalValueError is strsvr's one line when the final v cannot be read.
-func finalValueError(err error) error {
-	return fmt.Errorf("read the final value of v: %s", notRetrying(err))
-}
-
-// notRetrying is a store error's message for a strsvr that is exiting:
-// less the store's "; retrying", since nothing will retry.
-func notRetrying(err error) string {
-	return strings.TrimSuffix(err.Error(), "; retrying")
-}
 
 // helpNotPrinted is a command's --help that could not be written.
 type helpNotPrinted struct{ err error }

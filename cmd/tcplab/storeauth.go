@@ -5,7 +5,8 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
-	"strings"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // redisAuthEnv is where strsvr --store takes the Redis password from when
@@ -53,7 +54,7 @@ func warnPasswordInURL(log *slog.Logger) {
 // withAuthHint adds where the password goes to Redis's refusal for want of
 // one (NOAUTH, or WRONGPASS for a wrong one).
 func withAuthHint(err error) error {
-	if msg := err.Error(); strings.Contains(msg, "NOAUTH") || strings.Contains(msg, "WRONGPASS") {
+	if redis.HasErrorPrefix(err, "NOAUTH") || redis.HasErrorPrefix(err, "WRONGPASS") {
 		return fmt.Errorf("%w (give the password in %s)", err, redisAuthEnv)
 	}
 	return err

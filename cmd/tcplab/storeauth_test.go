@@ -59,9 +59,7 @@ func TestStoreURLWithAuth(t *testing.T) {
 func TestStrsvrStorePasswordFromEnvironment(t *testing.T) {
 	const pw = "pw-" + "not-in-argv-41"
 	r := redistest.New(t, "--requirepass", pw)
-	port := strconv.Itoa(testkit.FreePort(t))
-	p := testkit.StartEnv(t, append(os.Environ(), "REDISCLI_AUTH="+pw), nil, testkit.Binary(t), "strsvr", "--store", r.URL("authkey"), port)
-	p.WaitFor(t, "strsvr listening", 15*time.Second)
+	p, port := startStrsvrEnv(t, append(os.Environ(), "REDISCLI_AUTH="+pw), "0", "--store", r.URL("authkey"))
 	c := dialFramed(t, port)
 	v, err := c.Send([]byte("a"))
 	c.Close()
@@ -87,9 +85,18 @@ func TestStrsvrStorePasswordFromEnvironment(t *testing.T) {
 			env = append(env, e)
 		}
 	}
-	np := testkit.StartEnv(t, env, nil, testkit.Binary(t), "strsvr", "--store", r.URL("authkey"), strconv.Itoa(testkit.FreePort(t)))
-	code := np.Wait(t, 30*time.Second)
-	if code == 0 || !strings.Contains(np.Stderr.String(), "NOAUTH") || !strings.Contains(np.Stderr.String(), "REDISCLI_AUTH") || strings.Count(np.Stderr.String(), "\n") != 1 {
-		t.Fatalf("without the password: exit %d, %q", code, np.Stderr.String())
+	for _, tc := range []struct {
+		name    string
+		env     []string
+		refusal string
+	}{
+		{"without the password", env, "NOAUTH"},
+		{"with a wrong password", append(env[:len(env):len(env)], "REDISCLI_AUTH=wrong"), "WRONGPASS"},
+	} {
+		np := testkit.StartEnv(t, tc.env, nil, testkit.Binary(t), "strsvr", "--store", r.URL("authkey"), "0")
+		code := np.Wait(t, 30*time.Second)
+		if code == 0 || !strings.Contains(np.Stderr.String(), tc.refusal) || !strings.Contains(np.Stderr.String(), "(give the password in REDISCLI_AUTH)") || strings.Count(np.Stderr.String(), "\n") != 1 {
+			t.Fatalf("%s: exit %d, %q", tc.name, code, np.Stderr.String())
+		}
 	}
 }

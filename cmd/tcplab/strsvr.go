@@ -5,24 +5,21 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"sync"
 	"time"
 
 	"github.com/tcplab/tcplab/internal/endpoint"
-	"github.com/tcplab/tcplab/internal/server"
 	"github.com/tcplab/tcplab/sharedstring"
-	"github.com/tcplab/tcplab/store"
-	"github.com/tcplab/tcplab/store/redisstore"
 )
 
 func runStrSvr(ctx context.Context, std stdio, args []string) error {
 	fs := newFlagSet("strsvr")
 	keep := fs.Bool("keep", false, "keep serving when the last client leaves (stop with SIGINT/SIGTERM)")
 	waitFor := fs.Int("clients", 0, "serve nobody until this many clients have connected (the tutorial's nc = 2)")
-	data := fs.String("data", "", "keep v in this append-only log file, recovered on restart")
-	fsyncFlag := fs.String("fsync", "always", "with --data: when to fsync the log: always or interval")
-	fsyncEvery := fs.Duration("fsync-interval", time.Second, "with --fsync interval: time between fsyncs")
-	storeURL := fs.String("store", "", "keep v in Redis, shared by every strsvr on the same `URL`: redis://HOST:PORT/DB?key=NAME (rediss:// for TLS); the password is taken from $REDISCLI_AUTH (a password in the URL would show in ps)")
+	var where storePlace
+	fs.StringVar(&where.data, "data", "", "keep v in this append-only log file, recovered on restart")
+	fs.StringVar(&where.fsync, "fsync", "always", "with --data: when to fsync the log: always or interval")
+	fs.DurationVar(&where.fsyncEvery, "fsync-interval", time.Second, "with --fsync interval: time between fsyncs")
+	fs.StringVar(&where.url, "store", "", "keep v in Redis, shared by every strsvr on the same `URL`: redis://HOST:PORT/DB?key=NAME (rediss:// for TLS); the password is taken from $REDISCLI_AUTH (a password in the URL would show in ps)")
 	maxConns := fs.Int("max-conns", sharedstring.DefaultMaxConns, "clients served at once, watchers included; one more is refused at once")
 	maxPerAddr := fs.Int("max-conns-per-addr", 0, "clients served at once from one address (an IPv6 /64); 0: a quarter of --max-conns (at least --clients), -1: no limit")
 	maxWatchers := fs.Int("max-watchers", 0, "watchers (strclnt --watch) served at once, fewer than --max-conns; one more is refused and closed (default a quarter of --max-conns)")
@@ -58,12 +55,9 @@ func runStrSvr(ctx context.Context, std stdio, args []string) error {
 		return usagef("--write-timeout must be positive, not %s", *writeTimeout)
 	case *readTimeout < 0:
 		return usagef("--read-timeout must not be negative, not %s", *readTimeout)
-	case *fsyncEvery <= 0:
-		return usagef("--fsync-interval must be positive, not %s", *fsyncEvery)
 	}
-	policy, err := store.ParseFsync(*fsyncFlag)
-	if err != nil {
-		return usageError{err.Error()}
+	if err := where.check(); err != nil {
+		return err
 	}
 	// Many clients at once: a standard error that nobody reads must never
 	// hold a handler up (see serverOutput). The final value of v still goes
@@ -79,113 +73,40 @@ func runStrSvr(ctx context.Context, std stdio, args []string) error {
 	if err != nil {
 		return err
 	}
-
-	if *storeURL != "" {
-		if *data != "" {
-			return usagef("--store and --data are two places for v: give one")
-		}
-		if _, err := redisstore.ParseURL(*storeURL); err != nil {
-			return usageError{err.Error()}
-		}
-		var inURL bool
-		if *storeURL, inURL = storeURLFromEnv(*storeURL); inURL {
-			warnPasswordInURL(log)
-		}
-	}
-
-	var st store.Store
-	if *storeURL != "" {
-		rs, err := redisstore.Open(ctx, *storeURL, redisstore.WithLogger(log))
-		if err != nil {
-			return withAuthHint(err)
-		}
-		st = rs
-	} else if *data != "" {
-		f, err := store.OpenFile(*data, store.FileOptions{Fsync: policy, Interval: *fsyncEvery, Logger: log})
-		if err != nil {
-			return openLogError(err)
-		}
-		if f.Dropped() > 0 {
-			log.Warn("cut a torn tail (an interrupted last write, never answered) from the data file", "file", *data, "bytes", f.Dropped())
-		}
-		st = f
-	} else {
-		st = store.NewMemory()
-	}
-	defer st.Close()
-	if err := checkRecovered(ctx, log, st, *maxValue, storeName(*data, *storeURL)); err != nil {
+	st, err := where.open(ctx, log)
+	if err != nil {
 		return err
 	}
-
+	defer st.Close()
+	if err := checkRecovered(ctx, log, st, *maxValue, where.name()); err != nil {
+		return err
+	}
 	ln, err := port.listen(ctx)
 	if err != nil {
 		return err
 	}
-	read := *readTimeout
-	if read == 0 {
-		read = -1 // the Server's "never"
-	}
-	// The tutorial's gathering (--clients N) may well be all on one
-	// machine: the default per-address share never shuts its clients out.
-	perAddr := *maxPerAddr
-	if perAddr == 0 && *waitFor > 0 {
-		perAddr = max(1, *maxConns/4, *waitFor)
+	var pc net.PacketConn
+	if !*noDiscovery {
+		if pc, err = port.listenDiscovery(ln.Addr().(*net.TCPAddr).Port); err != nil {
+			log.Warn("no framed-mode discovery: every client will be classic", "err", endpoint.Cause(err))
+		}
 	}
 	srv := &sharedstring.Server{
-		Store:       st,
-		WaitFor:     *waitFor,
-		WriteIdle:   *writeTimeout,
-		ReadIdle:    read,
-		MaxValue:    *maxValue,
-		MaxConns:    *maxConns,
-		MaxWatchers: *maxWatchers,
-
-		MaxConnsPerAddr: perAddr,
+		Store:           st,
+		WaitFor:         *waitFor,
+		Keep:            *keep,
+		WriteIdle:       *writeTimeout,
+		ReadIdle:        *readTimeout,
+		MaxValue:        *maxValue,
+		MaxConns:        *maxConns,
+		MaxConnsPerAddr: *maxPerAddr,
+		MaxWatchers:     *maxWatchers,
 		Logger:          log,
 	}
-	actual := ln.Addr().(*net.TCPAddr).Port
-	var wg sync.WaitGroup
-	failed := make(chan error, 2)
-	discovery := false
-	if !*noDiscovery {
-		pc, err := port.listenDiscovery(actual)
-		if err != nil {
-			log.Warn("no framed-mode discovery: every client will be classic", "err", endpoint.Cause(err))
-		} else {
-			discovery = true
-			wg.Go(func() { srv.ServeDiscovery(pc) })
-		}
-	}
-	wg.Go(func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, server.ErrServerClosed) {
-			failed <- err
-		}
-	})
-	log.Info("strsvr listening", "addr", ln.Addr().String(), "discovery", discovery)
-
-	waitCtx, cancel := context.WithCancel(ctx)
-	empty := make(chan error, 1)
-	if !*keep {
-		wg.Go(func() { empty <- srv.WaitEmpty(waitCtx) })
-	}
-	var runErr error
-	select {
-	case <-ctx.Done():
-		log.Info("signal: stopping")
-	case err := <-empty:
-		if err != nil && ctx.Err() == nil {
-			runErr = fmt.Errorf("watch clients: %s", notRetrying(err))
-		}
-	case err := <-failed:
-		runErr = fmt.Errorf("accept: %w", err)
-	}
-	cancel()
-	srv.Close()
-	wg.Wait()
-	flushStore(st)
-	v, err := st.Value(context.Background())
-	if err != nil {
-		return lostOutput{finalValueError(err)}
+	v, runErr := srv.Run(ctx, ln, pc)
+	var lost *sharedstring.FinalValueError
+	if errors.As(runErr, &lost) {
+		return lostOutput{runErr}
 	}
 	if _, err := fmt.Fprintf(std.out, "the final value of v is %s\n", v); err != nil {
 		return lostOutput{fmt.Errorf("print the final value of v (%d bytes): %w", len(v), endpoint.Cause(err))}

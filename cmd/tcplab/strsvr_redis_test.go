@@ -23,15 +23,11 @@ import (
 	"github.com/tcplab/tcplab/store/redisstore"
 )
 
-// startGroupServer starts "tcplab strsvr --store URL [extra] PORT" and
-// waits until it listens (without connecting: a connection is a client).
+// startGroupServer starts "tcplab strsvr --store URL [extra] 0" and
+// returns it with the port it listens on.
 func startGroupServer(t *testing.T, url string, extra ...string) (*testkit.Proc, string) {
 	t.Helper()
-	port := strconv.Itoa(testkit.FreePort(t))
-	args := append([]string{"strsvr", "--store", url}, extra...)
-	p := testkit.Start(t, nil, testkit.Binary(t), append(args, port)...)
-	p.WaitFor(t, "strsvr listening", 15*time.Second)
-	return p, port
+	return startStrsvr(t, append([]string{"--store", url}, extra...)...)
 }
 
 // redisGet reads v straight from Redis.
@@ -238,18 +234,16 @@ func TestStrsvrRedisKillOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer group.Close()
+	// The count in Redis changes with other processes' leases: Poll it.
 	waitCount := func(want int64, within time.Duration) {
 		t.Helper()
-		deadline := time.Now().Add(within)
-		for {
-			n, err := group.Clients(context.Background())
-			if err == nil && n == want {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("group count %d (err %v), want %d within %s", n, err, want, within)
-			}
-			time.Sleep(20 * time.Millisecond)
+		var n int64
+		var err error
+		if !testkit.Poll(within, func() bool {
+			n, err = group.Clients(context.Background())
+			return err == nil && n == want
+		}) {
+			t.Fatalf("group count %d (err %v), want %d within %s", n, err, want, within)
 		}
 	}
 
@@ -260,11 +254,18 @@ func TestStrsvrRedisKillOne(t *testing.T) {
 	waitCount(servers*perServer, 5*time.Second)
 	clients := make([]*typed, len(conns))
 	acks := make([]atomic.Int64, len(conns))
+	ended := make([]chan struct{}, len(conns)) // closed when a client stops
+	var warm sync.WaitGroup                    // every client has had 10 replies
+	warm.Add(len(conns))
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for i, c := range conns {
 		clients[i] = &typed{}
+		ended[i] = make(chan struct{})
 		wg.Go(func() {
+			defer close(ended[i])
+			var once sync.Once
+			defer once.Do(warm.Done) // also if it stops early
 			defer c.Close()
 			for k := 0; ; k++ {
 				select {
@@ -276,36 +277,32 @@ func TestStrsvrRedisKillOne(t *testing.T) {
 					clients[i].err = err
 					return
 				}
-				acks[i].Add(1)
+				if acks[i].Add(1) == 10 {
+					once.Do(warm.Done)
+				}
 			}
 		})
 	}
-	time.Sleep(300 * time.Millisecond)
+	warm.Wait()
 	victim := servers - 1
 	procs[victim].Cmd.Process.Kill()
 
-	// The victim's clients see the close.
-	deadline := time.Now().Add(5 * time.Second)
+	// The victim's clients see the close: they stop.
+	timeout := time.After(5 * time.Second)
 	for i := victim; i < len(conns); i += servers {
-		for {
-			before := acks[i].Load()
-			time.Sleep(50 * time.Millisecond)
-			if acks[i].Load() == before {
-				break // stopped: checked below once all have finished
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("client %d of the killed server still gets replies", i)
-			}
+		select {
+		case <-ended[i]:
+		case <-timeout:
+			t.Fatalf("client %d of the killed server still gets replies", i)
 		}
 	}
-	// The others go on.
-	before := make([]int64, len(conns))
+	// The others go on: each gets 10 more replies.
 	for i := range conns {
-		before[i] = acks[i].Load()
-	}
-	time.Sleep(300 * time.Millisecond)
-	for i := range conns {
-		if i%servers != victim && acks[i].Load() == before[i] {
+		if i%servers == victim {
+			continue
+		}
+		target := acks[i].Load() + 10
+		if !testkit.Poll(5*time.Second, func() bool { return acks[i].Load() >= target }) {
 			t.Fatalf("client %d of a surviving server stopped after the kill: %v", i, clients[i].err)
 		}
 	}
@@ -367,6 +364,8 @@ func TestStrsvrRedisRestart(t *testing.T) {
 					mu.Lock()
 					failures = append(failures, err)
 					mu.Unlock()
+					// A client's pause before it tries again: the
+					// pause is the point (no busy retry loop).
 					time.Sleep(50 * time.Millisecond)
 					continue
 				}
@@ -387,6 +386,7 @@ func TestStrsvrRedisRestart(t *testing.T) {
 						failures = append(failures, err)
 						mu.Unlock()
 						c.Close()
+						// As above: a client's pause before retrying.
 						time.Sleep(50 * time.Millisecond)
 						break
 					}
@@ -397,23 +397,32 @@ func TestStrsvrRedisRestart(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(400 * time.Millisecond)
+	// The counters are this test's own; they give no event: Poll them.
+	if !testkit.Poll(10*time.Second, func() bool { return afterUp.Load() >= 100 }) {
+		t.Fatalf("no letters served before the outage (%d)", afterUp.Load())
+	}
 	down.Store(true)
+	mu.Lock()
+	failed := len(failures)
+	mu.Unlock()
 	if err := r.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(700 * time.Millisecond)
+	// Redis stays away until the clients have felt it.
+	if !testkit.Poll(10*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(failures) > failed
+	}) {
+		t.Fatal("no client saw an error while Redis was down")
+	}
 	if err := r.Start(); err != nil {
 		t.Fatal(err)
 	}
 	afterUp.Store(0)
 	down.Store(false)
-	deadline := time.Now().Add(15 * time.Second)
-	for afterUp.Load() < 100 {
-		if time.Now().After(deadline) {
-			t.Fatalf("serving did not resume within 15s of Redis coming back (%d letters); server stderr: %s", afterUp.Load(), a.Stderr.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !testkit.Poll(15*time.Second, func() bool { return afterUp.Load() >= 100 }) {
+		t.Fatalf("serving did not resume within 15s of Redis coming back (%d letters); server stderr: %s", afterUp.Load(), a.Stderr.String())
 	}
 	close(stop)
 	wg.Wait()
@@ -472,26 +481,21 @@ func TestStrsvrRedisWatchAcrossServers(t *testing.T) {
 	r := redistest.New(t)
 	_, pa := startGroupServer(t, r.URL("watch"), "--keep")
 	_, pb := startGroupServer(t, r.URL("watch"), "--keep")
+	c := dialFramed(t, pb)
+	defer c.Close()
+	// v is "x" before the watcher comes, so it prints "x" once it has
+	// joined; then a letter typed on B must reach it through A.
+	if v, err := c.Send([]byte("x")); err != nil || string(v) != "x" {
+		t.Fatalf("letter on B: %q %v", v, err)
+	}
 	in, typing := io.Pipe()
 	defer typing.Close()
 	watcher := testkit.Start(t, in, testkit.Binary(t), "strclnt", "--watch", "127.0.0.1", pa)
-	c := dialFramed(t, pb)
-	defer c.Close()
-	// The watcher may connect after the first letters: wait for a v that
-	// ends in what was typed last.
-	deadline := time.Now().Add(10 * time.Second)
-	want := ""
-	for i := 0; !strings.Contains(watcher.Stdout.String(), want+"\n") || want == ""; i++ {
-		if time.Now().After(deadline) {
-			t.Fatalf("watcher on A printed %q; want a line %q typed on B (stderr %q)", watcher.Stdout.String(), want, watcher.Stderr.String())
-		}
-		v, err := c.Send([]byte{"xyz"[i%3]})
-		if err != nil {
-			t.Fatal(err)
-		}
-		want = string(v)
-		time.Sleep(50 * time.Millisecond)
+	watcher.WaitFor(t, "x\n", 10*time.Second)
+	if v, err := c.Send([]byte("y")); err != nil || string(v) != "xy" {
+		t.Fatalf("letter on B: %q %v", v, err)
 	}
+	watcher.WaitFor(t, "xy\n", 10*time.Second)
 }
 
 // Two strsvr run in-process (as tests call run), sharing v through Redis.
@@ -511,17 +515,11 @@ func TestStrsvrRedisInProcess(t *testing.T) {
 		go func() {
 			s.code <- run(ctx, []string{"strsvr", "--keep", "--store", r.URL("inproc"), "0"}, strings.NewReader(""), &s.out, &s.err)
 		}()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			if m := listening.FindStringSubmatch(s.err.String()); m != nil {
-				s.port = m[1]
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("in-process strsvr not listening: %s", s.err.String())
-			}
-			time.Sleep(10 * time.Millisecond)
+		// Its log is in a buffer that gives no event: Poll it.
+		if !testkit.Poll(10*time.Second, func() bool { return listening.MatchString(s.err.String()) }) {
+			t.Fatalf("in-process strsvr not listening: %s", s.err.String())
 		}
+		s.port = listening.FindStringSubmatch(s.err.String())[1]
 		servers = append(servers, s)
 	}
 	for i, want := range []string{"a", "ab", "abc"} {
@@ -553,11 +551,10 @@ func TestStrsvrRedisInProcess(t *testing.T) {
 // SSL_CERT_FILE; without it, strsvr refuses to start.
 func TestStrsvrRedisTLS(t *testing.T) {
 	r := redistest.NewTLS(t)
-	port := strconv.Itoa(testkit.FreePort(t))
 	start := func(env ...string) *testkit.Proc {
 		t.Helper()
 		// testkit.Start takes no environment: set it for the child via env(1).
-		args := append(append([]string{}, env...), testkit.Binary(t), "strsvr", "--store", r.URL("tls"), port)
+		args := append(append([]string{}, env...), testkit.Binary(t), "strsvr", "--store", r.URL("tls"), "0")
 		return testkit.Start(t, nil, "env", args...)
 	}
 	refused := start("SSL_CERT_FILE=/dev/null")
@@ -566,6 +563,7 @@ func TestStrsvrRedisTLS(t *testing.T) {
 	}
 	p := start("SSL_CERT_FILE=" + r.CAFile)
 	p.WaitFor(t, "strsvr listening", 15*time.Second)
+	port := regexp.MustCompile(`strsvr listening" addr=\S*:(\d+)`).FindStringSubmatch(p.Stderr.String())[1]
 	c, err := sharedstring.Dial(context.Background(), "127.0.0.1", port, sharedstring.Options{Mode: sharedstring.Classic})
 	if err != nil {
 		t.Fatal(err)
@@ -598,11 +596,14 @@ func TestStrsvrRedisOutageWithIdleClients(t *testing.T) {
 	if err := r.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(1500 * time.Millisecond) // longer than the lease
+	time.Sleep(1500 * time.Millisecond) // the point: an outage longer than the lease
 	if err := r.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(3 * time.Second) // past every probe pause and the regrouping grace
+	// The point: through every probe pause and the regrouping grace, the
+	// window in which a server could wrongly take its idle clients for
+	// gone and exit.
+	time.Sleep(3 * time.Second)
 	for i, p := range []*testkit.Proc{a, b} {
 		select {
 		case <-p.Done():

@@ -11,11 +11,11 @@ import (
 	"time"
 
 	"github.com/tcplab/tcplab/store"
+	"github.com/tcplab/tcplab/store/redisstore"
 )
 
-// What strsvr does with its store at start and at exit, beyond opening it:
-// the repair mode, the check of a recovered v, and a final v that is the
-// saved one.
+// Where strsvr keeps v: choosing and opening the store, the repair mode,
+// and the check of a recovered v.
 
 // strsvrPort parses strsvr's arguments: PORT, or nothing with --repair.
 func strsvrPort(fs *flagSet, std stdio, args []string, repair *string) (serverPort, error) {
@@ -92,27 +92,76 @@ func checkRecovered(ctx context.Context, log *slog.Logger, st store.Store, maxVa
 	return nil
 }
 
-// storeName names where v is kept, for messages (no password).
-func storeName(data, storeURL string) string {
+// storePlace is where strsvr keeps v, as its flags say: in memory (the
+// default, as the tutorial's), in a log file (--data), or in Redis
+// (--store), shared by every strsvr on the same URL.
+type storePlace struct {
+	data       string
+	fsync      string
+	fsyncEvery time.Duration
+	url        string
+
+	policy store.Fsync // fsync, parsed by check
+}
+
+// check refuses flags that name no usable place, before anything starts.
+func (p *storePlace) check() error {
+	if p.fsyncEvery <= 0 {
+		return usagef("--fsync-interval must be positive, not %s", p.fsyncEvery)
+	}
+	policy, err := store.ParseFsync(p.fsync)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	p.policy = policy
+	if p.url == "" {
+		return nil
+	}
+	if p.data != "" {
+		return usagef("--store and --data are two places for v: give one")
+	}
+	if _, err := redisstore.ParseURL(p.url); err != nil {
+		return usageError{err.Error()}
+	}
+	return nil
+}
+
+// open opens the store that check accepted.
+func (p *storePlace) open(ctx context.Context, log *slog.Logger) (store.Store, error) {
 	switch {
-	case data != "":
-		return data
-	case storeURL != "":
-		if u, err := url.Parse(storeURL); err == nil {
+	case p.url != "":
+		url, inURL := storeURLFromEnv(p.url)
+		if inURL {
+			warnPasswordInURL(log)
+		}
+		rs, err := redisstore.Open(ctx, url, redisstore.WithLogger(log))
+		if err != nil {
+			return nil, withAuthHint(err)
+		}
+		return rs, nil
+	case p.data != "":
+		f, err := store.OpenFile(p.data, store.FileOptions{Fsync: p.policy, Interval: p.fsyncEvery, Logger: log})
+		if err != nil {
+			return nil, openLogError(err)
+		}
+		if f.Dropped() > 0 {
+			log.Warn("cut a torn tail (an interrupted last write, never answered) from the data file", "file", p.data, "bytes", f.Dropped())
+		}
+		return f, nil
+	}
+	return store.NewMemory(), nil
+}
+
+// name names where v is kept, for messages (no password).
+func (p *storePlace) name() string {
+	switch {
+	case p.data != "":
+		return p.data
+	case p.url != "":
+		if u, err := url.Parse(p.url); err == nil {
 			return u.Redacted()
 		}
 		return "Redis"
 	}
 	return "memory"
-}
-
-// flushStore waits for the appends still in flight at exit (their clients
-// are gone, but they may still be stored), so that the final v printed is
-// the v the store keeps.
-func flushStore(st store.Store) {
-	if f, ok := st.(store.Flusher); ok {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		f.Flush(ctx)
-	}
 }

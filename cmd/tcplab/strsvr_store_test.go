@@ -42,14 +42,10 @@ func recovered(t *testing.T, path string) []byte {
 // even with letters in flight at the signal. (Before: 1-6 bytes short in
 // about half of the loaded runs, the appends still being written.)
 func TestStrSvrFinalValueIsSaved(t *testing.T) {
-	bin := testkit.Binary(t)
 	for round := range 4 {
 		policy := []string{"always", "interval"}[round%2]
 		data := filepath.Join(t.TempDir(), "v.log")
-		port := testkit.FreePort(t)
-		ps := strconv.Itoa(port)
-		svr := testkit.Start(t, nil, bin, "strsvr", "--keep", "--data", data, "--fsync", policy, ps)
-		waitTCPListen(t, port, svr)
+		svr, ps := startStrsvr(t, "--keep", "--data", data, "--fsync", policy)
 		var wg sync.WaitGroup
 		var sent sync.WaitGroup
 		sent.Add(16)
@@ -229,19 +225,15 @@ func TestStrSvrRecoveredValueOverMaxValue(t *testing.T) {
 // serves the new log. (Before: the first went on answering into the
 // deleted file, and those letters were gone after a restart.)
 func TestStrSvrLogRemovedUnderIt(t *testing.T) {
-	bin := testkit.Binary(t)
 	data := filepath.Join(t.TempDir(), "v.log")
-	port1, port2 := testkit.FreePort(t), testkit.FreePort(t)
-	first := testkit.Start(t, nil, bin, "strsvr", "--keep", "--data", data, strconv.Itoa(port1))
-	waitTCPListen(t, port1, first)
-	c := dialFramed(t, strconv.Itoa(port1))
+	first, port1 := startStrsvr(t, "--keep", "--data", data)
+	c := dialFramed(t, port1)
 	defer c.Close()
 	if v, err := c.Send([]byte("a")); err != nil || string(v) != "a" {
 		t.Fatalf("Send a: %q %v", v, err)
 	}
 	os.Remove(data)
-	second := testkit.Start(t, nil, bin, "strsvr", "--keep", "--data", data, strconv.Itoa(port2))
-	waitTCPListen(t, port2, second)
+	second, port2 := startStrsvr(t, "--keep", "--data", data)
 	if v, err := c.Send([]byte("b")); err == nil {
 		t.Fatalf("the first server answered %q after its log was removed", v)
 	} else if !strings.Contains(err.Error(), "letters not stored") {
@@ -251,7 +243,7 @@ func TestStrSvrLogRemovedUnderIt(t *testing.T) {
 	if !strings.Contains(first.Stderr.String(), "level=ERROR") {
 		t.Errorf("no ERROR line: %s", first.Stderr.String())
 	}
-	c2 := dialFramed(t, strconv.Itoa(port2))
+	c2 := dialFramed(t, port2)
 	defer c2.Close()
 	if v, err := c2.Send([]byte("Z")); err != nil || string(v) != "Z" {
 		t.Fatalf("second server: %q %v", v, err)
@@ -276,10 +268,7 @@ func TestStrSvrDiskFull(t *testing.T) {
 	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
 	bin := testkit.Binary(t)
 	data := filepath.Join(dir, "v.log")
-	port := testkit.FreePort(t)
-	ps := strconv.Itoa(port)
-	svr := testkit.Start(t, nil, bin, "strsvr", "--keep", "--data", data, ps)
-	waitTCPListen(t, port, svr)
+	svr, ps := startStrsvr(t, "--keep", "--data", data)
 	ty := startTypist(t, bin, "strclnt", "localhost", ps)
 	ty.typeLetter(t, "a", "a")
 	filler, err := os.Create(filepath.Join(dir, "filler"))
@@ -316,18 +305,15 @@ func TestStrSvrDiskFull(t *testing.T) {
 // strsvr refused to start, "damaged ... with valid records after it",
 // until an operator ran --repair.)
 func TestStrSvrTornLetterLookingLikeRecord(t *testing.T) {
-	bin := testkit.Binary(t)
 	data := filepath.Join(t.TempDir(), "v.log")
-	port := testkit.FreePort(t)
-	srv := testkit.Start(t, nil, bin, "strsvr", "--no-discovery", "--data", data, strconv.Itoa(port))
-	waitTCPListen(t, port, srv)
+	srv, port := startStrsvr(t, "--no-discovery", "--data", data)
 	fake := []byte("evil")
 	letters := bytes.Repeat([]byte("x"), 20)
 	letters = byteorder.BigEndian.AppendUint32(letters, uint32(len(fake)))
 	letters = byteorder.BigEndian.AppendUint32(letters, crc32.Checksum(fake, crc32.MakeTable(crc32.Castagnoli)))
 	letters = append(letters, fake...)
 	letters = append(letters, bytes.Repeat([]byte("y"), 20)...)
-	c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", port))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -347,14 +333,8 @@ func TestStrSvrTornLetterLookingLikeRecord(t *testing.T) {
 		t.Fatalf("log holds %q, want the letters", got)
 	}
 	os.WriteFile(data, file[:len(file)-10], 0o644) // the crash: "y"s torn off
-	port = testkit.FreePort(t)
-	srv = testkit.Start(t, nil, bin, "strsvr", "--keep", "--data", data, strconv.Itoa(port))
-	select {
-	case <-srv.Done():
-		t.Fatalf("strsvr refused a torn tail: %s", srv.Stderr.String())
-	default:
-	}
-	waitTCPListen(t, port, srv)
+	// startStrsvr fails the test if strsvr refuses the torn tail.
+	srv, _ = startStrsvr(t, "--keep", "--data", data)
 	srv.Cmd.Process.Signal(syscall.SIGTERM)
 	srv.Wait(t, 10*time.Second)
 	if !strings.Contains(srv.Stderr.String(), "level=WARN") {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -71,30 +72,61 @@ func asTerminal(stdout string, typed []string) string {
 
 // waitTCPListen waits until the kernel shows a TCP listener on port,
 // without connecting (a connection would count as a client of strsvr).
+// It is for a server that does not say where it listens (the tutorial's
+// strsvr.py); tcplab's strsvr says so in its log (see startStrsvr).
 func waitTCPListen(t *testing.T, port int, p *testkit.Proc) {
 	t.Helper()
 	hex := fmt.Sprintf(":%04X ", port)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	listening := func() bool {
 		for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
 			b, _ := os.ReadFile(f)
 			for _, line := range strings.Split(string(b), "\n") {
 				fields := strings.Fields(line)
 				if len(fields) > 3 && strings.HasSuffix(fields[1]+" ", hex) && fields[3] == "0A" {
-					return
+					return true
 				}
 			}
 		}
+		return false
+	}
+	exited := func() bool {
 		select {
 		case <-p.Done():
-			t.Fatalf("server exited: %q %q", p.Stdout.String(), p.Stderr.String())
+			return true
 		default:
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nothing listening on port %d", port)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
+	if !testkit.Poll(10*time.Second, func() bool { return listening() || exited() }) || !listening() {
+		t.Fatalf("nothing listening on port %d: stdout %q stderr %q", port, p.Stdout.String(), p.Stderr.String())
+	}
+}
+
+// startStrsvr starts the built strsvr with args on port 0 and returns it
+// with the port it reports in its "strsvr listening" log line.
+func startStrsvr(t *testing.T, args ...string) (*testkit.Proc, string) {
+	t.Helper()
+	return startStrsvrOn(t, "0", args...)
+}
+
+// startStrsvrOn is startStrsvr on a given port (a restart on the port of
+// the run before).
+func startStrsvrOn(t *testing.T, port string, args ...string) (*testkit.Proc, string) {
+	t.Helper()
+	return startStrsvrEnv(t, nil, port, args...)
+}
+
+// startStrsvrEnv is startStrsvrOn with the environment env (nil: the
+// test's own).
+func startStrsvrEnv(t *testing.T, env []string, port string, args ...string) (*testkit.Proc, string) {
+	t.Helper()
+	p := testkit.StartEnv(t, env, nil, testkit.Binary(t), append(append([]string{"strsvr"}, args...), port)...)
+	p.WaitFor(t, `msg="strsvr listening"`, 15*time.Second)
+	m := regexp.MustCompile(`msg="strsvr listening" addr=\S*:(\d+)`).FindStringSubmatch(p.Stderr.String())
+	if m == nil {
+		t.Fatalf("no port in strsvr's log: %q", p.Stderr.String())
+	}
+	return p, m[1]
 }
 
 type typist struct {
@@ -131,12 +163,13 @@ func (ty *typist) typeLetter(t *testing.T, letter, reply string) {
 	ty.typed = append(ty.typed, letter)
 	io.WriteString(ty.in, letter+"\n")
 	ty.want += reply + "\n" + prompt
-	deadline := time.Now().Add(10 * time.Second)
-	for ty.proc.Stdout.String() != ty.want {
-		if time.Now().After(deadline) || !strings.HasPrefix(ty.want, ty.proc.Stdout.String()) && len(ty.proc.Stdout.String()) >= len(ty.want) {
-			t.Fatalf("after %q: stdout %q, want %q (stderr %q)", letter, ty.proc.Stdout.String(), ty.want, ty.proc.Stderr.String())
-		}
-		time.Sleep(5 * time.Millisecond)
+	// Another process's output gives no event: Poll it.
+	settled := testkit.Poll(10*time.Second, func() bool {
+		got := ty.proc.Stdout.String()
+		return got == ty.want || !strings.HasPrefix(ty.want, got)
+	})
+	if got := ty.proc.Stdout.String(); !settled || got != ty.want {
+		t.Fatalf("after %q: stdout %q, want %q (stderr %q)", letter, got, ty.want, ty.proc.Stderr.String())
 	}
 }
 
@@ -157,33 +190,38 @@ func (ty *typist) leave(t *testing.T) string {
 func TestStrTutorialSession(t *testing.T) {
 	bin := testkit.Binary(t)
 	py := testkit.Python3(t)
-	tcplabSvr := func(port string) []string { return []string{bin, "strsvr", port} }
-	pythonSvr := func(port string) []string { return []string{py, "-u", testkit.Testdata("strsvr.py"), port} }
+	tcplabSvr := func(args ...string) func(*testing.T) (*testkit.Proc, string) {
+		return func(t *testing.T) (*testkit.Proc, string) { return startStrsvr(t, args...) }
+	}
+	// The tutorial's strsvr.py says nothing when it listens: it gets a
+	// free port, and the kernel's table shows when it listens.
+	pythonSvr := func(t *testing.T) (*testkit.Proc, string) {
+		port := testkit.FreePort(t)
+		svr := testkit.Start(t, nil, py, "-u", testkit.Testdata("strsvr.py"), strconv.Itoa(port))
+		waitTCPListen(t, port, svr)
+		return svr, strconv.Itoa(port)
+	}
 	tcplabClnt := func(port string) []string { return []string{bin, "strclnt", "localhost", port} }
 	pythonClnt := func(port string) []string {
 		return []string{py, "-u", testkit.Testdata("strclnt.py"), "localhost", port}
 	}
 	cases := []struct {
 		name string
-		svr  func(string) []string
+		svr  func(*testing.T) (*testkit.Proc, string)
 		clnt func(string) []string
 	}{
-		{"tcplab both sides", tcplabSvr, tcplabClnt},
+		{"tcplab both sides", tcplabSvr(), tcplabClnt},
 		{"python strsvr, tcplab strclnt", pythonSvr, tcplabClnt},
-		{"tcplab strsvr, python strclnt", tcplabSvr, pythonClnt},
-		{"tcplab strsvr --clients 2", func(p string) []string { return append(tcplabSvr(p), "--clients", "2") }, tcplabClnt},
+		{"tcplab strsvr, python strclnt", tcplabSvr(), pythonClnt},
+		{"tcplab strsvr --clients 2", tcplabSvr("--clients", "2"), tcplabClnt},
 		// Both clients on one machine, one address: a small --max-conns
 		// must not make its per-address share (a quarter) shut the
 		// gathering's second client out.
-		{"tcplab strsvr --clients 2 --max-conns 4", func(p string) []string { return append(tcplabSvr(p), "--clients", "2", "--max-conns", "4") }, tcplabClnt},
+		{"tcplab strsvr --clients 2 --max-conns 4", tcplabSvr("--clients", "2", "--max-conns", "4"), tcplabClnt},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			port := testkit.FreePort(t)
-			ps := strconv.Itoa(port)
-			sv := tc.svr(ps)
-			svr := testkit.Start(t, nil, sv[0], sv[1:]...)
-			waitTCPListen(t, port, svr)
+			svr, ps := tc.svr(t)
 			c := tc.clnt(ps)
 			one := startTypist(t, c[0], c[1:]...)
 			two := startTypist(t, c[0], c[1:]...)
@@ -217,13 +255,10 @@ func TestStrTutorialSession(t *testing.T) {
 }
 
 func TestStrSvrSignalPrintsFinalValue(t *testing.T) {
-	bin := testkit.Binary(t)
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
 		t.Run(sig.String(), func(t *testing.T) {
-			port := testkit.FreePort(t)
-			svr := testkit.Start(t, nil, bin, "strsvr", "--keep", strconv.Itoa(port))
-			waitTCPListen(t, port, svr)
-			c, err := sharedstring.Dial(context.Background(), "127.0.0.1", strconv.Itoa(port), sharedstring.Options{})
+			svr, port := startStrsvr(t, "--keep")
+			c, err := sharedstring.Dial(context.Background(), "127.0.0.1", port, sharedstring.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -248,17 +283,17 @@ func TestStrSvrSignalPrintsFinalValue(t *testing.T) {
 // kill -9 in the middle of a stream of letters: after a restart, v holds
 // every byte that was answered.
 func TestStrSvrDataSurvivesKill9(t *testing.T) {
-	bin := testkit.Binary(t)
 	for _, policy := range []string{"always", "interval"} {
 		t.Run(policy, func(t *testing.T) {
 			data := filepath.Join(t.TempDir(), "v.log")
-			port := testkit.FreePort(t)
-			ps := strconv.Itoa(port)
-			args := []string{"strsvr", "--keep", "--data", data, "--fsync", policy, ps}
-			svr := testkit.Start(t, nil, bin, args...)
-			waitTCPListen(t, port, svr)
+			args := []string{"--keep", "--data", data, "--fsync", policy}
+			svr, ps := startStrsvr(t, args...)
 			var mu sync.Mutex
 			answered := map[int][]byte{}
+			// The kill comes once a few hundred letters are answered,
+			// in the midst of the stream.
+			streaming := make(chan struct{})
+			var once sync.Once
 			var wg sync.WaitGroup
 			for i := range 4 {
 				wg.Go(func() {
@@ -276,10 +311,17 @@ func TestStrSvrDataSurvivesKill9(t *testing.T) {
 						mu.Lock()
 						answered[i] = v
 						mu.Unlock()
+						if len(v) >= 400 {
+							once.Do(func() { close(streaming) })
+						}
 					}
 				})
 			}
-			time.Sleep(500 * time.Millisecond)
+			select {
+			case <-streaming:
+			case <-svr.Done():
+				t.Fatalf("server exited: %q", svr.Stderr.String())
+			}
 			svr.Cmd.Process.Signal(syscall.SIGKILL)
 			svr.Wait(t, 10*time.Second)
 			wg.Wait()
@@ -292,8 +334,7 @@ func TestStrSvrDataSurvivesKill9(t *testing.T) {
 			if len(longest) == 0 {
 				t.Fatal("no letter answered before the kill")
 			}
-			svr = testkit.Start(t, nil, bin, args...)
-			waitTCPListen(t, port, svr)
+			svr, _ = startStrsvrOn(t, ps, args...)
 			c, err := sharedstring.Dial(context.Background(), "127.0.0.1", ps, sharedstring.Options{})
 			if err != nil {
 				t.Fatal(err)
@@ -331,10 +372,8 @@ func TestStrClntTenMegabytes(t *testing.T) {
 		t.Fatal(err)
 	}
 	st.Close()
-	port := testkit.FreePort(t)
-	svr := testkit.Start(t, nil, bin, "strsvr", "--data", data, strconv.Itoa(port))
-	waitTCPListen(t, port, svr)
-	clnt := testkit.Start(t, strings.NewReader("x\n\n"), bin, "strclnt", "localhost", strconv.Itoa(port))
+	svr, port := startStrsvr(t, "--data", data)
+	clnt := testkit.Start(t, strings.NewReader("x\n\n"), bin, "strclnt", "localhost", port)
 	if code := clnt.Wait(t, 60*time.Second); code != 0 {
 		t.Fatalf("client exit %d: %q", code, clnt.Stderr.String())
 	}
@@ -352,23 +391,31 @@ func TestStrClntTenMegabytes(t *testing.T) {
 
 func TestStrWatch(t *testing.T) {
 	bin := testkit.Binary(t)
-	port := testkit.FreePort(t)
-	ps := strconv.Itoa(port)
-	svr := testkit.Start(t, nil, bin, "strsvr", ps)
-	waitTCPListen(t, port, svr)
+	// v starts as "v:", so that the watcher prints it when it has joined:
+	// the event the typing client waits for.
+	data := filepath.Join(t.TempDir(), "v.log")
+	st, err := store.OpenFile(data, store.FileOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Append(context.Background(), []byte("v:")); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	svr, ps := startStrsvr(t, "--data", data)
 	pr, pw := stdinPipe(t)
 	watcher := testkit.Start(t, pr, bin, "strclnt", "--watch", "localhost", ps)
-	time.Sleep(300 * time.Millisecond) // let the watcher join
+	watcher.WaitFor(t, "v:\n", 10*time.Second)
 	c := testkit.Start(t, strings.NewReader("h\ni\n\n"), bin, "strclnt", "localhost", ps)
 	c.Wait(t, 10*time.Second)
-	watcher.WaitFor(t, "hi\n", 10*time.Second)
+	watcher.WaitFor(t, "v:hi\n", 10*time.Second)
 	io.WriteString(pw, "!\n")
-	watcher.WaitFor(t, "hi!\n", 10*time.Second)
+	watcher.WaitFor(t, "v:hi!\n", 10*time.Second)
 	io.WriteString(pw, "\n")
 	if code := watcher.Wait(t, 10*time.Second); code != 0 {
 		t.Fatalf("watcher exit %d: %q", code, watcher.Stderr.String())
 	}
-	if code := svr.Wait(t, 10*time.Second); code != 0 || svr.Stdout.String() != "the final value of v is hi!\n" {
+	if code := svr.Wait(t, 10*time.Second); code != 0 || svr.Stdout.String() != "the final value of v is v:hi!\n" {
 		t.Fatalf("server exit %d, printed %q", code, svr.Stdout.String())
 	}
 }
@@ -464,10 +511,7 @@ func TestStrSvrSurvivesAnUnreadStderr(t *testing.T) {
 // cap carries on.
 func TestStrSvrMaxWatchers(t *testing.T) {
 	bin := testkit.Binary(t)
-	port := testkit.FreePort(t)
-	ps := strconv.Itoa(port)
-	svr := testkit.Start(t, nil, bin, "strsvr", "--max-watchers", "1", ps)
-	waitTCPListen(t, port, svr)
+	svr, ps := startStrsvr(t, "--max-watchers", "1")
 	w, err := sharedstring.Dial(context.Background(), "127.0.0.1", ps, sharedstring.Options{Watch: true})
 	if err != nil {
 		t.Fatal(err)
