@@ -215,7 +215,7 @@ func (s *Server) Echo(ctx context.Context, conn net.Conn) (Transfer, error) {
 	endpoint.Reset(conn)
 	// Stop a transfer in flight, or a message still arriving, when the
 	// server is closed (SIGINT in the one-client mode).
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	stop := endpoint.StopOnCancel(ctx, conn)
 	defer stop()
 	msg, err := readMessage(ctx, conn, MaxMessage, or(s.QuietGap, DefaultQuietGap), or(s.ReadTimeout, DefaultReadTimeout))
 	if err != nil {

@@ -134,3 +134,12 @@ func Reset(conn net.Conn) {
 		tc.SetLinger(0)
 	}
 }
+
+// StopOnCancel makes every blocked and later read and write on conn fail
+// at once (with os.ErrDeadlineExceeded) when ctx ends, by moving conn's
+// deadline to the past: Go has no other way to interrupt a Read. The
+// returned stop, like context.AfterFunc's, undoes the arrangement and
+// reports whether it did so before ctx ended; call it when done with conn.
+func StopOnCancel(ctx context.Context, conn net.Conn) (stop func() bool) {
+	return context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+}
