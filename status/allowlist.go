@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/tcplab/tcplab/internal/procps"
 )
 
 // Command is one entry of the built-in command set: a name a client may
@@ -64,12 +66,12 @@ func (c *Command) Path() string { return c.path }
 // tutorial's bare ps does: ps runs as "ps auxc", and w, which has no such
 // mode, is rendered natively.
 var builtin = []*Command{
-	{name: "w", argv: []string{"w"}, private: true, render: renderW},
-	{name: "ps", argv: []string{"ps", "aux"}, namesArgv: []string{"ps", "auxc"}, private: true, render: renderPS},
-	{name: "uptime", argv: []string{"uptime"}, render: func(bool) ([]byte, error) { return renderUptime() }},
+	{name: "w", argv: []string{"w"}, private: true, render: procps.W},
+	{name: "ps", argv: []string{"ps", "aux"}, namesArgv: []string{"ps", "auxc"}, private: true, render: procps.PS},
+	{name: "uptime", argv: []string{"uptime"}, render: func(bool) ([]byte, error) { return procps.Uptime() }},
 	{name: "free", argv: []string{"free", "-h"}},
 	{name: "df", argv: []string{"df", "-h"}},
-	{name: "json", private: true, render: renderJSON, whole: true},
+	{name: "json", private: true, render: procps.JSON, whole: true},
 }
 
 // BuiltinNames lists the names an operator may put on an AllowList.

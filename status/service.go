@@ -95,8 +95,8 @@ func (s *Service) logger() *slog.Logger {
 	return s.Logger
 }
 
-// Handle serves one connection: it is an internal/server Handler.
-func (s *Service) Handle(ctx context.Context, conn net.Conn) {
+// ServeConn serves one connection: Service is an internal/server Handler.
+func (s *Service) ServeConn(ctx context.Context, conn net.Conn) {
 	start := time.Now()
 	if s.Metrics != nil {
 		s.Metrics.open.Inc()
@@ -119,7 +119,7 @@ func (s *Service) Handle(ctx context.Context, conn net.Conn) {
 	}
 }
 
-// serve does the work of Handle and returns the command (or "other") and
+// serve does the work of ServeConn and returns the command (or "other") and
 // the result for the metrics.
 func (s *Service) serve(ctx context.Context, conn net.Conn, addr netip.Addr) (string, string) {
 	if !s.allowed(addr) {

@@ -28,7 +28,7 @@ func startService(t *testing.T, svc *Service, maxConns int) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &server.Server{Handler: server.HandlerFunc(svc.Handle), MaxConns: maxConns}
+	srv := &server.Server{Handler: svc, MaxConns: maxConns}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	t.Cleanup(func() {
@@ -365,7 +365,7 @@ func TestServiceGracefulShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &server.Server{Handler: server.HandlerFunc(svc.Handle)}
+	srv := &server.Server{Handler: svc}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	c, err := net.Dial("tcp", ln.Addr().String())
@@ -389,57 +389,6 @@ func TestServiceGracefulShutdown(t *testing.T) {
 	}
 }
 
-func TestAskFleet(t *testing.T) {
-	svc := newService(t)
-	svc.Allow = mustAllow(t, "w", "ps", "json")
-	withJSON := startService(t, svc, 0)
-	classic := startService(t, newService(t), 0)
-	dead, _ := net.Listen("tcp", "127.0.0.1:0")
-	deadAddr := dead.Addr().String()
-	dead.Close()
-	hosts := []string{withJSON, classic, deadAddr, "nocolon"}
-
-	answers := AskFleet(context.Background(), hosts, "w", 5*time.Second)
-	for i, a := range answers[:2] {
-		if a.Host != hosts[i] || a.Error != "" || !strings.Contains(a.Output, "load average") {
-			t.Errorf("answer %d: %+v", i, a)
-		}
-	}
-	if !strings.Contains(answers[2].Error, "connection refused") || answers[3].Error == "" {
-		t.Errorf("failures: %+v %+v", answers[2], answers[3])
-	}
-
-	sums := SummarizeFleet(context.Background(), hosts, 5*time.Second)
-	if s := sums[0].Summary; s == nil || s.Source != "json" || s.Procs == 0 {
-		t.Errorf("json host: %+v", sums[0])
-	}
-	if s := sums[1].Summary; s == nil || s.Source != "w" || s.Uptime == "" {
-		t.Errorf("classic host: %+v", sums[1])
-	}
-	if sums[2].Error == "" || sums[2].Summary != nil {
-		t.Errorf("dead host: %+v", sums[2])
-	}
-}
-
-func TestParseUptimeLine(t *testing.T) {
-	for _, tc := range []struct {
-		line string
-		want Summary
-		ok   bool
-	}{
-		{" 18:58:58 up 8 min,  0 user,  load average: 0.89, 0.61, 0.28", Summary{Uptime: "8 min", Users: 0, Load: [3]float64{0.89, 0.61, 0.28}, Source: "w"}, true},
-		{" 10:01:02 up 3 days,  2:04,  2 users,  load average: 1.00, 2.50, 10.25", Summary{Uptime: "3 days, 2:04", Users: 2, Load: [3]float64{1, 2.5, 10.25}, Source: "w"}, true},
-		{"10:01  up 5 days, 1 user, load averages: 1.50 1.40 1.30", Summary{Uptime: "5 days", Users: 1, Load: [3]float64{1.5, 1.4, 1.3}, Source: "w"}, true}, // BSD/macOS w
-		{"USER     TTY", Summary{}, false},
-		{"", Summary{}, false},
-	} {
-		got, ok := ParseUptimeLine(tc.line)
-		if ok != tc.ok || got != tc.want {
-			t.Errorf("ParseUptimeLine(%q) = %+v, %v; want %+v, %v", tc.line, got, ok, tc.want, tc.ok)
-		}
-	}
-}
-
 // A client that asks and then does not read is dropped at the write
 // deadline, even when the answer is far larger than the socket buffers.
 func TestServiceNonReadingClientDropped(t *testing.T) {
@@ -454,7 +403,7 @@ func TestServiceNonReadingClientDropped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &server.Server{Handler: server.HandlerFunc(svc.Handle)}
+	srv := &server.Server{Handler: svc}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	defer func() { srv.Close(); <-done }()

@@ -132,7 +132,7 @@ func runSVR(ctx context.Context, std stdio, args []string) error {
 	logger.Info("listening", "addr", ln.Addr().String(), "allowed", al.String(), "tls", tlsMode(tlsSrv))
 
 	defer reloadOnHangup(ctx, hup, tlsSrv, logger)()
-	handler := withTLS(server.HandlerFunc(svc.Handle), tlsSrv, tlsGate{nets: nets, timeout: svc.ReadTimeout, perSec: *perSec, burst: *burst}, logger)
+	handler := withTLS(svc, tlsSrv, tlsGate{nets: nets, timeout: svc.ReadTimeout, perSec: *perSec, burst: *burst}, logger)
 	srv := &server.Server{Handler: handler, MaxConns: *maxConns, MaxConnsPerAddr: *maxPerAddr, Refuse: server.RefuseLine, Grace: *grace, Logger: logger}
 	err = srv.Run(ctx, ln)
 	if metricsSrv != nil {

@@ -11,7 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/tcplab/tcplab/status"
+	"github.com/tcplab/tcplab/status/fleet"
 )
 
 func runWPS(ctx context.Context, std stdio, args []string) error {
@@ -72,11 +72,11 @@ func runWPS(ctx context.Context, std stdio, args []string) error {
 	if ctx, err = tlsFlags.apply(ctx); err != nil {
 		return err
 	}
-	var answers []status.HostAnswer
+	var answers []fleet.HostAnswer
 	if len(pos) == 1 {
-		answers = status.AskFleet(ctx, list, pos[0], *timeout)
+		answers = fleet.AskFleet(ctx, list, pos[0], *timeout)
 	} else {
-		answers = status.SummarizeFleet(ctx, list, *timeout)
+		answers = fleet.SummarizeFleet(ctx, list, *timeout)
 	}
 	if ctx.Err() != nil {
 		return ctx.Err() // interrupted: the hosts did not fail, we stopped asking
@@ -127,7 +127,7 @@ func askOne(ctx context.Context, std stdio, host, port, name string, timeout tim
 	if !asJSON {
 		out := terminalSafe(std.out)
 		head := &answerHead{w: out}
-		_, err := status.Ask(ctx, host, port, name, timeout, head, 0)
+		_, err := fleet.Ask(ctx, host, port, name, timeout, head, 0)
 		if ferr := flushTerminal(out); err == nil {
 			err = ferr
 		}
@@ -137,11 +137,11 @@ func askOne(ctx context.Context, std stdio, host, port, name string, timeout tim
 		return err
 	}
 	var buf strings.Builder
-	_, err := status.Ask(ctx, host, port, name, timeout, &buf, status.MaxAnswer)
+	_, err := fleet.Ask(ctx, host, port, name, timeout, &buf, fleet.MaxAnswer)
 	if err == nil && buf.String() == notTLSAnswer {
 		err = notTLSServer(host, port)
 	}
-	a := status.HostAnswer{Host: net.JoinHostPort(host, port), Command: name, Output: buf.String()}
+	a := fleet.HostAnswer{Host: net.JoinHostPort(host, port), Command: name, Output: buf.String()}
 	if err != nil {
 		a.Error = err.Error()
 	}
@@ -184,7 +184,7 @@ func (a *answerHead) isNotTLS() bool {
 // printAnswers prints each host's answer under a header on w, and each
 // failed host's one line on errw (standard error: the answers on standard
 // output stay what the hosts sent).
-func printAnswers(w, errw io.Writer, answers []status.HostAnswer) {
+func printAnswers(w, errw io.Writer, answers []fleet.HostAnswer) {
 	for i, a := range answers {
 		if a.Error != "" {
 			fmt.Fprintf(errw, "%s: error: %s\n", a.Host, a.Error)
@@ -201,7 +201,7 @@ func printAnswers(w, errw io.Writer, answers []status.HostAnswer) {
 	}
 }
 
-func printTable(w, errw io.Writer, answers []status.HostAnswer) {
+func printTable(w, errw io.Writer, answers []fleet.HostAnswer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOST\tUP\tUSERS\tLOAD 1\t5\t15\tPROCS")
 	for _, a := range answers {

@@ -1,4 +1,4 @@
-package status
+package procps
 
 import (
 	"fmt"
@@ -48,7 +48,7 @@ func procpsRun(t *testing.T, argv ...string) string {
 		t.Fatalf("%s is not installed: scripts/test.sh installs procps", argv[0])
 	}
 	cmd := exec.Command(p, argv[1:]...)
-	cmd.Env = fixedEnv
+	cmd.Env = toolEnv
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("%s: %v", argv, err)
@@ -98,12 +98,12 @@ func nativeMatchesProcpsPS(t *testing.T, args bool, argv []string) {
 	// reading agrees with ps, so a process that changed (a kernel worker
 	// renaming itself, a program exec'ing or starting threads) while the
 	// test ran is not held against the renderer.
-	before, err := renderPS(args)
+	before, err := PS(args)
 	if err != nil {
 		t.Fatal(err)
 	}
 	real := procpsRun(t, argv...)
-	after, err := renderPS(args)
+	after, err := PS(args)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +186,7 @@ func nativeMatchesProcpsPS(t *testing.T, args bool, argv []string) {
 var uptimeLineRE = regexp.MustCompile(`^ \d\d:\d\d:\d\d up .*,\s+\d+ users?,  load average: \d+\.\d\d, \d+\.\d\d, \d+\.\d\d$`)
 
 func TestNativeMatchesProcpsW(t *testing.T) {
-	native, err := renderW(true)
+	native, err := W(true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +212,7 @@ func TestNativeMatchesProcpsW(t *testing.T) {
 	if nl[1] != rl[1] {
 		t.Errorf("header\n native %q\n w      %q", nl[1], rl[1])
 	}
-	up, err := renderUptime()
+	up, err := Uptime()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +223,7 @@ func TestNativeMatchesProcpsW(t *testing.T) {
 }
 
 func TestCollectFacts(t *testing.T) {
-	f, err := CollectFacts()
+	f, err := collectFacts(true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,7 +278,7 @@ func TestNativePSZombie(t *testing.T) {
 		args bool
 		want string
 	}{{true, "[true] <defunct>"}, {false, "true"}} {
-		out, err := renderPS(tc.args)
+		out, err := PS(tc.args)
 		if err != nil {
 			t.Fatal(err)
 		}

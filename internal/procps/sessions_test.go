@@ -1,4 +1,4 @@
-package status
+package procps
 
 import (
 	"bytes"
@@ -154,7 +154,7 @@ func TestLoggedInOrder(t *testing.T) {
 	}
 	// And the count reaches w's uptime line.
 	set(filepath.Join(dir, "none"), logind)
-	out, err := renderUptime()
+	out, err := Uptime()
 	if err != nil || !bytes.Contains(out, []byte(" 2 users,")) {
 		t.Fatalf("uptime with two logind sessions: %q, %v", out, err)
 	}

@@ -1,4 +1,8 @@
-package status
+// Package fleet is the client side of svr's protocol (package status):
+// wps.py's one question to one host (Ask), the same question to many hosts
+// at once (AskFleet), and the load table of a fleet (SummarizeFleet),
+// safely for servers that are not tcplab svr (see Probe and Identify).
+package fleet
 
 import (
 	"bytes"
@@ -8,14 +12,13 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/tcplab/tcplab/internal/endpoint"
+	"github.com/tcplab/tcplab/internal/procps"
+	"golang.org/x/sync/errgroup"
 )
 
 // MaxAnswer bounds what a client keeps of one answer (Ask's callers in the
@@ -34,13 +37,13 @@ func Ask(ctx context.Context, host, port, name string, timeout time.Duration, w 
 	}
 	conn, err := endpoint.Dial(ctx, host, port, timeout)
 	if err != nil {
-		return 0, err
+		return 0, connectError{err}
 	}
 	defer conn.Close()
 	if dl, ok := ctx.Deadline(); ok {
 		conn.SetDeadline(dl)
 	}
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	stop := endpoint.StopOnCancel(ctx, conn)
 	defer stop()
 	addr := net.JoinHostPort(host, port)
 	if _, err := conn.Write([]byte(name)); err != nil {
@@ -139,10 +142,10 @@ func SummarizeFleet(ctx context.Context, hosts []string, timeout time.Duration) 
 		var buf bytes.Buffer
 		if id.Tcplab && slices.Contains(id.Allowed, "json") {
 			_, err := Ask(ctx, h, p, "json", timeout, &buf, MaxAnswer)
-			var f Facts
+			var f procps.Facts
 			if err == nil && json.Unmarshal(buf.Bytes(), &f) == nil && f.Time.Unix() > 0 {
 				return HostAnswer{Command: "json", Summary: &Summary{
-					UptimeSeconds: f.UptimeSeconds, Uptime: FormatUptime(f.UptimeSeconds),
+					UptimeSeconds: f.UptimeSeconds, Uptime: procps.FormatUptime(f.UptimeSeconds),
 					Users: len(f.Users), Load: f.Load, Procs: f.Procs, Source: "json",
 				}}
 			}
@@ -155,13 +158,22 @@ func SummarizeFleet(ctx context.Context, hosts []string, timeout time.Duration) 
 			return a
 		}
 		line, _, _ := strings.Cut(buf.String(), "\n")
-		if s, ok := ParseUptimeLine(line); ok {
+		if s, ok := summaryFromW(line); ok {
 			a.Summary = &s
 		} else {
 			a.Error = fmt.Sprintf("no uptime line in the answer to w: %q", firstLine(buf.String(), 80))
 		}
 		return a
 	})
+}
+
+// summaryFromW reads a Summary from w's first line.
+func summaryFromW(line string) (Summary, bool) {
+	u, ok := procps.ParseUptimeLine(line)
+	if !ok {
+		return Summary{}, false
+	}
+	return Summary{Uptime: u.Uptime, Users: u.Users, Load: u.Load, Source: "w"}, true
 }
 
 // SafeForAnyServer reports whether name may be sent to a server that is
@@ -248,70 +260,35 @@ func firstLine(s string, max int) string {
 	return s
 }
 
-func isConnectError(err error) bool {
-	msg := err.Error()
-	return strings.HasPrefix(msg, "connect ") || strings.HasPrefix(msg, "unknown host") || strings.HasPrefix(msg, "look up")
-}
+// connectError is Ask's error when it could not connect at all (the name
+// did not resolve, the connection was refused or timed out): the host is
+// down or wrong, and the fleet view asks it nothing more.
+type connectError struct{ err error }
 
+func (e connectError) Error() string { return e.err.Error() }
+func (e connectError) Unwrap() error { return e.err }
+
+func isConnectError(err error) bool { return errors.As(err, new(connectError)) }
+
+// fleet asks every host at once, at most fleetParallel at a time, and
+// returns the answers in the order of hosts.
 func fleet(ctx context.Context, hosts []string, ask func(ctx context.Context, host, port string) HostAnswer) []HostAnswer {
 	out := make([]HostAnswer, len(hosts))
-	sem := make(chan struct{}, fleetParallel)
-	var wg sync.WaitGroup
+	var g errgroup.Group
+	g.SetLimit(fleetParallel)
 	for i, hp := range hosts {
 		h, p, err := net.SplitHostPort(hp)
 		if err != nil {
 			out[i] = HostAnswer{Host: hp, Error: fmt.Sprintf("bad host:port %q", hp)}
 			continue
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
+		g.Go(func() error {
 			a := ask(ctx, h, p)
 			a.Host = hp
 			out[i] = a
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	g.Wait()
 	return out
-}
-
-// uptimeRE matches procps's uptime line (w's first line and uptime(1)):
-// " 18:58:58 up 3 days,  2:04,  2 users,  load average: 0.89, 0.61, 0.28".
-var uptimeRE = regexp.MustCompile(`up\s+(.*?),\s+(\d+)\s+users?,\s+load averages?:\s+([\d.]+),?\s+([\d.]+),?\s+([\d.]+)`)
-
-// ParseUptimeLine reads uptime, users and load from w's first line.
-func ParseUptimeLine(line string) (Summary, bool) {
-	m := uptimeRE.FindStringSubmatch(line)
-	if m == nil {
-		return Summary{}, false
-	}
-	s := Summary{Uptime: strings.Join(strings.Fields(m[1]), " "), Source: "w"}
-	s.Users, _ = strconv.Atoi(m[2])
-	for i := range 3 {
-		s.Load[i], _ = strconv.ParseFloat(m[3+i], 64)
-	}
-	return s, true
-}
-
-// FormatUptime prints seconds of uptime as w does: "3 days, 2:04",
-// "1 day, 0:10", "2:04", "8 min".
-func FormatUptime(secs float64) string {
-	up := int(secs)
-	days, hours, mins := up/86400, up/3600%24, up/60%60
-	var b strings.Builder
-	if days > 0 {
-		word := "days"
-		if days == 1 {
-			word = "day"
-		}
-		fmt.Fprintf(&b, "%d %s, ", days, word)
-	}
-	if hours > 0 {
-		fmt.Fprintf(&b, "%d:%02d", hours, mins)
-	} else {
-		fmt.Fprintf(&b, "%d min", mins)
-	}
-	return b.String()
 }

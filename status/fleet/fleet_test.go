@@ -1,4 +1,4 @@
-package status
+package fleet
 
 import (
 	"context"
@@ -29,9 +29,7 @@ func startPySVR(t *testing.T, path string) string {
 func TestFleetSafeAgainstSvrPy(t *testing.T) {
 	im := testkit.NewImpostors(t, []string{"w", "ps"})
 	py := startPySVR(t, im.Path())
-	svc := newService(t)
-	svc.Allow = mustAllow(t, "w", "ps", "json", "uptime")
-	ours := startService(t, svc, 0)
+	ours := startSVR(t, "w", "ps", "json", "uptime")
 	hosts := []string{py, ours}
 
 	sums := SummarizeFleet(context.Background(), hosts, 10*time.Second)
@@ -69,9 +67,7 @@ func TestFleetSafeAgainstSvrPy(t *testing.T) {
 // allows; svr.py (which runs ps for the probe) and a server that echoes
 // are not taken for it.
 func TestIdentify(t *testing.T) {
-	svc := newService(t)
-	svc.Allow = mustAllow(t, "w", "ps", "json")
-	id, err := Identify(context.Background(), "127.0.0.1", port(t, startService(t, svc, 0)), 5*time.Second)
+	id, err := Identify(context.Background(), "127.0.0.1", port(t, startSVR(t, "w", "ps", "json")), 5*time.Second)
 	if err != nil || !id.Tcplab || !slices.Equal(id.Allowed, []string{"json", "ps", "w"}) {
 		t.Fatalf("tcplab svr: %+v, %v", id, err)
 	}
@@ -146,5 +142,54 @@ func TestFleetReportsBusyHost(t *testing.T) {
 	a := AskFleet(context.Background(), []string{host}, "json", 5*time.Second)[0]
 	if !strings.Contains(a.Error, "refused the connection: busy: max number of clients reached") {
 		t.Errorf("busy host: %+v", a)
+	}
+}
+
+func TestAskFleet(t *testing.T) {
+	withJSON := startSVR(t, "w", "ps", "json")
+	classic := startSVR(t, "w", "ps")
+	dead, _ := net.Listen("tcp", "127.0.0.1:0")
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	hosts := []string{withJSON, classic, deadAddr, "nocolon"}
+
+	answers := AskFleet(context.Background(), hosts, "w", 5*time.Second)
+	for i, a := range answers[:2] {
+		if a.Host != hosts[i] || a.Error != "" || !strings.Contains(a.Output, "load average") {
+			t.Errorf("answer %d: %+v", i, a)
+		}
+	}
+	if !strings.Contains(answers[2].Error, "connection refused") || answers[3].Error == "" {
+		t.Errorf("failures: %+v %+v", answers[2], answers[3])
+	}
+
+	sums := SummarizeFleet(context.Background(), hosts, 5*time.Second)
+	if s := sums[0].Summary; s == nil || s.Source != "json" || s.Procs == 0 {
+		t.Errorf("json host: %+v", sums[0])
+	}
+	if s := sums[1].Summary; s == nil || s.Source != "w" || s.Uptime == "" {
+		t.Errorf("classic host: %+v", sums[1])
+	}
+	if sums[2].Error == "" || sums[2].Summary != nil {
+		t.Errorf("dead host: %+v", sums[2])
+	}
+}
+
+func TestSummaryFromW(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		want Summary
+		ok   bool
+	}{
+		{" 18:58:58 up 8 min,  0 user,  load average: 0.89, 0.61, 0.28", Summary{Uptime: "8 min", Users: 0, Load: [3]float64{0.89, 0.61, 0.28}, Source: "w"}, true},
+		{" 10:01:02 up 3 days,  2:04,  2 users,  load average: 1.00, 2.50, 10.25", Summary{Uptime: "3 days, 2:04", Users: 2, Load: [3]float64{1, 2.5, 10.25}, Source: "w"}, true},
+		{"10:01  up 5 days, 1 user, load averages: 1.50 1.40 1.30", Summary{Uptime: "5 days", Users: 1, Load: [3]float64{1.5, 1.4, 1.3}, Source: "w"}, true}, // BSD/macOS w
+		{"USER     TTY", Summary{}, false},
+		{"", Summary{}, false},
+	} {
+		got, ok := summaryFromW(tc.line)
+		if ok != tc.ok || got != tc.want {
+			t.Errorf("summaryFromW(%q) = %+v, %v; want %+v, %v", tc.line, got, ok, tc.want, tc.ok)
+		}
 	}
 }
