@@ -48,6 +48,15 @@ func (c *Command) Argv() []string { return slices.Clone(c.argv) }
 // Path is the program that runs, or "" when the native renderer is used.
 func (c *Command) Path() string { return c.path }
 
+// Runs says what runs for c, for a log: the program and its arguments, or
+// "native renderer".
+func (c *Command) Runs() string {
+	if c.path == "" {
+		return "native renderer"
+	}
+	return strings.Join(append([]string{c.path}, c.argv[1:]...), " ")
+}
+
 // builtin is every command an operator may allow. No name is a prefix of
 // another (TestBuiltinNamesPrefixFree): rule 2 of the wire format relies on
 // it.

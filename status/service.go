@@ -2,6 +2,7 @@ package status
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -73,8 +74,14 @@ type Service struct {
 	ClientLog io.Writer
 	// Metrics, if set, counts requests.
 	Metrics *Metrics
+	// TLS, if set, makes the service TLS only, with this configuration
+	// (endpoint.TLSServer's, which a reload changes for the handshakes
+	// that follow): see handshake for what a client must pass first.
+	TLS *tls.Config
 
-	logMu sync.Mutex
+	logMu      sync.Mutex
+	tlsOnce    sync.Once
+	handshakes *ClientLimiter
 }
 
 // Result names what happened to a request, for logs and metrics.
@@ -97,6 +104,13 @@ func (s *Service) logger() *slog.Logger {
 
 // ServeConn serves one connection: Service is an internal/server Handler.
 func (s *Service) ServeConn(ctx context.Context, conn net.Conn) {
+	if s.TLS != nil && s.allowed(remoteAddr(conn)) {
+		tc, ok := s.handshake(ctx, conn)
+		if !ok {
+			return
+		}
+		conn = tc
+	}
 	start := time.Now()
 	if s.Metrics != nil {
 		s.Metrics.open.Inc()

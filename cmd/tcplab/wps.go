@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/tcplab/tcplab/status"
 	"github.com/tcplab/tcplab/status/fleet"
 )
 
@@ -138,7 +139,7 @@ func askOne(ctx context.Context, std stdio, host, port, name string, timeout tim
 	}
 	var buf strings.Builder
 	_, err := fleet.Ask(ctx, host, port, name, timeout, &buf, fleet.MaxAnswer)
-	if err == nil && buf.String() == notTLSAnswer {
+	if err == nil && buf.String() == status.NotTLSAnswer {
 		err = notTLSServer(host, port)
 	}
 	a := fleet.HostAnswer{Host: net.JoinHostPort(host, port), Command: name, Output: buf.String()}
@@ -154,7 +155,7 @@ func askOne(ctx context.Context, std stdio, host, port, name string, timeout tim
 }
 
 // notTLSServer is wps's error when a TLS svr answered a plaintext request
-// with its one line (notTLSAnswer): that line is printed, but it is no
+// with its one line (status.NotTLSAnswer): that line is printed, but it is no
 // answer, and a script must see wps fail.
 func notTLSServer(host, port string) error {
 	return fmt.Errorf("%s speaks TLS only: add --tls-ca FILE (the CA of its certificate)", net.JoinHostPort(host, port))
@@ -169,7 +170,7 @@ type answerHead struct {
 }
 
 func (a *answerHead) Write(p []byte) (int, error) {
-	if room := len(notTLSAnswer) + 1 - len(a.head); room > 0 {
+	if room := len(status.NotTLSAnswer) + 1 - len(a.head); room > 0 {
 		a.head = append(a.head, p[:min(room, len(p))]...)
 	}
 	n, err := a.w.Write(p)
@@ -178,7 +179,7 @@ func (a *answerHead) Write(p []byte) (int, error) {
 }
 
 func (a *answerHead) isNotTLS() bool {
-	return a.n == len(notTLSAnswer) && string(a.head) == notTLSAnswer
+	return a.n == len(status.NotTLSAnswer) && string(a.head) == status.NotTLSAnswer
 }
 
 // printAnswers prints each host's answer under a header on w, and each
