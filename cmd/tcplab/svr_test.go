@@ -134,6 +134,8 @@ func TestSVRUsageErrors(t *testing.T) {
 		{[]string{"wps", "localhost", "2000"}, "missing arguments"},
 		{[]string{"wps", "--hosts", "a:1", "w", "ps"}, "too many arguments"},
 		{[]string{"wps", "--hosts", ",", "w"}, "no hosts"},
+		{[]string{"wps", "--hosts", "", "w"}, "no hosts"}, // was a panic: pos[1] of one positional
+		{[]string{"wps", "--hosts="}, "no hosts"},
 	} {
 		code, _, errOut := runCmd(t, "", tc.args...)
 		if code != 2 || !strings.Contains(errOut, tc.want) || strings.Count(errOut, "\n") != 1 {

@@ -17,67 +17,43 @@ import (
 
 func runWPS(ctx context.Context, std stdio, args []string) error {
 	fs := newFlagSet("wps")
-	hosts := fs.String("hosts", "", "comma-separated `host:port` list: ask them all in parallel")
+	hostList := fs.String("hosts", "", "comma-separated `host:port` list: ask them all in parallel")
 	timeout := fs.Duration("timeout", 10*time.Second, "per-host limit for connecting and the whole answer (0: none)")
 	asJSON := fs.Bool("json", false, "print the answers as JSON")
 	tlsFlags := addWPSTLSFlags(fs)
-	var pos []string
-	var err error
-	if hostsGiven(args) {
-		pos, err = fs.parse(std, args, 0, 1)
-	} else {
-		pos, err = fs.parse(std, args, 3, 3)
+	manyHosts := hostsGiven(args)
+	minArgs, maxArgs := 3, 3
+	if manyHosts {
+		minArgs, maxArgs = 0, 1
 	}
+	pos, err := fs.parse(std, args, minArgs, maxArgs)
 	if err != nil {
 		return err
-	}
-	if *timeout < 0 {
-		return usagef("--timeout must not be negative")
 	}
 	if err := tlsFlags.check(); err != nil {
 		return err
 	}
-	if *hosts == "" {
-		if err := checkHost(hostArg(pos[0])); err != nil {
+	var hosts []string
+	if manyHosts {
+		if hosts, err = parseHosts(*hostList); err != nil {
 			return err
 		}
-		if err := checkDialPort(pos[1]); err != nil {
-			return err
-		}
-		if ctx, err = tlsFlags.apply(ctx); err != nil {
-			return err
-		}
-		return askOne(ctx, std, hostArg(pos[0]), pos[1], pos[2], *timeout, *asJSON)
-	}
-	var list []string
-	for _, h := range strings.Split(*hosts, ",") {
-		if h = strings.TrimSpace(h); h != "" {
-			// A malformed entry is the caller's typing, not a host that
-			// is down: refuse it before asking anyone.
-			_, port, err := net.SplitHostPort(h)
-			if err != nil {
-				if strings.Count(h, ":") > 1 && !strings.Contains(h, "[") {
-					return usagef("--hosts: %q: write an IPv6 address in brackets, as [::1]:2000", h)
-				}
-				return usagef("--hosts: %q is not host:port", h)
-			}
-			if err := checkDialPort(port); err != nil {
-				return usagef("--hosts: %q: %v", h, err)
-			}
-			list = append(list, h)
-		}
-	}
-	if len(list) == 0 {
-		return usagef("--hosts: no hosts given")
+	} else if err := checkHost(hostArg(pos[0])); err != nil {
+		return err
+	} else if err := checkDialPort(pos[1]); err != nil {
+		return err
 	}
 	if ctx, err = tlsFlags.apply(ctx); err != nil {
 		return err
 	}
+	if !manyHosts {
+		return askOne(ctx, std, hostArg(pos[0]), pos[1], pos[2], *timeout, *asJSON)
+	}
 	var answers []fleet.HostAnswer
 	if len(pos) == 1 {
-		answers = fleet.AskFleet(ctx, list, pos[0], *timeout)
+		answers = fleet.AskFleet(ctx, hosts, pos[0], *timeout)
 	} else {
-		answers = fleet.SummarizeFleet(ctx, list, *timeout)
+		answers = fleet.SummarizeFleet(ctx, hosts, *timeout)
 	}
 	if ctx.Err() != nil {
 		return ctx.Err() // interrupted: the hosts did not fail, we stopped asking
@@ -94,16 +70,38 @@ func runWPS(ctx context.Context, std stdio, args []string) error {
 	default:
 		printTable(terminalSafe(std.out), std.err, answers)
 	}
-	failed := 0
 	for _, a := range answers {
-		if a.Error != "" {
-			failed++
+		if a.Error == "" {
+			return nil
 		}
 	}
-	if failed == len(answers) {
-		return errors.New("every host failed")
+	return errors.New("every host failed")
+}
+
+// parseHosts parses --hosts. A malformed entry is the caller's typing,
+// not a host that is down: it is refused before anyone is asked.
+func parseHosts(s string) ([]string, error) {
+	var list []string
+	for _, h := range strings.Split(s, ",") {
+		if h = strings.TrimSpace(h); h == "" {
+			continue
+		}
+		_, port, err := net.SplitHostPort(h)
+		if err != nil {
+			if strings.Count(h, ":") > 1 && !strings.Contains(h, "[") {
+				return nil, usagef("--hosts: %q: write an IPv6 address in brackets, as [::1]:2000", h)
+			}
+			return nil, usagef("--hosts: %q is not host:port", h)
+		}
+		if err := checkDialPort(port); err != nil {
+			return nil, usagef("--hosts: %q: %v", h, err)
+		}
+		list = append(list, h)
 	}
-	return nil
+	if len(list) == 0 {
+		return nil, usagef("--hosts: no hosts given")
+	}
+	return list, nil
 }
 
 // hostsGiven reports whether --hosts is among args, which changes how many
