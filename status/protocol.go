@@ -104,10 +104,3 @@ func (r Request) Refusal(allow *AllowList) string {
 		return fmt.Sprintf("unknown command %q; allowed: %s\n", r.Name, allow)
 	}
 }
-
-// complete reports whether buf, the bytes received so far, is a whole
-// request by rules 1, 2 and 5 of the package comment (rules 3, 4 and 6
-// depend on time and end of file, which the reader sees).
-func complete(buf []byte, allow *AllowList) bool {
-	return bytes.IndexByte(buf, '\n') >= 0 || len(buf) > MaxRequest || allow.Lookup(buf) != nil
-}

@@ -3,13 +3,11 @@ package status
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"sync"
 	"time"
 
@@ -143,7 +141,7 @@ func (s *Service) serve(ctx context.Context, conn net.Conn, addr netip.Addr) (st
 		s.answer(conn, []byte("rate limit exceeded; try again later\n"))
 		return "other", ResultLimited
 	}
-	raw, err := ReadRequest(conn, s.Allow, s.timeout(s.ReadTimeout, DefaultReadTimeout), s.timeout(s.QuietGap, DefaultQuietGap))
+	raw, err := readRequest(ctx, conn, s.Allow, s.timeout(s.ReadTimeout, DefaultReadTimeout), s.timeout(s.QuietGap, DefaultQuietGap))
 	if err != nil {
 		return "other", ResultNoName
 	}
@@ -207,42 +205,19 @@ func reset(conn net.Conn) {
 	}
 }
 
-// ReadRequest reads one request from conn by the rules of the package
-// comment and returns its raw bytes (at most MaxRequest+1, terminator
-// included if one came). It returns an error when the client sent nothing
-// before closing or before timeout passed.
-func ReadRequest(conn net.Conn, allow *AllowList, timeout, quiet time.Duration) ([]byte, error) {
-	deadline := time.Now().Add(timeout)
-	buf := make([]byte, 0, MaxRequest+1)
-	for {
-		d := deadline
-		if len(buf) > 0 {
-			if q := time.Now().Add(quiet); q.Before(d) {
-				d = q // rule 4
-			}
-		}
-		conn.SetReadDeadline(d)
-		n, err := conn.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if complete(buf, allow) { // rules 1, 2, 5
-			return buf, nil
-		}
-		switch {
-		case err == nil:
-			continue
-		case len(buf) > 0 && (errors.Is(err, io.EOF) || (errors.Is(err, os.ErrDeadlineExceeded) && time.Now().Before(deadline))):
-			return buf, nil // rules 3, 4
-		case len(buf) == 0 && errors.Is(err, io.EOF):
-			return nil, errors.New("closed before a request")
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			if len(buf) > 0 {
-				return buf, nil
-			}
-			return nil, fmt.Errorf("no request within %s", timeout)
-		default:
-			return nil, err
-		}
-	}
+// readRequest reads one request from conn by the rules of the package
+// comment (stream.ReadMessage with svr's rule) and returns its raw bytes
+// (at most MaxRequest+1, through the terminator if one came). It returns
+// an error when the client sent nothing before closing or before timeout
+// passed.
+func readRequest(ctx context.Context, conn net.Conn, allow *AllowList, timeout, quiet time.Duration) ([]byte, error) {
+	return stream.ReadMessage(ctx, conn, stream.MessageEnd{
+		Max:      MaxRequest + 1,                                              // rule 5
+		Complete: func(name []byte) bool { return allow.Lookup(name) != nil }, // rule 2
+		Gap:      quiet,
+		Timeout:  timeout,
+		Partial:  true,
+	})
 }
 
 // remoteAddr is the client's IP address, IPv4 in IPv6 unmapped so that
