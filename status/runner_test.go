@@ -17,7 +17,7 @@ import (
 func countingCommand(runs *atomic.Int64, d time.Duration) *Command {
 	return &Command{name: "count", native: func() ([]byte, error) {
 		runs.Add(1)
-		time.Sleep(d)
+		time.Sleep(d) // the run's duration (fake time in a bubble)
 		return []byte("one\ntwo\n"), nil
 	}}
 }
