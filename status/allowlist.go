@@ -42,12 +42,6 @@ type Command struct {
 // Name is the name clients send.
 func (c *Command) Name() string { return c.name }
 
-// Argv is the fixed argument vector, as run; nil for a native-only command.
-func (c *Command) Argv() []string { return slices.Clone(c.argv) }
-
-// Path is the program that runs, or "" when the native renderer is used.
-func (c *Command) Path() string { return c.path }
-
 // Runs says what runs for c, for a log: the program and its arguments, or
 // "native renderer".
 func (c *Command) Runs() string {

@@ -16,7 +16,7 @@ import (
 // them over HTTP, with every series present.
 func TestMetricsLint(t *testing.T) {
 	m := NewMetrics()
-	for _, r := range []string{ResultOK, ResultUnknown, ResultDenied, ResultLimited, ResultError, ResultNoName, ResultWriteTO} {
+	for _, r := range []string{resultOK, resultUnknown, resultDenied, resultLimited, resultError, resultNoName, resultWriteTO} {
 		m.observe("w", r, 0)
 	}
 	m.ObserveRun("w", false)

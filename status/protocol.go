@@ -63,9 +63,9 @@ import (
 // making the server buffer anything.
 const MaxRequest = 64
 
-// Request is a parsed request: the name the client sent and, if that name
+// request is a parsed request: the name the client sent and, if that name
 // is on the allow-list, its entry.
-type Request struct {
+type request struct {
 	// Name is the requested name with any trailing "\n" or "\r\n" removed.
 	// It is raw client bytes: use it only quoted (Refusal does).
 	Name []byte
@@ -76,25 +76,25 @@ type Request struct {
 	TooLong bool
 }
 
-// ParseRequest interprets raw, the complete bytes of a request, against
-// allow. It never fails: a name that is not allowed yields a Request with a
+// parseRequest interprets raw, the complete bytes of a request, against
+// allow. It never fails: a name that is not allowed yields a request with a
 // nil Command, whose Refusal is the line to send. raw is not retained.
-func ParseRequest(raw []byte, allow *AllowList) Request {
+func parseRequest(raw []byte, allow *AllowList) request {
 	name := raw
 	if i := bytes.IndexByte(name, '\n'); i >= 0 {
 		name = name[:i]
 		name = bytes.TrimSuffix(name, []byte{'\r'})
 	}
 	if len(name) > MaxRequest {
-		return Request{Name: bytes.Clone(name[:MaxRequest]), TooLong: true}
+		return request{Name: bytes.Clone(name[:MaxRequest]), TooLong: true}
 	}
 	name = bytes.Clone(name)
-	return Request{Name: name, Command: allow.Lookup(name)}
+	return request{Name: name, Command: allow.Lookup(name)}
 }
 
 // Refusal is the one line sent for a request that is not allowed, ending
 // in '\n'. It is empty for an allowed request.
-func (r Request) Refusal(allow *AllowList) string {
+func (r request) Refusal(allow *AllowList) string {
 	switch {
 	case r.Command != nil:
 		return ""

@@ -48,16 +48,16 @@ func TestParseRequest(t *testing.T) {
 		{"", "", `unknown command ""; allowed: ps, w` + "\n"},
 		{strings.Repeat("a", 65), "", "request too long (over 64 bytes); allowed: ps, w\n"},
 	} {
-		req := ParseRequest([]byte(tc.raw), al)
+		req := parseRequest([]byte(tc.raw), al)
 		got := ""
 		if req.Command != nil {
 			got = req.Command.Name()
 		}
 		if got != tc.command {
-			t.Errorf("ParseRequest(%q) command %q, want %q", tc.raw, got, tc.command)
+			t.Errorf("parseRequest(%q) command %q, want %q", tc.raw, got, tc.command)
 		}
 		if r := req.Refusal(al); r != tc.refusal {
-			t.Errorf("ParseRequest(%q) refusal %q, want %q", tc.raw, r, tc.refusal)
+			t.Errorf("parseRequest(%q) refusal %q, want %q", tc.raw, r, tc.refusal)
 		}
 	}
 }
@@ -88,7 +88,7 @@ func TestNewAllowList(t *testing.T) {
 		t.Error("nil allow-list allows something")
 	}
 	nat, err := NewAllowList([]string{"ps"}, true)
-	if err != nil || nat.Lookup([]byte("ps")).Path() != "" {
+	if err != nil || nat.Lookup([]byte("ps")).path != "" {
 		t.Errorf("native allow-list runs a program: %v", err)
 	}
 }
@@ -102,7 +102,7 @@ func FuzzParseRequest(f *testing.F) {
 	}
 	al := mustAllow(f, "w", "ps", "json", "uptime")
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		req := ParseRequest(raw, al)
+		req := parseRequest(raw, al)
 		name := raw
 		if i := bytes.IndexByte(name, '\n'); i >= 0 {
 			name = bytes.TrimSuffix(name[:i], []byte{'\r'})

@@ -186,7 +186,7 @@ func TestShellSyntaxNeverRuns(t *testing.T) {
 		"w;touch " + marker, "ps;touch " + marker, "w\n;touch " + marker, "$(touch " + marker + ")",
 		"`touch " + marker + "`", "w|touch " + marker, "w&&touch " + marker, "touch " + marker,
 	} {
-		req := ParseRequest([]byte(name), al)
+		req := parseRequest([]byte(name), al)
 		if req.Command != nil {
 			out, err := (&Runner{}).Output(context.Background(), req.Command)
 			if err != nil {

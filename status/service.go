@@ -84,13 +84,13 @@ type Service struct {
 
 // Result names what happened to a request, for logs and metrics.
 const (
-	ResultOK      = "ok"
-	ResultUnknown = "unknown"   // not on the allow-list (or too long)
-	ResultDenied  = "denied"    // address not in Nets
-	ResultLimited = "limited"   // over the rate limit
-	ResultError   = "error"     // the command failed
-	ResultNoName  = "no_name"   // closed or timed out before a name
-	ResultWriteTO = "write_err" // the answer could not be sent
+	resultOK      = "ok"
+	resultUnknown = "unknown"   // not on the allow-list (or too long)
+	resultDenied  = "denied"    // address not in Nets
+	resultLimited = "limited"   // over the rate limit
+	resultError   = "error"     // the command failed
+	resultNoName  = "no_name"   // closed or timed out before a name
+	resultWriteTO = "write_err" // the answer could not be sent
 )
 
 func (s *Service) logger() *slog.Logger {
@@ -126,7 +126,7 @@ func (s *Service) ServeConn(ctx context.Context, conn net.Conn) {
 	if s.Metrics != nil {
 		s.Metrics.observe(name, result, time.Since(start))
 	}
-	if result != ResultOK {
+	if result != resultOK {
 		s.logger().Debug("request", "addr", conn.RemoteAddr().String(), "result", result)
 	}
 }
@@ -135,31 +135,31 @@ func (s *Service) ServeConn(ctx context.Context, conn net.Conn) {
 // the result for the metrics.
 func (s *Service) serve(ctx context.Context, conn net.Conn, addr netip.Addr) (string, string) {
 	if !s.allowed(addr) {
-		return "other", ResultDenied
+		return "other", resultDenied
 	}
 	if s.Limiter != nil && !s.Limiter.Allow(addr) {
 		s.answer(conn, []byte("rate limit exceeded; try again later\n"))
-		return "other", ResultLimited
+		return "other", resultLimited
 	}
 	raw, err := readRequest(ctx, conn, s.Allow, s.timeout(s.ReadTimeout, DefaultReadTimeout), s.timeout(s.QuietGap, DefaultQuietGap))
 	if err != nil {
-		return "other", ResultNoName
+		return "other", resultNoName
 	}
-	req := ParseRequest(raw, s.Allow)
+	req := parseRequest(raw, s.Allow)
 	if req.Command == nil {
 		s.answer(conn, []byte(req.Refusal(s.Allow)))
-		return "other", ResultUnknown
+		return "other", resultUnknown
 	}
 	out, err := s.Runner.Output(ctx, req.Command)
 	if err != nil {
 		s.logger().Warn("command failed", "command", req.Command.name, "err", err)
 		s.answer(conn, []byte(fmt.Sprintf("error: %v\n", err)))
-		return req.Command.name, ResultError
+		return req.Command.name, resultError
 	}
 	if !s.answer(conn, out) {
-		return req.Command.name, ResultWriteTO
+		return req.Command.name, resultWriteTO
 	}
-	return req.Command.name, ResultOK
+	return req.Command.name, resultOK
 }
 
 func (s *Service) timeout(d, def time.Duration) time.Duration {

@@ -43,7 +43,7 @@ type snapshot struct {
 	uptime   float64 // seconds since boot
 	bootTime uint64  // Unix seconds, /proc/stat's btime
 	load     [3]float64
-	users    []Session
+	users    []session
 	memTotal uint64 // KiB
 	memAvail uint64 // KiB
 	procs    []procInfo
@@ -555,7 +555,7 @@ func (s *snapshot) w() []byte {
 // user has no account (uid ""), or its login process is gone (a stale
 // record, left by a login that ended without clearing it). The count of
 // users on the uptime line counts every session, as procps's does.
-func (s *snapshot) ttyUsage(u Session, uid string) (jcpu, pcpu uint64, what string, shown bool) {
+func (s *snapshot) ttyUsage(u session, uid string) (jcpu, pcpu uint64, what string, shown bool) {
 	if uid == "" {
 		return 0, 0, "", false
 	}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 func TestRowOverflowIsAbsorbed(t *testing.T) {
@@ -261,18 +263,13 @@ func TestNativePSZombie(t *testing.T) {
 	}
 	defer cmd.Wait()
 	stat := "/proc/" + strconv.Itoa(cmd.Process.Pid) + "/stat"
-	for deadline := time.Now().Add(10 * time.Second); ; {
+	zombie := func() bool { // exited, not reaped; no event says so
 		b, err := os.ReadFile(stat)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, after, _ := strings.Cut(string(b), ") "); strings.HasPrefix(after, "Z") {
-			break // exited, not reaped: a zombie
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/bin/true not a zombie after 10 s: %q", b)
-		}
-		time.Sleep(time.Millisecond) // polling the process's state
+		_, after, _ := strings.Cut(string(b), ") ")
+		return err == nil && strings.HasPrefix(after, "Z")
+	}
+	if !testkit.Poll(10*time.Second, zombie) {
+		t.Fatalf("/bin/true not a zombie after 10 s")
 	}
 	for _, tc := range []struct {
 		args bool

@@ -1,7 +1,7 @@
 // Package fleet is the client side of svr's protocol (package status):
 // wps.py's one question to one host (Ask), the same question to many hosts
 // at once (AskFleet), and the load table of a fleet (SummarizeFleet),
-// safely for servers that are not tcplab svr (see Probe and Identify).
+// safely for servers that are not tcplab svr (see Probe and identify).
 package fleet
 
 import (
@@ -102,13 +102,13 @@ const fleetParallel = 64
 // AskFleet asks every host (each "host:port") for name in parallel, each
 // within timeout, and returns the answers in the order of hosts. A failed
 // host has Error set; the others are unaffected. A name other than w or ps
-// is sent only to a host that Identify recognises as tcplab svr; any other
-// host gets an error instead (see SafeForAnyServer).
+// is sent only to a host that identify recognises as tcplab svr; any other
+// host gets an error instead (see safeForAnyServer).
 func AskFleet(ctx context.Context, hosts []string, name string, timeout time.Duration) []HostAnswer {
 	return fleet(ctx, hosts, func(ctx context.Context, h, p string) HostAnswer {
 		a := HostAnswer{Command: name}
-		if !SafeForAnyServer(name) {
-			id, err := Identify(ctx, h, p, timeout)
+		if !safeForAnyServer(name) {
+			id, err := identify(ctx, h, p, timeout)
 			var refused refusedError
 			switch {
 			case err != nil && (isConnectError(err) || errors.As(err, &refused)):
@@ -131,11 +131,11 @@ func AskFleet(ctx context.Context, hosts []string, name string, timeout time.Dur
 
 // SummarizeFleet asks every host for its uptime, users and load: the
 // structured form ("json") from a host known to be tcplab svr that allows
-// it (see Identify), else w's first line, which every w server sends (the
+// it (see identify), else w's first line, which every w server sends (the
 // tutorial's svr.py included).
 func SummarizeFleet(ctx context.Context, hosts []string, timeout time.Duration) []HostAnswer {
 	return fleet(ctx, hosts, func(ctx context.Context, h, p string) HostAnswer {
-		id, err := Identify(ctx, h, p, timeout)
+		id, err := identify(ctx, h, p, timeout)
 		if err != nil && isConnectError(err) {
 			return HostAnswer{Command: "w", Error: err.Error()}
 		}
@@ -176,11 +176,11 @@ func summaryFromW(line string) (Summary, bool) {
 	return Summary{Uptime: u.Uptime, Users: u.Users, Load: u.Load, Source: "w"}, true
 }
 
-// SafeForAnyServer reports whether name may be sent to a server that is
+// safeForAnyServer reports whether name may be sent to a server that is
 // not known to be tcplab svr: only "w" and "ps", the tutorial's own two.
 // The tutorial's svr.py hands the first two bytes of any request to a
 // shell, so a request for "json" makes it run "js", and "uptime" "up".
-func SafeForAnyServer(name string) bool { return name == "w" || name == "ps" }
+func safeForAnyServer(name string) bool { return name == "w" || name == "ps" }
 
 // Probe is the request by which a client learns whether a server is
 // tcplab svr, safely for any server that speaks the tutorial's protocol:
@@ -206,13 +206,13 @@ const Probe = probeName + "\n"
 
 const probeName = "ps #tcplab"
 
-// Identity is what Identify learned of a server.
-type Identity struct {
+// identity is what identify learned of a server.
+type identity struct {
 	Tcplab  bool     // the server answered the probe as tcplab svr does
 	Allowed []string // the names it allows, when Tcplab
 }
 
-// Identify sends Probe to host:port and reads the answer (see Probe). A
+// identify sends Probe to host:port and reads the answer (see Probe). A
 // server that answers anything else is not tcplab svr, which is no error;
 // err is set only when the exchange failed.
 //
@@ -220,21 +220,21 @@ type Identity struct {
 // its first bytes are kept: a server that is not tcplab svr answers with
 // ps's output, and svr.py, which writes it a line at a time and catches
 // nothing, dies of the broken pipe if the client closes first.
-func Identify(ctx context.Context, host, port string, timeout time.Duration) (Identity, error) {
+func identify(ctx context.Context, host, port string, timeout time.Duration) (identity, error) {
 	buf := &keepFirst{max: 4096}
 	_, err := Ask(ctx, host, port, Probe, timeout, buf, MaxAnswer)
 	prefix := fmt.Sprintf("unknown command %q; allowed: ", probeName)
 	line, ok := strings.CutPrefix(buf.b.String(), prefix)
 	if !ok || buf.total != buf.b.Len() || !strings.HasSuffix(line, "\n") || strings.Count(line, "\n") != 1 {
-		return Identity{}, err
+		return identity{}, err
 	}
 	names := strings.Split(strings.TrimSuffix(line, "\n"), ", ")
 	for _, n := range names {
 		if n == "" || strings.ContainsFunc(n, func(r rune) bool { return r <= ' ' || r > '~' }) {
-			return Identity{}, err
+			return identity{}, err
 		}
 	}
-	return Identity{Tcplab: true, Allowed: names}, nil
+	return identity{Tcplab: true, Allowed: names}, nil
 }
 
 // keepFirst keeps the first max bytes written to it and drops the rest.

@@ -41,7 +41,7 @@ func TestFleetSafeAgainstSvrPy(t *testing.T) {
 	}
 	for _, name := range []string{"json", "uptime", "w", "ps"} {
 		answers := AskFleet(context.Background(), hosts, name, 10*time.Second)
-		if SafeForAnyServer(name) {
+		if safeForAnyServer(name) {
 			if answers[0].Error != "" || answers[0].Output == "" {
 				t.Errorf("%s to svr.py: %+v", name, answers[0])
 			}
@@ -63,15 +63,15 @@ func TestFleetSafeAgainstSvrPy(t *testing.T) {
 	}
 }
 
-// Identify tells tcplab svr by its answer to the probe, and learns what it
+// identify tells tcplab svr by its answer to the probe, and learns what it
 // allows; svr.py (which runs ps for the probe) and a server that echoes
 // are not taken for it.
 func TestIdentify(t *testing.T) {
-	id, err := Identify(context.Background(), "127.0.0.1", port(t, startSVR(t, "w", "ps", "json")), 5*time.Second)
+	id, err := identify(context.Background(), "127.0.0.1", port(t, startSVR(t, "w", "ps", "json")), 5*time.Second)
 	if err != nil || !id.Tcplab || !slices.Equal(id.Allowed, []string{"json", "ps", "w"}) {
 		t.Fatalf("tcplab svr: %+v, %v", id, err)
 	}
-	id, err = Identify(context.Background(), "127.0.0.1", port(t, startPySVR(t, os.Getenv("PATH"))), 5*time.Second)
+	id, err = identify(context.Background(), "127.0.0.1", port(t, startPySVR(t, os.Getenv("PATH"))), 5*time.Second)
 	if id.Tcplab {
 		t.Fatalf("svr.py taken for tcplab svr: %+v, %v", id, err)
 	}
@@ -91,7 +91,7 @@ func TestIdentify(t *testing.T) {
 		c.Write([]byte("unknown command \"ps #tcplab\"; allowed: a b\n"))
 		c.Write(b[:n])
 	}()
-	if id, _ := Identify(context.Background(), "127.0.0.1", port(t, echo.Addr().String()), 5*time.Second); id.Tcplab {
+	if id, _ := identify(context.Background(), "127.0.0.1", port(t, echo.Addr().String()), 5*time.Second); id.Tcplab {
 		t.Fatalf("a server answering something else after the line taken for tcplab svr: %+v", id)
 	}
 }
@@ -107,9 +107,9 @@ func port(t *testing.T, addr string) string {
 
 // The probe must not kill the server it probes. svr.py answers it with
 // ps's output, written a line at a time, and dies of the broken pipe if the
-// client closes before the last line (it catches nothing): so Identify
+// client closes before the last line (it catches nothing): so identify
 // reads the whole answer (within MaxAnswer and the timeout), keeping only
-// what it needs. Here svr.py's ps prints 100,000 lines; before, Identify
+// what it needs. Here svr.py's ps prints 100,000 lines; before, identify
 // closed after 4 KiB, svr.py died, and the table's w found nobody
 // listening.
 func TestIdentifyLetsSvrPyFinish(t *testing.T) {
@@ -120,7 +120,7 @@ func TestIdentifyLetsSvrPyFinish(t *testing.T) {
 	py := startPySVR(t, dir+":"+os.Getenv("PATH"))
 	h, p, _ := net.SplitHostPort(py)
 	for range 2 {
-		if id, err := Identify(context.Background(), h, p, 20*time.Second); id.Tcplab {
+		if id, err := identify(context.Background(), h, p, 20*time.Second); id.Tcplab {
 			t.Fatalf("svr.py taken for tcplab svr: %+v, %v", id, err)
 		}
 	}
