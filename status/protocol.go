@@ -42,9 +42,14 @@
 //     connection is closed without an answer.
 //
 // A client tells tcplab svr from other servers of this protocol (which may
-// hand a request's first two bytes to a shell) by the answer to Probe,
-// whose first two bytes are "ps"; the fleet view sends nothing but w and ps
-// to a server it has not so recognised.
+// hand a request's first two bytes to a shell) by the answer to
+// fleet.Probe, whose first two bytes are "ps"; the fleet view sends nothing
+// but w and ps to a server it has not so recognised.
+//
+// stream.ReadMessage applies these rules (rule 6 is its Timeout, and a
+// name still arriving at the timeout is taken as it is: Partial). The
+// client, wps, is package status/fleet; the native renderer of w and ps is
+// internal/procps.
 //
 // Differences from the tutorial, on purpose: the output is sent whole
 // (svr.py writes rl[:-1], dropping the command's last line, which for ps is
