@@ -48,11 +48,14 @@ func MaxConnsPerAddrFor(maxConns int) int {
 }
 
 // Service is the svr protocol as an internal/server Handler: read one
-// request, answer it, close. The zero value is not usable: Allow and Runner
-// must be set.
+// request, answer it, close. Every field's zero value is its documented
+// default; the zero Service refuses every name, since its allow-list is
+// empty.
 type Service struct {
-	// Allow is the allow-list; Runner runs its entries.
-	Allow  *AllowList
+	// Allow is the allow-list; nil allows nothing.
+	Allow *AllowList
+	// Runner runs the allowed entries; nil means a Runner with the
+	// defaults, made on first use.
 	Runner *Runner
 	// Nets, if not empty, restricts clients to these networks; others are
 	// closed at once, unanswered.
@@ -80,6 +83,16 @@ type Service struct {
 	logMu      sync.Mutex
 	tlsOnce    sync.Once
 	handshakes *ClientLimiter
+	runOnce    sync.Once
+	defRunner  *Runner
+}
+
+func (s *Service) runner() *Runner {
+	if s.Runner != nil {
+		return s.Runner
+	}
+	s.runOnce.Do(func() { s.defRunner = &Runner{} })
+	return s.defRunner
 }
 
 // Result names what happened to a request, for logs and metrics.
@@ -150,7 +163,7 @@ func (s *Service) serve(ctx context.Context, conn net.Conn, addr netip.Addr) (st
 		s.answer(conn, []byte(req.Refusal(s.Allow)))
 		return "other", resultUnknown
 	}
-	out, err := s.Runner.Output(ctx, req.Command)
+	out, err := s.runner().Output(ctx, req.Command)
 	if err != nil {
 		s.logger().Warn("command failed", "command", req.Command.name, "err", err)
 		s.answer(conn, []byte(fmt.Sprintf("error: %v\n", err)))

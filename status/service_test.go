@@ -85,6 +85,17 @@ func checkServing(t *testing.T, addr string) {
 	}
 }
 
+// A Service's zero fields are its defaults: with only an allow-list it
+// serves, and the zero Service refuses every name.
+func TestServiceZeroFieldsAreDefaults(t *testing.T) {
+	if out := ask(t, startService(t, &Service{Allow: mustAllow(t, "w")}, 0), []byte("w")); !strings.Contains(out, "load average") {
+		t.Errorf("Service with only Allow: %q", out)
+	}
+	if out := ask(t, startService(t, &Service{}, 0), []byte("w")); out != "unknown command \"w\"; allowed: \n" {
+		t.Errorf("zero Service: %q", out)
+	}
+}
+
 func TestServiceAnswersWAndPS(t *testing.T) {
 	addr := startService(t, newService(t), 0)
 	for _, tc := range []struct{ raw, want string }{
