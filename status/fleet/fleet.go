@@ -37,7 +37,7 @@ func Ask(ctx context.Context, host, port, name string, timeout time.Duration, w 
 	}
 	conn, err := endpoint.Dial(ctx, host, port, timeout)
 	if err != nil {
-		return 0, connectError{err}
+		return 0, err
 	}
 	defer conn.Close()
 	if dl, ok := ctx.Deadline(); ok {
@@ -260,15 +260,11 @@ func firstLine(s string, max int) string {
 	return s
 }
 
-// connectError is Ask's error when it could not connect at all (the name
+// isConnectError reports whether Ask could not connect at all (the name
 // did not resolve, the connection was refused or timed out): the host is
-// down or wrong, and the fleet view asks it nothing more.
-type connectError struct{ err error }
-
-func (e connectError) Error() string { return e.err.Error() }
-func (e connectError) Unwrap() error { return e.err }
-
-func isConnectError(err error) bool { return errors.As(err, new(connectError)) }
+// down or wrong, and the fleet view asks it nothing more. A TLS handshake
+// that failed is not one: the host is up.
+func isConnectError(err error) bool { return errors.Is(err, endpoint.ErrConnect) }
 
 // fleet asks every host at once, at most fleetParallel at a time, and
 // returns the answers in the order of hosts.

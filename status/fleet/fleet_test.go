@@ -2,15 +2,20 @@ package fleet
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/tcplab/tcplab/internal/endpoint"
 	"github.com/tcplab/tcplab/internal/server"
 	"github.com/tcplab/tcplab/internal/testkit"
 )
@@ -191,5 +196,30 @@ func TestSummaryFromW(t *testing.T) {
 		if ok != tc.ok || got != tc.want {
 			t.Errorf("summaryFromW(%q) = %+v, %v; want %+v, %v", tc.line, got, ok, tc.want, tc.ok)
 		}
+	}
+}
+
+// A host that cannot be reached is a connect error, told by errors.Is, not
+// by the text; a TLS handshake that fails is not one (the host is up, and
+// the fleet view goes on as for any host it does not know).
+func TestIsConnectError(t *testing.T) {
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadHost, deadPort, _ := net.SplitHostPort(dead.Addr().String())
+	dead.Close()
+	_, err = Ask(context.Background(), deadHost, deadPort, "w", 5*time.Second, io.Discard, 0)
+	if err == nil || !isConnectError(err) || !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("refused: %v, isConnectError %v", err, isConnectError(err))
+	}
+	h, p, _ := net.SplitHostPort(startSVR(t, "w"))
+	tlsCtx := endpoint.WithTLS(context.Background(), &tls.Config{RootCAs: x509.NewCertPool()})
+	_, err = Ask(tlsCtx, h, p, "w", 5*time.Second, io.Discard, 0)
+	if err == nil || isConnectError(err) || !strings.HasPrefix(err.Error(), "tls handshake with") {
+		t.Errorf("TLS to a plaintext server: %v, isConnectError %v", err, isConnectError(err))
+	}
+	if isConnectError(errors.New("connect 127.0.0.1:1: connection refused")) {
+		t.Error("an error taken for a connect error by its text")
 	}
 }
