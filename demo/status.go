@@ -13,6 +13,7 @@ import (
 
 	"github.com/tcplab/tcplab/internal/server"
 	"github.com/tcplab/tcplab/status"
+	"github.com/tcplab/tcplab/status/fleet"
 )
 
 // Status runs the tutorial's second pair, svr and wps (package status):
@@ -64,7 +65,7 @@ func runStatus(ctx context.Context, w io.Writer, _ Options) (Observations, error
 	var logMu sync.Mutex
 	var clientLog bytes.Buffer
 	svc := &status.Service{Allow: allow, Runner: &status.Runner{}, ClientLog: lockedWriter{&logMu, &clientLog}}
-	srv := &server.Server{Handler: server.HandlerFunc(svc.Handle)}
+	srv := &server.Server{Handler: svc}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	defer func() {
@@ -76,7 +77,7 @@ func runStatus(ctx context.Context, w io.Writer, _ Options) (Observations, error
 
 	for _, name := range statusAsks {
 		var answer bytes.Buffer
-		if _, err := status.Ask(ctx, host, port, name, 10*time.Second, &answer, status.MaxAnswer); err != nil {
+		if _, err := fleet.Ask(ctx, host, port, name, 10*time.Second, &answer, fleet.MaxAnswer); err != nil {
 			return nil, fmt.Errorf("wps %s: %w", name, err)
 		}
 		obs.Answers[name] = answer.String()

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tcplab/tcplab/internal/endpoint"
 	"github.com/tcplab/tcplab/stream"
 )
 
@@ -65,7 +66,7 @@ func fetch(ctx context.Context, conn net.Conn, msg []byte, idle time.Duration, r
 	if readSize <= 0 {
 		readSize = ReadBufferSize
 	}
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	stop := endpoint.StopOnCancel(ctx, conn)
 	defer stop()
 	res := &Result{}
 	start := time.Now()

@@ -34,7 +34,6 @@
 package multicopy
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -72,7 +71,7 @@ const (
 
 // ErrNoMessage is returned when a client closes or times out before sending
 // a single byte.
-var ErrNoMessage = errors.New("client sent no message")
+var ErrNoMessage = stream.ErrNoMessage
 
 // ReadMessage reads the client's message by the rule in the package
 // documentation. It never returns more than max bytes, takes a quiet spell
@@ -85,89 +84,14 @@ func ReadMessage(conn net.Conn, max int, gap, timeout time.Duration) ([]byte, er
 	return readMessage(context.Background(), conn, max, gap, timeout)
 }
 
-// readMessage is ReadMessage that also gives up when ctx ends; the caller
-// makes a blocked read return then (Echo moves the deadline to the
-// past), and the check after each read keeps a client that trickles bytes
-// from holding a stopping server until timeout.
+// readMessage is ReadMessage that also gives up when ctx ends (see
+// stream.ReadMessage, which it is with tms's rule).
 func readMessage(ctx context.Context, conn net.Conn, max int, gap, timeout time.Duration) ([]byte, error) {
-	defer conn.SetReadDeadline(time.Time{})
-	deadline := time.Now().Add(timeout)
-	if err := conn.SetReadDeadline(deadline); err != nil {
-		return nil, err
+	msg, err := stream.ReadMessage(ctx, conn, stream.MessageEnd{Max: max, Gap: gap, Timeout: timeout, Settle: true})
+	if err != nil && ctx.Err() == nil && !errors.Is(err, stream.ErrNoMessage) && !errors.Is(err, stream.ErrMessageTimeout) {
+		err = plain(err)
 	}
-	var msg []byte
-	var last time.Time // when the last byte arrived
-	// burst is how many bytes were read since a read last returned less
-	// than it asked for: the receive queue was empty then, so the burst
-	// starts at a segment boundary (stream.EndWait).
-	var burst int64
-	drained := false
-	buf := make([]byte, min(max, 16<<10))
-	for {
-		want := min(len(buf), max-len(msg))
-		n, err := conn.Read(buf[:want])
-		if n > 0 {
-			if drained {
-				burst = 0
-			}
-			burst += int64(n)
-			drained = n < want
-		}
-		if cerr := ctx.Err(); cerr != nil {
-			return nil, cerr
-		}
-		if n > 0 {
-			if i := bytes.IndexByte(buf[:n], '\n'); i >= 0 {
-				return append(msg, buf[:i+1]...), nil
-			}
-			msg = append(msg, buf[:n]...)
-			if len(msg) >= max {
-				return msg, nil
-			}
-			last = time.Now()
-			if err := conn.SetReadDeadline(earliest(last.Add(gap), deadline)); err != nil {
-				return nil, err
-			}
-		}
-		switch {
-		case err == nil:
-		case len(msg) > 0 && errors.Is(err, os.ErrDeadlineExceeded) && !time.Now().Before(deadline):
-			return nil, timeoutError{fmt.Errorf("message of %d bytes still incomplete after %s", len(msg), timeout)}
-		case len(msg) > 0 && errors.Is(err, os.ErrDeadlineExceeded):
-			// A quiet gap: the end, unless TCP may still be delivering
-			// the message (a lost segment not yet sent again, a slow
-			// link).
-			wait := stream.EndWait(conn, burst, time.Since(last), gap)
-			if wait == 0 {
-				return msg, nil
-			}
-			if err := conn.SetReadDeadline(earliest(time.Now().Add(wait), deadline)); err != nil {
-				return nil, err
-			}
-		case len(msg) > 0 && err == io.EOF:
-			return msg, nil // half-close: the message is complete
-		case err == io.EOF:
-			return nil, ErrNoMessage
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			return nil, timeoutError{fmt.Errorf("%w within %s", ErrNoMessage, timeout)}
-		default:
-			return nil, plain(err)
-		}
-	}
-}
-
-// timeoutError is readMessage's error for a message that was not complete
-// within the read timeout.
-type timeoutError struct{ err error }
-
-func (e timeoutError) Error() string { return e.err.Error() }
-func (e timeoutError) Unwrap() error { return e.err }
-
-func earliest(a, b time.Time) time.Time {
-	if a.Before(b) {
-		return a
-	}
-	return b
+	return msg, err
 }
 
 // Server is tms, the protocol handler: Echo serves the multicopy echo on
@@ -218,11 +142,11 @@ func (s *Server) Echo(ctx context.Context, conn net.Conn) (Transfer, error) {
 	endpoint.Reset(conn)
 	// Stop a transfer in flight, or a message still arriving, when the
 	// server is closed (SIGINT in the one-client mode).
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	stop := endpoint.StopOnCancel(ctx, conn)
 	defer stop()
 	msg, err := readMessage(ctx, conn, MaxMessage, cmp.Or(s.QuietGap, DefaultQuietGap), cmp.Or(s.ReadTimeout, DefaultReadTimeout))
 	if err != nil {
-		if errors.As(err, new(timeoutError)) {
+		if errors.Is(err, stream.ErrMessageTimeout) {
 			// Tell the client, with a reset rather than the FIN of a
 			// normal end, that its message was not served: a client that
 			// cannot check its answer (tmc.py) would otherwise take an
@@ -285,7 +209,11 @@ func finish(ctx context.Context, conn net.Conn, wait time.Duration) {
 	buf := make([]byte, 16<<10)
 	for dropped := 0; dropped < drainMax; {
 		// Short reads, so the acknowledgement is seen soon after it comes.
-		conn.SetReadDeadline(earliest(time.Now().Add(finishPoll), end))
+		if d := time.Now().Add(finishPoll); d.Before(end) {
+			conn.SetReadDeadline(d)
+		} else {
+			conn.SetReadDeadline(end)
+		}
 		if ctx.Err() != nil {
 			return // stopping: the deadline just set may have undone Echo's
 		}

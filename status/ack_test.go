@@ -73,7 +73,7 @@ func TestServiceNoAnswerOutlivesWriteTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
-	srv := &server.Server{Handler: server.HandlerFunc(svc.Handle)}
+	srv := &server.Server{Handler: svc}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	defer func() { srv.Close(); <-done }()
@@ -189,7 +189,7 @@ func TestServiceNoAnswerOutlivesWriteTimeoutTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	port := tcpLn.Addr().(*net.TCPAddr).Port
-	srv := &server.Server{Handler: server.HandlerFunc(svc.Handle)}
+	srv := &server.Server{Handler: svc}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(tls.NewListener(tcpLn, &tls.Config{Certificates: []tls.Certificate{cert}})) }()
 	defer func() { srv.Close(); <-done }()

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/tcplab/tcplab/internal/procps"
 )
 
 // Command is one entry of the built-in command set: a name a client may
@@ -40,11 +42,14 @@ type Command struct {
 // Name is the name clients send.
 func (c *Command) Name() string { return c.name }
 
-// Argv is the fixed argument vector, as run; nil for a native-only command.
-func (c *Command) Argv() []string { return slices.Clone(c.argv) }
-
-// Path is the program that runs, or "" when the native renderer is used.
-func (c *Command) Path() string { return c.path }
+// Runs says what runs for c, for a log: the program and its arguments, or
+// "native renderer".
+func (c *Command) Runs() string {
+	if c.path == "" {
+		return "native renderer"
+	}
+	return strings.Join(append([]string{c.path}, c.argv[1:]...), " ")
+}
 
 // builtin is every command an operator may allow. No name is a prefix of
 // another (TestBuiltinNamesPrefixFree): rule 2 of the wire format relies on
@@ -64,12 +69,12 @@ func (c *Command) Path() string { return c.path }
 // tutorial's bare ps does: ps runs as "ps auxc", and w, which has no such
 // mode, is rendered natively.
 var builtin = []*Command{
-	{name: "w", argv: []string{"w"}, private: true, render: renderW},
-	{name: "ps", argv: []string{"ps", "aux"}, namesArgv: []string{"ps", "auxc"}, private: true, render: renderPS},
-	{name: "uptime", argv: []string{"uptime"}, render: func(bool) ([]byte, error) { return renderUptime() }},
+	{name: "w", argv: []string{"w"}, private: true, render: procps.W},
+	{name: "ps", argv: []string{"ps", "aux"}, namesArgv: []string{"ps", "auxc"}, private: true, render: procps.PS},
+	{name: "uptime", argv: []string{"uptime"}, render: func(bool) ([]byte, error) { return procps.Uptime() }},
 	{name: "free", argv: []string{"free", "-h"}},
 	{name: "df", argv: []string{"df", "-h"}},
-	{name: "json", private: true, render: renderJSON, whole: true},
+	{name: "json", private: true, render: procps.JSON, whole: true},
 }
 
 // BuiltinNames lists the names an operator may put on an AllowList.

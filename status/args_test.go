@@ -28,15 +28,15 @@ func TestAnswersHideOtherProcessesArguments(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if w := al.Lookup([]byte("w")); !args && w.Path() != "" {
-				t.Errorf("w runs %s though procps's w shows arguments", w.Path())
+			if w := al.Lookup([]byte("w")); !args && w.path != "" {
+				t.Errorf("w runs %s though procps's w shows arguments", w.path)
 			}
-			if ps := al.Lookup([]byte("ps")); !native && !args && strings.Join(ps.Argv(), " ") != "ps auxc" {
-				t.Errorf("ps runs %q", ps.Argv())
+			if ps := al.Lookup([]byte("ps")); !native && !args && strings.Join(ps.argv, " ") != "ps auxc" {
+				t.Errorf("ps runs %q", ps.argv)
 			}
 			svc := newService(t)
 			svc.Allow = al
-			svc.Runner = &Runner{Fresh: -1}
+			svc.Runner = &Runner{NoReuse: true}
 			addr := startService(t, svc, 0)
 			for _, name := range []string{"ps", "json"} {
 				out := ask(t, addr, []byte(name))

@@ -1,12 +1,14 @@
 package status
 
 import (
+	"net"
 	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/net/netutil"
 )
 
 // Metrics are the server's Prometheus metrics: requests by command and
@@ -48,6 +50,46 @@ func NewMetrics() *Metrics {
 // Handler serves the metrics in the Prometheus text format.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// MaxMetricsConns bounds the connections Serve keeps open at once; further
+// ones wait in the listen backlog. A scraper needs one; the cap keeps
+// anyone else who reaches the port from holding descriptors svr's clients
+// need.
+const MaxMetricsConns = 16
+
+// Serve serves the metrics at /metrics on ln, in the background, until
+// the returned stop is called, which closes ln and every connection.
+func (m *Metrics) Serve(ln net.Listener) (stop func()) {
+	srv := newMetricsServer(m.Handler())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.Serve(netutil.LimitListener(ln, MaxMetricsConns))
+	}()
+	return func() {
+		srv.Close()
+		<-done
+	}
+}
+
+// newMetricsServer serves h at /metrics with every limit net/http has set:
+// a scraper or anyone else who reaches the port gets 5 s to send its
+// headers, 10 s for the request and the answer, and 30 s of keep-alive
+// between requests. Without IdleTimeout (ReadTimeout is the fallback, and
+// it too was zero) an idle keep-alive connection was held for ever, so
+// enough of them would spend the descriptors svr's clients need.
+func newMetricsServer(h http.Handler) *http.Server {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", h)
+	return &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		IdleTimeout:       30 * time.Second,
+		MaxHeaderBytes:    8 << 10,
+	}
 }
 
 func (m *Metrics) observe(command, result string, d time.Duration) {

@@ -1,9 +1,11 @@
 package status
 
 import (
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
@@ -14,7 +16,7 @@ import (
 // them over HTTP, with every series present.
 func TestMetricsLint(t *testing.T) {
 	m := NewMetrics()
-	for _, r := range []string{ResultOK, ResultUnknown, ResultDenied, ResultLimited, ResultError, ResultNoName, ResultWriteTO} {
+	for _, r := range []string{resultOK, resultUnknown, resultDenied, resultLimited, resultError, resultNoName, resultWriteTO} {
 		m.observe("w", r, 0)
 	}
 	m.ObserveRun("w", false)
@@ -36,5 +38,26 @@ func TestMetricsLint(t *testing.T) {
 	}
 	for _, p := range append(problems, served...) {
 		t.Errorf("%s: %s", p.Metric, p.Text)
+	}
+}
+
+// Every limit of the metrics server is set: a zero would mean no limit, and
+// with IdleTimeout and ReadTimeout both zero an idle keep-alive connection
+// is held for ever.
+func TestSVRMetricsServerHasEveryLimit(t *testing.T) {
+	s := newMetricsServer(http.NotFoundHandler())
+	limits := map[string]time.Duration{
+		"ReadHeaderTimeout": s.ReadHeaderTimeout,
+		"ReadTimeout":       s.ReadTimeout,
+		"WriteTimeout":      s.WriteTimeout,
+		"IdleTimeout":       s.IdleTimeout,
+	}
+	for name, d := range limits {
+		if d <= 0 {
+			t.Errorf("%s = %v", name, d)
+		}
+	}
+	if s.MaxHeaderBytes <= 0 {
+		t.Errorf("MaxHeaderBytes = %d", s.MaxHeaderBytes)
 	}
 }

@@ -42,9 +42,14 @@
 //     connection is closed without an answer.
 //
 // A client tells tcplab svr from other servers of this protocol (which may
-// hand a request's first two bytes to a shell) by the answer to Probe,
-// whose first two bytes are "ps"; the fleet view sends nothing but w and ps
-// to a server it has not so recognised.
+// hand a request's first two bytes to a shell) by the answer to
+// fleet.Probe, whose first two bytes are "ps"; the fleet view sends nothing
+// but w and ps to a server it has not so recognised.
+//
+// stream.ReadMessage applies these rules (rule 6 is its Timeout, and a
+// name still arriving at the timeout is taken as it is: Partial). The
+// client, wps, is package status/fleet; the native renderer of w and ps is
+// internal/procps.
 //
 // Differences from the tutorial, on purpose: the output is sent whole
 // (svr.py writes rl[:-1], dropping the command's last line, which for ps is
@@ -63,9 +68,9 @@ import (
 // making the server buffer anything.
 const MaxRequest = 64
 
-// Request is a parsed request: the name the client sent and, if that name
+// request is a parsed request: the name the client sent and, if that name
 // is on the allow-list, its entry.
-type Request struct {
+type request struct {
 	// Name is the requested name with any trailing "\n" or "\r\n" removed.
 	// It is raw client bytes: use it only quoted (Refusal does).
 	Name []byte
@@ -76,25 +81,25 @@ type Request struct {
 	TooLong bool
 }
 
-// ParseRequest interprets raw, the complete bytes of a request, against
-// allow. It never fails: a name that is not allowed yields a Request with a
+// parseRequest interprets raw, the complete bytes of a request, against
+// allow. It never fails: a name that is not allowed yields a request with a
 // nil Command, whose Refusal is the line to send. raw is not retained.
-func ParseRequest(raw []byte, allow *AllowList) Request {
+func parseRequest(raw []byte, allow *AllowList) request {
 	name := raw
 	if i := bytes.IndexByte(name, '\n'); i >= 0 {
 		name = name[:i]
 		name = bytes.TrimSuffix(name, []byte{'\r'})
 	}
 	if len(name) > MaxRequest {
-		return Request{Name: bytes.Clone(name[:MaxRequest]), TooLong: true}
+		return request{Name: bytes.Clone(name[:MaxRequest]), TooLong: true}
 	}
 	name = bytes.Clone(name)
-	return Request{Name: name, Command: allow.Lookup(name)}
+	return request{Name: name, Command: allow.Lookup(name)}
 }
 
 // Refusal is the one line sent for a request that is not allowed, ending
 // in '\n'. It is empty for an allowed request.
-func (r Request) Refusal(allow *AllowList) string {
+func (r request) Refusal(allow *AllowList) string {
 	switch {
 	case r.Command != nil:
 		return ""
@@ -103,11 +108,4 @@ func (r Request) Refusal(allow *AllowList) string {
 	default:
 		return fmt.Sprintf("unknown command %q; allowed: %s\n", r.Name, allow)
 	}
-}
-
-// complete reports whether buf, the bytes received so far, is a whole
-// request by rules 1, 2 and 5 of the package comment (rules 3, 4 and 6
-// depend on time and end of file, which the reader sees).
-func complete(buf []byte, allow *AllowList) bool {
-	return bytes.IndexByte(buf, '\n') >= 0 || len(buf) > MaxRequest || allow.Lookup(buf) != nil
 }

@@ -2,6 +2,7 @@ package status
 
 import (
 	"bytes"
+	"context"
 	"net"
 	"strings"
 	"testing"
@@ -47,16 +48,16 @@ func TestParseRequest(t *testing.T) {
 		{"", "", `unknown command ""; allowed: ps, w` + "\n"},
 		{strings.Repeat("a", 65), "", "request too long (over 64 bytes); allowed: ps, w\n"},
 	} {
-		req := ParseRequest([]byte(tc.raw), al)
+		req := parseRequest([]byte(tc.raw), al)
 		got := ""
 		if req.Command != nil {
 			got = req.Command.Name()
 		}
 		if got != tc.command {
-			t.Errorf("ParseRequest(%q) command %q, want %q", tc.raw, got, tc.command)
+			t.Errorf("parseRequest(%q) command %q, want %q", tc.raw, got, tc.command)
 		}
 		if r := req.Refusal(al); r != tc.refusal {
-			t.Errorf("ParseRequest(%q) refusal %q, want %q", tc.raw, r, tc.refusal)
+			t.Errorf("parseRequest(%q) refusal %q, want %q", tc.raw, r, tc.refusal)
 		}
 	}
 }
@@ -87,7 +88,7 @@ func TestNewAllowList(t *testing.T) {
 		t.Error("nil allow-list allows something")
 	}
 	nat, err := NewAllowList([]string{"ps"}, true)
-	if err != nil || nat.Lookup([]byte("ps")).Path() != "" {
+	if err != nil || nat.Lookup([]byte("ps")).path != "" {
 		t.Errorf("native allow-list runs a program: %v", err)
 	}
 }
@@ -101,7 +102,7 @@ func FuzzParseRequest(f *testing.F) {
 	}
 	al := mustAllow(f, "w", "ps", "json", "uptime")
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		req := ParseRequest(raw, al)
+		req := parseRequest(raw, al)
 		name := raw
 		if i := bytes.IndexByte(name, '\n'); i >= 0 {
 			name = bytes.TrimSuffix(name[:i], []byte{'\r'})
@@ -128,7 +129,7 @@ func FuzzParseRequest(f *testing.F) {
 	})
 }
 
-// readPair gives ReadRequest the server side of a loopback connection and
+// readPair gives readRequest the server side of a loopback connection and
 // the test the client side.
 func readPair(t *testing.T) (server, client *net.TCPConn) {
 	t.Helper()
@@ -175,7 +176,7 @@ func TestReadRequestRules(t *testing.T) {
 			go func() {
 				for i, p := range tc.send {
 					if i > 0 {
-						time.Sleep(tc.gap)
+						time.Sleep(tc.gap) // the point: a client that pauses between writes
 					}
 					c.Write([]byte(p))
 				}
@@ -184,7 +185,7 @@ func TestReadRequestRules(t *testing.T) {
 				}
 			}()
 			start := time.Now()
-			got, err := ReadRequest(s, al, 5*time.Second, quiet)
+			got, err := readRequest(context.Background(), s, al, 5*time.Second, quiet)
 			took := time.Since(start)
 			if tc.wantErr {
 				if err == nil {
@@ -205,7 +206,7 @@ func TestReadRequestRules(t *testing.T) {
 func TestReadRequestTimeout(t *testing.T) {
 	s, _ := readPair(t)
 	start := time.Now()
-	if got, err := ReadRequest(s, mustAllow(t, "w"), 200*time.Millisecond, 50*time.Millisecond); err == nil {
+	if got, err := readRequest(context.Background(), s, mustAllow(t, "w"), 200*time.Millisecond, 50*time.Millisecond); err == nil {
 		t.Fatalf("got %q from a silent client", got)
 	}
 	if took := time.Since(start); took > 2*time.Second {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 )
 
 // Defaults for a Runner's zero fields.
@@ -27,9 +29,9 @@ var fixedEnv = []string{"PATH=" + FixedPath, "LC_ALL=C", "LANG=C", "HOME=/", "TE
 
 // Runner runs allow-listed commands and coalesces concurrent identical
 // requests: while one run of a command is in flight, other requests for it
-// wait for that run; a finished run's output is reused for Fresh. A burst of
-// a thousand clients asking for ps therefore costs one fork, not a thousand.
-// The zero value is ready to use with the defaults.
+// wait for that run (singleflight); a finished run's output is reused for
+// Fresh. A burst of a thousand clients asking for ps therefore costs one
+// fork, not a thousand. The zero value is ready to use with the defaults.
 type Runner struct {
 	// Timeout bounds each run; the process is killed after it. Zero means
 	// DefaultRunTimeout.
@@ -39,22 +41,26 @@ type Runner struct {
 	// Zero means DefaultMaxOutput.
 	MaxOutput int
 	// Fresh is how long a finished run's output is served again. Zero means
-	// DefaultFresh; negative disables the reuse (concurrent requests are
-	// still coalesced).
+	// DefaultFresh; negative means no reuse, as NoReuse.
 	Fresh time.Duration
-	// OnRun, if set, is called after each request with the command's name
-	// and whether it shared another request's run.
+	// NoReuse turns the reuse of finished runs off, whatever Fresh says:
+	// every request after a run has finished runs the command again
+	// (concurrent requests still share a run).
+	NoReuse bool
+	// OnRun, if set, is called once for each run with shared false, and
+	// once for each request that got another's output (a run in flight or
+	// a fresh one) with shared true.
 	OnRun func(name string, shared bool)
 
-	mu    sync.Mutex
-	calls map[string]*call
+	flight singleflight.Group
+	mu     sync.Mutex
+	last   map[string]finished // the last good run of each command
 }
 
-type call struct {
-	done chan struct{}
-	out  []byte
-	err  error
-	at   time.Time // when the run finished
+// finished is a run's output and when the run ended.
+type finished struct {
+	out []byte
+	at  time.Time
 }
 
 // Output returns the output of c, running it or sharing a run in flight or
@@ -65,44 +71,53 @@ func (r *Runner) Output(ctx context.Context, c *Command) ([]byte, error) {
 	if c == nil {
 		return nil, errors.New("status: nil command")
 	}
-	fresh := r.Fresh
-	if fresh == 0 {
-		fresh = DefaultFresh
+	if out, ok := r.fresh(c.name); ok {
+		r.report(c.name, true)
+		return out, nil
 	}
-	r.mu.Lock()
-	if r.calls == nil {
-		r.calls = make(map[string]*call)
-	}
-	if cl, ok := r.calls[c.name]; ok {
-		select {
-		case <-cl.done:
-			if fresh > 0 && time.Since(cl.at) < fresh && cl.err == nil {
-				r.mu.Unlock()
-				r.report(c.name, true)
-				return cl.out, nil
+	ran := false // set by the run, if it is this request's
+	ch := r.flight.DoChan(c.name, func() (any, error) {
+		ran = true
+		out, err := r.runRecovering(c)
+		if err == nil {
+			r.mu.Lock()
+			if r.last == nil {
+				r.last = make(map[string]finished)
 			}
-		default:
+			r.last[c.name] = finished{out, time.Now()}
 			r.mu.Unlock()
-			r.report(c.name, true)
-			select {
-			case <-cl.done:
-				return cl.out, cl.err
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
 		}
+		r.report(c.name, false)
+		return out, err
+	})
+	select {
+	case res := <-ch:
+		if !ran {
+			r.report(c.name, true)
+		}
+		out, _ := res.Val.([]byte)
+		return out, res.Err
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
-	cl := &call{done: make(chan struct{})}
-	r.calls[c.name] = cl
-	r.mu.Unlock()
+}
 
-	out, err := r.runRecovering(c)
+// fresh returns the output of name's last run if it is to be reused.
+func (r *Runner) fresh(name string) ([]byte, bool) {
+	window := r.Fresh
+	if window == 0 {
+		window = DefaultFresh
+	}
+	if r.NoReuse || window < 0 {
+		return nil, false
+	}
 	r.mu.Lock()
-	cl.out, cl.err, cl.at = out, err, time.Now()
-	close(cl.done)
-	r.mu.Unlock()
-	r.report(c.name, false)
-	return out, err
+	defer r.mu.Unlock()
+	f, ok := r.last[name]
+	if !ok || time.Since(f.at) >= window {
+		return nil, false
+	}
+	return f.out, true
 }
 
 func (r *Runner) report(name string, shared bool) {

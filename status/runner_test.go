@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -16,77 +17,108 @@ import (
 func countingCommand(runs *atomic.Int64, d time.Duration) *Command {
 	return &Command{name: "count", native: func() ([]byte, error) {
 		runs.Add(1)
-		time.Sleep(d)
+		time.Sleep(d) // the run's duration (fake time in a bubble)
 		return []byte("one\ntwo\n"), nil
 	}}
 }
 
+// Fifty requests at once while a run is in flight share it: in a bubble
+// every request has joined before the run's 200 ms pass, so the command
+// runs exactly once.
 func TestRunnerCoalescesConcurrentRequests(t *testing.T) {
-	var runs atomic.Int64
-	var shared atomic.Int64
-	r := &Runner{Fresh: -1, OnRun: func(_ string, s bool) {
-		if s {
-			shared.Add(1)
-		}
-	}}
-	c := countingCommand(&runs, 200*time.Millisecond)
-	var wg sync.WaitGroup
-	for range 50 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			out, err := r.Output(context.Background(), c)
-			if err != nil || string(out) != "one\ntwo\n" {
-				t.Errorf("got %q, %v", out, err)
+	synctest.Test(t, func(t *testing.T) {
+		var runs atomic.Int64
+		var shared atomic.Int64
+		r := &Runner{NoReuse: true, OnRun: func(_ string, s bool) {
+			if s {
+				shared.Add(1)
 			}
-		}()
-	}
-	wg.Wait()
-	if n := runs.Load(); n < 1 || n > 3 {
-		t.Errorf("50 concurrent requests ran the command %d times", n)
-	}
-	if n := shared.Load(); n+runs.Load() != 50 {
-		t.Errorf("shared %d + ran %d != 50", n, runs.Load())
-	}
-	// Fresh < 0: a finished run is not reused.
-	r.Output(context.Background(), c)
-	if n := runs.Load(); n < 2 {
-		t.Errorf("a later request reused a finished run with Fresh<0 (%d runs)", n)
-	}
-}
-
-func TestRunnerFreshnessWindow(t *testing.T) {
-	var runs atomic.Int64
-	r := &Runner{Fresh: 300 * time.Millisecond}
-	c := countingCommand(&runs, 0)
-	for range 5 {
+		}}
+		c := countingCommand(&runs, 200*time.Millisecond)
+		var wg sync.WaitGroup
+		for range 50 {
+			wg.Go(func() {
+				out, err := r.Output(context.Background(), c)
+				if err != nil || string(out) != "one\ntwo\n" {
+					t.Errorf("got %q, %v", out, err)
+				}
+			})
+		}
+		wg.Wait()
+		if n := runs.Load(); n != 1 {
+			t.Errorf("50 concurrent requests ran the command %d times", n)
+		}
+		if n := shared.Load(); n+runs.Load() != 50 {
+			t.Errorf("shared %d + ran %d != 50", n, runs.Load())
+		}
+		// NoReuse: a finished run is not reused.
 		r.Output(context.Background(), c)
-	}
-	if n := runs.Load(); n != 1 {
-		t.Fatalf("5 requests within the window ran %d times", n)
-	}
-	time.Sleep(400 * time.Millisecond)
-	r.Output(context.Background(), c)
-	if n := runs.Load(); n != 2 {
-		t.Fatalf("a request after the window ran %d times in all, want 2", n)
+		if n := runs.Load(); n != 2 {
+			t.Errorf("a later request reused a finished run with NoReuse (%d runs)", n)
+		}
+	})
+}
+
+// A finished run is reused until Fresh has passed since it ended, and
+// not after: in a bubble the window's edge is exact.
+func TestRunnerFreshnessWindow(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		r     *Runner
+		fresh time.Duration // 0: no reuse
+	}{
+		{"Fresh 300ms", &Runner{Fresh: 300 * time.Millisecond}, 300 * time.Millisecond},
+		{"zero value", &Runner{}, DefaultFresh},
+		{"NoReuse", &Runner{NoReuse: true}, 0},
+		{"negative Fresh", &Runner{Fresh: -1}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var runs atomic.Int64
+				c := countingCommand(&runs, 10*time.Millisecond)
+				tc.r.Output(context.Background(), c)
+				want := int64(1)
+				if tc.fresh > 0 {
+					time.Sleep(tc.fresh - time.Nanosecond) // fake time: to the window's last instant
+					tc.r.Output(context.Background(), c)
+				} else {
+					want = 2
+					tc.r.Output(context.Background(), c)
+				}
+				if n := runs.Load(); n != want {
+					t.Fatalf("a request within the window: %d runs in all, want %d", n, want)
+				}
+				if tc.fresh > 0 {
+					time.Sleep(time.Nanosecond) // fake time: the window is over
+					tc.r.Output(context.Background(), c)
+					if n := runs.Load(); n != 2 {
+						t.Fatalf("a request after the window: %d runs in all, want 2", n)
+					}
+				}
+			})
+		})
 	}
 }
 
+// A waiter whose context ends leaves with its error; the run it waited on
+// goes on and serves the others.
 func TestRunnerWaiterLeaves(t *testing.T) {
-	var runs atomic.Int64
-	r := &Runner{}
-	c := countingCommand(&runs, 300*time.Millisecond)
-	go r.Output(context.Background(), c)
-	time.Sleep(50 * time.Millisecond)
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	if _, err := r.Output(ctx, c); err == nil {
-		t.Fatal("a waiter whose context ended got no error")
-	}
-	out, err := r.Output(context.Background(), c) // the run went on for the others
-	if err != nil || string(out) != "one\ntwo\n" || runs.Load() != 1 {
-		t.Fatalf("got %q, %v after %d runs", out, err, runs.Load())
-	}
+	synctest.Test(t, func(t *testing.T) {
+		var runs atomic.Int64
+		r := &Runner{}
+		c := countingCommand(&runs, 300*time.Millisecond)
+		go r.Output(context.Background(), c)
+		synctest.Wait() // the run is in flight
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		if _, err := r.Output(ctx, c); err == nil {
+			t.Fatal("a waiter whose context ended got no error")
+		}
+		out, err := r.Output(context.Background(), c) // the run went on for the others
+		if err != nil || string(out) != "one\ntwo\n" || runs.Load() != 1 {
+			t.Fatalf("got %q, %v after %d runs", out, err, runs.Load())
+		}
+	})
 }
 
 func execCommand(t *testing.T, argv ...string) *Command {
@@ -154,7 +186,7 @@ func TestShellSyntaxNeverRuns(t *testing.T) {
 		"w;touch " + marker, "ps;touch " + marker, "w\n;touch " + marker, "$(touch " + marker + ")",
 		"`touch " + marker + "`", "w|touch " + marker, "w&&touch " + marker, "touch " + marker,
 	} {
-		req := ParseRequest([]byte(name), al)
+		req := parseRequest([]byte(name), al)
 		if req.Command != nil {
 			out, err := (&Runner{}).Output(context.Background(), req.Command)
 			if err != nil {
@@ -178,7 +210,7 @@ func TestRunnerSurvivesAPanickingRun(t *testing.T) {
 		runs.Add(1)
 		panic("corrupt /proc line")
 	}}
-	r := &Runner{Fresh: -1}
+	r := &Runner{NoReuse: true}
 	for i := range 2 {
 		done := make(chan error, 1)
 		go func() {

@@ -2,13 +2,12 @@ package status
 
 import (
 	"context"
-	"errors"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"sync"
 	"time"
 
@@ -49,11 +48,14 @@ func MaxConnsPerAddrFor(maxConns int) int {
 }
 
 // Service is the svr protocol as an internal/server Handler: read one
-// request, answer it, close. The zero value is not usable: Allow and Runner
-// must be set.
+// request, answer it, close. Every field's zero value is its documented
+// default; the zero Service refuses every name, since its allow-list is
+// empty.
 type Service struct {
-	// Allow is the allow-list; Runner runs its entries.
-	Allow  *AllowList
+	// Allow is the allow-list; nil allows nothing.
+	Allow *AllowList
+	// Runner runs the allowed entries; nil means a Runner with the
+	// defaults, made on first use.
 	Runner *Runner
 	// Nets, if not empty, restricts clients to these networks; others are
 	// closed at once, unanswered.
@@ -73,19 +75,35 @@ type Service struct {
 	ClientLog io.Writer
 	// Metrics, if set, counts requests.
 	Metrics *Metrics
+	// TLS, if set, makes the service TLS only, with this configuration
+	// (endpoint.TLSServer's, which a reload changes for the handshakes
+	// that follow): see handshake for what a client must pass first.
+	TLS *tls.Config
 
-	logMu sync.Mutex
+	logMu      sync.Mutex
+	tlsOnce    sync.Once
+	handshakes *ClientLimiter
+	runOnce    sync.Once
+	defRunner  *Runner
+}
+
+func (s *Service) runner() *Runner {
+	if s.Runner != nil {
+		return s.Runner
+	}
+	s.runOnce.Do(func() { s.defRunner = &Runner{} })
+	return s.defRunner
 }
 
 // Result names what happened to a request, for logs and metrics.
 const (
-	ResultOK      = "ok"
-	ResultUnknown = "unknown"   // not on the allow-list (or too long)
-	ResultDenied  = "denied"    // address not in Nets
-	ResultLimited = "limited"   // over the rate limit
-	ResultError   = "error"     // the command failed
-	ResultNoName  = "no_name"   // closed or timed out before a name
-	ResultWriteTO = "write_err" // the answer could not be sent
+	resultOK      = "ok"
+	resultUnknown = "unknown"   // not on the allow-list (or too long)
+	resultDenied  = "denied"    // address not in Nets
+	resultLimited = "limited"   // over the rate limit
+	resultError   = "error"     // the command failed
+	resultNoName  = "no_name"   // closed or timed out before a name
+	resultWriteTO = "write_err" // the answer could not be sent
 )
 
 func (s *Service) logger() *slog.Logger {
@@ -95,8 +113,15 @@ func (s *Service) logger() *slog.Logger {
 	return s.Logger
 }
 
-// Handle serves one connection: it is an internal/server Handler.
-func (s *Service) Handle(ctx context.Context, conn net.Conn) {
+// ServeConn serves one connection: Service is an internal/server Handler.
+func (s *Service) ServeConn(ctx context.Context, conn net.Conn) {
+	if s.TLS != nil && s.allowed(remoteAddr(conn)) {
+		tc, ok := s.handshake(ctx, conn)
+		if !ok {
+			return
+		}
+		conn = tc
+	}
 	start := time.Now()
 	if s.Metrics != nil {
 		s.Metrics.open.Inc()
@@ -114,40 +139,40 @@ func (s *Service) Handle(ctx context.Context, conn net.Conn) {
 	if s.Metrics != nil {
 		s.Metrics.observe(name, result, time.Since(start))
 	}
-	if result != ResultOK {
+	if result != resultOK {
 		s.logger().Debug("request", "addr", conn.RemoteAddr().String(), "result", result)
 	}
 }
 
-// serve does the work of Handle and returns the command (or "other") and
+// serve does the work of ServeConn and returns the command (or "other") and
 // the result for the metrics.
 func (s *Service) serve(ctx context.Context, conn net.Conn, addr netip.Addr) (string, string) {
 	if !s.allowed(addr) {
-		return "other", ResultDenied
+		return "other", resultDenied
 	}
 	if s.Limiter != nil && !s.Limiter.Allow(addr) {
 		s.answer(conn, []byte("rate limit exceeded; try again later\n"))
-		return "other", ResultLimited
+		return "other", resultLimited
 	}
-	raw, err := ReadRequest(conn, s.Allow, s.timeout(s.ReadTimeout, DefaultReadTimeout), s.timeout(s.QuietGap, DefaultQuietGap))
+	raw, err := readRequest(ctx, conn, s.Allow, s.timeout(s.ReadTimeout, DefaultReadTimeout), s.timeout(s.QuietGap, DefaultQuietGap))
 	if err != nil {
-		return "other", ResultNoName
+		return "other", resultNoName
 	}
-	req := ParseRequest(raw, s.Allow)
+	req := parseRequest(raw, s.Allow)
 	if req.Command == nil {
 		s.answer(conn, []byte(req.Refusal(s.Allow)))
-		return "other", ResultUnknown
+		return "other", resultUnknown
 	}
-	out, err := s.Runner.Output(ctx, req.Command)
+	out, err := s.runner().Output(ctx, req.Command)
 	if err != nil {
 		s.logger().Warn("command failed", "command", req.Command.name, "err", err)
 		s.answer(conn, []byte(fmt.Sprintf("error: %v\n", err)))
-		return req.Command.name, ResultError
+		return req.Command.name, resultError
 	}
 	if !s.answer(conn, out) {
-		return req.Command.name, ResultWriteTO
+		return req.Command.name, resultWriteTO
 	}
-	return req.Command.name, ResultOK
+	return req.Command.name, resultOK
 }
 
 func (s *Service) timeout(d, def time.Duration) time.Duration {
@@ -193,42 +218,19 @@ func reset(conn net.Conn) {
 	}
 }
 
-// ReadRequest reads one request from conn by the rules of the package
-// comment and returns its raw bytes (at most MaxRequest+1, terminator
-// included if one came). It returns an error when the client sent nothing
-// before closing or before timeout passed.
-func ReadRequest(conn net.Conn, allow *AllowList, timeout, quiet time.Duration) ([]byte, error) {
-	deadline := time.Now().Add(timeout)
-	buf := make([]byte, 0, MaxRequest+1)
-	for {
-		d := deadline
-		if len(buf) > 0 {
-			if q := time.Now().Add(quiet); q.Before(d) {
-				d = q // rule 4
-			}
-		}
-		conn.SetReadDeadline(d)
-		n, err := conn.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if complete(buf, allow) { // rules 1, 2, 5
-			return buf, nil
-		}
-		switch {
-		case err == nil:
-			continue
-		case len(buf) > 0 && (errors.Is(err, io.EOF) || (errors.Is(err, os.ErrDeadlineExceeded) && time.Now().Before(deadline))):
-			return buf, nil // rules 3, 4
-		case len(buf) == 0 && errors.Is(err, io.EOF):
-			return nil, errors.New("closed before a request")
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			if len(buf) > 0 {
-				return buf, nil
-			}
-			return nil, fmt.Errorf("no request within %s", timeout)
-		default:
-			return nil, err
-		}
-	}
+// readRequest reads one request from conn by the rules of the package
+// comment (stream.ReadMessage with svr's rule) and returns its raw bytes
+// (at most MaxRequest+1, through the terminator if one came). It returns
+// an error when the client sent nothing before closing or before timeout
+// passed.
+func readRequest(ctx context.Context, conn net.Conn, allow *AllowList, timeout, quiet time.Duration) ([]byte, error) {
+	return stream.ReadMessage(ctx, conn, stream.MessageEnd{
+		Max:      MaxRequest + 1,                                              // rule 5
+		Complete: func(name []byte) bool { return allow.Lookup(name) != nil }, // rule 2
+		Gap:      quiet,
+		Timeout:  timeout,
+		Partial:  true,
+	})
 }
 
 // remoteAddr is the client's IP address, IPv4 in IPv6 unmapped so that

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/tcplab/tcplab/internal/server"
@@ -24,11 +25,19 @@ import (
 // the address; the server is closed when the test ends.
 func startService(t *testing.T, svc *Service, maxConns int) string {
 	t.Helper()
+	_, addr := startServer(t, svc, maxConns)
+	return addr
+}
+
+// startServer is startService that also returns the server, whose state
+// (ActiveConns) a test can wait on.
+func startServer(t *testing.T, svc *Service, maxConns int) (*server.Server, string) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &server.Server{Handler: server.HandlerFunc(svc.Handle), MaxConns: maxConns}
+	srv := &server.Server{Handler: svc, MaxConns: maxConns}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	t.Cleanup(func() {
@@ -37,7 +46,7 @@ func startService(t *testing.T, svc *Service, maxConns int) string {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return ln.Addr().String()
+	return srv, ln.Addr().String()
 }
 
 // ask sends raw and returns everything the server sent before closing.
@@ -73,6 +82,17 @@ func checkServing(t *testing.T, addr string) {
 	t.Helper()
 	if out := ask(t, addr, []byte("w")); !strings.Contains(out, "load average") {
 		t.Fatalf("server no longer serves w: %q", out)
+	}
+}
+
+// A Service's zero fields are its defaults: with only an allow-list it
+// serves, and the zero Service refuses every name.
+func TestServiceZeroFieldsAreDefaults(t *testing.T) {
+	if out := ask(t, startService(t, &Service{Allow: mustAllow(t, "w")}, 0), []byte("w")); !strings.Contains(out, "load average") {
+		t.Errorf("Service with only Allow: %q", out)
+	}
+	if out := ask(t, startService(t, &Service{}, 0), []byte("w")); out != "unknown command \"w\"; allowed: \n" {
+		t.Errorf("zero Service: %q", out)
 	}
 }
 
@@ -183,7 +203,7 @@ func TestServiceSlowClient(t *testing.T) {
 			select {
 			case <-stop:
 				return
-			case <-time.After(time.Second):
+			case <-time.After(time.Second): // the point: a client sending a byte a second
 			}
 		}
 	}()
@@ -278,7 +298,8 @@ func TestServiceNothingReachesAShell(t *testing.T) {
 			t.Errorf("%q: no answer", raw)
 		}
 	}
-	time.Sleep(100 * time.Millisecond)
+	// No wait: an answer is sent after its command has exited, and a
+	// shell reading the request would have run touch before that.
 	if _, err := os.Stat(marker); err == nil {
 		t.Fatal("a request made a shell run touch")
 	}
@@ -310,6 +331,42 @@ func TestServiceRateLimit(t *testing.T) {
 	}
 }
 
+// Each address has its own burst, refilled at the rate: in a bubble the
+// refill's timing is exact.
+func TestClientLimiterRate(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := NewClientLimiter(10, 3)
+		a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")
+		allowed := func(addr netip.Addr, n int) int {
+			got := 0
+			for range n {
+				if l.Allow(addr) {
+					got++
+				}
+			}
+			return got
+		}
+		if got := allowed(a, 4); got != 3 {
+			t.Fatalf("%d of 4 requests at once allowed, want the burst of 3", got)
+		}
+		if got := allowed(b, 3); got != 3 {
+			t.Fatalf("another address: %d of 3 allowed", got)
+		}
+		time.Sleep(99 * time.Millisecond) // fake time: short of 1/rate
+		if l.Allow(a) {
+			t.Fatal("allowed before a request's worth was refilled")
+		}
+		time.Sleep(time.Millisecond) // fake time: 1/rate since the burst
+		if got := allowed(a, 2); got != 1 {
+			t.Fatalf("after 1/rate: %d of 2 allowed, want 1", got)
+		}
+		time.Sleep(time.Hour) // fake time: long idle
+		if got := allowed(a, 4); got != 3 {
+			t.Fatalf("after a long pause: %d of 4 allowed, want the burst of 3", got)
+		}
+	})
+}
+
 func TestClientLimiterBounded(t *testing.T) {
 	l := NewClientLimiter(1, 1)
 	for i := range maxTracked + 10 {
@@ -326,12 +383,13 @@ func TestServiceMetrics(t *testing.T) {
 	svc := newService(t)
 	svc.Metrics = m
 	svc.Runner.OnRun = m.ObserveRun
-	addr := startService(t, svc, 0)
+	srv, addr := startServer(t, svc, 0)
 	ask(t, addr, []byte("w"))
 	ask(t, addr, []byte("w"))
 	ask(t, addr, []byte("rm"))
 	// The handler records a request after the client has its answer and
-	// closes, so wait for the three records.
+	// closes: wait for the handlers to end.
+	waitUntil(t, "the handlers never ended", func() bool { return srv.ActiveConns() == 0 })
 	want := []string{
 		`tcplab_svr_requests_total{command="w",result="ok"} 2`,
 		`tcplab_svr_requests_total{command="other",result="unknown"} 1`,
@@ -340,21 +398,13 @@ func TestServiceMetrics(t *testing.T) {
 		`tcplab_svr_open_connections 0`,
 		`tcplab_svr_request_duration_seconds_count 3`,
 	}
-	var missing []string
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		rec := httptest.NewRecorder()
-		m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-		missing = missing[:0]
-		for _, w := range want {
-			if !strings.Contains(rec.Body.String(), w) {
-				missing = append(missing, w)
-			}
-		}
-		if len(missing) == 0 {
-			return
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, w := range want {
+		if !strings.Contains(rec.Body.String(), w) {
+			t.Errorf("metrics lack %q", w)
 		}
 	}
-	t.Fatalf("metrics lack %q", missing)
 }
 
 // Shutdown lets a request in flight finish.
@@ -365,7 +415,7 @@ func TestServiceGracefulShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &server.Server{Handler: server.HandlerFunc(svc.Handle)}
+	srv := &server.Server{Handler: svc}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	c, err := net.Dial("tcp", ln.Addr().String())
@@ -374,7 +424,7 @@ func TestServiceGracefulShutdown(t *testing.T) {
 	}
 	defer c.Close()
 	c.Write([]byte("w")) // request in flight
-	time.Sleep(20 * time.Millisecond)
+	waitUntil(t, "the request was never served", func() bool { return srv.ActiveConns() == 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {
@@ -386,57 +436,6 @@ func TestServiceGracefulShutdown(t *testing.T) {
 	}
 	if err := <-done; !errors.Is(err, server.ErrServerClosed) {
 		t.Fatalf("Serve: %v", err)
-	}
-}
-
-func TestAskFleet(t *testing.T) {
-	svc := newService(t)
-	svc.Allow = mustAllow(t, "w", "ps", "json")
-	withJSON := startService(t, svc, 0)
-	classic := startService(t, newService(t), 0)
-	dead, _ := net.Listen("tcp", "127.0.0.1:0")
-	deadAddr := dead.Addr().String()
-	dead.Close()
-	hosts := []string{withJSON, classic, deadAddr, "nocolon"}
-
-	answers := AskFleet(context.Background(), hosts, "w", 5*time.Second)
-	for i, a := range answers[:2] {
-		if a.Host != hosts[i] || a.Error != "" || !strings.Contains(a.Output, "load average") {
-			t.Errorf("answer %d: %+v", i, a)
-		}
-	}
-	if !strings.Contains(answers[2].Error, "connection refused") || answers[3].Error == "" {
-		t.Errorf("failures: %+v %+v", answers[2], answers[3])
-	}
-
-	sums := SummarizeFleet(context.Background(), hosts, 5*time.Second)
-	if s := sums[0].Summary; s == nil || s.Source != "json" || s.Procs == 0 {
-		t.Errorf("json host: %+v", sums[0])
-	}
-	if s := sums[1].Summary; s == nil || s.Source != "w" || s.Uptime == "" {
-		t.Errorf("classic host: %+v", sums[1])
-	}
-	if sums[2].Error == "" || sums[2].Summary != nil {
-		t.Errorf("dead host: %+v", sums[2])
-	}
-}
-
-func TestParseUptimeLine(t *testing.T) {
-	for _, tc := range []struct {
-		line string
-		want Summary
-		ok   bool
-	}{
-		{" 18:58:58 up 8 min,  0 user,  load average: 0.89, 0.61, 0.28", Summary{Uptime: "8 min", Users: 0, Load: [3]float64{0.89, 0.61, 0.28}, Source: "w"}, true},
-		{" 10:01:02 up 3 days,  2:04,  2 users,  load average: 1.00, 2.50, 10.25", Summary{Uptime: "3 days, 2:04", Users: 2, Load: [3]float64{1, 2.5, 10.25}, Source: "w"}, true},
-		{"10:01  up 5 days, 1 user, load averages: 1.50 1.40 1.30", Summary{Uptime: "5 days", Users: 1, Load: [3]float64{1.5, 1.4, 1.3}, Source: "w"}, true}, // BSD/macOS w
-		{"USER     TTY", Summary{}, false},
-		{"", Summary{}, false},
-	} {
-		got, ok := ParseUptimeLine(tc.line)
-		if ok != tc.ok || got != tc.want {
-			t.Errorf("ParseUptimeLine(%q) = %+v, %v; want %+v, %v", tc.line, got, ok, tc.want, tc.ok)
-		}
 	}
 }
 
@@ -454,7 +453,7 @@ func TestServiceNonReadingClientDropped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &server.Server{Handler: server.HandlerFunc(svc.Handle)}
+	srv := &server.Server{Handler: svc}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	defer func() { srv.Close(); <-done }()
@@ -465,16 +464,8 @@ func TestServiceNonReadingClientDropped(t *testing.T) {
 	defer c.Close()
 	c.(*net.TCPConn).SetReadBuffer(4096)
 	c.Write([]byte("big"))
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		for deadline := time.Now().Add(15 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatal(what)
-			}
-		}
-	}
-	waitFor("the request was never served", func() bool { return srv.ActiveConns() == 1 })
-	waitFor("a client that does not read is still being served", func() bool { return srv.ActiveConns() == 0 })
+	waitUntil(t, "the request was never served", func() bool { return srv.ActiveConns() == 1 })
+	waitUntil(t, "a client that does not read is still being served", func() bool { return srv.ActiveConns() == 0 })
 	// Dropped with a reset: the rest of the 32 MiB is not left queued.
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := io.Copy(io.Discard, c); !errors.Is(err, syscall.ECONNRESET) {

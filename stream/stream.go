@@ -14,6 +14,10 @@
 //     one bounded line from a bufio.Reader, as makefile() does in Python.
 //   - Section 5.3: the tail end of the data arrives only when the sender
 //     flushes or closes; see CloseWrite.
+//   - Section 2.2 and 5.2 again: a client that sends a request without a
+//     terminator or a close (tmc.py's "abc", wps.py's "ps") leaves the
+//     server to decide where it ends; ReadMessage is that decision, and
+//     EndWait keeps a quiet spell on a lossy link from cutting it.
 package stream
 
 import (

@@ -2,11 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
-	"net/http"
-	"net/netip"
 	"os/signal"
 	"strings"
 	"time"
@@ -14,7 +11,6 @@ import (
 	"github.com/tcplab/tcplab/internal/endpoint"
 	"github.com/tcplab/tcplab/internal/server"
 	"github.com/tcplab/tcplab/status"
-	"golang.org/x/net/netutil"
 )
 
 func runSVR(ctx context.Context, std stdio, args []string) error {
@@ -46,7 +42,7 @@ func runSVR(ctx context.Context, std stdio, args []string) error {
 	if err != nil {
 		return usagef("--commands: %v", err)
 	}
-	nets, err := parseCIDRs(*allow)
+	nets, err := status.ParseNets(*allow)
 	if err != nil {
 		return usagef("--allow: %v", err)
 	}
@@ -59,13 +55,9 @@ func runSVR(ctx context.Context, std stdio, args []string) error {
 		return usagef("--rate must be a number of requests per second, at least 0, not %v", *perSec)
 	case *maxOutput < 1:
 		return usagef("--max-output must be at least 1, not %d", *maxOutput)
-	}
-	if *metricsAddr != "" {
-		if err := checkListenAddr(*metricsAddr); err != nil {
-			return usagef("--metrics: %v", err)
-		}
-	}
-	if *maxPerAddr < -1 {
+	case *metricsAddr != "" && checkListenAddr(*metricsAddr) != nil:
+		return usagef("--metrics: %v", checkListenAddr(*metricsAddr))
+	case *maxPerAddr < -1:
 		return usagef("--max-conns-per-addr must be -1 (no limit), 0 (a quarter of --max-conns) or more, not %d", *maxPerAddr)
 	}
 	if !flagGiven(fs, "max-conns-per-addr") {
@@ -75,20 +67,6 @@ func runSVR(ctx context.Context, std stdio, args []string) error {
 	if err != nil {
 		return err
 	}
-
-	if *fresh == 0 {
-		*fresh = -1 // Runner: negative is "no reuse", zero its default
-	}
-	svc := &status.Service{
-		Allow:        al,
-		Runner:       &status.Runner{Timeout: *runTimeout, MaxOutput: *maxOutput, Fresh: *fresh},
-		Nets:         nets,
-		ReadTimeout:  *readTimeout,
-		WriteTimeout: *writeTimeout,
-	}
-	if *perSec > 0 {
-		svc.Limiter = status.NewClientLimiter(*perSec, *burst)
-	}
 	// Many clients at once: standard output and error must never hold a
 	// handler up (see serverOutput).
 	stdout, stderr := newServerOutput(std.out), newServerOutput(std.err)
@@ -97,102 +75,44 @@ func runSVR(ctx context.Context, std stdio, args []string) error {
 	if err != nil {
 		return err
 	}
+	svc := &status.Service{
+		Allow:        al,
+		Runner:       &status.Runner{Timeout: *runTimeout, MaxOutput: *maxOutput, Fresh: *fresh, NoReuse: *fresh == 0},
+		Nets:         nets,
+		ReadTimeout:  *readTimeout,
+		WriteTimeout: *writeTimeout,
+		Logger:       logger,
+	}
+	if *perSec > 0 {
+		svc.Limiter = status.NewClientLimiter(*perSec, *burst)
+	}
+	if tlsSrv != nil {
+		svc.TLS = tlsSrv.Config()
+	}
 	if *logFormat != "json" {
 		svc.ClientLog = stdout // the tutorial's "client is at" lines
 	}
-	svc.Logger = logger
 
 	ln, err := port.listenForRequests(ctx)
 	if err != nil {
 		return err
 	}
-	var metricsSrv *http.Server
 	if *metricsAddr != "" {
-		m := status.NewMetrics()
-		svc.Metrics = m
-		svc.Runner.OnRun = m.ObserveRun
+		svc.Metrics = status.NewMetrics()
+		svc.Runner.OnRun = svc.Metrics.ObserveRun
 		mln, err := endpoint.Listen(ctx, *metricsAddr)
 		if err != nil {
 			ln.Close()
 			return fmt.Errorf("--metrics: %w", err)
 		}
-		metricsSrv = newMetricsServer(m.Handler())
-		// A scraper needs one connection; the cap keeps anyone else who
-		// reaches the port from holding descriptors svr's clients need.
-		go metricsSrv.Serve(netutil.LimitListener(mln, metricsMaxConns))
+		defer svc.Metrics.Serve(mln)()
 		logger.Info("metrics", "url", "http://"+mln.Addr().String()+"/metrics")
 	}
 	for _, c := range al.Commands() {
-		how := "native renderer"
-		if c.Path() != "" {
-			how = strings.Join(append([]string{c.Path()}, c.Argv()[1:]...), " ")
-		}
-		logger.Info("command", "name", c.Name(), "runs", how)
+		logger.Info("command", "name", c.Name(), "runs", c.Runs())
 	}
 	logger.Info("listening", "addr", ln.Addr().String(), "allowed", al.String(), "tls", tlsMode(tlsSrv))
-
 	defer reloadOnHangup(ctx, hup, tlsSrv, logger)()
-	handler := withTLS(server.HandlerFunc(svc.Handle), tlsSrv, tlsGate{nets: nets, timeout: svc.ReadTimeout, perSec: *perSec, burst: *burst}, logger)
-	srv := &server.Server{Handler: handler, MaxConns: *maxConns, MaxConnsPerAddr: *maxPerAddr, Refuse: server.RefuseLine, Grace: *grace, Logger: logger}
-	err = srv.Run(ctx, ln)
-	if metricsSrv != nil {
-		metricsSrv.Close()
-	}
-	return err
-}
-
-// metricsMaxConns bounds the metrics port's open connections; further ones
-// wait in its listen backlog.
-const metricsMaxConns = 16
-
-// newMetricsServer serves h at /metrics with every limit net/http has set:
-// a scraper or anyone else who reaches the port gets 5 s to send its
-// headers, 10 s for the request and the answer, and 30 s of keep-alive
-// between requests. Without IdleTimeout (ReadTimeout is the fallback, and
-// it too was zero) an idle keep-alive connection was held for ever:
-// measured, still open after 12 s of silence, so enough of them would spend
-// the descriptors svr's clients need.
-func newMetricsServer(h http.Handler) *http.Server {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", h)
-	return &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      10 * time.Second,
-		IdleTimeout:       30 * time.Second,
-		MaxHeaderBytes:    8 << 10,
-	}
-}
-
-// parseCIDRs parses "10.0.0.0/8,127.0.0.1" (a bare address is a /32 or
-// /128).
-func parseCIDRs(s string) ([]netip.Prefix, error) {
-	var nets []netip.Prefix
-	for _, f := range strings.Split(s, ",") {
-		f = strings.TrimSpace(f)
-		if f == "" {
-			continue
-		}
-		if !strings.Contains(f, "/") {
-			a, err := netip.ParseAddr(f)
-			if err != nil {
-				return nil, fmt.Errorf("bad address %q", f)
-			}
-			nets = append(nets, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
-			continue
-		}
-		p, err := netip.ParsePrefix(f)
-		if err != nil {
-			return nil, fmt.Errorf("bad CIDR %q", f)
-		}
-		if p.Addr().Is4In6() {
-			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
-		}
-		nets = append(nets, p.Masked())
-	}
-	if strings.TrimSpace(s) != "" && len(nets) == 0 {
-		return nil, errors.New("no networks given")
-	}
-	return nets, nil
+	srv := &server.Server{Handler: svc, MaxConns: *maxConns, MaxConnsPerAddr: *maxPerAddr, Refuse: server.RefuseLine, Grace: *grace, Logger: logger}
+	return srv.Run(ctx, ln)
 }

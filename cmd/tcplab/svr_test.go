@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"github.com/tcplab/tcplab/status"
 	"io"
 	"net"
 	"net/http"
@@ -133,6 +134,8 @@ func TestSVRUsageErrors(t *testing.T) {
 		{[]string{"wps", "localhost", "2000"}, "missing arguments"},
 		{[]string{"wps", "--hosts", "a:1", "w", "ps"}, "too many arguments"},
 		{[]string{"wps", "--hosts", ",", "w"}, "no hosts"},
+		{[]string{"wps", "--hosts", "", "w"}, "no hosts"}, // was a panic: pos[1] of one positional
+		{[]string{"wps", "--hosts="}, "no hosts"},
 	} {
 		code, _, errOut := runCmd(t, "", tc.args...)
 		if code != 2 || !strings.Contains(errOut, tc.want) || strings.Count(errOut, "\n") != 1 {
@@ -190,28 +193,7 @@ func TestSVRNative(t *testing.T) {
 	}
 }
 
-// Every limit of the metrics server is set: a zero would mean no limit, and
-// with IdleTimeout and ReadTimeout both zero an idle keep-alive connection
-// is held for ever.
-func TestSVRMetricsServerHasEveryLimit(t *testing.T) {
-	s := newMetricsServer(http.NotFoundHandler())
-	limits := map[string]time.Duration{
-		"ReadHeaderTimeout": s.ReadHeaderTimeout,
-		"ReadTimeout":       s.ReadTimeout,
-		"WriteTimeout":      s.WriteTimeout,
-		"IdleTimeout":       s.IdleTimeout,
-	}
-	for name, d := range limits {
-		if d <= 0 {
-			t.Errorf("%s = %v", name, d)
-		}
-	}
-	if s.MaxHeaderBytes <= 0 {
-		t.Errorf("MaxHeaderBytes = %d", s.MaxHeaderBytes)
-	}
-}
-
-// The metrics port serves at most metricsMaxConns connections at once:
+// The metrics port serves at most status.MaxMetricsConns connections at once:
 // silent connections beyond what a scraper needs cannot take descriptors
 // without bound, and the next request is served when one of them leaves.
 func TestSVRMetricsPortCapsConnections(t *testing.T) {
@@ -232,7 +214,7 @@ func TestSVRMetricsPortCapsConnections(t *testing.T) {
 			c.Close()
 		}
 	}()
-	for range metricsMaxConns {
+	for range status.MaxMetricsConns {
 		c, err := net.Dial("tcp", host)
 		if err != nil {
 			t.Fatal(err)
@@ -242,7 +224,7 @@ func TestSVRMetricsPortCapsConnections(t *testing.T) {
 	client := &http.Client{Timeout: 500 * time.Millisecond}
 	if resp, err := client.Get(url); err == nil {
 		resp.Body.Close()
-		t.Fatalf("served while %d connections held the port", metricsMaxConns)
+		t.Fatalf("served while %d connections held the port", status.MaxMetricsConns)
 	}
 	held[0].Close()
 	client.Timeout = 5 * time.Second

@@ -2,11 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
-	"io"
 	"log/slog"
-	"net"
-	"net/netip"
 	"os"
 	"os/signal"
 	"sync"
@@ -14,9 +10,6 @@ import (
 	"time"
 
 	"github.com/tcplab/tcplab/internal/endpoint"
-	"github.com/tcplab/tcplab/internal/server"
-	"github.com/tcplab/tcplab/status"
-	"github.com/tcplab/tcplab/stream"
 )
 
 // svrTLSFlags are svr's TLS flags. Without --tls-cert svr speaks plaintext,
@@ -56,108 +49,6 @@ func tlsMode(s *endpoint.TLSServer) string {
 		return "mutual"
 	}
 	return "on"
-}
-
-// tlsGate is what withTLS checks before it spends a handshake on a client.
-type tlsGate struct {
-	nets    []netip.Prefix // --allow; empty: everyone
-	timeout time.Duration  // for the handshake; 0: status.DefaultReadTimeout
-	perSec  float64        // --rate; 0: no limit
-	burst   int            // --burst
-}
-
-// withTLS returns h itself without TLS. With TLS, each connection is first
-// checked against gate.nets (--allow: a client that will be refused costs
-// no handshake) and a handshake rate limit per address, then handshaken
-// within gate.timeout, and only then handed to h. The handshake runs in the
-// handler, so it holds one of the server's connection slots like any
-// client and counts against every cap; a client that fails it (plaintext,
-// no certificate, a certificate from another CA) is logged and closed
-// without a word from h, and nothing runs for it.
-//
-// The handshake limit is twice --rate and --burst, per IPv4 address or
-// IPv6 /64 (see handshakeSource): a client a little over the request limit
-// still gets svr's readable "rate limit exceeded" (which needs a handshake
-// to be sent), while a flood from one address, each connection costing a
-// public-key signature, is closed before any.
-func withTLS(h server.Handler, s *endpoint.TLSServer, gate tlsGate, log *slog.Logger) server.Handler {
-	if s == nil {
-		return h
-	}
-	timeout := gate.timeout
-	if timeout <= 0 {
-		timeout = status.DefaultReadTimeout
-	}
-	var limiter *status.ClientLimiter
-	if gate.perSec > 0 {
-		limiter = status.NewClientLimiter(2*gate.perSec, 2*gate.burst)
-	}
-	return server.HandlerFunc(func(ctx context.Context, conn net.Conn) {
-		addr := peerAddr(conn)
-		if !inNets(addr, gate.nets) {
-			h.ServeConn(ctx, conn) // svr's own --allow refusal, before any handshake
-			return
-		}
-		if limiter != nil && !limiter.Allow(handshakeSource(addr)) {
-			log.Info("client refused", "addr", conn.RemoteAddr().String(), "err", "over the handshake rate limit")
-			return
-		}
-		tc, err := s.Handshake(ctx, conn, timeout)
-		if err != nil {
-			log.Info("client refused", "addr", conn.RemoteAddr().String(), "err", err.Error())
-			if errors.Is(err, endpoint.ErrNotTLS) {
-				// One plaintext line, so a plaintext wps prints why
-				// instead of an empty answer. The request was only
-				// peeked at: read it before the close, or the kernel
-				// makes the close a reset.
-				conn.SetWriteDeadline(time.Now().Add(timeout))
-				if stream.WriteFinal(conn, []byte(notTLSAnswer)) == nil {
-					conn.SetReadDeadline(time.Now().Add(time.Second))
-					io.CopyN(io.Discard, conn, 4096)
-				}
-			}
-			return
-		}
-		h.ServeConn(ctx, tc)
-	})
-}
-
-// handshakeSource is what the handshake rate limit counts for a client at
-// addr: an IPv4 address, or the /64 of an IPv6 one, since a host is
-// routinely given a whole /64 and could otherwise take a fresh burst of
-// handshakes from each of its addresses.
-func handshakeSource(addr netip.Addr) netip.Addr {
-	if addr.Is6() {
-		return netip.PrefixFrom(addr, 64).Masked().Addr()
-	}
-	return addr
-}
-
-// notTLSAnswer is what a plaintext client of a TLS svr reads.
-const notTLSAnswer = "this server speaks TLS only (tcplab wps --tls-ca FILE)\n"
-
-// peerAddr is conn's peer address, IPv4 in IPv6 unmapped, as svr's
-// --allow and rate limit see it.
-func peerAddr(conn net.Conn) netip.Addr {
-	ap, err := netip.ParseAddrPort(conn.RemoteAddr().String())
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap()
-}
-
-// inNets reports whether addr is in nets (everyone when nets is empty), as
-// svr's --allow decides.
-func inNets(addr netip.Addr, nets []netip.Prefix) bool {
-	if len(nets) == 0 {
-		return true
-	}
-	for _, n := range nets {
-		if n.Contains(addr) {
-			return true
-		}
-	}
-	return false
 }
 
 // catchHangups catches SIGHUP from now on, queueing one for

@@ -1,13 +1,10 @@
 package main
 
 import (
-	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
-	"net/netip"
 	"os"
 	"os/exec"
 	"strconv"
@@ -16,10 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tcplab/tcplab/internal/endpoint"
-	"github.com/tcplab/tcplab/internal/server"
-
 	"github.com/tcplab/tcplab/internal/testkit"
+	"github.com/tcplab/tcplab/status"
 )
 
 // svrTLSFiles is a server CA with svr's certificate, a client CA with a
@@ -82,7 +77,7 @@ func TestSVRMutualTLSInProcess(t *testing.T) {
 	// A plaintext client gets one plaintext line saying why (and wps
 	// fails: TestPlaintextWPSAtTLSServerFails).
 	code, out, _ = runCmd(t, "", "wps", "localhost", port, "w")
-	if code != 1 || out != notTLSAnswer {
+	if code != 1 || out != status.NotTLSAnswer {
 		t.Fatalf("plaintext wps against TLS svr: exit %d, %q", code, out)
 	}
 	// Each refusal is logged once the server's side of the handshake has
@@ -461,59 +456,6 @@ func TestTLSInHelp(t *testing.T) {
 	}
 }
 
-// The handshake rate limit counts an IPv6 client by its /64, as the
-// per-address limits do: a host is routinely given a whole /64, so one
-// client rotating through its addresses must not get a fresh burst of
-// handshakes (each a public-key signature) with each. IPv4 counts by
-// address.
-func TestSVRTLSHandshakeLimitPerIPv6Slash64(t *testing.T) {
-	f := makeTLSFiles(t)
-	s, err := endpoint.NewTLSServer(f.svrCert, f.svrKey, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var log testkit.SafeBuffer
-	logger := slog.New(slog.NewTextHandler(&log, nil))
-	served := 0
-	h := withTLS(server.HandlerFunc(func(context.Context, net.Conn) { served++ }), s,
-		tlsGate{timeout: 10 * time.Second, perSec: 0.001, burst: 1}, logger) // 2 handshakes, then none for long
-	limited := func(remote string) bool {
-		t.Helper()
-		a, b := net.Pipe()
-		b.Close() // the handshake fails at once: only the limit is looked at
-		defer a.Close()
-		before := strings.Count(log.String(), "over the handshake rate limit")
-		h.ServeConn(context.Background(), remoteConn{a, net.TCPAddrFromAddrPort(netip.MustParseAddrPort(remote))})
-		return strings.Count(log.String(), "over the handshake rate limit") > before
-	}
-	for i, c := range []struct {
-		remote  string
-		limited bool
-	}{
-		{"[2001:db8:0:1::1]:40000", false},
-		{"[2001:db8:0:1::2]:40000", false},
-		{"[2001:db8:0:1:ffff::3]:40000", true}, // the same /64: its burst is spent
-		{"[2001:db8:0:2::1]:40000", false},     // another /64
-		{"192.0.2.1:40000", false},
-		{"192.0.2.2:40000", false}, // IPv4: each address its own
-	} {
-		if got := limited(c.remote); got != c.limited {
-			t.Errorf("%d: %s limited %v, want %v; log:\n%s", i, c.remote, got, c.limited, log.String())
-		}
-	}
-	if served != 0 {
-		t.Fatalf("%d failed handshakes reached the handler", served)
-	}
-}
-
-// remoteConn is a net.Conn with the peer address a test chooses.
-type remoteConn struct {
-	net.Conn
-	remote net.Addr
-}
-
-func (c remoteConn) RemoteAddr() net.Addr { return c.remote }
-
 // A plaintext wps asking a TLS svr prints the server's one line and then
 // fails, exit 1, saying what to add: the line alone, with exit 0, read
 // as an answer to a script checking wps's status.
@@ -521,7 +463,7 @@ func TestPlaintextWPSAtTLSServerFails(t *testing.T) {
 	f := makeTLSFiles(t)
 	port, _ := inProcessServer(t, "svr", "--tls-cert", f.svrCert, "--tls-key", f.svrKey, "0")
 	code, out, errOut := runCmd(t, "", "wps", "127.0.0.1", port, "w")
-	if code != 1 || out != notTLSAnswer || !strings.Contains(errOut, "127.0.0.1:"+port+" speaks TLS only: add --tls-ca") || strings.Count(errOut, "\n") != 1 {
+	if code != 1 || out != status.NotTLSAnswer || !strings.Contains(errOut, "127.0.0.1:"+port+" speaks TLS only: add --tls-ca") || strings.Count(errOut, "\n") != 1 {
 		t.Errorf("wps: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	code, out, errOut = runCmd(t, "", "wps", "--json", "127.0.0.1", port, "w")

@@ -12,71 +12,48 @@ import (
 	"time"
 
 	"github.com/tcplab/tcplab/status"
+	"github.com/tcplab/tcplab/status/fleet"
 )
 
 func runWPS(ctx context.Context, std stdio, args []string) error {
 	fs := newFlagSet("wps")
-	hosts := fs.String("hosts", "", "comma-separated `host:port` list: ask them all in parallel")
+	hostList := fs.String("hosts", "", "comma-separated `host:port` list: ask them all in parallel")
 	timeout := fs.Duration("timeout", 10*time.Second, "per-host limit for connecting and the whole answer (0: none)")
 	asJSON := fs.Bool("json", false, "print the answers as JSON")
 	tlsFlags := addWPSTLSFlags(fs)
-	var pos []string
-	var err error
-	if hostsGiven(args) {
-		pos, err = fs.parse(std, args, 0, 1)
-	} else {
-		pos, err = fs.parse(std, args, 3, 3)
+	manyHosts := hostsGiven(args)
+	minArgs, maxArgs := 3, 3
+	if manyHosts {
+		minArgs, maxArgs = 0, 1
 	}
+	pos, err := fs.parse(std, args, minArgs, maxArgs)
 	if err != nil {
 		return err
-	}
-	if *timeout < 0 {
-		return usagef("--timeout must not be negative")
 	}
 	if err := tlsFlags.check(); err != nil {
 		return err
 	}
-	if *hosts == "" {
-		if err := checkHost(hostArg(pos[0])); err != nil {
+	var hosts []string
+	if manyHosts {
+		if hosts, err = parseHosts(*hostList); err != nil {
 			return err
 		}
-		if err := checkDialPort(pos[1]); err != nil {
-			return err
-		}
-		if ctx, err = tlsFlags.apply(ctx); err != nil {
-			return err
-		}
-		return askOne(ctx, std, hostArg(pos[0]), pos[1], pos[2], *timeout, *asJSON)
-	}
-	var list []string
-	for _, h := range strings.Split(*hosts, ",") {
-		if h = strings.TrimSpace(h); h != "" {
-			// A malformed entry is the caller's typing, not a host that
-			// is down: refuse it before asking anyone.
-			_, port, err := net.SplitHostPort(h)
-			if err != nil {
-				if strings.Count(h, ":") > 1 && !strings.Contains(h, "[") {
-					return usagef("--hosts: %q: write an IPv6 address in brackets, as [::1]:2000", h)
-				}
-				return usagef("--hosts: %q is not host:port", h)
-			}
-			if err := checkDialPort(port); err != nil {
-				return usagef("--hosts: %q: %v", h, err)
-			}
-			list = append(list, h)
-		}
-	}
-	if len(list) == 0 {
-		return usagef("--hosts: no hosts given")
+	} else if err := checkHost(hostArg(pos[0])); err != nil {
+		return err
+	} else if err := checkDialPort(pos[1]); err != nil {
+		return err
 	}
 	if ctx, err = tlsFlags.apply(ctx); err != nil {
 		return err
 	}
-	var answers []status.HostAnswer
+	if !manyHosts {
+		return askOne(ctx, std, hostArg(pos[0]), pos[1], pos[2], *timeout, *asJSON)
+	}
+	var answers []fleet.HostAnswer
 	if len(pos) == 1 {
-		answers = status.AskFleet(ctx, list, pos[0], *timeout)
+		answers = fleet.AskFleet(ctx, hosts, pos[0], *timeout)
 	} else {
-		answers = status.SummarizeFleet(ctx, list, *timeout)
+		answers = fleet.SummarizeFleet(ctx, hosts, *timeout)
 	}
 	if ctx.Err() != nil {
 		return ctx.Err() // interrupted: the hosts did not fail, we stopped asking
@@ -93,16 +70,38 @@ func runWPS(ctx context.Context, std stdio, args []string) error {
 	default:
 		printTable(terminalSafe(std.out), std.err, answers)
 	}
-	failed := 0
 	for _, a := range answers {
-		if a.Error != "" {
-			failed++
+		if a.Error == "" {
+			return nil
 		}
 	}
-	if failed == len(answers) {
-		return errors.New("every host failed")
+	return errors.New("every host failed")
+}
+
+// parseHosts parses --hosts. A malformed entry is the caller's typing,
+// not a host that is down: it is refused before anyone is asked.
+func parseHosts(s string) ([]string, error) {
+	var list []string
+	for _, h := range strings.Split(s, ",") {
+		if h = strings.TrimSpace(h); h == "" {
+			continue
+		}
+		_, port, err := net.SplitHostPort(h)
+		if err != nil {
+			if strings.Count(h, ":") > 1 && !strings.Contains(h, "[") {
+				return nil, usagef("--hosts: %q: write an IPv6 address in brackets, as [::1]:2000", h)
+			}
+			return nil, usagef("--hosts: %q is not host:port", h)
+		}
+		if err := checkDialPort(port); err != nil {
+			return nil, usagef("--hosts: %q: %v", h, err)
+		}
+		list = append(list, h)
 	}
-	return nil
+	if len(list) == 0 {
+		return nil, usagef("--hosts: no hosts given")
+	}
+	return list, nil
 }
 
 // hostsGiven reports whether --hosts is among args, which changes how many
@@ -127,7 +126,7 @@ func askOne(ctx context.Context, std stdio, host, port, name string, timeout tim
 	if !asJSON {
 		out := terminalSafe(std.out)
 		head := &answerHead{w: out}
-		_, err := status.Ask(ctx, host, port, name, timeout, head, 0)
+		_, err := fleet.Ask(ctx, host, port, name, timeout, head, 0)
 		if ferr := flushTerminal(out); err == nil {
 			err = ferr
 		}
@@ -137,11 +136,11 @@ func askOne(ctx context.Context, std stdio, host, port, name string, timeout tim
 		return err
 	}
 	var buf strings.Builder
-	_, err := status.Ask(ctx, host, port, name, timeout, &buf, status.MaxAnswer)
-	if err == nil && buf.String() == notTLSAnswer {
+	_, err := fleet.Ask(ctx, host, port, name, timeout, &buf, fleet.MaxAnswer)
+	if err == nil && buf.String() == status.NotTLSAnswer {
 		err = notTLSServer(host, port)
 	}
-	a := status.HostAnswer{Host: net.JoinHostPort(host, port), Command: name, Output: buf.String()}
+	a := fleet.HostAnswer{Host: net.JoinHostPort(host, port), Command: name, Output: buf.String()}
 	if err != nil {
 		a.Error = err.Error()
 	}
@@ -154,7 +153,7 @@ func askOne(ctx context.Context, std stdio, host, port, name string, timeout tim
 }
 
 // notTLSServer is wps's error when a TLS svr answered a plaintext request
-// with its one line (notTLSAnswer): that line is printed, but it is no
+// with its one line (status.NotTLSAnswer): that line is printed, but it is no
 // answer, and a script must see wps fail.
 func notTLSServer(host, port string) error {
 	return fmt.Errorf("%s speaks TLS only: add --tls-ca FILE (the CA of its certificate)", net.JoinHostPort(host, port))
@@ -169,7 +168,7 @@ type answerHead struct {
 }
 
 func (a *answerHead) Write(p []byte) (int, error) {
-	if room := len(notTLSAnswer) + 1 - len(a.head); room > 0 {
+	if room := len(status.NotTLSAnswer) + 1 - len(a.head); room > 0 {
 		a.head = append(a.head, p[:min(room, len(p))]...)
 	}
 	n, err := a.w.Write(p)
@@ -178,13 +177,13 @@ func (a *answerHead) Write(p []byte) (int, error) {
 }
 
 func (a *answerHead) isNotTLS() bool {
-	return a.n == len(notTLSAnswer) && string(a.head) == notTLSAnswer
+	return a.n == len(status.NotTLSAnswer) && string(a.head) == status.NotTLSAnswer
 }
 
 // printAnswers prints each host's answer under a header on w, and each
 // failed host's one line on errw (standard error: the answers on standard
 // output stay what the hosts sent).
-func printAnswers(w, errw io.Writer, answers []status.HostAnswer) {
+func printAnswers(w, errw io.Writer, answers []fleet.HostAnswer) {
 	for i, a := range answers {
 		if a.Error != "" {
 			fmt.Fprintf(errw, "%s: error: %s\n", a.Host, a.Error)
@@ -201,7 +200,7 @@ func printAnswers(w, errw io.Writer, answers []status.HostAnswer) {
 	}
 }
 
-func printTable(w, errw io.Writer, answers []status.HostAnswer) {
+func printTable(w, errw io.Writer, answers []fleet.HostAnswer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOST\tUP\tUSERS\tLOAD 1\t5\t15\tPROCS")
 	for _, a := range answers {

@@ -75,10 +75,27 @@ func Dial(ctx context.Context, host, port string, timeout time.Duration) (net.Co
 	return dialTLS(ctx, conn, host, addr)
 }
 
+// ErrConnect is matched (errors.Is) by DialError's errors, and so by every
+// error of Dial that came before a connection was made: the name did not
+// resolve, or the connection was refused, unreachable or timed out. A TLS
+// handshake that fails after the connection is not one.
+var ErrConnect = errors.New("connect failed")
+
+// connectError is DialError's error: its text, and ErrConnect to match.
+type connectError struct{ err error }
+
+func (e connectError) Error() string        { return e.err.Error() }
+func (e connectError) Unwrap() error        { return e.err }
+func (e connectError) Is(target error) bool { return target == ErrConnect }
+
 // DialError describes a failed connect to addr in one line:
 // "unknown host nosuch.example", "connect 127.0.0.1:9: connection refused",
-// "connect 10.1.2.3:80: timed out after 5s".
+// "connect 10.1.2.3:80: timed out after 5s". It matches ErrConnect.
 func DialError(addr string, err error, timeout time.Duration) error {
+	return connectError{dialError(addr, err, timeout)}
+}
+
+func dialError(addr string, err error, timeout time.Duration) error {
 	var dnsErr *net.DNSError
 	if errors.As(err, &dnsErr) {
 		if dnsErr.IsNotFound {
@@ -133,4 +150,13 @@ func Reset(conn net.Conn) {
 	if tc, ok := conn.(*net.TCPConn); ok {
 		tc.SetLinger(0)
 	}
+}
+
+// StopOnCancel makes every blocked and later read and write on conn fail
+// at once (with os.ErrDeadlineExceeded) when ctx ends, by moving conn's
+// deadline to the past: Go has no other way to interrupt a Read. The
+// returned stop, like context.AfterFunc's, undoes the arrangement and
+// reports whether it did so before ctx ended; call it when done with conn.
+func StopOnCancel(ctx context.Context, conn net.Conn) (stop func() bool) {
+	return context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 }

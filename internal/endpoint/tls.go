@@ -86,14 +86,19 @@ func (s *TLSServer) MutualTLS() bool { return s.clientCAFile != "" }
 // Reload stored last.
 func (s *TLSServer) Config() *tls.Config { return s.config }
 
-// Handshake makes conn a TLS server connection and completes the handshake
-// within timeout (and before ctx ends), so a client that connects and then
-// stalls, or never finishes, holds its slot for no longer than that. The
-// deadline is cleared again on success. A client whose first byte shows it
-// speaks plaintext gets ErrNotTLS at once, not after the timeout (the
-// one-byte request "w" would leave a handshake waiting for the rest of a
-// record header). On failure conn is not closed.
+// Handshake is the package function Handshake with s's configuration.
 func (s *TLSServer) Handshake(ctx context.Context, conn net.Conn, timeout time.Duration) (*tls.Conn, error) {
+	return Handshake(ctx, conn, s.Config(), timeout)
+}
+
+// Handshake makes conn a TLS server connection with cfg and completes the
+// handshake within timeout (and before ctx ends), so a client that
+// connects and then stalls, or never finishes, holds its slot for no
+// longer than that. The deadline is cleared again on success. A client
+// whose first byte shows it speaks plaintext gets ErrNotTLS at once, not
+// after the timeout (the one-byte request "w" would leave a handshake
+// waiting for the rest of a record header). On failure conn is not closed.
+func Handshake(ctx context.Context, conn net.Conn, cfg *tls.Config, timeout time.Duration) (*tls.Conn, error) {
 	conn.SetDeadline(time.Now().Add(timeout))
 	isTLS, err := firstByteIsTLS(conn)
 	switch {
@@ -104,7 +109,7 @@ func (s *TLSServer) Handshake(ctx context.Context, conn net.Conn, timeout time.D
 	case !isTLS:
 		return nil, ErrNotTLS
 	}
-	tc := tls.Server(conn, s.Config())
+	tc := tls.Server(conn, cfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		if IsTimeout(err) {
 			return nil, fmt.Errorf("tls handshake: no handshake within %s", timeout)

@@ -1,4 +1,8 @@
-package status
+// Package fleet is the client side of svr's protocol (package status):
+// wps.py's one question to one host (Ask), the same question to many hosts
+// at once (AskFleet), and the load table of a fleet (SummarizeFleet),
+// safely for servers that are not tcplab svr (see Probe and identify).
+package fleet
 
 import (
 	"bytes"
@@ -8,14 +12,13 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/tcplab/tcplab/internal/endpoint"
+	"github.com/tcplab/tcplab/internal/procps"
+	"golang.org/x/sync/errgroup"
 )
 
 // MaxAnswer bounds what a client keeps of one answer (Ask's callers in the
@@ -40,7 +43,7 @@ func Ask(ctx context.Context, host, port, name string, timeout time.Duration, w 
 	if dl, ok := ctx.Deadline(); ok {
 		conn.SetDeadline(dl)
 	}
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	stop := endpoint.StopOnCancel(ctx, conn)
 	defer stop()
 	addr := net.JoinHostPort(host, port)
 	if _, err := conn.Write([]byte(name)); err != nil {
@@ -99,13 +102,13 @@ const fleetParallel = 64
 // AskFleet asks every host (each "host:port") for name in parallel, each
 // within timeout, and returns the answers in the order of hosts. A failed
 // host has Error set; the others are unaffected. A name other than w or ps
-// is sent only to a host that Identify recognises as tcplab svr; any other
-// host gets an error instead (see SafeForAnyServer).
+// is sent only to a host that identify recognises as tcplab svr; any other
+// host gets an error instead (see safeForAnyServer).
 func AskFleet(ctx context.Context, hosts []string, name string, timeout time.Duration) []HostAnswer {
 	return fleet(ctx, hosts, func(ctx context.Context, h, p string) HostAnswer {
 		a := HostAnswer{Command: name}
-		if !SafeForAnyServer(name) {
-			id, err := Identify(ctx, h, p, timeout)
+		if !safeForAnyServer(name) {
+			id, err := identify(ctx, h, p, timeout)
 			var refused refusedError
 			switch {
 			case err != nil && (isConnectError(err) || errors.As(err, &refused)):
@@ -128,21 +131,21 @@ func AskFleet(ctx context.Context, hosts []string, name string, timeout time.Dur
 
 // SummarizeFleet asks every host for its uptime, users and load: the
 // structured form ("json") from a host known to be tcplab svr that allows
-// it (see Identify), else w's first line, which every w server sends (the
+// it (see identify), else w's first line, which every w server sends (the
 // tutorial's svr.py included).
 func SummarizeFleet(ctx context.Context, hosts []string, timeout time.Duration) []HostAnswer {
 	return fleet(ctx, hosts, func(ctx context.Context, h, p string) HostAnswer {
-		id, err := Identify(ctx, h, p, timeout)
+		id, err := identify(ctx, h, p, timeout)
 		if err != nil && isConnectError(err) {
 			return HostAnswer{Command: "w", Error: err.Error()}
 		}
 		var buf bytes.Buffer
 		if id.Tcplab && slices.Contains(id.Allowed, "json") {
 			_, err := Ask(ctx, h, p, "json", timeout, &buf, MaxAnswer)
-			var f Facts
+			var f procps.Facts
 			if err == nil && json.Unmarshal(buf.Bytes(), &f) == nil && f.Time.Unix() > 0 {
 				return HostAnswer{Command: "json", Summary: &Summary{
-					UptimeSeconds: f.UptimeSeconds, Uptime: FormatUptime(f.UptimeSeconds),
+					UptimeSeconds: f.UptimeSeconds, Uptime: procps.FormatUptime(f.UptimeSeconds),
 					Users: len(f.Users), Load: f.Load, Procs: f.Procs, Source: "json",
 				}}
 			}
@@ -155,7 +158,7 @@ func SummarizeFleet(ctx context.Context, hosts []string, timeout time.Duration) 
 			return a
 		}
 		line, _, _ := strings.Cut(buf.String(), "\n")
-		if s, ok := ParseUptimeLine(line); ok {
+		if s, ok := summaryFromW(line); ok {
 			a.Summary = &s
 		} else {
 			a.Error = fmt.Sprintf("no uptime line in the answer to w: %q", firstLine(buf.String(), 80))
@@ -164,11 +167,20 @@ func SummarizeFleet(ctx context.Context, hosts []string, timeout time.Duration) 
 	})
 }
 
-// SafeForAnyServer reports whether name may be sent to a server that is
+// summaryFromW reads a Summary from w's first line.
+func summaryFromW(line string) (Summary, bool) {
+	u, ok := procps.ParseUptimeLine(line)
+	if !ok {
+		return Summary{}, false
+	}
+	return Summary{Uptime: u.Uptime, Users: u.Users, Load: u.Load, Source: "w"}, true
+}
+
+// safeForAnyServer reports whether name may be sent to a server that is
 // not known to be tcplab svr: only "w" and "ps", the tutorial's own two.
 // The tutorial's svr.py hands the first two bytes of any request to a
 // shell, so a request for "json" makes it run "js", and "uptime" "up".
-func SafeForAnyServer(name string) bool { return name == "w" || name == "ps" }
+func safeForAnyServer(name string) bool { return name == "w" || name == "ps" }
 
 // Probe is the request by which a client learns whether a server is
 // tcplab svr, safely for any server that speaks the tutorial's protocol:
@@ -194,13 +206,13 @@ const Probe = probeName + "\n"
 
 const probeName = "ps #tcplab"
 
-// Identity is what Identify learned of a server.
-type Identity struct {
+// identity is what identify learned of a server.
+type identity struct {
 	Tcplab  bool     // the server answered the probe as tcplab svr does
 	Allowed []string // the names it allows, when Tcplab
 }
 
-// Identify sends Probe to host:port and reads the answer (see Probe). A
+// identify sends Probe to host:port and reads the answer (see Probe). A
 // server that answers anything else is not tcplab svr, which is no error;
 // err is set only when the exchange failed.
 //
@@ -208,21 +220,21 @@ type Identity struct {
 // its first bytes are kept: a server that is not tcplab svr answers with
 // ps's output, and svr.py, which writes it a line at a time and catches
 // nothing, dies of the broken pipe if the client closes first.
-func Identify(ctx context.Context, host, port string, timeout time.Duration) (Identity, error) {
+func identify(ctx context.Context, host, port string, timeout time.Duration) (identity, error) {
 	buf := &keepFirst{max: 4096}
 	_, err := Ask(ctx, host, port, Probe, timeout, buf, MaxAnswer)
 	prefix := fmt.Sprintf("unknown command %q; allowed: ", probeName)
 	line, ok := strings.CutPrefix(buf.b.String(), prefix)
 	if !ok || buf.total != buf.b.Len() || !strings.HasSuffix(line, "\n") || strings.Count(line, "\n") != 1 {
-		return Identity{}, err
+		return identity{}, err
 	}
 	names := strings.Split(strings.TrimSuffix(line, "\n"), ", ")
 	for _, n := range names {
 		if n == "" || strings.ContainsFunc(n, func(r rune) bool { return r <= ' ' || r > '~' }) {
-			return Identity{}, err
+			return identity{}, err
 		}
 	}
-	return Identity{Tcplab: true, Allowed: names}, nil
+	return identity{Tcplab: true, Allowed: names}, nil
 }
 
 // keepFirst keeps the first max bytes written to it and drops the rest.
@@ -248,70 +260,31 @@ func firstLine(s string, max int) string {
 	return s
 }
 
-func isConnectError(err error) bool {
-	msg := err.Error()
-	return strings.HasPrefix(msg, "connect ") || strings.HasPrefix(msg, "unknown host") || strings.HasPrefix(msg, "look up")
-}
+// isConnectError reports whether Ask could not connect at all (the name
+// did not resolve, the connection was refused or timed out): the host is
+// down or wrong, and the fleet view asks it nothing more. A TLS handshake
+// that failed is not one: the host is up.
+func isConnectError(err error) bool { return errors.Is(err, endpoint.ErrConnect) }
 
+// fleet asks every host at once, at most fleetParallel at a time, and
+// returns the answers in the order of hosts.
 func fleet(ctx context.Context, hosts []string, ask func(ctx context.Context, host, port string) HostAnswer) []HostAnswer {
 	out := make([]HostAnswer, len(hosts))
-	sem := make(chan struct{}, fleetParallel)
-	var wg sync.WaitGroup
+	var g errgroup.Group
+	g.SetLimit(fleetParallel)
 	for i, hp := range hosts {
 		h, p, err := net.SplitHostPort(hp)
 		if err != nil {
 			out[i] = HostAnswer{Host: hp, Error: fmt.Sprintf("bad host:port %q", hp)}
 			continue
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
+		g.Go(func() error {
 			a := ask(ctx, h, p)
 			a.Host = hp
 			out[i] = a
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	g.Wait()
 	return out
-}
-
-// uptimeRE matches procps's uptime line (w's first line and uptime(1)):
-// " 18:58:58 up 3 days,  2:04,  2 users,  load average: 0.89, 0.61, 0.28".
-var uptimeRE = regexp.MustCompile(`up\s+(.*?),\s+(\d+)\s+users?,\s+load averages?:\s+([\d.]+),?\s+([\d.]+),?\s+([\d.]+)`)
-
-// ParseUptimeLine reads uptime, users and load from w's first line.
-func ParseUptimeLine(line string) (Summary, bool) {
-	m := uptimeRE.FindStringSubmatch(line)
-	if m == nil {
-		return Summary{}, false
-	}
-	s := Summary{Uptime: strings.Join(strings.Fields(m[1]), " "), Source: "w"}
-	s.Users, _ = strconv.Atoi(m[2])
-	for i := range 3 {
-		s.Load[i], _ = strconv.ParseFloat(m[3+i], 64)
-	}
-	return s, true
-}
-
-// FormatUptime prints seconds of uptime as w does: "3 days, 2:04",
-// "1 day, 0:10", "2:04", "8 min".
-func FormatUptime(secs float64) string {
-	up := int(secs)
-	days, hours, mins := up/86400, up/3600%24, up/60%60
-	var b strings.Builder
-	if days > 0 {
-		word := "days"
-		if days == 1 {
-			word = "day"
-		}
-		fmt.Fprintf(&b, "%d %s, ", days, word)
-	}
-	if hours > 0 {
-		fmt.Fprintf(&b, "%d:%02d", hours, mins)
-	} else {
-		fmt.Fprintf(&b, "%d min", mins)
-	}
-	return b.String()
 }

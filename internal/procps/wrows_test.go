@@ -1,4 +1,4 @@
-package status
+package procps
 
 import (
 	"bytes"
@@ -109,7 +109,7 @@ func TestNativeWRowsMatchProcps(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command("unshare", "-m", "/bin/sh", "-c", `mount -t tmpfs tmpfs /run && cp "$1" /run/utmp && exec "$2"`, "sh", utmp, w)
-	cmd.Env = fixedEnv
+	cmd.Env = toolEnv
 	real, err := cmd.Output()
 	if err != nil {
 		t.Skipf("cannot run w in a mount namespace: %v", err)
@@ -117,7 +117,7 @@ func TestNativeWRowsMatchProcps(t *testing.T) {
 	oldU, oldL := utmpPath, logindSessions
 	t.Cleanup(func() { utmpPath, logindSessions = oldU, oldL })
 	utmpPath = utmp
-	native, err := renderW(true)
+	native, err := W(true)
 	if err != nil {
 		t.Fatal(err)
 	}

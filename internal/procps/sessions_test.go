@@ -1,4 +1,4 @@
-package status
+package procps
 
 import (
 	"bytes"
@@ -58,7 +58,7 @@ func TestReadUtmpMatchesGopsutil(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Session{
+	want := []session{
 		{User: "alice", Terminal: "pts/0", Host: "192.0.2.4", Started: 1700000100, Pid: 4242},
 		{User: "bobbobbobbob", Terminal: "tty1", Started: 1700000200, Pid: 4242},
 	}
@@ -70,10 +70,10 @@ func TestReadUtmpMatchesGopsutil(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var conv []Session
+	var conv []session
 	for _, u := range theirs {
 		// gopsutil keeps no login PID.
-		conv = append(conv, Session{User: u.User, Terminal: u.Terminal, Host: u.Host, Started: int64(u.Started), Pid: 4242})
+		conv = append(conv, session{User: u.User, Terminal: u.Terminal, Host: u.Host, Started: int64(u.Started), Pid: 4242})
 	}
 	if !reflect.DeepEqual(got, conv) {
 		t.Fatalf("readUtmp = %+v, gopsutil %+v", got, conv)
@@ -109,7 +109,7 @@ func TestReadLogindSessions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Session{
+	want := []session{
 		{User: "carol", Terminal: "seat0", Started: 1700000050},
 		{User: "alice", Terminal: "pts/0", Host: "192.0.2.4", Started: 1700000100, Pid: 1234},
 	}
@@ -154,7 +154,7 @@ func TestLoggedInOrder(t *testing.T) {
 	}
 	// And the count reaches w's uptime line.
 	set(filepath.Join(dir, "none"), logind)
-	out, err := renderUptime()
+	out, err := Uptime()
 	if err != nil || !bytes.Contains(out, []byte(" 2 users,")) {
 		t.Fatalf("uptime with two logind sessions: %q, %v", out, err)
 	}
@@ -192,7 +192,7 @@ func TestLoggedInBounded(t *testing.T) {
 	} {
 		utmpPath = tc.path
 		done := make(chan struct{})
-		var s []Session
+		var s []session
 		go func() { s, err = loggedIn(); close(done) }()
 		select {
 		case <-done:

@@ -1,4 +1,4 @@
-package status
+package fleet
 
 import (
 	"bytes"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tcplab/tcplab/internal/testkit"
+	"github.com/tcplab/tcplab/status"
 )
 
 // shellServer is a server of the tutorial's protocol that hands the whole
@@ -37,7 +38,7 @@ func shellServer(t *testing.T, run func(req []byte) []byte) string {
 // server like svr.py that reads more than two bytes.
 func TestProbeRunsOnlyPSOnShellServers(t *testing.T) {
 	im := testkit.NewImpostors(t, nil, append([]string{"pstcplab", "tcplab", "pstcplab#", "ps#tcplab"}, testkit.ImpostorNames...)...)
-	env := testkit.EnvWithPath(im.Dir + ":" + FixedPath)
+	env := testkit.EnvWithPath(im.Dir + ":" + status.FixedPath)
 	py := testkit.PythonExe(t)
 	shell := func(req []byte, argv ...string) []byte {
 		cmd := exec.Command(argv[0], argv[1:]...)
@@ -67,7 +68,7 @@ func TestProbeRunsOnlyPSOnShellServers(t *testing.T) {
 	}
 	for name, run := range servers {
 		before := len(im.Ran())
-		id, err := Identify(context.Background(), "127.0.0.1", shellServer(t, run), 10*time.Second)
+		id, err := identify(context.Background(), "127.0.0.1", shellServer(t, run), 10*time.Second)
 		if id.Tcplab {
 			t.Errorf("%s: taken for tcplab svr: %+v, %v", name, id, err)
 		}

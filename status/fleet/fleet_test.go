@@ -1,16 +1,21 @@
-package status
+package fleet
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/tcplab/tcplab/internal/endpoint"
 	"github.com/tcplab/tcplab/internal/server"
 	"github.com/tcplab/tcplab/internal/testkit"
 )
@@ -29,9 +34,7 @@ func startPySVR(t *testing.T, path string) string {
 func TestFleetSafeAgainstSvrPy(t *testing.T) {
 	im := testkit.NewImpostors(t, []string{"w", "ps"})
 	py := startPySVR(t, im.Path())
-	svc := newService(t)
-	svc.Allow = mustAllow(t, "w", "ps", "json", "uptime")
-	ours := startService(t, svc, 0)
+	ours := startSVR(t, "w", "ps", "json", "uptime")
 	hosts := []string{py, ours}
 
 	sums := SummarizeFleet(context.Background(), hosts, 10*time.Second)
@@ -43,7 +46,7 @@ func TestFleetSafeAgainstSvrPy(t *testing.T) {
 	}
 	for _, name := range []string{"json", "uptime", "w", "ps"} {
 		answers := AskFleet(context.Background(), hosts, name, 10*time.Second)
-		if SafeForAnyServer(name) {
+		if safeForAnyServer(name) {
 			if answers[0].Error != "" || answers[0].Output == "" {
 				t.Errorf("%s to svr.py: %+v", name, answers[0])
 			}
@@ -65,17 +68,15 @@ func TestFleetSafeAgainstSvrPy(t *testing.T) {
 	}
 }
 
-// Identify tells tcplab svr by its answer to the probe, and learns what it
+// identify tells tcplab svr by its answer to the probe, and learns what it
 // allows; svr.py (which runs ps for the probe) and a server that echoes
 // are not taken for it.
 func TestIdentify(t *testing.T) {
-	svc := newService(t)
-	svc.Allow = mustAllow(t, "w", "ps", "json")
-	id, err := Identify(context.Background(), "127.0.0.1", port(t, startService(t, svc, 0)), 5*time.Second)
+	id, err := identify(context.Background(), "127.0.0.1", port(t, startSVR(t, "w", "ps", "json")), 5*time.Second)
 	if err != nil || !id.Tcplab || !slices.Equal(id.Allowed, []string{"json", "ps", "w"}) {
 		t.Fatalf("tcplab svr: %+v, %v", id, err)
 	}
-	id, err = Identify(context.Background(), "127.0.0.1", port(t, startPySVR(t, os.Getenv("PATH"))), 5*time.Second)
+	id, err = identify(context.Background(), "127.0.0.1", port(t, startPySVR(t, os.Getenv("PATH"))), 5*time.Second)
 	if id.Tcplab {
 		t.Fatalf("svr.py taken for tcplab svr: %+v, %v", id, err)
 	}
@@ -95,7 +96,7 @@ func TestIdentify(t *testing.T) {
 		c.Write([]byte("unknown command \"ps #tcplab\"; allowed: a b\n"))
 		c.Write(b[:n])
 	}()
-	if id, _ := Identify(context.Background(), "127.0.0.1", port(t, echo.Addr().String()), 5*time.Second); id.Tcplab {
+	if id, _ := identify(context.Background(), "127.0.0.1", port(t, echo.Addr().String()), 5*time.Second); id.Tcplab {
 		t.Fatalf("a server answering something else after the line taken for tcplab svr: %+v", id)
 	}
 }
@@ -111,9 +112,9 @@ func port(t *testing.T, addr string) string {
 
 // The probe must not kill the server it probes. svr.py answers it with
 // ps's output, written a line at a time, and dies of the broken pipe if the
-// client closes before the last line (it catches nothing): so Identify
+// client closes before the last line (it catches nothing): so identify
 // reads the whole answer (within MaxAnswer and the timeout), keeping only
-// what it needs. Here svr.py's ps prints 100,000 lines; before, Identify
+// what it needs. Here svr.py's ps prints 100,000 lines; before, identify
 // closed after 4 KiB, svr.py died, and the table's w found nobody
 // listening.
 func TestIdentifyLetsSvrPyFinish(t *testing.T) {
@@ -124,7 +125,7 @@ func TestIdentifyLetsSvrPyFinish(t *testing.T) {
 	py := startPySVR(t, dir+":"+os.Getenv("PATH"))
 	h, p, _ := net.SplitHostPort(py)
 	for range 2 {
-		if id, err := Identify(context.Background(), h, p, 20*time.Second); id.Tcplab {
+		if id, err := identify(context.Background(), h, p, 20*time.Second); id.Tcplab {
 			t.Fatalf("svr.py taken for tcplab svr: %+v, %v", id, err)
 		}
 	}
@@ -146,5 +147,79 @@ func TestFleetReportsBusyHost(t *testing.T) {
 	a := AskFleet(context.Background(), []string{host}, "json", 5*time.Second)[0]
 	if !strings.Contains(a.Error, "refused the connection: busy: max number of clients reached") {
 		t.Errorf("busy host: %+v", a)
+	}
+}
+
+func TestAskFleet(t *testing.T) {
+	withJSON := startSVR(t, "w", "ps", "json")
+	classic := startSVR(t, "w", "ps")
+	dead, _ := net.Listen("tcp", "127.0.0.1:0")
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	hosts := []string{withJSON, classic, deadAddr, "nocolon"}
+
+	answers := AskFleet(context.Background(), hosts, "w", 5*time.Second)
+	for i, a := range answers[:2] {
+		if a.Host != hosts[i] || a.Error != "" || !strings.Contains(a.Output, "load average") {
+			t.Errorf("answer %d: %+v", i, a)
+		}
+	}
+	if !strings.Contains(answers[2].Error, "connection refused") || answers[3].Error == "" {
+		t.Errorf("failures: %+v %+v", answers[2], answers[3])
+	}
+
+	sums := SummarizeFleet(context.Background(), hosts, 5*time.Second)
+	if s := sums[0].Summary; s == nil || s.Source != "json" || s.Procs == 0 {
+		t.Errorf("json host: %+v", sums[0])
+	}
+	if s := sums[1].Summary; s == nil || s.Source != "w" || s.Uptime == "" {
+		t.Errorf("classic host: %+v", sums[1])
+	}
+	if sums[2].Error == "" || sums[2].Summary != nil {
+		t.Errorf("dead host: %+v", sums[2])
+	}
+}
+
+func TestSummaryFromW(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		want Summary
+		ok   bool
+	}{
+		{" 18:58:58 up 8 min,  0 user,  load average: 0.89, 0.61, 0.28", Summary{Uptime: "8 min", Users: 0, Load: [3]float64{0.89, 0.61, 0.28}, Source: "w"}, true},
+		{" 10:01:02 up 3 days,  2:04,  2 users,  load average: 1.00, 2.50, 10.25", Summary{Uptime: "3 days, 2:04", Users: 2, Load: [3]float64{1, 2.5, 10.25}, Source: "w"}, true},
+		{"10:01  up 5 days, 1 user, load averages: 1.50 1.40 1.30", Summary{Uptime: "5 days", Users: 1, Load: [3]float64{1.5, 1.4, 1.3}, Source: "w"}, true}, // BSD/macOS w
+		{"USER     TTY", Summary{}, false},
+		{"", Summary{}, false},
+	} {
+		got, ok := summaryFromW(tc.line)
+		if ok != tc.ok || got != tc.want {
+			t.Errorf("summaryFromW(%q) = %+v, %v; want %+v, %v", tc.line, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+// A host that cannot be reached is a connect error, told by errors.Is, not
+// by the text; a TLS handshake that fails is not one (the host is up, and
+// the fleet view goes on as for any host it does not know).
+func TestIsConnectError(t *testing.T) {
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadHost, deadPort, _ := net.SplitHostPort(dead.Addr().String())
+	dead.Close()
+	_, err = Ask(context.Background(), deadHost, deadPort, "w", 5*time.Second, io.Discard, 0)
+	if err == nil || !isConnectError(err) || !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("refused: %v, isConnectError %v", err, isConnectError(err))
+	}
+	h, p, _ := net.SplitHostPort(startSVR(t, "w"))
+	tlsCtx := endpoint.WithTLS(context.Background(), &tls.Config{RootCAs: x509.NewCertPool()})
+	_, err = Ask(tlsCtx, h, p, "w", 5*time.Second, io.Discard, 0)
+	if err == nil || isConnectError(err) || !strings.HasPrefix(err.Error(), "tls handshake with") {
+		t.Errorf("TLS to a plaintext server: %v, isConnectError %v", err, isConnectError(err))
+	}
+	if isConnectError(errors.New("connect 127.0.0.1:1: connection refused")) {
+		t.Error("an error taken for a connect error by its text")
 	}
 }

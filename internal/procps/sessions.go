@@ -1,4 +1,4 @@
-package status
+package procps
 
 import (
 	"bufio"
@@ -39,8 +39,8 @@ import (
 // library would resolve the bus's address from the environment, where
 // DBUS_SYSTEM_BUS_ADDRESS=unixexec:... makes it start a program.
 
-// Session is one login session, as w lists it.
-type Session struct {
+// session is one login session, as w lists it.
+type session struct {
 	User     string
 	Terminal string // "pts/0", or the seat for a graphical login
 	Host     string // remote host, "" for a local login
@@ -58,7 +58,7 @@ var (
 )
 
 // loggedIn lists the login sessions by the order above.
-func loggedIn() ([]Session, error) {
+func loggedIn() ([]session, error) {
 	f, err := openRegular(utmpPath)
 	if err == nil {
 		defer f.Close()
@@ -93,8 +93,8 @@ const (
 )
 
 // readUtmp returns the USER_PROCESS records of a utmp file.
-func readUtmp(r io.Reader) ([]Session, error) {
-	var out []Session
+func readUtmp(r io.Reader) ([]session, error) {
+	var out []session
 	rec := make([]byte, utmpSize)
 	order := binary.NativeEndian
 	for {
@@ -108,7 +108,7 @@ func readUtmp(r io.Reader) ([]Session, error) {
 		if int16(order.Uint16(rec[utOffType:])) != utmpUserProcess || rec[utOffUser] == 0 {
 			continue // not a login, or one with no user name (procps skips it)
 		}
-		out = append(out, Session{
+		out = append(out, session{
 			User:     cString(rec[utOffUser : utOffUser+32]),
 			Terminal: cString(rec[utOffLine : utOffLine+32]),
 			Host:     cString(rec[utOffHost : utOffHost+256]),
@@ -150,14 +150,14 @@ const maxLogindFile = 64 << 10
 
 // readLogindSessions reads logind's session records in dir, sorted by
 // login time.
-func readLogindSessions(dir string) ([]Session, error) {
+func readLogindSessions(dir string) ([]session, error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
 	}
-	var out []Session
+	var out []session
 	for _, e := range ents {
-		// Session ids are names like "3" or "c1"; the directory also holds
+		// session ids are names like "3" or "c1"; the directory also holds
 		// their ".ref" FIFOs, never to be opened (that would block).
 		if !e.Type().IsRegular() || strings.Contains(e.Name(), ".") {
 			continue
@@ -169,7 +169,7 @@ func readLogindSessions(dir string) ([]Session, error) {
 		if !strings.HasPrefix(kv["CLASS"], "user") || (kv["TTY"] == "" && kv["SEAT"] == "") {
 			continue // a manager or greeter, or no terminal: not in utmp either
 		}
-		s := Session{User: kv["USER"], Terminal: kv["TTY"], Host: kv["REMOTE_HOST"]}
+		s := session{User: kv["USER"], Terminal: kv["TTY"], Host: kv["REMOTE_HOST"]}
 		if s.Terminal == "" {
 			s.Terminal = kv["SEAT"]
 		}
@@ -182,7 +182,7 @@ func readLogindSessions(dir string) ([]Session, error) {
 		}
 		out = append(out, s)
 	}
-	slices.SortStableFunc(out, func(a, b Session) int { return cmp.Compare(a.Started, b.Started) })
+	slices.SortStableFunc(out, func(a, b session) int { return cmp.Compare(a.Started, b.Started) })
 	return out, nil
 }
 

@@ -1,4 +1,10 @@
-package status
+// Package procps renders the reports of procps-ng's w, ps aux and uptime,
+// and the same facts as JSON, from /proc and the login records, without
+// starting a program: svr's native renderer, for a machine without procps
+// (a minimal container) or an operator who wants no program run. It is
+// internal: its output is the tools', and its only API is what package
+// status binds to its allow-list.
+package procps
 
 import (
 	"bytes"
@@ -6,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,7 +43,7 @@ type snapshot struct {
 	uptime   float64 // seconds since boot
 	bootTime uint64  // Unix seconds, /proc/stat's btime
 	load     [3]float64
-	users    []Session
+	users    []session
 	memTotal uint64 // KiB
 	memAvail uint64 // KiB
 	procs    []procInfo
@@ -295,9 +302,8 @@ func permille(v uint64) string {
 	return fmt.Sprintf("%d.%d", v/10, v%10)
 }
 
-// renderPS is "ps aux", or with args false "ps auxc" (command names
-// only).
-func renderPS(args bool) ([]byte, error) {
+// PS is "ps aux", or with args false "ps auxc" (command names only).
+func PS(args bool) ([]byte, error) {
 	s, err := takeSnapshot(true)
 	if err != nil {
 		return nil, err
@@ -398,8 +404,8 @@ func startTime(t, now time.Time) string {
 	}
 }
 
-// renderUptime is uptime(1)'s one line.
-func renderUptime() ([]byte, error) {
+// Uptime is uptime(1)'s one line.
+func Uptime() ([]byte, error) {
 	s, err := takeSnapshot(false)
 	if err != nil {
 		return nil, err
@@ -409,10 +415,21 @@ func renderUptime() ([]byte, error) {
 
 // uptimeLine is procps's sprint_uptime, the first line of w.
 func (s *snapshot) uptimeLine() string {
-	up := int(s.uptime)
+	n := len(s.users)
+	word := "user"
+	if n > 1 {
+		word = "users"
+	}
+	return fmt.Sprintf(" %s up %s, %2d %s,  load average: %.2f, %.2f, %.2f",
+		s.now.Format("15:04:05"), upFor(s.uptime), n, word, s.load[0], s.load[1], s.load[2])
+}
+
+// upFor is how long the machine has been up as procps prints it after
+// "up": "3 days,  2:04", "1 day, 10 min", "2:04" right-aligned, "8 min".
+func upFor(secs float64) string {
+	up := int(secs)
 	days, hours, mins := up/86400, up/3600%24, up/60%60
 	var b strings.Builder
-	fmt.Fprintf(&b, " %s up ", s.now.Format("15:04:05"))
 	if days > 0 {
 		word := "day"
 		if days > 1 {
@@ -421,22 +438,48 @@ func (s *snapshot) uptimeLine() string {
 		fmt.Fprintf(&b, "%d %s, ", days, word)
 	}
 	if hours > 0 {
-		fmt.Fprintf(&b, "%2d:%02d, ", hours, mins)
+		fmt.Fprintf(&b, "%2d:%02d", hours, mins)
 	} else {
-		fmt.Fprintf(&b, "%d min, ", mins)
+		fmt.Fprintf(&b, "%d min", mins)
 	}
-	n := len(s.users)
-	word := "user"
-	if n > 1 {
-		word = "users"
-	}
-	fmt.Fprintf(&b, "%2d %s,  load average: %.2f, %.2f, %.2f", n, word, s.load[0], s.load[1], s.load[2])
 	return b.String()
 }
 
-// renderW is w(1): the uptime line, a header and one row per session;
-// with args false, WHAT is the command name only.
-func renderW(args bool) ([]byte, error) {
+// FormatUptime is upFor with its runs of spaces made one, as
+// ParseUptimeLine gives an uptime: "3 days, 2:04", "1 day, 0:10", "2:04",
+// "8 min".
+func FormatUptime(secs float64) string { return strings.Join(strings.Fields(upFor(secs)), " ") }
+
+// UptimeLine is what procps's uptime line (w's first line and uptime(1))
+// says.
+type UptimeLine struct {
+	Uptime string // as FormatUptime gives it
+	Users  int
+	Load   [3]float64
+}
+
+// uptimeRE matches procps's uptime line:
+// " 18:58:58 up 3 days,  2:04,  2 users,  load average: 0.89, 0.61, 0.28".
+var uptimeRE = regexp.MustCompile(`up\s+(.*?),\s+(\d+)\s+users?,\s+load averages?:\s+([\d.]+),?\s+([\d.]+),?\s+([\d.]+)`)
+
+// ParseUptimeLine reads uptime, users and load from an uptime line, as
+// any w or uptime prints it (procps's, BSD's "load averages:").
+func ParseUptimeLine(line string) (UptimeLine, bool) {
+	m := uptimeRE.FindStringSubmatch(line)
+	if m == nil {
+		return UptimeLine{}, false
+	}
+	u := UptimeLine{Uptime: strings.Join(strings.Fields(m[1]), " ")}
+	u.Users, _ = strconv.Atoi(m[2])
+	for i := range 3 {
+		u.Load[i], _ = strconv.ParseFloat(m[3+i], 64)
+	}
+	return u, true
+}
+
+// W is w(1): the uptime line, a header and one row per session; with
+// args false, WHAT is the command name only.
+func W(args bool) ([]byte, error) {
 	s, err := takeSnapshot(true)
 	if err != nil {
 		return nil, err
@@ -512,7 +555,7 @@ func (s *snapshot) w() []byte {
 // user has no account (uid ""), or its login process is gone (a stale
 // record, left by a login that ended without clearing it). The count of
 // users on the uptime line counts every session, as procps's does.
-func (s *snapshot) ttyUsage(u Session, uid string) (jcpu, pcpu uint64, what string, shown bool) {
+func (s *snapshot) ttyUsage(u session, uid string) (jcpu, pcpu uint64, what string, shown bool) {
 	if uid == "" {
 		return 0, 0, "", false
 	}

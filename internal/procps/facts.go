@@ -1,4 +1,4 @@
-package status
+package procps
 
 import (
 	"encoding/json"
@@ -49,9 +49,6 @@ type MemoryFacts struct {
 	AvailableKiB uint64 `json:"available_kib"`
 }
 
-// CollectFacts reads the facts now, processes' command lines included.
-func CollectFacts() (*Facts, error) { return collectFacts(true) }
-
 // collectFacts reads the facts; with args false a process's Command is
 // its command name only.
 func collectFacts(args bool) (*Facts, error) {
@@ -101,8 +98,9 @@ func (s *snapshot) facts() *Facts {
 
 func round1(v float64) float64 { return float64(int64(v*10+0.5)) / 10 }
 
-// renderJSON is the "json" command: Facts as one line of JSON.
-func renderJSON(args bool) ([]byte, error) {
+// JSON is the "json" command: Facts as one line of JSON; with args false
+// a process's command is its name only.
+func JSON(args bool) ([]byte, error) {
 	f, err := collectFacts(args)
 	if err != nil {
 		return nil, err

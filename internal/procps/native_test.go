@@ -1,4 +1,4 @@
-package status
+package procps
 
 import (
 	"fmt"
@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 func TestRowOverflowIsAbsorbed(t *testing.T) {
@@ -48,7 +50,7 @@ func procpsRun(t *testing.T, argv ...string) string {
 		t.Fatalf("%s is not installed: scripts/test.sh installs procps", argv[0])
 	}
 	cmd := exec.Command(p, argv[1:]...)
-	cmd.Env = fixedEnv
+	cmd.Env = toolEnv
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("%s: %v", argv, err)
@@ -98,12 +100,12 @@ func nativeMatchesProcpsPS(t *testing.T, args bool, argv []string) {
 	// reading agrees with ps, so a process that changed (a kernel worker
 	// renaming itself, a program exec'ing or starting threads) while the
 	// test ran is not held against the renderer.
-	before, err := renderPS(args)
+	before, err := PS(args)
 	if err != nil {
 		t.Fatal(err)
 	}
 	real := procpsRun(t, argv...)
-	after, err := renderPS(args)
+	after, err := PS(args)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +188,7 @@ func nativeMatchesProcpsPS(t *testing.T, args bool, argv []string) {
 var uptimeLineRE = regexp.MustCompile(`^ \d\d:\d\d:\d\d up .*,\s+\d+ users?,  load average: \d+\.\d\d, \d+\.\d\d, \d+\.\d\d$`)
 
 func TestNativeMatchesProcpsW(t *testing.T) {
-	native, err := renderW(true)
+	native, err := W(true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +214,7 @@ func TestNativeMatchesProcpsW(t *testing.T) {
 	if nl[1] != rl[1] {
 		t.Errorf("header\n native %q\n w      %q", nl[1], rl[1])
 	}
-	up, err := renderUptime()
+	up, err := Uptime()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +225,7 @@ func TestNativeMatchesProcpsW(t *testing.T) {
 }
 
 func TestCollectFacts(t *testing.T) {
-	f, err := CollectFacts()
+	f, err := collectFacts(true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,24 +263,19 @@ func TestNativePSZombie(t *testing.T) {
 	}
 	defer cmd.Wait()
 	stat := "/proc/" + strconv.Itoa(cmd.Process.Pid) + "/stat"
-	for deadline := time.Now().Add(10 * time.Second); ; {
+	zombie := func() bool { // exited, not reaped; no event says so
 		b, err := os.ReadFile(stat)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, after, _ := strings.Cut(string(b), ") "); strings.HasPrefix(after, "Z") {
-			break // exited, not reaped: a zombie
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/bin/true not a zombie after 10 s: %q", b)
-		}
-		time.Sleep(time.Millisecond) // polling the process's state
+		_, after, _ := strings.Cut(string(b), ") ")
+		return err == nil && strings.HasPrefix(after, "Z")
+	}
+	if !testkit.Poll(10*time.Second, zombie) {
+		t.Fatalf("/bin/true not a zombie after 10 s")
 	}
 	for _, tc := range []struct {
 		args bool
 		want string
 	}{{true, "[true] <defunct>"}, {false, "true"}} {
-		out, err := renderPS(tc.args)
+		out, err := PS(tc.args)
 		if err != nil {
 			t.Fatal(err)
 		}

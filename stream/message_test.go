@@ -1,0 +1,107 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// ReadMessage's rules, in a bubble over net.Pipe: fake time makes every
+// gap and timeout exact, so each case also checks when the message ended.
+func TestReadMessageRules(t *testing.T) {
+	const gap, timeout = 100 * time.Millisecond, time.Second
+	isPS := func(b []byte) bool { return string(b) == "ps" }
+	type part struct {
+		after time.Duration // pause before the write
+		data  string
+	}
+	for _, tc := range []struct {
+		name    string
+		end     MessageEnd
+		parts   []part
+		close   bool // the client closes after its parts
+		want    string
+		err     error         // nil: want is the message
+		took    time.Duration // when the message ended
+		trickle bool          // the client keeps writing a byte every 30 ms
+	}{
+		{name: "newline, kept", parts: []part{{0, "abc\ndef"}}, want: "abc\n"},
+		{name: "Complete", end: MessageEnd{Complete: isPS}, parts: []part{{0, "ps"}}, want: "ps"},
+		{name: "Complete not yet", end: MessageEnd{Complete: isPS}, parts: []part{{0, "p"}, {gap / 2, "s"}}, want: "ps", took: gap / 2},
+		{name: "quiet gap", parts: []part{{0, "abc"}}, want: "abc", took: gap},
+		{name: "two parts within the gap", parts: []part{{0, "ab"}, {gap - time.Millisecond, "c"}}, want: "abc", took: 2*gap - time.Millisecond},
+		{name: "end of file", parts: []part{{0, "abc"}}, close: true, want: "abc"},
+		{name: "Max", end: MessageEnd{Max: 4}, parts: []part{{0, "abcdefgh"}}, want: "abcd"},
+		{name: "nothing, then close", close: true, err: ErrNoMessage},
+		{name: "nothing at all", err: ErrMessageTimeout, took: timeout},
+		{name: "trickle", trickle: true, err: ErrMessageTimeout, took: timeout},
+		{name: "trickle, Partial", end: MessageEnd{Partial: true}, trickle: true, want: strings.Repeat("x", 34), took: timeout},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				end := tc.end
+				end.Gap, end.Timeout = gap, timeout
+				if end.Max == 0 {
+					end.Max = 1 << 10
+				}
+				srv, cli := net.Pipe()
+				defer srv.Close()
+				defer cli.Close()
+				wrote := make(chan struct{})
+				go func() {
+					defer close(wrote)
+					for _, p := range tc.parts {
+						time.Sleep(p.after) // fake time: the client's pause
+						cli.Write([]byte(p.data))
+					}
+					for tc.trickle {
+						if _, err := cli.Write([]byte("x")); err != nil {
+							return
+						}
+						time.Sleep(30 * time.Millisecond) // fake time: never a whole gap
+					}
+					if tc.close {
+						cli.Close()
+					}
+				}()
+				start := time.Now()
+				got, err := ReadMessage(context.Background(), srv, end)
+				took := time.Since(start)
+				srv.Close() // ends a trickle
+				<-wrote
+				if tc.err != nil {
+					if !errors.Is(err, tc.err) {
+						t.Fatalf("got %q, %v; want %v", got, err, tc.err)
+					}
+				} else if err != nil || string(got) != tc.want {
+					t.Fatalf("got %q, %v; want %q", got, err, tc.want)
+				}
+				if took != tc.took {
+					t.Errorf("ended after %s, want %s", took, tc.took)
+				}
+			})
+		})
+	}
+}
+
+// A message still arriving when ctx ends is given up at the next read.
+func TestReadMessageStopsWithCtx(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv, cli := net.Pipe()
+		defer srv.Close()
+		defer cli.Close()
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			cli.Write([]byte("a"))
+			cancel()
+			cli.Write([]byte("b"))
+		}()
+		if got, err := ReadMessage(ctx, srv, MessageEnd{Max: 10, Gap: time.Second, Timeout: time.Minute}); !errors.Is(err, context.Canceled) {
+			t.Fatalf("got %q, %v; want context.Canceled", got, err)
+		}
+	})
+}
