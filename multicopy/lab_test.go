@@ -164,8 +164,11 @@ func TestLabMessageInTwoWritesIsWholeOverASlowUplink(t *testing.T) {
 // labRun runs one transfer on a fresh link set up by fault. A wrong answer
 // fails the test at once. An honest failure (an error on either side: at
 // 20% loss each way TCP's backed-off retransmissions exceed the 30 s
-// timeouts in about 1 run of 50, see docs/reliability.md) is logged and
-// the run tried once more on a fresh link; a second one fails the test.
+// timeouts in about 1 run of 50, see docs/reliability.md, and far more
+// often when the machine is loaded: twice in a row was seen under a full
+// suite run beside others) is logged and the run tried again on a fresh
+// link, up to three attempts. Retrying cannot hide the failure these tests
+// look for: a message cut short is a wrong answer, not an error.
 func labRun(t *testing.T, fault func(*netlab.Link) error, seed uint64, halfClose bool) {
 	const copies = 2
 	msg := labMessage(seed)
@@ -181,8 +184,8 @@ func labRun(t *testing.T, fault func(*netlab.Link) error, seed uint64, halfClose
 			checkAnswer(t, tr, got, msg, copies)
 			return
 		}
-		if attempt == 2 {
-			t.Fatalf("failed twice: %v", err)
+		if attempt == 3 {
+			t.Fatalf("failed three times: %v", err)
 		}
 		t.Logf("honest failure, trying again on a fresh link: %v", err)
 	}
