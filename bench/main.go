@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command bench measures tcplab against the best alternatives on this
 // machine, in one sitting, and writes the results to docs/benchmarks.md.
 //

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/tcplab/tcplab/internal/server"
+	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 // startService serves svc on 127.0.0.1:0 with internal/server and returns
@@ -477,5 +478,13 @@ func TestRunnerWholeOutputOverCap(t *testing.T) {
 	c := &Command{name: "json", whole: true, native: func() ([]byte, error) { return bytes.Repeat([]byte("x"), 2000), nil }}
 	if _, err := (&Runner{MaxOutput: 1000}).Output(context.Background(), c); err == nil || !strings.Contains(err.Error(), "over the 1000-byte cap") {
 		t.Fatalf("err %v", err)
+	}
+}
+
+// waitUntil polls cond (the kernel's queues give no event) for up to 15 s.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	if !testkit.Poll(15*time.Second, cond) {
+		t.Fatal(what)
 	}
 }

@@ -16,7 +16,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/shirou/gopsutil/v4/host"
@@ -527,10 +526,8 @@ func (s *snapshot) w() []byte {
 			idle = "       "
 		default:
 			idle = ival7(0, 0)
-			if st, err := os.Stat("/dev/" + u.Terminal); err == nil {
-				if at, ok := st.Sys().(*syscall.Stat_t); ok {
-					idle = ival7(s.now.Sub(time.Unix(at.Atim.Sec, 0)), 0)
-				}
+			if at, ok := accessTime("/dev/" + u.Terminal); ok {
+				idle = ival7(s.now.Sub(at), 0)
 			}
 		}
 		if len(what) > wWhatMax {

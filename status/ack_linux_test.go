@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"github.com/tcplab/tcplab/internal/server"
-	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 // queuedOnPort sums the send queues (tx_queue in /proc/net/tcp) of every
@@ -153,13 +152,6 @@ func TestServiceSlowReaderGetsWholeAnswer(t *testing.T) {
 	}
 	if !bytes.Equal(got.Bytes(), answer) {
 		t.Fatalf("got %d bytes, want %d", got.Len(), len(answer))
-	}
-}
-
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	if !testkit.Poll(15*time.Second, cond) {
-		t.Fatal(what)
 	}
 }
 
