@@ -184,7 +184,7 @@ func (o *clientStdout) file() *os.File {
 }
 
 // serverCommands are the commands whose standard output closing must not
-// stop them: they drop the lines (see serverOutput) and keep serving.
+// stop them: they drop the lines (see server.Output) and keep serving.
 var serverCommands = map[string]bool{"tms": true, "svr": true, "strsvr": true}
 
 // helpNotPrinted is a command's --help that could not be written.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tcplab/tcplab/internal/endpoint"
+	"github.com/tcplab/tcplab/internal/server"
 	"github.com/tcplab/tcplab/sharedstring"
 )
 
@@ -60,11 +61,11 @@ func runStrSvr(ctx context.Context, std stdio, args []string) error {
 		return err
 	}
 	// Many clients at once: a standard error that nobody reads must never
-	// hold a handler up (see serverOutput). The final value of v still goes
+	// hold a handler up (see server.Output). The final value of v still goes
 	// to standard output directly, whole, at exit.
-	errOut := newServerOutput(std.err)
+	errOut := server.NewOutput(std.err)
 	defer func() {
-		if n := errOut.dropped.Load(); n > 0 {
+		if n := errOut.Dropped(); n > 0 {
 			fmt.Fprintf(errOut, "tcplab: %d lines of output were dropped: standard error was not being read\n", n)
 		}
 		errOut.Close()
@@ -81,13 +82,13 @@ func runStrSvr(ctx context.Context, std stdio, args []string) error {
 	if err := checkRecovered(ctx, log, st, *maxValue, where.name()); err != nil {
 		return err
 	}
-	ln, err := port.listen(ctx)
+	ln, err := port.Listen(ctx)
 	if err != nil {
 		return err
 	}
 	var pc net.PacketConn
 	if !*noDiscovery {
-		if pc, err = port.listenDiscovery(ln.Addr().(*net.TCPAddr).Port); err != nil {
+		if pc, err = port.ListenDatagram(ln.Addr().(*net.TCPAddr).Port); err != nil {
 			log.Warn("no framed-mode discovery: every client will be classic", "err", endpoint.Cause(err))
 		}
 	}

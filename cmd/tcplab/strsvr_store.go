@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tcplab/tcplab/internal/server"
 	"github.com/tcplab/tcplab/store"
 	"github.com/tcplab/tcplab/store/redisstore"
 )
@@ -18,7 +19,7 @@ import (
 // and the check of a recovered v.
 
 // strsvrPort parses strsvr's arguments: PORT, or nothing with --repair.
-func strsvrPort(fs *flagSet, std stdio, args []string, repair *string) (serverPort, error) {
+func strsvrPort(fs *flagSet, std stdio, args []string, repair *string) (server.Socket, error) {
 	return fs.parseServerPortUnless(std, args, func(pos []string) (bool, error) {
 		repairing := false
 		var others []string

@@ -68,8 +68,8 @@ func runSVR(ctx context.Context, std stdio, args []string) error {
 		return err
 	}
 	// Many clients at once: standard output and error must never hold a
-	// handler up (see serverOutput).
-	stdout, stderr := newServerOutput(std.out), newServerOutput(std.err)
+	// handler up (see server.Output).
+	stdout, stderr := server.NewOutput(std.out), server.NewOutput(std.err)
 	defer closeServerOutput(stdout, stderr)
 	logger, err := newLogger(stderr, *logFormat)
 	if err != nil {
@@ -93,7 +93,7 @@ func runSVR(ctx context.Context, std stdio, args []string) error {
 		svc.ClientLog = stdout // the tutorial's "client is at" lines
 	}
 
-	ln, err := port.listenForRequests(ctx)
+	ln, err := port.ListenForRequests(ctx)
 	if err != nil {
 		return err
 	}

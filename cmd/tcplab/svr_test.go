@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"github.com/tcplab/tcplab/status"
 	"io"
 	"net"
 	"net/http"
@@ -12,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tcplab/tcplab/status"
 
 	"github.com/tcplab/tcplab/internal/testkit"
 )

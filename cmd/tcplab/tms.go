@@ -51,8 +51,8 @@ func runTMS(ctx context.Context, std stdio, args []string) error {
 		return usagef("--max-conns-per-addr must be -1 (no limit), 0 (a quarter of --max-conns) or more, not %d", *maxPerAddr)
 	}
 	// Standard output and error must never hold a handler up, nor stop
-	// the server when nobody reads them (see serverOutput).
-	stdout, stderr := newServerOutput(std.out), newServerOutput(std.err)
+	// the server when nobody reads them (see server.Output).
+	stdout, stderr := server.NewOutput(std.out), server.NewOutput(std.err)
 	defer closeServerOutput(stdout, stderr)
 	var out io.Writer = stdout
 	logOut := stderr
@@ -60,7 +60,7 @@ func runTMS(ctx context.Context, std stdio, args []string) error {
 	if err != nil {
 		return err
 	}
-	ln, err := port.listenForRequests(ctx)
+	ln, err := port.ListenForRequests(ctx)
 	if err != nil {
 		return err
 	}

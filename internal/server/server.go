@@ -1,13 +1,19 @@
 // Package server is the one TCP server lifecycle that every tcplab server
-// shares: the accept loop, connection tracking, the concurrency caps (in
-// all and per source address) with an immediate refusal over them, the
-// detection of peers that vanished, and the two ways to stop (Shutdown and
-// Close), modelled on net/http.Server.
+// shares, so limits, signals and shutdown behave the same everywhere:
 //
-// A protocol supplies only a Handler. The tutorial's servers each grow their
-// own accept loop (tms.py accepts once, svr.py loops, strsvr.py accepts a
-// fixed two); here they are written once, so limits and shutdown behave the
-// same everywhere.
+//   - Socket: where to listen, a port or the socket systemd passed;
+//   - Server: the accept loop, connection tracking, the concurrency caps
+//     (in all and per source address) with an immediate refusal over them,
+//     the detection of peers that vanished, and the two ways to stop
+//     (Shutdown and Close), modelled on net/http.Server;
+//   - Run: serve until a signal or until the protocol says it is done
+//     (Finisher), then drain within Grace, sooner on a second signal;
+//   - Output: standard output and error that never hold a handler up.
+//
+// A protocol supplies only a Handler (multicopy.Server, status.Service,
+// sharedstring.Server). The tutorial's servers each grow their own accept
+// loop (tms.py accepts once, svr.py loops, strsvr.py accepts a fixed two);
+// here it is written once.
 package server
 
 import (
