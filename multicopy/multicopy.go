@@ -73,19 +73,14 @@ const (
 // a single byte.
 var ErrNoMessage = stream.ErrNoMessage
 
-// ReadMessage reads the client's message by the rule in the package
+// readMessage reads the client's message by the rule in the package
 // documentation. It never returns more than max bytes, takes a quiet spell
 // of gap after the last byte as the end only when the socket shows no
 // retransmission can still be due (stream.EndWait; on a clean link that is
 // gap itself), and never takes longer than timeout in all: a message still
 // arriving when timeout ends is an error, not a message, so a client
 // cannot hold the connection by trickling bytes.
-func ReadMessage(conn net.Conn, max int, gap, timeout time.Duration) ([]byte, error) {
-	return readMessage(context.Background(), conn, max, gap, timeout)
-}
-
-// readMessage is ReadMessage that also gives up when ctx ends (see
-// stream.ReadMessage, which it is with tms's rule).
+// It gives up when ctx ends. It is stream.ReadMessage with tms's rule.
 func readMessage(ctx context.Context, conn net.Conn, max int, gap, timeout time.Duration) ([]byte, error) {
 	msg, err := stream.ReadMessage(ctx, conn, stream.MessageEnd{Max: max, Gap: gap, Timeout: timeout, Settle: true})
 	if err != nil && ctx.Err() == nil && !errors.Is(err, stream.ErrNoMessage) && !errors.Is(err, stream.ErrMessageTimeout) {
