@@ -3,8 +3,6 @@ package main
 import (
 	"fmt"
 	"log/slog"
-	"net/url"
-	"os"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -15,36 +13,20 @@ import (
 // to everyone on the machine (and svr's ps to anyone who asks).
 const redisAuthEnv = "REDISCLI_AUTH"
 
-// storeURLWithAuth returns raw with the password from REDISCLI_AUTH (as
-// getenv finds it) when raw carries none (an empty one, as in
-// "redis://:@host", is none); a user name in the URL is kept,
-// for a Redis ACL user. It also reports whether the password came from the
-// URL, which is worth a warning. raw is returned as is when it does not
-// parse: redisstore.ParseURL says why.
-func storeURLWithAuth(raw string, getenv func(string) (string, bool)) (withAuth string, inURL bool) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return raw, false
+// passwordFromEnv gives go-redis the password from REDISCLI_AUTH (as
+// getenv finds it) when the URL carried none (an empty one, as in
+// "redis://:@host", is none); a user name from the URL is kept, for a Redis
+// ACL user. It reports whether the password came from the URL, which is
+// worth a warning.
+func passwordFromEnv(opts *redis.Options, getenv func(string) (string, bool)) (inURL bool) {
+	if opts.Password != "" {
+		return true
 	}
-	if u.User != nil {
-		if pw, _ := u.User.Password(); pw != "" {
-			return raw, true
-		}
+	if pw, ok := getenv(redisAuthEnv); ok {
+		opts.Password = pw
 	}
-	pw, ok := getenv(redisAuthEnv)
-	if !ok || pw == "" {
-		return raw, false
-	}
-	user := ""
-	if u.User != nil {
-		user = u.User.Username()
-	}
-	u.User = url.UserPassword(user, pw)
-	return u.String(), false
+	return false
 }
-
-// storeURLFromEnv is storeURLWithAuth with the process's environment.
-func storeURLFromEnv(raw string) (string, bool) { return storeURLWithAuth(raw, os.LookupEnv) }
 
 // warnPasswordInURL says once, at start-up, that the password is exposed.
 func warnPasswordInURL(log *slog.Logger) {

@@ -14,7 +14,7 @@ import (
 	"github.com/tcplab/tcplab/store/redisstore"
 )
 
-func TestStoreURLWithAuth(t *testing.T) {
+func TestPasswordFromEnv(t *testing.T) {
 	env := func(v string, set bool) func(string) (string, bool) {
 		return func(k string) (string, bool) {
 			if k != "REDISCLI_AUTH" {
@@ -41,12 +41,12 @@ func TestStoreURLWithAuth(t *testing.T) {
 		{"redis://:@127.0.0.1:6379/0", env("s3cret", true), "s3cret", "", false},
 		{"redis://alice:@127.0.0.1:6379/0", env("s3cret", true), "s3cret", "alice", false},
 	} {
-		got, inURL := storeURLWithAuth(tc.raw, tc.env)
-		cfg, err := redisstore.ParseURL(got)
+		cfg, err := redisstore.ParseURL(tc.raw)
 		if err != nil {
 			t.Errorf("%s: %v", tc.raw, err)
 			continue
 		}
+		inURL := passwordFromEnv(cfg.Options, tc.env)
 		if cfg.Options.Password != tc.want || cfg.Options.Username != tc.user || inURL != tc.inURL {
 			t.Errorf("%s: user %q password %q inURL %v; want %q %q %v", tc.raw, cfg.Options.Username, cfg.Options.Password, inURL, tc.user, tc.want, tc.inURL)
 		}

@@ -6,7 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -102,7 +102,8 @@ type storePlace struct {
 	fsyncEvery time.Duration
 	url        string
 
-	policy store.Fsync // fsync, parsed by check
+	policy store.Fsync        // fsync, parsed by check
+	redis  *redisstore.Config // url, parsed by check
 }
 
 // check refuses flags that name no usable place, before anything starts.
@@ -121,7 +122,7 @@ func (p *storePlace) check() error {
 	if p.data != "" {
 		return usagef("--store and --data are two places for v: give one")
 	}
-	if _, err := redisstore.ParseURL(p.url); err != nil {
+	if p.redis, err = redisstore.ParseURL(p.url); err != nil {
 		return usageError{err.Error()}
 	}
 	return nil
@@ -130,12 +131,11 @@ func (p *storePlace) check() error {
 // open opens the store that check accepted.
 func (p *storePlace) open(ctx context.Context, log *slog.Logger) (store.Store, error) {
 	switch {
-	case p.url != "":
-		url, inURL := storeURLFromEnv(p.url)
-		if inURL {
+	case p.redis != nil:
+		if inURL := passwordFromEnv(p.redis.Options, os.LookupEnv); inURL {
 			warnPasswordInURL(log)
 		}
-		rs, err := redisstore.Open(ctx, url, redisstore.WithLogger(log))
+		rs, err := redisstore.OpenConfig(ctx, p.redis, redisstore.WithLogger(log))
 		if err != nil {
 			return nil, withAuthHint(err)
 		}
@@ -158,11 +158,8 @@ func (p *storePlace) name() string {
 	switch {
 	case p.data != "":
 		return p.data
-	case p.url != "":
-		if u, err := url.Parse(p.url); err == nil {
-			return u.Redacted()
-		}
-		return "Redis"
+	case p.redis != nil:
+		return p.redis.Shown
 	}
 	return "memory"
 }

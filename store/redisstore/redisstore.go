@@ -101,6 +101,7 @@ type Config struct {
 	Options *redis.Options // go-redis options from the URL (retries turned off)
 	Key     string         // key of v; "tcplab:v" when the URL names none
 	Lease   time.Duration  // group lease; 10s when the URL names none
+	Shown   string         // the URL without its password, for messages
 }
 
 // ParseURL parses redis://[[user]:password@]HOST[:PORT][/DB]?key=NAME&lease=D
@@ -117,7 +118,7 @@ func ParseURL(raw string) (*Config, error) {
 	}
 	shown := u.Redacted() // for messages: no password
 	q := u.Query()
-	cfg := &Config{Key: defaultKey, Lease: defaultLease}
+	cfg := &Config{Key: defaultKey, Lease: defaultLease, Shown: shown}
 	if q.Has("key") {
 		cfg.Key = q.Get("key")
 		if cfg.Key == "" {
@@ -241,6 +242,13 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	return OpenConfig(ctx, cfg, opts...)
+}
+
+// OpenConfig is Open with the URL parsed already (ParseURL), for a caller
+// that checks it first or sets what the URL must not carry, such as the
+// password (Options.Password). cfg is the store's from then on.
+func OpenConfig(ctx context.Context, cfg *Config, opts ...Option) (*Store, error) {
 	// go-redis logs pool events on standard error by itself; the store
 	// reports what matters once, on its own logger.
 	quietRedis.Do(func() { redis.SetLogger(silentLogger{}) })

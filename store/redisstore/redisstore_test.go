@@ -64,6 +64,9 @@ func TestParseURL(t *testing.T) {
 			if o.MaxRetries != -1 {
 				t.Errorf("MaxRetries = %d: appends must not be retried by go-redis", o.MaxRetries)
 			}
+			if o.Password != "" && (strings.Contains(cfg.Shown, o.Password) || !strings.Contains(cfg.Shown, o.Addr)) {
+				t.Errorf("Shown = %q: want the URL without its password", cfg.Shown)
+			}
 		})
 	}
 }
