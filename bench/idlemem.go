@@ -73,7 +73,11 @@ func benchIdleMem(ctx context.Context, env *benchEnv) (string, error) {
 	env.logf("idlemem: strsvr RSS %d -> %d bytes with %d clients", before, after, n)
 
 	// Redis, in the same run.
-	rs, err := redistest.Start(filepath.Join(env.tmp, "redis-idlemem"), "--maxclients", strconv.Itoa(n+100))
+	redisPort, err := freePort()
+	if err != nil {
+		return "", err
+	}
+	rs, err := redistest.Start(filepath.Join(env.tmp, "redis-idlemem"), redisPort, "--maxclients", strconv.Itoa(n+100))
 	if err != nil {
 		return "", err
 	}

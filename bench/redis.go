@@ -54,7 +54,11 @@ func benchRedis(ctx context.Context, env *benchEnv) (string, error) {
 		perClient = map[int]int{100: 10, 1000: 3}
 		repeats = 1
 	}
-	rs, err := redistest.Start(filepath.Join(env.tmp, "redis"))
+	redisPort, err := freePort()
+	if err != nil {
+		return "", err
+	}
+	rs, err := redistest.Start(filepath.Join(env.tmp, "redis"), redisPort)
 	if err != nil {
 		return "", err
 	}

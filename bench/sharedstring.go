@@ -50,7 +50,11 @@ func benchSharedString(ctx context.Context, env *benchEnv) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	rs, err := redistest.Start(filepath.Join(env.tmp, "redis-sharedstring"))
+	redisPort, err := freePort()
+	if err != nil {
+		return "", err
+	}
+	rs, err := redistest.Start(filepath.Join(env.tmp, "redis-sharedstring"), redisPort)
 	if err != nil {
 		return "", err
 	}

@@ -70,14 +70,10 @@ func New(tb testing.TB, args ...string) *Server {
 	return s
 }
 
-// Start starts a redis-server with its data in dir (created if need be),
-// on a free loopback port.
-func Start(dir string, args ...string) (*Server, error) {
+// Start starts a redis-server on 127.0.0.1:port with its data in dir
+// (created if need be).
+func Start(dir string, port int, args ...string) (*Server, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	port, err := freePort()
-	if err != nil {
 		return nil, err
 	}
 	s := &Server{Port: port, Dir: dir, Args: args}
@@ -85,15 +81,6 @@ func Start(dir string, args ...string) (*Server, error) {
 		return nil, err
 	}
 	return s, nil
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // Addr is host:port.
