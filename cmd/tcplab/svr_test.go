@@ -160,8 +160,10 @@ func TestSVRMetricsAndJSONLogs(t *testing.T) {
 	if m == nil {
 		t.Fatalf("no metrics url in %q", srv.Stderr.String())
 	}
+	// The request is counted once its answer is taken, which the client
+	// may see first: poll the metrics, which give no event.
 	var body string
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	if !testkit.Poll(10*time.Second, func() bool {
 		resp, err := http.Get(m[1])
 		if err != nil {
 			t.Fatal(err)
@@ -169,11 +171,10 @@ func TestSVRMetricsAndJSONLogs(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		body = string(b)
-		if strings.Contains(body, `tcplab_svr_requests_total{command="json",result="ok"} 1`) {
-			return
-		}
+		return strings.Contains(body, `tcplab_svr_requests_total{command="json",result="ok"} 1`)
+	}) {
+		t.Fatalf("metrics: %q", body)
 	}
-	t.Fatalf("metrics: %q", body)
 }
 
 // --native serves the reports rendered from /proc and utmp, as a server
@@ -200,12 +201,12 @@ func TestSVRNative(t *testing.T) {
 func TestSVRMetricsPortCapsConnections(t *testing.T) {
 	srv, _ := startSVR(t, "--metrics", "127.0.0.1:0")
 	var url string
-	for deadline := time.Now().Add(5 * time.Second); url == "" && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if m := regexp.MustCompile(`url=(http://\S+)`).FindStringSubmatch(srv.Stderr.String()); m != nil {
+	if !testkit.WaitWritten(5*time.Second, srv.Done(), func(out string) bool {
+		if m := regexp.MustCompile(`url=(http://\S+)`).FindStringSubmatch(out); m != nil {
 			url = m[1]
 		}
-	}
-	if url == "" {
+		return url != ""
+	}, srv.Stderr) {
 		t.Fatalf("no metrics url in %q", srv.Stderr.String())
 	}
 	host := strings.TrimSuffix(strings.TrimPrefix(url, "http://"), "/metrics")

@@ -35,7 +35,7 @@ func TestHealthIgnoresRepliesSentBeforeTheLoss(t *testing.T) {
 		if err := h.err(); err == nil || err.Error() != "timed out" {
 			t.Fatalf("err() = %v, want the latest cause", err)
 		}
-		time.Sleep(time.Millisecond)
+		time.Sleep(time.Millisecond) // on the bubble's clock: a reply sent after the loss
 		if !h.back(time.Now()) {
 			t.Fatal("a reply sent after the loss did not end it")
 		}
@@ -67,7 +67,7 @@ func TestCountCacheFreshness(t *testing.T) {
 		if n, _, ok := c.get(time.Second); !ok || n != 7 {
 			t.Fatalf("get = %d %v, want 7 from the cache", n, ok)
 		}
-		time.Sleep(time.Second)
+		time.Sleep(time.Second) // on the bubble's clock: the count ages to the limit
 		if _, _, ok := c.get(time.Second); ok {
 			t.Fatal("answered with a count as old as the age limit")
 		}

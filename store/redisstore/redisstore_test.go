@@ -724,7 +724,7 @@ func TestCountAfterOutageLongerThanLease(t *testing.T) {
 		if n != 1 {
 			t.Fatalf("Clients = %d after Redis came back, want 1", n)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // the pause between samples is the point (above)
 	}
 }
 
