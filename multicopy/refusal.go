@@ -8,10 +8,11 @@ import (
 	"github.com/tcplab/tcplab/internal/server"
 )
 
-// refusalHold is what Fetch does with the start of an answer that may be a full server's refusal ("busy: ...", see
-// server.RefuseLine): it holds the chunks back until they cannot be one,
-// then passes them to pass in their original sizes; a whole answer that is
-// a refusal becomes the client's one error line instead of printed data.
+// refusalHold is what Fetch does with the start of an answer that may be
+// a full server's refusal ("busy: ...", see server.RefuseLine): it holds
+// the chunks back until they cannot be one, then passes them to pass in
+// their original sizes; a whole answer that is a refusal becomes the
+// client's one error line instead of printed data.
 type refusalHold struct {
 	hold server.BusyHold
 	pass func(chunk []byte)
