@@ -97,7 +97,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	name := args[0]
 	switch name {
 	case "help", "-h", "-help", "--help":
-		if len(args) > 1 {
+		if len(args) > 1 && !isHelpWord(args[1]) {
 			return run(ctx, []string{args[1], "--help"}, stdin, stdout, stderr)
 		}
 		var help bytes.Buffer
@@ -121,6 +121,16 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	fmt.Fprintf(stderr, "tcplab: unknown command %q (see 'tcplab help')\n", name)
 	return 2
+}
+
+// isHelpWord reports whether arg asks for help, as "help" and "--help" do:
+// "tcplab help --help" is help about help, the command list.
+func isHelpWord(arg string) bool {
+	switch arg {
+	case "help", "-h", "-help", "--help":
+		return true
+	}
+	return false
 }
 
 // oneLine keeps an error to the single line the user is promised.

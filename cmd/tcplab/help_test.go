@@ -17,3 +17,18 @@ func TestHelpProseFitsEightyColumns(t *testing.T) {
 		}
 	}
 }
+
+// Asking for help about help ("tcplab help --help", "tcplab help help")
+// prints the command list, as "tcplab help" does; it once recursed until
+// the stack overflowed.
+func TestHelpAboutHelp(t *testing.T) {
+	_, want, _ := runCmd(t, "", "help")
+	for _, args := range [][]string{
+		{"help", "--help"}, {"help", "-h"}, {"help", "help"}, {"--help", "help"}, {"-h", "-help"},
+	} {
+		code, out, errOut := runCmd(t, "", args...)
+		if code != 0 || out != want || errOut != "" {
+			t.Errorf("tcplab %s: exit %d, stdout %q, stderr %q; want 0 and the output of tcplab help", strings.Join(args, " "), code, out, errOut)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -368,5 +369,29 @@ func TestTMCReadSizeBoundsEveryChunk(t *testing.T) {
 	srv.Wait(t, 10*time.Second)
 	if code, _, _ := runCmd(t, "", "tmc", "--read-size", "0", "127.0.0.1", port, "x"); code != 2 {
 		t.Fatalf("--read-size 0: exit %d, want 2", code)
+	}
+}
+
+// tms --keep --grace 0: a stop resets a transfer in flight at once and the
+// log says so, with the same lines as before the lifecycle moved into
+// server.Run: "shutting down", the transfer reset, "grace period over".
+func TestTMSKeepWithoutGraceSaysItClosed(t *testing.T) {
+	srv := startInProcess(t, nil, "tms", "--keep", "--grace", "0", "--copies", "100000000", "0")
+	c := holdFrom(t, "127.0.0.1", srv.Addr, "abcdefgh\n")
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(c, make([]byte, 8)); err != nil { // the transfer is under way
+		t.Fatal(err)
+	}
+	if code := srv.Stop(t); code != exitInterrupted {
+		t.Fatalf("tms exit %d, want %d", code, exitInterrupted)
+	}
+	if _, err := io.Copy(io.Discard, c); !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("the client's transfer ended with %v, want a reset", err)
+	}
+	logs := srv.Stderr.String()
+	for _, want := range []string{`msg="shutting down" grace=0s active=1`, `msg="transfer reset"`, `msg="grace period over; closed remaining connections"`} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("log lacks %s:\n%s", want, logs)
+		}
 	}
 }

@@ -55,6 +55,10 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	}
 	if s.Grace <= 0 {
 		s.Close()
+		if ctx.Err() != nil {
+			// As a grace period that ran out: the stop closed them.
+			s.logger().Info("grace period over; closed remaining connections")
+		}
 	} else {
 		sctx, cancel := context.WithTimeout(Hurry(ctx), s.Grace)
 		defer cancel()

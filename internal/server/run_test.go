@@ -3,9 +3,13 @@ package server
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 // finishing is a handler that holds each connection until release and
@@ -115,5 +119,27 @@ func TestRunStopsWhenTheHandlerIsDone(t *testing.T) {
 func TestHurryDefault(t *testing.T) {
 	if Hurry(context.Background()).Done() != nil {
 		t.Fatal("Hurry of a plain context can end")
+	}
+}
+
+// Grace zero closes what is in flight at once after a stop signal, and
+// says so in the log as a spent grace period did before Run existed
+// (tms --keep --grace 0, svr --grace 0): an operator sees why the
+// transfers ended.
+func TestRunWithoutGraceSaysItClosed(t *testing.T) {
+	ln := listen(t)
+	f := newFinishing()
+	var logs testkit.SafeBuffer
+	s := &Server{Handler: f, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	ctx, stop := context.WithCancel(context.Background())
+	ran := runIn(ctx, s, ln)
+	dialHeld(t, ln, f)
+	stop()
+	if err := <-ran; err != nil {
+		t.Fatalf("Run after a stop with no grace: %v", err)
+	}
+	<-f.ended
+	if !strings.Contains(logs.String(), `msg="grace period over; closed remaining connections"`) {
+		t.Fatalf("log after a stop with --grace 0 and a connection in flight:\n%s\nwant the line saying the connections were closed", logs.String())
 	}
 }
