@@ -349,3 +349,12 @@ func TestFileDamagedHeaderRefused(t *testing.T) {
 		}
 	}
 }
+
+// A path that is no file is named once in the error, not twice.
+func TestRepairLogOfADirectoryNamesItOnce(t *testing.T) {
+	dir := t.TempDir()
+	_, err := store.RepairLog(dir)
+	if err == nil || strings.Count(err.Error(), dir) != 1 {
+		t.Fatalf("RepairLog(%s) = %v; want one line naming the path once", dir, err)
+	}
+}

@@ -106,7 +106,7 @@ func RepairLog(path string) (*RepairReport, error) {
 	}
 	orig, err := io.ReadAll(f)
 	if err != nil {
-		return nil, fmt.Errorf("repair: read %s: %w", path, err)
+		return nil, fmt.Errorf("repair: %w", err) // it names the path
 	}
 	if datalog.HeaderLen(orig) == 0 {
 		if _, _, err := datalog.Decode(bytes.NewReader(orig)); err != nil {
