@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"os"
@@ -68,38 +67,6 @@ func asTerminal(stdout string, typed []string) string {
 		b.WriteString(p)
 	}
 	return b.String()
-}
-
-// waitTCPListen waits until the kernel shows a TCP listener on port,
-// without connecting (a connection would count as a client of strsvr).
-// It is for a server that does not say where it listens (the tutorial's
-// strsvr.py); tcplab's strsvr says so in its log (see startStrsvr).
-func waitTCPListen(t *testing.T, port int, p *testkit.Proc) {
-	t.Helper()
-	hex := fmt.Sprintf(":%04X ", port)
-	listening := func() bool {
-		for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-			b, _ := os.ReadFile(f)
-			for _, line := range strings.Split(string(b), "\n") {
-				fields := strings.Fields(line)
-				if len(fields) > 3 && strings.HasSuffix(fields[1]+" ", hex) && fields[3] == "0A" {
-					return true
-				}
-			}
-		}
-		return false
-	}
-	exited := func() bool {
-		select {
-		case <-p.Done():
-			return true
-		default:
-			return false
-		}
-	}
-	if !testkit.Poll(10*time.Second, func() bool { return listening() || exited() }) || !listening() {
-		t.Fatalf("nothing listening on port %d: stdout %q stderr %q", port, p.Stdout.String(), p.Stderr.String())
-	}
 }
 
 // startStrsvr starts the built strsvr with args on port 0 and returns it
@@ -193,13 +160,10 @@ func TestStrTutorialSession(t *testing.T) {
 	tcplabSvr := func(args ...string) func(*testing.T) (*testkit.Proc, string) {
 		return func(t *testing.T) (*testkit.Proc, string) { return startStrsvr(t, args...) }
 	}
-	// The tutorial's strsvr.py says nothing when it listens: it gets a
-	// free port, and the kernel's table shows when it listens.
+	// The tutorial's strsvr.py says nothing when it listens: it binds
+	// port 0, and the kernel's table shows the port.
 	pythonSvr := func(t *testing.T) (*testkit.Proc, string) {
-		port := testkit.FreePort(t)
-		svr := testkit.Start(t, nil, py, "-u", testkit.Testdata("strsvr.py"), strconv.Itoa(port))
-		waitTCPListen(t, port, svr)
-		return svr, strconv.Itoa(port)
+		return testkit.StartPyServerInput(t, nil, nil, "strsvr.py")
 	}
 	tcplabClnt := func(port string) []string { return []string{bin, "strclnt", "localhost", port} }
 	pythonClnt := func(port string) []string {
