@@ -77,6 +77,11 @@ func (r *Runner) Output(ctx context.Context, c *Command) ([]byte, error) {
 	}
 	ran := false // set by the run, if it is this request's
 	ch := r.flight.DoChan(c.name, func() (any, error) {
+		// A run may have ended between the look above and this flight:
+		// its output is fresh, and the command is not run again.
+		if out, ok := r.fresh(c.name); ok {
+			return out, nil
+		}
 		ran = true
 		out, err := r.runRecovering(c)
 		if err == nil {

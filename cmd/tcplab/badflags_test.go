@@ -96,3 +96,26 @@ func TestEveryBadFlagNamesItself(t *testing.T) {
 		}
 	}
 }
+
+// With two bad flags, the one line names the flag it always named: the
+// order of strsvr's checks is part of its output. Before the store's
+// flags moved into storePlace.check, --log-format was checked before the
+// --store and --data pair, and --fsync-interval and --fsync before
+// --log-format.
+func TestStrsvrTwoBadFlagsNameTheFirst(t *testing.T) {
+	cases := []struct {
+		args []string
+		name string
+	}{
+		{[]string{"strsvr", "--log-format", "xml", "--store", "bogus", "2000"}, "--log-format"},
+		{[]string{"strsvr", "--log-format", "xml", "--store", "redis://x", "--data", "v.log", "2000"}, "--log-format"},
+		{[]string{"strsvr", "--log-format", "xml", "--fsync", "never", "2000"}, "fsync"},
+		{[]string{"strsvr", "--log-format", "xml", "--fsync-interval", "0s", "2000"}, "--fsync-interval"},
+	}
+	for _, tc := range cases {
+		code, _, errOut := runCmd(t, "", tc.args...)
+		if code != exitUsage || !strings.Contains(errOut, tc.name) {
+			t.Errorf("%q: exit %d, %q; want exit 2 naming %s", tc.args, code, errOut, tc.name)
+		}
+	}
+}

@@ -57,7 +57,7 @@ func runStrSvr(ctx context.Context, std stdio, args []string) error {
 	case *readTimeout < 0:
 		return usagef("--read-timeout must not be negative, not %s", *readTimeout)
 	}
-	if err := where.check(); err != nil {
+	if err := where.checkFsync(); err != nil {
 		return err
 	}
 	// Many clients at once: a standard error that nobody reads must never
@@ -72,6 +72,9 @@ func runStrSvr(ctx context.Context, std stdio, args []string) error {
 	}()
 	log, err := newLogger(errOut, *logFormat)
 	if err != nil {
+		return err
+	}
+	if err := where.checkPlace(); err != nil {
 		return err
 	}
 	st, err := where.open(ctx, log)

@@ -106,8 +106,10 @@ type storePlace struct {
 	redis  *redisstore.Config // url, parsed by check
 }
 
-// check refuses flags that name no usable place, before anything starts.
-func (p *storePlace) check() error {
+// checkFsync refuses bad --fsync and --fsync-interval values. strsvr
+// checks them, then --log-format, then the place (checkPlace): with two
+// bad flags, the line names the first in that order, as it always has.
+func (p *storePlace) checkFsync() error {
 	if p.fsyncEvery <= 0 {
 		return usagef("--fsync-interval must be positive, not %s", p.fsyncEvery)
 	}
@@ -116,19 +118,26 @@ func (p *storePlace) check() error {
 		return usageError{err.Error()}
 	}
 	p.policy = policy
+	return nil
+}
+
+// checkPlace refuses flags that name no usable place, before anything
+// starts.
+func (p *storePlace) checkPlace() error {
 	if p.url == "" {
 		return nil
 	}
 	if p.data != "" {
 		return usagef("--store and --data are two places for v: give one")
 	}
+	var err error
 	if p.redis, err = redisstore.ParseURL(p.url); err != nil {
 		return usageError{err.Error()}
 	}
 	return nil
 }
 
-// open opens the store that check accepted.
+// open opens the store that checkFsync and checkPlace accepted.
 func (p *storePlace) open(ctx context.Context, log *slog.Logger) (store.Store, error) {
 	switch {
 	case p.redis != nil:
