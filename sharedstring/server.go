@@ -152,6 +152,9 @@ func (s *Server) Run(ctx context.Context, ln net.Listener, pc net.PacketConn) ([
 		Logger:          s.log,
 		// A watcher that pauses is dropped by WriteIdle, not before.
 		UserTimeout: server.UserTimeoutFor(s.writeIdle()),
+		// Every letter is answered as it comes: nothing in flight is
+		// worth a grace period, and v is printed right after.
+		Grace: -1,
 	}
 	bg, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup

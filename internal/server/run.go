@@ -51,11 +51,15 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	case <-finished:
 		s.logger().Info("done: stopping")
 	case <-ctx.Done():
-		s.logger().Info("shutting down", "grace", s.Grace, "active", s.ActiveConns())
+		if s.Grace < 0 {
+			s.logger().Info("shutting down", "active", s.ActiveConns())
+		} else {
+			s.logger().Info("shutting down", "grace", s.Grace, "active", s.ActiveConns())
+		}
 	}
 	if s.Grace <= 0 {
 		s.Close()
-		if ctx.Err() != nil {
+		if ctx.Err() != nil && s.Grace == 0 {
 			// As a grace period that ran out: the stop closed them.
 			s.logger().Info("grace period over; closed remaining connections")
 		}

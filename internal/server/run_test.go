@@ -143,3 +143,29 @@ func TestRunWithoutGraceSaysItClosed(t *testing.T) {
 		t.Fatalf("log after a stop with --grace 0 and a connection in flight:\n%s\nwant the line saying the connections were closed", logs.String())
 	}
 }
+
+// A negative Grace (a protocol with nothing to finish) closes at once on
+// a signal and says nothing of a grace period; zero (svr --grace 0) says
+// that it is over.
+func TestRunNegativeGraceSaysNoGrace(t *testing.T) {
+	for _, tc := range []struct {
+		grace time.Duration
+		want  bool // the "grace period over" line
+	}{{-1, false}, {0, true}} {
+		var log testkit.SafeBuffer
+		ln := listen(t)
+		f := newFinishing()
+		s := &Server{Handler: f, Grace: tc.grace, Logger: slog.New(slog.NewTextHandler(&log, nil))}
+		ctx, stop := context.WithCancel(context.Background())
+		ran := runIn(ctx, s, ln)
+		dialHeld(t, ln, f)
+		stop()
+		if err := <-ran; err != nil {
+			t.Fatal(err)
+		}
+		<-f.ended
+		if got := strings.Contains(log.String(), "grace period over"); got != tc.want {
+			t.Errorf("Grace %v: logged %q; want the grace line %v", tc.grace, log.String(), tc.want)
+		}
+	}
+}

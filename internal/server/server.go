@@ -98,8 +98,11 @@ type Server struct {
 	UserTimeout time.Duration
 
 	// Grace is how long Run lets connections in flight finish after a
-	// stop before it closes them. Zero (or negative) means no grace: they
-	// are closed at once.
+	// stop before it closes them. Zero is a grace period of nothing (svr
+	// --grace 0): they are closed at once, and a signal's stop logs that
+	// the grace period is over. Negative means the protocol has nothing
+	// to finish (strsvr answers each letter as it comes): they are closed
+	// at once, with no grace period to speak of.
 	Grace time.Duration
 
 	// Logger receives accept errors and lifecycle events. Nil discards.
