@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/tcplab/tcplab/internal/testkit"
@@ -64,24 +63,8 @@ func TestFileFlushThenValueIsSaved(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	started := make(chan struct{}, 50)
-	for i := range 50 {
-		wg.Go(func() {
-			for n := 0; ctx.Err() == nil; n++ {
-				s.Append(ctx, []byte{byte('a' + i%26)})
-				if n == 5 {
-					started <- struct{}{}
-				}
-			}
-		})
-	}
-	for range 50 {
-		<-started
-	}
-	cancel() // callers stop waiting; their appends are in flight
-	wg.Wait()
+	// Callers that give up: their last appends are in flight.
+	testkit.AppendersGiveUp(func(ctx context.Context, letter byte) { s.Append(ctx, []byte{letter}) })
 	if err := s.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}

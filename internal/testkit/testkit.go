@@ -303,3 +303,29 @@ func Poll(d time.Duration, cond func() bool) bool {
 	}
 	return true
 }
+
+// AppendersGiveUp runs 50 goroutines that each call appendLetter in a loop
+// until, once every one has appended a few letters, their context is
+// cancelled; it returns when all have returned. Their last appends are
+// then in flight, given up on by their callers: what a store's Flush must
+// still wait for before strsvr prints v.
+func AppendersGiveUp(appendLetter func(ctx context.Context, letter byte)) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	started := make(chan struct{}, 50)
+	for i := range 50 {
+		wg.Go(func() {
+			for n := 0; ctx.Err() == nil; n++ {
+				appendLetter(ctx, byte('a'+i%26))
+				if n == 5 {
+					started <- struct{}{}
+				}
+			}
+		})
+	}
+	for range 50 {
+		<-started
+	}
+	cancel()
+	wg.Wait()
+}

@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -199,24 +198,8 @@ func TestResetByHand(t *testing.T) {
 func TestFlushWaitsForAppendsInFlight(t *testing.T) {
 	r := redistest.New(t)
 	s := open(t, r, "v")
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	started := make(chan struct{}, 50)
-	for i := range 50 {
-		wg.Go(func() {
-			for n := 0; ctx.Err() == nil; n++ {
-				s.Append(ctx, []byte{byte('a' + i%26)})
-				if n == 5 {
-					started <- struct{}{}
-				}
-			}
-		})
-	}
-	for range 50 {
-		<-started
-	}
-	cancel() // the callers stop waiting; their appends are on the wire
-	wg.Wait()
+	// Callers that give up: their last appends are in flight.
+	testkit.AppendersGiveUp(func(ctx context.Context, letter byte) { s.Append(ctx, []byte{letter}) })
 	if err := s.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
