@@ -121,20 +121,25 @@ func TestAddressesOnlyInsideTheNamespaces(t *testing.T) {
 	}
 }
 
+// The loss knob drops packets and TCP makes up for them. 10% each way:
+// enough that about 7 of 70 segments are lost, and far from the 20% at
+// which backed-off retransmissions outlast send's 30 s now and then (it
+// did once in CI). The 20% runs, which retry honest failures, are the
+// lab tests of the pairs.
 func TestLossIsRecoveredByRetransmission(t *testing.T) {
 	l := ForTest(t)
 	a, b := pair(t, l)
-	if err := l.A.SetLoss(0.2); err != nil {
+	if err := l.A.SetLoss(0.1); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.B.SetLoss(0.2); err != nil {
+	if err := l.B.SetLoss(0.1); err != nil {
 		t.Fatal(err)
 	}
 	send(t, a, b, 100_000)
 	if r := tcpInfo(t, a).Total_retrans; r == 0 {
-		t.Error("20% loss each way and the sender retransmitted nothing: the loss is not applied")
+		t.Error("10% loss each way and the sender retransmitted nothing: the loss is not applied")
 	} else {
-		t.Logf("100,000 bytes exact at 20%% loss each way, %d segments retransmitted", r)
+		t.Logf("100,000 bytes exact at 10%% loss each way, %d segments retransmitted", r)
 	}
 	if err := l.A.SetLoss(1); err == nil {
 		t.Error("loss 1 accepted")
