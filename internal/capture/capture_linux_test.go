@@ -1,0 +1,181 @@
+package capture
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/netip"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tcplab/tcplab/internal/netlab"
+	"github.com/tcplab/tcplab/internal/testkit"
+)
+
+func TestMain(m *testing.M) { testkit.Main(m) }
+
+// startOn starts a capture on h's veth, inside h's namespace.
+func startOn(t *testing.T, h *netlab.Host, lim Limits) *Capture {
+	t.Helper()
+	var c *Capture
+	if err := h.Do(func() (err error) { c, err = Start(h.Dev, lim); return err }); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Stop() })
+	return c
+}
+
+// transfer sends n bytes from B to A over l, both ends closing, and
+// returns the connection's two ends as A sees them.
+func transfer(t *testing.T, l *netlab.Link, n int) (client, server net.Addr) {
+	t.Helper()
+	ln, err := l.B.Listen(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	served := make(chan error, 1)
+	go func() {
+		ln.SetDeadline(time.Now().Add(10 * time.Second))
+		c, err := ln.Accept()
+		if err != nil {
+			served <- err
+			return
+		}
+		defer c.Close()
+		c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		_, err = c.Write(make([]byte, n))
+		served <- err
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := l.A.Dial(ctx, ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.Copy(io.Discard, conn)
+	if err != nil || got != int64(n) {
+		t.Fatalf("read %d bytes, %v; want %d", got, err, n)
+	}
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
+	return conn.LocalAddr(), conn.RemoteAddr()
+}
+
+// waitClosed waits until the capture holds the ACK of the second FIN.
+func waitClosed(t *testing.T, c *Capture) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	fins := 0
+	var lastFin *Segment
+	err := c.WaitForTCP(ctx, func(s *Segment) bool {
+		if s.FIN {
+			fins++
+			lastFin = s
+			return false
+		}
+		return fins == 2 && s.ACK && s.Src == lastFin.Dst && s.Ack == lastFin.Seq+uint32(lastFin.Payload)+1
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A capture on the lab's veth sees the ARP exchange, then the whole
+// connection: every byte once, the handshake, both FINs. Written to a
+// pcap file it reads back the same, and tcpdump reads it too.
+func TestCaptureSeesALabConnection(t *testing.T) {
+	l := netlab.ForTest(t)
+	c := startOn(t, l.A, Limits{})
+	const n = 100_000
+	clientAddr, serverAddr := transfer(t, l, n)
+	waitClosed(t, c)
+	rec, err := c.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkts := rec.Packets()
+	if len(pkts) == 0 || pkts[0].ARP == nil || !pkts[0].ARP.Request || pkts[0].ARP.TargetIP != l.B.Addr {
+		t.Fatalf("first frame is not A's ARP request for %v: %+v", l.B.Addr, pkts[0])
+	}
+	conns := Conns(pkts)
+	client, server := addrPort(t, clientAddr), addrPort(t, serverAddr)
+	if len(conns) != 1 || conns[0] != (Conn{client, server}) {
+		t.Fatalf("connections %v, want one from %v to %v", conns, client, server)
+	}
+	tr := TraceOf(pkts, server, client)
+	if tr.Bytes() != n || tr.Retransmissions() != 0 || !tr.HaveSYN {
+		t.Errorf("trace: %d bytes, %d sent again, SYN %v; want %d, 0, true", tr.Bytes(), tr.Retransmissions(), tr.HaveSYN, n)
+	}
+	sum := 0
+	for _, s := range tr.SegmentSizes() {
+		sum += s
+		if s > netlab.MTU-40 {
+			t.Errorf("a segment of %d bytes on a %d-byte MTU", s, netlab.MTU)
+		}
+	}
+	if sum != n {
+		t.Errorf("segments sum to %d, want %d", sum, n)
+	}
+	if last := tr.Acks[len(tr.Acks)-1]; last.Ack != n+1 {
+		t.Errorf("last ACK covers %d, want %d (the data and the FIN)", last.Ack, n+1)
+	}
+	if tr.Handshake <= 0 || len(tr.RTTs()) == 0 {
+		t.Errorf("handshake %v, %d RTT samples", tr.Handshake, len(tr.RTTs()))
+	}
+
+	path := filepath.Join(t.TempDir(), "c.pcap")
+	if err := rec.WritePcap(path); err != nil {
+		t.Fatal(err)
+	}
+	back, err := ReadPcap(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(back.Frames) != len(rec.Frames) {
+		t.Fatalf("read back %d frames of %d", len(back.Frames), len(rec.Frames))
+	}
+	for i := range back.Frames {
+		if string(back.Frames[i].Data) != string(rec.Frames[i].Data) || back.Frames[i].At.UnixMicro() != rec.Frames[i].At.UnixMicro() {
+			t.Fatalf("frame %d differs after the round trip", i)
+		}
+	}
+	tcpdump, err := exec.LookPath("tcpdump")
+	if err != nil {
+		t.Logf("tcpdump not installed: pcap read back only by gopacket")
+		return
+	}
+	out, err := exec.Command(tcpdump, "-nn", "-r", path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("tcpdump -r: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	var read []string
+	for _, ln := range lines {
+		if !strings.HasPrefix(ln, "reading from file") {
+			read = append(read, ln)
+		}
+	}
+	if len(read) != len(rec.Frames) || !strings.Contains(read[0], "ARP, Request who-has "+l.B.Addr.String()) ||
+		!strings.Contains(out2(read), "Flags [S]") {
+		t.Errorf("tcpdump read %d lines for %d frames:\n%s", len(read), len(rec.Frames), out)
+	}
+}
+
+func out2(lines []string) string { return strings.Join(lines, "\n") }
+
+func addrPort(t *testing.T, a net.Addr) netip.AddrPort {
+	t.Helper()
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ap
+}
