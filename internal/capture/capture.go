@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"sync"
 	"time"
@@ -280,4 +281,53 @@ func ReadPcap(path string) (*Record, error) {
 		}
 		rec.Frames = append(rec.Frames, Frame{At: ci.Timestamp, Data: data, Length: ci.Length})
 	}
+}
+
+// WaitClosed waits until the capture holds the end of connection c: a
+// FIN each way and the ACK of the later one, or an RST. See WaitFor.
+func (c *Capture) WaitClosed(ctx context.Context, conn Conn) error {
+	finEnd := map[netip.AddrPort]uint32{} // sender -> the number after its FIN
+	err := c.WaitForTCP(ctx, func(s *Segment) bool {
+		in := (s.Src == conn.Client && s.Dst == conn.Server) || (s.Src == conn.Server && s.Dst == conn.Client)
+		if !in {
+			return false
+		}
+		if s.RST {
+			return true
+		}
+		if s.FIN {
+			finEnd[s.Src] = s.Seq + uint32(s.Payload) + 1
+		}
+		if len(finEnd) < 2 || !s.ACK {
+			return false
+		}
+		// Done when each side has acknowledged the other's FIN: s acks
+		// its peer's FIN, and the peer already acked s's (it sent its FIN
+		// after, or with, that ACK, as the later closer does).
+		end, ok := finEnd[s.Dst]
+		return ok && int32(s.Ack-end) >= 0 && c.acked(conn, s.Src, finEnd[s.Src])
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for the close of %v - %v: %w", conn.Client, conn.Server, err)
+	}
+	return nil
+}
+
+// acked says whether the frames kept hold an ACK from the peer of from
+// that covers end.
+func (c *Capture) acked(conn Conn, from netip.AddrPort, end uint32) bool {
+	peer := conn.Client
+	if from == conn.Client {
+		peer = conn.Server
+	}
+	c.mu.Lock()
+	frames := c.frames
+	c.mu.Unlock()
+	for i := len(frames) - 1; i >= 0; i-- {
+		p := Decode(frames[i])
+		if s := p.TCP; s != nil && s.Src == peer && s.Dst == from && s.ACK && int32(s.Ack-end) >= 0 {
+			return true
+		}
+	}
+	return false
 }

@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"cmp"
 	"net/netip"
 	"slices"
 	"time"
@@ -42,9 +43,13 @@ type DataSegment struct {
 	// Bytes bytes.
 	Seq   int64
 	Bytes int
-	// Retransmitted: the segment starts below the highest byte sent before
-	// it, so some of it was sent already.
+	// Retransmitted: some of the segment's bytes were seen before: it was
+	// sent again.
 	Retransmitted bool
+	// OutOfOrder: the segment is new but came after a later one (a
+	// capture on the receiver's side can see that: a veth on two CPUs
+	// may reorder).
+	OutOfOrder bool
 }
 
 // End is the relative number of the byte after the segment.
@@ -111,6 +116,7 @@ func TraceOf(packets []Packet, from, to netip.AddrPort) *Trace {
 		fromScale                      = -1 // window scale From offered: applies to To's windows only if both offered
 		toScale                        = -1
 		sndMax          int64
+		seen            ranges // the bytes seen so far
 	)
 	rel := func(seq uint32) int64 { return int64(int32(seq - isn - 1)) }
 	for _, p := range packets {
@@ -169,7 +175,11 @@ func TraceOf(packets []Packet, from, to netip.AddrPort) *Trace {
 		}
 		if forward && s.Payload > 0 {
 			d := DataSegment{At: at, Seq: rel(s.Seq), Bytes: s.Payload}
-			d.Retransmitted = d.Seq < sndMax
+			if d.Seq < sndMax {
+				d.Retransmitted = seen.overlaps(d.Seq, d.End())
+				d.OutOfOrder = !d.Retransmitted
+			}
+			seen.add(d.Seq, d.End())
 			sndMax = max(sndMax, d.End())
 			t.Data = append(t.Data, d)
 		}
@@ -265,4 +275,27 @@ func (t *Trace) RTTs() []time.Duration {
 		rtts = append(rtts, t.Acks[j].At-d.At)
 	}
 	return rtts
+}
+
+// ranges is a set of byte ranges [start, end), sorted and merged.
+type ranges [][2]int64
+
+func (r ranges) overlaps(start, end int64) bool {
+	i, _ := slices.BinarySearchFunc(r, start, func(x [2]int64, v int64) int { return cmp.Compare(x[1], v+1) })
+	return i < len(r) && r[i][0] < end && start < r[i][1]
+}
+
+func (r *ranges) add(start, end int64) {
+	out := (*r)[:0:0]
+	for _, x := range *r {
+		switch {
+		case x[1] < start || end < x[0]:
+			out = append(out, x)
+		default:
+			start, end = min(start, x[0]), max(end, x[1])
+		}
+	}
+	out = append(out, [2]int64{start, end})
+	slices.SortFunc(out, func(a, b [2]int64) int { return cmp.Compare(a[0], b[0]) })
+	*r = out
 }

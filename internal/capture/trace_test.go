@@ -34,6 +34,7 @@ type conversation struct {
 	size            int64
 	segments        int
 	retransmissions int
+	outOfOrder      int
 	scale           int
 	lastAck         int64
 	lastWindow      int64
@@ -73,6 +74,18 @@ func generate(t *testing.T, seed uint64) conversation {
 			c.segments++
 			continue
 		}
+		if r.IntN(8) == 0 {
+			// Two new segments, the second seen first (reordered).
+			s1, s2 := 1+r.IntN(1448), 1+r.IntN(1448)
+			c.frames = append(c.frames,
+				frameOf(t, tick(), from, to, &layers.TCP{ACK: true, Seq: isn + 1 + uint32(next) + uint32(s1), Ack: peerISN + 1, Window: 509}, s2),
+				frameOf(t, tick(), from, to, &layers.TCP{ACK: true, Seq: isn + 1 + uint32(next), Ack: peerISN + 1, Window: 509}, s1))
+			sent, sizes = append(sent, next, next+int64(s1)), append(sizes, s1, s2)
+			next += int64(s1 + s2)
+			c.segments += 2
+			c.outOfOrder++
+			continue
+		}
 		size := 1 + r.IntN(1448)
 		c.frames = append(c.frames, frameOf(t, tick(), from, to, &layers.TCP{ACK: true, PSH: true, Seq: isn + 1 + uint32(next), Ack: peerISN + 1, Window: 509}, size))
 		sent, sizes = append(sent, next), append(sizes, size)
@@ -106,6 +119,15 @@ func TestTraceOfGeneratedConnections(t *testing.T) {
 		if tr.Bytes() != c.size || len(tr.Data) != c.segments || tr.Retransmissions() != c.retransmissions {
 			t.Fatalf("seed %d: trace has %d bytes in %d segments, %d sent again; want %d, %d, %d",
 				seed, tr.Bytes(), len(tr.Data), tr.Retransmissions(), c.size, c.segments, c.retransmissions)
+		}
+		ooo := 0
+		for _, d := range tr.Data {
+			if d.OutOfOrder {
+				ooo++
+			}
+		}
+		if ooo != c.outOfOrder {
+			t.Fatalf("seed %d: %d segments out of order, want %d", seed, ooo, c.outOfOrder)
 		}
 		if !tr.HaveSYN || tr.MSS != 1448 || tr.Handshake <= 0 {
 			t.Fatalf("seed %d: SYN %v, MSS %d, handshake %v", seed, tr.HaveSYN, tr.MSS, tr.Handshake)
