@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tcplab/tcplab/internal/capture"
 	"github.com/tcplab/tcplab/internal/netlab"
 	"github.com/tcplab/tcplab/internal/testkit"
 	"github.com/tcplab/tcplab/multicopy"
@@ -369,6 +371,66 @@ func TestLink(t *testing.T) {
 	if o.Loopback.Max() <= 4*o.MSS {
 		t.Errorf("loopback's largest read is %d bytes, no larger than the link's segments", o.Loopback.Max())
 	}
+	// On the wire: the answer crossed in segments of the MSS, each sent
+	// once, about one per read.
+	tr := o.wire.Trace
+	sizes := tr.SegmentSizes()
+	if tr.Bytes() != want || tr.Retransmissions() != 0 || sumInts(sizes) != int(want) {
+		t.Errorf("captured %d bytes in segments summing to %d, %d sent again; want %d, none", tr.Bytes(), sumInts(sizes), tr.Retransmissions(), want)
+	}
+	if slices.Max(sizes) != o.MSS || median(sizes) != o.Link.Median() {
+		t.Errorf("segments of at most %d, median %d; reads of median %d; MSS %d", slices.Max(sizes), median(sizes), o.Link.Median(), o.MSS)
+	}
+	if n := int64(len(sizes)); o.Link.Count() > n || o.Link.Count() < n/2 {
+		t.Errorf("%d reads for %d segments: not about one a segment", o.Link.Count(), n)
+	}
+	checkWireFiles(t, o.wire)
+}
+
+func sumInts(xs []int) int {
+	n := 0
+	for _, x := range xs {
+		n += x
+	}
+	return n
+}
+
+func median(xs []int) int {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// checkWireFiles checks a lesson's capture files: the pcap holds every
+// frame captured, as gopacket and tcpdump (where installed) read it, and
+// the graph drew every data segment of the trace.
+func checkWireFiles(t *testing.T, w *wireSeen) {
+	t.Helper()
+	if w == nil || w.PcapPath == "" {
+		t.Fatal("no capture written")
+	}
+	back, err := capture.ReadPcap(w.PcapPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(back.Frames) != len(w.Record.Frames) {
+		t.Errorf("%s holds %d frames, the capture %d", w.PcapPath, len(back.Frames), len(w.Record.Frames))
+	}
+	if tcpdump, err := exec.LookPath("tcpdump"); err == nil {
+		out, err := exec.Command(tcpdump, "-nn", "-r", w.PcapPath).Output()
+		if n := strings.Count(string(out), "\n"); err != nil || n != len(w.Record.Frames) {
+			t.Errorf("tcpdump -r %s: %d lines for %d frames, %v", w.PcapPath, n, len(w.Record.Frames), err)
+		}
+	}
+	if w.Trace == nil {
+		return
+	}
+	if fi, err := os.Stat(w.PlotPath); err != nil || fi.Size() == 0 {
+		t.Fatalf("graph %q: %v", w.PlotPath, err)
+	}
+	if len(w.Drawn) == 0 || w.Drawn[0].Segments != len(w.Trace.Data) || w.Drawn[0].Retransmissions != w.Trace.Retransmissions() {
+		t.Errorf("the graph drew %+v; the capture has %d segments, %d sent again", w.Drawn, len(w.Trace.Data), w.Trace.Retransmissions())
+	}
 }
 
 func TestLoss(t *testing.T) {
@@ -386,6 +448,20 @@ func TestLoss(t *testing.T) {
 	if !strings.Contains(out, fmt.Sprintf("sent %d of its about", o.Retransmits)) {
 		t.Errorf("the narration does not give the retransmissions:\n%s", out)
 	}
+	// On the wire: segments sent again, at least as many as TCP_INFO
+	// counted when tms finished writing (the capture goes on to the
+	// close), and the last ACK covers every byte: the losses recovered.
+	tr := o.wire.Trace
+	if tr.Bytes() != o.Expected || tr.Retransmissions() == 0 || int64(tr.Retransmissions()) < o.Retransmits {
+		t.Errorf("captured %d bytes, %d sent again (TCP_INFO %d); want %d, some", tr.Bytes(), tr.Retransmissions(), o.Retransmits, o.Expected)
+	}
+	if last := tr.Acks[len(tr.Acks)-1]; last.Ack < o.Expected {
+		t.Errorf("the last ACK covers %d of %d bytes", last.Ack, o.Expected)
+	}
+	if !strings.Contains(out, resentText(tr.Retransmissions())) {
+		t.Errorf("the narration does not give the captured retransmissions:\n%s", out)
+	}
+	checkWireFiles(t, o.wire)
 }
 
 func checkSkippedInOneLine(t *testing.T, out string) {

@@ -6,9 +6,8 @@
 // was sent again, the ACKs and the receive window, the round-trip times
 // (trace.go). WritePcap saves a capture for Wireshark or tcpdump.
 //
-// A capture is an AF_PACKET socket bound to one interface (gopacket's
-// pcapgo.EthernetHandle, pure Go, no libpcap), in the network namespace of
-// the thread that calls Start: started inside a lab namespace
+// A capture is an AF_PACKET socket bound to one interface (socket.go: pure
+// Go, no libpcap), in the network namespace of the thread that calls Start: started inside a lab namespace
 // (internal/netlab's Host.Do), it sees that namespace's veth and nothing
 // else, and keeps seeing it from any goroutine. It is bounded by Limits
 // (frames and bytes kept, bytes kept per frame); what passes a bound is
@@ -90,7 +89,7 @@ type Record struct {
 
 // Capture is a capture in progress. Stop it.
 type Capture struct {
-	h     *pcapgo.EthernetHandle
+	h     *packetSocket
 	iface string
 	lim   Limits
 
@@ -108,15 +107,9 @@ type Capture struct {
 // Start begins capturing every frame, in and out, on the interface called
 // iface in the calling thread's network namespace. It needs CAP_NET_RAW.
 func Start(iface string, lim Limits) (*Capture, error) {
-	h, err := pcapgo.NewEthernetHandle(iface)
-	if err != nil {
-		return nil, fmt.Errorf("capture on %s: %w", iface, err)
-	}
 	lim = lim.orDefaults()
-	// The handle's buffer is the largest frame it hands over whole; a
-	// longer one is cut there, and its true length kept.
-	if err := h.SetCaptureLength(lim.Snaplen); err != nil {
-		h.Close()
+	h, err := openPacketSocket(iface, lim.Snaplen)
+	if err != nil {
 		return nil, fmt.Errorf("capture on %s: %w", iface, err)
 	}
 	c := &Capture{h: h, iface: iface, lim: lim, changed: make(chan struct{}), done: make(chan struct{})}
@@ -127,15 +120,11 @@ func Start(iface string, lim Limits) (*Capture, error) {
 func (c *Capture) read() {
 	defer close(c.done)
 	for {
-		data, ci, err := c.h.ReadPacketData()
+		f, err := c.h.read()
 		if err != nil {
-			var temp interface{ Temporary() bool }
-			if errors.As(err, &temp) && temp.Temporary() {
-				continue
-			}
 			c.mu.Lock()
-			// After Stop the error is the closed handle's (pcapgo does
-			// not wrap os.ErrClosed): the end, not a failure.
+			// After Stop the error is the closed socket's: the end, not
+			// a failure.
 			if !c.stopped {
 				c.readErr = err
 			}
@@ -143,11 +132,11 @@ func (c *Capture) read() {
 			return
 		}
 		c.mu.Lock()
-		if len(c.frames) >= c.lim.Frames || c.kept+int64(len(data)) > c.lim.Bytes {
+		if len(c.frames) >= c.lim.Frames || c.kept+int64(len(f.Data)) > c.lim.Bytes {
 			c.over++
 		} else {
-			c.frames = append(c.frames, Frame{At: ci.Timestamp, Data: data, Length: ci.Length})
-			c.kept += int64(len(data))
+			c.frames = append(c.frames, f)
+			c.kept += int64(len(f.Data))
 		}
 		close(c.changed)
 		c.changed = make(chan struct{})
@@ -215,10 +204,8 @@ func (c *Capture) Stop() (*Record, error) {
 	c.mu.Unlock()
 	var drops int
 	if first {
-		if st, err := c.h.Stats(); err == nil {
-			drops = int(st.Drops)
-		}
-		c.h.Close()
+		drops = c.h.drops()
+		c.h.close()
 	}
 	<-c.done
 	c.mu.Lock()

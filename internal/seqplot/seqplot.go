@@ -40,9 +40,11 @@ type Panel struct {
 	Title string
 	// Trace is what to draw.
 	Trace *capture.Trace
-	// Until is the end of the time axis; 0 means the trace's own end.
-	// Panels meant to be compared share one Until.
-	Until time.Duration
+	// From and Until are the ends of the time axis; Until 0 means the
+	// trace's own end. Panels meant to be compared share one Until; a
+	// panel that magnifies part of a transfer sets both, and draws only
+	// what falls between them.
+	From, Until time.Duration
 	// Events are instants to mark with a labelled vertical line, such as
 	// the ARP exchange before the first segment.
 	Events []Event
@@ -158,26 +160,40 @@ func graph(pn Panel) (*plot.Plot, Drawn, error) {
 	p.X.Tick.Marker = plot.DefaultTicks{}
 	p.Add(plotter.NewGrid())
 
-	// How high to draw: the data and the ACKs, and the window too if it
-	// stays near them.
-	top := float64(max(t.Bytes(), 1))
-	for _, a := range t.Acks {
-		top = math.Max(top, float64(a.Ack))
-	}
-	winTop := top
-	for _, a := range t.Acks {
-		winTop = math.Max(winTop, float64(a.Ack+a.Window))
-	}
-	d.WindowShown = winTop <= windowReach*top
-	if d.WindowShown {
-		top = winTop
-	}
-	p.Y.Min, p.Y.Max = -top*0.02, top*1.08
 	until := pn.Until
 	if until == 0 {
 		until = t.Duration()
 	}
-	p.X.Min, p.X.Max = 0, math.Max(ms(until)*1.02, 0.001)
+	in := func(at time.Duration) bool { return pn.From <= at && at <= until }
+	// How high to draw: the data and the ACKs in the window of time, and
+	// the receive window too if it stays near them.
+	bottom, top := math.Inf(1), math.Inf(-1)
+	for _, s := range t.Data {
+		if in(s.At) {
+			bottom, top = math.Min(bottom, float64(s.Seq)), math.Max(top, float64(s.End()))
+		}
+	}
+	if pn.From == 0 || math.IsInf(bottom, 1) {
+		bottom, top = 0, math.Max(top, 1)
+	}
+	winTop := top
+	for _, a := range t.Acks {
+		if in(a.At) {
+			top = math.Max(top, float64(a.Ack))
+			winTop = math.Max(winTop, float64(a.Ack+a.Window))
+		}
+	}
+	winTop = math.Max(winTop, top)
+	d.WindowShown = winTop-bottom <= windowReach*(top-bottom)
+	if d.WindowShown {
+		top = winTop
+	}
+	// Set after every p.Add, which widens the axes to its data.
+	setAxes := func() {
+		pad := (top - bottom) * 0.04
+		p.Y.Min, p.Y.Max = bottom-pad, top+2*pad
+		p.X.Min, p.X.Max = ms(pn.From), math.Max(ms(pn.From)+ms(until-pn.From)*1.02, ms(pn.From)+0.001)
+	}
 
 	// The window and ACK lines: each holds its value until the next ACK.
 	if len(t.Acks) > 0 {
@@ -212,6 +228,9 @@ func graph(pn Panel) (*plot.Plot, Drawn, error) {
 
 	var first, again []capture.DataSegment
 	for _, s := range t.Data {
+		if !in(s.At) {
+			continue
+		}
 		if s.Retransmitted {
 			again = append(again, s)
 		} else {
@@ -226,14 +245,17 @@ func graph(pn Panel) (*plot.Plot, Drawn, error) {
 		p.Add(resent)
 		p.Legend.Add(fmt.Sprintf("sent again: %s", count(len(again), "retransmission")), resent)
 	}
-	d.Segments, d.Retransmissions = len(t.Data), len(again)
+	d.Segments, d.Retransmissions = len(first)+len(again), len(again)
 
 	if marks := (&marks{trace: t, events: pn.Events, spans: pn.Spans}); len(t.Marks)+len(pn.Events)+len(pn.Spans) > 0 {
 		p.Add(marks)
 	}
+	setAxes()
 	p.Legend.Top, p.Legend.Left = true, true
 	p.Legend.XOffs, p.Legend.YOffs = vg.Millimeter*3, -vg.Millimeter*2
 	p.Legend.TextStyle.Font.Size = vg.Points(10)
+	p.Legend.Padding = vg.Points(4)
+	p.Legend.ThumbnailWidth = vg.Points(20)
 	return p, d, nil
 }
 
@@ -311,13 +333,17 @@ func (m *marks) Plot(c draw.Canvas, p *plot.Plot) {
 	dashed.Dashes = []vg.Length{vg.Points(3), vg.Points(3)}
 	for i, e := range m.events {
 		x := trX(ms(e.At))
+		if !c.ContainsX(x) {
+			continue
+		}
 		c.StrokeLine2(dashed, x, c.Min.Y, x, c.Max.Y)
 		ts := text
 		ts.XAlign, ts.YAlign = draw.XLeft, draw.YTop
 		c.FillText(ts, vg.Point{X: x + vg.Points(3), Y: c.Max.Y - vg.Points(4) - vg.Length(i)*vg.Points(12)}, e.Label)
 	}
 	for _, s := range m.spans {
-		x0, x1, y := trX(ms(s.From)), trX(ms(s.To)), trY(float64(s.Seq))
+		// A little above the height given, clear of the ACK line there.
+		x0, x1, y := trX(ms(s.From)), trX(ms(s.To)), trY(float64(s.Seq))+vg.Points(14)
 		c.StrokeLine2(line, x0, y, x1, y)
 		c.StrokeLine2(line, x0, y-vg.Points(4), x0, y+vg.Points(4))
 		c.StrokeLine2(line, x1, y-vg.Points(4), x1, y+vg.Points(4))
