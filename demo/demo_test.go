@@ -173,7 +173,7 @@ func TestStraddling(t *testing.T) {
 }
 
 func TestTail(t *testing.T) {
-	o, _ := run[*TailObservations](t, Tail)
+	o, out := run[*TailObservations](t, Tail)
 	if !o.EOFReaderAfterClose || o.EOFReaderWait < tailPause {
 		t.Errorf("io.ReadAll returned %v after the first line (after close: %v); want after the %v pause and the close",
 			o.EOFReaderWait, o.EOFReaderAfterClose, tailPause)
@@ -191,6 +191,29 @@ func TestTail(t *testing.T) {
 	// bound that load can only raise.
 	if o.NagleMedian < 20*time.Millisecond {
 		t.Errorf("Nagle on: median round %v, want the delayed-ACK wait (about 40 ms)", o.NagleMedian)
+	}
+	tl := o.link
+	if tl == nil {
+		checkSkippedInOneLine(t, out)
+		t.Skip("no lab link: the rounds on the link were skipped")
+	}
+	// On the wire: with Nagle on, no byte left while an earlier one was
+	// unacknowledged, and one waited the delayed ACK; with TCP_NODELAY
+	// the second byte of a round went out before the first was ACKed.
+	for _, tr := range []*capture.Trace{tl.Nagle, tl.NoDelay} {
+		if len(tr.Data) != 2*nagleRounds || tr.Bytes() != 2*nagleRounds {
+			t.Errorf("captured %d segments, %d bytes; want %d of 1 byte", len(tr.Data), tr.Bytes(), 2*nagleRounds)
+		}
+	}
+	if tl.NagleUnacked != 0 || tl.NoDelayUnacked == 0 {
+		t.Errorf("segments sent with data unacknowledged: Nagle on %d, off %d; want 0 and some", tl.NagleUnacked, tl.NoDelayUnacked)
+	}
+	if hold := tl.Held.To - tl.Held.From; hold < 20*time.Millisecond {
+		t.Errorf("the longest hold on the wire is %v, want the delayed ACK's 40 ms", hold)
+	}
+	checkWireFiles(t, tl.wire)
+	if len(tl.wire.Drawn) != 2 || tl.wire.Drawn[1].Segments != len(tl.NoDelay.Data) {
+		t.Errorf("the graph drew %+v", tl.wire.Drawn)
 	}
 }
 

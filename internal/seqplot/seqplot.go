@@ -19,6 +19,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -157,7 +158,7 @@ func graph(pn Panel) (*plot.Plot, Drawn, error) {
 	p.X.Label.Text = "time since the connection's first segment (ms)"
 	p.Y.Label.Text = "sequence number (bytes into the stream)"
 	p.Y.Tick.Marker = thousandsTicker{}
-	p.X.Tick.Marker = plot.DefaultTicks{}
+	p.X.Tick.Marker = timeTicker{}
 	p.Add(plotter.NewGrid())
 
 	until := pn.Until
@@ -351,6 +352,34 @@ func (m *marks) Plot(c draw.Canvas, p *plot.Plot) {
 		ts.XAlign, ts.YAlign = draw.XCenter, draw.YBottom
 		c.FillText(ts, vg.Point{X: (x0 + x1) / 2, Y: y + vg.Points(5)}, s.Label)
 	}
+}
+
+// timeTicker puts 5 to 10 labelled ticks on the time axis, at steps of 1,
+// 2 or 5 times a power of ten, written with no more decimals than the
+// step needs (0, 50, 100; 0.2, 0.4).
+type timeTicker struct{}
+
+func (timeTicker) Ticks(lo, hi float64) []plot.Tick {
+	if !(hi > lo) {
+		return []plot.Tick{{Value: lo, Label: strconv.FormatFloat(lo, 'f', -1, 64)}}
+	}
+	step := math.Pow(10, math.Floor(math.Log10((hi-lo)/5)))
+	for _, m := range []float64{1, 2, 5, 10} {
+		if (hi-lo)/(step*m) <= 10 {
+			step *= m
+			break
+		}
+	}
+	decimals := max(0, int(-math.Floor(math.Log10(step)+1e-9)))
+	var ticks []plot.Tick
+	for i := math.Ceil(lo / step); i*step <= hi+step*1e-9; i++ {
+		v := i * step
+		ticks = append(ticks, plot.Tick{Value: v, Label: strconv.FormatFloat(v, 'f', decimals, 64)})
+		if mid := v + step/2; mid < hi {
+			ticks = append(ticks, plot.Tick{Value: mid})
+		}
+	}
+	return ticks
 }
 
 // thousandsTicker is plot.DefaultTicks with whole numbers only, written
