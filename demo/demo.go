@@ -52,6 +52,7 @@ type Observations interface {
 // Lessons returns the lessons in tour order.
 func Lessons() []Lesson {
 	return []Lesson{
+		lessonMAC,
 		Ports,
 		Chunks,
 		Link,

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"slices"
@@ -46,7 +47,7 @@ func run[T Observations](t *testing.T, l Lesson) (T, string) {
 }
 
 func TestLessonsAreListedInTourOrder(t *testing.T) {
-	want := []string{"ports", "chunks", "link", "loss", "blocking", "sendall", "lines", "tail", "nonblocking", "poll", "udp", "status", "shared"}
+	want := []string{"mac", "ports", "chunks", "link", "loss", "blocking", "sendall", "lines", "tail", "nonblocking", "poll", "udp", "status", "shared"}
 	if got := Names(); !slices.Equal(got, want) {
 		t.Fatalf("Names() = %v, want %v", got, want)
 	}
@@ -507,4 +508,35 @@ func TestLabLessonsSkipInOneLineWithoutALink(t *testing.T) {
 			t.Errorf("%s: skip narration %q, want one line", l.Name, out.String())
 		}
 	}
+}
+
+func TestMAC(t *testing.T) {
+	o, out := run[*macObservations](t, lessonMAC)
+	if o.Skipped != "" {
+		checkSkippedInOneLine(t, out)
+		t.Skip(o.Skipped)
+	}
+	broadcast := net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+	req, rep, syn := o.Request, o.Reply, o.FirstSYN
+	// From the capture: A asked everyone for B's MAC, B answered A alone,
+	// and only then did the SYN leave, addressed to B's card.
+	if !bytes.Equal(req.SrcMAC, o.MACA) || !bytes.Equal(req.DstMAC, broadcast) || !bytes.Equal(req.ARP.SenderMAC, o.MACA) {
+		t.Errorf("ARP request from %s to %s (sender %s); want from A's %s to everyone", req.SrcMAC, req.DstMAC, req.ARP.SenderMAC, o.MACA)
+	}
+	if !bytes.Equal(rep.SrcMAC, o.MACB) || !bytes.Equal(rep.DstMAC, o.MACA) || !bytes.Equal(rep.ARP.SenderMAC, o.MACB) {
+		t.Errorf("ARP reply from %s to %s says %s; want B's %s to A", rep.SrcMAC, rep.DstMAC, rep.ARP.SenderMAC, o.MACB)
+	}
+	if !req.At.Before(rep.At) || rep.At.After(syn.At) || !bytes.Equal(syn.DstMAC, o.MACB) {
+		t.Errorf("request at %v, reply at %v, SYN at %v to %s: want the exchange first, then the SYN to %s", req.At, rep.At, syn.At, syn.DstMAC, o.MACB)
+	}
+	if o.Framed < 10 || o.Misframed != 0 {
+		t.Errorf("%d TCP frames, %d not addressed A to B or B to A by MAC", o.Framed, o.Misframed)
+	}
+	if len(o.Before) != 0 {
+		t.Errorf("neighbour table before: %v, want empty", o.Before)
+	}
+	if len(o.After) != 1 || !bytes.Equal(o.After[0].MAC, o.MACB) || !o.After[0].Complete {
+		t.Errorf("neighbour table after: %v, want B's address at %s", o.After, o.MACB)
+	}
+	checkWireFiles(t, o.wire)
 }

@@ -168,8 +168,10 @@ func TraceOf(packets []Packet, from, to netip.AddrPort) *Trace {
 				if s.FIN {
 					m.Seq += int64(s.Payload)
 				}
-			} else {
+			} else if s.ACK {
 				m.Seq = rel(s.Ack)
+			} else {
+				m.Seq = -1 // To's SYN: where From's numbers start
 			}
 			t.Marks = append(t.Marks, m)
 		}

@@ -252,12 +252,87 @@ func graph(pn Panel) (*plot.Plot, Drawn, error) {
 		p.Add(marks)
 	}
 	setAxes()
-	p.Legend.Top, p.Legend.Left = true, true
-	p.Legend.XOffs, p.Legend.YOffs = vg.Millimeter*3, -vg.Millimeter*2
+	// Where it hides the least.
+	place := emptiestPlace(pn, p.X.Min, p.X.Max, p.Y.Min, p.Y.Max)
+	p.Legend.Top, p.Legend.Left = place.top, place.left
+	p.Legend.XOffs, p.Legend.YOffs = -vg.Millimeter*3, vg.Millimeter*3
+	if p.Legend.Left {
+		// The plot's width is about the panel's, less its axis.
+		p.Legend.XOffs = vg.Millimeter*3 + vg.Length(place.shift)*(panelWidth-vg.Inch)
+	}
+	if p.Legend.Top {
+		p.Legend.YOffs = -vg.Millimeter * 3
+	}
 	p.Legend.TextStyle.Font.Size = vg.Points(10)
 	p.Legend.Padding = vg.Points(4)
 	p.Legend.ThumbnailWidth = vg.Points(20)
 	return p, d, nil
+}
+
+// legendPlace is where a legend may go: a corner, or the top middle.
+type legendPlace struct {
+	top, left bool
+	shift     float64 // of the plot's width, rightwards from the left edge
+}
+
+// legendPlaces in order of preference on a tie: below a staircase that
+// climbs to the right, a time-sequence graph is usually empty.
+var legendPlaces = []legendPlace{{false, false, 0}, {true, true, 0}, {true, true, 0.3}, {false, true, 0}, {true, false, 0}}
+
+// emptiestPlace picks the legend's place where a box of its rough size
+// holds the fewest things drawn: segments, the ACK line, marks and event
+// labels.
+func emptiestPlace(pn Panel, x0, x1, y0, y1 float64) legendPlace {
+	const boxW, boxH = 0.5, 0.3 // of the plot's width and height
+	var pts [][2]float64
+	t := pn.Trace
+	for _, d := range t.Data {
+		pts = append(pts, [2]float64{ms(d.At), float64(d.Seq)}, [2]float64{ms(d.At), float64(d.End())})
+	}
+	for _, m := range t.Marks {
+		pts = append(pts, [2]float64{ms(m.At), float64(m.Seq)})
+	}
+	// The ACK line, sampled across the plot: it holds its value between ACKs.
+	for k := 0; k <= 100; k++ {
+		x := x0 + (x1-x0)*float64(k)/100
+		var y float64
+		found := false
+		for _, a := range t.Acks {
+			if ms(a.At) > x {
+				break
+			}
+			y, found = float64(a.Ack), true
+		}
+		if found {
+			pts = append(pts, [2]float64{x, y})
+		}
+	}
+	for _, e := range pn.Events {
+		for k := 0; k < 10; k++ { // a label runs right along the top
+			pts = append(pts, [2]float64{ms(e.At) + (x1-x0)*0.03*float64(k), y1})
+		}
+	}
+	score := func(pl legendPlace) int {
+		lo, hi := pl.shift, pl.shift+boxW
+		if !pl.left {
+			lo, hi = 1-boxW, 1
+		}
+		n := 0
+		for _, pt := range pts {
+			fx, fy := (pt[0]-x0)/(x1-x0), (pt[1]-y0)/(y1-y0)
+			if fx >= lo && fx <= hi && (pl.top && fy >= 1-boxH || !pl.top && fy <= boxH) {
+				n++
+			}
+		}
+		return n
+	}
+	best, bestScore := legendPlaces[0], score(legendPlaces[0])
+	for _, pl := range legendPlaces[1:] {
+		if n := score(pl); n < bestScore {
+			best, bestScore = pl, n
+		}
+	}
+	return best
 }
 
 // beams draws data segments as I-beams, tcptrace's way.
@@ -318,7 +393,7 @@ func (m *marks) Plot(c draw.Canvas, p *plot.Plot) {
 	line := draw.LineStyle{Color: MarkColor, Width: vg.Points(0.8)}
 	for _, mk := range m.trace.Marks {
 		name := map[string]string{"S": "SYN", "S.": "SYN-ACK", "F.": "FIN", "F": "FIN", "FP.": "FIN", "R": "RST", "R.": "RST"}[mk.Flags]
-		if name == "" || (!mk.FromSender && name != "RST") {
+		if name == "" || (!mk.FromSender && name != "RST" && name != "SYN") {
 			continue
 		}
 		pt := vg.Point{X: trX(ms(mk.At)), Y: trY(float64(mk.Seq))}
@@ -374,6 +449,9 @@ func (timeTicker) Ticks(lo, hi float64) []plot.Tick {
 	var ticks []plot.Tick
 	for i := math.Ceil(lo / step); i*step <= hi+step*1e-9; i++ {
 		v := i * step
+		if math.Abs(v) < step*1e-9 {
+			v = 0 // not -0.0
+		}
 		ticks = append(ticks, plot.Tick{Value: v, Label: strconv.FormatFloat(v, 'f', decimals, 64)})
 		if mid := v + step/2; mid < hi {
 			ticks = append(ticks, plot.Tick{Value: mid})
