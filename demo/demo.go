@@ -53,6 +53,7 @@ type Observations interface {
 func Lessons() []Lesson {
 	return []Lesson{
 		lessonMAC,
+		lessonNames,
 		Ports,
 		Chunks,
 		Link,

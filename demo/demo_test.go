@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -47,7 +49,7 @@ func run[T Observations](t *testing.T, l Lesson) (T, string) {
 }
 
 func TestLessonsAreListedInTourOrder(t *testing.T) {
-	want := []string{"mac", "ports", "chunks", "link", "loss", "blocking", "sendall", "lines", "tail", "nonblocking", "poll", "udp", "status", "shared"}
+	want := []string{"mac", "names", "ports", "chunks", "link", "loss", "blocking", "sendall", "lines", "tail", "nonblocking", "poll", "udp", "status", "shared"}
 	if got := Names(); !slices.Equal(got, want) {
 		t.Fatalf("Names() = %v, want %v", got, want)
 	}
@@ -537,6 +539,54 @@ func TestMAC(t *testing.T) {
 	}
 	if len(o.After) != 1 || !bytes.Equal(o.After[0].MAC, o.MACB) || !o.After[0].Complete {
 		t.Errorf("neighbour table after: %v, want B's address at %s", o.After, o.MACB)
+	}
+	checkWireFiles(t, o.wire)
+}
+
+func TestNames(t *testing.T) {
+	o, out := run[*namesObservations](t, lessonNames)
+	if o.Skipped != "" {
+		checkSkippedInOneLine(t, out)
+		t.Skip(o.Skipped)
+	}
+	if !slices.Contains(o.Addrs["lo"], netip.MustParsePrefix("127.0.0.1/8")) || !slices.Contains(o.Addrs["veth-a"], netip.MustParsePrefix("10.200.0.1/24")) {
+		t.Errorf("addresses %v: want loopback's and the link's", o.Addrs)
+	}
+	// Loopback traffic never reached the link's capture.
+	if o.LoopbackBytes == 0 || o.LoopbackFrames != 0 {
+		t.Errorf("%d bytes over loopback, %d of its frames on the link", o.LoopbackBytes, o.LoopbackFrames)
+	}
+	// The program in the lab read the lab's /etc/hosts, with Go's resolver,
+	// and its connection by name went to B's address (in the capture).
+	for _, c := range []struct{ name, network, want string }{
+		{"localhost", "ip4", "127.0.0.1"}, {"localhost", "ip6", "::1"}, {hostsName, "ip4", "10.200.0.2"},
+	} {
+		if got := o.Child.lookup(c.name, c.network); !slices.Equal(got, []string{c.want}) {
+			t.Errorf("in the lab, %s over %s is %v, want %s", c.name, c.network, got, c.want)
+		}
+	}
+	if !strings.HasPrefix(o.Child.Dialed, "10.200.0.2:") || !o.ByNameSYN {
+		t.Errorf("the connection to %s reached %q (%s); SYN captured: %v", hostsName, o.Child.Dialed, o.Child.DialErr, o.ByNameSYN)
+	}
+	if !slices.ContainsFunc(o.ChildResolver, func(s string) bool { return strings.HasPrefix(s, "hostLookupOrder("+hostsName+") = files") }) {
+		t.Errorf("the resolver's account %q does not say it read the files first", o.ChildResolver)
+	}
+	if _, err := exec.LookPath("getent"); err == nil && o.Getent != "10.200.0.2" {
+		t.Errorf("getent in the lab: %q", o.Getent)
+	}
+	// The closed port: refused, and on the wire a RST answering the SYN.
+	if !errors.Is(o.Refused, unix.ECONNREFUSED) {
+		t.Errorf("connect to a closed port: %v", o.Refused)
+	}
+	syn, rst := o.RefusedSYN.TCP, o.RefusedRST.TCP
+	if rst.Src != syn.Dst || rst.Dst != syn.Src || rst.Ack != syn.Seq+1 || !rst.ACK {
+		t.Errorf("SYN %v -> %v seq %d answered by RST %v -> %v ack %d", syn.Src, syn.Dst, syn.Seq, rst.Src, rst.Dst, rst.Ack)
+	}
+	if !errors.Is(o.Unreachable, unix.ENETUNREACH) || o.UnreachableFrames != 0 {
+		t.Errorf("connect to %s: %v, %d frames sent", unreachableAddr, o.Unreachable, o.UnreachableFrames)
+	}
+	if left, _ := filepath.Glob(fmt.Sprintf("/etc/netns/tcplab-%d-*", os.Getpid())); len(left) != 0 {
+		t.Errorf("the lesson left %v", left)
 	}
 	checkWireFiles(t, o.wire)
 }
