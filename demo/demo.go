@@ -67,6 +67,7 @@ func Lessons() []Lesson {
 		UDP,
 		Status,
 		Shared,
+		lessonLibraries,
 	}
 }
 

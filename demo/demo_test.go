@@ -49,7 +49,7 @@ func run[T Observations](t *testing.T, l Lesson) (T, string) {
 }
 
 func TestLessonsAreListedInTourOrder(t *testing.T) {
-	want := []string{"mac", "names", "ports", "chunks", "link", "loss", "blocking", "sendall", "lines", "tail", "nonblocking", "poll", "udp", "status", "shared"}
+	want := []string{"mac", "names", "ports", "chunks", "link", "loss", "blocking", "sendall", "lines", "tail", "nonblocking", "poll", "udp", "status", "shared", "libraries"}
 	if got := Names(); !slices.Equal(got, want) {
 		t.Fatalf("Names() = %v, want %v", got, want)
 	}
@@ -589,4 +589,28 @@ func TestNames(t *testing.T) {
 		t.Errorf("the lesson left %v", left)
 	}
 	checkWireFiles(t, o.wire)
+}
+
+func TestLibraries(t *testing.T) {
+	o, _ := run[*librariesObservations](t, lessonLibraries)
+	if len(o.Clients) != 3 {
+		t.Fatalf("%d clients, want 3", len(o.Clients))
+	}
+	for _, c := range o.Clients {
+		if !c.Exact || c.Received != o.Expected || c.Calls < 1 {
+			t.Errorf("%s: %d of %d bytes, exact %v, %d calls", c.Name, c.Received, o.Expected, c.Exact, c.Calls)
+		}
+	}
+	loop, copied, events := o.Clients[0], o.Clients[1], o.Clients[2]
+	// What each hides: the loop's reads are ours; io.Copy is one call
+	// that read more than once; the event loop's data came in callbacks.
+	if loop.Calls != loop.Reads || loop.Calls < 2 {
+		t.Errorf("read loop: %d calls, %d reads", loop.Calls, loop.Reads)
+	}
+	if copied.Calls != 1 || copied.Reads < 2 {
+		t.Errorf("io.Copy: %d calls made %d reads; want 1 call, several reads", copied.Calls, copied.Reads)
+	}
+	if events.Calls < 1 {
+		t.Errorf("nbio: %d callbacks", events.Calls)
+	}
 }
