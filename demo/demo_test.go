@@ -614,3 +614,21 @@ func TestLibraries(t *testing.T) {
 		t.Errorf("nbio: %d callbacks", events.Calls)
 	}
 }
+
+// The tutorial's numbered sections (its table of contents): every one is
+// cited by a lesson, so "tcplab demo --list" answers each.
+var tutorialSections = []string{"1.1", "1.2", "1.3", "1.4", "1.5", "2", "2.1", "2.2", "3.1", "3.2", "4", "5.1", "5.2", "5.3", "6", "6.1", "6.2", "7"}
+
+func TestEveryTutorialSectionHasALesson(t *testing.T) {
+	cited := map[string]bool{}
+	for _, l := range Lessons() {
+		for _, s := range strings.Split(l.Section, ",") {
+			cited[strings.TrimSpace(s)] = true
+		}
+	}
+	for _, s := range tutorialSections {
+		if !cited[s] {
+			t.Errorf("no lesson cites section %s", s)
+		}
+	}
+}
