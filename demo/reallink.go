@@ -262,6 +262,10 @@ func runLoss(ctx context.Context, w io.Writer, opts Options) (Observations, erro
 	p.saw("the client received %d packets ahead of a gap (tcpi_rcv_ooopack) and held them until the gap was filled.", obs.OutOfOrder)
 	summarizeTrace(p, obs.wire, "tms")
 	tr := obs.wire.Trace
+	if more := int64(tr.Retransmissions()) - obs.Retransmits; more > 0 {
+		p.saw("  (%d more than TCP_INFO's count, read when tms had handed its last byte to the kernel;", more)
+		p.saw("  the capture goes on until the close.)")
+	}
 	if n := tr.Retransmissions(); n > 0 {
 		timed := timerRetransmissions(tr)
 		p.saw("  of the %s sent again, %d went out at once on duplicate ACKs (fast retransmit: the receiver's", count(n, "segment"), n-timed)
@@ -279,9 +283,9 @@ func runLoss(ctx context.Context, w io.Writer, opts Options) (Observations, erro
 		Title: fmt.Sprintf("loss: tms sends %s through %.0f%% loss each way; %s, %s",
 			byteCount(tr.Bytes()), loss*100, count(len(tr.Data), "segment"), resentText(tr.Retransmissions())),
 		Trace: tr,
-		Spans: stallSpans(obs.stall),
+		Spans: stallSpans(tr),
 	}}
-	if z, ok := firstBurst(tr, obs.stall); ok {
+	if z, ok := firstBurst(tr); ok {
 		panels = append(panels, z)
 	}
 	if err := writeWire(p, obs.wire, opts, "loss", panels...); err != nil {
@@ -351,23 +355,26 @@ func fetchOverLink(ctx context.Context, l *netlab.Link, msg string, copies int64
 	return linkResult{res, exact, connOf(conn)}, client, sv.st, nil
 }
 
-// longestStall is the longest time, of at least minStall, between two
-// data segments the sender sent, when the second is a retransmission:
-// a timer ran out. Zero if there is none.
-func longestStall(t *capture.Trace) seqplot.Span {
-	const minStall = 10 * time.Millisecond
-	best := seqplot.Span{To: minStall}
+// stalls are the times, of at least 10 ms, between two data segments
+// the sender sent, when the second is a retransmission: a timer ran out.
+func stalls(t *capture.Trace) []seqplot.Span {
+	var out []seqplot.Span
 	for i := 1; i < len(t.Data); i++ {
 		d := t.Data[i]
-		if !d.Retransmitted {
-			continue
-		}
-		if gap := d.At - t.Data[i-1].At; gap > best.To-best.From {
-			best = seqplot.Span{From: t.Data[i-1].At, To: d.At, Seq: d.Seq}
+		if d.Retransmitted && d.At-t.Data[i-1].At >= 10*time.Millisecond {
+			out = append(out, seqplot.Span{From: t.Data[i-1].At, To: d.At, Seq: d.Seq})
 		}
 	}
-	if best.From == 0 {
-		return seqplot.Span{}
+	return out
+}
+
+// longestStall is the longest of the stalls, zero if there is none.
+func longestStall(t *capture.Trace) seqplot.Span {
+	var best seqplot.Span
+	for _, s := range stalls(t) {
+		if s.To-s.From > best.To-best.From {
+			best = s
+		}
 	}
 	return best
 }
@@ -392,24 +399,29 @@ func stallWhy(s seqplot.Span) string {
 	return "a probe timer ran out (tail loss probe: send the last segment again to draw an ACK)"
 }
 
-func stallSpans(s seqplot.Span) []seqplot.Span {
-	if s.To == 0 {
-		return nil
+func stallSpans(t *capture.Trace) []seqplot.Span {
+	var spans []seqplot.Span
+	for _, s := range stalls(t) {
+		s.Label = fmt.Sprintf("nothing sent for %s", ms(s.To-s.From))
+		spans = append(spans, s)
 	}
-	s.Label = fmt.Sprintf("nothing sent for %s", ms(s.To-s.From))
-	return []seqplot.Span{s}
+	return spans
 }
 
-// firstBurst magnifies the sending before the longest stall (all of it
-// if there was none): at the scale of a retransmission timer, hundreds
-// of segments sent in a few milliseconds are one vertical smear.
-func firstBurst(t *capture.Trace, stall seqplot.Span) (seqplot.Panel, bool) {
+// firstBurst magnifies the first burst of sending, up to the first
+// silence of 10 ms or more: at the scale of a retransmission timer,
+// dozens of segments sent in a millisecond are one vertical smear. No
+// panel if the burst is most of the transfer anyway.
+func firstBurst(t *capture.Trace) (seqplot.Panel, bool) {
 	if len(t.Data) == 0 {
 		return seqplot.Panel{}, false
 	}
-	from, until := t.Data[0].At, stall.From
-	if stall.To == 0 {
-		until = t.Data[len(t.Data)-1].At
+	from, until := t.Data[0].At, t.Data[len(t.Data)-1].At
+	for i := 1; i < len(t.Data); i++ {
+		if t.Data[i].At-t.Data[i-1].At >= 10*time.Millisecond {
+			until = t.Data[i-1].At
+			break
+		}
 	}
 	if until-from < time.Millisecond/10 || until-from > t.Duration()/3 {
 		return seqplot.Panel{}, false
