@@ -397,12 +397,13 @@ func TestLink(t *testing.T) {
 	if o.Loopback.Max() <= 4*o.MSS {
 		t.Errorf("loopback's largest read is %d bytes, no larger than the link's segments", o.Loopback.Max())
 	}
-	// On the wire: the answer crossed in segments of the MSS, each sent
-	// once, about one per read.
+	// On the wire: the answer crossed in segments of the MSS, about one
+	// per read. Nothing is lost, but on a loaded machine a timer may fire
+	// before a delayed ACK and send a segment again: a few at most.
 	tr := o.wire.Trace
 	sizes := tr.SegmentSizes()
-	if tr.Bytes() != want || tr.Retransmissions() != 0 || sumInts(sizes) != int(want) {
-		t.Errorf("captured %d bytes in segments summing to %d, %d sent again; want %d, none", tr.Bytes(), sumInts(sizes), tr.Retransmissions(), want)
+	if tr.Bytes() != want || tr.Retransmissions() > len(sizes)/4 || sumInts(sizes) != int(want) {
+		t.Errorf("captured %d bytes in segments sent once summing to %d, %d sent again; want %d, few", tr.Bytes(), sumInts(sizes), tr.Retransmissions(), want)
 	}
 	if slices.Max(sizes) != o.MSS || median(sizes) != o.Link.Median() {
 		t.Errorf("segments of at most %d, median %d; reads of median %d; MSS %d", slices.Max(sizes), median(sizes), o.Link.Median(), o.MSS)

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/tcplab/tcplab/internal/netlab"
 	"github.com/tcplab/tcplab/internal/testkit"
 )
@@ -30,8 +32,10 @@ func startOn(t *testing.T, h *netlab.Host, lim Limits) *Capture {
 }
 
 // transfer sends n bytes from B to A over l, both ends closing, and
-// returns the connection's two ends as A sees them.
-func transfer(t *testing.T, l *netlab.Link, n int) (client, server net.Addr) {
+// returns the connection's two ends as A sees them and how many segments
+// the sender sent again (TCP_INFO, read once the client's FIN came, when
+// the sender has nothing left to send again).
+func transfer(t *testing.T, l *netlab.Link, n int) (client, server net.Addr, resent int) {
 	t.Helper()
 	ln, err := l.B.Listen(0)
 	if err != nil {
@@ -39,16 +43,35 @@ func transfer(t *testing.T, l *netlab.Link, n int) (client, server net.Addr) {
 	}
 	defer ln.Close()
 	served := make(chan error, 1)
+	var retrans uint32
 	go func() {
 		ln.SetDeadline(time.Now().Add(10 * time.Second))
-		c, err := ln.Accept()
+		c, err := ln.AcceptTCP()
 		if err != nil {
 			served <- err
 			return
 		}
 		defer c.Close()
-		c.SetWriteDeadline(time.Now().Add(10 * time.Second))
-		_, err = c.Write(make([]byte, n))
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err = c.Write(make([]byte, n)); err != nil {
+			served <- err
+			return
+		}
+		c.CloseWrite()
+		// The client's FIN acknowledges all of ours.
+		if _, err := io.Copy(io.Discard, c); err != nil {
+			served <- err
+			return
+		}
+		rc, err := c.SyscallConn()
+		if err == nil {
+			rc.Control(func(fd uintptr) {
+				var info *unix.TCPInfo
+				if info, err = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
+					retrans = info.Total_retrans
+				}
+			})
+		}
 		served <- err
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -63,10 +86,11 @@ func transfer(t *testing.T, l *netlab.Link, n int) (client, server net.Addr) {
 	if err != nil || got != int64(n) {
 		t.Fatalf("read %d bytes, %v; want %d", got, err, n)
 	}
+	conn.Close()
 	if err := <-served; err != nil {
 		t.Fatal(err)
 	}
-	return conn.LocalAddr(), conn.RemoteAddr()
+	return conn.LocalAddr(), conn.RemoteAddr(), int(retrans)
 }
 
 // A capture on the lab's veth sees the ARP exchange, then the whole
@@ -76,7 +100,7 @@ func TestCaptureSeesALabConnection(t *testing.T) {
 	l := netlab.ForTest(t)
 	c := startOn(t, l.A, Limits{})
 	const n = 100_000
-	clientAddr, serverAddr := transfer(t, l, n)
+	clientAddr, serverAddr, resent := transfer(t, l, n)
 	client, server := addrPort(t, clientAddr), addrPort(t, serverAddr)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -100,8 +124,12 @@ func TestCaptureSeesALabConnection(t *testing.T) {
 		t.Fatalf("connections %v, want one from %v to %v", conns, client, server)
 	}
 	tr := TraceOf(pkts, server, client)
-	if tr.Bytes() != n || tr.Retransmissions() != 0 || !tr.HaveSYN {
-		t.Errorf("trace: %d bytes, %d sent again, SYN %v; want %d, 0, true", tr.Bytes(), tr.Retransmissions(), tr.HaveSYN, n)
+	// Nothing is lost here, but a loaded machine can delay an ACK past a
+	// timer, and the sender then sends a segment again: the capture may
+	// count no more of those than the sender made.
+	if tr.Bytes() != n || tr.Retransmissions() > resent || !tr.HaveSYN {
+		t.Errorf("trace: %d bytes, %d sent again (the sender: %d), SYN %v; want %d, at most %d, true",
+			tr.Bytes(), tr.Retransmissions(), resent, tr.HaveSYN, n, resent)
 	}
 	sum := 0
 	for _, s := range tr.SegmentSizes() {
