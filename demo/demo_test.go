@@ -13,9 +13,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/lesismal/nbio"
 	"golang.org/x/sys/unix"
 
 	"github.com/tcplab/tcplab/internal/capture"
@@ -631,5 +633,57 @@ func TestEveryTutorialSectionHasALesson(t *testing.T) {
 		if !cited[s] {
 			t.Errorf("no lesson cites section %s", s)
 		}
+	}
+}
+
+// The nbio engine, as the lesson sets it up, delivers an answer that was
+// all queued, with its FIN, before the connection joined the engine. With
+// nbio's default of 3 reads a wake-up it delivered 192 KiB and closed.
+func TestEventLoopKeepsAnAnswerQueuedWithItsFIN(t *testing.T) {
+	const size = 256 << 10
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	client, server, err := tcpPair(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	// Room for the whole answer in the client's queue before it is read.
+	if err := client.SetReadBuffer(4 * size); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		server.Write(make([]byte, size))
+		server.Close()
+	}()
+	if err := waitQueued(ctx, client, size); err != nil {
+		t.Fatal(err)
+	}
+	engine := tmcEngine()
+	var mu sync.Mutex
+	got := 0
+	closed := make(chan struct{})
+	engine.OnData(func(_ *nbio.Conn, data []byte) {
+		mu.Lock()
+		got += len(data)
+		mu.Unlock()
+	})
+	engine.OnClose(func(*nbio.Conn, error) { close(closed) })
+	if err := engine.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer engine.Stop()
+	if _, err := engine.AddConn(client); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-closed:
+	case <-ctx.Done():
+		t.Fatal("no close")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if got != size {
+		t.Errorf("the engine delivered %d of %d bytes before it closed", got, size)
 	}
 }
