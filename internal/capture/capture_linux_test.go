@@ -196,3 +196,67 @@ func addrPort(t *testing.T, a net.Addr) netip.AddrPort {
 	}
 	return ap
 }
+
+// A capture keeps no more than its limits, and counts what it left out.
+func TestCaptureKeepsToItsLimits(t *testing.T) {
+	for _, lim := range []Limits{{Frames: 5}, {Bytes: 3000}, {Snaplen: 64}} {
+		l := netlab.ForTest(t)
+		c := startOn(t, l.A, lim)
+		clientAddr, serverAddr, _ := transfer(t, l, 20_000)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		var err error
+		if lim.Snaplen > 0 {
+			err = c.WaitClosed(ctx, Conn{addrPort(t, clientAddr), addrPort(t, serverAddr)})
+		} else {
+			err = waitOver(ctx, c)
+		}
+		cancel()
+		rec, serr := c.Stop()
+		if serr != nil {
+			t.Fatal(serr)
+		}
+		var kept int64
+		for _, f := range rec.Frames {
+			kept += int64(len(f.Data))
+			if lim.Snaplen > 0 && (len(f.Data) > lim.Snaplen || f.Length < len(f.Data)) {
+				t.Errorf("%+v: a frame of %d bytes kept %d", lim, f.Length, len(f.Data))
+			}
+		}
+		switch {
+		case lim.Frames > 0:
+			if len(rec.Frames) != lim.Frames || rec.Over == 0 || err != nil {
+				t.Errorf("%+v: kept %d frames, %d over (%v)", lim, len(rec.Frames), rec.Over, err)
+			}
+		case lim.Bytes > 0:
+			if kept > lim.Bytes || rec.Over == 0 || err != nil {
+				t.Errorf("%+v: kept %d bytes, %d frames over (%v)", lim, kept, rec.Over, err)
+			}
+		case lim.Snaplen > 0:
+			if err != nil || rec.Over != 0 {
+				t.Errorf("%+v: %v, %d over", lim, err, rec.Over)
+			}
+			// Cut frames still decode: the payload comes from the IP length.
+			tr := TraceOf(rec.Packets(), addrPort(t, serverAddr), addrPort(t, clientAddr))
+			if tr.Bytes() != 20_000 {
+				t.Errorf("%+v: trace of %d bytes from cut frames", lim, tr.Bytes())
+			}
+		}
+	}
+}
+
+// waitOver waits until c has left a frame out for its limits.
+func waitOver(ctx context.Context, c *Capture) error {
+	for {
+		c.mu.Lock()
+		over, changed := c.over, c.changed
+		c.mu.Unlock()
+		if over > 0 {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
