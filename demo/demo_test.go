@@ -391,11 +391,6 @@ func TestLink(t *testing.T) {
 	if o.Link.Total() != want || o.Loopback.Total() != want {
 		t.Fatalf("received %d on the link and %d on loopback, want %d", o.Link.Total(), o.Loopback.Total(), want)
 	}
-	// At 1 Mbit/s the reader is always ahead of the link: reads are one
-	// segment, and the largest at most a few (a wake-up late under load).
-	if o.Link.Median() != o.MSS || o.Link.Max() > 4*o.MSS {
-		t.Errorf("link reads: median %d, largest %d; want the %d-byte segment", o.Link.Median(), o.Link.Max(), o.MSS)
-	}
 	if o.Loopback.Max() <= 4*o.MSS {
 		t.Errorf("loopback's largest read is %d bytes, no larger than the link's segments", o.Loopback.Max())
 	}
@@ -407,11 +402,14 @@ func TestLink(t *testing.T) {
 	if tr.Bytes() != want || tr.Retransmissions() > len(sizes)/4 || sumInts(sizes) != int(want) {
 		t.Errorf("captured %d bytes in segments sent once summing to %d, %d sent again; want %d, few", tr.Bytes(), sumInts(sizes), tr.Retransmissions(), want)
 	}
-	if slices.Max(sizes) != o.MSS || median(sizes) != o.Link.Median() {
-		t.Errorf("segments of at most %d, median %d; reads of median %d; MSS %d", slices.Max(sizes), median(sizes), o.Link.Median(), o.MSS)
-	}
-	if n := int64(len(sizes)); o.Link.Count() > n || o.Link.Count() < n/2 {
-		t.Errorf("%d reads for %d segments: not about one a segment", o.Link.Count(), n)
+	// The network cut the chunks: every read is whole segments, the next
+	// in order. At 1 Mbit/s the reader is usually ahead of the link, and
+	// most reads are one segment; a loaded machine wakes it late, and a
+	// read then holds several (seen: 6 reads for 21 segments at a load
+	// average of 14), so that is not asserted.
+	if slices.Max(sizes) != o.MSS || !o.readsOfSegments || o.oneSegmentReads == 0 {
+		t.Errorf("segments of at most %d (MSS %d); reads %v of whole segments %v: %v, %d of one segment",
+			slices.Max(sizes), o.MSS, o.Link.Sizes, sizes, o.readsOfSegments, o.oneSegmentReads)
 	}
 	checkWireFiles(t, o.wire)
 }
@@ -422,12 +420,6 @@ func sumInts(xs []int) int {
 		n += x
 	}
 	return n
-}
-
-func median(xs []int) int {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	return s[len(s)/2]
 }
 
 // checkWireFiles checks a lesson's capture files: the pcap holds every
@@ -480,9 +472,21 @@ func TestLoss(t *testing.T) {
 	// On the wire: segments sent again, at least as many as TCP_INFO
 	// counted when tms finished writing (the capture goes on to the
 	// close), and the last ACK covers every byte: the losses recovered.
+	// TCP_INFO's count includes a SYN-ACK sent again; so does this one.
 	tr := o.wire.Trace
-	if tr.Bytes() != o.Expected || tr.Retransmissions() == 0 || int64(tr.Retransmissions()) < o.Retransmits {
-		t.Errorf("captured %d bytes, %d sent again (TCP_INFO %d); want %d, some", tr.Bytes(), tr.Retransmissions(), o.Retransmits, o.Expected)
+	resent := tr.Retransmissions()
+	seen := map[string]bool{}
+	for _, m := range tr.Marks {
+		if m.FromSender && strings.ContainsAny(m.Flags, "SF") {
+			if seen[m.Flags] {
+				resent++
+			}
+			seen[m.Flags] = true
+		}
+	}
+	if tr.Bytes() != o.Expected || tr.Retransmissions() == 0 || int64(resent) < o.Retransmits {
+		t.Errorf("captured %d bytes, %d data segments and %d in all sent again (TCP_INFO %d); want %d, some, at least TCP_INFO's",
+			tr.Bytes(), tr.Retransmissions(), resent, o.Retransmits, o.Expected)
 	}
 	if last := tr.Acks[len(tr.Acks)-1]; last.Ack < o.Expected {
 		t.Errorf("the last ACK covers %d of %d bytes", last.Ack, o.Expected)
@@ -685,5 +689,26 @@ func TestEventLoopKeepsAnAnswerQueuedWithItsFIN(t *testing.T) {
 	defer mu.Unlock()
 	if got != size {
 		t.Errorf("the engine delivered %d of %d bytes before it closed", got, size)
+	}
+}
+
+func TestReadsInSegments(t *testing.T) {
+	cases := []struct {
+		reads    []int32
+		segments []int
+		whole    bool
+		single   int
+	}{
+		{[]int32{1448, 1448, 1040}, []int{1448, 1448, 1040}, true, 3},
+		{[]int32{2896, 1040}, []int{1448, 1448, 1040}, true, 1},
+		{[]int32{1000, 448, 2488}, []int{1448, 1448, 1040}, false, 0},
+		{[]int32{1448}, []int{1448, 1448}, false, 1},
+		{[]int32{3936}, []int{1448, 1448, 1040}, true, 0},
+	}
+	for _, c := range cases {
+		whole, single := readsInSegments(c.reads, c.segments)
+		if whole != c.whole || (whole && single != c.single) {
+			t.Errorf("readsInSegments(%v, %v) = %v, %d; want %v, %d", c.reads, c.segments, whole, single, c.whole, c.single)
+		}
 	}
 }

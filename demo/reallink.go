@@ -56,6 +56,10 @@ type LinkObservations struct {
 
 	// wire is what the capture on the sender's veth saw.
 	wire *wireSeen
+	// readsOfSegments: each read returned whole captured segments, the
+	// next ones in order; oneSegmentReads of them returned exactly one.
+	readsOfSegments bool
+	oneSegmentReads int
 }
 
 // Summary implements Observations.
@@ -178,10 +182,18 @@ func runLink(ctx context.Context, w io.Writer, opts Options) (Observations, erro
 	p.saw("link: %s in %s: median %d bytes, largest %d; first reads %s",
 		byteCount(res.Stats.Total()), count(res.Stats.Count(), "read"), res.Stats.Median(), res.Stats.Max(), firstSizes(res.Stats.Sizes, 5))
 	p.saw("a segment is %d bytes here (1500, less 20 of IP, 20 of TCP and 12 of timestamps): the reader", st.RcvMSS)
-	p.saw("is woken for each one and gets it alone, a read every %s (a segment takes %s at %s).",
+	p.saw("is woken as segments arrive, a read every %s (a segment takes %s at %s).",
 		ms(res.Stats.Span()/time.Duration(max(1, res.Stats.Count()-1))), ms(segmentTime(st.RcvMSS)), rateText(linkRate))
 	summarizeTrace(p, obs.wire, "tms")
 	tr := obs.wire.Trace
+	obs.readsOfSegments, obs.oneSegmentReads = readsInSegments(res.Stats.Sizes, tr.SegmentSizes())
+	if obs.readsOfSegments {
+		p.saw("every read ended where a segment ended: %d of the %s held exactly one segment, the rest",
+			obs.oneSegmentReads, count(res.Stats.Count(), "read"))
+		p.saw("  the few that came while the reader was busy. The network cut the chunks.")
+	} else {
+		p.saw("the reads do not line up with the captured segments.")
+	}
 	if err := writeWire(p, obs.wire, opts, "link", seqplot.Panel{
 		Title: fmt.Sprintf("link: tms sends %s at %s, %s", byteCount(tr.Bytes()), rateText(linkRate), count(len(tr.Data), "segment")),
 		Trace: tr,
@@ -445,4 +457,26 @@ func timerRetransmissions(t *capture.Trace) int {
 		}
 	}
 	return n
+}
+
+// readsInSegments says whether the reads, in order, are each made of
+// whole consecutive segments (sizes in sending order), and how many are
+// exactly one segment.
+func readsInSegments(reads []int32, segments []int) (whole bool, single int) {
+	i := 0
+	for _, r := range reads {
+		n, sum := 0, 0
+		for sum < int(r) && i < len(segments) {
+			sum += segments[i]
+			i++
+			n++
+		}
+		if sum != int(r) {
+			return false, single
+		}
+		if n == 1 {
+			single++
+		}
+	}
+	return i == len(segments), single
 }
