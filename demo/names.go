@@ -254,13 +254,12 @@ func runNames(ctx context.Context, w io.Writer, opts Options) (Observations, err
 	if err != nil {
 		return nil, err
 	}
-	refusedAddr := closed.Addr().String()
+	refusedAddr, refused := closed.Addr().String(), addrPortOf(closed.Addr())
 	closed.Close()
 	_, obs.Refused = l.A.Dial(ctx, refusedAddr)
 	_, obs.Unreachable = l.A.Dial(ctx, unreachableAddr)
 
 	// The capture holds the child's connection and the refused SYN's reset.
-	refused := addrPortOf(&net.TCPAddr{IP: l.B.Addr.AsSlice(), Port: port2(refusedAddr)})
 	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
 	err = c.WaitForTCP(wctx, func(s *capture.Segment) bool { return s.RST && s.Src == refused })
 	wcancel()
@@ -320,7 +319,7 @@ func (o *namesObservations) read(l *netlab.Link, byName net.Addr, refused netip.
 			o.RefusedSYN = pk
 		case s.RST && s.Src == refused && o.RefusedRST == nil:
 			o.RefusedRST = pk
-		case s.Dst.Addr().String()+":9" == unreachableAddr:
+		case s.Dst == netip.MustParseAddrPort(unreachableAddr):
 			o.UnreachableFrames++
 		}
 	}
@@ -374,7 +373,11 @@ func getent(ctx context.Context, h *netlab.Host) string {
 	if err != nil {
 		return errText(err)
 	}
-	return strings.Fields(firstLineOf(string(out)) + " ?")[0]
+	// "10.200.0.2      STREAM server.lab": the address leads each line.
+	if f := strings.Fields(string(out)); len(f) > 0 {
+		return f[0]
+	}
+	return "nothing"
 }
 
 // cleanStaleHosts removes /etc/netns/tcplab-* directories whose namespace
@@ -507,12 +510,4 @@ func addrsText(addrs []netip.Addr, err error) string {
 		parts[i] = a.Unmap().String()
 	}
 	return strings.Join(parts, ", ")
-}
-
-// port2 is the port of a host:port string.
-func port2(hostport string) int {
-	_, p, _ := net.SplitHostPort(hostport)
-	var n int
-	fmt.Sscan(p, &n)
-	return n
 }
