@@ -37,8 +37,9 @@ type Lesson struct {
 
 // Options are what the caller decides for every lesson.
 type Options struct {
-	// OutDir is where lessons write files (the chunk plot). It must exist.
-	// Empty means lessons write no files.
+	// OutDir is where lessons write files: the chunk plot, and the link
+	// lessons' captures (LESSON.pcap) and time-sequence graphs
+	// (LESSON-seq.png). It must exist. Empty means lessons write no files.
 	OutDir string
 }
 
