@@ -24,7 +24,7 @@ import (
 // loopback hands over the whole answer at once.
 var Link = Lesson{
 	Name:        "link",
-	Title:       "chunks on a real link: one segment per read",
+	Title:       "chunks on a real link: reads of whole segments, one at a time",
 	Section:     "1.4, 2.2",
 	WritesFiles: true,
 	Run:         runLink,
