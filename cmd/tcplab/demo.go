@@ -17,7 +17,7 @@ var errInterrupted = errors.New("interrupted")
 func runDemo(ctx context.Context, std stdio, args []string) error {
 	fs := newFlagSet("demo")
 	list := fs.Bool("list", false, "list the lessons and exit")
-	outDir := fs.String("out", "", "write files such as the chunk plot to `DIR` (default: a new temporary directory, printed)")
+	outDir := fs.String("out", "", "write the lessons' files (chunk plot, captures and their time-sequence graphs) to `DIR` (default: a new temporary directory, printed)")
 	names, err := fs.parse(std, args, 0, -1)
 	if err != nil {
 		return err
