@@ -9,9 +9,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
 	"golang.org/x/sys/unix"
 
 	"github.com/tcplab/tcplab/internal/netlab"
@@ -257,6 +261,64 @@ func waitOver(ctx context.Context, c *Capture) error {
 		case <-changed:
 		case <-ctx.Done():
 			return ctx.Err()
+		}
+	}
+}
+
+// A capture holds the frames of its interface only, from its first frame:
+// none of the namespace's loopback, even when loopback is busy the moment
+// the capture starts. (A packet socket opened for every protocol before it
+// is bound to the interface takes every interface's frames in between;
+// before the fix, 300 starts during a loopback flood kept about five
+// loopback frames.)
+func TestCaptureStartsOnItsInterfaceOnly(t *testing.T) {
+	l := netlab.ForTest(t)
+	var flood *net.UDPConn
+	if err := l.A.Do(func() (err error) {
+		flood, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer flood.Close()
+	self := flood.LocalAddr().(*net.UDPAddr)
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			b := make([]byte, 100)
+			for !stop.Load() {
+				flood.WriteToUDP(b, self)
+			}
+		})
+	}
+	wg.Go(func() {
+		b := make([]byte, 200)
+		for !stop.Load() {
+			if _, _, err := flood.ReadFromUDP(b); err != nil {
+				return
+			}
+		}
+	})
+	defer func() {
+		stop.Store(true)
+		flood.Close()
+		wg.Wait()
+	}()
+	for i := range 300 {
+		var c *Capture
+		if err := l.A.Do(func() (err error) { c, err = Start(l.A.Dev, Limits{}); return err }); err != nil {
+			t.Fatal(err)
+		}
+		rec, err := c.Stop()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range rec.Frames {
+			pkt := gopacket.NewPacket(f.Data, layers.LayerTypeEthernet, gopacket.Default)
+			if ip, ok := pkt.Layer(layers.LayerTypeIPv4).(*layers.IPv4); ok && ip.SrcIP.IsLoopback() {
+				t.Fatalf("start %d: the capture of %s holds a loopback frame: %v", i, l.A.Dev, pkt)
+			}
 		}
 	}
 }
