@@ -29,6 +29,8 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/tcplab/tcplab/internal/wholefile"
 )
 
 // Limits bound what a capture keeps.
@@ -219,25 +221,23 @@ func (c *Capture) Stop() (*Record, error) {
 
 // WritePcap writes the record to path in the classic pcap format
 // (microsecond timestamps, Ethernet link type), which Wireshark, tcpdump
-// and every other capture tool read.
+// and every other capture tool read. The file is written whole or not at
+// all (internal/wholefile): a full disk leaves no cut-off capture.
 func (r *Record) WritePcap(path string) error {
-	f, err := os.Create(path)
+	err := wholefile.Write(path, func(f io.Writer) error {
+		w := pcapgo.NewWriter(f)
+		if err := w.WriteFileHeader(uint32(r.Snaplen), layers.LinkTypeEthernet); err != nil {
+			return err
+		}
+		for _, fr := range r.Frames {
+			if err := w.WritePacket(gopacket.CaptureInfo{Timestamp: fr.At, CaptureLength: len(fr.Data), Length: fr.Length}, fr.Data); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("pcap: %w", err)
-	}
-	w := pcapgo.NewWriter(f)
-	err = w.WriteFileHeader(uint32(r.Snaplen), layers.LinkTypeEthernet)
-	for _, fr := range r.Frames {
-		if err != nil {
-			break
-		}
-		err = w.WritePacket(gopacket.CaptureInfo{Timestamp: fr.At, CaptureLength: len(fr.Data), Length: fr.Length}, fr.Data)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("pcap %s: %w", path, err)
 	}
 	return nil
 }

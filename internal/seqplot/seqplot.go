@@ -16,6 +16,7 @@ package seqplot
 import (
 	"fmt"
 	"image/color"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -33,6 +34,7 @@ import (
 	"gonum.org/v1/plot/vg/vgsvg"
 
 	"github.com/tcplab/tcplab/internal/capture"
+	"github.com/tcplab/tcplab/internal/wholefile"
 )
 
 // Panel is one graph: one direction of one connection.
@@ -106,7 +108,8 @@ func CheckPath(path string) error {
 }
 
 // Write draws the panels, stacked, to path as PNG or SVG according to its
-// extension, and returns what it drew on each.
+// extension, and returns what it drew on each. The file is written whole
+// or not at all (internal/wholefile).
 func Write(path string, panels ...Panel) ([]Drawn, error) {
 	if err := CheckPath(path); err != nil {
 		return nil, err
@@ -135,15 +138,14 @@ func Write(path string, panels ...Panel) ([]Drawn, error) {
 	for i := range plots {
 		plots[i][0].Draw(canvases[i][0])
 	}
-	f, err := os.Create(path)
+	err := wholefile.Write(path, func(w io.Writer) error {
+		_, err := canvas.WriteTo(w)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("plot: %w", err)
 	}
-	if _, err := canvas.WriteTo(f); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("plot %s: %w", path, err)
-	}
-	return drawn, f.Close()
+	return drawn, nil
 }
 
 // ms is a duration in the graph's time unit.

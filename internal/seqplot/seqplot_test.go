@@ -115,3 +115,31 @@ func TestWriteDrawsPNGAndRefusesOtherNames(t *testing.T) {
 		}
 	}
 }
+
+// A graph that cannot be drawn whole is not left behind (a full disk used
+// to leave a cut-off PNG), and a symlink at the name is replaced, not
+// written through.
+func TestWriteWholeOrNothing(t *testing.T) {
+	full := testkit.SmallDisk(t, 16<<10)
+	if _, err := Write(filepath.Join(full, "loss-seq.png"), Panel{Trace: randomTrace(3)}); err == nil {
+		t.Fatal("the graph fitted on a 16 kB disk")
+	}
+	if es, _ := os.ReadDir(full); len(es) != 0 {
+		t.Errorf("the full disk holds %s", es[0].Name())
+	}
+	dir := t.TempDir()
+	victim := filepath.Join(dir, "victim")
+	if err := os.WriteFile(victim, []byte("precious"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "loss-seq.png")
+	if err := os.Symlink(victim, path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Write(path, Panel{Trace: randomTrace(3)}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(victim); string(got) != "precious" {
+		t.Errorf("Write drew through a symlink: its target is now %d bytes", len(got))
+	}
+}
