@@ -114,3 +114,31 @@ func TestDemoLinkLessonsWriteCaptures(t *testing.T) {
 		t.Errorf("tcpdump -r mac.pcap: %v\n%s", err, dump)
 	}
 }
+
+// The names lesson runs tcplab again inside its lab namespace, as its
+// child, told so by an environment variable. That variable alone must not
+// turn an ordinary command into the child: before, any tcplab command run
+// with TCPLAB_DEMO_NAMES_CHILD set (tcplab tms 2000, tcplab --version)
+// looked up server.lab with the machine's DNS server, connected to it if
+// it resolved, printed a JSON report instead of doing its job, and
+// exited 0. Only a process really inside the lab namespace it names is
+// the child.
+func TestNamesChildVariableDoesNotHijackACommand(t *testing.T) {
+	specs := []string{"80", "tcplab-nosuch-a:80", "tcplab-1-2-a:x"}
+	if netlab.Check() == nil {
+		// A real lab namespace, which this process is not in.
+		l, err := netlab.New()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		specs = append(specs, l.A.Name+":80")
+	}
+	for _, spec := range specs {
+		env := append(os.Environ(), "TCPLAB_DEMO_NAMES_CHILD="+spec)
+		p := testkit.StartEnv(t, env, nil, testkit.Binary(t), "--version")
+		if code := p.Wait(t, 30*time.Second); code != 0 || !strings.HasPrefix(p.Stdout.String(), "tcplab ") || strings.Contains(p.Stdout.String(), "Lookups") {
+			t.Errorf("TCPLAB_DEMO_NAMES_CHILD=%s tcplab --version: exit %d, stdout %q", spec, code, p.Stdout.String())
+		}
+	}
+}
