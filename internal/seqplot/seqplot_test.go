@@ -1,12 +1,16 @@
 package seqplot
 
 import (
+	"cmp"
 	"fmt"
 	"image/color"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -141,5 +145,171 @@ func TestWriteWholeOrNothing(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(victim); string(got) != "precious" {
 		t.Errorf("Write drew through a symlink: its target is now %d bytes", len(got))
+	}
+}
+
+// point is a vertex of an SVG path, in the picture's points.
+type point struct{ x, y float64 }
+
+// strokes returns the vertices of every SVG path stroked in c.
+func strokes(t *testing.T, svg []byte, c color.RGBA) [][]point {
+	t.Helper()
+	hex := fmt.Sprintf("stroke:#%02x%02x%02x", c.R, c.G, c.B)
+	var out [][]point
+	for _, m := range regexp.MustCompile(`<path d="([^"]*)"[^>]*style="([^"]*)"`).FindAllSubmatch(svg, -1) {
+		if !strings.Contains(strings.ToLower(string(m[2])), hex) {
+			continue
+		}
+		var pts []point
+		for _, v := range regexp.MustCompile(`[ML]([-0-9.e]+),([-0-9.e]+)`).FindAllSubmatch(m[1], -1) {
+			x, err1 := strconv.ParseFloat(string(v[1]), 64)
+			y, err2 := strconv.ParseFloat(string(v[2]), 64)
+			if err1 != nil || err2 != nil {
+				t.Fatalf("path %q", m[1])
+			}
+			pts = append(pts, point{x, y})
+		}
+		out = append(out, pts)
+	}
+	return out
+}
+
+// bar is a data segment as drawn: an I-beam at x from y0 to y1.
+type bar struct{ x, y0, y1 float64 }
+
+func bars(paths [][]point) []bar {
+	var bs []bar
+	for _, p := range paths {
+		if len(p) == 6 && p[2].x == p[3].x {
+			bs = append(bs, bar{p[2].x, p[2].y, p[3].y})
+		}
+	}
+	return bs
+}
+
+// scale maps times (ms) and sequence numbers to the picture's points.
+type scale struct{ a, b, c, d float64 }
+
+func (s scale) x(at time.Duration) float64 { return s.a*ms(at) + s.b }
+func (s scale) y(seq int64) float64        { return s.c*float64(seq) + s.d }
+
+func near(a, b float64) bool { return math.Abs(a-b) < 0.05 }
+
+// fit finds the scale that puts segs on drawn, one bar each, with one
+// bar to spare (the legend's), or says there is none.
+func fit(segs []capture.DataSegment, drawn []bar) (scale, bool) {
+	if len(drawn) != len(segs)+1 || len(segs) < 2 {
+		return scale{}, false
+	}
+	for legend := range drawn {
+		rest := slices.Delete(slices.Clone(drawn), legend, legend+1)
+		slices.SortStableFunc(rest, func(p, q bar) int { return cmp.Compare(p.x, q.x) })
+		first, last := segs[0], segs[len(segs)-1]
+		var s scale
+		s.a = (rest[len(rest)-1].x - rest[0].x) / (ms(last.At) - ms(first.At))
+		s.b = rest[0].x - s.a*ms(first.At)
+		s.c = (rest[len(rest)-1].y1 - rest[0].y0) / float64(last.End()-first.Seq)
+		s.d = rest[0].y0 - s.c*float64(first.Seq)
+		ok := true
+		for i, sg := range segs {
+			if !near(rest[i].x, s.x(sg.At)) || !near(rest[i].y0, s.y(sg.Seq)) || !near(rest[i].y1, s.y(sg.End())) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return s, true
+		}
+	}
+	return scale{}, false
+}
+
+// The picture puts each segment where it belongs: a bar at its time, from
+// its first byte to its last, blue if sent once and red if sent again, on
+// one scale for all; the ACK line steps to each ACK at its time, and so
+// does the window line when it is drawn. (Counting the bars, as
+// TestGraphDrawsEverySegment does, passed with every bar drawn at time 0,
+// one byte high.)
+func TestGraphDrawsEachSegmentWhereItBelongs(t *testing.T) {
+	for seed := range uint64(15) {
+		tr := randomTrace(seed)
+		var first, again []capture.DataSegment
+		for _, d := range tr.Data {
+			if d.Retransmitted {
+				again = append(again, d)
+			} else {
+				first = append(first, d)
+			}
+		}
+		if len(first) < 2 {
+			continue
+		}
+		path := filepath.Join(t.TempDir(), "g.svg")
+		drawn, err := Write(path, Panel{Title: "whole", Trace: tr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		svg, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, ok := fit(first, bars(strokes(t, svg, DataColor)))
+		if !ok {
+			t.Fatalf("seed %d: the blue bars are not the %d segments sent once, at their times and bytes", seed, len(first))
+		}
+		red := bars(strokes(t, svg, ResentColor))
+		for _, d := range again {
+			if !slices.ContainsFunc(red, func(b bar) bool { return near(b.x, s.x(d.At)) && near(b.y0, s.y(d.Seq)) && near(b.y1, s.y(d.End())) }) {
+				t.Fatalf("seed %d: no red bar for the segment %d-%d sent again at %v", seed, d.Seq, d.End(), d.At)
+			}
+		}
+		if len(again) > 0 && len(red) != len(again)+1 {
+			t.Errorf("seed %d: %d red bars for %d segments sent again", seed, len(red), len(again))
+		}
+		// A line that holds each ACK's value until the next: from the
+		// first ACK, across to the next one's time, up to its value; and
+		// on from the last to the end of the time axis.
+		steps := func(val func(capture.AckPoint) int64) []point {
+			var want []point
+			step := func(x, y float64) {
+				if len(want) > 0 {
+					want = append(want, point{x, want[len(want)-1].y})
+				}
+				want = append(want, point{x, y})
+			}
+			for _, a := range tr.Acks {
+				step(s.x(a.At), s.y(val(a)))
+			}
+			last := tr.Acks[len(tr.Acks)-1]
+			step(s.x(max(tr.Duration(), last.At)), s.y(val(last)))
+			return want
+		}
+		lines := []struct {
+			name  string
+			color color.RGBA
+			val   func(capture.AckPoint) int64
+			shown bool
+		}{
+			{"ACK", AckColor, func(a capture.AckPoint) int64 { return a.Ack }, true},
+			{"window", WindowColor, func(a capture.AckPoint) int64 { return a.Ack + a.Window }, drawn[0].WindowShown},
+		}
+		for _, l := range lines {
+			if !l.shown || len(tr.Acks) == 0 {
+				continue
+			}
+			want := steps(l.val)
+			found := false
+			for _, p := range strokes(t, svg, l.color) {
+				if len(p) == len(want) && !slices.ContainsFunc(p, func(q point) bool {
+					i := slices.Index(p, q)
+					return !near(q.x, want[i].x) || !near(q.y, want[i].y)
+				}) {
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("seed %d: no %s line through the %d ACKs", seed, l.name, len(tr.Acks))
+			}
+		}
 	}
 }
