@@ -15,6 +15,10 @@ import (
 	"testing"
 	"time"
 
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+
 	"github.com/tcplab/tcplab/internal/capture"
 	"github.com/tcplab/tcplab/internal/testkit"
 )
@@ -310,6 +314,55 @@ func TestGraphDrawsEachSegmentWhereItBelongs(t *testing.T) {
 			if !found {
 				t.Errorf("seed %d: no %s line through the %d ACKs", seed, l.name, len(tr.Acks))
 			}
+		}
+	}
+}
+
+// A span's label and an event's stay inside the plot, wherever the span
+// or the event is: the tail lesson's longest hold is sometimes in the
+// first round, and its label, centred on a span narrower than itself at
+// the left edge, ran off the plot over the axis ("by...3 waits 45.2 ms").
+func TestLabelsStayInsideThePlot(t *testing.T) {
+	tr := &capture.Trace{}
+	for i := range 14 {
+		at := time.Duration(i/2)*44*time.Millisecond + time.Duration(i%2)*100*time.Microsecond
+		tr.Data = append(tr.Data, capture.DataSegment{At: at, Seq: int64(i), Bytes: 1})
+		tr.Acks = append(tr.Acks, capture.AckPoint{At: at + 50*time.Microsecond, Ack: int64(i + 1), Window: 65535})
+	}
+	const long = "byte 3 waits 45.2 ms: Nagle holds it until byte 2 is ACKed"
+	pn := Panel{Trace: tr, Spans: []Span{
+		{From: 100 * time.Microsecond, To: 2 * time.Millisecond, Seq: 3, Label: "left " + long},
+		{From: 262 * time.Millisecond, To: 264 * time.Millisecond, Seq: 9, Label: "right " + long},
+	}, Events: []Event{{At: 263 * time.Millisecond, Label: "event " + long}}}
+	path := filepath.Join(t.TempDir(), "g.svg")
+	if _, err := Write(path, pn); err != nil {
+		t.Fatal(err)
+	}
+	svg, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first []capture.DataSegment
+	for _, d := range tr.Data {
+		first = append(first, d)
+	}
+	s, ok := fit(first, bars(strokes(t, svg, DataColor)))
+	if !ok {
+		t.Fatal("no scale fits the bars")
+	}
+	// The plot's time axis runs from 0 to 2% past the end.
+	left, right := s.x(0), s.x(tr.Duration()+tr.Duration()/50)
+	style := draw.TextStyle{Font: plot.DefaultFont, Handler: plot.DefaultTextHandler}
+	style.Font.Size = vg.Points(9)
+	for _, label := range []string{pn.Spans[0].Label, pn.Spans[1].Label, pn.Events[0].Label} {
+		m := regexp.MustCompile(`<text x="([-0-9.e]+)"[^>]*>` + regexp.QuoteMeta(label) + `</text>`).FindSubmatch(svg)
+		if m == nil {
+			t.Fatalf("no label %q", label)
+		}
+		x, _ := strconv.ParseFloat(string(m[1]), 64)
+		w := float64(style.Width(label).Points())
+		if x < left-0.5 || x+w > right+0.5 {
+			t.Errorf("label %q runs from %.1f to %.1f, outside the plot's %.1f to %.1f", label, x, x+w, left, right)
 		}
 	}
 }
