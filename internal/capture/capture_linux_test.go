@@ -2,6 +2,7 @@ package capture
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/netip"
@@ -235,6 +236,17 @@ func TestCaptureKeepsToItsLimits(t *testing.T) {
 			if kept > lim.Bytes || rec.Over == 0 || err != nil {
 				t.Errorf("%+v: kept %d bytes, %d frames over (%v)", lim, kept, rec.Over, err)
 			}
+			// What is kept is the start of the traffic, without holes:
+			// not the small frames (ACKs, FINs) that would still have
+			// fitted after the first full segment that did not.
+			if err := c.WaitClosed(context.Background(), Conn{addrPort(t, clientAddr), addrPort(t, serverAddr)}); !errors.Is(err, ErrNotSeen) {
+				t.Errorf("%+v: waiting for the close on a full capture: %v", lim, err)
+			}
+			for _, p := range rec.Packets() {
+				if p.TCP != nil && p.TCP.FIN {
+					t.Errorf("%+v: the capture kept a FIN after leaving out data before it", lim)
+				}
+			}
 		case lim.Snaplen > 0:
 			if err != nil || rec.Over != 0 {
 				t.Errorf("%+v: %v, %d over", lim, err, rec.Over)
@@ -320,5 +332,21 @@ func TestCaptureStartsOnItsInterfaceOnly(t *testing.T) {
 				t.Fatalf("start %d: the capture of %s holds a loopback frame: %v", i, l.A.Dev, pkt)
 			}
 		}
+	}
+}
+
+// A capture past its limits keeps no later frame, so a wait for one ends
+// at once, saying so. (Before, it waited out its context: the loss lesson
+// made to send 30 MB waited its 10 s and failed with "the frame waited
+// for was not seen: context deadline exceeded", not naming the limit.)
+func TestWaitForEndsWhenTheCaptureIsFull(t *testing.T) {
+	l := netlab.ForTest(t)
+	c := startOn(t, l.A, Limits{Frames: 5})
+	clientAddr, serverAddr, _ := transfer(t, l, 20_000)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := c.WaitClosed(ctx, Conn{addrPort(t, clientAddr), addrPort(t, serverAddr)})
+	if err == nil || !errors.Is(err, ErrNotSeen) || errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "full") {
+		t.Fatalf("waiting on a full capture: %v; want at once, saying it is full", err)
 	}
 }
