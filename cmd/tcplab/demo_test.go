@@ -1,12 +1,16 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/tcplab/tcplab/demo"
 	"github.com/tcplab/tcplab/internal/netlab"
@@ -140,5 +144,102 @@ func TestNamesChildVariableDoesNotHijackACommand(t *testing.T) {
 		if code := p.Wait(t, 30*time.Second); code != 0 || !strings.HasPrefix(p.Stdout.String(), "tcplab ") || strings.Contains(p.Stdout.String(), "Lookups") {
 			t.Errorf("TCPLAB_DEMO_NAMES_CHILD=%s tcplab --version: exit %d, stdout %q", spec, code, p.Stdout.String())
 		}
+	}
+}
+
+// Ctrl-C at a terminal sends SIGINT to the whole foreground process
+// group: tcplab and the ip commands it runs to build and remove the lab.
+// tcplab handles it and removes its namespaces; an ip killed by it
+// leaves its job undone. Here a stand-in ip, first on PATH, holds the
+// lesson's first "ip netns del" until the group has had its SIGINT; before
+// the lab's commands ran in their own process group, that ip died with
+// the group and namespace A outlived tcplab.
+func TestDemoCtrlCDuringTeardownLeavesNoNamespace(t *testing.T) {
+	if err := netlab.Check(); err != nil {
+		t.Skip(err)
+	}
+	realIP, err := exec.LookPath("ip")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	held, resume, mark := filepath.Join(dir, "held"), filepath.Join(dir, "resume"), filepath.Join(dir, "mark")
+	for _, f := range []string{held, resume} {
+		if err := unix.Mkfifo(f, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin := filepath.Join(dir, "bin")
+	if err := os.Mkdir(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	script := `#!/bin/sh
+case "$*" in
+"netns del "*-probe-*) ;;
+"netns del tcplab-$PPID-"*)
+	if [ ! -e '` + mark + `' ]; then
+		: > '` + mark + `'
+		echo "$*" > '` + held + `'
+		read x < '` + resume + `'
+	fi ;;
+esac
+exec '` + realIP + `' "$@"
+`
+	if err := os.WriteFile(filepath.Join(bin, "ip"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(testkit.Binary(t), "demo", "link")
+	cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // a terminal's foreground group
+	p := testkit.StartCmd(t, cmd)
+	pid := cmd.Process.Pid
+	t.Cleanup(func() { // whatever happened, no namespace of this run stays
+		names, _ := filepath.Glob(fmt.Sprintf("/run/netns/tcplab-%d-*", pid))
+		for _, n := range names {
+			exec.Command(realIP, "netns", "del", filepath.Base(n)).Run()
+		}
+	})
+	// The ip that removes namespace A announces itself and waits.
+	announced := make(chan []byte, 1)
+	go func() {
+		b, _ := os.ReadFile(held)
+		announced <- b
+	}()
+	var b []byte
+	select {
+	case b = <-announced:
+	case <-p.Done():
+		// Unblock the reader, which would wait for a writer forever.
+		if f, err := os.OpenFile(held, os.O_WRONLY, 0); err == nil {
+			f.Close()
+		}
+		t.Fatalf("tcplab exited before removing its lab: stdout %q, stderr %q", p.Stdout.String(), p.Stderr.String())
+	}
+	if err := syscall.Kill(-pid, syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	// Let it go on if it is still there (it is not, when the SIGINT
+	// reached it). Opened for reading and writing, the FIFO opens at once
+	// whether or not the stand-in has reached its read yet, and keeps
+	// the line until it does: the descriptor stays open until tcplab has
+	// exited.
+	f, err := os.OpenFile(resume, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString("go\n"); err != nil {
+		t.Fatal(err)
+	}
+	code := p.Wait(t, 60*time.Second)
+	left, _ := filepath.Glob(fmt.Sprintf("/run/netns/tcplab-%d-*", pid))
+	if len(left) != 0 {
+		t.Errorf("after SIGINT during %q, tcplab (exit %d) left %v", strings.TrimSpace(string(b)), code, left)
+	}
+	if code != 130 {
+		t.Errorf("exit %d, want 130; stderr %q", code, p.Stderr.String())
+	}
+	if lines := strings.Count(strings.TrimSpace(p.Stderr.String()), "\n"); lines > 0 {
+		t.Errorf("stderr has %d lines, want at most one: %q", lines+1, p.Stderr.String())
 	}
 }
