@@ -104,7 +104,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		printHelp(&help)
 		_, err := stdout.Write(help.Bytes())
 		return printedStatus("tcplab", err, stderr)
-	case "version", "-version", "--version":
+	case "version", "-version", "--version", "-V", "-v":
 		_, err := fmt.Fprintf(stdout, "tcplab %s\n", versionString())
 		return printedStatus("tcplab", err, stderr)
 	}
@@ -152,7 +152,7 @@ Commands:
 	tw.Flush()
 	fmt.Fprint(w, `
 Run 'tcplab COMMAND --help' for a command's flags and an example,
-'tcplab --version' for the version. Start with 'tcplab demo'.
+'tcplab --version' (or -V) for the version. Start with 'tcplab demo'.
 
 Exit status: 0 done, 1 failed (one line says why), 2 bad usage (the line
 names the flag), 130 SIGINT, 143 SIGTERM, 141 a client's output was closed.
