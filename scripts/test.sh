@@ -12,6 +12,9 @@
 #                  skip with one line when not run as root
 #   openssl        a TLS peer (s_client) for svr's TLS, and the README's
 #                  certificate recipe
+#   bash, zsh,     the shells whose completion "tcplab completion" writes:
+#   fish           each runs it (fish and bash for real, zsh -n)
+#   groff          checks that the man pages render without a warning
 #   systemd        systemd-analyze (verify the units in deploy/systemd) and
 #                  systemd-socket-activate (socket activation); systemd need
 #                  not be running
@@ -28,6 +31,9 @@ command -v ps >/dev/null && command -v w >/dev/null || need+=(procps)
 command -v ip >/dev/null && command -v tc >/dev/null || need+=(iproute2)
 command -v iptables >/dev/null || need+=(iptables)
 command -v openssl >/dev/null || need+=(openssl)
+command -v zsh >/dev/null || need+=(zsh)
+command -v fish >/dev/null || need+=(fish)
+command -v groff >/dev/null || need+=(groff-base)
 command -v systemd-analyze >/dev/null && command -v systemd-socket-activate >/dev/null || need+=(systemd)
 if ((${#need[@]})); then
 	echo "scripts/test.sh: installing ${need[*]}" >&2

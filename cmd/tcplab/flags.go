@@ -86,6 +86,10 @@ func (fs *flagSet) printHelp(w io.Writer) {
 // number of positionals against [minArgs, maxArgs] (maxArgs < 0: no limit).
 // --help prints the help to std.out and returns flag.ErrHelp.
 func (fs *flagSet) parse(std stdio, args []string, minArgs, maxArgs int) ([]string, error) {
+	if std.describe != nil {
+		std.describe(fs)
+		return nil, errDescribed
+	}
 	// Everything after "--" is positional, even if it looks like a flag
 	// (tcplab tmc localhost 2000 -- -abc).
 	var rest []string
