@@ -31,6 +31,7 @@ func TestEveryBadFlagNamesItself(t *testing.T) {
 		{[]string{"tmc", "--timeout", "-1s", "localhost", "2000", "abc"}, "--timeout"},
 		{[]string{"tmc", "--plot", "chunks.txt", "localhost", "2000", "abc"}, "plot"},
 		{[]string{"tmc", "localhost", "2000", ""}, "STRING"},
+		{[]string{"tmc", "localhost", "2000", "a\nb"}, "STRING"},
 		{[]string{"tmc", "[::1]:2000", "2000", "abc"}, "HOST"},
 		{[]string{"tmc", "localhost:2000", "2000", "abc"}, "HOST"},
 		{[]string{"tmc", "", "2000", "abc"}, "HOST"}, // dialled this machine

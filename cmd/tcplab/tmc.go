@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -42,6 +44,9 @@ func runTMC(ctx context.Context, std stdio, args []string) error {
 	if msg == "" {
 		return usagef("STRING must not be empty: the server would wait for it")
 	}
+	if i := strings.IndexByte(msg, '\n'); i >= 0 && i < len(msg)-1 {
+		return usagef("STRING has a newline before its end, where tms would end it: send %s alone, or no newline", strconv.Quote(msg[:i+1]))
+	}
 	if *plotPath != "" {
 		if err := chunkplot.CheckPath(*plotPath); err != nil {
 			return usageError{err.Error()}
@@ -61,18 +66,24 @@ func runTMC(ctx context.Context, std stdio, args []string) error {
 	var received atomic.Int64
 	verify := multicopy.NewVerifier([]byte(msg)) // the answer must be whole copies of msg
 	verify.ExpectCopies(*copies)                 // and as many as the server sends
+	// Stop at the first sign of a wrong answer (a byte that differs, more
+	// bytes than the copies expected): reading on could take long.
+	fetchCtx, stopFetch := context.WithCancelCause(ctx)
+	defer stopFetch(nil)
 	show := func(chunk []byte) {
 		verify.Write(chunk)
 		reads++
-		if *quiet || *asJSON {
-			return
+		if !*quiet && !*asJSON {
+			if reads < 5 {
+				out.Write(chunk)   // text from the network: escaped on a terminal
+				flushTerminal(out) // a character cut by the read stays cut, as tmc.py's
+				io.WriteString(std.out, "\n")
+			}
+			fmt.Fprintf(std.out, "received %d bytes\n", len(chunk))
 		}
-		if reads < 5 {
-			out.Write(chunk)   // text from the network: escaped on a terminal
-			flushTerminal(out) // a character cut by the read stays cut, as tmc.py's
-			io.WriteString(std.out, "\n")
+		if err := verify.Wrong(); err != nil {
+			stopFetch(err)
 		}
-		fmt.Fprintf(std.out, "received %d bytes\n", len(chunk))
 	}
 	// tmc's per-read lines on a terminal are the progress already; a bar
 	// drawn between them would glue itself to each line.
@@ -80,11 +91,14 @@ func runTMC(ctx context.Context, std stdio, args []string) error {
 	if *quiet || *asJSON || !isTerminal(std.out) {
 		stopBar = startProgress(std.err, &received)
 	}
-	res, err := multicopy.Fetch(ctx, conn, []byte(msg), *timeout, *readSize, func(chunk []byte) {
+	res, err := multicopy.Fetch(fetchCtx, conn, []byte(msg), *timeout, *readSize, func(chunk []byte) {
 		received.Add(int64(len(chunk)))
 		show(chunk) // a full server's refusal line never comes here: it is Fetch's error
 	})
 	stopBar()
+	if wrong := verify.Wrong(); wrong != nil && ctx.Err() == nil {
+		return wrongAnswer(wrong)
+	}
 	var refused *multicopy.RefusedError
 	if err != nil {
 		// Say what did arrive before saying why it stopped; nothing
@@ -97,7 +111,7 @@ func runTMC(ctx context.Context, std stdio, args []string) error {
 		return err
 	}
 	if err := verify.Err(); err != nil {
-		return err // never a wrong answer reported as success
+		return wrongAnswer(err) // never a wrong answer reported as success
 	}
 	if !*quiet && !*asJSON && reads+1 < 5 {
 		io.WriteString(std.out, "\n")
@@ -112,6 +126,16 @@ func runTMC(ctx context.Context, std stdio, args []string) error {
 		fmt.Fprintf(std.err, "tmc: chunk plot written to %s\n", *plotPath)
 	}
 	return nil
+}
+
+// wrongAnswer adds to the verifier's verdict the likely cause, where
+// there is one: an answer longer than --copies copies comes from a server
+// told to send more (tms --copies N).
+func wrongAnswer(err error) error {
+	if errors.Is(err, multicopy.ErrMoreCopies) {
+		return fmt.Errorf("%w: the server sends more copies: give tmc its count with --copies N (0: any number)", err)
+	}
+	return err
 }
 
 // printSummary prints tmc's closing summary: the transfer's time runs from
