@@ -76,7 +76,17 @@ func TestEveryBadFlagNamesItself(t *testing.T) {
 		{[]string{"strclnt", "--max-value", "0", "localhost", "2000"}, "--max-value"},
 		{[]string{"strclnt", "--classic", "--watch", "localhost", "2000"}, "--classic"},
 
+		{[]string{"tmc", "--json-stream", "--interval", "-1s", "localhost", "2000", "abc"}, "--interval"},
+		{[]string{"tmc", "--json-stream", "--interval", "0s", "localhost", "2000", "abc"}, "--interval"},
+		{[]string{"tmc", "--interval", "2s", "localhost", "2000", "abc"}, "--interval"},
+		{[]string{"tmc", "--json", "--json-stream", "localhost", "2000", "abc"}, "--json-stream"},
+		{[]string{"tmc", "--timeout", "1", "localhost", "2000", "abc"}, "--timeout"},
+		{[]string{"strclnt", "--json", "--watch", "localhost", "2000"}, "--json"},
+		{[]string{"wps", "--hosts", "a:1", "--hosts", "b:1", "w"}, "--hosts"},
 		{[]string{"demo", "nosuchlesson"}, "nosuchlesson"},
+		{[]string{"completion", "tcsh"}, "tcsh"},
+		{[]string{"man", "nosuch"}, "nosuch"},
+		{[]string{"man", "--dir", "x", "tmc"}, "--dir"},
 	}
 	others := []string{"--rate", "--burst", "--max-conns", "--max-output", "--copies", "--timeout"}
 	for _, tc := range cases {

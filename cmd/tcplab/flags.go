@@ -237,6 +237,9 @@ func (fs *flagSet) flagError(err error) error {
 		return usageError{msg}
 	}
 	bad := fmt.Sprintf("--%s %q", name, value)
+	if why == errGivenTwice.Error() {
+		return usagef("--%s %s", name, why)
+	}
 	if strings.Contains(why, "out of range") {
 		return usagef("%s is out of range", bad)
 	}
