@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -163,5 +164,18 @@ func TestStrclntJSON(t *testing.T) {
 	var rep map[string]any
 	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 1 || rep["ok"] != false || !strings.Contains(fmt.Sprint(rep["error"]), "connection refused") {
 		t.Fatalf("nobody there: exit %d, %v: %q", code, err, out)
+	}
+}
+
+// One style for numbers in what tcplab prints: plain digits, as the
+// tutorial's programs print them ("15,000 bytes" and "15000 bytes" both
+// appeared). The help of every command follows it.
+func TestHelpNumbersArePlainDigits(t *testing.T) {
+	grouped := regexp.MustCompile(`(^|[^\d./,])\d{1,3}(,\d{3})+\b`) // not a list of CIDRs
+	for _, c := range commands {
+		_, out, _ := runCmd(t, "", c.name, "--help")
+		if m := grouped.FindString(out); m != "" {
+			t.Errorf("%s --help writes %q", c.name, m)
+		}
 	}
 }

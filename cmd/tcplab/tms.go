@@ -24,7 +24,7 @@ const maxCopies = math.MaxInt64 / multicopy.MaxMessage
 
 func runTMS(ctx context.Context, std stdio, args []string) (err error) {
 	fs := newFlagSet("tms")
-	copies := fs.Int64("copies", multicopy.DefaultCopies, "how many copies of the string to send back (tmc expects 10,000 unless given the same --copies)")
+	copies := fs.Int64("copies", multicopy.DefaultCopies, "how many copies of the string to send back (tmc expects 10000 unless given the same --copies)")
 	noWait := fs.Bool("no-wait", false, "send at once, without waiting for the go-ahead on standard input")
 	keep := fs.Bool("keep", false, "serve any number of clients concurrently until SIGINT/SIGTERM (no go-ahead)")
 	grace := fs.Duration("grace", 5*time.Second, "with --keep: how long transfers in flight may take to finish after a signal (a second signal ends them at once, with a reset)")
