@@ -455,7 +455,13 @@ func TestEndingsWPS(t *testing.T) {
 	})
 	t.Run("fleet errors on stderr", func(t *testing.T) {
 		p := startPeer(t, silentPeer)
-		_, port := startSVR(t, "--native")
+		// svr's first w (rendered from /proc) took over 300 ms on a
+		// loaded machine, and both hosts timed out: ask once first, and
+		// keep that answer (--fresh), so only the silent peer times out.
+		_, port := startSVR(t, "--native", "--fresh", "1h")
+		if code, _, errOut := runCmd(t, "", "wps", "127.0.0.1", port, "w"); code != 0 {
+			t.Fatalf("warm-up: exit %d, %q", code, errOut)
+		}
 		cli := startCmd(t, captured, captured, "wps", "--timeout", "300ms", "--hosts", "127.0.0.1:"+port+",127.0.0.1:"+p.port, "w")
 		expectEnd(t, cli, exitOK, `^127\.0\.0\.1:\d+: error: read from 127\.0\.0\.1:\d+: timed out after 300ms$`)
 		if out := cli.stdout.String(); strings.Contains(out, "error") || !strings.HasPrefix(out, "== 127.0.0.1:"+port+" ==\n") {
