@@ -10,6 +10,8 @@
 #   ip, tc         (iproute2) and iptables: the fault lab (internal/netlab),
 #                  two network namespaces joined by a veth pair; its tests
 #                  skip with one line when not run as root
+#   tcpdump        reads back the pcap files the lab lessons write
+#                  (internal/capture, demo), as a learner's Wireshark would
 #   openssl        a TLS peer (s_client) for svr's TLS, and the README's
 #                  certificate recipe
 #   bash, zsh,     the shells whose completion "tcplab completion" writes:
@@ -33,6 +35,7 @@ command -v ps >/dev/null && command -v w >/dev/null || need+=(procps)
 command -v ip >/dev/null && command -v tc >/dev/null || need+=(iproute2)
 command -v iptables >/dev/null || need+=(iptables)
 command -v openssl >/dev/null || need+=(openssl)
+command -v tcpdump >/dev/null || [ -x /usr/sbin/tcpdump ] || need+=(tcpdump)
 command -v zsh >/dev/null || need+=(zsh)
 command -v fish >/dev/null || need+=(fish)
 command -v groff >/dev/null || need+=(groff-base)

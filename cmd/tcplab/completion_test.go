@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -192,7 +193,7 @@ func TestZshCompletion(t *testing.T) {
 		}
 	}
 	for _, v := range fixedValues("demo", "LESSON") {
-		if !strings.Contains(text, " "+v+" ") && !strings.Contains(text, "("+v+" ") {
+		if !regexp.MustCompile(`[( ]` + v + `[ )]`).MatchString(text) {
 			t.Errorf("zsh completion lacks lesson %s", v)
 		}
 	}

@@ -20,7 +20,7 @@ var errInterrupted = errors.New("interrupted")
 func runDemo(ctx context.Context, std stdio, args []string) error {
 	fs := newFlagSet("demo")
 	list := fs.Bool("list", false, "list the lessons and exit")
-	outDir := fs.String("out", "", "write files such as the chunk plot to `DIR` (created if need be; without it, no file is written)")
+	outDir := fs.String("out", "", "write the lessons' files (chunk plot, captures and their time-sequence graphs) to `DIR`, created if need be (without it, no file is written)")
 	asJSON := fs.Bool("json", false, "print no narration, only one JSON object with what each lesson measured (docs/json.md)")
 	names, err := fs.parse(std, args, 0, -1)
 	if err != nil {

@@ -4,12 +4,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tcplab/tcplab/demo"
+	"github.com/tcplab/tcplab/internal/netlab"
 	"github.com/tcplab/tcplab/internal/testkit"
 )
 
@@ -129,5 +131,38 @@ func TestDemoJSON(t *testing.T) {
 	stats := runs[0].(map[string]any)["stats"].(map[string]any)
 	if stats["bytes"] != 30000.0 || stats["reads"] == nil || chunks["plot_path"] != filepath.Join(out, "chunks.png") {
 		t.Fatalf("chunks observations %v", chunks)
+	}
+}
+
+// The link lessons through the binary: each writes its capture, which
+// tcpdump reads (where installed), and its time-sequence graph; names
+// runs the binary itself again inside the lab to resolve a name there.
+func TestDemoLinkLessonsWriteCaptures(t *testing.T) {
+	if err := netlab.Check(); err != nil {
+		t.Skip(err)
+	}
+	out := filepath.Join(t.TempDir(), "wire")
+	p := testkit.Start(t, nil, testkit.Binary(t), "demo", "mac", "names", "tail", "--out", out)
+	if code := p.Wait(t, 60*time.Second); code != 0 {
+		t.Fatalf("exit %d\nstdout %s\nstderr %s", code, p.Stdout.String(), p.Stderr.String())
+	}
+	stdout := p.Stdout.String()
+	for _, want := range []string{"ARP who has 10.200.0.2?", "server.lab is 10.200.0.2", "the longest hold: byte"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout)
+		}
+	}
+	for _, name := range []string{"mac.pcap", "mac-seq.png", "names.pcap", "tail.pcap", "tail-seq.png"} {
+		if fi, err := os.Stat(filepath.Join(out, name)); err != nil || fi.Size() == 0 {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	tcpdump, err := exec.LookPath("tcpdump")
+	if err != nil {
+		return
+	}
+	dump, err := exec.Command(tcpdump, "-nn", "-e", "-r", filepath.Join(out, "mac.pcap")).Output()
+	if err != nil || !strings.Contains(string(dump), "Request who-has 10.200.0.2 tell 10.200.0.1") {
+		t.Errorf("tcpdump -r mac.pcap: %v\n%s", err, dump)
 	}
 }
