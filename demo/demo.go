@@ -41,6 +41,10 @@ type Options struct {
 	// lessons' captures (LESSON.pcap) and time-sequence graphs
 	// (LESSON-seq.png). It must exist. Empty means lessons write no files.
 	OutDir string
+	// Report, if set, is called by Tour after each lesson with what it
+	// measured (nil if it failed), its error and how long it took: the
+	// figures for a report of the caller's own (tcplab demo --json).
+	Report func(l Lesson, obs Observations, err error, took time.Duration)
 }
 
 // Observations is what a lesson measured on this run. Each lesson returns
