@@ -294,3 +294,21 @@ exec '` + realIP + `' "$@"
 		t.Errorf("stderr has %d lines, want at most one: %q", lines+1, p.Stderr.String())
 	}
 }
+
+// A user's descriptor limit (ulimit -n) is no reason for a panic: the poll
+// lesson sized its 2000 idle connections as (limit-100)/2 in unsigned
+// arithmetic, so a limit of 100 or 101 divided by zero ("panic: runtime
+// error: integer divide by zero", exit 2) and one below 100 wrapped
+// around to all 2000, which cannot be opened. With a low limit the lesson
+// holds what fits, and with none it says so and still runs its epoll loop.
+func TestDemoPollUnderALowDescriptorLimit(t *testing.T) {
+	for _, limit := range []int{100, 101, 60, 33} {
+		// ulimit -n sets both limits; Go raises only the soft one, to the hard.
+		p := testkit.Start(t, nil, "/bin/sh", "-c", fmt.Sprintf(`ulimit -n %d && exec "$0" demo poll`, limit), testkit.Binary(t))
+		code := p.Wait(t, 60*time.Second)
+		stdout, stderr := p.Stdout.String(), p.Stderr.String()
+		if code != 0 || stderr != "" || !strings.Contains(stdout, "the loop served c3, c1, c2") {
+			t.Errorf("ulimit -n %d: exit %d\nstdout %s\nstderr %s", limit, code, stdout, stderr)
+		}
+	}
+}
