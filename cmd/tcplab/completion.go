@@ -102,7 +102,12 @@ _tcplab() {
 		elif [[ $w == = ]]; then
 			((j++))
 		elif [[ $w == -* ]]; then
-			[[ $w != *=* && " $valued " == *" --${w#"${w%%[!-]*}"} "* ]] && ((j++))
+			# A flag's value is the next word, or the one after "="
+			# (bash splits "--flag=value" into three words).
+			if [[ $w != *=* && " $valued " == *" --${w#"${w%%[!-]*}"} "* ]]; then
+				[[ ${COMP_WORDS[j+1]} == = ]] && ((j++))
+				((j++))
+			fi
 		else
 			((n++))
 		fi

@@ -96,6 +96,14 @@ func TestBashCompletion(t *testing.T) {
 		{[]string{"tcplab", "wps", "--json", "localhost", "2000", "u"}, []string{"uptime"}},
 		{[]string{"tcplab", "wps", "localhost", "u"}, nil}, // PORT: nothing to offer
 		{[]string{"tcplab", "tms", "--copies", ""}, nil},
+		// "--flag=value", which bash splits at "=" into three words
+		// (COMP_WORDBREAKS), is one flag and its value: the words after
+		// it are counted from the first argument. The value was counted
+		// as an argument, so nothing was offered for COMMAND here.
+		{[]string{"tcplab", "wps", "--timeout", "=", "3s", "localhost", "2000", "u"}, []string{"uptime"}},
+		{[]string{"tcplab", "wps", "--timeout=3s", "localhost", "2000", "u"}, []string{"uptime"}},
+		{[]string{"tcplab", "demo", "--out", "=", "lab", "ud"}, []string{"udp"}},
+		{[]string{"tcplab", "wps", "--timeout", "=", "3s", "localhost", "u"}, nil},
 	}
 	for _, tc := range cases {
 		if got := bashComplete(t, script, dir, tc.words...); !slices.Equal(got, tc.want) {
