@@ -108,7 +108,7 @@ func writeTestLog(t *testing.T, path string, n int) ([]byte, []int) {
 	off := datalog.HeaderLen(b)
 	for i := range n {
 		offsets = append(offsets, off)
-		off += 8 + len(fmt.Sprintf("<%d>", i))
+		off += datalog.RecordHeader + len(fmt.Sprintf("<%d>", i))
 	}
 	return b, offsets
 }
