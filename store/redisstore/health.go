@@ -164,9 +164,12 @@ func (s *Store) failed(err error) {
 	}
 }
 
-// recovered records the success of an operation sent at sent.
+// recovered records the success of an operation sent at sent. When it ends
+// an outage, the watchers are woken to look again: letters may have come
+// (through other servers) while this one could not hear of them.
 func (s *Store) recovered(sent time.Time) {
 	if s.health.back(sent) {
 		s.log.Info("redis reachable again", "redis", s.addr)
+		s.feed.watchers.Signal()
 	}
 }

@@ -64,6 +64,7 @@ end
 local function meta(vkey, mkey)
   local vlen = redis.call('STRLEN', vkey)
   local m = redis.call('GET', mkey)
+  if m == 'edited' then return nil, vlen, 0, 'edited' end
   local epoch, mlen, sum
   if m then epoch, mlen, sum = string.match(m, '^(%S+) (%d+) (%d+)$') end
   if (not epoch) or vlen == 0 then return nil, vlen, 0, 'absent' end
@@ -102,8 +103,15 @@ return {epoch, start, from, data, newsum, why}
 `)
 
 // readScript returns {epoch, from, v[from:], sum, why} like appendScript,
-// without writing. The epoch is "" while v has no epoch (tcplab has not
-// written it yet, or it was lost or changed since).
+// without writing v. The epoch is "" while v has no epoch (tcplab has not
+// written it yet, or it was lost or changed since). ARGV[4] and ARGV[5]
+// are a piece of the caller's copy and where it starts ("" for none): if
+// the copy is trusted (its epoch, its length and its checksum carried
+// forward all agree) but v holds other bytes there, v was overwritten by
+// something other than tcplab to the same length, which its length and
+// checksum cannot show; NAME:epoch is then marked "edited", so that every
+// server drops its copy at its next script (and the next append begins a
+// new epoch), and the answer is all of v, why "edited".
 var readScript = redis.NewScript(sumScript + `
 local epoch, vlen, sum, why = meta(KEYS[1], KEYS[2])
 if not epoch then return {'', 0, redis.call('GETRANGE', KEYS[1], 0, -1), 0, why} end
@@ -114,6 +122,13 @@ local data = redis.call('GETRANGE', KEYS[1], from, -1)
 if from > 0 and extend(tonumber(ARGV[3]), data, 1, #data) ~= sum then
   why, from = 'diverged', 0
   data = redis.call('GETRANGE', KEYS[1], 0, -1)
+end
+if why == '' and #ARGV[5] > 0 then
+  local at = tonumber(ARGV[4])
+  if redis.call('GETRANGE', KEYS[1], at, at + #ARGV[5] - 1) ~= ARGV[5] then
+    redis.call('SET', KEYS[2], 'edited')
+    return {'', 0, redis.call('GETRANGE', KEYS[1], 0, -1), 0, 'edited'}
+  end
 end
 return {epoch, from, data, sum, why}
 `)
@@ -307,25 +322,33 @@ func (s *Store) read(ctx context.Context) ([]byte, uint64, error) {
 	if err := s.awaitUsable(ctx, opTimeout); err != nil {
 		return nil, 0, err
 	}
-	snap := s.local.snapshot()
+	v, gen, _, err := s.readChecking(ctx, s.local.snapshot(), 0, 0)
+	return v, gen, err
+}
+
+// readChecking runs readScript for the copy snap, comparing the n bytes
+// of the copy from at with what Redis holds there (n 0: none). It returns
+// v and its generation as read, and the answer's why ("edited" when the
+// piece differed).
+func (s *Store) readChecking(ctx context.Context, snap copyState, at, n int) ([]byte, uint64, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
 	sent := time.Now()
-	res, err := readScript.Run(ctx, s.client, s.names.value, snap.epoch, len(snap.buf), snap.sum).Slice()
+	res, err := readScript.Run(ctx, s.client, s.names.value, snap.epoch, len(snap.buf), snap.sum, at, snap.buf[at:at+n]).Slice()
 	if err != nil {
 		s.failed(err)
-		return nil, 0, s.wrap("read", err)
+		return nil, 0, "", s.wrap("read", err)
 	}
 	s.recovered(sent)
 	if len(res) != 5 {
-		return nil, 0, fmt.Errorf("redis %s read: unexpected reply of %d elements", s.addr, len(res))
+		return nil, 0, "", fmt.Errorf("redis %s read: unexpected reply of %d elements", s.addr, len(res))
 	}
 	a, err := parseAnswer(res[0], res[1], res[2], res[3], res[4])
 	if err != nil {
-		return nil, 0, fmt.Errorf("redis %s read: %w", s.addr, err)
+		return nil, 0, "", fmt.Errorf("redis %s read: %w", s.addr, err)
 	}
 	v, gen := s.merge(snap, a)
-	return v, gen, nil
+	return v, gen, a.why, nil
 }
 
 // localCopy is this process's copy of a prefix of v and its identity in
@@ -376,8 +399,12 @@ func (c *localCopy) merge(snap copyState, a answer) (v []byte, gen uint64, dropp
 			c.sum = a.sum
 		}
 		return c.buf[:total:total], c.gen, 0
-	case a.epoch != "" && a.epoch == c.epoch && len(a.data) < len(c.buf) && string(c.buf[:len(a.data)]) == a.data:
-		// An older point of the copy (a request overtaken by another).
+	case a.epoch != "" && a.epoch == c.epoch && a.why != "diverged" && len(a.data) < len(c.buf) && string(c.buf[:len(a.data)]) == a.data:
+		// An older point of the copy (a request overtaken by another,
+		// such as the first appends of an epoch). Not an answer that
+		// found v shorter than the copy it was sent, or not continuing
+		// it ("diverged"): that is v rolled back (a failover), however
+		// well its bytes match the start of the copy.
 		return c.buf[:total:total], c.gen, 0
 	}
 	if len(c.buf) > 0 {
@@ -412,6 +439,8 @@ func resetCause(why string) string {
 		return "Redis holds a v that does not continue it (a failover to a replica that missed writes?)"
 	case "foreign":
 		return "something other than tcplab changed it in Redis"
+	case "edited":
+		return "something other than tcplab changed it in Redis, to the same length: its bytes are not the ones this server served"
 	}
 	return "it changed in Redis (why: " + strconv.Quote(why) + ")"
 }
