@@ -19,8 +19,9 @@ var _ store.Checked = (*Store)(nil)
 // while this process has clients, the refresher reads v every
 // refreshEvery (only the bytes the copy lacks, one round trip) and, in
 // the same script, compares the next checkPiece bytes of the copy with
-// what Redis holds there, going round the copy piece by piece: a
-// same-length overwrite is seen within (|v| / checkPiece) × refreshEvery.
+// what Redis holds there, in passes over the copy piece by piece: a
+// same-length overwrite is seen within two passes, 2 × (|v| / checkPiece)
+// × refreshEvery at most (one pass, 0.5 s, while v is under 32 KiB).
 // When the copy grew, the generation changed, or Redis answered after an
 // outage, the watchers are woken to look again; a watcher is thus never
 // more than about refreshEvery behind the v Redis holds once Redis
@@ -43,7 +44,7 @@ func (s *Store) refresher() {
 	defer s.wg.Done()
 	t := time.NewTicker(refreshEvery)
 	defer t.Stop()
-	at := 0
+	var p pass
 	for {
 		select {
 		case <-s.ctx.Done():
@@ -53,28 +54,35 @@ func (s *Store) refresher() {
 		if _, n := s.members.now(); n == 0 {
 			continue
 		}
-		at = s.refresh(at)
+		s.refresh(&p)
 	}
 }
 
-// refresh is one round of the refresher: it reads v and compares the
-// piece of the copy from at, and returns where the next round compares.
-// It goes to Redis even while Redis is marked unreachable: it is one more
-// probe, and its success ends the outage (recovered wakes the watchers).
-func (s *Store) refresh(at int) int {
+// pass is where the refresher is in its pass over the copy: it compares
+// [at, end), end being the copy's length when the pass began. Bytes that
+// come later wait for the next pass: a pass that followed the copy's end
+// would, while letters flow, compare only the newest bytes, the ones just
+// read from Redis, and never come back to the old ones.
+type pass struct{ at, end, gen uint64 }
+
+// refresh is one round of the refresher: it reads v and compares the next
+// piece of the pass. It goes to Redis even while Redis is marked
+// unreachable: it is one more probe, and its success ends the outage
+// (recovered wakes the watchers).
+func (s *Store) refresh(p *pass) {
 	snap := s.local.snapshot()
-	if at >= len(snap.buf) {
-		at = 0
+	if p.at >= p.end || p.gen != snap.gen || p.end > uint64(len(snap.buf)) {
+		p.at, p.end, p.gen = 0, uint64(len(snap.buf)), snap.gen
 	}
-	n := min(len(snap.buf)-at, checkPiece)
-	v, gen, _, err := s.readChecking(s.ctx, snap, at, n)
+	n := min(p.end-p.at, checkPiece)
+	v, gen, _, err := s.readChecking(s.ctx, snap, int(p.at), int(n))
 	if err != nil {
-		return at
+		return
 	}
+	p.at += n
 	if gen != snap.gen || len(v) > len(snap.buf) {
 		s.feed.watchers.Signal()
 	}
-	return at + n
 }
 
 // CheckedValue implements store.Checked: Value, after comparing the whole

@@ -15,8 +15,10 @@ import (
 // v, its epoch and its checksum.
 //
 // NAME:epoch holds "EPOCH LENGTH SUM": an id that changes whenever v is
-// begun afresh, the length of v as tcplab last wrote it, and a checksum of
-// v (below). Every append script updates it together with v, so the two
+// begun afresh (Redis's time, then why the epoch before it ended:
+// "1733412345.123456-absent"), the length of v as tcplab last wrote it,
+// and a checksum of v (below). A server whose copy is of an earlier epoch
+// is told why from that suffix. Every append script updates it together with v, so the two
 // can only disagree when something other than tcplab wrote v.
 //
 // Each process keeps a copy of a prefix of v, with its length and its
@@ -71,6 +73,12 @@ local function meta(vkey, mkey)
   if tonumber(mlen) ~= vlen then return nil, vlen, 0, 'foreign' end
   return epoch, vlen, tonumber(sum), ''
 end
+-- begun says why the epoch a caller does not hold began: the why that
+-- ended the one before, which the appending script writes after the
+-- epoch's time ("1733.12-edited"); 'epoch' for an epoch without it.
+local function begun(epoch)
+  return string.match(epoch, '%-(%a+)$') or 'epoch'
+end
 `
 
 // appendScript appends ARGV[5] to v and returns what the caller's copy of
@@ -83,7 +91,7 @@ var appendScript = redis.NewScript(sumScript + `
 local epoch, start, sum, why = meta(KEYS[1], KEYS[2])
 if not epoch then
   local t = redis.call('TIME')
-  epoch = t[1] .. '.' .. t[2]
+  epoch = t[1] .. '.' .. t[2] .. '-' .. why
   if start > 0 then sum = extend(0, redis.call('GET', KEYS[1]), 1, start) end
 end
 local n = redis.call('APPEND', KEYS[1], ARGV[5])
@@ -91,7 +99,7 @@ local newsum = extend(sum, ARGV[5], 1, #ARGV[5])
 redis.call('SET', KEYS[2], epoch .. ' ' .. n .. ' ' .. newsum)
 redis.call('PUBLISH', ARGV[1], epoch .. ' ' .. n)
 local from = tonumber(ARGV[3])
-if why == '' and epoch ~= ARGV[2] then why = 'epoch' end
+if why == '' and epoch ~= ARGV[2] then why = begun(epoch) end
 if why == '' and from > start then why = 'diverged' end
 if why ~= '' then from = 0 end
 local data = redis.call('GETRANGE', KEYS[1], from, -1)
@@ -116,7 +124,7 @@ var readScript = redis.NewScript(sumScript + `
 local epoch, vlen, sum, why = meta(KEYS[1], KEYS[2])
 if not epoch then return {'', 0, redis.call('GETRANGE', KEYS[1], 0, -1), 0, why} end
 local from = tonumber(ARGV[2])
-if epoch ~= ARGV[1] then why = 'epoch' elseif from > vlen then why = 'diverged' end
+if epoch ~= ARGV[1] then why = begun(epoch) elseif from > vlen then why = 'diverged' end
 if why ~= '' then from = 0 end
 local data = redis.call('GETRANGE', KEYS[1], from, -1)
 if from > 0 and extend(tonumber(ARGV[3]), data, 1, #data) ~= sum then
