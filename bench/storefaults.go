@@ -90,7 +90,7 @@ func storeFaultsTable(all []*storefaults.Result) string {
 	row("v's shown to clients (replies, watcher updates, strclnt lines)", tot.Shown)
 	row("client records checked against the group's v", tot.Checks)
 	row("**wrong v shown** (not a prefix of the group's v, outside a hand edit's window)", tot.Wrong)
-	row("watchers neither current nor told 15 s after Redis answered (stale)", tot.Stale)
+	row("watchers neither current nor told 30 s after Redis answered (stale)", tot.Stale)
 	row("v's shown with the old bytes after a same-length hand edit, before the servers saw it", tot.Window)
 	row("connections the server ended with an `e` frame (told)", tot.Told)
 	row("longest wait of a watcher from Redis answering again to showing its v then", tot.CatchUp.Round(time.Millisecond))

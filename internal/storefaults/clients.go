@@ -47,8 +47,16 @@ type shown struct {
 	count int64     // v's shown on this connection
 	told  string    // the 'e' frame's reason, once the server ended the connection
 	gone  error     // why the connection ended otherwise
+	up    bool      // connected: a watcher not yet connected is not silent on anything
 	conn  int       // connections made so far
 	wake  chan struct{}
+}
+
+// connected notes that the connection is made.
+func (s *shown) connected() {
+	s.mu.Lock()
+	s.up = true
+	s.mu.Unlock()
 }
 
 func newShown() *shown { return &shown{wake: make(chan struct{})} }
@@ -80,7 +88,7 @@ func (s *shown) ended(err error) {
 // fresh forgets the last connection's record for a new connection.
 func (s *shown) fresh() {
 	s.mu.Lock()
-	s.last, s.era, s.count, s.told, s.gone = nil, 0, 0, "", nil
+	s.last, s.era, s.count, s.told, s.gone, s.up = nil, 0, 0, "", nil, false
 	s.conn++
 	s.mu.Unlock()
 }
@@ -92,13 +100,14 @@ type snapshot struct {
 	count int64
 	told  string
 	gone  error
+	up    bool
 	wake  <-chan struct{}
 }
 
 func (s *shown) get() snapshot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return snapshot{s.last, s.era, s.at, s.count, s.told, s.gone, s.wake}
+	return snapshot{s.last, s.era, s.at, s.count, s.told, s.gone, s.up, s.wake}
 }
 
 // client is one client of the run, reconnecting after its connection ends
@@ -205,6 +214,7 @@ func (c *client) watch(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	c.rec.connected()
 	defer cl.Close()
 	stop := context.AfterFunc(ctx, func() { cl.Close() })
 	defer stop()
@@ -236,6 +246,7 @@ func (c *client) watchBinary(ctx context.Context) error {
 	if err := cmd.Start(); err != nil {
 		return err
 	}
+	c.rec.connected() // or about to be: strclnt says so if it cannot
 	stop := context.AfterFunc(ctx, func() { cmd.Process.Kill() })
 	defer stop()
 	br := bufio.NewReaderSize(stdout, 1<<20)

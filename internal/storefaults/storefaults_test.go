@@ -15,7 +15,9 @@ func TestMain(m *testing.M) { testkit.Main(m) }
 // The short budget of the fault checker (the long one: go run ./bench
 // -only storefaults): every kind of fault at least once, with 3 strsvr
 // processes and their clients, and no v shown that is not a prefix of the
-// group's v, no watcher stale. TCPLAB_STOREFAULTS_SEED replays a seed.
+// group's v, no watcher stale. TCPLAB_STOREFAULTS_SEED replays a seed;
+// with TCPLAB_STOREFAULTS_STEPS=30 and TCPLAB_STOREFAULTS_LONGEST=8s, a
+// seed of the bench.
 func TestStoreFaults(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("TCPLAB_STOREFAULTS_SEED"); s != "" {
@@ -29,13 +31,28 @@ func TestStoreFaults(t *testing.T) {
 	if bin == "" {
 		bin = testkit.Binary(t)
 	}
+	steps, longest := 8, 4*time.Second
+	if s := os.Getenv("TCPLAB_STOREFAULTS_STEPS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			t.Fatalf("TCPLAB_STOREFAULTS_STEPS=%q: %v", s, err)
+		}
+		steps = n
+	}
+	if s := os.Getenv("TCPLAB_STOREFAULTS_LONGEST"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			t.Fatalf("TCPLAB_STOREFAULTS_LONGEST=%q: %v", s, err)
+		}
+		longest = d
+	}
 	res, err := Run(context.Background(), Config{
 		Binary:  bin,
 		Dir:     t.TempDir(),
 		Port:    func() (int, error) { return testkit.StaticPort(t), nil },
 		Seed:    seed,
-		Steps:   8,
-		Longest: 4 * time.Second,
+		Steps:   steps,
+		Longest: longest,
 		Logf:    t.Logf,
 	})
 	if err != nil {
