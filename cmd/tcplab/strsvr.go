@@ -128,7 +128,9 @@ func runStrSvr(ctx context.Context, std stdio, args []string) (err error) {
 	// unwritable) outranks a signal: the status and the last line must
 	// not read as a clean stop.
 	if err := st.Close(); err != nil {
-		return lostOutput{fmt.Errorf("v (%d bytes) is not kept: %w; the final value printed above is the only copy", len(v), err)}
+		notKept := fmt.Errorf("v (%d bytes) is not kept: %w; the final value printed above is the only copy", len(v), err)
+		sout.end(ctx, notKept) // standard output works: --json says it too
+		return lostOutput{notKept}
 	}
 	return runErr
 }
