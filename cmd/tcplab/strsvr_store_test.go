@@ -379,10 +379,12 @@ func TestStrSvrStopTellsTheLogIsGone(t *testing.T) {
 		sig     syscall.Signal
 		refused bool // a letter is refused first (the store saw it)
 		replace bool
+		json    bool
 	}{
-		{"removed while idle, SIGTERM", syscall.SIGTERM, false, false},
-		{"replaced while idle, SIGINT", syscall.SIGINT, false, true},
-		{"removed, a letter refused, SIGTERM", syscall.SIGTERM, true, false},
+		{"removed while idle, SIGTERM", syscall.SIGTERM, false, false, false},
+		{"replaced while idle, SIGINT", syscall.SIGINT, false, true, false},
+		{"removed, a letter refused, SIGTERM", syscall.SIGTERM, true, false, false},
+		{"removed while idle, --json", syscall.SIGTERM, false, false, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			data := filepath.Join(t.TempDir(), "v.log")
@@ -390,7 +392,11 @@ func TestStrSvrStopTellsTheLogIsGone(t *testing.T) {
 			// write, so the refused letter is refused (interval looks
 			// every 10 ms).
 			policy := map[bool]string{false: "interval", true: "always"}[c.refused]
-			svr, port := startStrsvr(t, "--keep", "--fsync", policy, "--data", data)
+			args := []string{"--keep", "--fsync", policy, "--data", data}
+			if c.json {
+				args = append(args, "--json")
+			}
+			svr, port := startStrsvr(t, args...)
 			cl := dialFramed(t, port)
 			defer cl.Close()
 			if v, err := cl.Send([]byte("hello")); err != nil || string(v) != "hello" {
@@ -418,6 +424,9 @@ func TestStrSvrStopTellsTheLogIsGone(t *testing.T) {
 			}
 			if !strings.Contains(errOut, "level=ERROR") {
 				t.Errorf("no ERROR line:\n%s", errOut)
+			}
+			if out := svr.Stdout.String(); c.json && !strings.Contains(out, `"event":"end"`) || c.json && !strings.Contains(out, `"ok":false`) {
+				t.Errorf("--json output does not end with ok false:\n%s", out)
 			}
 		})
 	}
