@@ -38,6 +38,10 @@ const (
 	// readChunk is how many letters one read takes at most; they are
 	// appended in one Store.Append and answered in one writev.
 	readChunk = 4096
+	// DefaultWatchOutage is how long a watcher waits out a store that
+	// cannot be read: a stall or a restart of Redis is waited out and the
+	// watcher caught up; a longer outage is said.
+	DefaultWatchOutage = 10 * time.Second
 )
 
 // Server is the shared-string protocol: strsvr. It is a server.Handler
@@ -94,6 +98,14 @@ type Server struct {
 	// saying so instead of the 'h' frame, and is closed. Zero means a
 	// quarter of MaxConns (at least 1), DefaultMaxWatchers by default.
 	MaxWatchers int
+
+	// WatchOutage is how long a watcher waits out a store that cannot be
+	// read (Redis stalled, lost, partitioned away) before it is ended with
+	// an 'e' frame saying so; until then it reads again whenever the store
+	// signals (one that finds Redis again does at once) or every second,
+	// and so catches up when the store answers. Zero means
+	// DefaultWatchOutage.
+	WatchOutage time.Duration
 
 	// Logger receives connection events. Nil discards.
 	Logger *slog.Logger
@@ -595,7 +607,7 @@ func (c *conn) hello() error {
 // silent on a stale v: when the store cannot be read (Redis stalled,
 // lost, partitioned away), watch reads again at the store's next signal
 // (a store that finds Redis again signals at once) or after watchRetry,
-// and if reading has failed for watchOutage it ends the watcher with an
+// and if reading has failed for WatchOutage it ends the watcher with an
 // 'e' frame saying why.
 func (c *conn) watch(ctx context.Context) {
 	changes, err := c.s.Store.Changes(ctx)
@@ -617,9 +629,9 @@ func (c *conn) watch(ctx context.Context) {
 			if failing.IsZero() {
 				failing = time.Now()
 			}
-			if time.Since(failing) >= watchOutage {
+			if outage := c.s.watchOutage(); time.Since(failing) >= outage {
 				c.log.Warn("ending a watcher: v could not be read", "for", time.Since(failing).Round(time.Second), "err", err)
-				c.endWatch(fmt.Sprintf("the server could not read v from its store for %s: v may have changed since what you were shown; try again later", watchOutage))
+				c.endWatch(fmt.Sprintf("the server could not read v from its store for %s: v may have changed since what you were shown; try again later", outage))
 				return
 			}
 			retry.Reset(watchRetry)
@@ -669,15 +681,16 @@ func (c *conn) endWatch(msg string) {
 	c.c.Close()
 }
 
-const (
-	// watchRetry bounds how long a watcher waits to read v again after a
-	// read failed, when the store does not signal first.
-	watchRetry = time.Second
-	// watchOutage is how long a watcher waits out a store that cannot be
-	// read before it is told: a stall or a restart of Redis is waited
-	// out, and the watcher caught up; a longer outage is said.
-	watchOutage = 10 * time.Second
-)
+// watchRetry bounds how long a watcher waits to read v again after a read
+// failed, when the store does not signal first.
+const watchRetry = time.Second
+
+func (s *Server) watchOutage() time.Duration {
+	if s.WatchOutage > 0 {
+		return s.WatchOutage
+	}
+	return DefaultWatchOutage
+}
 
 // refresh sets a deadline idle from now unless it was set less than
 // idle/16 ago (at last), so a busy connection does not move a timer for

@@ -299,3 +299,40 @@ func TestRedisFailoverTellsWatchers(t *testing.T) {
 		t.Errorf("a new watcher: %q %v, want hello", v, err)
 	}
 }
+
+// A watcher whose store cannot be read for WatchOutage (Redis gone for
+// good) is told so with an 'e' frame, never left connected and silent.
+func TestRedisOutageTellsWatchers(t *testing.T) {
+	r := redistest.New(t)
+	ctx := context.Background()
+	st, err := redisstore.Open(ctx, r.URL("v"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	_, port := startServer(t, st, func(s *sharedstring.Server) { s.WatchOutage = time.Second })
+	typist := dial(t, port, sharedstring.Options{})
+	if _, err := typist.Send([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	w := watch(dial(t, port, sharedstring.Options{Watch: true}))
+	w.currentOrTold(t, "the watcher", []byte("hello"), 10*time.Second)
+	r.Kill()
+	// Typing after the loss: the watcher's read fails, and keeps failing.
+	typist.Send([]byte("!"))
+	expired := time.After(30 * time.Second)
+	for {
+		_, err, changed := w.state()
+		if err != nil {
+			if !strings.Contains(err.Error(), "could not read v from its store for 1s") {
+				t.Fatalf("watcher ended with %v, want the outage's 'e' frame", err)
+			}
+			return
+		}
+		select {
+		case <-changed:
+		case <-expired:
+			t.Fatal("the watcher was neither current nor told 30 s after Redis was gone")
+		}
+	}
+}

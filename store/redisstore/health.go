@@ -150,7 +150,8 @@ func (s *Store) awaitUsable(ctx context.Context, limit time.Duration) error {
 }
 
 // failed records the outcome of an operation: a lost connection puts the
-// store in the unavailable state (logged once) and wakes the keeper.
+// store in the unavailable state (logged once) and wakes the keeper and
+// the watchers.
 func (s *Store) failed(err error) {
 	if !connLost(err) || s.ctx.Err() != nil {
 		return
@@ -161,6 +162,10 @@ func (s *Store) failed(err error) {
 		case s.health.kick <- struct{}{}:
 		default:
 		}
+		// The watchers' source of changes is gone too: they look, and
+		// a watcher that cannot read v for long is told so rather than
+		// left silent on a v that other servers may be changing.
+		s.feed.watchers.Signal()
 	}
 }
 
