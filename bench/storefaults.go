@@ -19,7 +19,8 @@ import (
 // run is a fresh Redis with a replica and three strsvr processes, each
 // with two typists, a classic client, two watchers and a strclnt --watch,
 // through a seeded series of faults: stalls (CLIENT PAUSE, DEBUG SLEEP,
-// up to 8 s, past the 5 s a store gives one script), kill -9 with and
+// up to 12 s, past the 5 s a store gives one script and the 10 s a
+// watcher waits out a store it cannot read), kill -9 with and
 // without persistence, a partition of one strsvr, a failover to a replica
 // that missed the last letters, hand edits of v. After every step it
 // checks that no client was shown a v that is not a prefix of the group's
@@ -44,7 +45,7 @@ func benchStoreFaults(ctx context.Context, env *benchEnv) (string, error) {
 			Port:    freePort,
 			Seed:    seed,
 			Steps:   steps,
-			Longest: 8 * time.Second,
+			Longest: 12 * time.Second,
 			Logf:    func(f string, a ...any) { env.logf("storefaults: "+f, a...) },
 		})
 		if err != nil {

@@ -16,7 +16,7 @@ func TestMain(m *testing.M) { testkit.Main(m) }
 // -only storefaults): every kind of fault at least once, with 3 strsvr
 // processes and their clients, and no v shown that is not a prefix of the
 // group's v, no watcher stale. TCPLAB_STOREFAULTS_SEED replays a seed;
-// with TCPLAB_STOREFAULTS_STEPS=30 and TCPLAB_STOREFAULTS_LONGEST=8s, a
+// with TCPLAB_STOREFAULTS_STEPS=30 and TCPLAB_STOREFAULTS_LONGEST=12s, a
 // seed of the bench.
 func TestStoreFaults(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
