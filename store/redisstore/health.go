@@ -158,14 +158,19 @@ func (s *Store) failed(err error) {
 	}
 	if s.health.lost(cause(err)) {
 		s.log.Error("redis lost; refusing appends and retrying with backoff", "redis", s.addr, "err", s.wrap("", err))
-		select {
-		case s.health.kick <- struct{}{}:
-		default:
-		}
+		s.probeNow()
 		// The watchers' source of changes is gone too: they look, and
 		// a watcher that cannot read v for long is told so rather than
 		// left silent on a v that other servers may be changing.
 		s.feed.watchers.Signal()
+	}
+}
+
+// probeNow wakes the keeper to probe Redis at once.
+func (s *Store) probeNow() {
+	select {
+	case s.health.kick <- struct{}{}:
+	default:
 	}
 }
 
