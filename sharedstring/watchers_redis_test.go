@@ -51,10 +51,10 @@ func watch(c *sharedstring.Client) *watched {
 
 // state returns what the watcher holds now, and a channel closed at its
 // next frame.
-func (w *watched) state() ([]byte, error, <-chan struct{}) {
+func (w *watched) state() ([]byte, <-chan struct{}, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.v, w.err, w.changed
+	return w.v, w.changed, w.err
 }
 
 // currentOrTold waits until the watcher shows want or has been told, by an
@@ -63,7 +63,7 @@ func (w *watched) currentOrTold(t *testing.T, name string, want []byte, limit ti
 	t.Helper()
 	expired := time.After(limit)
 	for {
-		v, err, changed := w.state()
+		v, changed, err := w.state()
 		if err != nil || bytes.Equal(v, want) {
 			return
 		}
@@ -114,7 +114,7 @@ func TestRedisStallWatchersCurrentOrTold(t *testing.T) {
 			first, _ := b.Append(ctx, []byte("!"))
 			for _, w := range ws { // every watcher is in the flow
 				for {
-					v, _, changed := w.state()
+					v, changed, _ := w.state()
 					if len(v) >= len(first) {
 						break
 					}
@@ -274,7 +274,7 @@ func TestRedisFailoverTellsWatchers(t *testing.T) {
 	}
 	for _, w := range ws {
 		for {
-			v, _, changed := w.state()
+			v, changed, _ := w.state()
 			if string(v) == "helloworld" {
 				break
 			}
@@ -289,13 +289,13 @@ func TestRedisFailoverTellsWatchers(t *testing.T) {
 	front.Point(replica.Addr())
 	for i, w := range ws {
 		w.currentOrTold(t, fmt.Sprint("watcher ", i), []byte("hello"), 15*time.Second)
-		if _, err, _ := w.state(); err == nil || !strings.Contains(err.Error(), "v was reset") {
+		if _, _, err := w.state(); err == nil || !strings.Contains(err.Error(), "v was reset") {
 			t.Errorf("watcher %d: %v, want the 'v was reset' frame", i, err)
 		}
 	}
 	fresh := watch(dial(t, port, sharedstring.Options{Watch: true}))
 	fresh.currentOrTold(t, "a new watcher", []byte("hello"), 15*time.Second)
-	if v, err, _ := fresh.state(); err != nil || string(v) != "hello" {
+	if v, _, err := fresh.state(); err != nil || string(v) != "hello" {
 		t.Errorf("a new watcher: %q %v, want hello", v, err)
 	}
 }
@@ -322,7 +322,7 @@ func TestRedisOutageTellsWatchers(t *testing.T) {
 	typist.Send([]byte("!"))
 	expired := time.After(30 * time.Second)
 	for {
-		_, err, changed := w.state()
+		_, changed, err := w.state()
 		if err != nil {
 			if !strings.Contains(err.Error(), "could not read v from its store for 1s") {
 				t.Fatalf("watcher ended with %v, want the outage's 'e' frame", err)

@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/tcplab/tcplab/internal/testkit"
@@ -273,16 +272,4 @@ func (c *client) watchBinary(ctx context.Context) error {
 	}
 	c.r.fail("%s exited %d (%v) with %q: not one line and status 1", c.name, code, werr, msg)
 	return fmt.Errorf("strclnt exited %d", code)
-}
-
-// atomicDur is a duration many goroutines may raise.
-type atomicDur struct{ max atomic.Int64 }
-
-func (a *atomicDur) raise(d time.Duration) {
-	for {
-		old := a.max.Load()
-		if int64(d) <= old || a.max.CompareAndSwap(old, int64(d)) {
-			return
-		}
-	}
 }
