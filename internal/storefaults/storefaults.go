@@ -21,6 +21,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -79,6 +80,10 @@ type run struct {
 
 	shownCount atomic.Int64
 
+	// editBefore is, per server, how many WARNs of a same-length edit it
+	// had logged before the last edit (the step's own).
+	editBefore []int
+
 	gate     sync.Mutex
 	paused   bool
 	resume   chan struct{} // closed when typing resumes
@@ -94,7 +99,9 @@ type run struct {
 // check: a v shown before an 'e' frame must be a prefix of the group's v
 // as much as any other.
 type endedConn struct {
-	name string
+	name   string
+	kind   kind
+	server int // the strsvr it was connected to
 	snapshot
 }
 
@@ -102,7 +109,7 @@ type endedConn struct {
 func (r *run) closed(c *client) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.ended = append(r.ended, endedConn{c.name + fmt.Sprintf(" (connection %d)", c.rec.conn), c.rec.get()})
+	r.ended = append(r.ended, endedConn{c.name + fmt.Sprintf(" (connection %d)", c.rec.conn), c.kind, c.server.i, c.rec.get()})
 }
 
 func (r *run) currentEra() int { return int(r.era.Load()) }
@@ -312,6 +319,7 @@ func (r *run) step(ctx context.Context, n int, res *Result) error {
 		var edit func() error
 		detail, edit = r.edit(ctx, rc)
 		before := r.sameLengthWarnings()
+		r.editBefore = before
 		if err := r.lose(ctx, action, edit); err != nil {
 			return fmt.Errorf("edit: %w", err)
 		}
@@ -440,14 +448,14 @@ func (r *run) check(ctx context.Context, what string, truth []byte, answered, ed
 	r.ended = nil
 	r.mu.Unlock()
 	for _, c := range r.clients {
-		records = append(records, endedConn{c.name, c.rec.get()})
+		records = append(records, endedConn{c.name, c.kind, c.server.i, c.rec.get()})
 	}
 	for _, s := range records {
 		res.Checks++
 		if s.count == 0 || s.era != era || bytes.HasPrefix(truth, s.last) {
 			continue
 		}
-		if !editAt.IsZero() && s.at.After(editAt) && s.at.Before(editAt.Add(editWindow(len(truth)))) {
+		if !editAt.IsZero() && s.at.After(editAt) && r.inEditWindow(s, editAt, len(truth)) {
 			res.Window++
 			continue
 		}
@@ -481,6 +489,35 @@ func (r *run) check(ctx context.Context, what string, truth []byte, answered, ed
 			current = true // given up on
 		}
 	}
+}
+
+// inEditWindow says whether s, a v shown after a same-length hand edit at
+// editAt that is not a prefix of the group's v (n bytes), is one of the old
+// bytes the docs allow until its server sees the edit: shown within
+// editWindow of the edit, or, whatever the clock says (a loaded machine
+// delays a reply or a log line by seconds), shown from the copy its server
+// then said it dropped. For a framed client the server says so to it: its
+// connection was ended with "v was reset". For a classic client, which is
+// only sent the true v with its next reply, its server logged the WARN of
+// a same-length edit, and the copy it dropped held at least the bytes the
+// client was shown. A server that went on serving old bytes after that
+// fails the next step's check, which has no window.
+func (r *run) inEditWindow(s endedConn, editAt time.Time, n int) bool {
+	switch {
+	case s.at.Before(editAt.Add(editWindow(n))):
+		return true
+	case s.kind != classic:
+		return strings.Contains(s.told, "v was reset")
+	case s.server >= len(r.editBefore):
+		return false
+	}
+	line := nthLine(r.c.servers[s.server].stderr.String(), "to the same length", r.editBefore[s.server])
+	_, after, ok := strings.Cut(line, "had_bytes=")
+	if !ok {
+		return false
+	}
+	had, err := strconv.Atoi(strings.Fields(after)[0])
+	return err == nil && len(s.last) <= had
 }
 
 // editWindow is how long after a same-length hand edit clients may be
