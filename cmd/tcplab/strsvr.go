@@ -112,7 +112,14 @@ func runStrSvr(ctx context.Context, std stdio, args []string) error {
 	if errors.As(runErr, &lost) {
 		return lostOutput{runErr}
 	}
-	if _, err := fmt.Fprintf(std.out, "the final value of v is %s\n", v); err != nil {
+	// v is clients' bytes: escaped on the operator's terminal (see
+	// terminalSafe); through a pipe, unchanged, as strsvr.py prints it.
+	out := terminalSafe(std.out)
+	_, err = fmt.Fprintf(out, "the final value of v is %s\n", v)
+	if ferr := flushTerminal(out); err == nil {
+		err = ferr
+	}
+	if err != nil {
 		return lostOutput{fmt.Errorf("print the final value of v (%d bytes): %w", len(v), endpoint.Cause(err))}
 	}
 	if err := st.Close(); err != nil && runErr == nil {

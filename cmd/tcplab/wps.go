@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -60,9 +59,7 @@ func runWPS(ctx context.Context, std stdio, args []string) error {
 	}
 	switch {
 	case *asJSON:
-		enc := json.NewEncoder(std.out)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(answers); err != nil {
+		if err := encodeJSON(std.out, answers); err != nil {
 			return err
 		}
 	case len(pos) == 1:
@@ -144,9 +141,7 @@ func askOne(ctx context.Context, std stdio, host, port, name string, timeout tim
 	if err != nil {
 		a.Error = err.Error()
 	}
-	enc := json.NewEncoder(std.out)
-	enc.SetIndent("", "  ")
-	if jerr := enc.Encode(a); jerr != nil {
+	if jerr := encodeJSON(std.out, a); jerr != nil {
 		return jerr
 	}
 	return err
@@ -186,7 +181,7 @@ func (a *answerHead) isNotTLS() bool {
 func printAnswers(w, errw io.Writer, answers []fleet.HostAnswer) {
 	for i, a := range answers {
 		if a.Error != "" {
-			fmt.Fprintf(errw, "%s: error: %s\n", a.Host, a.Error)
+			fmt.Fprintf(errw, "%s: error: %s\n", a.Host, oneLine(a.Error))
 			continue
 		}
 		if i > 0 {
@@ -217,7 +212,7 @@ func printTable(w, errw io.Writer, answers []fleet.HostAnswer) {
 	tw.Flush()
 	for _, a := range answers {
 		if a.Error != "" {
-			fmt.Fprintf(errw, "%s: error: %s\n", a.Host, a.Error)
+			fmt.Fprintf(errw, "%s: error: %s\n", a.Host, oneLine(a.Error))
 		}
 	}
 }
