@@ -442,6 +442,25 @@ func TestEndingsWPS(t *testing.T) {
 		cli := startCmd(t, closedOut, captured, "wps", "127.0.0.1", port, "ps")
 		expectEnd(t, cli, exitStdoutGone, quiet)
 	})
+	// Output that cannot be written is a local failure, named as one:
+	// single-host wps said "read from HOST:PORT: no space left on
+	// device", blaming the network, and --hosts exited 0 saying nothing.
+	for _, args := range [][]string{{"w"}, {"--json", "w"}, {"--hosts", "", "w"}, {"--hosts", ""}, {"--json", "--hosts", ""}} {
+		t.Run("stdout full "+strings.Join(args, " "), func(t *testing.T) {
+			_, port := startSVR(t, "--native")
+			a := append([]string{"wps"}, args...)
+			if args[len(args)-1] == "w" && args[0] != "--hosts" {
+				a = append(a[:len(a)-1], "127.0.0.1", port, "w")
+			}
+			for i := range a {
+				if a[i] == "" {
+					a[i] = "127.0.0.1:" + port
+				}
+			}
+			cli := startCmd(t, fullOut, captured, a...)
+			expectEnd(t, cli, exitFailed, `^tcplab wps: write /dev/stdout: no space left on device$`)
+		})
+	}
 	t.Run("peer reset", func(t *testing.T) {
 		p := startPeer(t, resettingPeer("partial answ", false))
 		cli := startCmd(t, captured, captured, "wps", "127.0.0.1", p.port, "w")
