@@ -111,6 +111,7 @@ func runSVR(ctx context.Context, std stdio, args []string) error {
 	for _, c := range al.Commands() {
 		logger.Info("command", "name", c.Name(), "runs", c.Runs())
 	}
+	logTLSWarnings(logger, tlsSrv)
 	logger.Info("listening", "addr", ln.Addr().String(), "allowed", al.String(), "tls", tlsMode(tlsSrv))
 	defer reloadOnHangup(ctx, hup, tlsSrv, logger)()
 	srv := &server.Server{Handler: svc, MaxConns: *maxConns, MaxConnsPerAddr: *maxPerAddr, Refuse: server.RefuseLine, Grace: *grace, Logger: logger}
