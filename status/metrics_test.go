@@ -19,7 +19,7 @@ import (
 // them over HTTP, with every series present.
 func TestMetricsLint(t *testing.T) {
 	m := NewMetrics()
-	for _, r := range []string{resultOK, resultUnknown, resultDenied, resultLimited, resultError, resultNoName, resultWriteTO} {
+	for _, r := range []string{resultOK, resultUnknown, resultDenied, resultLimited, resultError, resultNoName, resultWriteTO, resultNoTLS} {
 		m.observe("w", r, 0)
 	}
 	m.ObserveRun("w", false)

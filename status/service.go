@@ -104,6 +104,7 @@ const (
 	resultError   = "error"     // the command failed
 	resultNoName  = "no_name"   // closed or timed out before a name
 	resultWriteTO = "write_err" // the answer could not be sent
+	resultNoTLS   = "tls_fail"  // the TLS handshake failed or was over its limit
 )
 
 func (s *Service) logger() *slog.Logger {
@@ -115,14 +116,18 @@ func (s *Service) logger() *slog.Logger {
 
 // ServeConn serves one connection: Service is an internal/server Handler.
 func (s *Service) ServeConn(ctx context.Context, conn net.Conn) {
+	start := time.Now()
 	if s.TLS != nil && s.allowed(remoteAddr(conn)) {
 		tc, ok := s.handshake(ctx, conn)
 		if !ok {
+			// Logged under the log limit; counted here exactly.
+			if s.Metrics != nil {
+				s.Metrics.observe("other", resultNoTLS, time.Since(start))
+			}
 			return
 		}
 		conn = tc
 	}
-	start := time.Now()
 	if s.Metrics != nil {
 		s.Metrics.open.Inc()
 		defer s.Metrics.open.Dec()

@@ -9,15 +9,34 @@ import (
 )
 
 // newLogger is the servers' log/slog logger on standard error, in text for
-// people or JSON for daemons and log collectors.
+// people or JSON for daemons and log collectors, under the log limit
+// (server.LimitHandler): a flood of clients or refusals costs each kind
+// of record at most 10 lines in 10 s and then one line with the count.
+// The counts still open are written when w, a server's Output, closes.
 func newLogger(w io.Writer, format string) (*slog.Logger, error) {
+	var h slog.Handler
 	switch format {
 	case "text", "":
-		return slog.New(slog.NewTextHandler(w, nil)), nil
+		h = slog.NewTextHandler(w, nil)
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, nil)), nil
+		h = slog.NewJSONHandler(w, nil)
+	default:
+		return nil, usagef("--log-format must be text or json, not %q", format)
 	}
-	return nil, usagef("--log-format must be text or json, not %q", format)
+	lh := server.NewLimitHandler(h, server.LogLimit{})
+	if o, ok := w.(*server.Output); ok {
+		o.OnClose(lh.Flush)
+	}
+	return slog.New(lh), nil
+}
+
+// limitedLines is w for lines of one kind (svr's "client is at ADDR" on
+// standard output) under log's limit (see newLogger).
+func limitedLines(log *slog.Logger, w io.Writer, kind string) io.Writer {
+	if lh, ok := log.Handler().(*server.LimitHandler); ok {
+		return lh.Lines(w, kind)
+	}
+	return w
 }
 
 // closeServerOutput flushes a server's standard output and error; if lines

@@ -90,7 +90,7 @@ func runSVR(ctx context.Context, std stdio, args []string) error {
 		svc.TLS = tlsSrv.Config()
 	}
 	if *logFormat != "json" {
-		svc.ClientLog = stdout // the tutorial's "client is at" lines
+		svc.ClientLog = limitedLines(logger, stdout, "client is at") // the tutorial's lines
 	}
 
 	ln, err := port.ListenForRequests(ctx)
