@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"log/slog"
 	"math/rand/v2"
 	"regexp"
@@ -10,6 +9,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 // The invariant of LogLimit, checked on seeded random floods (several
@@ -21,7 +22,7 @@ func TestLimitHandlerBoundsEveryKind(t *testing.T) {
 	for seed := range uint64(20) {
 		synctest.Test(t, func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 19))
-			var out bytes.Buffer
+			var out testkit.SafeBuffer // closing lines are written by timers' goroutines
 			h := NewLimitHandler(slog.NewTextHandler(&out, &slog.HandlerOptions{ReplaceAttr: dropTime}), LogLimit{Burst: 3, Every: 10 * time.Second})
 			log := slog.New(h)
 			kinds := []string{"client is at", "client refused", "rate limited"}
@@ -78,7 +79,7 @@ func dropTime(groups []string, a slog.Attr) slog.Attr {
 // to carry it, and says how many: the issue's own example.
 func TestLimitHandlerClosesTheIntervalOnItsOwn(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var out bytes.Buffer
+		var out testkit.SafeBuffer // the closing line is written by the timer's goroutine
 		h := NewLimitHandler(slog.NewTextHandler(&out, &slog.HandlerOptions{ReplaceAttr: dropTime}), LogLimit{})
 		log := slog.New(h)
 		for range DefaultLogBurst + 14452 {
@@ -103,7 +104,7 @@ func TestLimitHandlerClosesTheIntervalOnItsOwn(t *testing.T) {
 // Lines: svr's "client is at" on standard output, limited the same way.
 func TestLimitHandlerLines(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var out bytes.Buffer
+		var out testkit.SafeBuffer
 		h := NewLimitHandler(slog.DiscardHandler, LogLimit{Burst: 2})
 		w := h.Lines(&out, "client is at")
 		for i := range 5 {
