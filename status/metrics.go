@@ -184,6 +184,21 @@ func (m *Metrics) observe(command, result string, d time.Duration) {
 	m.latency.Observe(d.Seconds())
 }
 
+// CountConnections adds the server's exact counts of connections refused
+// over a cap and closed to make room (internal/server's Refused and
+// Evicted): tcplab_svr_connections_refused_total and
+// tcplab_svr_connections_evicted_total. The log says so only in part.
+func (m *Metrics) CountConnections(refused, evicted func() uint64) {
+	m.reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tcplab_svr_connections_refused_total", Help: "Connections refused at once, over --max-conns or --max-conns-per-addr.",
+		}, func() float64 { return float64(refused()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tcplab_svr_connections_evicted_total", Help: "Connections closed while waiting for their request, to make room for a new one at a full server.",
+		}, func() float64 { return float64(evicted()) }),
+	)
+}
+
 // ObserveRun counts one command output, shared or not; set it as a
 // Runner's OnRun.
 func (m *Metrics) ObserveRun(command string, shared bool) {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tcplab/tcplab/internal/endpoint"
+	"github.com/tcplab/tcplab/internal/server"
 	"github.com/tcplab/tcplab/stream"
 )
 
@@ -163,6 +164,9 @@ func (s *Service) serve(ctx context.Context, conn net.Conn, addr netip.Addr) (st
 	if err != nil {
 		return "other", resultNoName
 	}
+	// The request is complete: a server full of silent connections
+	// (server.Server.EvictWaiting) no longer closes this one for another.
+	server.Busy(ctx)
 	req := parseRequest(raw, s.Allow)
 	if req.Command == nil {
 		s.answer(conn, []byte(req.Refusal(s.Allow)))

@@ -114,6 +114,12 @@ func runSVR(ctx context.Context, std stdio, args []string) error {
 	logTLSWarnings(logger, tlsSrv)
 	logger.Info("listening", "addr", ln.Addr().String(), "allowed", al.String(), "tls", tlsMode(tlsSrv))
 	defer reloadOnHangup(ctx, hup, tlsSrv, logger)()
-	srv := &server.Server{Handler: svc, MaxConns: *maxConns, MaxConnsPerAddr: *maxPerAddr, Refuse: server.RefuseLine, Grace: *grace, Logger: logger}
+	// A full svr makes room for a client that asks by closing the
+	// connection that has waited longest for its request (status.Service
+	// says when a request is complete).
+	srv := &server.Server{Handler: svc, MaxConns: *maxConns, MaxConnsPerAddr: *maxPerAddr, EvictWaiting: true, Refuse: server.RefuseLine, Grace: *grace, Logger: logger}
+	if svc.Metrics != nil {
+		svc.Metrics.CountConnections(srv.Refused, srv.Evicted)
+	}
 	return srv.Run(ctx, ln)
 }

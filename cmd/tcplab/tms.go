@@ -74,8 +74,11 @@ func runTMS(ctx context.Context, std stdio, args []string) error {
 	}
 
 	if *keep {
-		srv.ClientLog = out
-		s := &server.Server{Handler: srv, MaxConns: *maxConns, MaxConnsPerAddr: *maxPerAddr, Refuse: server.RefuseLine, Grace: *grace, Logger: log, UserTimeout: srv.UserTimeout()}
+		// Many clients: their lines are under the log limit, and a full
+		// server makes room for a client that sends its string by closing
+		// the one that has waited longest without sending its own.
+		srv.ClientLog = limitedLines(log, out, "client is at")
+		s := &server.Server{Handler: srv, MaxConns: *maxConns, MaxConnsPerAddr: *maxPerAddr, EvictWaiting: true, Refuse: server.RefuseLine, Grace: *grace, Logger: log, UserTimeout: srv.UserTimeout()}
 		return s.Run(ctx, ln)
 	}
 

@@ -74,6 +74,7 @@ func IsBusyLine(answer []byte) (string, bool) {
 // refusals are already in progress.
 func (s *Server) refuse(conn net.Conn, reason string) {
 	s.logger().Debug("connection refused", "client", conn.RemoteAddr().String(), "reason", reason)
+	s.refusedTotal.Add(1)
 	s.mu.Lock()
 	s.noteRefusal(reason)
 	ok := s.Refuse != nil && !s.closing && len(s.refusing) < maxRefusing
