@@ -52,6 +52,9 @@ type limitState struct {
 	kinds map[string]*kindWindow
 }
 
+// maxKinds bounds the kinds remembered at once.
+const maxKinds = 1024
+
 // kindWindow is one kind's current interval.
 type kindWindow struct {
 	start      time.Time
@@ -161,6 +164,18 @@ func (st *limitState) admit(kind string, summary func(n int, in time.Duration)) 
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	w := st.kinds[kind]
+	if w == nil && len(st.kinds) >= maxKinds {
+		// Kinds are messages, constants in the code; should they ever
+		// carry outside text, forget the quiet ones rather than grow.
+		for k, o := range st.kinds {
+			if o.suppressed == 0 && now.Sub(o.start) >= st.every {
+				delete(st.kinds, k)
+			}
+		}
+		if len(st.kinds) >= maxKinds {
+			return true
+		}
+	}
 	if w == nil || (w.suppressed == 0 && now.Sub(w.start) >= st.every) {
 		w = &kindWindow{start: now}
 		st.kinds[kind] = w
