@@ -150,9 +150,6 @@ func (s *Server) Echo(ctx context.Context, conn net.Conn) (Transfer, error) {
 		}
 		return t, fmt.Errorf("read message from %s: %w", conn.RemoteAddr(), err)
 	}
-	// The request is complete: a full tms --keep (server.Server's
-	// EvictWaiting) no longer closes this client to make room.
-	server.Busy(ctx)
 	t.Message = msg
 	copies := s.Copies
 	if copies <= 0 {

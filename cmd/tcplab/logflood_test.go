@@ -5,12 +5,30 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tcplab/tcplab/internal/testkit"
 )
+
+// clientsSeen counts the clients that out's "client is at" lines stand
+// for: one a line, and N for "client is at … and N more like it in the
+// last 10s" (the log limit's count).
+func clientsSeen(out string) int {
+	n := 0
+	more := regexp.MustCompile(`^client is at … and ([\d,]+) more like it`)
+	for _, line := range strings.Split(out, "\n") {
+		if m := more.FindStringSubmatch(line); m != nil {
+			k, _ := strconv.Atoi(strings.ReplaceAll(m[1], ",", ""))
+			n += k
+		} else if strings.HasPrefix(line, "client is at ") {
+			n++
+		}
+	}
+	return n
+}
 
 // floodSVR sends n requests of "w" to svr at addr, one connection each,
 // and reads each answer to its end.
@@ -47,8 +65,8 @@ func TestSVRLogsCannotBeFlooded(t *testing.T) {
 		if lines := strings.Count(out, "\n"); lines > 11 {
 			t.Errorf("%d requests wrote %d lines on standard output:\n%s", n, lines, tail(out))
 		}
-		if !strings.Contains(out, "client is at … and 290 more like it in the last ") {
-			t.Errorf("no count of the lines held back:\n%s", out)
+		if !strings.Contains(out, "client is at … and 290 more like it in the last ") || clientsSeen(out) != n {
+			t.Errorf("no count of the lines held back, or a wrong one:\n%s", out)
 		}
 	})
 	t.Run("TLS handshake flood", func(t *testing.T) {

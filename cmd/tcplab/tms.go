@@ -74,11 +74,13 @@ func runTMS(ctx context.Context, std stdio, args []string) error {
 	}
 
 	if *keep {
-		// Many clients: their lines are under the log limit, and a full
-		// server makes room for a client that sends its string by closing
-		// the one that has waited longest without sending its own.
+		// Many clients: their lines are under the log limit. A full tms
+		// refuses newcomers rather than make room (server.Server's
+		// EvictWaiting): a string may take seconds to arrive on a slow or
+		// lossy link, and its sender would be closed mid-string for a
+		// newcomer (docs/reliability.md).
 		srv.ClientLog = limitedLines(log, out, "client is at")
-		s := &server.Server{Handler: srv, MaxConns: *maxConns, MaxConnsPerAddr: *maxPerAddr, EvictWaiting: true, Refuse: server.RefuseLine, Grace: *grace, Logger: log, UserTimeout: srv.UserTimeout()}
+		s := &server.Server{Handler: srv, MaxConns: *maxConns, MaxConnsPerAddr: *maxPerAddr, Refuse: server.RefuseLine, Grace: *grace, Logger: log, UserTimeout: srv.UserTimeout()}
 		return s.Run(ctx, ln)
 	}
 
