@@ -20,7 +20,7 @@ import (
 var Ports = Lesson{
 	Name:    "ports",
 	Title:   "ephemeral ports, the five-tuple, and restarting on a port",
-	Section: "1.3, 2.1, 3.2",
+	Section: "1.3, 1.5, 2.1, 3.2",
 	Run:     runPorts,
 }
 
@@ -104,6 +104,7 @@ func runPorts(ctx context.Context, w io.Writer, _ Options) (Observations, error)
 	}
 	p.saw("both connected sockets on the server use port %d, the listening port: only the client ports tell them apart.",
 		obs.AcceptedLocalPorts[0])
+	p.saw("(section 1.5 says a server assigns each client a new port; it does not: section 3.2 has it right.)")
 
 	p.tutorial("a port stays in use for a few seconds after a connection closes (section 1.3).")
 	p.do("the server closes first, then stops listening and at once binds port %d again.", obs.ServerPort)

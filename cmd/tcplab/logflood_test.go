@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -62,11 +63,23 @@ func TestSVRLogsCannotBeFlooded(t *testing.T) {
 		floodSVR(t, p.Addr, n)
 		p.Stop(t)
 		out := stdout.String()
-		if lines := strings.Count(out, "\n"); lines > 11 {
+		if lines := strings.Count(out, "\n"); lines > 12 { // "listening on port N", 10 clients, the count
 			t.Errorf("%d requests wrote %d lines on standard output:\n%s", n, lines, tail(out))
 		}
 		if !strings.Contains(out, "client is at … and 290 more like it in the last ") || clientsSeen(out) != n {
 			t.Errorf("no count of the lines held back, or a wrong one:\n%s", out)
+		}
+	})
+	t.Run("--json", func(t *testing.T) {
+		var stdout testkit.SafeBuffer
+		p := startInProcess(t, &stdout, "svr", "--json", "--native", "--rate", "0.001", "--burst", "1", "0")
+		floodSVR(t, p.Addr, n)
+		p.Stop(t)
+		out := stdout.String()
+		clients := strings.Count(out, `"event":"client"`)
+		if clients > 10 || !strings.Contains(out, fmt.Sprintf(`"count":%d,"event":"clients_not_shown"`, n-clients)) ||
+			!strings.HasSuffix(out, `{"event":"end","ok":true}`+"\n") {
+			t.Errorf("%d client events, and no count of the %d others:\n%s", clients, n-clients, tail(out))
 		}
 	})
 	t.Run("TLS handshake flood", func(t *testing.T) {

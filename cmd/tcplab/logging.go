@@ -31,12 +31,23 @@ func newLogger(w io.Writer, format string) (*slog.Logger, error) {
 }
 
 // limitedLines is w for lines of one kind (svr's "client is at ADDR" on
-// standard output) under log's limit (see newLogger).
-func limitedLines(log *slog.Logger, w io.Writer, kind string) io.Writer {
-	if lh, ok := log.Handler().(*server.LimitHandler); ok {
-		return lh.Lines(w, kind)
+// standard output) under log's limit (see newLogger); the counts still
+// open are written when out, the Output beneath w, closes.
+func limitedLines(log *slog.Logger, w io.Writer, kind string, out *server.Output) io.Writer {
+	lh, ok := log.Handler().(*server.LimitHandler)
+	if !ok {
+		return w
 	}
-	return w
+	out.OnClose(lh.Flush)
+	return lh.Lines(w, kind)
+}
+
+// flushLogs writes the counts of the log limit's open intervals now
+// (server.LimitHandler.Flush), as a server stops.
+func flushLogs(log *slog.Logger) {
+	if lh, ok := log.Handler().(*server.LimitHandler); ok {
+		lh.Flush()
+	}
 }
 
 // closeServerOutput flushes a server's standard output and error; if lines

@@ -122,8 +122,19 @@ type limitedLines struct {
 	state *limitState
 }
 
+// LinesCounter is implemented by a writer given to Lines that says for
+// itself how many lines were held back (svr --json writes an event of
+// its own), instead of the line "KIND … and N more like it".
+type LinesCounter interface {
+	LinesHeldBack(kind string, n int, in time.Duration)
+}
+
 func (l *limitedLines) Write(p []byte) (int, error) {
 	pass := l.state.admit("lines "+l.kind, func(n int, in time.Duration) {
+		if c, ok := l.w.(LinesCounter); ok {
+			c.LinesHeldBack(l.kind, n, in)
+			return
+		}
 		io.WriteString(l.w, l.kind+" "+moreLikeIt(n, in)+"\n")
 	})
 	if !pass {
