@@ -68,6 +68,15 @@ func terminalJSON(w io.Writer, js []byte) error {
 	return err
 }
 
+// encodeJSONLine writes v as JSON on one line to w, by terminalJSON.
+func encodeJSONLine(w io.Writer, v any) error {
+	js, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return terminalJSON(w, append(js, '\n'))
+}
+
 // encodeJSON writes v as indented JSON to w, by terminalJSON.
 func encodeJSON(w io.Writer, v any) error {
 	js, err := json.MarshalIndent(v, "", "  ")

@@ -198,3 +198,24 @@ func TestOneLineEscapes(t *testing.T) {
 		t.Fatalf("oneLine = %q, want %q", got, want)
 	}
 }
+
+// strclnt --json on a terminal: v is other clients' bytes, and its DEL,
+// C1 and U+202E were raw in the JSON (encoding/json leaves them).
+func TestStrClntJSONEscapesControlsOnATerminal(t *testing.T) {
+	const hostile = "del\x7f csi\u009b rlo\u202ea" // ends with the letter sent, as a classic reply must
+	p := startPeer(t, func(c net.Conn, p *peer) {
+		c.Read(make([]byte, 1))
+		c.Write([]byte(hostile))
+	})
+	tty, out, _ := openTerminal(t)
+	var errOut bytes.Buffer
+	code := run(context.Background(), []string{"strclnt", "--json", "--classic", "127.0.0.1", p.port}, strings.NewReader("a\n"), tty, &errOut)
+	got := out()
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	var rep struct{ V string }
+	if strings.ContainsAny(got, rawControls) || json.Unmarshal([]byte(got), &rep) != nil || rep.V != hostile {
+		t.Fatalf("terminal got %q", got)
+	}
+}
