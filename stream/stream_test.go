@@ -175,6 +175,25 @@ func TestWriteRepeatedLargeMessageIsNotCopied(t *testing.T) {
 	}
 }
 
+// A few copies of a short message (tms --copies 1) cost a few bytes, not a
+// vector sized for a 1 MiB write of them: before, one copy of "z" allocated
+// a vector of 1,048,576 entries (24 MiB), and tms --keep answering its 1000
+// clients at once was killed for lack of memory.
+func TestWriteRepeatedFewCopiesCostLittle(t *testing.T) {
+	for _, tc := range []struct {
+		msg    string
+		copies int64
+	}{{"z", 1}, {"z", 3}, {"hello\n", 2}} {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		WriteRepeated(io.Discard, []byte(tc.msg), tc.copies, 0)
+		runtime.ReadMemStats(&after)
+		if n := after.TotalAlloc - before.TotalAlloc; n > 4<<10 {
+			t.Errorf("%d bytes allocated for %d copies of %q", n, tc.copies, tc.msg)
+		}
+	}
+}
+
 func TestWriteAllDropsAReaderThatStops(t *testing.T) {
 	a, b := tcpPair(t)
 	defer a.Close()
