@@ -412,7 +412,7 @@ func attackRatePer64(ctx context.Context, env *benchEnv) (string, error) {
 // 10 s, and the lines svr writes meanwhile and at its stop.
 func attackLogFlood(ctx context.Context, env *benchEnv, withTLS bool) (string, error) {
 	const clients, window = 8, 10 * time.Second
-	out := &lineCounter{}
+	out := &lineCounter{keep: 1 << 16}
 	args := []string{"--native"}
 	if withTLS {
 		cert, key, err := selfSigned(env.tmp)
@@ -429,6 +429,7 @@ func attackLogFlood(ctx context.Context, env *benchEnv, withTLS bool) (string, e
 	time.Sleep(300 * time.Millisecond) // svr's start-up lines, before the count
 	before, beforeBytes := out.count()
 	var requests atomic.Int64
+	var firstErr atomic.Value
 	fctx, stop := context.WithTimeout(ctx, window)
 	var wg sync.WaitGroup
 	for range clients {
@@ -436,6 +437,7 @@ func attackLogFlood(ctx context.Context, env *benchEnv, withTLS bool) (string, e
 			for fctx.Err() == nil {
 				c, err := net.DialTimeout("tcp", addr, time.Second)
 				if err != nil {
+					firstErr.CompareAndSwap(nil, err)
 					continue
 				}
 				c.SetDeadline(time.Now().Add(5 * time.Second))
@@ -452,6 +454,10 @@ func attackLogFlood(ctx context.Context, env *benchEnv, withTLS bool) (string, e
 	stopProcess(cmd, 10*time.Second)
 	after, _ := out.count()
 	reqs := requests.Load()
+	if reqs == 0 {
+		// A figure of no requests measures nothing: say why instead.
+		return "", fmt.Errorf("no request reached svr in %s (first error: %v); svr said: %q", window, firstErr.Load(), lastLineOf(out.text()))
+	}
 	return fmt.Sprintf("%s connections (%s/s): svr wrote %s lines (%s bytes) during the 10 s, %s lines/s, and %d more at its stop",
 		commas(int(reqs)), commas(int(float64(reqs)/window.Seconds())), commas(during-before), commas(duringBytes-beforeBytes),
 		english.Sprintf("%.1f", float64(during-before)/window.Seconds()), after-during), nil
