@@ -128,10 +128,12 @@ func TestEndingsTMC(t *testing.T) {
 		return srv, cli
 	}
 	// tmsSending is a tms that sends for ever, and a tmc that has begun
-	// to receive.
+	// to receive. tmc takes any number of copies (--copies 0): by default
+	// it expects tms's 10,000 and ends with "received more than the 10000
+	// copies" as soon as the 30,001st byte arrives, before the signal.
 	tmsSending := func(t *testing.T, tmcOut outputKind) (srv, cli *cmdProc) {
 		srv = startCmd(t, captured, captured, "tms", "--no-wait", "--copies", "1000000000000", "0")
-		cli = startCmd(t, tmcOut, captured, "tmc", "127.0.0.1", srv.port(t), "abc")
+		cli = startCmd(t, tmcOut, captured, "tmc", "--copies", "0", "127.0.0.1", srv.port(t), "abc")
 		return srv, cli
 	}
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
