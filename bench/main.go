@@ -58,6 +58,7 @@ func main() {
 	only := flag.String("only", "", "comma-separated sections to run (default all)")
 	out := flag.String("out", "docs/benchmarks.md", "Markdown file to update")
 	quick := flag.Bool("quick", false, "small runs, to check the harness (results not written)")
+	binary := flag.String("binary", "", "measure this tcplab binary instead of building one (another build: the figures before a change)")
 	floorPort := flag.Int("floor-server", 0, "serve the sharedstring section's floor server on this port and do nothing else (the section starts it)")
 	flag.Parse()
 	log.SetFlags(0)
@@ -77,11 +78,14 @@ func main() {
 		log.Fatal(err)
 	}
 	defer os.RemoveAll(tmp)
-	bin := filepath.Join(tmp, "tcplab")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/tcplab")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		log.Fatalf("build tcplab: %v", err)
+	bin := *binary
+	if bin == "" {
+		bin = filepath.Join(tmp, "tcplab")
+		build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/tcplab")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			log.Fatalf("build tcplab: %v", err)
+		}
 	}
 	env := &benchEnv{tcplab: bin, root: root, tmp: tmp, quick: *quick, logf: log.Printf}
 

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"unicode/utf8"
@@ -120,7 +119,8 @@ func strclntJSON(ctx context.Context, std stdio, host, port string, opts shareds
 			rep.Error = context.Cause(ctx).Error()
 		}
 	}
-	if jerr := json.NewEncoder(std.out).Encode(rep); jerr != nil && err == nil {
+	// v is other clients' bytes: escaped on a terminal (terminalJSON).
+	if jerr := encodeJSONLine(std.out, rep); jerr != nil && err == nil {
 		return jerr
 	}
 	return err
