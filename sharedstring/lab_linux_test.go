@@ -15,9 +15,9 @@ import (
 )
 
 // labClassic serves a strsvr whose v starts as initial in side B of a new
-// lab link, sets the fault up, and returns a classic client dialled from
-// side A.
-func labClassic(t *testing.T, initial []byte, fault func(l *netlab.Link) error) *sharedstring.Client {
+// lab link (TCP only: no discovery, as behind a firewall that blocks UDP),
+// sets the fault up, and returns a client dialled from side A in mode.
+func labClassic(t *testing.T, initial []byte, mode sharedstring.Mode, fault func(l *netlab.Link) error) *sharedstring.Client {
 	t.Helper()
 	l := netlab.ForTest(t)
 	ln, err := l.B.Listen(0)
@@ -43,11 +43,14 @@ func labClassic(t *testing.T, initial []byte, fault func(l *netlab.Link) error) 
 	var c *sharedstring.Client
 	err = l.A.Do(func() error {
 		var err error
-		c, err = sharedstring.Dial(context.Background(), l.B.Addr.String(), port, sharedstring.Options{Mode: sharedstring.Classic})
+		c, err = sharedstring.Dial(context.Background(), l.B.Addr.String(), port, sharedstring.Options{Mode: mode})
 		return err
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if c.Framed() {
+		t.Fatal("framed mode, with no discovery answering")
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
@@ -69,38 +72,51 @@ func TestLabClassicReplyIsNeverCut(t *testing.T) {
 			return l.B.SetLoss(0.2)
 		},
 	}
-	for name, fault := range faults {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			initial := bytes.Repeat([]byte("a"), 20_000)
-			c := labClassic(t, initial, fault)
-			var got [][]byte
-			var err error
-			for range 3 {
-				var v []byte
-				if v, err = c.Send([]byte("a")); err != nil {
-					break
-				}
-				got = append(got, v)
+	for _, mode := range []sharedstring.Mode{sharedstring.Classic, sharedstring.Auto} {
+		for name, fault := range faults {
+			if mode == sharedstring.Auto {
+				// The default mode, where the discovery probe finds no
+				// answer: a TCP-only firewall makes every client classic.
+				name = "default-mode/" + name
 			}
-			if err == nil {
-				err = c.Leave()
-			}
-			if err != nil {
-				// At 20% loss each way a reply can take longer than the
-				// reply timeout: an honest failure, said so. Over the
-				// slow link nothing is lost: there it must be exact.
-				if name == "loss20" && !strings.Contains(err.Error(), "was longer than shown") {
-					t.Logf("honest failure: %v", err)
-					return
-				}
-				t.Fatalf("after %d replies: %v", len(got), err)
-			}
-			for i, v := range got {
-				if want := len(initial) + i + 1; len(v) != want || bytes.Count(v, []byte("a")) != want {
-					t.Errorf("reply %d: %d bytes, want %d", i+1, len(v), want)
-				}
-			}
-		})
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				classicNeverCut(t, strings.HasSuffix(name, "loss20"), labClassic(t, bytes.Repeat([]byte("a"), 20_000), mode, fault))
+			})
+		}
+	}
+}
+
+// classicNeverCut sends the letter 'a' three times on c, whose v is
+// 20,000 'a', and leaves: every reply must be exact, or (on a lossy link)
+// the client must fail honestly, never with a reply shown cut.
+func classicNeverCut(t *testing.T, lossy bool, c *sharedstring.Client) {
+	const initial = 20_000
+	var got [][]byte
+	var err error
+	for range 3 {
+		var v []byte
+		if v, err = c.Send([]byte("a")); err != nil {
+			break
+		}
+		got = append(got, v)
+	}
+	if err == nil {
+		err = c.Leave()
+	}
+	if err != nil {
+		// At 20% loss each way a reply can take longer than the reply
+		// timeout: an honest failure, said so. Over the slow link
+		// nothing is lost: there it must be exact.
+		if lossy && !strings.Contains(err.Error(), "was longer than shown") {
+			t.Logf("honest failure: %v", err)
+			return
+		}
+		t.Fatalf("after %d replies: %v", len(got), err)
+	}
+	for i, v := range got {
+		if want := initial + i + 1; len(v) != want || bytes.Count(v, []byte("a")) != want {
+			t.Errorf("reply %d: %d bytes, want %d", i+1, len(v), want)
+		}
 	}
 }
