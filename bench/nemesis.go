@@ -96,7 +96,7 @@ func benchNemesis(ctx context.Context, env *benchEnv) (string, error) {
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
-	type counts struct{ runs, exact, honest, wrong, labErr int }
+	type counts struct{ runs, hit, exact, honest, wrong, labErr int }
 	byKind := map[nemesis.Kind]*counts{}
 	var total counts
 	var wrong, honest []string
@@ -113,6 +113,10 @@ func benchNemesis(ctx context.Context, env *benchEnv) (string, error) {
 		}
 		c.runs++
 		total.runs++
+		if r.Hit {
+			c.hit++
+			total.hit++
+		}
 		switch r.Outcome {
 		case nemesis.Exact:
 			c.exact++
@@ -132,15 +136,16 @@ func benchNemesis(ctx context.Context, env *benchEnv) (string, error) {
 	fmt.Fprintf(&b, "`go run ./bench -only nemesis` (NEMESIS_RUNS=%d per kind, seeds 1 to %d, up to 6 runs at a time, %s in all). ", perKind, perKind, time.Since(start).Round(time.Second))
 	b.WriteString("Each run: a fresh lab link, the pair's tcplab server in one namespace, the client in the other, and a fault schedule drawn from the seed (netlab.NewSchedule: 1 to 3 faults among loss bursts of 5-50%, one- and two-way blackouts of 0.5-20 s, ACK-path stalls, rate changes to 64 kbit/s-5 Mbit/s, MTU blackholes, resets) starting with the client. ")
 	b.WriteString("Exact: the client ended cleanly (exit 0) with exactly the right answer. Honest: it exited non-zero, or hung and was killed 90 s after the last fault (the tutorial's clients have no timeout). Wrong: exit 0 with anything else.\n\n")
-	b.WriteString("| client kind | runs | exact | honest failure | wrong |\n|---|---:|---:|---:|---:|\n")
+	b.WriteString("Hit: a fault began while the client still ran (the others ended first, on a link that was still clean).\n\n")
+	b.WriteString("| client kind | runs | hit | exact | honest failure | wrong |\n|---|---:|---:|---:|---:|---:|\n")
 	for _, k := range nemesis.Kinds {
 		c := byKind[k]
 		if c == nil {
 			continue
 		}
-		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d |\n", k, c.runs, c.exact, c.honest, c.wrong)
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d |\n", k, c.runs, c.hit, c.exact, c.honest, c.wrong)
 	}
-	fmt.Fprintf(&b, "| all | %d | %d | %d | %d |\n", total.runs, total.exact, total.honest, total.wrong)
+	fmt.Fprintf(&b, "| all | %d | %d | %d | %d | %d |\n", total.runs, total.hit, total.exact, total.honest, total.wrong)
 	if total.labErr > 0 {
 		fmt.Fprintf(&b, "\n%d runs had a lab error (no verdict) and are not counted.\n", total.labErr)
 	}

@@ -106,8 +106,11 @@ type Result struct {
 	Seed     uint64
 	Schedule netlab.Schedule
 	Outcome  Outcome
-	Took     time.Duration
-	Detail   string // for a failure: the client's last line, or what was wrong
+	// Hit says a fault began while the client still ran (a run that
+	// ended before the first fault proves nothing about faults).
+	Hit    bool
+	Took   time.Duration
+	Detail string // for a failure: the client's last line, or what was wrong
 }
 
 // Replay is the line that reruns r: the environment variable the tests and
@@ -116,6 +119,9 @@ func (r Result) Replay() string { return fmt.Sprintf("TCPLAB_NEMESIS=%s:%d", r.K
 
 func (r Result) String() string {
 	s := fmt.Sprintf("%s seed %d: %s in %s", r.Kind, r.Seed, r.Outcome, r.Took.Round(time.Millisecond))
+	if !r.Hit {
+		s += " (ended before the first fault)"
+	}
 	if r.Detail != "" {
 		s += ": " + r.Detail
 	}
@@ -129,16 +135,16 @@ const port = "2000"
 // Env.Faults says otherwise, faults start within the time the kind's
 // exchange takes on a clean link, so that they hit it: 3 s for the typing
 // clients (the slow typer, and strclnt's sessions, whose lines come a
-// letter every 150 ms), 1 s for tmc's 100 kB string and 3 MB answer,
-// 300 ms for a wps request and its answer.
+// letter every 150 ms), 500 ms for tmc's 100 kB string and 3 MB answer,
+// 150 ms for a wps request and its answer (the client's start included).
 func (e Env) Schedule(kind Kind, seed uint64) netlab.Schedule {
 	o := e.Faults
 	if o.Span == 0 {
 		switch kind {
 		case TMC, TMCPy:
-			o.Span = time.Second
+			o.Span = 500 * time.Millisecond
 		case WPS, WPSPy:
-			o.Span = 300 * time.Millisecond
+			o.Span = 150 * time.Millisecond
 		default:
 			o.Span = 3 * time.Second
 		}
@@ -238,6 +244,7 @@ func Run(ctx context.Context, env Env, kind Kind, seed uint64) (Result, error) {
 		return res, ctx.Err()
 	}
 	res.Took = time.Since(start)
+	res.Hit = len(res.Schedule.Faults) > 0 && res.Schedule.Faults[0].At < res.Took
 	stopFaults()
 	if ferr := <-faults; ferr != nil && !errors.Is(ferr, context.Canceled) {
 		return res, fmt.Errorf("nemesis: faults: %w", ferr)
@@ -256,6 +263,7 @@ func Run(ctx context.Context, env Env, kind Kind, seed uint64) (Result, error) {
 		if res.Detail == "" {
 			res.Detail = cerr.Error()
 		}
+		res.Detail += "; server: " + lastLine(c.server.log())
 		return res, nil
 	}
 	if why := c.check(out.String()); why != "" {
