@@ -454,7 +454,11 @@ func (c *Client) quietFor(p *replyPace) time.Duration {
 		return c.opts.ReplyTimeout
 	}
 	q := max(c.opts.Quiet, 2*st.RTT, 3*p.maxGap)
-	if st.RcvMSS > 0 && p.bytes%st.RcvMSS == 0 {
+	// The server cuts at its MSS, which on a path the same both ways is
+	// the one this side sends with. Not RcvMSS: the kernel's estimate of
+	// it is the largest segment seen so far, so on loopback (MSS 65,483)
+	// every reply longer than the ones before would look full.
+	if mss := st.SndMSS; mss > 0 && p.bytes%mss == 0 {
 		q = max(q, FullSegmentWait, 4*st.RTO)
 	}
 	return min(q, c.opts.ReplyTimeout)
