@@ -253,7 +253,8 @@ func Run(ctx context.Context, env Env, kind Kind, seed uint64) (Result, error) {
 	switch {
 	case hung:
 		res.Outcome = Honest
-		res.Detail = fmt.Sprintf("hung: killed %s after the last fault was lifted", limit)
+		res.Detail = fmt.Sprintf("hung: killed %s after the last fault was lifted; it had printed %d bytes, ending %s; its last line on standard error: %s",
+			limit, out.Len(), clip(tail(out.String(), 60)), lastLine(errOut.String()))
 		return res, nil
 	case cerr != nil && !errors.As(cerr, &exit):
 		return res, fmt.Errorf("nemesis: run %s: %w", kind, cerr)
@@ -517,6 +518,9 @@ func lastLine(s string) string {
 	s = strings.TrimSpace(s)
 	return clip(s[strings.LastIndexByte(s, '\n')+1:])
 }
+
+// tail is the last n bytes of s.
+func tail(s string, n int) string { return s[max(0, len(s)-n):] }
 
 // clip keeps s short enough for a report line.
 func clip(s string) string {
