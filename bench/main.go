@@ -5,6 +5,7 @@
 //
 //	go run ./bench                 # every section
 //	go run ./bench -only multicopy # one section; the others in the file stay
+//	go run ./bench -only nemesis   # random fault schedules: counts in docs/reliability.md
 //
 // Each section lives in its own file and registers itself in init. Sections
 // compare ratios measured in the same run, never absolute times against a
@@ -20,6 +21,7 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"maps"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -36,9 +38,11 @@ import (
 // the file doc names.
 type section struct {
 	name  string
-	order int    // position in docs/benchmarks.md
-	doc   string // the Markdown file it updates, if not -out's
+	order int // position in docs/benchmarks.md
 	run   func(ctx context.Context, env *benchEnv) (markdown string, err error)
+	// doc is the Markdown file the section's results go to (default
+	// docs/benchmarks.md; -out overrides it for every section).
+	doc string
 }
 
 var sections []section
@@ -56,7 +60,7 @@ type benchEnv struct {
 
 func main() {
 	only := flag.String("only", "", "comma-separated sections to run (default all)")
-	out := flag.String("out", "docs/benchmarks.md", "Markdown file to update")
+	out := flag.String("out", "", "Markdown file to update (default docs/benchmarks.md, or the section's own: nemesis writes docs/reliability.md)")
 	quick := flag.Bool("quick", false, "small runs, to check the harness (results not written)")
 	binary := flag.String("binary", "", "measure this tcplab binary instead of building one (another build: the figures before a change)")
 	floorPort := flag.Int("floor-server", 0, "serve the sharedstring section's floor server on this port and do nothing else (the section starts it)")
@@ -96,7 +100,7 @@ func main() {
 			want[n] = true
 		}
 	}
-	results := map[string]string{}
+	results := map[string]map[string]string{} // file → section → Markdown
 	failed := false
 	for _, s := range sections {
 		if len(want) > 0 && !want[s.name] {
@@ -112,28 +116,24 @@ func main() {
 		}
 		log.Printf("%s done in %s", s.name, time.Since(start).Round(time.Second))
 		fmt.Println(md)
-		results[s.name] = fmt.Sprintf("%s\n\nMeasured %s on %s.\n", strings.TrimSpace(md), time.Now().UTC().Format("2006-01-02 15:04 MST"), machine())
-	}
-	// Each file gets the sections that go to it.
-	byDoc := map[string]map[string]string{}
-	for _, s := range sections {
-		if md, ok := results[s.name]; ok {
-			doc := cmp.Or(s.doc, *out)
-			if byDoc[doc] == nil {
-				byDoc[doc] = map[string]string{}
-			}
-			byDoc[doc][s.name] = md
+		file := *out
+		if file == "" {
+			file = cmp.Or(s.doc, "docs/benchmarks.md")
 		}
+		if results[file] == nil {
+			results[file] = map[string]string{}
+		}
+		results[file][s.name] = fmt.Sprintf("%s\n\nMeasured %s on %s.\n", strings.TrimSpace(md), time.Now().UTC().Format("2006-01-02 15:04 MST"), machine())
 	}
-	for doc, res := range byDoc {
+	for _, file := range slices.Sorted(maps.Keys(results)) {
 		if *quick {
-			log.Printf("-quick: %s left unchanged", doc)
+			log.Printf("-quick: %s left unchanged", file)
 			continue
 		}
-		if err := update(doc, res); err != nil {
+		if err := update(file, results[file]); err != nil {
 			log.Fatal(err)
 		}
-		log.Printf("wrote %s", doc)
+		log.Printf("wrote %s", file)
 	}
 	if failed {
 		os.Exit(1)

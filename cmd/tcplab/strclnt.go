@@ -97,7 +97,7 @@ func strclntJSON(ctx context.Context, std stdio, host, port string, opts shareds
 			case errors.Is(err, stream.ErrLineTooLong):
 				return fmt.Errorf("line longer than %d bytes", sharedstring.MaxLine)
 			case err != nil || len(line) == 0:
-				return nil
+				return c.Leave() // a classic reply shown cut is an error
 			}
 			v, err := c.Send(line)
 			if err != nil {
