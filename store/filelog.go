@@ -2,6 +2,7 @@ package store
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -296,8 +297,12 @@ func (l *logFile) sameFile(now bool) error {
 }
 
 // check is the look Close takes at the log when the store stops: the path
-// still names it, and it ends where the store last wrote it.
-func (l *logFile) check() error {
+// still names it, it ends where the store last wrote it, and it reads
+// back as v, the letters the store wrote. Reading it back costs one pass
+// over the log at the stop (as a restart would); it is what tells a log
+// cut and then written past (a hole where records were), or changed in
+// place by the same number of bytes, from a log that is kept.
+func (l *logFile) check(v []byte) error {
 	if err := l.sameFile(true); err != nil {
 		return err
 	}
@@ -307,6 +312,17 @@ func (l *logFile) check() error {
 	}
 	if fi.Size() != l.off {
 		return fmt.Errorf("data file %s is %d bytes where strsvr wrote %d: something else cut it or wrote to it while in use", l.path, fi.Size(), l.off)
+	}
+	r := bufio.NewReaderSize(io.NewSectionReader(l.f, 0, l.off), int(min(l.off, 256<<10)))
+	_, got, good, err := datalog.Read(r)
+	if err != nil {
+		return fmt.Errorf("data file %s no longer reads back (%w): something else wrote to it while in use", l.path, err)
+	}
+	if good != l.off {
+		return fmt.Errorf("data file %s no longer reads back as v (its records end at byte %d, strsvr wrote %d): something else cut it or wrote to it while in use", l.path, good, l.off)
+	}
+	if !bytes.Equal(got, v) {
+		return fmt.Errorf("data file %s no longer reads back as v: something else wrote to it while in use", l.path)
 	}
 	return nil
 }
