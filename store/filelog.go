@@ -33,6 +33,9 @@ type logFile struct {
 
 // openLog opens or creates the log at path and locks it.
 func openLog(path string, policy Fsync, log *slog.Logger) (*logFile, error) {
+	if err := regularOrAbsent(path); err != nil {
+		return nil, err
+	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("open data file: %w", err)
@@ -49,7 +52,38 @@ func openLog(path string, policy Fsync, log *slog.Logger) (*logFile, error) {
 		f.Close()
 		return nil, fmt.Errorf("data file: %w", err)
 	}
+	if !id.Mode().IsRegular() { // made so since regularOrAbsent looked
+		f.Close()
+		return nil, notRegular(path, id)
+	}
 	return &logFile{path: path, f: f, id: id, policy: policy, log: log}, nil
+}
+
+// regularOrAbsent refuses a path that names something other than a
+// regular file (through symbolic links): a FIFO, whose open(2) would wait
+// for a writer, or a device, which takes writes it cannot keep. It looks
+// before the open, which for such files may block or do something.
+func regularOrAbsent(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().IsRegular() {
+		return nil // absent (it is created), or the open says why not
+	}
+	return notRegular(path, fi)
+}
+
+func notRegular(path string, fi os.FileInfo) error {
+	what := "not a regular file"
+	switch t := fi.Mode().Type(); {
+	case t&os.ModeNamedPipe != 0:
+		what += " but a FIFO"
+	case t&os.ModeDevice != 0:
+		what += " but a device"
+	case t&os.ModeSocket != 0:
+		what += " but a socket"
+	case t&os.ModeDir != 0:
+		what += " but a directory"
+	}
+	return fmt.Errorf("data file %s is %s: a log must be a file", path, what)
 }
 
 // cutTail is what load cut from the end of a log: a write torn by a crash.

@@ -102,6 +102,9 @@ func RepairLog(path string) (*RepairReport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("repair: %w", err)
 	}
+	if err := regularOrAbsent(target); err != nil {
+		return nil, fmt.Errorf("repair: %w; nothing changed", err)
+	}
 	f, err := os.Open(target)
 	if err != nil {
 		return nil, fmt.Errorf("repair: %w", err)
@@ -110,6 +113,9 @@ func RepairLog(path string) (*RepairReport, error) {
 	info, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("repair: %w", err)
+	}
+	if !info.Mode().IsRegular() {
+		return nil, fmt.Errorf("repair: %w; nothing changed", notRegular(path, info))
 	}
 	if busy, err := lock(f); err != nil {
 		if busy {
