@@ -69,6 +69,10 @@ type DroppedSpan struct {
 	// Before is how many letters of the repaired v come before the span:
 	// the dropped letters stood right after them.
 	Before int64
+	// WrittenAt, for an intact record that is not at its place (moved,
+	// duplicated, or after bytes deleted before it), is the offset where
+	// it was written; 0 otherwise.
+	WrittenAt int64
 }
 
 // RepairReport says what RepairLog did.
@@ -195,10 +199,43 @@ func repairBytes(orig []byte) ([]byte, *RepairReport) {
 		if next > 0 {
 			end = pos + next
 		}
-		rep.Dropped = append(rep.Dropped, dropped(h, orig, pos, end, rep.Letters))
+		rep.Dropped = append(rep.Dropped, droppedSpans(h, orig, pos, end, rep.Letters)...)
 		pos = end
 	}
 	return b, rep
+}
+
+// droppedSpans describes the span orig[pos:end] that repairBytes drops,
+// before letters of the repaired v: the intact records in it that are not
+// at their place, each with where it was written and its letters, and the
+// bytes around them.
+func droppedSpans(h datalog.Header, orig []byte, pos, end int, before int64) []DroppedSpan {
+	var out []DroppedSpan
+	start := pos
+	for q := pos; q+datalog.RecordHeader <= end; q++ {
+		// Bytes deleted before a record leave it below where it was
+		// written, past the end of the file perhaps: any offset goes.
+		w, n, ok := h.WrittenAt(orig[q:end], 1<<32)
+		if !ok || w == int64(q) || w < int64(h.Len) {
+			continue
+		}
+		if q > start {
+			out = append(out, dropped(h, orig, start, q, before))
+		}
+		hl := datalog.RecordHeader
+		out = append(out, DroppedSpan{
+			Span:    Span{Offset: int64(q), Bytes: int64(hl + n)},
+			Why:     fmt.Sprintf("a whole record written at byte %d, not at its place (moved, duplicated, or bytes before it deleted)", w),
+			Letters: orig[q+hl : q+hl+n], LettersAt: int64(q + hl), Known: true,
+			Before: before, WrittenAt: w,
+		})
+		q += hl + n - 1
+		start = q + 1
+	}
+	if start < end {
+		out = append(out, dropped(h, orig, start, end, before))
+	}
+	return out
 }
 
 // dropped describes the span orig[pos:end] that repairBytes drops, before
