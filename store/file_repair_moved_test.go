@@ -56,3 +56,24 @@ func TestRepairLogNamesMovedRecords(t *testing.T) {
 		})
 	}
 }
+
+// A header copied from another log makes every record fail: RepairLog
+// must not claim that they were written somewhere in this log (H solves
+// to some offset under any key; the offsets of a foreign key are random).
+func TestRepairLogForeignHeaderClaimsNoPlace(t *testing.T) {
+	path, file, off := logOf(t, "pay alice 100", " then bob 5")
+	_, other, _ := logOf(t, "x")
+	os.WriteFile(path, slices.Concat(other[:off[0]], file[off[0]:]), 0o644)
+	rep, err := store.RepairLog(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range rep.Dropped {
+		if d.WrittenAt != 0 {
+			t.Errorf("dropped %d bytes at %d: %s", d.Bytes, d.Offset, d.Why)
+		}
+	}
+	if rep.Letters != 0 {
+		t.Errorf("kept %d letters under another log's header", rep.Letters)
+	}
+}

@@ -214,8 +214,12 @@ func droppedSpans(h datalog.Header, orig []byte, pos, end int, before int64) []D
 	start := pos
 	for q := pos; q+datalog.RecordHeader <= end; q++ {
 		// Bytes deleted before a record leave it below where it was
-		// written, past the end of the file perhaps: any offset goes.
-		w, n, ok := h.WrittenAt(orig[q:end], 1<<32)
+		// written, past the end of the file perhaps, so the bound is
+		// loose; but a bound there must be: the header of a record of
+		// another log (another key) solves to some offset too, a random
+		// one below 2^32, and its letters check whatever the key: one
+		// chance in 2^31/len(orig) of a false place.
+		w, n, ok := h.WrittenAt(orig[q:end], 2*int64(len(orig)))
 		if !ok || w == int64(q) || w < int64(h.Len) {
 			continue
 		}
