@@ -95,20 +95,29 @@ type Server struct {
 	// quarter of MaxConns (at least 1), DefaultMaxWatchers by default.
 	MaxWatchers int
 
+	// ParkAfter is how long a client may be silent before its connection
+	// gives back its goroutine and read buffer and waits in the server's
+	// readiness set instead (see server.Park): a watcher, or a person
+	// thinking at a prompt, then costs its connection's state only. Zero
+	// means server.DefaultParkAfter (1 s); negative, never (Run's
+	// server.Server.ParkAfter).
+	ParkAfter time.Duration
+
 	// Logger receives connection events. Nil discards.
 	Logger *slog.Logger
 
-	once   sync.Once
-	log    *slog.Logger
-	gate   chan struct{} // closed once WaitFor clients have joined
-	gated  sync.Once
-	joined atomic.Int64 // clients that ever joined
-	size   atomic.Int64 // the longest v seen, for MaxValue (not Capped stores)
-	capped store.Capped // Store, if it checks MaxValue itself
-	watch  atomic.Int64 // watch connections now
-	done   chan struct{}
-	ended  sync.Once
-	endErr error // why watching the group failed; set before done closes
+	once     sync.Once
+	log      *slog.Logger
+	gate     chan struct{} // closed once WaitFor clients have joined
+	gated    sync.Once
+	joined   atomic.Int64 // clients that ever joined
+	size     atomic.Int64 // the longest v seen, for MaxValue (not Capped stores)
+	capped   store.Capped // Store, if it checks MaxValue itself
+	watch    atomic.Int64 // watch connections now
+	watchers watchers     // they and the changes of v
+	done     chan struct{}
+	ended    sync.Once
+	endErr   error // why watching the group failed; set before done closes
 
 	gens store.Generational // Store, if it can lose v and begin again
 }
@@ -149,6 +158,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener, pc net.PacketConn) ([
 		MaxConns:        s.maxConns(),
 		MaxConnsPerAddr: s.maxConnsPerAddr(),
 		Refuse:          s.refuse,
+		ParkAfter:       s.ParkAfter,
 		Logger:          s.log,
 		// A watcher that pauses is dropped by WriteIdle, not before.
 		UserTimeout: server.UserTimeoutFor(s.writeIdle()),
@@ -323,19 +333,24 @@ func (s *Server) watchGroup(ctx context.Context) {
 // how late after the last client leaves the server notices.
 const emptyCheckEvery = 10 * time.Millisecond
 
-// conn is one client's connection as the handler sees it.
+// conn is one client's connection as the handler sees it, and all that is
+// kept of it while it is parked (see serve).
 type conn struct {
 	s                *Server
 	c                net.Conn
 	ctx              context.Context
-	log              *slog.Logger
+	leave            func()     // uncounts the client (Store.Join)
 	mu               sync.Mutex // serialises writes (replies and watch updates)
 	bufs             [][]byte   // scratch for writev
 	hdrs             []byte     // scratch for frame headers
 	have             int        // framed: how much of v the client holds
 	gen              uint64     // framed: the generation of v it holds (see staleGen)
+	heard            time.Time  // when the client last sent bytes (or connected)
 	readDeadlineSet  time.Time  // when the read deadline was last moved
 	writeDeadlineSet time.Time  // when the write deadline was last moved
+	parkAfter        time.Duration
+	w                *watcher // a watch connection's state; nil otherwise
+	started          bool     // the first bytes have come: classic or framed is decided
 	framed           bool
 }
 
@@ -343,13 +358,11 @@ type conn struct {
 // leaves, is dropped, or ctx ends.
 func (s *Server) ServeConn(ctx context.Context, nc net.Conn) {
 	s.init()
-	log := s.log.With("client", nc.RemoteAddr().String())
 	leave, err := s.Store.Join(ctx)
 	if err != nil {
-		log.Warn("cannot count client; dropping it", "err", err)
+		s.log.Warn("cannot count client; dropping it", "client", clientAddr{nc}, "err", err)
 		return
 	}
-	defer leave()
 	if s.joined.Add(1) >= int64(s.WaitFor) {
 		s.gated.Do(func() {
 			select {
@@ -359,17 +372,56 @@ func (s *Server) ServeConn(ctx context.Context, nc net.Conn) {
 			}
 		})
 	}
-	log.Debug("client joined")
-	defer log.Debug("client left")
+	s.log.Debug("client joined", "client", clientAddr{nc})
+	c := &conn{s: s, c: nc, ctx: ctx, leave: leave}
 	select {
 	case <-s.gate:
 	case <-ctx.Done():
+		c.end(nil)
 		return
 	}
-	c := &conn{s: s, c: nc, ctx: ctx, log: log}
-	if err := c.serve(); err != nil {
-		log.Info("client dropped", "err", err)
+	c.heard = time.Now()
+	c.parkAfter = server.ParkAfter(ctx, nc)
+	c.serve(ctx, nc)
+}
+
+// clientAddr logs a client's address, formatted only when the record is
+// written.
+type clientAddr struct{ c net.Conn }
+
+func (a clientAddr) LogValue() slog.Value { return slog.StringValue(a.c.RemoteAddr().String()) }
+
+// serve reads the client's bytes and answers them until the client has
+// been silent for ParkAfter (a person thinking, a watcher waiting for
+// changes); then it parks the connection (server.Park), and the server
+// calls serve again when the client sends more. While parked, a client
+// costs its connection and this struct: no goroutine, no read buffer. When
+// the client leaves or is dropped, serve ends the connection.
+func (c *conn) serve(ctx context.Context, nc net.Conn) {
+	for {
+		err := c.turn()
+		if err != errSilent {
+			c.end(err)
+			return
+		}
+		if server.Park(ctx, nc, c.idleDeadline(), c.serve) {
+			return
+		}
 	}
+}
+
+// end is the end of the client's connection, for the reason err (nil: it
+// left).
+func (c *conn) end(err error) {
+	if c.w != nil {
+		c.s.watchers.leave(c)
+		c.s.watch.Add(-1)
+	}
+	if err != nil {
+		c.s.log.Info("client dropped", "client", clientAddr{c.c}, "err", err)
+	}
+	c.s.log.Debug("client left", "client", clientAddr{c.c})
+	c.leave()
 }
 
 func (s *Server) writeIdle() time.Duration {
@@ -412,64 +464,161 @@ func (s *Server) maxWatchers() int {
 
 var errValueFull = store.ErrFull
 
-// serve reads letters until the client leaves. It returns nil for a client
-// that closed its connection, and the reason otherwise.
-func (c *conn) serve() error {
-	buf := make([]byte, readChunk)
-	n, flags, framed, err := c.readFirst(buf)
-	if framed {
-		c.framed = true
-		if flags&FlagWatch != 0 {
-			limit := c.s.maxWatchers()
-			if c.s.watch.Add(1) > int64(limit) {
-				c.s.watch.Add(-1)
-				msg := fmt.Sprintf("too many watchers: this server serves at most %d at once", limit)
-				c.refuse(msg)
-				return errors.New(msg)
-			}
-			defer c.s.watch.Add(-1)
-		}
-		if err := c.hello(); err != nil {
-			return err
-		}
-		if flags&FlagWatch != 0 {
-			ctx, cancel := context.WithCancel(c.ctx)
-			done := make(chan struct{})
-			go func() { defer close(done); c.watch(ctx) }()
-			defer func() { cancel(); <-done }()
-		}
-		// The bytes after the hello are letters.
-		n = copy(buf, buf[HelloLen:n])
-	}
-	watching := framed && flags&FlagWatch != 0
-	if watching || c.s.readIdle() == 0 {
-		// Waiting is what watchers do; and with no read timeout at all,
-		// the hello's short deadline that readFirst may have set must
-		// not outlive it.
-		c.c.SetReadDeadline(time.Time{})
-	}
+// errSilent ends a turn: the client has sent nothing for ParkAfter.
+var errSilent = errors.New("silent for a while")
+
+// readBufs are the read buffers of the connections being read: only a
+// client that is talking holds one.
+var readBufs = sync.Pool{New: func() any { b := make([]byte, readChunk); return &b }}
+
+// turn reads letters and answers them until the client has been silent
+// for ParkAfter (errSilent), leaves (nil) or must be dropped (the reason).
+func (c *conn) turn() error {
+	bp := readBufs.Get().(*[]byte)
+	defer readBufs.Put(bp)
+	buf := *bp
+	turnStart := time.Now()
+	c.setReadDeadline(turnStart, turnStart)
 	for {
+		var n int
+		var err error
+		if c.started {
+			n, err = c.c.Read(buf)
+		} else {
+			var flags byte
+			var framed bool
+			n, flags, framed, err = c.readFirst(buf)
+			if n > 0 {
+				c.started = true
+				if framed {
+					if err := c.helloed(flags); err != nil {
+						return err
+					}
+					// The bytes after the hello are letters.
+					n = copy(buf, buf[HelloLen:n])
+				}
+				// The hello's short deadline ends; a watcher has none.
+				c.heard = time.Now()
+				c.setReadDeadline(c.heard, turnStart)
+			}
+		}
 		if n > 0 {
+			c.heard = time.Now()
+			c.refreshReadDeadline(c.heard, turnStart)
 			if err := c.letters(buf[:n]); err != nil {
 				return err
 			}
 		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			if err := c.silence(time.Now(), turnStart); err != nil {
+				return err
+			}
+			continue
+		}
 		if err != nil {
 			return readErr(err)
 		}
-		if idle := c.s.readIdle(); idle > 0 && !watching {
-			c.readDeadlineSet = refresh(c.c.SetReadDeadline, c.readDeadlineSet, idle)
-		}
-		n, err = c.c.Read(buf)
 	}
+}
+
+// helloed serves a framed client's hello: a watcher over the cap is
+// refused, any other gets the 'h' frame, and a watcher is signed up for
+// changes of v.
+func (c *conn) helloed(flags byte) error {
+	c.framed = true
+	watch := flags&FlagWatch != 0
+	if watch {
+		limit := c.s.maxWatchers()
+		if c.s.watch.Add(1) > int64(limit) {
+			c.s.watch.Add(-1)
+			msg := fmt.Sprintf("too many watchers: this server serves at most %d at once", limit)
+			c.refuse(msg)
+			return errors.New(msg)
+		}
+		c.w = &watcher{}
+	}
+	if err := c.hello(); err != nil {
+		return err
+	}
+	if watch {
+		c.s.watchers.join(c)
+	}
+	return nil
+}
+
+// silence is what a read timeout at now means: the client sent nothing
+// for the read timeout (an error that drops it), or for ParkAfter
+// (errSilent); otherwise (nil) the deadline moved on meanwhile, and is set
+// anew.
+func (c *conn) silence(now, turnStart time.Time) error {
+	if idle := c.readIdle(); idle > 0 && now.Sub(c.heard) >= idle-idle/16 {
+		return errors.New("idle: sent nothing for the read timeout")
+	}
+	if c.parkAfter > 0 && !now.Before(c.readDeadline(turnStart).Add(-c.parkAfter/16)) {
+		return errSilent
+	}
+	c.setReadDeadline(now, turnStart)
+	return nil
+}
+
+// readIdle is the read timeout that applies to c: none for a watcher,
+// since waiting is what watchers do.
+func (c *conn) readIdle() time.Duration {
+	if c.w != nil {
+		return 0
+	}
+	return c.s.readIdle()
+}
+
+// idleDeadline is when c is dropped if the client stays silent; the zero
+// time if never.
+func (c *conn) idleDeadline() time.Time {
+	if idle := c.readIdle(); idle > 0 {
+		return c.heard.Add(idle)
+	}
+	return time.Time{}
+}
+
+// readDeadline is the read deadline for a turn that began at turnStart:
+// the read timeout after the client's last bytes, or ParkAfter after
+// those or the turn's start, whichever comes first.
+func (c *conn) readDeadline(turnStart time.Time) time.Time {
+	d := c.idleDeadline()
+	if c.parkAfter > 0 {
+		quiet := c.heard
+		if turnStart.After(quiet) {
+			quiet = turnStart
+		}
+		if q := quiet.Add(c.parkAfter); d.IsZero() || q.Before(d) {
+			d = q
+		}
+	}
+	return d
+}
+
+func (c *conn) setReadDeadline(now, turnStart time.Time) {
+	c.c.SetReadDeadline(c.readDeadline(turnStart))
+	c.readDeadlineSet = now
+}
+
+// refreshReadDeadline moves the read deadline after bytes came, unless it
+// was moved less than a sixteenth of the shorter limit ago: a busy client
+// does not move a timer for every read, and the limits hold to within a
+// sixteenth.
+func (c *conn) refreshReadDeadline(now, turnStart time.Time) {
+	limit := c.readIdle()
+	if c.parkAfter > 0 && (limit == 0 || c.parkAfter < limit) {
+		limit = c.parkAfter
+	}
+	if limit == 0 || now.Sub(c.readDeadlineSet) < limit/16 {
+		return
+	}
+	c.setReadDeadline(now, turnStart)
 }
 
 // readErr turns the error that ended a client's reads into the reason it
 // left: nil for a close.
 func readErr(err error) error {
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return errors.New("idle: sent nothing for the read timeout")
-	}
 	if errors.Is(err, net.ErrClosed) || isEOF(err) {
 		return nil
 	}
@@ -479,9 +628,6 @@ func readErr(err error) error {
 // readFirst reads the first bytes of a connection and tells a framed-mode
 // hello from letters (see the package comment).
 func (c *conn) readFirst(buf []byte) (n int, flags byte, framed bool, err error) {
-	if idle := c.s.readIdle(); idle > 0 {
-		c.c.SetReadDeadline(time.Now().Add(idle))
-	}
 	n, err = c.c.Read(buf)
 	if n == 0 || buf[0] != magic[0] {
 		return n, 0, false, err
@@ -582,43 +728,6 @@ func (c *conn) hello() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.write([][]byte{appendFrameHeader(nil, KindHello, 0, 0)})
-}
-
-// watch sends a 'w' frame whenever v has grown beyond what the client
-// holds, until ctx ends.
-func (c *conn) watch(ctx context.Context) {
-	changes, err := c.s.Store.Changes(ctx)
-	if err != nil {
-		return
-	}
-	for {
-		v, gen, err := c.s.valueGen(ctx)
-		if err != nil {
-			return
-		}
-		c.mu.Lock()
-		if gen < c.gen {
-			v = nil // an answer overtaken by a reset: wait for the next
-		} else if c.staleGen(gen) {
-			c.endReset(len(v), false)
-			c.mu.Unlock()
-			c.c.Close() // unblocks the reader
-			return
-		}
-		if len(v) > c.have {
-			hdr := appendFrameHeader(nil, KindUpdate, uint64(len(v)), uint32(len(v)-c.have))
-			err = c.write([][]byte{hdr, v[c.have:]})
-			c.have = len(v)
-		}
-		c.mu.Unlock()
-		if err != nil {
-			c.c.Close() // unblocks the reader: the client is gone
-			return
-		}
-		if _, ok := <-changes; !ok {
-			return
-		}
-	}
 }
 
 // refresh sets a deadline idle from now unless it was set less than
