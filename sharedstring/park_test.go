@@ -116,4 +116,3 @@ func nextV(t *testing.T, w *sharedstring.Client, want []byte) {
 		}
 	}
 }
-
