@@ -64,7 +64,7 @@ func TestReadMessageEndsWhereTheRuleSays(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			client, srv := pipe(t)
 			tc.client(client)
-			got, err := readMessage(context.Background(), srv, MaxMessage, 100*time.Millisecond, 300*time.Millisecond)
+			got, err := readMessage(context.Background(), srv, MaxMessage, 100*time.Millisecond, 300*time.Millisecond, time.Time{})
 			if !errors.Is(err, tc.err) || string(got) != tc.want {
 				t.Fatalf("ReadMessage = %q, %v; want %q, %v", got, err, tc.want, tc.err)
 			}
@@ -75,7 +75,7 @@ func TestReadMessageEndsWhereTheRuleSays(t *testing.T) {
 func TestReadMessageIsBounded(t *testing.T) {
 	client, srv := pipe(t)
 	go client.Write(bytes.Repeat([]byte("x"), 5_000_000)) // 5 MB, no newline
-	got, err := readMessage(context.Background(), srv, MaxMessage, time.Second, time.Second)
+	got, err := readMessage(context.Background(), srv, MaxMessage, time.Second, time.Second, time.Time{})
 	if err != nil || len(got) != MaxMessage {
 		t.Fatalf("got %d bytes, %v; want exactly %d", len(got), err, MaxMessage)
 	}
@@ -102,7 +102,7 @@ func TestReadMessageDropsATrickleAtTheTimeout(t *testing.T) {
 		}
 	}()
 	start := time.Now()
-	got, err := readMessage(context.Background(), srv, MaxMessage, 100*time.Millisecond, 300*time.Millisecond)
+	got, err := readMessage(context.Background(), srv, MaxMessage, 100*time.Millisecond, 300*time.Millisecond, time.Time{})
 	if err == nil || got != nil {
 		t.Fatalf("ReadMessage = %q, %v; want an error for a message still arriving", got, err)
 	}
@@ -336,7 +336,7 @@ func TestReadMessageOnLoopbackEndsAfterTheGap(t *testing.T) {
 		if _, err := client.Write(msg); err != nil {
 			t.Fatal(err)
 		}
-		got, err := readMessage(context.Background(), srv, MaxMessage, gap, 10*time.Second)
+		got, err := readMessage(context.Background(), srv, MaxMessage, gap, 10*time.Second, time.Time{})
 		took := time.Since(start)
 		if err != nil || len(got) != n {
 			t.Fatalf("%d bytes: got %d, %v", n, len(got), err)

@@ -334,20 +334,19 @@ func (s *Server) watchGroup(ctx context.Context) {
 const emptyCheckEvery = 10 * time.Millisecond
 
 // conn is one client's connection as the handler sees it, and all that is
-// kept of it while it is parked (see serve).
+// kept of it while it is parked (see serve): so it is kept small.
 type conn struct {
 	s                *Server
 	c                net.Conn
 	ctx              context.Context
 	leave            func()     // uncounts the client (Store.Join)
 	mu               sync.Mutex // serialises writes (replies and watch updates)
-	bufs             [][]byte   // scratch for writev
-	hdrs             []byte     // scratch for frame headers
+	sc               *scratch   // while a turn runs
 	have             int        // framed: how much of v the client holds
 	gen              uint64     // framed: the generation of v it holds (see staleGen)
-	heard            time.Time  // when the client last sent bytes (or connected)
-	readDeadlineSet  time.Time  // when the read deadline was last moved
-	writeDeadlineSet time.Time  // when the write deadline was last moved
+	heard            stamp      // when the client last sent bytes (or connected)
+	readDeadlineSet  stamp      // when the read deadline was last moved
+	writeDeadlineSet stamp      // when the write deadline was last moved
 	parkAfter        time.Duration
 	w                *watcher // a watch connection's state; nil otherwise
 	started          bool     // the first bytes have come: classic or framed is decided
@@ -380,7 +379,7 @@ func (s *Server) ServeConn(ctx context.Context, nc net.Conn) {
 		c.end(nil)
 		return
 	}
-	c.heard = time.Now()
+	c.heard = stampOf(time.Now())
 	c.parkAfter = server.ParkAfter(ctx, nc)
 	c.serve(ctx, nc)
 }
@@ -398,6 +397,11 @@ func (a clientAddr) LogValue() slog.Value { return slog.StringValue(a.c.RemoteAd
 // costs its connection and this struct: no goroutine, no read buffer. When
 // the client leaves or is dropped, serve ends the connection.
 func (c *conn) serve(ctx context.Context, nc net.Conn) {
+	// A client that has not spoken yet is parked at once: its first
+	// bytes may be a person's first letter, seconds away.
+	if !c.started && c.parkAfter > 0 && server.Park(ctx, nc, c.idleDeadline(), c.serve) {
+		return
+	}
 	for {
 		err := c.turn()
 		if err != errSilent {
@@ -467,16 +471,43 @@ var errValueFull = store.ErrFull
 // errSilent ends a turn: the client has sent nothing for ParkAfter.
 var errSilent = errors.New("silent for a while")
 
-// readBufs are the read buffers of the connections being read: only a
+// scratch is what a turn reads into and builds its replies in: only a
 // client that is talking holds one.
-var readBufs = sync.Pool{New: func() any { b := make([]byte, readChunk); return &b }}
+type scratch struct {
+	buf  []byte   // what is read
+	bufs [][]byte // for writev
+	hdrs []byte   // frame headers
+}
+
+var scratches = sync.Pool{New: func() any { return &scratch{buf: make([]byte, readChunk)} }}
+
+// stamp is a time in a field kept while a client is parked: 8 bytes where
+// a time.Time takes 24. It is Unix nanoseconds; 0 is the zero time.
+type stamp int64
+
+func stampOf(t time.Time) stamp {
+	if t.IsZero() {
+		return 0
+	}
+	return stamp(t.UnixNano())
+}
+
+func (s stamp) Time() time.Time {
+	if s == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, int64(s))
+}
 
 // turn reads letters and answers them until the client has been silent
 // for ParkAfter (errSilent), leaves (nil) or must be dropped (the reason).
 func (c *conn) turn() error {
-	bp := readBufs.Get().(*[]byte)
-	defer readBufs.Put(bp)
-	buf := *bp
+	c.sc = scratches.Get().(*scratch)
+	defer func() {
+		scratches.Put(c.sc)
+		c.sc = nil
+	}()
+	buf := c.sc.buf
 	turnStart := time.Now()
 	c.setReadDeadline(turnStart, turnStart)
 	for {
@@ -498,13 +529,15 @@ func (c *conn) turn() error {
 					n = copy(buf, buf[HelloLen:n])
 				}
 				// The hello's short deadline ends; a watcher has none.
-				c.heard = time.Now()
-				c.setReadDeadline(c.heard, turnStart)
+				now := time.Now()
+				c.heard = stampOf(now)
+				c.setReadDeadline(now, turnStart)
 			}
 		}
 		if n > 0 {
-			c.heard = time.Now()
-			c.refreshReadDeadline(c.heard, turnStart)
+			now := time.Now()
+			c.heard = stampOf(now)
+			c.refreshReadDeadline(now, turnStart)
 			if err := c.letters(buf[:n]); err != nil {
 				return err
 			}
@@ -551,7 +584,7 @@ func (c *conn) helloed(flags byte) error {
 // (errSilent); otherwise (nil) the deadline moved on meanwhile, and is set
 // anew.
 func (c *conn) silence(now, turnStart time.Time) error {
-	if idle := c.readIdle(); idle > 0 && now.Sub(c.heard) >= idle-idle/16 {
+	if idle := c.readIdle(); idle > 0 && now.Sub(c.heard.Time()) >= idle-idle/16 {
 		return errors.New("idle: sent nothing for the read timeout")
 	}
 	if c.parkAfter > 0 && !now.Before(c.readDeadline(turnStart).Add(-c.parkAfter/16)) {
@@ -574,7 +607,7 @@ func (c *conn) readIdle() time.Duration {
 // time if never.
 func (c *conn) idleDeadline() time.Time {
 	if idle := c.readIdle(); idle > 0 {
-		return c.heard.Add(idle)
+		return c.heard.Time().Add(idle)
 	}
 	return time.Time{}
 }
@@ -585,7 +618,7 @@ func (c *conn) idleDeadline() time.Time {
 func (c *conn) readDeadline(turnStart time.Time) time.Time {
 	d := c.idleDeadline()
 	if c.parkAfter > 0 {
-		quiet := c.heard
+		quiet := c.heard.Time()
 		if turnStart.After(quiet) {
 			quiet = turnStart
 		}
@@ -598,7 +631,7 @@ func (c *conn) readDeadline(turnStart time.Time) time.Time {
 
 func (c *conn) setReadDeadline(now, turnStart time.Time) {
 	c.c.SetReadDeadline(c.readDeadline(turnStart))
-	c.readDeadlineSet = now
+	c.readDeadlineSet = stampOf(now)
 }
 
 // refreshReadDeadline moves the read deadline after bytes came, unless it
@@ -610,7 +643,7 @@ func (c *conn) refreshReadDeadline(now, turnStart time.Time) {
 	if c.parkAfter > 0 && (limit == 0 || c.parkAfter < limit) {
 		limit = c.parkAfter
 	}
-	if limit == 0 || now.Sub(c.readDeadlineSet) < limit/16 {
+	if limit == 0 || now.Sub(c.readDeadlineSet.Time()) < limit/16 {
 		return
 	}
 	c.setReadDeadline(now, turnStart)
@@ -663,7 +696,7 @@ func (c *conn) letters(p []byte) error {
 	if c.framed && c.staleGen(gen) {
 		return c.endReset(len(v), true)
 	}
-	bufs := c.bufs[:0]
+	bufs := c.sc.bufs[:0]
 	first := len(v) - len(p) + 1
 	if !c.framed {
 		// Classic: v after each byte, back to back; prefixes of one v.
@@ -673,7 +706,7 @@ func (c *conn) letters(p []byte) error {
 	} else {
 		// One header per byte; the data is what the client lacks. A
 		// header slice taken before hdrs grows keeps its bytes.
-		hdrs := c.hdrs[:0]
+		hdrs := c.sc.hdrs[:0]
 		for i := first; i <= len(v); i++ {
 			d := max(0, i-c.have)
 			at := len(hdrs)
@@ -684,9 +717,9 @@ func (c *conn) letters(p []byte) error {
 				c.have = i
 			}
 		}
-		c.hdrs = hdrs
+		c.sc.hdrs = hdrs
 	}
-	c.bufs = bufs[:0]
+	c.sc.bufs = bufs[:0]
 	return c.write(bufs)
 }
 
@@ -749,8 +782,20 @@ func (c *conn) write(bufs [][]byte) error {
 	idle := c.s.writeIdle()
 	nb := net.Buffers(bufs)
 	for {
-		c.writeDeadlineSet = refresh(c.c.SetWriteDeadline, c.writeDeadlineSet, idle)
-		n, err := nb.WriteTo(c.c)
+		c.writeDeadlineSet = stampOf(refresh(c.c.SetWriteDeadline, c.writeDeadlineSet.Time(), idle))
+		var n int64
+		var err error
+		if len(nb) == 1 {
+			// One buffer (a classic reply to one letter, an 'h' frame):
+			// a write, which unlike writev keeps no iovec array on the
+			// connection for as long as it lives.
+			var m int
+			m, err = c.c.Write(nb[0])
+			nb[0] = nb[0][m:]
+			n = int64(m)
+		} else {
+			n, err = nb.WriteTo(c.c)
+		}
 		if err == nil {
 			return nil
 		}

@@ -4,6 +4,8 @@ import (
 	"container/heap"
 	"context"
 	"net"
+	"runtime"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -49,14 +51,15 @@ const DefaultParkAfter = time.Second
 // when the handler returns. It reports false, taking nothing, when conn is
 // readable already, or cannot be parked: conn is not served by a Server
 // (ctx is not the handler's; a test calling ServeConn directly), is not a
-// socket, the system has no epoll, or the server is closing. The handler
-// then goes on with conn itself, reading as it would have.
+// socket, the system has no epoll, the server is closing, or deadline has
+// passed. The handler then goes on with conn itself, reading as it would
+// have.
 //
 // While conn is parked only the server may close it: code elsewhere that
 // must end the connection (a writer that failed) calls Interrupt instead.
 func Park(ctx context.Context, conn net.Conn, deadline time.Time, next HandlerFunc) bool {
 	s, _ := ctx.Value(serverKey{}).(*Server)
-	if s == nil || next == nil {
+	if s == nil || next == nil || (!deadline.IsZero() && !time.Now().Before(deadline)) {
 		return false
 	}
 	fd, ok := socketFD(conn)
@@ -152,6 +155,8 @@ type parker struct {
 	count   int
 	seq     uint32
 	wakeAt  time.Time     // when the loop wakes at the latest; zero: never
+	parks   int           // parkings since the last trim
+	parked  time.Time     // the last parking
 	started bool          // the loop runs (until done)
 	closed  bool          // no more parking
 	ended   bool          // set is closed
@@ -234,6 +239,8 @@ func (p *parker) arm(s *Server, pk *parked) bool {
 		return false
 	}
 	p.count++
+	p.parks++
+	p.parked = time.Now()
 	if !pk.deadline.IsZero() {
 		heap.Push(&p.timers, pk)
 		if p.wakeAt.IsZero() || pk.deadline.Before(p.wakeAt) {
@@ -266,10 +273,16 @@ func (p *parker) loop(s *Server) {
 			p.mu.Unlock()
 			return
 		}
-		timeout := time.Duration(-1)
 		p.wakeAt = time.Time{}
 		if len(p.timers) > 0 {
 			p.wakeAt = p.timers[0].deadline
+		}
+		trimAt := p.parked.Add(trimAfter)
+		if p.parks >= trimParks && (p.wakeAt.IsZero() || trimAt.Before(p.wakeAt)) {
+			p.wakeAt = trimAt
+		}
+		timeout := time.Duration(-1)
+		if !p.wakeAt.IsZero() {
 			timeout = max(0, time.Until(p.wakeAt))
 		}
 		p.mu.Unlock()
@@ -298,7 +311,14 @@ func (p *parker) loop(s *Server) {
 			p.unpark(pk)
 			ready = append(ready, pk)
 		}
+		trim := p.parks >= trimParks && now.Sub(p.parked) >= trimAfter
+		if trim {
+			p.parks = 0
+		}
 		p.mu.Unlock()
+		if trim {
+			trimMemory()
+		}
 		for i, pk := range ready {
 			go s.serveConn(pk.conn, pk.next, false)
 			ready[i] = nil
@@ -347,6 +367,28 @@ func (p *parker) release(s *Server) {
 	for _, pk := range all {
 		go s.serveConn(pk.conn, pk.next, false)
 	}
+}
+
+// After a burst of parking, the memory the parked handlers used (their
+// goroutines' stacks, their pooled buffers, garbage of their work) is
+// free but still resident: the runtime returns free memory to the system
+// only as far as it exceeds the heap's next goal, twice the live heap, and
+// frees dead goroutines' stacks and idle pooled buffers only at garbage
+// collections, which an idle server does not run. So once trimParks
+// connections have parked and trimAfter has passed without another
+// parking, the server collects and returns what is free at once, as
+// redis-server's allocator purges its freed pages after a delay. That is
+// one collection after a burst, and none while nothing happens.
+const (
+	trimAfter = 5 * time.Second
+	trimParks = 64
+)
+
+// trimMemory collects twice (a sync.Pool keeps what it holds for one
+// collection more) and returns free memory to the system.
+func trimMemory() {
+	runtime.GC()
+	debug.FreeOSMemory()
 }
 
 // parkTimers is a heap of parked connections by deadline.
