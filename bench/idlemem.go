@@ -26,9 +26,9 @@ import (
 // for clients that talk, so that the first is not bought with the second.
 //
 // Memory: n connections to a fresh server, each after its protocol's
-// first exchange (or none), then silent. A row is the server's resident
-// set (VmRSS) once settled, less before the clients came, over n. Settled
-// means settleFor after the last client: redis-server frees an idle
+// first exchange (or none), then silent. A row is the slope of the
+// server's resident set (VmRSS) between n/2 and n connections, each
+// settled. Settled means settleFor after the last client: redis-server frees an idle
 // client's query and reply buffers after 2 and 5 s, and its allocator
 // returns freed pages after 10 s; tcplab parks a silent client after
 // ParkAfter (1 s) and returns freed memory 5 s after a burst of parking.
@@ -122,7 +122,7 @@ func benchIdleMem(ctx context.Context, env *benchEnv) (string, error) {
 
 	// Memory.
 	var b strings.Builder
-	fmt.Fprintf(&b, "### Memory per quiet connection\n\n%d connections at once to a fresh server each, every one after its protocol's first exchange (or none) and then silent; resident memory (VmRSS) %s after the last client, less before the clients came, over the clients:\n\n", n, settleFor)
+	fmt.Fprintf(&b, "### Memory per quiet connection\n\nUp to %d connections at once to a fresh server each, every one after its protocol's first exchange (or none) and then silent. The cost of one is the slope of the server's resident memory (VmRSS) between %d and %d connections, each count settled for %s, so that what the server's start-up left cancels out:\n\n", n, n/2, n, settleFor)
 	b.WriteString("| server, client | build | resident memory per connection | vs redis-server |\n|---|---|---:|---:|\n")
 	redisPer := map[bool]float64{} // by whether the client spoke first
 	type memCell struct {
@@ -274,17 +274,26 @@ func idleRSS(ctx context.Context, env *benchEnv, k idleKind, bin string, n int, 
 		defer stopProcess(cmd, 5*time.Second)
 		pid, addr = cmd.Process.Pid, net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	}
-	time.Sleep(2 * time.Second) // the server's own start-up settles
-	before := vmRSS(pid)
-	conns, err := openIdle(addr, n, k.hello)
+	// The cost is the slope between n/2 and n connections, each count
+	// settled: what the server's start-up left (garbage it may or may not
+	// have returned by then) is in both and cancels out.
+	half := n / 2
+	first, err := openIdle(addr, half, k.hello, 0)
 	if err != nil {
 		return 0, err
 	}
-	defer closeAll(conns)
+	defer closeAll(first)
 	time.Sleep(settleFor) // the pause is the point: the servers settle
+	before := vmRSS(pid)
+	second, err := openIdle(addr, n-half, k.hello, half)
+	if err != nil {
+		return 0, err
+	}
+	defer closeAll(second)
+	time.Sleep(settleFor)
 	after := vmRSS(pid)
-	env.logf("idlemem: %s: RSS %d -> %d bytes with %d connections", k.name, before, after, n)
-	return float64(after-before) / float64(n), nil
+	env.logf("idlemem: %s: RSS %d with %d connections, %d with %d", k.name, before, half, after, n)
+	return float64(after-before) / float64(n-half), nil
 }
 
 // strsvrLetters runs the epoll load generator against a fresh strsvr
@@ -311,7 +320,7 @@ func idleStrsvrCPU(ctx context.Context, bin string, clients int, settleFor, d ti
 		return 0, err
 	}
 	defer stopProcess(cmd, 5*time.Second)
-	conns, err := openIdle("127.0.0.1:"+strconv.Itoa(port), clients, idleKinds()[1].hello)
+	conns, err := openIdle("127.0.0.1:"+strconv.Itoa(port), clients, idleKinds()[1].hello, 0)
 	if err != nil {
 		return 0, err
 	}
@@ -323,8 +332,9 @@ func idleStrsvrCPU(ctx context.Context, bin string, clients int, settleFor, d ti
 }
 
 // openIdle opens n connections to addr, running hello (if set) on each in
-// turn, and returns them open.
-func openIdle(addr string, n int, hello func(c net.Conn, i int) error) ([]net.Conn, error) {
+// turn (the first is the from-th client of the server), and returns them
+// open.
+func openIdle(addr string, n int, hello func(c net.Conn, i int) error, from int) ([]net.Conn, error) {
 	conns := make([]net.Conn, 0, n)
 	for i := range n {
 		c, err := net.DialTimeout("tcp", addr, 10*time.Second)
@@ -337,7 +347,7 @@ func openIdle(addr string, n int, hello func(c net.Conn, i int) error) ([]net.Co
 			continue
 		}
 		c.SetDeadline(time.Now().Add(30 * time.Second))
-		if err := hello(c, i); err != nil {
+		if err := hello(c, from+i); err != nil {
 			closeAll(conns)
 			return nil, fmt.Errorf("client %d: %w", i, err)
 		}

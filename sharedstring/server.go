@@ -338,7 +338,6 @@ const emptyCheckEvery = 10 * time.Millisecond
 type conn struct {
 	s                *Server
 	c                net.Conn
-	ctx              context.Context
 	leave            func()     // uncounts the client (Store.Join)
 	mu               sync.Mutex // serialises writes (replies and watch updates)
 	sc               *scratch   // while a turn runs
@@ -372,7 +371,7 @@ func (s *Server) ServeConn(ctx context.Context, nc net.Conn) {
 		})
 	}
 	s.log.Debug("client joined", "client", clientAddr{nc})
-	c := &conn{s: s, c: nc, ctx: ctx, leave: leave}
+	c := &conn{s: s, c: nc, leave: leave}
 	select {
 	case <-s.gate:
 	case <-ctx.Done():
@@ -403,7 +402,7 @@ func (c *conn) serve(ctx context.Context, nc net.Conn) {
 		return
 	}
 	for {
-		err := c.turn()
+		err := c.turn(ctx)
 		if err != errSilent {
 			c.end(err)
 			return
@@ -501,7 +500,7 @@ func (s stamp) Time() time.Time {
 
 // turn reads letters and answers them until the client has been silent
 // for ParkAfter (errSilent), leaves (nil) or must be dropped (the reason).
-func (c *conn) turn() error {
+func (c *conn) turn(ctx context.Context) error {
 	c.sc = scratches.Get().(*scratch)
 	defer func() {
 		scratches.Put(c.sc)
@@ -522,7 +521,7 @@ func (c *conn) turn() error {
 			if n > 0 {
 				c.started = true
 				if framed {
-					if err := c.helloed(flags); err != nil {
+					if err := c.helloed(ctx, flags); err != nil {
 						return err
 					}
 					// The bytes after the hello are letters.
@@ -538,7 +537,7 @@ func (c *conn) turn() error {
 			now := time.Now()
 			c.heard = stampOf(now)
 			c.refreshReadDeadline(now, turnStart)
-			if err := c.letters(buf[:n]); err != nil {
+			if err := c.letters(ctx, buf[:n]); err != nil {
 				return err
 			}
 		}
@@ -557,7 +556,7 @@ func (c *conn) turn() error {
 // helloed serves a framed client's hello: a watcher over the cap is
 // refused, any other gets the 'h' frame, and a watcher is signed up for
 // changes of v.
-func (c *conn) helloed(flags byte) error {
+func (c *conn) helloed(ctx context.Context, flags byte) error {
 	c.framed = true
 	watch := flags&FlagWatch != 0
 	if watch {
@@ -574,7 +573,7 @@ func (c *conn) helloed(flags byte) error {
 		return err
 	}
 	if watch {
-		c.s.watchers.join(c)
+		c.s.watchers.join(ctx, c)
 	}
 	return nil
 }
@@ -686,10 +685,10 @@ func (c *conn) readFirst(buf []byte) (n int, flags byte, framed bool, err error)
 }
 
 // letters appends p to v and answers every byte.
-func (c *conn) letters(p []byte) error {
-	v, gen, err := c.appendLetters(p)
+func (c *conn) letters(ctx context.Context, p []byte) error {
+	v, gen, err := c.appendLetters(ctx, p)
 	if err != nil {
-		return c.notStored(err)
+		return c.notStored(ctx, err)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -726,16 +725,16 @@ func (c *conn) letters(p []byte) error {
 // appendLetters appends p to v within MaxValue: as one step in a
 // store.Capped, else checked first against the longest v seen. It returns
 // v's generation too (always 0 but for a store.Generational).
-func (c *conn) appendLetters(p []byte) ([]byte, uint64, error) {
+func (c *conn) appendLetters(ctx context.Context, p []byte) ([]byte, uint64, error) {
 	s := c.s
 	if s.capped != nil {
-		v, err := s.capped.AppendCapped(c.ctx, p, s.maxValue())
+		v, err := s.capped.AppendCapped(ctx, p, s.maxValue())
 		return v, 0, err
 	}
 	if s.size.Load()+int64(len(p)) > int64(s.maxValue()) {
 		return nil, 0, errValueFull
 	}
-	v, gen, err := s.appendGen(c.ctx, p)
+	v, gen, err := s.appendGen(ctx, p)
 	if err != nil {
 		return nil, 0, err
 	}

@@ -31,6 +31,8 @@ type watchers struct {
 
 // watcher is a watch connection's state beside conn's.
 type watcher struct {
+	shown   int           // how much of v it has been sent, as far as the watchers know
+	gen     uint64        // of that v
 	sending bool          // a send goroutine runs
 	again   bool          // v changed while it ran: it goes round once more
 	left    bool          // the client left: no more sends
@@ -38,7 +40,7 @@ type watcher struct {
 }
 
 // join signs c up for changes, and sends it v now if it lacks bytes of it.
-func (ws *watchers) join(c *conn) {
+func (ws *watchers) join(ctx context.Context, c *conn) {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	if ws.set == nil {
@@ -46,7 +48,7 @@ func (ws *watchers) join(c *conn) {
 	}
 	ws.set[c] = struct{}{}
 	if ws.stop == nil {
-		ctx, stop := context.WithCancel(c.ctx)
+		ctx, stop := context.WithCancel(ctx)
 		ws.stop, ws.stopped, ws.read = stop, make(chan struct{}), false
 		go ws.run(ctx, c.s, ws.stopped)
 	} else if ws.read {
@@ -60,10 +62,7 @@ func (ws *watchers) leave(c *conn) {
 	ws.mu.Lock()
 	delete(ws.set, c)
 	c.w.left = true
-	sent := c.w.sent
-	if !c.w.sending {
-		sent = nil
-	}
+	sent := c.w.sent // nil unless a send goroutine runs
 	var stopped chan struct{}
 	if len(ws.set) == 0 && ws.stop != nil {
 		ws.stop()
@@ -109,8 +108,8 @@ func (ws *watchers) run(ctx context.Context, s *Server, stopped chan struct{}) {
 // already sending, which goes round once more. ws.mu is held.
 func (ws *watchers) poke(c *conn) {
 	w := c.w
-	if w.left {
-		return
+	if w.left || (!w.sending && len(ws.v) <= w.shown && ws.gen == w.gen) {
+		return // nothing it lacks: no goroutine
 	}
 	if w.sending {
 		w.again = true
@@ -133,8 +132,9 @@ func (ws *watchers) send(c *conn, sent chan struct{}) {
 		if !ok {
 			c.w.left = true // its handler is ending it
 		}
+		c.w.shown, c.w.gen = max(c.w.shown, len(v)), gen
 		if !ok || !c.w.again || c.w.left {
-			c.w.sending = false
+			c.w.sending, c.w.sent = false, nil
 			ws.mu.Unlock()
 			return
 		}

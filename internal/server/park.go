@@ -66,7 +66,11 @@ func Park(ctx context.Context, conn net.Conn, deadline time.Time, next HandlerFu
 	if !ok || !s.parker.available() || readableNow(fd) {
 		return false
 	}
-	return s.parker.hold(&parked{conn: conn, fd: fd, deadline: deadline, next: next, index: -1})
+	pk := &parked{conn: conn, fd: int32(fd), next: next, index: -1}
+	if !deadline.IsZero() {
+		pk.deadline = deadline.UnixNano()
+	}
+	return s.parker.hold(pk)
 }
 
 // ParkAfter is how long the handler serving conn under ctx should wait for
@@ -131,14 +135,14 @@ func socketFD(conn net.Conn) (int, bool) {
 	return fd, true
 }
 
-// parked is a connection the server holds for its handler.
+// parked is a connection the server holds for its handler: 48 bytes.
 type parked struct {
 	conn     net.Conn
-	fd       int
-	seq      uint32 // tells this parking from an earlier one of the same fd
-	deadline time.Time
 	next     HandlerFunc
-	index    int // in parker.timers; -1 when not there
+	deadline int64  // Unix nanoseconds; 0: none
+	fd       int32  // a file descriptor is a C int
+	seq      uint32 // tells this parking from an earlier one of the same fd
+	index    int    // in parker.timers; -1 when not there
 }
 
 // parker holds a Server's parked connections: those armed in the
@@ -229,11 +233,11 @@ func (p *parker) arm(s *Server, pk *parked) bool {
 	}
 	p.seq++
 	pk.seq = p.seq
-	if pk.fd >= len(p.byFD) {
-		p.byFD = append(p.byFD, make([]*parked, pk.fd+1-len(p.byFD))...)
+	if int(pk.fd) >= len(p.byFD) {
+		p.byFD = append(p.byFD, make([]*parked, int(pk.fd)+1-len(p.byFD))...)
 	}
 	p.byFD[pk.fd] = pk
-	if err := p.set.arm(pk.fd, token(pk.fd, pk.seq)); err != nil {
+	if err := p.set.arm(int(pk.fd), token(int(pk.fd), pk.seq)); err != nil {
 		p.byFD[pk.fd] = nil
 		s.logger().Warn("cannot park a connection; it keeps its goroutine", "err", err)
 		return false
@@ -241,9 +245,9 @@ func (p *parker) arm(s *Server, pk *parked) bool {
 	p.count++
 	p.parks++
 	p.parked = time.Now()
-	if !pk.deadline.IsZero() {
+	if pk.deadline != 0 {
 		heap.Push(&p.timers, pk)
-		if p.wakeAt.IsZero() || pk.deadline.Before(p.wakeAt) {
+		if p.wakeAt.IsZero() || pk.deadline < p.wakeAt.UnixNano() {
 			p.set.wake()
 		}
 	}
@@ -275,7 +279,7 @@ func (p *parker) loop(s *Server) {
 		}
 		p.wakeAt = time.Time{}
 		if len(p.timers) > 0 {
-			p.wakeAt = p.timers[0].deadline
+			p.wakeAt = time.Unix(0, p.timers[0].deadline)
 		}
 		trimAt := p.parked.Add(trimAfter)
 		if p.parks >= trimParks && (p.wakeAt.IsZero() || trimAt.Before(p.wakeAt)) {
@@ -306,7 +310,7 @@ func (p *parker) loop(s *Server) {
 			}
 		}
 		now := time.Now()
-		for len(p.timers) > 0 && !p.timers[0].deadline.After(now) {
+		for len(p.timers) > 0 && p.timers[0].deadline <= now.UnixNano() {
 			pk := p.timers[0]
 			p.unpark(pk)
 			ready = append(ready, pk)
@@ -395,7 +399,7 @@ func trimMemory() {
 type parkTimers []*parked
 
 func (h parkTimers) Len() int           { return len(h) }
-func (h parkTimers) Less(i, j int) bool { return h[i].deadline.Before(h[j].deadline) }
+func (h parkTimers) Less(i, j int) bool { return h[i].deadline < h[j].deadline }
 func (h parkTimers) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
 	h[i].index, h[j].index = i, j

@@ -116,9 +116,9 @@ type Server struct {
 
 	mu            sync.Mutex
 	listeners     map[net.Listener]struct{}
-	conns         map[net.Conn]netip.Prefix // served, with their source's key
-	perAddr       map[netip.Prefix]int      // served connections per source
-	refusing      map[net.Conn]struct{}     // being refused
+	conns         map[net.Conn]struct{} // served (a set: each entry is kept while its client is silent too)
+	perAddr       map[netip.Prefix]int  // served connections per source
+	refusing      map[net.Conn]struct{} // being refused
 	closing       bool
 	ctx           context.Context
 	cancel        context.CancelFunc
@@ -134,7 +134,7 @@ type Server struct {
 func (s *Server) init() {
 	if s.done == nil {
 		s.listeners = make(map[net.Listener]struct{})
-		s.conns = make(map[net.Conn]netip.Prefix)
+		s.conns = make(map[net.Conn]struct{})
 		s.perAddr = make(map[netip.Prefix]int)
 		s.refusing = make(map[net.Conn]struct{})
 		s.ctx, s.cancel = context.WithCancel(context.WithValue(context.Background(), serverKey{}, s))
@@ -294,7 +294,7 @@ func (s *Server) track(conn net.Conn) (ok bool, reason string) {
 	if s.maxPer > 0 && key.IsValid() && s.perAddr[key] >= s.maxPer {
 		return false, fmt.Sprintf("max number of connections from one address reached (%d)", s.maxPer)
 	}
-	s.conns[conn] = key
+	s.conns[conn] = struct{}{}
 	if key.IsValid() {
 		s.perAddr[key]++
 	}
@@ -305,12 +305,13 @@ func (s *Server) track(conn net.Conn) (ok bool, reason string) {
 func (s *Server) untrack(conn net.Conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	key, ok := s.conns[conn]
-	if !ok {
+	if _, ok := s.conns[conn]; !ok {
 		return
 	}
 	delete(s.conns, conn)
-	if key.IsValid() {
+	// The source's key is computed again rather than kept: a connection's
+	// remote address does not change, and the map's entries stay small.
+	if key := addrKey(conn.RemoteAddr()); key.IsValid() {
 		if s.perAddr[key] <= 1 {
 			delete(s.perAddr, key)
 		} else {
