@@ -38,7 +38,7 @@ type section struct {
 	// also names other documents whose block for this section (between
 	// the same markers) is replaced with the result too.
 	also []string
-	run   func(ctx context.Context, env *benchEnv) (markdown string, err error)
+	run  func(ctx context.Context, env *benchEnv) (markdown string, err error)
 }
 
 var sections []section
@@ -55,7 +55,7 @@ type benchEnv struct {
 	// another revision, for sections that compare before and after in
 	// the same run (idlemem).
 	baseline, baselineRev string
-	logf   func(format string, args ...any)
+	logf                  func(format string, args ...any)
 }
 
 func main() {
