@@ -74,8 +74,16 @@ func TestReadMessageEndsWhereTheRuleSays(t *testing.T) {
 
 func TestReadMessageIsBounded(t *testing.T) {
 	client, srv := pipe(t)
-	go client.Write(bytes.Repeat([]byte("x"), 5_000_000)) // 5 MB, no newline
-	got, err := readMessage(context.Background(), srv, MaxMessage, time.Second, time.Second, time.Time{})
+	go func() {
+		client.Write(bytes.Repeat([]byte("x"), 5_000_000)) // 5 MB, no newline
+		client.(*net.TCPConn).CloseWrite()
+	}()
+	// The bound is what is tested, not the clock: the gap and the read
+	// timeout are far longer than reading MaxMessage takes on a loaded
+	// machine (1 s was not always enough under -race), and the message
+	// ends with a half-close, so a reader that did not stop at MaxMessage
+	// would return the whole 5 MB at once, not wait for them.
+	got, err := readMessage(context.Background(), srv, MaxMessage, time.Minute, time.Minute, time.Time{})
 	if err != nil || len(got) != MaxMessage {
 		t.Fatalf("got %d bytes, %v; want exactly %d", len(got), err, MaxMessage)
 	}
