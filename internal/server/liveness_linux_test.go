@@ -172,6 +172,23 @@ func TestVanishedPeerReleasesItsSlot(t *testing.T) {
 		}
 		t.Logf("idle: slot freed %s after the peer vanished", waitFreed(t, s, limit))
 	})
+	t.Run("parked", func(t *testing.T) {
+		// A parked connection holds no goroutine to see the failure: the
+		// kernel's error wakes it like bytes would.
+		l := netlab.ForTest(t)
+		ended := make(chan error, 1)
+		s := &Server{KeepAlive: fastDetect.ka, UserTimeout: fastDetect.user, Handler: parkingEcho(0, ended)}
+		addr := labServer(t, l, s)
+		labDial(t, l, addr)
+		waitParked(t, s, 1)
+		if err := l.A.Vanish(); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("parked: slot freed %s after the peer vanished", waitFreed(t, s, limit))
+		if err := <-ended; !errors.Is(err, syscall.ETIMEDOUT) {
+			t.Fatalf("a parked connection to a vanished peer ended with %v, want connection timed out", err)
+		}
+	})
 	t.Run("reply in flight", func(t *testing.T) {
 		l := netlab.ForTest(t)
 		vanished := make(chan struct{})
