@@ -215,7 +215,7 @@ func benchIdleMem(ctx context.Context, env *benchEnv) (string, error) {
 			env.logf("idlemem: Redis, %d clients, round %d", clients, round+1)
 			cell, err := benchRawRedis(ctx, rs, fmt.Sprintf("idlemem:%d:%d", clients, round), clients, letters)
 			if err != nil {
-				return "", fmt.Errorf("Redis, %d clients: %w", clients, err)
+				return "", fmt.Errorf("letters to Redis, %d clients: %w", clients, err)
 			}
 			rates[rateKey{clients, targets[len(targets)-1]}] = append(rates[rateKey{clients, targets[len(targets)-1]}], cell.rate())
 		}
