@@ -762,6 +762,20 @@ func (c *conn) hello() error {
 	return c.write([][]byte{appendFrameHeader(nil, KindHello, 0, 0)})
 }
 
+// joinMax is the most bytes write joins into one buffer rather than
+// write them with writev; joined holds the buffers it joins them in.
+const joinMax = 4096
+
+var joined = sync.Pool{New: func() any { b := make([]byte, 0, joinMax); return &b }}
+
+func buffersLen(nb net.Buffers) int {
+	n := 0
+	for _, b := range nb {
+		n += len(b)
+	}
+	return n
+}
+
 // refresh sets a deadline idle from now unless it was set less than
 // idle/16 ago (at last), so a busy connection does not move a timer for
 // every letter; the limit then holds to within a sixteenth.
@@ -780,6 +794,20 @@ func refresh(set func(time.Time) error, last time.Time, idle time.Duration) time
 func (c *conn) write(bufs [][]byte) error {
 	idle := c.s.writeIdle()
 	nb := net.Buffers(bufs)
+	if len(nb) > 1 && buffersLen(nb) <= joinMax {
+		// A few small buffers (a framed reply: header and data; a
+		// watcher's update) are joined and written with one write:
+		// writev would leave its iovec array on the connection for as
+		// long as it lives, parked or not.
+		jp := joined.Get().(*[]byte)
+		j := (*jp)[:0]
+		for _, b := range nb {
+			j = append(j, b...)
+		}
+		*jp = j
+		defer joined.Put(jp)
+		nb = net.Buffers{j}
+	}
 	for {
 		c.writeDeadlineSet = stampOf(refresh(c.c.SetWriteDeadline, c.writeDeadlineSet.Time(), idle))
 		var n int64
