@@ -10,15 +10,21 @@ import (
 	"github.com/tcplab/tcplab/internal/testkit"
 	"github.com/tcplab/tcplab/sharedstring"
 	"github.com/tcplab/tcplab/store"
+	"go.uber.org/goleak"
 )
 
 // Issue 22: a silent client costs what it costs Redis. Classic clients
 // that never sent a byte, classic clients silent after a letter, framed
 // clients and watchers of a v that does not change: once silent, none of
 // them holds a goroutine (nor so a stack or a read buffer), and every one
-// is served again, correctly, as soon as it speaks. (Before: one
+// is served again, correctly, as soon as it speaks; the server stops with
+// them parked and leaves no goroutine behind. (Before: one
 // goroutine, blocked in Read on a 4 KiB buffer, per connection.)
 func TestSilentClientsHoldNoGoroutine(t *testing.T) {
+	// Run last of the cleanups: the server stops with watchers and
+	// classic clients still parked, and leaves no goroutine behind.
+	before := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, before) })
 	const each = 25
 	st := store.NewMemoryFrom([]byte("v:"))
 	_, port := startServer(t, st, func(s *sharedstring.Server) {
