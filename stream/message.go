@@ -46,7 +46,9 @@ type MessageEnd struct {
 	Timeout time.Duration
 	// Start is when Timeout began to run: the connection's accept, for a
 	// server that waited for the first bytes before it called ReadMessage
-	// (see server.Park). The zero time means the first read.
+	// (see server.Park). The zero time means the first read. With a
+	// Start, what arrived within Timeout is read even if ReadMessage is
+	// called after it: the limit is then one Gap from the call.
 	Start time.Time
 	// Complete, if set, ends the message as soon as the bytes so far are
 	// one (svr: a name on the allow-list).
@@ -75,6 +77,16 @@ func ReadMessage(ctx context.Context, conn net.Conn, end MessageEnd) ([]byte, er
 		start = time.Now()
 	}
 	deadline := start.Add(end.Timeout)
+	if !end.Start.IsZero() {
+		// A server that parked the connection until its first bytes may
+		// come to it after they arrived, late on a loaded machine: those
+		// bytes are read, within one Gap more, rather than lost to a
+		// deadline that passed while they waited (a read past its
+		// deadline fails without looking).
+		if late := time.Now().Add(end.Gap); deadline.Before(late) {
+			deadline = late
+		}
+	}
 	if err := conn.SetReadDeadline(deadline); err != nil {
 		return nil, err
 	}
