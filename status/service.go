@@ -120,11 +120,27 @@ func (s *Service) logger() *slog.Logger {
 // nothing holds no goroutine, within ReadTimeout of its accept as before.
 func (s *Service) ServeConn(ctx context.Context, conn net.Conn) {
 	accepted := time.Now()
+	if s.TLS == nil {
+		// Said at the accept, as before parking: a client that says
+		// nothing is still seen to be there.
+		s.clientIsAt(conn)
+	}
 	serve := func(ctx context.Context, conn net.Conn) { s.serveConn(ctx, conn, accepted) }
 	if server.Park(ctx, conn, accepted.Add(s.timeout(s.ReadTimeout, DefaultReadTimeout)), serve) {
 		return
 	}
 	serve(ctx, conn)
+}
+
+// clientIsAt says where a client is, as svr.py does.
+func (s *Service) clientIsAt(conn net.Conn) {
+	if s.ClientLog != nil {
+		s.logMu.Lock()
+		fmt.Fprintf(s.ClientLog, "client is at %s\n", conn.RemoteAddr())
+		s.logMu.Unlock()
+	} else {
+		s.logger().Info("client is at", "addr", conn.RemoteAddr().String())
+	}
 }
 
 // serveConn is ServeConn once the client has sent something, or its time
@@ -143,12 +159,8 @@ func (s *Service) serveConn(ctx context.Context, conn net.Conn, accepted time.Ti
 		defer s.Metrics.open.Dec()
 	}
 	addr := remoteAddr(conn)
-	if s.ClientLog != nil {
-		s.logMu.Lock()
-		fmt.Fprintf(s.ClientLog, "client is at %s\n", conn.RemoteAddr())
-		s.logMu.Unlock()
-	} else {
-		s.logger().Info("client is at", "addr", conn.RemoteAddr().String())
+	if s.TLS != nil {
+		s.clientIsAt(conn)
 	}
 	name, result := s.serve(ctx, conn, addr, accepted)
 	if s.Metrics != nil {
