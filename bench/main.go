@@ -15,6 +15,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -31,10 +32,12 @@ import (
 )
 
 // A section is one benchmark: it runs, and returns Markdown for
-// docs/benchmarks.md (a table and a few lines on what it shows).
+// docs/benchmarks.md (a table and a few lines on what it shows), or for
+// the file doc names.
 type section struct {
 	name  string
-	order int // position in docs/benchmarks.md
+	order int    // position in docs/benchmarks.md
+	doc   string // the Markdown file it updates, if not -out's
 	// also names other documents whose block for this section (between
 	// the same markers) is replaced with the result too.
 	also []string
@@ -121,23 +124,37 @@ func main() {
 		fmt.Println(md)
 		results[s.name] = fmt.Sprintf("%s\n\nMeasured %s on %s.\n", strings.TrimSpace(md), time.Now().UTC().Format("2006-01-02 15:04 MST"), machine())
 	}
-	if *quick {
-		log.Printf("-quick: %s left unchanged", *out)
-	} else if len(results) > 0 {
-		if err := update(*out, results); err != nil {
+	// Each file gets the sections that go to it.
+	byDoc := map[string]map[string]string{}
+	for _, s := range sections {
+		if md, ok := results[s.name]; ok {
+			doc := cmp.Or(s.doc, *out)
+			if byDoc[doc] == nil {
+				byDoc[doc] = map[string]string{}
+			}
+			byDoc[doc][s.name] = md
+		}
+	}
+	for doc, res := range byDoc {
+		if *quick {
+			log.Printf("-quick: %s left unchanged", doc)
+			continue
+		}
+		if err := update(doc, res); err != nil {
 			log.Fatal(err)
 		}
-		log.Printf("wrote %s", *out)
-		for _, s := range sections {
-			if _, ok := results[s.name]; !ok {
-				continue
+		log.Printf("wrote %s", doc)
+	}
+	for _, s := range sections {
+		md, ok := results[s.name]
+		if !ok || *quick {
+			continue
+		}
+		for _, doc := range s.also {
+			if err := updateExisting(doc, s.name, md); err != nil {
+				log.Fatal(err)
 			}
-			for _, doc := range s.also {
-				if err := updateExisting(doc, s.name, results[s.name]); err != nil {
-					log.Fatal(err)
-				}
-				log.Printf("wrote %s", doc)
-			}
+			log.Printf("wrote %s", doc)
 		}
 	}
 	if failed {

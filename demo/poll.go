@@ -68,6 +68,10 @@ type PollObservations struct {
 
 // Summary implements Observations.
 func (o *PollObservations) Summary() string {
+	if o.Conns == 0 {
+		return fmt.Sprintf("no idle connections (ulimit -n too low); epoll loop served %s in %d waits",
+			strings.Join(o.EpollOrder, ", "), o.EpollWaits)
+	}
 	return fmt.Sprintf("held %d idle connections on %d goroutines, %s Go memory per connection; parked, on %d goroutines, %s; epoll loop served %s in %d waits",
 		o.Held, o.Goroutines, byteCount(o.GoBytesPerConn), o.ParkedGoroutines, byteCount(o.ParkedGoBytesPerConn), strings.Join(o.EpollOrder, ", "), o.EpollWaits)
 }
@@ -89,30 +93,18 @@ func runPoll(ctx context.Context, w io.Writer, _ Options) (Observations, error) 
 	}
 	obs.Conns, obs.Held, obs.Goroutines = blocked.conns, blocked.held, blocked.goroutines
 	obs.GoBytesPerConn, obs.RSSBytesPerConn, obs.EchoRTT = blocked.goBytes, blocked.rss, blocked.rtt
-	p.do("open %d connections to one server (internal/server, a goroutine each) and leave them idle.", obs.Conns)
-	p.saw("the server held %d at once, on %d more goroutines.", obs.Held, obs.Goroutines)
-	p.saw("memory per connection, both ends: %s", memLine(blocked))
-	p.saw("(plus the kernel's socket structures, which an idle socket keeps small).")
-	p.saw("one of them, written to while the rest idled, echoed in %s.", ms(obs.EchoRTT))
-	p.note("a blocked Read parks its goroutine (a few KiB of stack) and registers the socket with the")
-	p.note("runtime's epoll poller: blocking code per client, nonblocking sockets underneath, no round-robin.")
-
-	parked, err := pollIdle(ctx, true)
-	if err != nil {
-		return nil, err
+	if obs.Conns == 0 {
+		p.line("Skipped:  ", "idle connections: the descriptor limit (ulimit -n) leaves room for none; %d would hold all %d.", 2*pollConns+pollSpareFDs, pollConns)
+	} else {
+		obs.narrateIdle(p, blocked)
+		parked, err := pollIdle(ctx, true)
+		if err != nil {
+			return nil, err
+		}
+		obs.Parked, obs.ParkedGoroutines = parked.parked, parked.goroutines
+		obs.ParkedGoBytesPerConn, obs.ParkedRSSBytesPerConn, obs.ParkedEchoRTT = parked.goBytes, parked.rss, parked.rtt
+		obs.narrateParked(p, blocked, parked)
 	}
-	obs.Parked, obs.ParkedGoroutines = parked.parked, parked.goroutines
-	obs.ParkedGoBytesPerConn, obs.ParkedRSSBytesPerConn, obs.ParkedEchoRTT = parked.goBytes, parked.rss, parked.rtt
-	p.do("the same, with a handler that parks its connection when there is nothing to read (server.Park).")
-	p.saw("the server held %d parked, on %d more goroutines.", obs.Parked, obs.ParkedGoroutines)
-	p.saw("memory per connection, both ends: %s", memLine(parked))
-	if blocked.goBytes > 0 {
-		p.saw("%.0f%% of the goroutine-per-connection figure; the echo took %s.", 100*float64(parked.goBytes)/float64(blocked.goBytes), ms(obs.ParkedEchoRTT))
-	}
-	p.note("a parked connection is a socket in one epoll set the server waits on: no goroutine, no stack,")
-	p.note("no buffer until it is readable. Then a goroutine serves it and parks it again: the poll()")
-	p.note("loop of 6.2 underneath, the blocking code of 6.1 on top.")
-
 	p.tutorial("select()/poll() ask the OS which sockets are ready, instead of trying each in turn (6.2).")
 	if err := pollEpoll(ctx, obs); err != nil {
 		return nil, err
@@ -123,6 +115,35 @@ func runPoll(ctx context.Context, w io.Writer, _ Options) (Observations, error) 
 	return obs, p.err()
 }
 
+// narrateIdle tells what the idle connections cost, a goroutine each.
+func (obs *PollObservations) narrateIdle(p *page, blocked idleRun) {
+	p.do("open %d connections to one server (internal/server, a goroutine each) and leave them idle.", obs.Conns)
+	p.saw("the server held %d at once, on %d more goroutines.", obs.Held, obs.Goroutines)
+	p.saw("memory per connection, both ends: %s", memLine(blocked))
+	p.saw("(plus the kernel's socket structures, which an idle socket keeps small).")
+	p.saw("one of them, written to while the rest idled, echoed in %s.", ms(obs.EchoRTT))
+	p.note("a blocked Read parks its goroutine (a few KiB of stack) and registers the socket with the")
+	p.note("runtime's epoll poller: blocking code per client, nonblocking sockets underneath, no round-robin.")
+}
+
+// narrateParked tells what the same connections cost parked.
+func (obs *PollObservations) narrateParked(p *page, blocked, parked idleRun) {
+	p.do("the same, with a handler that parks its connection when there is nothing to read (server.Park).")
+	p.saw("the server held %d parked, on %d more goroutines.", obs.Parked, obs.ParkedGoroutines)
+	p.saw("memory per connection, both ends: %s", memLine(parked))
+	if blocked.goBytes > 0 {
+		p.saw("%.0f%% of the goroutine-per-connection figure; the echo took %s.", 100*float64(parked.goBytes)/float64(blocked.goBytes), ms(obs.ParkedEchoRTT))
+	}
+	p.note("a parked connection is a socket in one epoll set the server waits on: no goroutine, no stack,")
+	p.note("no buffer until it is readable. Then a goroutine serves it and parks it again: the poll()")
+	p.note("loop of 6.2 underneath, the blocking code of 6.1 on top.")
+}
+
+// pollSpareFDs is how many descriptors the poll lesson leaves to the rest
+// of the process (standard streams, the runtime's poller, the listener,
+// the epoll loop's eight) when it sizes its idle connections.
+const pollSpareFDs = 32
+
 // pollConnLimit is how many connections fit in the descriptor limit, two
 // descriptors each (client and server end), with room to spare.
 func pollConnLimit() int {
@@ -130,7 +151,16 @@ func pollConnLimit() int {
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
 		return 100
 	}
-	return int(min(uint64(pollConns), (rl.Cur-100)/2))
+	return pollConnsFor(rl.Cur)
+}
+
+// pollConnsFor is pollConnLimit for the descriptor limit cur: from 0
+// (a limit too low for any) to pollConns.
+func pollConnsFor(cur uint64) int {
+	if cur < pollSpareFDs {
+		return 0
+	}
+	return int(min(uint64(pollConns), (cur-pollSpareFDs)/2))
 }
 
 // idleRun is what one run of pollIdle measured.
@@ -185,6 +215,9 @@ func pollIdle(ctx context.Context, park bool) (idleRun, error) {
 	}()
 
 	n := pollConnLimit()
+	if n == 0 {
+		return r, nil
+	}
 	goBefore, rssBefore := memNow()
 	grBefore := runtime.NumGoroutine()
 	conns := make([]net.Conn, 0, n)

@@ -38,6 +38,10 @@ const (
 	// readChunk is how many letters one read takes at most; they are
 	// appended in one Store.Append and answered in one writev.
 	readChunk = 4096
+	// DefaultWatchOutage is how long a watcher waits out a store that
+	// cannot be read: a stall or a restart of Redis is waited out and the
+	// watcher caught up; a longer outage is said.
+	DefaultWatchOutage = 10 * time.Second
 )
 
 // Server is the shared-string protocol: strsvr. It is a server.Handler
@@ -102,6 +106,14 @@ type Server struct {
 	// means server.DefaultParkAfter (1 s); negative, never (Run's
 	// server.Server.ParkAfter).
 	ParkAfter time.Duration
+
+	// WatchOutage is how long a watcher waits out a store that cannot be
+	// read (Redis stalled, lost, partitioned away) before it is ended with
+	// an 'e' frame saying so; until then it reads again whenever the store
+	// signals (one that finds Redis again does at once) or every second,
+	// and so catches up when the store answers. Zero means
+	// DefaultWatchOutage.
+	WatchOutage time.Duration
 
 	// Logger receives connection events. Nil discards.
 	Logger *slog.Logger
@@ -205,14 +217,20 @@ func notRetrying(err error) string {
 
 // finalValue waits for the appends still in flight (their clients are
 // gone, but they may still be stored), so that the v it returns is the v
-// the store keeps.
+// the store keeps. A store that others can write behind its back
+// (store.Checked: Redis) compares all of v first, and says so if what was
+// served differs from what it holds: the final v is always the store's.
 func (s *Server) finalValue() ([]byte, error) {
 	if f, ok := s.Store.(store.Flusher); ok {
 		ctx, cancel := context.WithTimeout(context.Background(), flushWait)
 		f.Flush(ctx)
 		cancel()
 	}
-	v, err := s.Store.Value(context.Background())
+	value := s.Store.Value
+	if c, ok := s.Store.(store.Checked); ok {
+		value = c.CheckedValue
+	}
+	v, err := value(context.Background())
 	if err != nil {
 		return nil, &FinalValueError{err}
 	}
