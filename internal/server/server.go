@@ -81,7 +81,9 @@ type Server struct {
 	// that deadline, and closes it. At most maxRefusing refusals run at
 	// once; a connection over that, or any refused connection when Refuse
 	// is nil, is reset at once. A refusal so costs at most one goroutine
-	// and one descriptor for RefuseTimeout, never a slot.
+	// and one descriptor for about RefuseTimeout (up to half as long again
+	// for a hook that gives a late answer its own deadline; see
+	// RefuseTimeout), never a slot.
 	Refuse func(conn net.Conn, reason string)
 
 	// KeepAlive and UserTimeout make the connection of a peer that
