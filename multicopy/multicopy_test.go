@@ -383,7 +383,13 @@ func TestEchoResetsAMessageThatTimesOut(t *testing.T) {
 				}
 			}
 		}()
-		s := &Server{ReadTimeout: 300 * time.Millisecond}
+		// The trickle's pauses are the scheduler's: a loaded machine
+		// (load average 30) stretched one past the 50 ms default gap, and
+		// the trickle was served as a message. A gap of a second (twenty
+		// times the default) leaves only the read timeout to end it;
+		// the gap cannot be longer, since a read that comes late is
+		// given one gap more (stream.MessageEnd.Start).
+		s := &Server{ReadTimeout: 1500 * time.Millisecond, QuietGap: time.Second}
 		_, err := s.Echo(context.Background(), srv)
 		// The trickle stops before the close: the kernel reports a reset
 		// once, to whichever call comes first, and a write of the trickle
