@@ -132,6 +132,10 @@ func (ws *watchers) run(ctx context.Context, s *Server, stopped chan struct{}) {
 			}
 			now := time.Now()
 			ws.mu.Lock()
+			if ctx.Err() != nil { // the last watcher left meanwhile
+				ws.mu.Unlock()
+				return
+			}
 			ws.read = false // a watcher who joins now waits for a read that works
 			if failing.IsZero() {
 				failing = now
