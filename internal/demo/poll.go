@@ -18,19 +18,19 @@ import (
 	"github.com/tcplab/tcplab/internal/server"
 )
 
-// Poll shows how Go waits on many sockets at once: a goroutine per
+// lessonPoll shows how Go waits on many sockets at once: a goroutine per
 // connection, parked on the runtime's epoll-based poller, thousands of them
 // cheaply; and beside it an explicit epoll loop through golang.org/x/sys/unix,
 // the select()/poll() of section 6.2 written out.
-var Poll = Lesson{
+var lessonPoll = Lesson{
 	Name:    "poll",
 	Title:   "thousands of idle connections, and an explicit epoll loop",
 	Section: "6.1, 6.2",
 	Run:     runPoll,
 }
 
-// PollObservations is what the poll lesson measured.
-type PollObservations struct {
+// pollObservations is what the poll lesson measured.
+type pollObservations struct {
 	// Conns is how many idle connections were opened, and Held how many
 	// the server was serving at once (internal/server's ActiveConns).
 	Conns, Held int
@@ -55,7 +55,7 @@ type PollObservations struct {
 }
 
 // Summary implements Observations.
-func (o *PollObservations) Summary() string {
+func (o *pollObservations) Summary() string {
 	if o.Conns == 0 {
 		return fmt.Sprintf("no idle connections (ulimit -n too low); epoll loop served %s in %d waits",
 			strings.Join(o.EpollOrder, ", "), o.EpollWaits)
@@ -72,7 +72,7 @@ func runPoll(ctx context.Context, w io.Writer, _ Options) (Observations, error) 
 	ctx, cancel := context.WithTimeout(ctx, lessonTimeout)
 	defer cancel()
 	p := &page{w: w}
-	obs := &PollObservations{}
+	obs := &pollObservations{}
 
 	p.tutorial("a server with many clients needs a thread per client, or nonblocking sockets and select()/poll() (6.1, 6.2).")
 	if err := pollGoroutines(ctx, obs); err != nil {
@@ -94,7 +94,7 @@ func runPoll(ctx context.Context, w io.Writer, _ Options) (Observations, error) 
 }
 
 // narrateIdle tells what the idle connections cost.
-func (obs *PollObservations) narrateIdle(p *page) {
+func (obs *pollObservations) narrateIdle(p *page) {
 	p.do("open %d connections to one server (internal/server, a goroutine each) and leave them idle.", obs.Conns)
 	p.saw("the server held %d at once, on %d more goroutines.", obs.Held, obs.Goroutines)
 	if obs.RSSBytesPerConn > 0 {
@@ -133,7 +133,7 @@ func pollConnsFor(cur uint64) int {
 	return int(min(uint64(pollConns), (cur-pollSpareFDs)/2))
 }
 
-func pollGoroutines(ctx context.Context, obs *PollObservations) error {
+func pollGoroutines(ctx context.Context, obs *pollObservations) error {
 	ln, err := listenLoopback(ctx)
 	if err != nil {
 		return err
@@ -242,7 +242,7 @@ var epollSendOrder = []int{3, 1, 2}
 
 // pollEpoll runs an explicit epoll loop on raw sockets and three clients
 // that each send one message, one after another, in epollSendOrder.
-func pollEpoll(ctx context.Context, obs *PollObservations) error {
+func pollEpoll(ctx context.Context, obs *pollObservations) error {
 	lfd, port, err := rawListen()
 	if err != nil {
 		return err
