@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/tcplab/tcplab/internal/redistest"
+	"github.com/tcplab/tcplab/internal/redisproc"
 )
 
 // The idlemem section (issue 13): server memory per idle connection with
@@ -77,7 +77,7 @@ func benchIdleMem(ctx context.Context, env *benchEnv) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	rs, err := redistest.Start(filepath.Join(env.tmp, "redis-idlemem"), redisPort, "--maxclients", strconv.Itoa(n+100))
+	rs, err := redisproc.Start(filepath.Join(env.tmp, "redis-idlemem"), redisPort, "--maxclients", strconv.Itoa(n+100))
 	if err != nil {
 		return "", err
 	}
