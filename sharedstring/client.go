@@ -151,6 +151,7 @@ func (c *Client) hello() error {
 // Probe asks, over UDP to addr's IP and port, whether a tcplab strsvr
 // serves there. It answers false on any doubt: no answer within timeout,
 // a port unreachable (immediate on loopback), or a wrong answer.
+// Exported for another client of the protocol; Dial probes by itself.
 func Probe(ctx context.Context, addr net.Addr, timeout time.Duration) bool {
 	ta, ok := addr.(*net.TCPAddr)
 	if !ok {
