@@ -21,8 +21,19 @@
 //     make it a machine that died);
 //   - ResetOneSide(): the side receives an RST for every TCP packet it
 //     sends, while its peer hears nothing more from it (the RST reached
-//     only one end);
+//     only one end); SetResetting(on) is the same for a while;
+//   - SetDark(on): a one-way blackout, nothing the side sends arrives
+//     (what carries only acknowledgements during an upload: an ACK-path
+//     stall) until lifted;
+//   - SetMaxPacket(n): a path-MTU blackhole, packets larger than n bytes
+//     vanish (no ICMP "fragmentation needed" comes back) while small ones,
+//     acknowledgements among them, cross;
 //   - Link.Partition(on): nothing crosses in either direction.
+//
+// The iptables rules of a side are replaced at once (iptables-restore), so
+// one knob's change never lets a packet slip past another. Schedule and
+// Link.Run apply a seeded sequence of these faults at set moments: the
+// nemesis of the lab tests.
 //
 // Code runs inside a side's namespace in two ways: Host.Command execs a
 // program there (ip netns exec), and Host.Do runs a Go function on an OS
@@ -90,10 +101,14 @@ type Host struct {
 	peer *Host
 
 	// What this side's sent packets suffer (guarded by link.mu).
-	loss    float64
-	vanish  bool
-	resetTo bool
-	limited bool // SetRate put a tbf qdisc on Dev
+	loss      float64
+	vanish    bool
+	resetTo   bool // ResetOneSide: for good
+	resetting bool // SetResetting: until lifted
+	dark      bool
+	maxPacket int   // 0: no limit
+	limited   bool  // SetRate put a tbf qdisc on Dev
+	rate      int64 // its rate, bits per second
 }
 
 var (
@@ -121,6 +136,10 @@ func check() error {
 		if _, err := exec.LookPath(p); err != nil {
 			missing = append(missing, p)
 		}
+	}
+	// From the same package as iptables: named only when iptables is there.
+	if _, err := exec.LookPath("iptables-restore"); err != nil && len(missing) == 0 {
+		missing = append(missing, "iptables-restore")
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("netlab: needs %s (install the iproute2 and iptables packages)", strings.Join(missing, ", "))
@@ -294,10 +313,10 @@ func (h *Host) SetRate(bitsPerSecond int64, queue time.Duration) error {
 		if !h.limited {
 			return nil
 		}
-		h.limited = false
+		h.limited, h.rate = false, 0
 		return h.run("tc", "qdisc", "del", "dev", h.Dev, "root")
 	}
-	h.limited = true
+	h.limited, h.rate = true, bitsPerSecond
 	queueBytes := max(4*MTU, int64(queue.Seconds()*float64(bitsPerSecond)/8))
 	return h.run("tc", "qdisc", "replace", "dev", h.Dev, "root", "tbf",
 		"rate", strconv.FormatInt(bitsPerSecond, 10)+"bit",
@@ -316,6 +335,39 @@ func (h *Host) Vanish() error {
 	return h.link.apply()
 }
 
+// SetDark drops every packet h sends while on is true, and nothing h
+// receives: a one-way blackout. The peer hears nothing from h (neither
+// its data nor its acknowledgements) while h still hears the peer.
+func (h *Host) SetDark(on bool) error {
+	h.link.mu.Lock()
+	h.dark = on
+	h.link.mu.Unlock()
+	return h.link.apply()
+}
+
+// SetMaxPacket drops every packet h sends that is larger than n bytes (IP
+// header included), as a path whose MTU shrank behind a firewall that
+// eats the ICMP "fragmentation needed" message: full segments vanish,
+// acknowledgements and short segments cross. 0 removes the limit.
+func (h *Host) SetMaxPacket(n int) error {
+	if n < 0 {
+		return fmt.Errorf("netlab: packet size %d is negative", n)
+	}
+	h.link.mu.Lock()
+	h.maxPacket = n
+	h.link.mu.Unlock()
+	return h.link.apply()
+}
+
+// SetResetting makes every TCP packet h sends be answered with an RST to
+// h, as ResetOneSide does, while on is true.
+func (h *Host) SetResetting(on bool) error {
+	h.link.mu.Lock()
+	h.resetting = on
+	h.link.mu.Unlock()
+	return h.link.apply()
+}
+
 // ResetOneSide makes every TCP packet h sends be answered with an RST to h
 // (iptables REJECT --reject-with tcp-reset at the peer's door), while the
 // peer hears nothing more from h, not even h's own RST: h's connection
@@ -330,7 +382,9 @@ func (h *Host) ResetOneSide() error {
 }
 
 // apply rewrites the INPUT chain of both namespaces from the knobs: each
-// side's chain decides the fate of what its peer sent.
+// side's chain decides the fate of what its peer sent. Each side's rules
+// are replaced in one step (iptables-restore), never flushed and rebuilt,
+// so a change of one fault does not open a gap in another.
 func (l *Link) apply() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -341,23 +395,28 @@ func (l *Link) apply() error {
 		from := h.peer // the rules in h's namespace act on what from sends
 		var rules [][]string
 		switch {
-		case l.cut || h.vanish || from.vanish:
+		case l.cut || h.vanish || from.vanish || from.dark:
 			rules = append(rules, []string{"-j", "DROP"})
-		case from.resetTo:
+		case from.resetTo || from.resetting:
 			rules = append(rules,
 				[]string{"-p", "tcp", "-j", "REJECT", "--reject-with", "tcp-reset"},
 				[]string{"-j", "DROP"})
-		case from.loss > 0:
-			rules = append(rules, []string{"-m", "statistic", "--mode", "random", "--probability", strconv.FormatFloat(from.loss, 'f', -1, 64), "-j", "DROP"})
-		}
-		if err := h.run("iptables", "-w", "-F", "INPUT"); err != nil {
-			return err
-		}
-		for _, r := range rules {
-			args := append([]string{"-w", "-A", "INPUT", "-i", h.Dev}, r...)
-			if err := h.run("iptables", args...); err != nil {
-				return err
+		default:
+			if from.maxPacket > 0 {
+				rules = append(rules, []string{"-m", "length", "--length", strconv.Itoa(from.maxPacket+1) + ":65535", "-j", "DROP"})
 			}
+			if from.loss > 0 {
+				rules = append(rules, []string{"-m", "statistic", "--mode", "random", "--probability", strconv.FormatFloat(from.loss, 'f', -1, 64), "-j", "DROP"})
+			}
+		}
+		var table strings.Builder
+		table.WriteString("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n")
+		for _, r := range rules {
+			table.WriteString("-A INPUT -i " + h.Dev + " " + strings.Join(r, " ") + "\n")
+		}
+		table.WriteString("COMMIT\n")
+		if err := h.runInput(table.String(), "iptables-restore", "-w"); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -365,9 +424,14 @@ func (l *Link) apply() error {
 
 // run runs a program inside h's namespace and returns its error with its
 // standard error output.
-func (h *Host) run(prog string, args ...string) error {
+func (h *Host) run(prog string, args ...string) error { return h.runInput("", prog, args...) }
+
+// runInput is run with input on the program's standard input.
+func (h *Host) runInput(input, prog string, args ...string) error {
 	full := append([]string{"netns", "exec", h.Name, prog}, args...)
-	out, err := labCommand("ip", full...).CombinedOutput()
+	cmd := labCommand("ip", full...)
+	cmd.Stdin = strings.NewReader(input)
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("%s %s in %s: %v: %s", prog, strings.Join(args, " "), h.Name, err, firstLine(out))
 	}

@@ -369,3 +369,163 @@ func TestCheckNamesThePackagesToInstall(t *testing.T) {
 		t.Fatalf("check() = %v, want %s", err, want)
 	}
 }
+
+// A one-way blackout: B hears nothing from A (not even its
+// acknowledgements) while A still hears B; lifted, A's data arrives.
+func TestDarkIsOneWay(t *testing.T) {
+	l := ForTest(t)
+	a, b := pair(t, l)
+	if err := l.A.SetDark(true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := quiet(b, 300*time.Millisecond); err != nil {
+		t.Fatalf("B heard A through its blackout: %v", err)
+	}
+	if _, err := b.Write([]byte("y")); err != nil {
+		t.Fatal(err)
+	}
+	a.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var buf [1]byte
+	if _, err := io.ReadFull(a, buf[:]); err != nil || buf[0] != 'y' {
+		t.Fatalf("A did not hear B: %q, %v", buf, err)
+	}
+	if info := tcpInfo(t, b); info.Unacked == 0 {
+		t.Error("A's acknowledgement of y crossed the blackout")
+	}
+	if err := l.A.SetDark(false); err != nil {
+		t.Fatal(err)
+	}
+	b.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(b, buf[:]); err != nil || buf[0] != 'x' {
+		t.Fatalf("after the blackout: %q, %v", buf, err)
+	}
+}
+
+// A path-MTU blackhole eats full segments and lets small packets through.
+func TestMaxPacketDropsOnlyLargePackets(t *testing.T) {
+	l := ForTest(t)
+	a, b := pair(t, l)
+	if err := l.A.SetMaxPacket(1000); err != nil {
+		t.Fatal(err)
+	}
+	send(t, a, b, 100) // a small segment crosses
+	if _, err := a.Write(bytes.Repeat([]byte("z"), 3000)); err != nil {
+		t.Fatal(err)
+	}
+	if err := quiet(b, 300*time.Millisecond); err != nil {
+		t.Fatalf("a full segment crossed the blackhole: %v", err)
+	}
+	if err := l.A.SetMaxPacket(0); err != nil {
+		t.Fatal(err)
+	}
+	b.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(b, make([]byte, 3000)); err != nil {
+		t.Fatalf("after the blackhole: %v", err)
+	}
+	if err := l.A.SetMaxPacket(-1); err == nil {
+		t.Error("a negative size accepted")
+	}
+}
+
+// SetResetting resets what the side sends while on, and can be lifted: a
+// connection made afterwards works.
+func TestResettingCanBeLifted(t *testing.T) {
+	l := ForTest(t)
+	a, b := pair(t, l)
+	if err := l.A.SetResetting(true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	a.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var buf [16]byte
+	if _, err := a.Read(buf[:]); !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("A read %v, want a reset", err)
+	}
+	if err := quiet(b, 100*time.Millisecond); err != nil {
+		t.Fatalf("B heard of the reset: %v", err)
+	}
+	if err := l.A.SetResetting(false); err != nil {
+		t.Fatal(err)
+	}
+	a2, b2 := pair(t, l)
+	send(t, a2, b2, 1000)
+}
+
+// The same seed gives the same schedule; the faults keep to the options'
+// bounds; different seeds differ.
+func TestNewScheduleIsSeeded(t *testing.T) {
+	o := ScheduleOptions{Span: 3 * time.Second, MaxFaults: 4, MaxBlackout: 8 * time.Second}
+	seen := map[string]bool{}
+	kinds := map[FaultKind]bool{}
+	for seed := range uint64(200) {
+		s := NewSchedule(seed, o)
+		if again := NewSchedule(seed, o); again.String() != s.String() {
+			t.Fatalf("seed %d gave %s, then %s", seed, s, again)
+		}
+		seen[s.String()] = true
+		if n := len(s.Faults); n < 1 || n > 4 {
+			t.Errorf("seed %d: %d faults", seed, n)
+		}
+		for i, f := range s.Faults {
+			kinds[f.Kind] = true
+			if f.At < 0 || f.At > o.Span || f.For <= 0 || f.For > o.MaxBlackout {
+				t.Errorf("seed %d: fault out of bounds: %s", seed, f)
+			}
+			if i > 0 && f.At < s.Faults[i-1].At {
+				t.Errorf("seed %d: faults out of order: %s", seed, s)
+			}
+		}
+	}
+	if len(seen) < 190 {
+		t.Errorf("200 seeds gave only %d different schedules", len(seen))
+	}
+	if len(kinds) != len(kindNames) {
+		t.Errorf("200 schedules used only the kinds %v", kinds)
+	}
+}
+
+// Run applies each fault in its window and lifts everything at the end:
+// a blackout of A for the schedule's middle holds A's byte back until it
+// ends, and nothing is left applied afterwards.
+func TestRunAppliesAndLiftsTheFaults(t *testing.T) {
+	l := ForTest(t)
+	a, b := pair(t, l)
+	s := Schedule{Faults: []Fault{
+		{Kind: Blackout, From: FromA, At: 0, For: 600 * time.Millisecond},
+		{Kind: RateChange, From: FromB, At: 100 * time.Millisecond, For: 200 * time.Millisecond, Rate: 64_000},
+	}}
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- l.Run(context.Background(), s) }()
+	// The first fault applies at once; the write races it, so look for
+	// the byte only after the blackout has certainly begun.
+	for !l.A.isDark() {
+		time.Sleep(time.Millisecond) // polling the knob: Run has no event for it
+	}
+	if _, err := a.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	b.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var buf [1]byte
+	if _, err := io.ReadFull(b, buf[:]); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < 600*time.Millisecond {
+		t.Errorf("the byte crossed after %v, inside the blackout", took)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	out, err := l.A.Command(context.Background(), "iptables", "-S", "INPUT").CombinedOutput()
+	if err != nil || strings.Contains(string(out), "DROP") {
+		t.Errorf("rules left after the schedule: %s %v", out, err)
+	}
+	if l.B.currentRate() != 0 {
+		t.Error("B's rate limit left after the schedule")
+	}
+}
