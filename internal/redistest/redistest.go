@@ -22,6 +22,10 @@ import (
 // stopped and started again on the same port and directory.
 type Server = redisproc.Server
 
+// Proxy is a TCP proxy to a Redis server that can be pointed elsewhere or
+// cut, as a failover or a partition would (internal/redisproc).
+type Proxy = redisproc.Proxy
+
 // New starts a redis-server for a test and stops it when the test ends.
 // The test fails (never skips) if there is no redis-server. Its port is
 // testkit.StaticPort's, reserved for the test: an ephemeral one could be
@@ -67,4 +71,16 @@ func NewTLS(tb testing.TB, args ...string) *Server {
 	}
 	tb.Cleanup(func() { s.Kill() })
 	return s
+}
+
+// NewProxy starts a proxy to target (host:port) for a test and stops it
+// when the test ends.
+func NewProxy(tb testing.TB, target string) *Proxy {
+	tb.Helper()
+	p, err := redisproc.StartProxy(target)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(p.Close)
+	return p
 }
