@@ -116,6 +116,8 @@ func runChunks(ctx context.Context, w io.Writer, opts Options) (Observations, er
 			return nil, err
 		}
 		p.saw("the chunk sizes of the last run are drawn in %s.", obs.PlotPath)
+	} else {
+		p.note("tcplab demo --out DIR also draws the chunk sizes of the last run in DIR/chunks.png.")
 	}
 	p.note("Read, like recv(), returns what the kernel holds, up to the buffer; io.EOF is the close.")
 	p.note("Try it yourself: tcplab tms 2000, then tcplab tmc localhost 2000 abc --plot chunks.png.")

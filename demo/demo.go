@@ -37,9 +37,14 @@ type Lesson struct {
 
 // Options are what the caller decides for every lesson.
 type Options struct {
-	// OutDir is where lessons write files (the chunk plot). It must exist.
-	// Empty means lessons write no files.
+	// OutDir is where lessons write files: the chunk plot, and the link
+	// lessons' captures (LESSON.pcap) and time-sequence graphs
+	// (LESSON-seq.png). It must exist. Empty means lessons write no files.
 	OutDir string
+	// Report, if set, is called by Tour after each lesson with what it
+	// measured (nil if it failed), its error and how long it took: the
+	// figures for a report of the caller's own (tcplab demo --json).
+	Report func(l Lesson, obs Observations, err error, took time.Duration)
 }
 
 // Observations is what a lesson measured on this run. Each lesson returns
@@ -52,6 +57,8 @@ type Observations interface {
 // Lessons returns the lessons in tour order.
 func Lessons() []Lesson {
 	return []Lesson{
+		lessonMAC,
+		lessonNames,
 		Ports,
 		Chunks,
 		Link,
@@ -65,6 +72,7 @@ func Lessons() []Lesson {
 		UDP,
 		Status,
 		Shared,
+		lessonLibraries,
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,7 +21,7 @@ import (
 var Ports = Lesson{
 	Name:    "ports",
 	Title:   "ephemeral ports, the five-tuple, and restarting on a port",
-	Section: "1.3, 2.1, 3.2",
+	Section: "1.3, 1.5, 2.1, 3.2",
 	Run:     runPorts,
 }
 
@@ -37,8 +38,9 @@ type PortsObservations struct {
 	// AcceptedLocalPorts are the server's side of each accepted connection:
 	// the listening port again, for both.
 	AcceptedLocalPorts [2]int
-	// TimeWait counts the server's connections left in TIME_WAIT after it
-	// closed first, from /proc/net/tcp; -1 when that file is unreadable.
+	// TimeWait counts the server's connections to the two clients left in
+	// TIME_WAIT after it closed first, from /proc/net/tcp; -1 when that
+	// file is unreadable.
 	TimeWait int
 	// PlainBindErr is what bind() without SO_REUSEADDR (Python's default)
 	// returned on the port straight after: EADDRINUSE while TIME_WAIT lasts.
@@ -104,6 +106,7 @@ func runPorts(ctx context.Context, w io.Writer, _ Options) (Observations, error)
 	}
 	p.saw("both connected sockets on the server use port %d, the listening port: only the client ports tell them apart.",
 		obs.AcceptedLocalPorts[0])
+	p.saw("(section 1.5 says a server assigns each client a new port; it does not: section 3.2 has it right.)")
 
 	p.tutorial("a port stays in use for a few seconds after a connection closes (section 1.3).")
 	p.do("the server closes first, then stops listening and at once binds port %d again.", obs.ServerPort)
@@ -116,7 +119,7 @@ func runPorts(ctx context.Context, w io.Writer, _ Options) (Observations, error)
 		clients[i].Close()
 	}
 	ln.Close()
-	obs.TimeWait = waitTimeWait(ctx, obs.ServerPort, len(accepted))
+	obs.TimeWait = waitTimeWait(ctx, obs.ServerPort, obs.ClientPorts[:])
 	if obs.TimeWait >= 0 {
 		p.saw("/proc/net/tcp lists %s on port %d in TIME_WAIT.", count(obs.TimeWait, "connection"), obs.ServerPort)
 	}
@@ -151,34 +154,44 @@ func plainBind(port int) error {
 	return nil
 }
 
-// waitTimeWait waits up to a second for want connections on local port
-// port to reach TIME_WAIT and returns how many it found (-1 if
-// /proc/net/tcp cannot be read).
-func waitTimeWait(ctx context.Context, port, want int) int {
+// waitTimeWait waits up to a second for the connections from local port
+// port to each of the remote ports peers (on loopback) to reach TIME_WAIT,
+// and returns how many it found (-1 if /proc/net/tcp cannot be read).
+func waitTimeWait(ctx context.Context, port int, peers []int) int {
 	deadline := time.Now().Add(time.Second)
 	for {
-		n, err := countTimeWait(port)
+		n, err := countTimeWait(port, peers)
 		if err != nil {
 			return -1
 		}
-		if n >= want || time.Now().After(deadline) || ctx.Err() != nil {
+		if n >= len(peers) || time.Now().After(deadline) || ctx.Err() != nil {
 			return n
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond) // polling the kernel's table: no event says so
 	}
 }
 
 // tcpTimeWait is TIME_WAIT's state number in /proc/net/tcp.
 const tcpTimeWait = "06"
 
-// countTimeWait counts IPv4 TCP sockets bound to local port port in
-// TIME_WAIT, reading the kernel's table in /proc/net/tcp.
-func countTimeWait(port int) (int, error) {
+// countTimeWait counts the IPv4 TCP sockets in TIME_WAIT from local port
+// port to one of the remote ports peers, reading the kernel's table in
+// /proc/net/tcp. Only those connections: any other socket that used the
+// port number, in any process, may be in TIME_WAIT too.
+func countTimeWait(port int, peers []int) (int, error) {
 	f, err := os.Open("/proc/net/tcp")
 	if err != nil {
 		return 0, err
 	}
 	defer f.Close()
+	hexPort := func(addr string) int {
+		_, h, _ := strings.Cut(addr, ":")
+		p, err := strconv.ParseUint(h, 16, 16)
+		if err != nil {
+			return -1
+		}
+		return int(p)
+	}
 	sc := bufio.NewScanner(f)
 	sc.Scan() // header
 	n := 0
@@ -188,11 +201,7 @@ func countTimeWait(port int) (int, error) {
 		if len(fields) < 4 || fields[3] != tcpTimeWait {
 			continue
 		}
-		_, hexPort, ok := strings.Cut(fields[1], ":")
-		if !ok {
-			continue
-		}
-		if p, err := strconv.ParseUint(hexPort, 16, 16); err == nil && int(p) == port {
+		if hexPort(fields[1]) == port && slices.Contains(peers, hexPort(fields[2])) {
 			n++
 		}
 	}

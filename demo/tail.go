@@ -20,10 +20,11 @@ import (
 // the sender-side delay the tutorial describes, Nagle's algorithm, measured
 // on and off.
 var Tail = Lesson{
-	Name:    "tail",
-	Title:   "the tail end: EOF readers, half-close, Nagle on and off",
-	Section: "5.3",
-	Run:     runTail,
+	Name:        "tail",
+	Title:       "the tail end: EOF readers, half-close, Nagle on and off",
+	Section:     "5.3",
+	WritesFiles: true,
+	Run:         runTail,
 }
 
 // TailObservations is what the tail lesson measured.
@@ -52,6 +53,10 @@ type TailObservations struct {
 	// Nagle's algorithm on (SetNoDelay(false), Python's default) and off
 	// (Go's default).
 	NagleMedian, NoDelayMedian time.Duration
+
+	// link is the same rounds on the lab link, captured; nil where no
+	// link can be made.
+	link *tailLink
 }
 
 // Summary implements Observations.
@@ -68,7 +73,7 @@ const tailPause = 300 * time.Millisecond
 // Nagle on each costs a delayed-ACK timeout (about 40 ms on Linux).
 const nagleRounds = 7
 
-func runTail(ctx context.Context, w io.Writer, _ Options) (Observations, error) {
+func runTail(ctx context.Context, w io.Writer, opts Options) (Observations, error) {
 	ctx, cancel := context.WithTimeout(ctx, lessonTimeout)
 	defer cancel()
 	p := &page{w: w}
@@ -103,6 +108,10 @@ func runTail(ctx context.Context, w io.Writer, _ Options) (Observations, error) 
 	p.do("%d rounds of write 1 byte, write 1 byte, read the 1-byte answer; Nagle on, then off.", nagleRounds)
 	p.saw("median round: %s with Nagle on (the second byte waits for the ACK of the first),", ms(obs.NagleMedian))
 	p.saw("%s with TCP_NODELAY.", ms(obs.NoDelayMedian))
+	tailOnLink(ctx, p, obs, opts)
+	if obs.link != nil && obs.link.err != nil {
+		return nil, obs.link.err
+	}
 	p.note("Go sets TCP_NODELAY on every TCP connection by default; Python does not. Small writes")
 	p.note("go out at once in Go, so build a message and write it once (bufio.Writer, then Flush).")
 	return obs, p.err()
@@ -240,8 +249,8 @@ func tailHalfClose(ctx context.Context, obs *TailObservations) error {
 }
 
 // nagleRound times nagleRounds rounds of the write-write-read pattern that
-// Nagle's algorithm and delayed ACKs together slow down, and returns the
-// median.
+// Nagle's algorithm and delayed ACKs together slow down on loopback, and
+// returns the median.
 func nagleRound(ctx context.Context, noDelay bool) (time.Duration, error) {
 	client, server, err := tcpPair(ctx)
 	if err != nil {
@@ -249,6 +258,13 @@ func nagleRound(ctx context.Context, noDelay bool) (time.Duration, error) {
 	}
 	defer client.Close()
 	defer server.Close()
+	return nagleRoundsOn(ctx, client, server, noDelay)
+}
+
+// nagleRoundsOn runs the rounds on a connection and returns the median.
+// It half-closes the client and waits for the server to see it; the
+// caller closes both.
+func nagleRoundsOn(ctx context.Context, client, server *net.TCPConn, noDelay bool) (time.Duration, error) {
 	if err := client.SetNoDelay(noDelay); err != nil {
 		return 0, fmt.Errorf("SetNoDelay: %w", err)
 	}

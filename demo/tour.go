@@ -34,6 +34,9 @@ func Tour(ctx context.Context, w io.Writer, lessons []Lesson, opts Options) erro
 		}
 		began := time.Now()
 		obs, err := l.Run(ctx, out, opts)
+		if ctx.Err() == nil && opts.Report != nil {
+			opts.Report(l, obs, err, time.Since(began))
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()

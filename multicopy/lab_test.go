@@ -219,23 +219,28 @@ func TestEndWaitWhileDataWaitsBehindAGap(t *testing.T) {
 	if _, err := io.ReadFull(s, make([]byte, len(seg))); err != nil {
 		t.Fatal(err)
 	}
-	// The first segment is lost; the second arrives ahead of it, and the
-	// receiver's acknowledgements (with the SACK that would trigger a
-	// fast retransmission) are lost too, so the gap stays open until the
-	// sender's retransmission timeout.
-	if err := l.Partition(true); err != nil {
-		t.Fatal(err)
+	// The next segment (1000 bytes) is lost, every retransmission of it
+	// too, while a shorter one sent after it arrives: B drops the packets
+	// from A whose length is that of a 1000-byte segment. The rule, not a
+	// race with the sender's retransmission timeout, keeps the gap open
+	// (a partition lifted before the short segment was sent let a
+	// retransmission through first when the machine was loaded). The two
+	// together are longer than a segment, so a retransmission cannot
+	// carry both.
+	long := func(op string) {
+		t.Helper()
+		// IP header 20, TCP header with timestamps 32: 1052 bytes.
+		if out, err := l.B.Command(context.Background(), "iptables", "-w", op, "INPUT", "-i", l.B.Dev, "-p", "tcp",
+			"-m", "length", "--length", "1001:1500", "-j", "DROP").CombinedOutput(); err != nil {
+			t.Fatalf("iptables %s: %v: %s", op, err, out)
+		}
 	}
+	long("-A")
 	if _, err := c.Write(seg); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Partition(false); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.B.SetLoss(0.999999); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Write(seg); err != nil {
+	short := seg[:600]
+	if _, err := c.Write(short); err != nil {
 		t.Fatal(err)
 	}
 	var st stream.TCPStats
@@ -254,11 +259,9 @@ func TestEndWaitWhileDataWaitsBehindAGap(t *testing.T) {
 	if w := stream.EndWait(s, 1000, time.Second, 50*time.Millisecond); w == 0 {
 		t.Error("EndWait took the quiet as the end while data waited behind a gap")
 	}
-	if err := l.B.SetLoss(0); err != nil {
-		t.Fatal(err)
-	}
+	long("-D")
 	s.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.ReadFull(s, make([]byte, 2*len(seg))); err != nil {
+	if _, err := io.ReadFull(s, make([]byte, len(seg)+len(short))); err != nil {
 		t.Fatalf("the gap was never filled: %v", err)
 	}
 }

@@ -74,9 +74,17 @@ func TestReadMessageEndsWhereTheRuleSays(t *testing.T) {
 
 func TestReadMessageIsBounded(t *testing.T) {
 	client, srv := pipe(t)
-	go client.Write(bytes.Repeat([]byte("x"), 5_000_000)) // 5 MB, no newline
-	m, err := readMessage(context.Background(), srv, MaxMessage, time.Second, time.Second)
-	if got := m.Bytes; err != nil || len(got) != MaxMessage {
+	go func() {
+		client.Write(bytes.Repeat([]byte("x"), 5_000_000)) // 5 MB, no newline
+		client.(*net.TCPConn).CloseWrite()
+	}()
+	// The bound is what is tested, not the clock: the gap and the read
+	// timeout are far longer than reading MaxMessage takes on a loaded
+	// machine (1 s was not always enough under -race), and the message
+	// ends with a half-close, so a reader that did not stop at MaxMessage
+	// would return the whole 5 MB at once, not wait for them.
+	m, err := readMessage(context.Background(), srv, MaxMessage, time.Minute, time.Minute)
+	if err != nil || len(m.Bytes) != MaxMessage {
 		t.Fatalf("got %d bytes, %v; want exactly %d", len(m.Bytes), err, MaxMessage)
 	}
 }

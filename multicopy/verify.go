@@ -4,22 +4,31 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
-
-	"golang.org/x/text/language"
-	"golang.org/x/text/message"
 )
 
 // ErrWrongAnswer is matched (errors.Is) by Verifier.Err's error when the
 // answer is not whole copies of the message.
 var ErrWrongAnswer = errors.New("wrong answer")
 
-// wrongAnswer is Verifier.Err's error: its text is the one line a user
-// sees, and it is ErrWrongAnswer for errors.Is.
-type wrongAnswer string
+// ErrMoreCopies is matched, besides ErrWrongAnswer, when the answer is
+// longer than the copies expected (ExpectCopies): most likely a server
+// told to send more copies than the client expects.
+var ErrMoreCopies = errors.New("more copies than expected")
 
-func (e wrongAnswer) Error() string        { return string(e) }
-func (e wrongAnswer) Is(target error) bool { return target == ErrWrongAnswer }
+// wrongAnswer is Verifier.Err's error: its text is the one line a user
+// sees, and it is ErrWrongAnswer (and, when more, ErrMoreCopies) for
+// errors.Is.
+type wrongAnswer struct {
+	msg  string
+	more bool
+}
+
+func (e wrongAnswer) Error() string { return e.msg }
+func (e wrongAnswer) Is(target error) bool {
+	return target == ErrWrongAnswer || (e.more && target == ErrMoreCopies)
+}
 
 // verifyBlock is about how many bytes of whole copies a Verifier compares
 // against at once: a chunk is checked with a few long comparisons, not
@@ -86,6 +95,25 @@ func (v *Verifier) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// Wrong returns Err's error as soon as the answer so far can no longer be
+// the start of a right one: a byte differs, or (with ExpectCopies) it is
+// longer than the copies expected. It is nil while more bytes could still
+// make the answer right, so a client can stop reading at the first sign
+// instead of at the end of a long transfer.
+func (v *Verifier) Wrong() error {
+	if v.bad >= 0 || v.tooLong() {
+		return v.Err()
+	}
+	return nil
+}
+
+// tooLong reports whether more bytes came than the copies expected
+// (counted in copies: the bytes may not fit an int64).
+func (v *Verifier) tooLong() bool {
+	got := v.total / int64(len(v.msg))
+	return v.want > 0 && (got > v.want || got == v.want && v.off != 0)
+}
+
 // Total is the number of bytes checked so far.
 func (v *Verifier) Total() int64 { return v.total }
 
@@ -96,14 +124,21 @@ func (v *Verifier) Total() int64 { return v.total }
 // one line where the answer first went wrong.
 func (v *Verifier) Err() error {
 	if v.bad >= 0 {
-		return wrongAnswer(fmt.Sprintf("answer is not whole copies of %s: byte %s differs", v.describe(), commas(v.bad)))
+		return wrongAnswer{msg: fmt.Sprintf("answer is not whole copies of %s: byte %d differs", v.describe(), v.bad)}
+	}
+	if v.tooLong() {
+		bytes := ""
+		if v.want <= math.MaxInt64/int64(len(v.msg)) {
+			bytes = fmt.Sprintf(" (%d bytes)", v.want*int64(len(v.msg)))
+		}
+		return wrongAnswer{msg: fmt.Sprintf("received more than the %d copies of %s expected%s", v.want, v.describe(), bytes), more: true}
 	}
 	if v.off != 0 {
-		return wrongAnswer(fmt.Sprintf("received %s bytes, not a whole number of copies of %s", commas(v.total), v.describe()))
+		return wrongAnswer{msg: fmt.Sprintf("received %d bytes, not a whole number of copies of %s", v.total, v.describe())}
 	}
 	if got := v.total / int64(len(v.msg)); v.want > 0 && got != v.want {
-		return wrongAnswer(fmt.Sprintf("received %s bytes, %s copies of %s, not the %s expected",
-			commas(v.total), commas(got), v.describe(), commas(v.want)))
+		return wrongAnswer{msg: fmt.Sprintf("received %d bytes, %d copies of %s, not the %d expected",
+			v.total, got, v.describe(), v.want)}
 	}
 	return nil
 }
@@ -113,10 +148,5 @@ func (v *Verifier) describe() string {
 	if len(v.msg) <= 40 {
 		return strconv.Quote(string(v.msg))
 	}
-	return "the " + commas(int64(len(v.msg))) + "-byte string"
+	return fmt.Sprintf("the %d-byte string", len(v.msg))
 }
-
-// commas writes n with thousands separators, as the issue reports counts.
-func commas(n int64) string { return english.Sprint(n) }
-
-var english = message.NewPrinter(language.English)

@@ -10,8 +10,15 @@
 #   ip, tc         (iproute2) and iptables: the fault lab (internal/netlab),
 #                  two network namespaces joined by a veth pair; its tests
 #                  skip with one line when not run as root
+#   tcpdump        reads back the pcap files the lab lessons write
+#                  (internal/capture, demo), as a learner's Wireshark would
 #   openssl        a TLS peer (s_client) for svr's TLS, and the README's
 #                  certificate recipe
+#   bash, zsh,     the shells whose completion "tcplab completion" writes:
+#   fish           each runs it (fish and bash for real, zsh -n)
+#   groff          checks that the man pages render without a warning
+#   dpkg           (dpkg-deb) installs the package scripts/deb.sh builds
+#                  into a throw-away root (packaging/)
 #   systemd        systemd-analyze (verify the units in deploy/systemd) and
 #                  systemd-socket-activate (socket activation); systemd need
 #                  not be running
@@ -28,6 +35,11 @@ command -v ps >/dev/null && command -v w >/dev/null || need+=(procps)
 command -v ip >/dev/null && command -v tc >/dev/null || need+=(iproute2)
 command -v iptables >/dev/null || need+=(iptables)
 command -v openssl >/dev/null || need+=(openssl)
+command -v tcpdump >/dev/null || [ -x /usr/sbin/tcpdump ] || need+=(tcpdump)
+command -v zsh >/dev/null || need+=(zsh)
+command -v fish >/dev/null || need+=(fish)
+command -v groff >/dev/null || need+=(groff-base)
+command -v dpkg-deb >/dev/null || need+=(dpkg)
 command -v systemd-analyze >/dev/null && command -v systemd-socket-activate >/dev/null || need+=(systemd)
 if ((${#need[@]})); then
 	echo "scripts/test.sh: installing ${need[*]}" >&2

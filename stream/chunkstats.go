@@ -63,22 +63,29 @@ func (s *ChunkStats) Min() int { return s.min }
 // Max is the largest chunk, 0 when there were none.
 func (s *ChunkStats) Max() int { return s.max }
 
-// Median is the median chunk size (the lower middle for an even count), 0
-// when there were none. It is exact however many chunks there were.
+// Median is the median chunk size, 0 when there were none: the middle
+// size, or for an even count the mean of the two middle sizes, rounded
+// half up to a whole byte (the median of 3 and 17 is 10). It is exact
+// however many chunks there were.
 func (s *ChunkStats) Median() int {
 	if s.count == 0 {
 		return 0
 	}
+	lower, upper := s.rank((s.count+1)/2), s.rank(s.count/2+1) // 1-based ranks
+	return (lower + upper + 1) / 2
+}
+
+// rank is the size of the chunk of 1-based rank k in size order.
+func (s *ChunkStats) rank(k int64) int {
 	sizes := make([]int, 0, len(s.bySize))
 	for size := range s.bySize {
 		sizes = append(sizes, size)
 	}
 	slices.Sort(sizes)
-	want := (s.count + 1) / 2 // 1-based rank of the lower median
 	var seen int64
 	for _, size := range sizes {
 		seen += s.bySize[size]
-		if seen >= want {
+		if seen >= k {
 			return size
 		}
 	}

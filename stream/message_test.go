@@ -3,15 +3,18 @@ package stream
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
 )
 
-// ReadMessage's rules, in a bubble over net.Pipe: fake time makes every
-// gap and timeout exact, so each case also checks when the message ended.
+// ReadMessage's rules, in a bubble over net.Pipe (made TCP-like by
+// tcpPipe): fake time makes every gap and timeout exact, so each case also
+// checks when the message ended.
 func TestReadMessageRules(t *testing.T) {
 	const gap, timeout = 100 * time.Millisecond, time.Second
 	isPS := func(b []byte) bool { return string(b) == "ps" }
@@ -48,7 +51,7 @@ func TestReadMessageRules(t *testing.T) {
 				if end.Max == 0 {
 					end.Max = 1 << 10
 				}
-				srv, cli := net.Pipe()
+				srv, cli := tcpPipe()
 				defer srv.Close()
 				defer cli.Close()
 				wrote := make(chan struct{})
@@ -91,7 +94,7 @@ func TestReadMessageRules(t *testing.T) {
 // A message still arriving when ctx ends is given up at the next read.
 func TestReadMessageStopsWithCtx(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		srv, cli := net.Pipe()
+		srv, cli := tcpPipe()
 		defer srv.Close()
 		defer cli.Close()
 		ctx, cancel := context.WithCancel(context.Background())
@@ -104,4 +107,45 @@ func TestReadMessageStopsWithCtx(t *testing.T) {
 			t.Fatalf("got %q, %v; want context.Canceled", got, err)
 		}
 	})
+}
+
+// tcpPipe is net.Pipe with one difference, which makes it behave like a
+// TCP connection: a deadline can still be set once the peer has closed (a
+// TCP socket allows it, and its next read returns end of file; net.Pipe
+// refuses with io.ErrClosedPipe). Over a bare net.Pipe, a client that
+// closed between two of ReadMessage's reads made ReadMessage fail with
+// "read/write on closed pipe" instead of returning the message or
+// ErrNoMessage (about 1 run in 100 of the "end of file" and "nothing,
+// then close" cases).
+func tcpPipe() (net.Conn, net.Conn) {
+	a, b := net.Pipe()
+	return &pipeEnd{Conn: a}, &pipeEnd{Conn: b}
+}
+
+type pipeEnd struct {
+	net.Conn
+	closed atomic.Bool // this end, not the peer, was closed
+}
+
+func (p *pipeEnd) Close() error {
+	p.closed.Store(true)
+	return p.Conn.Close()
+}
+
+// peerClosed is err, or nil when err is net.Pipe's refusal to set a
+// deadline because the peer closed: a read then ends at once with
+// io.EOF, as on TCP, whatever the deadline.
+func (p *pipeEnd) peerClosed(err error) error {
+	if errors.Is(err, io.ErrClosedPipe) && !p.closed.Load() {
+		return nil
+	}
+	return err
+}
+
+func (p *pipeEnd) SetDeadline(t time.Time) error { return p.peerClosed(p.Conn.SetDeadline(t)) }
+func (p *pipeEnd) SetReadDeadline(t time.Time) error {
+	return p.peerClosed(p.Conn.SetReadDeadline(t))
+}
+func (p *pipeEnd) SetWriteDeadline(t time.Time) error {
+	return p.peerClosed(p.Conn.SetWriteDeadline(t))
 }

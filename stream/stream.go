@@ -134,7 +134,10 @@ func WriteRepeatedContext(ctx context.Context, w io.Writer, msg []byte, copies i
 			block = append(block, msg...)
 		}
 	}
-	blocksPerWrite := max(1, RepeatWriteSize/len(block))
+	// No more entries than there are blocks to write: a block is small
+	// only when the copies are few (one copy of "z" is a 1-byte block).
+	blocks := (copies + perBlock - 1) / perBlock
+	blocksPerWrite := int(min(int64(max(1, RepeatWriteSize/len(block))), blocks))
 	vec := make([][]byte, 0, blocksPerWrite)
 	var bufs net.Buffers
 	var total int64

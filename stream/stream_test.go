@@ -5,9 +5,11 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -63,10 +65,12 @@ func TestChunkStatsMedian(t *testing.T) {
 	}{
 		{nil, 0},
 		{[]int{5}, 5},
-		{[]int{1, 9}, 1},
+		{[]int{1, 9}, 5},
+		{[]int{3, 17}, 10}, // was 3, the lower middle
 		{[]int{9, 1, 5}, 5},
 		{[]int{7, 7, 7, 1, 100}, 7},
-		{[]int{65483, 32768, 1, 65483}, 32768},
+		{[]int{65483, 32768, 1, 65483}, 49126}, // 49125.5, rounded half up
+		{[]int{2, 2, 5, 5}, 4},                 // 3.5
 	}
 	for _, c := range cases {
 		var s ChunkStats
@@ -75,6 +79,29 @@ func TestChunkStatsMedian(t *testing.T) {
 		}
 		if got := s.Median(); got != c.median {
 			t.Errorf("Median(%v) = %d, want %d", c.sizes, got, c.median)
+		}
+	}
+}
+
+// Median, kept as counts per size, agrees with sorting every chunk, on
+// random sizes (the seed is printed on failure).
+func TestChunkStatsMedianMatchesSorting(t *testing.T) {
+	for seed := uint64(1); seed <= 200; seed++ {
+		r := rand.New(rand.NewPCG(seed, 7))
+		n := 1 + r.IntN(50)
+		sizes := make([]int, n)
+		var s ChunkStats
+		for i := range sizes {
+			sizes[i] = 1 + r.IntN(1+r.IntN(70000))
+			s.Add(sizes[i], time.Now())
+		}
+		slices.Sort(sizes)
+		want := sizes[n/2]
+		if n%2 == 0 {
+			want = (sizes[n/2-1] + sizes[n/2] + 1) / 2
+		}
+		if got := s.Median(); got != want {
+			t.Fatalf("seed %d: Median(%v) = %d, want %d", seed, sizes, got, want)
 		}
 	}
 }
@@ -145,6 +172,25 @@ func TestWriteRepeatedLargeMessageIsNotCopied(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	if n := after.TotalAlloc - before.TotalAlloc; n > 4<<10 {
 		t.Fatalf("%d bytes allocated to repeat a 1 MB message", n)
+	}
+}
+
+// A few copies of a short message (tms --copies 1) cost a few bytes, not a
+// vector sized for a 1 MiB write of them: before, one copy of "z" allocated
+// a vector of 1,048,576 entries (24 MiB), and tms --keep answering its 1000
+// clients at once was killed for lack of memory.
+func TestWriteRepeatedFewCopiesCostLittle(t *testing.T) {
+	for _, tc := range []struct {
+		msg    string
+		copies int64
+	}{{"z", 1}, {"z", 3}, {"hello\n", 2}} {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		WriteRepeated(io.Discard, []byte(tc.msg), tc.copies, 0)
+		runtime.ReadMemStats(&after)
+		if n := after.TotalAlloc - before.TotalAlloc; n > 4<<10 {
+			t.Errorf("%d bytes allocated for %d copies of %q", n, tc.copies, tc.msg)
+		}
 	}
 }
 

@@ -25,6 +25,10 @@ func (fs *flagSet) parseServerPort(std stdio, args []string) (server.Socket, err
 // no port returned) and refuses its misuse.
 func (fs *flagSet) parseServerPortUnless(std stdio, args []string, portless func(pos []string) (bool, error)) (server.Socket, error) {
 	fs.about += activationHelp
+	if std.describe != nil { // asked for the flags: take no socket
+		_, err := fs.parse(std, args, 0, 1)
+		return server.Socket{}, err
+	}
 	act, err := endpoint.SystemdSockets()
 	if err != nil {
 		return server.Socket{}, err

@@ -16,11 +16,11 @@ func TestEveryBadFlagNamesItself(t *testing.T) {
 		{[]string{"tms", "--copies", "0", "2000"}, "--copies"},
 		{[]string{"tms", "--copies", "9223372036854775807", "2000"}, "--copies"},
 		{[]string{"tms", "--copies", "9223372036855", "2000"}, "--copies"},
-		{[]string{"tms", "--copies", "many", "2000"}, "-copies"},
+		{[]string{"tms", "--copies", "many", "2000"}, "--copies"},
 		{[]string{"tms", "--max-conns", "0", "2000"}, "--max-conns"},
 		{[]string{"tms", "--gap", "-1s", "2000"}, "--gap"},
 		{[]string{"tms", "--read-timeout", "-1s", "2000"}, "--read-timeout"},
-		{[]string{"tms", "--write-timeout", "soon", "2000"}, "-write-timeout"},
+		{[]string{"tms", "--write-timeout", "soon", "2000"}, "--write-timeout"},
 		{[]string{"tms", "--grace", "-1s", "--keep", "2000"}, "--grace"},
 		{[]string{"tms", "--log-format", "xml", "2000"}, "--log-format"},
 		{[]string{"tms", "70000"}, "port"},
@@ -31,6 +31,7 @@ func TestEveryBadFlagNamesItself(t *testing.T) {
 		{[]string{"tmc", "--timeout", "-1s", "localhost", "2000", "abc"}, "--timeout"},
 		{[]string{"tmc", "--plot", "chunks.txt", "localhost", "2000", "abc"}, "plot"},
 		{[]string{"tmc", "localhost", "2000", ""}, "STRING"},
+		{[]string{"tmc", "localhost", "2000", "a\nb"}, "STRING"},
 		{[]string{"tmc", "[::1]:2000", "2000", "abc"}, "HOST"},
 		{[]string{"tmc", "localhost:2000", "2000", "abc"}, "HOST"},
 		{[]string{"tmc", "", "2000", "abc"}, "HOST"}, // dialled this machine
@@ -75,7 +76,17 @@ func TestEveryBadFlagNamesItself(t *testing.T) {
 		{[]string{"strclnt", "--max-value", "0", "localhost", "2000"}, "--max-value"},
 		{[]string{"strclnt", "--classic", "--watch", "localhost", "2000"}, "--classic"},
 
+		{[]string{"tmc", "--json-stream", "--interval", "-1s", "localhost", "2000", "abc"}, "--interval"},
+		{[]string{"tmc", "--json-stream", "--interval", "0s", "localhost", "2000", "abc"}, "--interval"},
+		{[]string{"tmc", "--interval", "2s", "localhost", "2000", "abc"}, "--interval"},
+		{[]string{"tmc", "--json", "--json-stream", "localhost", "2000", "abc"}, "--json-stream"},
+		{[]string{"tmc", "--timeout", "1", "localhost", "2000", "abc"}, "--timeout"},
+		{[]string{"strclnt", "--json", "--watch", "localhost", "2000"}, "--json"},
+		{[]string{"wps", "--hosts", "a:1", "--hosts", "b:1", "w"}, "--hosts"},
 		{[]string{"demo", "nosuchlesson"}, "nosuchlesson"},
+		{[]string{"completion", "tcsh"}, "tcsh"},
+		{[]string{"man", "nosuch"}, "nosuch"},
+		{[]string{"man", "--dir", "x", "tmc"}, "--dir"},
 	}
 	others := []string{"--rate", "--burst", "--max-conns", "--max-output", "--copies", "--timeout"}
 	for _, tc := range cases {

@@ -15,6 +15,13 @@ import (
 type stdio struct {
 	in       io.Reader
 	out, err io.Writer
+
+	// describe, when set, asks the command for its flags instead of
+	// running it: its flagSet's parse hands the flags, fully defined, to
+	// describe and returns errDescribed, before anything else happens.
+	// Completions and man pages are made so (see describeCommand), from
+	// the very definitions --help prints and the parser reads.
+	describe func(*flagSet)
 }
 
 // A command is one tcplab subcommand. run returns a usageError for bad
@@ -38,6 +45,15 @@ var commands = []command{
 	{"strclnt", "shared-string client (tutorial section 6, strclnt.py)", runStrClnt},
 	{"svr", "remote w/ps server (tutorial section 5.2, svr.py)", runSVR},
 	{"wps", "remote w/ps client, one host or a fleet (svr.py's client wps.py)", runWPS},
+}
+
+// The commands that describe the others come last; added here, as they
+// read the table (an initialization cycle otherwise).
+func init() {
+	commands = append(commands,
+		command{"completion", "shell completion for bash, zsh or fish", runCompletion},
+		command{"man", "the manual pages (roff), one or all", runMan},
+	)
 }
 
 // version is set at link time (-ldflags "-X main.version=..."); otherwise it
@@ -104,7 +120,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		printHelp(&help)
 		_, err := stdout.Write(help.Bytes())
 		return printedStatus("tcplab", err, stderr)
-	case "version", "-version", "--version":
+	case "version", "-version", "--version", "-V", "-v":
 		_, err := fmt.Fprintf(stdout, "tcplab %s\n", versionString())
 		return printedStatus("tcplab", err, stderr)
 	}
@@ -152,7 +168,7 @@ Commands:
 	tw.Flush()
 	fmt.Fprint(w, `
 Run 'tcplab COMMAND --help' for a command's flags and an example,
-'tcplab --version' for the version. Start with 'tcplab demo'.
+'tcplab --version' (or -V) for the version. Start with 'tcplab demo'.
 
 Exit status: 0 done, 1 failed (one line says why), 2 bad usage (the line
 names the flag), 130 SIGINT, 143 SIGTERM, 141 a client's output was closed.

@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/tcplab/tcplab/demo"
 )
@@ -17,7 +20,8 @@ var errInterrupted = errors.New("interrupted")
 func runDemo(ctx context.Context, std stdio, args []string) error {
 	fs := newFlagSet("demo")
 	list := fs.Bool("list", false, "list the lessons and exit")
-	outDir := fs.String("out", "", "write files such as the chunk plot to `DIR` (default: a new temporary directory, printed)")
+	outDir := fs.String("out", "", "write the lessons' files (chunk plot, captures and their time-sequence graphs) to `DIR`, created if need be (without it, no file is written)")
+	asJSON := fs.Bool("json", false, "print no narration, only one JSON object with what each lesson measured (docs/json.md)")
 	names, err := fs.parse(std, args, 0, -1)
 	if err != nil {
 		return err
@@ -29,7 +33,6 @@ func runDemo(ctx context.Context, std stdio, args []string) error {
 		}
 		return tw.Flush()
 	}
-
 	lessons := demo.Lessons()
 	if len(names) > 0 {
 		lessons = nil
@@ -41,29 +44,38 @@ func runDemo(ctx context.Context, std stdio, args []string) error {
 			lessons = append(lessons, l)
 		}
 	}
-
+	// Files only where the user asked for them: a temporary directory
+	// per run was left behind by every tour, interrupted or not.
 	opts := demo.Options{OutDir: *outDir}
-	for _, l := range lessons {
-		if !l.WritesFiles {
-			continue
+	if opts.OutDir != "" {
+		if err := os.MkdirAll(opts.OutDir, 0o755); err != nil {
+			return fmt.Errorf("--out: %w", err)
 		}
-		if opts.OutDir == "" {
-			if opts.OutDir, err = os.MkdirTemp("", "tcplab-demo-"); err != nil {
-				return fmt.Errorf("output directory: %w", err)
-			}
-		} else if err := os.MkdirAll(opts.OutDir, 0o755); err != nil {
-			return fmt.Errorf("output directory: %w", err)
-		}
+	}
+	narration := std.out
+	if opts.OutDir != "" && !*asJSON {
 		if _, err := fmt.Fprintf(std.out, "Files from this tour go to %s\n\n", opts.OutDir); err != nil {
 			return err
 		}
-		break
 	}
-	if err := demo.Tour(ctx, std.out, lessons, opts); err != nil && ctx.Err() == nil {
-		return err
+	var rep *demoReport
+	if *asJSON {
+		narration, rep = io.Discard, &demoReport{OutDir: opts.OutDir, Lessons: []demoLesson{}}
+		opts.Report = rep.add
 	}
+	start := time.Now()
+	err = demo.Tour(ctx, narration, lessons, opts)
 	if ctx.Err() != nil {
 		return errInterrupted
 	}
-	return nil
+	if rep != nil {
+		rep.OK, rep.Seconds = err == nil, time.Since(start).Seconds()
+		if err != nil {
+			rep.Error = oneLine(err.Error())
+		}
+		if jerr := json.NewEncoder(std.out).Encode(rep); jerr != nil && err == nil {
+			return jerr
+		}
+	}
+	return err
 }

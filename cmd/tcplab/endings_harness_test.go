@@ -118,12 +118,13 @@ func (p *cmdProc) waitOut(t *testing.T, s string) {
 }
 
 // port waits for a server's "listening" log line and returns its port.
+// (Its standard output may say "listening" first: "listening on port N"
+// for port 0, or the --json "listening" event.)
 func (p *cmdProc) port(t *testing.T) string {
 	t.Helper()
-	p.waitOut(t, "listening")
-	port := testkit.ListeningPortIn(p.stderr.String())
-	if port == "" {
-		t.Fatalf("no port in %q", p.stderr.String())
+	var port string
+	if !testkit.WaitWritten(eventWait, p.done, func(out string) bool { port = testkit.ListeningPortIn(out); return port != "" }, p.stderr) {
+		t.Fatalf("%v: no listening address logged: stdout %q stderr %q", p.cmd.Args[1:], p.stdout.String(), p.stderr.String())
 	}
 	return port
 }

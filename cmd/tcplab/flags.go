@@ -6,7 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -69,9 +71,7 @@ func (fs *flagSet) printHelp(w io.Writer) {
 	fs.VisitAll(func(*flag.Flag) { hasFlags = true })
 	if hasFlags {
 		fmt.Fprint(w, "\nFlags:\n")
-		fs.SetOutput(w)
-		fs.PrintDefaults()
-		fs.SetOutput(io.Discard)
+		fs.printFlags(w)
 	}
 	if len(fs.examples) > 0 {
 		fmt.Fprint(w, "\nExamples:\n")
@@ -86,6 +86,10 @@ func (fs *flagSet) printHelp(w io.Writer) {
 // number of positionals against [minArgs, maxArgs] (maxArgs < 0: no limit).
 // --help prints the help to std.out and returns flag.ErrHelp.
 func (fs *flagSet) parse(std stdio, args []string, minArgs, maxArgs int) ([]string, error) {
+	if std.describe != nil {
+		std.describe(fs)
+		return nil, errDescribed
+	}
 	// Everything after "--" is positional, even if it looks like a flag
 	// (tcplab tmc localhost 2000 -- -abc).
 	var rest []string
@@ -103,7 +107,7 @@ func (fs *flagSet) parse(std stdio, args []string, minArgs, maxArgs int) ([]stri
 				}
 				return nil, flag.ErrHelp
 			}
-			return nil, usageError{err.Error()}
+			return nil, fs.flagError(err)
 		}
 		args = fs.Args()
 		if len(args) == 0 {
@@ -149,4 +153,112 @@ func (fs *flagSet) isSet(name string) bool {
 	set := false
 	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
 	return set
+}
+
+// printFlags lists the flags as the flag package's PrintDefaults does, but
+// each written --name, as the README and the error lines write them: one
+// style everywhere.
+func (fs *flagSet) printFlags(w io.Writer) {
+	fs.VisitAll(func(f *flag.Flag) {
+		name, usage := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if name != "" {
+			line += " " + name
+		}
+		if def := defaultText(f); def != "" {
+			usage += " (default " + def + ")"
+		}
+		fmt.Fprintln(w, line)
+		fmt.Fprint(w, wrap(usage, "      ", 80))
+	})
+}
+
+// wrap breaks text into lines of at most width columns (a longer word
+// has a line of its own), each starting with indent.
+func wrap(text, indent string, width int) string {
+	var b strings.Builder
+	line := indent
+	for _, word := range strings.Fields(text) {
+		if line != indent && len(line)+1+len(word) > width {
+			b.WriteString(line + "\n")
+			line = indent
+		}
+		if line != indent {
+			line += " "
+		}
+		line += word
+	}
+	if line != indent {
+		b.WriteString(line + "\n")
+	}
+	return b.String()
+}
+
+// defaultText is a flag's default as --help shows it, or "" when it is
+// the zero value of its type, which goes without saying.
+func defaultText(f *flag.Flag) string {
+	switch f.DefValue {
+	case "", "0", "false", "0s":
+		return ""
+	}
+	if g, ok := f.Value.(flag.Getter); ok {
+		if _, isString := g.Get().(string); isString {
+			return strconv.Quote(f.DefValue)
+		}
+	}
+	return f.DefValue
+}
+
+// The flag package's parse errors, which write a flag -name.
+var (
+	flagUndefined = regexp.MustCompile(`^flag provided but not defined: -+(.*)$`)
+	flagNoValue   = regexp.MustCompile(`^flag needs an argument: -+(.*)$`)
+	flagBadValue  = regexp.MustCompile(`^invalid (?:boolean )?value "(.*)" for (?:flag )?-+([^:]*): (.*)$`)
+)
+
+// flagError turns a parse error of the flag package into the usage error
+// a user reads: the flag written --name, and what a right value looks
+// like (a duration without a unit said only "parse error").
+func (fs *flagSet) flagError(err error) error {
+	msg := err.Error()
+	if m := flagUndefined.FindStringSubmatch(msg); m != nil {
+		return usagef("unknown flag --%s", m[1])
+	}
+	if m := flagNoValue.FindStringSubmatch(msg); m != nil {
+		return usagef("--%s needs a value", m[1])
+	}
+	m := flagBadValue.FindStringSubmatch(msg)
+	if m == nil {
+		return usageError{msg}
+	}
+	value, name, why := m[1], m[2], m[3]
+	f := fs.Lookup(name)
+	if f == nil {
+		return usageError{msg}
+	}
+	bad := fmt.Sprintf("--%s %q", name, value)
+	if why == errGivenTwice.Error() {
+		return usagef("--%s %s", name, why)
+	}
+	if strings.Contains(why, "out of range") {
+		return usagef("%s is out of range", bad)
+	}
+	g, _ := f.Value.(flag.Getter)
+	if g == nil {
+		return usagef("%s: %s", bad, why)
+	}
+	switch g.Get().(type) {
+	case time.Duration:
+		if _, err := strconv.ParseFloat(value, 64); err == nil {
+			return usagef("%s has no unit: use a unit, as in 1s or 500ms", bad)
+		}
+		return usagef("%s is not a duration: use a number and a unit, as in 1s, 500ms or 1m30s", bad)
+	case bool:
+		return usagef("%s must be true or false", bad)
+	case int, int64, uint, uint64:
+		return usagef("%s is not a whole number", bad)
+	case float64:
+		return usagef("%s is not a number", bad)
+	}
+	return usagef("%s: %s", bad, why)
 }

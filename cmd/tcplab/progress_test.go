@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"regexp"
@@ -64,21 +66,21 @@ func feed(received *atomic.Int64, step int64, interval time.Duration, stop <-cha
 	return done
 }
 
-// A slow sender of 100,000-byte blocks: the bar appears after a second and
-// shows the bytes, the rate and the time, not a spinner alone. Before, it
-// never appeared (the library drew a bar of unknown length only when its
-// percentage changed), and when it did its first frame was
-// "receiving (24 GB/s)".
-func TestProgressBarShowsBytesRateAndTime(t *testing.T) {
-	t.Setenv("NO_COLOR", "")
+// A slow sender of 100,000-byte blocks toward a known end (3 MB): the bar
+// appears after a second and shows the percentage, the bytes of the
+// total, the rate and the time left. Before, it showed a spinner, the
+// bytes and the rate, and never the end.
+func TestProgressBarKnowsTheEnd(t *testing.T) {
+	t.Setenv("NO_COLOR", "1")
 	t.Setenv("TERM", "xterm")
 	tty, out, sofar := openTerminal(t)
+	pty.Setsize(tty, &pty.Winsize{Rows: 24, Cols: 100})
 	var received atomic.Int64
 	stopFeed := make(chan struct{})
 	fed := feed(&received, 100_000, 100*time.Millisecond, stopFeed)
 	start := time.Now()
-	stop := startProgress(tty, &received)
-	frame := regexp.MustCompile(`receiving.*\(([0-9.]+ [kMG]?B), ([0-9.]+ [kMG]?B/s)\) \[\d+s\]`)
+	stop := startProgress(tty, &received, 3_000_000)
+	frame := regexp.MustCompile(`receiving +\d+% \[=* *\] [0-9.]+ [kM]?B of 3\.0 MB, [0-9.]+ [kM]B/s, \d+s left`)
 	testkit.Poll(10*time.Second, func() bool { return frame.MatchString(sofar.String()) })
 	shown := time.Since(start)
 	stop()
@@ -86,13 +88,86 @@ func TestProgressBarShowsBytesRateAndTime(t *testing.T) {
 	<-fed
 	got := out()
 	if !frame.MatchString(got) {
-		t.Fatalf("no frame with bytes, rate and elapsed time in %q", got)
+		t.Fatalf("no frame with percentage, bar, bytes of the total, rate and time left in %q", got)
 	}
 	if shown < progressDelay {
 		t.Fatalf("shown after %s, before the transfer had lasted %s", shown, progressDelay)
 	}
-	if strings.Contains(got, "GB/s") {
-		t.Fatalf("a 1 MB/s transfer shown at GB/s: %q", got)
+	if strings.Contains(got, "\n") || !strings.HasSuffix(got, "\r\x1b[K") {
+		t.Fatalf("not one line, cleared at the end: %q", got)
+	}
+}
+
+// Without a known size, the bar shows the bytes, the rate and the time
+// since the first byte.
+func TestProgressBarWithoutAnEnd(t *testing.T) {
+	t.Setenv("NO_COLOR", "1")
+	tty, out, sofar := openTerminal(t)
+	pty.Setsize(tty, &pty.Winsize{Rows: 24, Cols: 80})
+	var received atomic.Int64
+	received.Store(1 << 20)
+	stop := runProgress(tty, &received, 0, false, 0, 10*time.Millisecond, terminalWidth(tty))
+	waitUntil(t, func() bool { return strings.Contains(sofar.String(), "receiving") })
+	received.Store(2 << 20)
+	waitUntil(t, func() bool { return strings.Contains(sofar.String(), "2.1 MB") })
+	stop()
+	if got := out(); !regexp.MustCompile(`receiving 2\.1 MB, [0-9.]+ [kMG]?B/s, \d+s`).MatchString(got) {
+		t.Fatalf("no bytes, rate and elapsed time in %q", got)
+	}
+}
+
+// On a terminal narrower than a frame, each redraw left a line behind (the
+// frame wrapped, and "\r" went back only to the start of its last row).
+// Every frame now fits the width less one column, in a short form below
+// 40 columns, and the bar never writes a newline.
+func TestProgressBarFitsNarrowTerminals(t *testing.T) {
+	t.Setenv("NO_COLOR", "")
+	for _, cols := range []uint16{10, 25, 39, 45, 70} {
+		tty, out, sofar := openTerminal(t)
+		pty.Setsize(tty, &pty.Winsize{Rows: 24, Cols: cols})
+		var received atomic.Int64
+		received.Store(1)
+		stop := runProgress(tty, &received, 9_000_000_000, true, 0, 5*time.Millisecond, terminalWidth(tty))
+		for _, n := range []int64{1_000_000, 4_500_000_000} {
+			received.Store(n)
+			pct := fmt.Sprintf("%d%%", n*100/9_000_000_000)
+			waitUntil(t, func() bool { return strings.Contains(sofar.String(), pct) })
+		}
+		stop()
+		got := out()
+		if strings.Contains(got, "\n") {
+			t.Errorf("%d columns: a newline in %q", cols, got)
+		}
+		for _, frame := range strings.Split(got, "\r") {
+			frame = strings.TrimSuffix(frame, "\x1b[K")
+			if w := visibleWidth(frame); w > int(cols)-1 {
+				t.Errorf("%d columns: a frame of %d: %q", cols, w, frame)
+			}
+		}
+		if cols < 40 && strings.Contains(got, "[=") {
+			t.Errorf("%d columns: not the short form: %q", cols, got)
+		}
+	}
+}
+
+// The property behind it, for any size, rate and width: a frame fits in
+// width-1 columns, has no newline, and says the percentage when the size
+// is known and there is room for it.
+func TestProgressLineFitsAnyWidth(t *testing.T) {
+	r := rand.New(rand.NewPCG(20, 1))
+	for i := range 20000 {
+		p := progress{received: r.Int64N(1 << 40), elapsed: time.Duration(r.Int64N(int64(10 * time.Hour))), rate: float64(r.Int64N(1 << 32))}
+		if r.IntN(2) == 0 {
+			p.total = p.received + r.Int64N(1<<40)
+		}
+		width, color := 1+r.IntN(200), r.IntN(2) == 0
+		line := p.line(width, color)
+		if visibleWidth(line) > width-1 || strings.ContainsAny(line, "\r\n") {
+			t.Fatalf("case %d: %+v at width %d: %q", i, p, width, line)
+		}
+		if p.total > 0 && width >= 6 && !strings.Contains(line, "%") {
+			t.Fatalf("case %d: %+v at width %d: no percentage in %q", i, p, width, line)
+		}
 	}
 }
 
@@ -104,7 +179,7 @@ func TestProgressBarRespectsNoColor(t *testing.T) {
 		tty, out, sofar := openTerminal(t)
 		var received atomic.Int64
 		received.Store(1 << 20)
-		stop := runProgress(tty, &received, noColor == "", 0, 10*time.Millisecond)
+		stop := runProgress(tty, &received, 0, noColor == "", 0, 10*time.Millisecond, func() int { return 80 })
 		waitUntil(t, func() bool { return strings.Contains(sofar.String(), "receiving") })
 		stop()
 		got := out()
@@ -146,5 +221,49 @@ func TestProgressBarStaysOffTMCsOwnLines(t *testing.T) {
 	}
 	if strings.Contains(got, "receiving") {
 		t.Fatalf("a bar among tmc's lines: %q", got)
+	}
+}
+
+// Through a pipe ("tcplab tmc ... | tee log" on the same terminal), tmc's
+// lines reach the terminal too, and each bar frame got a "received N
+// bytes" glued on and was never erased. A pipe's far end cannot be known:
+// with per-read lines on a pipe there is no bar. With --quiet, nothing
+// goes down the pipe during the transfer: the bar is there, and gone
+// before the summary.
+func TestProgressBarOffWhenStdoutIsAPipe(t *testing.T) {
+	t.Setenv("NO_COLOR", "1")
+	t.Setenv("TERM", "xterm")
+	slow := func(c net.Conn, p *peer) {
+		c.Read(make([]byte, 64))
+		// A slow sender, lasting past progressDelay: the pace is the point.
+		for range 15 {
+			c.Write([]byte("abc"))
+			time.Sleep(100 * time.Millisecond)
+		}
+		c.Close()
+	}
+	for _, quiet := range []bool{false, true} {
+		p := startPeer(t, slow)
+		tty, out, _ := openTerminal(t)
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		piped := make(chan string)
+		go func() { b, _ := io.ReadAll(pr); piped <- string(b) }()
+		args := []string{"tmc", "--copies", "15", "127.0.0.1", p.port, "abc"}
+		if quiet {
+			args = append(args[:1], append([]string{"--quiet"}, args[1:]...)...)
+		}
+		code := run(context.Background(), args, strings.NewReader(""), pw, tty)
+		pw.Close()
+		lines, got := <-piped, out()
+		pr.Close()
+		if code != 0 || !strings.Contains(lines, "summary: 45 bytes") {
+			t.Fatalf("quiet %v: exit %d: %q", quiet, code, lines)
+		}
+		if bar := strings.Contains(got, "receiving"); bar != quiet {
+			t.Fatalf("quiet %v: bar %v on the terminal: %q", quiet, bar, got)
+		}
 	}
 }

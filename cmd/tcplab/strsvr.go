@@ -12,7 +12,7 @@ import (
 	"github.com/tcplab/tcplab/sharedstring"
 )
 
-func runStrSvr(ctx context.Context, std stdio, args []string) error {
+func runStrSvr(ctx context.Context, std stdio, args []string) (err error) {
 	fs := newFlagSet("strsvr")
 	keep := fs.Bool("keep", false, "keep serving when the last client leaves (stop with SIGINT/SIGTERM)")
 	waitFor := fs.Int("clients", 0, "serve nobody until this many clients have connected (the tutorial's nc = 2)")
@@ -29,6 +29,7 @@ func runStrSvr(ctx context.Context, std stdio, args []string) error {
 	readTimeout := fs.Duration("read-timeout", sharedstring.DefaultReadIdle, "drop a client that sends nothing for this long (not watchers; 0: never)")
 	noDiscovery := fs.Bool("no-discovery", false, "do not answer the UDP probe: every client is classic")
 	logFormat := fs.String("log-format", "text", "log format on standard error: text or json")
+	asJSON := addJSONFlag(fs)
 	repair := fs.String("repair", "", "repair the data `FILE` (--data) and exit: keep a copy, drop only damaged bytes, say what was dropped")
 	port, err := strsvrPort(fs, std, args, repair)
 	if err != nil {
@@ -95,6 +96,14 @@ func runStrSvr(ctx context.Context, std stdio, args []string) error {
 			log.Warn("no framed-mode discovery: every client will be classic", "err", endpoint.Cause(err))
 		}
 	}
+	// v goes to standard output directly, whole, at exit: no queue.
+	sout := serverOut{w: std.out, json: *asJSON}
+	sout.listening("strsvr", port, ln, "discovery", pc != nil, "store", where.name())
+	defer func() {
+		if _, lost := err.(lostOutput); !lost {
+			sout.end(ctx, err)
+		}
+	}()
 	srv := &sharedstring.Server{
 		Store:           st,
 		WaitFor:         *waitFor,
@@ -112,7 +121,7 @@ func runStrSvr(ctx context.Context, std stdio, args []string) error {
 	if errors.As(runErr, &lost) {
 		return lostOutput{runErr}
 	}
-	if _, err := fmt.Fprintf(std.out, "the final value of v is %s\n", v); err != nil {
+	if err := sout.final(v); err != nil {
 		return lostOutput{fmt.Errorf("print the final value of v (%d bytes): %w", len(v), endpoint.Cause(err))}
 	}
 	if err := st.Close(); err != nil && runErr == nil {

@@ -13,7 +13,7 @@ import (
 	"github.com/tcplab/tcplab/status"
 )
 
-func runSVR(ctx context.Context, std stdio, args []string) error {
+func runSVR(ctx context.Context, std stdio, args []string) (err error) {
 	hup := catchHangups()
 	defer signal.Stop(hup)
 	fs := newFlagSet("svr", "{builtins}", strings.Join(status.BuiltinNames(), ", "))
@@ -34,6 +34,7 @@ func runSVR(ctx context.Context, std stdio, args []string) error {
 	logFormat := fs.String("log-format", "text", "log format on standard error: text (with the tutorial's \"client is at\" lines on stdout) or json (every client a JSON record)")
 	grace := fs.Duration("grace", 10*time.Second, "on SIGINT/SIGTERM, wait this long for requests in flight (a second signal: no longer)")
 	tlsFlags := addSVRTLSFlags(fs)
+	asJSON := addJSONFlag(fs)
 	port, err := fs.parseServerPort(std, args)
 	if err != nil {
 		return err
@@ -89,8 +90,9 @@ func runSVR(ctx context.Context, std stdio, args []string) error {
 	if tlsSrv != nil {
 		svc.TLS = tlsSrv.Config()
 	}
-	if *logFormat != "json" {
-		svc.ClientLog = stdout // the tutorial's "client is at" lines
+	sout := serverOut{w: stdout, json: *asJSON}
+	if *logFormat != "json" || *asJSON {
+		svc.ClientLog = sout.clientLog() // the tutorial's "client is at" lines
 	}
 
 	ln, err := port.ListenForRequests(ctx)
@@ -112,6 +114,8 @@ func runSVR(ctx context.Context, std stdio, args []string) error {
 		logger.Info("command", "name", c.Name(), "runs", c.Runs())
 	}
 	logger.Info("listening", "addr", ln.Addr().String(), "allowed", al.String(), "tls", tlsMode(tlsSrv))
+	sout.listening("svr", port, ln, "commands", al.Names(), "tls", tlsMode(tlsSrv))
+	defer func() { sout.end(ctx, err) }()
 	defer reloadOnHangup(ctx, hup, tlsSrv, logger)()
 	srv := &server.Server{Handler: svc, MaxConns: *maxConns, MaxConnsPerAddr: *maxPerAddr, Refuse: server.RefuseLine, Grace: *grace, Logger: logger}
 	return srv.Run(ctx, ln)

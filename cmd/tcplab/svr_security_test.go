@@ -21,12 +21,9 @@ import (
 func startSVREnv(t *testing.T, env []string, args ...string) (*testkit.Proc, string) {
 	t.Helper()
 	p := testkit.StartEnv(t, env, nil, testkit.Binary(t), append(append([]string{"svr"}, args...), "0")...)
-	p.WaitFor(t, "listening", 20*time.Second)
-	m := regexp.MustCompile(`"?addr"?[=:]"?\S*:(\d+)`).FindStringSubmatch(p.Stderr.String()[strings.Index(p.Stderr.String(), "listening"):])
-	if m == nil {
-		t.Fatalf("no port in %q", p.Stderr.String())
-	}
-	return p, m[1]
+	// The log line, not standard output's "listening on port N".
+	_, port, _ := net.SplitHostPort(p.ListenAddr(t, 20*time.Second))
+	return p, port
 }
 
 // Through the binary: with impostors of loginctl, w, ps, sh, ... first on
@@ -176,7 +173,7 @@ func TestSVRRunsNoImpostorWithoutProcps(t *testing.T) {
 	im := testkit.NewImpostors(t, nil)
 	p := testkit.StartEnv(t, testkit.EnvWithPath(im.Path()), nil, "/usr/bin/unshare", "-m", "/bin/sh", "-c", script+"exec \"$@\"", empty,
 		testkit.Binary(t), "svr", "--ps-args", "--commands", "w,ps,uptime,json", "0")
-	p.WaitFor(t, "listening", 20*time.Second)
+	p.ListenAddr(t, 20*time.Second) // the log line, not standard output's "listening on port N"
 	errOut := p.Stderr.String()
 	for _, name := range []string{"w", "ps", "uptime"} {
 		if !regexp.MustCompile(`name=` + name + ` runs="native renderer"`).MatchString(errOut) {

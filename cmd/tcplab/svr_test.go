@@ -22,12 +22,9 @@ import (
 func startSVR(t *testing.T, args ...string) (*testkit.Proc, string) {
 	t.Helper()
 	p := testkit.Start(t, nil, testkit.Binary(t), append(append([]string{"svr"}, args...), "0")...)
-	p.WaitFor(t, "listening", 20*time.Second)
-	m := regexp.MustCompile(`"?addr"?[=:]"?\S*:(\d+)`).FindStringSubmatch(p.Stderr.String()[strings.Index(p.Stderr.String(), "listening"):])
-	if m == nil {
-		t.Fatalf("no port in %q", p.Stderr.String())
-	}
-	return p, m[1]
+	// The log line, not standard output's "listening on port N".
+	_, port, _ := net.SplitHostPort(p.ListenAddr(t, 20*time.Second))
+	return p, port
 }
 
 // startPySVR starts the tutorial's svr.py (Python 3) on a free port.

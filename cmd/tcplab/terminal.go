@@ -166,11 +166,7 @@ func checkHost(s string) error {
 // checkDialPort is a client's PORT argument: a number from 1 to 65535 (0
 // asks for "any port" when listening, and means nothing to connect to).
 func checkDialPort(s string) error {
-	p, err := endpoint.ParsePort(s)
-	if err != nil {
-		return usageError{err.Error()}
-	}
-	if p == 0 {
+	if p, err := endpoint.ParsePort(s); err != nil || p == 0 {
 		return usagef("invalid port %q: a client connects to a port from 1 to 65535", s)
 	}
 	return nil

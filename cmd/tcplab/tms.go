@@ -22,9 +22,9 @@ const tmsMaxConns = 1000
 // message (multicopy.MaxMessage bytes) still count in an int64.
 const maxCopies = math.MaxInt64 / multicopy.MaxMessage
 
-func runTMS(ctx context.Context, std stdio, args []string) error {
+func runTMS(ctx context.Context, std stdio, args []string) (err error) {
 	fs := newFlagSet("tms")
-	copies := fs.Int64("copies", multicopy.DefaultCopies, "how many copies of the string to send back (tmc expects 10,000 unless given the same --copies)")
+	copies := fs.Int64("copies", multicopy.DefaultCopies, "how many copies of the string to send back (tmc expects 10000 unless given the same --copies)")
 	noWait := fs.Bool("no-wait", false, "send at once, without waiting for the go-ahead on standard input")
 	keep := fs.Bool("keep", false, "serve any number of clients concurrently until SIGINT/SIGTERM (no go-ahead)")
 	grace := fs.Duration("grace", 5*time.Second, "how long a transfer in flight may take to finish after a signal (a second signal ends it at once, with a reset)")
@@ -34,6 +34,7 @@ func runTMS(ctx context.Context, std stdio, args []string) error {
 	readTimeout := fs.Duration("read-timeout", multicopy.DefaultReadTimeout, "reset a client whose string is not complete this long after it connects")
 	writeTimeout := fs.Duration("write-timeout", multicopy.DefaultWriteIdle, "drop a client that reads nothing for this long")
 	logFormat := fs.String("log-format", "text", "log format on standard error: text or json")
+	asJSON := addJSONFlag(fs)
 	port, err := fs.parseServerPort(std, args)
 	if err != nil {
 		return err
@@ -54,7 +55,8 @@ func runTMS(ctx context.Context, std stdio, args []string) error {
 	// the server when nobody reads them (see server.Output).
 	stdout, stderr := server.NewOutput(std.out), server.NewOutput(std.err)
 	defer closeServerOutput(stdout, stderr)
-	var out io.Writer = stdout
+	sout := serverOut{w: stdout, json: *asJSON}
+	out := sout.clientLog()
 	logOut := stderr
 	log, err := newLogger(logOut, *logFormat)
 	if err != nil {
@@ -65,6 +67,8 @@ func runTMS(ctx context.Context, std stdio, args []string) error {
 		return err
 	}
 	log.Info("tms listening", "addr", ln.Addr().String())
+	sout.listening("tms", port, ln, "copies", *copies, "keep", *keep)
+	defer func() { sout.end(ctx, err) }()
 	srv := &multicopy.Server{
 		Copies:      *copies,
 		QuietGap:    *gap,
@@ -84,7 +88,7 @@ func runTMS(ctx context.Context, std stdio, args []string) error {
 	srv.ClientLog = out
 	if !*noWait {
 		srv.GoAhead = func(ctx context.Context, msg []byte) error {
-			fmt.Fprintf(stderr, "tms: got %d bytes; press Enter to send them back %d times\n", len(msg), *copies)
+			fmt.Fprintf(stderr, "tcplab tms: got %d bytes; press Enter to send them back %d times\n", len(msg), *copies)
 			return waitForLine(ctx, std.in)
 		}
 	}

@@ -271,7 +271,7 @@ func TestTMCOverIPv6(t *testing.T) {
 func TestProgressBarOnlyOnATerminal(t *testing.T) {
 	var received atomic.Int64
 	var buf bytes.Buffer
-	stop := startProgress(&buf, &received)
+	stop := startProgress(&buf, &received, 0)
 	received.Store(1 << 30)
 	stop()
 	f, err := os.CreateTemp(t.TempDir(), "stderr")
@@ -281,7 +281,7 @@ func TestProgressBarOnlyOnATerminal(t *testing.T) {
 	defer f.Close()
 	// Past progressDelay on a fake clock: a bar would have been drawn.
 	synctest.Test(t, func(t *testing.T) {
-		stop := startProgress(f, &received)
+		stop := startProgress(f, &received, 1<<30)
 		time.Sleep(2 * progressDelay)
 		stop()
 	})

@@ -17,7 +17,8 @@ import (
 
 func runWPS(ctx context.Context, std stdio, args []string) error {
 	fs := newFlagSet("wps")
-	hostList := fs.String("hosts", "", "comma-separated `host:port` list: ask them all in parallel")
+	hostList := new(onceString)
+	fs.Var(hostList, "hosts", "comma-separated `host:port` list: ask them all in parallel (once: the list is one value)")
 	timeout := fs.Duration("timeout", 10*time.Second, "per-host limit for connecting and the whole answer (0: none)")
 	asJSON := fs.Bool("json", false, "print the answers as JSON")
 	tlsFlags := addWPSTLSFlags(fs)
@@ -35,7 +36,7 @@ func runWPS(ctx context.Context, std stdio, args []string) error {
 	}
 	var hosts []string
 	if manyHosts {
-		if hosts, err = parseHosts(*hostList); err != nil {
+		if hosts, err = parseHosts(hostList.value); err != nil {
 			return err
 		}
 	} else if err := checkHost(hostArg(pos[0])); err != nil {
@@ -60,9 +61,13 @@ func runWPS(ctx context.Context, std stdio, args []string) error {
 	}
 	switch {
 	case *asJSON:
+		reports := make([]wpsReport, len(answers))
+		for i, a := range answers {
+			reports[i] = wpsReport{OK: a.Error == "", HostAnswer: a}
+		}
 		enc := json.NewEncoder(std.out)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(answers); err != nil {
+		if err := enc.Encode(reports); err != nil {
 			return err
 		}
 	case len(pos) == 1:
@@ -146,10 +151,17 @@ func askOne(ctx context.Context, std stdio, host, port, name string, timeout tim
 	}
 	enc := json.NewEncoder(std.out)
 	enc.SetIndent("", "  ")
-	if jerr := enc.Encode(a); jerr != nil {
+	if jerr := enc.Encode(wpsReport{OK: err == nil, HostAnswer: a}); jerr != nil {
 		return jerr
 	}
 	return err
+}
+
+// wpsReport is one host's answer as --json prints it (docs/json.md): ok
+// is false exactly when error says why.
+type wpsReport struct {
+	OK bool `json:"ok"`
+	fleet.HostAnswer
 }
 
 // notTLSServer is wps's error when a TLS svr answered a plaintext request
@@ -221,3 +233,23 @@ func printTable(w, errw io.Writer, answers []fleet.HostAnswer) {
 		}
 	}
 }
+
+// onceString is a string flag that may be given once: a second --hosts
+// silently replaced the first list, where a user may have meant both.
+type onceString struct {
+	value string
+	set   bool
+}
+
+func (o *onceString) String() string { return o.value }
+func (o *onceString) Get() any       { return o.value }
+
+func (o *onceString) Set(s string) error {
+	if o.set {
+		return errGivenTwice
+	}
+	o.value, o.set = s, true
+	return nil
+}
+
+var errGivenTwice = errors.New("given twice: give one comma-separated list")

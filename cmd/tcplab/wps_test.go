@@ -55,13 +55,29 @@ func TestWPSFleetCommandAndJSON(t *testing.T) {
 
 	code, out, _ = wpsRun(t, "--json", "--hosts", ours+","+dead, "ps")
 	var answers []struct {
+		OK                           bool
 		Host, Command, Output, Error string
 	}
 	if err := json.Unmarshal([]byte(out), &answers); err != nil || code != 0 || len(answers) != 2 {
 		t.Fatalf("exit %d, %v:\n%s", code, err, out)
 	}
-	if answers[0].Host != ours || !strings.HasPrefix(answers[0].Output, "USER") || answers[1].Error == "" {
+	if answers[0].Host != ours || !strings.HasPrefix(answers[0].Output, "USER") || !answers[0].OK || answers[1].Error == "" || answers[1].OK {
 		t.Fatalf("answers %+v", answers)
+	}
+}
+
+// One host with --json: one object with ok and, on failure, error (and
+// exit 1).
+func TestWPSOneHostJSON(t *testing.T) {
+	dead := deadHost(t)
+	host, port, _ := strings.Cut(dead, ":")
+	code, out, _ := wpsRun(t, "--json", host, port, "w")
+	var a struct {
+		OK    *bool
+		Error string
+	}
+	if err := json.Unmarshal([]byte(out), &a); err != nil || code != 1 || a.OK == nil || *a.OK || !strings.Contains(a.Error, "connection refused") {
+		t.Fatalf("exit %d, %v: %s", code, err, out)
 	}
 }
 

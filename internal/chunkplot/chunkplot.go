@@ -59,20 +59,12 @@ func Write(path string, stats *stream.ChunkStats) error {
 		canvas = vgsvg.New(width, height)
 	}
 
-	inOrder, err := sizesInOrder(stats)
+	pics, err := layout(draw.New(canvas), stats)
 	if err != nil {
 		return fmt.Errorf("plot %s: %w", path, err)
 	}
-	hist, err := histogram(stats)
-	if err != nil {
-		return fmt.Errorf("plot %s: %w", path, err)
-	}
-	dc := draw.New(canvas)
-	tiles := draw.Tiles{Rows: 1, Cols: 2, PadX: vg.Millimeter * 6, PadTop: vg.Millimeter * 2, PadBottom: vg.Millimeter * 2, PadLeft: vg.Millimeter * 2, PadRight: vg.Millimeter * 4}
-	plots := [][]*plot.Plot{{inOrder, hist}}
-	canvases := plot.Align(plots, tiles, dc)
-	inOrder.Draw(canvases[0][0])
-	hist.Draw(canvases[0][1])
+	pics.inOrder.Draw(pics.tiles[0])
+	pics.hist.Draw(pics.tiles[1])
 
 	f, err := os.Create(path)
 	if err != nil {
@@ -85,7 +77,50 @@ func Write(path string, stats *stream.ChunkStats) error {
 	return f.Close()
 }
 
-func sizesInOrder(stats *stream.ChunkStats) (*plot.Plot, error) {
+// pictures are the two plots side by side: the sizes in arrival order
+// (with its bands past manyPoints reads) and their histogram, each with
+// the tile it is drawn in.
+type pictures struct {
+	inOrder, hist *plot.Plot
+	bands         []*plotter.Line // largest, median, smallest; nil below manyPoints
+	tiles         [2]draw.Canvas
+}
+
+// layout makes the two plots, side by side on dc.
+func layout(dc draw.Canvas, stats *stream.ChunkStats) (*pictures, error) {
+	var pics pictures
+	var err error
+	if pics.inOrder, pics.bands, err = sizesInOrder(stats); err != nil {
+		return nil, err
+	}
+	if pics.hist, err = histogram(stats); err != nil {
+		return nil, err
+	}
+	pads := draw.Tiles{Rows: 1, Cols: 2, PadX: vg.Millimeter * 6, PadTop: vg.Millimeter * 2, PadBottom: vg.Millimeter * 2, PadLeft: vg.Millimeter * 2, PadRight: vg.Millimeter * 4}
+	canvases := plot.Align([][]*plot.Plot{{pics.inOrder, pics.hist}}, pads, dc)
+	pics.tiles = [2]draw.Canvas{canvases[0][0], canvases[0][1]}
+	if pics.bands != nil {
+		clearLegend(pics.inOrder, pics.tiles[0], float64(slices.Max(stats.Sizes)))
+	}
+	return &pics, nil
+}
+
+// clearLegend raises the top of p's y axis until the legend, at the top
+// of the data area, sits above the highest point (top) of every line: it
+// was drawn over the data. The legend's height is measured, not guessed.
+func clearLegend(p *plot.Plot, tile draw.Canvas, top float64) {
+	dc := p.DataCanvas(tile)
+	box := p.Legend.Rectangle(dc)
+	height := dc.Max.Y - dc.Min.Y
+	free := box.Min.Y - dc.Min.Y - vg.Points(4) // a little air under the legend
+	if free <= 0 || top <= 0 {
+		return
+	}
+	p.Y.Min = 0
+	p.Y.Max = top * float64(height/free)
+}
+
+func sizesInOrder(stats *stream.ChunkStats) (*plot.Plot, []*plotter.Line, error) {
 	p := plot.New()
 	title := fmt.Sprintf("%s in %s, in arrival order", count(stats.Total(), "byte"), count(stats.Count(), "read"))
 	if stats.Truncated {
@@ -95,12 +130,13 @@ func sizesInOrder(stats *stream.ChunkStats) (*plot.Plot, error) {
 	p.X.Label.Text = "read number"
 	p.Y.Label.Text = "bytes returned by the read"
 	if len(stats.Sizes) > manyPoints {
-		if err := addBands(p, stats.Sizes); err != nil {
-			return nil, err
+		bands, err := addBands(p, stats.Sizes)
+		if err != nil {
+			return nil, nil, err
 		}
 		p.Y.Min = 0
 		wholeTicks(p)
-		return p, nil
+		return p, bands, nil
 	}
 	pts := make(plotter.XYs, len(stats.Sizes))
 	for i, n := range stats.Sizes {
@@ -108,14 +144,14 @@ func sizesInOrder(stats *stream.ChunkStats) (*plot.Plot, error) {
 	}
 	sc, err := plotter.NewScatter(pts)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	sc.GlyphStyle.Radius = vg.Points(1.5)
 	p.Add(sc)
 	if len(pts) > 1 {
 		line, err := plotter.NewLine(pts)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		line.Width = vg.Points(0.5)
 		p.Add(line)
@@ -125,7 +161,7 @@ func sizesInOrder(stats *stream.ChunkStats) (*plot.Plot, error) {
 	if len(pts) == 1 {
 		p.X.Min, p.X.Max = 0, 2 // one read sits in the middle, as read 1
 	}
-	return p, nil
+	return p, nil, nil
 }
 
 // manyPoints is where the in-order plot stops drawing every read: past a
@@ -134,10 +170,11 @@ func sizesInOrder(stats *stream.ChunkStats) (*plot.Plot, error) {
 // median and largest size instead.
 const manyPoints = 2000
 
-func addBands(p *plot.Plot, sizes []int32) error {
+func addBands(p *plot.Plot, sizes []int32) ([]*plotter.Line, error) {
 	runs := manyPoints / 2
 	per := (len(sizes) + runs - 1) / runs
 	var lo, mid, hi plotter.XYs
+	var bands []*plotter.Line
 	run := make([]int32, 0, per)
 	for start := 0; start < len(sizes); start += per {
 		run = append(run[:0], sizes[start:min(start+per, len(sizes))]...)
@@ -148,23 +185,39 @@ func addBands(p *plot.Plot, sizes []int32) error {
 		hi = append(hi, plotter.XY{X: x, Y: float64(run[len(run)-1])})
 	}
 	p.X.Label.Text = fmt.Sprintf("read number (each point: the %s reads around it)", thousands(int64(per)))
-	p.Y.Max = float64(slices.Max(sizes)) * 1.25 // room for the legend above the lines
+	// Three colours a reader tells apart (and that stay apart in grey):
+	// the median black, the largest red, the smallest blue; the median is
+	// dashed and drawn last, so a line it runs along (all reads of one
+	// size) still shows between its dashes. The y axis is raised for the
+	// legend once the plot's size is known (clearLegend).
 	for _, l := range []struct {
-		name string
-		xys  plotter.XYs
-		gray uint8
-	}{{"largest", hi, 170}, {"median", mid, 0}, {"smallest", lo, 170}} {
+		name  string
+		xys   plotter.XYs
+		color color.Color
+	}{
+		{"largest", hi, color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff}},
+		{"median", mid, color.Black},
+		{"smallest", lo, color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff}},
+	} {
 		line, err := plotter.NewLine(l.xys)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		line.Width = vg.Points(0.7)
-		line.Color = color.Gray{Y: l.gray}
-		p.Add(line)
-		p.Legend.Add(l.name, line)
+		line.Color = l.color
+		if l.name == "median" {
+			line.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+		}
+		bands = append(bands, line)
 	}
+	for _, line := range []*plotter.Line{bands[0], bands[2], bands[1]} {
+		p.Add(line)
+	}
+	p.Legend.Add("largest", bands[0])
+	p.Legend.Add("median", bands[1])
+	p.Legend.Add("smallest", bands[2])
 	p.Legend.Top = true
-	return nil
+	return bands, nil
 }
 
 func histogram(stats *stream.ChunkStats) (*plot.Plot, error) {

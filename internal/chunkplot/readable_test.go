@@ -1,12 +1,17 @@
 package chunkplot
 
 import (
+	"image/color"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
 
 	"github.com/tcplab/tcplab/stream"
 )
@@ -80,4 +85,58 @@ func TestPlotsAreReadable(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Past manyPoints reads the in-order plot draws three lines: largest and
+// smallest were the same grey, and the legend sat over the data. Now the
+// three have distinct colours, and no point of any line lies under the
+// legend's box.
+func TestBandsAreTellableAndUncovered(t *testing.T) {
+	for _, shape := range []struct {
+		name string
+		size func(i int) int
+	}{
+		{"steady", func(i int) int { return 65483 }},
+		{"sawtooth", func(i int) int { return 1 + i%65536 }},
+		{"rising", func(i int) int { return 1 + i/40 }},
+	} {
+		var s stream.ChunkStats
+		at := time.Unix(0, 0)
+		for i := range 100_000 {
+			s.Add(shape.size(i), at)
+		}
+		c := vgimg.New(10*vg.Inch, 4*vg.Inch)
+		pics, err := layout(draw.New(c), &s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inOrder, lines := pics.inOrder, pics.bands
+		dc := inOrder.DataCanvas(pics.tiles[0])
+		if len(lines) != 3 {
+			t.Fatalf("%s: %d lines, want largest, median, smallest", shape.name, len(lines))
+		}
+		for i := range lines {
+			for j := range i {
+				if colorsEqual(lines[i].Color, lines[j].Color) {
+					t.Errorf("%s: lines %d and %d share colour %v", shape.name, i, j, lines[i].Color)
+				}
+			}
+		}
+		box := inOrder.Legend.Rectangle(dc)
+		tx, ty := inOrder.Transforms(&dc)
+		for _, l := range lines {
+			for _, xy := range l.XYs {
+				x, y := tx(xy.X), ty(xy.Y)
+				if x >= box.Min.X && x <= box.Max.X && y >= box.Min.Y-l.Width && y <= box.Max.Y {
+					t.Fatalf("%s: point (%v, %v) under the legend %v", shape.name, xy.X, xy.Y, box)
+				}
+			}
+		}
+	}
+}
+
+func colorsEqual(a, b color.Color) bool {
+	r1, g1, b1, a1 := a.RGBA()
+	r2, g2, b2, a2 := b.RGBA()
+	return r1 == r2 && g1 == g2 && b1 == b2 && a1 == a2
 }

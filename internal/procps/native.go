@@ -114,17 +114,18 @@ func takeSnapshot(withProcs bool) (*snapshot, error) {
 	slices.Sort(pids)
 	pageKB := uint64(os.Getpagesize() / 1024)
 	for _, pid := range pids {
-		if p, ok := readProc(int(pid), pageKB); ok {
+		if p, ok := readProc("/proc", int(pid), pageKB); ok {
 			s.procs = append(s.procs, p)
 		}
 	}
 	return s, nil
 }
 
-// readProc reads /proc/PID/stat, status and cmdline. A process that ends
-// while being read is skipped (ok false), as ps does.
-func readProc(pid int, pageKB uint64) (procInfo, bool) {
-	dir := "/proc/" + strconv.Itoa(pid)
+// readProc reads stat, status and cmdline of PID in procfs (/proc). A
+// process that ends while being read is skipped (ok false), as ps does:
+// without its status there is no user to show.
+func readProc(procfs string, pid int, pageKB uint64) (procInfo, bool) {
+	dir := procfs + "/" + strconv.Itoa(pid)
 	stat, err := os.ReadFile(dir + "/stat")
 	if err != nil {
 		return procInfo{}, false
@@ -153,29 +154,34 @@ func readProc(pid int, pageKB uint64) (procInfo, bool) {
 	p.startTicks = num(19)
 	p.vsizeKB = num(20) / 1024
 	p.rssKB = num(21) * pageKB
-	if status, err := os.ReadFile(dir + "/status"); err == nil {
-		for line := range strings.SplitSeq(string(status), "\n") {
-			k, v, _ := strings.Cut(line, ":")
-			switch k {
-			case "Uid":
-				if u := strings.Fields(v); len(u) > 1 {
-					p.uid = u[1] // effective uid, as ps's USER
-					p.ruid = u[0]
-				}
-			case "VmRSS":
-				// ps's RSS. stat's rss field is the kernel's approximate
-				// per-CPU sum, often a few pages short of this one.
-				if v := strings.Fields(v); len(v) > 0 {
-					if kb, err := strconv.ParseUint(v[0], 10, 64); err == nil {
-						p.rssKB = kb
-					}
-				}
-			case "VmLck":
-				if v := strings.Fields(v); len(v) > 0 && v[0] != "0" {
-					p.locked = true
+	status, err := os.ReadFile(dir + "/status")
+	if err != nil {
+		return procInfo{}, false
+	}
+	for line := range strings.SplitSeq(string(status), "\n") {
+		k, v, _ := strings.Cut(line, ":")
+		switch k {
+		case "Uid":
+			if u := strings.Fields(v); len(u) > 1 {
+				p.uid = u[1] // effective uid, as ps's USER
+				p.ruid = u[0]
+			}
+		case "VmRSS":
+			// ps's RSS. stat's rss field is the kernel's approximate
+			// per-CPU sum, often a few pages short of this one.
+			if v := strings.Fields(v); len(v) > 0 {
+				if kb, err := strconv.ParseUint(v[0], 10, 64); err == nil {
+					p.rssKB = kb
 				}
 			}
+		case "VmLck":
+			if v := strings.Fields(v); len(v) > 0 && v[0] != "0" {
+				p.locked = true
+			}
 		}
+	}
+	if p.uid == "" {
+		return procInfo{}, false // ended as status was read
 	}
 	if cmdline, err := os.ReadFile(dir + "/cmdline"); err == nil && len(cmdline) > 0 {
 		cmdline = bytes.TrimRight(cmdline, "\x00")

@@ -37,7 +37,7 @@ func TestFleetSafeAgainstSvrPy(t *testing.T) {
 	ours := startSVR(t, "w", "ps", "json", "uptime")
 	hosts := []string{py, ours}
 
-	sums := SummarizeFleet(context.Background(), hosts, 10*time.Second)
+	sums := SummarizeFleet(context.Background(), hosts, noLimit)
 	if s := sums[0].Summary; s == nil || s.Source != "w" || sums[0].Error != "" {
 		t.Errorf("svr.py in the table: %+v", sums[0])
 	}
@@ -45,7 +45,7 @@ func TestFleetSafeAgainstSvrPy(t *testing.T) {
 		t.Errorf("tcplab svr in the table: %+v", sums[1])
 	}
 	for _, name := range []string{"json", "uptime", "w", "ps"} {
-		answers := AskFleet(context.Background(), hosts, name, 10*time.Second)
+		answers := AskFleet(context.Background(), hosts, name, noLimit)
 		if safeForAnyServer(name) {
 			if answers[0].Error != "" || answers[0].Output == "" {
 				t.Errorf("%s to svr.py: %+v", name, answers[0])
@@ -72,11 +72,11 @@ func TestFleetSafeAgainstSvrPy(t *testing.T) {
 // allows; svr.py (which runs ps for the probe) and a server that echoes
 // are not taken for it.
 func TestIdentify(t *testing.T) {
-	id, err := identify(context.Background(), "127.0.0.1", port(t, startSVR(t, "w", "ps", "json")), 5*time.Second)
+	id, err := identify(context.Background(), "127.0.0.1", port(t, startSVR(t, "w", "ps", "json")), noLimit)
 	if err != nil || !id.Tcplab || !slices.Equal(id.Allowed, []string{"json", "ps", "w"}) {
 		t.Fatalf("tcplab svr: %+v, %v", id, err)
 	}
-	id, err = identify(context.Background(), "127.0.0.1", port(t, startPySVR(t, os.Getenv("PATH"))), 5*time.Second)
+	id, err = identify(context.Background(), "127.0.0.1", port(t, startPySVR(t, os.Getenv("PATH"))), noLimit)
 	if id.Tcplab {
 		t.Fatalf("svr.py taken for tcplab svr: %+v, %v", id, err)
 	}
@@ -96,7 +96,7 @@ func TestIdentify(t *testing.T) {
 		c.Write([]byte("unknown command \"ps #tcplab\"; allowed: a b\n"))
 		c.Write(b[:n])
 	}()
-	if id, _ := identify(context.Background(), "127.0.0.1", port(t, echo.Addr().String()), 5*time.Second); id.Tcplab {
+	if id, _ := identify(context.Background(), "127.0.0.1", port(t, echo.Addr().String()), noLimit); id.Tcplab {
 		t.Fatalf("a server answering something else after the line taken for tcplab svr: %+v", id)
 	}
 }
@@ -125,11 +125,11 @@ func TestIdentifyLetsSvrPyFinish(t *testing.T) {
 	py := startPySVR(t, dir+":"+os.Getenv("PATH"))
 	h, p, _ := net.SplitHostPort(py)
 	for range 2 {
-		if id, err := identify(context.Background(), h, p, 20*time.Second); id.Tcplab {
+		if id, err := identify(context.Background(), h, p, noLimit); id.Tcplab {
 			t.Fatalf("svr.py taken for tcplab svr: %+v, %v", id, err)
 		}
 	}
-	sums := SummarizeFleet(context.Background(), []string{py}, 20*time.Second)
+	sums := SummarizeFleet(context.Background(), []string{py}, noLimit)
 	if s := sums[0].Summary; s == nil || sums[0].Error != "" {
 		t.Fatalf("svr.py after two probes: %+v", sums[0])
 	}
@@ -144,7 +144,7 @@ func TestFleetReportsBusyHost(t *testing.T) {
 		c.SetReadDeadline(time.Now().Add(5 * time.Second))
 		io.Copy(io.Discard, c)
 	})
-	a := AskFleet(context.Background(), []string{host}, "json", 5*time.Second)[0]
+	a := AskFleet(context.Background(), []string{host}, "json", noLimit)[0]
 	if !strings.Contains(a.Error, "refused the connection: busy: max number of clients reached") {
 		t.Errorf("busy host: %+v", a)
 	}
@@ -158,7 +158,7 @@ func TestAskFleet(t *testing.T) {
 	dead.Close()
 	hosts := []string{withJSON, classic, deadAddr, "nocolon"}
 
-	answers := AskFleet(context.Background(), hosts, "w", 5*time.Second)
+	answers := AskFleet(context.Background(), hosts, "w", noLimit)
 	for i, a := range answers[:2] {
 		if a.Host != hosts[i] || a.Error != "" || !strings.Contains(a.Output, "load average") {
 			t.Errorf("answer %d: %+v", i, a)
@@ -168,7 +168,7 @@ func TestAskFleet(t *testing.T) {
 		t.Errorf("failures: %+v %+v", answers[2], answers[3])
 	}
 
-	sums := SummarizeFleet(context.Background(), hosts, 5*time.Second)
+	sums := SummarizeFleet(context.Background(), hosts, noLimit)
 	if s := sums[0].Summary; s == nil || s.Source != "json" || s.Procs == 0 {
 		t.Errorf("json host: %+v", sums[0])
 	}
@@ -209,13 +209,13 @@ func TestIsConnectError(t *testing.T) {
 	}
 	deadHost, deadPort, _ := net.SplitHostPort(dead.Addr().String())
 	dead.Close()
-	_, err = Ask(context.Background(), deadHost, deadPort, "w", 5*time.Second, io.Discard, 0)
+	_, err = Ask(context.Background(), deadHost, deadPort, "w", noLimit, io.Discard, 0)
 	if err == nil || !isConnectError(err) || !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("refused: %v, isConnectError %v", err, isConnectError(err))
 	}
 	h, p, _ := net.SplitHostPort(startSVR(t, "w"))
 	tlsCtx := endpoint.WithTLS(context.Background(), &tls.Config{RootCAs: x509.NewCertPool()})
-	_, err = Ask(tlsCtx, h, p, "w", 5*time.Second, io.Discard, 0)
+	_, err = Ask(tlsCtx, h, p, "w", noLimit, io.Discard, 0)
 	if err == nil || isConnectError(err) || !strings.HasPrefix(err.Error(), "tls handshake with") {
 		t.Errorf("TLS to a plaintext server: %v, isConnectError %v", err, isConnectError(err))
 	}

@@ -5,8 +5,8 @@ import (
 	"context"
 	"errors"
 	"net"
+	"sync"
 	"testing"
-	"time"
 
 	"github.com/tcplab/tcplab/internal/server"
 )
@@ -38,22 +38,58 @@ func TestAskReportsARefusal(t *testing.T) {
 	host, port, _ := net.SplitHostPort(ln.Addr().String())
 
 	// The first client is served, and holds the only slot; what it gets
-	// begins like a refusal but is not one, so it comes out whole.
-	var first bytes.Buffer
+	// begins like a refusal but is not one, so it comes out whole, before
+	// the answer ends (the handler never closes: the test ends the client
+	// once it has the answer).
+	const answer = "busy: not a refusal, for it goes on\nsecond line\n"
+	first := &waitWriter{want: answer, seen: make(chan struct{})}
+	firstCtx, stopFirst := context.WithCancel(context.Background())
+	defer stopFirst()
 	firstDone := make(chan error, 1)
 	go func() {
-		_, err := Ask(context.Background(), host, port, "w", 300*time.Millisecond, &first, 0)
+		_, err := Ask(firstCtx, host, port, "w", noLimit, first, 0)
 		firstDone <- err
 	}()
 	<-held
 	var out bytes.Buffer
-	_, err = Ask(context.Background(), host, port, "w", 5*time.Second, &out, 0)
+	_, err = Ask(context.Background(), host, port, "w", noLimit, &out, 0)
 	want := "server at " + ln.Addr().String() + " refused the connection: busy: max number of clients reached (1); try again later"
 	if err == nil || err.Error() != want || out.Len() != 0 {
 		t.Fatalf("Ask at a full server: %v, wrote %q; want %q", err, out.String(), want)
 	}
-	<-firstDone // timed out: the handler never closes
-	if got := first.String(); got != "busy: not a refusal, for it goes on\nsecond line\n" {
+	select {
+	case <-first.seen:
+	case err := <-firstDone:
+		t.Fatalf("first client ended (%v) with %q, want %q", err, first.String(), answer)
+	}
+	stopFirst()
+	<-firstDone
+	if got := first.String(); got != answer {
 		t.Fatalf("first answer: %q", got)
 	}
+}
+
+// waitWriter keeps what is written to it and closes seen once that is
+// want.
+type waitWriter struct {
+	mu   sync.Mutex
+	b    bytes.Buffer
+	want string
+	seen chan struct{}
+}
+
+func (w *waitWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.b.Write(p)
+	if w.b.String() == w.want {
+		close(w.seen)
+	}
+	return len(p), nil
+}
+
+func (w *waitWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
 }

@@ -118,10 +118,15 @@ func (s *Store) receive(ps *redis.PubSub) (heard bool) {
 		heard, pinged = true, false
 		switch m := msg.(type) {
 		case *redis.Subscription:
-			// (Re)subscribed: Redis is there. Messages sent while the
-			// subscription was down are lost, so forget what they would
-			// have announced and wake the watchers to look again.
-			s.recovered(time.Now())
+			// (Re)subscribed. Messages sent while the subscription was
+			// down are lost, so forget what they would have announced
+			// and wake the watchers to look again. That is no sign
+			// that Redis can serve: it answers SUBSCRIBE while still
+			// loading its data, and -LOADING to everything else. The
+			// keeper's probe, a write, tells.
+			if s.health.err() != nil {
+				s.probeNow()
+			}
 			s.count.invalidate()
 			s.count.subscribed.Store(true)
 			s.feed.watchers.Signal()

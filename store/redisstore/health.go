@@ -157,10 +157,15 @@ func (s *Store) failed(err error) {
 	}
 	if s.health.lost(cause(err)) {
 		s.log.Error("redis lost; refusing appends and retrying with backoff", "redis", s.addr, "err", s.wrap("", err))
-		select {
-		case s.health.kick <- struct{}{}:
-		default:
-		}
+		s.probeNow()
+	}
+}
+
+// probeNow wakes the keeper to probe Redis at once.
+func (s *Store) probeNow() {
+	select {
+	case s.health.kick <- struct{}{}:
+	default:
 	}
 }
 

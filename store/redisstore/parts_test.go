@@ -93,32 +93,55 @@ func TestCountCacheFreshness(t *testing.T) {
 func TestLocalCopyMerge(t *testing.T) {
 	var c localCopy
 	before := c.snapshot()
-	v, gen, dropped := c.merge(before, answer{epoch: "e1", data: "hello", sum: 1})
+	v, gen, dropped, _ := c.merge(before, answer{epoch: "e1", data: "hello", sum: 1}, false)
 	if string(v) != "hello" || gen != 0 || dropped != 0 {
 		t.Fatalf("first answer: %q gen %d dropped %d", v, gen, dropped)
 	}
 	first := v
 	old := c.snapshot()
-	v, gen, _ = c.merge(old, answer{epoch: "e1", from: 5, data: " world", sum: 2})
+	v, gen, _, _ = c.merge(old, answer{epoch: "e1", from: 5, data: " world", sum: 2}, false)
 	if string(v) != "hello world" || gen != 0 {
 		t.Fatalf("continuing answer: %q gen %d", v, gen)
 	}
-	if v, _, _ = c.merge(before, answer{epoch: "e1", data: "hello", sum: 1}); string(v) != "hello" {
+	if v, _, _, _ = c.merge(before, answer{epoch: "e1", data: "hello", sum: 1}, false); string(v) != "hello" {
 		t.Fatalf("overtaken answer: %q, want the older point hello", v)
 	}
-	v, gen, dropped = c.merge(c.snapshot(), answer{epoch: "e2", data: "Z", sum: 3, why: "epoch"})
+	v, gen, dropped, _ = c.merge(c.snapshot(), answer{epoch: "e2", data: "Z", sum: 3, why: "epoch"}, false)
 	if string(v) != "Z" || gen != 1 || dropped != len("hello world") {
 		t.Fatalf("reset: %q gen %d dropped %d, want Z gen 1 dropped 11", v, gen, dropped)
 	}
-	v, gen, _ = c.merge(old, answer{epoch: "e1", from: 5, data: "!", sum: 4})
+	v, gen, _, _ = c.merge(old, answer{epoch: "e1", from: 5, data: "!", sum: 4}, false)
 	if string(v) != "hello!" || gen != 0 {
 		t.Fatalf("answer to a request built before the reset: %q gen %d, want hello! in gen 0", v, gen)
 	}
-	v, gen, dropped = c.merge(c.snapshot(), answer{data: "raw", why: "foreign"})
+	v, gen, dropped, _ = c.merge(c.snapshot(), answer{data: "raw", why: "foreign"}, false)
 	if string(v) != "raw" || gen != 2 || dropped != 1 || c.snapshot().buf != nil {
 		t.Fatalf("answer with no epoch: %q gen %d dropped %d, copy %q: want raw, gen 2, no copy kept", v, gen, dropped, c.snapshot().buf)
 	}
 	if string(first) != "hello" {
 		t.Fatalf("a slice handed out changed to %q", first)
+	}
+}
+
+// A read sent before the copy last changed, whose answer does not continue
+// the copy, may be older than the copy: it is not merged, and the read is
+// asked again; asked again with the copy as it is, the same answer is a
+// reset. (Before: a read sent while v was absent and answered after the
+// first append dropped the copy: a false reset.)
+func TestLocalCopyMergeOvertakenRead(t *testing.T) {
+	var c localCopy
+	read := c.snapshot() // a read goes out while v is absent
+	if _, _, _, ok := c.merge(c.snapshot(), answer{epoch: "e1", data: "hello", sum: 1, why: "absent"}, false); !ok {
+		t.Fatal("an append's answer not merged")
+	}
+	if _, _, dropped, ok := c.merge(read, answer{why: "absent"}, true); ok || dropped != 0 {
+		t.Fatalf("overtaken read: merged %v, dropped %d; want it asked again", ok, dropped)
+	}
+	if v, gen, _, ok := c.merge(c.snapshot(), answer{epoch: "e1", from: 5, sum: 1}, true); !ok || string(v) != "hello" || gen != 0 {
+		t.Fatalf("read asked again: %q gen %d merged %v, want hello in gen 0", v, gen, ok)
+	}
+	v, gen, dropped, ok := c.merge(c.snapshot(), answer{why: "absent"}, true)
+	if !ok || string(v) != "" || gen != 1 || dropped != 5 {
+		t.Fatalf("read after a DEL: %q gen %d dropped %d merged %v, want a reset to gen 1", v, gen, dropped, ok)
 	}
 }

@@ -246,7 +246,7 @@ func (s *Store) runBatch(batch []*appendReq, payload []byte) {
 		fail(s.wrap("append", err))
 		return
 	}
-	v, gen := s.merge(snap, a)
+	v, gen, _ := s.merge(snap, a, false)
 	n := start
 	for _, r := range batch {
 		n += len(r.p)
@@ -307,25 +307,36 @@ func (s *Store) read(ctx context.Context) ([]byte, uint64, error) {
 	if err := s.awaitUsable(ctx, opTimeout); err != nil {
 		return nil, 0, err
 	}
-	snap := s.local.snapshot()
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
+	for {
+		v, gen, again, err := s.readOnce(ctx)
+		if !again {
+			return v, gen, err
+		}
+	}
+}
+
+// readOnce is one read script. again says its answer was overtaken (see
+// localCopy.merge) and the read must be asked again.
+func (s *Store) readOnce(ctx context.Context) (v []byte, gen uint64, again bool, err error) {
+	snap := s.local.snapshot()
 	sent := time.Now()
 	res, err := readScript.Run(ctx, s.client, s.names.value, snap.epoch, len(snap.buf), snap.sum).Slice()
 	if err != nil {
 		s.failed(err)
-		return nil, 0, s.wrap("read", err)
+		return nil, 0, false, s.wrap("read", err)
 	}
 	s.recovered(sent)
 	if len(res) != 5 {
-		return nil, 0, fmt.Errorf("redis %s read: unexpected reply of %d elements", s.addr, len(res))
+		return nil, 0, false, fmt.Errorf("redis %s read: unexpected reply of %d elements", s.addr, len(res))
 	}
 	a, err := parseAnswer(res[0], res[1], res[2], res[3], res[4])
 	if err != nil {
-		return nil, 0, fmt.Errorf("redis %s read: %w", s.addr, err)
+		return nil, 0, false, fmt.Errorf("redis %s read: %w", s.addr, err)
 	}
-	v, gen := s.merge(snap, a)
-	return v, gen, nil
+	v, gen, ok := s.merge(snap, a, true)
+	return v, gen, !ok, nil
 }
 
 // localCopy is this process's copy of a prefix of v and its identity in
@@ -357,7 +368,16 @@ func (c *localCopy) snapshot() copyState {
 // copy when the answer extends it and dropping it when the answer shows
 // that Redis lost it. dropped is then the length of the copy dropped (a
 // new generation); it is 0 otherwise.
-func (c *localCopy) merge(snap copyState, a answer) (v []byte, gen uint64, dropped int) {
+//
+// An answer that would drop the copy, to a request sent before the copy
+// last changed, may be older than the answers that changed it: a read sent
+// while v was absent can be answered "no v" after the first append was
+// answered and merged. It proves no reset then. With retry (a read, which
+// can be asked again), such an answer is not merged (ok false) and the
+// caller asks again with the copy as it is now; a real reset is seen by
+// that request. An append cannot be asked again, and its answer always
+// carries v's epoch: it is always merged.
+func (c *localCopy) merge(snap copyState, a answer, retry bool) (v []byte, gen uint64, dropped int, ok bool) {
 	total := a.from + len(a.data)
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -368,17 +388,20 @@ func (c *localCopy) merge(snap copyState, a answer) (v []byte, gen uint64, dropp
 		// generation, and a client seeing it will be told of the reset
 		// by its next answer.
 		v := make([]byte, 0, total)
-		return append(append(v, snap.buf[:a.from]...), a.data...), snap.gen, 0
+		return append(append(v, snap.buf[:a.from]...), a.data...), snap.gen, 0, true
 	case a.from > 0 || (a.epoch != "" && a.epoch == c.epoch && len(a.data) >= len(c.buf) && a.data[:len(c.buf)] == string(c.buf)):
 		// The answer continues the copy.
 		if len(c.buf) < total {
 			c.buf = append(c.buf, a.data[len(c.buf)-a.from:]...)
 			c.sum = a.sum
 		}
-		return c.buf[:total:total], c.gen, 0
+		return c.buf[:total:total], c.gen, 0, true
 	case a.epoch != "" && a.epoch == c.epoch && len(a.data) < len(c.buf) && string(c.buf[:len(a.data)]) == a.data:
 		// An older point of the copy (a request overtaken by another).
-		return c.buf[:total:total], c.gen, 0
+		return c.buf[:total:total], c.gen, 0, true
+	case retry && len(c.buf) > 0 && (snap.gen != c.gen || snap.epoch != c.epoch || len(snap.buf) != len(c.buf)):
+		// Perhaps overtaken: ask again.
+		return nil, 0, 0, false
 	}
 	if len(c.buf) > 0 {
 		c.gen++
@@ -388,19 +411,19 @@ func (c *localCopy) merge(snap copyState, a answer) (v []byte, gen uint64, dropp
 	if a.epoch == "" {
 		// Not tied to an epoch: nothing to extend later.
 		c.buf, c.sum = nil, 0
-		return []byte(a.data), c.gen, dropped
+		return []byte(a.data), c.gen, dropped, true
 	}
-	return c.buf[:total:total], c.gen, dropped
+	return c.buf[:total:total], c.gen, dropped, true
 }
 
 // merge is localCopy.merge, saying at WARN when the copy is dropped.
-func (s *Store) merge(snap copyState, a answer) ([]byte, uint64) {
-	v, gen, dropped := s.local.merge(snap, a)
+func (s *Store) merge(snap copyState, a answer, retry bool) ([]byte, uint64, bool) {
+	v, gen, dropped, ok := s.local.merge(snap, a, retry)
 	if dropped > 0 {
 		s.log.Warn("v in Redis is not the v this server had: "+resetCause(a.why)+"; ending the framed clients that hold the old v",
 			"redis", s.addr, "key", s.names.key, "had_bytes", dropped, "now_bytes", len(v))
 	}
-	return v, gen
+	return v, gen, ok
 }
 
 // resetCause says in words what a script's why means.
