@@ -301,9 +301,10 @@ func (s *Server) awaitGoAhead(stopping context.Context, conn net.Conn, m stream.
 const drainMax = MaxMessage
 
 // finish ends a complete transfer so that the client gets all of it and
-// a FIN: it half-closes (the FIN goes after the last copy) and waits,
-// within WriteIdle or until ctx ends, until the client's kernel has
-// acknowledged everything sent and the FIN, while tail goes on reading
+// a FIN: it half-closes (the FIN goes after the last copy) and waits
+// (until ctx ends, or WriteIdle passes with no progress) until the
+// client's kernel has acknowledged everything sent and the FIN, while
+// tail goes on reading
 // and dropping what the client still sends (bytes after the newline that
 // ended its message, say). Without that reading, closing a socket with
 // unread bytes makes the kernel answer with a reset and drop the copies
@@ -317,6 +318,7 @@ func (s *Server) finish(ctx context.Context, conn net.Conn, tail *tailWatch, m s
 	}
 	idle := s.writeIdle()
 	end := time.Now().Add(idle)
+	queued := -1 // bytes not yet acknowledged, at the last look
 	got := tail.got
 	pause := time.Millisecond
 	for {
@@ -344,8 +346,15 @@ func (s *Server) finish(ctx context.Context, conn net.Conn, tail *tailWatch, m s
 		if ok {
 			return nil
 		}
+		// A slow reader still taking the answer queued in the kernel is
+		// given idle more after each acknowledgement, as the writes give
+		// it after each accepted write: idle bounds a wait without
+		// progress, not the drain.
+		if st, err := stream.ReadTCPStats(conn); err == nil && st.SendQueued != queued {
+			queued, end = st.SendQueued, time.Now().Add(idle)
+		}
 		if !time.Now().Before(end) {
-			return fmt.Errorf("%s did not acknowledge the end of the answer within %s", conn.RemoteAddr(), idle)
+			return fmt.Errorf("%s acknowledged nothing of the end of the answer for %s", conn.RemoteAddr(), idle)
 		}
 		t := time.NewTimer(pause)
 		select {

@@ -89,15 +89,15 @@ func TestTMSStopsWhenAsked(t *testing.T) {
 		}
 	})
 	t.Run("SIGINT mid-transfer that ends within --grace", func(t *testing.T) {
-		// 12 MB: more than the kernel's buffers hold, so the transfer is
-		// still in flight when the signal comes.
-		srv := startCmd(t, captured, captured, "tms", "--no-wait", "--grace", "1h", "--copies", "3000000", "0")
+		// 40 MB: more than the kernel's buffers on loopback hold (about
+		// 10 MB), so the transfer is still in flight when the signal
+		// comes; the client reads nothing more until tms has taken it.
+		srv := startCmd(t, captured, captured, "tms", "--no-wait", "--grace", "1h", "--copies", "10000000", "0")
 		c, err := net.Dial("tcp", "127.0.0.1:"+srv.port(t))
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		c.(*net.TCPConn).SetReadBuffer(4096)
 		c.Write([]byte("abc\n"))
 		var one [1]byte
 		if _, err := io.ReadFull(c, one[:]); err != nil {
@@ -106,7 +106,7 @@ func TestTMSStopsWhenAsked(t *testing.T) {
 		srv.signal(t, syscall.SIGINT)
 		srv.waitOut(t, `msg="shutting down"`)
 		n, err := io.Copy(io.Discard, c)
-		if err != nil || n != 12_000_000-1 {
+		if err != nil || n != 40_000_000-1 {
 			t.Errorf("read %d more bytes, %v: want the rest of the answer and its end", n, err)
 		}
 		expectEnd(t, srv, exitInterrupted, `(?m)msg="transfer done"`)
