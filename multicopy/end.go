@@ -27,9 +27,11 @@ import (
 //     from it works again, if it ever stopped), and
 //   - long enough after that for a segment of the string still in the
 //     client's hands to have been sent again at least once, twice when the
-//     link has shown trouble (its retransmission timer doubles at each
-//     try: a segment first sent at T0 is sent again by T0 + 2(t - T0) +
-//     RTO after any moment t), and
+//     link has shown trouble or the message came in pieces (its
+//     retransmission timer doubles at each try: a segment first sent at
+//     T0 is sent again by T0 + 2(t - T0) + RTO after any moment t, and t
+//     is no sooner than the acknowledgement of the answer: the path from
+//     the client is known to work from then, not before), and
 //   - no byte past the guessed end has arrived meanwhile.
 //
 // A byte that does arrive turns the ending into a reset: the client sees
@@ -216,7 +218,16 @@ func (s *Server) confirmEnd(ctx context.Context, conn net.Conn, m stream.Message
 		if since.IsZero() {
 			continue
 		}
-		trouble := !clean || breaks > 0 || st.Retransmits > before.Retransmits || st.Backoff > 0 || st.OutOfOrderPackets > 0
+		// A message typed in pieces gets two tries too: its last piece
+		// alone may have been lost, with no later byte to show it.
+		trouble := !clean || m.LongestPause >= piecePause || breaks > 0 || st.Retransmits > before.Retransmits || st.Backoff > 0 || st.OutOfOrderPackets > 0
+		// The client's path is known to work from when it acknowledged
+		// the answer, not before: a blackout too short to break the
+		// stretch (the answer sent into it, or the quiet before it) may
+		// have swallowed the first tries of a segment still due.
+		if a := acked.Add(-max(st.RTT, st.RcvRTT) / 2); a.After(since) {
+			since = a
+		}
 		until := holdUntil(st, m.Last, since, trouble)
 		if until.Sub(acked) > maxHold {
 			return fmt.Errorf("cannot confirm where the %d-byte message ended: the link was out for %s", len(m.Bytes), since.Sub(m.Last).Round(time.Second))
@@ -226,6 +237,11 @@ func (s *Server) confirmEnd(ctx context.Context, conn net.Conn, m stream.Message
 		}
 	}
 }
+
+// piecePause is the least pause between reads that shows a message
+// written in pieces: one write arrives without one on any but a slow
+// link (stream's gap rule uses the same mark).
+const piecePause = 5 * time.Millisecond
 
 // minRTO is Linux's and RFC 6298's least retransmission timeout.
 const minRTO = 200 * time.Millisecond
