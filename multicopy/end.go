@@ -220,7 +220,7 @@ func (s *Server) confirmEnd(ctx context.Context, conn net.Conn, m stream.Message
 		}
 		// A message typed in pieces gets two tries too: its last piece
 		// alone may have been lost, with no later byte to show it.
-		trouble := !clean || m.LongestPause >= piecePause || breaks > 0 || st.Retransmits > before.Retransmits || st.Backoff > 0 || st.OutOfOrderPackets > 0
+		trouble := !clean || m.PiecePause >= piecePause || breaks > 0 || st.Retransmits > before.Retransmits || st.Backoff > 0 || st.OutOfOrderPackets > 0
 		// The client's path is known to work from when it acknowledged
 		// the answer, not before: a blackout too short to break the
 		// stretch (the answer sent into it, or the quiet before it) may

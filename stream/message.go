@@ -100,6 +100,12 @@ type Message struct {
 	// pause of a retransmission timeout or more (200 ms and up) shows a
 	// segment lost and sent again, or a stalled link.
 	LongestPause time.Duration
+	// PiecePause is the longest such wait after a read of fewer than
+	// smallPiece bytes: the pace of a sender that writes in small pieces
+	// (a byte at a time, as typed). A single large write delivered in
+	// chunks on a loaded machine pauses too, but after full reads, and
+	// does not count.
+	PiecePause time.Duration
 	// Settled is how much longer than the gap the reader waited after
 	// the last byte because the socket showed a segment might still be
 	// due (EndWait), for a message ended by a quiet gap; 0 when the gap
@@ -137,6 +143,7 @@ func ReadMessageEnding(ctx context.Context, conn net.Conn, end MessageEnd) (Mess
 	}
 	var msg []byte
 	var last time.Time // when the last byte arrived
+	var lastN int      // how many bytes the read at last brought
 	// burst is how many bytes were read since a read last returned less
 	// than it asked for: the receive queue was empty then, so the burst
 	// starts at a segment boundary (EndWait).
@@ -169,8 +176,11 @@ func ReadMessageEnding(ctx context.Context, conn net.Conn, end MessageEnd) (Mess
 			now := time.Now()
 			if !last.IsZero() {
 				m.LongestPause = max(m.LongestPause, now.Sub(last))
+				if lastN < smallPiece {
+					m.PiecePause = max(m.PiecePause, now.Sub(last))
+				}
 			}
-			last, m.Last = now, now
+			last, m.Last, lastN = now, now, n
 			if i := bytes.IndexByte(buf[:n], '\n'); i >= 0 {
 				return done(append(msg, buf[:i+1]...), EndNewline)
 			}
@@ -229,8 +239,8 @@ func ReadMessageEnding(ctx context.Context, conn net.Conn, end MessageEnd) (Mess
 // twice its longest pause, so pieces that come at the pace of the ones
 // before are not taken for the end.
 //
-// A message in pieces (any pause of 5 ms or more: a single write arrives
-// without one on any but a slow link) also ends no sooner than
+// A message in pieces (a pause of 5 ms or more after a small read: a
+// single write arrives without one, or after full reads) also ends no sooner than
 // piecesGap after its last byte: one of its small pieces may have been
 // lost and be sent again after the sender's retransmission timeout (200
 // ms and up), and nothing that arrives out of order or is counted shows
@@ -240,12 +250,16 @@ func gap(end MessageEnd, m Message) time.Duration {
 	if !end.Settle {
 		return end.Gap
 	}
-	g := max(end.Gap, 2*m.LongestPause+10*time.Millisecond)
-	if m.LongestPause >= 5*time.Millisecond {
+	g := max(end.Gap, 2*m.PiecePause+10*time.Millisecond)
+	if m.PiecePause >= 5*time.Millisecond {
 		g = max(g, piecesGap)
 	}
 	return g
 }
+
+// smallPiece is the size below which a read counts as a piece of a
+// message written in pieces: less than any segment a bulk write fills.
+const smallPiece = 1024
 
 // piecesGap is the least gap after a message that came in pieces: the
 // least retransmission timeout and a margin for the sender's round trip
