@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strings"
@@ -280,6 +281,83 @@ func TestLabSlowTypistsLastPieceLost(t *testing.T) {
 			}, 60*time.Second)
 			<-served
 			judge(t, "last piece lost", c, msg, copies, &log)
+		})
+	}
+}
+
+// Finding 5 of issue 18, a limit documented rather than fixed: when the
+// link goes dark for good in the middle of an answer, tms gives up after
+// WriteIdle and resets the connection, but the reset is lost in the dark.
+// The tutorial's client (no timeout, nothing left to send, so its kernel
+// sends nothing tms's could answer with another reset) waits for ever;
+// tcplab's client (multicopy.Fetch, as tcplab tmc) gives up after its
+// timeout without data. The test checks both halves of that sentence in
+// docs/multicopy.md: if the tutorial's client ever learnt of the lost
+// reset, the document would be wrong.
+func TestLabLostResetOnADarkLink(t *testing.T) {
+	const copies = 10_000_000 // more than the buffers hold: the answer is in flight when the link goes
+	msg := []byte("abc\n")
+	for _, tc := range []struct {
+		name     string
+		tutorial bool
+	}{{"tutorial client", true}, {"tcplab client", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			l := netlab.ForTest(t)
+			var log syncBuffer
+			addr, served := serveLab(t, l, &Server{Copies: copies, WriteIdle: time.Second, Logger: slog.New(slog.NewTextHandler(&log, nil))})
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			conn, err := l.A.Dial(ctx, addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			if tc.tutorial {
+				if _, err := conn.Write(msg); err != nil {
+					t.Fatal(err)
+				}
+				var one [1]byte
+				if _, err := io.ReadFull(conn, one[:]); err != nil {
+					t.Fatal(err)
+				}
+				if err := l.Partition(true); err != nil { // for good: never lifted
+					t.Fatal(err)
+				}
+				start := time.Now()
+				// The tutorial's client reads until end of file with no
+				// timeout; the test's limit is far past tms's WriteIdle
+				// (1 s) and its wait for the client to be heard (1 s).
+				conn.SetReadDeadline(time.Now().Add(8 * time.Second))
+				_, err := io.Copy(io.Discard, conn)
+				<-served
+				if !isTimeout(err) {
+					t.Fatalf("the tutorial's client ended with %v, not waiting; server log:\n%s", err, &log)
+				}
+				if !strings.Contains(log.String(), "transfer failed") {
+					t.Fatalf("tms did not give up on the dark link; log:\n%s", &log)
+				}
+				t.Logf("the tutorial's client still waiting after %s, tms gone (reset lost): %s", time.Since(start).Round(time.Millisecond), strings.TrimSpace(log.String()))
+				return
+			}
+			// tcplab's client: Fetch with a 2 s timeout without data;
+			// the link goes dark for good at the first bytes of the answer.
+			var once sync.Once
+			var start time.Time
+			_, err = Fetch(ctx, conn, msg, 2*time.Second, 0, func([]byte) {
+				once.Do(func() {
+					if err := l.Partition(true); err != nil {
+						t.Error(err)
+					}
+					start = time.Now()
+				})
+			})
+			took := time.Since(start)
+			<-served
+			if err == nil {
+				t.Fatalf("Fetch returned no error on a dark link")
+			}
+			t.Logf("tcplab's client gave up after %s: %v", took.Round(time.Millisecond), err)
 		})
 	}
 }
