@@ -5,6 +5,7 @@
 //
 //	go run ./bench                 # every section
 //	go run ./bench -only multicopy # one section; the others in the file stay
+//	go run ./bench -only nemesis   # random fault schedules: counts in docs/reliability.md
 //
 // Each section lives in its own file and registers itself in init. Sections
 // compare ratios measured in the same run, never absolute times against a
@@ -15,10 +16,12 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
 	"log"
+	"maps"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -31,11 +34,15 @@ import (
 )
 
 // A section is one benchmark: it runs, and returns Markdown for
-// docs/benchmarks.md (a table and a few lines on what it shows).
+// docs/benchmarks.md (a table and a few lines on what it shows), or for
+// the file doc names.
 type section struct {
 	name  string
 	order int // position in docs/benchmarks.md
 	run   func(ctx context.Context, env *benchEnv) (markdown string, err error)
+	// doc is the Markdown file the section's results go to (default
+	// docs/benchmarks.md; -out overrides it for every section).
+	doc string
 }
 
 var sections []section
@@ -53,8 +60,9 @@ type benchEnv struct {
 
 func main() {
 	only := flag.String("only", "", "comma-separated sections to run (default all)")
-	out := flag.String("out", "docs/benchmarks.md", "Markdown file to update")
+	out := flag.String("out", "", "Markdown file to update (default docs/benchmarks.md, or the section's own: nemesis writes docs/reliability.md)")
 	quick := flag.Bool("quick", false, "small runs, to check the harness (results not written)")
+	binary := flag.String("binary", "", "measure this tcplab binary instead of building one (another build: the figures before a change)")
 	floorPort := flag.Int("floor-server", 0, "serve the sharedstring section's floor server on this port and do nothing else (the section starts it)")
 	flag.Parse()
 	log.SetFlags(0)
@@ -74,11 +82,14 @@ func main() {
 		log.Fatal(err)
 	}
 	defer os.RemoveAll(tmp)
-	bin := filepath.Join(tmp, "tcplab")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/tcplab")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		log.Fatalf("build tcplab: %v", err)
+	bin := *binary
+	if bin == "" {
+		bin = filepath.Join(tmp, "tcplab")
+		build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/tcplab")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			log.Fatalf("build tcplab: %v", err)
+		}
 	}
 	env := &benchEnv{tcplab: bin, root: root, tmp: tmp, quick: *quick, logf: log.Printf}
 
@@ -89,7 +100,7 @@ func main() {
 			want[n] = true
 		}
 	}
-	results := map[string]string{}
+	results := map[string]map[string]string{} // file → section → Markdown
 	failed := false
 	for _, s := range sections {
 		if len(want) > 0 && !want[s.name] {
@@ -105,15 +116,24 @@ func main() {
 		}
 		log.Printf("%s done in %s", s.name, time.Since(start).Round(time.Second))
 		fmt.Println(md)
-		results[s.name] = fmt.Sprintf("%s\n\nMeasured %s on %s.\n", strings.TrimSpace(md), time.Now().UTC().Format("2006-01-02 15:04 MST"), machine())
+		file := *out
+		if file == "" {
+			file = cmp.Or(s.doc, "docs/benchmarks.md")
+		}
+		if results[file] == nil {
+			results[file] = map[string]string{}
+		}
+		results[file][s.name] = fmt.Sprintf("%s\n\nMeasured %s on %s.\n", strings.TrimSpace(md), time.Now().UTC().Format("2006-01-02 15:04 MST"), machine())
 	}
-	if *quick {
-		log.Printf("-quick: %s left unchanged", *out)
-	} else if len(results) > 0 {
-		if err := update(*out, results); err != nil {
+	for _, file := range slices.Sorted(maps.Keys(results)) {
+		if *quick {
+			log.Printf("-quick: %s left unchanged", file)
+			continue
+		}
+		if err := update(file, results[file]); err != nil {
 			log.Fatal(err)
 		}
-		log.Printf("wrote %s", *out)
+		log.Printf("wrote %s", file)
 	}
 	if failed {
 		os.Exit(1)

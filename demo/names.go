@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -86,14 +87,53 @@ const hostsName = "server.lab"
 // address, RFC 5737): the connect fails before any packet leaves.
 const unreachableAddr = "192.0.2.1:9"
 
-// childEnv makes a tcplab process (or a test binary holding this package)
-// the names lesson's child: see namesChild.
+// childEnv asks a tcplab process (or a test binary holding this package)
+// to be the names lesson's child, "NAMESPACE:PORT": see namesChild.
 const childEnv = "TCPLAB_DEMO_NAMES_CHILD"
 
+// The child is chosen before main runs, in any program that holds this
+// package. The variable alone does not choose it: a process is the child
+// only inside the lab namespace the variable names (childPort), so a
+// tcplab command run with the variable set by mistake, or by someone
+// else, does its own job, not the lesson's lookups and connection. The
+// variable is removed either way, so nothing this process starts
+// inherits it.
 func init() {
-	if spec := os.Getenv(childEnv); spec != "" {
-		os.Exit(namesChild(spec, os.Stdout))
+	spec, ok := os.LookupEnv(childEnv)
+	if !ok {
+		return
 	}
+	os.Unsetenv(childEnv)
+	if port, ok := childPort(spec); ok {
+		os.Exit(namesChild(port, os.Stdout))
+	}
+}
+
+// childSpec is the value of childEnv that asks for the child in
+// namespace ns, to connect to port.
+func childSpec(ns, port string) string { return ns + ":" + port }
+
+// childPort reads a childSpec and returns its port if this process is
+// inside the lab namespace it names: a netlab namespace, whose
+// /run/netns file is the same namespace as this process's own (the test
+// ip netns identify makes).
+func childPort(spec string) (string, bool) {
+	ns, port, ok := strings.Cut(spec, ":")
+	if !ok || !strings.HasPrefix(ns, "tcplab-") || strings.ContainsAny(ns, "/") {
+		return "", false
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return "", false
+	}
+	self, err := os.Stat("/proc/self/ns/net")
+	if err != nil {
+		return "", false
+	}
+	lab, err := os.Stat(filepath.Join("/run/netns", ns))
+	if err != nil {
+		return "", false
+	}
+	return port, os.SameFile(self, lab)
 }
 
 // childReport is what the child found, as JSON on its standard output.
@@ -332,7 +372,7 @@ func (o *namesObservations) runChild(ctx context.Context, h *netlab.Host, port s
 		return fmt.Errorf("the names lesson's program: %w", err)
 	}
 	cmd := h.Command(ctx, exe)
-	cmd.Env = append(os.Environ(), childEnv+"="+port, "GODEBUG=netdns=2")
+	cmd.Env = append(os.Environ(), childEnv+"="+childSpec(h.Name, port), "GODEBUG=netdns=2")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

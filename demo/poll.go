@@ -56,6 +56,10 @@ type PollObservations struct {
 
 // Summary implements Observations.
 func (o *PollObservations) Summary() string {
+	if o.Conns == 0 {
+		return fmt.Sprintf("no idle connections (ulimit -n too low); epoll loop served %s in %d waits",
+			strings.Join(o.EpollOrder, ", "), o.EpollWaits)
+	}
 	return fmt.Sprintf("held %d idle connections on %d goroutines, %s Go memory per connection; epoll loop served %s in %d waits",
 		o.Held, o.Goroutines, byteCount(o.GoBytesPerConn), strings.Join(o.EpollOrder, ", "), o.EpollWaits)
 }
@@ -74,6 +78,23 @@ func runPoll(ctx context.Context, w io.Writer, _ Options) (Observations, error) 
 	if err := pollGoroutines(ctx, obs); err != nil {
 		return nil, err
 	}
+	if obs.Conns == 0 {
+		p.line("Skipped:  ", "idle connections: the descriptor limit (ulimit -n) leaves room for none; %d would hold all %d.", 2*pollConns+pollSpareFDs, pollConns)
+	} else {
+		obs.narrateIdle(p)
+	}
+	p.tutorial("select()/poll() ask the OS which sockets are ready, instead of trying each in turn (6.2).")
+	if err := pollEpoll(ctx, obs); err != nil {
+		return nil, err
+	}
+	p.do("an epoll loop (x/sys/unix) serves three clients; they send in the order c3, c1, c2.")
+	p.saw("the loop served %s, in %d epoll_wait calls; replies: %q.",
+		strings.Join(obs.EpollOrder, ", "), obs.EpollWaits, obs.EpollReplies)
+	return obs, p.err()
+}
+
+// narrateIdle tells what the idle connections cost.
+func (obs *PollObservations) narrateIdle(p *page) {
 	p.do("open %d connections to one server (internal/server, a goroutine each) and leave them idle.", obs.Conns)
 	p.saw("the server held %d at once, on %d more goroutines.", obs.Held, obs.Goroutines)
 	if obs.RSSBytesPerConn > 0 {
@@ -86,16 +107,12 @@ func runPoll(ctx context.Context, w io.Writer, _ Options) (Observations, error) 
 	p.saw("one of them, written to while the rest idled, echoed in %s.", ms(obs.EchoRTT))
 	p.note("a blocked Read parks its goroutine (a few KiB of stack) and registers the socket with the")
 	p.note("runtime's epoll poller: blocking code per client, nonblocking sockets underneath, no round-robin.")
-
-	p.tutorial("select()/poll() ask the OS which sockets are ready, instead of trying each in turn (6.2).")
-	if err := pollEpoll(ctx, obs); err != nil {
-		return nil, err
-	}
-	p.do("an epoll loop (x/sys/unix) serves three clients; they send in the order c3, c1, c2.")
-	p.saw("the loop served %s, in %d epoll_wait calls; replies: %q.",
-		strings.Join(obs.EpollOrder, ", "), obs.EpollWaits, obs.EpollReplies)
-	return obs, p.err()
 }
+
+// pollSpareFDs is how many descriptors the poll lesson leaves to the rest
+// of the process (standard streams, the runtime's poller, the listener,
+// the epoll loop's eight) when it sizes its idle connections.
+const pollSpareFDs = 32
 
 // pollConnLimit is how many connections fit in the descriptor limit, two
 // descriptors each (client and server end), with room to spare.
@@ -104,7 +121,16 @@ func pollConnLimit() int {
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
 		return 100
 	}
-	return int(min(uint64(pollConns), (rl.Cur-100)/2))
+	return pollConnsFor(rl.Cur)
+}
+
+// pollConnsFor is pollConnLimit for the descriptor limit cur: from 0
+// (a limit too low for any) to pollConns.
+func pollConnsFor(cur uint64) int {
+	if cur < pollSpareFDs {
+		return 0
+	}
+	return int(min(uint64(pollConns), (cur-pollSpareFDs)/2))
 }
 
 func pollGoroutines(ctx context.Context, obs *PollObservations) error {
@@ -134,6 +160,9 @@ func pollGoroutines(ctx context.Context, obs *PollObservations) error {
 	}()
 
 	n := pollConnLimit()
+	if n == 0 {
+		return nil
+	}
 	goBefore, rssBefore := memNow()
 	grBefore := runtime.NumGoroutine()
 	conns := make([]net.Conn, 0, n)

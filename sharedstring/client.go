@@ -14,6 +14,7 @@ import (
 
 	"github.com/tcplab/tcplab/internal/endpoint"
 	"github.com/tcplab/tcplab/internal/server"
+	"github.com/tcplab/tcplab/stream"
 )
 
 // Mode chooses how a Client talks to the server.
@@ -33,8 +34,9 @@ const (
 const (
 	DefaultProbeTimeout = 300 * time.Millisecond
 	DefaultReplyTimeout = 30 * time.Second
-	// DefaultQuiet is how long a classic client waits for more bytes of a
-	// reply that already looks whole.
+	// DefaultQuiet is the least a classic client waits for more bytes of
+	// a reply that already looks whole; on a real link it waits longer,
+	// in proportion to the link (see Client.Send).
 	DefaultQuiet = 20 * time.Millisecond
 )
 
@@ -60,6 +62,7 @@ type Client struct {
 	tmp    []byte
 
 	needHello bool   // framed: the server's 'h' frame is still to be read
+	shown     bool   // classic: a reply has been taken as whole
 	pending   string // what Send is waiting on replies for: "the letter(s)"
 }
 
@@ -202,9 +205,11 @@ func Probe(ctx context.Context, addr net.Addr, timeout time.Duration) bool {
 // exact. In classic mode no reply says where it ends, so the letters go
 // one at a time, each waiting for its reply, and a reply counts as whole
 // when it extends the previous one, is at least one byte longer, ends with
-// the letter sent, and no more bytes come within Options.Quiet. That is
-// exact unless the network holds back part of a reply for longer than
-// Quiet; the tutorial's client assumed the whole reply would come in one
+// the letter sent, and no more bytes come for a while measured on the
+// link (see quietFor; at least Options.Quiet). A stall longer than that
+// still cuts a reply; its rest then arrives before the next reply or the
+// server's close, and Send or Leave fails saying the reply was longer than
+// shown. The tutorial's client assumed the whole reply would come in one
 // recv(1024).
 func (c *Client) Send(letters []byte) ([]byte, error) {
 	if len(letters) == 0 {
@@ -332,12 +337,17 @@ func (c *Client) readError(err error) error {
 
 // classicLetter sends one letter and reads its reply (see Send).
 func (c *Client) classicLetter(b byte) error {
+	if c.tmp == nil {
+		c.tmp = make([]byte, 64<<10)
+	}
+	// Bytes that come before the letter is sent are the rest of the
+	// reply shown last: say so, never take them as part of this one.
+	if err := c.checkNothingPending(); err != nil {
+		return err
+	}
 	c.conn.SetWriteDeadline(time.Now().Add(c.opts.ReplyTimeout))
 	if _, err := c.conn.Write([]byte{b}); err != nil {
 		return fmt.Errorf("send: %w", endpoint.Cause(err))
-	}
-	if c.tmp == nil {
-		c.tmp = make([]byte, 64<<10)
 	}
 	prev := c.v
 	// A fresh buffer: replies handed out earlier stay valid.
@@ -345,19 +355,31 @@ func (c *Client) classicLetter(b byte) error {
 	whole := func() bool {
 		return len(r) > len(prev) && r[len(r)-1] == b
 	}
-	deadline := time.Now().Add(c.opts.ReplyTimeout)
+	sent := time.Now()
+	deadline := sent.Add(c.opts.ReplyTimeout)
+	var pace replyPace
+	pace.start(sent)
 	for {
 		if whole() {
-			c.conn.SetReadDeadline(time.Now().Add(c.opts.Quiet))
+			c.conn.SetReadDeadline(earliest(time.Now().Add(c.quietFor(&pace)), deadline))
 		} else {
 			c.conn.SetReadDeadline(deadline)
 		}
 		n, err := c.conn.Read(c.tmp)
+		if n > 0 {
+			pace.add(n, time.Now())
+		}
 		if len(r)+n > c.opts.MaxValue {
 			return fmt.Errorf("reply longer than %d bytes", c.opts.MaxValue)
 		}
 		r = append(r, c.tmp[:n]...)
 		if len(r) >= len(prev) && !bytes.HasPrefix(r, prev) {
+			if len(prev) > 0 {
+				// The likely cause on a real link: the last reply was
+				// cut by a stall longer than the wait, and its rest came
+				// first. Or the server does not speak the protocol.
+				return errors.New("the server's reply was longer than shown, or the classic stream is out of step: the next reply does not begin with it")
+			}
 			return errors.New("reply does not extend the previous one: the classic stream is out of step")
 		}
 		if err != nil {
@@ -379,5 +401,131 @@ func (c *Client) classicLetter(b byte) error {
 		}
 	}
 	c.v = r
+	c.shown = true
 	return nil
+}
+
+// replyPace is how the bytes of one classic reply have come so far.
+type replyPace struct {
+	sent, last time.Time
+	bytes      int
+	maxGap     time.Duration // the longest wait between two reads, after the first
+	reads      int
+}
+
+func (p *replyPace) start(sent time.Time) { *p = replyPace{sent: sent, last: sent} }
+
+func (p *replyPace) add(n int, at time.Time) {
+	if p.reads > 0 {
+		p.maxGap = max(p.maxGap, at.Sub(p.last))
+	}
+	p.reads++
+	p.bytes += n
+	p.last = at
+}
+
+// quietFor is how long a classic reply that looks whole (it extends the
+// last one and ends with the letter) is given for more bytes to come
+// before it is taken as whole. The tutorial's protocol marks no end, so
+// this is a guess, made from what the socket and the reply so far tell:
+//
+//   - data queued behind a gap (a segment lost, its successors in): more
+//     is certainly coming, so no end before the reply timeout;
+//   - a reply that ends on a full-size segment: the server writes a reply
+//     in one call, which TCP cuts into full segments and a shorter last
+//     one, so the sender was most likely cut off mid-reply (a stall, a
+//     blackout, a lost segment with nothing after it); waited for up to
+//     FullSegmentWait (3 s), or four retransmission timeouts if longer;
+//   - otherwise (a short last segment: how a reply ends) twice the round
+//     trip and three times the longest pause between the reply's
+//     segments so far, so that a slow link's next segment is waited for;
+//     at least Options.Quiet.
+//
+// Without TCP statistics (not a TCP connection) it is Options.Quiet. A
+// reply cut anyway (a stall longer than the wait) is found afterwards:
+// its rest arrives before the next reply or before the server's close
+// (Leave), and the client says so instead of going on.
+func (c *Client) quietFor(p *replyPace) time.Duration {
+	st, err := stream.ReadTCPStats(c.conn)
+	if err != nil {
+		return c.opts.Quiet
+	}
+	if st.OutOfOrderQueued {
+		return c.opts.ReplyTimeout
+	}
+	q := max(c.opts.Quiet, 2*st.RTT, 3*p.maxGap)
+	// The server cuts at its MSS, which on a path the same both ways is
+	// the one this side sends with. Not RcvMSS: the kernel's estimate of
+	// it is the largest segment seen so far, so on loopback (MSS 65,483)
+	// every reply longer than the ones before would look full.
+	if mss := st.SndMSS; mss > 0 && p.bytes%mss == 0 {
+		q = max(q, FullSegmentWait, 4*st.RTO)
+	}
+	return min(q, c.opts.ReplyTimeout)
+}
+
+// FullSegmentWait is the least a classic client waits for more of a reply
+// whose bytes so far fill whole segments (see quietFor).
+const FullSegmentWait = 3 * time.Second
+
+// checkNothingPending fails if bytes have arrived since the last reply was
+// taken as whole: they are the rest of it.
+func (c *Client) checkNothingPending() error {
+	st, err := stream.ReadTCPStats(c.conn)
+	if err != nil || !c.shown || (st.Readable == 0 && !st.OutOfOrderQueued) {
+		return nil
+	}
+	c.conn.SetReadDeadline(time.Now().Add(c.opts.Quiet))
+	n, _ := c.conn.Read(c.tmp)
+	if n > 0 {
+		return c.longerThanShown(n)
+	}
+	return nil // end of file, or nothing yet: the send or the read says
+}
+
+func (c *Client) longerThanShown(n int) error {
+	return fmt.Errorf("the server's reply was longer than shown: %d more bytes of it came after it was taken as whole", n)
+}
+
+// Leave ends the connection as the tutorial's client does (to the server,
+// the client leaves). In classic mode it first checks that the last reply
+// taken as whole was whole: it half-closes, so the server ends the
+// connection after its last reply, and bytes that come before that end
+// are the rest of a reply shown cut; Leave then says so. It waits for the
+// server's end for up to the reply timeout, bounded to a few seconds; a
+// server that does not close by then is left as it is. Leave closes the
+// connection in every case.
+func (c *Client) Leave() error {
+	defer c.conn.Close()
+	if c.framed || !c.shown {
+		return nil
+	}
+	if err := stream.CloseWrite(c.conn); err != nil {
+		return nil // the server is gone: nothing more can come
+	}
+	wait := 2 * time.Second
+	if st, err := stream.ReadTCPStats(c.conn); err == nil {
+		wait = max(wait, 4*st.RTO)
+	}
+	c.conn.SetReadDeadline(time.Now().Add(min(wait, c.opts.ReplyTimeout)))
+	extra := 0
+	for {
+		n, err := c.conn.Read(c.tmp)
+		extra += n
+		if err != nil {
+			break
+		}
+	}
+	if extra > 0 {
+		return c.longerThanShown(extra)
+	}
+	return nil
+}
+
+// earliest is the earlier of two times.
+func earliest(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }

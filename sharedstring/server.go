@@ -38,6 +38,10 @@ const (
 	// readChunk is how many letters one read takes at most; they are
 	// appended in one Store.Append and answered in one writev.
 	readChunk = 4096
+	// DefaultWatchOutage is how long a watcher waits out a store that
+	// cannot be read: a stall or a restart of Redis is waited out and the
+	// watcher caught up; a longer outage is said.
+	DefaultWatchOutage = 10 * time.Second
 )
 
 // Server is the shared-string protocol: strsvr. It is a server.Handler
@@ -94,6 +98,14 @@ type Server struct {
 	// saying so instead of the 'h' frame, and is closed. Zero means a
 	// quarter of MaxConns (at least 1), DefaultMaxWatchers by default.
 	MaxWatchers int
+
+	// WatchOutage is how long a watcher waits out a store that cannot be
+	// read (Redis stalled, lost, partitioned away) before it is ended with
+	// an 'e' frame saying so; until then it reads again whenever the store
+	// signals (one that finds Redis again does at once) or every second,
+	// and so catches up when the store answers. Zero means
+	// DefaultWatchOutage.
+	WatchOutage time.Duration
 
 	// Logger receives connection events. Nil discards.
 	Logger *slog.Logger
@@ -195,14 +207,20 @@ func notRetrying(err error) string {
 
 // finalValue waits for the appends still in flight (their clients are
 // gone, but they may still be stored), so that the v it returns is the v
-// the store keeps.
+// the store keeps. A store that others can write behind its back
+// (store.Checked: Redis) compares all of v first, and says so if what was
+// served differs from what it holds: the final v is always the store's.
 func (s *Server) finalValue() ([]byte, error) {
 	if f, ok := s.Store.(store.Flusher); ok {
 		ctx, cancel := context.WithTimeout(context.Background(), flushWait)
 		f.Flush(ctx)
 		cancel()
 	}
-	v, err := s.Store.Value(context.Background())
+	value := s.Store.Value
+	if c, ok := s.Store.(store.Checked); ok {
+		value = c.CheckedValue
+	}
+	v, err := value(context.Background())
 	if err != nil {
 		return nil, &FinalValueError{err}
 	}
@@ -585,17 +603,50 @@ func (c *conn) hello() error {
 }
 
 // watch sends a 'w' frame whenever v has grown beyond what the client
-// holds, until ctx ends.
+// holds, until ctx ends. A watcher is current or told, never connected and
+// silent on a stale v: when the store cannot be read (Redis stalled,
+// lost, partitioned away), watch reads again at the store's next signal
+// (a store that finds Redis again signals at once) or after watchRetry,
+// and if reading has failed for WatchOutage it ends the watcher with an
+// 'e' frame saying why.
 func (c *conn) watch(ctx context.Context) {
 	changes, err := c.s.Store.Changes(ctx)
 	if err != nil {
+		if ctx.Err() == nil {
+			c.endWatch("the server cannot watch v for changes; try again later")
+		}
 		return
 	}
+	var failing time.Time // since when reads fail; zero while they work
+	retry := time.NewTimer(watchRetry)
+	defer retry.Stop()
 	for {
 		v, gen, err := c.s.valueGen(ctx)
 		if err != nil {
-			return
+			if ctx.Err() != nil || errors.Is(err, store.ErrClosed) {
+				return
+			}
+			if failing.IsZero() {
+				failing = time.Now()
+			}
+			if outage := c.s.watchOutage(); time.Since(failing) >= outage {
+				c.log.Warn("ending a watcher: v could not be read", "for", time.Since(failing).Round(time.Second), "err", err)
+				c.endWatch(fmt.Sprintf("the server could not read v from its store for %s: v may have changed since what you were shown; try again later", outage))
+				return
+			}
+			retry.Reset(watchRetry)
+			select {
+			case _, ok := <-changes:
+				if !ok {
+					return
+				}
+			case <-retry.C:
+			case <-ctx.Done():
+				return
+			}
+			continue
 		}
+		failing = time.Time{}
 		c.mu.Lock()
 		if gen < c.gen {
 			v = nil // an answer overtaken by a reset: wait for the next
@@ -619,6 +670,26 @@ func (c *conn) watch(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// endWatch ends a watcher with an 'e' frame carrying msg, and closes the
+// connection, which unblocks its reader.
+func (c *conn) endWatch(msg string) {
+	c.mu.Lock()
+	c.sendError(msg)
+	c.mu.Unlock()
+	c.c.Close()
+}
+
+// watchRetry bounds how long a watcher waits to read v again after a read
+// failed, when the store does not signal first.
+const watchRetry = time.Second
+
+func (s *Server) watchOutage() time.Duration {
+	if s.WatchOutage > 0 {
+		return s.WatchOutage
+	}
+	return DefaultWatchOutage
 }
 
 // refresh sets a deadline idle from now unless it was set less than

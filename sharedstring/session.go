@@ -64,8 +64,12 @@ func (c *Client) Session(ctx context.Context, in io.Reader, out io.Writer) error
 		switch {
 		case errors.Is(err, stream.ErrLineTooLong):
 			return fmt.Errorf("line longer than %d bytes", MaxLine)
+		case ctx.Err() != nil:
+			return nil
 		case err != nil || len(line) == 0:
-			return nil // end of input, ctx or an empty line: leave
+			// End of input or an empty line: leave, after checking that
+			// the last classic reply shown was whole.
+			return c.Leave()
 		}
 		v, err := c.Send(line)
 		if err != nil {

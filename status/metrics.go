@@ -3,12 +3,15 @@ package status
 import (
 	"net"
 	"net/http"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"golang.org/x/net/netutil"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Metrics are the server's Prometheus metrics: requests by command and
@@ -48,28 +51,112 @@ func NewMetrics() *Metrics {
 }
 
 // Handler serves the metrics in the Prometheus text format.
+//
+// The process collector's process_network_receive_bytes_total and
+// process_network_transmit_bytes_total are left out: they read
+// /proc/PID/net/dev, which counts the traffic of the process's whole
+// network namespace (every program on the host, without a namespace of
+// svr's own), not svr's.
 func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+	return promhttp.HandlerFor(prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+		mfs, err := m.reg.Gather()
+		return slices.DeleteFunc(mfs, func(mf *dto.MetricFamily) bool {
+			return strings.HasPrefix(mf.GetName(), "process_network_")
+		}), err
+	}), promhttp.HandlerOpts{})
 }
 
-// MaxMetricsConns bounds the connections Serve keeps open at once; further
-// ones wait in the listen backlog. A scraper needs one; the cap keeps
-// anyone else who reaches the port from holding descriptors svr's clients
-// need.
+// MaxMetricsConns bounds the connections Serve keeps open at once. A
+// scraper needs one; the cap keeps anyone else who reaches the port from
+// holding descriptors svr's clients need.
 const MaxMetricsConns = 16
 
 // Serve serves the metrics at /metrics on ln, in the background, until
 // the returned stop is called, which closes ln and every connection.
+//
+// At MaxMetricsConns connections, a new one makes room by closing the
+// connection that has waited longest for a request (idle between
+// keep-alive requests, or connected and silent), as svr's own clients
+// make room (internal/server); connections in the middle of a request
+// are never closed for a newcomer, and with no connection to close the
+// newcomer is. Before, over the cap new connections waited in the listen
+// backlog, and 16 idle keep-alive connections made every scrape wait for
+// the idle timeout.
 func (m *Metrics) Serve(ln net.Listener) (stop func()) {
 	srv := newMetricsServer(m.Handler())
+	cl := &capListener{Listener: ln, max: MaxMetricsConns, conns: make(map[net.Conn]connWait)}
+	srv.ConnState = cl.state
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		srv.Serve(netutil.LimitListener(ln, MaxMetricsConns))
+		srv.Serve(cl)
 	}()
 	return func() {
 		srv.Close()
 		<-done
+	}
+}
+
+// capListener caps the connections of an http.Server (its ConnState
+// reports their states): at max, Accept closes the connection that has
+// waited longest for a request to make room, or the newcomer if every
+// connection is in the middle of a request.
+type capListener struct {
+	net.Listener
+	max   int
+	mu    sync.Mutex
+	conns map[net.Conn]connWait
+}
+
+// connWait is when a connection began to wait for a request; zero while
+// it is serving one.
+type connWait struct{ since time.Time }
+
+func (l *capListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		l.mu.Lock()
+		var victim net.Conn
+		if len(l.conns) >= l.max {
+			var oldest time.Time
+			for vc, w := range l.conns {
+				if !w.since.IsZero() && (victim == nil || w.since.Before(oldest)) {
+					victim, oldest = vc, w.since
+				}
+			}
+			if victim == nil {
+				l.mu.Unlock()
+				c.Close() // every connection is busy: the newcomer waits no slot
+				continue
+			}
+			delete(l.conns, victim)
+		}
+		l.conns[c] = connWait{since: time.Now()}
+		l.mu.Unlock()
+		if victim != nil {
+			victim.Close()
+		}
+		return c, nil
+	}
+}
+
+// state is the http.Server's ConnState hook.
+func (l *capListener) state(c net.Conn, s http.ConnState) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.conns[c]; !ok {
+		return // made room for another: already forgotten
+	}
+	switch s {
+	case http.StateActive:
+		l.conns[c] = connWait{}
+	case http.StateIdle:
+		l.conns[c] = connWait{since: time.Now()}
+	case http.StateClosed, http.StateHijacked:
+		delete(l.conns, c)
 	}
 }
 
@@ -95,6 +182,21 @@ func newMetricsServer(h http.Handler) *http.Server {
 func (m *Metrics) observe(command, result string, d time.Duration) {
 	m.requests.WithLabelValues(command, result).Inc()
 	m.latency.Observe(d.Seconds())
+}
+
+// CountConnections adds the server's exact counts of connections refused
+// over a cap and closed to make room (internal/server's Refused and
+// Evicted): tcplab_svr_connections_refused_total and
+// tcplab_svr_connections_evicted_total. The log says so only in part.
+func (m *Metrics) CountConnections(refused, evicted func() uint64) {
+	m.reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tcplab_svr_connections_refused_total", Help: "Connections refused at once, over --max-conns or --max-conns-per-addr.",
+		}, func() float64 { return float64(refused()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tcplab_svr_connections_evicted_total", Help: "Connections closed while waiting for their request, to make room for a new one at a full server.",
+		}, func() float64 { return float64(evicted()) }),
+	)
 }
 
 // ObserveRun counts one command output, shared or not; set it as a

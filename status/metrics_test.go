@@ -1,6 +1,9 @@
 package status
 
 import (
+	"bufio"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -16,7 +19,7 @@ import (
 // them over HTTP, with every series present.
 func TestMetricsLint(t *testing.T) {
 	m := NewMetrics()
-	for _, r := range []string{resultOK, resultUnknown, resultDenied, resultLimited, resultError, resultNoName, resultWriteTO} {
+	for _, r := range []string{resultOK, resultUnknown, resultDenied, resultLimited, resultError, resultNoName, resultWriteTO, resultNoTLS} {
 		m.observe("w", r, 0)
 	}
 	m.ObserveRun("w", false)
@@ -59,5 +62,58 @@ func TestSVRMetricsServerHasEveryLimit(t *testing.T) {
 	}
 	if s.MaxHeaderBytes <= 0 {
 		t.Errorf("MaxHeaderBytes = %d", s.MaxHeaderBytes)
+	}
+}
+
+// Idle keep-alive connections cannot hold the metrics port: 16 of them
+// made every scrape wait for 30 s (the idle timeout) in the listen
+// backlog, so 5 of 5 scrapes over a minute timed out. Each of 100
+// connections here asks once and then idles, as a keep-alive client
+// does; then a scraper must be answered at once. Every wait is bounded
+// by a deadline: before the fix the 17th connection's answer never came.
+func TestMetricsScrapeNotHeldByIdleKeepAlives(t *testing.T) {
+	m := NewMetrics()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := m.Serve(ln)
+	defer stop()
+	addr := ln.Addr().String()
+	for i := range 100 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(c, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("keep-alive connection %d: no answer: %v", i+1, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	client := &http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatalf("scrape with 100 idle keep-alive connections: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "tcplab_svr_open_connections") {
+		t.Fatalf("scrape: %s", body)
+	}
+}
+
+// process_network_*_bytes_total would count the whole network
+// namespace's traffic (/proc/PID/net/dev is the namespace's), not svr's:
+// they are not served.
+func TestMetricsHaveNoNamespaceWideNetworkCounters(t *testing.T) {
+	rec := httptest.NewRecorder()
+	NewMetrics().Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if body := rec.Body.String(); strings.Contains(body, "process_network_") || !strings.Contains(body, "process_open_fds") {
+		t.Fatalf("metrics: %s", body)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tcplab/tcplab/internal/endpoint"
+	"github.com/tcplab/tcplab/internal/server"
 	"github.com/tcplab/tcplab/stream"
 )
 
@@ -104,6 +105,7 @@ const (
 	resultError   = "error"     // the command failed
 	resultNoName  = "no_name"   // closed or timed out before a name
 	resultWriteTO = "write_err" // the answer could not be sent
+	resultNoTLS   = "tls_fail"  // the TLS handshake failed or was over its limit
 )
 
 func (s *Service) logger() *slog.Logger {
@@ -115,14 +117,18 @@ func (s *Service) logger() *slog.Logger {
 
 // ServeConn serves one connection: Service is an internal/server Handler.
 func (s *Service) ServeConn(ctx context.Context, conn net.Conn) {
+	start := time.Now()
 	if s.TLS != nil && s.allowed(remoteAddr(conn)) {
 		tc, ok := s.handshake(ctx, conn)
 		if !ok {
+			// Logged under the log limit; counted here exactly.
+			if s.Metrics != nil {
+				s.Metrics.observe("other", resultNoTLS, time.Since(start))
+			}
 			return
 		}
 		conn = tc
 	}
-	start := time.Now()
 	if s.Metrics != nil {
 		s.Metrics.open.Inc()
 		defer s.Metrics.open.Dec()
@@ -158,6 +164,9 @@ func (s *Service) serve(ctx context.Context, conn net.Conn, addr netip.Addr) (st
 	if err != nil {
 		return "other", resultNoName
 	}
+	// The request is complete: a server full of silent connections
+	// (server.Server.EvictWaiting) no longer closes this one for another.
+	server.Busy(ctx)
 	req := parseRequest(raw, s.Allow)
 	if req.Command == nil {
 		s.answer(conn, []byte(req.Refusal(s.Allow)))

@@ -368,6 +368,33 @@ func TestClientLimiterRate(t *testing.T) {
 	})
 }
 
+// The request rate limit counts an IPv6 client by its /64, as every
+// per-address rule does: 50 addresses of one /64 × 40 requests were all
+// answered, where one address gets its burst. IPv4 counts by address.
+func TestClientLimiterCountsAnIPv6Slash64AsOneAddress(t *testing.T) {
+	l := NewClientLimiter(0.001, 40)
+	allowed := 0
+	for i := range 50 {
+		a := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 1, 0, 0, 0, 0, byte(i >> 8), byte(i), 0x12, 0x34})
+		for range 40 {
+			if l.Allow(a) {
+				allowed++
+			}
+		}
+	}
+	if allowed != 40 {
+		t.Errorf("50 addresses of one /64 × 40 requests: %d allowed, want the burst of 40", allowed)
+	}
+	if !l.Allow(netip.MustParseAddr("2001:db8:0:2::1")) {
+		t.Error("another /64 shares the first one's burst")
+	}
+	for _, a := range []string{"192.0.2.1", "192.0.2.2", "::ffff:192.0.2.3"} {
+		if !l.Allow(netip.MustParseAddr(a)) {
+			t.Errorf("IPv4 %s shares another address's burst", a)
+		}
+	}
+}
+
 func TestClientLimiterBounded(t *testing.T) {
 	l := NewClientLimiter(1, 1)
 	for i := range maxTracked + 10 {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"net/netip"
 	"time"
 
 	"github.com/tcplab/tcplab/internal/endpoint"
@@ -19,7 +18,7 @@ const NotTLSAnswer = "this server speaks TLS only (tcplab wps --tls-ca FILE)\n"
 // handshake makes conn TLS for a client that Nets allows (a client that
 // will be refused costs no handshake), after a handshake rate limit per
 // address: twice the request limit (Limiter's rate and burst), per IPv4
-// address or IPv6 /64 (see handshakeSource). A client a little over the
+// address or IPv6 /64 (as every per-address rule: server.Source). A client a little over the
 // request limit so still gets the readable "rate limit exceeded" (which
 // needs a handshake to be sent), while a flood from one address, each
 // connection costing a public-key signature, is closed before any.
@@ -31,7 +30,7 @@ const NotTLSAnswer = "this server speaks TLS only (tcplab wps --tls-ca FILE)\n"
 // gets NotTLSAnswer, so a plaintext wps prints why instead of an empty
 // answer.
 func (s *Service) handshake(ctx context.Context, conn net.Conn) (net.Conn, bool) {
-	if l := s.handshakeLimiter(); l != nil && !l.Allow(handshakeSource(remoteAddr(conn))) {
+	if l := s.handshakeLimiter(); l != nil && !l.Allow(remoteAddr(conn)) {
 		s.logger().Info("client refused", "addr", conn.RemoteAddr().String(), "err", "over the handshake rate limit")
 		return nil, false
 	}
@@ -62,15 +61,4 @@ func (s *Service) handshakeLimiter() *ClientLimiter {
 		}
 	})
 	return s.handshakes
-}
-
-// handshakeSource is what the handshake rate limit counts for a client at
-// addr: an IPv4 address, or the /64 of an IPv6 one, since a host is
-// routinely given a whole /64 and could otherwise take a fresh burst of
-// handshakes from each of its addresses.
-func handshakeSource(addr netip.Addr) netip.Addr {
-	if addr.Is6() {
-		return netip.PrefixFrom(addr, 64).Masked().Addr()
-	}
-	return addr
 }

@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
-
-	"github.com/tcplab/tcplab/internal/datalog"
 )
 
 // Fsync says when File makes appended bytes durable.
@@ -57,24 +55,26 @@ type FileOptions struct {
 // File keeps v in memory, as Memory does, and in an append-only log file,
 // from which OpenFile recovers it exactly after a restart. The format of
 // the log is package internal/datalog's: a header with a checksum key,
-// then one record per append (or per datalog.MaxRecord bytes of it), each
-// with its length and its checksum.
+// then one record per write, each checked together with its length and
+// its place in the file, so that a record duplicated, dropped or moved
+// cannot pass.
 //
-// A crash can leave the last record short or, after a power cut on some
-// file systems, filled with garbage or zeros; OpenFile keeps every record
-// up to the first one that is short or fails its checksum and cuts this
-// torn tail (Dropped says how many bytes). Those bytes were never
-// answered, since Append waits for its record to be written (and, under
-// FsyncAlways, synced) before it returns. A bad record with valid records
-// after it is not a torn tail but damage: OpenFile refuses the log with a
-// CorruptError and does not change it (see RepairLog).
+// A crash can tear only the last write: leave its record short or, after
+// a power cut on some file systems, with sectors of zeros. OpenFile cuts
+// such a torn tail (Cut says how many bytes, and what they were). Those
+// bytes were never answered, since Append waits for its record to be
+// written (and, under FsyncAlways, synced) before it returns. Any other bad
+// bytes are damage, which OpenFile refuses with a CorruptError, leaving the
+// file as it was (see RepairLog). A log of an older format is rewritten in
+// the current one, the original kept beside it (Upgraded).
 //
 // Value returns only what is written to the file, so a watcher is never
 // shown a byte that a crash could still take back. The file is locked
 // (flock) so two servers cannot write the same log, and after every write
 // File checks that its path still names the file it holds: a log removed or
 // replaced underneath stops the store (every later append fails) rather
-// than let letters be answered into a file nobody will read.
+// than let letters be answered into a file nobody will read. Close looks
+// once more, so a log lost while the store was idle is reported too.
 //
 // An append that cannot be written (a full disk, an I/O error) fails, and
 // so do the appends queued behind it; the partial write is cut from the
@@ -84,10 +84,11 @@ type FileOptions struct {
 // refuse every later append.
 type File struct {
 	localGroup
-	queue   appendQueue
-	file    *logFile // flushLoop's alone once OpenFile returns
-	logger  *slog.Logger
-	dropped int64 // bytes of torn tail OpenFile cut
+	queue    appendQueue
+	file     *logFile // flushLoop's alone once OpenFile returns, until it stops
+	logger   *slog.Logger
+	cut      cutTail // the torn tail OpenFile cut
+	upgraded string  // where OpenFile kept a log of an older format
 
 	kick    chan struct{} // wakes flushLoop: records are pending
 	stop    chan struct{} // closed by Close
@@ -97,14 +98,14 @@ type File struct {
 // appendQueue is v and the appends on their way to the file. Appenders add
 // to it and flushLoop takes from it; its lock guards every field, so that
 // a reply (a prefix of buf), the batch it waits for and what Value shows
-// (the written prefix) always agree.
+// (the written prefix) always agree. The bytes after written are the
+// pending appends: flushLoop encodes them as a record when it writes them,
+// at the offset they will have.
 type appendQueue struct {
 	mu      sync.Mutex
 	buf     []byte // v: all bytes appended, written or not
 	written int    // prefix of buf that is in the file
-	pending []byte // encoded records not yet written
-	spare   []byte // the other half of the double buffer
-	batch   *batch // the batch the pending records belong to
+	batch   *batch // the batch of the appends after written
 	flying  *batch // the batch being written, if any
 	failed  error  // the store refuses appends from then on
 	closed  bool
@@ -130,12 +131,12 @@ func OpenFile(path string, opts FileOptions) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	v, dropped, err := lf.load()
+	v, cut, upgraded, err := lf.load()
 	if err != nil {
 		lf.f.Close()
 		return nil, err
 	}
-	s := &File{file: lf, logger: opts.Logger, dropped: dropped,
+	s := &File{file: lf, logger: opts.Logger, cut: cut, upgraded: upgraded,
 		queue: appendQueue{buf: v, written: len(v), batch: newBatch()},
 		kick:  make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
 	go s.flushLoop(opts.Interval)
@@ -143,7 +144,15 @@ func OpenFile(path string, opts FileOptions) (*File, error) {
 }
 
 // Dropped reports how many bytes of a torn tail OpenFile cut.
-func (s *File) Dropped() int64 { return s.dropped }
+func (s *File) Dropped() int64 { return s.cut.Bytes }
+
+// Cut reports the torn tail OpenFile cut: its bytes, and what they were
+// ("an incomplete last record", "zeros", ...); 0 and "" if none.
+func (s *File) Cut() (bytes int64, why string) { return s.cut.Bytes, s.cut.Why }
+
+// Upgraded reports where OpenFile kept the original of a log it rewrote
+// in the current format, or "".
+func (s *File) Upgraded() string { return s.upgraded }
 
 // Append implements Store: it returns once p is in the file (and synced,
 // under FsyncAlways).
@@ -169,7 +178,6 @@ func (s *File) AppendCapped(ctx context.Context, p []byte, limit int) ([]byte, e
 	}
 	q.buf = append(q.buf, p...)
 	v := q.buf[:len(q.buf):len(q.buf)]
-	q.pending = datalog.AppendRecords(q.pending, s.file.key, p)
 	b := q.batch
 	q.mu.Unlock()
 	select {
@@ -187,7 +195,7 @@ func (s *File) AppendCapped(ctx context.Context, p []byte, limit int) ([]byte, e
 	}
 }
 
-// flushLoop writes the pending records, batch after batch, and syncs them
+// flushLoop writes the pending appends, batch after batch, and syncs them
 // as the policy says. It is the only writer of the file.
 func (s *File) flushLoop(interval time.Duration) {
 	defer close(s.stopped)
@@ -215,8 +223,9 @@ func (s *File) flushLoop(interval time.Duration) {
 			stopping = true
 		}
 		q.mu.Lock()
-		data, b, end := q.pending, q.batch, len(q.buf)
-		q.pending, q.spare = q.spare[:0], nil
+		// Appends only add past len(buf) (or move buf), so data stays as
+		// it is while it is written without the lock.
+		data, b, end := q.buf[q.written:], q.batch, len(q.buf)
 		q.batch = newBatch()
 		q.flying = b
 		q.mu.Unlock()
@@ -232,7 +241,9 @@ func (s *File) flushLoop(interval time.Duration) {
 			}
 		}
 		if stopping && dirty {
-			s.file.f.Sync()
+			if serr := s.file.f.Sync(); serr != nil {
+				s.fail(fmt.Errorf("sync data file %s at stop: %w: letters answered since the last sync may not be on disk", s.file.path, pathCause(serr)))
+			}
 		}
 		q.mu.Lock()
 		var next *batch
@@ -241,15 +252,11 @@ func (s *File) flushLoop(interval time.Duration) {
 			// it, whose replies were built on top of it: none of them is
 			// answered.
 			q.buf = q.buf[:q.written]
-			q.pending = q.pending[:0]
 			next, q.batch = q.batch, newBatch()
 		} else if len(data) > 0 {
 			q.written = end
 		}
 		q.flying = nil
-		if cap(data) <= 4<<20 {
-			q.spare = data[:0]
-		}
 		q.mu.Unlock()
 		b.err = err
 		close(b.done)
@@ -295,7 +302,7 @@ func (s *File) Flush(ctx context.Context) error {
 	if q.flying != nil {
 		waits = append(waits, q.flying)
 	}
-	if len(q.pending) > 0 {
+	if len(q.buf) > q.written {
 		waits = append(waits, q.batch)
 	}
 	q.mu.Unlock()
@@ -324,8 +331,13 @@ func (s *File) Value(context.Context) ([]byte, error) {
 	return q.buf[:q.written:q.written], nil
 }
 
-// Close writes and syncs what is pending, then closes the file. It is safe
-// to call more than once.
+// Close writes and syncs what is pending, checks that the path still names
+// the log and that the log ends where the store wrote it last, then closes
+// the file. Its error says that v is not kept: the store failed (the log
+// was removed or replaced, a write could not be cut), the last sync
+// failed, or the log was removed, replaced, cut or written to by someone
+// else while the store held it, even while no letter came. It is safe to
+// call more than once.
 func (s *File) Close() error {
 	q := &s.queue
 	q.mu.Lock()
@@ -341,6 +353,11 @@ func (s *File) Close() error {
 	q.mu.Lock()
 	failed := q.failed
 	q.mu.Unlock()
+	if failed == nil {
+		if failed = s.file.check(); failed != nil {
+			s.logger.Error("data file lost: v is not kept", "err", failed)
+		}
+	}
 	err := s.file.f.Close()
 	if failed != nil {
 		return failed

@@ -47,7 +47,7 @@ func writeLogBytes(t testing.TB, n int) (path string, file []byte, offsets []int
 	off := datalog.HeaderLen(file)
 	for i := range n {
 		offsets = append(offsets, off)
-		off += 8 + len(fmt.Sprintf("<%d>", i))
+		off += datalog.RecordHeader + len(fmt.Sprintf("<%d>", i))
 	}
 	return path, file, offsets, v
 }
@@ -83,7 +83,7 @@ func TestFileRefusesDamageBeforeValidRecords(t *testing.T) {
 			if !errors.As(err, &ce) {
 				t.Fatalf("error %v is not a *store.CorruptError", err)
 			}
-			if ce.Offset != int64(offsets[c.record]) || ce.After != int64(len(file)-offsets[c.record]) {
+			if ce.Offset != int64(offsets[c.record]) || ce.After != int64(len(file)-offsets[c.record]) || ce.Next != int64(offsets[c.record+1]) {
 				t.Errorf("corruption reported at %d with %d bytes after, want %d and %d", ce.Offset, ce.After, offsets[c.record], len(file)-offsets[c.record])
 			}
 			msg := err.Error()
@@ -137,8 +137,15 @@ func TestRepairLog(t *testing.T) {
 		t.Fatalf("copy of the original %s: %v (equal %t)", rep.Copy, err, bytes.Equal(saved, damaged))
 	}
 	want := []store.Span{{Offset: int64(offsets[500]), Bytes: int64(offsets[501] - offsets[500])}, {Offset: int64(len(file)), Bytes: 5}}
-	if fmt.Sprint(rep.Dropped) != fmt.Sprint(want) {
-		t.Errorf("dropped %v, want %v", rep.Dropped, want)
+	var got []store.Span
+	for _, d := range rep.Dropped {
+		got = append(got, d.Span)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("dropped %v, want %v", got, want)
+	}
+	if d := rep.Dropped[0]; !d.Known || string(d.Letters) != "<500>" || d.Before != int64(len("<0>"))*10+int64(len("<10>"))*90+int64(len("<100>"))*400 {
+		t.Errorf("dropped record: known %t, letters %q after %d letters; want \"<500>\" after those of <0> to <499>", d.Known, d.Letters, d.Before)
 	}
 	wantV := bytes.Replace(v, []byte("<500>"), nil, 1)
 	before := bytes.Index(v, []byte("<500>"))
@@ -212,7 +219,7 @@ func FuzzRepairLog(f *testing.F) {
 func TestRepairLogThroughSymlinkKeepsMode(t *testing.T) {
 	path, file, offsets, _ := writeLog(t, 20)
 	damaged := bytes.Clone(file)
-	damaged[offsets[3]+8] ^= 1
+	damaged[offsets[3]+datalog.RecordHeader] ^= 1
 	os.WriteFile(path, damaged, 0o600)
 	os.Chmod(path, 0o600)
 	link := filepath.Join(t.TempDir(), "link.log")
@@ -277,36 +284,63 @@ func TestFileTornLetterLookingLikeRecord(t *testing.T) {
 	}
 }
 
-// Logs made before keyed checksums (FileMagic, plain CRC-32C) are still
-// read, cut and appended to in their own format; a keyed header torn while
-// the log was created is begun afresh.
-func TestFileUnkeyedLogAndTornHeader(t *testing.T) {
+// Logs of the two older formats (testdata/v1.log, hand-made in the first
+// format; testdata/v2.log, written by strsvr before records knew their
+// place) are read, their torn tails cut by the same rules, and rewritten
+// in the current format, the original kept beside them; and a header torn
+// while the log was created is begun afresh.
+func TestFileUpgradesOlderFormats(t *testing.T) {
 	ctx := context.Background()
-	record := func(p string) []byte {
-		b := binary.BigEndian.AppendUint32(nil, uint32(len(p)))
-		b = binary.BigEndian.AppendUint32(b, crc32.Checksum([]byte(p), crc32.MakeTable(crc32.Castagnoli)))
-		return append(b, p...)
-	}
-	path := filepath.Join(t.TempDir(), "v.log")
-	old := append([]byte(datalog.Magic), record("abc")...)
-	old = append(old, record("de")[:5]...) // a torn tail
-	os.WriteFile(path, old, 0o644)
-	for _, want := range []string{"abc", "abcZ"} {
-		s, err := store.OpenFile(path, store.FileOptions{})
+	want := "pay alice 100 then bob 5\x00\xff\n"
+	for _, version := range []string{"v1", "v2"} {
+		orig, err := os.ReadFile(filepath.Join("testdata", version+".log"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, _ := s.Value(ctx)
-		if string(got) != want {
-			t.Fatalf("unkeyed log: recovered %q, want %q", got, want)
+		cases := map[string]struct {
+			file []byte
+			want string
+		}{
+			"whole":          {orig, want},
+			"torn last":      {orig[:len(orig)-2], strings.TrimSuffix(want, "\x00\xff\n")},
+			"zeros appended": {append(bytes.Clone(orig), make([]byte, 600)...), want},
 		}
-		s.Append(ctx, []byte("Z"))
-		s.Close()
-	}
-	if b, _ := os.ReadFile(path); datalog.HeaderLen(b) != len(datalog.Magic) {
-		t.Fatalf("unkeyed log rewritten with another header: %q", b[:30])
+		for name, c := range cases {
+			t.Run(version+"/"+name, func(t *testing.T) {
+				path := filepath.Join(t.TempDir(), "v.log")
+				os.WriteFile(path, c.file, 0o600)
+				s, err := store.OpenFile(path, store.FileOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, _ := s.Value(ctx)
+				if string(got) != c.want {
+					t.Fatalf("recovered %q, want %q", got, c.want)
+				}
+				kept := s.Upgraded()
+				if b, err := os.ReadFile(kept); err != nil || !bytes.Equal(b, c.file[:len(b)]) || len(b) > len(c.file) {
+					t.Fatalf("original kept as %q: %v (its bytes the original's: %t)", kept, err, bytes.Equal(b, c.file[:min(len(b), len(c.file))]))
+				}
+				if _, err := s.Append(ctx, []byte("Z")); err != nil {
+					t.Fatal(err)
+				}
+				s.Close()
+				b, _ := os.ReadFile(path)
+				h, err := datalog.ParseHeader(b)
+				if err != nil || h.Version != datalog.Version {
+					t.Fatalf("after the upgrade the log is v%d (%v)", h.Version, err)
+				}
+				if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+					t.Errorf("upgraded log mode %v, want the original's 0600", fi.Mode().Perm())
+				}
+				if got := reopened(t, path); got != c.want+"Z" {
+					t.Fatalf("after the upgrade and Z: %q", got)
+				}
+			})
+		}
 	}
 
+	path := filepath.Join(t.TempDir(), "v.log")
 	_, file, _, _ := writeLog(t, 1)
 	for n := range datalog.HeaderLen(file) {
 		os.WriteFile(path, file[:n], 0o644)
@@ -321,6 +355,18 @@ func TestFileUnkeyedLogAndTornHeader(t *testing.T) {
 			t.Fatalf("header torn at %d: then %q, %v", n, v, err)
 		}
 	}
+}
+
+// reopened opens the log at path as a restart would and returns v.
+func reopened(t *testing.T, path string) string {
+	t.Helper()
+	s, err := store.OpenFile(path, store.FileOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	v, _ := s.Value(context.Background())
+	return string(v)
 }
 
 // A log's header holds the checksum key: one flipped bit there must not
@@ -340,7 +386,7 @@ func TestFileDamagedHeaderRefused(t *testing.T) {
 				s.Close()
 				t.Fatalf("byte %d bit %d of the header flipped: opened, v %q", i, bit, v)
 			}
-			if want := "damaged header"; i >= len(datalog.KeyedMagic) && !strings.Contains(err.Error(), want) {
+			if want := "damaged header"; i >= len("tcplab-strsvr-log v3 ") && !strings.Contains(err.Error(), want) {
 				t.Errorf("byte %d bit %d of the key flipped: %q does not say %q", i, bit, err, want)
 			}
 			if now, _ := os.ReadFile(path); !bytes.Equal(now, d) {

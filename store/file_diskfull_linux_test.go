@@ -94,7 +94,7 @@ func TestFileDiskFullRecovers(t *testing.T) {
 // disk with copies. (Before: each failed try left a copy.)
 func TestRepairLogDiskFullLeavesNothing(t *testing.T) {
 	dir := testkit.SmallDisk(t, 64<<10)
-	_, file, offsets, _ := writeLog(t, 2000) // about 27 KiB
+	_, file, offsets, _ := writeLog(t, 1500) // about 26 KiB
 	damaged := bytes.Clone(file)
 	damaged[offsets[900]+9] ^= 1
 	path := filepath.Join(dir, "v.log")

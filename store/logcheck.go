@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -15,29 +14,35 @@ import (
 
 // What can follow the last good record of a log, and what to do about it.
 //
-// A crash can leave only the end of the log bad: the last write short, or
-// (a power cut on some file systems) filled with garbage or zeros. Nothing
-// valid follows such a torn tail, and nothing in it was answered, so
-// OpenFile cuts it. A bad record with valid records after it is something
-// else: the disk or someone changed bytes in the middle of the log, and the
-// records after it hold letters that were answered. Cutting there would
-// throw them away, so OpenFile refuses the log (CorruptError) and leaves it
-// as it is; RepairLog, run on purpose, keeps a copy and drops only the
-// damaged bytes.
+// A crash can leave only the end of the log bad, and only the last write:
+// its record short, or, after a power cut on some file systems, with
+// sectors that never reached the disk and read as zeros. Nothing in such
+// a torn tail was answered, so OpenFile cuts it (datalog's Header.Tail
+// says exactly what passes for one). Anything else that fails its check is
+// damage: a record in the middle, a complete last record with no zeroed
+// sector, bytes that are no record. The records it holds or that follow
+// it were answered, so OpenFile refuses the log (CorruptError) and leaves
+// it as it is; RepairLog, run on purpose, keeps a copy and drops only the
+// damaged bytes, saying which letters they held.
 
-// CorruptError is OpenFile's refusal of a log damaged before its end: the
-// record at Offset is bad (short, too long, or failing its checksum) and
-// valid records follow it. The file is unchanged.
+// CorruptError is OpenFile's refusal of a damaged log: the bytes from
+// Offset on are not valid records and are not a torn last write. The file
+// is unchanged.
 type CorruptError struct {
 	Path   string
-	Offset int64 // where the damage starts
-	After  int64 // bytes from Offset to the end of the file
-	Next   int64 // offset of the first valid record after the damage
+	Offset int64  // where the damage starts
+	After  int64  // bytes from Offset to the end of the file
+	Next   int64  // offset of the first valid record after the damage, or -1
+	Why    string // what the bytes at Offset are, in words
 }
 
 func (e *CorruptError) Error() string {
-	return fmt.Sprintf("data file %s is damaged at byte %d, with valid records after it (%d bytes from there to the end, the next valid record at byte %d); the file is unchanged",
-		e.Path, e.Offset, e.After, e.Next)
+	next := ""
+	if e.Next >= 0 {
+		next = fmt.Sprintf(", the next valid record at byte %d", e.Next)
+	}
+	return fmt.Sprintf("data file %s is damaged at byte %d: %s (%d bytes from there to the end%s); the file is unchanged",
+		e.Path, e.Offset, e.Why, e.After, next)
 }
 
 // Span is a run of bytes of a log, by offset and length.
@@ -46,18 +51,24 @@ type Span struct {
 	Bytes  int64
 }
 
-// checkTail looks at the bytes of a log after its good part, which starts
-// at offset good: it returns nil for a torn tail (nothing valid after the
-// first bad byte) and a CorruptError otherwise.
-func checkTail(path string, tail []byte, good int64, key uint32) error {
-	if len(tail) == 0 {
-		return nil
-	}
-	next := datalog.NextRecord(tail, key)
-	if next < 0 {
-		return nil
-	}
-	return &CorruptError{Path: path, Offset: good, After: int64(len(tail)), Next: good + int64(next)}
+// DroppedSpan is a span RepairLog dropped, and what it held.
+type DroppedSpan struct {
+	Span
+	// Why says what the span is: a record whose checksum fails, a torn
+	// last record, bytes that are no record.
+	Why string
+	// Letters are the letters the span held, as stored (damage may have
+	// changed them), when it is one record whose header holds; LettersAt
+	// is where they start in the original; Known says whether there are
+	// any such. For a torn last record, Letters holds only what the file
+	// has of it and Announced says how many its header announced.
+	Letters   []byte
+	LettersAt int64
+	Known     bool
+	Announced int
+	// Before is how many letters of the repaired v come before the span:
+	// the dropped letters stood right after them.
+	Before int64
 }
 
 // RepairReport says what RepairLog did.
@@ -65,8 +76,8 @@ type RepairReport struct {
 	Path string
 	// Copy is where the original was kept ("" if the log needed no repair).
 	Copy string
-	// Dropped are the damaged spans removed, by offset in the original.
-	Dropped []Span
+	// Dropped are the spans removed, by offset in the original.
+	Dropped []DroppedSpan
 	// Records kept; the letters before the first damage (all that cutting
 	// the log there would have kept) and the letters of v after repair.
 	Records             int
@@ -77,11 +88,13 @@ type RepairReport struct {
 // RepairLog repairs the log at path for OpenFile: it keeps every valid
 // record, in order, and drops only the bytes between them that are not
 // valid records (a damaged record loses its letters; later records keep
-// theirs). Before changing anything it copies the original beside it, as
-// path.damaged-TIME, synced. The repaired log replaces the original
-// atomically (written beside it, synced, renamed). A log that needs no
-// repair is left alone and no copy is made. It refuses a log in use by a
-// running server, and a file that is not a log.
+// theirs). The repaired log is written in the current format, the kept
+// records at their new places. Before changing anything it copies the
+// original beside it, as path.damaged-TIME, synced. The repaired log
+// replaces the original atomically (written beside it, synced, renamed).
+// A log that needs no repair is left alone and no copy is made (a log of
+// an older format with nothing to repair is upgraded by OpenFile). It
+// refuses a log in use by a running server, and a file that is not a log.
 func RepairLog(path string) (*RepairReport, error) {
 	// A symbolic link is repaired where it points: renaming over the link
 	// would replace it with a file.
@@ -108,11 +121,11 @@ func RepairLog(path string) (*RepairReport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("repair: %w", err) // it names the path
 	}
-	if datalog.HeaderLen(orig) == 0 {
-		if _, _, err := datalog.Decode(bytes.NewReader(orig)); err != nil {
-			return nil, fmt.Errorf("repair: %s: %w; nothing changed", path, err)
+	if _, err := datalog.ParseHeader(orig); err != nil {
+		if errors.Is(err, datalog.ErrTornHeader) {
+			return nil, fmt.Errorf("repair: %s holds no whole header (strsvr begins such a log afresh); nothing changed", path)
 		}
-		return nil, fmt.Errorf("repair: %s holds no whole header (strsvr begins such a log afresh); nothing changed", path)
+		return nil, fmt.Errorf("repair: %s: %w; nothing changed", path, err)
 	}
 	out, rep := repairBytes(orig)
 	rep.Path = path
@@ -146,18 +159,24 @@ func RepairLog(path string) (*RepairReport, error) {
 }
 
 // repairBytes is RepairLog on a log in memory that starts with a whole
-// header: the repaired log and what was kept and dropped.
+// header: the repaired log (in the current format; the same key for a log
+// already in it) and what was kept and dropped.
 func repairBytes(orig []byte) ([]byte, *RepairReport) {
-	key, hn, _ := datalog.ParseHeader(orig)
+	h, _ := datalog.ParseHeader(orig)
+	line, out := datalog.NewHeader()
+	if h.Version == datalog.Version {
+		line, out = datalog.HeaderFor(h.Version, h.Key)
+	}
 	rep := &RepairReport{}
-	out := make([]byte, 0, len(orig))
-	out = append(out, orig[:hn]...)
+	b := make([]byte, 0, len(orig))
+	b = append(b, line...)
 	damaged := false
-	for pos := hn; pos < len(orig); {
-		if n := datalog.RecordAt(orig[pos:], key); n > 0 {
-			out = append(out, orig[pos:pos+n]...)
+	for pos := h.Len; pos < len(orig); {
+		if n := h.RecordAt(orig[pos:], int64(pos)); n > 0 {
+			data := orig[pos+h.RecordHeaderLen() : pos+n]
+			b = out.AppendRecords(b, int64(len(b)), data)
 			rep.Records++
-			rep.Letters += int64(n - datalog.RecordHeader)
+			rep.Letters += int64(len(data))
 			if !damaged {
 				rep.LettersBeforeDamage = rep.Letters
 			}
@@ -165,15 +184,34 @@ func repairBytes(orig []byte) ([]byte, *RepairReport) {
 			continue
 		}
 		damaged = true
-		next := datalog.NextRecord(orig[pos:], key)
+		next := h.NextRecord(orig[pos:], int64(pos))
 		end := len(orig)
 		if next > 0 {
 			end = pos + next
 		}
-		rep.Dropped = append(rep.Dropped, Span{Offset: int64(pos), Bytes: int64(end - pos)})
+		rep.Dropped = append(rep.Dropped, dropped(h, orig, pos, end, rep.Letters))
 		pos = end
 	}
-	return out, rep
+	return b, rep
+}
+
+// dropped describes the span orig[pos:end] that repairBytes drops, before
+// letters of the repaired v.
+func dropped(h datalog.Header, orig []byte, pos, end int, before int64) DroppedSpan {
+	d := DroppedSpan{Span: Span{Offset: int64(pos), Bytes: int64(end - pos)}, Before: before}
+	hl := h.RecordHeaderLen()
+	n, ok := h.RecordLen(orig[pos:end], int64(pos))
+	switch {
+	case ok && pos+hl+n == end:
+		d.Why = "a record whose checksum fails"
+		d.Known, d.Letters, d.LettersAt = true, orig[pos+hl:end], int64(pos+hl)
+	case ok && end == len(orig) && pos+hl+n > end:
+		d.Why = "an incomplete last record (a torn write)"
+		d.Known, d.Letters, d.LettersAt, d.Announced = true, orig[pos+hl:end], int64(pos+hl), n
+	default:
+		d.Why = "bytes that are not a record"
+	}
+	return d
 }
 
 // writeSynced creates path (with flag added to O_WRONLY|O_CREATE, and the

@@ -48,6 +48,16 @@ type Generational interface {
 	ValueGen(ctx context.Context) (v []byte, gen uint64, err error)
 }
 
+// Checked is a Store that others can write behind its back (Redis: anyone
+// may SET the key), so that what it served can differ from what it holds
+// in ways it sees only by comparing all of it. CheckedValue is Value after
+// that comparison: when they differ the store says so (a WARN, a new
+// generation) and returns what it holds. It costs a pass over v; a server
+// calls it once, for the final v.
+type Checked interface {
+	CheckedValue(ctx context.Context) ([]byte, error)
+}
+
 // Flusher is a Store that can wait for appends still in flight, even those
 // whose caller stopped waiting: after Flush returns, and with no append
 // running, Value is what the store keeps (what a restart recovers).

@@ -214,7 +214,7 @@ func TestFileTornTail(t *testing.T) {
 	s.Append(ctx, []byte("de"))
 	s.Close()
 	whole, _ := os.ReadFile(path)
-	lastRecord := len(whole) - (8 + 2)
+	lastRecord := len(whole) - (datalog.RecordHeader + 2)
 	cases := []struct {
 		name string
 		file []byte
@@ -225,9 +225,9 @@ func TestFileTornTail(t *testing.T) {
 		{"short data", whole[:len(whole)-1], "abc"},
 		{"garbage after", append(bytes.Clone(whole), 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5), "abcde"},
 		{"zeros after", append(bytes.Clone(whole), make([]byte, 4096)...), "abcde"},
-		{"bad checksum", append(bytes.Clone(whole[:len(whole)-1]), 'X'), "abc"},
-		{"torn magic", []byte(datalog.Magic[:5]), ""},
-		{"magic only", []byte(datalog.Magic), ""},
+		{"zeroed last data", append(bytes.Clone(whole[:len(whole)-2]), 0, 0), "abc"},
+		{"torn magic", []byte(datalog.Magic1[:5]), ""},
+		{"magic only", []byte(datalog.Magic1), ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/tcplab/tcplab/internal/server"
@@ -70,6 +71,12 @@ func (o serverOut) clientLog() io.Writer {
 // clientEvents turns "client is at ADDR" lines into "client" events.
 type clientEvents struct{ o serverOut }
 
+// LinesHeldBack writes the log limit's count of "client is at" lines
+// held back (server.LimitHandler.Lines) as a "clients_not_shown" event.
+func (c clientEvents) LinesHeldBack(_ string, n int, in time.Duration) {
+	c.o.event(map[string]any{"event": "clients_not_shown", "count": n, "in_seconds": in.Seconds()})
+}
+
 func (c clientEvents) Write(p []byte) (int, error) {
 	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
 		if addr, ok := strings.CutPrefix(line, "client is at "); ok {
@@ -100,9 +107,17 @@ func (o serverOut) end(ctx context.Context, err error) {
 // final writes strsvr's final v: "the final value of v is V", as
 // strsvr.py, or the "final" event, with v_base64 as well when v is not
 // UTF-8 (JSON strings are, and would change its bytes).
+//
+// v is clients' bytes: on the operator's terminal it is escaped (see
+// terminalSafe and terminalJSON); through a pipe it is printed unchanged,
+// as strsvr.py prints it.
 func (o serverOut) final(v []byte) error {
 	if !o.json {
-		_, err := fmt.Fprintf(o.w, "the final value of v is %s\n", v)
+		out := terminalSafe(o.w)
+		_, err := fmt.Fprintf(out, "the final value of v is %s\n", v)
+		if ferr := flushTerminal(out); err == nil {
+			err = ferr
+		}
 		return err
 	}
 	ev := map[string]any{"event": "final", "v": string(v), "bytes": len(v)}
@@ -110,6 +125,5 @@ func (o serverOut) final(v []byte) error {
 		ev["v_base64"] = base64.StdEncoding.EncodeToString(v)
 	}
 	b, _ := json.Marshal(ev)
-	_, err := o.w.Write(append(b, '\n'))
-	return err
+	return terminalJSON(o.w, append(b, '\n'))
 }

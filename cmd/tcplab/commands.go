@@ -8,6 +8,8 @@ import (
 	"runtime/debug"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/tcplab/tcplab/internal/safetext"
 )
 
 // stdio is what a command may touch of the outside world besides the
@@ -149,9 +151,11 @@ func isHelpWord(arg string) bool {
 	return false
 }
 
-// oneLine keeps an error to the single line the user is promised.
+// oneLine keeps an error to the single line the user is promised, with
+// any text from outside in it (a server's words, a certificate's names)
+// escaped by the one rule (safetext.Line).
 func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
+	return safetext.Line(strings.Join(strings.Fields(s), " "))
 }
 
 func printHelp(w io.Writer) {

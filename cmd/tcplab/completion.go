@@ -37,9 +37,11 @@ func shellWords(words []string) string { return strings.Join(words, " ") }
 // quoteSingle quotes s for sh between single quotes.
 func quoteSingle(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
-// writeBash writes a bash completion function. It reads only COMP_WORDS
-// and COMP_CWORD, so it works without the bash-completion package (and
-// with COMP_WORDBREAKS splitting "--flag=value" at "=").
+// writeBash writes a bash completion function. It reads only COMP_LINE,
+// COMP_POINT, COMP_WORDS and COMP_CWORD, so it works without the
+// bash-completion package: it joins back the words bash splits at "="
+// and ":" (COMP_WORDBREAKS), "--flag=value" and "host:port", as tcplab
+// sees them.
 func writeBash(w io.Writer, specs []spec) {
 	var names []string
 	for _, s := range specs {
@@ -47,29 +49,44 @@ func writeBash(w io.Writer, specs []spec) {
 	}
 	fmt.Fprintf(w, `# bash completion for tcplab, made by "tcplab completion bash" from its flags.
 _tcplab() {
-	local cur="${COMP_WORDS[COMP_CWORD]}" prev="" flag="" value=""
+	# The words as tcplab sees them: a word of COMP_WORDS that touches the
+	# one before it in the line (no blank between: bash split them at "="
+	# or ":") is joined to it.
+	local -a words=()
+	local line="${COMP_LINE:0:COMP_POINT}" rest i
+	for ((i = 0; i <= COMP_CWORD; i++)); do
+		rest="${line#"${line%%%%[![:blank:]]*}"}"
+		if ((i > 0 && ${#rest} == ${#line})) && [[ -n $COMP_LINE ]]; then
+			words[-1]+="${COMP_WORDS[i]}"
+		else
+			words+=("${COMP_WORDS[i]}")
+		fi
+		line="${rest#"${COMP_WORDS[i]}"}"
+	done
+	local cword=$((${#words[@]} - 1))
+	local cur="${words[cword]}" prev="" flag="" value=""
 	COMPREPLY=()
-	if ((COMP_CWORD == 1)); then
+	if ((cword == 1)); then
 		COMPREPLY=($(compgen -W %s -- "$cur"))
 		return 0
 	fi
-	local cmd="${COMP_WORDS[1]}" flags="" valued=""
+	local cmd="${words[1]}" flags="" valued="" alt=""
 	case "$cmd" in
 `, quoteSingle(shellWords(append(names, "help", "--help", "--version", "-V"))))
 	for _, s := range specs {
-		fmt.Fprintf(w, "\t%s) flags=%s valued=%s ;;\n", s.name, quoteSingle(shellWords(s.flagNames())), quoteSingle(shellWords(s.valued())))
+		alt := ""
+		if s.alt != nil {
+			alt = " alt=" + quoteSingle(s.alt.flag)
+		}
+		fmt.Fprintf(w, "\t%s) flags=%s valued=%s%s ;;\n", s.name, quoteSingle(shellWords(s.flagNames())), quoteSingle(shellWords(s.valued())), alt)
 	}
 	fmt.Fprint(w, `	help) ;;
 	*) return 0 ;;
 	esac
-	((COMP_CWORD > 1)) && prev="${COMP_WORDS[COMP_CWORD-1]}"
-	# The value of a flag: after "--flag", "--flag=" or "--flag =".
-	if [[ $cur == --*=* ]]; then
+	prev="${words[cword-1]}"
+	# The value of a flag: after "--flag=" or "--flag".
+	if [[ $cur == -*=* ]]; then
 		flag="${cur%%=*}" value="${cur#*=}"
-	elif [[ $cur == = && $prev == -* ]]; then
-		flag="$prev"
-	elif [[ $prev == = ]] && ((COMP_CWORD > 2)); then
-		flag="${COMP_WORDS[COMP_CWORD-2]}" value="$cur"
 	elif [[ $prev == -* && " $valued " == *" --${prev#"${prev%%[!-]*}"} "* ]]; then
 		flag="$prev" value="$cur"
 	fi
@@ -85,6 +102,7 @@ _tcplab() {
 		}
 	}
 	fmt.Fprint(w, `		esac
+		_tcplab_trim "$value"
 		return 0
 	fi
 	if [[ $cur == -* ]]; then
@@ -92,43 +110,64 @@ _tcplab() {
 		return 0
 	fi
 	# A positional argument: count those before it, skipping the flags
-	# and their values.
-	local n=0 j w
-	for ((j = 2; j < COMP_CWORD; j++)); do
-		w="${COMP_WORDS[j]}"
+	# and their values. The flag of the synopsis's other form ($alt)
+	# selects that form's arguments.
+	local n=0 j w name form="$cmd"
+	for ((j = 2; j < cword; j++)); do
+		w="${words[j]}"
 		if [[ $w == -- ]]; then
-			((n += COMP_CWORD - j - 1))
+			((n += cword - j - 1))
 			break
-		elif [[ $w == = ]]; then
-			((j++))
 		elif [[ $w == -* ]]; then
-			[[ $w != *=* && " $valued " == *" --${w#"${w%%[!-]*}"} "* ]] && ((j++))
+			name="--${w#"${w%%[!-]*}"}"
+			[[ -n $alt && ${name%%=*} == "$alt" ]] && form="$cmd $alt"
+			# A flag's value is the next word, unless given with "=".
+			if [[ $w != *=* && " $valued " == *" $name "* ]]; then
+				((j++))
+			fi
 		else
 			((n++))
 		fi
 	done
 	local value="$cur"
-	case "$cmd $n" in
+	case "$form $n" in
 	'help 0') COMPREPLY=($(compgen -W `+quoteSingle(shellWords(names))+` -- "$cur")) ;;
 `)
 	for _, s := range specs {
-		for i, a := range s.args {
-			line := bashValues(a.kind, a.choices)
-			if line == "" {
-				continue
-			}
-			pattern := quoteSingle(fmt.Sprintf("%s %d", s.name, i))
-			if a.many {
-				pattern = quoteSingle(s.name+" ") + "*"
-			}
-			fmt.Fprintf(w, "\t%s) %s ;;\n", pattern, line)
+		writeBashArgs(w, s.name, s.args)
+		if s.alt != nil {
+			writeBashArgs(w, s.name+" "+s.alt.flag, s.alt.args)
 		}
 	}
 	fmt.Fprint(w, `	esac
+	_tcplab_trim "$value"
+	return 0
+}
+# Readline replaces only the text after the last "=" or ":" of the word
+# being completed: drop what comes before it from each candidate.
+_tcplab_trim() {
+	local keep="${1%"${1##*[=:]}"}"
+	[[ -n $keep ]] && COMPREPLY=("${COMPREPLY[@]#"$keep"}")
 	return 0
 }
 complete -F _tcplab tcplab
 `)
+}
+
+// writeBashArgs writes the case patterns that complete the arguments of
+// a form ("tmc", or "wps --hosts" for the form that flag selects).
+func writeBashArgs(w io.Writer, form string, args []argInfo) {
+	for i, a := range args {
+		line := bashValues(a.kind, a.choices)
+		if line == "" {
+			continue
+		}
+		pattern := quoteSingle(fmt.Sprintf("%s %d", form, i))
+		if a.many {
+			pattern = quoteSingle(form+" ") + "*"
+		}
+		fmt.Fprintf(w, "\t%s) %s ;;\n", pattern, line)
+	}
 }
 
 // bashValues is the bash that completes $value of a kind, or "" if there
@@ -202,27 +241,46 @@ _tcplab() {
 	help) _describe -t commands 'tcplab command' commands ;;
 `)
 	for _, s := range specs {
-		fmt.Fprintf(w, "\t%s)\n\t\t_arguments -s -S \\\n", s.name)
-		for _, f := range s.flags {
-			if f.kind == noValue {
-				fmt.Fprintf(w, "\t\t\t'--%s[%s]' \\\n", f.name, zshEscape(shortUsage(f.usage)))
-				continue
-			}
-			fmt.Fprintf(w, "\t\t\t'--%s=[%s]:%s:%s' \\\n", f.name, zshEscape(shortUsage(f.usage)), zshEscape(f.arg), zshEscape(zshAction(f.kind, f.choices)))
+		fmt.Fprintf(w, "\t%s)\n", s.name)
+		if s.alt == nil {
+			writeZshArguments(w, "\t\t", s.flags, s.args)
+		} else {
+			// The other form's flag, given as --flag, -flag or
+			// --flag=..., selects its arguments.
+			name := strings.TrimPrefix(s.alt.flag, "--")
+			fmt.Fprintf(w, "\t\tif ((${words[(I)(-|--)%s(|=*)]})); then\n", name)
+			writeZshArguments(w, "\t\t\t", s.flags, s.alt.args)
+			fmt.Fprint(w, "\t\telse\n")
+			writeZshArguments(w, "\t\t\t", s.flags, s.args)
+			fmt.Fprint(w, "\t\tfi\n")
 		}
-		for i, a := range s.args {
-			pos := fmt.Sprint(i + 1)
-			if a.many {
-				pos = "*"
-			}
-			fmt.Fprintf(w, "\t\t\t'%s:%s:%s' \\\n", pos, zshEscape(a.name), zshEscape(zshAction(a.kind, a.choices)))
-		}
-		fmt.Fprint(w, "\t\t\t'(- *)--help[show the flags and examples]'\n\t\t;;\n")
+		fmt.Fprint(w, "\t\t;;\n")
 	}
 	fmt.Fprint(w, `	esac
 }
 _tcplab "$@"
 `)
+}
+
+// writeZshArguments writes one _arguments call: the flags, then the
+// arguments, each line starting with indent.
+func writeZshArguments(w io.Writer, indent string, flags []flagInfo, args []argInfo) {
+	fmt.Fprintf(w, "%s_arguments -s -S \\\n", indent)
+	for _, f := range flags {
+		if f.kind == noValue {
+			fmt.Fprintf(w, "%s\t'--%s[%s]' \\\n", indent, f.name, zshEscape(shortUsage(f.usage)))
+			continue
+		}
+		fmt.Fprintf(w, "%s\t'--%s=[%s]:%s:%s' \\\n", indent, f.name, zshEscape(shortUsage(f.usage)), zshEscape(f.arg), zshEscape(zshAction(f.kind, f.choices)))
+	}
+	for i, a := range args {
+		pos := fmt.Sprint(i + 1)
+		if a.many {
+			pos = "*"
+		}
+		fmt.Fprintf(w, "%s\t'%s:%s:%s' \\\n", indent, pos, zshEscape(a.name), zshEscape(zshAction(a.kind, a.choices)))
+	}
+	fmt.Fprintf(w, "%s\t'(- *)--help[show the flags and examples]'\n", indent)
 }
 
 // fishQuote quotes s for fish between single quotes.

@@ -103,6 +103,16 @@ type spec struct {
 	fs            *flagSet
 	flags         []flagInfo
 	args          []argInfo
+	// alt is the synopsis's other form, after its "|", that a flag
+	// selects: wps's "--hosts HOST:PORT,... [COMMAND]". Given that flag,
+	// the arguments are alt.args.
+	alt *altForm
+}
+
+// altForm is a second form of a command's arguments, selected by a flag.
+type altForm struct {
+	flag string // written --name
+	args []argInfo
 }
 
 // specs describes every command, in "tcplab help" order.
@@ -121,6 +131,7 @@ func specs() []spec {
 			s.flags = append(s.flags, fi)
 		})
 		s.args = synopsisArgs(c.name, fs.synopsis)
+		s.alt = synopsisAlt(c.name, fs)
 		out = append(out, s)
 	}
 	return out
@@ -164,6 +175,26 @@ func synopsisArgs(cmd, synopsis string) []argInfo {
 		args = append(args, a)
 	}
 	return args
+}
+
+// synopsisAlt reads the form after a synopsis's "|", if it starts with a
+// flag: "| --hosts HOST:PORT,... [COMMAND]" is --hosts and COMMAND (the
+// flag's value, when it takes one, is not an argument).
+func synopsisAlt(cmd string, fs *flagSet) *altForm {
+	_, form, ok := strings.Cut(fs.synopsis, "|")
+	words := strings.Fields(form)
+	if !ok || len(words) == 0 || !strings.HasPrefix(words[0], "-") {
+		return nil
+	}
+	f := fs.Lookup(strings.TrimLeft(words[0], "-"))
+	if f == nil {
+		return nil
+	}
+	rest := words[1:]
+	if !isBool(f) && len(rest) > 0 {
+		rest = rest[1:]
+	}
+	return &altForm{flag: "--" + f.Name, args: synopsisArgs(cmd, strings.Join(rest, " "))}
 }
 
 // valued lists the flags that take a value, written --name.

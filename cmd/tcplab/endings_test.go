@@ -128,10 +128,12 @@ func TestEndingsTMC(t *testing.T) {
 		return srv, cli
 	}
 	// tmsSending is a tms that sends for ever, and a tmc that has begun
-	// to receive.
+	// to receive. tmc takes any number of copies (--copies 0): by default
+	// it expects tms's 10,000 and ends with "received more than the 10000
+	// copies" as soon as the 30,001st byte arrives, before the signal.
 	tmsSending := func(t *testing.T, tmcOut outputKind) (srv, cli *cmdProc) {
 		srv = startCmd(t, captured, captured, "tms", "--no-wait", "--copies", "1000000000000", "0")
-		cli = startCmd(t, tmcOut, captured, "tmc", "127.0.0.1", srv.port(t), "abc")
+		cli = startCmd(t, tmcOut, captured, "tmc", "--copies", "0", "127.0.0.1", srv.port(t), "abc")
 		return srv, cli
 	}
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
@@ -442,6 +444,25 @@ func TestEndingsWPS(t *testing.T) {
 		cli := startCmd(t, closedOut, captured, "wps", "127.0.0.1", port, "ps")
 		expectEnd(t, cli, exitStdoutGone, quiet)
 	})
+	// Output that cannot be written is a local failure, named as one:
+	// single-host wps said "read from HOST:PORT: no space left on
+	// device", blaming the network, and --hosts exited 0 saying nothing.
+	for _, args := range [][]string{{"w"}, {"--json", "w"}, {"--hosts", "", "w"}, {"--hosts", ""}, {"--json", "--hosts", ""}} {
+		t.Run("stdout full "+strings.Join(args, " "), func(t *testing.T) {
+			_, port := startSVR(t, "--native")
+			a := append([]string{"wps"}, args...)
+			if args[len(args)-1] == "w" && args[0] != "--hosts" {
+				a = append(a[:len(a)-1], "127.0.0.1", port, "w")
+			}
+			for i := range a {
+				if a[i] == "" {
+					a[i] = "127.0.0.1:" + port
+				}
+			}
+			cli := startCmd(t, fullOut, captured, a...)
+			expectEnd(t, cli, exitFailed, `^tcplab wps: write /dev/stdout: no space left on device$`)
+		})
+	}
 	t.Run("peer reset", func(t *testing.T) {
 		p := startPeer(t, resettingPeer("partial answ", false))
 		cli := startCmd(t, captured, captured, "wps", "127.0.0.1", p.port, "w")

@@ -111,7 +111,7 @@ func notifySignals(parent context.Context) (context.Context, func()) {
 // exitCode maps a command's outcome to the exit status, and prints the one
 // line a failure gets. A usage error always wins: the command did not start.
 // A failure that must not be hidden (lostOutput: strsvr's final v went
-// nowhere) is reported even after a signal. Otherwise a command that ended
+// nowhere, or its store did not keep it) is reported even after a signal. Otherwise a command that ended
 // because its context did (a signal, its standard output closed) exits
 // quietly with that status: whatever error it returned on the way out
 // ("use of closed network connection", "context canceled") is a
@@ -150,8 +150,9 @@ func exitCode(ctx context.Context, name string, err error, stderr io.Writer) int
 	return exitOK
 }
 
-// lostOutput marks a failure to deliver a command's result (strsvr's final
-// v), reported with exit 1 even when a signal caused the stop.
+// lostOutput marks a failure to deliver or keep a command's result
+// (strsvr's final v not printed, or not kept by its store), reported with
+// exit 1 even when a signal caused the stop.
 type lostOutput struct{ err error }
 
 func (e lostOutput) Error() string { return e.err.Error() }

@@ -35,7 +35,11 @@ func runMan(ctx context.Context, std stdio, args []string) error {
 			return err
 		}
 	}
-	return usagef("unknown command %q (see 'tcplab help')", pos[0])
+	var names []string
+	for _, s := range all {
+		names = append(names, s.name)
+	}
+	return usagef("unknown command %q: the commands are %s", pos[0], strings.Join(names, ", "))
 }
 
 // writeManPages writes tcplab.1 and a tcplab-COMMAND.1 per command to dir.

@@ -67,3 +67,17 @@ func TestManPagesRender(t *testing.T) {
 		}
 	}
 }
+
+// An unknown COMMAND is one usage line that names the commands, with one
+// pointer to help. It ended "(see 'tcplab help') (see 'tcplab man --help')".
+func TestManUnknownCommand(t *testing.T) {
+	code, out, errOut := runCmd(t, "", "man", "nosuch")
+	var names []string
+	for _, c := range commands {
+		names = append(names, c.name)
+	}
+	want := `tcplab man: unknown command "nosuch": the commands are ` + strings.Join(names, ", ") + ` (see 'tcplab man --help')` + "\n"
+	if code != exitUsage || out != "" || errOut != want {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want exit %d and %q", code, out, errOut, exitUsage, want)
+	}
+}

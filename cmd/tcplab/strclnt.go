@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"unicode/utf8"
@@ -98,7 +97,7 @@ func strclntJSON(ctx context.Context, std stdio, host, port string, opts shareds
 			case errors.Is(err, stream.ErrLineTooLong):
 				return fmt.Errorf("line longer than %d bytes", sharedstring.MaxLine)
 			case err != nil || len(line) == 0:
-				return nil
+				return c.Leave() // a classic reply shown cut is an error
 			}
 			v, err := c.Send(line)
 			if err != nil {
@@ -120,7 +119,8 @@ func strclntJSON(ctx context.Context, std stdio, host, port string, opts shareds
 			rep.Error = context.Cause(ctx).Error()
 		}
 	}
-	if jerr := json.NewEncoder(std.out).Encode(rep); jerr != nil && err == nil {
+	// v is other clients' bytes: escaped on a terminal (terminalJSON).
+	if jerr := encodeJSONLine(std.out, rep); jerr != nil && err == nil {
 		return jerr
 	}
 	return err

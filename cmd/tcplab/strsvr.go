@@ -124,8 +124,13 @@ func runStrSvr(ctx context.Context, std stdio, args []string) (err error) {
 	if err := sout.final(v); err != nil {
 		return lostOutput{fmt.Errorf("print the final value of v (%d bytes): %w", len(v), endpoint.Cause(err))}
 	}
-	if err := st.Close(); err != nil && runErr == nil {
-		runErr = fmt.Errorf("close store: %w", err)
+	// A store that could not keep v (its log removed, replaced or
+	// unwritable) outranks a signal: the status and the last line must
+	// not read as a clean stop.
+	if err := st.Close(); err != nil {
+		notKept := fmt.Errorf("v (%d bytes) is not kept: %w; the final value printed above is the only copy", len(v), err)
+		sout.end(ctx, notKept) // standard output works: --json says it too
+		return lostOutput{notKept}
 	}
 	return runErr
 }

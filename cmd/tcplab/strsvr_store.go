@@ -56,7 +56,8 @@ func openLogError(err error) error {
 }
 
 // repairLog is strsvr --repair FILE: it repairs the log (see
-// store.RepairLog) and says on standard output what it did.
+// store.RepairLog) and says on standard output what it did, down to the
+// letters each dropped record held.
 func repairLog(std stdio, path string) error {
 	rep, err := store.RepairLog(path)
 	if err != nil {
@@ -67,14 +68,39 @@ func repairLog(std stdio, path string) error {
 		return nil
 	}
 	fmt.Fprintf(std.out, "%s: kept a copy of the original as %s\n", path, rep.Copy)
-	var dropped int64
-	for _, sp := range rep.Dropped {
-		fmt.Fprintf(std.out, "%s: dropped %d bytes at byte %d (not a valid record)\n", path, sp.Bytes, sp.Offset)
-		dropped += sp.Bytes
+	var dropped, letters int64
+	for _, d := range rep.Dropped {
+		fmt.Fprintf(std.out, "%s: dropped %d bytes at byte %d: %s; %s\n", path, d.Bytes, d.Offset, d.Why, droppedLetters(d))
+		dropped += d.Bytes
+		letters += int64(len(d.Letters))
 	}
-	fmt.Fprintf(std.out, "%s: kept %d records: v is now %d bytes (%d before the first damage); %d bytes of the log dropped, in %d spans\n",
-		path, rep.Records, rep.Letters, rep.LettersBeforeDamage, dropped, len(rep.Dropped))
+	fmt.Fprintf(std.out, "%s: kept %d records: v is now %d bytes (%d before the first damage); %d bytes of the log dropped, in %d spans, %d of them letters\n",
+		path, rep.Records, rep.Letters, rep.LettersBeforeDamage, dropped, len(rep.Dropped), letters)
 	return nil
+}
+
+// shownLetters is how many of a dropped record's letters repairLog quotes;
+// all of them are in the copy, at the bytes it names.
+const shownLetters = 200
+
+// droppedLetters says which letters a dropped span held and where they
+// stood in v.
+func droppedLetters(d store.DroppedSpan) string {
+	where := fmt.Sprintf("they stood after letter %d of v", d.Before)
+	if !d.Known {
+		return "no letters can be told in them (" + where + ")"
+	}
+	what := fmt.Sprintf("%d letters", len(d.Letters))
+	if d.Announced > 0 {
+		what = fmt.Sprintf("%d of its %d letters (never answered)", len(d.Letters), d.Announced)
+	}
+	shown := d.Letters
+	more := ""
+	if len(shown) > shownLetters {
+		shown, more = shown[:shownLetters], fmt.Sprintf("... (%d more)", len(d.Letters)-shownLetters)
+	}
+	return fmt.Sprintf("%s, as stored (damage may have changed them), bytes %d to %d of the copy: %q%s; %s",
+		what, d.LettersAt, d.LettersAt+int64(len(d.Letters)), shown, more, where)
 }
 
 // checkRecovered logs the v a store starts with, and refuses one longer
@@ -154,8 +180,8 @@ func (p *storePlace) open(ctx context.Context, log *slog.Logger) (store.Store, e
 		if err != nil {
 			return nil, openLogError(err)
 		}
-		if f.Dropped() > 0 {
-			log.Warn("cut a torn tail (an interrupted last write, never answered) from the data file", "file", p.data, "bytes", f.Dropped())
+		if n, why := f.Cut(); n > 0 {
+			log.Warn("cut a torn tail (an interrupted last write, never answered) from the data file", "file", p.data, "bytes", n, "what", why)
 		}
 		return f, nil
 	}

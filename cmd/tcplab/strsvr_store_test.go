@@ -108,7 +108,7 @@ func writeTestLog(t *testing.T, path string, n int) ([]byte, []int) {
 	off := datalog.HeaderLen(b)
 	for i := range n {
 		offsets = append(offsets, off)
-		off += 8 + len(fmt.Sprintf("<%d>", i))
+		off += datalog.RecordHeader + len(fmt.Sprintf("<%d>", i))
 	}
 	return b, offsets
 }
@@ -363,5 +363,71 @@ func TestStrSvrRepairUsage(t *testing.T) {
 		if code != 2 || !strings.Contains(errOut, "--repair") || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || out != "" {
 			t.Errorf("strsvr %q: exit %d, stdout %q, stderr %q; want exit 2 and one line naming --repair", args, code, out, errOut)
 		}
+	}
+}
+
+// A stop tells the truth about the log: one removed or replaced while the
+// server was idle, or after it refused a letter for that, is seen at stop,
+// and whatever signal stopped the server it exits 1 with an ERROR line
+// saying v is not kept, since a failure outranks 130 and 143 (a unit with
+// SuccessExitStatus=143 would report success). (Before: SIGTERM printed
+// "hello", exited 143 with no ERROR, and a restart recovered nothing; after
+// a refused letter, --keep and SIGTERM still exited 143.)
+func TestStrSvrStopTellsTheLogIsGone(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		sig     syscall.Signal
+		refused bool // a letter is refused first (the store saw it)
+		replace bool
+		json    bool
+	}{
+		{"removed while idle, SIGTERM", syscall.SIGTERM, false, false, false},
+		{"replaced while idle, SIGINT", syscall.SIGINT, false, true, false},
+		{"removed, a letter refused, SIGTERM", syscall.SIGTERM, true, false, false},
+		{"removed while idle, --json", syscall.SIGTERM, false, false, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			data := filepath.Join(t.TempDir(), "v.log")
+			// --fsync always: the store looks at the path after every
+			// write, so the refused letter is refused (interval looks
+			// every 10 ms).
+			policy := map[bool]string{false: "interval", true: "always"}[c.refused]
+			args := []string{"--keep", "--fsync", policy, "--data", data}
+			if c.json {
+				args = append(args, "--json")
+			}
+			svr, port := startStrsvr(t, args...)
+			cl := dialFramed(t, port)
+			defer cl.Close()
+			if v, err := cl.Send([]byte("hello")); err != nil || string(v) != "hello" {
+				t.Fatalf("Send hello: %q %v", v, err)
+			}
+			os.Remove(data)
+			if c.replace {
+				os.WriteFile(data, nil, 0o644)
+			}
+			if c.refused {
+				if v, err := cl.Send([]byte("!")); err == nil {
+					t.Fatalf("a letter was answered (%q) after the log was removed", v)
+				}
+				svr.WaitFor(t, "level=ERROR", 10*time.Second)
+			}
+			svr.Cmd.Process.Signal(c.sig)
+			code := svr.Wait(t, 10*time.Second)
+			errOut := svr.Stderr.String()
+			if code != 1 {
+				t.Errorf("exit %d, want 1: a log that is gone outranks the signal:\n%s", code, errOut)
+			}
+			last := lastLine(errOut)
+			if !strings.HasPrefix(last, "tcplab strsvr: ") || !strings.Contains(last, "not kept") || !strings.Contains(last, data) {
+				t.Errorf("last line %q does not say that v is not kept in %s", last, data)
+			}
+			if !strings.Contains(errOut, "level=ERROR") {
+				t.Errorf("no ERROR line:\n%s", errOut)
+			}
+			if out := svr.Stdout.String(); c.json && !strings.Contains(out, `"event":"end"`) || c.json && !strings.Contains(out, `"ok":false`) {
+				t.Errorf("--json output does not end with ok false:\n%s", out)
+			}
+		})
 	}
 }

@@ -92,7 +92,8 @@ func runSVR(ctx context.Context, std stdio, args []string) (err error) {
 	}
 	sout := serverOut{w: stdout, json: *asJSON}
 	if *logFormat != "json" || *asJSON {
-		svc.ClientLog = sout.clientLog() // the tutorial's "client is at" lines
+		// The tutorial's "client is at" lines, under the log limit.
+		svc.ClientLog = limitedLines(logger, sout.clientLog(), "client is at", stdout)
 	}
 
 	ln, err := port.ListenForRequests(ctx)
@@ -113,10 +114,17 @@ func runSVR(ctx context.Context, std stdio, args []string) (err error) {
 	for _, c := range al.Commands() {
 		logger.Info("command", "name", c.Name(), "runs", c.Runs())
 	}
+	logTLSWarnings(logger, tlsSrv)
 	logger.Info("listening", "addr", ln.Addr().String(), "allowed", al.String(), "tls", tlsMode(tlsSrv))
 	sout.listening("svr", port, ln, "commands", al.Names(), "tls", tlsMode(tlsSrv))
-	defer func() { sout.end(ctx, err) }()
+	defer func() { flushLogs(logger); sout.end(ctx, err) }() // the log limit's counts come before the end
 	defer reloadOnHangup(ctx, hup, tlsSrv, logger)()
-	srv := &server.Server{Handler: svc, MaxConns: *maxConns, MaxConnsPerAddr: *maxPerAddr, Refuse: server.RefuseLine, Grace: *grace, Logger: logger}
+	// A full svr makes room for a client that asks by closing the
+	// connection that has waited longest for its request (status.Service
+	// says when a request is complete).
+	srv := &server.Server{Handler: svc, MaxConns: *maxConns, MaxConnsPerAddr: *maxPerAddr, EvictWaiting: true, Refuse: server.RefuseLine, Grace: *grace, Logger: logger}
+	if svc.Metrics != nil {
+		svc.Metrics.CountConnections(srv.Refused, srv.Evicted)
+	}
 	return srv.Run(ctx, ln)
 }

@@ -51,6 +51,17 @@ func tlsMode(s *endpoint.TLSServer) string {
 	return "on"
 }
 
+// logTLSWarnings logs what the last load of s's files found wrong but
+// not fatal (a certificate that expires within a week), as WARN.
+func logTLSWarnings(log *slog.Logger, s *endpoint.TLSServer) {
+	if s == nil {
+		return
+	}
+	for _, w := range s.Warnings() {
+		log.Warn("TLS certificate expires soon", "warning", w)
+	}
+}
+
 // catchHangups catches SIGHUP from now on, queueing one for
 // reloadOnHangup. svr calls it first thing: a SIGHUP not caught ends the
 // process, and systemctl reload (or a certificate renewal hook) may send
@@ -66,7 +77,9 @@ func catchHangups() chan os.Signal {
 // connections in flight keep the certificate they began with, later
 // handshakes get the new one, and a reload that fails keeps the old one
 // and logs an ERROR. A SIGHUP caught while svr was starting reloads once
-// now. Without TLS a SIGHUP is logged and ignored rather than ending the
+// now. A renewal is refused (ERROR) unless it loads whole and valid (see
+// endpoint.TLSServer.Reload); one that expires within a week loads with a
+// WARN. Without TLS a SIGHUP is logged and ignored rather than ending the
 // server. The returned stop waits for the watcher to end and stops
 // catching SIGHUP.
 func reloadOnHangup(ctx context.Context, hup chan os.Signal, s *endpoint.TLSServer, log *slog.Logger) (stop func()) {
@@ -89,6 +102,7 @@ func reloadOnHangup(ctx context.Context, hup chan os.Signal, s *endpoint.TLSServ
 			}
 			leaf := s.Leaf()
 			log.Info("SIGHUP: TLS certificate reloaded", "subject", leaf.Subject.String(), "not_after", leaf.NotAfter.UTC().Format(time.RFC3339))
+			logTLSWarnings(log, s)
 		}
 	})
 	return func() {

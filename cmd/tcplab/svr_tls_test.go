@@ -467,3 +467,35 @@ func TestPlaintextWPSAtTLSServerFails(t *testing.T) {
 		t.Errorf("wps --json: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 }
+
+// A renewal that is expired or not yet valid is refused with an ERROR
+// and the certificate in use kept (before, an expired renewal loaded and
+// was logged INFO); one that expires within 7 days loads with a WARN, at
+// start and at a reload.
+func TestSVRReloadRefusesExpiredAndWarnsOfExpiring(t *testing.T) {
+	ca := testkit.NewCA(t, "tcplab server CA")
+	now := time.Now()
+	soonCert, soonKey := ca.IssueValid(t, "soon", "soon", now.Add(-time.Hour), now.Add(2*24*time.Hour))
+	oldCert, oldKey := ca.IssueValid(t, "old", "old", now.Add(-48*time.Hour), now.Add(-time.Minute))
+	dir := t.TempDir()
+	certFile, keyFile := dir+"/svr.crt", dir+"/svr.key"
+	testkit.CopyFile(t, soonCert, certFile)
+	testkit.CopyFile(t, soonKey, keyFile)
+
+	var log testkit.SafeBuffer
+	p := startInProcess(t, &log, "svr", "--log-format", "json", "--tls-cert", certFile, "--tls-key", keyFile, "0")
+	lines := func() string { return p.Stderr.String() }
+	if !strings.Contains(lines(), `"level":"WARN","msg":"TLS certificate expires soon"`) || !strings.Contains(lines(), `certificate 1 (\"soon\") expires on`) {
+		t.Fatalf("no WARN at start for a certificate that expires in 2 days:\n%s", lines())
+	}
+	testkit.CopyFile(t, oldCert, certFile)
+	testkit.CopyFile(t, oldKey, keyFile)
+	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	if !testkit.WaitWritten(eventWait, p.exited, func(s string) bool { return strings.Contains(s, "SIGHUP: TLS reload failed") }, p.Stderr) {
+		t.Fatalf("no reload logged:\n%s", lines())
+	}
+	if !strings.Contains(lines(), `"level":"ERROR","msg":"SIGHUP: TLS reload failed; keeping the certificate in use"`) || !strings.Contains(lines(), `certificate 1 (\"old\") expired on`) ||
+		strings.Contains(lines(), "TLS certificate reloaded") {
+		t.Fatalf("an expired renewal was not refused with an ERROR:\n%s", lines())
+	}
+}

@@ -1,16 +1,17 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"strings"
-	"unicode/utf8"
 
 	"golang.org/x/term"
 
 	"github.com/tcplab/tcplab/internal/endpoint"
+	"github.com/tcplab/tcplab/internal/safetext"
 )
 
 // fileOf returns the *os.File beneath w, if any.
@@ -30,112 +31,59 @@ func isTerminal(w io.Writer) bool {
 	return f != nil && term.IsTerminal(int(f.Fd()))
 }
 
-// terminalSafe returns the writer through which text from the network
-// (strclnt's v, tmc's first reads, wps's answers) reaches w. On a terminal,
-// control characters are escaped, so no peer can move the cursor, retitle
-// the window or worse by sending escape sequences; when w is a pipe or a
-// file, the bytes pass unchanged, for scripts and for diffing against the
-// tutorial. Printable text is the same either way.
+// terminalSafe returns the writer through which text from outside
+// (strclnt's v, tmc's first reads, wps's answers) reaches w. On a
+// terminal it is escaped by tcplab's one rule (internal/safetext), so no
+// peer can move the cursor, retitle the window, write the clipboard or
+// reorder the text by sending control characters; when w is a pipe or a
+// file, the bytes pass unchanged, for scripts and for diffing against
+// the tutorial. Printable text is the same either way. Text that may end
+// mid-character (an answer printed as it arrives) must be followed by
+// flushTerminal.
 func terminalSafe(w io.Writer) io.Writer {
 	if !isTerminal(w) {
 		return w
 	}
-	return terminalWriter(w)
-}
-
-// terminalWriter is the escaping writer terminalSafe returns on a
-// terminal. Text that may end mid-character (an answer printed as it
-// arrives) must be followed by flushTerminal.
-func terminalWriter(w io.Writer) io.Writer {
-	return &escapingWriter{w: w}
+	return safetext.NewWriter(w)
 }
 
 // flushTerminal writes what w holds back of a character cut short, if w
 // is terminalSafe's escaping writer.
 func flushTerminal(w io.Writer) error {
-	if e, ok := w.(*escapingWriter); ok {
-		return e.flush()
+	if e, ok := w.(*safetext.Writer); ok {
+		return e.Flush()
 	}
 	return nil
 }
 
-// escapingWriter writes p with escapeControls. A UTF-8 character split
-// between two writes (two reads of a streamed answer) is held back until
-// its last byte comes, so it shows as itself, not as escaped bytes.
-type escapingWriter struct {
-	w       io.Writer
-	pending []byte // the start of a character cut by the end of a write
-}
-
-func (e *escapingWriter) Write(p []byte) (int, error) {
-	buf := append(e.pending, p...)
-	cut := len(buf) - incompleteTail(buf)
-	e.pending = append([]byte(nil), buf[cut:]...)
-	if _, err := io.WriteString(e.w, escapeControls(buf[:cut])); err != nil {
-		return 0, err
+// terminalJSON writes JSON text (encoding/json's) to w: on a terminal
+// with the characters encoding/json leaves raw (DEL, C1, bidirectional
+// controls) written as JSON escapes (safetext.JSON), the same value;
+// through a pipe as it is.
+func terminalJSON(w io.Writer, js []byte) error {
+	if isTerminal(w) {
+		js = safetext.JSON(js)
 	}
-	return len(p), nil
-}
-
-func (e *escapingWriter) flush() error {
-	if len(e.pending) == 0 {
-		return nil
-	}
-	_, err := io.WriteString(e.w, escapeControls(e.pending))
-	e.pending = nil
+	_, err := w.Write(js)
 	return err
 }
 
-// incompleteTail is the length of the start of a UTF-8 character at the
-// end of p whose remaining bytes have not come yet (0 if none).
-func incompleteTail(p []byte) int {
-	for i := len(p) - 1; i >= 0 && i >= len(p)-utf8.UTFMax+1; i-- {
-		if utf8.RuneStart(p[i]) {
-			if !utf8.FullRune(p[i:]) {
-				return len(p) - i
-			}
-			return 0
-		}
+// encodeJSONLine writes v as JSON on one line to w, by terminalJSON.
+func encodeJSONLine(w io.Writer, v any) error {
+	js, err := json.Marshal(v)
+	if err != nil {
+		return err
 	}
-	return 0
+	return terminalJSON(w, append(js, '\n'))
 }
 
-// escapeControls returns p with every byte a terminal could act on written
-// as a Go escape: C0 controls but newline and tab (ESC is \x1b, CR \r),
-// DEL, the C1 controls U+0080 to U+009F (U+009B is a one-character CSI on
-// some terminals), and bytes that are not UTF-8. Everything else, any
-// printable text in any script, is unchanged. A backslash is not escaped:
-// the tutorial's printable text must come out exactly as sent.
-func escapeControls(p []byte) string {
-	var b strings.Builder
-	b.Grow(len(p))
-	for len(p) > 0 {
-		r, size := utf8.DecodeRune(p)
-		switch {
-		case r == utf8.RuneError && size <= 1:
-			writeHex(&b, p[0])
-		case r == '\n' || r == '\t':
-			b.WriteRune(r)
-		case r == '\r':
-			b.WriteString(`\r`)
-		case r < 0x20 || r == 0x7f:
-			writeHex(&b, byte(r))
-		case r >= 0x80 && r <= 0x9f:
-			b.WriteString(`\u00`)
-			b.WriteByte("0123456789abcdef"[r>>4])
-			b.WriteByte("0123456789abcdef"[r&0xf])
-		default:
-			b.Write(p[:size])
-		}
-		p = p[size:]
+// encodeJSON writes v as indented JSON to w, by terminalJSON.
+func encodeJSON(w io.Writer, v any) error {
+	js, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
 	}
-	return b.String()
-}
-
-func writeHex(b *strings.Builder, c byte) {
-	b.WriteString(`\x`)
-	b.WriteByte("0123456789abcdef"[c>>4])
-	b.WriteByte("0123456789abcdef"[c&0xf])
+	return terminalJSON(w, append(js, '\n'))
 }
 
 // hostArg is HOST as typed, with the brackets of an IPv6 literal taken off:

@@ -3,37 +3,18 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net"
 	"runtime/debug"
 	"strings"
 	"testing"
+	"time"
 )
-
-func TestEscapeControls(t *testing.T) {
-	cases := []struct{ in, want string }{
-		{"abc", "abc"},               // the tutorial's text: unchanged
-		{"a b\tc\n", "a b\tc\n"},     // tab and newline stay
-		{`back\slash`, `back\slash`}, // not escaped: printable text is exact
-		{"héllo, 世界", "héllo, 世界"},   // any script
-		{"\x1b[2J\x1b]0;pwned\x07", `\x1b[2J\x1b]0;pwned\x07`},
-		{"over\rwrite", `over\rwrite`},
-		{"del\x7f", `del\x7f`},
-		{"csi\u009b31m", `csi\u009b31m`}, // C1 CSI as UTF-8
-		{"raw\x9b31m", `raw\x9b31m`},     // C1 CSI as a lone byte
-		{"cut\xe4\xb8", `cut\xe4\xb8`},   // not UTF-8
-		{"\x00", `\x00`},
-	}
-	for _, c := range cases {
-		if got := escapeControls([]byte(c.in)); got != c.want {
-			t.Errorf("escapeControls(%q) = %q, want %q", c.in, got, c.want)
-		}
-	}
-}
 
 // strclnt shows v safely: on a terminal a peer's escape sequences are
 // printed as text; through a pipe the bytes pass unchanged, for scripts.
 func TestStrClntEscapesControlsOnATerminalOnly(t *testing.T) {
-	const hostile = "x\x1b]0;pwned\x07\x1b[2J\ra" // ends with the letter sent, as a classic reply must
+	const hostile = "x\x1b]0;pwned\x07\x1b[2J\r\u202ea" // ends with the letter sent, as a classic reply must
 	serve := func(t *testing.T) string {
 		p := startPeer(t, func(c net.Conn, p *peer) {
 			c.Read(make([]byte, 1))
@@ -49,7 +30,7 @@ func TestStrClntEscapesControlsOnATerminalOnly(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut.String())
 	}
-	if strings.ContainsRune(got, 0x1b) || strings.ContainsRune(got, 0x07) || !strings.Contains(got, `x\x1b]0;pwned\x07\x1b[2J\ra`) {
+	if strings.ContainsAny(got, rawControls) || !strings.Contains(got, `x\x1b]0;pwned\x07\x1b[2J\r\u202ea`) {
 		t.Fatalf("terminal got %q", got)
 	}
 
@@ -120,33 +101,6 @@ func TestIPv6LoopbackBareAndBracketed(t *testing.T) {
 	}
 }
 
-// A character split between two writes (two reads of an answer that
-// arrives as it comes, as wps prints it) is still one character on a
-// terminal: each write was escaped alone, and "café" split after its
-// 0xc3 was shown as `caf\xc3\xa9`.
-func TestEscapingWriterKeepsCharactersSplitAcrossWrites(t *testing.T) {
-	var b strings.Builder
-	w := terminalWriter(&b)
-	for _, part := range []string{"caf\xc3", "\xa9 ", "世"[:1], "世"[1:2], "世"[2:] + "\x1b\n"} {
-		if n, err := w.Write([]byte(part)); n != len(part) || err != nil {
-			t.Fatalf("Write(%q) = %d, %v", part, n, err)
-		}
-	}
-	if got, want := b.String(), "café 世\\x1b\n"; got != want {
-		t.Fatalf("got %q, want %q", got, want)
-	}
-	// An answer that ends inside a character: its bytes are shown, escaped,
-	// when the answer ends.
-	b.Reset()
-	w.Write([]byte("end\xe4\xb8"))
-	if err := flushTerminal(w); err != nil {
-		t.Fatal(err)
-	}
-	if got, want := b.String(), `end\xe4\xb8`; got != want {
-		t.Fatalf("after flush got %q, want %q", got, want)
-	}
-}
-
 // wps on a terminal shows an answer that ends inside a character (its
 // last bytes held for the rest of the character) in full.
 func TestWPSShowsAnAnswerEndingMidCharacter(t *testing.T) {
@@ -160,5 +114,108 @@ func TestWPSShowsAnAnswerEndingMidCharacter(t *testing.T) {
 	code := run(context.Background(), []string{"wps", "127.0.0.1", p.port, "w"}, strings.NewReader(""), tty, &errOut)
 	if got := out(); code != 0 || got != `load caf\xc3` {
 		t.Fatalf("exit %d, terminal got %q, stderr %q", code, got, errOut.String())
+	}
+}
+
+// hostileText is a peer's answer that tries everything on a terminal: a
+// window title, a screen clear, an OSC 52 clipboard write, a carriage
+// return, DEL, the one-character CSI U+009B, and a right-to-left override.
+const hostileText = "x\x1b]0;pwned\x07\x1b[2J\x1b]52;c;cHduZWQ=\x07\rdel\x7f csi\u009b31m rlo\u202etxt.exe"
+
+// rawControls are the characters none of which may reach a terminal from
+// hostileText.
+const rawControls = "\x1b\x07\x7f\u009b\u202e"
+
+// wps --json on a terminal: encoding/json escapes C0 but passes DEL, C1
+// and U+202E raw. Before, all three reached the terminal; now they are
+// JSON escapes, and the output is still JSON with the same value.
+func TestWPSJSONEscapesControlsOnATerminal(t *testing.T) {
+	p := startPeer(t, func(c net.Conn, p *peer) {
+		c.Read(make([]byte, 64))
+		c.Write([]byte(hostileText))
+		c.Close()
+	})
+	tty, out, _ := openTerminal(t)
+	var errOut bytes.Buffer
+	code := run(context.Background(), []string{"wps", "--json", "127.0.0.1", p.port, "w"}, strings.NewReader(""), tty, &errOut)
+	got := out()
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	if strings.ContainsAny(got, rawControls) {
+		t.Fatalf("terminal got a raw control: %q", got)
+	}
+	var a struct{ Output string }
+	if err := json.Unmarshal([]byte(strings.ReplaceAll(got, "\r\n", "\n")), &a); err != nil || a.Output != hostileText {
+		t.Fatalf("not the answer as JSON (%v): %q", err, got)
+	}
+}
+
+// strsvr's final v is printed on the operator's terminal: a client's
+// escape sequences in v reached it raw before (window title, screen
+// clear, OSC 52). Through a pipe v is printed as it is, as strsvr.py
+// prints it.
+func TestStrsvrFinalValueEscapedOnATerminal(t *testing.T) {
+	tty, out, _ := openTerminal(t)
+	p := startInProcess(t, tty, "strsvr", "--no-discovery", "0")
+	c, err := net.Dial("tcp", p.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte(hostileText))
+	// The server answers with v after each append: read until the whole
+	// of it has come back, then leave, which ends the server.
+	var got []byte
+	buf := make([]byte, 4096)
+	for !bytes.HasSuffix(got, []byte(hostileText)) {
+		c.SetReadDeadline(time.Now().Add(eventWait))
+		n, err := c.Read(buf)
+		if err != nil {
+			t.Fatalf("read v: %v (so far %q)", err, got)
+		}
+		got = append(got, buf[:n]...)
+	}
+	c.Close()
+	select {
+	case <-p.exited:
+	case <-time.After(eventWait):
+		t.Fatalf("strsvr did not end with its last client: %s", p.Stderr.String())
+	}
+	if code := <-p.code; code != 0 {
+		t.Fatalf("exit %d: %s", code, p.Stderr.String())
+	}
+	p.code = nil
+	shown := out()
+	if strings.ContainsAny(shown, rawControls) || !strings.Contains(shown, "the final value of v is x\\x1b]0;pwned\\x07") {
+		t.Fatalf("terminal got %q", shown)
+	}
+}
+
+// The one line of an error may quote a peer (a server's words, a
+// certificate's names): it is one line and shows no control raw.
+func TestOneLineEscapes(t *testing.T) {
+	if got, want := oneLine("read from h:1: bad\x1b[2J\nname\u202e"), `read from h:1: bad\x1b[2J name\u202e`; got != want {
+		t.Fatalf("oneLine = %q, want %q", got, want)
+	}
+}
+
+// strclnt --json on a terminal: v is other clients' bytes, and its DEL,
+// C1 and U+202E were raw in the JSON (encoding/json leaves them).
+func TestStrClntJSONEscapesControlsOnATerminal(t *testing.T) {
+	const hostile = "del\x7f csi\u009b rlo\u202ea" // ends with the letter sent, as a classic reply must
+	p := startPeer(t, func(c net.Conn, p *peer) {
+		c.Read(make([]byte, 1))
+		c.Write([]byte(hostile))
+	})
+	tty, out, _ := openTerminal(t)
+	var errOut bytes.Buffer
+	code := run(context.Background(), []string{"strclnt", "--json", "--classic", "127.0.0.1", p.port}, strings.NewReader("a\n"), tty, &errOut)
+	got := out()
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	var rep struct{ V string }
+	if strings.ContainsAny(got, rawControls) || json.Unmarshal([]byte(got), &rep) != nil || rep.V != hostile {
+		t.Fatalf("terminal got %q", got)
 	}
 }

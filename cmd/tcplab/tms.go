@@ -68,7 +68,7 @@ func runTMS(ctx context.Context, std stdio, args []string) (err error) {
 	}
 	log.Info("tms listening", "addr", ln.Addr().String())
 	sout.listening("tms", port, ln, "copies", *copies, "keep", *keep)
-	defer func() { sout.end(ctx, err) }()
+	defer func() { flushLogs(log); sout.end(ctx, err) }() // the log limit's counts come before the end
 	srv := &multicopy.Server{
 		Copies:      *copies,
 		QuietGap:    *gap,
@@ -79,7 +79,12 @@ func runTMS(ctx context.Context, std stdio, args []string) (err error) {
 	}
 
 	if *keep {
-		srv.ClientLog = out
+		// Many clients: their lines are under the log limit. A full tms
+		// refuses newcomers rather than make room (server.Server's
+		// EvictWaiting): a string may take seconds to arrive on a slow or
+		// lossy link, and its sender would be closed mid-string for a
+		// newcomer (docs/reliability.md).
+		srv.ClientLog = limitedLines(log, out, "client is at", stdout)
 		s := &server.Server{Handler: srv, MaxConns: *maxConns, MaxConnsPerAddr: *maxPerAddr, Refuse: server.RefuseLine, Grace: *grace, Logger: log, UserTimeout: srv.UserTimeout()}
 		return s.Run(ctx, ln)
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -65,15 +64,17 @@ func runWPS(ctx context.Context, std stdio, args []string) error {
 		for i, a := range answers {
 			reports[i] = wpsReport{OK: a.Error == "", HostAnswer: a}
 		}
-		enc := json.NewEncoder(std.out)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(reports); err != nil {
+		if err := encodeJSON(std.out, reports); err != nil {
 			return err
 		}
 	case len(pos) == 1:
-		printAnswers(terminalSafe(std.out), std.err, answers)
+		if err := printAnswers(std.out, std.err, answers); err != nil {
+			return err
+		}
 	default:
-		printTable(terminalSafe(std.out), std.err, answers)
+		if err := printTable(std.out, std.err, answers); err != nil {
+			return err
+		}
 	}
 	for _, a := range answers {
 		if a.Error == "" {
@@ -149,9 +150,7 @@ func askOne(ctx context.Context, std stdio, host, port, name string, timeout tim
 	if err != nil {
 		a.Error = err.Error()
 	}
-	enc := json.NewEncoder(std.out)
-	enc.SetIndent("", "  ")
-	if jerr := enc.Encode(wpsReport{OK: err == nil, HostAnswer: a}); jerr != nil {
+	if jerr := encodeJSON(std.out, wpsReport{OK: err == nil, HostAnswer: a}); jerr != nil {
 		return jerr
 	}
 	return err
@@ -192,28 +191,36 @@ func (a *answerHead) isNotTLS() bool {
 	return a.n == len(status.NotTLSAnswer) && string(a.head) == status.NotTLSAnswer
 }
 
-// printAnswers prints each host's answer under a header on w, and each
-// failed host's one line on errw (standard error: the answers on standard
-// output stay what the hosts sent).
-func printAnswers(w, errw io.Writer, answers []fleet.HostAnswer) {
+// printAnswers prints each host's answer under a header on w (escaped on
+// a terminal), and each failed host's one line on errw (standard error:
+// the answers on standard output stay what the hosts sent). It returns
+// the first error writing to w: output that cannot be written is a
+// failure of its own (exit 1), not a host's.
+func printAnswers(w, errw io.Writer, answers []fleet.HostAnswer) error {
+	out := &firstError{w: terminalSafe(w)}
 	for i, a := range answers {
 		if a.Error != "" {
-			fmt.Fprintf(errw, "%s: error: %s\n", a.Host, a.Error)
+			fmt.Fprintf(errw, "%s: error: %s\n", a.Host, oneLine(a.Error))
 			continue
 		}
 		if i > 0 {
-			fmt.Fprintln(w)
+			fmt.Fprintln(out)
 		}
-		fmt.Fprintf(w, "== %s ==\n", a.Host)
-		io.WriteString(w, a.Output)
+		fmt.Fprintf(out, "== %s ==\n", a.Host)
+		io.WriteString(out, a.Output)
+		flushTerminal(out.w)
 		if a.Output != "" && !strings.HasSuffix(a.Output, "\n") {
-			fmt.Fprintln(w)
+			fmt.Fprintln(out)
 		}
 	}
+	return out.err
 }
 
-func printTable(w, errw io.Writer, answers []fleet.HostAnswer) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+// printTable prints the fleet's load table on w and each failed host's
+// line on errw, and returns the first error writing to w.
+func printTable(w, errw io.Writer, answers []fleet.HostAnswer) error {
+	out := &firstError{w: terminalSafe(w)}
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOST\tUP\tUSERS\tLOAD 1\t5\t15\tPROCS")
 	for _, a := range answers {
 		if a.Error != "" || a.Summary == nil {
@@ -229,9 +236,26 @@ func printTable(w, errw io.Writer, answers []fleet.HostAnswer) {
 	tw.Flush()
 	for _, a := range answers {
 		if a.Error != "" {
-			fmt.Fprintf(errw, "%s: error: %s\n", a.Host, a.Error)
+			fmt.Fprintf(errw, "%s: error: %s\n", a.Host, oneLine(a.Error))
 		}
 	}
+	return out.err
+}
+
+// firstError passes writes on to w until one fails, then fails every
+// later one with that error, which it keeps for the caller.
+type firstError struct {
+	w   io.Writer
+	err error
+}
+
+func (f *firstError) Write(p []byte) (int, error) {
+	if f.err != nil {
+		return 0, f.err
+	}
+	n, err := f.w.Write(p)
+	f.err = err
+	return n, err
 }
 
 // onceString is a string flag that may be given once: a second --hosts

@@ -10,8 +10,9 @@
 // Go, no libpcap), in the network namespace of the thread that calls Start: started inside a lab namespace
 // (internal/netlab's Host.Do), it sees that namespace's veth and nothing
 // else, and keeps seeing it from any goroutine. It is bounded by Limits
-// (frames and bytes kept, bytes kept per frame); what passes a bound is
-// counted, not kept.
+// (frames and bytes kept, bytes kept per frame); the frame that passes a
+// bound, and every one after it, is counted, not kept, so what is kept is
+// the start of the traffic without holes.
 //
 // Frames are parsed with gopacket's layers, not by hand.
 package capture
@@ -29,6 +30,8 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/tcplab/tcplab/internal/wholefile"
 )
 
 // Limits bound what a capture keeps.
@@ -36,8 +39,9 @@ type Limits struct {
 	// Frames is the most frames kept; later ones are counted in
 	// Record.Over. 0 means DefaultLimits.Frames.
 	Frames int
-	// Bytes is the most frame bytes kept in all. 0 means
-	// DefaultLimits.Bytes.
+	// Bytes is the most frame bytes kept in all; the first frame that
+	// would pass it and all later ones are counted in Record.Over. 0
+	// means DefaultLimits.Bytes.
 	Bytes int64
 	// Snaplen is the most bytes kept of one frame, as tcpdump's -s.
 	// 0 means DefaultLimits.Snaplen.
@@ -132,7 +136,9 @@ func (c *Capture) read() {
 			return
 		}
 		c.mu.Lock()
-		if len(c.frames) >= c.lim.Frames || c.kept+int64(len(f.Data)) > c.lim.Bytes {
+		// Past a limit, nothing more is kept, even a frame that would fit:
+		// a capture is the start of the traffic, without holes.
+		if c.over > 0 || len(c.frames) >= c.lim.Frames || c.kept+int64(len(f.Data)) > c.lim.Bytes {
 			c.over++
 		} else {
 			c.frames = append(c.frames, f)
@@ -149,14 +155,15 @@ var ErrNotSeen = errors.New("capture: the frame waited for was not seen")
 
 // WaitFor waits until a frame kept so far, or a later one, satisfies
 // match, and returns nil; or returns ErrNotSeen (wrapping ctx's error) when
-// ctx ends first. A lesson waits this way for the last frame it expects
-// (the ACK of a FIN) before it stops the capture, so nothing it asserts
-// about is still on its way to the socket.
+// ctx ends first, or at once when the capture is past its limits and so
+// keeps no later frame. A lesson waits this way for the last frame it
+// expects (the ACK of a FIN) before it stops the capture, so nothing it
+// asserts about is still on its way to the socket.
 func (c *Capture) WaitFor(ctx context.Context, match func(Frame) bool) error {
 	next := 0
 	for {
 		c.mu.Lock()
-		frames, changed, err := c.frames[next:], c.changed, c.readErr
+		frames, changed, err, over, kept := c.frames[next:], c.changed, c.readErr, c.over, c.kept
 		c.mu.Unlock()
 		for _, f := range frames {
 			if match(f) {
@@ -166,6 +173,10 @@ func (c *Capture) WaitFor(ctx context.Context, match func(Frame) bool) error {
 		next += len(frames)
 		if err != nil {
 			return fmt.Errorf("capture on %s: %w", c.iface, err)
+		}
+		if over > 0 {
+			return fmt.Errorf("%w: the capture on %s is full (%d frames, %d bytes kept; the limits are %d and %d): %d later frames were not kept",
+				ErrNotSeen, c.iface, next, kept, c.lim.Frames, c.lim.Bytes, over)
 		}
 		select {
 		case <-changed:
@@ -219,25 +230,23 @@ func (c *Capture) Stop() (*Record, error) {
 
 // WritePcap writes the record to path in the classic pcap format
 // (microsecond timestamps, Ethernet link type), which Wireshark, tcpdump
-// and every other capture tool read.
+// and every other capture tool read. The file is written whole or not at
+// all (internal/wholefile): a full disk leaves no cut-off capture.
 func (r *Record) WritePcap(path string) error {
-	f, err := os.Create(path)
+	err := wholefile.Write(path, func(f io.Writer) error {
+		w := pcapgo.NewWriter(f)
+		if err := w.WriteFileHeader(uint32(r.Snaplen), layers.LinkTypeEthernet); err != nil {
+			return err
+		}
+		for _, fr := range r.Frames {
+			if err := w.WritePacket(gopacket.CaptureInfo{Timestamp: fr.At, CaptureLength: len(fr.Data), Length: fr.Length}, fr.Data); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("pcap: %w", err)
-	}
-	w := pcapgo.NewWriter(f)
-	err = w.WriteFileHeader(uint32(r.Snaplen), layers.LinkTypeEthernet)
-	for _, fr := range r.Frames {
-		if err != nil {
-			break
-		}
-		err = w.WritePacket(gopacket.CaptureInfo{Timestamp: fr.At, CaptureLength: len(fr.Data), Length: fr.Length}, fr.Data)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("pcap %s: %w", path, err)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package capture
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/netip"
@@ -9,9 +10,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
 	"golang.org/x/sys/unix"
 
 	"github.com/tcplab/tcplab/internal/netlab"
@@ -231,6 +236,17 @@ func TestCaptureKeepsToItsLimits(t *testing.T) {
 			if kept > lim.Bytes || rec.Over == 0 || err != nil {
 				t.Errorf("%+v: kept %d bytes, %d frames over (%v)", lim, kept, rec.Over, err)
 			}
+			// What is kept is the start of the traffic, without holes:
+			// not the small frames (ACKs, FINs) that would still have
+			// fitted after the first full segment that did not.
+			if err := c.WaitClosed(context.Background(), Conn{addrPort(t, clientAddr), addrPort(t, serverAddr)}); !errors.Is(err, ErrNotSeen) {
+				t.Errorf("%+v: waiting for the close on a full capture: %v", lim, err)
+			}
+			for _, p := range rec.Packets() {
+				if p.TCP != nil && p.TCP.FIN {
+					t.Errorf("%+v: the capture kept a FIN after leaving out data before it", lim)
+				}
+			}
 		case lim.Snaplen > 0:
 			if err != nil || rec.Over != 0 {
 				t.Errorf("%+v: %v, %d over", lim, err, rec.Over)
@@ -258,5 +274,79 @@ func waitOver(ctx context.Context, c *Capture) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+	}
+}
+
+// A capture holds the frames of its interface only, from its first frame:
+// none of the namespace's loopback, even when loopback is busy the moment
+// the capture starts. (A packet socket opened for every protocol before it
+// is bound to the interface takes every interface's frames in between;
+// before the fix, 300 starts during a loopback flood kept about five
+// loopback frames.)
+func TestCaptureStartsOnItsInterfaceOnly(t *testing.T) {
+	l := netlab.ForTest(t)
+	var flood *net.UDPConn
+	if err := l.A.Do(func() (err error) {
+		flood, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer flood.Close()
+	self := flood.LocalAddr().(*net.UDPAddr)
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			b := make([]byte, 100)
+			for !stop.Load() {
+				flood.WriteToUDP(b, self)
+			}
+		})
+	}
+	wg.Go(func() {
+		b := make([]byte, 200)
+		for !stop.Load() {
+			if _, _, err := flood.ReadFromUDP(b); err != nil {
+				return
+			}
+		}
+	})
+	defer func() {
+		stop.Store(true)
+		flood.Close()
+		wg.Wait()
+	}()
+	for i := range 300 {
+		var c *Capture
+		if err := l.A.Do(func() (err error) { c, err = Start(l.A.Dev, Limits{}); return err }); err != nil {
+			t.Fatal(err)
+		}
+		rec, err := c.Stop()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range rec.Frames {
+			pkt := gopacket.NewPacket(f.Data, layers.LayerTypeEthernet, gopacket.Default)
+			if ip, ok := pkt.Layer(layers.LayerTypeIPv4).(*layers.IPv4); ok && ip.SrcIP.IsLoopback() {
+				t.Fatalf("start %d: the capture of %s holds a loopback frame: %v", i, l.A.Dev, pkt)
+			}
+		}
+	}
+}
+
+// A capture past its limits keeps no later frame, so a wait for one ends
+// at once, saying so. (Before, it waited out its context: the loss lesson
+// made to send 30 MB waited its 10 s and failed with "the frame waited
+// for was not seen: context deadline exceeded", not naming the limit.)
+func TestWaitForEndsWhenTheCaptureIsFull(t *testing.T) {
+	l := netlab.ForTest(t)
+	c := startOn(t, l.A, Limits{Frames: 5})
+	clientAddr, serverAddr, _ := transfer(t, l, 20_000)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := c.WaitClosed(ctx, Conn{addrPort(t, clientAddr), addrPort(t, serverAddr)})
+	if err == nil || !errors.Is(err, ErrNotSeen) || errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "full") {
+		t.Fatalf("waiting on a full capture: %v; want at once, saying it is full", err)
 	}
 }

@@ -13,7 +13,8 @@ import (
 
 // Packet is one frame, decoded as far as the lessons need.
 type Packet struct {
-	// At is when the frame was captured.
+	// At is when the frame was captured: its kernel timestamp, made to
+	// follow the order of capture by Record.Packets.
 	At time.Time
 	// Length is the frame's length on the wire.
 	Length int
@@ -144,11 +145,25 @@ func be32(b []byte) uint32 {
 	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
 }
 
-// Packets decodes every frame of the record.
+// Packets decodes every frame of the record, and puts their times in the
+// order of capture: a packet stamped no later than the one before it is
+// taken to come 1 ns after it.
+//
+// The kernel hands a packet socket the frames of one interface in the
+// order of cause and effect (a frame sent is queued to the capture before
+// it leaves, a frame received before the stack reads it), but its
+// timestamps do not always agree: on a loaded machine a frame is
+// sometimes stamped a little before the one captured ahead of it (seen: a
+// FIN stamped 1.6 ms before the data segment it followed). Left as they
+// are, such stamps draw a FIN before the data and a byte sent before the
+// ACK that let it go. The pcap file keeps the kernel's stamps.
 func (r *Record) Packets() []Packet {
 	ps := make([]Packet, len(r.Frames))
 	for i, f := range r.Frames {
 		ps[i] = Decode(f)
+		if i > 0 && !ps[i].At.After(ps[i-1].At) {
+			ps[i].At = ps[i-1].At.Add(time.Nanosecond)
+		}
 	}
 	return ps
 }

@@ -31,8 +31,11 @@ func openPacketSocket(iface string, snaplen int) (*packetSocket, error) {
 	if err != nil {
 		return nil, err
 	}
-	proto := int(htons(unix.ETH_P_ALL))
-	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, proto)
+	// Protocol 0: the socket takes no frame until bind names the
+	// interface and the protocols (packet(7)). Opened for ETH_P_ALL, it
+	// would take every interface's frames until bind, and a capture of
+	// the veth would start with some of the namespace's loopback traffic.
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("packet socket: %w", err)
 	}

@@ -8,6 +8,7 @@ package chunkplot
 import (
 	"fmt"
 	"image/color"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -23,6 +24,7 @@ import (
 	"gonum.org/v1/plot/vg/vgimg"
 	"gonum.org/v1/plot/vg/vgsvg"
 
+	"github.com/tcplab/tcplab/internal/wholefile"
 	"github.com/tcplab/tcplab/stream"
 )
 
@@ -41,7 +43,8 @@ func CheckPath(path string) error {
 	return nil
 }
 
-// Write draws stats to path, as PNG or SVG according to its extension.
+// Write draws stats to path, as PNG or SVG according to its extension,
+// whole or not at all (internal/wholefile).
 func Write(path string, stats *stream.ChunkStats) error {
 	if err := CheckPath(path); err != nil {
 		return err
@@ -66,15 +69,14 @@ func Write(path string, stats *stream.ChunkStats) error {
 	pics.inOrder.Draw(pics.tiles[0])
 	pics.hist.Draw(pics.tiles[1])
 
-	f, err := os.Create(path)
+	err = wholefile.Write(path, func(w io.Writer) error {
+		_, err := canvas.WriteTo(w)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("plot: %w", err)
 	}
-	if _, err := canvas.WriteTo(f); err != nil {
-		f.Close()
-		return fmt.Errorf("plot %s: %w", path, err)
-	}
-	return f.Close()
+	return nil
 }
 
 // pictures are the two plots side by side: the sizes in arrival order

@@ -1,29 +1,64 @@
 // Package datalog is the format of strsvr's data file (store.File): a
-// header, then records that each carry some bytes appended to v and their
-// checksum. It reads and writes bytes only; opening, locking, syncing and
-// repairing files is store's.
+// header line, then records that each carry some bytes appended to v. It
+// reads, checks and writes bytes only; opening, locking, syncing, upgrading
+// and repairing files is store's.
 //
-// The header is KeyedMagic, the checksum key in 8 lowercase hexadecimal
-// digits, a space, the CRC-32C of those 8 digits, also in 8, and a
-// newline. Logs made before keys begin with Magic alone, and their key is
-// 0. A record is:
+// # Format v3 (written since tcplab 2027-01)
 //
-//	offset 0  uint32 big-endian  n, the length of the data, 1..MaxRecord
-//	offset 4  uint32 big-endian  CRC-32C (Castagnoli) of the data, computed
-//	                             from the key (crc32.Update(key, ...))
-//	offset 8  n bytes            the data: bytes appended to v, in order
+// The header is one line of 39 bytes:
 //
-// Why a key: clients choose the bytes of records, and could otherwise type
-// a letter that reads as a valid record. Inside a record torn by a crash it
-// would stand after the tear as a "valid record", and turn a torn tail,
-// which is cut, into damage, which is refused. Clients never see the key,
-// so their look-alikes fail the check (but for one chance in 2^32). The
-// header's own checksum keeps a damaged key from passing for another key,
-// under which every record would fail and the whole log look torn.
+//	tcplab-strsvr-log v3 KKKKKKKK SSSSSSSS\n
+//
+// KKKKKKKK is the checksum key, 8 random lowercase hexadecimal digits;
+// SSSSSSSS is the CRC-32C (Castagnoli) of the 29 bytes before the space
+// that precedes it ("tcplab-strsvr-log v3 KKKKKKKK"), in 8 lowercase
+// hexadecimal digits. The version is inside what SUM covers, so a header
+// edited to name another version fails its check instead of being read
+// under that version's rules. SUM is also the seed of every record's
+// checksums, which ties each record to this header.
+//
+// A record at file offset OFF (the first at 39) carrying n bytes of v:
+//
+//	offset 0   uint32 big-endian  H = CRC-32C(seed SUM; OFF as 8 bytes
+//	                              big-endian, then n as 4 bytes big-endian)
+//	offset 4   uint32 big-endian  n, 1..MaxRecord
+//	offset 8   uint32 big-endian  D = CRC-32C(seed H; the n data bytes)
+//	offset 12  n bytes            the data: bytes appended to v, in order
+//
+// H checks the record's header by itself, so a record whose data is cut
+// short (a torn write) can be told from one whose length was changed. D
+// continues H, so the data is checked together with its length and its
+// place. Every checksum covers the record's offset: a record is valid only
+// where it was written, so a record duplicated, deleted, moved, swapped
+// with another or appended again (cat v.log >> v.log) fails its check, as
+// does a record from another log (another key). v is the data of the
+// records in order. One write of the log is one record (but for appends
+// over MaxRecord), so a write torn by a crash tears only the last record.
+//
+// Why a key: clients choose the bytes of records, and could otherwise
+// type a letter that reads as a valid record; inside a record torn by a
+// crash it would stand after the tear as a "valid record", and turn a
+// torn tail, which is cut, into damage, which is refused. Clients never
+// see the key, so their look-alikes fail the check (but for one chance in
+// 2^32).
+//
+// # Older formats, read to be upgraded
+//
+// v1: the header "tcplab-strsvr-log v1\n" (21 bytes); records are n
+// (uint32 big-endian), the CRC-32C of the data (seed 0), the data.
+//
+// v2: the header "tcplab-strsvr-log v2 KKKKKKKK SSSSSSSS\n" with SSSSSSSS
+// the CRC-32C of the 8 key digits alone; records as v1, the CRC seeded
+// with the key.
+//
+// Their records do not know their place and their lengths have no check
+// of their own; store reads them once, with the same tail policy, and
+// rewrites them as v3.
 package datalog
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -31,176 +66,391 @@ import (
 	"hash/crc32"
 	"io"
 	"strconv"
-	"strings"
 )
 
-// Magic opens every log of the first format, so that a data file pointed
-// at some other file is refused instead of being read as v. Logs of that
-// format are still read and appended to; new logs are keyed.
-const Magic = "tcplab-strsvr-log v1\n"
+// Version is the format new logs are written in.
+const Version = 3
 
-// KeyedMagic opens a log whose record checksums are keyed.
-const KeyedMagic = "tcplab-strsvr-log v2 "
+// Magic1 is the whole header of a log of format v1.
+const Magic1 = "tcplab-strsvr-log v1\n"
 
-// keyedHeader is the length of a keyed log's header.
-const keyedHeader = len(KeyedMagic) + 8 + 1 + 8 + 1
+// prefix opens the header of every format.
+const prefix = "tcplab-strsvr-log v"
 
-// MaxRecord bounds one record. Longer appends are cut into several
-// records; a length above it on reading marks a damaged tail.
+// keyedLen is the length of a v2 or v3 header; sumAt is where its SUM
+// starts.
+const (
+	keyedLen = len(prefix) + 2 + 8 + 1 + 8 + 1
+	keyAt    = len(prefix) + 2
+	sumAt    = keyAt + 8 + 1
+)
+
+// MaxRecord bounds the data of one record. Longer appends are cut into
+// several records.
 const MaxRecord = 1 << 20
 
-// RecordHeader is the length of a record's header: the length and the
-// CRC-32C of its data.
-const RecordHeader = 8
+// RecordHeader is the length of a v3 record's header (H, n, D);
+// legacyRecordHeader that of v1 and v2 (n, CRC).
+const (
+	RecordHeader       = 12
+	legacyRecordHeader = 8
+)
+
+// Sector is the unit a torn write leaves whole or zeroed: the smallest
+// sector of a disk. It is what etcd's write-ahead log splits a torn
+// record by.
+const Sector = 512
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// HeaderLen returns the length of the header of the log that starts with
-// b, before the first record, or 0 if b holds no whole header.
-func HeaderLen(b []byte) int {
-	if _, n, ok := ParseHeader(b); ok {
-		return n
-	}
-	return 0
+// ErrTornHeader is ParseHeader's and Read's error for a file that is the
+// start of a header cut short: a log torn while it was being created,
+// before any record could be written. It holds no letter.
+var ErrTornHeader = errors.New("header cut short (the log was torn as it was created)")
+
+// HeaderError is the refusal of a file whose first line is not a header
+// this package can read.
+type HeaderError struct{ Reason string }
+
+func (e *HeaderError) Error() string { return e.Reason }
+
+// Header is a parsed header line.
+type Header struct {
+	Version int    // 1, 2 or 3
+	Key     uint32 // the checksum key (0 in v1)
+	Len     int    // bytes of the header line
+	seed    uint32 // v3: the header's SUM; v1, v2: the key
 }
 
-// ParseHeader reads the header at the start of b: the checksum key (0 for
-// an unkeyed log), the header's length, and whether b holds a whole one.
-func ParseHeader(b []byte) (key uint32, n int, ok bool) {
-	if len(b) >= len(Magic) && string(b[:len(Magic)]) == Magic {
-		return 0, len(Magic), true
-	}
-	if len(b) < keyedHeader || string(b[:keyedHeader]) != string(keyedHeaderOf(b[len(KeyedMagic):len(KeyedMagic)+8])) {
-		return 0, 0, false
-	}
-	k, err := strconv.ParseUint(string(b[len(KeyedMagic):len(KeyedMagic)+8]), 16, 32)
-	if err != nil {
-		return 0, 0, false
-	}
-	return uint32(k), keyedHeader, true
+// NewHeader returns the header line of a new log, with a random key.
+func NewHeader() ([]byte, Header) {
+	var k [4]byte
+	rand.Read(k[:])
+	return HeaderFor(Version, binary.BigEndian.Uint32(k[:])|1) // never 0, v1's key
 }
 
-// keyedHeaderOf returns the header for the 8 hexadecimal digits of a key.
-func keyedHeaderOf(key []byte) []byte {
-	return fmt.Appendf(nil, "%s%s %08x\n", KeyedMagic, key, crc32.Checksum(key, castagnoli))
+// HeaderFor returns the header line of a log of format version (1, 2 or
+// 3) with key (ignored for v1): for tests, and for store, which keeps a
+// log's key when it rewrites the log.
+func HeaderFor(version int, key uint32) ([]byte, Header) {
+	if version == 1 {
+		return []byte(Magic1), Header{Version: 1, Len: len(Magic1)}
+	}
+	line := fmt.Appendf(nil, "%s%d %08x", prefix, version, key)
+	var sum uint32
+	if version == 2 {
+		sum = crc32.Checksum(line[keyAt:], castagnoli)
+	} else {
+		sum = crc32.Checksum(line, castagnoli)
+	}
+	line = fmt.Appendf(line, " %08x\n", sum)
+	h := Header{Version: version, Key: key, Len: keyedLen, seed: key}
+	if version == 3 {
+		h.seed = sum
+	}
+	return line, h
 }
 
-// TornHeader reports whether b is the start of a header cut short.
-func TornHeader(b []byte) bool {
-	if len(b) < len(Magic) && string(b) == Magic[:len(b)] {
-		return true
+// ParseHeader reads the header at the start of b, which holds the first
+// bytes of a file (all of them if the file is shorter than a header). A
+// header of a version other than the one it names is never read as that
+// other version: its SUM covers the version. It returns ErrTornHeader for a
+// file that is a header cut short, and a *HeaderError for anything else
+// that is not a header.
+func ParseHeader(b []byte) (Header, error) {
+	if bytes.HasPrefix(b, []byte(Magic1)) {
+		return Header{Version: 1, Len: len(Magic1)}, nil
 	}
-	if len(b) >= keyedHeader {
-		return false
+	if len(b) < keyedLen {
+		if tornV3(b) {
+			return Header{}, ErrTornHeader
+		}
+		if bytes.HasPrefix(b, []byte(prefix)) {
+			return Header{}, &HeaderError{"damaged header: its first line is cut short"}
+		}
+		return Header{}, &HeaderError{"not a strsvr data file (bad magic)"}
 	}
-	if len(b) <= len(KeyedMagic) {
-		return string(b) == KeyedMagic[:len(b)]
+	line := b[:keyedLen]
+	if !bytes.HasPrefix(line, []byte(prefix)) {
+		return Header{}, &HeaderError{"not a strsvr data file (bad magic)"}
 	}
-	if string(b[:len(KeyedMagic)]) != KeyedMagic {
-		return false
+	version := int(line[len(prefix)]) - '0'
+	if version < 2 || version > 9 || line[len(prefix)+1] != ' ' {
+		return Header{}, &HeaderError{fmt.Sprintf("damaged header: it names no version this tcplab reads (%q)", line[len(prefix):len(prefix)+2])}
 	}
-	for i, c := range b[len(KeyedMagic):] {
-		if i == 8 && c != ' ' || i != 8 && !strings.ContainsRune("0123456789abcdef", rune(c)) {
+	if version > Version {
+		return Header{}, &HeaderError{fmt.Sprintf("written in format v%d, by a newer tcplab: this one reads up to v%d", version, Version)}
+	}
+	key, err := strconv.ParseUint(string(line[keyAt:keyAt+8]), 16, 32)
+	if err != nil || !lowerHex(line[keyAt:keyAt+8]) || line[sumAt-1] != ' ' || line[keyedLen-1] != '\n' {
+		return Header{}, &HeaderError{"damaged header: its first line is not a header"}
+	}
+	want, h := HeaderFor(version, uint32(key))
+	if !bytes.Equal(line, want) {
+		return Header{}, &HeaderError{"damaged header: the checksum on its first line does not match the line, so no record can be checked"}
+	}
+	return h, nil
+}
+
+func lowerHex(b []byte) bool {
+	for _, c := range b {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
 			return false
 		}
 	}
 	return true
 }
 
-// NewHeader returns the header of a new keyed log, with a random key.
-func NewHeader() ([]byte, uint32) {
-	var k [4]byte
-	rand.Read(k[:])
-	key := binary.BigEndian.Uint32(k[:]) | 1 // never 0, the unkeyed key
-	return keyedHeaderOf(fmt.Appendf(nil, "%08x", key)), key
+// tornV3 reports whether b is a v3 header cut short: what a crash while
+// the log was created can leave.
+func tornV3(b []byte) bool {
+	want := prefix + "3 "
+	if len(b) <= len(want) {
+		return string(b) == want[:len(b)]
+	}
+	if string(b[:len(want)]) != want {
+		return false
+	}
+	for i, c := range b[len(want):] {
+		if i == 8 && c != ' ' || i != 8 && !lowerHex([]byte{c}) {
+			return false
+		}
+	}
+	return true
 }
 
-// recordSum is the checksum of a record's data under key.
-func recordSum(key uint32, data []byte) uint32 {
-	return crc32.Update(key, castagnoli, data)
+// HeaderLen returns the length of the header of the log that starts with
+// b, or 0 if b holds no whole header.
+func HeaderLen(b []byte) int {
+	h, err := ParseHeader(b)
+	if err != nil {
+		return 0
+	}
+	return h.Len
 }
 
-// AppendRecords encodes p as records, checksummed under key, onto dst.
-func AppendRecords(dst []byte, key uint32, p []byte) []byte {
+// RecordHeaderLen is the length of a record's header in this log.
+func (h Header) RecordHeaderLen() int {
+	if h.Version >= 3 {
+		return RecordHeader
+	}
+	return legacyRecordHeader
+}
+
+// headSum is H, the checksum of a v3 record's header at off.
+func (h Header) headSum(off int64, n uint32) uint32 {
+	var b [12]byte
+	binary.BigEndian.PutUint64(b[0:8], uint64(off))
+	binary.BigEndian.PutUint32(b[8:12], n)
+	return crc32.Update(h.seed, castagnoli, b[:])
+}
+
+// AppendRecords encodes p as the records that start at file offset off
+// (each of at most MaxRecord bytes) onto dst. store writes only v3; the
+// older versions are encoded for tests.
+func (h Header) AppendRecords(dst []byte, off int64, p []byte) []byte {
 	for len(p) > 0 {
 		n := min(len(p), MaxRecord)
-		dst = binary.BigEndian.AppendUint32(dst, uint32(n))
-		dst = binary.BigEndian.AppendUint32(dst, recordSum(key, p[:n]))
+		at := len(dst)
+		if h.Version >= 3 {
+			hs := h.headSum(off, uint32(n))
+			dst = binary.BigEndian.AppendUint32(dst, hs)
+			dst = binary.BigEndian.AppendUint32(dst, uint32(n))
+			dst = binary.BigEndian.AppendUint32(dst, crc32.Update(hs, castagnoli, p[:n]))
+		} else {
+			dst = binary.BigEndian.AppendUint32(dst, uint32(n))
+			dst = binary.BigEndian.AppendUint32(dst, crc32.Update(h.seed, castagnoli, p[:n]))
+		}
 		dst = append(dst, p[:n]...)
+		off += int64(len(dst) - at)
 		p = p[n:]
 	}
 	return dst
 }
 
-// Decode reads a log and returns v and the length of the good part of the
-// log (header and whole, valid records). A damaged or short tail is not an
-// error: decoding stops before it. A log that does not start with a header
-// is, unless it is a header cut short (a log torn as it was created: v is
-// empty and good 0).
-func Decode(r io.Reader) (v []byte, good int64, err error) {
-	v, good, _, err = DecodeKeyed(r)
-	return v, good, err
-}
-
-// DecodeKeyed is Decode, and returns the log's checksum key too.
-func DecodeKeyed(r io.Reader) (v []byte, good int64, key uint32, err error) {
-	br := bufio.NewReader(r) // r itself if r is a big enough bufio.Reader
-	head, _ := br.Peek(keyedHeader)
-	key, hn, ok := ParseHeader(head)
-	if !ok {
-		if TornHeader(head) {
-			return nil, 0, 0, nil // torn while being created: start afresh
-		}
-		if len(head) == keyedHeader && string(head[:len(KeyedMagic)]) == KeyedMagic {
-			return nil, 0, 0, errors.New("damaged header: the checksum key on its first line does not match the checksum beside it, so no record can be checked")
-		}
-		return nil, 0, 0, errors.New("not a strsvr data file (bad magic)")
+// headerAt reads the header of the record at b[0:], which is at file
+// offset off: its data length n, and whether the header holds. In v3 that
+// is its own checksum; in v1 and v2, which have none, a length in range.
+func (h Header) headerAt(b []byte, off int64) (n int, ok bool) {
+	hl := h.RecordHeaderLen()
+	if len(b) < hl {
+		return 0, false
 	}
-	br.Discard(hn)
-	good = int64(hn)
-	var hdr [RecordHeader]byte
-	for {
-		if _, err := io.ReadFull(br, hdr[:]); err != nil {
-			return v, good, key, nil
+	if h.Version >= 3 {
+		size := binary.BigEndian.Uint32(b[4:8])
+		if size == 0 || size > MaxRecord || binary.BigEndian.Uint32(b[0:4]) != h.headSum(off, size) {
+			return 0, false
 		}
-		size := binary.BigEndian.Uint32(hdr[0:4])
-		sum := binary.BigEndian.Uint32(hdr[4:8])
-		if size == 0 || size > MaxRecord {
-			return v, good, key, nil
-		}
-		start := len(v)
-		v = append(v, make([]byte, size)...)
-		if _, err := io.ReadFull(br, v[start:]); err != nil || recordSum(key, v[start:]) != sum {
-			return v[:start], good, key, nil
-		}
-		good += RecordHeader + int64(size)
-	}
-}
-
-// RecordAt reports the length of the valid record at b[0:], under the
-// checksum key, or 0.
-func RecordAt(b []byte, key uint32) int {
-	if len(b) < RecordHeader {
-		return 0
+		return int(size), true
 	}
 	size := binary.BigEndian.Uint32(b[0:4])
-	if size == 0 || size > MaxRecord || int64(size) > int64(len(b)-RecordHeader) {
-		return 0
+	if size == 0 || size > MaxRecord {
+		return 0, false
 	}
-	if recordSum(key, b[RecordHeader:RecordHeader+int(size)]) != binary.BigEndian.Uint32(b[4:8]) {
-		return 0
-	}
-	return RecordHeader + int(size)
+	return int(size), true
 }
 
-// NextRecord returns the offset in b of the first valid record that starts
-// after b[0], or -1. Random bytes pass the length test once in 4,096
-// offsets, so the checksums computed stay few.
-func NextRecord(b []byte, key uint32) int {
-	for i := 1; i+RecordHeader < len(b); i++ {
-		if RecordAt(b[i:], key) > 0 {
+// RecordLen reads the header of the record at b[0:], at file offset off:
+// the length of its data, and whether the header holds (in v1 and v2, a
+// length in range), whatever its data.
+func (h Header) RecordLen(b []byte, off int64) (n int, ok bool) { return h.headerAt(b, off) }
+
+// dataOK reports whether data checks against hdr, a record header that
+// headerAt accepted.
+func (h Header) dataOK(hdr, data []byte) bool {
+	if h.Version >= 3 {
+		return crc32.Update(binary.BigEndian.Uint32(hdr[0:4]), castagnoli, data) == binary.BigEndian.Uint32(hdr[8:12])
+	}
+	return crc32.Update(h.seed, castagnoli, data) == binary.BigEndian.Uint32(hdr[4:8])
+}
+
+// RecordAt reports the length of the valid record at b[0:], which is at
+// file offset off, or 0 if none is there.
+func (h Header) RecordAt(b []byte, off int64) int {
+	n, ok := h.headerAt(b, off)
+	hl := h.RecordHeaderLen()
+	if !ok || len(b) < hl+n || !h.dataOK(b[:hl], b[hl:hl+n]) {
+		return 0
+	}
+	return hl + n
+}
+
+// NextRecord returns the index in b of the first valid record that starts
+// after b[0], b being at file offset off, or -1. Random bytes pass the
+// length test once in 4,096 offsets, so the checksums computed stay few.
+func (h Header) NextRecord(b []byte, off int64) int {
+	for i := 1; i+h.RecordHeaderLen() < len(b); i++ {
+		if h.RecordAt(b[i:], off+int64(i)) > 0 {
 			return i
 		}
 	}
 	return -1
+}
+
+// Read reads a log from r: its header, v (the data of its valid records,
+// in order, up to the first byte that is not a valid record) and good, the
+// offset of that byte: the length of the log if it is whole. The bytes
+// from good on are for Tail to judge. A file that is a header cut short
+// is ErrTornHeader; one that starts with no header, a *HeaderError.
+func Read(r io.Reader) (h Header, v []byte, good int64, err error) {
+	br := bufio.NewReader(r) // r itself if r is a big enough bufio.Reader
+	head, perr := br.Peek(keyedLen)
+	if perr != nil && !errors.Is(perr, io.EOF) {
+		return Header{}, nil, 0, perr
+	}
+	if h, err = ParseHeader(head); err != nil {
+		return Header{}, nil, 0, err
+	}
+	br.Discard(h.Len)
+	good = int64(h.Len)
+	hl := h.RecordHeaderLen()
+	var hdr [RecordHeader]byte
+	for {
+		if _, err := io.ReadFull(br, hdr[:hl]); err != nil {
+			return h, v, good, readErr(err)
+		}
+		n, ok := h.headerAt(hdr[:hl], good)
+		if !ok {
+			return h, v, good, nil
+		}
+		start := len(v)
+		v = append(v, make([]byte, n)...)
+		if _, err := io.ReadFull(br, v[start:]); err != nil {
+			return h, v[:start], good, readErr(err)
+		}
+		if !h.dataOK(hdr[:hl], v[start:]) {
+			return h, v[:start], good, nil
+		}
+		good += int64(hl + n)
+	}
+}
+
+// readErr is nil for the end of the log, which may come anywhere.
+func readErr(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return nil
+	}
+	return err
+}
+
+// Decode is Read for callers that want v alone: v and good.
+func Decode(r io.Reader) (v []byte, good int64, err error) {
+	_, v, good, err = Read(r)
+	return v, good, err
+}
+
+// TailVerdict is Tail's judgement of the bytes after a log's good part.
+type TailVerdict struct {
+	Cut  bool   // a torn write, never answered: cut it; else damage: refuse
+	Why  string // what the bytes are, in words
+	Next int64  // refusal: the offset of the next valid record, or -1
+}
+
+// Tail judges rest, the bytes of a log from off, the end of its good part
+// (Read's good), to the end of the file. A crash can leave only the last
+// write bad, and one write is one record, so the tail is a torn write,
+// cut, only if it is:
+//
+//   - fewer bytes than a record header;
+//   - a record whose header holds but whose data the file ends within;
+//   - a record whose header holds, that ends where the file ends, and
+//     one of whose data's sectors (512-byte pieces, by file offset) is all
+//     zeros, which is what a write that did not reach the disk leaves
+//     (etcd's write-ahead log tells a torn write the same way);
+//   - zeros alone, at most one record long;
+//
+// and no valid record follows. Anything else is damage: a record whose
+// checksum fails with bytes after it, a complete last record whose
+// checksum fails with no zeroed sector, bytes that are not a record. Those
+// are refused: the records they hold were answered. An empty rest is
+// nothing to cut.
+func (h Header) Tail(rest []byte, off int64) TailVerdict {
+	if len(rest) == 0 {
+		return TailVerdict{Cut: true, Next: -1}
+	}
+	if next := h.NextRecord(rest, off); next >= 0 {
+		return TailVerdict{Why: "a bad record with valid records after it", Next: off + int64(next)}
+	}
+	hl := h.RecordHeaderLen()
+	if len(rest) < hl {
+		return TailVerdict{Cut: true, Why: "an incomplete record header", Next: -1}
+	}
+	n, ok := h.headerAt(rest, off)
+	switch {
+	case ok && len(rest) < hl+n:
+		return TailVerdict{Cut: true, Why: "an incomplete last record", Next: -1}
+	case ok && len(rest) == hl+n && ZeroSector(rest[hl:], off+int64(hl)):
+		return TailVerdict{Cut: true, Why: "a last record with a zeroed sector", Next: -1}
+	case ok && len(rest) == hl+n:
+		return TailVerdict{Why: "the last record's checksum fails, and no sector of it is zeroed", Next: -1}
+	case ok:
+		return TailVerdict{Why: "a record's checksum fails, with more bytes after it", Next: -1}
+	case allZero(rest) && len(rest) <= hl+MaxRecord:
+		return TailVerdict{Cut: true, Why: "zeros", Next: -1}
+	case allZero(rest):
+		return TailVerdict{Why: "zeros, longer than any one record", Next: -1}
+	}
+	return TailVerdict{Why: "bytes that are not a record", Next: -1}
+}
+
+// ZeroSector reports whether some piece of b, cut at the sector
+// boundaries of the file (b being at file offset off), is all zeros.
+func ZeroSector(b []byte, off int64) bool {
+	for len(b) > 0 {
+		n := min(len(b), Sector-int(off%Sector))
+		if allZero(b[:n]) {
+			return true
+		}
+		b, off = b[n:], off+int64(n)
+	}
+	return false
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }

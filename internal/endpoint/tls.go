@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"sync/atomic"
 	"time"
 )
@@ -23,7 +24,8 @@ import (
 type TLSServer struct {
 	certFile, keyFile, clientCAFile string
 	current                         atomic.Pointer[tls.Config]
-	config                          *tls.Config // hands out current
+	warnings                        atomic.Pointer[[]string] // of the load in current
+	config                          *tls.Config              // hands out current
 }
 
 // NewTLSServer loads certFile and keyFile (PEM; certFile may hold the chain
@@ -48,11 +50,20 @@ func NewTLSServer(certFile, keyFile, clientCAFile string) (*TLSServer, error) {
 
 // Reload reads the files again. On success the next handshakes use the new
 // certificate (and client CAs); on failure nothing changes and the error
-// says why.
+// says why. A renewal loads whole or not at all: every PEM block of the
+// certificate and CA files must parse, nothing but whitespace may follow
+// the last one, the chain after the leaf must be the leaf's (each
+// certificate signed by the next), the key must match, and the
+// certificates must be valid now. One that expires within ExpiryWarning
+// loads, with a warning (Warnings).
 func (s *TLSServer) Reload() error {
-	cert, err := loadKeyPair(s.certFile, s.keyFile)
+	cert, chain, err := loadKeyPair(s.certFile, s.keyFile)
 	if err != nil {
 		return err
+	}
+	warnings, err := checkValidity(chain, time.Now())
+	if err != nil {
+		return fmt.Errorf("TLS certificate %s: %w", s.certFile, err)
 	}
 	cfg := &tls.Config{
 		Certificates: []tls.Certificate{cert},
@@ -71,6 +82,21 @@ func (s *TLSServer) Reload() error {
 		cfg.ClientAuth = tls.RequireAndVerifyClientCert
 	}
 	s.current.Store(cfg)
+	s.warnings.Store(&warnings)
+	return nil
+}
+
+// ExpiryWarning is how close to its end a certificate that loads is
+// warned about (Warnings): a week leaves time to renew it.
+const ExpiryWarning = 7 * 24 * time.Hour
+
+// Warnings says what the last successful load found wrong but not
+// fatal: a certificate that expires within ExpiryWarning. svr logs each
+// as a WARN.
+func (s *TLSServer) Warnings() []string {
+	if w := s.warnings.Load(); w != nil {
+		return *w
+	}
 	return nil
 }
 
@@ -131,7 +157,7 @@ func ClientTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
 	}
 	cfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	if certFile != "" {
-		cert, err := loadKeyPair(certFile, keyFile)
+		cert, _, err := loadKeyPair(certFile, keyFile)
 		if err != nil {
 			return nil, err
 		}
@@ -172,23 +198,34 @@ func dialTLS(ctx context.Context, conn net.Conn, host, addr string) (net.Conn, e
 	return tc, nil
 }
 
-func loadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
+// loadKeyPair loads a certificate file (the leaf, then the chain, if
+// any) and its key, each read whole (see readCerts and wholePEM), the
+// chain checked to be the leaf's and the key to match the leaf. It also
+// returns the certificates, leaf first.
+func loadKeyPair(certFile, keyFile string) (tls.Certificate, []*x509.Certificate, error) {
 	certPEM, err := os.ReadFile(certFile)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("TLS certificate: %w", err)
+		return tls.Certificate{}, nil, fmt.Errorf("TLS certificate: %w", err)
 	}
-	if err := wholePEM(certPEM); err != nil {
-		return tls.Certificate{}, fmt.Errorf("TLS certificate %s: %w", certFile, err)
+	chain, err := readCerts(certPEM)
+	if err == nil {
+		err = checkChain(chain)
+	}
+	if err != nil {
+		return tls.Certificate{}, nil, fmt.Errorf("TLS certificate %s: %w", certFile, err)
 	}
 	keyPEM, err := os.ReadFile(keyFile)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("TLS key: %w", err)
+		return tls.Certificate{}, nil, fmt.Errorf("TLS key: %w", err)
+	}
+	if _, err := wholePEM(keyPEM); err != nil {
+		return tls.Certificate{}, nil, fmt.Errorf("TLS key %s: %w", keyFile, err)
 	}
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("TLS certificate %s and key %s: %w", certFile, keyFile, err)
+		return tls.Certificate{}, nil, fmt.Errorf("TLS certificate %s and key %s: %w", certFile, keyFile, err)
 	}
-	return cert, nil
+	return cert, chain, nil
 }
 
 func loadCAs(file string) (*x509.CertPool, error) {
@@ -196,33 +233,105 @@ func loadCAs(file string) (*x509.CertPool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("TLS CA: %w", err)
 	}
-	if err := wholePEM(caPEM); err != nil {
+	cas, err := readCerts(caPEM)
+	if err != nil {
 		return nil, fmt.Errorf("TLS CA %s: %w", file, err)
 	}
 	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		return nil, fmt.Errorf("TLS CA %s: no PEM certificate in it", file)
+	for _, c := range cas {
+		pool.AddCert(c)
 	}
 	return pool, nil
 }
 
-// wholePEM reports an error if data ends in a PEM block cut short, as a
-// file read while it is being written does. Go's PEM parsing stops quietly
-// at such a block, so a certificate chain would load without its
-// intermediates, or a CA bundle without its last CAs, and clients would
-// fail until the next reload.
-func wholePEM(data []byte) error {
+// errCutShort is wholePEM's error: what follows the last PEM block is
+// not whitespace, as in a file read while it is being written. Go's PEM
+// parsing stops quietly there, so a certificate chain would load without
+// its intermediate, or a CA bundle without its last CAs, and clients
+// would fail until the next reload.
+var errCutShort = errors.New("something other than whitespace after its last PEM block: a block cut short (being written? write the new file beside the old and rename it into place)")
+
+// wholePEM returns the PEM blocks of data, or errCutShort if anything
+// but whitespace follows the last one. (Text before a block, such as
+// the "subject=" lines openssl writes, is PEM's and is skipped.)
+func wholePEM(data []byte) ([]*pem.Block, error) {
+	var blocks []*pem.Block
 	for {
 		block, rest := pem.Decode(data)
 		if block == nil {
 			break
 		}
+		blocks = append(blocks, block)
 		data = rest
 	}
-	if bytes.Contains(data, []byte("-----BEGIN")) {
-		return errors.New("a PEM block is cut short (being written? write the new file beside it and rename it into place)")
+	if len(blocks) > 0 && len(bytes.TrimSpace(data)) > 0 {
+		return nil, errCutShort
+	}
+	return blocks, nil
+}
+
+// readCerts parses a file of PEM certificates whole: each block must be
+// a certificate that parses, and nothing but whitespace may follow the
+// last (wholePEM).
+func readCerts(data []byte) ([]*x509.Certificate, error) {
+	blocks, err := wholePEM(data)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.ContainsFunc(blocks, func(b *pem.Block) bool { return b.Type == "CERTIFICATE" }) {
+		return nil, errors.New("no PEM certificate in it")
+	}
+	certs := make([]*x509.Certificate, 0, len(blocks))
+	for i, b := range blocks {
+		if b.Type != "CERTIFICATE" {
+			return nil, fmt.Errorf("PEM block %d is %q, not a CERTIFICATE", i+1, b.Type)
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("certificate %d: %w", i+1, err)
+		}
+		certs = append(certs, c)
+	}
+	return certs, nil
+}
+
+// checkChain checks that each certificate of a server's chain is signed
+// by the next, so the chain leads from the leaf to its issuer's issuer:
+// a chain that does not is sent to every client, and fails every one.
+func checkChain(chain []*x509.Certificate) error {
+	for i := 0; i+1 < len(chain); i++ {
+		if err := chain[i].CheckSignatureFrom(chain[i+1]); err != nil {
+			return fmt.Errorf("certificate %d (%q) did not sign certificate %d (%q): %w", i+2, certName(chain[i+1]), i+1, certName(chain[i]), err)
+		}
 	}
 	return nil
+}
+
+// checkValidity refuses a chain with a certificate that is not valid at
+// now (expired, or not yet valid: a server presenting it fails every
+// client) and warns of one that expires within ExpiryWarning.
+func checkValidity(chain []*x509.Certificate, now time.Time) (warnings []string, err error) {
+	const day = "2006-01-02 15:04:05 UTC"
+	for i, c := range chain {
+		switch {
+		case now.Before(c.NotBefore):
+			return nil, fmt.Errorf("certificate %d (%q) is not valid before %s", i+1, certName(c), c.NotBefore.UTC().Format(day))
+		case now.After(c.NotAfter):
+			return nil, fmt.Errorf("certificate %d (%q) expired on %s", i+1, certName(c), c.NotAfter.UTC().Format(day))
+		case c.NotAfter.Sub(now) < ExpiryWarning:
+			warnings = append(warnings, fmt.Sprintf("certificate %d (%q) expires on %s, in %s: renew it", i+1, certName(c), c.NotAfter.UTC().Format(day), c.NotAfter.Sub(now).Round(time.Minute)))
+		}
+	}
+	return warnings, nil
+}
+
+// certName is how an error names a certificate: its common name, or its
+// whole subject.
+func certName(c *x509.Certificate) string {
+	if c.Subject.CommonName != "" {
+		return c.Subject.CommonName
+	}
+	return c.Subject.String()
 }
 
 // ErrNotTLS is Handshake's error for a client whose first byte cannot begin

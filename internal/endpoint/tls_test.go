@@ -1,12 +1,15 @@
 package endpoint
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -334,7 +337,7 @@ func TestTLSLoadErrors(t *testing.T) {
 		{"missing cert", missing, keyFile, "", "TLS certificate: open " + missing + ": no such file or directory"},
 		{"missing key", certFile, missing, "", "TLS key: open " + missing + ": no such file or directory"},
 		{"mismatched", certFile, otherKey, "", "TLS certificate " + certFile + " and key " + otherKey + ": tls: private key does not match public key"},
-		{"garbage cert", garbage, keyFile, "", "TLS certificate " + garbage + " and key " + keyFile + ": tls: failed to find any PEM data in certificate input"},
+		{"garbage cert", garbage, keyFile, "", "TLS certificate " + garbage + ": no PEM certificate in it"},
 		{"garbage client CA", certFile, keyFile, garbage, "TLS CA " + garbage + ": no PEM certificate in it"},
 		{"missing client CA", certFile, keyFile, missing, "TLS CA: open " + missing + ": no such file or directory"},
 	} {
@@ -402,5 +405,135 @@ func TestTLSLoadRefusesCutShortPEM(t *testing.T) {
 	}
 	if s.Leaf().Subject.CommonName != "svr" {
 		t.Errorf("after a failed reload: %q", s.Leaf().Subject.CommonName)
+	}
+}
+
+// A renewal loads whole or not at all. For every length a certificate
+// chain (leaf and intermediate) or a CA bundle (two CAs) may be cut to
+// while it is being written, loading either fails or loads what a file of
+// that length can only mean: the whole, or the first block when the cut
+// falls in the whitespace after it. Before, a chain cut 7 bytes into the
+// intermediate's "-----BEGIN" line loaded without the intermediate (every
+// client then failed to verify), and so did a bundle cut inside its
+// second CA's first line.
+func TestTLSRenewalLoadsWholeOrNotAtAll(t *testing.T) {
+	root := testkit.NewCA(t, "root CA")
+	inter := root.Intermediate(t, "intermediate CA")
+	leafFile, keyFile := inter.Issue(t, "svr", "svr")
+	chainFile := inter.ChainFile(t, leafFile)
+	chain, _ := os.ReadFile(chainFile)
+	leaf, _ := os.ReadFile(leafFile)
+	other := testkit.NewCA(t, "other CA")
+	rootPEM, _ := os.ReadFile(root.CertFile)
+	otherPEM, _ := os.ReadFile(other.CertFile)
+	bundle := append(append([]byte{}, rootPEM...), otherPEM...)
+	wholePool, firstPool := x509.NewCertPool(), x509.NewCertPool()
+	wholePool.AppendCertsFromPEM(bundle)
+	firstPool.AppendCertsFromPEM(rootPEM)
+
+	dir := t.TempDir()
+	cut := filepath.Join(dir, "cut.pem")
+	firstOnly := func(p, first []byte) bool { return bytes.Equal(bytes.TrimSpace(p), bytes.TrimSpace(first)) }
+	for n := len(leaf) - 1; n <= len(chain); n++ {
+		os.WriteFile(cut, chain[:n], 0o600)
+		s, err := NewTLSServer(cut, keyFile, "")
+		if err != nil {
+			continue
+		}
+		got := len(s.current.Load().Certificates[0].Certificate)
+		if got != 2 && !(got == 1 && firstOnly(chain[:n], leaf)) {
+			t.Errorf("chain cut at byte %d of %d (%q...) loaded %d certificates", n, len(chain), chain[max(0, n-12):n], got)
+		}
+	}
+	for n := len(rootPEM) - 1; n <= len(bundle); n++ {
+		os.WriteFile(cut, bundle[:n], 0o600)
+		s, err := NewTLSServer(leafFile, keyFile, cut)
+		if err == nil {
+			if pool := s.current.Load().ClientCAs; !pool.Equal(wholePool) && !(pool.Equal(firstPool) && firstOnly(bundle[:n], rootPEM)) {
+				t.Errorf("client CA bundle cut at byte %d of %d (%q...) loaded in part", n, len(bundle), bundle[max(0, n-12):n])
+			}
+		}
+		cfg, err := ClientTLS(cut, "", "")
+		if err == nil && !cfg.RootCAs.Equal(wholePool) && !(cfg.RootCAs.Equal(firstPool) && firstOnly(bundle[:n], rootPEM)) {
+			t.Errorf("wps's CA bundle cut at byte %d of %d loaded in part", n, len(bundle))
+		}
+	}
+
+	// The issue's case, through a reload: the certificate in use stays,
+	// and the error says why.
+	live := filepath.Join(dir, "live.pem")
+	testkit.CopyFile(t, chainFile, live)
+	s, err := NewTLSServer(live, keyFile, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := bytes.Index(chain[len(leaf)-1:], []byte("-----BEGIN")) + len(leaf) - 1
+	os.WriteFile(live, chain[:at+7], 0o600)
+	if err := s.Reload(); err == nil || !strings.Contains(err.Error(), "after its last PEM block") {
+		t.Errorf("reload of a chain cut 7 bytes into the intermediate: %v", err)
+	}
+	if n := len(s.current.Load().Certificates[0].Certificate); n != 2 {
+		t.Errorf("after the failed reload the chain has %d certificates", n)
+	}
+}
+
+// The chain after the leaf must be the leaf's: each certificate signed by
+// the next. A chain whose intermediate is another CA's (a renewal from a
+// new intermediate with the old chain file) fails every client.
+func TestTLSChainMustVerifyToTheLeafsIssuer(t *testing.T) {
+	root := testkit.NewCA(t, "root CA")
+	inter := root.Intermediate(t, "intermediate CA")
+	wrong := root.Intermediate(t, "another intermediate")
+	leafFile, keyFile := inter.Issue(t, "svr", "svr")
+	if _, err := NewTLSServer(inter.ChainFile(t, leafFile), keyFile, ""); err != nil {
+		t.Fatalf("a right chain: %v", err)
+	}
+	_, err := NewTLSServer(wrong.ChainFile(t, leafFile), keyFile, "")
+	if err == nil || !strings.Contains(err.Error(), `certificate 2 ("another intermediate") did not sign certificate 1 ("svr")`) {
+		t.Fatalf("a chain of another intermediate: %v", err)
+	}
+}
+
+// Expired or not yet valid: refused (a server presenting it fails every
+// client). Expiring within 7 days: loaded, with a warning to log.
+func TestTLSValidity(t *testing.T) {
+	ca := testkit.NewCA(t, "test CA")
+	now := time.Now()
+	expired, k1 := ca.IssueValid(t, "old", "old", now.Add(-48*time.Hour), now.Add(-time.Hour))
+	early, k2 := ca.IssueValid(t, "early", "early", now.Add(time.Hour), now.Add(48*time.Hour))
+	soon, k3 := ca.IssueValid(t, "soon", "soon", now.Add(-time.Hour), now.Add(3*24*time.Hour))
+	fine, k4 := ca.IssueValid(t, "fine", "fine", now.Add(-time.Hour), now.Add(30*24*time.Hour))
+	if _, err := NewTLSServer(expired, k1, ""); err == nil || !strings.Contains(err.Error(), `certificate 1 ("old") expired on`) {
+		t.Errorf("expired: %v", err)
+	}
+	if _, err := NewTLSServer(early, k2, ""); err == nil || !strings.Contains(err.Error(), `certificate 1 ("early") is not valid before`) {
+		t.Errorf("not yet valid: %v", err)
+	}
+	s, err := NewTLSServer(soon, k3, "")
+	if err != nil {
+		t.Fatalf("expiring in 3 days: %v", err)
+	}
+	if w := s.Warnings(); len(w) != 1 || !strings.Contains(w[0], `certificate 1 ("soon") expires on`) {
+		t.Errorf("expiring in 3 days: warnings %q", w)
+	}
+	s, err = NewTLSServer(fine, k4, "")
+	if err != nil || len(s.Warnings()) != 0 {
+		t.Errorf("valid for 30 days: %v, warnings %q", err, s.Warnings())
+	}
+	// A reload to an expired certificate keeps the one in use.
+	live, liveKey := filepath.Join(t.TempDir(), "live.crt"), filepath.Join(t.TempDir(), "live.key")
+	testkit.CopyFile(t, fine, live)
+	testkit.CopyFile(t, k4, liveKey)
+	s, err = NewTLSServer(live, liveKey, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.CopyFile(t, expired, live)
+	testkit.CopyFile(t, k1, liveKey)
+	if err := s.Reload(); err == nil {
+		t.Error("reload to an expired certificate succeeded")
+	}
+	if cn := s.Leaf().Subject.CommonName; cn != "fine" {
+		t.Errorf("after the refused reload: %q", cn)
 	}
 }

@@ -429,7 +429,7 @@ func (h *Host) run(prog string, args ...string) error { return h.runInput("", pr
 // runInput is run with input on the program's standard input.
 func (h *Host) runInput(input, prog string, args ...string) error {
 	full := append([]string{"netns", "exec", h.Name, prog}, args...)
-	cmd := exec.Command("ip", full...)
+	cmd := labCommand("ip", full...)
 	cmd.Stdin = strings.NewReader(input)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -500,11 +500,23 @@ func (h *Host) Dial(ctx context.Context, addr string) (*net.TCPConn, error) {
 func (h *Host) Peer() *Host { return h.peer }
 
 func ipCmd(args ...string) error {
-	out, err := exec.Command("ip", args...).CombinedOutput()
+	out, err := labCommand("ip", args...).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, firstLine(out))
 	}
 	return nil
+}
+
+// labCommand is a command that builds, changes or removes the lab. It
+// runs in a process group of its own (on Linux): Ctrl-C at a terminal
+// sends SIGINT to the whole foreground group, and an ip or iptables killed
+// by it half way leaves its job undone, a namespace that outlives the run
+// among them. The program that started it decides what the interrupt
+// means and lets it finish.
+func labCommand(name string, args ...string) *exec.Cmd {
+	cmd := exec.Command(name, args...)
+	ownProcessGroup(cmd)
+	return cmd
 }
 
 // firstLine is the first line of a program's output, so that an error

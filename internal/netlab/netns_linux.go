@@ -15,7 +15,7 @@ import (
 
 // killInside sends SIGKILL to every process in the named namespace.
 func killInside(name string) {
-	out, err := exec.Command("ip", "netns", "pids", name).Output()
+	out, err := labCommand("ip", "netns", "pids", name).Output()
 	if err != nil {
 		return
 	}
@@ -59,4 +59,10 @@ func (h *Host) enter() (restore func(), err error) {
 			runtime.UnlockOSThread()
 		}
 	}, nil
+}
+
+// ownProcessGroup makes cmd the leader of a process group of its own, out
+// of reach of a terminal's SIGINT to this one.
+func ownProcessGroup(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 }

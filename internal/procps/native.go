@@ -17,11 +17,14 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/shirou/gopsutil/v4/host"
 	"github.com/shirou/gopsutil/v4/load"
 	"github.com/shirou/gopsutil/v4/mem"
 	"github.com/shirou/gopsutil/v4/process"
+
+	"github.com/tcplab/tcplab/internal/safetext"
 )
 
 // The native renderers print the reports of procps-ng's w, ps aux and
@@ -196,15 +199,40 @@ func readProc(procfs string, pid int, pageKB uint64) (procInfo, bool) {
 	return p, true
 }
 
-// printable replaces control characters with '?', as ps does, so a process
-// cannot put a newline (a fake row) into the report.
+// printable replaces each character that safetext calls unsafe (controls,
+// bidirectional overrides) and each byte that is not UTF-8 with '?', as ps
+// shows an unprintable command, so a process cannot put a newline (a
+// forged row) or an escape sequence into the report.
 func printable(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < ' ' || r == 0x7f {
-			return '?'
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if (r == utf8.RuneError && size <= 1) || safetext.Unsafe(r) {
+			b.WriteByte('?')
+		} else {
+			b.WriteString(s[i : i+size])
 		}
-		return r
-	}, s)
+		i += size
+	}
+	return b.String()
+}
+
+// loginField is how w shows a field of a login record written by someone
+// else (a remote host name from sshd, a terminal name), as procps's w
+// prints FROM (print_host): its first max bytes up to the first one that
+// is not printable ASCII or is a space, which is shown as "-" and ends
+// the field. A field with no such byte is shown whole (within max). So a
+// record cannot forge a row, send escape sequences or reorder the text.
+func loginField(s string, max int) string {
+	if len(s) > max {
+		s = s[:max]
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] > '~' {
+			return s[:i] + "-"
+		}
+	}
+	return s
 }
 
 // ttyName names a controlling terminal from its device number, as ps does
@@ -517,10 +545,14 @@ func (s *snapshot) w() []byte {
 		if !shown {
 			continue
 		}
-		from := u.Host
+		// FROM as procps prints it (loginField), "-" when empty; TTY and
+		// USER by the same rule, where procps's w prints them raw (a
+		// terminal name holding a newline forges a row in its answer).
+		from := loginField(u.Host, 16)
 		if from == "" {
 			from = "-"
 		}
+		user, tty := loginField(u.User, 8), loginField(u.Terminal, 8)
 		login := time.Unix(u.Started, 0)
 		// IDLE as procps's: the terminal's last access, 0 when it cannot
 		// be read.
@@ -543,7 +575,7 @@ func (s *snapshot) w() []byte {
 		if pcpu > 0 {
 			pc = ival7(time.Duration(pcpu)*time.Second/clockTicks, pcpu%clockTicks)
 		}
-		fmt.Fprintf(&b, "%-9.8s%-9.8s%-16.16s %s%s%s%s %s\n", u.User, u.Terminal, from,
+		fmt.Fprintf(&b, "%-9.8s%-9.8s%-16.16s %s%s%s%s %s\n", user, tty, from,
 			loginTime(login, s.now), idle, ival7(time.Duration(jcpu)*time.Second/clockTicks, jcpu%clockTicks), pc, what)
 	}
 	return b.Bytes()

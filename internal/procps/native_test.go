@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tcplab/tcplab/internal/testkit"
 )
@@ -284,6 +285,41 @@ func TestNativePSZombie(t *testing.T) {
 		if len(row) < 11 || strings.Join(row[10:], " ") != tc.want {
 			t.Errorf("args %v: zombie's row %q, want COMMAND %q", tc.args, row, tc.want)
 		}
+	}
+}
+
+// Login records and process names are written by others: a host, a
+// terminal, a user or a command holding a newline, escape sequences or a
+// right-to-left override must neither forge a row nor reach a client's
+// terminal. Before, the host and terminal went into w's answer raw.
+func TestWFieldsFromOutsideAreCleaned(t *testing.T) {
+	now := time.Now()
+	s := &snapshot{now: now, uptime: 100, users: []session{
+		{User: "root", Terminal: "pts/0", Host: "evil\nroot     pts/9    forged\x1b]0;pwned\x07", Started: now.Unix() - 60, Pid: 4242},
+		{User: "root", Terminal: "pts/1\nroot\x1b[2J", Host: "\x1b[2J", Started: now.Unix() - 60, Pid: 4242},
+		{User: "root", Terminal: "pts/0", Host: "rlo\u202eexample.org", Started: now.Unix() - 60, Pid: 4242},
+	}, procs: []procInfo{
+		{pid: 4242, ttyNr: 136 << 8, uid: "0", ruid: "0", pgrp: 4242, tpgid: 4242, startTicks: 1, comm: "sh\x1b]0;x\x07\u202e\x9b", args: "sh"},
+	}}
+	out := string(s.w())
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if len(lines) != 5 {
+		t.Fatalf("%d lines, want the uptime line, the header and 3 rows:\n%s", len(lines), out)
+	}
+	for _, l := range lines {
+		for _, r := range l {
+			if r < ' ' || r == 0x7f || (r >= 0x80 && r <= 0x9f) || r == 0x202e || r == utf8.RuneError {
+				t.Fatalf("%U in row %q", r, l)
+			}
+		}
+	}
+	for i, want := range []string{"pts/0    evil-            ", "pts/1-   -                ", "pts/0    rlo-             "} {
+		if !strings.Contains(lines[2+i], want) {
+			t.Errorf("row %q: want %q in it", lines[2+i], want)
+		}
+	}
+	if !strings.HasSuffix(lines[2], " sh?]0;x???") {
+		t.Errorf("WHAT in %q: want the name with its controls as '?', as ps shows them", lines[2])
 	}
 }
 

@@ -95,6 +95,12 @@ func TestNativeWRowsMatchProcps(t *testing.T) {
 	buf.Write(rec("root", "stale.example", gone, 30*time.Minute))    // login process gone
 	buf.Write(rec("root", "", proc.Pid, 3*24*time.Hour))             // this week
 	buf.Write(rec("root", "example.org", proc.Pid, 10*24*time.Hour)) // older
+	// A host that holds a newline and escape sequences: procps's w prints
+	// it up to the first character that is not printable, then "-"; the
+	// renderer printed it raw, a forged row and the escapes in the answer.
+	buf.Write(rec("root", "evil\nroot     pts/9    forged\x1b]0;pwned\x07", proc.Pid, 4*time.Minute))
+	buf.Write(rec("root", "\x1b[2J", proc.Pid, 5*time.Minute))
+	buf.Write(rec("root", "rlo\u202eexample.org", proc.Pid, 6*time.Minute))
 	// nobody's login process is off the terminal, and the terminal's
 	// foreground process is root's: w shows the login process.
 	buf.Write(rec(nobody, "", login.Process.Pid, time.Minute))
@@ -123,8 +129,8 @@ func TestNativeWRowsMatchProcps(t *testing.T) {
 	}
 	rl := strings.Split(strings.TrimSuffix(string(real), "\n"), "\n")
 	nl := strings.Split(strings.TrimSuffix(string(native), "\n"), "\n")
-	if len(rl) != 7 {
-		t.Fatalf("w listed %d rows, the test expects 5:\n%s", len(rl)-2, real)
+	if len(rl) != 10 {
+		t.Fatalf("w listed %d rows, the test expects 8:\n%s", len(rl)-2, real)
 	}
 	if len(nl) != len(rl) {
 		t.Fatalf("native rows differ in number from w's:\n native\n%s w\n%s", native, real)

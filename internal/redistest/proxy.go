@@ -1,7 +1,6 @@
 package redistest
 
 import (
-	"io"
 	"net"
 	"sync"
 	"testing"
@@ -10,13 +9,16 @@ import (
 // Proxy forwards TCP connections from a loopback port to a Redis server and
 // can be pointed at another one, as a failover moves a virtual address or
 // a Sentinel-aware client moves to the new master: Point closes every
-// connection forwarded so far, and new ones reach the new target.
+// connection forwarded so far, and new ones reach the new target. It can
+// also cut the path without closing anything, as a network partition
+// does (Partition).
 type Proxy struct {
 	ln     net.Listener
 	mu     sync.Mutex
 	target string
 	conns  map[net.Conn]struct{}
 	closed bool
+	cut    chan struct{} // non-nil while partitioned; closed when healed
 	wg     sync.WaitGroup
 }
 
@@ -24,15 +26,51 @@ type Proxy struct {
 // when the test ends.
 func NewProxy(tb testing.TB, target string) *Proxy {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := StartProxy(target)
 	if err != nil {
 		tb.Fatal(err)
+	}
+	tb.Cleanup(p.Close)
+	return p
+}
+
+// StartProxy starts a proxy to target (host:port) on a loopback port; the
+// caller closes it.
+func StartProxy(target string) (*Proxy, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
 	}
 	p := &Proxy{ln: ln, target: target, conns: make(map[net.Conn]struct{})}
 	p.wg.Add(1)
 	go p.accept()
-	tb.Cleanup(p.Close)
-	return p
+	return p, nil
+}
+
+// Partition cuts the path (on) or heals it. While it is cut, nothing
+// crosses either way and nothing is closed: bytes sent wait, as in a
+// network partition that TCP rides out, and cross when it heals; new
+// connections are accepted and wait too.
+func (p *Proxy) Partition(on bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case on && p.cut == nil:
+		p.cut = make(chan struct{})
+	case !on && p.cut != nil:
+		close(p.cut)
+		p.cut = nil
+	}
+}
+
+// pass waits while the path is cut.
+func (p *Proxy) pass() {
+	p.mu.Lock()
+	cut := p.cut
+	p.mu.Unlock()
+	if cut != nil {
+		<-cut
+	}
 }
 
 // Addr is the proxy's host:port.
@@ -65,6 +103,7 @@ func (p *Proxy) Close() {
 	p.mu.Lock()
 	p.closed = true
 	p.mu.Unlock()
+	p.Partition(false)
 	p.ln.Close()
 	p.Point("")
 	p.wg.Wait()
@@ -106,7 +145,19 @@ func (p *Proxy) accept() {
 
 func (p *Proxy) pipe(dst, src net.Conn) {
 	defer p.wg.Done()
-	io.Copy(dst, src)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.pass()
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
 	dst.Close()
 	src.Close()
 	p.mu.Lock()

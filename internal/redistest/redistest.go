@@ -63,11 +63,27 @@ func serverPath() (string, error) {
 func New(tb testing.TB, args ...string) *Server {
 	tb.Helper()
 	s := &Server{Port: testkit.StaticPort(tb), Dir: tb.TempDir(), Args: args}
-	if err := s.Start(); err != nil {
+	if err := startOnAFreePort(tb, s); err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { s.Kill() })
 	return s
+}
+
+// startOnAFreePort starts s, and if its port was taken meanwhile (by a
+// program that does not reserve its ports, such as another worktree's
+// older tests), starts it on another reserved port: a first start may
+// change its port, a restart may not.
+func startOnAFreePort(tb testing.TB, s *Server) error {
+	tb.Helper()
+	var err error
+	for range 5 {
+		if err = s.Start(); err == nil || !strings.Contains(err.Error(), "Address already in use") {
+			return err
+		}
+		s.Port = testkit.StaticPort(tb)
+	}
+	return err
 }
 
 // Start starts a redis-server on 127.0.0.1:port with its data in dir
@@ -251,7 +267,7 @@ func NewTLS(tb testing.TB, args ...string) *Server {
 	cert, key := ca.Issue(tb, "localhost", "server")
 	s := &Server{Port: testkit.StaticPort(tb), Dir: tb.TempDir(), Args: args, CAFile: ca.CertFile, certFile: cert, keyFile: key,
 		tls: &tls.Config{RootCAs: ca.Pool(), ServerName: "localhost", MinVersion: tls.VersionTLS12}}
-	if err := s.Start(); err != nil {
+	if err := startOnAFreePort(tb, s); err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { s.Kill() })

@@ -16,6 +16,7 @@ package seqplot
 import (
 	"fmt"
 	"image/color"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -33,6 +34,7 @@ import (
 	"gonum.org/v1/plot/vg/vgsvg"
 
 	"github.com/tcplab/tcplab/internal/capture"
+	"github.com/tcplab/tcplab/internal/wholefile"
 )
 
 // Panel is one graph: one direction of one connection.
@@ -106,7 +108,8 @@ func CheckPath(path string) error {
 }
 
 // Write draws the panels, stacked, to path as PNG or SVG according to its
-// extension, and returns what it drew on each.
+// extension, and returns what it drew on each. The file is written whole
+// or not at all (internal/wholefile).
 func Write(path string, panels ...Panel) ([]Drawn, error) {
 	if err := CheckPath(path); err != nil {
 		return nil, err
@@ -135,15 +138,14 @@ func Write(path string, panels ...Panel) ([]Drawn, error) {
 	for i := range plots {
 		plots[i][0].Draw(canvases[i][0])
 	}
-	f, err := os.Create(path)
+	err := wholefile.Write(path, func(w io.Writer) error {
+		_, err := canvas.WriteTo(w)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("plot: %w", err)
 	}
-	if _, err := canvas.WriteTo(f); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("plot %s: %w", path, err)
-	}
-	return drawn, f.Close()
+	return drawn, nil
 }
 
 // ms is a duration in the graph's time unit.
@@ -415,7 +417,12 @@ func (m *marks) Plot(c draw.Canvas, p *plot.Plot) {
 		c.StrokeLine2(dashed, x, c.Min.Y, x, c.Max.Y)
 		ts := text
 		ts.XAlign, ts.YAlign = draw.XLeft, draw.YTop
-		c.FillText(ts, vg.Point{X: x + vg.Points(3), Y: c.Max.Y - vg.Points(4) - vg.Length(i)*vg.Points(12)}, e.Label)
+		// Right of the line, or left of it where the plot ends first.
+		at := x + vg.Points(3)
+		if w := ts.Width(e.Label); at+w > c.Max.X {
+			at = max(c.Min.X, x-vg.Points(3)-w)
+		}
+		c.FillText(ts, vg.Point{X: at, Y: c.Max.Y - vg.Points(4) - vg.Length(i)*vg.Points(12)}, e.Label)
 	}
 	for _, s := range m.spans {
 		// A little above the height given, clear of the ACK line there.
@@ -423,9 +430,13 @@ func (m *marks) Plot(c draw.Canvas, p *plot.Plot) {
 		c.StrokeLine2(line, x0, y, x1, y)
 		c.StrokeLine2(line, x0, y-vg.Points(4), x0, y+vg.Points(4))
 		c.StrokeLine2(line, x1, y-vg.Points(4), x1, y+vg.Points(4))
+		// Centred over the span, but inside the plot: a span near an edge
+		// may be narrower than its label.
 		ts := text
-		ts.XAlign, ts.YAlign = draw.XCenter, draw.YBottom
-		c.FillText(ts, vg.Point{X: (x0 + x1) / 2, Y: y + vg.Points(5)}, s.Label)
+		ts.XAlign, ts.YAlign = draw.XLeft, draw.YBottom
+		w := ts.Width(s.Label)
+		at := max(c.Min.X, min((x0+x1)/2-w/2, c.Max.X-w))
+		c.FillText(ts, vg.Point{X: at, Y: y + vg.Points(5)}, s.Label)
 	}
 }
 

@@ -31,6 +31,7 @@ type Output struct {
 	lines   chan []byte
 	done    chan struct{}
 	dropped atomic.Int64
+	onClose []func()
 }
 
 // NewOutput starts passing writes to w; Close stops it.
@@ -65,11 +66,26 @@ func (o *Output) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// OnClose has f run at the start of Close, while the output still takes
+// writes: a LimitHandler writes the counts of the lines it held back.
+func (o *Output) OnClose(f func()) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.onClose = append(o.onClose, f)
+}
+
 // Close writes what is queued, waiting at most flushWait for w, and
 // returns how many writes were lost: dropped, or still queued when
 // flushWait ran out. A goroutine still blocked on w then is left to the
 // exiting process.
 func (o *Output) Close() (lost int64) {
+	o.mu.Lock()
+	hooks := o.onClose
+	o.onClose = nil
+	o.mu.Unlock()
+	for _, f := range hooks {
+		f()
+	}
 	o.mu.Lock()
 	if !o.closed {
 		o.closed = true

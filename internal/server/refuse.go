@@ -74,6 +74,7 @@ func IsBusyLine(answer []byte) (string, bool) {
 // refusals are already in progress.
 func (s *Server) refuse(conn net.Conn, reason string) {
 	s.logger().Debug("connection refused", "client", conn.RemoteAddr().String(), "reason", reason)
+	s.refusedTotal.Add(1)
 	s.mu.Lock()
 	s.noteRefusal(reason)
 	ok := s.Refuse != nil && !s.closing && len(s.refusing) < maxRefusing
@@ -131,15 +132,26 @@ func (s *Server) noteRefusal(reason string) {
 	s.refusalLogged = now
 }
 
-// addrKey is the source that MaxConnsPerAddr counts for a peer: its IPv4
-// address, or the /64 its IPv6 address is in. A peer that is not IP (a
-// Unix socket, a pipe in a test) has no key and no per-address cap.
+// addrKey is the source that MaxConnsPerAddr counts for a peer (Source).
+// A peer that is not IP (a Unix socket, a pipe in a test) has no key and
+// no per-address cap.
 func addrKey(a net.Addr) netip.Prefix {
 	ta, ok := a.(*net.TCPAddr)
 	if !ok {
 		return netip.Prefix{}
 	}
-	ip := ta.AddrPort().Addr().Unmap().WithZone("")
+	return Source(ta.AddrPort().Addr())
+}
+
+// Source is what every per-address rule of tcplab's servers counts as one
+// client address: an IPv4 address (IPv4 in IPv6 unmapped), or the /64 an
+// IPv6 address is in, since a host is routinely given a whole /64 and
+// could otherwise take a fresh share from each of its addresses. The
+// connection caps, svr's request and handshake rate limits and the
+// eviction of silent connections all count by it. The zero Prefix for an
+// invalid address.
+func Source(ip netip.Addr) netip.Prefix {
+	ip = ip.Unmap().WithZone("")
 	if !ip.IsValid() {
 		return netip.Prefix{}
 	}

@@ -25,7 +25,10 @@ import (
 	"net/netip"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/tcplab/tcplab/internal/endpoint"
 )
 
 // ErrServerClosed is returned by Serve after Shutdown or Close, so a caller
@@ -72,6 +75,23 @@ type Server struct {
 	// least 1); negative means no per-address cap.
 	MaxConnsPerAddr int
 
+	// EvictWaiting makes a full server serve its real clients: when every
+	// slot is taken (MaxConns), a new connection makes room by closing the
+	// connection that has waited longest for its request, instead of being
+	// refused, as servers under slowloris pressure shorten their patience.
+	// A connection waits for its request from its accept until its handler
+	// calls Busy; a connection that is busy is never closed for another,
+	// and when all are, the newcomer is refused as without EvictWaiting.
+	// The per-address cap still refuses: an address at its share makes
+	// room for no one. So a client that asks and reads is served while
+	// any number of addresses hold silent connections: they close one
+	// another's, oldest first, and a real request, complete as it is
+	// accepted (deferred accept), is busy microseconds later.
+	//
+	// Leave it off for a protocol whose clients are legitimately silent
+	// for long (strsvr's at a prompt: a person thinking).
+	EvictWaiting bool
+
 	// Refuse, if set, tells a connection over a cap why it is not served,
 	// for example with one line of text; reason says which cap, e.g. "max
 	// number of clients reached (1000)". It runs in its own goroutine with
@@ -110,9 +130,12 @@ type Server struct {
 
 	mu            sync.Mutex
 	listeners     map[net.Listener]struct{}
-	conns         map[net.Conn]netip.Prefix // served, with their source's key
-	perAddr       map[netip.Prefix]int      // served connections per source
-	refusing      map[net.Conn]struct{}     // being refused
+	conns         map[net.Conn]*tracked // served
+	perAddr       map[netip.Prefix]int  // served connections per source
+	waiting       waitList              // served and waiting for a request, oldest first
+	refusedTotal  atomic.Uint64         // connections refused, for metrics
+	evictedTotal  atomic.Uint64         // connections closed to make room
+	refusing      map[net.Conn]struct{} // being refused
 	closing       bool
 	ctx           context.Context
 	cancel        context.CancelFunc
@@ -127,7 +150,7 @@ type Server struct {
 func (s *Server) init() {
 	if s.done == nil {
 		s.listeners = make(map[net.Listener]struct{})
-		s.conns = make(map[net.Conn]netip.Prefix)
+		s.conns = make(map[net.Conn]*tracked)
 		s.perAddr = make(map[netip.Prefix]int)
 		s.refusing = make(map[net.Conn]struct{})
 		s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -199,14 +222,17 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		backoff = 0
-		ok, reason := s.track(conn)
+		t, reason, victim := s.track(conn)
 		switch {
-		case !ok && reason == "":
+		case t == nil && reason == "":
 			conn.Close()
 			return ErrServerClosed
-		case !ok:
+		case t == nil:
 			s.refuse(conn, reason)
 			continue
+		}
+		if victim != nil {
+			s.evict(victim)
 		}
 		go func() {
 			defer s.handlers.Done()
@@ -216,7 +242,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			if err := DetectVanishedPeer(conn, s.KeepAlive, s.UserTimeout); err != nil {
 				s.logger().Warn("vanished peers may hold this slot", "client", conn.RemoteAddr().String(), "err", err)
 			}
-			s.Handler.ServeConn(s.ctx, conn)
+			s.Handler.ServeConn(context.WithValue(s.ctx, trackedKey{}, t), conn)
 		}()
 	}
 }
@@ -245,47 +271,81 @@ func (s *Server) isClosing() bool {
 	return s.closing
 }
 
-// track registers conn for serving if there is room for it. It reports
-// false with an empty reason when the server is already closing (so a
-// connection accepted during shutdown is never left untracked), and false
-// with the cap that is full when conn must be refused.
-func (s *Server) track(conn net.Conn) (ok bool, reason string) {
+// track registers conn for serving if there is room for it. It returns
+// nil with an empty reason when the server is already closing (so a
+// connection accepted during shutdown is never left untracked), and nil
+// with the cap that is full when conn must be refused. With EvictWaiting,
+// a full server makes room by untracking the connection that has waited
+// longest for its request: victim, for the caller to close.
+func (s *Server) track(conn net.Conn) (t *tracked, reason string, victim *tracked) {
 	key := addrKey(conn.RemoteAddr())
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
-		return false, ""
+		return nil, "", nil
 	}
-	if len(s.conns) >= s.maxConns {
-		return false, fmt.Sprintf("max number of clients reached (%d)", s.maxConns)
+	perAddrFull := s.maxPer > 0 && key.IsValid() && s.perAddr[key] >= s.maxPer
+	switch {
+	case len(s.conns) >= s.maxConns && (!s.EvictWaiting || s.waiting.head == nil || perAddrFull):
+		return nil, fmt.Sprintf("max number of clients reached (%d)", s.maxConns), nil
+	case len(s.conns) >= s.maxConns:
+		victim = s.waiting.head
+		s.forget(victim)
+	case perAddrFull:
+		return nil, fmt.Sprintf("max number of connections from one address reached (%d)", s.maxPer), nil
 	}
-	if s.maxPer > 0 && key.IsValid() && s.perAddr[key] >= s.maxPer {
-		return false, fmt.Sprintf("max number of connections from one address reached (%d)", s.maxPer)
-	}
-	s.conns[conn] = key
+	t = &tracked{srv: s, conn: conn, key: key, since: time.Now()}
+	s.conns[conn] = t
 	if key.IsValid() {
 		s.perAddr[key]++
 	}
+	s.waiting.push(t)
 	s.handlers.Add(1)
-	return true, ""
+	return t, "", victim
+}
+
+// forget stops counting t against the caps. s.mu is held.
+func (s *Server) forget(t *tracked) {
+	if s.conns[t.conn] != t {
+		return
+	}
+	delete(s.conns, t.conn)
+	s.waiting.remove(t)
+	if t.key.IsValid() {
+		if s.perAddr[t.key] <= 1 {
+			delete(s.perAddr, t.key)
+		} else {
+			s.perAddr[t.key]--
+		}
+	}
 }
 
 func (s *Server) untrack(conn net.Conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	key, ok := s.conns[conn]
-	if !ok {
-		return
-	}
-	delete(s.conns, conn)
-	if key.IsValid() {
-		if s.perAddr[key] <= 1 {
-			delete(s.perAddr, key)
-		} else {
-			s.perAddr[key]--
-		}
+	if t, ok := s.conns[conn]; ok {
+		s.forget(t)
 	}
 }
+
+// evict closes victim, already untracked, to make room: with a reset, so
+// the kernel frees it at once; its handler's read fails and it returns.
+func (s *Server) evict(victim *tracked) {
+	s.evictedTotal.Add(1)
+	s.logger().Info("closed the connection waiting longest for its request, to make room",
+		"client", victim.conn.RemoteAddr().String(), "waited", time.Since(victim.since).Round(time.Millisecond))
+	endpoint.Reset(victim.conn)
+	victim.conn.Close()
+}
+
+// Refused is how many connections the server has refused (over a cap)
+// since it started; Evicted, how many it has closed to make room (see
+// EvictWaiting). Logs count them only in part (see LimitHandler); these
+// are exact, for metrics.
+func (s *Server) Refused() uint64 { return s.refusedTotal.Load() }
+
+// Evicted: see Refused.
+func (s *Server) Evicted() uint64 { return s.evictedTotal.Load() }
 
 // ActiveConns reports how many connections are being served now.
 func (s *Server) ActiveConns() int {

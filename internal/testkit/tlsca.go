@@ -50,7 +50,14 @@ func NewCA(tb testing.TB, name string) *CA {
 // it and its key as PEM files (named after file) in the CA's directory.
 func (ca *CA) Issue(tb testing.TB, cn, file string) (certFile, keyFile string) {
 	tb.Helper()
+	return ca.issue(tb, cn, file, time.Time{}, time.Time{})
+}
+
+func (ca *CA) issue(tb testing.TB, cn, file string, notBefore, notAfter time.Time) (certFile, keyFile string) {
+	tb.Helper()
 	tmpl := &x509.Certificate{
+		NotBefore:   notBefore,
+		NotAfter:    notAfter,
 		Subject:     pkix.Name{CommonName: cn},
 		KeyUsage:    x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
@@ -86,9 +93,52 @@ func (ca *CA) KeyPair(tb testing.TB, cn string) tls.Certificate {
 	return c
 }
 
+// Intermediate makes a CA called name signed by ca, as a public CA
+// signs servers' certificates through an intermediate: a server sends
+// the intermediate's certificate after its own (ChainFile), and clients
+// trust only the root.
+func (ca *CA) Intermediate(tb testing.TB, name string) *CA {
+	tb.Helper()
+	tmpl := &x509.Certificate{
+		Subject:               pkix.Name{CommonName: name},
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	der, key := makeCert(tb, tmpl, ca.cert, ca.key)
+	cert, _ := x509.ParseCertificate(der)
+	in := &CA{Name: name, cert: cert, key: key, dir: tb.TempDir()}
+	in.CertFile = filepath.Join(in.dir, "ca.crt")
+	writePEM(tb, in.CertFile, "CERTIFICATE", der)
+	return in
+}
+
+// ChainFile writes a certificate file that holds certFile's certificate
+// followed by ca's (an intermediate's), as servers are given a chain.
+func (ca *CA) ChainFile(tb testing.TB, certFile string) string {
+	tb.Helper()
+	leaf, err := os.ReadFile(certFile)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	chain := filepath.Join(ca.dir, filepath.Base(certFile)+".chain")
+	if err := os.WriteFile(chain, append(leaf, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw})...), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return chain
+}
+
+// IssueValid is Issue with a certificate valid from notBefore to
+// notAfter: expired, not yet valid, or about to expire.
+func (ca *CA) IssueValid(tb testing.TB, cn, file string, notBefore, notAfter time.Time) (certFile, keyFile string) {
+	tb.Helper()
+	return ca.issue(tb, cn, file, notBefore, notAfter)
+}
+
 // makeCert makes a fresh P-256 key and a certificate for it from tmpl,
-// valid from an hour ago for a day with a random serial, signed by parent
-// and parentKey, or self-signed when parent is nil.
+// valid from an hour ago for a day (unless tmpl gives its own validity)
+// with a random serial, signed by parent and parentKey, or self-signed
+// when parent is nil.
 func makeCert(tb testing.TB, tmpl, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) ([]byte, *ecdsa.PrivateKey) {
 	tb.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -96,8 +146,10 @@ func makeCert(tb testing.TB, tmpl, parent *x509.Certificate, parentKey *ecdsa.Pr
 		tb.Fatal(err)
 	}
 	tmpl.SerialNumber = serial(tb)
-	tmpl.NotBefore = time.Now().Add(-time.Hour)
-	tmpl.NotAfter = time.Now().Add(24 * time.Hour)
+	if tmpl.NotAfter.IsZero() {
+		tmpl.NotBefore = time.Now().Add(-time.Hour)
+		tmpl.NotAfter = time.Now().Add(24 * time.Hour)
+	}
 	if parent == nil {
 		parent, parentKey = tmpl, key
 	}

@@ -29,6 +29,8 @@ const MaxAnswer = 8 << 20
 // terminator, no half-close), and copy the answer to w until the server
 // closes. The whole exchange must finish within timeout (zero: no limit but
 // ctx). At most max bytes are copied (max <= 0: no limit); more is an error.
+// An error of w's (a full disk under standard output) is returned as it
+// is: a local failure, never reported as the network's.
 func Ask(ctx context.Context, host, port, name string, timeout time.Duration, w io.Writer, max int64) (int64, error) {
 	if timeout > 0 {
 		var cancel context.CancelFunc
@@ -53,8 +55,12 @@ func Ask(ctx context.Context, host, port, name string, timeout time.Duration, w 
 	if max > 0 {
 		r = io.LimitReader(conn, max+1)
 	}
-	rw := newRefusalWriter(w, name)
+	out := &localWriter{w: w}
+	rw := newRefusalWriter(out, name)
 	n, err := io.Copy(rw, r)
+	if out.err != nil {
+		return n, out.err
+	}
 	if rerr := rw.end(addr); rerr != nil {
 		return 0, rerr
 	}
@@ -65,6 +71,21 @@ func Ask(ctx context.Context, host, port, name string, timeout time.Duration, w 
 		return n, fmt.Errorf("read from %s: answer over %d bytes", addr, max)
 	}
 	return n, nil
+}
+
+// localWriter remembers the error of the writer Ask copies to, so that
+// it is told from the network's.
+type localWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (l *localWriter) Write(p []byte) (int, error) {
+	n, err := l.w.Write(p)
+	if err != nil && l.err == nil {
+		l.err = err
+	}
+	return n, err
 }
 
 func ioCause(err error, timeout time.Duration) error {

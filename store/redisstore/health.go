@@ -150,7 +150,8 @@ func (s *Store) awaitUsable(ctx context.Context, limit time.Duration) error {
 }
 
 // failed records the outcome of an operation: a lost connection puts the
-// store in the unavailable state (logged once) and wakes the keeper.
+// store in the unavailable state (logged once) and wakes the keeper and
+// the watchers.
 func (s *Store) failed(err error) {
 	if !connLost(err) || s.ctx.Err() != nil {
 		return
@@ -158,6 +159,10 @@ func (s *Store) failed(err error) {
 	if s.health.lost(cause(err)) {
 		s.log.Error("redis lost; refusing appends and retrying with backoff", "redis", s.addr, "err", s.wrap("", err))
 		s.probeNow()
+		// The watchers' source of changes is gone too: they look, and
+		// a watcher that cannot read v for long is told so rather than
+		// left silent on a v that other servers may be changing.
+		s.feed.watchers.Signal()
 	}
 }
 
@@ -169,9 +174,12 @@ func (s *Store) probeNow() {
 	}
 }
 
-// recovered records the success of an operation sent at sent.
+// recovered records the success of an operation sent at sent. When it ends
+// an outage, the watchers are woken to look again: letters may have come
+// (through other servers) while this one could not hear of them.
 func (s *Store) recovered(sent time.Time) {
 	if s.health.back(sent) {
 		s.log.Info("redis reachable again", "redis", s.addr)
+		s.feed.watchers.Signal()
 	}
 }

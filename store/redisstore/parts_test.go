@@ -106,6 +106,15 @@ func TestLocalCopyMerge(t *testing.T) {
 	if v, _, _, _ = c.merge(before, answer{epoch: "e1", data: "hello", sum: 1}, false); string(v) != "hello" {
 		t.Fatalf("overtaken answer: %q, want the older point hello", v)
 	}
+	// v rolled back to "hello" (a failover): the answer matches the start
+	// of the copy, but the script found v shorter than the copy sent, and
+	// that is no older point. (Before: taken for one, and a watcher holding
+	// "hello world" was never told.)
+	snap := c.snapshot()
+	rolled := localCopy{epoch: snap.epoch, buf: snap.buf, sum: snap.sum, gen: snap.gen}
+	if v, gen, dropped, _ := rolled.merge(rolled.snapshot(), answer{epoch: "e1", data: "hello", sum: 1, why: "diverged"}, true); string(v) != "hello" || gen != 1 || dropped != len("hello world") {
+		t.Fatalf("rolled back: %q gen %d dropped %d, want hello in gen 1, 11 bytes dropped", v, gen, dropped)
+	}
 	v, gen, dropped, _ = c.merge(c.snapshot(), answer{epoch: "e2", data: "Z", sum: 3, why: "epoch"}, false)
 	if string(v) != "Z" || gen != 1 || dropped != len("hello world") {
 		t.Fatalf("reset: %q gen %d dropped %d, want Z gen 1 dropped 11", v, gen, dropped)

@@ -278,9 +278,10 @@ func OpenConfig(ctx context.Context, cfg *Config, opts ...Option) (*Store, error
 		s.wg.Add(1)
 		go s.appender()
 	}
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go s.keeper()
 	go s.listen()
+	go s.refresher()
 	return s, nil
 }
 

@@ -216,3 +216,39 @@ func TestFlushWaitsForAppendsInFlight(t *testing.T) {
 		t.Fatalf("Value after Flush: %d bytes; Redis holds %d", len(v), len(got))
 	}
 }
+
+// A same-length edit of v by hand is seen while letters keep coming: the
+// refresher compares the copy in passes, so it comes back to the old
+// bytes however fast v grows. (Before: each round compared the piece
+// after the last one, which under a steady flow was only the newest
+// bytes, and an edit near the start was never seen; the fault checker
+// found it.)
+func TestSameLengthEditSeenWhileLettersFlow(t *testing.T) {
+	r := redistest.New(t)
+	var logs testkit.SafeBuffer
+	s := openLogged(t, r.URL("v"), &logs)
+	leave, err := s.Join(context.Background()) // a client: the refresher runs
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer leave()
+	appendGen(t, s, "hello")
+	ctx, stop := context.WithCancel(context.Background())
+	flowing := make(chan struct{})
+	go func() {
+		defer close(flowing)
+		for ctx.Err() == nil {
+			s.Append(ctx, []byte("x"))
+		}
+	}()
+	defer func() { stop(); <-flowing }()
+	// The pause is the point: the refresher goes round a few times while
+	// letters flow, so that its place in v is past the edit.
+	time.Sleep(3 * refreshEvery)
+	if err := redisClient(t, r).SetRange(context.Background(), "v", 1, "EL").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if !testkit.WaitWritten(10*time.Second, nil, func(s string) bool { return strings.Contains(s, "to the same length") }, &logs) {
+		t.Fatalf("no WARN within 10s of the edit:\n%s", logs.String())
+	}
+}

@@ -15,8 +15,10 @@ import (
 // v, its epoch and its checksum.
 //
 // NAME:epoch holds "EPOCH LENGTH SUM": an id that changes whenever v is
-// begun afresh, the length of v as tcplab last wrote it, and a checksum of
-// v (below). Every append script updates it together with v, so the two
+// begun afresh (Redis's time, then why the epoch before it ended:
+// "1733412345.123456-absent"), the length of v as tcplab last wrote it,
+// and a checksum of v (below). A server whose copy is of an earlier epoch
+// is told why from that suffix. Every append script updates it together with v, so the two
 // can only disagree when something other than tcplab wrote v.
 //
 // Each process keeps a copy of a prefix of v, with its length and its
@@ -64,11 +66,18 @@ end
 local function meta(vkey, mkey)
   local vlen = redis.call('STRLEN', vkey)
   local m = redis.call('GET', mkey)
+  if m == 'edited' then return nil, vlen, 0, 'edited' end
   local epoch, mlen, sum
   if m then epoch, mlen, sum = string.match(m, '^(%S+) (%d+) (%d+)$') end
   if (not epoch) or vlen == 0 then return nil, vlen, 0, 'absent' end
   if tonumber(mlen) ~= vlen then return nil, vlen, 0, 'foreign' end
   return epoch, vlen, tonumber(sum), ''
+end
+-- begun says why the epoch a caller does not hold began: the why that
+-- ended the one before, which the appending script writes after the
+-- epoch's time ("1733.12-edited"); 'epoch' for an epoch without it.
+local function begun(epoch)
+  return string.match(epoch, '%-(%a+)$') or 'epoch'
 end
 `
 
@@ -82,7 +91,7 @@ var appendScript = redis.NewScript(sumScript + `
 local epoch, start, sum, why = meta(KEYS[1], KEYS[2])
 if not epoch then
   local t = redis.call('TIME')
-  epoch = t[1] .. '.' .. t[2]
+  epoch = t[1] .. '.' .. t[2] .. '-' .. why
   if start > 0 then sum = extend(0, redis.call('GET', KEYS[1]), 1, start) end
 end
 local n = redis.call('APPEND', KEYS[1], ARGV[5])
@@ -90,7 +99,7 @@ local newsum = extend(sum, ARGV[5], 1, #ARGV[5])
 redis.call('SET', KEYS[2], epoch .. ' ' .. n .. ' ' .. newsum)
 redis.call('PUBLISH', ARGV[1], epoch .. ' ' .. n)
 local from = tonumber(ARGV[3])
-if why == '' and epoch ~= ARGV[2] then why = 'epoch' end
+if why == '' and epoch ~= ARGV[2] then why = begun(epoch) end
 if why == '' and from > start then why = 'diverged' end
 if why ~= '' then from = 0 end
 local data = redis.call('GETRANGE', KEYS[1], from, -1)
@@ -102,18 +111,32 @@ return {epoch, start, from, data, newsum, why}
 `)
 
 // readScript returns {epoch, from, v[from:], sum, why} like appendScript,
-// without writing. The epoch is "" while v has no epoch (tcplab has not
-// written it yet, or it was lost or changed since).
+// without writing v. The epoch is "" while v has no epoch (tcplab has not
+// written it yet, or it was lost or changed since). ARGV[4] and ARGV[5]
+// are a piece of the caller's copy and where it starts ("" for none): if
+// the copy is trusted (its epoch, its length and its checksum carried
+// forward all agree) but v holds other bytes there, v was overwritten by
+// something other than tcplab to the same length, which its length and
+// checksum cannot show; NAME:epoch is then marked "edited", so that every
+// server drops its copy at its next script (and the next append begins a
+// new epoch), and the answer is all of v, why "edited".
 var readScript = redis.NewScript(sumScript + `
 local epoch, vlen, sum, why = meta(KEYS[1], KEYS[2])
 if not epoch then return {'', 0, redis.call('GETRANGE', KEYS[1], 0, -1), 0, why} end
 local from = tonumber(ARGV[2])
-if epoch ~= ARGV[1] then why = 'epoch' elseif from > vlen then why = 'diverged' end
+if epoch ~= ARGV[1] then why = begun(epoch) elseif from > vlen then why = 'diverged' end
 if why ~= '' then from = 0 end
 local data = redis.call('GETRANGE', KEYS[1], from, -1)
 if from > 0 and extend(tonumber(ARGV[3]), data, 1, #data) ~= sum then
   why, from = 'diverged', 0
   data = redis.call('GETRANGE', KEYS[1], 0, -1)
+end
+if why == '' and #ARGV[5] > 0 then
+  local at = tonumber(ARGV[4])
+  if redis.call('GETRANGE', KEYS[1], at, at + #ARGV[5] - 1) ~= ARGV[5] then
+    redis.call('SET', KEYS[2], 'edited')
+    return {'', 0, redis.call('GETRANGE', KEYS[1], 0, -1), 0, 'edited'}
+  end
 end
 return {epoch, from, data, sum, why}
 `)
@@ -307,36 +330,51 @@ func (s *Store) read(ctx context.Context) ([]byte, uint64, error) {
 	if err := s.awaitUsable(ctx, opTimeout); err != nil {
 		return nil, 0, err
 	}
+	v, gen, _, err := s.readChecking(ctx, s.local.snapshot(), 0, 0)
+	return v, gen, err
+}
+
+// readChecking runs readScript for the copy snap, comparing the n bytes
+// of the copy from at with what Redis holds there (n 0: none). It returns
+// v and its generation as read, and the answer's why ("edited" when the
+// piece differed). An answer overtaken by an append (see localCopy.merge)
+// is asked again with the copy as it is then: the same piece while the
+// copy is of the same generation (it only grew), none once it is not.
+func (s *Store) readChecking(ctx context.Context, snap copyState, at, n int) ([]byte, uint64, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
 	for {
-		v, gen, again, err := s.readOnce(ctx)
+		v, gen, why, again, err := s.readOnce(ctx, snap, at, n)
 		if !again {
-			return v, gen, err
+			return v, gen, why, err
 		}
+		next := s.local.snapshot()
+		if next.gen != snap.gen || next.epoch != snap.epoch || len(next.buf) < at+n {
+			at, n = 0, 0
+		}
+		snap = next
 	}
 }
 
-// readOnce is one read script. again says its answer was overtaken (see
-// localCopy.merge) and the read must be asked again.
-func (s *Store) readOnce(ctx context.Context) (v []byte, gen uint64, again bool, err error) {
-	snap := s.local.snapshot()
+// readOnce is one read script. again says its answer was overtaken and the
+// read must be asked again.
+func (s *Store) readOnce(ctx context.Context, snap copyState, at, n int) (v []byte, gen uint64, why string, again bool, err error) {
 	sent := time.Now()
-	res, err := readScript.Run(ctx, s.client, s.names.value, snap.epoch, len(snap.buf), snap.sum).Slice()
+	res, err := readScript.Run(ctx, s.client, s.names.value, snap.epoch, len(snap.buf), snap.sum, at, snap.buf[at:at+n]).Slice()
 	if err != nil {
 		s.failed(err)
-		return nil, 0, false, s.wrap("read", err)
+		return nil, 0, "", false, s.wrap("read", err)
 	}
 	s.recovered(sent)
 	if len(res) != 5 {
-		return nil, 0, false, fmt.Errorf("redis %s read: unexpected reply of %d elements", s.addr, len(res))
+		return nil, 0, "", false, fmt.Errorf("redis %s read: unexpected reply of %d elements", s.addr, len(res))
 	}
 	a, err := parseAnswer(res[0], res[1], res[2], res[3], res[4])
 	if err != nil {
-		return nil, 0, false, fmt.Errorf("redis %s read: %w", s.addr, err)
+		return nil, 0, "", false, fmt.Errorf("redis %s read: %w", s.addr, err)
 	}
 	v, gen, ok := s.merge(snap, a, true)
-	return v, gen, !ok, nil
+	return v, gen, a.why, !ok, nil
 }
 
 // localCopy is this process's copy of a prefix of v and its identity in
@@ -396,8 +434,12 @@ func (c *localCopy) merge(snap copyState, a answer, retry bool) (v []byte, gen u
 			c.sum = a.sum
 		}
 		return c.buf[:total:total], c.gen, 0, true
-	case a.epoch != "" && a.epoch == c.epoch && len(a.data) < len(c.buf) && string(c.buf[:len(a.data)]) == a.data:
-		// An older point of the copy (a request overtaken by another).
+	case a.epoch != "" && a.epoch == c.epoch && a.why != "diverged" && len(a.data) < len(c.buf) && string(c.buf[:len(a.data)]) == a.data:
+		// An older point of the copy (a request overtaken by another,
+		// such as the first appends of an epoch). Not an answer that
+		// found v shorter than the copy it was sent, or not continuing
+		// it ("diverged"): that is v rolled back (a failover), however
+		// well its bytes match the start of the copy.
 		return c.buf[:total:total], c.gen, 0, true
 	case retry && len(c.buf) > 0 && (snap.gen != c.gen || snap.epoch != c.epoch || len(snap.buf) != len(c.buf)):
 		// Perhaps overtaken: ask again.
@@ -435,6 +477,8 @@ func resetCause(why string) string {
 		return "Redis holds a v that does not continue it (a failover to a replica that missed writes?)"
 	case "foreign":
 		return "something other than tcplab changed it in Redis"
+	case "edited":
+		return "something other than tcplab changed it in Redis, to the same length: its bytes are not the ones this server served"
 	}
 	return "it changed in Redis (why: " + strconv.Quote(why) + ")"
 }

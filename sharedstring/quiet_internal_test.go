@@ -1,0 +1,58 @@
+package sharedstring
+
+import (
+	"io"
+	"net"
+	"testing"
+
+	"github.com/tcplab/tcplab/stream"
+)
+
+// The wait for more of a classic reply is long only for a reply whose
+// bytes fill whole segments of the server's MSS. On loopback (MSS 65,483)
+// a 2,000-byte reply is one short segment and ends at once. Before this
+// was checked the rule used the kernel's estimate of the peer's MSS, the
+// largest segment seen so far, so every reply longer than the ones before
+// it looked full and waited 3 s (3 letters with a 2,000-byte v: 9.2 s
+// through the binary, 0.11 s after).
+func TestQuietForFullSegmentsOnly(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	sc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	c := &Client{conn: cc, opts: Options{Quiet: DefaultQuiet, ReplyTimeout: DefaultReplyTimeout}}
+	st, err := stream.ReadTCPStats(cc)
+	if err != nil {
+		t.Skip(err)
+	}
+	for _, n := range []int{1, 2000, 2001, 2002, 40_000} {
+		if _, err := sc.Write(make([]byte, n)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(cc, make([]byte, n)); err != nil {
+			t.Fatal(err)
+		}
+		p := replyPace{bytes: n}
+		if q := c.quietFor(&p); q >= FullSegmentWait {
+			t.Errorf("a %d-byte reply on loopback (MSS %d) waits %v, as if it filled whole segments", n, st.SndMSS, q)
+		}
+	}
+	if st, err = stream.ReadTCPStats(cc); err != nil {
+		t.Fatal(err)
+	}
+	p := replyPace{bytes: 2 * st.SndMSS}
+	if q := c.quietFor(&p); q < FullSegmentWait {
+		t.Errorf("a reply of two full segments (%d bytes) waits only %v", p.bytes, q)
+	}
+}

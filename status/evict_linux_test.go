@@ -1,0 +1,71 @@
+package status
+
+import (
+	"io"
+	"net"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tcplab/tcplab/internal/server"
+)
+
+// The service says when a request is complete (server.Busy): at a full
+// server that makes room (EvictWaiting), a client whose answer is still
+// being taken is never closed for a newcomer; a silent one is, though it
+// came later. Without the call, the client being answered was the one
+// waiting longest, and was cut off.
+func TestServiceRequestCompleteIsNotEvicted(t *testing.T) {
+	al, err := NewAllowListWith([]string{"ps"}, AllowOptions{Args: true, Native: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := &Service{Allow: al, Runner: &Runner{}, WriteTimeout: 20 * time.Second}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &server.Server{Handler: svc, MaxConns: 2, MaxConnsPerAddr: -1, EvictWaiting: true}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	addr := ln.Addr().String()
+
+	// A client that takes its answer slowly (a receive buffer far
+	// smaller than ps aux's answer): the server waits for it.
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 1024) })
+		return nil
+	}}
+	asking, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer asking.Close()
+	asking.SetDeadline(time.Now().Add(20 * time.Second))
+	io.WriteString(asking, "ps")
+	first := make([]byte, 1)
+	if _, err := io.ReadFull(asking, first); err != nil {
+		t.Fatal(err)
+	}
+	silent, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	waitUntil(t, "the silent client was never served", func() bool { return srv.ActiveConns() == 2 })
+	newcomer, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer newcomer.Close()
+	waitUntil(t, "the newcomer made no room", func() bool { return srv.Evicted() == 1 })
+	silent.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := silent.Read(make([]byte, 1)); err == nil {
+		t.Error("the silent client was not the one closed")
+	}
+	rest, err := io.ReadAll(asking)
+	if err != nil || !strings.HasPrefix(string(first)+string(rest), "USER") {
+		t.Fatalf("the client being answered: %v after %q", err, string(first)+string(rest[:min(len(rest), 40)]))
+	}
+}
