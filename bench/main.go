@@ -55,7 +55,10 @@ type benchEnv struct {
 	root   string // repository root
 	tmp    string // scratch directory, removed afterwards
 	quick  bool   // smaller runs, for checking the harness itself
-	logf   func(format string, args ...any)
+	// baseline is another tcplab binary (-baseline) that sections which
+	// compare builds measure in the same run; empty: none.
+	baseline string
+	logf     func(format string, args ...any)
 }
 
 func main() {
@@ -63,6 +66,7 @@ func main() {
 	out := flag.String("out", "", "Markdown file to update (default docs/benchmarks.md, or the section's own: nemesis writes docs/reliability.md)")
 	quick := flag.Bool("quick", false, "small runs, to check the harness (results not written)")
 	binary := flag.String("binary", "", "measure this tcplab binary instead of building one (another build: the figures before a change)")
+	baseline := flag.String("baseline", "", "also measure this tcplab binary (main's build, say) in the same run, in the sections that compare builds (tmsprompt)")
 	floorPort := flag.Int("floor-server", 0, "serve the sharedstring section's floor server on this port and do nothing else (the section starts it)")
 	flag.Parse()
 	log.SetFlags(0)
@@ -91,7 +95,7 @@ func main() {
 			log.Fatalf("build tcplab: %v", err)
 		}
 	}
-	env := &benchEnv{tcplab: bin, root: root, tmp: tmp, quick: *quick, logf: log.Printf}
+	env := &benchEnv{tcplab: bin, root: root, tmp: tmp, quick: *quick, baseline: *baseline, logf: log.Printf}
 
 	slices.SortFunc(sections, func(a, b section) int { return a.order - b.order })
 	want := map[string]bool{}
