@@ -27,11 +27,12 @@ import (
 //     from it works again, if it ever stopped), and
 //   - long enough after that for a segment of the string still in the
 //     client's hands to have been sent again at least once, twice when the
-//     link has shown trouble or the message came in pieces (its
-//     retransmission timer doubles at each try: a segment first sent at
-//     T0 is sent again by T0 + 2(t - T0) + RTO after any moment t, and t
-//     is no sooner than the acknowledgement of the answer: the path from
-//     the client is known to work from then, not before), and
+//     link has shown trouble, three or four times when the message came
+//     in pieces (holdTries; its retransmission timer doubles at each
+//     try: a segment first sent at T0 is sent again by T0 + 2(t - T0) +
+//     RTO after any moment t, and t is no sooner than the first time the
+//     client was heard after its message: the path from it is known to
+//     work from then, not before), and
 //   - no byte past the guessed end has arrived meanwhile.
 //
 // A byte that does arrive turns the ending into a reset: the client sees
@@ -161,7 +162,10 @@ func (w *tailWatch) stop() {
 // end was guessed. It returns nil when the end can be taken as the
 // client's (see the comment at the top of this file), or an error saying
 // why the connection must be reset instead.
-func (s *Server) confirmEnd(ctx context.Context, conn net.Conn, m stream.Message, tail *tailWatch, live *liveness, before stream.TCPStats) error {
+//
+// sent is the size of the answer, to tell the link's loss from the share
+// of it tms had to send again.
+func (s *Server) confirmEnd(ctx context.Context, conn net.Conn, m stream.Message, sent int64, tail *tailWatch, live *liveness, before stream.TCPStats) error {
 	clean := m.Settled == 0 && m.LongestPause < minRTO
 	if clean && sameHost(conn) {
 		// Loopback loses nothing: no segment of the message can be
@@ -173,6 +177,7 @@ func (s *Server) confirmEnd(ctx context.Context, conn net.Conn, m stream.Message
 	}
 	idle := s.writeIdle()
 	var acked time.Time
+	var heard, rested time.Time // the client last heard; the end of the last break once the answer was acknowledged
 	queued, progress := -1, time.Now()
 	pause := time.Millisecond
 	for {
@@ -196,6 +201,12 @@ func (s *Server) confirmEnd(ctx context.Context, conn net.Conn, m stream.Message
 		}
 		now := time.Now()
 		live.observe(st.LastAckRecv, now)
+		if h := now.Add(-st.LastAckRecv); h.After(heard) {
+			if !acked.IsZero() && !heard.IsZero() && h.Sub(heard) > quietBreak(st, before, sent) {
+				rested = h
+			}
+			heard = h
+		}
 		if st.OutOfOrderQueued {
 			// Bytes past the end arrived ahead of a gap: the message
 			// went on. The watch sees them once the gap is filled;
@@ -218,30 +229,102 @@ func (s *Server) confirmEnd(ctx context.Context, conn net.Conn, m stream.Message
 		if since.IsZero() {
 			continue
 		}
-		// A message typed in pieces gets two tries too: its last piece
-		// alone may have been lost, with no later byte to show it.
-		trouble := !clean || m.PiecePause >= piecePause || breaks > 0 || st.Retransmits > before.Retransmits || st.Backoff > 0 || st.OutOfOrderPackets > 0
-		// The client's path is known to work from when it acknowledged
-		// the answer, not before: a blackout too short to break the
-		// stretch (the answer sent into it, or the quiet before it) may
-		// have swallowed the first tries of a segment still due.
-		if a := acked.Add(-max(st.RTT, st.RcvRTT) / 2); a.After(since) {
+		trouble := !clean || breaks > 0 || st.Retransmits > before.Retransmits || st.Backoff > 0 || st.OutOfOrderPackets > 0
+		tries := holdTries(trouble, m.PiecePause >= piecePause)
+		// The client's path is known to work from when it was first
+		// heard after the last byte of its message, not before: a
+		// blackout too short to break the stretch (the quiet before
+		// the answer, or the answer sent into it) may have swallowed the
+		// first tries of a segment still due. Not from the answer's
+		// acknowledgement: at 20% loss a 100 kB answer takes tens of
+		// seconds to be acknowledged, and the hold, a multiple of that,
+		// ran past maxHold and the client's patience.
+		//
+		// A break in hearing the client counts only once the answer is
+		// acknowledged, when the kernel's probes make a silence mean
+		// something: while the answer is on its way, a silence of
+		// seconds may be tms's own backoff on a lossy link as well as a
+		// dark path, and at 20% loss each way the hold, a multiple of
+		// the time since the last such break, ran past maxHold ("the
+		// link was out for 32s") or the client's limit. A blackout that
+		// begins before the client is first heard after its message
+		// still counts in full (it delays that moment); one that begins
+		// later, mid-answer, counts as trouble only (two tries): a
+		// guess, said in docs/multicopy.md.
+		first := live.firstAfter(m.Last)
+		if first.IsZero() {
+			continue
+		}
+		since = rested
+		if quiet := quietBreak(st, before, sent); now.Sub(heard) > quiet {
+			// Silent now for longer than a break: the path may be out
+			// this moment. The hold counts as if it came back now, and
+			// a FIN never goes into the silence.
+			since = now
+		}
+		if a := first.Add(-max(st.RTT, st.RcvRTT) / 2); a.After(since) {
 			since = a
 		}
-		until := holdUntil(st, m.Last, since, trouble)
+		until := holdUntil(st, m.Last, since, tries)
 		if until.Sub(acked) > maxHold {
 			return fmt.Errorf("cannot confirm where the %d-byte message ended: the link was out for %s", len(m.Bytes), since.Sub(m.Last).Round(time.Second))
 		}
-		if !now.Before(until) {
+		if !now.Before(until) && !since.Equal(now) {
 			return nil
 		}
 	}
+}
+
+// quietBreak is the silence from the client, once the answer is
+// acknowledged and the kernel probes it every second, that counts as a
+// break in its path: breakAfter (three probes and their answers lost) on
+// a link that loses little, more probes on one that loses more, so that
+// all of them lost by chance is rarer than one in a thousand. Probes are
+// lost as the answer's segments were: the share tms sent again stands for
+// the chance that a probe or its answer is lost. At 20% loss each way
+// (about a third of the answer sent again) three lost probes in a row
+// came in most holds of 20 s, and each pushed the hold further, past
+// maxHold.
+func quietBreak(st, before stream.TCPStats, sent int64) time.Duration {
+	// One loss in five segments more than were sent: a short answer
+	// says little about the link (at 10% loss each way, a slow typist's
+	// 90-byte answer sent once: three lost probes in a row cut one hold
+	// in ten short with "cannot confirm", four probes make that rarer).
+	segs := float64(sent/int64(max(st.SndMSS, 536)) + 5)
+	q := min(float64(st.Retransmits-before.Retransmits+1)/segs, 0.8)
+	probes := 3
+	for p := q * q * q; p > 1e-3 && probes < 20; p *= q {
+		probes++
+	}
+	return max(breakAfter, time.Duration(probes)*livenessPoll+livenessPoll/2)
 }
 
 // piecePause is the least pause between reads that shows a message
 // written in pieces: one write arrives without one on any but a slow
 // link (stream's gap rule uses the same mark).
 const piecePause = 5 * time.Millisecond
+
+// holdTries is how many of the client's tries at a segment still due the
+// hold covers: one on a link that showed no trouble, two where it did,
+// so that one more lost try does not leave a cut message unseen. A
+// message typed in pieces gets two more: its end was guessed after a
+// pause of a few pieces (stream's gap rule), before the client's first
+// try at a lost last piece, where one written at once was guessed after
+// 15 of its timeouts (four tries); with Nagle, nothing behind a lost
+// piece shows its loss. At 10% loss each way two tries left one slow
+// typist in 50 with a cut answer and a clean end of file
+// (TestLabSlowTypistOverLossIsNeverACutAnswer): the lost piece and
+// both tries lost.
+func holdTries(trouble, pieces bool) int {
+	n := 1
+	if trouble {
+		n++
+	}
+	if pieces {
+		n += 2
+	}
+	return n
+}
 
 // minRTO is Linux's and RFC 6298's least retransmission timeout.
 const minRTO = 200 * time.Millisecond
@@ -252,12 +335,9 @@ const minRTO = 200 * time.Millisecond
 // T0 + 3 RTO, T0 + 7 RTO..., so after any moment x the next try comes by
 // T0 + 2(x - T0) + RTO. From alive, since when every try would have
 // crossed (the client has been heard without a break), the hold covers
-// one try on a clean link and two where the link has shown trouble (a
-// loss, a pause, a break in the client's acknowledgements, the answer
-// sent again), so that one more lost try does not leave a cut message
-// unseen; with half again the client's timeout as tms estimates it from
+// the given number of tries (holdTries); with half again the client's timeout as tms estimates it from
 // its own side of the link, and a little more for the polling.
-func holdUntil(st stream.TCPStats, last, alive time.Time, trouble bool) time.Time {
+func holdUntil(st stream.TCPStats, last, alive time.Time, tries int) time.Time {
 	rtt := max(st.RTT, st.RcvRTT)
 	rto := rtt + max(4*st.RTTVar, minRTO) // the client's, as Linux computes its own
 	rto += rto / 2
@@ -265,10 +345,6 @@ func holdUntil(st stream.TCPStats, last, alive time.Time, trouble bool) time.Tim
 	x := alive
 	if x.Before(t0) {
 		x = t0
-	}
-	tries := 1
-	if trouble {
-		tries = 2
 	}
 	for range tries {
 		x = t0.Add(2*x.Sub(t0) + rto)
@@ -286,7 +362,13 @@ type liveness struct {
 	heard  time.Time // the last segment seen; zero: none yet
 	since  time.Time // the start of the current stretch
 	breaks int
+	log    []time.Time // what heard was at each look where it moved, the last logMax
 }
+
+// logMax bounds liveness.log: at one look a second while idle, and one
+// every 20 ms at most while an end is confirmed (maxHold: two minutes),
+// older entries are from before the message ended.
+const logMax = 8192
 
 // breakAfter is the silence that breaks a stretch: three keep-alive
 // intervals (1 s) and their answers, so that one or two probes lost to
@@ -316,6 +398,24 @@ func (l *liveness) observe(ago time.Duration, now time.Time) {
 		l.breaks++
 	}
 	l.heard = heard
+	if len(l.log) == logMax {
+		l.log = append(l.log[:0], l.log[logMax/2:]...)
+	}
+	l.log = append(l.log, heard)
+}
+
+// firstAfter returns the first moment the client was heard after t as far
+// as the watch saw it (no sooner than the truth: the watch sees the last
+// segment at each look), or zero when it has not been heard since.
+func (l *liveness) firstAfter(t time.Time) time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, h := range l.log {
+		if h.After(t) {
+			return h
+		}
+	}
+	return time.Time{}
 }
 
 // stretch returns the start of the current stretch (zero: the client has

@@ -231,7 +231,7 @@ func (s *Server) echo(stopping, ctx context.Context, conn net.Conn) (Transfer, e
 		return t, fmt.Errorf("send to %s after %d of %d bytes: %w", conn.RemoteAddr(), t.Sent, want, plain(err))
 	}
 	if m.Ending.Guessed() {
-		if err := s.confirmEnd(ctx, conn, m, tail, live, before); err != nil {
+		if err := s.confirmEnd(ctx, conn, m, t.Sent, tail, live, before); err != nil {
 			if ctx.Err() != nil {
 				return t, fmt.Errorf("%w: stopped while the end of the answer to %s was held back", ErrCutShort, conn.RemoteAddr())
 			}
