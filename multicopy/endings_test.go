@@ -233,8 +233,11 @@ func TestFinishWaitsForASlowReaderThatKeepsReading(t *testing.T) {
 	go func() {
 		// The copies fit the socket buffers after a few writes, so most of
 		// the wait is in finish; each read takes the client far less than
-		// WriteIdle, the whole answer far more.
-		s := &Server{Copies: copies, WriteIdle: 100 * time.Millisecond}
+		// WriteIdle, the whole answer far more (about 2.5 s, five times
+		// WriteIdle). WriteIdle was 100 ms with a read every 5 ms: under
+		// -race -count=20 on a loaded machine the reader was not run for
+		// 100 ms in 2 of 20 runs, and Echo gave up on it.
+		s := &Server{Copies: copies, WriteIdle: 500 * time.Millisecond}
 		_, err := s.Echo(context.Background(), srv)
 		served <- err
 	}()
@@ -251,7 +254,7 @@ func TestFinishWaitsForASlowReaderThatKeepsReading(t *testing.T) {
 		if err != nil {
 			break
 		}
-		time.Sleep(5 * time.Millisecond) // a slow reader: the pace is the point
+		time.Sleep(20 * time.Millisecond) // a slow reader: the pace is the point
 	}
 	if !errors.Is(err, io.EOF) || n != copies*4 {
 		t.Errorf("client got %d of %d bytes, then %v: want all of them and a FIN", n, copies*4, err)
