@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -218,14 +219,25 @@ func loadKeyPair(certFile, keyFile string) (tls.Certificate, []*x509.Certificate
 	if err != nil {
 		return tls.Certificate{}, nil, fmt.Errorf("TLS key: %w", err)
 	}
-	if _, err := wholePEM(keyPEM); err != nil {
+	blocks, err := wholePEM(keyPEM)
+	if err != nil {
 		return tls.Certificate{}, nil, fmt.Errorf("TLS key %s: %w", keyFile, err)
+	}
+	if slices.ContainsFunc(blocks, encryptedKey) {
+		// Go's own error is "failed to parse private key".
+		return tls.Certificate{}, nil, fmt.Errorf("TLS key %s: the key is encrypted (under a passphrase); give it unencrypted, e.g. openssl pkey -in %s -out KEYFILE", keyFile, keyFile)
 	}
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		return tls.Certificate{}, nil, fmt.Errorf("TLS certificate %s and key %s: %w", certFile, keyFile, err)
 	}
 	return cert, chain, nil
+}
+
+// encryptedKey reports whether b is a private key under a passphrase:
+// PKCS#8 encrypted, or the older PEM encryption (Proc-Type 4,ENCRYPTED).
+func encryptedKey(b *pem.Block) bool {
+	return b.Type == "ENCRYPTED PRIVATE KEY" || strings.Contains(b.Headers["Proc-Type"], "ENCRYPTED")
 }
 
 // readPEMFile reads a PEM file without the byte order mark an editor may

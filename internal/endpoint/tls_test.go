@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"io"
 	"net"
@@ -330,6 +331,14 @@ func TestTLSLoadErrors(t *testing.T) {
 	garbage := dir + "/garbage.pem"
 	os.WriteFile(garbage, []byte("not a certificate\n"), 0o600)
 	missing := dir + "/missing.pem"
+	// A key under a passphrase, as openssl genpkey -aes256 (PKCS#8) or
+	// genrsa -traditional -aes256 (PEM encryption) writes it: before,
+	// the error was "tls: failed to parse private key", which does not
+	// say what to do.
+	encrypted := dir + "/encrypted.key"
+	os.WriteFile(encrypted, pem.EncodeToMemory(&pem.Block{Type: "ENCRYPTED PRIVATE KEY", Bytes: []byte("opaque")}), 0o600)
+	legacy := dir + "/legacy.key"
+	os.WriteFile(legacy, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Headers: map[string]string{"Proc-Type": "4,ENCRYPTED", "DEK-Info": "AES-256-CBC,00"}, Bytes: []byte("opaque")}), 0o600)
 	for _, tc := range []struct {
 		name                string
 		cert, key, clientCA string
@@ -341,6 +350,8 @@ func TestTLSLoadErrors(t *testing.T) {
 		{"garbage cert", garbage, keyFile, "", "TLS certificate " + garbage + ": no PEM certificate in it"},
 		{"garbage client CA", certFile, keyFile, garbage, "TLS CA " + garbage + ": no PEM certificate in it"},
 		{"missing client CA", certFile, keyFile, missing, "TLS CA: open " + missing + ": no such file or directory"},
+		{"encrypted key", certFile, encrypted, "", "TLS key " + encrypted + ": the key is encrypted (under a passphrase); give it unencrypted, e.g. openssl pkey -in " + encrypted + " -out KEYFILE"},
+		{"legacy encrypted key", certFile, legacy, "", "TLS key " + legacy + ": the key is encrypted (under a passphrase); give it unencrypted, e.g. openssl pkey -in " + legacy + " -out KEYFILE"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := NewTLSServer(tc.cert, tc.key, tc.clientCA)
