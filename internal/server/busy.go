@@ -20,6 +20,7 @@ type tracked struct {
 	key        netip.Prefix // its source (Source), invalid when not IP
 	since      time.Time    // accepted at; waiting since then unless busy
 	busy       bool
+	answered   bool     // has its answer and only lingers (Answered)
 	prev, next *tracked // in srv.waiting[key] while not busy
 }
 
@@ -43,6 +44,35 @@ func Busy(ctx context.Context) {
 		t.busy = true
 		s.unwait(t)
 	}
+}
+
+// Answered tells the server that the connection served under ctx has
+// had its whole answer (taken by the client) and stays open only as a
+// courtesy, for the client's own close or its late bytes: from now on a
+// full server may close it to make room (Server.EvictWaiting), as it
+// closes one waiting for its request, but with a plain close, not a
+// reset, so the answer the client has is not destroyed. A handler that
+// lingers after its answer calls it first: lingering connections held
+// as busy let a client sending half a request at a time, answered and
+// lingered on for a second each, keep a full server full. Calling it
+// again, or with a context that is not a served connection's, does
+// nothing.
+func Answered(ctx context.Context) {
+	t, _ := ctx.Value(trackedKey{}).(*tracked)
+	if t == nil {
+		return
+	}
+	s := t.srv
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t.answered || s.conns[t.conn] != t {
+		return
+	}
+	t.answered = true
+	s.unwait(t)
+	t.busy = false
+	t.since = time.Now()
+	s.wait(t)
 }
 
 // wait puts t, just accepted, at the end of its source's waiting list.

@@ -334,9 +334,16 @@ func (s *Server) untrack(conn net.Conn) {
 }
 
 // evict closes victim, already untracked, to make room: with a reset, so
-// the kernel frees it at once; its handler's read fails and it returns.
+// the kernel frees it at once, unless it has had its answer (Answered),
+// which a reset could destroy; its handler's read fails and it returns.
 func (s *Server) evict(victim *tracked) {
 	s.evictedTotal.Add(1)
+	if victim.answered {
+		s.logger().Info("closed a connection lingering after its answer, to make room",
+			"client", victim.conn.RemoteAddr().String(), "lingered", time.Since(victim.since).Round(time.Millisecond))
+		victim.conn.Close()
+		return
+	}
 	s.logger().Info("closed a connection waiting for its request, to make room",
 		"client", victim.conn.RemoteAddr().String(), "waited", time.Since(victim.since).Round(time.Millisecond))
 	endpoint.Reset(victim.conn)
