@@ -375,7 +375,7 @@ func (s *Server) evict(victim *tracked) {
 	if victim.answered {
 		s.logger().Info("closed a connection lingering after its answer, to make room",
 			"client", victim.conn.RemoteAddr().String(), "lingered", time.Since(victim.since).Round(time.Millisecond))
-		victim.conn.Close()
+		Interrupt(victim.conn) // parked or not (see below); its handler closes it, with a FIN
 		return
 	}
 	s.logger().Info("closed a connection waiting for its request, to make room",
