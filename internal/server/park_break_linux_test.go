@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"sync"
 	"testing"
@@ -129,5 +130,46 @@ func TestParkStormUnderClose(t *testing.T) {
 	}
 	if err := <-served; !errors.Is(err, ErrServerClosed) {
 		t.Fatalf("Serve = %v", err)
+	}
+}
+
+// Break of issue 22: a parked connection whose deadline and bytes come
+// in the same pass of the loop (the loop is held off while both happen)
+// is handed back once, and its handler ends once.
+func TestParkDeadlineAndReadinessTogether(t *testing.T) {
+	for round := range 20 {
+		ended := make(chan error, 2)
+		s := &Server{Handler: parkingEcho(50*time.Millisecond, ended)}
+		addr := startParking(t, s)
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitParked(t, s, 1)
+		s.parker.mu.Lock()
+		if _, err := c.Write([]byte{'x'}); err != nil {
+			s.parker.mu.Unlock()
+			t.Fatal(err)
+		}
+		// The pause is the point: the deadline passes while the loop is
+		// held off, so both are due when it runs again.
+		time.Sleep(60 * time.Millisecond)
+		s.parker.mu.Unlock()
+		// The deadline has passed: the handler's read fails at once, as a
+		// Read whose deadline fired would, and its byte may be unread (the
+		// client is reset). Either way the handler is told once.
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		io.ReadAll(c)
+		if err := <-ended; err == nil {
+			t.Fatalf("round %d: ended without an error", round)
+		}
+		waitParked(t, s, 0)
+		s.Close()
+		select {
+		case err := <-ended:
+			t.Fatalf("round %d: handed back twice: %v", round, err)
+		default:
+		}
+		c.Close()
 	}
 }
