@@ -83,6 +83,7 @@ func TestParkStormUnderClose(t *testing.T) {
 	}
 	waitParked(t, s, n)
 	grace, endGrace := context.WithCancel(context.Background())
+	defer endGrace()
 	shut := make(chan error, 1)
 	go func() { shut <- s.Shutdown(grace) }()
 	<-s.done
@@ -171,5 +172,38 @@ func TestParkDeadlineAndReadinessTogether(t *testing.T) {
 		default:
 		}
 		c.Close()
+	}
+}
+
+// Break of issue 22: a parked Unix-socket connection (socket activation
+// may hand the server one) is woken by Interrupt as a TCP one is.
+func TestInterruptParkedUnixConn(t *testing.T) {
+	ended := make(chan error, 1)
+	s := &Server{Handler: parkingEcho(0, ended)}
+	got := make(chan net.Conn, 1)
+	inner := s.Handler
+	s.Handler = HandlerFunc(func(ctx context.Context, c net.Conn) { got <- c; inner.ServeConn(ctx, c) })
+	ln, err := net.Listen("unix", t.TempDir()+"/s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	defer func() { s.Close(); <-served }()
+	c, err := net.Dial("unix", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sc := <-got
+	waitParked(t, s, 1)
+	Interrupt(sc)
+	select {
+	case err := <-ended:
+		if !errors.Is(err, io.EOF) {
+			t.Fatalf("interrupted: %v, want the end of file", err)
+		}
+	case <-time.After(10 * time.Second): // only the failure waits this long
+		t.Fatalf("a parked Unix connection, interrupted, was not handed back (%d parked)", s.Parked())
 	}
 }
