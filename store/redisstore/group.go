@@ -23,11 +23,7 @@ import (
 // leaseScript sets this process's count and renews its lease, removes the
 // leases of processes that stopped renewing, and publishes a change if the
 // group's count moved. ARGV: channel, id, version, count (-1: leave the
-// group), lease in ms, and "1" if this process's lease and count should be
-// in Redis already (it renewed them before). It returns 2 when they
-// should be and are not: the group's keys were lost (FLUSHALL, a DEL, a
-// failover), with every other server's count, until each renews; 1
-// otherwise.
+// group), lease in ms.
 var leaseScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -49,8 +45,6 @@ local curVer = -1
 local curCount = countOf(cur)
 if cur then curVer = tonumber(string.match(cur, '^(%d+)')) or -1 end
 local score = redis.call('ZSCORE', KEYS[1], id)
-local lost = ARGV[6] == '1' and count >= 0 and ((not score) or (not cur))
-if lost then changed = true end
 if (not score) or tonumber(score) <= now then curCount = 0 end
 if count < 0 then
   redis.call('HDEL', KEYS[2], id)
@@ -64,7 +58,6 @@ else
   redis.call('ZADD', KEYS[1], now + lease, id)
 end
 if changed then redis.call('PUBLISH', ARGV[1], 'clients') end
-if lost then return 2 end
 return 1
 `)
 
@@ -82,33 +75,12 @@ return sum
 
 // pushLease runs leaseScript with this process's count.
 func (s *Store) pushLease(ctx context.Context, version, count int64) error {
-	held := "0"
-	if s.leased.Load() {
-		held = "1"
-	}
-	res, err := leaseScript.Run(ctx, s.client, s.names.group, s.names.channel, s.id, version, count, s.lease.Milliseconds(), held).Int64()
+	err := leaseScript.Run(ctx, s.client, s.names.group, s.names.channel, s.id, version, count, s.lease.Milliseconds()).Err()
 	if err != nil {
 		s.failed(err)
 		return s.wrap("lease", err)
 	}
-	s.leased.Store(count >= 0)
-	if res == 2 {
-		s.groupLost()
-	}
 	return nil
-}
-
-// groupLost notes that the group's keys were lost: until every live server
-// has renewed its lease (a third of a lease, the longest a server waits
-// to renew), an empty group is not to be trusted (see regrouping).
-func (s *Store) groupLost() {
-	now := time.Now()
-	prev := s.lostAt.Swap(now.UnixNano())
-	s.count.invalidate()
-	if prev != 0 && now.Sub(time.Unix(0, prev)) < s.lease {
-		return // the same loss, seen again: said once
-	}
-	s.log.Warn("the group's counts were lost in Redis (FLUSHALL, a DEL, a failover?): waiting for every server to count its clients again", "redis", s.addr)
 }
 
 // Join counts one more client of this process in the group.
@@ -238,13 +210,6 @@ func (s *Store) Clients(ctx context.Context) (int64, error) {
 			return 0, err
 		}
 		n, err := s.clients(ctx)
-		if _, own := s.members.now(); err == nil && n < own {
-			// Our own clients are not all in Redis's count: the group's
-			// keys were lost. Count them, and renew now.
-			s.groupLost()
-			s.probeNow()
-			n = own
-		}
 		if err == nil && n == 0 {
 			if wait := s.regrouping(); wait > 0 {
 				// Redis just came back: leases may have run out during
@@ -272,17 +237,13 @@ func (s *Store) Clients(ctx context.Context) (int64, error) {
 // regrouping returns how much longer, after an outage, every live server may
 // still be renewing its lease.
 func (s *Store) regrouping() time.Duration {
-	var wait time.Duration
-	if since := s.health.since(); !since.IsZero() {
-		// Other servers may use other leases: allow the longest probe pause.
-		wait = time.Until(since.Add(maxBackoff + 500*time.Millisecond))
+	since := s.health.since()
+	if since.IsZero() {
+		return 0
 	}
-	if at := s.lostAt.Load(); at != 0 {
-		// The group's keys were lost: every live server renews within a
-		// third of its lease (this one's, as the group shares a lease).
-		wait = max(wait, time.Until(time.Unix(0, at).Add(s.lease/3+500*time.Millisecond)))
-	}
-	return wait
+	// Other servers may use other leases: allow the longest probe pause.
+	grace := maxBackoff + 500*time.Millisecond
+	return time.Until(since.Add(grace))
 }
 
 func (s *Store) clients(ctx context.Context) (int64, error) {

@@ -204,14 +204,12 @@ type Store struct {
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 
-	dialer  dialer       // connects go-redis's pools
-	health  health       // whether Redis can be reached
-	feed    feed         // the change feed: the subscription and the watchers
-	members membership   // this process's clients in the group
-	leased  atomic.Bool  // our lease and count were written (and not left)
-	lostAt  atomic.Int64 // when the group's keys were last found lost (ns)
-	count   countCache   // the group's client count as last read
-	local   localCopy    // this process's copy of v and its identity in Redis
+	dialer  dialer     // connects go-redis's pools
+	health  health     // whether Redis can be reached
+	feed    feed       // the change feed: the subscription and the watchers
+	members membership // this process's clients in the group
+	count   countCache // the group's client count as last read
+	local   localCopy  // this process's copy of v and its identity in Redis
 	queue   chan *appendReq
 	flight  inflight // appends not yet answered, for Flush
 }
