@@ -149,7 +149,7 @@ func ReadMessageEnding(ctx context.Context, conn net.Conn, end MessageEnd) (Mess
 			deadline = late
 		}
 	}
-	if err := conn.SetReadDeadline(deadline); err != nil {
+	if err := rearm(ctx, conn, deadline); err != nil {
 		return Message{}, err
 	}
 	var m Message
@@ -211,7 +211,7 @@ func ReadMessageEnding(ctx context.Context, conn net.Conn, end MessageEnd) (Mess
 			if end.Complete != nil && end.Complete(msg) {
 				return done(msg, EndComplete)
 			}
-			if err := conn.SetReadDeadline(earliest(last.Add(gap(end, m)), deadline)); err != nil {
+			if err := rearm(ctx, conn, earliest(last.Add(gap(end, m)), deadline)); err != nil {
 				return Message{}, err
 			}
 		}
@@ -237,7 +237,7 @@ func ReadMessageEnding(ctx context.Context, conn net.Conn, end MessageEnd) (Mess
 			if settling.IsZero() {
 				settling = time.Now()
 			}
-			if err := conn.SetReadDeadline(earliest(time.Now().Add(wait), deadline)); err != nil {
+			if err := rearm(ctx, conn, earliest(time.Now().Add(wait), deadline)); err != nil {
 				return Message{}, err
 			}
 		case len(msg) > 0 && errors.Is(err, io.EOF):
@@ -250,6 +250,17 @@ func ReadMessageEnding(ctx context.Context, conn net.Conn, end MessageEnd) (Mess
 			return Message{}, err
 		}
 	}
+}
+
+// rearm moves conn's read deadline to t unless ctx has ended. It looks at
+// ctx after the move: ctx may end, and the caller's past deadline land
+// (endpoint.StopOnCancel), just before it, and a later deadline would undo
+// that one, holding a stopping server until t.
+func rearm(ctx context.Context, conn net.Conn, t time.Time) error {
+	if err := conn.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return ctx.Err()
 }
 
 // gap is the quiet spell that ends m so far. With Settle it adapts to the
