@@ -14,6 +14,9 @@
 //	NAME:servers   sorted set: one member per strsvr process, scored by the
 //	               time its lease expires (Redis's own clock, in ms)
 //	NAME:clients   hash: per strsvr process, "version:count" of its clients
+//	NAME:group     the group's mark: present while NAME:servers and
+//	               NAME:clients are whole; after a loss of them, the Redis
+//	               time (ms) until which an empty group is not trusted
 //	NAME:changes   pub/sub channel: a message after every change of v or of a
 //	               client count
 //
@@ -204,21 +207,27 @@ type Store struct {
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 
-	dialer  dialer     // connects go-redis's pools
-	health  health     // whether Redis can be reached
-	feed    feed       // the change feed: the subscription and the watchers
-	members membership // this process's clients in the group
-	count   countCache // the group's client count as last read
-	local   localCopy  // this process's copy of v and its identity in Redis
+	dialer  dialer       // connects go-redis's pools
+	health  health       // whether Redis can be reached
+	feed    feed         // the change feed: the subscription and the watchers
+	members membership   // this process's clients in the group
+	leased  atomic.Bool  // our lease was written (and not left): see "After a loss"
+	lostAt  atomic.Int64 // when the group's keys were last found lost (ns), to warn once
+	count   countCache   // the group's client count as last read
+	local   localCopy    // this process's copy of v and its identity in Redis
 	queue   chan *appendReq
 	flight  inflight // appends not yet answered, for Flush
+
+	// waitHook, if set (by tests), is called each time Clients waits for
+	// the group to regroup before it trusts an empty count.
+	waitHook func(wait time.Duration)
 }
 
 // names are the Redis names of one v (see the package comment).
 type names struct {
 	key     string   // v
 	value   []string // v, epoch: the keys of the append and read scripts
-	group   []string // servers, clients: the keys of the lease scripts
+	group   []string // servers, clients, mark: the keys of the lease scripts
 	channel string   // the pub/sub channel of changes
 }
 
@@ -226,7 +235,7 @@ func namesOf(key string) names {
 	return names{
 		key:     key,
 		value:   []string{key, key + ":epoch"},
-		group:   []string{key + ":servers", key + ":clients"},
+		group:   []string{key + ":servers", key + ":clients", key + ":group"},
 		channel: key + ":changes",
 	}
 }
@@ -320,14 +329,17 @@ var aclScript = redis.NewScript(`
 if not redis.acl_check_cmd then return '' end
 -- The keys come as ARGV: EVALSHA itself refuses KEYS the user may not
 -- touch, with a line that does not say which.
-local v, epoch, servers, clients, ch = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local v, epoch, servers, clients, ch, mark = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local need = {
   {'TIME'},
   {'STRLEN', v}, {'GET', v}, {'GETRANGE', v, '0', '-1'}, {'APPEND', v, 'x'},
   {'GET', epoch}, {'SET', epoch, 'x'},
-  {'ZRANGEBYSCORE', servers, '-inf', '+inf'}, {'ZSCORE', servers, 'x'},
-  {'ZADD', servers, '0', 'x'}, {'ZREM', servers, 'x'},
+  {'ZRANGEBYSCORE', servers, '-inf', '+inf'}, {'ZRANGE', servers, '0', '-1'},
+  {'ZSCORE', servers, 'x'}, {'ZADD', servers, '0', 'x'}, {'ZREM', servers, 'x'},
+  {'ZCARD', servers},
   {'HGET', clients, 'x'}, {'HSET', clients, 'x', 'x'}, {'HDEL', clients, 'x'},
+  {'HLEN', clients},
+  {'GET', mark}, {'SET', mark, 'x'},
   {'PUBLISH', ch, 'x'},
 }
 for _, c in ipairs(need) do
@@ -342,12 +354,12 @@ return ''
 // checkACL refuses a Redis ACL user that may not run what the store does:
 // the store would otherwise start, and then fail every client.
 func (s *Store) checkACL(ctx context.Context) error {
-	denied, err := aclScript.Run(ctx, s.client, nil, s.names.value[0], s.names.value[1], s.names.group[0], s.names.group[1], s.names.channel).Text()
+	denied, err := aclScript.Run(ctx, s.client, nil, s.names.value[0], s.names.value[1], s.names.group[0], s.names.group[1], s.names.channel, s.names.group[2]).Text()
 	if err != nil {
 		return s.wrap("", err)
 	}
 	if denied != "" {
-		return fmt.Errorf("redis %s: the ACL user may not run %s, which strsvr needs (it runs EVALSHA scripts of TIME, STRLEN, GET, GETRANGE, APPEND, SET, ZRANGEBYSCORE, ZSCORE, ZADD, ZREM, HGET, HSET, HDEL and PUBLISH on the keys %s* and the channel %s, and SUBSCRIBEs to it)", s.addr, denied, s.names.key, s.names.channel)
+		return fmt.Errorf("redis %s: the ACL user may not run %s, which strsvr needs (it runs EVALSHA scripts of TIME, STRLEN, GET, GETRANGE, APPEND, SET, ZRANGEBYSCORE, ZRANGE, ZSCORE, ZADD, ZREM, ZCARD, HGET, HSET, HDEL, HLEN and PUBLISH on the keys %s* and the channel %s, and SUBSCRIBEs to it)", s.addr, denied, s.names.key, s.names.channel)
 	}
 	return nil
 }
