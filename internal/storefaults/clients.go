@@ -30,10 +30,11 @@ const (
 	classic             // the tutorial's protocol, typing letters
 	watcher             // framed, watching (sharedstring.Client, Watch)
 	binary              // the strclnt --watch binary, its stdout read line by line
+	visitor             // framed, on the stopper: types a few letters and leaves
 )
 
 func (k kind) String() string {
-	return [...]string{"typist", "classic", "watcher", "strclnt --watch"}[k]
+	return [...]string{"typist", "classic", "watcher", "strclnt --watch", "visitor"}[k]
 }
 
 // shown is a client's record of what it was shown, on its current
@@ -47,6 +48,7 @@ type shown struct {
 	told  string    // the 'e' frame's reason, once the server ended the connection
 	gone  error     // why the connection ended otherwise
 	up    bool      // connected: a watcher not yet connected is not silent on anything
+	since time.Time // when it connected
 	conn  int       // connections made so far
 	wake  chan struct{}
 }
@@ -54,7 +56,7 @@ type shown struct {
 // connected notes that the connection is made.
 func (s *shown) connected() {
 	s.mu.Lock()
-	s.up = true
+	s.up, s.since = true, time.Now()
 	s.mu.Unlock()
 }
 
@@ -100,13 +102,15 @@ type snapshot struct {
 	told  string
 	gone  error
 	up    bool
+	since time.Time
+	conn  int
 	wake  <-chan struct{}
 }
 
 func (s *shown) get() snapshot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return snapshot{s.last, s.era, s.at, s.count, s.told, s.gone, s.up, s.wake}
+	return snapshot{s.last, s.era, s.at, s.count, s.told, s.gone, s.up, s.since, s.conn, s.wake}
 }
 
 // client is one client of the run, reconnecting after its connection ends
@@ -272,4 +276,51 @@ func (c *client) watchBinary(ctx context.Context) error {
 	}
 	c.r.fail("%s exited %d (%v) with %q: not one line and status 1", c.name, code, werr, msg)
 	return fmt.Errorf("strclnt exited %d", code)
+}
+
+// visit is the visitor's loop: it connects to the stopper (the strsvr
+// without --keep), types one to three letters and leaves, again and
+// again, so that the stopper's own count keeps falling to 0 and it asks
+// whether the whole group is empty. While the stopper is down (it stopped,
+// and is being started again) it waits.
+func (c *client) visit(ctx context.Context) {
+	for ctx.Err() == nil {
+		s := c.r.c.currentStopper()
+		if s != nil {
+			c.visitOnce(ctx, s)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Duration(20+c.rng.IntN(80)) * time.Millisecond):
+		}
+	}
+}
+
+func (c *client) visitOnce(ctx context.Context, s *strsvr) {
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cl, err := sharedstring.Dial(dctx, "127.0.0.1", s.port, sharedstring.Options{Mode: sharedstring.Framed, DialTimeout: 5 * time.Second, ReplyTimeout: 7 * time.Second})
+	if err != nil {
+		return // stopped, or refusing clients while Redis is away
+	}
+	defer cl.Close()
+	stop := context.AfterFunc(ctx, func() { cl.Close() })
+	defer stop()
+	for range 1 + c.rng.IntN(3) {
+		if err := c.r.mayType(ctx); err != nil {
+			return
+		}
+		letter := []byte{'a' + byte(c.rng.IntN(26))}
+		v, err := cl.Send(letter)
+		c.r.typed()
+		if err != nil {
+			return
+		}
+		if !bytes.HasSuffix(v, letter) {
+			c.r.fail("%s was answered %d bytes not ending with its letter %q", c.name, len(v), letter)
+		}
+		c.r.letters.Add(1)
+		c.r.shownCount.Add(1)
+	}
 }
