@@ -151,3 +151,39 @@ func TestLostGroupEndsWithoutTheDead(t *testing.T) {
 		t.Error("B took the group for empty without waiting out the window after the loss")
 	}
 }
+
+// After more failed dials than the pool has connections (Redis down while
+// the store probes it), the store still dials at every try, and reaches
+// Redis at its first try once Redis is back. (Before: go-redis's pool
+// stopped dialing after PoolSize failed dials, failing every later one
+// at once with the last dial error, and probed Redis from a goroutine of
+// its own once a second; so after an outage the store's probes failed
+// without trying for up to a second after Redis answered, and watchers
+// caught up late: 1.22 s in the checker's long run.)
+func TestDialsAtEveryTryAfterManyFailures(t *testing.T) {
+	r := redistest.New(t)
+	s := open(t, r, "v")
+	leased(t, s)
+	ctx := context.Background()
+	if err := r.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	pool := s.client.Options().PoolSize
+	before := s.dialer.attempts.Load()
+	for range 3 * pool {
+		v, c := s.members.now()
+		if err := s.pushLease(ctx, v, c); err == nil {
+			t.Fatal("a lease pushed to a killed Redis")
+		}
+	}
+	if n := s.dialer.attempts.Load() - before; n < int64(2*pool) {
+		t.Errorf("%d tries against a Redis that is down dialed %d times: the pool stopped dialing", 3*pool, n)
+	}
+	if err := r.Start(); err != nil {
+		t.Fatal(err)
+	}
+	v, c := s.members.now()
+	if err := s.pushLease(ctx, v, c); err != nil {
+		t.Errorf("the first try after Redis came back failed: %v", err)
+	}
+}

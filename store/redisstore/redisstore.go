@@ -381,6 +381,9 @@ func (s *Store) wrap(op string, err error) error {
 		op = " " + op
 	}
 	var oe *net.OpError
+	if df := (*dialFailed)(nil); errors.As(err, &df) {
+		err = df.err // the dial's own error, under what go-redis added
+	}
 	switch {
 	case errors.Is(err, store.ErrClosed), errors.Is(err, ErrUnavailable):
 		return err
@@ -420,30 +423,24 @@ func (s *Store) shutdown() {
 		ps.Close()
 	}
 	s.wg.Wait()
+	// No go-redis goroutine is left: its pool's own prober starts only
+	// after failed dials, and our dialer hands it none (see dial).
 	s.client.Close()
-	if s.dialer.failed.Load() {
-		// After enough failed dials, a go-redis pool probes Redis in a
-		// goroutine of its own, sleeping 1 s between probes, and sees the
-		// pool closed only when it wakes. Our dial fails at once after
-		// Close, so one pause is enough to leave no goroutine behind.
-		time.Sleep(1100 * time.Millisecond)
-	}
 	s.feed.watchers.Close()
 }
 
 // dialer connects go-redis's pools to Redis (TCP, then TLS for rediss://)
-// and gives up at once when closed ends. failed notes that some dial
-// failed, since go-redis then probes Redis from a goroutine that Close
-// must outwait; it is an atomic because go-redis dials from its own
-// goroutines.
+// and gives up at once when closed ends. attempts counts the dials (for
+// tests); it is an atomic because go-redis dials from its own goroutines.
 type dialer struct {
-	tls     *tls.Config
-	timeout time.Duration
-	closed  context.Context // the store's: ends at Close
-	failed  atomic.Bool
+	tls      *tls.Config
+	timeout  time.Duration
+	closed   context.Context // the store's: ends at Close
+	attempts atomic.Int64    // dials tried, for tests
 }
 
 func (d *dialer) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	d.attempts.Add(1)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(d.closed, cancel)()
@@ -458,11 +455,44 @@ func (d *dialer) dial(ctx context.Context, network, addr string) (net.Conn, erro
 		}
 	}
 	if err != nil {
-		d.failed.Store(true)
-		return nil, err
+		// Not an error to go-redis: its pool stops dialing after as many
+		// failed dials as it has connections, fails every later dial at
+		// once with the last error, and probes from a goroutine of its
+		// own once a second; after an outage the store would then reach
+		// Redis up to a second after it answered, and its watchers catch
+		// up that much later. The store probes Redis itself (keeper), so
+		// a failed dial is handed over as a connection that fails its
+		// first write with the dial's error: the command fails with it,
+		// the connection is dropped, and the next try dials again.
+		return failedConn{&dialFailed{err}}, nil
 	}
 	return c, nil
 }
+
+// dialFailed is the error of a failedConn: the dial's, which wrap shows
+// as a dial error whatever go-redis wraps around it.
+type dialFailed struct{ err error }
+
+func (e *dialFailed) Error() string { return e.err.Error() }
+func (e *dialFailed) Unwrap() error { return e.err }
+
+// failedConn is a dial that failed, as a connection whose reads and
+// writes fail with the dial's error (see dial).
+type failedConn struct{ err error }
+
+func (c failedConn) Read([]byte) (int, error)         { return 0, c.err }
+func (c failedConn) Write([]byte) (int, error)        { return 0, c.err }
+func (c failedConn) Close() error                     { return nil }
+func (c failedConn) LocalAddr() net.Addr              { return failedAddr{} }
+func (c failedConn) RemoteAddr() net.Addr             { return failedAddr{} }
+func (c failedConn) SetDeadline(time.Time) error      { return nil }
+func (c failedConn) SetReadDeadline(time.Time) error  { return nil }
+func (c failedConn) SetWriteDeadline(time.Time) error { return nil }
+
+type failedAddr struct{}
+
+func (failedAddr) Network() string { return "tcp" }
+func (failedAddr) String() string  { return "(not connected)" }
 
 // silentLogger drops go-redis's own log lines.
 type silentLogger struct{}
