@@ -187,3 +187,44 @@ func TestDialsAtEveryTryAfterManyFailures(t *testing.T) {
 		t.Errorf("the first try after Redis came back failed: %v", err)
 	}
 }
+
+// A loss found again by every read while the group's keys stay parted is
+// announced once: each announcement wakes every server of the group to
+// read again, and each read would find it again.
+func TestLostGroupAnnouncedOnce(t *testing.T) {
+	r := redistest.New(t)
+	c := redisClient(t, r)
+	ctx := context.Background()
+	s := open(t, r, "v", "lease=1h")
+	leased(t, s)
+	ps := c.Subscribe(ctx, "v:changes")
+	defer ps.Close()
+	if _, err := ps.Receive(ctx); err != nil { // the subscription's confirmation
+		t.Fatal(err)
+	}
+	if err := c.Del(ctx, "v:clients").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 { // as three servers' reads (this one's keeper does not renew meanwhile)
+		if err := clientsScript.Run(ctx, c, s.names.group, s.names.channel, "1", s.window().Milliseconds()).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Publish(ctx, "v:changes", "end")
+	announced := 0
+	for {
+		m, err := ps.ReceiveMessage(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Payload == "end" {
+			break
+		}
+		if m.Payload == "clients" {
+			announced++
+		}
+	}
+	if announced != 1 {
+		t.Errorf("three reads of a group whose counts were lost announced %d changes, want 1", announced)
+	}
+}

@@ -59,10 +59,12 @@ import (
 // KEYS[3] is the mark, now and window are in ms.
 const markLostLua = `
 local function markLost(now, window)
+  -- returns whether no window was open (a loss to announce)
   local untilMs = now + window
   local prev = tonumber(redis.call('GET', KEYS[3]) or '0') or 0
   if prev > untilMs then untilMs = prev end
   redis.call('SET', KEYS[3], tostring(untilMs))
+  return prev <= now
 end
 local function whole(now, held)
   -- whether the group's keys look whole (see "After a loss")
@@ -149,8 +151,10 @@ for i = 1, #all, 2 do
   end
 end
 if redis.call('HLEN', KEYS[2]) ~= members then lost = true end
-if lost then
-  markLost(now, window)
+-- The keys stay parted until every server has renewed: announce the
+-- loss once, not at every read (each would wake every server to read
+-- again, and find it again).
+if lost and markLost(now, window) then
   redis.call('PUBLISH', ARGV[1], 'clients')
 end
 local wait = (tonumber(redis.call('GET', KEYS[3]) or '0') or 0) - now
