@@ -41,8 +41,8 @@ import (
 //     count, or a count without a lease (each script writes or removes
 //     both together, so only a loss parts them).
 //
-// It then sets the mark to now + window (a third of the lease, the
-// longest a live process waits to renew, plus slack) and publishes, and
+// It then sets the mark to now + window (a lease: see window) and
+// publishes, and
 // until then every process reading an empty group waits (see Clients):
 // the window lives in Redis, so a process that saw nothing honours it
 // too. Each process that renews after the loss finds its own lease gone
@@ -164,10 +164,14 @@ return {sum, wait, 0}
 `)
 
 // window is how long after a loss of the group's keys an empty group is
-// not trusted: a third of the lease, the longest a live process waits to
-// renew, plus slack for the renewal's round trip. (The processes of one
+// not trusted: a whole lease. A live process renews every third of it,
+// but one that has not renewed within a lease is taken for dead anyway
+// (its lease would have run out), so waiting a lease makes a loss no
+// less safe than the leases themselves; a shorter window was outrun by
+// processes that a loaded machine held back for over a second (the
+// checker, at a load average of 40 on 2 cores). (The processes of one
 // group share a lease: see docs/redis.md.)
-func (s *Store) window() time.Duration { return s.lease/3 + 500*time.Millisecond }
+func (s *Store) window() time.Duration { return s.lease }
 
 // held is "1" if this process's lease was written and it has not left.
 func (s *Store) held() string {
