@@ -44,6 +44,7 @@ type shown struct {
 	last  []byte    // the last v shown
 	era   int       // the era it was shown in (see run.era)
 	at    time.Time // when
+	first time.Time // when the first v was shown on this connection: it was counted in the group then
 	count int64     // v's shown on this connection
 	told  string    // the 'e' frame's reason, once the server ended the connection
 	gone  error     // why the connection ended otherwise
@@ -66,6 +67,9 @@ func (s *shown) record(v []byte, era int) {
 	s.mu.Lock()
 	s.last = bytes.Clone(v)
 	s.era, s.at = era, time.Now()
+	if s.count == 0 {
+		s.first = s.at
+	}
 	s.count++
 	close(s.wake)
 	s.wake = make(chan struct{})
@@ -89,7 +93,7 @@ func (s *shown) ended(err error) {
 // fresh forgets the last connection's record for a new connection.
 func (s *shown) fresh() {
 	s.mu.Lock()
-	s.last, s.era, s.count, s.told, s.gone, s.up = nil, 0, 0, "", nil, false
+	s.last, s.era, s.count, s.told, s.gone, s.up, s.first = nil, 0, 0, "", nil, false, time.Time{}
 	s.conn++
 	s.mu.Unlock()
 }
@@ -103,6 +107,7 @@ type snapshot struct {
 	gone  error
 	up    bool
 	since time.Time
+	first time.Time
 	conn  int
 	wake  <-chan struct{}
 }
@@ -110,7 +115,7 @@ type snapshot struct {
 func (s *shown) get() snapshot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return snapshot{s.last, s.era, s.at, s.count, s.told, s.gone, s.up, s.since, s.conn, s.wake}
+	return snapshot{s.last, s.era, s.at, s.count, s.told, s.gone, s.up, s.since, s.first, s.conn, s.wake}
 }
 
 // client is one client of the run, reconnecting after its connection ends

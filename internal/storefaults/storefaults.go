@@ -76,7 +76,11 @@ type run struct {
 	c     *cluster
 	count counter
 
-	era     atomic.Int64 // bumped by every fault that may lose v (a new era)
+	era atomic.Int64 // bumped by every fault that may lose v (a new era)
+	// stepAt is when the current step began (ns); cut is the strsvr a
+	// partition of this step cut off from Redis, -1 if none.
+	stepAt  atomic.Int64
+	cut     atomic.Int64
 	letters atomic.Int64
 	told    atomic.Int64
 
@@ -123,9 +127,17 @@ func (r *run) watchStopper(ctx context.Context) {
 		case <-s.done:
 		}
 		st := stop{at: s.exitAt, code: s.code}
+		// Witnesses: clients counted in the group since before this step
+		// began (shown a v then, so their server's Join had landed),
+		// none of a server cut off from Redis (its lease may run out:
+		// its clients stop counting). A client that joined during the
+		// step may not be seen yet: another server's count reaches the
+		// stopper one pub/sub message later, as documented.
+		began := time.Unix(0, r.stepAt.Load())
 		r.mu.Lock()
 		for _, c := range r.clients {
-			if g := c.rec.get(); g.up && g.told == "" && g.gone == nil && g.since.Before(s.exitAt) {
+			g := c.rec.get()
+			if g.up && g.told == "" && g.gone == nil && !g.first.IsZero() && g.first.Before(began) && int64(c.server.i) != r.cut.Load() {
 				st.connected = append(st.connected, witness{c, g.conn})
 			}
 		}
@@ -143,9 +155,8 @@ func (r *run) watchStopper(ctx context.Context) {
 
 // checkStops checks the stopper's stops since the last check: the
 // stopper may print the final v and exit only when no client of the
-// group is connected, anywhere. A client of another server connected
-// before the stop and shown a v after it, on the same connection, was
-// connected at the stop.
+// group is connected, anywhere. A witness (see watchStopper) shown a v
+// after the stop, on the same connection, was connected at the stop.
 func (r *run) checkStops(what string, res *Result) {
 	r.mu.Lock()
 	stops := r.stops
@@ -250,6 +261,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	start := time.Now()
 	r := &run{cfg: &cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x73746f7265)), resume: make(chan struct{})}
+	r.stepAt.Store(time.Now().UnixNano())
+	r.cut.Store(-1)
 	close(r.resume)
 	r.c = &cluster{cfg: &cfg}
 	defer r.c.stop()
@@ -334,6 +347,8 @@ func (r *run) step(ctx context.Context, n int, res *Result) error {
 		action = actions[n] // every kind at least once, if the run is long enough
 	}
 	res.Faults[action]++
+	r.stepAt.Store(time.Now().UnixNano())
+	r.cut.Store(-1)
 	d := time.Duration(r.rng.Int64N(int64(r.cfg.Longest-time.Second))) + time.Second
 	// The pauses below are the run's rhythm: letters flow before, during
 	// and after each fault.
@@ -376,6 +391,7 @@ func (r *run) step(ctx context.Context, n int, res *Result) error {
 	case "partition":
 		i := r.rng.IntN(len(r.c.servers))
 		detail = fmt.Sprintf("strsvr %d for %s", i, d)
+		r.cut.Store(int64(i))
 		r.c.fronts[i].Partition(true)
 		time.Sleep(d)
 		r.c.fronts[i].Partition(false)
