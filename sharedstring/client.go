@@ -414,7 +414,7 @@ func (c *Client) classicLetter(b byte) error {
 		}
 	}
 	if c.doubtful && mayHoldRest(prev, r, c.lastLetter) {
-		return errors.New("the server's reply may have been longer than shown: the last reply was taken as whole after a stall at a full segment, and v repeats itself so this one may be its rest and the next reply; only framed mode (--framed, with a tcplab strsvr) can tell")
+		return errors.New("the server's reply may have been longer than shown: the last one was taken as whole after a stall, and v repeats itself, so this one may hold its rest; framed mode (--framed, with a tcplab strsvr) can tell")
 	}
 	c.v = r
 	c.shown = true
