@@ -125,4 +125,3 @@ func TestClassicPeriodicReplyAtFullSegmentIsExact(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-
