@@ -16,7 +16,8 @@ import (
 // found by a look at each source's count and head.
 type tracked struct {
 	srv        *Server
-	conn       net.Conn
+	conn       net.Conn     // nil while parked as a bare socket
+	bare       *parked      // that parking, while conn is nil (ParkSocket)
 	key        netip.Prefix // its source (Source), invalid when not IP
 	since      time.Time    // accepted at; waiting since then unless busy
 	busy       bool
@@ -65,7 +66,7 @@ func Answered(ctx context.Context) {
 	s := t.srv
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if t.answered || s.conns[t.conn] != t {
+	if _, ok := s.conns[t]; t.answered || !ok {
 		return
 	}
 	t.answered = true

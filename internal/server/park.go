@@ -58,6 +58,29 @@ const DefaultParkAfter = time.Second
 // While conn is parked only the server may close it: code elsewhere that
 // must end the connection (a writer that failed) calls Interrupt instead.
 func Park(ctx context.Context, conn net.Conn, deadline time.Time, next HandlerFunc) bool {
+	return park(ctx, conn, deadline, next, false)
+}
+
+// ParkSocket is Park for a connection that nothing but its handler holds,
+// one that has not sent its first bytes yet: while it waits, the server
+// keeps its socket alone, as a bare file descriptor, and closes conn, so
+// that it holds none of Go's state for a connection either (the runtime's
+// poll descriptor with its deadline timers, the finalizer, net's netFD
+// and addresses: about 870 bytes). next is then called with a new
+// net.Conn for the same socket, of the same type, with the same socket
+// options: the handler must keep no reference to conn (a field, a
+// closure, a watcher's writer) and serve next's argument. Interrupt
+// cannot reach a connection parked this way; the server's own stops
+// (Close, making room) do. When conn is not a *net.TCPConn, or its
+// descriptor cannot be copied (out of descriptors), it is parked as by
+// Park, and next is given conn itself.
+func ParkSocket(ctx context.Context, conn net.Conn, deadline time.Time, next HandlerFunc) bool {
+	_, isTCP := conn.(*net.TCPConn)
+	_, tracked := ctx.Value(trackedKey{}).(*tracked)
+	return park(ctx, conn, deadline, next, isTCP && tracked)
+}
+
+func park(ctx context.Context, conn net.Conn, deadline time.Time, next HandlerFunc, bare bool) bool {
 	s, _ := ctx.Value(serverKey{}).(*Server)
 	if s == nil || next == nil || (!deadline.IsZero() && !time.Now().Before(deadline)) {
 		return false
@@ -66,7 +89,7 @@ func Park(ctx context.Context, conn net.Conn, deadline time.Time, next HandlerFu
 	if !ok || !s.parker.available() || readableNow(fd) {
 		return false
 	}
-	pk := &parked{ctx: ctx, conn: conn, fd: int32(fd), next: next, index: -1}
+	pk := &parked{ctx: ctx, conn: conn, fd: int32(fd), next: next, index: -1, bare: bare}
 	if !deadline.IsZero() {
 		pk.deadline = deadline.UnixNano()
 	}
@@ -138,15 +161,16 @@ func socketFD(conn net.Conn) (int, bool) {
 	return fd, true
 }
 
-// parked is a connection the server holds for its handler: 48 bytes.
+// parked is a connection the server holds for its handler: 64 bytes.
 type parked struct {
 	ctx      context.Context // the handler's: next is called with it
-	conn     net.Conn
+	conn     net.Conn        // nil while parked as a bare socket
 	next     HandlerFunc
 	deadline int64  // Unix nanoseconds; 0: none
 	fd       int32  // a file descriptor is a C int
 	seq      uint32 // tells this parking from an earlier one of the same fd
-	index    int    // in parker.timers; -1 when not there
+	index    int32  // in parker.timers; -1 when not there
+	bare     bool   // ParkSocket: conn is closed and fd is the server's own
 }
 
 // parker holds a Server's parked connections: those armed in the
@@ -180,6 +204,10 @@ type readySet interface {
 	// early after wake.
 	wait(tokens []uint64, timeout time.Duration) ([]uint64, error)
 	wake()
+	// forget stops watching fd, which is about to be closed while a
+	// copy of it stays open (the set would watch it until the copy
+	// closes).
+	forget(fd int)
 	close()
 }
 
@@ -258,13 +286,22 @@ func (p *parker) arm(s *Server, pk *parked) bool {
 	return true
 }
 
+// forget takes fd, no longer parked, out of the set.
+func (p *parker) forget(fd int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.set != nil && !p.ended {
+		p.set.forget(fd)
+	}
+}
+
 func token(fd int, seq uint32) uint64 { return uint64(seq)<<32 | uint64(uint32(fd)) }
 
 // unpark forgets pk. p.mu is held.
 func (p *parker) unpark(pk *parked) {
 	p.byFD[pk.fd] = nil
 	if pk.index >= 0 {
-		heap.Remove(&p.timers, pk.index)
+		heap.Remove(&p.timers, int(pk.index))
 	}
 	p.count--
 }
@@ -328,11 +365,21 @@ func (p *parker) loop(s *Server) {
 			trimMemory()
 		}
 		for i, pk := range ready {
-			go s.serveConn(pk.ctx, pk.conn, pk.next, false)
+			go s.resume(pk)
 			ready[i] = nil
 		}
 		ready = ready[:0]
 	}
+}
+
+// resume serves pk's connection again, once it is ready or handed back.
+func (s *Server) resume(pk *parked) {
+	conn := pk.conn
+	if pk.bare {
+		t, _ := pk.ctx.Value(trackedKey{}).(*tracked)
+		conn = s.attach(t, pk)
+	}
+	s.serveConn(pk.ctx, conn, pk.next, false)
 }
 
 // close stops parking: every parked connection is handed back to the
@@ -373,7 +420,7 @@ func (p *parker) release(s *Server) {
 	}
 	p.mu.Unlock()
 	for _, pk := range all {
-		go s.serveConn(pk.ctx, pk.conn, pk.next, false)
+		go s.resume(pk)
 	}
 }
 
@@ -406,11 +453,11 @@ func (h parkTimers) Len() int           { return len(h) }
 func (h parkTimers) Less(i, j int) bool { return h[i].deadline < h[j].deadline }
 func (h parkTimers) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
-	h[i].index, h[j].index = i, j
+	h[i].index, h[j].index = int32(i), int32(j)
 }
 func (h *parkTimers) Push(x any) {
 	pk := x.(*parked)
-	pk.index = len(*h)
+	pk.index = int32(len(*h))
 	*h = append(*h, pk)
 }
 func (h *parkTimers) Pop() any {

@@ -1,0 +1,117 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+)
+
+// The promises of Park hold for ParkSocket too: the parking tests run
+// again with connections parked as bare sockets, among them the seeded
+// checker of whole conversations, the deadline, Close and Shutdown with
+// connections parked, and making room by closing a parked connection.
+func TestParkSocketKeepsParkingPromises(t *testing.T) {
+	defer func(p func(context.Context, net.Conn, time.Time, HandlerFunc) bool) { testPark = p }(testPark)
+	testPark = ParkSocket
+	for _, tc := range []struct {
+		name string
+		test func(*testing.T)
+	}{
+		{"hold no goroutine", TestParkedConnectionsHoldNoGoroutine},
+		{"deadline", TestParkedDeadline},
+		{"close", TestCloseEndsParkedConnections},
+		{"conversations", TestParkingKeepsEveryConversation},
+		{"shutdown", TestShutdownDrainsParkedConnections},
+		{"evict", TestEvictingAParkedConnection},
+		{"storm under close", TestParkStormUnderClose},
+		{"deadline and bytes", TestParkDeadlineAndReadinessTogether},
+	} {
+		t.Run(tc.name, tc.test)
+	}
+}
+
+// A connection parked with ParkSocket keeps no net.Conn: the handler's
+// conn is closed as soon as it is parked (so Go's poll descriptor, netFD
+// and addresses are free), and the function it named is given another
+// net.Conn of the same type, for the same socket, with the same peer,
+// that reads what the client sent. The socket itself is not closed: the
+// client sees no end of file or reset while it is parked.
+func TestParkSocketLetsGoOfTheConn(t *testing.T) {
+	first := make(chan net.Conn, 1)
+	second := make(chan net.Conn, 1)
+	s := &Server{Handler: HandlerFunc(func(ctx context.Context, conn net.Conn) {
+		first <- conn
+		if !ParkSocket(ctx, conn, time.Time{}, func(ctx context.Context, conn net.Conn) {
+			second <- conn
+			var buf [64]byte
+			conn.SetDeadline(time.Now().Add(10 * time.Second))
+			n, err := conn.Read(buf[:])
+			if err == nil {
+				conn.Write(buf[:n])
+			}
+		}) {
+			t.Error("ParkSocket did not park a silent TCP connection")
+		}
+	})}
+	addr := startParking(t, s)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	old := <-first
+	waitParked(t, s, 1)
+	if _, err := old.Read(make([]byte, 1)); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("the parked handler's conn reads %v, want it closed", err)
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write([]byte("still there")); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len("still there"))
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != "still there" {
+		t.Fatalf("echo after parking: %q, %v", got, err)
+	}
+	now := <-second
+	if now == old {
+		t.Fatal("next was given the closed conn")
+	}
+	if _, ok := now.(*net.TCPConn); !ok {
+		t.Fatalf("next was given a %T, want a *net.TCPConn", now)
+	}
+	if now.RemoteAddr().String() != c.LocalAddr().String() {
+		t.Fatalf("next's conn is from %s, want the client, %s", now.RemoteAddr(), c.LocalAddr())
+	}
+	waitActive(t, s, 0)
+}
+
+// A connection that is not TCP (a Unix socket) is parked by ParkSocket as
+// by Park: next is given the same conn.
+func TestParkSocketKeepsAUnixConn(t *testing.T) {
+	ln, err := net.Listen("unix", t.TempDir()+"/s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	same := make(chan bool, 1)
+	s := &Server{Handler: HandlerFunc(func(ctx context.Context, conn net.Conn) {
+		if !ParkSocket(ctx, conn, time.Time{}, func(_ context.Context, next net.Conn) { same <- next == conn }) {
+			t.Error("ParkSocket did not park a silent Unix connection")
+		}
+	})}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	defer func() { s.Close(); <-served }()
+	c, err := net.Dial("unix", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	waitParked(t, s, 1)
+	c.Write([]byte("x"))
+	if !<-same {
+		t.Fatal("a Unix conn was replaced")
+	}
+}
