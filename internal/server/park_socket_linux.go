@@ -15,19 +15,26 @@ import (
 // When the descriptor cannot be copied (out of descriptors), pk is parked
 // as by Park instead.
 func (s *Server) detach(t *tracked, pk *parked, conn net.Conn) {
-	fd, err := unix.FcntlInt(uintptr(pk.fd), unix.F_DUPFD_CLOEXEC, 0)
-	if err != nil || t == nil {
-		if err == nil {
-			unix.Close(fd)
-		}
-		pk.bare = false
+	pk.bare = false
+	if t == nil {
 		return
 	}
+	// Under s.mu: Close closes conn under it, and its descriptor's
+	// number may be another file's at once.
 	s.mu.Lock()
-	t.conn, t.bare = nil, pk
-	pk.conn, pk.fd = nil, int32(fd)
+	if s.connsClosed {
+		s.mu.Unlock()
+		return
+	}
+	fd, err := unix.FcntlInt(uintptr(pk.fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err == nil {
+		t.conn, t.bare = nil, pk
+		pk.conn, pk.fd, pk.bare = nil, int32(fd), true
+	}
 	s.mu.Unlock()
-	conn.Close()
+	if err == nil {
+		conn.Close()
+	}
 }
 
 // attach makes pk's bare socket a net.Conn again, for its handler, and
@@ -39,7 +46,15 @@ func (s *Server) attach(t *tracked, pk *parked) net.Conn {
 	s.parker.forget(int(pk.fd))
 	f := os.NewFile(uintptr(pk.fd), "parked socket")
 	conn, err := net.FileConn(f)
-	if err != nil {
+	if err == nil {
+		// FileConn turns on keep-alive with Go's defaults (15 s, every
+		// 15 s, 9 probes): the server's own settings again, as at the
+		// accept. The user timeout, like every other option, stayed.
+		err = DetectVanishedPeer(conn, s.KeepAlive, s.UserTimeout)
+		if err != nil {
+			s.logger().Warn("vanished peers may hold this slot", "client", conn.RemoteAddr().String(), "err", err)
+		}
+	} else {
 		conn = &lostConn{err: fmt.Errorf("resume a parked connection: %w", err), laddr: sockAddr(unix.Getsockname(int(pk.fd))), raddr: sockAddr(unix.Getpeername(int(pk.fd)))}
 	}
 	s.mu.Lock()

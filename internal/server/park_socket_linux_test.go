@@ -115,3 +115,46 @@ func TestParkSocketKeepsAUnixConn(t *testing.T) {
 		t.Fatal("a Unix conn was replaced")
 	}
 }
+
+// The net.Conn a connection parked with ParkSocket comes back as has the
+// server's detection of a vanished peer (keep-alive and user timeout),
+// not what net.FileConn sets on a new conn (keep-alive after 15 s, every
+// 15 s, 9 probes), given or turned off.
+func TestParkSocketKeepsTheServersKeepAlive(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ka   net.KeepAliveConfig
+		user time.Duration
+		want [5]int
+	}{
+		{"given", net.KeepAliveConfig{Enable: true, Idle: time.Second, Interval: 2 * time.Second, Count: 3}, 4 * time.Second, [5]int{1, 1, 2, 3, 4000}},
+		{"off", net.KeepAliveConfig{Idle: -1}, -1, [5]int{0, -1, -1, -1, 0}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := make(chan [5]int, 1)
+			s := &Server{KeepAlive: tc.ka, UserTimeout: tc.user, Handler: HandlerFunc(func(ctx context.Context, conn net.Conn) {
+				ParkSocket(ctx, conn, time.Time{}, func(_ context.Context, conn net.Conn) {
+					var o [5]int
+					o[0], o[1], o[2], o[3], o[4] = sockopts(t, conn)
+					got <- o
+				})
+			})}
+			addr := startParking(t, s)
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			waitParked(t, s, 1)
+			c.Write([]byte("x"))
+			o := <-got
+			if o[0] == 0 {
+				// Off: the timings are not used (nor set).
+				o[1], o[2], o[3] = -1, -1, -1
+			}
+			if o != tc.want {
+				t.Fatalf("after parking: keepalive %d idle %d s interval %d s count %d user timeout %d ms; want %v", o[0], o[1], o[2], o[3], o[4], tc.want)
+			}
+		})
+	}
+}
