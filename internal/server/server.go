@@ -153,6 +153,7 @@ type Server struct {
 	ctx           context.Context
 	cancel        context.CancelFunc
 	done          chan struct{}  // closed when shutting down
+	started       time.Time      // when init ran: connections' times are durations since (monotonic)
 	maxConns      int            // MaxConns resolved
 	maxPer        int            // MaxConnsPerAddr resolved; 0: no cap
 	refused       int            // refusals since the last log line about them
@@ -170,6 +171,7 @@ func (s *Server) init() {
 		s.refusing = make(map[net.Conn]struct{})
 		s.ctx, s.cancel = context.WithCancel(context.WithValue(context.Background(), serverKey{}, s))
 		s.done = make(chan struct{})
+		s.started = time.Now()
 		s.maxConns = s.MaxConns
 		if s.maxConns <= 0 {
 			s.maxConns = DefaultMaxConns
@@ -182,6 +184,9 @@ func (s *Server) init() {
 		}
 	}
 }
+
+// sinceStart is the time now, as tracked keeps it.
+func (s *Server) sinceStart() time.Duration { return time.Since(s.started) }
 
 func (s *Server) logger() *slog.Logger {
 	if s.Logger == nil {
@@ -249,7 +254,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		if victim != nil {
 			s.evict(victim)
 		}
-		go s.serveConn(context.WithValue(s.ctx, trackedKey{}, t), conn, s.Handler.ServeConn, true)
+		go s.serveConn(t, conn, s.Handler.ServeConn, true)
 	}
 }
 
@@ -342,7 +347,7 @@ func (s *Server) track(conn net.Conn) (t *tracked, reason string, victim *tracke
 	case perAddrFull:
 		return nil, fmt.Sprintf("max number of connections from one address reached (%d)", s.maxPer), nil
 	}
-	t = &tracked{srv: s, conn: conn, key: key, since: time.Now()}
+	t = &tracked{Context: s.ctx, srv: s, conn: conn, key: key, since: s.sinceStart()}
 	s.conns[t] = struct{}{}
 	if key.IsValid() {
 		s.perAddr[key]++
@@ -401,11 +406,11 @@ func (s *Server) evict(victim *tracked) {
 	s.mu.Unlock()
 	if victim.answered {
 		s.logger().Info("closed a connection lingering after its answer, to make room",
-			"client", addr, "lingered", time.Since(victim.since).Round(time.Millisecond))
+			"client", addr, "lingered", (s.sinceStart() - victim.since).Round(time.Millisecond))
 		return
 	}
 	s.logger().Info("closed a connection waiting for its request, to make room",
-		"client", addr, "waited", time.Since(victim.since).Round(time.Millisecond))
+		"client", addr, "waited", (s.sinceStart() - victim.since).Round(time.Millisecond))
 }
 
 // interrupt makes t's handler stop waiting for its client (Interrupt),
