@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -95,7 +96,7 @@ func park(ctx context.Context, conn net.Conn, deadline time.Time, next HandlerFu
 	if !ok || !s.parker.available() || readableNow(fd) {
 		return false
 	}
-	pk := &parked{ctx: ctx, conn: conn, fd: int32(fd), next: next, index: -1, bare: bare}
+	pk := &parked{ctx: ctx, conn: conn, fd: int32(fd), next: next, index: -1, detachable: bare}
 	if !deadline.IsZero() {
 		pk.deadline = deadline.UnixNano()
 	}
@@ -176,7 +177,10 @@ type parked struct {
 	fd       int32  // a file descriptor is a C int
 	seq      uint32 // tells this parking from an earlier one of the same fd
 	index    int32  // in parker.timers; -1 when not there
-	bare     bool   // ParkSocket: conn is closed and fd is the server's own
+	// detachable: parked by ParkSocket, to be made a bare socket once it
+	// has been parked for detachAfter; bare: it is, conn is closed and fd
+	// is the server's own copy.
+	detachable, bare bool
 }
 
 // parker holds a Server's parked connections: those armed in the
@@ -190,15 +194,22 @@ type parker struct {
 	pending map[net.Conn]*parked // Park called, handler not yet returned
 	byFD    []*parked            // armed in set
 	timers  parkTimers
-	count   int
-	seq     uint32
-	wakeAt  time.Time     // when the loop wakes at the latest; zero: never
-	parks   int           // parkings since the last trim
-	parked  time.Time     // the last parking
-	started bool          // the loop runs (until done)
-	closed  bool          // no more parking
-	ended   bool          // set is closed
-	done    chan struct{} // closed when the loop has ended
+	// Connections parked by ParkSocket, to be made bare sockets at the
+	// next sweep but one (fresh) or at the next (due): each is detached
+	// between detachAfter and twice that after it parked, unless it has
+	// been woken before; a client that speaks soon after it connects
+	// never pays for it.
+	fresh, due []*parked
+	swept      time.Time // the last sweep
+	count      int
+	seq        uint32
+	wakeAt     time.Time     // when the loop wakes at the latest; zero: never
+	parks      int           // parkings since the last trim
+	parked     time.Time     // the last parking
+	started    bool          // the loop runs (until done)
+	closed     bool          // no more parking
+	ended      bool          // set is closed
+	done       chan struct{} // closed when the loop has ended
 }
 
 // readySet is the system's readiness set: epoll on Linux.
@@ -283,6 +294,13 @@ func (p *parker) arm(s *Server, pk *parked) bool {
 	p.count++
 	p.parks++
 	p.parked = time.Now()
+	if pk.detachable {
+		if len(p.fresh) == 0 && len(p.due) == 0 {
+			p.swept = p.parked // the first sweep is detachAfter from now
+			p.set.wake()
+		}
+		p.fresh = append(p.fresh, pk)
+	}
 	if pk.deadline != 0 {
 		heap.Push(&p.timers, pk)
 		if p.wakeAt.IsZero() || pk.deadline < p.wakeAt.UnixNano() {
@@ -332,6 +350,10 @@ func (p *parker) loop(s *Server) {
 		if p.parks >= trimParks && (p.wakeAt.IsZero() || trimAt.Before(p.wakeAt)) {
 			p.wakeAt = trimAt
 		}
+		sweepAt := p.swept.Add(time.Duration(detachAfter.Load()))
+		if (len(p.fresh) > 0 || len(p.due) > 0) && (p.wakeAt.IsZero() || sweepAt.Before(p.wakeAt)) {
+			p.wakeAt = sweepAt
+		}
 		timeout := time.Duration(-1)
 		if !p.wakeAt.IsZero() {
 			timeout = max(0, time.Until(p.wakeAt))
@@ -366,7 +388,16 @@ func (p *parker) loop(s *Server) {
 		if trim {
 			p.parks = 0
 		}
+		var detached []net.Conn
+		if (len(p.fresh) > 0 || len(p.due) > 0) && !now.Before(p.swept.Add(time.Duration(detachAfter.Load()))) {
+			detached = p.sweep(s, detached)
+			p.swept = now
+		}
 		p.mu.Unlock()
+		for i, c := range detached {
+			c.Close() // its socket stays open through the server's copy
+			detached[i] = nil
+		}
 		if trim {
 			trimMemory()
 		}
@@ -376,6 +407,29 @@ func (p *parker) loop(s *Server) {
 		}
 		ready = ready[:0]
 	}
+}
+
+// detachAfter is how long a connection parked by ParkSocket keeps its
+// net.Conn before it is made a bare socket (at most twice that), in
+// nanoseconds: one second (tests make it shorter).
+var detachAfter atomic.Int64
+
+func init() { detachAfter.Store(int64(time.Second)) }
+
+// sweep makes the due connections that are still parked bare sockets
+// (detach), and the fresh ones due. It returns conns with the net.Conns
+// to close (after p.mu). p.mu is held.
+func (p *parker) sweep(s *Server, conns []net.Conn) []net.Conn {
+	for i, pk := range p.due {
+		p.due[i] = nil
+		if int(pk.fd) < len(p.byFD) && p.byFD[pk.fd] == pk && !pk.bare {
+			if c := p.detach(s, pk); c != nil {
+				conns = append(conns, c)
+			}
+		}
+	}
+	p.due, p.fresh = p.fresh, p.due[:0]
+	return conns
 }
 
 // resume serves pk's connection again, once it is ready or handed back.

@@ -11,7 +11,7 @@ func newReadySet() readySet { return nil }
 func readableNow(int) bool { return false }
 
 // No parking: never a bare socket.
-func (s *Server) detach(_ *tracked, pk *parked, _ net.Conn) { pk.bare = false }
+func (p *parker) detach(*Server, *parked) net.Conn { return nil }
 
 func (s *Server) attach(*tracked, *parked) net.Conn { panic("server: no bare sockets here") }
 

@@ -8,33 +8,47 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// detach makes pk, which ParkSocket made, a bare socket: the server keeps
-// a copy of conn's descriptor and closes conn, which frees the runtime's
-// poll descriptor and lets conn be collected (the socket stays open
-// through the copy, so the close sends nothing, whatever SO_LINGER says).
-// When the descriptor cannot be copied (out of descriptors), pk is parked
-// as by Park instead.
-func (s *Server) detach(t *tracked, pk *parked, conn net.Conn) {
-	pk.bare = false
+// detach makes pk, parked by ParkSocket and still armed in the set, a
+// bare socket: the server arms a copy of its descriptor in place of the
+// original and returns conn, for the caller to close once p.mu is let go
+// (which frees the runtime's poll descriptor and lets conn be collected;
+// the socket stays open through the copy, so the close sends nothing,
+// whatever SO_LINGER says). It returns nil, and pk stays as it is, when
+// the server is closing its connections or the descriptor cannot be
+// copied or armed (out of descriptors). p.mu is held; s.mu is taken, so
+// that Close and making room see conn or the copy, never neither.
+func (p *parker) detach(s *Server, pk *parked) net.Conn {
+	t, _ := pk.ctx.Value(trackedKey{}).(*tracked)
 	if t == nil {
-		return
+		return nil
 	}
-	// Under s.mu: Close closes conn under it, and its descriptor's
-	// number may be another file's at once.
 	s.mu.Lock()
-	if s.connsClosed {
-		s.mu.Unlock()
-		return
+	defer s.mu.Unlock()
+	if s.connsClosed || t.conn != pk.conn {
+		return nil
 	}
 	fd, err := unix.FcntlInt(uintptr(pk.fd), unix.F_DUPFD_CLOEXEC, 0)
-	if err == nil {
-		t.conn, t.bare = nil, pk
-		pk.conn, pk.fd, pk.bare = nil, int32(fd), true
+	if err != nil {
+		return nil
 	}
-	s.mu.Unlock()
-	if err == nil {
-		conn.Close()
+	p.seq++
+	if err := p.set.arm(fd, token(fd, p.seq)); err != nil {
+		unix.Close(fd)
+		return nil
 	}
+	// The copy is armed (it reports the socket at once if it is ready
+	// already); the original leaves the set, with any event it had
+	// pending.
+	p.set.forget(int(pk.fd))
+	p.byFD[pk.fd] = nil
+	if fd >= len(p.byFD) {
+		p.byFD = append(p.byFD, make([]*parked, fd+1-len(p.byFD))...)
+	}
+	p.byFD[fd] = pk
+	conn := pk.conn
+	pk.fd, pk.seq, pk.conn, pk.bare = int32(fd), p.seq, nil, true
+	t.conn, t.bare = nil, pk
+	return conn
 }
 
 // attach makes pk's bare socket a net.Conn again, for its handler, and

@@ -16,6 +16,9 @@ import (
 func TestParkSocketKeepsParkingPromises(t *testing.T) {
 	defer func(p func(context.Context, net.Conn, time.Time, HandlerFunc) bool) { testPark = p }(testPark)
 	testPark = ParkSocket
+	// Made bare sockets at once (the loop's next pass but one), so that
+	// the tests meet them bare as well as not yet.
+	defer detachSoon()()
 	for _, tc := range []struct {
 		name string
 		test func(*testing.T)
@@ -56,6 +59,7 @@ func TestParkSocketLetsGoOfTheConn(t *testing.T) {
 			t.Error("ParkSocket did not park a silent TCP connection")
 		}
 	})}
+	defer detachSoon()()
 	addr := startParking(t, s)
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -63,7 +67,7 @@ func TestParkSocketLetsGoOfTheConn(t *testing.T) {
 	}
 	defer c.Close()
 	old := <-first
-	waitParked(t, s, 1)
+	waitBare(t, s, 1)
 	if _, err := old.Read(make([]byte, 1)); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("the parked handler's conn reads %v, want it closed", err)
 	}
@@ -139,13 +143,14 @@ func TestParkSocketKeepsTheServersKeepAlive(t *testing.T) {
 					got <- o
 				})
 			})}
+			defer detachSoon()()
 			addr := startParking(t, s)
 			c, err := net.Dial("tcp", addr)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			waitParked(t, s, 1)
+			waitBare(t, s, 1)
 			c.Write([]byte("x"))
 			o := <-got
 			if o[0] == 0 {
@@ -156,5 +161,66 @@ func TestParkSocketKeepsTheServersKeepAlive(t *testing.T) {
 				t.Fatalf("after parking: keepalive %d idle %d s interval %d s count %d user timeout %d ms; want %v", o[0], o[1], o[2], o[3], o[4], tc.want)
 			}
 		})
+	}
+}
+
+// detachSoon makes connections parked by ParkSocket bare sockets at the
+// parking loop's next pass but one, until the function it returns is
+// called.
+func detachSoon() (restore func()) { return detachAfterFor(0) }
+
+// detachAfterFor sets detachAfter to d until the function it returns is
+// called.
+func detachAfterFor(d time.Duration) (restore func()) {
+	old := detachAfter.Swap(int64(d))
+	return func() { detachAfter.Store(old) }
+}
+
+// waitBare waits until s holds n connections as bare sockets: the
+// server's own state, which gives no event.
+func waitBare(t *testing.T, s *Server, n int) {
+	t.Helper()
+	bare := func() int {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		k := 0
+		for tr := range s.conns {
+			if tr.bare != nil {
+				k++
+			}
+		}
+		return k
+	}
+	for deadline := time.Now().Add(10 * time.Second); bare() != n; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections parked as bare sockets, want %d", bare(), n)
+		}
+	}
+}
+
+// A connection parked by ParkSocket that speaks within detachAfter of
+// its parking keeps its net.Conn: a client that sends its first bytes
+// soon after it connects (most do) is not made a bare socket and back.
+func TestParkSocketDetachesOnlyTheSilent(t *testing.T) {
+	defer detachAfterFor(time.Hour)() // "soon", on a loaded machine too
+	got := make(chan net.Conn, 2)
+	s := &Server{Handler: HandlerFunc(func(ctx context.Context, conn net.Conn) {
+		got <- conn
+		ParkSocket(ctx, conn, time.Time{}, func(_ context.Context, next net.Conn) {
+			got <- next
+			next.Read(make([]byte, 1))
+		})
+	})}
+	addr := startParking(t, s)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	first := <-got
+	waitParked(t, s, 1)
+	c.Write([]byte("x"))
+	if next := <-got; next != first {
+		t.Fatal("a connection that spoke at once was given a new net.Conn")
 	}
 }

@@ -274,17 +274,10 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn, h HandlerFunc, ac
 		if pk == nil {
 			break // the handler is done with conn
 		}
-		if pk.bare {
-			s.detach(t, pk, conn)
-		}
 		if s.parker.arm(s, pk) {
 			return // parked: the server calls pk.next when conn is ready
 		}
-		// The server is closing, or the set failed: go on at once.
-		if pk.bare {
-			conn = s.attach(t, pk)
-		}
-		ctx, h = pk.ctx, pk.next
+		ctx, h = pk.ctx, pk.next // the server is closing: go on at once
 	}
 	s.parker.take(conn) // after a panic
 	conn.Close()
