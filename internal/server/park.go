@@ -69,18 +69,20 @@ func Park(ctx context.Context, conn net.Conn, deadline time.Time, next HandlerFu
 }
 
 // ParkSocket is Park for a connection that nothing but its handler holds,
-// one that has not sent its first bytes yet: while it waits, the server
-// keeps its socket alone, as a bare file descriptor, and closes conn, so
-// that it holds none of Go's state for a connection either (the runtime's
-// poll descriptor with its deadline timers, the finalizer, net's netFD
-// and addresses: about 870 bytes). next is then called with a new
-// net.Conn for the same socket, of the same type, with the same socket
-// options: the handler must keep no reference to conn (a field, a
-// closure, a watcher's writer) and serve next's argument. Interrupt
-// cannot reach a connection parked this way; the server's own stops
-// (Close, making room) do. When conn is not a *net.TCPConn, or its
-// descriptor cannot be copied (out of descriptors), it is parked as by
-// Park, and next is given conn itself.
+// one that has not sent its first bytes yet: if it stays silent for a
+// second or two, the server keeps its socket alone, as a bare file
+// descriptor, and closes conn, so that it holds none of Go's state for a
+// connection either (the runtime's poll descriptor with its deadline
+// timers, the finalizer, net's netFD and addresses: about 870 bytes).
+// next may then be called with a new net.Conn for the same socket, of the
+// same type, with the same socket options and the server's keep-alive:
+// the handler must keep no reference to conn (a field, a closure, a
+// watcher's writer) and serve next's argument. Interrupt cannot reach a
+// connection parked this way; the server's own stops (Close, making
+// room) do. A client that speaks sooner keeps conn (detaching and back
+// costs about a dozen system calls). When conn is not a *net.TCPConn, or
+// its descriptor cannot be copied (out of descriptors), it is parked as
+// by Park, and next is given conn itself.
 func ParkSocket(ctx context.Context, conn net.Conn, deadline time.Time, next HandlerFunc) bool {
 	_, isTCP := conn.(*net.TCPConn)
 	_, tracked := ctx.Value(trackedKey{}).(*tracked)
