@@ -377,7 +377,7 @@ const finishPoll = 20 * time.Millisecond
 
 // ServeConn serves one client with Echo and logs the outcome (a
 // server.Handler); a client that fails costs nothing to the others. Until
-// the client's first bytes come, its connection is parked (server.Park):
+// the client's first bytes come, its connection is parked (server.ParkSocket):
 // a client that connects and says nothing holds no goroutine.
 func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 	s.clientIsAt(conn)
@@ -396,7 +396,7 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 			s.logger().Info("transfer failed", "client", conn.RemoteAddr().String(), "err", err)
 		}
 	}
-	if server.Park(ctx, conn, start.Add(cmp.Or(s.ReadTimeout, DefaultReadTimeout)), serve) {
+	if server.ParkSocket(ctx, conn, start.Add(cmp.Or(s.ReadTimeout, DefaultReadTimeout)), serve) {
 		return
 	}
 	serve(ctx, conn)

@@ -415,9 +415,20 @@ func (a clientAddr) LogValue() slog.Value { return slog.StringValue(a.c.RemoteAd
 // the client leaves or is dropped, serve ends the connection.
 func (c *conn) serve(ctx context.Context, nc net.Conn) {
 	// A client that has not spoken yet is parked at once: its first
-	// bytes may be a person's first letter, seconds away.
-	if !c.started && c.parkAfter > 0 && server.Park(ctx, nc, c.idleDeadline(), c.serve) {
-		return
+	// bytes may be a person's first letter, seconds away. Nothing but
+	// this handler knows of it yet (no watcher's writer, no reply), so
+	// it is parked with server.ParkSocket: c lets go of nc, and serve may
+	// be called with a new net.Conn for the same socket. (Once it has
+	// spoken, c.c never changes: a watcher's writer reads it.)
+	if !c.started {
+		c.c = nc
+		if c.parkAfter > 0 {
+			c.c = nil
+			if server.ParkSocket(ctx, nc, c.idleDeadline(), c.serve) {
+				return
+			}
+			c.c = nc
+		}
 	}
 	for {
 		err := c.turn(ctx)

@@ -117,7 +117,7 @@ func (s *Service) logger() *slog.Logger {
 
 // ServeConn serves one connection: Service is an internal/server Handler.
 // Until the client's first bytes (its request, or its TLS hello) come, the
-// connection is parked (server.Park): a client that connects and says
+// connection is parked (server.ParkSocket): a client that connects and says
 // nothing holds no goroutine, within ReadTimeout of its accept as before.
 func (s *Service) ServeConn(ctx context.Context, conn net.Conn) {
 	accepted := time.Now()
@@ -133,7 +133,7 @@ func (s *Service) ServeConn(ctx context.Context, conn net.Conn) {
 		s.clientIsAt(conn)
 	}
 	serve := func(ctx context.Context, conn net.Conn) { s.serveConn(ctx, conn, accepted) }
-	if server.Park(ctx, conn, accepted.Add(s.timeout(s.ReadTimeout, DefaultReadTimeout)), serve) {
+	if server.ParkSocket(ctx, conn, accepted.Add(s.timeout(s.ReadTimeout, DefaultReadTimeout)), serve) {
 		return
 	}
 	serve(ctx, conn)

@@ -21,12 +21,13 @@ import (
 // long is dropped (the deadline moves with every read). ended receives
 // what each connection's last read returned.
 func parkingEcho(idle time.Duration, ended chan<- error) HandlerFunc {
+	park := testPark
 	var serve func(deadline time.Time) HandlerFunc
 	serve = func(deadline time.Time) HandlerFunc {
 		return func(ctx context.Context, conn net.Conn) {
 			var buf [256]byte
 			for {
-				if Park(ctx, conn, deadline, serve(deadline)) {
+				if park(ctx, conn, deadline, serve(deadline)) {
 					return
 				}
 				conn.SetReadDeadline(deadline)
@@ -57,6 +58,10 @@ func parkingEcho(idle time.Duration, ended chan<- error) HandlerFunc {
 		serve(deadline)(ctx, conn)
 	}
 }
+
+// testPark is how parkingEcho parks: Park, or ParkSocket for the tests
+// run again with it (TestParkSocketKeepsParkingPromises).
+var testPark = Park
 
 func startParking(t *testing.T, s *Server) string {
 	t.Helper()
