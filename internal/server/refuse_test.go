@@ -192,16 +192,28 @@ func TestRefusalsAreBounded(t *testing.T) {
 	release := make(chan struct{})
 	defer close(release)
 	var started atomic.Int32
+	refusing := make(chan struct{}, 2*maxRefusing) // one send per refusal begun
 	s := &Server{MaxConns: 1, MaxConnsPerAddr: -1, Handler: blocking(release),
 		Refuse: func(c net.Conn, _ string) {
 			started.Add(1)
+			select {
+			case refusing <- struct{}{}:
+			default: // more than the buffer: started says so below
+			}
 			io.Copy(io.Discard, c) // until the deadline
 		}}
 	addr := startFull(t, s, 1)
 	for range maxRefusing {
 		dialFrom(t, "127.0.0.1", addr)
 	}
-	testkit.Poll(10*time.Second, func() bool { return started.Load() >= maxRefusing })
+	timeout := time.After(10 * time.Second)
+	for i := range maxRefusing {
+		select {
+		case <-refusing:
+		case <-timeout:
+			t.Fatalf("%d refusals begun within 10 s, want %d", i, maxRefusing)
+		}
+	}
 	if n := started.Load(); n != maxRefusing {
 		t.Fatalf("%d refusals in progress, want %d", n, maxRefusing)
 	}

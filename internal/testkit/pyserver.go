@@ -11,7 +11,7 @@ import (
 // one argument, so the kernel gives it a free port as it binds, and
 // returns that port once the script listens on it (ListeningPort).
 //
-// Not a port from FreePort: another test's server can take a port checked
+// Not a port chosen beforehand (StaticPort): another test's server can take a port checked
 // free before the script binds it, and a dial meant to see the script
 // listening then reaches that server (TestWPSFleetSafeAgainstSvrPy would
 // be answered by a tcplab svr, not svr.py).

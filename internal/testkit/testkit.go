@@ -227,16 +227,6 @@ func WaitWritten(d time.Duration, done <-chan struct{}, cond func(text string) b
 	}
 }
 
-// FreePort returns a TCP (and UDP) port that is free now, for a server
-// that binds it later: StaticPort's, not an ephemeral port, which the
-// kernel may give to another test's outgoing connection first (under the
-// full suite, with other test runs on the machine, servers failed with
-// "address already in use" so, a few in each run).
-func FreePort(tb testing.TB) int {
-	tb.Helper()
-	return StaticPort(tb)
-}
-
 // WaitListening waits until something accepts connections on addr.
 func WaitListening(tb testing.TB, addr string, d time.Duration) {
 	tb.Helper()
