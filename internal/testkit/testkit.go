@@ -319,3 +319,54 @@ func AppendersGiveUp(appendLetter func(ctx context.Context, letter byte)) {
 	cancel()
 	wg.Wait()
 }
+
+// Gauge is a count that goes up and down (a server's connections, told by
+// a hook), which a test waits on instead of polling: each Add wakes the
+// waiters. The zero value is a gauge at 0.
+type Gauge struct {
+	mu      sync.Mutex
+	n       int
+	changed chan struct{} // closed at the next Add
+}
+
+// Add adds d to the gauge and wakes its waiters.
+func (g *Gauge) Add(d int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.n += d
+	if g.changed != nil {
+		close(g.changed)
+		g.changed = nil
+	}
+}
+
+// Load returns the gauge's value.
+func (g *Gauge) Load() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.n
+}
+
+// Wait waits up to d until cond holds for the gauge's value, woken by
+// each Add, and reports whether it did.
+func (g *Gauge) Wait(d time.Duration, cond func(n int) bool) bool {
+	timeout := time.NewTimer(d)
+	defer timeout.Stop()
+	for {
+		g.mu.Lock()
+		n := g.n
+		if g.changed == nil {
+			g.changed = make(chan struct{})
+		}
+		changed := g.changed
+		g.mu.Unlock()
+		if cond(n) {
+			return true
+		}
+		select {
+		case <-changed:
+		case <-timeout.C:
+			return cond(g.Load())
+		}
+	}
+}
