@@ -37,10 +37,14 @@ func Busy(ctx context.Context) {
 	}
 	s := t.srv
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !t.busy {
+	was := t.busy
+	if !was {
 		t.busy = true
 		s.waiting.remove(t)
+	}
+	s.mu.Unlock()
+	if !was {
+		s.setState(t.conn, StateActive)
 	}
 }
 

@@ -13,17 +13,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/tcplab/tcplab/internal/testkit"
 )
-
-// waitActive waits until s serves n connections.
-func waitActive(t *testing.T, s *Server, n int) {
-	t.Helper()
-	if !testkit.Poll(10*time.Second, func() bool { return s.ActiveConns() == n }) {
-		t.Fatalf("ActiveConns = %d, want %d", s.ActiveConns(), n)
-	}
-}
 
 // blocking is a handler that holds its connection until release closes or
 // the server is closed.
@@ -41,6 +31,7 @@ func blocking(release <-chan struct{}) Handler {
 // the address.
 func startFull(t *testing.T, s *Server, held int) string {
 	t.Helper()
+	countConns(s)
 	ln := listen(t)
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ln) }()

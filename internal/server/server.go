@@ -128,6 +128,16 @@ type Server struct {
 	// Logger receives accept errors and lifecycle events. Nil discards.
 	Logger *slog.Logger
 
+	// ConnState, if set, is called when a served connection changes
+	// state (see ConnState's values), on the goroutine that changed it,
+	// after the change: with StateNew the slot is taken, with
+	// StateClosed it is free again, and Shutdown and Close return only
+	// after the StateClosed calls. It must not block. A refused
+	// connection is never reported. As net/http's Server.ConnState, it is
+	// for tests and metrics, which learn of a connection's changes from
+	// it instead of polling ActiveConns.
+	ConnState func(net.Conn, ConnState)
+
 	mu            sync.Mutex
 	listeners     map[net.Listener]struct{}
 	conns         map[net.Conn]*tracked // served
@@ -236,9 +246,11 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		go func() {
 			defer s.handlers.Done()
+			defer s.setState(conn, StateClosed)
 			defer s.untrack(conn)
 			defer conn.Close()
 			defer s.recoverHandler(conn)
+			s.setState(conn, StateNew)
 			if err := DetectVanishedPeer(conn, s.KeepAlive, s.UserTimeout); err != nil {
 				s.logger().Warn("vanished peers may hold this slot", "client", conn.RemoteAddr().String(), "err", err)
 			}
