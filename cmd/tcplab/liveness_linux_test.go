@@ -112,12 +112,21 @@ func TestServedConnsGetKeepAliveAndUserTimeout(t *testing.T) {
 			port := listeningPort(t, srv)
 			c := holdFrom(t, "127.0.0.1", net.JoinHostPort("127.0.0.1", port), tc.first)
 			// The server sets the options just after accept, in the
-			// connection's goroutine: read them until they are all set.
-			var ka, idle, user int
-			testkit.Poll(10*time.Second, func() bool {
-				ka, idle, user = servedSockopts(t, srv.Cmd.Process.Pid, c.LocalAddr())
-				return ka == 1 && idle == 15 && user == tc.userMS
-			})
+			// connection's goroutine, before it serves the client: they
+			// are all set once tms says where the client is, or strsvr
+			// answers a letter.
+			if tc.first != "" {
+				srv.WaitFor(t, "client is at", 10*time.Second)
+			} else {
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				if _, err := c.Write([]byte("a")); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := c.Read(make([]byte, 1)); err != nil {
+					t.Fatalf("no answer to a letter: %v", err)
+				}
+			}
+			ka, idle, user := servedSockopts(t, srv.Cmd.Process.Pid, c.LocalAddr())
 			if ka != 1 || idle != 15 || user != tc.userMS {
 				t.Fatalf("served socket: SO_KEEPALIVE %d, TCP_KEEPIDLE %d s, TCP_USER_TIMEOUT %d ms; want 1, 15 s, %d ms", ka, idle, user, tc.userMS)
 			}
