@@ -282,9 +282,11 @@ func (b *SafeBuffer) Changed() <-chan struct{} {
 }
 
 // Poll calls cond every few milliseconds until it reports true or d has
-// passed, and says which. It is for state that gives no event to wait on:
-// another process's output or sockets, the kernel's queues, a server's
-// connection count.
+// passed, and says which. It is only for state outside the test process
+// that gives no event to wait on: the kernel's socket table for a server
+// whose log goes nowhere, another process's metrics page, a count kept in
+// Redis. Output has one (WaitWritten), a Server's connections have one
+// (its ConnState hook), and so has anything the test itself counts.
 func Poll(d time.Duration, cond func() bool) bool {
 	for deadline := time.Now().Add(d); !cond(); time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
