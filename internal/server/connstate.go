@@ -10,9 +10,16 @@ const (
 	// StateNew: accepted and given a slot (ActiveConns counts it); its
 	// handler is about to start, and it waits for its request.
 	StateNew ConnState = iota
-	// StateActive: its handler has its request (Busy): it is serving,
-	// never closed to make room (EvictWaiting).
+	// StateActive: its handler has its request (Busy), or a handler
+	// serves it again after it was parked.
 	StateActive
+	// StateParked: its handler parked it (Park) and the server holds it
+	// (Parked counts it): it keeps its slot but no goroutine until its
+	// client sends, its deadline passes or the server closes, and then
+	// StateActive follows. A client that speaks at once can have it
+	// woken before this is told: then StateActive, on another
+	// goroutine, may come first.
+	StateParked
 	// StateClosed: its handler has returned, the connection is closed
 	// and its slot is free. The last state of every connection that was
 	// StateNew, whether its client left, it was evicted or the server
@@ -20,7 +27,7 @@ const (
 	StateClosed
 )
 
-var stateNames = [...]string{StateNew: "new", StateActive: "active", StateClosed: "closed"}
+var stateNames = [...]string{StateNew: "new", StateActive: "active", StateParked: "parked", StateClosed: "closed"}
 
 func (c ConnState) String() string {
 	if c >= 0 && int(c) < len(stateNames) {

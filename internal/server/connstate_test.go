@@ -13,36 +13,65 @@ import (
 	"github.com/tcplab/tcplab/internal/testkit"
 )
 
-// counts holds each test server's open connections (from StateNew to
-// StateClosed), kept by the ConnState hook countConns sets.
-var counts sync.Map // *Server → *testkit.Gauge
+// counts holds each test server's connection gauges, kept by the
+// ConnState hook countConns sets.
+var counts sync.Map // *Server → *serverGauges
 
-// countConns sets s's ConnState hook, before s serves, so that a test can
-// wait for a number of open connections (waitActive, openConns) instead of
-// polling ActiveConns. It returns the gauge it keeps.
-func countConns(s *Server) *testkit.Gauge {
-	g, loaded := counts.LoadOrStore(s, new(testkit.Gauge))
-	if !loaded {
-		s.ConnState = func(_ net.Conn, state ConnState) {
-			switch state {
-			case StateNew:
-				g.(*testkit.Gauge).Add(1)
-			case StateClosed:
-				g.(*testkit.Gauge).Add(-1)
-			}
-		}
-	}
-	return g.(*testkit.Gauge)
+type serverGauges struct {
+	open    testkit.Gauge // from StateNew to StateClosed
+	changes testkit.Gauge // every state change: a wake-up for waitParked
 }
 
-// openConns is the gauge countConns set for s.
+// countConns sets s's ConnState hook (around the test's own, if any)
+// before s serves, so that a test can
+// wait for a number of open or parked connections (waitActive,
+// waitParked) instead of polling ActiveConns or Parked. It returns the
+// gauge of open connections.
+func countConns(s *Server) *testkit.Gauge {
+	v, loaded := counts.LoadOrStore(s, new(serverGauges))
+	g := v.(*serverGauges)
+	if !loaded {
+		test := s.ConnState // a test's own hook, called first
+		s.ConnState = func(c net.Conn, state ConnState) {
+			if test != nil {
+				test(c, state)
+			}
+			switch state {
+			case StateNew:
+				g.open.Add(1)
+			case StateClosed:
+				g.open.Add(-1)
+			}
+			g.changes.Add(1)
+		}
+	}
+	return &g.open
+}
+
+// openConns is the gauge of s's open connections that countConns keeps.
 func openConns(t *testing.T, s *Server) *testkit.Gauge {
 	t.Helper()
-	g, ok := counts.Load(s)
+	return &gauges(t, s).open
+}
+
+// waitParked waits until s holds n parked connections. Each change of
+// Parked is told by a ConnState call after it (StateParked once the
+// server holds the connection, StateActive once it has let it go), so
+// Parked is looked at again at each.
+func waitParked(t *testing.T, s *Server, n int) {
+	t.Helper()
+	if !gauges(t, s).changes.Wait(10*time.Second, func(int) bool { return s.Parked() == n }) {
+		t.Fatalf("%d connections parked, want %d", s.Parked(), n)
+	}
+}
+
+func gauges(t *testing.T, s *Server) *serverGauges {
+	t.Helper()
+	v, ok := counts.Load(s)
 	if !ok {
 		t.Fatal("countConns(s) was not called before s served")
 	}
-	return g.(*testkit.Gauge)
+	return v.(*serverGauges)
 }
 
 // waitActive waits until s has n connections open.
