@@ -17,7 +17,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/tcplab/tcplab/internal/redistest"
+	"github.com/tcplab/tcplab/internal/redisproc"
 	"github.com/tcplab/tcplab/sharedstring"
 )
 
@@ -175,7 +175,7 @@ func benchIdleMem(ctx context.Context, env *benchEnv) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	rs, err := redistest.Start(filepath.Join(env.tmp, "redis-idlemem"), redisPort, "--maxclients", "10100")
+	rs, err := redisproc.Start(filepath.Join(env.tmp, "redis-idlemem"), redisPort, "--maxclients", "10100")
 	if err != nil {
 		return "", err
 	}
@@ -256,7 +256,7 @@ func idleRSS(ctx context.Context, env *benchEnv, k idleKind, bin string, n int, 
 		if err != nil {
 			return 0, err
 		}
-		rs, err := redistest.Start(filepath.Join(env.tmp, fmt.Sprintf("redis-idle-%d", port)), port, "--maxclients", strconv.Itoa(n+100))
+		rs, err := redisproc.Start(filepath.Join(env.tmp, fmt.Sprintf("redis-idle-%d", port)), port, "--maxclients", strconv.Itoa(n+100))
 		if err != nil {
 			return 0, err
 		}

@@ -70,7 +70,7 @@ const (
 )
 
 // ErrNoMessage is returned when a client closes or times out before sending
-// a single byte.
+// a single byte; a caller of Echo tells it with errors.Is.
 var ErrNoMessage = stream.ErrNoMessage
 
 // readMessage reads the client's message by the rule in the package
@@ -121,7 +121,8 @@ type Transfer struct {
 }
 
 // ErrCutShort is wrapped by Echo's error when the transfer was stopped
-// (the server is shutting down) before every copy was sent.
+// (the server is shutting down) before every copy was sent; a caller of
+// Echo tells it with errors.Is.
 var ErrCutShort = errors.New("transfer cut short: the connection is reset")
 
 // Echo serves one client on conn: read the message, wait for the

@@ -6,7 +6,7 @@ import "testing"
 // handler parking, the same idle connections are held on no goroutine
 // each, for less Go memory than one goroutine's each.
 func TestPollParked(t *testing.T) {
-	o, _ := run[*PollObservations](t, Poll)
+	o, _ := run[*pollObservations](t, lessonPoll)
 	if o.Parked != o.Conns {
 		t.Errorf("parked %d of %d idle connections", o.Parked, o.Conns)
 	}

@@ -19,21 +19,21 @@ import (
 	"github.com/tcplab/tcplab/internal/server"
 )
 
-// Poll shows how Go waits on many sockets at once: a goroutine per
+// lessonPoll shows how Go waits on many sockets at once: a goroutine per
 // connection, parked on the runtime's epoll-based poller, thousands of them
 // cheaply; then the same server with its idle connections parked in one
 // epoll set and no goroutine at all (internal/server's Park), cheaper
 // still; and beside them an explicit epoll loop through
 // golang.org/x/sys/unix, the select()/poll() of section 6.2 written out.
-var Poll = Lesson{
+var lessonPoll = Lesson{
 	Name:    "poll",
 	Title:   "thousands of idle connections, and an explicit epoll loop",
 	Section: "6.1, 6.2",
 	Run:     runPoll,
 }
 
-// PollObservations is what the poll lesson measured.
-type PollObservations struct {
+// pollObservations is what the poll lesson measured.
+type pollObservations struct {
 	// Conns is how many idle connections were opened, and Held how many
 	// the server was serving at once (internal/server's ActiveConns).
 	Conns, Held int
@@ -67,7 +67,7 @@ type PollObservations struct {
 }
 
 // Summary implements Observations.
-func (o *PollObservations) Summary() string {
+func (o *pollObservations) Summary() string {
 	if o.Conns == 0 {
 		return fmt.Sprintf("no idle connections (ulimit -n too low); epoll loop served %s in %d waits",
 			strings.Join(o.EpollOrder, ", "), o.EpollWaits)
@@ -84,7 +84,7 @@ func runPoll(ctx context.Context, w io.Writer, _ Options) (Observations, error) 
 	ctx, cancel := context.WithTimeout(ctx, lessonTimeout)
 	defer cancel()
 	p := &page{w: w}
-	obs := &PollObservations{}
+	obs := &pollObservations{}
 
 	p.tutorial("a server with many clients needs a thread per client, or nonblocking sockets and select()/poll() (6.1, 6.2).")
 	blocked, err := pollIdle(ctx, false)
@@ -116,7 +116,7 @@ func runPoll(ctx context.Context, w io.Writer, _ Options) (Observations, error) 
 }
 
 // narrateIdle tells what the idle connections cost, a goroutine each.
-func (obs *PollObservations) narrateIdle(p *page, blocked idleRun) {
+func (obs *pollObservations) narrateIdle(p *page, blocked idleRun) {
 	p.do("open %d connections to one server (internal/server, a goroutine each) and leave them idle.", obs.Conns)
 	p.saw("the server held %d at once, on %d more goroutines.", obs.Held, obs.Goroutines)
 	p.saw("memory per connection, both ends: %s", memLine(blocked))
@@ -127,7 +127,7 @@ func (obs *PollObservations) narrateIdle(p *page, blocked idleRun) {
 }
 
 // narrateParked tells what the same connections cost parked.
-func (obs *PollObservations) narrateParked(p *page, blocked, parked idleRun) {
+func (obs *pollObservations) narrateParked(p *page, blocked, parked idleRun) {
 	p.do("the same, with a handler that parks its connection when there is nothing to read (server.Park).")
 	p.saw("the server held %d parked, on %d more goroutines.", obs.Parked, obs.ParkedGoroutines)
 	p.saw("memory per connection, both ends: %s", memLine(parked))
@@ -299,7 +299,7 @@ var epollSendOrder = []int{3, 1, 2}
 
 // pollEpoll runs an explicit epoll loop on raw sockets and three clients
 // that each send one message, one after another, in epollSendOrder.
-func pollEpoll(ctx context.Context, obs *PollObservations) error {
+func pollEpoll(ctx context.Context, obs *pollObservations) error {
 	lfd, port, err := rawListen()
 	if err != nil {
 		return err
