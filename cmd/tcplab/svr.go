@@ -120,8 +120,9 @@ func runSVR(ctx context.Context, std stdio, args []string) (err error) {
 	defer func() { flushLogs(logger); sout.end(ctx, err) }() // the log limit's counts come before the end
 	defer reloadOnHangup(ctx, hup, tlsSrv, logger)()
 	// A full svr makes room for a client that asks by closing the
-	// connection that has waited longest for its request (status.Service
-	// says when a request is complete).
+	// connection that has waited longest for its request, of the address
+	// with the most waiting (status.Service says when a request is
+	// complete).
 	srv := &server.Server{Handler: svc, MaxConns: *maxConns, MaxConnsPerAddr: *maxPerAddr, EvictWaiting: true, Refuse: server.RefuseLine, Grace: *grace, Logger: logger}
 	if svc.Metrics != nil {
 		svc.Metrics.CountConnections(srv.Refused, srv.Evicted)
