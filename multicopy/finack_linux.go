@@ -3,7 +3,6 @@ package multicopy
 import (
 	"net"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -57,54 +56,7 @@ func finAcked(conn net.Conn, sent int64) (bool, error) {
 
 // Linux's TCP states (include/net/tcp_states.h).
 const (
-	tcpEstablished = 1
-	tcpCloseWait   = 8
-	tcpTimeWait    = 6
-	tcpFinWait2    = 5
-	tcpClose       = 7
+	tcpTimeWait = 6
+	tcpFinWait2 = 5
+	tcpClose    = 7
 )
-
-// heardAgo is how long ago the last segment came from conn's peer
-// (tcpi_last_ack_recv: any segment acknowledging what this side sent, or
-// nothing, counts), read with one system call.
-func heardAgo(conn net.Conn) (time.Duration, bool) {
-	sc, ok := conn.(interface {
-		SyscallConn() (syscall.RawConn, error)
-	})
-	if !ok {
-		return 0, false
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return 0, false
-	}
-	var info *unix.TCPInfo
-	raw.Control(func(fd uintptr) {
-		info, _ = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
-	})
-	if info == nil {
-		return 0, false
-	}
-	return time.Duration(info.Last_ack_recv) * time.Millisecond, true
-}
-
-// established reports whether conn is still open both ways or with only
-// the peer's side closed: a reset still has someone to tell. After the
-// peer's reset, or a kernel timeout, the socket is closed already.
-func established(conn net.Conn) bool {
-	sc, ok := conn.(interface {
-		SyscallConn() (syscall.RawConn, error)
-	})
-	if !ok {
-		return false
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	var info *unix.TCPInfo
-	raw.Control(func(fd uintptr) {
-		info, _ = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
-	})
-	return info != nil && (info.State == tcpEstablished || info.State == tcpCloseWait)
-}

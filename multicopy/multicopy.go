@@ -47,6 +47,7 @@ import (
 
 	"github.com/tcplab/tcplab/internal/endpoint"
 	"github.com/tcplab/tcplab/internal/server"
+	"github.com/tcplab/tcplab/internal/tcpsock"
 	"github.com/tcplab/tcplab/stream"
 )
 
@@ -161,7 +162,7 @@ func (s *Server) Echo(ctx context.Context, conn net.Conn) (Transfer, error) {
 // the connection's accept.
 func (s *Server) echo(stopping, ctx context.Context, conn net.Conn, start time.Time) (Transfer, error) {
 	var t Transfer
-	endpoint.Reset(conn)
+	tcpsock.Reset(conn)
 	// Whether a guessed end of the message can be trusted depends on
 	// whether the client could be heard all along (confirmEnd).
 	live, stopLive := watchLiveness(conn)
@@ -177,7 +178,7 @@ func (s *Server) echo(stopping, ctx context.Context, conn net.Conn, start time.T
 			// normal end, that its message was not served: a client that
 			// cannot check its answer (tmc.py) would otherwise take an
 			// empty one for success.
-			endpoint.Reset(conn)
+			tcpsock.Reset(conn)
 		}
 		return t, fmt.Errorf("read message from %s: %w", conn.RemoteAddr(), err)
 	}
@@ -197,7 +198,7 @@ func (s *Server) echo(stopping, ctx context.Context, conn net.Conn, start time.T
 			return t, err
 		}
 	}
-	before, _ := stream.ReadTCPStats(conn)
+	before, _ := tcpsock.ReadStats(conn)
 	// The transfer ends when ctx does, and at once when the client's
 	// message turns out to go on past a guessed end, or the client goes.
 	xctx, cancel := context.WithCancelCause(ctx)
@@ -241,9 +242,7 @@ func (s *Server) echo(stopping, ctx context.Context, conn net.Conn, start time.T
 			return t, fmt.Errorf("%w; the connection is reset", err)
 		}
 	}
-	if tc, ok := conn.(*net.TCPConn); ok {
-		tc.SetLinger(-1) // complete: the close is an orderly FIN after the data
-	}
+	tcpsock.CloseWithFIN(conn) // complete: the close is an orderly FIN after the data
 	if err := s.finish(ctx, conn, tail, m, t.Sent); err != nil {
 		return t, err
 	}
@@ -352,7 +351,7 @@ func (s *Server) finish(ctx context.Context, conn net.Conn, tail *tailWatch, m s
 		// given idle more after each acknowledgement, as the writes give
 		// it after each accepted write: idle bounds a wait without
 		// progress, not the drain.
-		if st, err := stream.ReadTCPStats(conn); err == nil && st.SendQueued != queued {
+		if st, err := tcpsock.ReadStats(conn); err == nil && st.SendQueued != queued {
 			queued, end = st.SendQueued, time.Now().Add(idle)
 		}
 		if !time.Now().Before(end) {
@@ -384,7 +383,7 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 	start := time.Now()
 	// A parked connection that the server closes must end with a reset
 	// too (see Echo).
-	endpoint.Reset(conn)
+	tcpsock.Reset(conn)
 	serve := func(ctx context.Context, conn net.Conn) {
 		t, err := s.echoLogged(ctx, ctx, conn, start)
 		switch {

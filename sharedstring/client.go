@@ -14,6 +14,7 @@ import (
 
 	"github.com/tcplab/tcplab/internal/endpoint"
 	"github.com/tcplab/tcplab/internal/server"
+	"github.com/tcplab/tcplab/internal/tcpsock"
 	"github.com/tcplab/tcplab/stream"
 )
 
@@ -447,7 +448,7 @@ func (p *replyPace) add(n int, at time.Time) {
 // its rest arrives before the next reply or before the server's close
 // (Leave), and the client says so instead of going on.
 func (c *Client) quietFor(p *replyPace) time.Duration {
-	st, err := stream.ReadTCPStats(c.conn)
+	st, err := tcpsock.ReadStats(c.conn)
 	if err != nil {
 		return c.opts.Quiet
 	}
@@ -472,7 +473,7 @@ const fullSegmentWait = 3 * time.Second
 // checkNothingPending fails if bytes have arrived since the last reply was
 // taken as whole: they are the rest of it.
 func (c *Client) checkNothingPending() error {
-	st, err := stream.ReadTCPStats(c.conn)
+	st, err := tcpsock.ReadStats(c.conn)
 	if err != nil || !c.shown || (st.Readable == 0 && !st.OutOfOrderQueued) {
 		return nil
 	}
@@ -505,7 +506,7 @@ func (c *Client) Leave() error {
 		return nil // the server is gone: nothing more can come
 	}
 	wait := 2 * time.Second
-	if st, err := stream.ReadTCPStats(c.conn); err == nil {
+	if st, err := tcpsock.ReadStats(c.conn); err == nil {
 		wait = max(wait, 4*st.RTO)
 	}
 	c.conn.SetReadDeadline(time.Now().Add(min(wait, c.opts.ReplyTimeout)))

@@ -28,7 +28,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/tcplab/tcplab/internal/endpoint"
+	"github.com/tcplab/tcplab/internal/tcpsock"
 )
 
 // ErrServerClosed is returned by Serve after Shutdown or Close, so a caller
@@ -395,7 +395,7 @@ func (s *Server) evict(victim *tracked) {
 	}
 	s.logger().Info("closed a connection waiting for its request, to make room",
 		"client", victim.conn.RemoteAddr().String(), "waited", time.Since(victim.since).Round(time.Millisecond))
-	endpoint.Reset(victim.conn)
+	tcpsock.Reset(victim.conn)
 	// Interrupt, not Close: the victim may be parked (see Park), and a
 	// parked connection closed under the server would never be handed
 	// back, holding its goroutine's place in the drain for ever. Its
