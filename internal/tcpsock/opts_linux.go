@@ -2,6 +2,7 @@ package tcpsock
 
 import (
 	"net"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -46,4 +47,37 @@ func setInt(tc *net.TCPConn, level, opt, v int) error {
 		return err
 	}
 	return serr
+}
+
+// sendQueue is what AwaitAcked looks at: SIOCOUTQ (bytes and FIN not
+// yet acknowledged), whether the kernel has closed the connection, and
+// then the error it holds (SO_ERROR, which reading takes away, so it is
+// read only once the connection is over). ok is false where it cannot
+// be read.
+func sendQueue(tc *net.TCPConn) (q queue, ok bool) {
+	raw, rerr := tc.SyscallConn()
+	if rerr != nil {
+		return queue{}, false
+	}
+	var info *unix.TCPInfo
+	var ierr, qerr error
+	var soErr int
+	if raw.Control(func(fd uintptr) {
+		if info, ierr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); ierr != nil {
+			return
+		}
+		if q.queued, qerr = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ); qerr != nil {
+			return
+		}
+		if info.State == tcpClose && q.queued > 0 {
+			soErr, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR)
+		}
+	}) != nil || ierr != nil || qerr != nil {
+		return queue{}, false
+	}
+	if soErr != 0 {
+		q.err = syscall.Errno(soErr)
+	}
+	q.closed = info.State == tcpClose
+	return q, true
 }

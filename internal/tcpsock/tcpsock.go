@@ -3,7 +3,8 @@
 // (TCP_INFO, the send and receive queues) and the options a server sets
 // on it beyond package net's own (the user timeout that goes with
 // keep-alive probes, quick acknowledgements, corking, a close that
-// resets, through TLS too).
+// resets, through TLS too), and AwaitAcked, the one wait until the
+// peer's kernel has acknowledged everything sent.
 //
 // What these are for is written where they are used: the end of a
 // message without a terminator (stream.EndWait), tms's guessed ends and
@@ -12,9 +13,9 @@
 // (server.DetectVanishedPeer). Here is only how each fact is read or set.
 //
 // On Linux everything works. Elsewhere the statistics are not available
-// (ReadStats returns ErrNoStats) and the options Linux alone has do
-// nothing: the callers then behave as they did before they looked at the
-// socket.
+// (ReadStats returns ErrNoStats), the options Linux alone has do nothing,
+// and AwaitAcked returns at once, as if the peer had everything: the
+// callers then behave as they did before they looked at the socket.
 //
 // Listening sockets (TCP_DEFER_ACCEPT, SO_ACCEPTCONN) belong to
 // internal/endpoint, which opens them.
