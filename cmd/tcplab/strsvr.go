@@ -36,7 +36,7 @@ func runStrSvr(ctx context.Context, std stdio, args []string) (err error) {
 		return err
 	}
 	if *repair != "" {
-		return repairLog(std, *repair)
+		return repairLog(ctx, std, *repair)
 	}
 	switch {
 	case *waitFor < 0:
