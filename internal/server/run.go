@@ -38,6 +38,9 @@ func Hurry(ctx context.Context) context.Context {
 // returns nil after such a stop, or the error that ended serving early.
 // Every tcplab server runs this way, so a signal means the same to all.
 func (s *Server) Run(ctx context.Context, ln net.Listener) error {
+	s.mu.Lock()
+	s.init() // the protocol's defaults (Configurer), before Grace is read
+	s.mu.Unlock()
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ln) }()
 	var finished <-chan struct{}

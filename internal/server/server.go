@@ -46,6 +46,19 @@ type Handler interface {
 	ServeConn(ctx context.Context, conn net.Conn)
 }
 
+// Configurer is implemented by a Handler whose protocol has its own
+// defaults for some of the Server's fields: a cap sized for what its
+// clients hold, a refusal in its own words, a TCP user timeout that
+// matches its write timeout, a grace period. The Server calls Configure
+// once, before it accepts (or Run waits) for the first time; Configure
+// fills in the fields the caller left zero, so that every field's zero
+// value is the protocol's documented default, and it may note the
+// resolved caps for its own use. The caller sets the fields (from flags,
+// say); the protocol never builds a Server of its own.
+type Configurer interface {
+	Configure(s *Server)
+}
+
 // HandlerFunc lets an ordinary function be a Handler.
 type HandlerFunc func(ctx context.Context, conn net.Conn)
 
@@ -149,6 +162,9 @@ type Server struct {
 
 func (s *Server) init() {
 	if s.done == nil {
+		if c, ok := s.Handler.(Configurer); ok {
+			c.Configure(s)
+		}
 		s.listeners = make(map[net.Listener]struct{})
 		s.conns = make(map[net.Conn]*tracked)
 		s.perAddr = make(map[netip.Prefix]int)
