@@ -179,10 +179,14 @@ func (s *Server) init() {
 		case s.MaxConnsPerAddr > 0:
 			s.maxPer = s.MaxConnsPerAddr
 		case s.MaxConnsPerAddr == 0:
-			s.maxPer = max(1, s.maxConns/4)
+			s.maxPer = QuarterOf(s.maxConns)
 		}
 	}
 }
+
+// QuarterOf is the per-address cap a zero MaxConnsPerAddr means for a
+// server of maxConns slots: a quarter of them, at least 1.
+func QuarterOf(maxConns int) int { return max(1, maxConns/4) }
 
 func (s *Server) logger() *slog.Logger {
 	if s.Logger == nil {
