@@ -10,8 +10,6 @@ import (
 	"os/signal"
 	"sync"
 	"syscall"
-
-	"github.com/tcplab/tcplab/internal/server"
 )
 
 // Exit statuses, the same for every command (README, "Errors"):
@@ -66,9 +64,9 @@ func signalName(sig syscall.Signal) string {
 var errStdoutClosed = errors.New("standard output closed")
 
 // notifySignals returns a context that ends, with a stopSignal as its
-// cause, at the first SIGINT or SIGTERM. A second one ends the context
-// that hurry returns: a server draining its work within --grace then
-// closes what is left at once (Ctrl-C twice: stop now).
+// cause, at the first SIGINT or SIGTERM. A second one closes hurry: a
+// server draining its work within --grace then closes what is left at
+// once (Ctrl-C twice: stop now; server.Server's Hurry).
 //
 // It also catches SIGPIPE, so a write to a closed standard output or
 // error returns EPIPE instead of killing the process (the Go runtime's
@@ -76,9 +74,11 @@ var errStdoutClosed = errors.New("standard output closed")
 // serving, clients stop quietly. Catching, not ignoring, SIGPIPE keeps the
 // default for the programs svr runs: a caught signal is reset at exec, an
 // ignored one is inherited.
-func notifySignals(parent context.Context) (context.Context, func()) {
-	urgent, hurryNow := context.WithCancel(context.Background())
-	ctx, cancel := context.WithCancelCause(server.WithHurry(parent, urgent))
+func notifySignals(parent context.Context) (ctx context.Context, hurry <-chan struct{}, stop func()) {
+	urgent := make(chan struct{})
+	var hurried sync.Once
+	hurryNow := func() { hurried.Do(func() { close(urgent) }) }
+	ctx, cancel := context.WithCancelCause(parent)
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	pipes := make(chan os.Signal, 1)
@@ -99,7 +99,7 @@ func notifySignals(parent context.Context) (context.Context, func()) {
 			}
 		}
 	}()
-	return ctx, func() {
+	return ctx, urgent, func() {
 		signal.Stop(sigs)
 		signal.Stop(pipes)
 		close(done)

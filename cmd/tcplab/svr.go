@@ -140,6 +140,7 @@ func runSVR(ctx context.Context, std stdio, args []string) (err error) {
 	sout.listening("svr", port, ln, "commands", c.allowList.Names(), "tls", tlsMode(c.tlsSrv))
 	defer func() { flushLogs(logger); sout.end(ctx, err) }() // the log limit's counts come before the end
 	defer reloadOnHangup(ctx, hup, c.tlsSrv, logger)()
+	c.caps.Hurry = std.hurry
 	return c.caps.Run(ctx, ln)
 }
 

@@ -84,7 +84,7 @@ func runTMS(ctx context.Context, std stdio, args []string) (err error) {
 		// lossy link, and its sender would be closed mid-string for a
 		// newcomer (docs/reliability.md).
 		srv.ClientLog = limitedLines(log, out, "client is at", stdout)
-		s := &server.Server{Handler: srv, MaxConns: *maxConns, MaxConnsPerAddr: *maxPerAddr, Refuse: server.RefuseLine, Grace: *grace, Logger: log, UserTimeout: srv.UserTimeout()}
+		s := &server.Server{Handler: srv, MaxConns: *maxConns, MaxConnsPerAddr: *maxPerAddr, Refuse: server.RefuseLine, Grace: *grace, Hurry: std.hurry, Logger: log, UserTimeout: srv.UserTimeout()}
 		return s.Run(ctx, ln)
 	}
 

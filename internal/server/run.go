@@ -14,27 +14,10 @@ type Finisher interface {
 	Done() <-chan struct{}
 }
 
-type hurryKey struct{}
-
-// WithHurry returns a copy of ctx that carries hurry: when hurry ends (a
-// second stop signal), Run cuts its grace period short and closes the
-// connections still open.
-func WithHurry(ctx, hurry context.Context) context.Context {
-	return context.WithValue(ctx, hurryKey{}, hurry)
-}
-
-// Hurry returns the context given to WithHurry, or one that never ends.
-func Hurry(ctx context.Context) context.Context {
-	if h, ok := ctx.Value(hurryKey{}).(context.Context); ok {
-		return h
-	}
-	return context.Background()
-}
-
 // Run is a server process's whole life on ln: it serves until ctx ends (a
 // stop signal) or the Handler says it is done (see Finisher), then shuts
 // down: it stops accepting, lets the connections in flight finish within
-// Grace, and closes what is left, at once if the Hurry context ends. It
+// Grace, and closes what is left, at once if Hurry is closed. It
 // returns nil after such a stop, or the error that ended serving early.
 // Every tcplab server runs this way, so a signal means the same to all.
 func (s *Server) Run(ctx context.Context, ln net.Listener) error {
@@ -67,10 +50,10 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 			s.logger().Info("grace period over; closed remaining connections")
 		}
 	} else {
-		sctx, cancel := context.WithTimeout(Hurry(ctx), s.Grace)
+		sctx, cancel := context.WithTimeout(context.Background(), s.Grace)
 		defer cancel()
-		if err := s.Shutdown(sctx); err != nil {
-			if Hurry(ctx).Err() != nil {
+		if err := s.Shutdown(hurried(sctx, s.Hurry)); err != nil {
+			if isClosed(s.Hurry) {
 				s.logger().Info("second signal; closed remaining connections")
 			} else {
 				s.logger().Info("grace period over; closed remaining connections")
@@ -81,4 +64,30 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("serve: %w", err)
 	}
 	return nil
+}
+
+// hurried is ctx, ended early when hurry is closed.
+func hurried(ctx context.Context, hurry <-chan struct{}) context.Context {
+	if hurry == nil {
+		return ctx
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		defer cancel()
+		select {
+		case <-hurry:
+		case <-ctx.Done():
+		}
+	}()
+	return ctx
+}
+
+// isClosed reports whether ch is closed (nil: never).
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }

@@ -75,18 +75,18 @@ func TestRunDrainsWithinGrace(t *testing.T) {
 	}
 }
 
-// The hurry context (a second signal) ends the grace period at once.
+// Hurry (a second signal) ends the grace period at once.
 func TestRunHurryClosesWhatIsLeft(t *testing.T) {
 	ln := listen(t)
 	f := newFinishing()
-	s := &Server{Handler: f, Grace: time.Hour}
-	hurry, now := context.WithCancel(context.Background())
-	ctx, stop := context.WithCancel(WithHurry(context.Background(), hurry))
+	hurry := make(chan struct{})
+	s := &Server{Handler: f, Grace: time.Hour, Hurry: hurry}
+	ctx, stop := context.WithCancel(context.Background())
 	ran := runIn(ctx, s, ln)
 	c := dialHeld(t, ln, f)
 	stop()
 	<-s.done
-	now()
+	close(hurry)
 	if err := <-ran; err != nil {
 		t.Fatalf("Run after a hurried stop: %v", err)
 	}
@@ -115,10 +115,12 @@ func TestRunStopsWhenTheHandlerIsDone(t *testing.T) {
 	}
 }
 
-// Without Hurry in the context, Hurry gives a context that never ends.
-func TestHurryDefault(t *testing.T) {
-	if Hurry(context.Background()).Done() != nil {
-		t.Fatal("Hurry of a plain context can end")
+// hurried without a Hurry channel is its context, which a nil Hurry
+// never ends.
+func TestHurriedNil(t *testing.T) {
+	ctx := context.Background()
+	if hurried(ctx, nil) != ctx || isClosed(nil) {
+		t.Fatal("a nil Hurry can end the grace period")
 	}
 }
 

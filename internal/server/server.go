@@ -138,6 +138,10 @@ type Server struct {
 	// at once, with no grace period to speak of.
 	Grace time.Duration
 
+	// Hurry, if not nil, is closed on a second stop signal: Run then cuts
+	// the grace period short and closes the connections still open.
+	Hurry <-chan struct{}
+
 	// Logger receives accept errors and lifecycle events. Nil discards.
 	Logger *slog.Logger
 
