@@ -439,13 +439,7 @@ func (s *Server) writeTimeout() time.Duration {
 
 // readTimeout is ReadTimeout resolved; 0: none.
 func (s *Server) readTimeout() time.Duration {
-	switch {
-	case s.ReadTimeout < 0:
-		return 0
-	case s.ReadTimeout == 0:
-		return DefaultReadTimeout
-	}
-	return s.ReadTimeout
+	return server.Setting(s.ReadTimeout, DefaultReadTimeout)
 }
 
 func (s *Server) maxValue() int {

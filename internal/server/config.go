@@ -18,6 +18,18 @@ import (
 //     field that is out of range (a ConfigError); a command reports it
 //     under the name of the flag that set the field.
 
+// Setting is a config field v resolved by these conventions: zero is
+// def, and a negative value is none, returned as 0.
+func Setting[T ~int | ~int64](v, def T) T {
+	switch {
+	case v < 0:
+		return 0
+	case v == 0:
+		return def
+	}
+	return v
+}
+
 // ConfigError is a config field out of range, as Validate reports it.
 // Its message names fields in braces ("{MaxConns} must be at least 1");
 // Error writes the Go field names, and a command writes the names of its

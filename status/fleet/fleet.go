@@ -18,6 +18,7 @@ import (
 
 	"github.com/tcplab/tcplab/internal/endpoint"
 	"github.com/tcplab/tcplab/internal/procps"
+	"github.com/tcplab/tcplab/internal/server"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -43,26 +44,10 @@ type Options struct {
 }
 
 // timeout is Timeout resolved; 0: none.
-func (o Options) timeout() time.Duration {
-	switch {
-	case o.Timeout < 0:
-		return 0
-	case o.Timeout == 0:
-		return DefaultTimeout
-	}
-	return o.Timeout
-}
+func (o Options) timeout() time.Duration { return server.Setting(o.Timeout, DefaultTimeout) }
 
 // maxAnswer is MaxAnswer resolved; 0: none.
-func (o Options) maxAnswer() int64 {
-	switch {
-	case o.MaxAnswer < 0:
-		return 0
-	case o.MaxAnswer == 0:
-		return DefaultMaxAnswer
-	}
-	return o.MaxAnswer
-}
+func (o Options) maxAnswer() int64 { return server.Setting(o.MaxAnswer, DefaultMaxAnswer) }
 
 // Ask is wps.py: connect to host:port, send name exactly as given (no
 // terminator, no half-close), and copy the answer to w until the server
