@@ -5,136 +5,336 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-	"github.com/tcplab/tcplab/internal/redistest"
+	"github.com/tcplab/tcplab/internal/redisproc"
+	"github.com/tcplab/tcplab/sharedstring"
 )
 
-// The idlemem section (issue 13): server memory per idle connection with
-// 10,000 clients connected, strsvr against Redis in the same run. Each
-// strsvr client sends one letter, reads its reply and then idles (classic
-// protocol); each Redis client sends PING, reads PONG and idles. Memory is
-// the server process's resident set (VmRSS) after the clients are
-// connected, less before, divided by the clients; for Redis also its own
-// accounting (INFO used_memory, and CLIENT LIST's tot-mem per client).
-// Kernel socket buffers are in neither figure (they are the same for both
-// on loopback).
+// The idlemem section (issues 13 and 22): what a quiet client costs each
+// server, against redis-server in the same run, and what the servers do
+// for clients that talk, so that the first is not bought with the second.
+//
+// Memory: n connections to a fresh server, each after its protocol's
+// first exchange (or none), then silent. A row is the slope of the
+// server's resident set (VmRSS) between n/2 and n connections, each
+// settled. Settled means settleFor after the last client: redis-server frees an idle
+// client's query and reply buffers after 2 and 5 s, and its allocator
+// returns freed pages after 10 s; tcplab parks a silent client after
+// ParkAfter (1 s) and returns freed memory 5 s after a burst of parking.
+// Kernel socket buffers are in no row (they are the same for every
+// server).
+//
+// Letters: the sharedstring section's rows for strsvr (epoll load
+// generator, classic and framed) and Redis (MULTI APPEND GET EXEC per
+// letter), at 2, 100, 1,000 and 5,000 clients, rounds alternating; and
+// the CPU strsvr uses over 10 s with 1,000 clients silent after a letter.
+//
+// With -baseline REV every strsvr, tms and svr row is run with tcplab
+// built at REV too, alternating, so before and after are measured in the
+// same sitting.
 func init() {
-	register(section{name: "idlemem", order: 61, run: benchIdleMem})
+	register(section{name: "idlemem", order: 61, run: benchIdleMem, also: []string{"docs/reliability.md"}})
+}
+
+// idleKind is one kind of quiet client.
+type idleKind struct {
+	name  string
+	redis bool // the row for redis-server; argv unused
+	argv  func(n int, port string) []string
+	hello func(c net.Conn, i int) error // nil: connect and say nothing
+}
+
+func idleKinds() []idleKind {
+	strsvr := func(n int, port string) []string {
+		return []string{"strsvr", "--keep", "--no-discovery", "--max-conns", strconv.Itoa(n + 100),
+			"--max-conns-per-addr", "-1", "--max-watchers", strconv.Itoa(n + 1), port}
+	}
+	return []idleKind{
+		{name: "strsvr, classic, connected and silent", argv: strsvr},
+		{name: "strsvr, classic, silent after one letter", argv: strsvr, hello: func(c net.Conn, i int) error {
+			if _, err := c.Write([]byte("a")); err != nil {
+				return err
+			}
+			_, err := io.ReadFull(c, make([]byte, i+1)) // v after this letter
+			return err
+		}},
+		{name: "strsvr, framed, silent after one letter", argv: strsvr, hello: func(c net.Conn, i int) error {
+			if _, err := c.Write(append(sharedstring.Hello(0), 'b')); err != nil {
+				return err
+			}
+			// The 'h' frame, then the 'r' frame carrying v (i+1 bytes).
+			_, err := io.ReadFull(c, make([]byte, 2*sharedstring.FrameHeaderLen+i+1))
+			return err
+		}},
+		{name: "strsvr, watcher of a v that does not change", argv: strsvr, hello: func(c net.Conn, _ int) error {
+			if _, err := c.Write(sharedstring.Hello(sharedstring.FlagWatch)); err != nil {
+				return err
+			}
+			_, err := io.ReadFull(c, make([]byte, sharedstring.FrameHeaderLen)) // 'h'; v is empty
+			return err
+		}},
+		{name: "tms --keep, waiting for its string", argv: func(n int, port string) []string {
+			return []string{"tms", "--keep", "--max-conns", strconv.Itoa(n + 100), "--max-conns-per-addr", "-1", "--read-timeout", "10m", port}
+		}},
+		{name: "svr, waiting for a request", argv: func(n int, port string) []string {
+			return []string{"svr", "--max-conns", strconv.Itoa(n + 100), "--max-conns-per-addr", "-1", "--read-timeout", "10m", port}
+		}},
+		{name: "redis-server, connected and silent", redis: true},
+		{name: "redis-server, silent after PING", redis: true, hello: func(c net.Conn, _ int) error {
+			if _, err := c.Write([]byte("PING\r\n")); err != nil {
+				return err
+			}
+			line, err := bufio.NewReader(c).ReadString('\n')
+			if err == nil && line != "+PONG\r\n" {
+				err = fmt.Errorf("PING answered %q", line)
+			}
+			return err
+		}},
+	}
 }
 
 func benchIdleMem(ctx context.Context, env *benchEnv) (string, error) {
 	n := 10000
+	settleFor := 15 * time.Second
+	rounds := 3
+	perClient := map[int]int{2: 5000, 100: 100, 1000: 20, 5000: 8}
 	if env.quick {
-		n = 500
+		n, settleFor, rounds = 500, 8*time.Second, 1
+		perClient = map[int]int{2: 200, 100: 5, 1000: 2, 5000: 1}
 	}
-	raiseFileLimit(2*n + 1000)
+	limit := raiseFileLimit(n + 1000)
+	type binary struct{ name, path string }
+	bins := []binary{{"this build", env.tcplab}}
+	if env.baseline != "" {
+		bins = append(bins, binary{env.baselineRev, env.baseline})
+	}
 
-	// strsvr.
-	cmd, port, err := startOnFreePort(func(port string) *exec.Cmd {
-		c := exec.CommandContext(ctx, env.tcplab, "strsvr", "--keep", "--no-discovery",
-			"--max-conns", strconv.Itoa(n+100), "--max-conns-per-addr", "-1", port)
-		c.Stderr = io.Discard
-		return c
-	}, false)
-	if err != nil {
-		return "", err
+	// Memory.
+	var b strings.Builder
+	fmt.Fprintf(&b, "### Memory per quiet connection\n\nUp to %d connections at once to a fresh server each, every one after its protocol's first exchange (or none) and then silent. The cost of one is the slope of the server's resident memory (VmRSS) between %d and %d connections, each count settled for %s, so that what the server's start-up left cancels out:\n\n", n, n/2, n, settleFor)
+	b.WriteString("| server, client | build | resident memory per connection | vs redis-server |\n|---|---|---:|---:|\n")
+	redisPer := map[bool]float64{} // by whether the client spoke first
+	type memCell struct {
+		kind idleKind
+		bin  string
+		per  float64
 	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	settle()
-	before := vmRSS(cmd.Process.Pid)
-	conns, err := openIdle(addr, n, func(c net.Conn, i int) error {
-		if _, err := c.Write([]byte("a")); err != nil {
-			return err
+	var cells []memCell
+	for _, k := range idleKinds() {
+		if !k.redis {
+			continue
 		}
-		_, err := io.ReadFull(c, make([]byte, i+1)) // v after this letter
-		return err
-	})
-	if err != nil {
-		stopProcess(cmd, time.Second)
-		return "", fmt.Errorf("strsvr clients: %w", err)
+		per, err := idleRSS(ctx, env, k, "", n, settleFor)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", k.name, err)
+		}
+		redisPer[k.hello != nil] = per
+		cells = append(cells, memCell{k, "", per})
 	}
-	settle()
-	after := vmRSS(cmd.Process.Pid)
-	closeAll(conns)
-	stopProcess(cmd, 5*time.Second)
-	strsvrPer := float64(after-before) / float64(n)
-	env.logf("idlemem: strsvr RSS %d -> %d bytes with %d clients", before, after, n)
+	for _, k := range idleKinds() {
+		if k.redis {
+			continue
+		}
+		for _, bin := range bins {
+			per, err := idleRSS(ctx, env, k, bin.path, n, settleFor)
+			if err != nil {
+				return "", fmt.Errorf("%s (%s): %w", k.name, bin.name, err)
+			}
+			cells = append(cells, memCell{k, bin.name, per})
+		}
+	}
+	for _, c := range cells {
+		if c.kind.redis {
+			fmt.Fprintf(&b, "| %s | - | %.0f bytes | - |\n", c.kind.name, c.per)
+			continue
+		}
+		// A client that spoke first is compared with Redis's after PING,
+		// a silent one with Redis's silent one.
+		r := redisPer[c.kind.hello != nil]
+		fmt.Fprintf(&b, "| %s | %s | %.0f bytes | %.2f× |\n", c.kind.name, c.bin, c.per, c.per/r)
+	}
+	fmt.Fprintf(&b, "\nA client that spoke first (a letter, a hello) is compared with Redis's after PING, a silent one with Redis's silent one. Kernel socket buffers are in no row. The open-file limit of this process was %d", limit)
+	if limit < 100000+1000 {
+		b.WriteString(", so 100,000 connections could not be measured here (the hard limit cannot be raised without CAP_SYS_RESOURCE)")
+	}
+	b.WriteString(".\n\n")
 
-	// Redis, in the same run.
+	// Letters.
 	redisPort, err := freePort()
 	if err != nil {
 		return "", err
 	}
-	rs, err := redistest.Start(filepath.Join(env.tmp, "redis-idlemem"), redisPort, "--maxclients", strconv.Itoa(n+100))
+	rs, err := redisproc.Start(filepath.Join(env.tmp, "redis-idlemem"), redisPort, "--maxclients", "10100")
 	if err != nil {
 		return "", err
 	}
 	defer rs.Stop()
-	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr(), PoolSize: 1})
-	defer rdb.Close()
-	usedBefore, err := usedMemory(ctx, rdb)
-	if err != nil {
-		return "", err
+	type rateKey struct {
+		clients int
+		target  string
 	}
-	settle()
-	rBefore := vmRSS(rs.Pid())
-	conns, err = openIdle(rs.Addr(), n, func(c net.Conn, _ int) error {
-		if _, err := c.Write([]byte("PING\r\n")); err != nil {
-			return err
+	rates := map[rateKey][]float64{}
+	targets := []string{}
+	for _, bin := range bins {
+		targets = append(targets, "strsvr classic, "+bin.name, "strsvr framed, "+bin.name)
+	}
+	targets = append(targets, "Redis MULTI APPEND GET EXEC")
+	for round := range rounds {
+		for _, clients := range []int{2, 100, 1000, 5000} {
+			letters := perClient[clients]
+			// Alternate which build goes first from round to round.
+			order := slices.Clone(bins)
+			if round%2 == 1 {
+				slices.Reverse(order)
+			}
+			for _, bin := range order {
+				for _, framed := range []bool{false, true} {
+					name := "strsvr classic, " + bin.name
+					if framed {
+						name = "strsvr framed, " + bin.name
+					}
+					env.logf("idlemem: %s, %d clients, round %d", name, clients, round+1)
+					cell, err := strsvrLetters(ctx, bin.path, clients, letters, framed)
+					if err != nil {
+						return "", fmt.Errorf("%s, %d clients: %w", name, clients, err)
+					}
+					rates[rateKey{clients, name}] = append(rates[rateKey{clients, name}], cell.rate())
+				}
+			}
+			env.logf("idlemem: Redis, %d clients, round %d", clients, round+1)
+			cell, err := benchRawRedis(ctx, rs, fmt.Sprintf("idlemem:%d:%d", clients, round), clients, letters)
+			if err != nil {
+				return "", fmt.Errorf("letters to Redis, %d clients: %w", clients, err)
+			}
+			rates[rateKey{clients, targets[len(targets)-1]}] = append(rates[rateKey{clients, targets[len(targets)-1]}], cell.rate())
 		}
-		line, err := bufio.NewReader(c).ReadString('\n')
-		if err == nil && line != "+PONG\r\n" {
-			err = fmt.Errorf("PING answered %q", line)
+	}
+	fmt.Fprintf(&b, "### Letters per second, in the same run\n\nEach client sends a letter and waits for its reply (%d, %d, %d and %d letters per client at 2, 100, 1,000 and 5,000 clients), v empty at the start of each run; strsvr driven by the sharedstring section's epoll load generator, Redis by go-redis. Median of %d rounds (range), the builds alternating in order:\n\n", perClient[2], perClient[100], perClient[1000], perClient[5000], rounds)
+	b.WriteString("| target | 2 clients | 100 clients | 1,000 clients | 5,000 clients |\n|---|---:|---:|---:|---:|\n")
+	for _, t := range targets {
+		fmt.Fprintf(&b, "| %s |", t)
+		for _, clients := range []int{2, 100, 1000, 5000} {
+			r := rates[rateKey{clients, t}]
+			slices.Sort(r)
+			fmt.Fprintf(&b, " %.0f (%.0f-%.0f) |", r[len(r)/2], r[0], r[len(r)-1])
 		}
-		return err
-	})
-	if err != nil {
-		return "", fmt.Errorf("redis clients: %w", err)
+		b.WriteString("\n")
 	}
-	settle()
-	rAfter := vmRSS(rs.Pid())
-	usedAfter, err := usedMemory(ctx, rdb)
-	if err != nil {
-		closeAll(conns)
-		return "", err
-	}
-	totMem, clients, err := clientTotMem(ctx, rdb)
-	closeAll(conns)
-	if err != nil {
-		return "", err
-	}
-	redisRSSPer := float64(rAfter-rBefore) / float64(n)
-	redisUsedPer := float64(usedAfter-usedBefore) / float64(n)
-	env.logf("idlemem: redis RSS %d -> %d, used_memory %d -> %d, tot-mem %d over %d clients", rBefore, rAfter, usedBefore, usedAfter, totMem, clients)
 
-	var b strings.Builder
-	fmt.Fprintf(&b, "Server memory per idle connection with %d clients connected at once, in the same run (strsvr: each sent one letter and read its reply, classic; Redis: each sent PING and read PONG):\n\n", n)
-	b.WriteString("| server | resident memory per client | own accounting per client |\n|---|---:|---:|\n")
-	fmt.Fprintf(&b, "| strsvr --keep (in-memory v) | %.0f bytes | - |\n", strsvrPer)
-	fmt.Fprintf(&b, "| redis-server | %.0f bytes | %.0f bytes (INFO used_memory), %.0f bytes (CLIENT LIST tot-mem) |\n", redisRSSPer, redisUsedPer, float64(totMem)/float64(max(clients, 1)))
-	fmt.Fprintf(&b, "\nstrsvr/Redis, resident memory per client: %.2f×. Resident memory is VmRSS after the clients connected, less before, over the clients; it leaves out the kernel's socket buffers, which are the same for both. strsvr holds, per client, one goroutine (its stack) blocked in Read, a 4 KiB read buffer and the connection's state; Redis holds a client structure and its query buffer in one thread's event loop.\n", strsvrPer/redisRSSPer)
+	// Idle CPU.
+	b.WriteString("\n### Idle CPU\n\n1,000 clients, each silent after one letter, settled as above; CPU over the next 10 s:\n\n| server | build | CPU |\n|---|---|---:|\n")
+	for _, bin := range bins {
+		cpu, err := idleStrsvrCPU(ctx, bin.path, 1000, settleFor, 10*time.Second)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(&b, "| strsvr --keep | %s | %.1f%% |\n", bin.name, cpu)
+	}
+	b.WriteString("\nHow a quiet connection is kept, and what each part of it costs: docs/reliability.md, \"Memory per idle connection\".\n")
 	return b.String(), nil
 }
 
-// settle lets a server finish what the last clients caused before its
-// memory is read.
-func settle() { time.Sleep(2 * time.Second) }
+// idleRSS opens n connections of kind k to a fresh server (tcplab at bin,
+// or redis-server) and returns its resident memory per connection once
+// settled.
+func idleRSS(ctx context.Context, env *benchEnv, k idleKind, bin string, n int, settleFor time.Duration) (float64, error) {
+	var pid int
+	var addr string
+	if k.redis {
+		port, err := freePort()
+		if err != nil {
+			return 0, err
+		}
+		rs, err := redisproc.Start(filepath.Join(env.tmp, fmt.Sprintf("redis-idle-%d", port)), port, "--maxclients", strconv.Itoa(n+100))
+		if err != nil {
+			return 0, err
+		}
+		defer rs.Stop()
+		pid, addr = rs.Pid(), rs.Addr()
+	} else {
+		cmd, port, err := startOnFreePort(func(port string) *exec.Cmd {
+			c := exec.CommandContext(ctx, bin, k.argv(n, port)...)
+			c.Stderr = io.Discard
+			return c
+		}, false)
+		if err != nil {
+			return 0, err
+		}
+		defer stopProcess(cmd, 5*time.Second)
+		pid, addr = cmd.Process.Pid, net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	}
+	// The cost is the slope between n/2 and n connections, each count
+	// settled: what the server's start-up left (garbage it may or may not
+	// have returned by then) is in both and cancels out.
+	half := n / 2
+	first, err := openIdle(addr, half, k.hello, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer closeAll(first)
+	time.Sleep(settleFor) // the pause is the point: the servers settle
+	before := vmRSS(pid)
+	second, err := openIdle(addr, n-half, k.hello, half)
+	if err != nil {
+		return 0, err
+	}
+	defer closeAll(second)
+	time.Sleep(settleFor)
+	after := vmRSS(pid)
+	env.logf("idlemem: %s: RSS %d with %d connections, %d with %d", k.name, before, half, after, n)
+	return float64(after-before) / float64(n-half), nil
+}
 
-// openIdle opens n connections to addr, running hello on each in turn,
-// and returns them open.
-func openIdle(addr string, n int, hello func(c net.Conn, i int) error) ([]net.Conn, error) {
+// strsvrLetters runs the epoll load generator against a fresh strsvr
+// --keep of the binary bin.
+func strsvrLetters(ctx context.Context, bin string, clients, letters int, framed bool) (redisCell, error) {
+	cmd, port, err := startOnFreePort(func(p string) *exec.Cmd {
+		return exec.CommandContext(ctx, bin, "strsvr", "--keep", "--max-conns", "6000", "--max-conns-per-addr", "-1", p)
+	}, true)
+	if err != nil {
+		return redisCell{}, err
+	}
+	defer stopProcess(cmd, 5*time.Second)
+	return loadgenRun{addr: "127.0.0.1:" + strconv.Itoa(port), clients: clients, letters: letters,
+		framed: framed, limit: 2 * time.Minute, svrPids: []int{cmd.Process.Pid}, cpu: -1}.run()
+}
+
+// idleStrsvrCPU is the CPU strsvr (bin) uses over d, in percent of one
+// core, with clients silent after one letter each, settled for settleFor.
+func idleStrsvrCPU(ctx context.Context, bin string, clients int, settleFor, d time.Duration) (float64, error) {
+	cmd, port, err := startOnFreePort(func(p string) *exec.Cmd {
+		return exec.CommandContext(ctx, bin, "strsvr", "--keep", "--no-discovery", "--max-conns-per-addr", "-1", p)
+	}, false)
+	if err != nil {
+		return 0, err
+	}
+	defer stopProcess(cmd, 5*time.Second)
+	conns, err := openIdle("127.0.0.1:"+strconv.Itoa(port), clients, idleKinds()[1].hello, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer closeAll(conns)
+	time.Sleep(settleFor) // the pause is the point: parked, trimmed
+	c0 := procCPU(cmd.Process.Pid)
+	time.Sleep(d)
+	return (procCPU(cmd.Process.Pid) - c0) / d.Seconds() * 100, nil
+}
+
+// openIdle opens n connections to addr, running hello (if set) on each in
+// turn (the first is the from-th client of the server), and returns them
+// open.
+func openIdle(addr string, n int, hello func(c net.Conn, i int) error, from int) ([]net.Conn, error) {
 	conns := make([]net.Conn, 0, n)
 	for i := range n {
 		c, err := net.DialTimeout("tcp", addr, 10*time.Second)
@@ -143,8 +343,11 @@ func openIdle(addr string, n int, hello func(c net.Conn, i int) error) ([]net.Co
 			return nil, fmt.Errorf("client %d: %w", i, err)
 		}
 		conns = append(conns, c)
+		if hello == nil {
+			continue
+		}
 		c.SetDeadline(time.Now().Add(30 * time.Second))
-		if err := hello(c, i); err != nil {
+		if err := hello(c, from+i); err != nil {
 			closeAll(conns)
 			return nil, fmt.Errorf("client %d: %w", i, err)
 		}
@@ -175,50 +378,17 @@ func vmRSS(pid int) int64 {
 	return 0
 }
 
-func usedMemory(ctx context.Context, rdb *redis.Client) (int64, error) {
-	info, err := rdb.Info(ctx, "memory").Result()
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory:"); ok {
-			return strconv.ParseInt(v, 10, 64)
-		}
-	}
-	return 0, errors.New("no used_memory in INFO memory")
-}
-
-// clientTotMem sums tot-mem over CLIENT LIST (this connection's own entry
-// left out) and returns it with the number of clients.
-func clientTotMem(ctx context.Context, rdb *redis.Client) (int64, int, error) {
-	list, err := rdb.ClientList(ctx).Result()
-	if err != nil {
-		return 0, 0, err
-	}
-	var sum int64
-	n := 0
-	for _, line := range strings.Split(list, "\n") {
-		if line == "" || strings.Contains(line, "cmd=client|list") {
-			continue
-		}
-		for _, f := range strings.Fields(line) {
-			if v, ok := strings.CutPrefix(f, "tot-mem="); ok {
-				m, _ := strconv.ParseInt(v, 10, 64)
-				sum += m
-				n++
-			}
-		}
-	}
-	return sum, n, nil
-}
-
 // raiseFileLimit lifts the soft limit on open files towards want (up to
-// the hard limit), for the clients this process holds.
-func raiseFileLimit(want int) {
+// the hard limit), for the clients this process holds, and returns the
+// limit now in force.
+func raiseFileLimit(want int) int {
 	var l syscall.Rlimit
-	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l) != nil || l.Cur >= uint64(want) {
-		return
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l) != nil {
+		return 0
 	}
-	l.Cur = min(uint64(want), l.Max)
-	syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
+	if l.Cur < uint64(want) {
+		l.Cur = min(uint64(want), l.Max)
+		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
+	}
+	return int(l.Cur)
 }

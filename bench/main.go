@@ -43,6 +43,9 @@ type section struct {
 	// doc is the Markdown file the section's results go to (default
 	// docs/benchmarks.md; -out overrides it for every section).
 	doc string
+	// also names other documents whose block for this section (between
+	// the same markers) is replaced with the result too.
+	also []string
 }
 
 var sections []section
@@ -55,7 +58,11 @@ type benchEnv struct {
 	root   string // repository root
 	tmp    string // scratch directory, removed afterwards
 	quick  bool   // smaller runs, for checking the harness itself
-	logf   func(format string, args ...any)
+	// baseline, if set (-baseline REV), is a tcplab binary built from
+	// another revision, for sections that compare before and after in
+	// the same run (idlemem).
+	baseline, baselineRev string
+	logf                  func(format string, args ...any)
 }
 
 func main() {
@@ -63,6 +70,7 @@ func main() {
 	out := flag.String("out", "", "Markdown file to update (default docs/benchmarks.md, or the section's own: nemesis writes docs/reliability.md)")
 	quick := flag.Bool("quick", false, "small runs, to check the harness (results not written)")
 	binary := flag.String("binary", "", "measure this tcplab binary instead of building one (another build: the figures before a change)")
+	baselineRev := flag.String("baseline", "", "a git revision to build tcplab from as well, for the sections that compare before and after in one run (idlemem)")
 	floorPort := flag.Int("floor-server", 0, "serve the sharedstring section's floor server on this port and do nothing else (the section starts it)")
 	flag.Parse()
 	log.SetFlags(0)
@@ -92,6 +100,12 @@ func main() {
 		}
 	}
 	env := &benchEnv{tcplab: bin, root: root, tmp: tmp, quick: *quick, logf: log.Printf}
+	if *baselineRev != "" {
+		if env.baseline, err = buildRevision(ctx, root, tmp, *baselineRev); err != nil {
+			log.Fatalf("build tcplab at %s: %v", *baselineRev, err)
+		}
+		env.baselineRev = *baselineRev
+	}
 
 	slices.SortFunc(sections, func(a, b section) int { return a.order - b.order })
 	want := map[string]bool{}
@@ -135,9 +149,42 @@ func main() {
 		}
 		log.Printf("wrote %s", file)
 	}
+	for _, s := range sections {
+		md, ok := results[cmp.Or(*out, s.doc, "docs/benchmarks.md")][s.name]
+		if !ok || *quick {
+			continue
+		}
+		for _, doc := range s.also {
+			if err := updateExisting(doc, s.name, md); err != nil {
+				log.Fatal(err)
+			}
+			log.Printf("wrote %s", doc)
+		}
+	}
 	if failed {
 		os.Exit(1)
 	}
+}
+
+// buildRevision builds tcplab from revision rev of the repository at root
+// (git archive, so the work tree is not touched) and returns the binary.
+func buildRevision(ctx context.Context, root, tmp, rev string) (string, error) {
+	src := filepath.Join(tmp, "baseline-src")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		return "", err
+	}
+	archive := exec.CommandContext(ctx, "sh", "-c", `git -C "$1" archive "$2" | tar -x -C "$3"`, "sh", root, rev, src)
+	archive.Stderr = os.Stderr
+	if err := archive.Run(); err != nil {
+		return "", fmt.Errorf("git archive: %w", err)
+	}
+	bin := filepath.Join(tmp, "tcplab-baseline")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/tcplab")
+	build.Dir, build.Stdout, build.Stderr = src, os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return "", err
+	}
+	return bin, nil
 }
 
 // update replaces, in the Markdown file at path, the block of each section
@@ -176,6 +223,21 @@ except the faults section's, which stays inside network namespaces the bench
 makes and removes.
 The machine is shared, so expect a few percent of noise between runs.
 `
+
+// updateExisting replaces the block of section name in the document at
+// path; the document must already have the block's markers.
+func updateExisting(path, name, md string) error {
+	old, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	re := regexp.MustCompile(`(?s)<!-- bench:` + regexp.QuoteMeta(name) + ` -->.*?<!-- /bench:` + regexp.QuoteMeta(name) + ` -->`)
+	if !re.Match(old) {
+		return fmt.Errorf("%s has no <!-- bench:%s --> block", path, name)
+	}
+	block := fmt.Sprintf("<!-- bench:%s -->\n%s<!-- /bench:%s -->", name, md, name)
+	return os.WriteFile(path, re.ReplaceAllLiteral(old, []byte(block)), 0o644)
+}
 
 // machine describes this computer in one line: CPU model, cores, memory,
 // kernel, Go version.

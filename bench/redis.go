@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/tcplab/tcplab/internal/redistest"
+	"github.com/tcplab/tcplab/internal/redisproc"
 	"github.com/tcplab/tcplab/sharedstring"
 )
 
@@ -58,7 +58,7 @@ func benchRedis(ctx context.Context, env *benchEnv) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	rs, err := redistest.Start(filepath.Join(env.tmp, "redis"), redisPort)
+	rs, err := redisproc.Start(filepath.Join(env.tmp, "redis"), redisPort)
 	if err != nil {
 		return "", err
 	}
@@ -112,7 +112,7 @@ func benchRedis(ctx context.Context, env *benchEnv) (string, error) {
 // benchStrsvrGroup starts servers strsvr processes (on the Redis store at
 // url, or in memory when url is ""), spreads clients over them, and has
 // each client send letters one at a time, waiting for each reply.
-func benchStrsvrGroup(ctx context.Context, env *benchEnv, rs *redistest.Server, url string, servers, clients, letters int) (redisCell, error) {
+func benchStrsvrGroup(ctx context.Context, env *benchEnv, rs *redisproc.Server, url string, servers, clients, letters int) (redisCell, error) {
 	var cmds []*exec.Cmd
 	var ports []string
 	defer func() {
@@ -173,7 +173,7 @@ func benchStrsvrGroup(ctx context.Context, env *benchEnv, rs *redistest.Server, 
 
 // benchRawRedis is Redis alone doing a strsvr's work per letter: one
 // connection per client, MULTI APPEND GET EXEC in one round trip.
-func benchRawRedis(ctx context.Context, rs *redistest.Server, key string, clients, letters int) (redisCell, error) {
+func benchRawRedis(ctx context.Context, rs *redisproc.Server, key string, clients, letters int) (redisCell, error) {
 	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr(), PoolSize: clients, MaxRetries: -1, DisableIdentity: true})
 	defer rdb.Close()
 	// Open every connection before the clock starts.

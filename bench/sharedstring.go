@@ -16,7 +16,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tcplab/tcplab/internal/redistest"
+	"github.com/tcplab/tcplab/internal/redisproc"
 )
 
 // The shared-string section (issue 4): letters per second and latency with
@@ -54,7 +54,7 @@ func benchSharedString(ctx context.Context, env *benchEnv) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	rs, err := redistest.Start(filepath.Join(env.tmp, "redis-sharedstring"), redisPort)
+	rs, err := redisproc.Start(filepath.Join(env.tmp, "redis-sharedstring"), redisPort)
 	if err != nil {
 		return "", err
 	}
@@ -317,7 +317,7 @@ func classicRun(port string, pid, clients, letters int) (redisCell, error) {
 
 // idleCPU connects clients silent clients to a fresh server of the given
 // kind and returns the server's CPU use over d, in percent of one core.
-func idleCPU(ctx context.Context, env *benchEnv, kind, pyPath string, rs *redistest.Server, clients int, d time.Duration) (float64, error) {
+func idleCPU(ctx context.Context, env *benchEnv, kind, pyPath string, rs *redisproc.Server, clients int, d time.Duration) (float64, error) {
 	var pid int
 	var addr string
 	switch kind {

@@ -36,6 +36,7 @@ type Result struct {
 // ErrEmptyAnswer is returned when the server closes the connection without
 // sending a byte: a multicopy server always sends at least one copy, so
 // this is a server that was stopped or gave up, never an empty answer.
+// Fetch wraps it; a caller tells it with errors.Is.
 var ErrEmptyAnswer = errors.New("the server closed the connection without sending anything")
 
 // Fetch is tmc: it sends msg on conn, half-closes its sending side, and

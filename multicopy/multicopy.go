@@ -70,7 +70,7 @@ const (
 )
 
 // ErrNoMessage is returned when a client closes or times out before sending
-// a single byte.
+// a single byte; a caller of Echo tells it with errors.Is.
 var ErrNoMessage = stream.ErrNoMessage
 
 // readMessage reads the client's message by the rule in the package
@@ -81,8 +81,8 @@ var ErrNoMessage = stream.ErrNoMessage
 // arriving when timeout ends is an error, not a message, so a client
 // cannot hold the connection by trickling bytes.
 // It gives up when ctx ends. It is stream.ReadMessage with tms's rule.
-func readMessage(ctx context.Context, conn net.Conn, max int, gap, timeout time.Duration) ([]byte, error) {
-	msg, err := stream.ReadMessage(ctx, conn, stream.MessageEnd{Max: max, Gap: gap, Timeout: timeout, Settle: true})
+func readMessage(ctx context.Context, conn net.Conn, max int, gap, timeout time.Duration, start time.Time) ([]byte, error) {
+	msg, err := stream.ReadMessage(ctx, conn, stream.MessageEnd{Max: max, Gap: gap, Timeout: timeout, Start: start, Settle: true})
 	if err != nil && ctx.Err() == nil && !errors.Is(err, stream.ErrNoMessage) && !errors.Is(err, stream.ErrMessageTimeout) {
 		err = plain(err)
 	}
@@ -121,7 +121,8 @@ type Transfer struct {
 }
 
 // ErrCutShort is wrapped by Echo's error when the transfer was stopped
-// (the server is shutting down) before every copy was sent.
+// (the server is shutting down) before every copy was sent; a caller of
+// Echo tells it with errors.Is.
 var ErrCutShort = errors.New("transfer cut short: the connection is reset")
 
 // Echo serves one client on conn: read the message, wait for the
@@ -133,13 +134,19 @@ var ErrCutShort = errors.New("transfer cut short: the connection is reset")
 // never an end of file that looks like a complete answer. After the last
 // copy the ordinary close is restored, so a complete answer ends with FIN.
 func (s *Server) Echo(ctx context.Context, conn net.Conn) (Transfer, error) {
+	return s.echo(ctx, conn, time.Now())
+}
+
+// echo is Echo for a connection accepted at start, from which
+// ReadTimeout runs.
+func (s *Server) echo(ctx context.Context, conn net.Conn, start time.Time) (Transfer, error) {
 	var t Transfer
 	endpoint.Reset(conn)
 	// Stop a transfer in flight, or a message still arriving, when the
 	// server is closed (SIGINT in the one-client mode).
 	stop := endpoint.StopOnCancel(ctx, conn)
 	defer stop()
-	msg, err := readMessage(ctx, conn, MaxMessage, cmp.Or(s.QuietGap, DefaultQuietGap), cmp.Or(s.ReadTimeout, DefaultReadTimeout))
+	msg, err := readMessage(ctx, conn, MaxMessage, cmp.Or(s.QuietGap, DefaultQuietGap), cmp.Or(s.ReadTimeout, DefaultReadTimeout), start)
 	if err != nil {
 		if errors.Is(err, stream.ErrMessageTimeout) {
 			// Tell the client, with a reset rather than the FIN of a
@@ -166,9 +173,9 @@ func (s *Server) Echo(ctx context.Context, conn net.Conn) (Transfer, error) {
 			return t, fmt.Errorf("%w: before sending anything to %s: %w", ErrCutShort, conn.RemoteAddr(), err)
 		}
 	}
-	start := time.Now()
+	sending := time.Now()
 	t.Sent, err = stream.WriteRepeated(conn, msg, copies, cmp.Or(s.WriteIdle, DefaultWriteIdle))
-	t.Elapsed = time.Since(start)
+	t.Elapsed = time.Since(sending)
 	want := copies * int64(len(msg))
 	if err != nil {
 		if ctx.Err() != nil {
@@ -230,15 +237,28 @@ func finish(ctx context.Context, conn net.Conn, wait time.Duration) {
 const finishPoll = 20 * time.Millisecond
 
 // ServeConn serves one client with Echo and logs the outcome (a
-// server.Handler); a client that fails costs nothing to the others.
+// server.Handler); a client that fails costs nothing to the others. Until
+// the client's first bytes come, its connection is parked (server.Park):
+// a client that connects and says nothing holds no goroutine.
 func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
-	t, err := s.echoLogged(ctx, conn)
-	switch {
-	case err == nil:
-		s.logger().Info("transfer done", "client", conn.RemoteAddr().String(), "message_bytes", len(t.Message), "sent_bytes", t.Sent, "elapsed", t.Elapsed)
-	case !errors.Is(err, ErrCutShort):
-		s.logger().Info("transfer failed", "client", conn.RemoteAddr().String(), "err", err)
+	s.clientIsAt(conn)
+	start := time.Now()
+	// A parked connection that the server closes must end with a reset
+	// too (see Echo).
+	endpoint.Reset(conn)
+	serve := func(ctx context.Context, conn net.Conn) {
+		t, err := s.echoLogged(ctx, conn, start)
+		switch {
+		case err == nil:
+			s.logger().Info("transfer done", "client", conn.RemoteAddr().String(), "message_bytes", len(t.Message), "sent_bytes", t.Sent, "elapsed", t.Elapsed)
+		case !errors.Is(err, ErrCutShort):
+			s.logger().Info("transfer failed", "client", conn.RemoteAddr().String(), "err", err)
+		}
 	}
+	if server.Park(ctx, conn, start.Add(cmp.Or(s.ReadTimeout, DefaultReadTimeout)), serve) {
+		return
+	}
+	serve(ctx, conn)
 }
 
 // ServeOne is tms.py's whole life: accept one client on ln, stop
@@ -263,23 +283,26 @@ func (s *Server) ServeOne(ctx context.Context, ln net.Listener) (Transfer, error
 	if err := server.DetectVanishedPeer(conn, net.KeepAliveConfig{}, s.UserTimeout()); err != nil {
 		s.logger().Warn("a vanished client may go unnoticed", "err", err)
 	}
-	t, err := s.echoLogged(ctx, conn)
+	s.clientIsAt(conn)
+	t, err := s.echoLogged(ctx, conn, time.Now())
 	if err == nil {
 		s.logger().Info("transfer done", "sent_bytes", t.Sent, "elapsed", t.Elapsed)
 	}
 	return t, err
 }
 
-// echoLogged is Echo with tms.py's "client is at" line first and a log
-// line for a transfer cut short.
-func (s *Server) echoLogged(ctx context.Context, conn net.Conn) (Transfer, error) {
-	client := conn.RemoteAddr().String()
+// clientIsAt writes tms.py's "client is at" line.
+func (s *Server) clientIsAt(conn net.Conn) {
 	if s.ClientLog != nil {
-		fmt.Fprintf(s.ClientLog, "client is at %s\n", client)
+		fmt.Fprintf(s.ClientLog, "client is at %s\n", conn.RemoteAddr())
 	}
-	t, err := s.Echo(ctx, conn)
+}
+
+// echoLogged is echo with a log line for a transfer cut short.
+func (s *Server) echoLogged(ctx context.Context, conn net.Conn, start time.Time) (Transfer, error) {
+	t, err := s.echo(ctx, conn, start)
 	if errors.Is(err, ErrCutShort) {
-		s.logger().Warn("transfer reset", "client", client, "sent_bytes", t.Sent, "err", err)
+		s.logger().Warn("transfer reset", "client", conn.RemoteAddr().String(), "sent_bytes", t.Sent, "err", err)
 	}
 	return t, err
 }

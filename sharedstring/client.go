@@ -170,6 +170,7 @@ func (c *Client) hello() error {
 // Probe asks, over UDP to addr's IP and port, whether a tcplab strsvr
 // serves there. It answers false on any doubt: no answer within timeout,
 // a port unreachable (immediate on loopback), or a wrong answer.
+// Exported for another client of the protocol; Dial probes by itself.
 func Probe(ctx context.Context, addr net.Addr, timeout time.Duration) bool {
 	ta, ok := addr.(*net.TCPAddr)
 	if !ok {
@@ -451,7 +452,7 @@ func (p *replyPace) add(n int, at time.Time) {
 //     in one call, which TCP cuts into full segments and a shorter last
 //     one, so the sender was most likely cut off mid-reply (a stall, a
 //     blackout, a lost segment with nothing after it); waited for up to
-//     FullSegmentWait (3 s), or four retransmission timeouts if longer;
+//     fullSegmentWait (3 s), or four retransmission timeouts if longer;
 //   - otherwise (a short last segment: how a reply ends) twice the round
 //     trip and three times the longest pause between the reply's
 //     segments so far, so that a slow link's next segment is waited for;
@@ -475,14 +476,14 @@ func (c *Client) quietFor(p *replyPace) time.Duration {
 	// it is the largest segment seen so far, so on loopback (MSS 65,483)
 	// every reply longer than the ones before would look full.
 	if mss := st.SndMSS; mss > 0 && p.bytes%mss == 0 {
-		q = max(q, FullSegmentWait, 4*st.RTO)
+		q = max(q, fullSegmentWait, 4*st.RTO)
 	}
 	return min(q, c.opts.ReplyTimeout)
 }
 
-// FullSegmentWait is the least a classic client waits for more of a reply
+// fullSegmentWait is the least a classic client waits for more of a reply
 // whose bytes so far fill whole segments (see quietFor).
-const FullSegmentWait = 3 * time.Second
+const fullSegmentWait = 3 * time.Second
 
 // checkNothingPending fails if bytes have arrived since the last reply was
 // taken as whole: they are the rest of it.

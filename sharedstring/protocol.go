@@ -94,6 +94,10 @@ import (
 	"time"
 )
 
+// The framed protocol's constants (the wire format is in the package doc).
+// With Hello, ReadFrame and Probe they are exported for another
+// implementation of the protocol; tcplab's own client and server are this
+// package's Client and Server.
 const (
 	magic = "\xfftcplab-strsvr" // 14 bytes
 	// ProtocolVersion is the version byte of probe, answer and hello.
@@ -193,7 +197,8 @@ var ErrProtocol = errors.New("framed protocol error")
 // copy of v) and returns the frame's kind, the length n of the v it reports
 // (v is have[:n]) and the grown copy. It refuses, with an error wrapping
 // ErrProtocol, an unknown kind, a copy that would exceed maxValue and an n
-// beyond the copy, before reading any data it would refuse.
+// beyond the copy, before reading any data it would refuse. Exported for
+// another client of the framed protocol; Client reads with it.
 func ReadFrame(br *bufio.Reader, have []byte, maxValue int) (kind byte, n int, v []byte, err error) {
 	var hdr [FrameHeaderLen]byte
 	if _, err := io.ReadFull(br, hdr[:]); err != nil {

@@ -44,7 +44,7 @@ func TestQuietForFullSegmentsOnly(t *testing.T) {
 			t.Fatal(err)
 		}
 		p := replyPace{bytes: n}
-		if q := c.quietFor(&p); q >= FullSegmentWait {
+		if q := c.quietFor(&p); q >= fullSegmentWait {
 			t.Errorf("a %d-byte reply on loopback (MSS %d) waits %v, as if it filled whole segments", n, st.SndMSS, q)
 		}
 	}
@@ -52,7 +52,7 @@ func TestQuietForFullSegmentsOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := replyPace{bytes: 2 * st.SndMSS}
-	if q := c.quietFor(&p); q < FullSegmentWait {
+	if q := c.quietFor(&p); q < fullSegmentWait {
 		t.Errorf("a reply of two full segments (%d bytes) waits only %v", p.bytes, q)
 	}
 }

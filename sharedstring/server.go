@@ -91,6 +91,14 @@ type Server struct {
 	// by default.
 	MaxWatchers int
 
+	// ParkAfter is how long a client may be silent before its connection
+	// gives back its goroutine and read buffer and waits in the server's
+	// readiness set instead (see server.Park): a watcher, or a person
+	// thinking at a prompt, then costs its connection's state only. Zero
+	// means server.DefaultParkAfter (1 s); negative, never (Run's
+	// server.Server.ParkAfter).
+	ParkAfter time.Duration
+
 	// WatchOutage is how long a watcher waits out a store that cannot be
 	// read (Redis stalled, lost, partitioned away) before it is ended with
 	// an 'e' frame saying so; until then it reads again whenever the store
@@ -102,18 +110,19 @@ type Server struct {
 	// Logger receives connection events. Nil discards.
 	Logger *slog.Logger
 
-	once   sync.Once
-	log    *slog.Logger
-	slots  int           // the server.Server's MaxConns, set by Configure
-	gate   chan struct{} // closed once WaitFor clients have joined
-	gated  sync.Once
-	joined atomic.Int64 // clients that ever joined
-	size   atomic.Int64 // the longest v seen, for MaxValue (not Capped stores)
-	capped store.Capped // Store, if it checks MaxValue itself
-	watch  atomic.Int64 // watch connections now
-	done   chan struct{}
-	ended  sync.Once
-	endErr error // why watching the group failed; set before done closes
+	once     sync.Once
+	log      *slog.Logger
+	slots    int           // the server.Server's MaxConns, set by Configure
+	gate     chan struct{} // closed once WaitFor clients have joined
+	gated    sync.Once
+	joined   atomic.Int64 // clients that ever joined
+	size     atomic.Int64 // the longest v seen, for MaxValue (not Capped stores)
+	capped   store.Capped // Store, if it checks MaxValue itself
+	watch    atomic.Int64 // watch connections now
+	watchers watchers     // they and the changes of v
+	done     chan struct{}
+	ended    sync.Once
+	endErr   error // why watching the group failed; set before done closes
 
 	gens store.Generational // Store, if it can lose v and begin again
 }
@@ -321,19 +330,22 @@ func (s *Server) watchGroup(ctx context.Context) {
 // how late after the last client leaves the server notices.
 const emptyCheckEvery = 10 * time.Millisecond
 
-// conn is one client's connection as the handler sees it.
+// conn is one client's connection as the handler sees it, and all that is
+// kept of it while it is parked (see serve): so it is kept small.
 type conn struct {
 	s                *Server
 	c                net.Conn
-	ctx              context.Context
-	log              *slog.Logger
+	leave            func()     // uncounts the client (Store.Join)
 	mu               sync.Mutex // serialises writes (replies and watch updates)
-	bufs             [][]byte   // scratch for writev
-	hdrs             []byte     // scratch for frame headers
+	sc               *scratch   // while a turn runs
 	have             int        // framed: how much of v the client holds
 	gen              uint64     // framed: the generation of v it holds (see staleGen)
-	readDeadlineSet  time.Time  // when the read deadline was last moved
-	writeDeadlineSet time.Time  // when the write deadline was last moved
+	heard            stamp      // when the client last sent bytes (or connected)
+	readDeadlineSet  stamp      // when the read deadline was last moved
+	writeDeadlineSet stamp      // when the write deadline was last moved
+	parkAfter        time.Duration
+	w                *watcher // a watch connection's state; nil otherwise
+	started          bool     // the first bytes have come: classic or framed is decided
 	framed           bool
 }
 
@@ -341,13 +353,11 @@ type conn struct {
 // leaves, is dropped, or ctx ends.
 func (s *Server) ServeConn(ctx context.Context, nc net.Conn) {
 	s.init()
-	log := s.log.With("client", nc.RemoteAddr().String())
 	leave, err := s.Store.Join(ctx)
 	if err != nil {
-		log.Warn("cannot count client; dropping it", "err", err)
+		s.log.Warn("cannot count client; dropping it", "client", clientAddr{nc}, "err", err)
 		return
 	}
-	defer leave()
 	if s.joined.Add(1) >= int64(s.WaitFor) {
 		s.gated.Do(func() {
 			select {
@@ -357,17 +367,61 @@ func (s *Server) ServeConn(ctx context.Context, nc net.Conn) {
 			}
 		})
 	}
-	log.Debug("client joined")
-	defer log.Debug("client left")
+	s.log.Debug("client joined", "client", clientAddr{nc})
+	c := &conn{s: s, c: nc, leave: leave}
 	select {
 	case <-s.gate:
 	case <-ctx.Done():
+		c.end(nil)
 		return
 	}
-	c := &conn{s: s, c: nc, ctx: ctx, log: log}
-	if err := c.serve(); err != nil {
-		log.Info("client dropped", "err", err)
+	c.heard = stampOf(time.Now())
+	c.parkAfter = server.ParkAfter(ctx, nc)
+	c.serve(ctx, nc)
+}
+
+// clientAddr logs a client's address, formatted only when the record is
+// written.
+type clientAddr struct{ c net.Conn }
+
+func (a clientAddr) LogValue() slog.Value { return slog.StringValue(a.c.RemoteAddr().String()) }
+
+// serve reads the client's bytes and answers them until the client has
+// been silent for ParkAfter (a person thinking, a watcher waiting for
+// changes); then it parks the connection (server.Park), and the server
+// calls serve again when the client sends more. While parked, a client
+// costs its connection and this struct: no goroutine, no read buffer. When
+// the client leaves or is dropped, serve ends the connection.
+func (c *conn) serve(ctx context.Context, nc net.Conn) {
+	// A client that has not spoken yet is parked at once: its first
+	// bytes may be a person's first letter, seconds away.
+	if !c.started && c.parkAfter > 0 && server.Park(ctx, nc, c.idleDeadline(), c.serve) {
+		return
 	}
+	for {
+		err := c.turn(ctx)
+		if err != errSilent {
+			c.end(err)
+			return
+		}
+		if server.Park(ctx, nc, c.idleDeadline(), c.serve) {
+			return
+		}
+	}
+}
+
+// end is the end of the client's connection, for the reason err (nil: it
+// left).
+func (c *conn) end(err error) {
+	if c.w != nil {
+		c.s.watchers.leave(c)
+		c.s.watch.Add(-1)
+	}
+	if err != nil {
+		c.s.log.Info("client dropped", "client", clientAddr{c.c}, "err", err)
+	}
+	c.s.log.Debug("client left", "client", clientAddr{c.c})
+	c.leave()
 }
 
 // Configure implements server.Configurer: the caps and manners of the
@@ -382,6 +436,7 @@ func (s *Server) ServeConn(ctx context.Context, nc net.Conn) {
 //   - UserTimeout: one that lets a watcher that pauses last WriteTimeout.
 //   - Grace: none. Every letter is answered as it comes: nothing in
 //     flight is worth a grace period, and v is printed right after.
+//   - ParkAfter: the Server's.
 //   - Logger: the Server's.
 func (s *Server) Configure(srv *server.Server) {
 	s.init()
@@ -399,6 +454,9 @@ func (s *Server) Configure(srv *server.Server) {
 	}
 	if srv.Grace == 0 {
 		srv.Grace = -1
+	}
+	if srv.ParkAfter == 0 {
+		srv.ParkAfter = s.ParkAfter
 	}
 	if srv.Logger == nil {
 		srv.Logger = s.log
@@ -462,64 +520,190 @@ func (s *Server) maxWatchers() int {
 
 var errValueFull = store.ErrFull
 
-// serve reads letters until the client leaves. It returns nil for a client
-// that closed its connection, and the reason otherwise.
-func (c *conn) serve() error {
-	buf := make([]byte, readChunk)
-	n, flags, framed, err := c.readFirst(buf)
-	if framed {
-		c.framed = true
-		if flags&FlagWatch != 0 {
-			limit := c.s.maxWatchers()
-			if c.s.watch.Add(1) > int64(limit) {
-				c.s.watch.Add(-1)
-				msg := fmt.Sprintf("too many watchers: this server serves at most %d at once", limit)
-				c.refuse(msg)
-				return errors.New(msg)
-			}
-			defer c.s.watch.Add(-1)
-		}
-		if err := c.hello(); err != nil {
-			return err
-		}
-		if flags&FlagWatch != 0 {
-			ctx, cancel := context.WithCancel(c.ctx)
-			done := make(chan struct{})
-			go func() { defer close(done); c.watch(ctx) }()
-			defer func() { cancel(); <-done }()
-		}
-		// The bytes after the hello are letters.
-		n = copy(buf, buf[HelloLen:n])
+// errSilent ends a turn: the client has sent nothing for ParkAfter.
+var errSilent = errors.New("silent for a while")
+
+// scratch is what a turn reads into and builds its replies in: only a
+// client that is talking holds one.
+type scratch struct {
+	buf  []byte   // what is read
+	bufs [][]byte // for writev
+	hdrs []byte   // frame headers
+}
+
+var scratches = sync.Pool{New: func() any { return &scratch{buf: make([]byte, readChunk)} }}
+
+// stamp is a time in a field kept while a client is parked: 8 bytes where
+// a time.Time takes 24. It is Unix nanoseconds; 0 is the zero time.
+type stamp int64
+
+func stampOf(t time.Time) stamp {
+	if t.IsZero() {
+		return 0
 	}
-	watching := framed && flags&FlagWatch != 0
-	if watching || c.s.readTimeout() == 0 {
-		// Waiting is what watchers do; and with no read timeout at all,
-		// the hello's short deadline that readFirst may have set must
-		// not outlive it.
-		c.c.SetReadDeadline(time.Time{})
+	return stamp(t.UnixNano())
+}
+
+func (s stamp) Time() time.Time {
+	if s == 0 {
+		return time.Time{}
 	}
+	return time.Unix(0, int64(s))
+}
+
+// turn reads letters and answers them until the client has been silent
+// for ParkAfter (errSilent), leaves (nil) or must be dropped (the reason).
+func (c *conn) turn(ctx context.Context) error {
+	c.sc = scratches.Get().(*scratch)
+	defer func() {
+		scratches.Put(c.sc)
+		c.sc = nil
+	}()
+	buf := c.sc.buf
+	turnStart := time.Now()
+	c.setReadDeadline(turnStart, turnStart)
 	for {
+		var n int
+		var err error
+		if c.started {
+			n, err = c.c.Read(buf)
+		} else {
+			var flags byte
+			var framed bool
+			n, flags, framed, err = c.readFirst(buf)
+			if n > 0 {
+				c.started = true
+				if framed {
+					if err := c.helloed(ctx, flags); err != nil {
+						return err
+					}
+					// The bytes after the hello are letters.
+					n = copy(buf, buf[HelloLen:n])
+				}
+				// The hello's short deadline ends; a watcher has none.
+				now := time.Now()
+				c.heard = stampOf(now)
+				c.setReadDeadline(now, turnStart)
+			}
+		}
 		if n > 0 {
-			if err := c.letters(buf[:n]); err != nil {
+			now := time.Now()
+			c.heard = stampOf(now)
+			c.refreshReadDeadline(now, turnStart)
+			if err := c.letters(ctx, buf[:n]); err != nil {
 				return err
 			}
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			if err := c.silence(time.Now(), turnStart); err != nil {
+				return err
+			}
+			continue
 		}
 		if err != nil {
 			return readErr(err)
 		}
-		if idle := c.s.readTimeout(); idle > 0 && !watching {
-			c.readDeadlineSet = refresh(c.c.SetReadDeadline, c.readDeadlineSet, idle)
-		}
-		n, err = c.c.Read(buf)
 	}
+}
+
+// helloed serves a framed client's hello: a watcher over the cap is
+// refused, any other gets the 'h' frame, and a watcher is signed up for
+// changes of v.
+func (c *conn) helloed(ctx context.Context, flags byte) error {
+	c.framed = true
+	watch := flags&FlagWatch != 0
+	if watch {
+		limit := c.s.maxWatchers()
+		if c.s.watch.Add(1) > int64(limit) {
+			c.s.watch.Add(-1)
+			msg := fmt.Sprintf("too many watchers: this server serves at most %d at once", limit)
+			c.refuse(msg)
+			return errors.New(msg)
+		}
+		c.w = &watcher{}
+	}
+	if err := c.hello(); err != nil {
+		return err
+	}
+	if watch {
+		c.s.watchers.join(ctx, c)
+	}
+	return nil
+}
+
+// silence is what a read timeout at now means: the client sent nothing
+// for the read timeout (an error that drops it), or for ParkAfter
+// (errSilent); otherwise (nil) the deadline moved on meanwhile, and is set
+// anew.
+func (c *conn) silence(now, turnStart time.Time) error {
+	if idle := c.readIdle(); idle > 0 && now.Sub(c.heard.Time()) >= idle-idle/16 {
+		return errors.New("idle: sent nothing for the read timeout")
+	}
+	if c.parkAfter > 0 && !now.Before(c.readDeadline(turnStart).Add(-c.parkAfter/16)) {
+		return errSilent
+	}
+	c.setReadDeadline(now, turnStart)
+	return nil
+}
+
+// readIdle is the read timeout that applies to c: none for a watcher,
+// since waiting is what watchers do.
+func (c *conn) readIdle() time.Duration {
+	if c.w != nil {
+		return 0
+	}
+	return c.s.readTimeout()
+}
+
+// idleDeadline is when c is dropped if the client stays silent; the zero
+// time if never.
+func (c *conn) idleDeadline() time.Time {
+	if idle := c.readIdle(); idle > 0 {
+		return c.heard.Time().Add(idle)
+	}
+	return time.Time{}
+}
+
+// readDeadline is the read deadline for a turn that began at turnStart:
+// the read timeout after the client's last bytes, or ParkAfter after
+// those or the turn's start, whichever comes first.
+func (c *conn) readDeadline(turnStart time.Time) time.Time {
+	d := c.idleDeadline()
+	if c.parkAfter > 0 {
+		quiet := c.heard.Time()
+		if turnStart.After(quiet) {
+			quiet = turnStart
+		}
+		if q := quiet.Add(c.parkAfter); d.IsZero() || q.Before(d) {
+			d = q
+		}
+	}
+	return d
+}
+
+func (c *conn) setReadDeadline(now, turnStart time.Time) {
+	c.c.SetReadDeadline(c.readDeadline(turnStart))
+	c.readDeadlineSet = stampOf(now)
+}
+
+// refreshReadDeadline moves the read deadline after bytes came, unless it
+// was moved less than a sixteenth of the shorter limit ago: a busy client
+// does not move a timer for every read, and the limits hold to within a
+// sixteenth.
+func (c *conn) refreshReadDeadline(now, turnStart time.Time) {
+	limit := c.readIdle()
+	if c.parkAfter > 0 && (limit == 0 || c.parkAfter < limit) {
+		limit = c.parkAfter
+	}
+	if limit == 0 || now.Sub(c.readDeadlineSet.Time()) < limit/16 {
+		return
+	}
+	c.setReadDeadline(now, turnStart)
 }
 
 // readErr turns the error that ended a client's reads into the reason it
 // left: nil for a close.
 func readErr(err error) error {
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return errors.New("idle: sent nothing for the read timeout")
-	}
 	if errors.Is(err, net.ErrClosed) || isEOF(err) {
 		return nil
 	}
@@ -529,9 +713,6 @@ func readErr(err error) error {
 // readFirst reads the first bytes of a connection and tells a framed-mode
 // hello from letters (see the package comment).
 func (c *conn) readFirst(buf []byte) (n int, flags byte, framed bool, err error) {
-	if idle := c.s.readTimeout(); idle > 0 {
-		c.c.SetReadDeadline(time.Now().Add(idle))
-	}
 	n, err = c.c.Read(buf)
 	if n == 0 || buf[0] != magic[0] {
 		return n, 0, false, err
@@ -557,17 +738,17 @@ func (c *conn) readFirst(buf []byte) (n int, flags byte, framed bool, err error)
 }
 
 // letters appends p to v and answers every byte.
-func (c *conn) letters(p []byte) error {
-	v, gen, err := c.appendLetters(p)
+func (c *conn) letters(ctx context.Context, p []byte) error {
+	v, gen, err := c.appendLetters(ctx, p)
 	if err != nil {
-		return c.notStored(err)
+		return c.notStored(ctx, err)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.framed && c.staleGen(gen) {
 		return c.endReset(len(v), true)
 	}
-	bufs := c.bufs[:0]
+	bufs := c.sc.bufs[:0]
 	first := len(v) - len(p) + 1
 	if !c.framed {
 		// Classic: v after each byte, back to back; prefixes of one v.
@@ -577,7 +758,7 @@ func (c *conn) letters(p []byte) error {
 	} else {
 		// One header per byte; the data is what the client lacks. A
 		// header slice taken before hdrs grows keeps its bytes.
-		hdrs := c.hdrs[:0]
+		hdrs := c.sc.hdrs[:0]
 		for i := first; i <= len(v); i++ {
 			d := max(0, i-c.have)
 			at := len(hdrs)
@@ -588,25 +769,25 @@ func (c *conn) letters(p []byte) error {
 				c.have = i
 			}
 		}
-		c.hdrs = hdrs
+		c.sc.hdrs = hdrs
 	}
-	c.bufs = bufs[:0]
+	c.sc.bufs = bufs[:0]
 	return c.write(bufs)
 }
 
 // appendLetters appends p to v within MaxValue: as one step in a
 // store.Capped, else checked first against the longest v seen. It returns
 // v's generation too (always 0 but for a store.Generational).
-func (c *conn) appendLetters(p []byte) ([]byte, uint64, error) {
+func (c *conn) appendLetters(ctx context.Context, p []byte) ([]byte, uint64, error) {
 	s := c.s
 	if s.capped != nil {
-		v, err := s.capped.AppendCapped(c.ctx, p, s.maxValue())
+		v, err := s.capped.AppendCapped(ctx, p, s.maxValue())
 		return v, 0, err
 	}
 	if s.size.Load()+int64(len(p)) > int64(s.maxValue()) {
 		return nil, 0, errValueFull
 	}
-	v, gen, err := s.appendGen(c.ctx, p)
+	v, gen, err := s.appendGen(ctx, p)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -634,94 +815,18 @@ func (c *conn) hello() error {
 	return c.write([][]byte{appendFrameHeader(nil, KindHello, 0, 0)})
 }
 
-// watch sends a 'w' frame whenever v has grown beyond what the client
-// holds, until ctx ends. A watcher is current or told, never connected and
-// silent on a stale v: when the store cannot be read (Redis stalled,
-// lost, partitioned away), watch reads again at the store's next signal
-// (a store that finds Redis again signals at once) or after watchRetry,
-// and if reading has failed for WatchOutage it ends the watcher with an
-// 'e' frame saying why.
-func (c *conn) watch(ctx context.Context) {
-	changes, err := c.s.Store.Changes(ctx)
-	if err != nil {
-		if ctx.Err() == nil {
-			c.endWatch("the server cannot watch v for changes; try again later")
-		}
-		return
-	}
-	var failing time.Time // since when reads fail; zero while they work
-	retry := time.NewTimer(watchRetry)
-	defer retry.Stop()
-	for {
-		v, gen, err := c.s.valueGen(ctx)
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, store.ErrClosed) {
-				return
-			}
-			if failing.IsZero() {
-				failing = time.Now()
-			}
-			if outage := c.s.watchOutage(); time.Since(failing) >= outage {
-				c.log.Warn("ending a watcher: v could not be read", "for", time.Since(failing).Round(time.Second), "err", err)
-				c.endWatch(fmt.Sprintf("the server could not read v from its store for %s: v may have changed since what you were shown; try again later", outage))
-				return
-			}
-			retry.Reset(watchRetry)
-			select {
-			case _, ok := <-changes:
-				if !ok {
-					return
-				}
-			case <-retry.C:
-			case <-ctx.Done():
-				return
-			}
-			continue
-		}
-		failing = time.Time{}
-		c.mu.Lock()
-		if gen < c.gen {
-			v = nil // an answer overtaken by a reset: wait for the next
-		} else if c.staleGen(gen) {
-			c.endReset(len(v), false)
-			c.mu.Unlock()
-			c.c.Close() // unblocks the reader
-			return
-		}
-		if len(v) > c.have {
-			hdr := appendFrameHeader(nil, KindUpdate, uint64(len(v)), uint32(len(v)-c.have))
-			err = c.write([][]byte{hdr, v[c.have:]})
-			c.have = len(v)
-		}
-		c.mu.Unlock()
-		if err != nil {
-			c.c.Close() // unblocks the reader: the client is gone
-			return
-		}
-		if _, ok := <-changes; !ok {
-			return
-		}
-	}
-}
+// joinMax is the most bytes write joins into one buffer rather than
+// write them with writev; joined holds the buffers it joins them in.
+const joinMax = 4096
 
-// endWatch ends a watcher with an 'e' frame carrying msg, and closes the
-// connection, which unblocks its reader.
-func (c *conn) endWatch(msg string) {
-	c.mu.Lock()
-	c.sendError(msg)
-	c.mu.Unlock()
-	c.c.Close()
-}
+var joined = sync.Pool{New: func() any { b := make([]byte, 0, joinMax); return &b }}
 
-// watchRetry bounds how long a watcher waits to read v again after a read
-// failed, when the store does not signal first.
-const watchRetry = time.Second
-
-func (s *Server) watchOutage() time.Duration {
-	if s.WatchOutage > 0 {
-		return s.WatchOutage
+func buffersLen(nb net.Buffers) int {
+	n := 0
+	for _, b := range nb {
+		n += len(b)
 	}
-	return DefaultWatchOutage
+	return n
 }
 
 // refresh sets a deadline idle from now unless it was set less than
@@ -742,9 +847,35 @@ func refresh(set func(time.Time) error, last time.Time, idle time.Duration) time
 func (c *conn) write(bufs [][]byte) error {
 	idle := c.s.writeTimeout()
 	nb := net.Buffers(bufs)
+	if len(nb) > 1 && buffersLen(nb) <= joinMax {
+		// A few small buffers (a framed reply: header and data; a
+		// watcher's update) are joined and written with one write:
+		// writev would leave its iovec array on the connection for as
+		// long as it lives, parked or not.
+		jp := joined.Get().(*[]byte)
+		j := (*jp)[:0]
+		for _, b := range nb {
+			j = append(j, b...)
+		}
+		*jp = j
+		defer joined.Put(jp)
+		nb = net.Buffers{j}
+	}
 	for {
-		c.writeDeadlineSet = refresh(c.c.SetWriteDeadline, c.writeDeadlineSet, idle)
-		n, err := nb.WriteTo(c.c)
+		c.writeDeadlineSet = stampOf(refresh(c.c.SetWriteDeadline, c.writeDeadlineSet.Time(), idle))
+		var n int64
+		var err error
+		if len(nb) == 1 {
+			// One buffer (a classic reply to one letter, an 'h' frame):
+			// a write, which unlike writev keeps no iovec array on the
+			// connection for as long as it lives.
+			var m int
+			m, err = c.c.Write(nb[0])
+			nb[0] = nb[0][m:]
+			n = int64(m)
+		} else {
+			n, err = nb.WriteTo(c.c)
+		}
 		if err == nil {
 			return nil
 		}

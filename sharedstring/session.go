@@ -10,13 +10,13 @@ import (
 	"github.com/tcplab/tcplab/stream"
 )
 
-// Prompt is what the tutorial's strclnt.py prints before each letter.
-const Prompt = "enter a letter:"
+// prompt is what the tutorial's strclnt.py prints before each letter.
+const prompt = "enter a letter:"
 
 // MaxLine bounds one line typed at a session.
 const MaxLine = 1 << 20
 
-// Session is strclnt's life on c: the tutorial's loop (print Prompt, read
+// Session is strclnt's life on c: the tutorial's loop (print the prompt, read
 // a line from in, send it, print v on out) until an empty line or the end
 // of in; or, for a watcher (Options.Watch), v printed whenever a frame
 // comes while the lines typed are sent, until an empty line or the server
@@ -52,7 +52,7 @@ func (c *Client) Session(ctx context.Context, in io.Reader, out io.Writer) error
 		return c.watchSession(ctx, out, lines, readErr)
 	}
 	for {
-		fmt.Fprint(out, Prompt)
+		fmt.Fprint(out, prompt)
 		var line []byte
 		var err error
 		select {

@@ -69,8 +69,8 @@ func (c *conn) endReset(now int, letters bool) error {
 // notStored turns the error of an append into the reason the connection
 // ends, telling a framed client why first. An append cut short by the
 // server closing is not the client's business.
-func (c *conn) notStored(err error) error {
-	if c.ctx.Err() != nil || !c.framed {
+func (c *conn) notStored(ctx context.Context, err error) error {
+	if ctx.Err() != nil || !c.framed {
 		return err
 	}
 	var msg string

@@ -45,7 +45,7 @@ func TestLabRequestIsWholeUnderLoss(t *testing.T) {
 				return
 			}
 			defer c.Close()
-			req, err := readRequest(ctx, c, allow, 30*time.Second, DefaultQuietGap)
+			req, err := readRequest(ctx, c, allow, 30*time.Second, DefaultQuietGap, time.Time{})
 			if err != nil {
 				got <- "read: " + err.Error()
 				return

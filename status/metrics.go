@@ -50,7 +50,8 @@ func NewMetrics() *Metrics {
 	return m
 }
 
-// Handler serves the metrics in the Prometheus text format.
+// Handler serves the metrics in the Prometheus text format, for a caller
+// that serves them on a mux of its own (Serve uses it).
 //
 // The process collector's process_network_receive_bytes_total and
 // process_network_transmit_bytes_total are left out: they read

@@ -65,7 +65,8 @@ import (
 
 // MaxRequest is the longest command name (terminator excluded) the server
 // reads. Every built-in name is far shorter; the bound keeps a client from
-// making the server buffer anything.
+// making the server buffer anything. Exported as part of the wire format a
+// client keeps to.
 const MaxRequest = 64
 
 // request is a parsed request: the name the client sent and, if that name

@@ -185,7 +185,7 @@ func TestReadRequestRules(t *testing.T) {
 				}
 			}()
 			start := time.Now()
-			got, err := readRequest(context.Background(), s, al, 5*time.Second, quiet)
+			got, err := readRequest(context.Background(), s, al, 5*time.Second, quiet, time.Time{})
 			took := time.Since(start)
 			if tc.wantErr {
 				if err == nil {
@@ -206,7 +206,7 @@ func TestReadRequestRules(t *testing.T) {
 func TestReadRequestTimeout(t *testing.T) {
 	s, _ := readPair(t)
 	start := time.Now()
-	if got, err := readRequest(context.Background(), s, mustAllow(t, "w"), 200*time.Millisecond, 50*time.Millisecond); err == nil {
+	if got, err := readRequest(context.Background(), s, mustAllow(t, "w"), 200*time.Millisecond, 50*time.Millisecond, time.Time{}); err == nil {
 		t.Fatalf("got %q from a silent client", got)
 	}
 	if took := time.Since(start); took > 2*time.Second {

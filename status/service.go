@@ -161,24 +161,31 @@ func (s *Service) logger() *slog.Logger {
 }
 
 // ServeConn serves one connection: Service is an internal/server Handler.
+// Until the client's first bytes (its request, or its TLS hello) come, the
+// connection is parked (server.Park): a client that connects and says
+// nothing holds no goroutine, within ReadTimeout of its accept as before.
 func (s *Service) ServeConn(ctx context.Context, conn net.Conn) {
-	start := time.Now()
-	if s.TLS != nil && s.allowed(remoteAddr(conn)) {
-		tc, ok := s.handshake(ctx, conn)
-		if !ok {
-			// Logged under the log limit; counted here exactly.
-			if s.Metrics != nil {
-				s.Metrics.observe("other", resultNoTLS, time.Since(start))
-			}
-			return
-		}
-		conn = tc
-	}
+	accepted := time.Now()
 	if s.Metrics != nil {
+		// Open from the accept, parked or not: serveConn, which every
+		// connection reaches (Park calls it when the client speaks, its
+		// time is up or the server closes), ends the count.
 		s.Metrics.open.Inc()
-		defer s.Metrics.open.Dec()
 	}
-	addr := remoteAddr(conn)
+	if s.TLS == nil {
+		// Said at the accept, as before parking: a client that says
+		// nothing is still seen to be there.
+		s.clientIsAt(conn)
+	}
+	serve := func(ctx context.Context, conn net.Conn) { s.serveConn(ctx, conn, accepted) }
+	if server.Park(ctx, conn, accepted.Add(s.timeout(s.ReadTimeout, DefaultReadTimeout)), serve) {
+		return
+	}
+	serve(ctx, conn)
+}
+
+// clientIsAt says where a client is, as svr.py does.
+func (s *Service) clientIsAt(conn net.Conn) {
 	if s.ClientLog != nil {
 		s.logMu.Lock()
 		fmt.Fprintf(s.ClientLog, "client is at %s\n", conn.RemoteAddr())
@@ -186,9 +193,32 @@ func (s *Service) ServeConn(ctx context.Context, conn net.Conn) {
 	} else {
 		s.logger().Info("client is at", "addr", conn.RemoteAddr().String())
 	}
-	name, result := s.serve(ctx, conn, addr)
+}
+
+// serveConn is ServeConn once the client has sent something, or its time
+// to has passed.
+func (s *Service) serveConn(ctx context.Context, conn net.Conn, accepted time.Time) {
 	if s.Metrics != nil {
-		s.Metrics.observe(name, result, time.Since(start))
+		defer s.Metrics.open.Dec()
+	}
+	if s.TLS != nil && s.allowed(remoteAddr(conn)) {
+		tc, ok := s.handshake(ctx, conn)
+		if !ok {
+			// Logged under the log limit; counted here exactly.
+			if s.Metrics != nil {
+				s.Metrics.observe("other", resultNoTLS, time.Since(accepted))
+			}
+			return
+		}
+		conn = tc
+	}
+	addr := remoteAddr(conn)
+	if s.TLS != nil {
+		s.clientIsAt(conn)
+	}
+	name, result := s.serve(ctx, conn, addr, accepted)
+	if s.Metrics != nil {
+		s.Metrics.observe(name, result, time.Since(accepted))
 	}
 	if result != resultOK {
 		s.logger().Debug("request", "addr", conn.RemoteAddr().String(), "result", result)
@@ -197,7 +227,7 @@ func (s *Service) ServeConn(ctx context.Context, conn net.Conn) {
 
 // serve does the work of ServeConn and returns the command (or "other") and
 // the result for the metrics.
-func (s *Service) serve(ctx context.Context, conn net.Conn, addr netip.Addr) (string, string) {
+func (s *Service) serve(ctx context.Context, conn net.Conn, addr netip.Addr, accepted time.Time) (string, string) {
 	if !s.allowed(addr) {
 		return "other", resultDenied
 	}
@@ -205,7 +235,7 @@ func (s *Service) serve(ctx context.Context, conn net.Conn, addr netip.Addr) (st
 		s.answer(conn, []byte("rate limit exceeded; try again later\n"))
 		return "other", resultLimited
 	}
-	raw, err := readRequest(ctx, conn, s.Allow, s.timeout(s.ReadTimeout, DefaultReadTimeout), s.timeout(s.QuietGap, DefaultQuietGap))
+	raw, err := readRequest(ctx, conn, s.Allow, s.timeout(s.ReadTimeout, DefaultReadTimeout), s.timeout(s.QuietGap, DefaultQuietGap), accepted)
 	if err != nil {
 		return "other", resultNoName
 	}
@@ -277,12 +307,13 @@ func reset(conn net.Conn) {
 // (at most MaxRequest+1, through the terminator if one came). It returns
 // an error when the client sent nothing before closing or before timeout
 // passed.
-func readRequest(ctx context.Context, conn net.Conn, allow *AllowList, timeout, quiet time.Duration) ([]byte, error) {
+func readRequest(ctx context.Context, conn net.Conn, allow *AllowList, timeout, quiet time.Duration, start time.Time) ([]byte, error) {
 	return stream.ReadMessage(ctx, conn, stream.MessageEnd{
 		Max:      MaxRequest + 1,                                              // rule 5
 		Complete: func(name []byte) bool { return allow.Lookup(name) != nil }, // rule 2
 		Gap:      quiet,
 		Timeout:  timeout,
+		Start:    start,
 		Partial:  true,
 	})
 }

@@ -39,11 +39,17 @@ var ErrMessageTimeout = errors.New("message not complete within the timeout")
 //     message: see EndWait);
 //   - with Partial, Timeout passing with some bytes arrived.
 //
-// The whole message must arrive within Timeout of the first read.
+// The whole message must arrive within Timeout of Start.
 type MessageEnd struct {
 	Max     int
 	Gap     time.Duration
 	Timeout time.Duration
+	// Start is when Timeout began to run: the connection's accept, for a
+	// server that waited for the first bytes before it called ReadMessage
+	// (see server.Park). The zero time means the first read. With a
+	// Start, what arrived within Timeout is read even if ReadMessage is
+	// called after it: the limit is then one Gap from the call.
+	Start time.Time
 	// Complete, if set, ends the message as soon as the bytes so far are
 	// one (svr: a name on the allow-list).
 	Complete func(msg []byte) bool
@@ -66,7 +72,21 @@ type MessageEnd struct {
 // returns more than end.Max bytes. It leaves conn's read deadline cleared.
 func ReadMessage(ctx context.Context, conn net.Conn, end MessageEnd) ([]byte, error) {
 	defer conn.SetReadDeadline(time.Time{})
-	deadline := time.Now().Add(end.Timeout)
+	start := end.Start
+	if start.IsZero() {
+		start = time.Now()
+	}
+	deadline := start.Add(end.Timeout)
+	if !end.Start.IsZero() {
+		// A server that parked the connection until its first bytes may
+		// come to it after they arrived, late on a loaded machine: those
+		// bytes are read, within one Gap more, rather than lost to a
+		// deadline that passed while they waited (a read past its
+		// deadline fails without looking).
+		if late := time.Now().Add(end.Gap); deadline.Before(late) {
+			deadline = late
+		}
+	}
 	if err := conn.SetReadDeadline(deadline); err != nil {
 		return nil, err
 	}

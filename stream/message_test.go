@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -148,4 +149,41 @@ func (p *pipeEnd) SetReadDeadline(t time.Time) error {
 }
 func (p *pipeEnd) SetWriteDeadline(t time.Time) error {
 	return p.peerClosed(p.Conn.SetWriteDeadline(t))
+}
+
+// A message that arrived before its Start's Timeout passed is read even if
+// ReadMessage is called after that (a parked connection woken late on a
+// loaded machine); with nothing there, it ends within one Gap. Real TCP:
+// the bytes must be waiting in the socket before the call.
+func TestReadMessageLateStart(t *testing.T) {
+	srv, cli := tcpPair(t)
+	defer srv.Close()
+	defer cli.Close()
+	end := MessageEnd{Max: 64, Gap: 200 * time.Millisecond, Timeout: time.Second,
+		Complete: func(b []byte) bool { return string(b) == "w" }}
+	end.Start = time.Now().Add(-2 * end.Timeout) // its Timeout passed a second ago
+	if _, err := cli.Write([]byte("w")); err != nil {
+		t.Fatal(err)
+	}
+	// The byte is in srv's receive queue once srv can read it: wait for
+	// that event, not for a time.
+	raw, err := srv.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw.Read(func(fd uintptr) bool {
+		var b [1]byte
+		n, _, _ := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		return n > 0
+	})
+	if got, err := ReadMessage(context.Background(), srv, end); err != nil || string(got) != "w" {
+		t.Fatalf("late: got %q, %v; want the request that had arrived", got, err)
+	}
+	start := time.Now()
+	if got, err := ReadMessage(context.Background(), srv, end); !errors.Is(err, ErrMessageTimeout) {
+		t.Fatalf("late, nothing sent: got %q, %v; want ErrMessageTimeout", got, err)
+	}
+	if took := time.Since(start); took < end.Gap {
+		t.Fatalf("late, nothing sent: ended after %s, before one Gap", took)
+	}
 }

@@ -94,12 +94,12 @@ func WriteAll(w io.Writer, p []byte, idle time.Duration) (int, error) {
 // enough to keep memory per client small.
 const RepeatBlockSize = 256 << 10
 
-// RepeatWriteSize is about how many bytes WriteRepeated hands the kernel in
+// repeatWriteSize is about how many bytes WriteRepeated hands the kernel in
 // one system call, by naming the same block several times in one writev(2).
 // On loopback, 1 MiB per call moved a gigabyte about a quarter faster than
 // one 256 KiB write per call (fewer calls, fewer wake-ups of the sender),
 // and it costs no memory: the kernel reads the block again for each iovec.
-const RepeatWriteSize = 1 << 20
+const repeatWriteSize = 1 << 20
 
 // WriteRepeated writes copies copies of msg to w, the tms.py line
 // "data = 10000 * data", without holding copies × len(msg) bytes: it builds
@@ -125,7 +125,7 @@ func WriteRepeated(w io.Writer, msg []byte, copies int64, idle time.Duration) (i
 	// No more entries than there are blocks to write: a block is small
 	// only when the copies are few (one copy of "z" is a 1-byte block).
 	blocks := (copies + perBlock - 1) / perBlock
-	blocksPerWrite := int(min(int64(max(1, RepeatWriteSize/len(block))), blocks))
+	blocksPerWrite := int(min(int64(max(1, repeatWriteSize/len(block))), blocks))
 	vec := make([][]byte, 0, blocksPerWrite)
 	var bufs net.Buffers
 	var total int64

@@ -37,7 +37,7 @@ type TCPStats struct {
 }
 
 // ErrNoTCPStats is returned by ReadTCPStats for a connection that is not
-// TCP, or on a system without TCP_INFO.
+// TCP, or on a system without TCP_INFO; a caller tells it with errors.Is.
 var ErrNoTCPStats = errors.New("stream: no TCP statistics for this connection")
 
 // ReadTCPStats returns the kernel's view of conn, a *net.TCPConn.

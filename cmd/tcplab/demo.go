@@ -11,7 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/tcplab/tcplab/demo"
+	"github.com/tcplab/tcplab/internal/demo"
 )
 
 // errInterrupted ends a tour stopped by SIGINT or SIGTERM.

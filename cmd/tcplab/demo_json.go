@@ -5,7 +5,7 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/tcplab/tcplab/demo"
+	"github.com/tcplab/tcplab/internal/demo"
 )
 
 // demoReport is tcplab demo --json's one object (docs/json.md).

@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/tcplab/tcplab/demo"
+	"github.com/tcplab/tcplab/internal/demo"
 	"github.com/tcplab/tcplab/internal/netlab"
 	"github.com/tcplab/tcplab/internal/testkit"
 )

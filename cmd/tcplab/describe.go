@@ -9,7 +9,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/tcplab/tcplab/demo"
+	"github.com/tcplab/tcplab/internal/demo"
 	"github.com/tcplab/tcplab/status"
 )
 

@@ -13,7 +13,7 @@ import (
 	"github.com/tcplab/tcplab/internal/testkit"
 )
 
-// The endings matrix (README, "Errors"): every command × {Ctrl-C at each
+// The endings matrix (docs/errors.md): every command × {Ctrl-C at each
 // stage, SIGTERM, standard output closed, peer killed, peer reset, peer
 // silent}, each row checking the exit status and the one line printed.
 // Bad flag values are TestEveryBadFlagNamesItself's rows.

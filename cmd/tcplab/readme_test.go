@@ -31,6 +31,21 @@ func exampleBlocks(t *testing.T, file string) map[string]string {
 	return blocks
 }
 
+// markedFiles returns the README and the pages of docs/ (relative to the
+// repository's root): the files whose marked blocks must be tested.
+func markedFiles(t *testing.T) []string {
+	t.Helper()
+	files := []string{"README.md"}
+	docs, err := filepath.Glob(filepath.Join(testkit.Root(), "docs", "*.md"))
+	if err != nil || len(docs) == 0 {
+		t.Fatalf("no docs/*.md: %v", err)
+	}
+	for _, d := range docs {
+		files = append(files, filepath.Join("docs", filepath.Base(d)))
+	}
+	return files
+}
+
 // waiters are put after each line that starts a server in the background
 // (wait_port), after each SIGHUP sent to one (wait_log) and after each
 // server stopped with kill (wait for its exit): a person types
@@ -100,42 +115,75 @@ func runExample(t *testing.T, dir, block, port string) string {
 	return string(out)
 }
 
-// The TLS, mutual TLS and socket activation examples of the README and of
-// docs/status.md work as written (in that order, in one directory: the
-// later ones use the certificates the README's make).
+// readmeExample is a marked shell block, the file it is in, and what its
+// output must contain.
+type readmeExample struct {
+	file, name string
+	want       []string
+}
+
+// readmeExamples are the marked blocks, in the order they run (in one
+// directory: the later ones use the certificates the first make), with
+// port for 2000.
+func readmeExamples(port string) []readmeExample {
+	return []readmeExample{
+		{"docs/deploy.md", "tls", []string{
+			"load average:",                    // wps w
+			"localhost:" + port + "  ",         // the fleet table's row
+			"verify return:1",                  // s_client checked the certificate
+			"SIGHUP: TLS certificate reloaded", // kill -HUP
+		}},
+		{"docs/deploy.md", "mtls", []string{
+			"load average:",
+			"tcplab wps: read from localhost:" + port + ": tls: certificate required\n",
+		}},
+		{"docs/deploy.md", "activation", []string{"load average:"}},
+		{"docs/status.md", "status-tls", []string{"load average:", "== localhost:" + port + " ==", "tls=mutual"}},
+		{"docs/status.md", "status-activation", []string{"load average:", "tls=on"}},
+	}
+}
+
+// Every block marked for testing in the README or docs/ is a case of
+// TestREADMESecurityExamples, read from the file it is in, and every case
+// is found there as a fenced sh block: a block moved to another file,
+// dropped, or marked without a test fails here (without the tools the
+// examples need) instead of going untested.
+func TestREADMEMarkedBlocksAreTested(t *testing.T) {
+	cases := map[string]bool{}
+	for _, tc := range readmeExamples("2000") {
+		cases[tc.file+" "+tc.name] = true
+		if _, ok := exampleBlocks(t, tc.file)[tc.name]; !ok {
+			t.Errorf("%s: no sh block marked %q", tc.file, tc.name)
+		}
+	}
+	marker := regexp.MustCompile(`<!-- README test: ([^ ]*) -->`)
+	for _, file := range markedFiles(t) {
+		b, err := os.ReadFile(filepath.Join(testkit.Root(), file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range marker.FindAllStringSubmatch(string(b), -1) {
+			if !cases[file+" "+m[1]] {
+				t.Errorf("%s: the block marked %q has no case in readmeExamples", file, m[1])
+			}
+		}
+	}
+}
+
+// The TLS, mutual TLS and socket activation examples of docs/deploy.md and
+// of docs/status.md work as written.
 func TestREADMESecurityExamples(t *testing.T) {
 	for _, tool := range []string{"bash", "openssl", "systemd-socket-activate"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("%s not installed (scripts/test.sh installs it)", tool)
 		}
 	}
-	blocks := exampleBlocks(t, "README.md")
-	for name, b := range exampleBlocks(t, "docs/status.md") {
-		blocks[name] = b
-	}
 	dir := t.TempDir()
 	port := strconv.Itoa(testkit.StaticPort(t))
-	for _, tc := range []struct {
-		name string
-		want []string
-	}{
-		{"tls", []string{
-			"load average:",                    // wps w
-			"localhost:" + port + "  ",         // the fleet table's row
-			"verify return:1",                  // s_client checked the certificate
-			"SIGHUP: TLS certificate reloaded", // kill -HUP
-		}},
-		{"mtls", []string{
-			"load average:",
-			"tcplab wps: read from localhost:" + port + ": tls: certificate required\n",
-		}},
-		{"activation", []string{"load average:"}},
-		{"status-tls", []string{"load average:", "== localhost:" + port + " ==", "tls=mutual"}},
-		{"status-activation", []string{"load average:", "tls=on"}},
-	} {
-		block, ok := blocks[tc.name]
+	for _, tc := range readmeExamples(port) {
+		block, ok := exampleBlocks(t, tc.file)[tc.name]
 		if !ok {
-			t.Fatalf("no block marked %q", tc.name)
+			t.Fatalf("%s: no sh block marked %q", tc.file, tc.name)
 		}
 		out := runExample(t, dir, block, port)
 		for _, w := range tc.want {

@@ -74,9 +74,11 @@ func TestTMSKeepFullRefusesTMCAtOnce(t *testing.T) {
 	if code != 1 || cli.Stderr.String() != want || cli.Stdout.String() != "" {
 		t.Fatalf("tmc at a full tms: exit %d after %s, stdout %q, stderr %q; want exit 1 and %q", code, took, cli.Stdout.String(), cli.Stderr.String(), want)
 	}
-	if took > 5*time.Second {
-		t.Fatalf("refusal took %s", took)
-	}
+	// "At once" is the refusal line itself: a tmc left in the listen
+	// backlog gets no line, only its own timeout (30 s, past the 20 s
+	// waited). How long the refusal took is not checked: at a load
+	// average of 30 starting the race-built tmc alone took seconds (one
+	// run measured 15.5 s), and a speed is the bench's to measure.
 }
 
 // wps at a full svr prints one clear line and exits 1, at once, instead of
@@ -88,15 +90,13 @@ func TestWPSAtAFullSVR(t *testing.T) {
 	// listener defers accept, so that takes the kernel a second or so).
 	holdFrom(t, "127.0.0.1", "127.0.0.1:"+port, "")
 	srv.WaitFor(t, "client is at 127.0.0.1:", 20*time.Second)
-	start := time.Now()
 	code, out, errOut := wpsRun(t, "127.0.0.1", port, "w")
 	want := "tcplab wps: server at 127.0.0.1:" + port + " refused the connection: busy: max number of clients reached (1); try again later\n"
 	if code != 1 || out != "" || errOut != want {
 		t.Fatalf("wps at a full svr: exit %d, stdout %q, stderr %q; want exit 1 and %q", code, out, errOut, want)
 	}
-	if took := time.Since(start); took > 5*time.Second {
-		t.Fatalf("refusal took %s", took)
-	}
+	// The refusal line is the event; its time is not checked (see
+	// TestTMSKeepFullRefusesTMCAtOnce).
 }
 
 // strclnt at a full strsvr says so at once, in one line, before any prompt.
@@ -114,16 +114,14 @@ func TestStrclntAtAFullStrsvr(t *testing.T) {
 			t.Fatalf("held client %d: %q %v", i, reply, err)
 		}
 	}
-	start := time.Now()
 	cli := testkit.Start(t, strings.NewReader("b\n"), bin, "strclnt", "127.0.0.1", ps)
 	code := cli.Wait(t, 20*time.Second)
 	want := "tcplab strclnt: server at 127.0.0.1:" + ps + " refused the connection: busy: max number of clients reached (2); try again later\n"
 	if code != 1 || cli.Stdout.String() != "" || cli.Stderr.String() != want {
 		t.Fatalf("strclnt at a full strsvr: exit %d, stdout %q, stderr %q; want exit 1 and %q", code, cli.Stdout.String(), cli.Stderr.String(), want)
 	}
-	if took := time.Since(start); took > 5*time.Second {
-		t.Fatalf("refusal took %s", took)
-	}
+	// The refusal line is the event; its time is not checked (see
+	// TestTMSKeepFullRefusesTMCAtOnce).
 }
 
 // --max-conns-per-addr below -1 is a usage error that names the flag.

@@ -10,11 +10,17 @@ import (
 	"github.com/tcplab/tcplab/internal/endpoint"
 )
 
-// RefuseTimeout bounds how long a refused connection is held: the Refuse
-// hook and the read of what the client still sends share it. One second
-// covers a round trip on any link a person uses, and is short enough that
-// refusals cannot be stacked up into a resource: at most maxRefusing of
-// them are held at once.
+// RefuseTimeout is the time a refused connection is given, from when its
+// refusal begins: the Refuse hook and the read of what the client still
+// sends share it. A hook may give its answer a write deadline of its own
+// from when it writes it: sharedstring's refusal, which waits half of
+// RefuseTimeout for a hello, gives its answer the other half from then,
+// so that a refusal that ran late still answers. Such a late refusal
+// holds its connection up to RefuseTimeout/2 past RefuseTimeout, plus
+// whatever the machine's load delays it by; the read after the hook
+// still ends at the first deadline. One second covers a round trip on any
+// link a person uses, and is short enough that refusals cannot be stacked
+// up into a resource: at most maxRefusing of them are held at once.
 const RefuseTimeout = time.Second
 
 // maxRefusing bounds the refusals in progress. Over it, a refused

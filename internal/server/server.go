@@ -114,7 +114,9 @@ type Server struct {
 	// that deadline, and closes it. At most maxRefusing refusals run at
 	// once; a connection over that, or any refused connection when Refuse
 	// is nil, is reset at once. A refusal so costs at most one goroutine
-	// and one descriptor for RefuseTimeout, never a slot.
+	// and one descriptor for about RefuseTimeout (up to half as long again
+	// for a hook that gives a late answer its own deadline; see
+	// RefuseTimeout), never a slot.
 	Refuse func(conn net.Conn, reason string)
 
 	// KeepAlive and UserTimeout make the connection of a peer that
@@ -142,6 +144,12 @@ type Server struct {
 	// the grace period short and closes the connections still open.
 	Hurry <-chan struct{}
 
+	// ParkAfter is how long a handler that serves a conversation keeps
+	// its goroutine while its client is silent before it parks the
+	// connection (see Park and the function ParkAfter). Zero means
+	// DefaultParkAfter (1 s); negative, never park that way.
+	ParkAfter time.Duration
+
 	// Logger receives accept errors and lifecycle events. Nil discards.
 	Logger *slog.Logger
 
@@ -156,12 +164,13 @@ type Server struct {
 	closing       bool
 	ctx           context.Context
 	cancel        context.CancelFunc
-	done          chan struct{} // closed when shutting down
-	maxConns      int           // MaxConns resolved
-	maxPer        int           // MaxConnsPerAddr resolved; 0: no cap
-	refused       int           // refusals since the last log line about them
-	refusalLogged time.Time     // when that line was written
-	handlers      sync.WaitGroup
+	done          chan struct{}  // closed when shutting down
+	maxConns      int            // MaxConns resolved
+	maxPer        int            // MaxConnsPerAddr resolved; 0: no cap
+	refused       int            // refusals since the last log line about them
+	refusalLogged time.Time      // when that line was written
+	handlers      sync.WaitGroup // one for each connection served or refused
+	parker        parker
 }
 
 func (s *Server) init() {
@@ -173,7 +182,7 @@ func (s *Server) init() {
 		s.conns = make(map[net.Conn]*tracked)
 		s.perAddr = make(map[netip.Prefix]int)
 		s.refusing = make(map[net.Conn]struct{})
-		s.ctx, s.cancel = context.WithCancel(context.Background())
+		s.ctx, s.cancel = context.WithCancel(context.WithValue(context.Background(), serverKey{}, s))
 		s.done = make(chan struct{})
 		s.maxConns = s.MaxConns
 		if s.maxConns <= 0 {
@@ -258,23 +267,48 @@ func (s *Server) Serve(ln net.Listener) error {
 		if victim != nil {
 			s.evict(victim)
 		}
-		go func() {
-			defer s.handlers.Done()
-			defer s.untrack(conn)
-			defer conn.Close()
-			defer s.recoverHandler(conn)
-			if err := DetectVanishedPeer(conn, s.KeepAlive, s.UserTimeout); err != nil {
-				s.logger().Warn("vanished peers may hold this slot", "client", conn.RemoteAddr().String(), "err", err)
-			}
-			s.Handler.ServeConn(context.WithValue(s.ctx, trackedKey{}, t), conn)
-		}()
+		go s.serveConn(context.WithValue(s.ctx, trackedKey{}, t), conn, s.Handler.ServeConn, true)
 	}
 }
 
-// recoverHandler keeps a handler's panic to its own connection, as
-// net/http does: the connection is closed, the panic and its stack are
-// logged, and the other clients and the process carry on. A bug one client
-// can trigger must not stop the server for everyone.
+// serveConn runs h, the handler or what it parked the connection to do
+// next (see Park), and then, unless h parked conn again, ends the
+// connection: closes it and frees its slot. accepted is true for a
+// connection just accepted, false for one that was parked.
+func (s *Server) serveConn(ctx context.Context, conn net.Conn, h HandlerFunc, accepted bool) {
+	if accepted {
+		if err := DetectVanishedPeer(conn, s.KeepAlive, s.UserTimeout); err != nil {
+			s.logger().Warn("vanished peers may hold this slot", "client", conn.RemoteAddr().String(), "err", err)
+		}
+	}
+	for s.callHandler(ctx, conn, h) {
+		pk := s.parker.take(conn)
+		if pk == nil {
+			break // the handler is done with conn
+		}
+		if s.parker.arm(s, pk) {
+			return // parked: the server calls pk.next when conn is ready
+		}
+		ctx, h = pk.ctx, pk.next // the server is closing: go on at once
+	}
+	s.parker.take(conn) // after a panic
+	conn.Close()
+	s.untrack(conn)
+	s.handlers.Done()
+}
+
+// callHandler runs h and reports whether it returned. A panic stays with
+// its own connection, as net/http does: the connection is closed, the
+// panic and its stack are logged, and the other clients and the process
+// carry on. A bug one client can trigger must not stop the server for
+// everyone.
+func (s *Server) callHandler(ctx context.Context, conn net.Conn, h HandlerFunc) (ok bool) {
+	defer s.recoverHandler(conn)
+	h(ctx, conn)
+	return true
+}
+
+// recoverHandler logs a panic of the code serving conn and stops it there.
 func (s *Server) recoverHandler(conn net.Conn) {
 	if v := recover(); v != nil {
 		s.logger().Error("handler panic; connection closed", "client", conn.RemoteAddr().String(), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
@@ -359,7 +393,12 @@ func (s *Server) evict(victim *tracked) {
 	s.logger().Info("closed the connection waiting longest for its request, to make room",
 		"client", victim.conn.RemoteAddr().String(), "waited", time.Since(victim.since).Round(time.Millisecond))
 	endpoint.Reset(victim.conn)
-	victim.conn.Close()
+	// Interrupt, not Close: the victim may be parked (see Park), and a
+	// parked connection closed under the server would never be handed
+	// back, holding its goroutine's place in the drain for ever. Its
+	// handler finds the end of file and closes it, with SO_LINGER 0: a
+	// reset, as before.
+	Interrupt(victim.conn)
 }
 
 // Refused is how many connections the server has refused (over a cap)
@@ -405,6 +444,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	select {
 	case <-finished:
 		s.cancel()
+		s.parker.close(s)
 		return nil
 	case <-ctx.Done():
 		s.Close()
@@ -426,6 +466,7 @@ func (s *Server) Close() error {
 		c.Close()
 	}
 	s.mu.Unlock()
+	s.parker.close(s) // the parked connections are closed: their handlers end
 	s.handlers.Wait()
 	return nil
 }

@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tcplab/tcplab/internal/testkit"
+	"github.com/tcplab/tcplab/internal/procout"
 	"github.com/tcplab/tcplab/sharedstring"
 )
 
@@ -240,7 +240,7 @@ func (c *client) watchBinary(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var stderr testkit.SafeBuffer
+	var stderr procout.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		return err

@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/tcplab/tcplab/internal/redistest"
-	"github.com/tcplab/tcplab/internal/testkit"
+	"github.com/tcplab/tcplab/internal/procout"
+	"github.com/tcplab/tcplab/internal/redisproc"
 )
 
 // cluster is what the nemesis acts on: a master redis-server with an
@@ -27,10 +27,10 @@ import (
 // (a partition cuts one; a failover points them all at the replica).
 type cluster struct {
 	cfg     *Config
-	master  *redistest.Server
-	replica *redistest.Server
-	link    *redistest.Proxy // the replica's way to the master
-	fronts  []*redistest.Proxy
+	master  *redisproc.Server
+	replica *redisproc.Server
+	link    *redisproc.Proxy // the replica's way to the master
+	fronts  []*redisproc.Proxy
 	servers []*strsvr
 	n       int // redis-servers started, for their directories
 }
@@ -39,13 +39,13 @@ type cluster struct {
 // kill (appendfsync always), a replica syncs at once, DEBUG SLEEP works.
 var redisArgs = []string{"--appendfsync", "always", "--repl-diskless-sync-delay", "0", "--enable-debug-command", "yes"}
 
-func (c *cluster) newRedis(args ...string) (*redistest.Server, error) {
+func (c *cluster) newRedis(args ...string) (*redisproc.Server, error) {
 	port, err := c.cfg.Port()
 	if err != nil {
 		return nil, err
 	}
 	c.n++
-	return redistest.Start(filepath.Join(c.cfg.Dir, fmt.Sprint("redis", c.n)), port, append(redisArgs, args...)...)
+	return redisproc.Start(filepath.Join(c.cfg.Dir, fmt.Sprint("redis", c.n)), port, append(redisArgs, args...)...)
 }
 
 // start brings the cluster up: Redis, its replica, the proxies and the
@@ -59,7 +59,7 @@ func (c *cluster) start(ctx context.Context) error {
 		return err
 	}
 	for i := range c.cfg.Servers {
-		p, err := redistest.StartProxy(c.master.Addr())
+		p, err := redisproc.StartProxy(c.master.Addr())
 		if err != nil {
 			return err
 		}
@@ -75,7 +75,7 @@ func (c *cluster) start(ctx context.Context) error {
 
 // newReplica starts a replica of the master, fed through a new link.
 func (c *cluster) newReplica() error {
-	link, err := redistest.StartProxy(c.master.Addr())
+	link, err := redisproc.StartProxy(c.master.Addr())
 	if err != nil {
 		return err
 	}
@@ -186,7 +186,7 @@ func (c *cluster) stop() {
 	if c.link != nil {
 		c.link.Close()
 	}
-	for _, r := range []*redistest.Server{c.master, c.replica} {
+	for _, r := range []*redisproc.Server{c.master, c.replica} {
 		if r != nil {
 			r.Kill()
 		}
@@ -198,14 +198,14 @@ type strsvr struct {
 	i      int
 	cmd    *exec.Cmd
 	port   string
-	stderr *testkit.SafeBuffer
-	stdout *testkit.SafeBuffer
+	stderr *procout.Buffer
+	stdout *procout.Buffer
 	done   chan struct{}
 	code   int
 }
 
 func startStrsvr(ctx context.Context, bin, url string, i int) (*strsvr, error) {
-	s := &strsvr{i: i, stderr: new(testkit.SafeBuffer), stdout: new(testkit.SafeBuffer), done: make(chan struct{})}
+	s := &strsvr{i: i, stderr: new(procout.Buffer), stdout: new(procout.Buffer), done: make(chan struct{})}
 	s.cmd = exec.Command(bin, "strsvr", "--keep", "--store", url, "--write-timeout", "30s", "0")
 	s.cmd.Stdout, s.cmd.Stderr = s.stdout, s.stderr
 	if err := s.cmd.Start(); err != nil {
@@ -216,7 +216,7 @@ func startStrsvr(ctx context.Context, bin, url string, i int) (*strsvr, error) {
 		s.code = s.cmd.ProcessState.ExitCode()
 		close(s.done)
 	}()
-	if !testkit.WaitWritten(15*time.Second, s.done, func(out string) bool { s.port = testkit.ListeningPortIn(out); return s.port != "" }, s.stderr) {
+	if !procout.WaitWritten(15*time.Second, s.done, func(out string) bool { s.port = procout.ListeningPortIn(out); return s.port != "" }, s.stderr) {
 		s.kill()
 		return nil, fmt.Errorf("strsvr %d did not start: %s", i, s.stderr.String())
 	}

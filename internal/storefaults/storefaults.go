@@ -28,7 +28,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/tcplab/tcplab/internal/testkit"
+	"github.com/tcplab/tcplab/internal/procout"
 )
 
 // Config is one run.
@@ -546,7 +546,7 @@ func (r *run) editSeen(ctx context.Context, before []int, editAt time.Time, res 
 	for i, s := range r.c.servers {
 		limit := editWindow(0) + 2*time.Second
 		var line string
-		if !testkit.WaitWritten(time.Until(editAt.Add(limit)), s.done, func(out string) bool {
+		if !procout.WaitWritten(time.Until(editAt.Add(limit)), s.done, func(out string) bool {
 			line = nthLine(out, "to the same length", before[i])
 			return line != ""
 		}, s.stderr) {

@@ -3,7 +3,6 @@
 package testkit
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -11,8 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"reflect"
-	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -20,6 +17,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/tcplab/tcplab/internal/procout"
 )
 
 var (
@@ -165,18 +164,20 @@ func (p *Proc) WaitFor(tb testing.TB, s string, d time.Duration) {
 	}
 }
 
-// listeningAddr matches the port in a server's "listening" log line
-// (text or JSON): msg="tms listening" addr=[::]:37779.
-var listeningAddr = regexp.MustCompile(`listening"?[^\n]*?"?addr"?[=:]"?(?:\[[^\]]*\]|[^\s:"]*):(\d+)`)
+// SafeBuffer is a bytes.Buffer safe for one writer and concurrent readers,
+// who may wait for its next write (Changed) instead of polling it: an
+// internal/procout Buffer, which programs that are not tests use too.
+type SafeBuffer = procout.Buffer
+
+// WaitWritten waits until cond holds for what one of bufs holds, woken by
+// each write to them (procout.WaitWritten).
+func WaitWritten(d time.Duration, done <-chan struct{}, cond func(text string) bool, bufs ...*SafeBuffer) bool {
+	return procout.WaitWritten(d, done, cond, bufs...)
+}
 
 // ListeningPortIn returns the port in a tcplab server's "listening" log
-// line within out, or "" if there is none yet.
-func ListeningPortIn(out string) string {
-	if m := listeningAddr.FindStringSubmatch(out); m != nil {
-		return m[1]
-	}
-	return ""
-}
+// line within out, or "" if there is none yet (procout.ListeningPortIn).
+func ListeningPortIn(out string) string { return procout.ListeningPortIn(out) }
 
 // ListenAddr waits until the process, a tcplab server started with port
 // 0, logs where it listens, and returns that address on 127.0.0.1: the
@@ -188,43 +189,6 @@ func (p *Proc) ListenAddr(tb testing.TB, d time.Duration) string {
 		tb.Fatalf("no listening address logged within %s; stdout %q stderr %q", d, p.Stdout.String(), p.Stderr.String())
 	}
 	return "127.0.0.1:" + port
-}
-
-// WaitWritten waits until cond holds for what one of bufs holds, woken by
-// each write to them instead of polling. It reports false when d passes
-// first, or when done (a process's exit; nil: never) is closed and cond
-// still fails on the output written before it.
-func WaitWritten(d time.Duration, done <-chan struct{}, cond func(text string) bool, bufs ...*SafeBuffer) bool {
-	timeout := time.NewTimer(d)
-	defer timeout.Stop()
-	holds := func() bool {
-		for _, b := range bufs {
-			if cond(b.String()) {
-				return true
-			}
-		}
-		return false
-	}
-	for {
-		// The channels are taken before the look, so a write between the
-		// look and the select still wakes it.
-		cases := []reflect.SelectCase{
-			{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(timeout.C)},
-			{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(done)},
-		}
-		for _, b := range bufs {
-			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(b.Changed())})
-		}
-		if holds() {
-			return true
-		}
-		switch i, _, _ := reflect.Select(cases); i {
-		case 0:
-			return false
-		case 1:
-			return holds() // what was written before the exit is in bufs now
-		}
-	}
 }
 
 // FreePort returns a TCP (and UDP) port that is free now, for a server
@@ -254,41 +218,6 @@ func WaitListening(tb testing.TB, addr string, d time.Duration) {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-}
-
-// SafeBuffer is a bytes.Buffer safe for one writer and concurrent readers,
-// who may wait for its next write (Changed) instead of polling it.
-type SafeBuffer struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	changed chan struct{} // closed at the next write
-}
-
-func (b *SafeBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.changed != nil {
-		close(b.changed)
-		b.changed = nil
-	}
-	return b.buf.Write(p)
-}
-
-// String returns everything written so far.
-func (b *SafeBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// Changed returns a channel closed at the next write.
-func (b *SafeBuffer) Changed() <-chan struct{} {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.changed == nil {
-		b.changed = make(chan struct{})
-	}
-	return b.changed
 }
 
 // Poll calls cond every few milliseconds until it reports true or d has

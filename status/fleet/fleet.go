@@ -252,7 +252,8 @@ func safeForAnyServer(name string) bool { return name == "w" || name == "ps" }
 //	unknown command "ps #tcplab"; allowed: json, ps, w
 //
 // and that line lists what it allows. Every tcplab svr since the first
-// answers the probe so, without knowing it is one.
+// answers the probe so, without knowing it is one. Exported as part of the
+// wire format, for another client; AskFleet and SummarizeFleet send it.
 const Probe = probeName + "\n"
 
 const probeName = "ps #tcplab"

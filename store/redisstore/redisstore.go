@@ -67,7 +67,8 @@ import (
 )
 
 // ErrUnavailable is wrapped by the errors of operations refused while Redis
-// cannot be reached; the store keeps retrying in the background.
+// cannot be reached; the store keeps retrying in the background. A caller
+// tells it with errors.Is.
 var ErrUnavailable = errors.New("unavailable")
 
 const (

@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// Tour runs lessons in order, each page headed by Header, and, when there
+// Tour runs lessons in order, each page headed by header, and, when there
 // is more than one, ends with a summary line per lesson. A lesson that
 // fails is reported on its page and the tour goes on; Tour then returns an
 // error naming the failed lessons. It returns ctx's error as soon as ctx
@@ -28,7 +28,7 @@ func Tour(ctx context.Context, w io.Writer, lessons []Lesson, opts Options) erro
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		fmt.Fprintln(out, Header(l))
+		fmt.Fprintln(out, header(l))
 		if err := out.failed(); err != nil {
 			return err
 		}

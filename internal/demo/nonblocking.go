@@ -18,20 +18,20 @@ import (
 	"github.com/tcplab/tcplab/store"
 )
 
-// Nonblocking replays the tutorial's two-client strsvr session (section
+// lessonNonblocking replays the tutorial's two-client strsvr session (section
 // 6.1) against two servers: a faithful Go port of strsvr.py's round-robin
 // loop over nonblocking sockets, and tcplab's strsvr (package sharedstring),
 // a goroutine per client. Both print what the tutorial printed; the CPU each
 // burned while the clients "typed" is measured.
-var Nonblocking = Lesson{
+var lessonNonblocking = Lesson{
 	Name:    "nonblocking",
 	Title:   "strsvr's round-robin over nonblocking sockets, and Go's way",
 	Section: "6, 6.1",
 	Run:     runNonblocking,
 }
 
-// Session is one replay of the tutorial's strsvr session against a server.
-type Session struct {
+// session is one replay of the tutorial's strsvr session against a server.
+type session struct {
 	// Replies holds what each client printed after each letter it typed.
 	Replies [2][]string
 	// Final is the server's final value of v.
@@ -41,11 +41,11 @@ type Session struct {
 	Wall, CPU time.Duration
 }
 
-// NonblockingObservations is what the nonblocking lesson measured.
-type NonblockingObservations struct {
+// nonblockingObservations is what the nonblocking lesson measured.
+type nonblockingObservations struct {
 	// RoundRobin is the session against the port of strsvr.py, and
 	// Goroutines the one against tcplab's strsvr.
-	RoundRobin, Goroutines Session
+	RoundRobin, Goroutines session
 	// LoopCPU is the CPU time of the round-robin loop's own thread
 	// (getrusage RUSAGE_THREAD).
 	LoopCPU time.Duration
@@ -55,7 +55,7 @@ type NonblockingObservations struct {
 }
 
 // Summary implements Observations.
-func (o *NonblockingObservations) Summary() string {
+func (o *nonblockingObservations) Summary() string {
 	return fmt.Sprintf("both servers ended with v = %q; CPU over the session: round-robin %s (%d recv calls), goroutines %s",
 		o.Goroutines.Final, ms(o.RoundRobin.CPU), o.Recvs, ms(o.Goroutines.CPU))
 }
@@ -96,7 +96,7 @@ func runNonblocking(ctx context.Context, w io.Writer, _ Options) (Observations, 
 	ctx, cancel := context.WithTimeout(ctx, lessonTimeout)
 	defer cancel()
 	p := &page{w: w}
-	obs := &NonblockingObservations{}
+	obs := &nonblockingObservations{}
 
 	p.tutorial("strsvr.py accepts two clients, makes their sockets nonblocking and tries each in turn with")
 	p.tutorial("recv(1), round and round, until both have left (section 6.1).")
@@ -129,7 +129,7 @@ func runNonblocking(ctx context.Context, w io.Writer, _ Options) (Observations, 
 }
 
 // roundRobinSession serves the session with roundRobin.
-func roundRobinSession(ctx context.Context, obs *NonblockingObservations) error {
+func roundRobinSession(ctx context.Context, obs *nonblockingObservations) error {
 	ln, err := listenLoopback(ctx)
 	if err != nil {
 		return err
@@ -164,7 +164,7 @@ func roundRobinSession(ctx context.Context, obs *NonblockingObservations) error 
 }
 
 // goroutineSession serves the session with tcplab's strsvr.
-func goroutineSession(ctx context.Context, obs *NonblockingObservations) error {
+func goroutineSession(ctx context.Context, obs *nonblockingObservations) error {
 	ln, err := listenLoopback(ctx)
 	if err != nil {
 		return err
@@ -204,8 +204,8 @@ func goroutineSession(ctx context.Context, obs *NonblockingObservations) error {
 // replay connects two clients to addr and types tutorialSession as
 // strclnt.py does (send the letter, then one recv(1024) for v), then has
 // both leave, and times the whole.
-func replay(ctx context.Context, addr string) (Session, error) {
-	var s Session
+func replay(ctx context.Context, addr string) (session, error) {
+	var s session
 	var d net.Dialer
 	var clients [2]net.Conn
 	defer func() {

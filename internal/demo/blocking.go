@@ -11,19 +11,19 @@ import (
 	"github.com/tcplab/tcplab/multicopy"
 )
 
-// Blocking is the tutorial's point (a) about tms and tmc: the client sits
+// lessonBlocking is the tutorial's point (a) about tms and tmc: the client sits
 // blocked in recv() until the server, waiting for a key press, sends.
 // The demo presses the key itself, after a pause, and times everything.
-var Blocking = Lesson{
+var lessonBlocking = Lesson{
 	Name:    "blocking",
 	Title:   "the client blocks in a read until the server sends",
 	Section: "2, 2.2",
 	Run:     runBlocking,
 }
 
-// BlockingObservations is what the blocking lesson measured. Times are
+// blockingObservations is what the blocking lesson measured. Times are
 // offsets from the moment the client connected.
-type BlockingObservations struct {
+type blockingObservations struct {
 	// Sent is when the client had sent its message and began to read.
 	Sent time.Duration
 	// ServerGotMessage is when the server had read the message and began
@@ -39,7 +39,7 @@ type BlockingObservations struct {
 }
 
 // Summary implements Observations.
-func (o *BlockingObservations) Summary() string {
+func (o *blockingObservations) Summary() string {
 	return fmt.Sprintf("the client's read waited %s and returned %s after the go-ahead",
 		ms(o.FirstRead-o.Sent), ms(o.FirstRead-o.GoAhead))
 }
@@ -51,7 +51,7 @@ func runBlocking(ctx context.Context, w io.Writer, _ Options) (Observations, err
 	ctx, cancel := context.WithTimeout(ctx, lessonTimeout)
 	defer cancel()
 	p := &page{w: w}
-	obs := &BlockingObservations{}
+	obs := &blockingObservations{}
 
 	p.tutorial("tms.py waits for a key press before it sends; meanwhile tmc's recv() blocks (section 2).")
 	var (

@@ -13,18 +13,18 @@ import (
 	"github.com/tcplab/tcplab/stream"
 )
 
-// Lines shows line framing over a byte stream: reads return chunks that
+// lessonLines shows line framing over a byte stream: reads return chunks that
 // cut lines anywhere, and a buffered reader (Python's makefile(), Go's
 // bufio.Reader) pieces the lines back together.
-var Lines = Lesson{
+var lessonLines = Lesson{
 	Name:    "lines",
 	Title:   "lines are yours to find: bufio is makefile()",
 	Section: "5.1, 5.2",
 	Run:     runLines,
 }
 
-// LinesObservations is what the lines lesson measured.
-type LinesObservations struct {
+// linesObservations is what the lines lesson measured.
+type linesObservations struct {
 	// Writes are the sender's writes, in order.
 	Writes []string
 	// Reads are the bytes each Read on the socket returned, in order.
@@ -36,7 +36,7 @@ type LinesObservations struct {
 }
 
 // Summary implements Observations.
-func (o *LinesObservations) Summary() string {
+func (o *linesObservations) Summary() string {
 	return fmt.Sprintf("%d writes arrived as %d reads; bufio gave %d lines, %q pieced from two reads",
 		len(o.Writes), len(o.Reads), len(o.Lines), o.Split)
 }
@@ -52,7 +52,7 @@ func runLines(ctx context.Context, w io.Writer, _ Options) (Observations, error)
 	ctx, cancel := context.WithTimeout(ctx, lessonTimeout)
 	defer cancel()
 	p := &page{w: w}
-	obs := &LinesObservations{Writes: linesWrites}
+	obs := &linesObservations{Writes: linesWrites}
 
 	p.tutorial("TCP ignores line ends; one recv() may hold a line and part of the next, which you must keep")
 	p.tutorial("for the next recv(). makefile() does that for you (sections 5.1, 5.2).")

@@ -1,9 +1,8 @@
-package redistest
+package redisproc
 
 import (
 	"net"
 	"sync"
-	"testing"
 )
 
 // Proxy forwards TCP connections from a loopback port to a Redis server and
@@ -20,18 +19,6 @@ type Proxy struct {
 	closed bool
 	cut    chan struct{} // non-nil while partitioned; closed when healed
 	wg     sync.WaitGroup
-}
-
-// NewProxy starts a proxy to target (host:port) for a test and stops it
-// when the test ends.
-func NewProxy(tb testing.TB, target string) *Proxy {
-	tb.Helper()
-	p, err := StartProxy(target)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(p.Close)
-	return p
 }
 
 // StartProxy starts a proxy to target (host:port) on a loopback port; the

@@ -14,12 +14,12 @@ import (
 	"github.com/tcplab/tcplab/stream"
 )
 
-// Tail is the tail-end problem of section 5.3: a reader that waits for end
+// lessonTail is the tail-end problem of section 5.3: a reader that waits for end
 // of file sees nothing until the sender closes, one that takes lines as they
 // come does not wait; half-close says "done sending" without closing; and
 // the sender-side delay the tutorial describes, Nagle's algorithm, measured
 // on and off.
-var Tail = Lesson{
+var lessonTail = Lesson{
 	Name:        "tail",
 	Title:       "the tail end: EOF readers, half-close, Nagle on and off",
 	Section:     "5.3",
@@ -27,8 +27,8 @@ var Tail = Lesson{
 	Run:         runTail,
 }
 
-// TailObservations is what the tail lesson measured.
-type TailObservations struct {
+// tailObservations is what the tail lesson measured.
+type tailObservations struct {
 	// EOFReaderWait is how long io.ReadAll (readlines()) returned after the
 	// first line was sent: it waited for the close.
 	EOFReaderWait time.Duration
@@ -60,7 +60,7 @@ type TailObservations struct {
 }
 
 // Summary implements Observations.
-func (o *TailObservations) Summary() string {
+func (o *tailObservations) Summary() string {
 	return fmt.Sprintf("ReadAll waited %s for the close, line reader %s; half-close got %q; write-write-read: Nagle on %s, off %s",
 		ms(o.EOFReaderWait), ms(o.LineReaderFirst), o.HalfCloseReply, ms(o.NagleMedian), ms(o.NoDelayMedian))
 }
@@ -77,7 +77,7 @@ func runTail(ctx context.Context, w io.Writer, opts Options) (Observations, erro
 	ctx, cancel := context.WithTimeout(ctx, lessonTimeout)
 	defer cancel()
 	p := &page{w: w}
-	obs := &TailObservations{Rounds: nagleRounds}
+	obs := &tailObservations{Rounds: nagleRounds}
 
 	p.tutorial("readlines() may wait until the sender closes; iterate over the lines instead (section 5.3).")
 	if err := tailReaders(ctx, obs); err != nil {
@@ -119,7 +119,7 @@ func runTail(ctx context.Context, w io.Writer, opts Options) (Observations, erro
 
 // tailReaders times an EOF reader and a line reader against a sender that
 // pauses before closing.
-func tailReaders(ctx context.Context, obs *TailObservations) error {
+func tailReaders(ctx context.Context, obs *tailObservations) error {
 	// The reader that waits for end of file.
 	client, server, err := tcpPair(ctx)
 	if err != nil {
@@ -197,7 +197,7 @@ func tailReaders(ctx context.Context, obs *TailObservations) error {
 
 // tailHalfClose runs a server that reads its request to end of file, first
 // against a client that does not half-close, then one that does.
-func tailHalfClose(ctx context.Context, obs *TailObservations) error {
+func tailHalfClose(ctx context.Context, obs *tailObservations) error {
 	serve := func(conn net.Conn, wait time.Duration) error {
 		conn.SetReadDeadline(time.Now().Add(wait))
 		req, err := io.ReadAll(io.LimitReader(conn, 1<<20))

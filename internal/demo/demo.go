@@ -48,7 +48,7 @@ type Options struct {
 }
 
 // Observations is what a lesson measured on this run. Each lesson returns
-// its own type (*UDPObservations, ...), whose fields the tests assert.
+// its own type (*udpObservations, ...), whose fields the tests assert.
 type Observations interface {
 	// Summary is the run's result in one line, for the end of the tour.
 	Summary() string
@@ -59,19 +59,19 @@ func Lessons() []Lesson {
 	return []Lesson{
 		lessonMAC,
 		lessonNames,
-		Ports,
-		Chunks,
-		Link,
-		Loss,
-		Blocking,
-		Sendall,
-		Lines,
-		Tail,
-		Nonblocking,
-		Poll,
-		UDP,
-		Status,
-		Shared,
+		lessonPorts,
+		lessonChunks,
+		lessonLink,
+		lessonLoss,
+		lessonBlocking,
+		lessonSendall,
+		lessonLines,
+		lessonTail,
+		lessonNonblocking,
+		lessonPoll,
+		lessonUDP,
+		lessonStatus,
+		lessonShared,
 		lessonLibraries,
 	}
 }
@@ -127,8 +127,8 @@ func (p *page) note(format string, args ...any) { p.line("Go:       ", format, a
 
 func (p *page) err() error { return p.first }
 
-// Header is the line printed before a lesson runs.
-func Header(l Lesson) string {
+// header is the line printed before a lesson runs.
+func header(l Lesson) string {
 	return fmt.Sprintf("== %s: %s (tutorial %s)", l.Name, l.Title, l.Section)
 }
 

@@ -15,18 +15,18 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Ports shows ports at work: two clients on one host told apart only by
+// lessonPorts shows ports at work: two clients on one host told apart only by
 // their ephemeral ports, and what happens when a server is restarted at once
 // on the port it just used.
-var Ports = Lesson{
+var lessonPorts = Lesson{
 	Name:    "ports",
 	Title:   "ephemeral ports, the five-tuple, and restarting on a port",
 	Section: "1.3, 1.5, 2.1, 3.2",
 	Run:     runPorts,
 }
 
-// PortsObservations is what the ports lesson measured.
-type PortsObservations struct {
+// portsObservations is what the ports lesson measured.
+type portsObservations struct {
 	// ServerPort is the listening port.
 	ServerPort int
 	// ClientPorts are the two clients' own ports, from getsockname
@@ -51,7 +51,7 @@ type PortsObservations struct {
 }
 
 // Summary implements Observations.
-func (o *PortsObservations) Summary() string {
+func (o *portsObservations) Summary() string {
 	return fmt.Sprintf("clients on ports %d and %d, both served on %d; restart: plain bind %s, Go listen %s",
 		o.ClientPorts[0], o.ClientPorts[1], o.ServerPort, errText(o.PlainBindErr), okOr(o.GoRelistenErr))
 }
@@ -67,7 +67,7 @@ func runPorts(ctx context.Context, w io.Writer, _ Options) (Observations, error)
 	ctx, cancel := context.WithTimeout(ctx, lessonTimeout)
 	defer cancel()
 	p := &page{w: w}
-	obs := &PortsObservations{TimeWait: -1}
+	obs := &portsObservations{TimeWait: -1}
 
 	p.tutorial("a connection is five numbers: protocol, client IP and port, server IP and port.")
 	p.tutorial("Two clients on one machine differ only in their ephemeral ports (section 3.2).")

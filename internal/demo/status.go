@@ -15,18 +15,18 @@ import (
 	"github.com/tcplab/tcplab/status/fleet"
 )
 
-// Status runs the tutorial's second pair, svr and wps (package status):
+// lessonStatus runs the tutorial's second pair, svr and wps (package status):
 // w and ps over the wire, read as lines until the server closes, and the
 // allow-list that turns away everything else, rm and shell tricks included.
-var Status = Lesson{
+var lessonStatus = Lesson{
 	Name:    "status",
 	Title:   "w and ps over the wire, and an allow-list that refuses rm",
 	Section: "5.2",
 	Run:     runStatus,
 }
 
-// StatusObservations is what the status lesson measured.
-type StatusObservations struct {
+// statusObservations is what the status lesson measured.
+type statusObservations struct {
 	// Answers maps each name the client sent to the server's answer.
 	Answers map[string]string
 	// Lines counts the answer's lines for each name.
@@ -36,7 +36,7 @@ type StatusObservations struct {
 }
 
 // Summary implements Observations.
-func (o *StatusObservations) Summary() string {
+func (o *statusObservations) Summary() string {
 	return fmt.Sprintf("w: %d lines, ps: %d lines; rm: %s",
 		o.Lines["w"], o.Lines["ps"], strings.TrimSpace(o.Answers["rm"]))
 }
@@ -49,7 +49,7 @@ func runStatus(ctx context.Context, w io.Writer, _ Options) (Observations, error
 	ctx, cancel := context.WithTimeout(ctx, lessonTimeout)
 	defer cancel()
 	p := &page{w: w}
-	obs := &StatusObservations{Answers: map[string]string{}, Lines: map[string]int{}}
+	obs := &statusObservations{Answers: map[string]string{}, Lines: map[string]int{}}
 
 	p.tutorial("svr.py runs the command a client names, through popen, and wps.py reads the lines until")
 	p.tutorial("the server closes; \"imagine the security problems if the server ran any command\" (5.2).")

@@ -45,7 +45,7 @@ func run[T Observations](t *testing.T, l Lesson) (T, string) {
 	if !ok {
 		t.Fatalf("%s returned %T", l.Name, obs)
 	}
-	t.Logf("%s\n%s  -> %s", Header(l), out.String(), obs.Summary())
+	t.Logf("%s\n%s  -> %s", header(l), out.String(), obs.Summary())
 	if !strings.Contains(out.String(), "Seen:") {
 		t.Errorf("%s narrates nothing it saw", l.Name)
 	}
@@ -102,7 +102,7 @@ func TestLessonsStopWhenCancelled(t *testing.T) {
 }
 
 func TestPorts(t *testing.T) {
-	o, out := run[*PortsObservations](t, Ports)
+	o, out := run[*portsObservations](t, lessonPorts)
 	c := o.ClientPorts
 	if c[0] == 0 || c[1] == 0 || c[0] == c[1] || c[0] == o.ServerPort || c[1] == o.ServerPort {
 		t.Errorf("client ports %v, server port %d: want two distinct ephemeral ports", c, o.ServerPort)
@@ -165,7 +165,7 @@ func TestCountTimeWaitCountsOnlyItsConnections(t *testing.T) {
 }
 
 func TestSendall(t *testing.T) {
-	o, _ := run[*SendallObservations](t, Sendall)
+	o, _ := run[*sendallObservations](t, lessonSendall)
 	if o.OneSend <= 0 || o.OneSend >= o.Size {
 		t.Errorf("one send() took %d of %d bytes, want a short count", o.OneSend, o.Size)
 	}
@@ -185,7 +185,7 @@ func TestSendall(t *testing.T) {
 }
 
 func TestLines(t *testing.T) {
-	o, _ := run[*LinesObservations](t, Lines)
+	o, _ := run[*linesObservations](t, lessonLines)
 	if !slices.Equal(o.Reads, linesWrites) {
 		t.Errorf("reads %q, want one per write %q", o.Reads, linesWrites)
 	}
@@ -215,7 +215,7 @@ func TestStraddling(t *testing.T) {
 }
 
 func TestTail(t *testing.T) {
-	o, out := run[*TailObservations](t, Tail)
+	o, out := run[*tailObservations](t, lessonTail)
 	if !o.EOFReaderAfterClose || o.EOFReaderWait < tailPause {
 		t.Errorf("io.ReadAll returned %v after the first line (after close: %v); want after the %v pause and the close",
 			o.EOFReaderWait, o.EOFReaderAfterClose, tailPause)
@@ -260,7 +260,7 @@ func TestTail(t *testing.T) {
 }
 
 func TestPoll(t *testing.T) {
-	o, _ := run[*PollObservations](t, Poll)
+	o, _ := run[*pollObservations](t, lessonPoll)
 	if o.Conns != pollConnLimit() || o.Held != o.Conns {
 		t.Errorf("opened %d, held %d; want %d held", o.Conns, o.Held, pollConnLimit())
 	}
@@ -310,7 +310,7 @@ func TestPollConnsFitTheLimit(t *testing.T) {
 }
 
 func TestUDP(t *testing.T) {
-	o, _ := run[*UDPObservations](t, UDP)
+	o, _ := run[*udpObservations](t, lessonUDP)
 	if len(o.UDPReads) != 4 || !slices.Equal(o.UDPReads, o.Writes) {
 		t.Errorf("UDP reads %v, want the four writes %v", o.UDPReads, o.Writes)
 	}
@@ -336,7 +336,7 @@ func TestUDP(t *testing.T) {
 }
 
 func TestChunks(t *testing.T) {
-	o, _ := run[*ChunksObservations](t, Chunks)
+	o, _ := run[*chunksObservations](t, lessonChunks)
 	want := 0
 	for _, r := range chunkRuns {
 		want += r.times
@@ -369,7 +369,7 @@ func TestChunks(t *testing.T) {
 }
 
 func TestBlocking(t *testing.T) {
-	o, _ := run[*BlockingObservations](t, Blocking)
+	o, _ := run[*blockingObservations](t, lessonBlocking)
 	if !(o.Sent <= o.ServerGotMessage && o.ServerGotMessage < o.GoAhead && o.GoAhead <= o.FirstRead && o.FirstRead <= o.EOF) {
 		t.Errorf("timeline out of order: sent %v, server got %v, go-ahead %v, first read %v, EOF %v",
 			o.Sent, o.ServerGotMessage, o.GoAhead, o.FirstRead, o.EOF)
@@ -383,7 +383,7 @@ func TestBlocking(t *testing.T) {
 }
 
 func TestStatus(t *testing.T) {
-	o, _ := run[*StatusObservations](t, Status)
+	o, _ := run[*statusObservations](t, lessonStatus)
 	if o.Lines["w"] < 1 || o.Lines["ps"] < 2 {
 		t.Errorf("w gave %d lines, ps %d: want their output", o.Lines["w"], o.Lines["ps"])
 	}
@@ -399,8 +399,8 @@ func TestStatus(t *testing.T) {
 }
 
 func TestNonblocking(t *testing.T) {
-	o, _ := run[*NonblockingObservations](t, Nonblocking)
-	for name, s := range map[string]Session{"round-robin": o.RoundRobin, "goroutines": o.Goroutines} {
+	o, _ := run[*nonblockingObservations](t, lessonNonblocking)
+	for name, s := range map[string]session{"round-robin": o.RoundRobin, "goroutines": o.Goroutines} {
 		for i := range s.Replies {
 			if !slices.Equal(s.Replies[i], tutorialReplies[i]) {
 				t.Errorf("%s: client %d printed %q, the tutorial's printed %q", name, i+1, s.Replies[i], tutorialReplies[i])
@@ -422,7 +422,7 @@ func TestNonblocking(t *testing.T) {
 }
 
 func TestShared(t *testing.T) {
-	o, _ := run[*SharedObservations](t, Shared)
+	o, _ := run[*sharedObservations](t, lessonShared)
 	if len(o.Final) != o.Clients*o.Letters {
 		t.Errorf("v has %d bytes, want %d", len(o.Final), o.Clients*o.Letters)
 	}
@@ -441,7 +441,7 @@ func TestShared(t *testing.T) {
 }
 
 func TestLink(t *testing.T) {
-	o, out := run[*LinkObservations](t, Link)
+	o, out := run[*linkObservations](t, lessonLink)
 	if o.Skipped != "" {
 		checkSkippedInOneLine(t, out)
 		t.Skip(o.Skipped)
@@ -517,7 +517,7 @@ func checkWireFiles(t *testing.T, w *wireSeen) {
 }
 
 func TestLoss(t *testing.T) {
-	o, out := run[*LossObservations](t, Loss)
+	o, out := run[*lossObservations](t, lessonLoss)
 	if o.Skipped != "" {
 		checkSkippedInOneLine(t, out)
 		t.Skip(o.Skipped)
@@ -569,7 +569,7 @@ func checkSkippedInOneLine(t *testing.T, out string) {
 // Without root the lab lessons say why in one line and report a skip,
 // not an error.
 func TestLabLessonsSkipInOneLineWithoutALink(t *testing.T) {
-	for _, l := range []Lesson{Link, Loss} {
+	for _, l := range []Lesson{lessonLink, lessonLoss} {
 		var out bytes.Buffer
 		p := &page{w: &out}
 		if reason := skipLab(p); reason == "" {

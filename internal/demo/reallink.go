@@ -19,10 +19,10 @@ import (
 // TCP segment per packet, as on Ethernet. Making one needs root; without
 // it each lesson says so in one line and reports itself skipped.
 
-// Link shows chunks on a 1500-byte-MTU link at a low rate: the reader
+// lessonLink shows chunks on a 1500-byte-MTU link at a low rate: the reader
 // wakes for each segment and gets one segment's worth per read, where
 // loopback hands over the whole answer at once.
-var Link = Lesson{
+var lessonLink = Lesson{
 	Name:        "link",
 	Title:       "chunks on a real link: reads of whole segments, one at a time",
 	Section:     "1.4, 2.2",
@@ -30,9 +30,9 @@ var Link = Lesson{
 	Run:         runLink,
 }
 
-// Loss shows the same message crossing a link that drops 5% of packets
+// lessonLoss shows the same message crossing a link that drops 5% of packets
 // each way: it arrives intact, and TCP_INFO counts what TCP sent again.
-var Loss = Lesson{
+var lessonLoss = Lesson{
 	Name:        "loss",
 	Title:       "a lossy link: every byte arrives, some of them twice sent",
 	Section:     "1.3, 2",
@@ -40,8 +40,8 @@ var Loss = Lesson{
 	Run:         runLoss,
 }
 
-// LinkObservations is what the link lesson measured.
-type LinkObservations struct {
+// linkObservations is what the link lesson measured.
+type linkObservations struct {
 	// Skipped is why the lesson could not make a link; the rest is then
 	// empty.
 	Skipped string
@@ -63,7 +63,7 @@ type LinkObservations struct {
 }
 
 // Summary implements Observations.
-func (o *LinkObservations) Summary() string {
+func (o *linkObservations) Summary() string {
 	if o.Skipped != "" {
 		return "skipped: " + o.Skipped
 	}
@@ -72,8 +72,8 @@ func (o *LinkObservations) Summary() string {
 		byteCount(o.Link.Total()), count(o.Link.Count(), "read"), o.Link.Median(), o.MSS)
 }
 
-// LossObservations is what the loss lesson measured.
-type LossObservations struct {
+// lossObservations is what the loss lesson measured.
+type lossObservations struct {
 	Skipped string
 	// Loss is the probability of a drop, each way.
 	Loss float64
@@ -94,7 +94,7 @@ type LossObservations struct {
 }
 
 // Summary implements Observations.
-func (o *LossObservations) Summary() string {
+func (o *lossObservations) Summary() string {
 	if o.Skipped != "" {
 		return "skipped: " + o.Skipped
 	}
@@ -133,7 +133,7 @@ func runLink(ctx context.Context, w io.Writer, opts Options) (Observations, erro
 	ctx, cancel := context.WithTimeout(ctx, lessonTimeout)
 	defer cancel()
 	p := &page{w: w}
-	obs := &LinkObservations{RateBits: linkRate}
+	obs := &linkObservations{RateBits: linkRate}
 	p.tutorial("the network, not the sender, decides the chunks (sections 1.4, 2.2).")
 	if obs.Skipped = skipLab(p); obs.Skipped != "" {
 		return obs, p.err()
@@ -227,7 +227,7 @@ func runLoss(ctx context.Context, w io.Writer, opts Options) (Observations, erro
 	// chance that none of them is: 1 in 50,000).
 	msg := strings.Repeat("0123456789", 10)
 	const copies = 3000
-	obs := &LossObservations{Loss: loss, Expected: int64(len(msg)) * copies}
+	obs := &lossObservations{Loss: loss, Expected: int64(len(msg)) * copies}
 	p.tutorial("TCP is reliable: the bytes arrive, in order, whatever the network drops (sections 1.3, 2).")
 	if obs.Skipped = skipLab(p); obs.Skipped != "" {
 		return obs, p.err()

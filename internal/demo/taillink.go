@@ -33,7 +33,7 @@ type tailLink struct {
 // tailOnLink runs the Nagle rounds again on a lab link, captures them and
 // narrates what the capture shows. Without a link it says so in one line.
 // An error is left in obs.link.err.
-func tailOnLink(ctx context.Context, p *page, obs *TailObservations, opts Options) {
+func tailOnLink(ctx context.Context, p *page, obs *tailObservations, opts Options) {
 	if err := netlab.Check(); err != nil {
 		p.line("Skipped:  ", "the same on a real link, captured, needs two network namespaces; %s.", strings.TrimPrefix(err.Error(), "netlab: "))
 		return

@@ -11,19 +11,19 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Sendall shows what a write guarantees: one send(2) may take only part of
+// lessonSendall shows what a write guarantees: one send(2) may take only part of
 // the data, the tutorial's loop (and Python's sendall) takes it all, and Go's
 // Write is that loop; the only short write Go shows is one cut off by an
 // error, here a write deadline against a reader that does not read.
-var Sendall = Lesson{
+var lessonSendall = Lesson{
 	Name:    "sendall",
 	Title:   "send() may take part of the data; Go's Write is sendall",
 	Section: "3.1, 4",
 	Run:     runSendall,
 }
 
-// SendallObservations is what the sendall lesson measured.
-type SendallObservations struct {
+// sendallObservations is what the sendall lesson measured.
+type sendallObservations struct {
 	// Size is how many bytes each write offered.
 	Size int
 	// SendBuffer is the writer's SO_SNDBUF as the kernel reports it.
@@ -47,7 +47,7 @@ type SendallObservations struct {
 }
 
 // Summary implements Observations.
-func (o *SendallObservations) Summary() string {
+func (o *sendallObservations) Summary() string {
 	return fmt.Sprintf("one send() took %s of %s; the loop took %d send() calls; Write took all; with a deadline, Write stopped at %s: %s",
 		byteCount(int64(o.OneSend)), byteCount(int64(o.Size)), len(o.LoopSends), byteCount(int64(o.ShortN)), errText(o.ShortErr))
 }
@@ -60,7 +60,7 @@ func runSendall(ctx context.Context, w io.Writer, _ Options) (Observations, erro
 	ctx, cancel := context.WithTimeout(ctx, lessonTimeout)
 	defer cancel()
 	p := &page{w: w}
-	obs := &SendallObservations{Size: sendallSize}
+	obs := &sendallObservations{Size: sendallSize}
 	data := make([]byte, sendallSize)
 
 	p.tutorial("send() returns once part of the data is in the OS buffer; the count may be short, so loop")

@@ -17,18 +17,18 @@ import (
 	"github.com/tcplab/tcplab/store"
 )
 
-// Shared takes strsvr beyond the tutorial's two clients: many clients type
+// lessonShared takes strsvr beyond the tutorial's two clients: many clients type
 // into one v at once and every reply is consistent, and v kept in a file
 // survives a server restart.
-var Shared = Lesson{
+var lessonShared = Lesson{
 	Name:    "shared",
 	Title:   "one v for many clients at once, and a v that survives a restart",
 	Section: "6, 6.1",
 	Run:     runShared,
 }
 
-// SharedObservations is what the shared lesson measured.
-type SharedObservations struct {
+// sharedObservations is what the shared lesson measured.
+type sharedObservations struct {
 	// Clients typed Letters letters each, at the same time.
 	Clients, Letters int
 	// Final is v after they left.
@@ -48,7 +48,7 @@ type SharedObservations struct {
 }
 
 // Summary implements Observations.
-func (o *SharedObservations) Summary() string {
+func (o *sharedObservations) Summary() string {
 	return fmt.Sprintf("%d clients x %d letters: v of %d bytes, %d inconsistent replies; restart: %q then %q",
 		o.Clients, o.Letters, len(o.Final), o.Inconsistent, o.BeforeRestart, o.AfterRestart)
 }
@@ -64,7 +64,7 @@ func runShared(ctx context.Context, w io.Writer, _ Options) (Observations, error
 	ctx, cancel := context.WithTimeout(ctx, lessonTimeout)
 	defer cancel()
 	p := &page{w: w}
-	obs := &SharedObservations{Clients: sharedClients, Letters: sharedLetters}
+	obs := &sharedObservations{Clients: sharedClients, Letters: sharedLetters}
 
 	p.tutorial("strsvr.py serves a fixed two clients, and v lives only as long as the server (section 6.1).")
 	if err := sharedCrowd(ctx, obs); err != nil {
@@ -86,7 +86,7 @@ func runShared(ctx context.Context, w io.Writer, _ Options) (Observations, error
 }
 
 // sharedCrowd has sharedClients clients type into one server at once.
-func sharedCrowd(ctx context.Context, obs *SharedObservations) error {
+func sharedCrowd(ctx context.Context, obs *sharedObservations) error {
 	st := store.NewMemory()
 	defer st.Close()
 	addr, stop, err := startStrsvr(ctx, st)
@@ -163,7 +163,7 @@ func crowdLetter(i int) byte {
 
 // sharedRestart sends "abc" to a server keeping v in a file, replaces the
 // server and its store with new ones on the same file, and sends "d".
-func sharedRestart(ctx context.Context, obs *SharedObservations) error {
+func sharedRestart(ctx context.Context, obs *sharedObservations) error {
 	dir, err := os.MkdirTemp("", "tcplab-demo-shared-")
 	if err != nil {
 		return err

@@ -13,18 +13,18 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// UDP shows datagrams: four writes are four reads, where TCP makes them one
+// lessonUDP shows datagrams: four writes are four reads, where TCP makes them one
 // stream; a datagram too large for one packet is refused; and a datagram to
 // nobody is lost without a word to an unconnected sender.
-var UDP = Lesson{
+var lessonUDP = Lesson{
 	Name:    "udp",
 	Title:   "datagrams keep their boundaries, and nothing reports a loss",
 	Section: "1.4, 5.3",
 	Run:     runUDP,
 }
 
-// UDPObservations is what the udp lesson measured.
-type UDPObservations struct {
+// udpObservations is what the udp lesson measured.
+type udpObservations struct {
 	// Writes are the sizes of the four writes, the same for UDP and TCP.
 	Writes []int
 	// UDPReads are the sizes of the reads that received them over UDP.
@@ -48,7 +48,7 @@ type UDPObservations struct {
 }
 
 // Summary implements Observations.
-func (o *UDPObservations) Summary() string {
+func (o *udpObservations) Summary() string {
 	return fmt.Sprintf("4 writes -> %s over UDP, %s over TCP; %d-byte datagram ok, one more: %s; send to nobody: %s",
 		count(len(o.UDPReads), "read"), count(len(o.TCPReads), "read"), o.MaxDatagram, errText(o.OversizeErr), errText(o.UnconnectedErr))
 }
@@ -65,7 +65,7 @@ func runUDP(ctx context.Context, w io.Writer, _ Options) (Observations, error) {
 	ctx, cancel := context.WithTimeout(ctx, lessonTimeout)
 	defer cancel()
 	p := &page{w: w}
-	obs := &UDPObservations{}
+	obs := &udpObservations{}
 	for _, l := range udpLines {
 		obs.Writes = append(obs.Writes, len(l))
 	}
@@ -112,7 +112,7 @@ func udpPair() (srv, cl *net.UDPConn, err error) {
 	return srv, cl, nil
 }
 
-func udpBoundaries(ctx context.Context, obs *UDPObservations) error {
+func udpBoundaries(ctx context.Context, obs *udpObservations) error {
 	srv, cl, err := udpPair()
 	if err != nil {
 		return err
@@ -194,7 +194,7 @@ func waitQueued(ctx context.Context, conn *net.TCPConn, n int) error {
 	}
 }
 
-func udpOversize(_ context.Context, obs *UDPObservations) error {
+func udpOversize(_ context.Context, obs *udpObservations) error {
 	srv, cl, err := udpPair()
 	if err != nil {
 		return err
@@ -216,7 +216,7 @@ func udpOversize(_ context.Context, obs *UDPObservations) error {
 	return nil
 }
 
-func udpLost(_ context.Context, obs *UDPObservations) error {
+func udpLost(_ context.Context, obs *udpObservations) error {
 	// A port that was free a moment ago: bind one, note it, let it go.
 	probe, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {

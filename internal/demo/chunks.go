@@ -16,11 +16,11 @@ import (
 	"github.com/tcplab/tcplab/stream"
 )
 
-// Chunks runs the tutorial's first pair, tms and tmc (package multicopy),
+// lessonChunks runs the tutorial's first pair, tms and tmc (package multicopy),
 // several times over and shows the same bytes arriving in different
 // chunkings from run to run and for different sizes, with a picture of the
 // chunk sizes.
-var Chunks = Lesson{
+var lessonChunks = Lesson{
 	Name:        "chunks",
 	Title:       "one byte stream, arriving in chunks nobody chose",
 	Section:     "1.4, 2, 2.2",
@@ -28,8 +28,8 @@ var Chunks = Lesson{
 	Run:         runChunks,
 }
 
-// ChunkRun is one tmc run as the chunks lesson saw it.
-type ChunkRun struct {
+// chunkRun is one tmc run as the chunks lesson saw it.
+type chunkRun struct {
 	Message string
 	Copies  int64
 	// Expected is len(Message) * Copies, what the server sent.
@@ -38,9 +38,9 @@ type ChunkRun struct {
 	Stats stream.ChunkStats
 }
 
-// ChunksObservations is what the chunks lesson measured.
-type ChunksObservations struct {
-	Runs []ChunkRun
+// chunksObservations is what the chunks lesson measured.
+type chunksObservations struct {
+	Runs []chunkRun
 	// Chunkings counts the distinct chunkings (sequences of read sizes)
 	// among the runs of the largest transfer, which were all sent alike.
 	Chunkings int
@@ -50,7 +50,7 @@ type ChunksObservations struct {
 }
 
 // Summary implements Observations.
-func (o *ChunksObservations) Summary() string {
+func (o *chunksObservations) Summary() string {
 	var parts []string
 	for _, r := range o.Runs {
 		parts = append(parts, fmt.Sprintf("%s in %s", byteCount(r.Stats.Total()), count(r.Stats.Count(), "read")))
@@ -77,7 +77,7 @@ func runChunks(ctx context.Context, w io.Writer, opts Options) (Observations, er
 	ctx, cancel := context.WithTimeout(ctx, lessonTimeout)
 	defer cancel()
 	p := &page{w: w}
-	obs := &ChunksObservations{}
+	obs := &chunksObservations{}
 
 	p.tutorial("everything one side sends is one message; it arrives in pieces of sizes nobody chose, so")
 	p.tutorial("the client loops on recv() until the server closes (sections 1.4, 2.2).")
@@ -141,8 +141,8 @@ func startMulticopy(ctx context.Context, srv *multicopy.Server) (addr string, st
 }
 
 // fetchCopies runs one tmc transfer against addr.
-func fetchCopies(ctx context.Context, addr, msg string, copies int64) (ChunkRun, error) {
-	r := ChunkRun{Message: msg, Copies: copies, Expected: int64(len(msg)) * copies}
+func fetchCopies(ctx context.Context, addr, msg string, copies int64) (chunkRun, error) {
+	r := chunkRun{Message: msg, Copies: copies, Expected: int64(len(msg)) * copies}
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -161,7 +161,7 @@ func fetchCopies(ctx context.Context, addr, msg string, copies int64) (ChunkRun,
 }
 
 // distinctChunkings counts the different sequences of read sizes.
-func distinctChunkings(runs []ChunkRun) int {
+func distinctChunkings(runs []chunkRun) int {
 	var seen [][]int32
 	for _, r := range runs {
 		if !slices.ContainsFunc(seen, func(s []int32) bool { return slices.Equal(s, r.Stats.Sizes) }) {

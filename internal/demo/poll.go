@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -18,19 +19,21 @@ import (
 	"github.com/tcplab/tcplab/internal/server"
 )
 
-// Poll shows how Go waits on many sockets at once: a goroutine per
+// lessonPoll shows how Go waits on many sockets at once: a goroutine per
 // connection, parked on the runtime's epoll-based poller, thousands of them
-// cheaply; and beside it an explicit epoll loop through golang.org/x/sys/unix,
-// the select()/poll() of section 6.2 written out.
-var Poll = Lesson{
+// cheaply; then the same server with its idle connections parked in one
+// epoll set and no goroutine at all (internal/server's Park), cheaper
+// still; and beside them an explicit epoll loop through
+// golang.org/x/sys/unix, the select()/poll() of section 6.2 written out.
+var lessonPoll = Lesson{
 	Name:    "poll",
 	Title:   "thousands of idle connections, and an explicit epoll loop",
 	Section: "6.1, 6.2",
 	Run:     runPoll,
 }
 
-// PollObservations is what the poll lesson measured.
-type PollObservations struct {
+// pollObservations is what the poll lesson measured.
+type pollObservations struct {
 	// Conns is how many idle connections were opened, and Held how many
 	// the server was serving at once (internal/server's ActiveConns).
 	Conns, Held int
@@ -45,6 +48,15 @@ type PollObservations struct {
 	// EchoRTT is the round trip on one of them while the others idled.
 	EchoRTT time.Duration
 
+	// Parked is how many of the same number of idle connections the same
+	// server held parked (server.Park) when its handler parks instead of
+	// blocking in Read; ParkedGoroutines, ParkedGoBytesPerConn,
+	// ParkedRSSBytesPerConn and ParkedEchoRTT are the figures above for
+	// that run.
+	Parked, ParkedGoroutines                    int
+	ParkedGoBytesPerConn, ParkedRSSBytesPerConn int64
+	ParkedEchoRTT                               time.Duration
+
 	// EpollOrder is the order in which the explicit epoll loop served the
 	// three clients' messages (the order they were sent, not accepted).
 	EpollOrder []string
@@ -55,13 +67,13 @@ type PollObservations struct {
 }
 
 // Summary implements Observations.
-func (o *PollObservations) Summary() string {
+func (o *pollObservations) Summary() string {
 	if o.Conns == 0 {
 		return fmt.Sprintf("no idle connections (ulimit -n too low); epoll loop served %s in %d waits",
 			strings.Join(o.EpollOrder, ", "), o.EpollWaits)
 	}
-	return fmt.Sprintf("held %d idle connections on %d goroutines, %s Go memory per connection; epoll loop served %s in %d waits",
-		o.Held, o.Goroutines, byteCount(o.GoBytesPerConn), strings.Join(o.EpollOrder, ", "), o.EpollWaits)
+	return fmt.Sprintf("held %d idle connections on %d goroutines, %s Go memory per connection; parked, on %d goroutines, %s; epoll loop served %s in %d waits",
+		o.Held, o.Goroutines, byteCount(o.GoBytesPerConn), o.ParkedGoroutines, byteCount(o.ParkedGoBytesPerConn), strings.Join(o.EpollOrder, ", "), o.EpollWaits)
 }
 
 // pollConns is how many idle connections the lesson holds: enough to show
@@ -72,16 +84,26 @@ func runPoll(ctx context.Context, w io.Writer, _ Options) (Observations, error) 
 	ctx, cancel := context.WithTimeout(ctx, lessonTimeout)
 	defer cancel()
 	p := &page{w: w}
-	obs := &PollObservations{}
+	obs := &pollObservations{}
 
 	p.tutorial("a server with many clients needs a thread per client, or nonblocking sockets and select()/poll() (6.1, 6.2).")
-	if err := pollGoroutines(ctx, obs); err != nil {
+	blocked, err := pollIdle(ctx, false)
+	if err != nil {
 		return nil, err
 	}
+	obs.Conns, obs.Held, obs.Goroutines = blocked.conns, blocked.held, blocked.goroutines
+	obs.GoBytesPerConn, obs.RSSBytesPerConn, obs.EchoRTT = blocked.goBytes, blocked.rss, blocked.rtt
 	if obs.Conns == 0 {
 		p.line("Skipped:  ", "idle connections: the descriptor limit (ulimit -n) leaves room for none; %d would hold all %d.", 2*pollConns+pollSpareFDs, pollConns)
 	} else {
-		obs.narrateIdle(p)
+		obs.narrateIdle(p, blocked)
+		parked, err := pollIdle(ctx, true)
+		if err != nil {
+			return nil, err
+		}
+		obs.Parked, obs.ParkedGoroutines = parked.parked, parked.goroutines
+		obs.ParkedGoBytesPerConn, obs.ParkedRSSBytesPerConn, obs.ParkedEchoRTT = parked.goBytes, parked.rss, parked.rtt
+		obs.narrateParked(p, blocked, parked)
 	}
 	p.tutorial("select()/poll() ask the OS which sockets are ready, instead of trying each in turn (6.2).")
 	if err := pollEpoll(ctx, obs); err != nil {
@@ -93,20 +115,28 @@ func runPoll(ctx context.Context, w io.Writer, _ Options) (Observations, error) 
 	return obs, p.err()
 }
 
-// narrateIdle tells what the idle connections cost.
-func (obs *PollObservations) narrateIdle(p *page) {
+// narrateIdle tells what the idle connections cost, a goroutine each.
+func (obs *pollObservations) narrateIdle(p *page, blocked idleRun) {
 	p.do("open %d connections to one server (internal/server, a goroutine each) and leave them idle.", obs.Conns)
 	p.saw("the server held %d at once, on %d more goroutines.", obs.Held, obs.Goroutines)
-	if obs.RSSBytesPerConn > 0 {
-		p.saw("memory per connection, both ends: %s of Go heap and stack, %s resident",
-			byteCount(obs.GoBytesPerConn), byteCount(obs.RSSBytesPerConn))
-	} else {
-		p.saw("memory per connection, both ends: %s of Go heap and stack", byteCount(obs.GoBytesPerConn))
-	}
+	p.saw("memory per connection, both ends: %s", memLine(blocked))
 	p.saw("(plus the kernel's socket structures, which an idle socket keeps small).")
 	p.saw("one of them, written to while the rest idled, echoed in %s.", ms(obs.EchoRTT))
 	p.note("a blocked Read parks its goroutine (a few KiB of stack) and registers the socket with the")
 	p.note("runtime's epoll poller: blocking code per client, nonblocking sockets underneath, no round-robin.")
+}
+
+// narrateParked tells what the same connections cost parked.
+func (obs *pollObservations) narrateParked(p *page, blocked, parked idleRun) {
+	p.do("the same, with a handler that parks its connection when there is nothing to read (server.Park).")
+	p.saw("the server held %d parked, on %d more goroutines.", obs.Parked, obs.ParkedGoroutines)
+	p.saw("memory per connection, both ends: %s", memLine(parked))
+	if blocked.goBytes > 0 {
+		p.saw("%.0f%% of the goroutine-per-connection figure; the echo took %s.", 100*float64(parked.goBytes)/float64(blocked.goBytes), ms(obs.ParkedEchoRTT))
+	}
+	p.note("a parked connection is a socket in one epoll set the server waits on: no goroutine, no stack,")
+	p.note("no buffer until it is readable. Then a goroutine serves it and parks it again: the poll()")
+	p.note("loop of 6.2 underneath, the blocking code of 6.1 on top.")
 }
 
 // pollSpareFDs is how many descriptors the poll lesson leaves to the rest
@@ -133,16 +163,40 @@ func pollConnsFor(cur uint64) int {
 	return int(min(uint64(pollConns), (cur-pollSpareFDs)/2))
 }
 
-func pollGoroutines(ctx context.Context, obs *PollObservations) error {
+// idleRun is what one run of pollIdle measured.
+type idleRun struct {
+	conns, held, parked, goroutines int
+	goBytes, rss                    int64 // per connection, both ends
+	rtt                             time.Duration
+}
+
+// memLine says what a run measured per connection.
+func memLine(r idleRun) string {
+	if r.rss > 0 {
+		return fmt.Sprintf("%s of Go heap and stack, %s resident", byteCount(r.goBytes), byteCount(r.rss))
+	}
+	return byteCount(r.goBytes) + " of Go heap and stack"
+}
+
+// pollIdle opens idle connections to an echo server on internal/server
+// whose handler blocks in Read, or, with park, parks the connection
+// whenever it has nothing to read; it measures what they cost and echoes
+// on one of them.
+func pollIdle(ctx context.Context, park bool) (idleRun, error) {
+	var r idleRun
 	ln, err := listenLoopback(ctx)
 	if err != nil {
-		return err
+		return r, err
 	}
-	srv := &server.Server{Handler: server.HandlerFunc(func(ctx context.Context, conn net.Conn) {
-		buf := make([]byte, 64)
+	var echo server.HandlerFunc
+	echo = func(ctx context.Context, conn net.Conn) {
+		var buf [64]byte
 		for {
+			if park && server.Park(ctx, conn, time.Now().Add(lessonTimeout), echo) {
+				return // the server calls echo again when conn is readable
+			}
 			conn.SetReadDeadline(time.Now().Add(lessonTimeout))
-			n, err := conn.Read(buf)
+			n, err := conn.Read(buf[:])
 			if err != nil {
 				return
 			}
@@ -151,7 +205,8 @@ func pollGoroutines(ctx context.Context, obs *PollObservations) error {
 				return
 			}
 		}
-	})}
+	}
+	srv := &server.Server{Handler: echo}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	defer func() {
@@ -161,7 +216,7 @@ func pollGoroutines(ctx context.Context, obs *PollObservations) error {
 
 	n := pollConnLimit()
 	if n == 0 {
-		return nil
+		return r, nil
 	}
 	goBefore, rssBefore := memNow()
 	grBefore := runtime.NumGoroutine()
@@ -175,41 +230,43 @@ func pollGoroutines(ctx context.Context, obs *PollObservations) error {
 	for range n {
 		c, err := d.DialContext(ctx, "tcp4", ln.Addr().String())
 		if err != nil {
-			return fmt.Errorf("connection %d: %w", len(conns)+1, err)
+			return r, fmt.Errorf("connection %d: %w", len(conns)+1, err)
 		}
 		conns = append(conns, c)
 	}
-	obs.Conns = n
-	// Wait for the server to have accepted them all.
+	r.conns = n
+	// Wait for the server to have accepted them all (and parked them).
 	deadline := time.Now().Add(5 * time.Second)
-	for srv.ActiveConns() < n && time.Now().Before(deadline) && ctx.Err() == nil {
+	for (srv.ActiveConns() < n || park && srv.Parked() < n) && time.Now().Before(deadline) && ctx.Err() == nil {
 		time.Sleep(5 * time.Millisecond)
 	}
-	obs.Held = srv.ActiveConns()
-	obs.Goroutines = runtime.NumGoroutine() - grBefore
+	r.held, r.parked = srv.ActiveConns(), srv.Parked()
+	r.goroutines = runtime.NumGoroutine() - grBefore
 	goAfter, rssAfter := memNow()
-	obs.GoBytesPerConn = (goAfter - goBefore) / int64(n)
+	r.goBytes = (goAfter - goBefore) / int64(n)
 	if rssBefore > 0 && rssAfter > rssBefore {
-		obs.RSSBytesPerConn = (rssAfter - rssBefore) / int64(n)
+		r.rss = (rssAfter - rssBefore) / int64(n)
 	}
 
 	c := conns[n/2]
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 	start := time.Now()
 	if _, err := c.Write([]byte("ping")); err != nil {
-		return fmt.Errorf("write to an idle connection: %w", err)
+		return r, fmt.Errorf("write to an idle connection: %w", err)
 	}
 	if _, err := io.ReadFull(c, make([]byte, 4)); err != nil {
-		return fmt.Errorf("echo on an idle connection: %w", err)
+		return r, fmt.Errorf("echo on an idle connection: %w", err)
 	}
-	obs.EchoRTT = time.Since(start)
-	return nil
+	r.rtt = time.Since(start)
+	return r, nil
 }
 
 // memNow returns the Go heap and stacks in use and the resident set size
-// (0 if /proc is unreadable), after a collection so garbage does not count.
+// (0 if /proc is unreadable), after a collection so garbage does not count
+// and with free memory returned to the system, so that the resident set
+// is what is in use.
 func memNow() (goBytes, rss int64) {
-	runtime.GC()
+	debug.FreeOSMemory()
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return int64(m.HeapInuse + m.StackInuse), rssBytes()
@@ -242,7 +299,7 @@ var epollSendOrder = []int{3, 1, 2}
 
 // pollEpoll runs an explicit epoll loop on raw sockets and three clients
 // that each send one message, one after another, in epollSendOrder.
-func pollEpoll(ctx context.Context, obs *PollObservations) error {
+func pollEpoll(ctx context.Context, obs *pollObservations) error {
 	lfd, port, err := rawListen()
 	if err != nil {
 		return err
