@@ -58,9 +58,9 @@ type benchEnv struct {
 	root   string // repository root
 	tmp    string // scratch directory, removed afterwards
 	quick  bool   // smaller runs, for checking the harness itself
-	// baseline, if set (-baseline REV), is a tcplab binary built from
-	// another revision, for sections that compare before and after in
-	// the same run (idlemem).
+	// baseline, if set (-baseline), is another tcplab binary that the
+	// sections comparing builds (idlemem, tmsprompt) measure in the same
+	// run; baselineRev names it in their tables.
 	baseline, baselineRev string
 	logf                  func(format string, args ...any)
 }
@@ -70,7 +70,7 @@ func main() {
 	out := flag.String("out", "", "Markdown file to update (default docs/benchmarks.md, or the section's own: nemesis writes docs/reliability.md)")
 	quick := flag.Bool("quick", false, "small runs, to check the harness (results not written)")
 	binary := flag.String("binary", "", "measure this tcplab binary instead of building one (another build: the figures before a change)")
-	baselineRev := flag.String("baseline", "", "a git revision to build tcplab from as well, for the sections that compare before and after in one run (idlemem)")
+	baseline := flag.String("baseline", "", "another tcplab to measure in the same run, in the sections that compare builds (idlemem, tmsprompt): a binary's path, or a git revision to build")
 	floorPort := flag.Int("floor-server", 0, "serve the sharedstring section's floor server on this port and do nothing else (the section starts it)")
 	flag.Parse()
 	log.SetFlags(0)
@@ -100,11 +100,13 @@ func main() {
 		}
 	}
 	env := &benchEnv{tcplab: bin, root: root, tmp: tmp, quick: *quick, logf: log.Printf}
-	if *baselineRev != "" {
-		if env.baseline, err = buildRevision(ctx, root, tmp, *baselineRev); err != nil {
-			log.Fatalf("build tcplab at %s: %v", *baselineRev, err)
+	if *baseline != "" {
+		env.baselineRev = *baseline
+		if st, serr := os.Stat(*baseline); serr == nil && !st.IsDir() {
+			env.baseline = *baseline
+		} else if env.baseline, err = buildRevision(ctx, root, tmp, *baseline); err != nil {
+			log.Fatalf("build tcplab at %s: %v", *baseline, err)
 		}
-		env.baselineRev = *baselineRev
 	}
 
 	slices.SortFunc(sections, func(a, b section) int { return a.order - b.order })

@@ -172,13 +172,16 @@ type idleReader struct {
 }
 
 func (r idleReader) Read(p []byte) (int, error) {
-	if err := r.ctx.Err(); err != nil {
-		return 0, err
-	}
 	if r.idle > 0 {
 		if err := r.conn.SetReadDeadline(time.Now().Add(r.idle)); err != nil {
 			return 0, err
 		}
+	}
+	// Look after setting the deadline, not before: ctx may end, and its
+	// past deadline land, between a look and the fresh deadline, which
+	// then undoes it (a Ctrl-C left tmc waiting out its whole timeout).
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
 	}
 	return r.conn.Read(p)
 }

@@ -219,3 +219,47 @@ func TestFinishDoesNotWaitForAClientThatStaysOpen(t *testing.T) {
 		t.Fatal("Echo still waiting for a client that has the whole answer")
 	}
 }
+
+// A slow reader that keeps reading gets the end of its answer however
+// long the answer queued in the kernel takes to drain: finish waited at
+// most WriteIdle in all after the last write, so a client reading a few
+// megabytes at its own pace was reset and logged as failed (the binary
+// test of a SIGINT within --grace found it). WriteIdle bounds a wait
+// without progress, as it does for the writes.
+func TestFinishWaitsForASlowReaderThatKeepsReading(t *testing.T) {
+	client, srv := pipe(t)
+	const copies = 1_000_000 // 4 MB
+	served := make(chan error, 1)
+	go func() {
+		// The copies fit the socket buffers after a few writes, so most of
+		// the wait is in finish; each read takes the client far less than
+		// WriteIdle, the whole answer far more (about 2.5 s, five times
+		// WriteIdle). WriteIdle was 100 ms with a read every 5 ms: under
+		// -race -count=20 on a loaded machine the reader was not run for
+		// 100 ms in 2 of 20 runs, and Echo gave up on it.
+		s := &Server{Copies: copies, WriteIdle: 500 * time.Millisecond}
+		_, err := s.Echo(context.Background(), srv)
+		served <- err
+	}()
+	if _, err := client.Write([]byte("abc\n")); err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	buf := make([]byte, 32<<10)
+	var err error
+	for {
+		var k int
+		k, err = client.Read(buf)
+		n += int64(k)
+		if err != nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond) // a slow reader: the pace is the point
+	}
+	if !errors.Is(err, io.EOF) || n != copies*4 {
+		t.Errorf("client got %d of %d bytes, then %v: want all of them and a FIN", n, copies*4, err)
+	}
+	if err := <-served; err != nil {
+		t.Errorf("Echo: %v", err)
+	}
+}

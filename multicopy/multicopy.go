@@ -42,7 +42,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
-	"os"
+	"sync"
 	"time"
 
 	"github.com/tcplab/tcplab/internal/endpoint"
@@ -80,13 +80,14 @@ var ErrNoMessage = stream.ErrNoMessage
 // gap itself), and never takes longer than timeout in all: a message still
 // arriving when timeout ends is an error, not a message, so a client
 // cannot hold the connection by trickling bytes.
-// It gives up when ctx ends. It is stream.ReadMessage with tms's rule.
-func readMessage(ctx context.Context, conn net.Conn, max int, gap, timeout time.Duration, start time.Time) ([]byte, error) {
-	msg, err := stream.ReadMessage(ctx, conn, stream.MessageEnd{Max: max, Gap: gap, Timeout: timeout, Start: start, Settle: true})
+// It gives up when ctx ends. It is stream.ReadMessageEnding with tms's
+// rule, Timeout running from start.
+func readMessage(ctx context.Context, conn net.Conn, max int, gap, timeout time.Duration, start time.Time) (stream.Message, error) {
+	m, err := stream.ReadMessageEnding(ctx, conn, stream.MessageEnd{Max: max, Gap: gap, Timeout: timeout, Start: start, Settle: true})
 	if err != nil && ctx.Err() == nil && !errors.Is(err, stream.ErrNoMessage) && !errors.Is(err, stream.ErrMessageTimeout) {
 		err = plain(err)
 	}
-	return msg, err
+	return m, err
 }
 
 // Server is tms, the protocol handler: Echo serves the multicopy echo on
@@ -102,9 +103,18 @@ type Server struct {
 	QuietGap    time.Duration
 	ReadTimeout time.Duration
 	WriteIdle   time.Duration
+	// Grace is, for ServeOne, how long a transfer in flight may go on
+	// after its context ends (the first SIGINT or SIGTERM) before it is
+	// reset; the context's server.Hurry (a second signal) resets it at
+	// once. A message still arriving and a go-ahead not yet given end at
+	// once. Zero: no grace. (A server.Server has its own Grace.)
+	Grace time.Duration
 	// GoAhead, if set, is called after the message is read and before it is
 	// sent back: tms.py's raw_input(), which shows that the client blocks in
-	// recv() until the server sends. Its error aborts the transfer.
+	// recv() until the server sends. Its error aborts the transfer. Its
+	// context ends, with ErrClientLeft or ErrMessageContinued as its cause
+	// (context.Cause), when the client goes away or its message turns out
+	// to go on.
 	GoAhead func(ctx context.Context, msg []byte) error
 	// ClientLog, if set, receives tms.py's "client is at ADDR" line for
 	// each client ServeConn serves.
@@ -116,6 +126,9 @@ type Server struct {
 // Transfer describes one served client.
 type Transfer struct {
 	Message []byte
+	// Ending is what ended the message: a newline, the client's
+	// half-close, MaxMessage, or a quiet gap (a guess).
+	Ending  stream.Ending
 	Sent    int64
 	Elapsed time.Duration // from the end of the message to the close
 }
@@ -125,6 +138,8 @@ type Transfer struct {
 // Echo tells it with errors.Is.
 var ErrCutShort = errors.New("transfer cut short: the connection is reset")
 
+func (s *Server) writeIdle() time.Duration { return cmp.Or(s.WriteIdle, DefaultWriteIdle) }
+
 // Echo serves one client on conn: read the message, wait for the
 // go-ahead, send the copies. It does not close conn.
 //
@@ -132,21 +147,30 @@ var ErrCutShort = errors.New("transfer cut short: the connection is reset")
 // (SO_LINGER 0), not a FIN: whoever closes it (the caller, or a server
 // stopping past its grace period), a client then sees "connection reset",
 // never an end of file that looks like a complete answer. After the last
-// copy the ordinary close is restored, so a complete answer ends with FIN.
+// copy the ordinary close is restored, so a complete answer ends with FIN;
+// for a message whose end was only guessed from a quiet spell, not before
+// that guess is confirmed (see confirmEnd). Echo returns nil only once
+// the client's kernel has acknowledged the whole answer and its end.
 func (s *Server) Echo(ctx context.Context, conn net.Conn) (Transfer, error) {
-	return s.echo(ctx, conn, time.Now())
+	return s.echo(ctx, ctx, conn, time.Now())
 }
 
-// echo is Echo for a connection accepted at start, from which
-// ReadTimeout runs.
-func (s *Server) echo(ctx context.Context, conn net.Conn, start time.Time) (Transfer, error) {
+// echo is Echo with two ends: a message still arriving, and a go-ahead
+// not yet given, end when stopping does; a transfer in flight only when
+// ctx does (ServeOne gives it Grace more). ReadTimeout runs from start,
+// the connection's accept.
+func (s *Server) echo(stopping, ctx context.Context, conn net.Conn, start time.Time) (Transfer, error) {
 	var t Transfer
 	endpoint.Reset(conn)
-	// Stop a transfer in flight, or a message still arriving, when the
-	// server is closed (SIGINT in the one-client mode).
-	stop := endpoint.StopOnCancel(ctx, conn)
-	defer stop()
-	msg, err := readMessage(ctx, conn, MaxMessage, cmp.Or(s.QuietGap, DefaultQuietGap), cmp.Or(s.ReadTimeout, DefaultReadTimeout), start)
+	// Whether a guessed end of the message can be trusted depends on
+	// whether the client could be heard all along (confirmEnd).
+	live, stopLive := watchLiveness(conn)
+	defer stopLive()
+	// Stop a message still arriving when the server is stopped (SIGINT
+	// in the one-client mode).
+	stop := endpoint.StopOnCancel(stopping, conn)
+	m, err := readMessage(stopping, conn, MaxMessage, cmp.Or(s.QuietGap, DefaultQuietGap), cmp.Or(s.ReadTimeout, DefaultReadTimeout), start)
+	stop()
 	if err != nil {
 		if errors.Is(err, stream.ErrMessageTimeout) {
 			// Tell the client, with a reset rather than the FIN of a
@@ -157,7 +181,8 @@ func (s *Server) echo(ctx context.Context, conn net.Conn, start time.Time) (Tran
 		}
 		return t, fmt.Errorf("read message from %s: %w", conn.RemoteAddr(), err)
 	}
-	t.Message = msg
+	t.Message, t.Ending = m.Bytes, m.Ending
+	msg := m.Bytes
 	copies := s.Copies
 	if copies <= 0 {
 		copies = DefaultCopies
@@ -165,75 +190,189 @@ func (s *Server) echo(ctx context.Context, conn net.Conn, start time.Time) (Tran
 	if copies > math.MaxInt64/int64(len(msg)) {
 		return t, fmt.Errorf("%d copies of %d bytes is more than %d bytes", copies, len(msg), int64(math.MaxInt64))
 	}
+	tail := watchTail(conn, m.Ending)
+	defer tail.stop()
 	if s.GoAhead != nil {
-		if err := s.GoAhead(ctx, msg); err != nil {
-			if ctx.Err() != nil {
-				return t, fmt.Errorf("%w: stopped before sending anything to %s", ErrCutShort, conn.RemoteAddr())
-			}
-			return t, fmt.Errorf("%w: before sending anything to %s: %w", ErrCutShort, conn.RemoteAddr(), err)
+		if err := s.awaitGoAhead(stopping, conn, m, tail); err != nil {
+			return t, err
 		}
 	}
+	before, _ := stream.ReadTCPStats(conn)
+	// The transfer ends when ctx does, and at once when the client's
+	// message turns out to go on past a guessed end, or the client goes.
+	xctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		select {
+		case <-tail.got:
+			if err := tailError(tail.ev, m); err != nil {
+				cancel(err)
+			}
+		case <-xctx.Done():
+		}
+	}()
+	stop = endpoint.StopOnCancel(xctx, conn)
 	sending := time.Now()
-	t.Sent, err = stream.WriteRepeated(conn, msg, copies, cmp.Or(s.WriteIdle, DefaultWriteIdle))
+	t.Sent, err = stream.WriteRepeatedContext(xctx, conn, msg, copies, s.writeIdle())
 	t.Elapsed = time.Since(sending)
+	stop()
+	cancel(nil)
+	<-watched
 	want := copies * int64(len(msg))
 	if err != nil {
+		if cause := context.Cause(xctx); errors.Is(cause, ErrMessageContinued) || errors.Is(cause, ErrClientLeft) {
+			resetWhenHeard(ctx, conn, s.writeIdle())
+			return t, fmt.Errorf("%w (after %d of %d bytes of the answer to %s)", cause, t.Sent, want, conn.RemoteAddr())
+		}
 		if ctx.Err() != nil {
 			return t, fmt.Errorf("%w: stopped after sending %d of %d bytes to %s", ErrCutShort, t.Sent, want, conn.RemoteAddr())
 		}
+		resetWhenHeard(ctx, conn, s.writeIdle())
 		return t, fmt.Errorf("send to %s after %d of %d bytes: %w", conn.RemoteAddr(), t.Sent, want, plain(err))
+	}
+	if m.Ending.Guessed() {
+		if err := s.confirmEnd(ctx, conn, m, t.Sent, tail, live, before); err != nil {
+			if ctx.Err() != nil {
+				return t, fmt.Errorf("%w: stopped while the end of the answer to %s was held back", ErrCutShort, conn.RemoteAddr())
+			}
+			resetWhenHeard(ctx, conn, s.writeIdle())
+			return t, fmt.Errorf("%w; the connection is reset", err)
+		}
 	}
 	if tc, ok := conn.(*net.TCPConn); ok {
 		tc.SetLinger(-1) // complete: the close is an orderly FIN after the data
 	}
-	finish(ctx, conn, cmp.Or(s.WriteIdle, DefaultWriteIdle))
+	if err := s.finish(ctx, conn, tail, m, t.Sent); err != nil {
+		return t, err
+	}
+	t.Elapsed = time.Since(start)
 	return t, nil
 }
 
-// drainMax bounds what finish reads and drops: a client still sending
-// after that much is not waiting for the end of the answer.
+// awaitGoAhead calls GoAhead, ending its wait when the client goes away
+// (it resets the connection, or closes it more than leftAfter after its
+// message: the tutorial's client never half-closes) or its message turns
+// out to go on past a guessed end.
+func (s *Server) awaitGoAhead(stopping context.Context, conn net.Conn, m stream.Message, tail *tailWatch) error {
+	gctx, cancel := context.WithCancelCause(stopping)
+	defer cancel(nil)
+	alarm := func(ev tailEvent) error {
+		if ev.kind == tailEOF {
+			if !m.Ending.Guessed() && ev.at.Sub(m.Last) < leftAfter {
+				return nil // the end of its sending, not its leaving
+			}
+			return fmt.Errorf("%w before the go-ahead: %s closed the connection", ErrClientLeft, conn.RemoteAddr())
+		}
+		if ev.kind == tailErr {
+			return fmt.Errorf("%w before the go-ahead: %s: %w", ErrClientLeft, conn.RemoteAddr(), ev.err)
+		}
+		return tailError(ev, m)
+	}
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		select {
+		case <-tail.got:
+			if err := alarm(tail.ev); err != nil {
+				cancel(err)
+			}
+		case <-gctx.Done():
+		}
+	}()
+	err := s.GoAhead(gctx, m.Bytes)
+	cancel(nil)
+	<-watched
+	if cause := context.Cause(gctx); errors.Is(cause, ErrClientLeft) || errors.Is(cause, ErrMessageContinued) {
+		resetWhenHeard(stopping, conn, s.writeIdle())
+		return cause
+	}
+	if err != nil {
+		if stopping.Err() != nil {
+			return fmt.Errorf("%w: stopped before sending anything to %s", ErrCutShort, conn.RemoteAddr())
+		}
+		return fmt.Errorf("%w: before sending anything to %s: %w", ErrCutShort, conn.RemoteAddr(), err)
+	}
+	return nil
+}
+
+// drainMax bounds what is read and dropped after a message that ended at
+// a newline or at MaxMessage: a client still sending after that much is
+// not waiting for the end of the answer.
 const drainMax = MaxMessage
 
 // finish ends a complete transfer so that the client gets all of it and
-// a FIN: it half-closes (the FIN goes after the last copy), then reads and
-// drops whatever the client still sends (bytes after the newline that
-// ended its message, say) until the client closes or has acknowledged
-// the FIN (it then holds the whole answer and its end: nothing a reset
-// does can take that away), for at most wait, or until ctx ends.
-// Without it, closing a socket with unread bytes makes the kernel answer
-// with a reset and drop the copies still queued to send: the client lost
-// the end of an answer the server had logged as done.
-func finish(ctx context.Context, conn net.Conn, wait time.Duration) {
+// a FIN: it half-closes (the FIN goes after the last copy) and waits
+// (until ctx ends, or WriteIdle passes with no progress) until the
+// client's kernel has acknowledged everything sent and the FIN, while
+// tail goes on reading
+// and dropping what the client still sends (bytes after the newline that
+// ended its message, say). Without that reading, closing a socket with
+// unread bytes makes the kernel answer with a reset and drop the copies
+// still queued: the client lost the end of an answer the server had
+// logged as done. It returns nil only when the client holds the whole
+// answer and its end; otherwise why not (the client reset the
+// connection: it left).
+func (s *Server) finish(ctx context.Context, conn net.Conn, tail *tailWatch, m stream.Message, sent int64) error {
 	if err := stream.CloseWrite(conn); err != nil {
-		return
+		return fmt.Errorf("%w before the end of the answer: %w", ErrClientLeft, plain(err))
 	}
-	end := time.Now().Add(wait)
-	buf := make([]byte, 16<<10)
-	for dropped := 0; dropped < drainMax; {
-		// Short reads, so the acknowledgement is seen soon after it comes.
-		if d := time.Now().Add(finishPoll); d.Before(end) {
-			conn.SetReadDeadline(d)
-		} else {
-			conn.SetReadDeadline(end)
-		}
-		if ctx.Err() != nil {
-			return // stopping: the deadline just set may have undone Echo's
-		}
-		n, err := conn.Read(buf)
-		dropped += n
-		switch {
-		case err == nil:
-		case errors.Is(err, os.ErrDeadlineExceeded) && time.Now().Before(end):
-			if finAcked(conn) {
-				return
+	idle := s.writeIdle()
+	end := time.Now().Add(idle)
+	queued := -1 // bytes not yet acknowledged, at the last look
+	got := tail.got
+	pause := time.Millisecond
+	for {
+		if got != nil {
+			select {
+			case <-got:
+				got = nil
+				switch ev := tail.ev; ev.kind {
+				case tailData:
+					// Too late to take back: the FIN is on its way.
+					return fmt.Errorf("%w, after the answer had ended: %d bytes taken, more came %s after the last of them",
+						ErrMessageContinued, len(m.Bytes), ev.at.Sub(m.Last).Round(time.Millisecond))
+				case tailErr:
+					if ok, _ := finAcked(conn, sent); !ok {
+						return fmt.Errorf("%w before taking the whole answer: %w", ErrClientLeft, ev.err)
+					}
+				}
+			default:
 			}
-		default:
-			return // end of file, a reset, or wait is over
 		}
+		ok, err := finAcked(conn, sent)
+		if err != nil {
+			return fmt.Errorf("%w before taking the whole answer: %w", ErrClientLeft, err)
+		}
+		if ok {
+			return nil
+		}
+		// A slow reader still taking the answer queued in the kernel is
+		// given idle more after each acknowledgement, as the writes give
+		// it after each accepted write: idle bounds a wait without
+		// progress, not the drain.
+		if st, err := stream.ReadTCPStats(conn); err == nil && st.SendQueued != queued {
+			queued, end = st.SendQueued, time.Now().Add(idle)
+		}
+		if !time.Now().Before(end) {
+			return fmt.Errorf("%s acknowledged nothing of the end of the answer for %s", conn.RemoteAddr(), idle)
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w: stopped before %s acknowledged the end of the answer", ErrCutShort, conn.RemoteAddr())
+		case <-got:
+			t.Stop()
+		case <-t.C:
+		}
+		pause = min(2*pause, finishPoll)
 	}
 }
 
-// finishPoll is how often finish looks whether the client has the FIN.
+// finishPoll is the longest pause between two looks at whether the
+// client has the FIN.
 const finishPoll = 20 * time.Millisecond
 
 // ServeConn serves one client with Echo and logs the outcome (a
@@ -247,10 +386,12 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 	// too (see Echo).
 	endpoint.Reset(conn)
 	serve := func(ctx context.Context, conn net.Conn) {
-		t, err := s.echoLogged(ctx, conn, start)
+		t, err := s.echoLogged(ctx, ctx, conn, start)
 		switch {
 		case err == nil:
-			s.logger().Info("transfer done", "client", conn.RemoteAddr().String(), "message_bytes", len(t.Message), "sent_bytes", t.Sent, "elapsed", t.Elapsed)
+			s.logger().Info("transfer done", "client", conn.RemoteAddr().String(), "message_bytes", len(t.Message), "message_end", t.Ending.String(), "sent_bytes", t.Sent, "elapsed", t.Elapsed)
+		case errors.Is(err, ErrMessageContinued):
+			s.logger().Warn("message continued after its guessed end", "client", conn.RemoteAddr().String(), "message_bytes", len(t.Message), "sent_bytes", t.Sent, "err", err)
 		case !errors.Is(err, ErrCutShort):
 			s.logger().Info("transfer failed", "client", conn.RemoteAddr().String(), "err", err)
 		}
@@ -267,8 +408,11 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 // client's connection gets the detection of a vanished peer that
 // internal/server gives each one it serves: a client that vanishes while
 // it waits must not hold tms for ever. If ctx ends before a client comes,
-// ServeOne returns ctx's error.
-func (s *Server) ServeOne(ctx context.Context, ln net.Listener) (Transfer, error) {
+// ServeOne returns ctx's error. When ctx ends later, a message still
+// arriving and a go-ahead not given end at once; a transfer in flight
+// gets Grace more, and hurry closing (a second signal) resets it at
+// once, as server.Run does for the servers of many clients.
+func (s *Server) ServeOne(ctx context.Context, ln net.Listener, hurry <-chan struct{}) (Transfer, error) {
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	conn, err := ln.Accept()
 	stop()
@@ -283,10 +427,54 @@ func (s *Server) ServeOne(ctx context.Context, ln net.Listener) (Transfer, error
 	if err := server.DetectVanishedPeer(conn, net.KeepAliveConfig{}, s.UserTimeout()); err != nil {
 		s.logger().Warn("a vanished client may go unnoticed", "err", err)
 	}
+	drain, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	var graceTimer *time.Timer
+	var mu sync.Mutex
+	stopGrace := context.AfterFunc(ctx, func() {
+		s.logger().Info("shutting down", "grace", s.Grace)
+		mu.Lock()
+		graceTimer = time.AfterFunc(s.Grace, func() {
+			s.logger().Info("grace period over; resetting the transfer")
+			cancel()
+		})
+		mu.Unlock()
+	})
+	defer stopGrace()
+	hurryCtx, stopHurryCtx := context.WithCancel(context.Background())
+	defer stopHurryCtx()
+	if hurry != nil {
+		go func() {
+			select {
+			case <-hurry:
+				stopHurryCtx()
+			case <-hurryCtx.Done():
+			}
+		}()
+	}
+	stopHurry := context.AfterFunc(hurryCtx, func() {
+		if ctx.Err() != nil && drain.Err() == nil {
+			s.logger().Info("second signal; resetting the transfer")
+		}
+		cancel()
+	})
+	defer stopHurry()
+	defer func() {
+		mu.Lock()
+		if graceTimer != nil {
+			graceTimer.Stop()
+		}
+		mu.Unlock()
+	}()
 	s.clientIsAt(conn)
-	t, err := s.echoLogged(ctx, conn, time.Now())
-	if err == nil {
-		s.logger().Info("transfer done", "sent_bytes", t.Sent, "elapsed", t.Elapsed)
+	t, err := s.echoLogged(ctx, drain, conn, time.Now())
+	switch {
+	case err == nil:
+		s.logger().Info("transfer done", "sent_bytes", t.Sent, "message_end", t.Ending.String(), "elapsed", t.Elapsed)
+	case ctx.Err() != nil && !errors.Is(err, ErrCutShort):
+		// After a signal the exit status says only that tms was
+		// stopped: the log says what became of the transfer.
+		s.logger().Info("transfer failed", "err", err)
 	}
 	return t, err
 }
@@ -299,8 +487,8 @@ func (s *Server) clientIsAt(conn net.Conn) {
 }
 
 // echoLogged is echo with a log line for a transfer cut short.
-func (s *Server) echoLogged(ctx context.Context, conn net.Conn, start time.Time) (Transfer, error) {
-	t, err := s.echo(ctx, conn, start)
+func (s *Server) echoLogged(stopping, ctx context.Context, conn net.Conn, start time.Time) (Transfer, error) {
+	t, err := s.echo(stopping, ctx, conn, start)
 	if errors.Is(err, ErrCutShort) {
 		s.logger().Warn("transfer reset", "client", conn.RemoteAddr().String(), "sent_bytes", t.Sent, "err", err)
 	}

@@ -64,9 +64,9 @@ func TestReadMessageEndsWhereTheRuleSays(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			client, srv := pipe(t)
 			tc.client(client)
-			got, err := readMessage(context.Background(), srv, MaxMessage, 100*time.Millisecond, 300*time.Millisecond, time.Time{})
-			if !errors.Is(err, tc.err) || string(got) != tc.want {
-				t.Fatalf("ReadMessage = %q, %v; want %q, %v", got, err, tc.want, tc.err)
+			m, err := readMessage(context.Background(), srv, MaxMessage, 100*time.Millisecond, 300*time.Millisecond, time.Time{})
+			if got := m.Bytes; !errors.Is(err, tc.err) || string(got) != tc.want {
+				t.Fatalf("ReadMessage = %q, %v; want %q, %v", m.Bytes, err, tc.want, tc.err)
 			}
 		})
 	}
@@ -83,9 +83,9 @@ func TestReadMessageIsBounded(t *testing.T) {
 	// machine (1 s was not always enough under -race), and the message
 	// ends with a half-close, so a reader that did not stop at MaxMessage
 	// would return the whole 5 MB at once, not wait for them.
-	got, err := readMessage(context.Background(), srv, MaxMessage, time.Minute, time.Minute, time.Time{})
-	if err != nil || len(got) != MaxMessage {
-		t.Fatalf("got %d bytes, %v; want exactly %d", len(got), err, MaxMessage)
+	m, err := readMessage(context.Background(), srv, MaxMessage, time.Minute, time.Minute, time.Time{})
+	if err != nil || len(m.Bytes) != MaxMessage {
+		t.Fatalf("got %d bytes, %v; want exactly %d", len(m.Bytes), err, MaxMessage)
 	}
 }
 
@@ -110,9 +110,9 @@ func TestReadMessageDropsATrickleAtTheTimeout(t *testing.T) {
 		}
 	}()
 	start := time.Now()
-	got, err := readMessage(context.Background(), srv, MaxMessage, 100*time.Millisecond, 300*time.Millisecond, time.Time{})
-	if err == nil || got != nil {
-		t.Fatalf("ReadMessage = %q, %v; want an error for a message still arriving", got, err)
+	m, err := readMessage(context.Background(), srv, MaxMessage, 100*time.Millisecond, 300*time.Millisecond, time.Time{})
+	if err == nil || m.Bytes != nil {
+		t.Fatalf("ReadMessage = %q, %v; want an error for a message still arriving", m.Bytes, err)
 	}
 	if !strings.Contains(err.Error(), "incomplete after 300ms") {
 		t.Fatalf("err = %v", err)
@@ -349,10 +349,10 @@ func TestReadMessageOnLoopbackEndsAfterTheGap(t *testing.T) {
 		if _, err := client.Write(msg); err != nil {
 			t.Fatal(err)
 		}
-		got, err := readMessage(context.Background(), srv, MaxMessage, gap, 10*time.Second, time.Time{})
+		m, err := readMessage(context.Background(), srv, MaxMessage, gap, 10*time.Second, time.Time{})
 		took := time.Since(start)
-		if err != nil || len(got) != n {
-			t.Fatalf("%d bytes: got %d, %v", n, len(got), err)
+		if err != nil || len(m.Bytes) != n {
+			t.Fatalf("%d bytes: got %d, %v", n, len(m.Bytes), err)
 		}
 		if took > time.Second {
 			t.Errorf("a %d-byte message took %v to end on loopback, want about the %v gap", n, took, gap)

@@ -69,3 +69,51 @@ func TestServiceRequestCompleteIsNotEvicted(t *testing.T) {
 		t.Fatalf("the client being answered: %v after %q", err, string(first)+string(rest[:min(len(rest), 40)]))
 	}
 }
+
+// A client that sends half a request and stalls is answered (the pause
+// ends its name) and then lingered on for a second, for its late bytes;
+// while lingering it must not hold its slot against a newcomer, or
+// connections sending one byte each, at the rate limit, keep a full
+// server full of lingerers and every real client is refused. Before, the
+// lingering connections counted as busy: the newcomer here got "busy:".
+func TestServiceLingeringConnectionsMakeRoom(t *testing.T) {
+	al, err := NewAllowListWith([]string{"w"}, AllowOptions{Native: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := &Service{Allow: al, Runner: &Runner{}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const slots = 4
+	srv := &server.Server{Handler: svc, MaxConns: slots, MaxConnsPerAddr: -1, EvictWaiting: true, Refuse: server.RefuseLine}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	addr := ln.Addr().String()
+	for i := range slots {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(c, "x") // half a name, then nothing
+		line := make([]byte, 7)
+		if _, err := io.ReadFull(c, line); err != nil || string(line) != "unknown" {
+			t.Fatalf("half request %d: %q, %v", i+1, line, err)
+		}
+		// Answered: the server now lingers for its late bytes.
+	}
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "w")
+	answer, err := io.ReadAll(c)
+	if err != nil || strings.HasPrefix(string(answer), "busy") || !strings.Contains(string(answer), "load average") {
+		t.Fatalf("a real request at a server full of lingerers: %q, %v", answer, err)
+	}
+}

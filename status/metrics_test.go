@@ -117,3 +117,49 @@ func TestMetricsHaveNoNamespaceWideNetworkCounters(t *testing.T) {
 		t.Fatalf("metrics: %s", body)
 	}
 }
+
+// A request with a body that comes slowly cannot hold the metrics port:
+// net/http reads up to 256 KiB of a body the handler left unread, for
+// up to ReadTimeout, with the connection active (never closed for a
+// newcomer), so 16 connections each sending a POST whose body never
+// comes refused every scrape for 10 s at a time, over and over. The 16
+// here are active (the hook says so) before the scrape.
+func TestMetricsScrapeNotHeldBySlowBodies(t *testing.T) {
+	m := NewMetrics()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	active := make(chan net.Conn, 2*MaxMetricsConns)
+	stop := m.serve(ln, func(c net.Conn, s http.ConnState) {
+		if s == http.StateActive {
+			active <- c
+		}
+	})
+	defer stop()
+	addr := ln.Addr().String()
+	for i := range MaxMetricsConns {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		// The headers whole, then one byte of a body of 1,000.
+		io.WriteString(c, "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nx")
+		select {
+		case <-active:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("connection %d never became active", i+1)
+		}
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatalf("scrape with %d slow request bodies: %v", MaxMetricsConns, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "tcplab_svr_open_connections") {
+		t.Fatalf("scrape: %s", body)
+	}
+}

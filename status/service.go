@@ -53,8 +53,9 @@ const DefaultMaxConns = 1000
 //   - Refuse: the line "busy: ..." (server.RefuseLine).
 //
 // And always EvictWaiting: a full svr makes room for a client that asks
-// by closing the connection that has waited longest for its request
-// (ServeConn says when a request is complete, server.Busy).
+// by closing the connection that has waited longest for its request, of
+// the address with the most waiting (ServeConn says when a request is
+// complete, server.Busy).
 func (s *Service) Configure(srv *server.Server) {
 	if srv.MaxConns == 0 {
 		srv.MaxConns = DefaultMaxConns
@@ -232,7 +233,7 @@ func (s *Service) serve(ctx context.Context, conn net.Conn, addr netip.Addr, acc
 		return "other", resultDenied
 	}
 	if s.Limiter != nil && !s.Limiter.Allow(addr) {
-		s.answer(conn, []byte("rate limit exceeded; try again later\n"))
+		s.answer(ctx, conn, []byte("rate limit exceeded; try again later\n"))
 		return "other", resultLimited
 	}
 	raw, err := readRequest(ctx, conn, s.Allow, s.timeout(s.ReadTimeout, DefaultReadTimeout), s.timeout(s.QuietGap, DefaultQuietGap), accepted)
@@ -244,16 +245,16 @@ func (s *Service) serve(ctx context.Context, conn net.Conn, addr netip.Addr, acc
 	server.Busy(ctx)
 	req := parseRequest(raw, s.Allow)
 	if req.Command == nil {
-		s.answer(conn, []byte(req.Refusal(s.Allow)))
+		s.answer(ctx, conn, []byte(req.Refusal(s.Allow)))
 		return "other", resultUnknown
 	}
 	out, err := s.runner().Output(ctx, req.Command)
 	if err != nil {
 		s.logger().Warn("command failed", "command", req.Command.name, "err", err)
-		s.answer(conn, []byte(fmt.Sprintf("error: %v\n", err)))
+		s.answer(ctx, conn, []byte(fmt.Sprintf("error: %v\n", err)))
 		return req.Command.name, resultError
 	}
-	if !s.answer(conn, out) {
+	if !s.answer(ctx, conn, out) {
 		return req.Command.name, resultWriteTO
 	}
 	return req.Command.name, resultOK
@@ -282,14 +283,16 @@ func (s *Service) allowed(addr netip.Addr) bool {
 // WriteTimeout (see awaitTaken); a client that has not taken everything by
 // then is reset, so no answer stays queued in the kernel after the
 // timeout. It then lingers briefly for the client's close (see
-// lingerTimeout).
-func (s *Service) answer(conn net.Conn, p []byte) bool {
+// lingerTimeout), a courtesy a full server may cut short to make room
+// (server.Answered).
+func (s *Service) answer(ctx context.Context, conn net.Conn, p []byte) bool {
 	deadline := time.Now().Add(s.timeout(s.WriteTimeout, DefaultWriteTimeout))
 	conn.SetWriteDeadline(deadline)
 	if err := stream.WriteFinal(conn, p); err != nil || !awaitTaken(conn, deadline) {
 		reset(conn) // drop the rest of the answer now, not from an orphaned socket
 		return false
 	}
+	server.Answered(ctx)
 	conn.SetReadDeadline(time.Now().Add(lingerTimeout))
 	io.CopyN(io.Discard, conn, lingerBytes)
 	return true

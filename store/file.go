@@ -351,10 +351,10 @@ func (s *File) Close() error {
 	<-s.stopped
 	s.closeGroup()
 	q.mu.Lock()
-	failed := q.failed
+	failed, v := q.failed, q.buf[:q.written]
 	q.mu.Unlock()
 	if failed == nil {
-		if failed = s.file.check(); failed != nil {
+		if failed = s.file.check(v); failed != nil {
 			s.logger.Error("data file lost: v is not kept", "err", failed)
 		}
 	}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -32,6 +33,9 @@ type logFile struct {
 
 // openLog opens or creates the log at path and locks it.
 func openLog(path string, policy Fsync, log *slog.Logger) (*logFile, error) {
+	if err := regularOrAbsent(path); err != nil {
+		return nil, err
+	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("open data file: %w", err)
@@ -48,7 +52,38 @@ func openLog(path string, policy Fsync, log *slog.Logger) (*logFile, error) {
 		f.Close()
 		return nil, fmt.Errorf("data file: %w", err)
 	}
+	if !id.Mode().IsRegular() { // made so since regularOrAbsent looked
+		f.Close()
+		return nil, notRegular(path, id)
+	}
 	return &logFile{path: path, f: f, id: id, policy: policy, log: log}, nil
+}
+
+// regularOrAbsent refuses a path that names something other than a
+// regular file (through symbolic links): a FIFO, whose open(2) would wait
+// for a writer, or a device, which takes writes it cannot keep. It looks
+// before the open, which for such files may block or do something.
+func regularOrAbsent(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().IsRegular() {
+		return nil // absent (it is created), or the open says why not
+	}
+	return notRegular(path, fi)
+}
+
+func notRegular(path string, fi os.FileInfo) error {
+	what := "not a regular file"
+	switch t := fi.Mode().Type(); {
+	case t&os.ModeNamedPipe != 0:
+		what += " but a FIFO"
+	case t&os.ModeDevice != 0:
+		what += " but a device"
+	case t&os.ModeSocket != 0:
+		what += " but a socket"
+	case t&os.ModeDir != 0:
+		what += " but a directory"
+	}
+	return fmt.Errorf("data file %s is %s: a log must be a file", path, what)
 }
 
 // cutTail is what load cut from the end of a log: a write torn by a crash.
@@ -296,8 +331,12 @@ func (l *logFile) sameFile(now bool) error {
 }
 
 // check is the look Close takes at the log when the store stops: the path
-// still names it, and it ends where the store last wrote it.
-func (l *logFile) check() error {
+// still names it, it ends where the store last wrote it, and it reads
+// back as v, the letters the store wrote. Reading it back costs one pass
+// over the log at the stop (as a restart would); it is what tells a log
+// cut and then written past (a hole where records were), or changed in
+// place by the same number of bytes, from a log that is kept.
+func (l *logFile) check(v []byte) error {
 	if err := l.sameFile(true); err != nil {
 		return err
 	}
@@ -307,6 +346,17 @@ func (l *logFile) check() error {
 	}
 	if fi.Size() != l.off {
 		return fmt.Errorf("data file %s is %d bytes where strsvr wrote %d: something else cut it or wrote to it while in use", l.path, fi.Size(), l.off)
+	}
+	r := bufio.NewReaderSize(io.NewSectionReader(l.f, 0, l.off), int(min(l.off, 256<<10)))
+	_, got, good, err := datalog.Read(r)
+	if err != nil {
+		return fmt.Errorf("data file %s no longer reads back (%w): something else wrote to it while in use", l.path, err)
+	}
+	if good != l.off {
+		return fmt.Errorf("data file %s no longer reads back as v (its records end at byte %d, strsvr wrote %d): something else cut it or wrote to it while in use", l.path, good, l.off)
+	}
+	if !bytes.Equal(got, v) {
+		return fmt.Errorf("data file %s no longer reads back as v: something else wrote to it while in use", l.path)
 	}
 	return nil
 }

@@ -69,6 +69,10 @@ type DroppedSpan struct {
 	// Before is how many letters of the repaired v come before the span:
 	// the dropped letters stood right after them.
 	Before int64
+	// WrittenAt, for an intact record that is not at its place (moved,
+	// duplicated, or after bytes deleted before it), is the offset where
+	// it was written; 0 otherwise.
+	WrittenAt int64
 }
 
 // RepairReport says what RepairLog did.
@@ -102,6 +106,9 @@ func RepairLog(path string) (*RepairReport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("repair: %w", err)
 	}
+	if err := regularOrAbsent(target); err != nil {
+		return nil, fmt.Errorf("repair: %w; nothing changed", err)
+	}
 	f, err := os.Open(target)
 	if err != nil {
 		return nil, fmt.Errorf("repair: %w", err)
@@ -110,6 +117,9 @@ func RepairLog(path string) (*RepairReport, error) {
 	info, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("repair: %w", err)
+	}
+	if !info.Mode().IsRegular() {
+		return nil, fmt.Errorf("repair: %w; nothing changed", notRegular(path, info))
 	}
 	if busy, err := lock(f); err != nil {
 		if busy {
@@ -189,10 +199,47 @@ func repairBytes(orig []byte) ([]byte, *RepairReport) {
 		if next > 0 {
 			end = pos + next
 		}
-		rep.Dropped = append(rep.Dropped, dropped(h, orig, pos, end, rep.Letters))
+		rep.Dropped = append(rep.Dropped, droppedSpans(h, orig, pos, end, rep.Letters)...)
 		pos = end
 	}
 	return b, rep
+}
+
+// droppedSpans describes the span orig[pos:end] that repairBytes drops,
+// before letters of the repaired v: the intact records in it that are not
+// at their place, each with where it was written and its letters, and the
+// bytes around them.
+func droppedSpans(h datalog.Header, orig []byte, pos, end int, before int64) []DroppedSpan {
+	var out []DroppedSpan
+	start := pos
+	for q := pos; q+datalog.RecordHeader <= end; q++ {
+		// Bytes deleted before a record leave it below where it was
+		// written, past the end of the file perhaps, so the bound is
+		// loose; but a bound there must be: the header of a record of
+		// another log (another key) solves to some offset too, a random
+		// one below 2^32, and its letters check whatever the key: one
+		// chance in 2^31/len(orig) of a false place.
+		w, n, ok := h.WrittenAt(orig[q:end], 2*int64(len(orig)))
+		if !ok || w == int64(q) || w < int64(h.Len) {
+			continue
+		}
+		if q > start {
+			out = append(out, dropped(h, orig, start, q, before))
+		}
+		hl := datalog.RecordHeader
+		out = append(out, DroppedSpan{
+			Span:    Span{Offset: int64(q), Bytes: int64(hl + n)},
+			Why:     fmt.Sprintf("a whole record written at byte %d, not at its place (moved, duplicated, or bytes before it deleted)", w),
+			Letters: orig[q+hl : q+hl+n], LettersAt: int64(q + hl), Known: true,
+			Before: before, WrittenAt: w,
+		})
+		q += hl + n - 1
+		start = q + 1
+	}
+	if start < end {
+		out = append(out, dropped(h, orig, start, end, before))
+	}
+	return out
 }
 
 // dropped describes the span orig[pos:end] that repairBytes drops, before

@@ -77,6 +77,17 @@ const stalledSenderWait = 30 * time.Second
 // maxSettle for its answer. Where TCP_INFO is not available (not TCP, not
 // Linux) the rule is gap alone.
 func EndWait(conn net.Conn, n int64, quiet, gap time.Duration) time.Duration {
+	return endWait(conn, n, quiet, gap, false)
+}
+
+// endWait is EndWait with one more sign of loss: paused says the message
+// arrived with a pause of a retransmission timeout or more between its
+// bytes (Message.LongestPause), which is what a lost segment looks like
+// to a receiver when nothing arrives after it: a sender that writes a
+// byte at a time with Nagle's algorithm on (Python's default) holds its
+// next bytes until the lost one is acknowledged, so no data ever waits
+// out of order and no counter shows the loss.
+func endWait(conn net.Conn, n int64, quiet, gap time.Duration, paused bool) time.Duration {
 	if quiet < gap {
 		return gap - quiet
 	}
@@ -90,7 +101,7 @@ func EndWait(conn net.Conn, n int64, quiet, gap time.Duration) time.Duration {
 	if st.OutOfOrderQueued {
 		return gap
 	}
-	lossy := st.OutOfOrderPackets > 0 || st.Retransmits > 0
+	lossy := st.OutOfOrderPackets > 0 || st.Retransmits > 0 || paused
 	// A full segment is one of the link's largest: the peer's segments
 	// are as large as this side's (1448 bytes on Ethernet, 64 kB on
 	// loopback). The receiver's estimate alone is not enough: it is the

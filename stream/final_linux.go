@@ -26,3 +26,21 @@ func cork(conn net.Conn) {
 		unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_CORK, 1)
 	})
 }
+
+// quickAck sets TCP_QUICKACK on conn if it is a TCP connection: the
+// kernel acknowledges what arrives at once rather than after its delayed
+// acknowledgement timer. The kernel clears the flag again by itself, so
+// it is set after each read.
+func quickAck(conn net.Conn) {
+	tc, ok := conn.(*net.TCPConn)
+	if !ok {
+		return
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return
+	}
+	rc.Control(func(fd uintptr) {
+		unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_QUICKACK, 1)
+	})
+}

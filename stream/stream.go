@@ -22,6 +22,7 @@ package stream
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -85,7 +86,7 @@ func WriteAll(w io.Writer, p []byte, idle time.Duration) (int, error) {
 		return w.Write(p)
 	}
 	bufs := net.Buffers{p}
-	n, err := writeBuffersAll(w, &bufs, idle)
+	n, err := writeBuffersAll(context.Background(), w, &bufs, idle)
 	return int(n), err
 }
 
@@ -110,6 +111,17 @@ const repeatWriteSize = 1 << 20
 // max(len(msg), RepeatBlockSize) beyond msg, whatever copies is; w must not
 // modify or retain msg.
 func WriteRepeated(w io.Writer, msg []byte, copies int64, idle time.Duration) (int64, error) {
+	return WriteRepeatedContext(context.Background(), w, msg, copies, idle)
+}
+
+// WriteRepeatedContext is WriteRepeated that stops, with ctx's error, once
+// ctx ends. The caller interrupts a write in progress (a reader that does
+// not read) by moving w's write deadline to the past when ctx ends (see
+// endpoint.StopOnCancel); WriteRepeatedContext then does not move it
+// forward again, as the progress deadline would otherwise do: a write
+// that had made some progress used to start a fresh window, and a server
+// asked to stop went on sending.
+func WriteRepeatedContext(ctx context.Context, w io.Writer, msg []byte, copies int64, idle time.Duration) (int64, error) {
 	if len(msg) == 0 || copies <= 0 {
 		return 0, nil
 	}
@@ -142,7 +154,7 @@ func WriteRepeated(w io.Writer, msg []byte, copies int64, idle time.Duration) (i
 		// A fresh view each time: WriteTo moves bufs forward and clears
 		// the entries it has written, so vec keeps its backing array.
 		bufs = vec
-		n, err := writeBuffersAll(w, &bufs, idle)
+		n, err := writeBuffersAll(ctx, w, &bufs, idle)
 		total += n
 		if err != nil {
 			return total, err
@@ -153,15 +165,27 @@ func WriteRepeated(w io.Writer, msg []byte, copies int64, idle time.Duration) (i
 
 // writeBuffersAll is WriteAll's loop, for a vectored write: it writes every
 // byte of bufs, moving the deadline forward whenever some bytes are
-// accepted.
-func writeBuffersAll(w io.Writer, bufs *net.Buffers, idle time.Duration) (int64, error) {
+// accepted, until ctx ends.
+func writeBuffersAll(ctx context.Context, w io.Writer, bufs *net.Buffers, idle time.Duration) (int64, error) {
 	dw, ok := w.(DeadlineWriter)
 	if !ok || idle <= 0 {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
 		return bufs.WriteTo(w)
 	}
 	var written int64
 	for len(*bufs) > 0 {
+		if err := ctx.Err(); err != nil {
+			return written, err
+		}
 		if err := dw.SetWriteDeadline(time.Now().Add(idle)); err != nil {
+			return written, err
+		}
+		// ctx may have ended, and its past deadline been set, just
+		// before the fresh one above: look again, or that deadline is
+		// lost and the write goes on.
+		if err := ctx.Err(); err != nil {
 			return written, err
 		}
 		n, err := bufs.WriteTo(dw)
@@ -169,6 +193,9 @@ func writeBuffersAll(w io.Writer, bufs *net.Buffers, idle time.Duration) (int64,
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) && n > 0 {
 				continue // progress was made: the reader is slow, not stuck
+			}
+			if cerr := ctx.Err(); cerr != nil {
+				return written, cerr
 			}
 			return written, err
 		}

@@ -15,6 +15,14 @@ type TCPStats struct {
 	// data it receives, which includes queueing on a slow link (0 until
 	// measured). RTO is this side's retransmission timeout.
 	RTT, RcvRTT, RTO time.Duration
+	// RTTVar is the variation of RTT (the kernel's mean deviation); with
+	// RTT it makes the peer's retransmission timeout: RTT + max(4 RTTVar,
+	// 200 ms) on Linux.
+	RTTVar time.Duration
+	// Backoff is how many times in a row this side's retransmission
+	// timer has fired without an acknowledgement since (the RTO doubles
+	// each time): more than 0 while what it sent goes unanswered.
+	Backoff int
 	// SndMSS and RcvMSS are the segment sizes this side sends and the
 	// largest it has received: 1448 on an Ethernet link with TCP
 	// timestamps, about 64 kB on loopback.
@@ -34,6 +42,13 @@ type TCPStats struct {
 	// queues together, and a FIN not yet read counts too (a reader then
 	// gets end of file at once, not a timeout).
 	OutOfOrderQueued bool
+	// SendQueued is how many bytes this side has written that the peer
+	// has not yet acknowledged, sent or not (SIOCOUTQ; a FIN counts as
+	// nothing): 0 when the peer's kernel holds everything written.
+	SendQueued int
+	// LastAckRecv is the time since the last acknowledgement arrived
+	// from the peer: how long ago the peer was last heard.
+	LastAckRecv time.Duration
 }
 
 // ErrNoTCPStats is returned by ReadTCPStats for a connection that is not

@@ -21,6 +21,7 @@ func readTCPStats(conn net.Conn) (TCPStats, error) {
 		info    *unix.TCPInfo
 		mem     [unix.SK_MEMINFO_VARS]uint32
 		inq     int
+		outq    int
 		sockErr error
 	)
 	err = rc.Control(func(fd uintptr) {
@@ -38,7 +39,10 @@ func readTCPStats(conn net.Conn) (TCPStats, error) {
 			sockErr = errno
 			return
 		}
-		inq, sockErr = unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+		if inq, sockErr = unix.IoctlGetInt(int(fd), unix.SIOCINQ); sockErr != nil {
+			return
+		}
+		outq, sockErr = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ)
 	})
 	if err == nil {
 		err = sockErr
@@ -51,11 +55,15 @@ func readTCPStats(conn net.Conn) (TCPStats, error) {
 		RTT:               us(info.Rtt),
 		RcvRTT:            us(info.Rcv_rtt),
 		RTO:               us(info.Rto),
+		RTTVar:            us(info.Rttvar),
+		Backoff:           int(info.Backoff),
 		SndMSS:            int(info.Snd_mss),
 		RcvMSS:            int(info.Rcv_mss),
 		Retransmits:       int64(info.Total_retrans),
 		OutOfOrderPackets: int64(info.Rcv_ooopack),
 		Readable:          inq,
 		OutOfOrderQueued:  inq == 0 && mem[unix.SK_MEMINFO_RMEM_ALLOC] > 0,
+		SendQueued:        outq,
+		LastAckRecv:       time.Duration(info.Last_ack_recv) * time.Millisecond,
 	}, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"math/rand/v2"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -25,13 +24,7 @@ import (
 //
 // TCPLAB_NEMESIS=KIND:SEED replays one run (the failure message prints the
 // line); TCPLAB_NEMESIS_RUNS=N runs N seeds per kind; TCPLAB_NEMESIS_KINDS
-// is a comma-separated list of kinds, or "all".
-//
-// The kinds served by tms (tmc, tmc.py, slow) are left out by default
-// until the tms end-of-message rework (issue 18, items 1-2, branch
-// "ends") lands: tms still answers a cut message after a long stall, so
-// tmc.py and the slow typer can exit 0 with a wrong answer. The bench runs
-// them and counts those runs.
+// is a comma-separated list of kinds, or "all" (the default).
 func TestNemesisCleanEndsAreExact(t *testing.T) {
 	if err := netlab.Check(); err != nil {
 		t.Skip(err)
@@ -62,11 +55,9 @@ func TestNemesisCleanEndsAreExact(t *testing.T) {
 		env.Faults = netlab.ScheduleOptions{} // as the bench draws them
 		env.Limit = 0
 	} else {
-		kinds := slices.DeleteFunc(slices.Clone(nemesis.Kinds), func(k nemesis.Kind) bool { return slices.Contains(nemesis.TMSKinds, k) })
+		kinds := nemesis.Kinds
 		switch names := os.Getenv("TCPLAB_NEMESIS_KINDS"); names {
-		case "":
-		case "all":
-			kinds = nemesis.Kinds
+		case "", "all":
 		default:
 			kinds = nil
 			for _, n := range strings.Split(names, ",") {

@@ -27,7 +27,7 @@ func runTMS(ctx context.Context, std stdio, args []string) (err error) {
 	copies := fs.Int64("copies", multicopy.DefaultCopies, "how many copies of the string to send back (tmc expects 10000 unless given the same --copies)")
 	noWait := fs.Bool("no-wait", false, "send at once, without waiting for the go-ahead on standard input")
 	keep := fs.Bool("keep", false, "serve any number of clients concurrently until SIGINT/SIGTERM (no go-ahead)")
-	grace := fs.Duration("grace", 5*time.Second, "with --keep: how long transfers in flight may take to finish after a signal (a second signal ends them at once, with a reset)")
+	grace := fs.Duration("grace", 5*time.Second, "how long a transfer in flight may take to finish after a signal (a second signal ends it at once, with a reset)")
 	maxConns := fs.Int("max-conns", tmsMaxConns, "with --keep: clients served at once; one more is told \"busy: ...\" at once and closed; each may hold up to about 1.7 MB")
 	maxPerAddr := fs.Int("max-conns-per-addr", 0, "with --keep: clients served at once from one address (an IPv6 /64); 0: a quarter of --max-conns, -1: no limit")
 	gap := fs.Duration("gap", multicopy.DefaultQuietGap, "silence that ends a string with no newline on a clean link (longer on a lossy or slow one)")
@@ -74,6 +74,7 @@ func runTMS(ctx context.Context, std stdio, args []string) (err error) {
 		QuietGap:    *gap,
 		ReadTimeout: *readTimeout,
 		WriteIdle:   *writeTimeout,
+		Grace:       *grace,
 		Logger:      log,
 	}
 
@@ -96,7 +97,7 @@ func runTMS(ctx context.Context, std stdio, args []string) (err error) {
 			return waitForLine(ctx, std.in)
 		}
 	}
-	if _, err := srv.ServeOne(ctx, ln); err != nil && ctx.Err() == nil {
+	if _, err := srv.ServeOne(ctx, ln, std.hurry); err != nil && ctx.Err() == nil {
 		return err
 	}
 	return nil // a signal sets the exit status

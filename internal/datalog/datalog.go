@@ -295,6 +295,80 @@ func (h Header) headerAt(b []byte, off int64) (n int, ok bool) {
 // length in range), whatever its data.
 func (h Header) RecordLen(b []byte, off int64) (n int, ok bool) { return h.headerAt(b, off) }
 
+// WrittenAt reads the v3 record at b[0:] whose header does not check
+// where it lies, and reports where it would: the file offset off, below
+// limit, at which it was written (a record moved, duplicated, left after
+// a deleted one), and the length of its data. ok is false if it checks at
+// no offset below limit (and 2^32), if b does not hold its data or its
+// data fails its check, and for logs older than v3, whose records do not
+// know their place.
+//
+// H is the CRC of (OFF, n) seeded with SUM, and a CRC is affine in its
+// message over GF(2): H xor headSum(0, n) is a linear function of OFF's
+// bits, one-to-one on its low 32 (32 consecutive bits of a message, under
+// a CRC of degree 32). So OFF below 2^32 is found by solving 32 linear
+// equations, not by trying every offset.
+func (h Header) WrittenAt(b []byte, limit int64) (off int64, n int, ok bool) {
+	if h.Version < 3 || len(b) < RecordHeader {
+		return 0, 0, false
+	}
+	size := binary.BigEndian.Uint32(b[4:8])
+	if size == 0 || size > MaxRecord || len(b) < RecordHeader+int(size) {
+		return 0, 0, false
+	}
+	got, found := offsetBits.solve(binary.BigEndian.Uint32(b[0:4]) ^ h.headSum(0, size))
+	if !found || int64(got) >= limit || !h.dataOK(b[:RecordHeader], b[RecordHeader:RecordHeader+int(size)]) {
+		return 0, 0, false
+	}
+	return int64(got), int(size), true
+}
+
+// gf2Basis inverts the linear map from the low 32 bits of a record's OFF
+// to H xor headSum(0, n): rows hold each bit's image, reduced to echelon
+// form, with the OFF bits that make it.
+type gf2Basis struct {
+	img, src [32]uint32
+	rows     int
+}
+
+var offsetBits = func() (g gf2Basis) {
+	var zero, one [12]byte
+	base := crc32.Update(0, castagnoli, zero[:])
+	for i := range 32 {
+		one = zero
+		binary.BigEndian.PutUint32(one[4:8], 1<<i) // OFF's bit i
+		img, src := crc32.Update(0, castagnoli, one[:])^base, uint32(1)<<i
+		for r := range g.rows { // reduce by the rows so far
+			if top := g.img[r] & -g.img[r]; img&top != 0 {
+				img, src = img^g.img[r], src^g.src[r]
+			}
+		}
+		if img == 0 {
+			continue
+		}
+		top := img & -img
+		for r := range g.rows { // keep each row's lowest bit its own
+			if g.img[r]&top != 0 {
+				g.img[r], g.src[r] = g.img[r]^img, g.src[r]^src
+			}
+		}
+		g.img[g.rows], g.src[g.rows] = img, src
+		g.rows++
+	}
+	return g
+}()
+
+// solve returns the OFF below 2^32 whose image is t.
+func (g *gf2Basis) solve(t uint32) (uint32, bool) {
+	var off uint32
+	for r := range g.rows {
+		if t&(g.img[r]&-g.img[r]) != 0 {
+			t, off = t^g.img[r], off^g.src[r]
+		}
+	}
+	return off, t == 0
+}
+
 // dataOK reports whether data checks against hdr, a record header that
 // headerAt accepted.
 func (h Header) dataOK(hdr, data []byte) bool {

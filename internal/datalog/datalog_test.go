@@ -3,6 +3,7 @@ package datalog
 import (
 	"bytes"
 	"errors"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -95,6 +96,33 @@ func TestTail(t *testing.T) {
 	for _, c := range cases {
 		if v := h.Tail(c.rest, off); v.Cut != c.cut {
 			t.Errorf("%s: cut %t (%s), want %t", c.name, v.Cut, v.Why, c.cut)
+		}
+	}
+}
+
+// WrittenAt finds the offset a record was written at from its header
+// alone, wherever the record now lies, and none for a record whose
+// letters were changed.
+func TestWrittenAt(t *testing.T) {
+	r := rand.New(rand.NewPCG(17, 3))
+	for range 2000 {
+		_, h := NewHeader()
+		off := r.Int64N(1 << 32)
+		data := make([]byte, 1+r.IntN(64))
+		for i := range data {
+			data[i] = byte(r.Uint32())
+		}
+		rec := h.AppendRecords(nil, off, data)
+		got, n, ok := h.WrittenAt(rec, 1<<32)
+		if !ok || got != off || n != len(data) {
+			t.Fatalf("record written at %d with %d letters: WrittenAt says %d, %d, %t", off, len(data), got, n, ok)
+		}
+		if _, _, ok := h.WrittenAt(rec, off); ok {
+			t.Fatalf("record written at %d found below the limit %d", off, off)
+		}
+		rec[len(rec)-1] ^= 1
+		if _, _, ok := h.WrittenAt(rec, 1<<32); ok {
+			t.Fatalf("record with a changed letter taken as written at %d", off)
 		}
 	}
 }

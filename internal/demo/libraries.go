@@ -217,6 +217,13 @@ func eventLoopClient(ctx context.Context, addr string) (libraryClient, error) {
 		mu.Unlock()
 	})
 	engine.OnClose(func(_ *nbio.Conn, err error) { closed <- err }) // connectionLost
+	// The callbacks run on nbio's goroutines until engine.Stop, which is
+	// deferred: an early return copies c under the lock.
+	snapshot := func() libraryClient {
+		mu.Lock()
+		defer mu.Unlock()
+		return c
+	}
 	if err := engine.Start(); err != nil {
 		return c, fmt.Errorf("nbio: %w", err)
 	}
@@ -231,19 +238,19 @@ func eventLoopClient(ctx context.Context, addr string) (libraryClient, error) {
 	}
 	if _, err := conn.Write([]byte(librariesMessage)); err != nil {
 		conn.Close()
-		return c, fmt.Errorf("nbio: %w", err)
+		return snapshot(), fmt.Errorf("nbio: %w", err)
 	}
 	select {
 	case err := <-closed:
 		if err != nil && !errors.Is(err, io.EOF) {
-			return c, fmt.Errorf("nbio: %w", err)
+			return snapshot(), fmt.Errorf("nbio: %w", err)
 		}
 	case <-ctx.Done():
 		conn.Close()
-		return c, ctx.Err()
+		return snapshot(), ctx.Err()
 	case <-time.After(10 * time.Second):
 		conn.Close()
-		return c, errors.New("nbio: no end of the answer in 10 s")
+		return snapshot(), errors.New("nbio: no end of the answer in 10 s")
 	}
 	mu.Lock()
 	defer mu.Unlock()

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/tcplab/tcplab/internal/safetext"
 	"github.com/tcplab/tcplab/internal/server"
 	"github.com/tcplab/tcplab/status"
 	"github.com/tcplab/tcplab/status/fleet"
@@ -82,9 +83,10 @@ func runStatus(ctx context.Context, w io.Writer, _ Options) (Observations, error
 		obs.Answers[name] = answer.String()
 		obs.Lines[name] = strings.Count(answer.String(), "\n")
 		first, _, _ := strings.Cut(answer.String(), "\n")
-		if len(first) > 90 {
-			first = first[:87] + "..."
+		if r := []rune(first); len(r) > 90 {
+			first = string(r[:87]) + "..." // whole characters
 		}
+		first = safetext.Line(first) // a server's answer: outside text
 		p.saw("%-13s -> %-9s first: %s", strconv.Quote(name), count(obs.Lines[name], "line")+";", first)
 	}
 	logMu.Lock()

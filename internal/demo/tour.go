@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tcplab/tcplab/internal/safetext"
 )
 
 // Tour runs lessons in order, each page headed by header, and, when there
@@ -71,9 +73,10 @@ func Tour(ctx context.Context, w io.Writer, lessons []Lesson, opts Options) erro
 	return nil
 }
 
-// oneLine is an error's message on one line.
+// oneLine is an error's message on one line, with what came from
+// outside in it escaped by tcplab's one rule (internal/safetext).
 func oneLine(err error) string {
-	return strings.Join(strings.Fields(err.Error()), " ")
+	return safetext.Line(strings.Join(strings.Fields(err.Error()), " "))
 }
 
 // stickyWriter remembers the first error writing to w, and fails every

@@ -68,3 +68,19 @@ func TestTourStopsWithItsContext(t *testing.T) {
 		t.Fatalf("Tour = %v", err)
 	}
 }
+
+// A lesson's error may quote what came from outside (a peer's answer, a
+// name resolved on the lab's network): it reaches the terminal through
+// tcplab's one rule (internal/safetext), as every command's errors do.
+// Before, the tour joined its lines only, and an escape sequence or a
+// right-to-left override passed raw.
+func TestTourEscapesAFailedLessonsError(t *testing.T) {
+	var out bytes.Buffer
+	Tour(context.Background(), &out, []Lesson{fakeLesson("one", errors.New("read \x1b]0;pwned\x07 \u202egnp.exe"))}, Options{})
+	if strings.ContainsAny(out.String(), "\x1b\x07\u202e") {
+		t.Fatalf("raw controls in:\n%q", out.String())
+	}
+	if want := `FAILED: read \x1b]0;pwned\x07 \u202egnp.exe`; !strings.Contains(out.String(), want) {
+		t.Fatalf("no %q in:\n%s", want, out.String())
+	}
+}

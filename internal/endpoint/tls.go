@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -203,7 +204,7 @@ func dialTLS(ctx context.Context, conn net.Conn, host, addr string) (net.Conn, e
 // chain checked to be the leaf's and the key to match the leaf. It also
 // returns the certificates, leaf first.
 func loadKeyPair(certFile, keyFile string) (tls.Certificate, []*x509.Certificate, error) {
-	certPEM, err := os.ReadFile(certFile)
+	certPEM, err := readPEMFile(certFile)
 	if err != nil {
 		return tls.Certificate{}, nil, fmt.Errorf("TLS certificate: %w", err)
 	}
@@ -214,12 +215,17 @@ func loadKeyPair(certFile, keyFile string) (tls.Certificate, []*x509.Certificate
 	if err != nil {
 		return tls.Certificate{}, nil, fmt.Errorf("TLS certificate %s: %w", certFile, err)
 	}
-	keyPEM, err := os.ReadFile(keyFile)
+	keyPEM, err := readPEMFile(keyFile)
 	if err != nil {
 		return tls.Certificate{}, nil, fmt.Errorf("TLS key: %w", err)
 	}
-	if _, err := wholePEM(keyPEM); err != nil {
+	blocks, err := wholePEM(keyPEM)
+	if err != nil {
 		return tls.Certificate{}, nil, fmt.Errorf("TLS key %s: %w", keyFile, err)
+	}
+	if slices.ContainsFunc(blocks, encryptedKey) {
+		// Go's own error is "failed to parse private key".
+		return tls.Certificate{}, nil, fmt.Errorf("TLS key %s: the key is encrypted (under a passphrase); give it unencrypted, e.g. openssl pkey -in %s -out KEYFILE", keyFile, keyFile)
 	}
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
@@ -228,8 +234,23 @@ func loadKeyPair(certFile, keyFile string) (tls.Certificate, []*x509.Certificate
 	return cert, chain, nil
 }
 
+// encryptedKey reports whether b is a private key under a passphrase:
+// PKCS#8 encrypted, or the older PEM encryption (Proc-Type 4,ENCRYPTED).
+func encryptedKey(b *pem.Block) bool {
+	return b.Type == "ENCRYPTED PRIVATE KEY" || strings.Contains(b.Headers["Proc-Type"], "ENCRYPTED")
+}
+
+// readPEMFile reads a PEM file without the byte order mark an editor may
+// put first: Go's PEM parsing finds a block only at the start of the data
+// or of a line, so behind a mark the first block (a bundle's first CA, a
+// chain's leaf) would be skipped.
+func readPEMFile(file string) ([]byte, error) {
+	data, err := os.ReadFile(file)
+	return bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")), err
+}
+
 func loadCAs(file string) (*x509.CertPool, error) {
-	caPEM, err := os.ReadFile(file)
+	caPEM, err := readPEMFile(file)
 	if err != nil {
 		return nil, fmt.Errorf("TLS CA: %w", err)
 	}
@@ -252,9 +273,11 @@ func loadCAs(file string) (*x509.CertPool, error) {
 var errCutShort = errors.New("something other than whitespace after its last PEM block: a block cut short (being written? write the new file beside the old and rename it into place)")
 
 // wholePEM returns the PEM blocks of data, or errCutShort if anything
-// but whitespace follows the last one. (Text before a block, such as
+// but whitespace follows the last one, or an error if a "-----BEGIN"
+// line anywhere does not begin a block that decodes. (Text before a block, such as
 // the "subject=" lines openssl writes, is PEM's and is skipped.)
 func wholePEM(data []byte) ([]*pem.Block, error) {
+	whole := data
 	var blocks []*pem.Block
 	for {
 		block, rest := pem.Decode(data)
@@ -266,6 +289,12 @@ func wholePEM(data []byte) ([]*pem.Block, error) {
 	}
 	if len(blocks) > 0 && len(bytes.TrimSpace(data)) > 0 {
 		return nil, errCutShort
+	}
+	if n := bytes.Count(whole, []byte("-----BEGIN")); n != len(blocks) {
+		// pem.Decode skips a block it cannot decode and goes on at the
+		// next "-----BEGIN": a block cut short in the middle of a file
+		// (bundles concatenated, one of them cut) would vanish quietly.
+		return nil, fmt.Errorf("%d \"-----BEGIN\" lines but %d whole PEM blocks: a block cut short or damaged", n, len(blocks))
 	}
 	return blocks, nil
 }

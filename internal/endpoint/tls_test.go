@@ -5,11 +5,13 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -329,6 +331,14 @@ func TestTLSLoadErrors(t *testing.T) {
 	garbage := dir + "/garbage.pem"
 	os.WriteFile(garbage, []byte("not a certificate\n"), 0o600)
 	missing := dir + "/missing.pem"
+	// A key under a passphrase, as openssl genpkey -aes256 (PKCS#8) or
+	// genrsa -traditional -aes256 (PEM encryption) writes it: before,
+	// the error was "tls: failed to parse private key", which does not
+	// say what to do.
+	encrypted := dir + "/encrypted.key"
+	os.WriteFile(encrypted, pem.EncodeToMemory(&pem.Block{Type: "ENCRYPTED PRIVATE KEY", Bytes: []byte("opaque")}), 0o600)
+	legacy := dir + "/legacy.key"
+	os.WriteFile(legacy, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Headers: map[string]string{"Proc-Type": "4,ENCRYPTED", "DEK-Info": "AES-256-CBC,00"}, Bytes: []byte("opaque")}), 0o600)
 	for _, tc := range []struct {
 		name                string
 		cert, key, clientCA string
@@ -340,6 +350,8 @@ func TestTLSLoadErrors(t *testing.T) {
 		{"garbage cert", garbage, keyFile, "", "TLS certificate " + garbage + ": no PEM certificate in it"},
 		{"garbage client CA", certFile, keyFile, garbage, "TLS CA " + garbage + ": no PEM certificate in it"},
 		{"missing client CA", certFile, keyFile, missing, "TLS CA: open " + missing + ": no such file or directory"},
+		{"encrypted key", certFile, encrypted, "", "TLS key " + encrypted + ": the key is encrypted (under a passphrase); give it unencrypted, e.g. openssl pkey -in " + encrypted + " -out KEYFILE"},
+		{"legacy encrypted key", certFile, legacy, "", "TLS key " + legacy + ": the key is encrypted (under a passphrase); give it unencrypted, e.g. openssl pkey -in " + legacy + " -out KEYFILE"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := NewTLSServer(tc.cert, tc.key, tc.clientCA)
@@ -535,5 +547,55 @@ func TestTLSValidity(t *testing.T) {
 	}
 	if cn := s.Leaf().Subject.CommonName; cn != "fine" {
 		t.Errorf("after the refused reload: %q", cn)
+	}
+}
+
+// A block cut short in the middle of a file, not at its end, is refused
+// too: Go's PEM parsing skips a block it cannot decode and carries on at
+// the next "-----BEGIN", so a CA bundle made by concatenating files, one
+// of them cut short, loaded without that CA and said nothing (a chain
+// is caught by its signature check, a bundle has none). Every
+// "-----BEGIN" line must begin a block that parses.
+func TestTLSLoadRefusesBlockCutInTheMiddle(t *testing.T) {
+	cas := []*testkit.CA{testkit.NewCA(t, "first CA"), testkit.NewCA(t, "second CA"), testkit.NewCA(t, "third CA")}
+	var pems [][]byte
+	for _, ca := range cas {
+		p, err := os.ReadFile(ca.CertFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pems = append(pems, p)
+	}
+	certFile, keyFile := cas[0].Issue(t, "svr", "svr")
+	dir := t.TempDir()
+	bundle := filepath.Join(dir, "bundle.pem")
+	// Cut the second CA at every length inside its body and END line.
+	begin := bytes.Index(pems[1], []byte("\n")) + 1
+	for n := begin; n < len(bytes.TrimSpace(pems[1])); n += 7 {
+		data := slices.Concat(pems[0], pems[1][:n], []byte("\n"), pems[2])
+		os.WriteFile(bundle, data, 0o600)
+		if _, err := NewTLSServer(certFile, keyFile, bundle); err == nil {
+			t.Fatalf("client CA bundle with its second CA cut at byte %d of %d loaded", n, len(pems[1]))
+		}
+		if _, err := ClientTLS(bundle, "", ""); err == nil {
+			t.Fatalf("wps's CA bundle with its second CA cut at byte %d of %d loaded", n, len(pems[1]))
+		}
+	}
+	// CRLF line ends and a byte order mark, as an editor on Windows
+	// writes them, are still a whole file.
+	crlf := bytes.ReplaceAll(slices.Concat(pems[0], pems[1], pems[2]), []byte("\n"), []byte("\r\n"))
+	os.WriteFile(bundle, slices.Concat([]byte("\xef\xbb\xbf"), crlf), 0o600)
+	all := x509.NewCertPool()
+	all.AppendCertsFromPEM(slices.Concat(pems...))
+	if cfg, err := ClientTLS(bundle, "", ""); err != nil || !cfg.RootCAs.Equal(all) {
+		t.Errorf("CA bundle with a BOM and CRLF line ends: all three CAs loaded? %v", err)
+	}
+	// Behind a BOM, Go's PEM parsing does not see the first block: the
+	// leaf of a certificate file.
+	leaf, _ := os.ReadFile(certFile)
+	bomLeaf := filepath.Join(dir, "leaf.pem")
+	os.WriteFile(bomLeaf, slices.Concat([]byte("\xef\xbb\xbf"), leaf), 0o600)
+	if s, err := NewTLSServer(bomLeaf, keyFile, ""); err != nil || s.Leaf().Subject.CommonName != "svr" {
+		t.Errorf("certificate file with a BOM: %v", err)
 	}
 }

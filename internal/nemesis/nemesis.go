@@ -61,10 +61,6 @@ const (
 // Kinds is every kind, in a fixed order.
 var Kinds = []Kind{TMC, TMCPy, SlowTyper, StrclntClassic, StrclntFramed, StrclntPy, WPS, WPSPy}
 
-// TMSKinds are the kinds served by tms, whose guessed end of a message
-// (issue 18, item 1) is being reworked on another branch.
-var TMSKinds = []Kind{TMC, TMCPy, SlowTyper}
-
 // ParseKind returns the Kind named s.
 func ParseKind(s string) (Kind, error) {
 	for _, k := range Kinds {

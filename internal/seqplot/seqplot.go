@@ -15,10 +15,10 @@ package seqplot
 
 import (
 	"fmt"
+	"github.com/tcplab/tcplab/internal/chunkplot"
 	"image/color"
 	"io"
 	"math"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -93,25 +93,11 @@ var (
 	beamHalfWide = vg.Points(2.5)
 )
 
-// CheckPath reports whether Write can draw to path: a .png or .svg name
-// in a directory that exists.
-func CheckPath(path string) error {
-	switch ext := strings.ToLower(filepath.Ext(path)); ext {
-	case ".png", ".svg":
-	default:
-		return fmt.Errorf("plot %s: unknown picture type %q (want .png or .svg)", path, ext)
-	}
-	if fi, err := os.Stat(filepath.Dir(path)); err != nil || !fi.IsDir() {
-		return fmt.Errorf("plot %s: no directory %s", path, filepath.Dir(path))
-	}
-	return nil
-}
-
 // Write draws the panels, stacked, to path as PNG or SVG according to its
 // extension, and returns what it drew on each. The file is written whole
 // or not at all (internal/wholefile).
 func Write(path string, panels ...Panel) ([]Drawn, error) {
-	if err := CheckPath(path); err != nil {
+	if err := chunkplot.CheckPath(path); err != nil { // the same rule as the chunk plot's
 		return nil, err
 	}
 	if len(panels) == 0 {

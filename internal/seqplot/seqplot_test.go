@@ -342,10 +342,7 @@ func TestLabelsStayInsideThePlot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var first []capture.DataSegment
-	for _, d := range tr.Data {
-		first = append(first, d)
-	}
+	first := append([]capture.DataSegment(nil), tr.Data...)
 	s, ok := fit(first, bars(strokes(t, svg, DataColor)))
 	if !ok {
 		t.Fatal("no scale fits the bars")

@@ -11,15 +11,17 @@ import (
 // for making room (Server.EvictWaiting): its source, and whether it is
 // still waiting for its request, since when. A connection waits from its
 // accept until its handler calls Busy; the waiting ones are kept in a
-// list in the order they came, so the one waiting longest is its head,
-// found and removed in constant time.
+// list per source (Source) in the order they came, so the one a full
+// server closes, the oldest of the source with the most waiting, is
+// found by a look at each source's count and head.
 type tracked struct {
 	srv        *Server
 	conn       net.Conn
 	key        netip.Prefix // its source (Source), invalid when not IP
 	since      time.Time    // accepted at; waiting since then unless busy
 	busy       bool
-	prev, next *tracked // in srv.waiting while not busy
+	answered   bool     // has its answer and only lingers (Answered)
+	prev, next *tracked // in srv.waiting[key] while not busy
 }
 
 type trackedKey struct{}
@@ -40,12 +42,88 @@ func Busy(ctx context.Context) {
 	defer s.mu.Unlock()
 	if !t.busy {
 		t.busy = true
-		s.waiting.remove(t)
+		s.unwait(t)
 	}
 }
 
-// waitList is the connections waiting for their request, oldest first.
-type waitList struct{ head, tail *tracked }
+// Answered tells the server that the connection served under ctx has
+// had its whole answer (taken by the client) and stays open only as a
+// courtesy, for the client's own close or its late bytes: from now on a
+// full server may close it to make room (Server.EvictWaiting), as it
+// closes one waiting for its request, but with a plain close, not a
+// reset, so the answer the client has is not destroyed. A handler that
+// lingers after its answer calls it first: lingering connections held
+// as busy let a client sending half a request at a time, answered and
+// lingered on for a second each, keep a full server full. Calling it
+// again, or with a context that is not a served connection's, does
+// nothing.
+func Answered(ctx context.Context) {
+	t, _ := ctx.Value(trackedKey{}).(*tracked)
+	if t == nil {
+		return
+	}
+	s := t.srv
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t.answered || s.conns[t.conn] != t {
+		return
+	}
+	t.answered = true
+	s.unwait(t)
+	t.busy = false
+	t.since = time.Now()
+	s.wait(t)
+}
+
+// wait puts t, just accepted, at the end of its source's waiting list.
+// s.mu is held.
+func (s *Server) wait(t *tracked) {
+	l := s.waiting[t.key]
+	if l == nil {
+		l = &waitList{}
+		s.waiting[t.key] = l
+	}
+	l.push(t)
+}
+
+// unwait takes t out of its source's waiting list, if it is in it. s.mu
+// is held.
+func (s *Server) unwait(t *tracked) {
+	l := s.waiting[t.key]
+	if l == nil {
+		return
+	}
+	l.remove(t)
+	if l.n == 0 {
+		delete(s.waiting, t.key)
+	}
+}
+
+// victim is the connection a full server closes to make room (nil if
+// none waits): the oldest waiting connection of the source with the most
+// waiting, the oldest of those on a tie. A client whose request is still
+// on its way (a lossy link, a TLS handshake's round trip) holds one
+// connection; churn comes from sources holding many, so it is theirs
+// that are closed, however fast they come. s.mu is held.
+func (s *Server) victim() *tracked {
+	var best *waitList
+	for _, l := range s.waiting {
+		if best == nil || l.n > best.n || (l.n == best.n && l.head.since.Before(best.head.since)) {
+			best = l
+		}
+	}
+	if best == nil {
+		return nil
+	}
+	return best.head
+}
+
+// waitList is one source's connections waiting for their request,
+// oldest first, and how many.
+type waitList struct {
+	head, tail *tracked
+	n          int
+}
 
 func (l *waitList) push(t *tracked) {
 	t.prev, t.next = l.tail, nil
@@ -55,6 +133,7 @@ func (l *waitList) push(t *tracked) {
 		l.head = t
 	}
 	l.tail = t
+	l.n++
 }
 
 // remove takes t out of the list if it is in it.
@@ -73,4 +152,5 @@ func (l *waitList) remove(t *tracked) {
 		l.tail = t.prev
 	}
 	t.prev, t.next = nil, nil
+	l.n--
 }

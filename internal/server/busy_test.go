@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -78,7 +79,8 @@ func (c addrConn) RemoteAddr() net.Addr { return c.remote }
 // connections from a few addresses, real requests from any, and silent
 // clients leaving: a real request from an address below its share is
 // always served, however full the server; a newcomer at a full server
-// closes exactly the connection waiting longest; one over its address's
+// closes exactly the connection waiting longest of the address with the
+// most waiting (of those, the oldest); one over its address's
 // share is refused; the server never holds more than MaxConns. The model
 // is the test's own list of the silent connections in the order they
 // came. A failing seed is printed.
@@ -123,16 +125,22 @@ func TestEvictWaitingServesRealRequests(t *testing.T) {
 					t.Fatalf("seed %d: server holds %d, model %d", seed, s.ActiveConns(), len(queue))
 				}
 			}
-			// expectEviction checks that the newcomer closed the oldest.
+			// expectEviction checks that the newcomer closed the oldest
+			// waiting connection of the address with the most waiting.
 			expectEviction := func() {
 				t.Helper()
-				oldest := queue[0]
-				queue = queue[1:]
+				most := 0
+				for _, q := range queue {
+					most = max(most, perAddrN[q.addr])
+				}
+				i := slices.IndexFunc(queue, func(q silent) bool { return perAddrN[q.addr] == most })
+				oldest := queue[i]
+				queue = slices.Delete(queue, i, i+1)
 				perAddrN[oldest.addr]--
 				select {
 				case id := <-gone:
 					if id != oldest.id {
-						t.Fatalf("seed %d: closed silent %d, the oldest is %d", seed, id, oldest.id)
+						t.Fatalf("seed %d: closed silent %d, the oldest of an address with the most (%d) is %d", seed, id, most, oldest.id)
 					}
 				case <-time.After(10 * time.Second):
 					t.Fatalf("seed %d: nothing closed to make room", seed)
@@ -224,5 +232,47 @@ func TestWithoutEvictWaitingAFullServerRefuses(t *testing.T) {
 	}
 	if s.Evicted() != 0 || s.Refused() != 1 {
 		t.Fatalf("evicted %d, refused %d", s.Evicted(), s.Refused())
+	}
+}
+
+// A slow but honest client, whose request is still on its way (a lossy
+// link, a TLS handshake's round trip), is not the one closed to make
+// room while attackers churn silent connections from a few addresses:
+// a full server closes a connection of the address with the most
+// waiting, so one client's single connection outlasts any churn from
+// addresses holding several. Before, the newcomer closed the oldest
+// waiting connection whoever held it, and the first attacker past the
+// cap cut the slow client off.
+func TestEvictWaitingSparesASlowClientAmongChurn(t *testing.T) {
+	const maxConns, perAddr = 12, 5
+	ln := newPipeListener()
+	s := &Server{MaxConns: maxConns, MaxConnsPerAddr: perAddr, EvictWaiting: true, Refuse: RefuseLine,
+		Handler: HandlerFunc(func(ctx context.Context, c net.Conn) {
+			r := bufio.NewReader(c)
+			if _, err := r.ReadString('\n'); err != nil {
+				return // an attacker, closed to make room
+			}
+			Busy(ctx)
+			io.WriteString(c, "ok\n")
+		})}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	defer func() { s.Close(); <-served }()
+
+	slow := ln.dial(t, "192.0.2.9:1000") // its request not here yet
+	defer slow.Close()
+	for i := range 10 * maxConns {
+		c := ln.dial(t, "192.0.2."+strconv.Itoa(1+i%3)+":"+strconv.Itoa(2000+i))
+		defer c.Close()
+	}
+	if s.Evicted() == 0 {
+		t.Fatal("the churn never filled the server")
+	}
+	slow.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(slow, "w\n"); err != nil {
+		t.Fatalf("the slow client was closed to make room (%d evicted): %v", s.Evicted(), err)
+	}
+	if line, err := bufio.NewReader(slow).ReadString('\n'); line != "ok\n" {
+		t.Fatalf("the slow client got %q, %v", line, err)
 	}
 }

@@ -101,10 +101,13 @@ func Interrupt(conn net.Conn) {
 	if cr, ok := conn.(interface{ CloseRead() error }); ok {
 		// shutdown(SHUT_RD) wakes every waiter on the socket, the
 		// runtime's poller and the parking set alike, and frees nothing:
-		// the file descriptor stays the handler's to close.
-		if cr.CloseRead() == nil {
-			return
-		}
+		// the file descriptor stays the handler's to close. Its error is
+		// not a reason to close instead: on a socket its peer reset
+		// (ENOTCONN) the kernel still marks it shut and wakes every waiter,
+		// and closing a parked socket would take it out of the set with
+		// the wake-up the reset queued there, never to be handed back.
+		cr.CloseRead()
+		return
 	}
 	conn.Close()
 }

@@ -90,15 +90,19 @@ type Server struct {
 
 	// EvictWaiting makes a full server serve its real clients: when every
 	// slot is taken (MaxConns), a new connection makes room by closing the
-	// connection that has waited longest for its request, instead of being
+	// connection that has waited longest for its request, of the source
+	// (Source) with the most connections waiting, instead of being
 	// refused, as servers under slowloris pressure shorten their patience.
+	// A client whose request is slow to come (a lossy link, a TLS
+	// handshake's round trip) holds one connection, churn comes from
+	// sources holding many: theirs are closed, however fast they come.
 	// A connection waits for its request from its accept until its handler
 	// calls Busy; a connection that is busy is never closed for another,
 	// and when all are, the newcomer is refused as without EvictWaiting.
 	// The per-address cap still refuses: an address at its share makes
 	// room for no one. So a client that asks and reads is served while
 	// any number of addresses hold silent connections: they close one
-	// another's, oldest first, and a real request, complete as it is
+	// another's, and a real request, complete as it is
 	// accepted (deferred accept), is busy microseconds later.
 	//
 	// Leave it off for a protocol whose clients are legitimately silent
@@ -155,12 +159,12 @@ type Server struct {
 
 	mu            sync.Mutex
 	listeners     map[net.Listener]struct{}
-	conns         map[net.Conn]*tracked // served
-	perAddr       map[netip.Prefix]int  // served connections per source
-	waiting       waitList              // served and waiting for a request, oldest first
-	refusedTotal  atomic.Uint64         // connections refused, for metrics
-	evictedTotal  atomic.Uint64         // connections closed to make room
-	refusing      map[net.Conn]struct{} // being refused
+	conns         map[net.Conn]*tracked      // served
+	perAddr       map[netip.Prefix]int       // served connections per source
+	waiting       map[netip.Prefix]*waitList // per source, served and waiting for a request, oldest first
+	refusedTotal  atomic.Uint64              // connections refused, for metrics
+	evictedTotal  atomic.Uint64              // connections closed to make room
+	refusing      map[net.Conn]struct{}      // being refused
 	closing       bool
 	ctx           context.Context
 	cancel        context.CancelFunc
@@ -181,6 +185,7 @@ func (s *Server) init() {
 		s.listeners = make(map[net.Listener]struct{})
 		s.conns = make(map[net.Conn]*tracked)
 		s.perAddr = make(map[netip.Prefix]int)
+		s.waiting = make(map[netip.Prefix]*waitList)
 		s.refusing = make(map[net.Conn]struct{})
 		s.ctx, s.cancel = context.WithCancel(context.WithValue(context.Background(), serverKey{}, s))
 		s.done = make(chan struct{})
@@ -344,10 +349,10 @@ func (s *Server) track(conn net.Conn) (t *tracked, reason string, victim *tracke
 	}
 	perAddrFull := s.maxPer > 0 && key.IsValid() && s.perAddr[key] >= s.maxPer
 	switch {
-	case len(s.conns) >= s.maxConns && (!s.EvictWaiting || s.waiting.head == nil || perAddrFull):
+	case len(s.conns) >= s.maxConns && (!s.EvictWaiting || len(s.waiting) == 0 || perAddrFull):
 		return nil, fmt.Sprintf("max number of clients reached (%d)", s.maxConns), nil
 	case len(s.conns) >= s.maxConns:
-		victim = s.waiting.head
+		victim = s.victim()
 		s.forget(victim)
 	case perAddrFull:
 		return nil, fmt.Sprintf("max number of connections from one address reached (%d)", s.maxPer), nil
@@ -357,7 +362,7 @@ func (s *Server) track(conn net.Conn) (t *tracked, reason string, victim *tracke
 	if key.IsValid() {
 		s.perAddr[key]++
 	}
-	s.waiting.push(t)
+	s.wait(t)
 	s.handlers.Add(1)
 	return t, "", victim
 }
@@ -368,7 +373,7 @@ func (s *Server) forget(t *tracked) {
 		return
 	}
 	delete(s.conns, t.conn)
-	s.waiting.remove(t)
+	s.unwait(t)
 	if t.key.IsValid() {
 		if s.perAddr[t.key] <= 1 {
 			delete(s.perAddr, t.key)
@@ -387,10 +392,17 @@ func (s *Server) untrack(conn net.Conn) {
 }
 
 // evict closes victim, already untracked, to make room: with a reset, so
-// the kernel frees it at once; its handler's read fails and it returns.
+// the kernel frees it at once, unless it has had its answer (Answered),
+// which a reset could destroy; its handler's read fails and it returns.
 func (s *Server) evict(victim *tracked) {
 	s.evictedTotal.Add(1)
-	s.logger().Info("closed the connection waiting longest for its request, to make room",
+	if victim.answered {
+		s.logger().Info("closed a connection lingering after its answer, to make room",
+			"client", victim.conn.RemoteAddr().String(), "lingered", time.Since(victim.since).Round(time.Millisecond))
+		Interrupt(victim.conn) // parked or not (see below); its handler closes it, with a FIN
+		return
+	}
+	s.logger().Info("closed a connection waiting for its request, to make room",
 		"client", victim.conn.RemoteAddr().String(), "waited", time.Since(victim.since).Round(time.Millisecond))
 	endpoint.Reset(victim.conn)
 	// Interrupt, not Close: the victim may be parked (see Park), and a

@@ -302,9 +302,52 @@ func (s *Store) check(ctx context.Context) error {
 	if typ != "string" && typ != "none" {
 		return fmt.Errorf("redis %s: key %q holds a %s, not a string: choose another key=", s.addr, s.names.key, typ)
 	}
+	if err := s.checkACL(ctx); err != nil {
+		return err
+	}
 	// CONFIG may be disabled (managed Redis); then there is nothing to say.
 	if cfg, err := s.client.ConfigGet(ctx, "appendonly").Result(); err == nil && cfg["appendonly"] == "no" {
 		s.log.Warn("redis has no append-only file: bytes acknowledged to clients are lost if Redis restarts (run it with --appendonly yes)", "redis", s.addr)
+	}
+	return nil
+}
+
+// aclScript returns the first command (with its key or channel) that the
+// store's scripts run and the Redis ACL user may not, or "" if it may run
+// them all. redis.acl_check_cmd (Redis 7) asks without running anything;
+// an older Redis has no ACL selectors to check, and says "".
+var aclScript = redis.NewScript(`
+if not redis.acl_check_cmd then return '' end
+-- The keys come as ARGV: EVALSHA itself refuses KEYS the user may not
+-- touch, with a line that does not say which.
+local v, epoch, servers, clients, ch = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local need = {
+  {'TIME'},
+  {'STRLEN', v}, {'GET', v}, {'GETRANGE', v, '0', '-1'}, {'APPEND', v, 'x'},
+  {'GET', epoch}, {'SET', epoch, 'x'},
+  {'ZRANGEBYSCORE', servers, '-inf', '+inf'}, {'ZSCORE', servers, 'x'},
+  {'ZADD', servers, '0', 'x'}, {'ZREM', servers, 'x'},
+  {'HGET', clients, 'x'}, {'HSET', clients, 'x', 'x'}, {'HDEL', clients, 'x'},
+  {'PUBLISH', ch, 'x'},
+}
+for _, c in ipairs(need) do
+  if not redis.acl_check_cmd(unpack(c)) then
+    if c[2] then return c[1] .. ' ' .. c[2] end
+    return c[1]
+  end
+end
+return ''
+`)
+
+// checkACL refuses a Redis ACL user that may not run what the store does:
+// the store would otherwise start, and then fail every client.
+func (s *Store) checkACL(ctx context.Context) error {
+	denied, err := aclScript.Run(ctx, s.client, nil, s.names.value[0], s.names.value[1], s.names.group[0], s.names.group[1], s.names.channel).Text()
+	if err != nil {
+		return s.wrap("", err)
+	}
+	if denied != "" {
+		return fmt.Errorf("redis %s: the ACL user may not run %s, which strsvr needs (it runs EVALSHA scripts of TIME, STRLEN, GET, GETRANGE, APPEND, SET, ZRANGEBYSCORE, ZSCORE, ZADD, ZREM, HGET, HSET, HDEL and PUBLISH on the keys %s* and the channel %s, and SUBSCRIBEs to it)", s.addr, denied, s.names.key, s.names.channel)
 	}
 	return nil
 }
