@@ -44,6 +44,10 @@ const DefaultMaxConnsPerAddr = 64
 // DefaultMaxConns is svr's cap on the connections served at once.
 const DefaultMaxConns = 1000
 
+// DefaultGrace is the grace period Configure gives the requests in
+// flight when a stop comes (server.Server.Grace), as svr's --grace.
+const DefaultGrace = 10 * time.Second
+
 // Configure implements server.Configurer: the caps and manners of the
 // server.Server that serves s, where the caller left them zero.
 //
@@ -51,6 +55,7 @@ const DefaultMaxConns = 1000
 //   - MaxConnsPerAddr: DefaultMaxConnsPerAddr, or a quarter of MaxConns
 //     (at least 1) if that is less, as internal/server's own default.
 //   - Refuse: the line "busy: ..." (server.RefuseLine).
+//   - Grace: DefaultGrace.
 //
 // And always EvictWaiting: a full svr makes room for a client that asks
 // by closing the connection that has waited longest for its request, of
@@ -65,6 +70,9 @@ func (s *Service) Configure(srv *server.Server) {
 	}
 	if srv.Refuse == nil {
 		srv.Refuse = server.RefuseLine
+	}
+	if srv.Grace == 0 {
+		srv.Grace = DefaultGrace
 	}
 	srv.EvictWaiting = true
 }

@@ -7,7 +7,6 @@ import (
 	"math"
 	"os/signal"
 	"strings"
-	"time"
 
 	"github.com/tcplab/tcplab/internal/endpoint"
 	"github.com/tcplab/tcplab/internal/server"
@@ -54,7 +53,7 @@ func (c *svrConfig) flags(fs *flagSet) {
 	fs.BoolVar(&c.psArgs, "ps-args", false, "show other processes' command-line arguments (ps's COMMAND, w's WHAT, json) to clients; by default only command names, as the tutorial's bare ps, since arguments often hold secrets")
 	fs.StringVar(&c.metrics, "metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format on standard error: text (with the tutorial's \"client is at\" lines on stdout) or json (every client a JSON record)")
-	fs.DurationVar(&c.caps.Grace, "grace", 10*time.Second, "on SIGINT/SIGTERM, wait this long for requests in flight (a second signal: no longer)")
+	fs.DurationVar(&c.caps.Grace, "grace", status.DefaultGrace, "on SIGINT/SIGTERM, wait this long for requests in flight (a second signal: no longer)")
 	c.tls = addSVRTLSFlags(fs)
 	c.json = addJSONFlag(fs)
 }
@@ -88,6 +87,9 @@ func (c *svrConfig) validate(fs *flagSet) (err error) {
 	}
 	if c.runner.Fresh == 0 {
 		c.runner.Fresh = -1 // --fresh 0: no reuse
+	}
+	if c.caps.Grace == 0 {
+		c.caps.Grace = -1 // --grace 0: none
 	}
 	c.svc.Allow, c.svc.Runner, c.caps.Handler = c.allowList, &c.runner, &c.svc
 	if err := fs.configError(c.caps.Validate(), svrFields); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 )
 
 // Finisher is implemented by a Handler whose service can end on its own:
@@ -22,7 +23,7 @@ type Finisher interface {
 // Every tcplab server runs this way, so a signal means the same to all.
 func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	s.mu.Lock()
-	s.init() // the protocol's defaults (Configurer), before Grace is read
+	s.init() // the protocol's defaults (Configurer), before the grace is read
 	s.mu.Unlock()
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ln) }()
@@ -37,20 +38,20 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	case <-finished:
 		s.logger().Info("done: stopping")
 	case <-ctx.Done():
-		if s.Grace < 0 {
+		if s.quietStop {
 			s.logger().Info("shutting down", "active", s.ActiveConns())
 		} else {
-			s.logger().Info("shutting down", "grace", s.Grace, "active", s.ActiveConns())
+			s.logger().Info("shutting down", "grace", s.grace, "active", s.ActiveConns())
 		}
 	}
-	if s.Grace <= 0 {
+	if s.grace == 0 {
 		s.Close()
-		if ctx.Err() != nil && s.Grace == 0 {
+		if ctx.Err() != nil && !s.quietStop {
 			// As a grace period that ran out: the stop closed them.
 			s.logger().Info("grace period over; closed remaining connections")
 		}
 	} else {
-		sctx, cancel := context.WithTimeout(context.Background(), s.Grace)
+		sctx, cancel := context.WithTimeout(context.Background(), s.grace)
 		defer cancel()
 		if err := s.Shutdown(hurried(sctx, s.Hurry)); err != nil {
 			if isClosed(s.Hurry) {
@@ -90,4 +91,62 @@ func isClosed(ch <-chan struct{}) bool {
 	default:
 		return false
 	}
+}
+
+// Stopping returns a channel that is closed when the Server serving
+// under ctx (the context its Handler is given) begins to stop: a handler
+// whose work in flight may finish within Grace, but that should start
+// nothing new (a message still arriving, a prompt not yet answered),
+// watches it. Outside a Server it returns nil, which is never closed.
+func Stopping(ctx context.Context) <-chan struct{} {
+	if s, ok := ctx.Value(serverKey{}).(*Server); ok {
+		return s.done
+	}
+	return nil
+}
+
+// AcceptOnce is ln for a server of one client, as tms.py: its first
+// Accept returns the first connection and closes ln, so the kernel
+// refuses any other client at once; the next Accept waits until Close
+// (the Server stopping) and then fails. Serve it with a Handler that is
+// done after that client (Finisher).
+func AcceptOnce(ln net.Listener) net.Listener {
+	return &acceptOnce{Listener: ln, closed: make(chan struct{})}
+}
+
+type acceptOnce struct {
+	net.Listener
+	mu       sync.Mutex
+	accepted bool
+	closed   chan struct{}
+}
+
+func (l *acceptOnce) Accept() (net.Conn, error) {
+	l.mu.Lock()
+	if !l.accepted {
+		l.mu.Unlock()
+		conn, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		l.mu.Lock()
+		l.accepted = true
+		l.mu.Unlock()
+		l.Listener.Close()
+		return conn, nil
+	}
+	l.mu.Unlock()
+	<-l.closed
+	return nil, net.ErrClosed
+}
+
+func (l *acceptOnce) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	select {
+	case <-l.closed:
+	default:
+		close(l.closed)
+	}
+	return l.Listener.Close()
 }

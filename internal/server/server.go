@@ -35,6 +35,10 @@ import (
 // can tell a requested stop from a failure.
 var ErrServerClosed = errors.New("server closed")
 
+// DefaultGrace is Server.Grace's default: the time a stop leaves the
+// connections in flight, as tms's --grace.
+const DefaultGrace = 5 * time.Second
+
 // DefaultMaxConns is the concurrency cap used when Server.MaxConns is zero.
 const DefaultMaxConns = 10000
 
@@ -137,11 +141,11 @@ type Server struct {
 	UserTimeout time.Duration
 
 	// Grace is how long Run lets connections in flight finish after a
-	// stop before it closes them. Zero is a grace period of nothing (svr
-	// --grace 0): they are closed at once, and a signal's stop logs that
-	// the grace period is over. Negative means the protocol has nothing
-	// to finish (strsvr answers each letter as it comes): they are closed
-	// at once, with no grace period to speak of.
+	// stop before it closes them. Zero means DefaultGrace; negative, none:
+	// they are closed at once, and a signal's stop logs that the grace
+	// period is over (svr --grace 0). A protocol whose Configure sets
+	// none has nothing to finish (strsvr answers each letter as it
+	// comes): its stop says nothing of a grace period.
 	Grace time.Duration
 
 	// Hurry, if not nil, is closed on a second stop signal: Run then cuts
@@ -171,6 +175,8 @@ type Server struct {
 	done          chan struct{}  // closed when shutting down
 	maxConns      int            // MaxConns resolved
 	maxPer        int            // MaxConnsPerAddr resolved; 0: no cap
+	grace         time.Duration  // Grace resolved; 0: none
+	quietStop     bool           // the protocol has nothing to finish (see Grace)
 	refused       int            // refusals since the last log line about them
 	refusalLogged time.Time      // when that line was written
 	handlers      sync.WaitGroup // one for each connection served or refused
@@ -179,9 +185,11 @@ type Server struct {
 
 func (s *Server) init() {
 	if s.done == nil {
+		asked := s.Grace
 		if c, ok := s.Handler.(Configurer); ok {
 			c.Configure(s)
 		}
+		s.grace, s.quietStop = Setting(s.Grace, DefaultGrace), asked == 0 && s.Grace < 0
 		s.listeners = make(map[net.Listener]struct{})
 		s.conns = make(map[net.Conn]*tracked)
 		s.perAddr = make(map[netip.Prefix]int)
