@@ -6,10 +6,7 @@ import (
 	"fmt"
 	"io"
 	"runtime/debug"
-	"strings"
 	"text/tabwriter"
-
-	"github.com/tcplab/tcplab/internal/safetext"
 )
 
 // stdio is what a command may touch of the outside world besides the
@@ -158,13 +155,6 @@ func isHelpWord(arg string) bool {
 		return true
 	}
 	return false
-}
-
-// oneLine keeps an error to the single line the user is promised, with
-// any text from outside in it (a server's words, a certificate's names)
-// escaped by the one rule (safetext.Line).
-func oneLine(s string) string {
-	return safetext.Line(strings.Join(strings.Fields(s), " "))
 }
 
 func printHelp(w io.Writer) {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tcplab/tcplab/internal/demo"
+	"github.com/tcplab/tcplab/internal/safetext"
 )
 
 // errInterrupted ends a tour stopped by SIGINT or SIGTERM.
@@ -71,7 +72,7 @@ func runDemo(ctx context.Context, std stdio, args []string) error {
 	if rep != nil {
 		rep.OK, rep.Seconds = err == nil, time.Since(start).Seconds()
 		if err != nil {
-			rep.Error = oneLine(err.Error())
+			rep.Error = safetext.OneLine(err.Error())
 		}
 		if jerr := json.NewEncoder(std.out).Encode(rep); jerr != nil && err == nil {
 			return jerr

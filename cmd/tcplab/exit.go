@@ -10,6 +10,8 @@ import (
 	"os/signal"
 	"sync"
 	"syscall"
+
+	"github.com/tcplab/tcplab/internal/safetext"
 )
 
 // Exit statuses, the same for every command (README, "Errors"):
@@ -126,10 +128,10 @@ func exitCode(ctx context.Context, name string, err error, stderr io.Writer) int
 	case errors.As(err, &help):
 		return printedStatus("tcplab "+name, help.err, stderr)
 	case errors.As(err, &uerr):
-		fmt.Fprintf(stderr, "tcplab %s: %s (see 'tcplab %s --help')\n", name, oneLine(uerr.msg), name)
+		fmt.Fprintf(stderr, "tcplab %s: %s (see 'tcplab %s --help')\n", name, safetext.OneLine(uerr.msg), name)
 		return exitUsage
 	case errors.As(err, &lost):
-		fmt.Fprintf(stderr, "tcplab %s: %s\n", name, oneLine(err.Error()))
+		fmt.Fprintf(stderr, "tcplab %s: %s\n", name, safetext.OneLine(err.Error()))
 		return exitFailed
 	}
 	if ctx.Err() != nil {
@@ -144,7 +146,7 @@ func exitCode(ctx context.Context, name string, err error, stderr io.Writer) int
 		return exitInterrupted // a caller's plain cancel: tests, or an embedding
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "tcplab %s: %s\n", name, oneLine(err.Error()))
+		fmt.Fprintf(stderr, "tcplab %s: %s\n", name, safetext.OneLine(err.Error()))
 		return exitFailed
 	}
 	return exitOK
@@ -205,6 +207,6 @@ func printedStatus(prefix string, err error, stderr io.Writer) int {
 	case errors.Is(err, syscall.EPIPE):
 		return exitStdoutGone
 	}
-	fmt.Fprintf(stderr, "%s: %s\n", prefix, oneLine(err.Error()))
+	fmt.Fprintf(stderr, "%s: %s\n", prefix, safetext.OneLine(err.Error()))
 	return exitFailed
 }

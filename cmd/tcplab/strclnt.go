@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"unicode/utf8"
 
+	"github.com/tcplab/tcplab/internal/safetext"
 	"github.com/tcplab/tcplab/sharedstring"
 	"github.com/tcplab/tcplab/stream"
 )
@@ -118,7 +119,7 @@ func strclntJSON(ctx context.Context, std stdio, host, port string, opts shareds
 	}()
 	rep.OK = err == nil
 	if err != nil {
-		rep.Error = oneLine(err.Error())
+		rep.Error = safetext.OneLine(err.Error())
 		if ctx.Err() != nil {
 			rep.Error = context.Cause(ctx).Error()
 		}

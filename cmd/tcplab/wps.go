@@ -9,6 +9,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/tcplab/tcplab/internal/safetext"
 	"github.com/tcplab/tcplab/status"
 	"github.com/tcplab/tcplab/status/fleet"
 )
@@ -229,7 +230,7 @@ func printAnswers(w, errw io.Writer, answers []fleet.HostAnswer) error {
 	out := &firstError{w: terminalSafe(w)}
 	for i, a := range answers {
 		if a.Error != "" {
-			fmt.Fprintf(errw, "%s: error: %s\n", a.Host, oneLine(a.Error))
+			fmt.Fprintf(errw, "%s: error: %s\n", a.Host, safetext.OneLine(a.Error))
 			continue
 		}
 		if i > 0 {
@@ -265,7 +266,7 @@ func printTable(w, errw io.Writer, answers []fleet.HostAnswer) error {
 	tw.Flush()
 	for _, a := range answers {
 		if a.Error != "" {
-			fmt.Fprintf(errw, "%s: error: %s\n", a.Host, oneLine(a.Error))
+			fmt.Fprintf(errw, "%s: error: %s\n", a.Host, safetext.OneLine(a.Error))
 		}
 	}
 	return out.err
