@@ -167,8 +167,8 @@ func (fs *flagSet) refuseZero(names ...string) error {
 			continue
 		}
 		switch v := fs.Lookup(name).Value.(flag.Getter).Get().(type) {
-		case int:
-			if v == 0 {
+		case int, int64:
+			if v == 0 || v == int64(0) {
 				return usagef("--%s must be at least 1, not 0", name)
 			}
 		case time.Duration:
