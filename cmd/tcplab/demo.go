@@ -18,6 +18,31 @@ import (
 // errInterrupted ends a tour stopped by SIGINT or SIGTERM.
 var errInterrupted = errors.New("interrupted")
 
+// listLessons is demo --list: each lesson's name, title and section.
+func listLessons(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, l := range demo.Lessons() {
+		fmt.Fprintf(tw, "%s\t%s\t(tutorial %s)\n", l.Name, l.Title, l.Section)
+	}
+	return tw.Flush()
+}
+
+// pickLessons is the lessons named, in that order; none named: all.
+func pickLessons(names []string) ([]demo.Lesson, error) {
+	if len(names) == 0 {
+		return demo.Lessons(), nil
+	}
+	var lessons []demo.Lesson
+	for _, name := range names {
+		l, ok := demo.Lookup(name)
+		if !ok {
+			return nil, usagef("unknown lesson %q; the lessons are %s", name, strings.Join(demo.Names(), ", "))
+		}
+		lessons = append(lessons, l)
+	}
+	return lessons, nil
+}
+
 func runDemo(ctx context.Context, std stdio, args []string) error {
 	fs := newFlagSet("demo")
 	list := fs.Bool("list", false, "list the lessons and exit")
@@ -28,22 +53,11 @@ func runDemo(ctx context.Context, std stdio, args []string) error {
 		return err
 	}
 	if *list {
-		tw := tabwriter.NewWriter(std.out, 0, 0, 2, ' ', 0)
-		for _, l := range demo.Lessons() {
-			fmt.Fprintf(tw, "%s\t%s\t(tutorial %s)\n", l.Name, l.Title, l.Section)
-		}
-		return tw.Flush()
+		return listLessons(std.out)
 	}
-	lessons := demo.Lessons()
-	if len(names) > 0 {
-		lessons = nil
-		for _, name := range names {
-			l, ok := demo.Lookup(name)
-			if !ok {
-				return usagef("unknown lesson %q; the lessons are %s", name, strings.Join(demo.Names(), ", "))
-			}
-			lessons = append(lessons, l)
-		}
+	lessons, err := pickLessons(names)
+	if err != nil {
+		return err
 	}
 	// Files only where the user asked for them: a temporary directory
 	// per run was left behind by every tour, interrupted or not.
