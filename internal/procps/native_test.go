@@ -92,15 +92,34 @@ func TestNativeMatchesProcpsPS(t *testing.T) {
 		if !args {
 			argv = []string{"ps", "auxc"}
 		}
-		t.Run(strings.Join(argv, " "), func(t *testing.T) { nativeMatchesProcpsPS(t, args, argv) })
+		t.Run(strings.Join(argv, " "), func(t *testing.T) {
+			// The processes are a moving target on a busy machine (CI's
+			// compilers exec and start threads, kernel workers rename
+			// themselves by the work item): a round can catch more of
+			// them mid-change than the tolerance allows, as it did in a
+			// fresh-clone CI run at a load average of 30. A renderer bug
+			// differs in every round; a moving process seldom in three.
+			var failures []string
+			for round := 1; round <= 3; round++ {
+				problems := nativeMatchesProcpsPS(t, args, argv)
+				if len(problems) == 0 {
+					return
+				}
+				failures = append(failures, fmt.Sprintf("round %d: %s", round, strings.Join(problems, "; ")))
+			}
+			t.Error(strings.Join(failures, "\n"))
+		})
 	}
 }
 
-func nativeMatchesProcpsPS(t *testing.T, args bool, argv []string) {
-	// ps runs between two native readings; a process matches if either
-	// reading agrees with ps, so a process that changed (a kernel worker
-	// renaming itself, a program exec'ing or starting threads) while the
-	// test ran is not held against the renderer.
+// nativeMatchesProcpsPS compares one round of native and real ps output
+// and returns what differs beyond the tolerance.
+func nativeMatchesProcpsPS(t *testing.T, args bool, argv []string) (problems []string) {
+	t.Helper()
+	// ps runs between two native readings. A process is compared only
+	// when both readings agree on it: one that changed (a kernel worker
+	// renaming itself, a program exec'ing or starting threads) or came
+	// or went while the test ran is not held against the renderer.
 	before, err := PS(args)
 	if err != nil {
 		t.Fatal(err)
@@ -123,7 +142,7 @@ func nativeMatchesProcpsPS(t *testing.T, args bool, argv []string) {
 		}
 		readings = append(readings, reading{rows, raw})
 	}
-	compare := func(pid int, n, r []string, nraw, rraw string) []string {
+	compare := func(n, r []string, nraw, rraw string) []string {
 		var why []string
 		for _, i := range []int{0, 6, 8, 10} { // USER, TTY, START, COMMAND
 			if n[i] != r[i] && !strings.Contains(r[i], "ps aux") {
@@ -144,46 +163,44 @@ func nativeMatchesProcpsPS(t *testing.T, args bool, argv []string) {
 		}
 		return why
 	}
-	common, differ, identical := 0, 0, 0
+	common, moving, differ, identical := 0, 0, 0, 0
 	for pid, r := range rrows {
-		var why []string
-		seen := false
-		for _, rd := range readings {
-			n, ok := rd.rows[pid]
-			if !ok {
-				continue
-			}
-			seen = true
-			w := compare(pid, n, r, rd.raw[pid], rraw[pid])
-			if len(w) == 0 {
-				why = nil
-				if rd.raw[pid] == rraw[pid] {
-					identical++
-				}
-				break
-			}
-			why = w
+		b, inBefore := readings[0].rows[pid]
+		a, inAfter := readings[1].rows[pid]
+		if !inBefore || !inAfter {
+			continue // started or ended while the test ran
 		}
-		if !seen {
-			continue
+		if len(compare(b, a, readings[0].raw[pid], readings[1].raw[pid])) > 0 &&
+			strings.Join(b, " ") != strings.Join(a, " ") {
+			moving++
+			continue // changed while the test ran
 		}
 		common++
-		if len(why) > 0 {
-			differ++
-			t.Logf("pid %d: %s", pid, strings.Join(why, "; "))
+		why := compare(a, r, readings[1].raw[pid], rraw[pid])
+		if len(why) == 0 {
+			if readings[1].raw[pid] == rraw[pid] {
+				identical++
+			}
+			continue
 		}
+		if len(compare(b, r, readings[0].raw[pid], rraw[pid])) == 0 {
+			continue
+		}
+		differ++
+		t.Logf("pid %d: %s", pid, strings.Join(why, "; "))
 	}
 	if differ > max(3, common/20) {
-		t.Errorf("%d of %d processes differ", differ, common)
+		problems = append(problems, fmt.Sprintf("%d of %d processes differ", differ, common))
 	}
-	if common < len(rrows)*8/10 || common < 5 {
-		t.Fatalf("only %d of ps's %d processes in the native reports", common, len(rrows))
+	if common+moving < len(rrows)*8/10 || common < 5 {
+		t.Fatalf("only %d of ps's %d processes in both native reports (%d of them changed in between)", common+moving, len(rrows), moving)
 	}
 	// Most lines are byte for byte the same (%CPU and RSS move for busy ones).
-	t.Logf("%d of %d lines identical", identical, common)
+	t.Logf("%d of %d lines identical; %d processes changed while the test ran", identical, common, moving)
 	if identical < common/2 {
-		t.Errorf("only %d of %d lines identical", identical, common)
+		problems = append(problems, fmt.Sprintf("only %d of %d lines identical", identical, common))
 	}
+	return problems
 }
 
 var uptimeLineRE = regexp.MustCompile(`^ \d\d:\d\d:\d\d up .*,\s+\d+ users?,  load average: \d+\.\d\d, \d+\.\d\d, \d+\.\d\d$`)
