@@ -506,6 +506,10 @@ func (o *One) ServeConn(ctx context.Context, conn net.Conn) {
 // served.
 func (o *One) Done() <-chan struct{} { return o.done }
 
+// Silent implements server.SilentFinisher: ServeConn's line is tms's
+// last word, as tms.py's.
+func (o *One) Silent() {}
+
 // Result is the client's transfer and how it ended (nil: served whole);
 // a zero Transfer and nil before a client came.
 func (o *One) Result() (Transfer, error) {
@@ -528,9 +532,10 @@ func (o *One) Configure(srv *server.Server) {
 func (o *One) Validate(srv *server.Server) error { return o.Server.Validate(srv) }
 
 var (
-	_ server.Finisher   = (*One)(nil)
-	_ server.Configurer = (*One)(nil)
-	_ server.Validator  = (*One)(nil)
+	_ server.Finisher       = (*One)(nil)
+	_ server.SilentFinisher = (*One)(nil)
+	_ server.Configurer     = (*One)(nil)
+	_ server.Validator      = (*One)(nil)
 )
 
 // clientIsAt writes tms.py's "client is at" line.

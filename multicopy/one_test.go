@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"syscall"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tcplab/tcplab/internal/server"
+	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 // runOne serves s to one client as tms does (One on server.AcceptOnce)
@@ -22,7 +24,7 @@ func runOne(t *testing.T, ctx context.Context, s *Server, grace time.Duration) (
 		t.Fatal(err)
 	}
 	one := NewOne(s)
-	srv := &server.Server{Handler: one, Grace: grace}
+	srv := &server.Server{Handler: one, Grace: grace, Logger: s.Logger}
 	ran := make(chan error, 1)
 	go func() { ran <- srv.Run(ctx, server.AcceptOnce(ln)) }()
 	return ln.Addr().String(), one, ran
@@ -30,9 +32,11 @@ func runOne(t *testing.T, ctx context.Context, s *Server, grace time.Duration) (
 
 // tms.py's life, served by internal/server: the first client gets its
 // copies, a second is refused by the kernel once the first is in, and
-// Run returns by itself after the one client (One is a Finisher).
+// Run returns by itself after the one client (One is a Finisher), whose
+// "transfer done" is the last line, as tms.py's (no "done: stopping").
 func TestOneServesOneClientThenStops(t *testing.T) {
-	addr, one, ran := runOne(t, t.Context(), &Server{Copies: 3}, 0)
+	var log testkit.SafeBuffer
+	addr, one, ran := runOne(t, t.Context(), &Server{Copies: 3, Logger: slog.New(slog.NewTextHandler(&log, nil))}, 0)
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -51,6 +55,10 @@ func TestOneServesOneClientThenStops(t *testing.T) {
 	}
 	if tr, err := one.Result(); err != nil || tr.Sent != 12 {
 		t.Fatalf("Result: sent %d, %v; want 12, nil", tr.Sent, err)
+	}
+	lines := strings.Split(strings.TrimSpace(log.String()), "\n")
+	if last := lines[len(lines)-1]; !strings.Contains(last, `msg="transfer done"`) {
+		t.Errorf("last log line %q; want the transfer done (log %q)", last, log.String())
 	}
 }
 

@@ -15,6 +15,14 @@ type Finisher interface {
 	Done() <-chan struct{}
 }
 
+// SilentFinisher is a Finisher whose own log says how it ended (tms's
+// one client: "transfer done"), so that Run stops without its "done:
+// stopping" line after it.
+type SilentFinisher interface {
+	Finisher
+	Silent()
+}
+
 // Run is a server process's whole life on ln: it serves until ctx ends (a
 // stop signal) or the Handler says it is done (see Finisher), then shuts
 // down: it stops accepting, lets the connections in flight finish within
@@ -36,7 +44,9 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		s.Close()
 		return fmt.Errorf("serve: %w", err)
 	case <-finished:
-		s.logger().Info("done: stopping")
+		if _, silent := s.Handler.(SilentFinisher); !silent {
+			s.logger().Info("done: stopping")
+		}
 	case <-ctx.Done():
 		if s.quietStop {
 			s.logger().Info("shutting down", "active", s.ActiveConns())
