@@ -92,3 +92,24 @@ func TestOneStopEndsTheGoAheadAtOnce(t *testing.T) {
 		t.Fatalf("the client got %q; want nothing", got)
 	}
 }
+
+// A stop before any client came says nothing (tms.py's Ctrl-C at its
+// accept): no "shutting down" of a grace with nothing in it, no line at
+// all, and Run returns at once.
+func TestOneStopBeforeAClientSaysNothing(t *testing.T) {
+	for _, grace := range []time.Duration{-1, time.Hour} {
+		var log testkit.SafeBuffer
+		ctx, stop := context.WithCancel(t.Context())
+		_, one, ran := runOne(t, ctx, &Server{Logger: slog.New(slog.NewTextHandler(&log, nil))}, grace)
+		stop()
+		if err := <-ran; err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		if tr, err := one.Result(); err != nil || tr.Sent != 0 {
+			t.Errorf("Result: %+v, %v; want nothing", tr, err)
+		}
+		if log.String() != "" {
+			t.Errorf("grace %s: logged %q; want nothing", grace, log.String())
+		}
+	}
+}

@@ -16,8 +16,9 @@ type Finisher interface {
 }
 
 // SilentFinisher is a Finisher whose own log says how it ended (tms's
-// one client: "transfer done"), so that Run stops without its "done:
-// stopping" line after it.
+// one client: "transfer done", as tms.py): Run adds no "done: stopping"
+// line after it, nor a "shutting down" one for a stop that finds no
+// connection in flight.
 type SilentFinisher interface {
 	Finisher
 	Silent()
@@ -39,24 +40,28 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	if f, ok := s.Handler.(Finisher); ok {
 		finished = f.Done()
 	}
+	_, silent := s.Handler.(SilentFinisher)
 	select {
 	case err := <-served:
 		s.Close()
 		return fmt.Errorf("serve: %w", err)
 	case <-finished:
-		if _, silent := s.Handler.(SilentFinisher); !silent {
+		if !silent {
 			s.logger().Info("done: stopping")
 		}
 	case <-ctx.Done():
-		if s.quietStop {
+		silent = silent && s.ActiveConns() == 0 // nothing in flight to speak of
+		switch {
+		case silent:
+		case s.quietStop:
 			s.logger().Info("shutting down", "active", s.ActiveConns())
-		} else {
+		default:
 			s.logger().Info("shutting down", "grace", s.grace, "active", s.ActiveConns())
 		}
 	}
 	if s.grace == 0 {
 		s.Close()
-		if ctx.Err() != nil && !s.quietStop {
+		if ctx.Err() != nil && !s.quietStop && !silent {
 			// As a grace period that ran out: the stop closed them.
 			s.logger().Info("grace period over; closed remaining connections")
 		}
