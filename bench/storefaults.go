@@ -22,9 +22,12 @@ import (
 // up to 12 s, past the 5 s a store gives one script and the 10 s a
 // watcher waits out a store it cannot read), kill -9 with and
 // without persistence, a partition of one strsvr, a failover to a replica
-// that missed the last letters, hand edits of v. After every step it
-// checks that no client was shown a v that is not a prefix of the group's
-// v, and that every watcher caught up or was told. Its results go to
+// that missed the last letters, hand edits of v, FLUSHALL and DEL of the
+// group's counts; a fourth strsvr without --keep (the stopper) has a
+// visitor that comes and goes. After every step it checks that no client
+// was shown a v that is not a prefix of the group's v, that every watcher
+// caught up or was told, and that the stopper did not take the group for
+// empty while a client was connected. Its results go to
 // docs/reliability.md.
 func init() {
 	register(section{name: "storefaults", order: 90, doc: "docs/reliability.md", run: benchStoreFaults})
@@ -75,6 +78,8 @@ func storeFaultsTable(all []*storefaults.Result) string {
 		tot.Stale += r.Stale
 		tot.Told += r.Told
 		tot.Finals += r.Finals
+		tot.Stops += r.Stops
+		tot.Early += r.Early
 		tot.CatchUp = max(tot.CatchUp, r.CatchUp)
 		tot.EditSeen = max(tot.EditSeen, r.EditSeen)
 		tot.Problems = append(tot.Problems, r.Problems...)
@@ -97,6 +102,8 @@ func storeFaultsTable(all []*storefaults.Result) string {
 	row("longest wait of a watcher from Redis answering again to showing its v then", tot.CatchUp.Round(time.Millisecond))
 	row("longest time from a same-length hand edit to every server's WARN", tot.EditSeen.Round(time.Millisecond))
 	row("strsvr stopped at the end (SIGTERM) printing the group's v", fmt.Sprintf("%d of %d", tot.Finals, 3*len(all)))
+	row("times the stopper (strsvr without --keep) found the group empty and stopped", tot.Stops)
+	row("**of those, with a client of the group connected**", tot.Early)
 	b.WriteString("\nFaults: ")
 	var fs []string
 	for _, k := range slices.Sorted(maps.Keys(tot.Faults)) {

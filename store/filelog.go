@@ -333,9 +333,11 @@ func (l *logFile) sameFile(now bool) error {
 // check is the look Close takes at the log when the store stops: the path
 // still names it, it ends where the store last wrote it, and it reads
 // back as v, the letters the store wrote. Reading it back costs one pass
-// over the log at the stop (as a restart would); it is what tells a log
-// cut and then written past (a hole where records were), or changed in
-// place by the same number of bytes, from a log that is kept.
+// over the log at the stop (as a restart would), with a bounded buffer
+// (256 KiB and one record): it is what tells a log cut and then written
+// past (a hole where records were), or changed in place by the same
+// number of bytes anywhere, from a log that is kept, and nothing short
+// of reading every byte sees the latter.
 func (l *logFile) check(v []byte) error {
 	if err := l.sameFile(true); err != nil {
 		return err
@@ -347,16 +349,25 @@ func (l *logFile) check(v []byte) error {
 	if fi.Size() != l.off {
 		return fmt.Errorf("data file %s is %d bytes where strsvr wrote %d: something else cut it or wrote to it while in use", l.path, fi.Size(), l.off)
 	}
+	// Streamed, each record compared with its part of v as it comes: the
+	// memory is r's buffer and one record, whatever the log's length.
 	r := bufio.NewReaderSize(io.NewSectionReader(l.f, 0, l.off), int(min(l.off, 256<<10)))
-	_, got, good, err := datalog.Read(r)
+	rest, same := v, true
+	_, good, err := datalog.Walk(r, func(data []byte) bool {
+		same = bytes.HasPrefix(rest, data)
+		if same {
+			rest = rest[len(data):]
+		}
+		return same
+	})
 	if err != nil {
 		return fmt.Errorf("data file %s no longer reads back (%w): something else wrote to it while in use", l.path, err)
 	}
+	if !same || len(rest) != 0 && good == l.off {
+		return fmt.Errorf("data file %s no longer reads back as v: something else wrote to it while in use", l.path)
+	}
 	if good != l.off {
 		return fmt.Errorf("data file %s no longer reads back as v (its records end at byte %d, strsvr wrote %d): something else cut it or wrote to it while in use", l.path, good, l.off)
-	}
-	if !bytes.Equal(got, v) {
-		return fmt.Errorf("data file %s no longer reads back as v: something else wrote to it while in use", l.path)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -99,7 +100,27 @@ type RepairReport struct {
 // A log that needs no repair is left alone and no copy is made (a log of
 // an older format with nothing to repair is upgraded by OpenFile). It
 // refuses a log in use by a running server, and a file that is not a log.
+//
+// RepairLog is RepairLogContext without a way to stop it.
 func RepairLog(path string) (*RepairReport, error) {
+	return RepairLogContext(context.Background(), path)
+}
+
+// RepairLogContext is RepairLog that stops when ctx ends (strsvr --repair's
+// SIGINT or SIGTERM): it looks at ctx between chunks of its reads and
+// writes and before it replaces the log, and if ctx has ended it removes
+// what it wrote (the copy, the temporary file) and returns an error that
+// wraps ctx's: the log is unchanged. Once the log is replaced the repair
+// is complete, and it returns its report whatever ctx says. Only an fsync
+// already begun is waited out.
+func RepairLogContext(ctx context.Context, path string) (*RepairReport, error) {
+	stopped := func() error {
+		return fmt.Errorf("repair of %s stopped before the log was replaced: %w; nothing changed", path, context.Cause(ctx))
+	}
+	repairStage("begun")
+	if ctx.Err() != nil {
+		return nil, stopped()
+	}
 	// A symbolic link is repaired where it points: renaming over the link
 	// would replace it with a file.
 	target, err := filepath.EvalSymlinks(path)
@@ -127,8 +148,11 @@ func RepairLog(path string) (*RepairReport, error) {
 		}
 		return nil, fmt.Errorf("repair: lock %s: %w", path, err)
 	}
-	orig, err := io.ReadAll(f)
+	orig, err := readAllContext(ctx, f, info.Size())
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, stopped()
+		}
 		return nil, fmt.Errorf("repair: %w", err) // it names the path
 	}
 	if _, err := datalog.ParseHeader(orig); err != nil {
@@ -139,6 +163,10 @@ func RepairLog(path string) (*RepairReport, error) {
 	}
 	out, rep := repairBytes(orig)
 	rep.Path = path
+	repairStage("read")
+	if ctx.Err() != nil {
+		return nil, stopped()
+	}
 	if len(rep.Dropped) == 0 {
 		return rep, nil
 	}
@@ -147,17 +175,39 @@ func RepairLog(path string) (*RepairReport, error) {
 	// On failure nothing is left behind: not a partial copy, which could
 	// pass for a whole one, nor a whole copy of an original left as it was
 	// (each retry would add one to a disk that is likely full).
-	if err := writeSynced(rep.Copy, orig, os.O_EXCL, mode); err != nil {
+	if err := writeSyncedContext(ctx, rep.Copy, orig, mode); err != nil {
 		if !errors.Is(err, fs.ErrExist) {
 			os.Remove(rep.Copy)
 		}
+		if ctx.Err() != nil {
+			return nil, stopped()
+		}
 		return nil, fmt.Errorf("repair: keep a copy of the original: %w; nothing changed", err)
 	}
+	repairStage("copied")
+	// The temporary file is made afresh: whatever a stopped or crashed
+	// run (or anyone) left at its path, a FIFO included, would otherwise
+	// be opened, and a FIFO's open blocks for good.
 	tmp := target + ".repair-tmp"
-	if err := writeSynced(tmp, out, os.O_TRUNC, mode); err != nil {
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		os.Remove(rep.Copy)
+		return nil, fmt.Errorf("repair: remove %s left by an earlier run: %w; nothing changed", tmp, err)
+	}
+	if err := writeSyncedContext(ctx, tmp, out, mode); err != nil {
+		if !errors.Is(err, fs.ErrExist) {
+			os.Remove(tmp)
+		}
+		os.Remove(rep.Copy)
+		if ctx.Err() != nil {
+			return nil, stopped()
+		}
+		return nil, fmt.Errorf("repair: write the repaired log: %w; nothing changed", err)
+	}
+	repairStage("written")
+	if ctx.Err() != nil {
 		os.Remove(tmp)
 		os.Remove(rep.Copy)
-		return nil, fmt.Errorf("repair: write the repaired log: %w; nothing changed", err)
+		return nil, stopped()
 	}
 	if err := os.Rename(tmp, target); err != nil {
 		os.Remove(tmp)
@@ -165,7 +215,44 @@ func RepairLog(path string) (*RepairReport, error) {
 		return nil, fmt.Errorf("repair: replace %s: %w; nothing changed", target, err)
 	}
 	syncDir(target)
+	repairStage("replaced")
 	return rep, nil
+}
+
+// repairHook, set by tests (SetRepairHook), is called at each stage of
+// RepairLogContext where it looks at its context.
+var repairHook func(stage string)
+
+func repairStage(stage string) {
+	if repairHook != nil {
+		repairHook(stage)
+	}
+}
+
+// ioChunk is how much RepairLogContext reads or writes between two looks
+// at its context.
+const ioChunk = 4 << 20
+
+// readAllContext reads f (of about size bytes) to its end, in chunks,
+// and stops with ctx's error when ctx ends.
+func readAllContext(ctx context.Context, f *os.File, size int64) ([]byte, error) {
+	b := make([]byte, 0, size+512)
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := f.Read(b[len(b):min(cap(b), len(b)+ioChunk)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
 }
 
 // repairBytes is RepairLog on a log in memory that starts with a whole
@@ -259,6 +346,41 @@ func dropped(h datalog.Header, orig []byte, pos, end int, before int64) DroppedS
 		d.Why = "bytes that are not a record"
 	}
 	return d
+}
+
+// writeSyncedContext creates path, which must not exist (O_EXCL), with
+// the permissions of mode, writes b in chunks, and fsyncs it and its
+// directory; it stops with ctx's error between chunks.
+func writeSyncedContext(ctx context.Context, path string, b []byte, mode os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return err
+	}
+	if err := f.Chmod(mode); err != nil { // whatever the umask
+		f.Close()
+		return err
+	}
+	for len(b) > 0 {
+		if err := ctx.Err(); err != nil {
+			f.Close()
+			return err
+		}
+		n := min(len(b), ioChunk)
+		if _, err := f.Write(b[:n]); err != nil {
+			f.Close()
+			return err
+		}
+		b = b[n:]
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	syncDir(path)
+	return nil
 }
 
 // writeSynced creates path (with flag added to O_WRONLY|O_CREATE, and the

@@ -77,7 +77,7 @@ func runStrSvr(ctx context.Context, std stdio, args []string) (err error) {
 		return err
 	}
 	if c.repair != "" {
-		return repairLog(std, c.repair)
+		return repairLog(ctx, std, c.repair)
 	}
 	if err := c.validate(fs); err != nil {
 		return err

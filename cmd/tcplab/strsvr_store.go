@@ -58,9 +58,17 @@ func openLogError(err error) error {
 // repairLog is strsvr --repair FILE: it repairs the log (see
 // store.RepairLog) and says on standard output what it did, down to the
 // letters each dropped record held.
-func repairLog(std stdio, path string) error {
-	rep, err := store.RepairLog(path)
+//
+// A signal stops it: before the log is replaced, nothing is changed, and
+// it says so (the exit status, 130 or 143, says which signal); after, the
+// repair is complete and its report is printed.
+func repairLog(ctx context.Context, std stdio, path string) error {
+	rep, err := store.RepairLogContext(ctx, path)
 	if err != nil {
+		var sig stopSignal
+		if ctx.Err() != nil && errors.As(context.Cause(ctx), &sig) {
+			fmt.Fprintf(std.out, "%s: repair stopped by %s before the log was replaced: nothing changed\n", path, signalName(sig.sig))
+		}
 		return err
 	}
 	if rep.Copy == "" {

@@ -407,33 +407,52 @@ func (h Header) NextRecord(b []byte, off int64) int {
 // from good on are for Tail to judge. A file that is a header cut short
 // is ErrTornHeader; one that starts with no header, a *HeaderError.
 func Read(r io.Reader) (h Header, v []byte, good int64, err error) {
+	h, good, err = Walk(r, func(data []byte) bool {
+		v = append(v, data...)
+		return true
+	})
+	return h, v, good, err
+}
+
+// Walk is Read that hands each valid record's data to each, in order,
+// instead of building v, so that its memory is bounded by one record
+// (MaxRecord) and r's buffer whatever the log's length; data is reused
+// after each returns. It stops early, at the start of the record, if
+// each returns false.
+func Walk(r io.Reader, each func(data []byte) bool) (h Header, good int64, err error) {
 	br := bufio.NewReader(r) // r itself if r is a big enough bufio.Reader
 	head, perr := br.Peek(keyedLen)
 	if perr != nil && !errors.Is(perr, io.EOF) {
-		return Header{}, nil, 0, perr
+		return Header{}, 0, perr
 	}
 	if h, err = ParseHeader(head); err != nil {
-		return Header{}, nil, 0, err
+		return Header{}, 0, err
 	}
 	br.Discard(h.Len)
 	good = int64(h.Len)
 	hl := h.RecordHeaderLen()
 	var hdr [RecordHeader]byte
+	var data []byte
 	for {
 		if _, err := io.ReadFull(br, hdr[:hl]); err != nil {
-			return h, v, good, readErr(err)
+			return h, good, readErr(err)
 		}
 		n, ok := h.headerAt(hdr[:hl], good)
 		if !ok {
-			return h, v, good, nil
+			return h, good, nil
 		}
-		start := len(v)
-		v = append(v, make([]byte, n)...)
-		if _, err := io.ReadFull(br, v[start:]); err != nil {
-			return h, v[:start], good, readErr(err)
+		if cap(data) < n {
+			data = make([]byte, n)
 		}
-		if !h.dataOK(hdr[:hl], v[start:]) {
-			return h, v[:start], good, nil
+		data = data[:n]
+		if _, err := io.ReadFull(br, data); err != nil {
+			return h, good, readErr(err)
+		}
+		if !h.dataOK(hdr[:hl], data) {
+			return h, good, nil
+		}
+		if !each(data) {
+			return h, good, nil
 		}
 		good += int64(hl + n)
 	}

@@ -30,10 +30,11 @@ const (
 	classic             // the tutorial's protocol, typing letters
 	watcher             // framed, watching (sharedstring.Client, Watch)
 	binary              // the strclnt --watch binary, its stdout read line by line
+	visitor             // framed, on the stopper: types a few letters and leaves
 )
 
 func (k kind) String() string {
-	return [...]string{"typist", "classic", "watcher", "strclnt --watch"}[k]
+	return [...]string{"typist", "classic", "watcher", "strclnt --watch", "visitor"}[k]
 }
 
 // shown is a client's record of what it was shown, on its current
@@ -43,10 +44,12 @@ type shown struct {
 	last  []byte    // the last v shown
 	era   int       // the era it was shown in (see run.era)
 	at    time.Time // when
+	first time.Time // when the first v was shown on this connection: it was counted in the group then
 	count int64     // v's shown on this connection
 	told  string    // the 'e' frame's reason, once the server ended the connection
 	gone  error     // why the connection ended otherwise
 	up    bool      // connected: a watcher not yet connected is not silent on anything
+	since time.Time // when it connected
 	conn  int       // connections made so far
 	wake  chan struct{}
 }
@@ -54,7 +57,7 @@ type shown struct {
 // connected notes that the connection is made.
 func (s *shown) connected() {
 	s.mu.Lock()
-	s.up = true
+	s.up, s.since = true, time.Now()
 	s.mu.Unlock()
 }
 
@@ -64,6 +67,9 @@ func (s *shown) record(v []byte, era int) {
 	s.mu.Lock()
 	s.last = bytes.Clone(v)
 	s.era, s.at = era, time.Now()
+	if s.count == 0 {
+		s.first = s.at
+	}
 	s.count++
 	close(s.wake)
 	s.wake = make(chan struct{})
@@ -87,7 +93,7 @@ func (s *shown) ended(err error) {
 // fresh forgets the last connection's record for a new connection.
 func (s *shown) fresh() {
 	s.mu.Lock()
-	s.last, s.era, s.count, s.told, s.gone, s.up = nil, 0, 0, "", nil, false
+	s.last, s.era, s.count, s.told, s.gone, s.up, s.first = nil, 0, 0, "", nil, false, time.Time{}
 	s.conn++
 	s.mu.Unlock()
 }
@@ -100,13 +106,16 @@ type snapshot struct {
 	told  string
 	gone  error
 	up    bool
+	since time.Time
+	first time.Time
+	conn  int
 	wake  <-chan struct{}
 }
 
 func (s *shown) get() snapshot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return snapshot{s.last, s.era, s.at, s.count, s.told, s.gone, s.up, s.wake}
+	return snapshot{s.last, s.era, s.at, s.count, s.told, s.gone, s.up, s.since, s.first, s.conn, s.wake}
 }
 
 // client is one client of the run, reconnecting after its connection ends
@@ -272,4 +281,51 @@ func (c *client) watchBinary(ctx context.Context) error {
 	}
 	c.r.fail("%s exited %d (%v) with %q: not one line and status 1", c.name, code, werr, msg)
 	return fmt.Errorf("strclnt exited %d", code)
+}
+
+// visit is the visitor's loop: it connects to the stopper (the strsvr
+// without --keep), types one to three letters and leaves, again and
+// again, so that the stopper's own count keeps falling to 0 and it asks
+// whether the whole group is empty. While the stopper is down (it stopped,
+// and is being started again) it waits.
+func (c *client) visit(ctx context.Context) {
+	for ctx.Err() == nil {
+		s := c.r.c.currentStopper()
+		if s != nil {
+			c.visitOnce(ctx, s)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Duration(20+c.rng.IntN(80)) * time.Millisecond):
+		}
+	}
+}
+
+func (c *client) visitOnce(ctx context.Context, s *strsvr) {
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cl, err := sharedstring.Dial(dctx, "127.0.0.1", s.port, sharedstring.Options{Mode: sharedstring.Framed, DialTimeout: 5 * time.Second, ReplyTimeout: 7 * time.Second})
+	if err != nil {
+		return // stopped, or refusing clients while Redis is away
+	}
+	defer cl.Close()
+	stop := context.AfterFunc(ctx, func() { cl.Close() })
+	defer stop()
+	for range 1 + c.rng.IntN(3) {
+		if err := c.r.mayType(ctx); err != nil {
+			return
+		}
+		letter := []byte{'a' + byte(c.rng.IntN(26))}
+		v, err := cl.Send(letter)
+		c.r.typed()
+		if err != nil {
+			return
+		}
+		if !bytes.HasSuffix(v, letter) {
+			c.r.fail("%s was answered %d bytes not ending with its letter %q", c.name, len(v), letter)
+		}
+		c.r.letters.Add(1)
+		c.r.shownCount.Add(1)
+	}
 }

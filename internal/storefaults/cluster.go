@@ -29,10 +29,33 @@ type cluster struct {
 	cfg     *Config
 	master  *redisproc.Server
 	replica *redisproc.Server
-	link    *redisproc.Proxy // the replica's way to the master
-	fronts  []*redisproc.Proxy
+	link    *redisproc.Proxy   // the replica's way to the master
+	fronts  []*redisproc.Proxy // the servers', then the stopper's
 	servers []*strsvr
 	n       int // redis-servers started, for their directories
+
+	// The stopper: one more strsvr, without --keep, that stops when it
+	// finds the group empty; started again when it has (stopperMu).
+	stopperMu sync.Mutex
+	stopper   *strsvr
+}
+
+// currentStopper returns the stopper running now, or nil between a stop
+// and its restart.
+func (c *cluster) currentStopper() *strsvr {
+	c.stopperMu.Lock()
+	defer c.stopperMu.Unlock()
+	return c.stopper
+}
+
+// startStopper starts the stopper on its own proxy (the last front).
+func (c *cluster) startStopper(ctx context.Context) (*strsvr, error) {
+	f := c.fronts[len(c.fronts)-1]
+	s, err := startStrsvr(ctx, c.cfg.Binary, f.URL("v", "lease=3s"), c.cfg.Servers, false)
+	c.stopperMu.Lock()
+	c.stopper = s
+	c.stopperMu.Unlock()
+	return s, err
 }
 
 // redisArgs are every redis-server's: nothing acknowledged is lost to a
@@ -64,13 +87,19 @@ func (c *cluster) start(ctx context.Context) error {
 			return err
 		}
 		c.fronts = append(c.fronts, p)
-		s, err := startStrsvr(ctx, c.cfg.Binary, p.URL("v", "lease=3s"), i)
+		s, err := startStrsvr(ctx, c.cfg.Binary, p.URL("v", "lease=3s"), i, true)
 		if err != nil {
 			return err
 		}
 		c.servers = append(c.servers, s)
 	}
-	return nil
+	p, err := redisproc.StartProxy(c.master.Addr())
+	if err != nil {
+		return err
+	}
+	c.fronts = append(c.fronts, p)
+	_, err = c.startStopper(ctx)
+	return err
 }
 
 // newReplica starts a replica of the master, fed through a new link.
@@ -180,6 +209,9 @@ func (c *cluster) stop() {
 	for _, s := range c.servers {
 		s.kill()
 	}
+	if s := c.currentStopper(); s != nil {
+		s.kill()
+	}
 	for _, f := range c.fronts {
 		f.Close()
 	}
@@ -202,11 +234,16 @@ type strsvr struct {
 	stdout *procout.Buffer
 	done   chan struct{}
 	code   int
+	exitAt time.Time // when it exited (read after done)
 }
 
-func startStrsvr(ctx context.Context, bin, url string, i int) (*strsvr, error) {
+func startStrsvr(ctx context.Context, bin, url string, i int, keep bool) (*strsvr, error) {
 	s := &strsvr{i: i, stderr: new(procout.Buffer), stdout: new(procout.Buffer), done: make(chan struct{})}
-	s.cmd = exec.Command(bin, "strsvr", "--keep", "--store", url, "--write-timeout", "30s", "0")
+	args := []string{"strsvr", "--store", url, "--write-timeout", "30s", "0"}
+	if keep {
+		args = slices.Insert(args, 1, "--keep")
+	}
+	s.cmd = exec.Command(bin, args...)
 	s.cmd.Stdout, s.cmd.Stderr = s.stdout, s.stderr
 	if err := s.cmd.Start(); err != nil {
 		return nil, err
@@ -214,6 +251,7 @@ func startStrsvr(ctx context.Context, bin, url string, i int) (*strsvr, error) {
 	go func() {
 		s.cmd.Wait()
 		s.code = s.cmd.ProcessState.ExitCode()
+		s.exitAt = time.Now()
 		close(s.done)
 	}()
 	if !procout.WaitWritten(15*time.Second, s.done, func(out string) bool { s.port = procout.ListeningPortIn(out); return s.port != "" }, s.stderr) {

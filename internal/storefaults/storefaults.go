@@ -60,6 +60,8 @@ type Result struct {
 	CatchUp  time.Duration  // longest wait of a watcher, from Redis answering again to showing the v it held then
 	EditSeen time.Duration  // longest time from a same-length hand edit to every server's WARN
 	Finals   int            // strsvr processes stopped at the end that printed the group's v
+	Stops    int            // times the stopper (the strsvr without --keep) stopped on a group it found empty
+	Early    int            // of those, stops while a client of the group was connected
 	Problems []string       // each violation, in words
 	Took     time.Duration
 }
@@ -74,7 +76,11 @@ type run struct {
 	c     *cluster
 	count counter
 
-	era     atomic.Int64 // bumped by every fault that may lose v (a new era)
+	era atomic.Int64 // bumped by every fault that may lose v (a new era)
+	// stepAt is when the current step began (ns); cut is the strsvr a
+	// partition of this step cut off from Redis, -1 if none.
+	stepAt  atomic.Int64
+	cut     atomic.Int64
 	letters atomic.Int64
 	told    atomic.Int64
 
@@ -93,6 +99,81 @@ type run struct {
 	problems []string
 	clients  []*client
 	ended    []endedConn // connections that ended since the last check
+	stops    []stop      // the stopper's stops since the last check
+}
+
+// stop is one stop of the stopper: when, and the clients of the other
+// servers that were connected then (by the checker's record; a client
+// that was shown a v after the stop on the same connection surely was).
+type stop struct {
+	at        time.Time
+	code      int
+	connected []witness
+}
+
+type witness struct {
+	c    *client
+	conn int
+}
+
+// watchStopper starts the stopper again whenever it stops, and records
+// each stop for the next check, until ctx ends.
+func (r *run) watchStopper(ctx context.Context) {
+	for {
+		s := r.c.currentStopper()
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.done:
+		}
+		st := stop{at: s.exitAt, code: s.code}
+		// Witnesses: clients counted in the group since before this step
+		// began (shown a v then, so their server's Join had landed),
+		// none of a server cut off from Redis (its lease may run out:
+		// its clients stop counting). A client that joined during the
+		// step may not be seen yet: another server's count reaches the
+		// stopper one pub/sub message later, as documented.
+		began := time.Unix(0, r.stepAt.Load())
+		r.mu.Lock()
+		for _, c := range r.clients {
+			g := c.rec.get()
+			if g.up && g.told == "" && g.gone == nil && !g.first.IsZero() && g.first.Before(began) && int64(c.server.i) != r.cut.Load() {
+				st.connected = append(st.connected, witness{c, g.conn})
+			}
+		}
+		r.stops = append(r.stops, st)
+		r.mu.Unlock()
+		if ctx.Err() != nil {
+			return
+		}
+		if _, err := r.c.startStopper(ctx); err != nil {
+			r.fail("start the stopper again: %v", err)
+			return
+		}
+	}
+}
+
+// checkStops checks the stopper's stops since the last check: the
+// stopper may print the final v and exit only when no client of the
+// group is connected, anywhere. A witness (see watchStopper) shown a v
+// after the stop, on the same connection, was connected at the stop.
+func (r *run) checkStops(what string, res *Result) {
+	r.mu.Lock()
+	stops := r.stops
+	r.stops = nil
+	r.mu.Unlock()
+	for _, st := range stops {
+		res.Stops++
+		for _, w := range st.connected {
+			g := w.c.rec.get()
+			if g.conn == w.conn && g.at.After(st.at) {
+				res.Early++
+				r.fail("after %s: the stopper (strsvr without --keep) took the group for empty and exited %d at %s while %s, connected since %s, was still connected (shown a v at %s)",
+					what, st.code, st.at.Format("15:04:05.000"), w.c.name, g.since.Format("15:04:05.000"), g.at.Format("15:04:05.000"))
+				break
+			}
+		}
+	}
 }
 
 // endedConn is the record of a connection that ended, kept for the next
@@ -180,6 +261,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	start := time.Now()
 	r := &run{cfg: &cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x73746f7265)), resume: make(chan struct{})}
+	r.stepAt.Store(time.Now().UnixNano())
+	r.cut.Store(-1)
 	close(r.resume)
 	r.c = &cluster{cfg: &cfg}
 	defer r.c.stop()
@@ -198,6 +281,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			}
 		}
 	}
+	v := &client{name: "the stopper's visitor", kind: visitor, rec: newShown(), r: r, rng: rand.New(rand.NewPCG(cfg.Seed, 0x76697369746f72))}
+	wg.Go(func() { v.visit(cctx) })
+	wg.Go(func() { r.watchStopper(cctx) })
 	res := &Result{Seed: cfg.Seed, Faults: map[string]int{}}
 	defer func() {
 		stopClients()
@@ -219,6 +305,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	r.pause()
 	if truth, err := r.c.truth(ctx); err == nil && !r.failing() {
 		r.check(ctx, "the end", truth, time.Now(), time.Time{}, res)
+		r.checkStops("the end", res)
 		stopClients()
 		wg.Wait()
 		r.finals(truth, res)
@@ -247,7 +334,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 // begin a new era at the moment of the loss: what was shown before may
 // cease to be a prefix of the group's v, and the clients that hold it
 // must be told; anything shown after must be a prefix of the new v.
-var actions = []string{"none", "pause", "sleep", "kill", "kill-no-aof", "partition", "failover", "edit"}
+var actions = []string{"none", "pause", "sleep", "kill", "kill-no-aof", "partition", "failover", "edit", "flushall", "delgroup"}
 
 // step is one nemesis step: letters flow, a fault comes and goes while
 // they flow, then typing pauses and every client is checked.
@@ -260,6 +347,8 @@ func (r *run) step(ctx context.Context, n int, res *Result) error {
 		action = actions[n] // every kind at least once, if the run is long enough
 	}
 	res.Faults[action]++
+	r.stepAt.Store(time.Now().UnixNano())
+	r.cut.Store(-1)
 	d := time.Duration(r.rng.Int64N(int64(r.cfg.Longest-time.Second))) + time.Second
 	// The pauses below are the run's rhythm: letters flow before, during
 	// and after each fault.
@@ -300,8 +389,9 @@ func (r *run) step(ctx context.Context, n int, res *Result) error {
 			return fmt.Errorf("restart Redis: %w", err)
 		}
 	case "partition":
-		i := r.rng.IntN(len(r.c.fronts))
+		i := r.rng.IntN(len(r.c.servers))
 		detail = fmt.Sprintf("strsvr %d for %s", i, d)
+		r.cut.Store(int64(i))
 		r.c.fronts[i].Partition(true)
 		time.Sleep(d)
 		r.c.fronts[i].Partition(false)
@@ -314,6 +404,18 @@ func (r *run) step(ctx context.Context, n int, res *Result) error {
 		time.Sleep(d) // letters that the replica will not have
 		if err := r.lose(ctx, action, func() error { return r.c.promote(ctx) }); err != nil {
 			return fmt.Errorf("failover: %w", err)
+		}
+	case "flushall":
+		// Every key: v, and the group's counts while servers have
+		// clients (the stopper must not take the group for empty).
+		if err := r.lose(ctx, action, func() error { return rc.FlushAll(ctx).Err() }); err != nil {
+			return fmt.Errorf("FLUSHALL: %w", err)
+		}
+	case "delgroup":
+		keys := [][]string{{"v:servers"}, {"v:clients"}, {"v:servers", "v:clients"}, {"v:group", "v:servers", "v:clients"}}[r.rng.IntN(4)]
+		detail = strings.Join(keys, " ")
+		if err := rc.Del(ctx, keys...).Err(); err != nil {
+			return fmt.Errorf("DEL %s: %w", detail, err)
 		}
 	case "edit":
 		var edit func() error
@@ -343,6 +445,7 @@ func (r *run) step(ctx context.Context, n int, res *Result) error {
 		return err
 	}
 	r.check(ctx, action+" "+detail, truth, answered, editAt, res)
+	r.checkStops(action+" "+detail, res)
 	return nil
 }
 
@@ -591,6 +694,21 @@ func (r *run) finals(truth []byte, res *Result) {
 		default:
 			res.Finals++
 		}
+	}
+	// The stopper stops by itself once the clients are gone (exit 0), or
+	// at SIGTERM; either way it prints the group's v.
+	s := r.c.currentStopper()
+	if s == nil {
+		return // it could not be started again: failed already
+	}
+	code, final, err := s.stopWithFinal()
+	switch {
+	case err != nil:
+		r.fail("at the end: the stopper: %v", err)
+	case code != 0 && code != 143:
+		r.fail("at the end: the stopper exited %d, want 0 (group empty) or 143 (SIGTERM)", code)
+	case !bytes.Equal(final, truth):
+		r.fail("at the end: the stopper printed a final v of %d bytes, the group's v is %d (first differ at %d)", len(final), len(truth), firstDiff(final, truth))
 	}
 }
 

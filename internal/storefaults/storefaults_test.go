@@ -13,7 +13,7 @@ import (
 func TestMain(m *testing.M) { testkit.Main(m) }
 
 // The short budget of the fault checker (the long one: go run ./bench
-// -only storefaults): every kind of fault at least once, with 3 strsvr
+// -only storefaults): every kind of fault at least once (10 steps), with 3 strsvr
 // processes and their clients, and no v shown that is not a prefix of the
 // group's v, no watcher stale. TCPLAB_STOREFAULTS_SEED replays a seed;
 // with TCPLAB_STOREFAULTS_STEPS=30 and TCPLAB_STOREFAULTS_LONGEST=12s, a
@@ -31,7 +31,7 @@ func TestStoreFaults(t *testing.T) {
 	if bin == "" {
 		bin = testkit.Binary(t)
 	}
-	steps, longest := 8, 4*time.Second
+	steps, longest := 10, 4*time.Second
 	if s := os.Getenv("TCPLAB_STOREFAULTS_STEPS"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil {
@@ -58,8 +58,8 @@ func TestStoreFaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%d steps %v in %s: %d letters answered, %d v's shown, %d checks, %d told, window %d, longest catch-up %s, edit seen in %s, finals %d",
-		res.Steps, res.Faults, res.Took.Round(time.Second), res.Letters, res.Shown, res.Checks, res.Told, res.Window, res.CatchUp.Round(time.Millisecond), res.EditSeen.Round(time.Millisecond), res.Finals)
+	t.Logf("%d steps %v in %s: %d letters answered, %d v's shown, %d checks, %d told, window %d, longest catch-up %s, edit seen in %s, finals %d, stopper stops %d",
+		res.Steps, res.Faults, res.Took.Round(time.Second), res.Letters, res.Shown, res.Checks, res.Told, res.Window, res.CatchUp.Round(time.Millisecond), res.EditSeen.Round(time.Millisecond), res.Finals, res.Stops)
 	for _, p := range res.Problems {
 		t.Error(p)
 	}

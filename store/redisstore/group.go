@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,18 +21,82 @@ import (
 // arrive in any order (or be lost while Redis is away): Redis keeps the
 // highest version, and the next heartbeat repairs whatever was missed.
 
+// After a loss. NAME:servers and NAME:clients are soft state, written
+// back by every live process within a third of its lease; a FLUSHALL, a
+// DEL of either, a restart without persistence or a failover can lose
+// them while processes still have clients, and the sum read before every
+// live process has renewed is then too low: the group may look empty
+// while clients are connected anywhere in it. Which process sees the loss
+// first, if any, is a matter of timing, so the loss is recorded in Redis
+// itself, by whichever script finds it first, atomically with what it
+// found: NAME:group, the group's mark, is set when the group is first
+// made and holds the Redis time until which an empty group is not to be
+// trusted. A script finds a loss when
+//
+//   - the mark is gone while the group has members, or this process had
+//     written its lease before (held);
+//   - this process had written its lease before and its lease or its
+//     count is gone;
+//   - the group's two keys disagree: a member of NAME:servers without a
+//     count, or a count without a lease (each script writes or removes
+//     both together, so only a loss parts them).
+//
+// It then sets the mark to now + window (a lease: see window) and
+// publishes, and
+// until then every process reading an empty group waits (see Clients):
+// the window lives in Redis, so a process that saw nothing honours it
+// too. Each process that renews after the loss finds its own lease gone
+// and extends the window, so it ends a window after the last renewal
+// that repaired the group. A process never counts fewer clients than its
+// own.
+//
+// What stays open: a process that never held a lease (started after the
+// loss) and finds nothing at all cannot tell a lost group from a new one;
+// if it is the first to touch the group, and its own clients come and go
+// before any older process renews, it may read the group as empty.
+
+// markLostLua, shared by both scripts, extends the window of distrust:
+// KEYS[3] is the mark, now and window are in ms.
+const markLostLua = `
+local function markLost(now, window)
+  -- returns whether no window was open (a loss to announce)
+  local untilMs = now + window
+  local prev = tonumber(redis.call('GET', KEYS[3]) or '0') or 0
+  if prev > untilMs then untilMs = prev end
+  redis.call('SET', KEYS[3], tostring(untilMs))
+  return prev <= now
+end
+local function whole(now, held)
+  -- whether the group's keys look whole (see "After a loss")
+  if not redis.call('GET', KEYS[3]) then
+    if held then return false end
+    if redis.call('ZCARD', KEYS[1]) > 0 or redis.call('HLEN', KEYS[2]) > 0 then return false end
+    redis.call('SET', KEYS[3], '0') -- a new group
+  end
+  return true
+end
+`
+
 // leaseScript sets this process's count and renews its lease, removes the
 // leases of processes that stopped renewing, and publishes a change if the
-// group's count moved. ARGV: channel, id, version, count (-1: leave the
-// group), lease in ms.
-var leaseScript = redis.NewScript(`
+// group's count moved. KEYS: servers, clients, mark. ARGV: channel, id,
+// version, count (-1: leave the group), lease in ms, "1" if this process
+// wrote its lease before (and has not left), the window of distrust after
+// a loss in ms. It returns 2 when it found the group's keys lost (see
+// "After a loss"), 1 otherwise.
+var leaseScript = redis.NewScript(markLostLua + `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local id, ver, count, lease = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local held, window = ARGV[6] == '1', tonumber(ARGV[7])
 local function countOf(entry)
   if not entry then return 0 end
   return tonumber(string.match(entry, ':(%d+)$')) or 0
 end
+local cur = redis.call('HGET', KEYS[2], id)
+local score = redis.call('ZSCORE', KEYS[1], id)
+local lost = not whole(now, held)
+if held and ((not score) or (not cur)) then lost = true end
 local changed = false
 for _, dead in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
   if dead ~= id then
@@ -40,11 +105,9 @@ for _, dead in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
     redis.call('ZREM', KEYS[1], dead)
   end
 end
-local cur = redis.call('HGET', KEYS[2], id)
 local curVer = -1
 local curCount = countOf(cur)
 if cur then curVer = tonumber(string.match(cur, '^(%d+)')) or -1 end
-local score = redis.call('ZSCORE', KEYS[1], id)
 if (not score) or tonumber(score) <= now then curCount = 0 end
 if count < 0 then
   redis.call('HDEL', KEYS[2], id)
@@ -57,30 +120,92 @@ else
   end
   redis.call('ZADD', KEYS[1], now + lease, id)
 end
+if lost then
+  markLost(now, window)
+  changed = true
+end
 if changed then redis.call('PUBLISH', ARGV[1], 'clients') end
+if lost then return 2 end
 return 1
 `)
 
-// clientsScript sums the counts of the processes whose lease is running.
-var clientsScript = redis.NewScript(`
+// clientsScript sums the counts of the processes whose lease is running,
+// and says how long an empty group is still not to be trusted. KEYS:
+// servers, clients, mark. ARGV: channel, "1" if this process holds a
+// lease, the window of distrust in ms. It returns {sum, wait in ms, 1 if
+// it found the group's keys lost}.
+var clientsScript = redis.NewScript(markLostLua + `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local sum = 0
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')) do
-  local entry = redis.call('HGET', KEYS[2], id)
-  if entry then sum = sum + (tonumber(string.match(entry, ':(%d+)$')) or 0) end
+local held, window = ARGV[2] == '1', tonumber(ARGV[3])
+local lost = not whole(now, held)
+local sum, members = 0, 0
+local all = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+for i = 1, #all, 2 do
+  members = members + 1
+  local entry = redis.call('HGET', KEYS[2], all[i])
+  if not entry then
+    lost = true
+  elseif tonumber(all[i + 1]) > now then
+    sum = sum + (tonumber(string.match(entry, ':(%d+)$')) or 0)
+  end
 end
-return sum
+if redis.call('HLEN', KEYS[2]) ~= members then lost = true end
+-- The keys stay parted until every server has renewed: announce the
+-- loss once, not at every read (each would wake every server to read
+-- again, and find it again).
+if lost and markLost(now, window) then
+  redis.call('PUBLISH', ARGV[1], 'clients')
+end
+local wait = (tonumber(redis.call('GET', KEYS[3]) or '0') or 0) - now
+if wait < 0 then wait = 0 end
+if lost then return {sum, wait, 1} end
+return {sum, wait, 0}
 `)
+
+// window is how long after a loss of the group's keys an empty group is
+// not trusted: a whole lease. A live process renews every third of it,
+// but one that has not renewed within a lease is taken for dead anyway
+// (its lease would have run out), so waiting a lease makes a loss no
+// less safe than the leases themselves; a shorter window was outrun by
+// processes that a loaded machine held back for over a second (the
+// checker, at a load average of 40 on 2 cores). (The processes of one
+// group share a lease: see docs/redis.md.)
+func (s *Store) window() time.Duration { return s.lease }
+
+// held is "1" if this process's lease was written and it has not left.
+func (s *Store) held() string {
+	if s.leased.Load() {
+		return "1"
+	}
+	return "0"
+}
 
 // pushLease runs leaseScript with this process's count.
 func (s *Store) pushLease(ctx context.Context, version, count int64) error {
-	err := leaseScript.Run(ctx, s.client, s.names.group, s.names.channel, s.id, version, count, s.lease.Milliseconds()).Err()
+	res, err := leaseScript.Run(ctx, s.client, s.names.group, s.names.channel, s.id, version, count,
+		s.lease.Milliseconds(), s.held(), s.window().Milliseconds()).Int64()
 	if err != nil {
 		s.failed(err)
 		return s.wrap("lease", err)
 	}
+	s.leased.Store(count >= 0)
+	if res == 2 {
+		s.groupLost()
+	}
 	return nil
+}
+
+// groupLost notes that a script found the group's keys lost (it has
+// recorded so in Redis): the count read before is stale, and the loss is
+// said once.
+func (s *Store) groupLost() {
+	s.count.invalidate()
+	now := time.Now()
+	if prev := s.lostAt.Swap(now.UnixNano()); prev != 0 && now.Sub(time.Unix(0, prev)) < s.lease {
+		return // the same loss, found again
+	}
+	s.log.Warn("the group's client counts were lost in Redis (FLUSHALL, a DEL, a restart or failover, or this server's lease ran out): no server takes the group for empty until every server has counted its clients again", "redis", s.addr)
 }
 
 // Join counts one more client of this process in the group.
@@ -166,14 +291,33 @@ type countCache struct {
 	subscribed atomic.Bool
 	stale      atomic.Uint64
 
-	mu  sync.Mutex
-	ok  bool
-	gen uint64 // the stale value the count was read under
-	at  time.Time
-	n   int64
+	mu   sync.Mutex
+	ok   bool
+	gen  uint64 // the stale value the count was read under
+	at   time.Time
+	n    int64
+	wake chan struct{} // closed at the next invalidate (changed)
 }
 
-func (c *countCache) invalidate() { c.stale.Add(1) }
+func (c *countCache) invalidate() {
+	c.stale.Add(1)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.wake != nil {
+		close(c.wake)
+		c.wake = nil
+	}
+}
+
+// changed returns a channel closed at the next invalidate.
+func (c *countCache) changed() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.wake == nil {
+		c.wake = make(chan struct{})
+	}
+	return c.wake
+}
 
 // get returns the count if it is still good and younger than maxAge, and
 // the stale value to put a fresh count under.
@@ -199,29 +343,50 @@ func (c *countCache) put(gen uint64, n int64) {
 // read again anyway after a third of a lease, when a dead process's lease
 // may have run out unannounced. A change made by another process is thus
 // seen one pub/sub message later, just before Changes signals it; this
-// process's own Join and leave are seen at once.
+// process's own Join and leave are seen at once. It is never less than
+// this process's own count.
 //
 // While Redis is unreachable, Clients waits for it as long as ctx lasts:
 // the count is unknown, and a server waiting for its group to empty must
-// keep waiting (and serving once Redis is back), not give up.
+// keep waiting (and serving once Redis is back), not give up. Nor does it
+// report an empty group while the group's keys are being rebuilt after a
+// loss or an outage (see "After a loss", and regrouping): it waits until
+// a count comes back or the window of distrust ends.
 func (s *Store) Clients(ctx context.Context) (int64, error) {
 	for {
 		if err := s.awaitUsable(ctx, 0); err != nil {
 			return 0, err
 		}
-		n, err := s.clients(ctx)
+		changed := s.count.changed()
+		n, wait, err := s.clients(ctx)
+		if err == nil {
+			if _, own := s.members.now(); n < own {
+				// Our own clients are missing from Redis's count: it was
+				// read while the group's keys are being rebuilt. Ours
+				// are connected for sure.
+				n = own
+			}
+		}
 		if err == nil && n == 0 {
-			if wait := s.regrouping(); wait > 0 {
-				// Redis just came back: leases may have run out during
-				// the outage (or been lost with Redis) while their
-				// servers still have clients. Every live server renews
-				// within a probe period; an empty group before that is
-				// not to be trusted.
+			// After an outage, leases may have run out (or been lost
+			// with Redis) while their servers still have clients; after
+			// a loss of the group's keys, the counts are being written
+			// back. An empty group before every live server has renewed
+			// is not to be trusted.
+			wait = max(wait, s.regrouping())
+			if wait > 0 {
+				if s.waitHook != nil {
+					s.waitHook(wait)
+				}
+				t := time.NewTimer(wait)
 				select {
-				case <-time.After(wait):
+				case <-t.C:
+				case <-changed: // a count came back, or the window moved
 				case <-ctx.Done():
+					t.Stop()
 					return 0, ctx.Err()
 				}
+				t.Stop()
 				s.count.invalidate()
 				continue
 			}
@@ -246,20 +411,32 @@ func (s *Store) regrouping() time.Duration {
 	return time.Until(since.Add(grace))
 }
 
-func (s *Store) clients(ctx context.Context) (int64, error) {
+// clients reads the group's count (from the cache while it is good) and
+// how long an empty group is still not to be trusted.
+func (s *Store) clients(ctx context.Context) (n int64, wait time.Duration, err error) {
 	n, gen, ok := s.count.get(s.lease / 3)
 	if ok {
-		return n, nil
+		return n, 0, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
-	n, err := clientsScript.Run(ctx, s.client, s.names.group).Int64()
+	res, err := clientsScript.Run(ctx, s.client, s.names.group, s.names.channel, s.held(), s.window().Milliseconds()).Int64Slice()
+	if err == nil && len(res) != 3 {
+		err = fmt.Errorf("clients script answered %d numbers, want 3", len(res))
+	}
 	if err != nil {
 		s.failed(err)
-		return 0, s.wrap("clients", err)
+		return 0, 0, s.wrap("clients", err)
 	}
-	s.count.put(gen, n)
-	return n, nil
+	n, wait = res[0], time.Duration(res[1])*time.Millisecond
+	if res[2] == 1 {
+		s.groupLost()
+		s.probeNow() // write our own count back now
+	}
+	if wait == 0 {
+		s.count.put(gen, n)
+	}
+	return n, wait, nil
 }
 
 // keeper renews this process's lease every third of its length and, while

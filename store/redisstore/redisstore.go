@@ -14,6 +14,9 @@
 //	NAME:servers   sorted set: one member per strsvr process, scored by the
 //	               time its lease expires (Redis's own clock, in ms)
 //	NAME:clients   hash: per strsvr process, "version:count" of its clients
+//	NAME:group     the group's mark: present while NAME:servers and
+//	               NAME:clients are whole; after a loss of them, the Redis
+//	               time (ms) until which an empty group is not trusted
 //	NAME:changes   pub/sub channel: a message after every change of v or of a
 //	               client count
 //
@@ -204,21 +207,27 @@ type Store struct {
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 
-	dialer  dialer     // connects go-redis's pools
-	health  health     // whether Redis can be reached
-	feed    feed       // the change feed: the subscription and the watchers
-	members membership // this process's clients in the group
-	count   countCache // the group's client count as last read
-	local   localCopy  // this process's copy of v and its identity in Redis
+	dialer  dialer       // connects go-redis's pools
+	health  health       // whether Redis can be reached
+	feed    feed         // the change feed: the subscription and the watchers
+	members membership   // this process's clients in the group
+	leased  atomic.Bool  // our lease was written (and not left): see "After a loss"
+	lostAt  atomic.Int64 // when the group's keys were last found lost (ns), to warn once
+	count   countCache   // the group's client count as last read
+	local   localCopy    // this process's copy of v and its identity in Redis
 	queue   chan *appendReq
 	flight  inflight // appends not yet answered, for Flush
+
+	// waitHook, if set (by tests), is called each time Clients waits for
+	// the group to regroup before it trusts an empty count.
+	waitHook func(wait time.Duration)
 }
 
 // names are the Redis names of one v (see the package comment).
 type names struct {
 	key     string   // v
 	value   []string // v, epoch: the keys of the append and read scripts
-	group   []string // servers, clients: the keys of the lease scripts
+	group   []string // servers, clients, mark: the keys of the lease scripts
 	channel string   // the pub/sub channel of changes
 }
 
@@ -226,7 +235,7 @@ func namesOf(key string) names {
 	return names{
 		key:     key,
 		value:   []string{key, key + ":epoch"},
-		group:   []string{key + ":servers", key + ":clients"},
+		group:   []string{key + ":servers", key + ":clients", key + ":group"},
 		channel: key + ":changes",
 	}
 }
@@ -320,14 +329,17 @@ var aclScript = redis.NewScript(`
 if not redis.acl_check_cmd then return '' end
 -- The keys come as ARGV: EVALSHA itself refuses KEYS the user may not
 -- touch, with a line that does not say which.
-local v, epoch, servers, clients, ch = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local v, epoch, servers, clients, ch, mark = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local need = {
   {'TIME'},
   {'STRLEN', v}, {'GET', v}, {'GETRANGE', v, '0', '-1'}, {'APPEND', v, 'x'},
   {'GET', epoch}, {'SET', epoch, 'x'},
-  {'ZRANGEBYSCORE', servers, '-inf', '+inf'}, {'ZSCORE', servers, 'x'},
-  {'ZADD', servers, '0', 'x'}, {'ZREM', servers, 'x'},
+  {'ZRANGEBYSCORE', servers, '-inf', '+inf'}, {'ZRANGE', servers, '0', '-1'},
+  {'ZSCORE', servers, 'x'}, {'ZADD', servers, '0', 'x'}, {'ZREM', servers, 'x'},
+  {'ZCARD', servers},
   {'HGET', clients, 'x'}, {'HSET', clients, 'x', 'x'}, {'HDEL', clients, 'x'},
+  {'HLEN', clients},
+  {'GET', mark}, {'SET', mark, 'x'},
   {'PUBLISH', ch, 'x'},
 }
 for _, c in ipairs(need) do
@@ -342,12 +354,12 @@ return ''
 // checkACL refuses a Redis ACL user that may not run what the store does:
 // the store would otherwise start, and then fail every client.
 func (s *Store) checkACL(ctx context.Context) error {
-	denied, err := aclScript.Run(ctx, s.client, nil, s.names.value[0], s.names.value[1], s.names.group[0], s.names.group[1], s.names.channel).Text()
+	denied, err := aclScript.Run(ctx, s.client, nil, s.names.value[0], s.names.value[1], s.names.group[0], s.names.group[1], s.names.channel, s.names.group[2]).Text()
 	if err != nil {
 		return s.wrap("", err)
 	}
 	if denied != "" {
-		return fmt.Errorf("redis %s: the ACL user may not run %s, which strsvr needs (it runs EVALSHA scripts of TIME, STRLEN, GET, GETRANGE, APPEND, SET, ZRANGEBYSCORE, ZSCORE, ZADD, ZREM, HGET, HSET, HDEL and PUBLISH on the keys %s* and the channel %s, and SUBSCRIBEs to it)", s.addr, denied, s.names.key, s.names.channel)
+		return fmt.Errorf("redis %s: the ACL user may not run %s, which strsvr needs (it runs EVALSHA scripts of TIME, STRLEN, GET, GETRANGE, APPEND, SET, ZRANGEBYSCORE, ZRANGE, ZSCORE, ZADD, ZREM, ZCARD, HGET, HSET, HDEL, HLEN and PUBLISH on the keys %s* and the channel %s, and SUBSCRIBEs to it)", s.addr, denied, s.names.key, s.names.channel)
 	}
 	return nil
 }
@@ -369,6 +381,9 @@ func (s *Store) wrap(op string, err error) error {
 		op = " " + op
 	}
 	var oe *net.OpError
+	if df := (*dialFailed)(nil); errors.As(err, &df) {
+		err = df.err // the dial's own error, under what go-redis added
+	}
 	switch {
 	case errors.Is(err, store.ErrClosed), errors.Is(err, ErrUnavailable):
 		return err
@@ -408,30 +423,24 @@ func (s *Store) shutdown() {
 		ps.Close()
 	}
 	s.wg.Wait()
+	// No go-redis goroutine is left: its pool's own prober starts only
+	// after failed dials, and our dialer hands it none (see dial).
 	s.client.Close()
-	if s.dialer.failed.Load() {
-		// After enough failed dials, a go-redis pool probes Redis in a
-		// goroutine of its own, sleeping 1 s between probes, and sees the
-		// pool closed only when it wakes. Our dial fails at once after
-		// Close, so one pause is enough to leave no goroutine behind.
-		time.Sleep(1100 * time.Millisecond)
-	}
 	s.feed.watchers.Close()
 }
 
 // dialer connects go-redis's pools to Redis (TCP, then TLS for rediss://)
-// and gives up at once when closed ends. failed notes that some dial
-// failed, since go-redis then probes Redis from a goroutine that Close
-// must outwait; it is an atomic because go-redis dials from its own
-// goroutines.
+// and gives up at once when closed ends. attempts counts the dials (for
+// tests); it is an atomic because go-redis dials from its own goroutines.
 type dialer struct {
-	tls     *tls.Config
-	timeout time.Duration
-	closed  context.Context // the store's: ends at Close
-	failed  atomic.Bool
+	tls      *tls.Config
+	timeout  time.Duration
+	closed   context.Context // the store's: ends at Close
+	attempts atomic.Int64    // dials tried, for tests
 }
 
 func (d *dialer) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	d.attempts.Add(1)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(d.closed, cancel)()
@@ -446,11 +455,44 @@ func (d *dialer) dial(ctx context.Context, network, addr string) (net.Conn, erro
 		}
 	}
 	if err != nil {
-		d.failed.Store(true)
-		return nil, err
+		// Not an error to go-redis: its pool stops dialing after as many
+		// failed dials as it has connections, fails every later dial at
+		// once with the last error, and probes from a goroutine of its
+		// own once a second; after an outage the store would then reach
+		// Redis up to a second after it answered, and its watchers catch
+		// up that much later. The store probes Redis itself (keeper), so
+		// a failed dial is handed over as a connection that fails its
+		// first write with the dial's error: the command fails with it,
+		// the connection is dropped, and the next try dials again.
+		return failedConn{&dialFailed{err}}, nil
 	}
 	return c, nil
 }
+
+// dialFailed is the error of a failedConn: the dial's, which wrap shows
+// as a dial error whatever go-redis wraps around it.
+type dialFailed struct{ err error }
+
+func (e *dialFailed) Error() string { return e.err.Error() }
+func (e *dialFailed) Unwrap() error { return e.err }
+
+// failedConn is a dial that failed, as a connection whose reads and
+// writes fail with the dial's error (see dial).
+type failedConn struct{ err error }
+
+func (c failedConn) Read([]byte) (int, error)         { return 0, c.err }
+func (c failedConn) Write([]byte) (int, error)        { return 0, c.err }
+func (c failedConn) Close() error                     { return nil }
+func (c failedConn) LocalAddr() net.Addr              { return failedAddr{} }
+func (c failedConn) RemoteAddr() net.Addr             { return failedAddr{} }
+func (c failedConn) SetDeadline(time.Time) error      { return nil }
+func (c failedConn) SetReadDeadline(time.Time) error  { return nil }
+func (c failedConn) SetWriteDeadline(time.Time) error { return nil }
+
+type failedAddr struct{}
+
+func (failedAddr) Network() string { return "tcp" }
+func (failedAddr) String() string  { return "(not connected)" }
 
 // silentLogger drops go-redis's own log lines.
 type silentLogger struct{}
