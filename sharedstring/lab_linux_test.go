@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tcplab/tcplab/internal/netlab"
+	"github.com/tcplab/tcplab/internal/server"
 	"github.com/tcplab/tcplab/sharedstring"
 	"github.com/tcplab/tcplab/store"
 )
@@ -37,7 +38,7 @@ func labClassicOn(t *testing.T, st store.Store, mode sharedstring.Mode, fault fu
 	ended := make(chan struct{})
 	go func() {
 		defer close(ended)
-		srv.Run(ctx, ln, nil)
+		srv.Run(ctx, &server.Server{}, ln, nil)
 	}()
 	t.Cleanup(func() {
 		cancel()

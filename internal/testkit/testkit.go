@@ -99,6 +99,10 @@ type Proc struct {
 	err    error
 }
 
+// outputGrace is how long Wait waits, after the process has exited, for
+// the end of its output when another process still holds its pipes.
+const outputGrace = 30 * time.Second
+
 // Start starts name with args and stdin, and stops it (SIGKILL) when the test
 // ends if it is still running.
 func Start(tb testing.TB, stdin io.Reader, name string, args ...string) *Proc {
@@ -120,14 +124,53 @@ func StartEnv(tb testing.TB, env []string, stdin io.Reader, name string, args ..
 func StartCmd(tb testing.TB, cmd *exec.Cmd) *Proc {
 	tb.Helper()
 	p := &Proc{Cmd: cmd, Stdout: &SafeBuffer{}, Stderr: &SafeBuffer{}, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = p.Stdout, p.Stderr
+	// The output goes through pipes of our own, read to their end: exec's
+	// copies of an io.Writer obey WaitDelay, which would cut them short.
+	var copies sync.WaitGroup
+	var readEnds []*os.File
+	capture := func(to *SafeBuffer) *os.File {
+		r, w, err := os.Pipe()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		readEnds = append(readEnds, r)
+		copies.Go(func() { io.Copy(to, r) })
+		return w
+	}
+	cmd.Stdout, cmd.Stderr = capture(p.Stdout), capture(p.Stderr)
+	// The child has its own copies once started (or never will).
+	defer cmd.Stdout.(*os.File).Close()
+	defer cmd.Stderr.(*os.File).Close()
 	// A stdin that is never closed (an io.Pipe the test writes to) must not
 	// keep Wait from returning once the process has exited.
 	cmd.WaitDelay = 2 * time.Second
 	if err := cmd.Start(); err != nil {
+		for _, r := range readEnds {
+			r.Close()
+		}
 		tb.Fatal(err)
 	}
-	go func() { p.err = cmd.Wait(); close(p.done) }()
+	go func() {
+		p.err = cmd.Wait()
+		// The output ends when every process holding the pipes has
+		// exited: the command's children may write after it. A child
+		// that holds them for good (a daemon) gets outputGrace, then its
+		// output is cut.
+		copied := make(chan struct{})
+		go func() { copies.Wait(); close(copied) }()
+		select {
+		case <-copied:
+		case <-time.After(outputGrace):
+			for _, r := range readEnds {
+				r.Close()
+			}
+			<-copied
+		}
+		for _, r := range readEnds {
+			r.Close()
+		}
+		close(p.done)
+	}()
 	tb.Cleanup(func() {
 		select {
 		case <-p.done:
@@ -191,16 +234,6 @@ func (p *Proc) ListenAddr(tb testing.TB, d time.Duration) string {
 	return "127.0.0.1:" + port
 }
 
-// FreePort returns a TCP (and UDP) port that is free now, for a server
-// that binds it later: StaticPort's, not an ephemeral port, which the
-// kernel may give to another test's outgoing connection first (under the
-// full suite, with other test runs on the machine, servers failed with
-// "address already in use" so, a few in each run).
-func FreePort(tb testing.TB) int {
-	tb.Helper()
-	return StaticPort(tb)
-}
-
 // WaitListening waits until something accepts connections on addr.
 func WaitListening(tb testing.TB, addr string, d time.Duration) {
 	tb.Helper()
@@ -221,9 +254,11 @@ func WaitListening(tb testing.TB, addr string, d time.Duration) {
 }
 
 // Poll calls cond every few milliseconds until it reports true or d has
-// passed, and says which. It is for state that gives no event to wait on:
-// another process's output or sockets, the kernel's queues, a server's
-// connection count.
+// passed, and says which. It is only for state outside the test process
+// that gives no event to wait on: the kernel's socket table for a server
+// whose log goes nowhere, another process's metrics page, a count kept in
+// Redis. Output has one (WaitWritten), a Server's connections have one
+// (its ConnState hook), and so has anything the test itself counts.
 func Poll(d time.Duration, cond func() bool) bool {
 	for deadline := time.Now().Add(d); !cond(); time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -257,4 +292,55 @@ func AppendersGiveUp(appendLetter func(ctx context.Context, letter byte)) {
 	}
 	cancel()
 	wg.Wait()
+}
+
+// Gauge is a count that goes up and down (a server's connections, told by
+// a hook), which a test waits on instead of polling: each Add wakes the
+// waiters. The zero value is a gauge at 0.
+type Gauge struct {
+	mu      sync.Mutex
+	n       int
+	changed chan struct{} // closed at the next Add
+}
+
+// Add adds d to the gauge and wakes its waiters.
+func (g *Gauge) Add(d int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.n += d
+	if g.changed != nil {
+		close(g.changed)
+		g.changed = nil
+	}
+}
+
+// Load returns the gauge's value.
+func (g *Gauge) Load() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.n
+}
+
+// Wait waits up to d until cond holds for the gauge's value, woken by
+// each Add, and reports whether it did.
+func (g *Gauge) Wait(d time.Duration, cond func(n int) bool) bool {
+	timeout := time.NewTimer(d)
+	defer timeout.Stop()
+	for {
+		g.mu.Lock()
+		n := g.n
+		if g.changed == nil {
+			g.changed = make(chan struct{})
+		}
+		changed := g.changed
+		g.mu.Unlock()
+		if cond(n) {
+			return true
+		}
+		select {
+		case <-changed:
+		case <-timeout.C:
+			return cond(g.Load())
+		}
+	}
 }
