@@ -2,10 +2,15 @@ package server
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"net"
+	"os"
 	"testing"
 	"time"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // Break of issue 22 (brk22), finding 1: a client that resets its
@@ -49,4 +54,79 @@ func TestParkedRecordSize(t *testing.T) {
 	if n := unsafe.Sizeof(parked{}); n != 64 {
 		t.Fatalf("a parking record is %d bytes, want 64", n)
 	}
+}
+
+// Break of issue 22 (brk22), finding 2: a bare socket whose client speaks
+// while the process is out of descriptors (an attacker's silent
+// connections fill the table; the accept loop then waits) cannot be made
+// a net.Conn again: net.FileConn needs one descriptor more for a moment.
+// It was closed with a reset and its request lost, where a connection
+// parked with Park (and every connection before ParkSocket) was served.
+// The invariant: a parked client that speaks is served, out of
+// descriptors or not.
+func TestParkSocketWakesOutOfDescriptors(t *testing.T) {
+	defer detachSoon()()
+	ended := make(chan error, 4)
+	s := &Server{Handler: parkingEcho(0, ended)}
+	defer func(p func(context.Context, net.Conn, time.Time, HandlerFunc) bool) { testPark = p }(testPark)
+	testPark = ParkSocket
+	s.Handler = parkingEcho(0, ended)
+	addr := startParking(t, s)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	waitBare(t, s, 1)
+
+	// Run the process out of descriptors: a low soft limit, filled.
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	var fill []int
+	func() {
+		low := lim
+		low.Cur = uint64(openFDs(t)) + 64
+		if low.Cur >= lim.Cur {
+			t.Skipf("the open-file limit (%d) is too low for this test", lim.Cur)
+		}
+		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Setrlimit(unix.RLIMIT_NOFILE, &lim)
+		for {
+			fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				break
+			}
+			fill = append(fill, fd)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		c.Write([]byte("hello"))
+		got := make([]byte, 5)
+		_, err := io.ReadFull(c, got)
+		if err != nil || string(got) != "hello" {
+			err = fmt.Errorf("a bare socket that spoke out of descriptors was answered %q, %v; want its echo", got, err)
+		}
+		for _, fd := range fill {
+			unix.Close(fd)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}()
+	c.Close()
+	<-ended
+	waitActive(t, s, 0)
+}
+
+// openFDs counts the process's open descriptors.
+func openFDs(t *testing.T) int {
+	t.Helper()
+	des, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd:", err)
+	}
+	return len(des)
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -57,13 +58,23 @@ func (p *parker) detach(s *Server, pk *parked) net.Conn {
 
 // attach makes pk's bare socket a net.Conn again, for its handler, and
 // gives up the server's descriptor. If the server closed its connections
-// meanwhile, the new one is closed too. A socket that cannot be made a
-// net.Conn (out of descriptors) is closed, and its handler given a
-// connection whose every call fails with the reason.
+// meanwhile, the new one is closed too. Out of descriptors, it borrows the
+// set's reserve (lendSpare). A socket that cannot be made a net.Conn
+// (out of descriptors even so, or reset by its client) is closed, and its
+// handler given a connection whose every call fails with the reason.
 func (s *Server) attach(t *tracked, pk *parked) net.Conn {
 	s.parker.forget(int(pk.fd))
 	f := os.NewFile(uintptr(pk.fd), "parked socket")
 	conn, err := net.FileConn(f)
+	var spare *epollSet
+	if errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) {
+		// Out of descriptors (silent connections fill the table): with
+		// the one held in reserve, given back once f is closed below.
+		if e, ok := s.parker.set.(*epollSet); ok && e.lendSpare() {
+			spare = e
+			conn, err = net.FileConn(f)
+		}
+	}
 	if err == nil && conn.RemoteAddr() == nil {
 		// The client reset the connection while it was bare (or it timed
 		// out): the kernel has closed the socket and getpeername fails,
@@ -95,6 +106,9 @@ func (s *Server) attach(t *tracked, pk *parked) net.Conn {
 	s.mu.Unlock()
 	pk.conn = conn
 	f.Close()
+	if spare != nil {
+		spare.restoreSpare()
+	}
 	if closed {
 		conn.Close()
 	}
