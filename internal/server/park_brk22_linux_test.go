@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"testing"
@@ -129,4 +130,77 @@ func openFDs(t *testing.T) int {
 		t.Skip("no /proc/self/fd:", err)
 	}
 	return len(des)
+}
+
+// Checker (brk22): whatever clients parked by ParkSocket do, at the
+// detach moment or while bare (speak, half-close, reset, stay silent
+// until Close), every byte sent is echoed once, and once the server is
+// closed and the clients gone the process holds exactly the descriptors
+// it held before (the copies, the reserve and the parking set included).
+// Goroutines: goleak, TestMain. A failing seed is printed.
+func TestParkSocketLeavesNoDescriptor(t *testing.T) {
+	defer func(p func(context.Context, net.Conn, time.Time, HandlerFunc) bool) { testPark = p }(testPark)
+	testPark = ParkSocket
+	defer detachSoon()()
+	// The runtime's own poller descriptors, made once.
+	if ln, err := net.Listen("tcp", "127.0.0.1:0"); err == nil {
+		ln.Close()
+	}
+	for seed := range uint64(4) {
+		rng := rand.New(rand.NewPCG(seed, 22))
+		before := openFDs(t)
+		const n = 60
+		ended := make(chan error, 2*n)
+		s := &Server{Handler: parkingEcho(0, ended), MaxConnsPerAddr: -1}
+		ln := listen(t)
+		served := make(chan error, 1)
+		go func() { served <- s.Serve(ln) }()
+		conns := make([]net.Conn, n)
+		for i := range conns {
+			c, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			conns[i] = c
+		}
+		if rng.IntN(2) == 0 {
+			waitBare(t, s, n) // all bare; else some act at the detach moment
+		}
+		silent := 0
+		for i, c := range conns {
+			switch rng.IntN(4) {
+			case 0:
+				msg := fmt.Sprintf("seed %d client %d", seed, i)
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				c.Write([]byte(msg))
+				got := make([]byte, len(msg))
+				if _, err := io.ReadFull(c, got); err != nil || string(got) != msg {
+					t.Fatalf("seed %d: client %d: echo %q, %v", seed, i, got, err)
+				}
+				c.Close()
+			case 1:
+				c.(*net.TCPConn).CloseWrite()
+			case 2:
+				c.(*net.TCPConn).SetLinger(0)
+				c.Close()
+			default:
+				silent++
+			}
+		}
+		waitActive(t, s, silent)
+		s.Close()
+		<-served
+		for _, c := range conns {
+			c.Close()
+		}
+		if k := len(ended); k != n {
+			t.Fatalf("seed %d: %d handlers ended, want %d", seed, k, n)
+		}
+		for range n {
+			<-ended
+		}
+		if after := openFDs(t); after != before {
+			t.Fatalf("seed %d: %d descriptors open after the server closed, %d before", seed, after, before)
+		}
+	}
 }
