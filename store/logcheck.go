@@ -209,6 +209,16 @@ func RepairLogContext(ctx context.Context, path string) (*RepairReport, error) {
 		os.Remove(rep.Copy)
 		return nil, stopped()
 	}
+	// The lock holds the file read, not its path: a log moved into place
+	// meanwhile (a backup put back, a new log a strsvr then opened) or
+	// written to by a process that takes no lock would be lost to the
+	// rename, in no copy. Checked at the last moment; what stays open is
+	// the instant between this look and the rename.
+	if err := stillTheLog(target, f, info, int64(len(orig))); err != nil {
+		os.Remove(tmp)
+		os.Remove(rep.Copy)
+		return nil, fmt.Errorf("repair: %w; nothing changed", err)
+	}
 	if err := os.Rename(tmp, target); err != nil {
 		os.Remove(tmp)
 		os.Remove(rep.Copy)
@@ -217,6 +227,26 @@ func RepairLogContext(ctx context.Context, path string) (*RepairReport, error) {
 	syncDir(target)
 	repairStage("replaced")
 	return rep, nil
+}
+
+// stillTheLog says whether path still names f, the log RepairLogContext
+// read (info is f's as it was opened), and f is still size bytes long.
+func stillTheLog(path string, f *os.File, info fs.FileInfo, size int64) error {
+	now, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("%s is gone while it was being repaired: %w", path, err)
+	}
+	if !os.SameFile(now, info) {
+		return fmt.Errorf("%s was replaced by another file while it was being repaired", path)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if fi.Size() != size {
+		return fmt.Errorf("%s is %d bytes where the repair read %d: something wrote to it while it was being repaired", path, fi.Size(), size)
+	}
+	return nil
 }
 
 // repairHook, set by tests (SetRepairHook), is called at each stage of
