@@ -37,6 +37,10 @@ import (
 //     written its lease before (held);
 //   - this process had written its lease before and its lease or its
 //     count is gone;
+//   - this process had written its lease before and its lease has run
+//     out, though it renews every third of a lease: Redis's clock stepped
+//     forward (an NTP step, a VM resumed, a failover to a replica whose
+//     clock is ahead), and every lease may look run out at once;
 //   - the group's two keys disagree: a member of NAME:servers without a
 //     count, or a count without a lease (each script writes or removes
 //     both together, so only a loss parts them).
@@ -97,6 +101,11 @@ local cur = redis.call('HGET', KEYS[2], id)
 local score = redis.call('ZSCORE', KEYS[1], id)
 local lost = not whole(now, held)
 if held and ((not score) or (not cur)) then lost = true end
+-- Our own lease ran out though we renew every third of it: Redis's clock
+-- stepped forward (or we were held back for a lease). The other leases
+-- that look run out may be live servers': distrust an empty group until
+-- they have renewed, as after a loss.
+if held and score and tonumber(score) <= now then lost = true end
 local changed = false
 for _, dead in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
   if dead ~= id then
