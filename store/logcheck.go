@@ -175,15 +175,28 @@ func RepairLogContext(ctx context.Context, path string) (*RepairReport, error) {
 	// On failure nothing is left behind: not a partial copy, which could
 	// pass for a whole one, nor a whole copy of an original left as it was
 	// (each retry would add one to a disk that is likely full).
-	if err := writeSyncedContext(ctx, rep.Copy, orig, mode); err != nil {
+	// Written under another name and renamed when whole and synced: a
+	// SIGKILL or a power cut while it is written leaves a part of the
+	// original as FILE.repair-copy-tmp (removed by the next run, as the
+	// temporary file below), never under the name of a whole copy.
+	part := target + ".repair-copy-tmp"
+	if err := os.Remove(part); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("repair: remove %s left by an earlier run: %w; nothing changed", part, err)
+	}
+	if err := writeSyncedContext(ctx, part, orig, mode); err != nil {
 		if !errors.Is(err, fs.ErrExist) {
-			os.Remove(rep.Copy)
+			os.Remove(part)
 		}
 		if ctx.Err() != nil {
 			return nil, stopped()
 		}
 		return nil, fmt.Errorf("repair: keep a copy of the original: %w; nothing changed", err)
 	}
+	if err := os.Rename(part, rep.Copy); err != nil {
+		os.Remove(part)
+		return nil, fmt.Errorf("repair: keep a copy of the original: %w; nothing changed", err)
+	}
+	syncDir(rep.Copy)
 	repairStage("copied")
 	// The temporary file is made afresh: whatever a stopped or crashed
 	// run (or anyone) left at its path, a FIFO included, would otherwise
