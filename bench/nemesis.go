@@ -134,7 +134,7 @@ func benchNemesis(ctx context.Context, env *benchEnv) (string, error) {
 	var b strings.Builder
 	b.WriteString("## Nemesis: random fault schedules, every client kind\n\n")
 	fmt.Fprintf(&b, "`go run ./bench -only nemesis` (NEMESIS_RUNS=%d per kind, seeds 1 to %d, up to 6 runs at a time, %s in all). ", perKind, perKind, time.Since(start).Round(time.Second))
-	b.WriteString("Each run: a fresh lab link, the pair's tcplab server in one namespace, the client in the other, and a fault schedule drawn from the seed (netlab.NewSchedule: 1 to 3 faults among loss bursts of 5-50%, one- and two-way blackouts of 0.5-20 s, ACK-path stalls, rate changes to 64 kbit/s-5 Mbit/s, MTU blackholes, resets) starting with the client. ")
+	b.WriteString("Each run: a fresh lab link, the pair's tcplab server in one namespace, the client in the other, and a fault schedule drawn from the seed (netlab.NewSchedule: 1 to 3 faults among loss bursts of 5-50%, one- and two-way blackouts of 0.5-20 s, ACK-path stalls, rate changes to 64 kbit/s-5 Mbit/s, MTU blackholes, resets) starting with the client; strclnt-repeat (v of one repeated letter) has its own: the server's side at 200 kbit/s and dark for 3.2-8 s from a moment of the first reply. ")
 	b.WriteString("Exact: the client ended cleanly (exit 0) with exactly the right answer. Honest: it exited non-zero, or hung and was killed 90 s after the last fault (the tutorial's clients have no timeout). Wrong: exit 0 with anything else.\n\n")
 	b.WriteString("Hit: a fault began while the client still ran (the others ended first, on a link that was still clean).\n\n")
 	b.WriteString("| client kind | runs | hit | exact | honest failure | wrong |\n|---|---:|---:|---:|---:|---:|\n")

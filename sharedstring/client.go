@@ -61,9 +61,14 @@ type Client struct {
 	v      []byte // framed: our copy of v; classic: the last reply
 	tmp    []byte
 
-	needHello bool   // framed: the server's 'h' frame is still to be read
-	shown     bool   // classic: a reply has been taken as whole
-	pending   string // what Send is waiting on replies for: "the letter(s)"
+	needHello bool // framed: the server's 'h' frame is still to be read
+	shown     bool // classic: a reply has been taken as whole
+	// doubtful (classic): the last reply was taken as whole after the
+	// full-segment wait, the one place a stall can cut it without a sign
+	// in its content; lastLetter is the letter it answered.
+	doubtful   bool
+	lastLetter byte
+	pending    string // what Send is waiting on replies for: "the letter(s)"
 }
 
 // Dial connects to the server at host:port and, in Auto mode, finds out
@@ -360,10 +365,14 @@ func (c *Client) classicLetter(b byte) error {
 	deadline := sent.Add(c.opts.ReplyTimeout)
 	var pace replyPace
 	pace.start(sent)
+	fullWait := false // the wait now running is the full-segment one
 	for {
 		if whole() {
-			c.conn.SetReadDeadline(earliest(time.Now().Add(c.quietFor(&pace)), deadline))
+			var q time.Duration
+			q, fullWait = c.quietFor(&pace)
+			c.conn.SetReadDeadline(earliest(time.Now().Add(q), deadline))
 		} else {
+			fullWait = false
 			c.conn.SetReadDeadline(deadline)
 		}
 		n, err := c.conn.Read(c.tmp)
@@ -389,6 +398,9 @@ func (c *Client) classicLetter(b byte) error {
 			// "busy: ...", so only a reply that is not whole (that does
 			// not end with the letter) can be a refusal.
 			if (errors.Is(err, os.ErrDeadlineExceeded) || isEOF(err)) && whole() {
+				// Only a wait that ran out can have cut the reply: the
+				// server's close comes after all it sent.
+				fullWait = fullWait && !isEOF(err)
 				break
 			}
 			if len(prev) == 0 {
@@ -401,9 +413,65 @@ func (c *Client) classicLetter(b byte) error {
 			return c.readError(err)
 		}
 	}
+	if c.doubtful && mayHoldRest(prev, r, c.lastLetter) {
+		return errors.New("the server's reply may have been longer than shown: the last one was taken as whole after a stall, and v repeats itself, so this one may hold its rest; framed mode (--framed, with a tcplab strsvr) can tell")
+	}
 	c.v = r
 	c.shown = true
+	c.doubtful = fullWait
+	c.lastLetter = b
 	return nil
+}
+
+// mayHoldRest reports whether r, read as the reply to the letter after
+// prev (a reply taken as whole, which answered the letter last), may
+// instead be the rest of a cut prev followed by the next reply: r = t + n
+// where t is not empty and ends with last (prev + t is the server's real
+// reply, which ended with the letter it answered) and n, the real next
+// reply, begins with prev + t and is longer. When v repeats itself such a
+// split exists and content cannot tell it from one reply r (another
+// client may have typed the extra letters). When it does not, r can only
+// be one reply, and prev was whole after all.
+//
+// With z[i] the length of the longest common prefix of s and s[i:], a
+// split after tl bytes needs prev at r[tl:] (z of prev+r at len(prev)+tl
+// at least len(prev)) and r[:tl] again right after it (z of r at
+// len(prev)+tl at least tl): linear in len(r).
+func mayHoldRest(prev, r []byte, last byte) bool {
+	k := len(prev)
+	if len(r) < k+3 {
+		return false // the shortest split: one byte of rest, one letter more
+	}
+	zp := zArray(append(append(make([]byte, 0, k+len(r)), prev...), r...))
+	zr := zArray(r)
+	for tl := 1; k+2*tl < len(r); tl++ {
+		if r[tl-1] == last && zp[k+tl] >= k && zr[k+tl] >= tl {
+			return true
+		}
+	}
+	return false
+}
+
+// zArray is the Z-function of s: z[i] is the length of the longest common
+// prefix of s and s[i:] (z[0] is len(s)).
+func zArray(s []byte) []int {
+	z := make([]int, len(s))
+	if len(s) == 0 {
+		return z
+	}
+	z[0] = len(s)
+	for i, l, r := 1, 0, 0; i < len(s); i++ {
+		if i < r {
+			z[i] = min(r-i, z[i-l])
+		}
+		for i+z[i] < len(s) && s[z[i]] == s[i+z[i]] {
+			z[i]++
+		}
+		if i+z[i] > r {
+			l, r = i, i+z[i]
+		}
+	}
+	return z
 }
 
 // replyPace is how the bytes of one classic reply have come so far.
@@ -446,23 +514,27 @@ func (p *replyPace) add(n int, at time.Time) {
 // reply cut anyway (a stall longer than the wait) is found afterwards:
 // its rest arrives before the next reply or before the server's close
 // (Leave), and the client says so instead of going on.
-func (c *Client) quietFor(p *replyPace) time.Duration {
+//
+// full says the wait is the full-segment one: a reply taken as whole when
+// it runs out may still have been cut (see mayHoldRest).
+func (c *Client) quietFor(p *replyPace) (q time.Duration, full bool) {
 	st, err := stream.ReadTCPStats(c.conn)
 	if err != nil {
-		return c.opts.Quiet
+		return c.opts.Quiet, false
 	}
 	if st.OutOfOrderQueued {
-		return c.opts.ReplyTimeout
+		return c.opts.ReplyTimeout, false
 	}
-	q := max(c.opts.Quiet, 2*st.RTT, 3*p.maxGap)
+	q = max(c.opts.Quiet, 2*st.RTT, 3*p.maxGap)
 	// The server cuts at its MSS, which on a path the same both ways is
 	// the one this side sends with. Not RcvMSS: the kernel's estimate of
 	// it is the largest segment seen so far, so on loopback (MSS 65,483)
 	// every reply longer than the ones before would look full.
 	if mss := st.SndMSS; mss > 0 && p.bytes%mss == 0 {
 		q = max(q, fullSegmentWait, 4*st.RTO)
+		full = true
 	}
-	return min(q, c.opts.ReplyTimeout)
+	return min(q, c.opts.ReplyTimeout), full
 }
 
 // fullSegmentWait is the least a classic client waits for more of a reply

@@ -44,15 +44,15 @@ func TestQuietForFullSegmentsOnly(t *testing.T) {
 			t.Fatal(err)
 		}
 		p := replyPace{bytes: n}
-		if q := c.quietFor(&p); q >= fullSegmentWait {
-			t.Errorf("a %d-byte reply on loopback (MSS %d) waits %v, as if it filled whole segments", n, st.SndMSS, q)
+		if q, full := c.quietFor(&p); q >= fullSegmentWait || full {
+			t.Errorf("a %d-byte reply on loopback (MSS %d) waits %v (full: %v), as if it filled whole segments", n, st.SndMSS, q, full)
 		}
 	}
 	if st, err = stream.ReadTCPStats(cc); err != nil {
 		t.Fatal(err)
 	}
 	p := replyPace{bytes: 2 * st.SndMSS}
-	if q := c.quietFor(&p); q < fullSegmentWait {
-		t.Errorf("a reply of two full segments (%d bytes) waits only %v", p.bytes, q)
+	if q, full := c.quietFor(&p); q < fullSegmentWait || !full {
+		t.Errorf("a reply of two full segments (%d bytes) waits only %v (full: %v)", p.bytes, q, full)
 	}
 }

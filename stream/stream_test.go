@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
+	"testing/synctest"
 	"time"
 
 	"go.uber.org/goleak"
@@ -221,33 +222,46 @@ func TestWriteAllDropsAReaderThatStops(t *testing.T) {
 	}
 }
 
+// A reader that keeps reading, each read well within the idle window,
+// lets WriteAll finish a write that takes many windows. In a synctest
+// bubble over net.Pipe, so that the reader's pace and the windows are on
+// one clock: on a real connection, a loaded machine that did not run the
+// reader for 500 ms failed the test (1 run in 50 with -race, next to a
+// nemesis bench).
 func TestWriteAllLetsASlowReaderFinish(t *testing.T) {
-	a, b := tcpPair(t)
-	defer a.Close()
-	defer b.Close()
-	const size = 8 << 20
-	done := make(chan int64)
-	go func() {
-		// Read slowly: small reads with pauses, each within the idle window.
-		var got int64
-		buf := make([]byte, 256<<10)
-		for got < size {
-			n, err := b.Read(buf)
-			got += int64(n)
-			if err != nil {
-				break
+	synctest.Test(t, func(t *testing.T) {
+		a, b := net.Pipe()
+		defer a.Close()
+		defer b.Close()
+		const size = 8 << 20
+		const idle = 500 * time.Millisecond
+		done := make(chan int64)
+		go func() {
+			var got int64
+			buf := make([]byte, 256<<10)
+			for got < size {
+				n, err := b.Read(buf)
+				got += int64(n)
+				if err != nil {
+					break
+				}
+				time.Sleep(idle / 5) // the pace is the point: a slow reader
 			}
-			time.Sleep(2 * time.Millisecond) // the pace is the point: a slow reader
+			done <- got
+		}()
+		start := time.Now()
+		n, err := WriteAll(a, make([]byte, size), idle)
+		if err != nil || n != size {
+			t.Fatalf("WriteAll = %d, %v", n, err)
 		}
-		done <- got
-	}()
-	n, err := WriteAll(a, make([]byte, size), 500*time.Millisecond)
-	if err != nil || n != size {
-		t.Fatalf("WriteAll = %d, %v", n, err)
-	}
-	if got := <-done; got != size {
-		t.Fatalf("reader got %d", got)
-	}
+		if got := <-done; got != size {
+			t.Fatalf("reader got %d", got)
+		}
+		// 32 reads a fifth of idle apart: the write took several windows.
+		if took := time.Since(start); took < 3*idle {
+			t.Fatalf("the write took %v, not the several windows a slow reader needs", took)
+		}
+	})
 }
 
 func TestReadLine(t *testing.T) {

@@ -24,6 +24,7 @@ package nemesis
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -31,6 +32,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"os/exec"
 	"path/filepath"
@@ -56,10 +58,17 @@ const (
 	StrclntPy      Kind = "strclnt.py"      // the tutorial's strclnt.py against tcplab strsvr
 	WPS            Kind = "wps"             // tcplab wps against tcplab svr
 	WPSPy          Kind = "wps.py"          // the tutorial's wps.py against tcplab svr
+	// StrclntRepeat is tcplab strclnt --classic against tcplab strsvr
+	// with a v of one repeated letter, under a fault of one shape: the
+	// downlink slowed to 200 kbit/s, then dark for longer than the
+	// client's full-segment wait, so that the first reply is cut after
+	// whole segments and its rest can come with the next reply looking
+	// like one longer reply (issue 18's last case).
+	StrclntRepeat Kind = "strclnt-repeat"
 )
 
 // Kinds is every kind, in a fixed order.
-var Kinds = []Kind{TMC, TMCPy, SlowTyper, StrclntClassic, StrclntFramed, StrclntPy, WPS, WPSPy}
+var Kinds = []Kind{TMC, TMCPy, SlowTyper, StrclntClassic, StrclntFramed, StrclntPy, WPS, WPSPy, StrclntRepeat}
 
 // ParseKind returns the Kind named s.
 func ParseKind(s string) (Kind, error) {
@@ -133,8 +142,12 @@ const port = "2000"
 // clients (the slow typer, and strclnt's sessions, whose lines come a
 // letter every 150 ms), 500 ms for tmc's 100 kB string and 3 MB answer,
 // 150 ms for a wps request and its answer (the client's start included).
+// StrclntRepeat has its own shape (see repeatSchedule).
 func (e Env) Schedule(kind Kind, seed uint64) netlab.Schedule {
 	o := e.Faults
+	if kind == StrclntRepeat {
+		return repeatSchedule(seed^kindSalt(kind), o)
+	}
 	if o.Span == 0 {
 		switch kind {
 		case TMC, TMCPy:
@@ -146,6 +159,32 @@ func (e Env) Schedule(kind Kind, seed uint64) netlab.Schedule {
 		}
 	}
 	return netlab.NewSchedule(seed^kindSalt(kind), o)
+}
+
+// repeatSchedule is StrclntRepeat's fault: the server's side (B→A)
+// limited to 200 kbit/s from the start, where the first reply (40,001
+// bytes) takes 1.6 s, and dark from a moment of that reply, most often
+// after some of its full segments, for longer than the client's
+// full-segment wait (3 s): from 3.2 s to o.MaxBlackout (at most 8 s, at
+// least 3.5 s), drawn on a log scale. Longer, the server's backed-off
+// retransmission comes after the client's reply timeout (30 s), an
+// honest failure that tests nothing more. The rate is lifted with the
+// blackout. Only the first reply can be cut so that its first part looks
+// whole: each later one is one letter longer than the last, and a cut
+// one is shorter than that. o.Span is not used: the moment is the first
+// reply's.
+func repeatSchedule(seed uint64, o netlab.ScheduleOptions) netlab.Schedule {
+	r := rand.New(rand.NewPCG(seed, 0x726570656174)) // "repeat"
+	hi := max(3500*time.Millisecond, min(cmp.Or(o.MaxBlackout, 8*time.Second), 8*time.Second))
+	lo := 3200 * time.Millisecond
+	// The first letter goes 150 ms after the start (the typing pace);
+	// its reply ends about 1.6 s later.
+	at := 400*time.Millisecond + time.Duration(r.Int64N(int64(1100*time.Millisecond)))
+	dark := time.Duration(float64(lo) * math.Pow(float64(hi)/float64(lo), r.Float64())).Round(time.Millisecond)
+	return netlab.Schedule{Seed: seed, Faults: []netlab.Fault{
+		{Kind: netlab.RateChange, From: netlab.FromB, Rate: 200_000, At: 0, For: at + dark},
+		{Kind: netlab.Blackout, From: netlab.FromB, At: at, For: dark},
+	}}
 }
 
 // faults is s's faults, for a report line.
@@ -342,7 +381,7 @@ func prepare(ctx context.Context, env Env, l *netlab.Link, kind Kind, r *rand.Ra
 		}
 		return c, nil
 
-	case StrclntClassic, StrclntFramed, StrclntPy:
+	case StrclntClassic, StrclntFramed, StrclntPy, StrclntRepeat:
 		srv, err := startServer(ctx, l, env.Tcplab, "strsvr", "--keep", port)
 		if err != nil {
 			return nil, err
@@ -350,11 +389,36 @@ func prepare(ctx context.Context, env Env, l *netlab.Link, kind Kind, r *rand.Ra
 		// v starts long (20,000 bytes, many segments) for tcplab's
 		// clients; the tutorial's strclnt.py reads a reply with one
 		// recv(1024), so its v stays shorter than that.
+		// StrclntRepeat's v and letters are all 'a': v repeats itself.
 		var initial string
-		const typed = 20
+		typed := 20
+		if kind == StrclntRepeat {
+			// Two letters: the first reply cut, the second joined
+			// with its rest, then the end. With more, a longer v taken
+			// as whole makes the third reply, shorter, wait out the
+			// reply timeout: an honest failure that hides the wrong v.
+			typed = 2
+		}
+		pick := func(n int) string { return letters(r, n) }
+		if kind == StrclntRepeat {
+			pick = func(n int) string { return strings.Repeat("a", n) }
+		}
 		if kind != StrclntPy {
-			initial = letters(r, 20_000)
+			initial = pick(20_000)
+			if kind == StrclntRepeat {
+				initial = pick(40_000) // a first reply of 1.6 s under its fault
+			}
 			if err := seed(ctx, l, env.Tcplab, initial); err != nil {
+				srv.stop()
+				return nil, err
+			}
+		}
+		if kind == StrclntRepeat {
+			// The rate of its schedule (repeatSchedule), in place before
+			// the first reply: applied with the schedule, it can come
+			// after it on a busy machine. The schedule finds it set and
+			// lifts it with the blackout.
+			if err := l.B.SetRate(200_000, 500*time.Millisecond); err != nil {
 				srv.stop()
 				return nil, err
 			}
@@ -363,7 +427,7 @@ func prepare(ctx context.Context, env Env, l *netlab.Link, kind Kind, r *rand.Ra
 		var wants []string
 		v := initial
 		for range typed {
-			k := letters(r, 1)
+			k := pick(1)
 			in.WriteString(k + "\n")
 			v += k
 			wants = append(wants, v)
@@ -371,7 +435,7 @@ func prepare(ctx context.Context, env Env, l *netlab.Link, kind Kind, r *rand.Ra
 		in.WriteString("\n")
 		c := &runCase{server: srv, stdin: in.String()}
 		switch kind {
-		case StrclntClassic:
+		case StrclntClassic, StrclntRepeat:
 			c.client = []string{env.Tcplab, "strclnt", "--classic", host, port}
 		case StrclntFramed:
 			c.client = []string{env.Tcplab, "strclnt", "--framed", host, port}

@@ -99,6 +99,10 @@ type Proc struct {
 	err    error
 }
 
+// outputGrace is how long Wait waits, after the process has exited, for
+// the end of its output when another process still holds its pipes.
+const outputGrace = 30 * time.Second
+
 // Start starts name with args and stdin, and stops it (SIGKILL) when the test
 // ends if it is still running.
 func Start(tb testing.TB, stdin io.Reader, name string, args ...string) *Proc {
@@ -120,14 +124,53 @@ func StartEnv(tb testing.TB, env []string, stdin io.Reader, name string, args ..
 func StartCmd(tb testing.TB, cmd *exec.Cmd) *Proc {
 	tb.Helper()
 	p := &Proc{Cmd: cmd, Stdout: &SafeBuffer{}, Stderr: &SafeBuffer{}, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = p.Stdout, p.Stderr
+	// The output goes through pipes of our own, read to their end: exec's
+	// copies of an io.Writer obey WaitDelay, which would cut them short.
+	var copies sync.WaitGroup
+	var readEnds []*os.File
+	capture := func(to *SafeBuffer) *os.File {
+		r, w, err := os.Pipe()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		readEnds = append(readEnds, r)
+		copies.Go(func() { io.Copy(to, r) })
+		return w
+	}
+	cmd.Stdout, cmd.Stderr = capture(p.Stdout), capture(p.Stderr)
+	// The child has its own copies once started (or never will).
+	defer cmd.Stdout.(*os.File).Close()
+	defer cmd.Stderr.(*os.File).Close()
 	// A stdin that is never closed (an io.Pipe the test writes to) must not
 	// keep Wait from returning once the process has exited.
 	cmd.WaitDelay = 2 * time.Second
 	if err := cmd.Start(); err != nil {
+		for _, r := range readEnds {
+			r.Close()
+		}
 		tb.Fatal(err)
 	}
-	go func() { p.err = cmd.Wait(); close(p.done) }()
+	go func() {
+		p.err = cmd.Wait()
+		// The output ends when every process holding the pipes has
+		// exited: the command's children may write after it. A child
+		// that holds them for good (a daemon) gets outputGrace, then its
+		// output is cut.
+		copied := make(chan struct{})
+		go func() { copies.Wait(); close(copied) }()
+		select {
+		case <-copied:
+		case <-time.After(outputGrace):
+			for _, r := range readEnds {
+				r.Close()
+			}
+			<-copied
+		}
+		for _, r := range readEnds {
+			r.Close()
+		}
+		close(p.done)
+	}()
 	tb.Cleanup(func() {
 		select {
 		case <-p.done:
