@@ -52,3 +52,49 @@ func TestClockStepDoesNotEmptyTheGroup(t *testing.T) {
 		t.Errorf("after Redis's clock stepped past every lease, B counts %d clients in the group (waited for A to renew: %v); A has one", n, waited)
 	}
 }
+
+// Redis going back in time (a restart from an older RDB snapshot, a
+// failover to a replica that had not yet seen the last lease writes) can
+// bring back counts older than the servers' own: here B's count of 0 from
+// before its client joined, under a lease still running. A, whose own
+// last client then leaves, must not take the group for empty.
+//
+// The snapshot is taken with DUMP and put back with RESTORE, which is
+// what the group's keys look like after such a restart.
+func TestGroupKeysGoneBackInTime(t *testing.T) {
+	r := redistest.New(t)
+	c := redisClient(t, r)
+	ctx := context.Background()
+	a := open(t, r, "v", "lease=1h")
+	b := open(t, r, "v", "lease=1h")
+	leased(t, a)
+	leased(t, b)
+	leaveA, err := a.Join(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitClients(t, a, 1, "before the snapshot")
+	keys := []string{"v:servers", "v:clients", "v:group"}
+	snap := map[string]string{}
+	for _, k := range keys {
+		d, err := c.Dump(ctx, k).Result()
+		if err != nil {
+			t.Fatal(k, err)
+		}
+		snap[k] = d
+	}
+	if _, err := b.Join(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitClients(t, a, 2, "after B's client joined")
+	for _, k := range keys {
+		if err := c.RestoreReplace(ctx, k, 0, snap[k]).Err(); err != nil {
+			t.Fatal(k, err)
+		}
+	}
+	leaveA()
+	n, waited := clientsWhile(t, a, func() { b.probeNow() })
+	if n != 1 {
+		t.Errorf("with the group's keys back from before B's client joined, A counts %d clients (waited for B to renew: %v); B has one", n, waited)
+	}
+}
