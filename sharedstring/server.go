@@ -12,8 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/tcplab/tcplab/internal/endpoint"
 	"github.com/tcplab/tcplab/internal/server"
+	"github.com/tcplab/tcplab/internal/tcpsock"
 	"github.com/tcplab/tcplab/store"
 )
 
@@ -415,9 +415,20 @@ func (a clientAddr) LogValue() slog.Value { return slog.StringValue(a.c.RemoteAd
 // the client leaves or is dropped, serve ends the connection.
 func (c *conn) serve(ctx context.Context, nc net.Conn) {
 	// A client that has not spoken yet is parked at once: its first
-	// bytes may be a person's first letter, seconds away.
-	if !c.started && c.parkAfter > 0 && server.Park(ctx, nc, c.idleDeadline(), c.serve) {
-		return
+	// bytes may be a person's first letter, seconds away. Nothing but
+	// this handler knows of it yet (no watcher's writer, no reply), so
+	// it is parked with server.ParkSocket: c lets go of nc, and serve may
+	// be called with a new net.Conn for the same socket. (Once it has
+	// spoken, c.c never changes: a watcher's writer reads it.)
+	if !c.started {
+		c.c = nc
+		if c.parkAfter > 0 {
+			c.c = nil
+			if server.ParkSocket(ctx, nc, c.idleDeadline(), c.serve) {
+				return
+			}
+			c.c = nc
+		}
 	}
 	for {
 		err := c.turn(ctx)
@@ -851,7 +862,7 @@ func (c *conn) write(bufs [][]byte) error {
 			// Up to the send buffer (megabytes) is still queued for a
 			// peer that reads nothing: drop it with a reset when the
 			// connection closes, not from an orphaned socket for minutes.
-			endpoint.Reset(c.c)
+			tcpsock.Reset(c.c)
 			return errors.New("not reading: no reply bytes accepted for the write timeout")
 		}
 		return err

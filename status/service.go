@@ -11,8 +11,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tcplab/tcplab/internal/endpoint"
 	"github.com/tcplab/tcplab/internal/server"
+	"github.com/tcplab/tcplab/internal/tcpsock"
 	"github.com/tcplab/tcplab/stream"
 )
 
@@ -117,7 +117,7 @@ func (s *Service) logger() *slog.Logger {
 
 // ServeConn serves one connection: Service is an internal/server Handler.
 // Until the client's first bytes (its request, or its TLS hello) come, the
-// connection is parked (server.Park): a client that connects and says
+// connection is parked (server.ParkSocket): a client that connects and says
 // nothing holds no goroutine, within ReadTimeout of its accept as before.
 func (s *Service) ServeConn(ctx context.Context, conn net.Conn) {
 	accepted := time.Now()
@@ -133,7 +133,7 @@ func (s *Service) ServeConn(ctx context.Context, conn net.Conn) {
 		s.clientIsAt(conn)
 	}
 	serve := func(ctx context.Context, conn net.Conn) { s.serveConn(ctx, conn, accepted) }
-	if server.Park(ctx, conn, accepted.Add(s.timeout(s.ReadTimeout, DefaultReadTimeout)), serve) {
+	if server.ParkSocket(ctx, conn, accepted.Add(s.timeout(s.ReadTimeout, DefaultReadTimeout)), serve) {
 		return
 	}
 	serve(ctx, conn)
@@ -252,12 +252,8 @@ func (s *Service) answer(ctx context.Context, conn net.Conn, p []byte) bool {
 	return true
 }
 
-// reset makes conn's coming close a reset (endpoint.Reset), under TLS too.
-func reset(conn net.Conn) {
-	if tc := tcpConn(conn); tc != nil {
-		endpoint.Reset(tc)
-	}
-}
+// reset makes conn's coming close a reset (tcpsock.Reset), under TLS too.
+func reset(conn net.Conn) { tcpsock.Reset(conn) }
 
 // readRequest reads one request from conn by the rules of the package
 // comment (stream.ReadMessage with svr's rule) and returns its raw bytes

@@ -14,17 +14,31 @@ import (
 // list per source (Source) in the order they came, so the one a full
 // server closes, the oldest of the source with the most waiting, is
 // found by a look at each source's count and head.
+//
+// The record is also the context its handler is given: the server's,
+// with the record as the value of trackedKey (one object a connection,
+// where context.WithValue would add a 48-byte one to each).
 type tracked struct {
-	srv        *Server
-	conn       net.Conn
-	key        netip.Prefix // its source (Source), invalid when not IP
-	since      time.Time    // accepted at; waiting since then unless busy
-	busy       bool
-	answered   bool     // has its answer and only lingers (Answered)
-	prev, next *tracked // in srv.waiting[key] while not busy
+	context.Context // the server's
+	srv             *Server
+	conn            net.Conn      // nil while parked as a bare socket
+	bare            *parked       // that parking, while conn is nil (ParkSocket)
+	key             netip.Prefix  // its source (Source), invalid when not IP
+	since           time.Duration // accepted at (Server.sinceStart); waiting since then unless busy
+	busy            bool
+	answered        bool     // has its answer and only lingers (Answered)
+	prev, next      *tracked // in srv.waiting[key] while not busy
 }
 
 type trackedKey struct{}
+
+// Value is the server context's, and t for trackedKey.
+func (t *tracked) Value(key any) any {
+	if _, ok := key.(trackedKey); ok {
+		return t
+	}
+	return t.Context.Value(key)
+}
 
 // Busy tells the server that the connection served under ctx (the context
 // its handler was given) has sent a complete request: from now on it is
@@ -39,10 +53,14 @@ func Busy(ctx context.Context) {
 	}
 	s := t.srv
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !t.busy {
+	was := t.busy
+	if !was {
 		t.busy = true
 		s.unwait(t)
+	}
+	s.mu.Unlock()
+	if !was {
+		s.setState(t.conn, StateActive)
 	}
 }
 
@@ -65,13 +83,13 @@ func Answered(ctx context.Context) {
 	s := t.srv
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if t.answered || s.conns[t.conn] != t {
+	if _, ok := s.conns[t]; t.answered || !ok {
 		return
 	}
 	t.answered = true
 	s.unwait(t)
 	t.busy = false
-	t.since = time.Now()
+	t.since = s.sinceStart()
 	s.wait(t)
 }
 
@@ -108,7 +126,7 @@ func (s *Server) unwait(t *tracked) {
 func (s *Server) victim() *tracked {
 	var best *waitList
 	for _, l := range s.waiting {
-		if best == nil || l.n > best.n || (l.n == best.n && l.head.since.Before(best.head.since)) {
+		if best == nil || l.n > best.n || (l.n == best.n && l.head.since < best.head.since) {
 			best = l
 		}
 	}

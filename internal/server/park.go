@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -29,6 +30,12 @@ import (
 // closes, calls the function the handler named on a new goroutine, as it
 // called ServeConn. A parked connection keeps its slot, its socket and the
 // protocol's own state (what the handler's closure holds), nothing else.
+//
+// A connection that has not spoken yet, which only its handler holds,
+// can be parked as a bare socket (ParkSocket): the server keeps a copy of
+// its descriptor and closes the net.Conn, whose share of Go's runtime and
+// net (poll descriptor, finalizer, netFD, addresses: about 870 bytes) is
+// most of what a parked connection costs otherwise.
 //
 // Parking and waking cost a few system calls and a goroutine, so a
 // handler that serves a conversation (strsvr) keeps its goroutine while
@@ -58,6 +65,31 @@ const DefaultParkAfter = time.Second
 // While conn is parked only the server may close it: code elsewhere that
 // must end the connection (a writer that failed) calls Interrupt instead.
 func Park(ctx context.Context, conn net.Conn, deadline time.Time, next HandlerFunc) bool {
+	return park(ctx, conn, deadline, next, false)
+}
+
+// ParkSocket is Park for a connection that nothing but its handler holds,
+// one that has not sent its first bytes yet: if it stays silent for a
+// second or two, the server keeps its socket alone, as a bare file
+// descriptor, and closes conn, so that it holds none of Go's state for a
+// connection either (the runtime's poll descriptor with its deadline
+// timers, the finalizer, net's netFD and addresses: about 870 bytes).
+// next may then be called with a new net.Conn for the same socket, of the
+// same type, with the same socket options and the server's keep-alive:
+// the handler must keep no reference to conn (a field, a closure, a
+// watcher's writer) and serve next's argument. Interrupt cannot reach a
+// connection parked this way; the server's own stops (Close, making
+// room) do. A client that speaks sooner keeps conn (detaching and back
+// costs about a dozen system calls). When conn is not a *net.TCPConn, or
+// its descriptor cannot be copied (out of descriptors), it is parked as
+// by Park, and next is given conn itself.
+func ParkSocket(ctx context.Context, conn net.Conn, deadline time.Time, next HandlerFunc) bool {
+	_, isTCP := conn.(*net.TCPConn)
+	_, tracked := ctx.Value(trackedKey{}).(*tracked)
+	return park(ctx, conn, deadline, next, isTCP && tracked)
+}
+
+func park(ctx context.Context, conn net.Conn, deadline time.Time, next HandlerFunc, bare bool) bool {
 	s, _ := ctx.Value(serverKey{}).(*Server)
 	if s == nil || next == nil || (!deadline.IsZero() && !time.Now().Before(deadline)) {
 		return false
@@ -66,7 +98,7 @@ func Park(ctx context.Context, conn net.Conn, deadline time.Time, next HandlerFu
 	if !ok || !s.parker.available() || readableNow(fd) {
 		return false
 	}
-	pk := &parked{ctx: ctx, conn: conn, fd: int32(fd), next: next, index: -1}
+	pk := &parked{ctx: ctx, conn: conn, fd: int32(fd), next: next, index: -1, detachable: bare}
 	if !deadline.IsZero() {
 		pk.deadline = deadline.UnixNano()
 	}
@@ -138,15 +170,19 @@ func socketFD(conn net.Conn) (int, bool) {
 	return fd, true
 }
 
-// parked is a connection the server holds for its handler: 48 bytes.
+// parked is a connection the server holds for its handler: 64 bytes.
 type parked struct {
 	ctx      context.Context // the handler's: next is called with it
-	conn     net.Conn
+	conn     net.Conn        // nil while parked as a bare socket
 	next     HandlerFunc
 	deadline int64  // Unix nanoseconds; 0: none
 	fd       int32  // a file descriptor is a C int
 	seq      uint32 // tells this parking from an earlier one of the same fd
-	index    int    // in parker.timers; -1 when not there
+	index    int32  // in parker.timers; -1 when not there
+	// detachable: parked by ParkSocket, to be made a bare socket once it
+	// has been parked for detachAfter; bare: it is, conn is closed and fd
+	// is the server's own copy.
+	detachable, bare bool
 }
 
 // parker holds a Server's parked connections: those armed in the
@@ -160,15 +196,22 @@ type parker struct {
 	pending map[net.Conn]*parked // Park called, handler not yet returned
 	byFD    []*parked            // armed in set
 	timers  parkTimers
-	count   int
-	seq     uint32
-	wakeAt  time.Time     // when the loop wakes at the latest; zero: never
-	parks   int           // parkings since the last trim
-	parked  time.Time     // the last parking
-	started bool          // the loop runs (until done)
-	closed  bool          // no more parking
-	ended   bool          // set is closed
-	done    chan struct{} // closed when the loop has ended
+	// Connections parked by ParkSocket, to be made bare sockets at the
+	// next sweep but one (fresh) or at the next (due): each is detached
+	// between detachAfter and twice that after it parked, unless it has
+	// been woken before; a client that speaks soon after it connects
+	// never pays for it.
+	fresh, due []*parked
+	swept      time.Time // the last sweep
+	count      int
+	seq        uint32
+	wakeAt     time.Time     // when the loop wakes at the latest; zero: never
+	parks      int           // parkings since the last trim
+	parked     time.Time     // the last parking
+	started    bool          // the loop runs (until done)
+	closed     bool          // no more parking
+	ended      bool          // set is closed
+	done       chan struct{} // closed when the loop has ended
 }
 
 // readySet is the system's readiness set: epoll on Linux.
@@ -180,6 +223,10 @@ type readySet interface {
 	// early after wake.
 	wait(tokens []uint64, timeout time.Duration) ([]uint64, error)
 	wake()
+	// forget stops watching fd, which is about to be closed while a
+	// copy of it stays open (the set would watch it until the copy
+	// closes).
+	forget(fd int)
 	close()
 }
 
@@ -249,6 +296,13 @@ func (p *parker) arm(s *Server, pk *parked) bool {
 	p.count++
 	p.parks++
 	p.parked = time.Now()
+	if pk.detachable {
+		if len(p.fresh) == 0 && len(p.due) == 0 {
+			p.swept = p.parked // the first sweep is detachAfter from now
+			p.set.wake()
+		}
+		p.fresh = append(p.fresh, pk)
+	}
 	if pk.deadline != 0 {
 		heap.Push(&p.timers, pk)
 		if p.wakeAt.IsZero() || pk.deadline < p.wakeAt.UnixNano() {
@@ -258,13 +312,22 @@ func (p *parker) arm(s *Server, pk *parked) bool {
 	return true
 }
 
+// forget takes fd, no longer parked, out of the set.
+func (p *parker) forget(fd int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.set != nil && !p.ended {
+		p.set.forget(fd)
+	}
+}
+
 func token(fd int, seq uint32) uint64 { return uint64(seq)<<32 | uint64(uint32(fd)) }
 
 // unpark forgets pk. p.mu is held.
 func (p *parker) unpark(pk *parked) {
 	p.byFD[pk.fd] = nil
 	if pk.index >= 0 {
-		heap.Remove(&p.timers, pk.index)
+		heap.Remove(&p.timers, int(pk.index))
 	}
 	p.count--
 }
@@ -288,6 +351,10 @@ func (p *parker) loop(s *Server) {
 		trimAt := p.parked.Add(trimAfter)
 		if p.parks >= trimParks && (p.wakeAt.IsZero() || trimAt.Before(p.wakeAt)) {
 			p.wakeAt = trimAt
+		}
+		sweepAt := p.swept.Add(time.Duration(detachAfter.Load()))
+		if (len(p.fresh) > 0 || len(p.due) > 0) && (p.wakeAt.IsZero() || sweepAt.Before(p.wakeAt)) {
+			p.wakeAt = sweepAt
 		}
 		timeout := time.Duration(-1)
 		if !p.wakeAt.IsZero() {
@@ -323,16 +390,58 @@ func (p *parker) loop(s *Server) {
 		if trim {
 			p.parks = 0
 		}
+		var detached []net.Conn
+		if (len(p.fresh) > 0 || len(p.due) > 0) && !now.Before(p.swept.Add(time.Duration(detachAfter.Load()))) {
+			detached = p.sweep(s, detached)
+			p.swept = now
+		}
 		p.mu.Unlock()
+		for i, c := range detached {
+			c.Close() // its socket stays open through the server's copy
+			detached[i] = nil
+		}
 		if trim {
 			trimMemory()
 		}
 		for i, pk := range ready {
-			go s.serveConn(pk.ctx, pk.conn, pk.next, false)
+			go s.resume(pk)
 			ready[i] = nil
 		}
 		ready = ready[:0]
 	}
+}
+
+// detachAfter is how long a connection parked by ParkSocket keeps its
+// net.Conn before it is made a bare socket (at most twice that), in
+// nanoseconds: one second (tests make it shorter).
+var detachAfter atomic.Int64
+
+func init() { detachAfter.Store(int64(time.Second)) }
+
+// sweep makes the due connections that are still parked bare sockets
+// (detach), and the fresh ones due. It returns conns with the net.Conns
+// to close (after p.mu). p.mu is held.
+func (p *parker) sweep(s *Server, conns []net.Conn) []net.Conn {
+	for i, pk := range p.due {
+		p.due[i] = nil
+		if int(pk.fd) < len(p.byFD) && p.byFD[pk.fd] == pk && !pk.bare {
+			if c := p.detach(s, pk); c != nil {
+				conns = append(conns, c)
+			}
+		}
+	}
+	p.due, p.fresh = p.fresh, p.due[:0]
+	return conns
+}
+
+// resume serves pk's connection again, once it is ready or handed back.
+func (s *Server) resume(pk *parked) {
+	conn := pk.conn
+	if pk.bare {
+		t, _ := pk.ctx.Value(trackedKey{}).(*tracked)
+		conn = s.attach(t, pk)
+	}
+	s.serveConn(pk.ctx, conn, pk.next, false)
 }
 
 // close stops parking: every parked connection is handed back to the
@@ -373,7 +482,7 @@ func (p *parker) release(s *Server) {
 	}
 	p.mu.Unlock()
 	for _, pk := range all {
-		go s.serveConn(pk.ctx, pk.conn, pk.next, false)
+		go s.resume(pk)
 	}
 }
 
@@ -406,11 +515,11 @@ func (h parkTimers) Len() int           { return len(h) }
 func (h parkTimers) Less(i, j int) bool { return h[i].deadline < h[j].deadline }
 func (h parkTimers) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
-	h[i].index, h[j].index = i, j
+	h[i].index, h[j].index = int32(i), int32(j)
 }
 func (h *parkTimers) Push(x any) {
 	pk := x.(*parked)
-	pk.index = len(*h)
+	pk.index = int32(len(*h))
 	*h = append(*h, pk)
 }
 func (h *parkTimers) Pop() any {

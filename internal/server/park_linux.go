@@ -89,6 +89,10 @@ func (e *epollSet) wake() {
 	unix.Write(e.ev, one[:]) // little-endian 1; EAGAIN: already pending
 }
 
+func (e *epollSet) forget(fd int) {
+	unix.EpollCtl(e.ep, unix.EPOLL_CTL_DEL, fd, nil)
+}
+
 func (e *epollSet) close() {
 	unix.Close(e.ev)
 	unix.Close(e.ep)

@@ -28,7 +28,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/tcplab/tcplab/internal/endpoint"
+	"github.com/tcplab/tcplab/internal/tcpsock"
 )
 
 // ErrServerClosed is returned by Serve after Shutdown or Close, so a caller
@@ -140,18 +140,30 @@ type Server struct {
 	// Logger receives accept errors and lifecycle events. Nil discards.
 	Logger *slog.Logger
 
+	// ConnState, if set, is called when a served connection changes
+	// state (see ConnState's values), on the goroutine that changed it,
+	// after the change: with StateNew the slot is taken, with
+	// StateClosed it is free again, and Shutdown and Close return only
+	// after the StateClosed calls. It must not block. A refused
+	// connection is never reported. As net/http's Server.ConnState, it is
+	// for tests and metrics, which learn of a connection's changes from
+	// it instead of polling ActiveConns.
+	ConnState func(net.Conn, ConnState)
+
 	mu            sync.Mutex
 	listeners     map[net.Listener]struct{}
-	conns         map[net.Conn]*tracked      // served
+	conns         map[*tracked]struct{}      // served
 	perAddr       map[netip.Prefix]int       // served connections per source
 	waiting       map[netip.Prefix]*waitList // per source, served and waiting for a request, oldest first
 	refusedTotal  atomic.Uint64              // connections refused, for metrics
 	evictedTotal  atomic.Uint64              // connections closed to make room
 	refusing      map[net.Conn]struct{}      // being refused
 	closing       bool
+	connsClosed   bool // Close has closed them: one handed back later is closed at once
 	ctx           context.Context
 	cancel        context.CancelFunc
 	done          chan struct{}  // closed when shutting down
+	started       time.Time      // when init ran: connections' times are durations since (monotonic)
 	maxConns      int            // MaxConns resolved
 	maxPer        int            // MaxConnsPerAddr resolved; 0: no cap
 	refused       int            // refusals since the last log line about them
@@ -163,12 +175,13 @@ type Server struct {
 func (s *Server) init() {
 	if s.done == nil {
 		s.listeners = make(map[net.Listener]struct{})
-		s.conns = make(map[net.Conn]*tracked)
+		s.conns = make(map[*tracked]struct{})
 		s.perAddr = make(map[netip.Prefix]int)
 		s.waiting = make(map[netip.Prefix]*waitList)
 		s.refusing = make(map[net.Conn]struct{})
 		s.ctx, s.cancel = context.WithCancel(context.WithValue(context.Background(), serverKey{}, s))
 		s.done = make(chan struct{})
+		s.started = time.Now()
 		s.maxConns = s.MaxConns
 		if s.maxConns <= 0 {
 			s.maxConns = DefaultMaxConns
@@ -181,6 +194,9 @@ func (s *Server) init() {
 		}
 	}
 }
+
+// sinceStart is the time now, as tracked keeps it.
+func (s *Server) sinceStart() time.Duration { return time.Since(s.started) }
 
 func (s *Server) logger() *slog.Logger {
 	if s.Logger == nil {
@@ -248,7 +264,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		if victim != nil {
 			s.evict(victim)
 		}
-		go s.serveConn(context.WithValue(s.ctx, trackedKey{}, t), conn, s.Handler.ServeConn, true)
+		go s.serveConn(t, conn, s.Handler.ServeConn, true)
 	}
 }
 
@@ -257,10 +273,14 @@ func (s *Server) Serve(ln net.Listener) error {
 // connection: closes it and frees its slot. accepted is true for a
 // connection just accepted, false for one that was parked.
 func (s *Server) serveConn(ctx context.Context, conn net.Conn, h HandlerFunc, accepted bool) {
+	t, _ := ctx.Value(trackedKey{}).(*tracked)
 	if accepted {
+		s.setState(conn, StateNew)
 		if err := DetectVanishedPeer(conn, s.KeepAlive, s.UserTimeout); err != nil {
 			s.logger().Warn("vanished peers may hold this slot", "client", conn.RemoteAddr().String(), "err", err)
 		}
+	} else {
+		s.setState(conn, StateActive)
 	}
 	for s.callHandler(ctx, conn, h) {
 		pk := s.parker.take(conn)
@@ -268,13 +288,15 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn, h HandlerFunc, ac
 			break // the handler is done with conn
 		}
 		if s.parker.arm(s, pk) {
+			s.setState(conn, StateParked)
 			return // parked: the server calls pk.next when conn is ready
 		}
 		ctx, h = pk.ctx, pk.next // the server is closing: go on at once
 	}
 	s.parker.take(conn) // after a panic
 	conn.Close()
-	s.untrack(conn)
+	s.untrack(t)
+	s.setState(conn, StateClosed)
 	s.handlers.Done()
 }
 
@@ -333,8 +355,8 @@ func (s *Server) track(conn net.Conn) (t *tracked, reason string, victim *tracke
 	case perAddrFull:
 		return nil, fmt.Sprintf("max number of connections from one address reached (%d)", s.maxPer), nil
 	}
-	t = &tracked{srv: s, conn: conn, key: key, since: time.Now()}
-	s.conns[conn] = t
+	t = &tracked{Context: s.ctx, srv: s, conn: conn, key: key, since: s.sinceStart()}
+	s.conns[t] = struct{}{}
 	if key.IsValid() {
 		s.perAddr[key]++
 	}
@@ -345,10 +367,10 @@ func (s *Server) track(conn net.Conn) (t *tracked, reason string, victim *tracke
 
 // forget stops counting t against the caps. s.mu is held.
 func (s *Server) forget(t *tracked) {
-	if s.conns[t.conn] != t {
+	if _, ok := s.conns[t]; !ok {
 		return
 	}
-	delete(s.conns, t.conn)
+	delete(s.conns, t)
 	s.unwait(t)
 	if t.key.IsValid() {
 		if s.perAddr[t.key] <= 1 {
@@ -359,12 +381,13 @@ func (s *Server) forget(t *tracked) {
 	}
 }
 
-func (s *Server) untrack(conn net.Conn) {
+func (s *Server) untrack(t *tracked) {
+	if t == nil {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if t, ok := s.conns[conn]; ok {
-		s.forget(t)
-	}
+	s.forget(t)
 }
 
 // evict closes victim, already untracked, to make room: with a reset, so
@@ -372,21 +395,55 @@ func (s *Server) untrack(conn net.Conn) {
 // which a reset could destroy; its handler's read fails and it returns.
 func (s *Server) evict(victim *tracked) {
 	s.evictedTotal.Add(1)
+	s.mu.Lock()
+	addr := victim.addr()
+	// Under s.mu, so that the connection is not parked as a bare socket
+	// (ParkSocket) meanwhile, its net.Conn closed under the reset.
+	if victim.answered {
+		// Interrupt, parked or not (see below): its handler closes it,
+		// with a FIN.
+		victim.interrupt(false)
+	} else {
+		// Interrupt, not Close: the victim may be parked (see Park), and
+		// a parked connection closed under the server would never be
+		// handed back, holding its goroutine's place in the drain for
+		// ever. Its handler finds the end of file and closes it, with
+		// SO_LINGER 0: a reset, as before.
+		victim.interrupt(true)
+	}
+	s.mu.Unlock()
 	if victim.answered {
 		s.logger().Info("closed a connection lingering after its answer, to make room",
-			"client", victim.conn.RemoteAddr().String(), "lingered", time.Since(victim.since).Round(time.Millisecond))
-		Interrupt(victim.conn) // parked or not (see below); its handler closes it, with a FIN
+			"client", addr, "lingered", (s.sinceStart() - victim.since).Round(time.Millisecond))
 		return
 	}
 	s.logger().Info("closed a connection waiting for its request, to make room",
-		"client", victim.conn.RemoteAddr().String(), "waited", time.Since(victim.since).Round(time.Millisecond))
-	endpoint.Reset(victim.conn)
-	// Interrupt, not Close: the victim may be parked (see Park), and a
-	// parked connection closed under the server would never be handed
-	// back, holding its goroutine's place in the drain for ever. Its
-	// handler finds the end of file and closes it, with SO_LINGER 0: a
-	// reset, as before.
-	Interrupt(victim.conn)
+		"client", addr, "waited", (s.sinceStart() - victim.since).Round(time.Millisecond))
+}
+
+// interrupt makes t's handler stop waiting for its client (Interrupt),
+// after setting SO_LINGER 0 if reset, so that its close is a reset:
+// through its net.Conn, or through its descriptor while it is parked as
+// a bare socket (ParkSocket). s.mu is held: t's connection is then not
+// detached or attached meanwhile.
+func (t *tracked) interrupt(reset bool) {
+	switch {
+	case t.conn != nil:
+		if reset {
+			tcpsock.Reset(t.conn)
+		}
+		Interrupt(t.conn)
+	case t.bare != nil:
+		interruptFD(int(t.bare.fd), reset)
+	}
+}
+
+// addr is t's client's address, for the log. s.mu is held.
+func (t *tracked) addr() string {
+	if t.conn != nil {
+		return t.conn.RemoteAddr().String()
+	}
+	return t.key.Addr().String()
 }
 
 // Refused is how many connections the server has refused (over a cap)
@@ -447,8 +504,15 @@ func (s *Server) Close() error {
 	s.stopAccepting()
 	s.cancel()
 	s.mu.Lock()
-	for c := range s.conns {
-		c.Close()
+	s.connsClosed = true
+	for t := range s.conns {
+		if t.conn != nil {
+			t.conn.Close()
+		} else if t.bare != nil {
+			// Parked as a bare socket, its descriptor the parker's: woken,
+			// it is handed back and closed (connsClosed).
+			interruptFD(int(t.bare.fd), false)
+		}
 	}
 	for c := range s.refusing {
 		c.Close()

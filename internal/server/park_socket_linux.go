@@ -1,0 +1,108 @@
+package server
+
+import (
+	"fmt"
+	"net"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// detach makes pk, parked by ParkSocket and still armed in the set, a
+// bare socket: the server arms a copy of its descriptor in place of the
+// original and returns conn, for the caller to close once p.mu is let go
+// (which frees the runtime's poll descriptor and lets conn be collected;
+// the socket stays open through the copy, so the close sends nothing,
+// whatever SO_LINGER says). It returns nil, and pk stays as it is, when
+// the server is closing its connections or the descriptor cannot be
+// copied or armed (out of descriptors). p.mu is held; s.mu is taken, so
+// that Close and making room see conn or the copy, never neither.
+func (p *parker) detach(s *Server, pk *parked) net.Conn {
+	t, _ := pk.ctx.Value(trackedKey{}).(*tracked)
+	if t == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.connsClosed || t.conn != pk.conn {
+		return nil
+	}
+	fd, err := unix.FcntlInt(uintptr(pk.fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil
+	}
+	p.seq++
+	if err := p.set.arm(fd, token(fd, p.seq)); err != nil {
+		unix.Close(fd)
+		return nil
+	}
+	// The copy is armed (it reports the socket at once if it is ready
+	// already); the original leaves the set, with any event it had
+	// pending.
+	p.set.forget(int(pk.fd))
+	p.byFD[pk.fd] = nil
+	if fd >= len(p.byFD) {
+		p.byFD = append(p.byFD, make([]*parked, fd+1-len(p.byFD))...)
+	}
+	p.byFD[fd] = pk
+	conn := pk.conn
+	pk.fd, pk.seq, pk.conn, pk.bare = int32(fd), p.seq, nil, true
+	t.conn, t.bare = nil, pk
+	return conn
+}
+
+// attach makes pk's bare socket a net.Conn again, for its handler, and
+// gives up the server's descriptor. If the server closed its connections
+// meanwhile, the new one is closed too. A socket that cannot be made a
+// net.Conn (out of descriptors) is closed, and its handler given a
+// connection whose every call fails with the reason.
+func (s *Server) attach(t *tracked, pk *parked) net.Conn {
+	s.parker.forget(int(pk.fd))
+	f := os.NewFile(uintptr(pk.fd), "parked socket")
+	conn, err := net.FileConn(f)
+	if err == nil {
+		// FileConn turns on keep-alive with Go's defaults (15 s, every
+		// 15 s, 9 probes): the server's own settings again, as at the
+		// accept. The user timeout, like every other option, stayed.
+		err = DetectVanishedPeer(conn, s.KeepAlive, s.UserTimeout)
+		if err != nil {
+			s.logger().Warn("vanished peers may hold this slot", "client", conn.RemoteAddr().String(), "err", err)
+		}
+	} else {
+		conn = &lostConn{err: fmt.Errorf("resume a parked connection: %w", err), laddr: sockAddr(unix.Getsockname(int(pk.fd))), raddr: sockAddr(unix.Getpeername(int(pk.fd)))}
+	}
+	s.mu.Lock()
+	if t != nil {
+		t.conn, t.bare = conn, nil
+	}
+	closed := s.connsClosed
+	s.mu.Unlock()
+	pk.conn = conn
+	f.Close()
+	if closed {
+		conn.Close()
+	}
+	return conn
+}
+
+// interruptFD is Interrupt for a socket parked bare: shutdown(SHUT_RD)
+// wakes the parking set and frees nothing; with reset, SO_LINGER 0 first,
+// so that the handler's close is a reset.
+func interruptFD(fd int, reset bool) {
+	if reset {
+		unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+	}
+	unix.Shutdown(fd, unix.SHUT_RD)
+}
+
+// sockAddr is a socket address as net gives it, for the log of a
+// connection lost on its way back from parking.
+func sockAddr(sa unix.Sockaddr, err error) net.Addr {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return &net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port}
+	case *unix.SockaddrInet6:
+		return &net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port}
+	}
+	return &net.TCPAddr{}
+}
