@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tcplab/tcplab/internal/netlab"
+	"github.com/tcplab/tcplab/internal/tcpsock"
 	"github.com/tcplab/tcplab/stream"
 )
 
@@ -61,7 +62,7 @@ func labTransfer(t *testing.T, l *netlab.Link, s *Server, msg []byte, halfClose 
 	defer conn.Close()
 	var got []byte
 	if halfClose {
-		_, err = Fetch(ctx, conn, msg, 30*time.Second, 0, func(chunk []byte) { got = append(got, chunk...) })
+		_, err = Fetch(ctx, conn, msg, func(chunk []byte) { got = append(got, chunk...) }, FetchOptions{IdleTimeout: 30 * time.Second})
 	} else {
 		// tmc.py: send, then read until end of file, never half-closing.
 		conn.SetDeadline(time.Now().Add(60 * time.Second))
@@ -243,9 +244,9 @@ func TestEndWaitWhileDataWaitsBehindAGap(t *testing.T) {
 	if _, err := c.Write(short); err != nil {
 		t.Fatal(err)
 	}
-	var st stream.TCPStats
+	var st tcpsock.Stats
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
-		if st, err = stream.ReadTCPStats(s); err != nil {
+		if st, err = tcpsock.ReadStats(s); err != nil {
 			t.Fatal(err)
 		}
 		if st.OutOfOrderQueued {

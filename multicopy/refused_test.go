@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/tcplab/tcplab/internal/server"
-	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 // A full server reads at most 64 KiB of a refused client's string, sends
@@ -32,6 +31,15 @@ func TestFetchHandsOnARefusalAfterAFailedSend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	held := make(chan struct{}, 1)
+	s.ConnState = func(_ net.Conn, state server.ConnState) {
+		if state == server.StateNew {
+			select {
+			case held <- struct{}{}:
+			default:
+			}
+		}
+	}
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ln) }()
 	defer func() { close(release); s.Close(); <-served }()
@@ -40,7 +48,9 @@ func TestFetchHandsOnARefusalAfterAFailedSend(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer hold.Close()
-	if !testkit.Poll(10*time.Second, func() bool { return s.ActiveConns() >= 1 }) {
+	select {
+	case <-held:
+	case <-time.After(10 * time.Second):
 		t.Fatal("the held connection was never served")
 	}
 
@@ -51,7 +61,7 @@ func TestFetchHandsOnARefusalAfterAFailedSend(t *testing.T) {
 	defer conn.Close()
 	var got bytes.Buffer
 	// 8 MB cannot fit in the socket buffers: the send fails for sure.
-	_, err = Fetch(context.Background(), conn, bytes.Repeat([]byte("a"), 8<<20), 10*time.Second, 0, func(c []byte) { got.Write(c) })
+	_, err = Fetch(context.Background(), conn, bytes.Repeat([]byte("a"), 8<<20), func(c []byte) { got.Write(c) }, FetchOptions{IdleTimeout: 10 * time.Second})
 	var refused *RefusedError
 	if !errors.As(err, &refused) || refused.Line != strings.TrimSuffix(server.BusyLine("max number of clients reached (1)"), "\n") || got.Len() != 0 {
 		t.Fatalf("Fetch failed with %v and handed on %q; want a RefusedError with the busy line and nothing handed on", err, got.String())

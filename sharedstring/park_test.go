@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tcplab/tcplab/internal/server"
 	"github.com/tcplab/tcplab/internal/testkit"
 	"github.com/tcplab/tcplab/sharedstring"
 	"github.com/tcplab/tcplab/store"
@@ -27,9 +28,7 @@ func TestSilentClientsHoldNoGoroutine(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t, before) })
 	const each = 25
 	st := store.NewMemoryFrom([]byte("v:"))
-	_, port := startServer(t, st, func(s *sharedstring.Server) {
-		s.MaxConns = 10 * each
-		s.MaxConnsPerAddr = -1
+	_, port := startCapped(t, st, &server.Server{MaxConns: 10 * each, MaxConnsPerAddr: -1}, func(s *sharedstring.Server) {
 		s.MaxWatchers = 2 * each
 	})
 	base := runtime.NumGoroutine()
@@ -63,9 +62,11 @@ func TestSilentClientsHoldNoGoroutine(t *testing.T) {
 		watchers = append(watchers, w)
 	}
 	waitClients(t, st, 4*each)
-	// What the server holds is its own business and gives no event: look
-	// until its goroutines are few, for as long as a silent client may
-	// keep one (server.DefaultParkAfter) and then some.
+	// What the server holds is its own business: a goroutine ends with
+	// no event (sharedstring.Server does not pass on internal/server's
+	// ConnState hook, and StateParked would not say the goroutine is
+	// gone). Look until its goroutines are few, for as long as a silent
+	// client may keep one (server.DefaultParkAfter) and then some.
 	if !testkit.Poll(20*time.Second, func() bool { return runtime.NumGoroutine() < base+each/2 }) {
 		t.Fatalf("%d goroutines for %d silent connections (%d before they came)", runtime.NumGoroutine()-base, 4*each, base)
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tcplab/tcplab/internal/server"
 	"github.com/tcplab/tcplab/internal/testkit"
 	"github.com/tcplab/tcplab/sharedstring"
 	"github.com/tcplab/tcplab/store"
@@ -71,9 +72,7 @@ func TestWatchersWaitOutAnOutageHoldingNoGoroutine(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t, before) })
 	const each = 25
 	st := newOutageStore("v:")
-	_, port := startServer(t, st, func(s *sharedstring.Server) {
-		s.MaxConns = 4 * each
-		s.MaxConnsPerAddr = -1
+	_, port := startCapped(t, st, &server.Server{MaxConns: 4 * each, MaxConnsPerAddr: -1}, func(s *sharedstring.Server) {
 		s.MaxWatchers = 2 * each
 		s.WatchOutage = time.Hour // waited out, never told, in this test
 	})
@@ -88,8 +87,11 @@ func TestWatchersWaitOutAnOutageHoldingNoGoroutine(t *testing.T) {
 	// for: the watchers read again by themselves.
 	st.readFails(t)
 	st.readFails(t)
-	// Only the server's state shows that they are parked: look until its
-	// goroutines are few, for as long as a silent client may keep one.
+	// Only the server's goroutines show that the watchers are parked,
+	// and a goroutine ends with no event (sharedstring.Server does not
+	// pass on internal/server's ConnState hook, and StateParked would
+	// not say the goroutine is gone): look until they are few, for as
+	// long as a silent client may keep one.
 	if !testkit.Poll(20*time.Second, func() bool { return runtime.NumGoroutine() < base+each/2 }) {
 		t.Fatalf("%d goroutines for %d watchers waiting out an outage", runtime.NumGoroutine()-base, each)
 	}
@@ -112,9 +114,7 @@ func TestWatchersToldAfterWatchOutage(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t, before) })
 	const each = 10
 	st := newOutageStore("v:")
-	_, port := startServer(t, st, func(s *sharedstring.Server) {
-		s.MaxConns = 4 * each
-		s.MaxConnsPerAddr = -1
+	_, port := startCapped(t, st, &server.Server{MaxConns: 4 * each, MaxConnsPerAddr: -1}, func(s *sharedstring.Server) {
 		s.MaxWatchers = 2 * each
 		s.WatchOutage = time.Second
 	})

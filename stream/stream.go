@@ -29,6 +29,8 @@ import (
 	"net"
 	"os"
 	"time"
+
+	"github.com/tcplab/tcplab/internal/tcpsock"
 )
 
 // ReadChunks is the receive loop of the tutorial's client tmc.py (section
@@ -109,7 +111,8 @@ const repeatWriteSize = 1 << 20
 // on a TCP connection), with idle as in WriteAll; a msg over half
 // RepeatBlockSize is repeated as it is, without a block. Memory is at most
 // max(len(msg), RepeatBlockSize) beyond msg, whatever copies is; w must not
-// modify or retain msg.
+// modify or retain msg. It is the lesson's form, for a program with no
+// context to stop it; a server uses WriteRepeatedContext.
 func WriteRepeated(w io.Writer, msg []byte, copies int64, idle time.Duration) (int64, error) {
 	return WriteRepeatedContext(context.Background(), w, msg, copies, idle)
 }
@@ -252,7 +255,7 @@ func ReadLine(br *bufio.Reader, max int) ([]byte, error) {
 // close_notify. The caller sets the write deadline; the connection must
 // not be written again.
 func WriteFinal(conn net.Conn, p []byte) error {
-	cork(conn)
+	tcpsock.Cork(conn)
 	if _, err := conn.Write(p); err != nil {
 		return err
 	}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"github.com/tcplab/tcplab/internal/tcpsock"
 )
 
 // Defaults for finding a peer that vanished: a machine that lost power, a
@@ -39,8 +41,8 @@ const DefaultUserTimeout = 45 * time.Second
 const userTimeoutMargin = 15 * time.Second
 
 // UserTimeoutFor is the TCP_USER_TIMEOUT for a server that drops a client
-// whose writes make no progress for writeIdle: DefaultUserTimeout, or
-// writeIdle plus a margin when that is longer. With TCP_USER_TIMEOUT set,
+// whose writes make no progress for writeTimeout: DefaultUserTimeout, or
+// writeTimeout plus a margin when that is longer. With TCP_USER_TIMEOUT set,
 // Linux (since 5.11) also ends a connection whose peer keeps its receive
 // window closed that long, although the peer answers every probe: a live
 // reader that pauses (a pager, Ctrl-Z). Shorter than the write timeout,
@@ -48,8 +50,8 @@ const userTimeoutMargin = 15 * time.Second
 // overrule the write timeout the operator chose (measured: tms --keep
 // --write-timeout 3m dropped a paused reader after 48 s). At the servers'
 // default write timeouts (10 s, 30 s) it is DefaultUserTimeout.
-func UserTimeoutFor(writeIdle time.Duration) time.Duration {
-	return max(DefaultUserTimeout, writeIdle+userTimeoutMargin)
+func UserTimeoutFor(writeTimeout time.Duration) time.Duration {
+	return max(DefaultUserTimeout, writeTimeout+userTimeoutMargin)
 }
 
 // DetectVanishedPeer sets conn up to fail, instead of waiting for ever,
@@ -64,7 +66,8 @@ func UserTimeoutFor(writeIdle time.Duration) time.Duration {
 // (Count no longer matters), and a connection with data in flight once
 // that data has gone unacknowledged for userTimeout. The read or write
 // then fails with "connection timed out", the handler returns, and the
-// slot is free.
+// slot is free. The defaults here are the servers' policy; the options
+// are set by internal/tcpsock, with the other facts of a socket.
 func DetectVanishedPeer(conn net.Conn, ka net.KeepAliveConfig, userTimeout time.Duration) error {
 	tc, ok := conn.(*net.TCPConn)
 	if !ok {
@@ -80,7 +83,7 @@ func DetectVanishedPeer(conn net.Conn, ka net.KeepAliveConfig, userTimeout time.
 		userTimeout = DefaultUserTimeout
 	}
 	if userTimeout > 0 {
-		if err := setUserTimeout(tc, userTimeout); err != nil {
+		if err := tcpsock.SetUserTimeout(tc, userTimeout); err != nil {
 			return fmt.Errorf("set TCP_USER_TIMEOUT: %w", err)
 		}
 	}
