@@ -152,6 +152,7 @@ func TestParkSocketLeavesNoDescriptor(t *testing.T) {
 		const n = 60
 		ended := make(chan error, 2*n)
 		s := &Server{Handler: parkingEcho(0, ended), MaxConnsPerAddr: -1}
+		countConns(s)
 		ln := listen(t)
 		served := make(chan error, 1)
 		go func() { served <- s.Serve(ln) }()
