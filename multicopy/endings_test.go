@@ -233,11 +233,12 @@ func TestFinishWaitsForASlowReaderThatKeepsReading(t *testing.T) {
 	go func() {
 		// The copies fit the socket buffers after a few writes, so most of
 		// the wait is in finish; each read takes the client far less than
-		// WriteTimeout, the whole answer far more (about 2.5 s, five times
-		// WriteTimeout). WriteTimeout was 100 ms with a read every 5 ms: under
-		// -race -count=20 on a loaded machine the reader was not run for
-		// 100 ms in 2 of 20 runs, and Echo gave up on it.
-		s := &Server{Copies: copies, WriteTimeout: 500 * time.Millisecond}
+		// WriteTimeout, the whole answer far more (at least 5 s, 2.5 times
+		// WriteTimeout). WriteTimeout was 100 ms, then 500 ms: under -race
+		// on a loaded machine the reader was not run for that long (2 of
+		// 20 runs at 100 ms, once at a load average of 22 at 500 ms), and
+		// Echo gave up on it. 2 s of a goroutine not run is far rarer.
+		s := &Server{Copies: copies, WriteTimeout: 2 * time.Second}
 		_, err := s.Echo(context.Background(), srv)
 		served <- err
 	}()
@@ -245,7 +246,7 @@ func TestFinishWaitsForASlowReaderThatKeepsReading(t *testing.T) {
 		t.Fatal(err)
 	}
 	var n int64
-	buf := make([]byte, 32<<10)
+	buf := make([]byte, 8<<10)
 	var err error
 	for {
 		var k int
@@ -254,7 +255,7 @@ func TestFinishWaitsForASlowReaderThatKeepsReading(t *testing.T) {
 		if err != nil {
 			break
 		}
-		time.Sleep(20 * time.Millisecond) // a slow reader: the pace is the point
+		time.Sleep(10 * time.Millisecond) // a slow reader: the pace is the point
 	}
 	if !errors.Is(err, io.EOF) || n != copies*4 {
 		t.Errorf("client got %d of %d bytes, then %v: want all of them and a FIN", n, copies*4, err)

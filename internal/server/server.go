@@ -346,7 +346,9 @@ func (s *Server) callHandler(ctx context.Context, conn net.Conn, h HandlerFunc) 
 // recoverHandler logs a panic of the code serving conn and stops it there.
 func (s *Server) recoverHandler(conn net.Conn) {
 	if v := recover(); v != nil {
-		s.logger().Error("handler panic; connection closed", "client", conn.RemoteAddr().String(), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+		// conn.RemoteAddr() may be nil (a net.Conn of a socket whose peer
+		// has gone); a panic here would stop the process.
+		s.logger().Error("handler panic; connection closed", "client", fmt.Sprint(conn.RemoteAddr()), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 	}
 }
 
