@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"net"
 	"os"
 	"sync"
@@ -268,8 +269,12 @@ func (s *Server) confirmEnd(ctx context.Context, conn net.Conn, m stream.Message
 		if a := first.Add(-max(st.RTT, st.RcvRTT) / 2); a.After(since) {
 			since = a
 		}
-		until := holdUntil(st, m.Last, since, tries)
+		hs := handshake(before, m)
+		until := holdUntil(st, m.Last, since, tries, hs)
 		if until.Sub(acked) > maxHold {
+			if rto := hs.peerRTO(max(st.RTT, st.RcvRTT)); rto > time.Second {
+				return fmt.Errorf("cannot confirm where the %d-byte message ended: the client's retransmission timeout may be %s (tms sent its SYN-ACK %d more times)", len(m.Bytes), rto.Round(100*time.Millisecond), hs.synAcks)
+			}
 			return fmt.Errorf("cannot confirm where the %d-byte message ended: the link was out for %s", len(m.Bytes), since.Sub(m.Last).Round(time.Second))
 		}
 		if !now.Before(until) && !since.Equal(now) {
@@ -340,9 +345,10 @@ const minRTO = 200 * time.Millisecond
 // crossed (the client has been heard without a break), the hold covers
 // the given number of tries (holdTries); with half again the client's timeout as tms estimates it from
 // its own side of the link, and a little more for the polling.
-func holdUntil(st tcpsock.Stats, last, alive time.Time, tries int) time.Time {
+func holdUntil(st tcpsock.Stats, last, alive time.Time, tries int, hs handshakeRetries) time.Time {
 	rtt := max(st.RTT, st.RcvRTT)
 	rto := rtt + max(4*st.RTTVar, minRTO) // the client's, as Linux computes its own
+	rto = max(rto, hs.peerRTO(rtt))
 	rto += rto / 2
 	t0 := last.Add(-rtt)
 	x := alive
@@ -353,6 +359,100 @@ func holdUntil(st tcpsock.Stats, last, alive time.Time, tries int) time.Time {
 		x = t0.Add(2*x.Sub(t0) + rto)
 	}
 	return x.Add(20 * time.Millisecond)
+}
+
+// handshakeRetries is what tms knows of its handshake with the client
+// when the message has ended: how many times it sent its SYN-ACK again,
+// and how many round-trip samples the client has taken since.
+type handshakeRetries struct {
+	synAcks int64 // SYN-ACKs sent again
+	// samples and windows: the least number of round-trip samples the
+	// client has taken since the handshake, and of round trips they
+	// came in (its estimator's variance falls once a round trip).
+	samples, windows int64
+}
+
+// handshake is hs for message m, from before, the statistics when m had
+// been read and nothing of the answer sent: every retransmission counted
+// by then was of the SYN-ACK (keep-alive probes are not counted). The
+// client takes a round-trip sample at each acknowledgement of new data,
+// and tms's kernel acknowledges at least every second segment with data;
+// a message typed in pieces (Nagle) sends each piece when the one before
+// is acknowledged, so each is its own round trip, where one written at
+// once goes in slow-start flights that double: a round trip per flight.
+func handshake(before tcpsock.Stats, m stream.Message) handshakeRetries {
+	hs := handshakeRetries{synAcks: before.Retransmits, samples: before.DataSegsIn / 2}
+	hs.windows = int64(bits.Len64(uint64(hs.samples)))
+	if m.PiecePause >= piecePause {
+		hs.windows = hs.samples
+	}
+	return hs
+}
+
+// peerRTO bounds the client's retransmission timeout after a handshake in
+// which tms sent its SYN-ACK again (zero after one that went at once).
+// The SYN-ACK sent again echoes the timestamp of the client's first SYN,
+// so the client's first round-trip sample is the whole handshake, up to
+// 2^k - 1 s after k SYN-ACKs sent again (1 s, 3 s, 7 s...: tms's and the
+// client's timers both double from 1 s, and each may cause one), and its
+// timeout starts at three times that (RFC 6298, as Linux computes it) and
+// falls an eighth a sample after: a client whose SYN-ACK was lost once
+// has a timeout of 3 s, 2.8 s after two pieces acknowledged. tms's own
+// round trip says nothing of it: at 10% loss each way, a slow typist's
+// third piece lost twice came 4.6 s after the second, after tms's hold
+// (tries 0.3 s apart) had ended the answer, and the client read copies
+// of two bytes and a clean end of file (1 run in 40;
+// TestLabSlowTypistAfterLostSynAckIsNeverACutAnswer makes it certain).
+func (hs handshakeRetries) peerRTO(rtt time.Duration) time.Duration {
+	if hs.synAcks <= 0 {
+		return 0
+	}
+	first := time.Duration(1<<min(hs.synAcks, 6)-1) * time.Second
+	return linuxRTOAfter(first, rtt, hs.samples, hs.windows)
+}
+
+// linuxRTOAfter is the retransmission timeout Linux's estimator
+// (tcp_rtt_estimator, RFC 6298 with Linux's gains) arrives at from a
+// first sample first and then samples samples of rtt in windows round
+// trips, at most: its variance falls once a round trip, and the samples
+// are spread over the windows as evenly as can be.
+func linuxRTOAfter(first, rtt time.Duration, samples, windows int64) time.Duration {
+	minr := minRTO.Microseconds()
+	m := first.Microseconds()
+	srtt := m << 3 // scaled as Linux keeps them: srtt by 8, mdev by 4
+	mdev := m << 1
+	rttvar := max(mdev, minr)
+	mdevMax := rttvar
+	s := max(rtt.Microseconds(), 1)
+	samples = min(samples, 1000)
+	windows = min(windows, samples)
+	var passed int64
+	for i := range samples {
+		e := s - srtt>>3
+		srtt += e
+		if e < 0 {
+			if e = -e - mdev>>2; e > 0 {
+				e >>= 3
+			}
+		} else {
+			e -= mdev >> 2
+		}
+		mdev += e
+		if mdev > mdevMax {
+			if mdevMax = mdev; mdevMax > rttvar {
+				rttvar = mdevMax
+			}
+		}
+		// The round trips end at the last of their samples.
+		if windows > 0 && (i+1)*windows/samples > passed {
+			passed++
+			if mdevMax < rttvar {
+				rttvar -= (rttvar - mdevMax) >> 2
+			}
+			mdevMax = minr
+		}
+	}
+	return time.Duration(srtt>>3+rttvar) * time.Microsecond
 }
 
 // liveness follows, from what comes back from the client, since when it

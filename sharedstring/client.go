@@ -494,6 +494,7 @@ func zArray(s []byte) []int {
 // replyPace is how the bytes of one classic reply have come so far.
 type replyPace struct {
 	sent, last time.Time
+	first      time.Time // the first read
 	bytes      int
 	maxGap     time.Duration // the longest wait between two reads, after the first
 	reads      int
@@ -504,6 +505,8 @@ func (p *replyPace) start(sent time.Time) { *p = replyPace{sent: sent, last: sen
 func (p *replyPace) add(n int, at time.Time) {
 	if p.reads > 0 {
 		p.maxGap = max(p.maxGap, at.Sub(p.last))
+	} else {
+		p.first = at
 	}
 	p.reads++
 	p.bytes += n
@@ -523,7 +526,7 @@ func (p *replyPace) add(n int, at time.Time) {
 //     blackout, a lost segment with nothing after it); waited for up to
 //     fullSegmentWait (3 s), or four retransmission timeouts if longer;
 //   - otherwise (a short last segment: how a reply ends) twice the round
-//     trip and three times the longest pause between the reply's
+//     trip (linkRTT) and three times the longest pause between the reply's
 //     segments so far, so that a slow link's next segment is waited for;
 //     at least Options.Quiet.
 //
@@ -542,7 +545,7 @@ func (c *Client) quietFor(p *replyPace) (q time.Duration, full bool) {
 	if st.OutOfOrderQueued {
 		return c.opts.ReplyTimeout, false
 	}
-	q = max(c.opts.Quiet, 2*st.RTT, 3*p.maxGap)
+	q = max(c.opts.Quiet, 2*linkRTT(st, p), 3*p.maxGap)
 	// The server cuts at its MSS, which on a path the same both ways is
 	// the one this side sends with. Not RcvMSS: the kernel's estimate of
 	// it is the largest segment seen so far, so on loopback (MSS 65,483)
@@ -552,6 +555,24 @@ func (c *Client) quietFor(p *replyPace) (q time.Duration, full bool) {
 		full = true
 	}
 	return min(q, c.opts.ReplyTimeout), full
+}
+
+// linkRTT is the round trip of the link as it is now, for quietFor: the
+// kernel's smoothed RTT, or, when shorter, this letter's own round trip
+// (from the letter sent to the reply's first bytes: the server answers at
+// once). The kernel's estimate follows this side's own sends, one byte a
+// letter, and a sample taken across a blackout (the reply that got
+// through at last acknowledged a letter sent seconds before and echoed
+// its timestamp) kept it seconds long for tens of letters: a session
+// went on at a letter in 1-8 s after the link was back, and twenty
+// letters outlasted the nemesis's 90 s (issue 18). A letter's own round
+// trip includes what the smoothed RTT would: the reply's first segment
+// crossing a slow link and its queue, the server's own delay.
+func linkRTT(st tcpsock.Stats, p *replyPace) time.Duration {
+	if p.reads > 0 {
+		return min(st.RTT, p.first.Sub(p.sent))
+	}
+	return st.RTT
 }
 
 // fullSegmentWait is the least a classic client waits for more of a reply

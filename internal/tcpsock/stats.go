@@ -31,6 +31,9 @@ type Stats struct {
 	// Retransmits is how many segments this side has sent again
 	// (tcpi_total_retrans).
 	Retransmits int64
+	// DataSegsIn is how many segments with data have arrived from the
+	// peer (tcpi_data_segs_in).
+	DataSegsIn int64
 	// OutOfOrderPackets counts packets that arrived ahead of a gap
 	// (tcpi_rcv_ooopack): the peer's packets were lost or reordered.
 	OutOfOrderPackets int64

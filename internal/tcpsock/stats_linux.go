@@ -60,6 +60,7 @@ func readStats(conn net.Conn) (Stats, error) {
 		SndMSS:            int(info.Snd_mss),
 		RcvMSS:            int(info.Rcv_mss),
 		Retransmits:       int64(info.Total_retrans),
+		DataSegsIn:        int64(info.Data_segs_in),
 		OutOfOrderPackets: int64(info.Rcv_ooopack),
 		Readable:          inq,
 		OutOfOrderQueued:  inq == 0 && mem[unix.SK_MEMINFO_RMEM_ALLOC] > 0,
