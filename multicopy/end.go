@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tcplab/tcplab/internal/tcpsock"
 	"github.com/tcplab/tcplab/stream"
 )
 
@@ -165,7 +166,7 @@ func (w *tailWatch) stop() {
 //
 // sent is the size of the answer, to tell the link's loss from the share
 // of it tms had to send again.
-func (s *Server) confirmEnd(ctx context.Context, conn net.Conn, m stream.Message, sent int64, tail *tailWatch, live *liveness, before stream.TCPStats) error {
+func (s *Server) confirmEnd(ctx context.Context, conn net.Conn, m stream.Message, sent int64, tail *tailWatch, live *liveness, before tcpsock.Stats) error {
 	clean := m.Settled == 0 && m.LongestPause < minRTO
 	if clean && sameHost(conn) {
 		// Loopback loses nothing: no segment of the message can be
@@ -195,7 +196,7 @@ func (s *Server) confirmEnd(ctx context.Context, conn net.Conn, m stream.Message
 		case <-t.C:
 		}
 		pause = min(2*pause, 20*time.Millisecond)
-		st, err := stream.ReadTCPStats(conn)
+		st, err := tcpsock.ReadStats(conn)
 		if err != nil {
 			return nil // no statistics: the guess is all there is
 		}
@@ -285,7 +286,7 @@ func (s *Server) confirmEnd(ctx context.Context, conn net.Conn, m stream.Message
 // (about a third of the answer sent again) three lost probes in a row
 // came in most holds of 20 s, and each pushed the hold further, past
 // maxHold.
-func quietBreak(st, before stream.TCPStats, sent int64) time.Duration {
+func quietBreak(st, before tcpsock.Stats, sent int64) time.Duration {
 	// One loss in five segments more than were sent: a short answer
 	// says little about the link (at 10% loss each way, a slow typist's
 	// 90-byte answer sent once: three lost probes in a row cut one hold
@@ -337,7 +338,7 @@ const minRTO = 200 * time.Millisecond
 // crossed (the client has been heard without a break), the hold covers
 // the given number of tries (holdTries); with half again the client's timeout as tms estimates it from
 // its own side of the link, and a little more for the polling.
-func holdUntil(st stream.TCPStats, last, alive time.Time, tries int) time.Time {
+func holdUntil(st tcpsock.Stats, last, alive time.Time, tries int) time.Time {
 	rtt := max(st.RTT, st.RcvRTT)
 	rto := rtt + max(4*st.RTTVar, minRTO) // the client's, as Linux computes its own
 	rto += rto / 2
@@ -435,8 +436,8 @@ func watchLiveness(conn net.Conn) (*liveness, func()) {
 	if tc, ok := conn.(*net.TCPConn); ok {
 		tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: time.Second, Interval: time.Second, Count: 60})
 	}
-	if ago, ok := heardAgo(conn); ok {
-		l.observe(ago, time.Now()) // the handshake, at least
+	if st, err := tcpsock.ReadStats(conn); err == nil {
+		l.observe(st.LastAckRecv, time.Now()) // the handshake, at least
 	}
 	done := make(chan struct{})
 	stopped := make(chan struct{})
@@ -449,11 +450,11 @@ func watchLiveness(conn net.Conn) (*liveness, func()) {
 			case <-done:
 				return
 			case now := <-tick.C:
-				ago, ok := heardAgo(conn)
-				if !ok {
+				st, err := tcpsock.ReadStats(conn)
+				if err != nil {
 					return
 				}
-				l.observe(ago, now)
+				l.observe(st.LastAckRecv, now)
 			}
 		}
 	}()
@@ -492,15 +493,15 @@ func resetWhenHeard(ctx context.Context, conn net.Conn, limit time.Duration) {
 	if !ok {
 		return
 	}
-	tc.SetLinger(0)
+	tcpsock.Reset(tc)
 	tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: time.Second, Interval: time.Second, Count: 120})
 	end := time.Now().Add(limit)
 	for {
-		if !established(conn) {
+		st, err := tcpsock.ReadStats(conn)
+		if err != nil || !st.Open {
 			return // reset by the peer, or given up by the kernel: no one to tell
 		}
-		ago, ok := heardAgo(conn)
-		if !ok || ago < heardWithin {
+		if st.LastAckRecv < heardWithin {
 			return
 		}
 		if !time.Now().Before(end) {

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tcplab/tcplab/internal/endpoint"
 	"github.com/tcplab/tcplab/internal/server"
+	"github.com/tcplab/tcplab/internal/tcpsock"
 )
 
 // A server that closes before sending a byte never answered: Fetch must not
@@ -41,7 +41,7 @@ func TestFetchResetIsOnePlainLine(t *testing.T) {
 		buf := make([]byte, 16)
 		srv.Read(buf)
 		srv.Write([]byte("abcabc"))
-		endpoint.Reset(srv)
+		tcpsock.Reset(srv)
 		srv.Close()
 	}()
 	var got int

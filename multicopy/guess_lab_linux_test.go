@@ -13,9 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/tcplab/tcplab/internal/netlab"
 	"github.com/tcplab/tcplab/stream"
-	"golang.org/x/sys/unix"
 )
 
 // The tutorial's client neither ends its string nor half-closes, so tms

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tcplab/tcplab/stream"
+	"github.com/tcplab/tcplab/internal/tcpsock"
 )
 
 // The hold outlasts as many of the client's tries at a segment still due
@@ -19,7 +19,7 @@ func TestHoldCoversTheTriesItPromises(t *testing.T) {
 	for seed := range uint64(2000) {
 		r := rand.New(rand.NewPCG(seed, 0))
 		rtt := time.Duration(r.Int64N(int64(500 * time.Millisecond)))
-		st := stream.TCPStats{RTT: rtt, RTTVar: time.Duration(r.Int64N(int64(rtt/2 + 1)))}
+		st := tcpsock.Stats{RTT: rtt, RTTVar: time.Duration(r.Int64N(int64(rtt/2 + 1)))}
 		last := time.Unix(1000, 0)
 		alive := last.Add(time.Duration(r.Int64N(int64(20 * time.Second))))
 		trouble, pieces := r.IntN(2) == 0, r.IntN(2) == 0

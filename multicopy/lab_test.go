@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tcplab/tcplab/internal/netlab"
+	"github.com/tcplab/tcplab/internal/tcpsock"
 	"github.com/tcplab/tcplab/stream"
 )
 
@@ -243,9 +244,9 @@ func TestEndWaitWhileDataWaitsBehindAGap(t *testing.T) {
 	if _, err := c.Write(short); err != nil {
 		t.Fatal(err)
 	}
-	var st stream.TCPStats
+	var st tcpsock.Stats
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
-		if st, err = stream.ReadTCPStats(s); err != nil {
+		if st, err = tcpsock.ReadStats(s); err != nil {
 			t.Fatal(err)
 		}
 		if st.OutOfOrderQueued {

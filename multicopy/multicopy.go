@@ -47,6 +47,7 @@ import (
 
 	"github.com/tcplab/tcplab/internal/endpoint"
 	"github.com/tcplab/tcplab/internal/server"
+	"github.com/tcplab/tcplab/internal/tcpsock"
 	"github.com/tcplab/tcplab/stream"
 )
 
@@ -161,7 +162,7 @@ func (s *Server) Echo(ctx context.Context, conn net.Conn) (Transfer, error) {
 // the connection's accept.
 func (s *Server) echo(stopping, ctx context.Context, conn net.Conn, start time.Time) (Transfer, error) {
 	var t Transfer
-	endpoint.Reset(conn)
+	tcpsock.Reset(conn)
 	// Whether a guessed end of the message can be trusted depends on
 	// whether the client could be heard all along (confirmEnd).
 	live, stopLive := watchLiveness(conn)
@@ -177,7 +178,7 @@ func (s *Server) echo(stopping, ctx context.Context, conn net.Conn, start time.T
 			// normal end, that its message was not served: a client that
 			// cannot check its answer (tmc.py) would otherwise take an
 			// empty one for success.
-			endpoint.Reset(conn)
+			tcpsock.Reset(conn)
 		}
 		return t, fmt.Errorf("read message from %s: %w", conn.RemoteAddr(), err)
 	}
@@ -197,7 +198,7 @@ func (s *Server) echo(stopping, ctx context.Context, conn net.Conn, start time.T
 			return t, err
 		}
 	}
-	before, _ := stream.ReadTCPStats(conn)
+	before, _ := tcpsock.ReadStats(conn)
 	// The transfer ends when ctx does, and at once when the client's
 	// message turns out to go on past a guessed end, or the client goes.
 	xctx, cancel := context.WithCancelCause(ctx)
@@ -241,10 +242,8 @@ func (s *Server) echo(stopping, ctx context.Context, conn net.Conn, start time.T
 			return t, fmt.Errorf("%w; the connection is reset", err)
 		}
 	}
-	if tc, ok := conn.(*net.TCPConn); ok {
-		tc.SetLinger(-1) // complete: the close is an orderly FIN after the data
-	}
-	if err := s.finish(ctx, conn, tail, m, t.Sent); err != nil {
+	tcpsock.CloseWithFIN(conn) // complete: the close is an orderly FIN after the data
+	if err := s.finish(ctx, conn, tail, m); err != nil {
 		return t, err
 	}
 	t.Elapsed = time.Since(start)
@@ -304,76 +303,61 @@ const drainMax = MaxMessage
 
 // finish ends a complete transfer so that the client gets all of it and
 // a FIN: it half-closes (the FIN goes after the last copy) and waits
-// (until ctx ends, or WriteIdle passes with no progress) until the
-// client's kernel has acknowledged everything sent and the FIN, while
-// tail goes on reading
-// and dropping what the client still sends (bytes after the newline that
-// ended its message, say). Without that reading, closing a socket with
-// unread bytes makes the kernel answer with a reset and drop the copies
-// still queued: the client lost the end of an answer the server had
-// logged as done. It returns nil only when the client holds the whole
-// answer and its end; otherwise why not (the client reset the
-// connection: it left).
-func (s *Server) finish(ctx context.Context, conn net.Conn, tail *tailWatch, m stream.Message, sent int64) error {
+// (until ctx ends, or WriteIdle passes with nothing acknowledged) until
+// the client's kernel has acknowledged everything sent and the FIN
+// (tcpsock.AwaitAcked, whose rule says what a reset does), while tail
+// goes on reading and dropping what the client still sends (bytes after
+// the newline that ended its message, say). Without that reading,
+// closing a socket with unread bytes makes the kernel answer with a
+// reset and drop the copies still queued: the client lost the end of an
+// answer the server had logged as done. It returns nil only when the
+// client holds the whole answer and its end; otherwise why not (the
+// client reset the connection: it left).
+func (s *Server) finish(ctx context.Context, conn net.Conn, tail *tailWatch, m stream.Message) error {
 	if err := stream.CloseWrite(conn); err != nil {
 		return fmt.Errorf("%w before the end of the answer: %w", ErrClientLeft, plain(err))
 	}
-	idle := s.writeIdle()
-	end := time.Now().Add(idle)
-	queued := -1 // bytes not yet acknowledged, at the last look
-	got := tail.got
-	pause := time.Millisecond
-	for {
-		if got != nil {
-			select {
-			case <-got:
-				got = nil
-				switch ev := tail.ev; ev.kind {
-				case tailData:
-					// Too late to take back: the FIN is on its way.
-					return fmt.Errorf("%w, after the answer had ended: %d bytes taken, more came %s after the last of them",
-						ErrMessageContinued, len(m.Bytes), ev.at.Sub(m.Last).Round(time.Millisecond))
-				case tailErr:
-					if ok, _ := finAcked(conn, sent); !ok {
-						return fmt.Errorf("%w before taking the whole answer: %w", ErrClientLeft, ev.err)
-					}
-				}
-			default:
-			}
-		}
-		ok, err := finAcked(conn, sent)
-		if err != nil {
-			return fmt.Errorf("%w before taking the whole answer: %w", ErrClientLeft, err)
-		}
-		if ok {
-			return nil
-		}
-		// A slow reader still taking the answer queued in the kernel is
-		// given idle more after each acknowledgement, as the writes give
-		// it after each accepted write: idle bounds a wait without
-		// progress, not the drain.
-		if st, err := stream.ReadTCPStats(conn); err == nil && st.SendQueued != queued {
-			queued, end = st.SendQueued, time.Now().Add(idle)
-		}
-		if !time.Now().Before(end) {
-			return fmt.Errorf("%s acknowledged nothing of the end of the answer for %s", conn.RemoteAddr(), idle)
-		}
-		t := time.NewTimer(pause)
+	// Bytes after a guessed end stop the wait at once: too late to take
+	// back, the FIN is on its way. A read error only wakes it: whether
+	// the client left before taking everything is the send queue's to
+	// say.
+	wctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
 		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("%w: stopped before %s acknowledged the end of the answer", ErrCutShort, conn.RemoteAddr())
-		case <-got:
-			t.Stop()
-		case <-t.C:
+		case <-tail.got:
+			if ev := tail.ev; ev.kind == tailData {
+				cancel(fmt.Errorf("%w, after the answer had ended: %d bytes taken, more came %s after the last of them",
+					ErrMessageContinued, len(m.Bytes), ev.at.Sub(m.Last).Round(time.Millisecond)))
+			}
+		case <-wctx.Done():
 		}
-		pause = min(2*pause, finishPoll)
+	}()
+	idle := s.writeIdle()
+	err := tcpsock.AwaitAcked(wctx, conn, idle, tail.got)
+	cancel(nil)
+	<-watched
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrMessageContinued):
+		return err
+	case ctx.Err() != nil:
+		return fmt.Errorf("%w: stopped before %s acknowledged the end of the answer", ErrCutShort, conn.RemoteAddr())
+	case errors.Is(err, tcpsock.ErrNoProgress):
+		return fmt.Errorf("%s acknowledged nothing of the end of the answer for %s", conn.RemoteAddr(), idle)
 	}
+	select {
+	case <-tail.got:
+		if tail.ev.kind == tailErr {
+			err = tail.ev.err // the read's error says more: "read tcp ...: connection reset by peer"
+		}
+	default:
+	}
+	return fmt.Errorf("%w before taking the whole answer: %w", ErrClientLeft, err)
 }
-
-// finishPoll is the longest pause between two looks at whether the
-// client has the FIN.
-const finishPoll = 20 * time.Millisecond
 
 // ServeConn serves one client with Echo and logs the outcome (a
 // server.Handler); a client that fails costs nothing to the others. Until
@@ -384,7 +368,7 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 	start := time.Now()
 	// A parked connection that the server closes must end with a reset
 	// too (see Echo).
-	endpoint.Reset(conn)
+	tcpsock.Reset(conn)
 	serve := func(ctx context.Context, conn net.Conn) {
 		t, err := s.echoLogged(ctx, ctx, conn, start)
 		switch {

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/tcplab/tcplab/internal/server"
-	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 // A full server reads at most 64 KiB of a refused client's string, sends
@@ -32,6 +31,15 @@ func TestFetchHandsOnARefusalAfterAFailedSend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	held := make(chan struct{}, 1)
+	s.ConnState = func(_ net.Conn, state server.ConnState) {
+		if state == server.StateNew {
+			select {
+			case held <- struct{}{}:
+			default:
+			}
+		}
+	}
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ln) }()
 	defer func() { close(release); s.Close(); <-served }()
@@ -40,7 +48,9 @@ func TestFetchHandsOnARefusalAfterAFailedSend(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer hold.Close()
-	if !testkit.Poll(10*time.Second, func() bool { return s.ActiveConns() >= 1 }) {
+	select {
+	case <-held:
+	case <-time.After(10 * time.Second):
 		t.Fatal("the held connection was never served")
 	}
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tcplab/tcplab/internal/endpoint"
 	"github.com/tcplab/tcplab/internal/server"
+	"github.com/tcplab/tcplab/internal/tcpsock"
 	"github.com/tcplab/tcplab/stream"
 )
 
@@ -518,7 +519,7 @@ func (p *replyPace) add(n int, at time.Time) {
 // full says the wait is the full-segment one: a reply taken as whole when
 // it runs out may still have been cut (see mayHoldRest).
 func (c *Client) quietFor(p *replyPace) (q time.Duration, full bool) {
-	st, err := stream.ReadTCPStats(c.conn)
+	st, err := tcpsock.ReadStats(c.conn)
 	if err != nil {
 		return c.opts.Quiet, false
 	}
@@ -544,7 +545,7 @@ const fullSegmentWait = 3 * time.Second
 // checkNothingPending fails if bytes have arrived since the last reply was
 // taken as whole: they are the rest of it.
 func (c *Client) checkNothingPending() error {
-	st, err := stream.ReadTCPStats(c.conn)
+	st, err := tcpsock.ReadStats(c.conn)
 	if err != nil || !c.shown || (st.Readable == 0 && !st.OutOfOrderQueued) {
 		return nil
 	}
@@ -577,7 +578,7 @@ func (c *Client) Leave() error {
 		return nil // the server is gone: nothing more can come
 	}
 	wait := 2 * time.Second
-	if st, err := stream.ReadTCPStats(c.conn); err == nil {
+	if st, err := tcpsock.ReadStats(c.conn); err == nil {
 		wait = max(wait, 4*st.RTO)
 	}
 	c.conn.SetReadDeadline(time.Now().Add(min(wait, c.opts.ReplyTimeout)))

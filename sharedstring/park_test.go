@@ -63,9 +63,11 @@ func TestSilentClientsHoldNoGoroutine(t *testing.T) {
 		watchers = append(watchers, w)
 	}
 	waitClients(t, st, 4*each)
-	// What the server holds is its own business and gives no event: look
-	// until its goroutines are few, for as long as a silent client may
-	// keep one (server.DefaultParkAfter) and then some.
+	// What the server holds is its own business: a goroutine ends with
+	// no event (sharedstring.Server does not pass on internal/server's
+	// ConnState hook, and StateParked would not say the goroutine is
+	// gone). Look until its goroutines are few, for as long as a silent
+	// client may keep one (server.DefaultParkAfter) and then some.
 	if !testkit.Poll(20*time.Second, func() bool { return runtime.NumGoroutine() < base+each/2 }) {
 		t.Fatalf("%d goroutines for %d silent connections (%d before they came)", runtime.NumGoroutine()-base, 4*each, base)
 	}

@@ -8,9 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tcplab/tcplab/internal/tcpsock"
 	"github.com/tcplab/tcplab/internal/testkit"
 	"github.com/tcplab/tcplab/sharedstring"
-	"github.com/tcplab/tcplab/stream"
 )
 
 // Breaker finding (issue 18): a stall exactly at a segment boundary of a
@@ -35,7 +35,7 @@ import (
 func TestClassicPeriodicReplyCutAtFullSegmentIsReported(t *testing.T) {
 	mss := make(chan int, 1)
 	addr := testkit.ServeEach(t, func(c net.Conn) {
-		st, err := stream.ReadTCPStats(c)
+		st, err := tcpsock.ReadStats(c)
 		if err != nil || st.SndMSS <= 0 {
 			mss <- 0
 			return
@@ -86,7 +86,7 @@ func TestClassicPeriodicReplyCutAtFullSegmentIsReported(t *testing.T) {
 func TestClassicPeriodicReplyAtFullSegmentIsExact(t *testing.T) {
 	mss := make(chan int, 1)
 	addr := testkit.ServeEach(t, func(c net.Conn) {
-		st, err := stream.ReadTCPStats(c)
+		st, err := tcpsock.ReadStats(c)
 		if err != nil || st.SndMSS <= 0 {
 			mss <- 0
 			return

@@ -5,7 +5,7 @@ import (
 	"net"
 	"testing"
 
-	"github.com/tcplab/tcplab/stream"
+	"github.com/tcplab/tcplab/internal/tcpsock"
 )
 
 // The wait for more of a classic reply is long only for a reply whose
@@ -32,7 +32,7 @@ func TestQuietForFullSegmentsOnly(t *testing.T) {
 	}
 	defer sc.Close()
 	c := &Client{conn: cc, opts: Options{Quiet: DefaultQuiet, ReplyTimeout: DefaultReplyTimeout}}
-	st, err := stream.ReadTCPStats(cc)
+	st, err := tcpsock.ReadStats(cc)
 	if err != nil {
 		t.Skip(err)
 	}
@@ -48,7 +48,7 @@ func TestQuietForFullSegmentsOnly(t *testing.T) {
 			t.Errorf("a %d-byte reply on loopback (MSS %d) waits %v (full: %v), as if it filled whole segments", n, st.SndMSS, q, full)
 		}
 	}
-	if st, err = stream.ReadTCPStats(cc); err != nil {
+	if st, err = tcpsock.ReadStats(cc); err != nil {
 		t.Fatal(err)
 	}
 	p := replyPace{bytes: 2 * st.SndMSS}

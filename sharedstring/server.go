@@ -12,8 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/tcplab/tcplab/internal/endpoint"
 	"github.com/tcplab/tcplab/internal/server"
+	"github.com/tcplab/tcplab/internal/tcpsock"
 	"github.com/tcplab/tcplab/store"
 )
 
@@ -877,7 +877,7 @@ func (c *conn) write(bufs [][]byte) error {
 			// Up to the send buffer (megabytes) is still queued for a
 			// peer that reads nothing: drop it with a reset when the
 			// connection closes, not from an orphaned socket for minutes.
-			endpoint.Reset(c.c)
+			tcpsock.Reset(c.c)
 			return errors.New("not reading: no reply bytes accepted for the write timeout")
 		}
 		return err

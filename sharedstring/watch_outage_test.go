@@ -88,8 +88,11 @@ func TestWatchersWaitOutAnOutageHoldingNoGoroutine(t *testing.T) {
 	// for: the watchers read again by themselves.
 	st.readFails(t)
 	st.readFails(t)
-	// Only the server's state shows that they are parked: look until its
-	// goroutines are few, for as long as a silent client may keep one.
+	// Only the server's goroutines show that the watchers are parked,
+	// and a goroutine ends with no event (sharedstring.Server does not
+	// pass on internal/server's ConnState hook, and StateParked would
+	// not say the goroutine is gone): look until they are few, for as
+	// long as a silent client may keep one.
 	if !testkit.Poll(20*time.Second, func() bool { return runtime.NumGoroutine() < base+each/2 }) {
 		t.Fatalf("%d goroutines for %d watchers waiting out an outage", runtime.NumGoroutine()-base, each)
 	}

@@ -73,6 +73,7 @@ func TestServiceNoAnswerOutlivesWriteTimeout(t *testing.T) {
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	srv := &server.Server{Handler: svc}
+	counts := countConns(srv)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	defer func() { srv.Close(); <-done }()
@@ -97,8 +98,8 @@ func TestServiceNoAnswerOutlivesWriteTimeout(t *testing.T) {
 		conns = append(conns, c)
 	}
 	start := time.Now()
-	waitUntil(t, "the requests were never served", func() bool { return srv.ActiveConns() == clients })
-	waitUntil(t, "clients that do not read are still being served", func() bool { return srv.ActiveConns() == 0 })
+	counts.waitServed(t, clients, "the requests were never served")
+	counts.waitClosed(t, clients, "clients that do not read are still being served")
 	took := time.Since(start)
 	q, n := queuedOnPort(t, port)
 	t.Logf("handlers done %s after the requests; then %d bytes queued in %d sockets", took.Round(time.Millisecond), q, n)
@@ -182,6 +183,7 @@ func TestServiceNoAnswerOutlivesWriteTimeoutTLS(t *testing.T) {
 	}
 	port := tcpLn.Addr().(*net.TCPAddr).Port
 	srv := &server.Server{Handler: svc}
+	conns := countConns(srv)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(tls.NewListener(tcpLn, &tls.Config{Certificates: []tls.Certificate{cert}})) }()
 	defer func() { srv.Close(); <-done }()
@@ -204,8 +206,8 @@ func TestServiceNoAnswerOutlivesWriteTimeoutTLS(t *testing.T) {
 	if _, err := c.Write([]byte("big")); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "the request was never served", func() bool { return srv.ActiveConns() == 1 })
-	waitUntil(t, "a TLS client that does not read is still being served", func() bool { return srv.ActiveConns() == 0 })
+	conns.waitServed(t, 1, "the request was never served")
+	conns.waitClosed(t, 1, "a TLS client that does not read is still being served")
 	if q, n := queuedOnPort(t, port); q > 0 {
 		t.Fatalf("%d bytes still queued in %d sockets for a TLS client that never read", q, n)
 	}

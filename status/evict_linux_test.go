@@ -27,6 +27,7 @@ func TestServiceRequestCompleteIsNotEvicted(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := &server.Server{Handler: svc, MaxConns: 2, MaxConnsPerAddr: -1, EvictWaiting: true}
+	conns := countConns(srv)
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	addr := ln.Addr().String()
@@ -53,13 +54,16 @@ func TestServiceRequestCompleteIsNotEvicted(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer silent.Close()
-	waitUntil(t, "the silent client was never served", func() bool { return srv.ActiveConns() == 2 })
+	conns.waitServed(t, 2, "the silent client was never served")
 	newcomer, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer newcomer.Close()
-	waitUntil(t, "the newcomer made no room", func() bool { return srv.Evicted() == 1 })
+	conns.waitClosed(t, 1, "the newcomer made no room")
+	if n := srv.Evicted(); n != 1 {
+		t.Fatalf("a connection closed, %d evicted: want the silent one evicted", n)
+	}
 	silent.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := silent.Read(make([]byte, 1)); err == nil {
 		t.Error("the silent client was not the one closed")

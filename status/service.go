@@ -11,8 +11,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tcplab/tcplab/internal/endpoint"
 	"github.com/tcplab/tcplab/internal/server"
+	"github.com/tcplab/tcplab/internal/tcpsock"
 	"github.com/tcplab/tcplab/stream"
 )
 
@@ -252,12 +252,8 @@ func (s *Service) answer(ctx context.Context, conn net.Conn, p []byte) bool {
 	return true
 }
 
-// reset makes conn's coming close a reset (endpoint.Reset), under TLS too.
-func reset(conn net.Conn) {
-	if tc := tcpConn(conn); tc != nil {
-		endpoint.Reset(tc)
-	}
-}
+// reset makes conn's coming close a reset (tcpsock.Reset), under TLS too.
+func reset(conn net.Conn) { tcpsock.Reset(conn) }
 
 // readRequest reads one request from conn by the rules of the package
 // comment (stream.ReadMessage with svr's rule) and returns its raw bytes

@@ -30,15 +30,16 @@ func startService(t *testing.T, svc *Service, maxConns int) string {
 	return addr
 }
 
-// startServer is startService that also returns the server, whose state
-// (ActiveConns) a test can wait on.
-func startServer(t *testing.T, svc *Service, maxConns int) (*server.Server, string) {
+// startServer is startService that also returns the server's connection
+// counts, which a test can wait on.
+func startServer(t *testing.T, svc *Service, maxConns int) (*connCounts, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := &server.Server{Handler: svc, MaxConns: maxConns}
+	counts := countConns(srv)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	t.Cleanup(func() {
@@ -47,7 +48,42 @@ func startServer(t *testing.T, svc *Service, maxConns int) (*server.Server, stri
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return srv, ln.Addr().String()
+	return counts, ln.Addr().String()
+}
+
+// connCounts are a server's connections, told by its ConnState hook:
+// served, how many it has taken; closed, how many of them have ended
+// (their slots free).
+type connCounts struct{ served, closed testkit.Gauge }
+
+// countConns sets srv's ConnState hook; call it before srv serves.
+func countConns(srv *server.Server) *connCounts {
+	c := new(connCounts)
+	srv.ConnState = func(_ net.Conn, state server.ConnState) {
+		switch state {
+		case server.StateNew:
+			c.served.Add(1)
+		case server.StateClosed:
+			c.closed.Add(1)
+		}
+	}
+	return c
+}
+
+// waitServed waits until n connections have been served in all.
+func (c *connCounts) waitServed(t *testing.T, n int, what string) {
+	t.Helper()
+	if !c.served.Wait(15*time.Second, func(m int) bool { return m >= n }) {
+		t.Fatalf("%s (%d served, want %d)", what, c.served.Load(), n)
+	}
+}
+
+// waitClosed waits until n of them have ended.
+func (c *connCounts) waitClosed(t *testing.T, n int, what string) {
+	t.Helper()
+	if !c.closed.Wait(15*time.Second, func(m int) bool { return m >= n }) {
+		t.Fatalf("%s (%d closed, want %d)", what, c.closed.Load(), n)
+	}
 }
 
 // ask sends raw and returns everything the server sent before closing.
@@ -418,13 +454,13 @@ func TestServiceMetrics(t *testing.T) {
 	svc := newService(t)
 	svc.Metrics = m
 	svc.Runner.OnRun = m.ObserveRun
-	srv, addr := startServer(t, svc, 0)
+	conns, addr := startServer(t, svc, 0)
 	ask(t, addr, []byte("w"))
 	ask(t, addr, []byte("w"))
 	ask(t, addr, []byte("rm"))
 	// The handler records a request after the client has its answer and
 	// closes: wait for the handlers to end.
-	waitUntil(t, "the handlers never ended", func() bool { return srv.ActiveConns() == 0 })
+	conns.waitClosed(t, 3, "the handlers never ended")
 	want := []string{
 		`tcplab_svr_requests_total{command="w",result="ok"} 2`,
 		`tcplab_svr_requests_total{command="other",result="unknown"} 1`,
@@ -451,6 +487,7 @@ func TestServiceGracefulShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := &server.Server{Handler: svc}
+	conns := countConns(srv)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	c, err := net.Dial("tcp", ln.Addr().String())
@@ -459,7 +496,7 @@ func TestServiceGracefulShutdown(t *testing.T) {
 	}
 	defer c.Close()
 	c.Write([]byte("w")) // request in flight
-	waitUntil(t, "the request was never served", func() bool { return srv.ActiveConns() == 1 })
+	conns.waitServed(t, 1, "the request was never served")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {
@@ -489,6 +526,7 @@ func TestServiceNonReadingClientDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := &server.Server{Handler: svc}
+	conns := countConns(srv)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	defer func() { srv.Close(); <-done }()
@@ -499,8 +537,8 @@ func TestServiceNonReadingClientDropped(t *testing.T) {
 	defer c.Close()
 	c.(*net.TCPConn).SetReadBuffer(4096)
 	c.Write([]byte("big"))
-	waitUntil(t, "the request was never served", func() bool { return srv.ActiveConns() == 1 })
-	waitUntil(t, "a client that does not read is still being served", func() bool { return srv.ActiveConns() == 0 })
+	conns.waitServed(t, 1, "the request was never served")
+	conns.waitClosed(t, 1, "a client that does not read is still being served")
 	// Dropped with a reset: the rest of the 32 MiB is not left queued.
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := io.Copy(io.Discard, c); !errors.Is(err, syscall.ECONNRESET) {
@@ -512,13 +550,5 @@ func TestRunnerWholeOutputOverCap(t *testing.T) {
 	c := &Command{name: "json", whole: true, native: func() ([]byte, error) { return bytes.Repeat([]byte("x"), 2000), nil }}
 	if _, err := (&Runner{MaxOutput: 1000}).Output(context.Background(), c); err == nil || !strings.Contains(err.Error(), "over the 1000-byte cap") {
 		t.Fatalf("err %v", err)
-	}
-}
-
-// waitUntil polls cond (the kernel's queues give no event) for up to 15 s.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	if !testkit.Poll(15*time.Second, cond) {
-		t.Fatal(what)
 	}
 }

@@ -3,6 +3,8 @@ package stream
 import (
 	"net"
 	"time"
+
+	"github.com/tcplab/tcplab/internal/tcpsock"
 )
 
 // A message without a length or a terminator, such as the tutorial's
@@ -50,7 +52,7 @@ const stalledSenderWait = 30 * time.Second
 // first write was short ("hello", then the rest) no longer ends at a
 // multiple of the segment size after full segments.
 //
-// The rule, from TCP_INFO and the socket's queues (see TCPStats):
+// The rule, from TCP_INFO and the socket's queues (see tcpsock.Stats):
 //
 //   - no end before gap, as before, nor while bytes are ready to read
 //     (they arrived since the read timed out);
@@ -91,7 +93,7 @@ func endWait(conn net.Conn, n int64, quiet, gap time.Duration, paused bool) time
 	if quiet < gap {
 		return gap - quiet
 	}
-	st, err := ReadTCPStats(conn)
+	st, err := tcpsock.ReadStats(conn)
 	if err != nil {
 		return 0
 	}
@@ -123,7 +125,7 @@ func endWait(conn net.Conn, n int64, quiet, gap time.Duration, paused bool) time
 
 // settleTime is how long after its last byte a message whose tail may be
 // lost is taken as complete.
-func settleTime(st TCPStats) time.Duration {
+func settleTime(st tcpsock.Stats) time.Duration {
 	rto := max(minRTO, st.RTO, minRTO+2*max(st.RTT, st.RcvRTT))
 	return min(maxSettle, (1<<endRetries-1)*rto)
 }

@@ -6,6 +6,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/tcplab/tcplab/internal/tcpsock"
 )
 
 func loopbackPair(t *testing.T) (client, server *net.TCPConn) {
@@ -36,7 +38,7 @@ func TestReadTCPStatsOnLoopback(t *testing.T) {
 	if _, err := io.ReadFull(s, make([]byte, 100_000)); err != nil {
 		t.Fatal(err)
 	}
-	st, err := ReadTCPStats(s)
+	st, err := tcpsock.ReadStats(s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +51,7 @@ func TestReadTCPStatsOnLoopback(t *testing.T) {
 	p1, p2 := net.Pipe()
 	defer p1.Close()
 	defer p2.Close()
-	if _, err := ReadTCPStats(p1); err != ErrNoTCPStats {
+	if _, err := tcpsock.ReadStats(p1); err != tcpsock.ErrNoStats {
 		t.Errorf("ReadTCPStats of a pipe: %v", err)
 	}
 }
@@ -72,7 +74,7 @@ func TestEndWaitOnACleanLinkIsTheGap(t *testing.T) {
 }
 
 func TestEndWaitOnALossyLinkWaitsForRetransmissions(t *testing.T) {
-	st := TCPStats{RTT: 50 * time.Microsecond, RTO: 204 * time.Millisecond, SndMSS: 1448, RcvMSS: 1448, OutOfOrderPackets: 3}
+	st := tcpsock.Stats{RTT: 50 * time.Microsecond, RTO: 204 * time.Millisecond, SndMSS: 1448, RcvMSS: 1448, OutOfOrderPackets: 3}
 	if s := settleTime(st); s < 3*time.Second || s > maxSettle {
 		t.Errorf("settle time at a 204 ms RTO = %v, want 15 RTO", s)
 	}
@@ -91,7 +93,7 @@ func TestEndWaitWhileBytesAreReadable(t *testing.T) {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(5 * time.Second); ; {
-		st, err := ReadTCPStats(s)
+		st, err := tcpsock.ReadStats(s)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -9,6 +9,8 @@ import (
 	"net"
 	"os"
 	"time"
+
+	"github.com/tcplab/tcplab/internal/tcpsock"
 )
 
 // The end of a message with no length and no required terminator.
@@ -191,7 +193,7 @@ func ReadMessageEnding(ctx context.Context, conn net.Conn, end MessageEnd) (Mess
 				// Nagle's algorithm on holds each piece until the one
 				// before is acknowledged, so a delayed acknowledgement
 				// stretches the pauses between pieces past the gap.
-				quickAck(conn)
+				tcpsock.QuickAck(conn)
 			}
 			now := time.Now()
 			if !last.IsZero() {

@@ -29,6 +29,8 @@ import (
 	"net"
 	"os"
 	"time"
+
+	"github.com/tcplab/tcplab/internal/tcpsock"
 )
 
 // ReadChunks is the receive loop of the tutorial's client tmc.py (section
@@ -252,7 +254,7 @@ func ReadLine(br *bufio.Reader, max int) ([]byte, error) {
 // close_notify. The caller sets the write deadline; the connection must
 // not be written again.
 func WriteFinal(conn net.Conn, p []byte) error {
-	cork(conn)
+	tcpsock.Cork(conn)
 	if _, err := conn.Write(p); err != nil {
 		return err
 	}

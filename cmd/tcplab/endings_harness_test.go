@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tcplab/tcplab/internal/endpoint"
+	"github.com/tcplab/tcplab/internal/tcpsock"
 	"github.com/tcplab/tcplab/internal/testkit"
 )
 
@@ -255,7 +255,7 @@ func resettingPeer(answer string, untilEOF bool) func(net.Conn, *peer) {
 			p.readSome(c)
 		}
 		c.Write([]byte(answer))
-		endpoint.Reset(c)
+		tcpsock.Reset(c)
 		c.Close()
 	}
 }

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tcplab/tcplab/internal/endpoint"
+	"github.com/tcplab/tcplab/internal/tcpsock"
 	"github.com/tcplab/tcplab/internal/testkit"
 )
 
@@ -355,7 +355,7 @@ func TestEndingsStrClnt(t *testing.T) {
 	t.Run("peer reset", func(t *testing.T) {
 		p := startPeer(t, func(c net.Conn, p *peer) {
 			p.readSome(c)
-			endpoint.Reset(c)
+			tcpsock.Reset(c)
 			c.Close()
 		})
 		cli := startCmd(t, captured, captured, "strclnt", "--classic", "127.0.0.1", p.port)

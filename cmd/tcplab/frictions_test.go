@@ -56,7 +56,7 @@ func TestTMCPlotLineNamesTcplab(t *testing.T) {
 func TestTMSZeroPrintsItsPort(t *testing.T) {
 	srv := testkit.Start(t, nil, testkit.Binary(t), "tms", "--no-wait", "0")
 	port := listeningPort(t, srv)
-	if !testkit.Poll(10*time.Second, func() bool { return strings.Contains(srv.Stdout.String(), "\n") }) {
+	if !testkit.WaitWritten(10*time.Second, srv.Done(), func(out string) bool { return strings.Contains(out, "\n") }, srv.Stdout) {
 		t.Fatalf("nothing on stdout: %q", srv.Stdout.String())
 	}
 	if first, _, _ := strings.Cut(srv.Stdout.String(), "\n"); first != "listening on port "+port {

@@ -116,12 +116,30 @@ func TestServedConnsGetKeepAliveAndUserTimeout(t *testing.T) {
 			port := listeningPort(t, srv)
 			c := holdFrom(t, "127.0.0.1", net.JoinHostPort("127.0.0.1", port), tc.first)
 			// The server sets the options just after accept, in the
-			// connection's goroutine: read them until they are all set.
+			// connection's goroutine, before it serves the client:
+			// strsvr has set them all once it answers a letter. tms sets
+			// keep-alive and the user timeout before it says where the
+			// client is, then, as the message starts to arrive, the 1 s
+			// probes of watchLiveness: no output of tms follows that
+			// step, and another process's socket options give no event,
+			// so after the line the test reads them until they are set.
 			var ka, idle, user int
-			testkit.Poll(10*time.Second, func() bool {
+			if tc.first != "" {
+				srv.WaitFor(t, "client is at", 10*time.Second)
+				testkit.Poll(10*time.Second, func() bool {
+					ka, idle, user = servedSockopts(t, srv.Cmd.Process.Pid, c.LocalAddr())
+					return ka == 1 && idle == tc.idle && user == tc.userMS
+				})
+			} else {
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				if _, err := c.Write([]byte("a")); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := c.Read(make([]byte, 1)); err != nil {
+					t.Fatalf("no answer to a letter: %v", err)
+				}
 				ka, idle, user = servedSockopts(t, srv.Cmd.Process.Pid, c.LocalAddr())
-				return ka == 1 && idle == tc.idle && user == tc.userMS
-			})
+			}
 			if ka != 1 || idle != tc.idle || user != tc.userMS {
 				t.Fatalf("served socket: SO_KEEPALIVE %d, TCP_KEEPIDLE %d s, TCP_USER_TIMEOUT %d ms; want 1, %d s, %d ms", ka, idle, user, tc.idle, tc.userMS)
 			}

@@ -102,7 +102,9 @@ func TestSVRLogsCannotBeFlooded(t *testing.T) {
 			c.Close()
 		}
 		// The metrics keep the exact count, once the last handler has
-		// counted its client (after the client's close).
+		// counted its client (after the client's close, and the log,
+		// flooded on purpose, drops lines): another process's metrics
+		// page gives no event, so it is read until it has the count.
 		want := `tcplab_svr_requests_total{command="other",result="tls_fail"} 300`
 		var body []byte
 		if !testkit.Poll(eventWait, func() bool {

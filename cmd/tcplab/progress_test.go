@@ -81,7 +81,7 @@ func TestProgressBarKnowsTheEnd(t *testing.T) {
 	start := time.Now()
 	stop := startProgress(tty, &received, 3_000_000)
 	frame := regexp.MustCompile(`receiving +\d+% \[=* *\] [0-9.]+ [kM]?B of 3\.0 MB, [0-9.]+ [kM]B/s, \d+s left`)
-	testkit.Poll(10*time.Second, func() bool { return frame.MatchString(sofar.String()) })
+	testkit.WaitWritten(10*time.Second, nil, frame.MatchString, sofar)
 	shown := time.Since(start)
 	stop()
 	close(stopFeed)
@@ -107,9 +107,9 @@ func TestProgressBarWithoutAnEnd(t *testing.T) {
 	var received atomic.Int64
 	received.Store(1 << 20)
 	stop := runProgress(tty, &received, 0, false, 0, 10*time.Millisecond, terminalWidth(tty))
-	waitUntil(t, func() bool { return strings.Contains(sofar.String(), "receiving") })
+	waitShown(t, sofar, "receiving")
 	received.Store(2 << 20)
-	waitUntil(t, func() bool { return strings.Contains(sofar.String(), "2.1 MB") })
+	waitShown(t, sofar, "2.1 MB")
 	stop()
 	if got := out(); !regexp.MustCompile(`receiving 2\.1 MB, [0-9.]+ [kMG]?B/s, \d+s`).MatchString(got) {
 		t.Fatalf("no bytes, rate and elapsed time in %q", got)
@@ -131,7 +131,7 @@ func TestProgressBarFitsNarrowTerminals(t *testing.T) {
 		for _, n := range []int64{1_000_000, 4_500_000_000} {
 			received.Store(n)
 			pct := fmt.Sprintf("%d%%", n*100/9_000_000_000)
-			waitUntil(t, func() bool { return strings.Contains(sofar.String(), pct) })
+			waitShown(t, sofar, pct)
 		}
 		stop()
 		got := out()
@@ -180,7 +180,7 @@ func TestProgressBarRespectsNoColor(t *testing.T) {
 		var received atomic.Int64
 		received.Store(1 << 20)
 		stop := runProgress(tty, &received, 0, noColor == "", 0, 10*time.Millisecond, func() int { return 80 })
-		waitUntil(t, func() bool { return strings.Contains(sofar.String(), "receiving") })
+		waitShown(t, sofar, "receiving")
 		stop()
 		got := out()
 		sgr := regexp.MustCompile("\x1b\\[[0-9;]*m").MatchString(got)
@@ -190,10 +190,11 @@ func TestProgressBarRespectsNoColor(t *testing.T) {
 	}
 }
 
-func waitUntil(t *testing.T, cond func() bool) {
+// waitShown waits until the terminal has shown text.
+func waitShown(t *testing.T, sofar *testkit.SafeBuffer, text string) {
 	t.Helper()
-	if !testkit.Poll(5*time.Second, cond) {
-		t.Fatal("condition never met")
+	if !testkit.WaitWritten(5*time.Second, nil, func(out string) bool { return strings.Contains(out, text) }, sofar) {
+		t.Fatalf("%q never shown; shown %q", text, sofar.String())
 	}
 }
 

@@ -13,8 +13,8 @@ import (
 	"github.com/tcplab/tcplab/internal/testkit"
 )
 
-// metricValue polls svr's metrics at url until the line for name reads
-// want.
+// waitMetric polls svr's metrics at url until they have line: another
+// process's metrics page gives no event.
 func waitMetric(t *testing.T, url, line string) {
 	t.Helper()
 	var body []byte
@@ -70,7 +70,8 @@ func TestSVRFullOfSilentConnectionsServesARealClient(t *testing.T) {
 	}
 	// The first made room by closing a connection silent since it came
 	// (the next ones too, if they came before the slot of the one before
-	// was free), and the metrics count each.
+	// was free), and the metrics count each: read them until they do
+	// (no event, as in waitMetric).
 	var body []byte
 	value := func(name string) int {
 		v := regexp.MustCompile(`\n` + regexp.QuoteMeta(name) + ` (\d+)\n`).FindStringSubmatch(string(body))

@@ -254,6 +254,7 @@ func TestStrsvrRedisKillOne(t *testing.T) {
 	waitCount(servers*perServer, 5*time.Second)
 	clients := make([]*typed, len(conns))
 	acks := make([]atomic.Int64, len(conns))
+	acked := make(chan struct{}, 1)            // noted at each reply
 	ended := make([]chan struct{}, len(conns)) // closed when a client stops
 	var warm sync.WaitGroup                    // every client has had 10 replies
 	warm.Add(len(conns))
@@ -277,7 +278,9 @@ func TestStrsvrRedisKillOne(t *testing.T) {
 					clients[i].err = err
 					return
 				}
-				if acks[i].Add(1) == 10 {
+				n := acks[i].Add(1)
+				note(acked)
+				if n == 10 {
 					once.Do(warm.Done)
 				}
 			}
@@ -302,7 +305,7 @@ func TestStrsvrRedisKillOne(t *testing.T) {
 			continue
 		}
 		target := acks[i].Load() + 10
-		if !testkit.Poll(5*time.Second, func() bool { return acks[i].Load() >= target }) {
+		if !waitNoted(acked, 5*time.Second, func() bool { return acks[i].Load() >= target }) {
 			t.Fatalf("client %d of a surviving server stopped after the kill: %v", i, clients[i].err)
 		}
 	}
@@ -347,7 +350,8 @@ func TestStrsvrRedisRestart(t *testing.T) {
 		sessions []*typed // one per connection
 		failures []error
 		down     atomic.Bool
-		afterUp  atomic.Int64 // acknowledged letters sent after Redis came back
+		afterUp  atomic.Int64             // acknowledged letters sent after Redis came back
+		progress = make(chan struct{}, 1) // noted at each letter and failure
 	)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -364,6 +368,7 @@ func TestStrsvrRedisRestart(t *testing.T) {
 					mu.Lock()
 					failures = append(failures, err)
 					mu.Unlock()
+					note(progress)
 					// A client's pause before it tries again: the
 					// pause is the point (no busy retry loop).
 					time.Sleep(50 * time.Millisecond)
@@ -385,6 +390,7 @@ func TestStrsvrRedisRestart(t *testing.T) {
 						mu.Lock()
 						failures = append(failures, err)
 						mu.Unlock()
+						note(progress)
 						c.Close()
 						// As above: a client's pause before retrying.
 						time.Sleep(50 * time.Millisecond)
@@ -392,13 +398,13 @@ func TestStrsvrRedisRestart(t *testing.T) {
 					}
 					if !down.Load() {
 						afterUp.Add(1)
+						note(progress)
 					}
 				}
 			}
 		})
 	}
-	// The counters are this test's own; they give no event: Poll them.
-	if !testkit.Poll(10*time.Second, func() bool { return afterUp.Load() >= 100 }) {
+	if !waitNoted(progress, 10*time.Second, func() bool { return afterUp.Load() >= 100 }) {
 		t.Fatalf("no letters served before the outage (%d)", afterUp.Load())
 	}
 	down.Store(true)
@@ -409,7 +415,7 @@ func TestStrsvrRedisRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Redis stays away until the clients have felt it.
-	if !testkit.Poll(10*time.Second, func() bool {
+	if !waitNoted(progress, 10*time.Second, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(failures) > failed
@@ -421,7 +427,7 @@ func TestStrsvrRedisRestart(t *testing.T) {
 	}
 	afterUp.Store(0)
 	down.Store(false)
-	if !testkit.Poll(15*time.Second, func() bool { return afterUp.Load() >= 100 }) {
+	if !waitNoted(progress, 15*time.Second, func() bool { return afterUp.Load() >= 100 }) {
 		t.Fatalf("serving did not resume within 15s of Redis coming back (%d letters); server stderr: %s", afterUp.Load(), a.Stderr.String())
 	}
 	close(stop)
@@ -450,7 +456,7 @@ func TestStrsvrRedisRestart(t *testing.T) {
 // Redis unreachable at start: one clear line, exit 1; a bad URL is a usage
 // error (exit 2).
 func TestStrsvrRedisStartErrors(t *testing.T) {
-	down := strconv.Itoa(testkit.FreePort(t))
+	down := strconv.Itoa(testkit.StaticPort(t))
 	url := "redis://127.0.0.1:" + down + "/0?key=v"
 	tests := []struct {
 		args   []string
@@ -515,8 +521,7 @@ func TestStrsvrRedisInProcess(t *testing.T) {
 		go func() {
 			s.code <- run(ctx, []string{"strsvr", "--keep", "--store", r.URL("inproc"), "0"}, strings.NewReader(""), &s.out, &s.err)
 		}()
-		// Its log is in a buffer that gives no event: Poll it.
-		if !testkit.Poll(10*time.Second, func() bool { return listening.MatchString(s.err.String()) }) {
+		if !testkit.WaitWritten(10*time.Second, nil, listening.MatchString, &s.err) {
 			t.Fatalf("in-process strsvr not listening: %s", s.err.String())
 		}
 		s.port = listening.FindStringSubmatch(s.err.String())[1]
@@ -649,4 +654,26 @@ func TestStrsvrRedisPythonClients(t *testing.T) {
 			t.Fatalf("server %d: exit %d, stdout %q, stderr %s", i, code, p.Stdout.String(), p.Stderr.String())
 		}
 	}
+}
+
+// note wakes a waitNoted on ch, without ever blocking the noter.
+func note(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// waitNoted waits up to d until cond holds, looking again at each note on
+// ch (buffered, so a note between a look and the wait is kept).
+func waitNoted(ch <-chan struct{}, d time.Duration, cond func() bool) bool {
+	timeout := time.After(d)
+	for !cond() {
+		select {
+		case <-ch:
+		case <-timeout:
+			return cond()
+		}
+	}
+	return true
 }

@@ -133,11 +133,9 @@ func (ty *typist) typeLetter(t *testing.T, letter, reply string) {
 	ty.typed = append(ty.typed, letter)
 	io.WriteString(ty.in, letter+"\n")
 	ty.want += reply + "\n" + prompt
-	// Another process's output gives no event: Poll it.
-	settled := testkit.Poll(10*time.Second, func() bool {
-		got := ty.proc.Stdout.String()
+	settled := testkit.WaitWritten(10*time.Second, ty.proc.Done(), func(got string) bool {
 		return got == ty.want || !strings.HasPrefix(ty.want, got)
-	})
+	}, ty.proc.Stdout)
 	if got := ty.proc.Stdout.String(); !settled || got != ty.want {
 		t.Fatalf("after %q: stdout %q, want %q (stderr %q)", letter, got, ty.want, ty.proc.Stderr.String())
 	}
@@ -405,7 +403,7 @@ func TestStrUsageErrors(t *testing.T) {
 		}
 	}
 	// A runtime failure is one line and exit 1.
-	port := testkit.FreePort(t)
+	port := testkit.StaticPort(t)
 	code, _, errOut := runCmd(t, "a\n", "strclnt", "127.0.0.1", strconv.Itoa(port))
 	if code != 1 || !strings.Contains(errOut, "connection refused") {
 		t.Errorf("strclnt to nothing: exit %d, %q", code, errOut)
@@ -426,7 +424,7 @@ func TestStrSvrSurvivesAnUnreadStderr(t *testing.T) {
 	pr, pw := io.Pipe() // never read: every write to pw blocks
 	defer pr.Close()    // at the end, unblocks the output goroutine
 	var out testkit.SafeBuffer
-	port := testkit.FreePort(t)
+	port := testkit.StaticPort(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan int, 1)

@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/tcplab/tcplab/internal/endpoint"
 )
 
 // tmcJSON runs tmc with args and decodes the one JSON object it prints.
@@ -153,5 +151,3 @@ func TestTMCJSONFlagsCombine(t *testing.T) {
 		}
 	}
 }
-
-var _ = endpoint.Reset

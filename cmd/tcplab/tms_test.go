@@ -110,7 +110,7 @@ func TestRuntimeErrorsExit1WithOneClearLine(t *testing.T) {
 	}
 	defer busy.Close()
 	busyPort := strconv.Itoa(busy.Addr().(*net.TCPAddr).Port)
-	closedPort := strconv.Itoa(testkit.FreePort(t))
+	closedPort := strconv.Itoa(testkit.StaticPort(t))
 	cases := []struct {
 		args []string
 		want string

@@ -11,7 +11,7 @@ import (
 
 // A dead address: a port that was free a moment ago.
 func deadHost(t *testing.T) string {
-	return "127.0.0.1:" + strconv.Itoa(testkit.FreePort(t))
+	return "127.0.0.1:" + strconv.Itoa(testkit.StaticPort(t))
 }
 
 // The fleet table: our server with the structured form, the tutorial's

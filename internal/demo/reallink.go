@@ -10,6 +10,7 @@ import (
 	"github.com/tcplab/tcplab/internal/capture"
 	"github.com/tcplab/tcplab/internal/netlab"
 	"github.com/tcplab/tcplab/internal/seqplot"
+	"github.com/tcplab/tcplab/internal/tcpsock"
 	"github.com/tcplab/tcplab/multicopy"
 	"github.com/tcplab/tcplab/stream"
 )
@@ -319,15 +320,15 @@ type linkResult struct {
 // fetchOverLink serves msg copies times from side B of l with tms and
 // fetches it from side A with tmc; it returns what the client saw and
 // both ends' TCP statistics, read just before they close.
-func fetchOverLink(ctx context.Context, l *netlab.Link, msg string, copies int64) (linkResult, stream.TCPStats, stream.TCPStats, error) {
-	var client, srvStats stream.TCPStats
+func fetchOverLink(ctx context.Context, l *netlab.Link, msg string, copies int64) (linkResult, tcpsock.Stats, tcpsock.Stats, error) {
+	var client, srvStats tcpsock.Stats
 	ln, err := l.B.Listen(0)
 	if err != nil {
 		return linkResult{}, client, srvStats, err
 	}
 	defer ln.Close()
 	type served struct {
-		st  stream.TCPStats
+		st  tcpsock.Stats
 		err error
 	}
 	done := make(chan served, 1)
@@ -341,7 +342,7 @@ func fetchOverLink(ctx context.Context, l *netlab.Link, msg string, copies int64
 		defer c.Close()
 		s := &multicopy.Server{Copies: copies}
 		_, err = s.Echo(ctx, c)
-		st, _ := stream.ReadTCPStats(c)
+		st, _ := tcpsock.ReadStats(c)
 		done <- served{st, err}
 	}()
 	conn, err := l.A.Dial(ctx, ln.Addr().String())
@@ -358,7 +359,7 @@ func fetchOverLink(ctx context.Context, l *netlab.Link, msg string, copies int64
 		<-done
 		return linkResult{}, client, srvStats, fmt.Errorf("tmc over the link: %w", err)
 	}
-	client, _ = stream.ReadTCPStats(conn)
+	client, _ = tcpsock.ReadStats(conn)
 	sv := <-done
 	if sv.err != nil {
 		return linkResult{}, client, srvStats, fmt.Errorf("tms over the link: %w", sv.err)

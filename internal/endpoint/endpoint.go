@@ -6,7 +6,6 @@ package endpoint
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -134,22 +133,6 @@ func Cause(err error) error {
 		return op.Err
 	}
 	return err
-}
-
-// Reset makes conn's coming close a TCP reset instead of an orderly FIN.
-// A handler calls it after giving up on a peer that stopped reading: the
-// kernel then drops what is still queued for that peer at once, instead of
-// keeping it (up to the send buffer, megabytes) in an orphaned socket that
-// probes the peer's zero window for minutes after the server has moved on.
-// Over TLS it arms the TCP connection beneath. For a connection that is
-// not TCP it does nothing.
-func Reset(conn net.Conn) {
-	if t, ok := conn.(*tls.Conn); ok {
-		conn = t.NetConn()
-	}
-	if tc, ok := conn.(*net.TCPConn); ok {
-		tc.SetLinger(0)
-	}
 }
 
 // StopOnCancel makes every blocked and later read and write on conn fail

@@ -271,40 +271,6 @@ func TestStartTimeFollowsTheCalendar(t *testing.T) {
 	}
 }
 
-// A zombie shows as ps shows it: "[name] <defunct>" in ps aux, the bare
-// name in ps auxc. Before, native ps aux showed "[name]", and a few
-// zombies on the machine failed TestNativeMatchesProcpsPS.
-func TestNativePSZombie(t *testing.T) {
-	cmd := exec.Command("/bin/true")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Wait()
-	stat := "/proc/" + strconv.Itoa(cmd.Process.Pid) + "/stat"
-	zombie := func() bool { // exited, not reaped; no event says so
-		b, err := os.ReadFile(stat)
-		_, after, _ := strings.Cut(string(b), ") ")
-		return err == nil && strings.HasPrefix(after, "Z")
-	}
-	if !testkit.Poll(10*time.Second, zombie) {
-		t.Fatalf("/bin/true not a zombie after 10 s")
-	}
-	for _, tc := range []struct {
-		args bool
-		want string
-	}{{true, "[true] <defunct>"}, {false, "true"}} {
-		out, err := PS(tc.args)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, rows, _ := psRows(t, string(out))
-		row := rows[cmd.Process.Pid]
-		if len(row) < 11 || strings.Join(row[10:], " ") != tc.want {
-			t.Errorf("args %v: zombie's row %q, want COMMAND %q", tc.args, row, tc.want)
-		}
-	}
-}
-
 // Login records and process names are written by others: a host, a
 // terminal, a user or a command holding a newline, escape sequences or a
 // right-to-left override must neither forge a row nor reach a client's

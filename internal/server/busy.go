@@ -53,10 +53,14 @@ func Busy(ctx context.Context) {
 	}
 	s := t.srv
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !t.busy {
+	was := t.busy
+	if !was {
 		t.busy = true
 		s.unwait(t)
+	}
+	s.mu.Unlock()
+	if !was {
+		s.setState(t.conn, StateActive)
 	}
 }
 

@@ -11,8 +11,6 @@ import (
 	"strconv"
 	"testing"
 	"time"
-
-	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 // pipeListener hands out in-memory connections (net.Pipe) that come from
@@ -107,6 +105,7 @@ func TestEvictWaitingServesRealRequests(t *testing.T) {
 					Busy(ctx)
 					io.WriteString(c, "ok\n")
 				})}
+			open := countConns(s)
 			served := make(chan error, 1)
 			go func() { served <- s.Serve(ln) }()
 			defer func() { s.Close(); <-served }()
@@ -121,8 +120,8 @@ func TestEvictWaitingServesRealRequests(t *testing.T) {
 			next := 0
 			settle := func() {
 				t.Helper()
-				if !testkit.Poll(10*time.Second, func() bool { return s.ActiveConns() == len(queue) }) {
-					t.Fatalf("seed %d: server holds %d, model %d", seed, s.ActiveConns(), len(queue))
+				if !open.Wait(10*time.Second, func(n int) bool { return n == len(queue) }) {
+					t.Fatalf("seed %d: server holds %d (open %d), model %d", seed, s.ActiveConns(), open.Load(), len(queue))
 				}
 			}
 			// expectEviction checks that the newcomer closed the oldest
@@ -216,15 +215,14 @@ func TestWithoutEvictWaitingAFullServerRefuses(t *testing.T) {
 	s := &Server{MaxConns: 2, MaxConnsPerAddr: -1, Refuse: RefuseLine, Handler: HandlerFunc(func(ctx context.Context, c net.Conn) {
 		c.Read(make([]byte, 1))
 	})}
+	countConns(s)
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ln) }()
 	defer func() { s.Close(); <-served }()
 	for range 2 {
 		defer ln.dial(t, "192.0.2.1:1000").Close()
 	}
-	if !testkit.Poll(10*time.Second, func() bool { return s.ActiveConns() == 2 }) {
-		t.Fatal("not full")
-	}
+	waitActive(t, s, 2)
 	c := ln.dial(t, "192.0.2.2:1000")
 	defer c.Close()
 	if line, _ := bufio.NewReader(c).ReadString('\n'); line != BusyLine("max number of clients reached (2)") {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"github.com/tcplab/tcplab/internal/tcpsock"
 )
 
 // Defaults for finding a peer that vanished: a machine that lost power, a
@@ -64,7 +66,8 @@ func UserTimeoutFor(writeIdle time.Duration) time.Duration {
 // (Count no longer matters), and a connection with data in flight once
 // that data has gone unacknowledged for userTimeout. The read or write
 // then fails with "connection timed out", the handler returns, and the
-// slot is free.
+// slot is free. The defaults here are the servers' policy; the options
+// are set by internal/tcpsock, with the other facts of a socket.
 func DetectVanishedPeer(conn net.Conn, ka net.KeepAliveConfig, userTimeout time.Duration) error {
 	tc, ok := conn.(*net.TCPConn)
 	if !ok {
@@ -80,7 +83,7 @@ func DetectVanishedPeer(conn net.Conn, ka net.KeepAliveConfig, userTimeout time.
 		userTimeout = DefaultUserTimeout
 	}
 	if userTimeout > 0 {
-		if err := setUserTimeout(tc, userTimeout); err != nil {
+		if err := tcpsock.SetUserTimeout(tc, userTimeout); err != nil {
 			return fmt.Errorf("set TCP_USER_TIMEOUT: %w", err)
 		}
 	}

@@ -13,7 +13,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tcplab/tcplab/internal/netlab"
-	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 // sockopts reads the keep-alive and user-timeout options of c.
@@ -116,6 +115,7 @@ var fastDetect = struct {
 // client in A dials.
 func labServer(t *testing.T, l *netlab.Link, s *Server) string {
 	t.Helper()
+	countConns(s)
 	ln, err := l.B.Listen(0)
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +146,7 @@ func labDial(t *testing.T, l *netlab.Link, addr string) *net.TCPConn {
 func waitFreed(t *testing.T, s *Server, limit time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
-	if !testkit.Poll(limit, func() bool { return s.ActiveConns() == 0 }) {
+	if !openConns(t, s).Wait(limit, func(n int) bool { return n == 0 }) {
 		t.Fatalf("slot still held %s after the peer vanished", limit)
 	}
 	return time.Since(start)

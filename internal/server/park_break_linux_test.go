@@ -71,6 +71,7 @@ func TestParkStormUnderClose(t *testing.T) {
 		mu.Unlock()
 		inner.ServeConn(ctx, c)
 	})
+	countConns(s)
 	ln := listen(t)
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ln) }()
@@ -208,6 +209,7 @@ func TestInterruptParkedUnixConn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	countConns(s)
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ln) }()
 	defer func() { s.Close(); <-served }()

@@ -65,6 +65,7 @@ var testPark = Park
 
 func startParking(t *testing.T, s *Server) string {
 	t.Helper()
+	countConns(s)
 	ln := listen(t)
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ln) }()
@@ -75,17 +76,6 @@ func startParking(t *testing.T, s *Server) string {
 		}
 	})
 	return ln.Addr().String()
-}
-
-// waitParked waits until s holds n parked connections: the server's own
-// state, which gives no event.
-func waitParked(t *testing.T, s *Server, n int) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); s.Parked() != n; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d connections parked, want %d", s.Parked(), n)
-		}
-	}
 }
 
 // Parked connections hold no goroutine, are served again when they
@@ -164,6 +154,7 @@ func TestCloseEndsParkedConnections(t *testing.T) {
 	s := &Server{Handler: parkingEcho(0, ended)}
 	ln := listen(t)
 	served := make(chan error, 1)
+	countConns(s)
 	go func() { served <- s.Serve(ln) }()
 	for range 20 {
 		c, err := net.Dial("tcp", ln.Addr().String())
@@ -305,6 +296,7 @@ func TestShutdownDrainsParkedConnections(t *testing.T) {
 		s := &Server{Handler: parkingEcho(0, ended)}
 		ln := listen(t)
 		served := make(chan error, 1)
+		countConns(s)
 		go func() { served <- s.Serve(ln) }()
 		var conns []net.Conn
 		for range 3 {
@@ -360,6 +352,7 @@ func TestShutdownDrainsParkedConnections(t *testing.T) {
 		s := &Server{Handler: parkingEcho(0, ended)}
 		ln := listen(t)
 		served := make(chan error, 1)
+		countConns(s)
 		go func() { served <- s.Serve(ln) }()
 		var conns []net.Conn
 		for range 3 {
@@ -402,6 +395,7 @@ func TestEvictingAParkedConnection(t *testing.T) {
 	s := &Server{MaxConns: 2, MaxConnsPerAddr: -1, EvictWaiting: true, Handler: parkingEcho(0, ended)}
 	ln := listen(t)
 	served := make(chan error, 1)
+	countConns(s)
 	go func() { served <- s.Serve(ln) }()
 	dial := func() net.Conn {
 		t.Helper()
@@ -440,4 +434,53 @@ func TestEvictingAParkedConnection(t *testing.T) {
 	if err := <-served; !errors.Is(err, ErrServerClosed) {
 		t.Errorf("Serve = %v", err)
 	}
+}
+
+// The ConnState hook tells a parking and its waking: new, parked, active
+// (the client spoke), parked again, and closed once the client leaves;
+// Parked counts the connection when it is told parked.
+func TestConnStateTellsParking(t *testing.T) {
+	states := make(chan ConnState, 16)
+	parkedAtCall := make(chan int, 16)
+	s := &Server{Handler: parkingEcho(0, nil)}
+	s.ConnState = func(_ net.Conn, state ConnState) {
+		if state == StateParked {
+			parkedAtCall <- s.Parked()
+		}
+		states <- state
+	}
+	addr := startParking(t, s)
+	next := func(want ConnState) {
+		t.Helper()
+		select {
+		case got := <-states:
+			if got != want {
+				t.Fatalf("state %v, want %v", got, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no state within 10 s, want %v", want)
+		}
+		if want == StateParked {
+			if n := <-parkedAtCall; n != 1 {
+				t.Fatalf("Parked = %d when told parked, want 1", n)
+			}
+		}
+	}
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	next(StateNew)
+	next(StateParked)
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c.Write([]byte("hi"))
+	if _, err := io.ReadFull(c, make([]byte, 2)); err != nil {
+		t.Fatal(err)
+	}
+	next(StateActive)
+	next(StateParked)
+	c.Close()
+	next(StateActive)
+	next(StateClosed)
 }

@@ -106,6 +106,7 @@ func TestParkSocketKeepsAUnixConn(t *testing.T) {
 		}
 	})}
 	served := make(chan error, 1)
+	countConns(s)
 	go func() { served <- s.Serve(ln) }()
 	defer func() { s.Close(); <-served }()
 	c, err := net.Dial("unix", ln.Addr().String())

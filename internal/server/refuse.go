@@ -7,7 +7,7 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/tcplab/tcplab/internal/endpoint"
+	"github.com/tcplab/tcplab/internal/tcpsock"
 )
 
 // RefuseTimeout is the time a refused connection is given, from when its
@@ -90,7 +90,7 @@ func (s *Server) refuse(conn net.Conn, reason string) {
 	}
 	s.mu.Unlock()
 	if !ok {
-		endpoint.Reset(conn)
+		tcpsock.Reset(conn)
 		conn.Close()
 		return
 	}
@@ -115,7 +115,7 @@ func (s *Server) refuse(conn net.Conn, reason string) {
 		}
 		conn.SetDeadline(deadline)
 		if n, _ := io.Copy(io.Discard, io.LimitReader(conn, refuseDrain)); n == refuseDrain {
-			endpoint.Reset(conn) // a stream, not a request: the end is a reset
+			tcpsock.Reset(conn) // a stream, not a request: the end is a reset
 		}
 	}()
 }

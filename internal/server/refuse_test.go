@@ -13,17 +13,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/tcplab/tcplab/internal/testkit"
 )
-
-// waitActive waits until s serves n connections.
-func waitActive(t *testing.T, s *Server, n int) {
-	t.Helper()
-	if !testkit.Poll(10*time.Second, func() bool { return s.ActiveConns() == n }) {
-		t.Fatalf("ActiveConns = %d, want %d", s.ActiveConns(), n)
-	}
-}
 
 // blocking is a handler that holds its connection until release closes or
 // the server is closed.
@@ -41,6 +31,7 @@ func blocking(release <-chan struct{}) Handler {
 // the address.
 func startFull(t *testing.T, s *Server, held int) string {
 	t.Helper()
+	countConns(s)
 	ln := listen(t)
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ln) }()
@@ -192,9 +183,14 @@ func TestRefusalsAreBounded(t *testing.T) {
 	release := make(chan struct{})
 	defer close(release)
 	var started atomic.Int32
+	refusing := make(chan struct{}, 2*maxRefusing) // one send per refusal begun
 	s := &Server{MaxConns: 1, MaxConnsPerAddr: -1, Handler: blocking(release),
 		Refuse: func(c net.Conn, _ string) {
 			started.Add(1)
+			select {
+			case refusing <- struct{}{}:
+			default: // more than the buffer: started says so below
+			}
 			// Held by the test, not by the clock: a hook that read until
 			// its RefuseTimeout (1 s) let the first refusals end before
 			// a loaded machine had dialled the 65th.
@@ -204,7 +200,14 @@ func TestRefusalsAreBounded(t *testing.T) {
 	for range maxRefusing {
 		dialFrom(t, "127.0.0.1", addr)
 	}
-	testkit.Poll(10*time.Second, func() bool { return started.Load() >= maxRefusing })
+	timeout := time.After(10 * time.Second)
+	for i := range maxRefusing {
+		select {
+		case <-refusing:
+		case <-timeout:
+			t.Fatalf("%d refusals begun within 10 s, want %d", i, maxRefusing)
+		}
+	}
 	if n := started.Load(); n != maxRefusing {
 		t.Fatalf("%d refusals in progress, want %d", n, maxRefusing)
 	}

@@ -28,7 +28,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/tcplab/tcplab/internal/endpoint"
+	"github.com/tcplab/tcplab/internal/tcpsock"
 )
 
 // ErrServerClosed is returned by Serve after Shutdown or Close, so a caller
@@ -139,6 +139,16 @@ type Server struct {
 
 	// Logger receives accept errors and lifecycle events. Nil discards.
 	Logger *slog.Logger
+
+	// ConnState, if set, is called when a served connection changes
+	// state (see ConnState's values), on the goroutine that changed it,
+	// after the change: with StateNew the slot is taken, with
+	// StateClosed it is free again, and Shutdown and Close return only
+	// after the StateClosed calls. It must not block. A refused
+	// connection is never reported. As net/http's Server.ConnState, it is
+	// for tests and metrics, which learn of a connection's changes from
+	// it instead of polling ActiveConns.
+	ConnState func(net.Conn, ConnState)
 
 	mu            sync.Mutex
 	listeners     map[net.Listener]struct{}
@@ -265,9 +275,12 @@ func (s *Server) Serve(ln net.Listener) error {
 func (s *Server) serveConn(ctx context.Context, conn net.Conn, h HandlerFunc, accepted bool) {
 	t, _ := ctx.Value(trackedKey{}).(*tracked)
 	if accepted {
+		s.setState(conn, StateNew)
 		if err := DetectVanishedPeer(conn, s.KeepAlive, s.UserTimeout); err != nil {
 			s.logger().Warn("vanished peers may hold this slot", "client", conn.RemoteAddr().String(), "err", err)
 		}
+	} else {
+		s.setState(conn, StateActive)
 	}
 	for s.callHandler(ctx, conn, h) {
 		pk := s.parker.take(conn)
@@ -275,6 +288,7 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn, h HandlerFunc, ac
 			break // the handler is done with conn
 		}
 		if s.parker.arm(s, pk) {
+			s.setState(conn, StateParked)
 			return // parked: the server calls pk.next when conn is ready
 		}
 		ctx, h = pk.ctx, pk.next // the server is closing: go on at once
@@ -282,6 +296,7 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn, h HandlerFunc, ac
 	s.parker.take(conn) // after a panic
 	conn.Close()
 	s.untrack(t)
+	s.setState(conn, StateClosed)
 	s.handlers.Done()
 }
 
@@ -415,7 +430,7 @@ func (t *tracked) interrupt(reset bool) {
 	switch {
 	case t.conn != nil:
 		if reset {
-			endpoint.Reset(t.conn)
+			tcpsock.Reset(t.conn)
 		}
 		Interrupt(t.conn)
 	case t.bare != nil:

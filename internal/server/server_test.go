@@ -108,6 +108,7 @@ func TestShutdownDeadlineClosesStragglers(t *testing.T) {
 	s := &Server{Handler: HandlerFunc(func(ctx context.Context, c net.Conn) {
 		io.Copy(io.Discard, c) // returns only when the conn is closed
 	})}
+	countConns(s)
 	go s.Serve(ln)
 	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
@@ -140,6 +141,7 @@ func TestMaxConnsNeverExceeded(t *testing.T) {
 		<-release
 		active.Add(-1)
 	})}
+	countConns(s)
 	go s.Serve(ln)
 	var conns []net.Conn
 	for range 5 {
@@ -255,6 +257,7 @@ func TestMaxConnsSpansListeners(t *testing.T) {
 		<-release
 		active.Add(-1)
 	})}
+	countConns(s)
 	lns := []net.Listener{listen(t), listen(t)}
 	served := make(chan error, len(lns))
 	for _, ln := range lns {

@@ -9,10 +9,10 @@ import (
 
 // StaticPort returns a TCP and UDP port that is free now on every address,
 // chosen at random below the kernel's ephemeral range (32768 and up on
-// Linux). A port FreePort returns is an ephemeral one, which the kernel may
-// hand to any outgoing connection on the machine (other tests' clients
-// included) before the server that needs it binds it; this one it never
-// hands out, so for a server started by another program (a shell script,
+// Linux). An ephemeral port found free (listening on :0 and closing) the
+// kernel may hand to any outgoing connection on the machine (other tests'
+// clients included) before the server that needs it binds it; this one it
+// never hands out, so for a server started by another program (a shell script,
 // systemd-socket-activate) only another test choosing the same port at
 // random can take it first. Tests that take their ports here never do:
 // the port stays reserved for the test that got it until its cleanup

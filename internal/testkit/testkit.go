@@ -234,16 +234,6 @@ func (p *Proc) ListenAddr(tb testing.TB, d time.Duration) string {
 	return "127.0.0.1:" + port
 }
 
-// FreePort returns a TCP (and UDP) port that is free now, for a server
-// that binds it later: StaticPort's, not an ephemeral port, which the
-// kernel may give to another test's outgoing connection first (under the
-// full suite, with other test runs on the machine, servers failed with
-// "address already in use" so, a few in each run).
-func FreePort(tb testing.TB) int {
-	tb.Helper()
-	return StaticPort(tb)
-}
-
 // WaitListening waits until something accepts connections on addr.
 func WaitListening(tb testing.TB, addr string, d time.Duration) {
 	tb.Helper()
@@ -264,9 +254,11 @@ func WaitListening(tb testing.TB, addr string, d time.Duration) {
 }
 
 // Poll calls cond every few milliseconds until it reports true or d has
-// passed, and says which. It is for state that gives no event to wait on:
-// another process's output or sockets, the kernel's queues, a server's
-// connection count.
+// passed, and says which. It is only for state outside the test process
+// that gives no event to wait on: the kernel's socket table for a server
+// whose log goes nowhere, another process's metrics page, a count kept in
+// Redis. Output has one (WaitWritten), a Server's connections have one
+// (its ConnState hook), and so has anything the test itself counts.
 func Poll(d time.Duration, cond func() bool) bool {
 	for deadline := time.Now().Add(d); !cond(); time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -300,4 +292,55 @@ func AppendersGiveUp(appendLetter func(ctx context.Context, letter byte)) {
 	}
 	cancel()
 	wg.Wait()
+}
+
+// Gauge is a count that goes up and down (a server's connections, told by
+// a hook), which a test waits on instead of polling: each Add wakes the
+// waiters. The zero value is a gauge at 0.
+type Gauge struct {
+	mu      sync.Mutex
+	n       int
+	changed chan struct{} // closed at the next Add
+}
+
+// Add adds d to the gauge and wakes its waiters.
+func (g *Gauge) Add(d int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.n += d
+	if g.changed != nil {
+		close(g.changed)
+		g.changed = nil
+	}
+}
+
+// Load returns the gauge's value.
+func (g *Gauge) Load() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.n
+}
+
+// Wait waits up to d until cond holds for the gauge's value, woken by
+// each Add, and reports whether it did.
+func (g *Gauge) Wait(d time.Duration, cond func(n int) bool) bool {
+	timeout := time.NewTimer(d)
+	defer timeout.Stop()
+	for {
+		g.mu.Lock()
+		n := g.n
+		if g.changed == nil {
+			g.changed = make(chan struct{})
+		}
+		changed := g.changed
+		g.mu.Unlock()
+		if cond(n) {
+			return true
+		}
+		select {
+		case <-changed:
+		case <-timeout.C:
+			return cond(g.Load())
+		}
+	}
 }

@@ -395,7 +395,7 @@ func TestOpenErrors(t *testing.T) {
 	if err := c.RPush(context.Background(), "list", "x").Err(); err != nil {
 		t.Fatal(err)
 	}
-	down := fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))
+	down := fmt.Sprintf("127.0.0.1:%d", testkit.StaticPort(t))
 	tests := []struct {
 		name, url, want string
 	}{

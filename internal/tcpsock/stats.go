@@ -1,4 +1,4 @@
-package stream
+package tcpsock
 
 import (
 	"errors"
@@ -6,10 +6,11 @@ import (
 	"time"
 )
 
-// TCPStats is the part of what the kernel knows about one TCP connection
-// (Linux's TCP_INFO and SO_MEMINFO) that tcplab uses: what a reader can
-// learn about the network beneath the byte stream.
-type TCPStats struct {
+// Stats is the part of what the kernel knows about one TCP connection
+// (Linux's TCP_INFO, SO_MEMINFO and the queue sizes) that tcplab uses:
+// what a reader or a writer can learn about the network beneath the byte
+// stream.
+type Stats struct {
 	// RTT is the smoothed round-trip time of this side's own sends (the
 	// handshake at least); RcvRTT is the receiver's estimate from the
 	// data it receives, which includes queueing on a slow link (0 until
@@ -43,17 +44,33 @@ type TCPStats struct {
 	// gets end of file at once, not a timeout).
 	OutOfOrderQueued bool
 	// SendQueued is how many bytes this side has written that the peer
-	// has not yet acknowledged, sent or not (SIOCOUTQ; a FIN counts as
-	// nothing): 0 when the peer's kernel holds everything written.
+	// has not yet acknowledged, sent or not (SIOCOUTQ), counting a FIN
+	// sent and not yet acknowledged as one (Linux gives the FIN a
+	// sequence number of its own, and SIOCOUTQ is write_seq - snd_una):
+	// 0 when the peer's kernel holds everything written, and the end if
+	// this side has half-closed. A reset leaves it as it was: what was
+	// not acknowledged then never will be.
 	SendQueued int
 	// LastAckRecv is the time since the last acknowledgement arrived
 	// from the peer: how long ago the peer was last heard.
 	LastAckRecv time.Duration
+	// Open says the connection still joins two kernels: it is
+	// established, or only the peer has closed its side (CLOSE_WAIT), so
+	// a reset sent now has someone to tell. After a reset from the peer,
+	// or the kernel giving up on it (TCP_USER_TIMEOUT, the retransmission
+	// limit), it is false.
+	Open bool
+	// Closed says the kernel has ended the connection (TCP_CLOSE): a
+	// reset, a timeout, or both FINs acknowledged.
+	Closed bool
 }
 
-// ErrNoTCPStats is returned by ReadTCPStats for a connection that is not
-// TCP, or on a system without TCP_INFO; a caller tells it with errors.Is.
-var ErrNoTCPStats = errors.New("stream: no TCP statistics for this connection")
+// ErrNoStats is returned by ReadStats for a connection that is not a
+// *net.TCPConn, or on a system without TCP_INFO; a caller tells it with
+// errors.Is.
+var ErrNoStats = errors.New("tcpsock: no TCP statistics for this connection")
 
-// ReadTCPStats returns the kernel's view of conn, a *net.TCPConn.
-func ReadTCPStats(conn net.Conn) (TCPStats, error) { return readTCPStats(conn) }
+// ReadStats returns the kernel's view of conn, which must be a
+// *net.TCPConn itself: under TLS, the queues would count records, not the
+// bytes the caller reads and writes.
+func ReadStats(conn net.Conn) (Stats, error) { return readStats(conn) }

@@ -1,4 +1,4 @@
-package stream
+package tcpsock
 
 import (
 	"net"
@@ -8,14 +8,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func readTCPStats(conn net.Conn) (TCPStats, error) {
+func readStats(conn net.Conn) (Stats, error) {
 	tc, ok := conn.(*net.TCPConn)
 	if !ok {
-		return TCPStats{}, ErrNoTCPStats
+		return Stats{}, ErrNoStats
 	}
 	rc, err := tc.SyscallConn()
 	if err != nil {
-		return TCPStats{}, err
+		return Stats{}, err
 	}
 	var (
 		info    *unix.TCPInfo
@@ -48,10 +48,10 @@ func readTCPStats(conn net.Conn) (TCPStats, error) {
 		err = sockErr
 	}
 	if err != nil {
-		return TCPStats{}, err
+		return Stats{}, err
 	}
 	us := func(v uint32) time.Duration { return time.Duration(v) * time.Microsecond }
-	return TCPStats{
+	return Stats{
 		RTT:               us(info.Rtt),
 		RcvRTT:            us(info.Rcv_rtt),
 		RTO:               us(info.Rto),
@@ -65,5 +65,14 @@ func readTCPStats(conn net.Conn) (TCPStats, error) {
 		OutOfOrderQueued:  inq == 0 && mem[unix.SK_MEMINFO_RMEM_ALLOC] > 0,
 		SendQueued:        outq,
 		LastAckRecv:       time.Duration(info.Last_ack_recv) * time.Millisecond,
+		Open:              info.State == tcpEstablished || info.State == tcpCloseWait,
+		Closed:            info.State == tcpClose,
 	}, nil
 }
+
+// Linux's TCP states (include/net/tcp_states.h).
+const (
+	tcpEstablished = 1
+	tcpClose       = 7
+	tcpCloseWait   = 8
+)
