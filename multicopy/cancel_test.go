@@ -47,7 +47,7 @@ func TestFetchStopsWhenCanceledAsItRenewsTheDeadline(t *testing.T) {
 	conn := &raceConn{Conn: client, cancel: cancel, stopped: make(chan struct{})}
 	done := make(chan error, 1)
 	go func() {
-		_, err := Fetch(ctx, conn, []byte("abc"), time.Hour, 0, func([]byte) {})
+		_, err := Fetch(ctx, conn, []byte("abc"), func([]byte) {}, FetchOptions{IdleTimeout: time.Hour})
 		done <- err
 	}()
 	select {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tcplab/tcplab/internal/endpoint"
+	"github.com/tcplab/tcplab/internal/server"
 	"github.com/tcplab/tcplab/stream"
 )
 
@@ -39,11 +40,40 @@ type Result struct {
 // Fetch wraps it; a caller tells it with errors.Is.
 var ErrEmptyAnswer = errors.New("the server closed the connection without sending anything")
 
+// Client defaults and bounds.
+const (
+	// DefaultIdleTimeout is FetchOptions.IdleTimeout's default, as tmc's
+	// --timeout.
+	DefaultIdleTimeout = 30 * time.Second
+	// MaxReadSize bounds FetchOptions.ReadSize.
+	MaxReadSize = 64 << 20
+)
+
+// FetchOptions are Fetch's settings, the same shape as fleet.Options and
+// sharedstring.Options: every field's zero value is its default, and a
+// negative one means none.
+type FetchOptions struct {
+	// IdleTimeout bounds a send or a read that makes no progress: Fetch
+	// then fails with a timeout. Zero means DefaultIdleTimeout; negative,
+	// no limit but ctx (tmc.py waits for ever).
+	IdleTimeout time.Duration
+	// ReadSize is the most one read may return (the tutorial's
+	// recv(1000000)). Zero means ReadBufferSize; at most MaxReadSize.
+	ReadSize int
+}
+
+// Validate names the first field of o that is out of range.
+func (o FetchOptions) Validate() error {
+	if o.ReadSize < 0 || o.ReadSize > MaxReadSize {
+		return server.Invalid("{ReadSize} must be from 1 to %d bytes, not %d", MaxReadSize, o.ReadSize)
+	}
+	return nil
+}
+
 // Fetch is tmc: it sends msg on conn, half-closes its sending side, and
-// reads until the server closes, readSize bytes at most per read (zero:
-// ReadBufferSize), calling onChunk (if not nil) for each read as it arrives.
-// A read that waits longer than idle (zero: no limit) fails with a timeout,
-// as does ctx ending. Fetch does not close conn.
+// reads until the server closes, calling onChunk (if not nil) for each
+// read as it arrives, within opts' IdleTimeout and ReadSize (ctx ending
+// stops it too). Fetch does not close conn.
 //
 // Its errors are one plain line each, with the bytes received so far:
 // a reset ("the server reset the connection after N bytes"), ErrEmptyAnswer,
@@ -54,19 +84,20 @@ var ErrEmptyAnswer = errors.New("the server closed the connection without sendin
 // server.RefuseLine) is not an answer: the first bytes are held back from
 // onChunk until they cannot be one, and a whole answer that is one is
 // returned as the error "server at ADDR refused the connection: busy: ...".
-func Fetch(ctx context.Context, conn net.Conn, msg []byte, idle time.Duration, readSize int, onChunk func(chunk []byte)) (*Result, error) {
+func Fetch(ctx context.Context, conn net.Conn, msg []byte, onChunk func(chunk []byte), opts FetchOptions) (*Result, error) {
+	if err := opts.Validate(); err != nil {
+		return &Result{}, err
+	}
 	hold := newRefusalHold(string(msg), onChunk)
-	res, err := fetch(ctx, conn, msg, idle, readSize, hold.add)
+	res, err := fetch(ctx, conn, msg, server.Setting(opts.IdleTimeout, DefaultIdleTimeout), server.Setting(opts.ReadSize, ReadBufferSize), hold.add)
 	if rerr := hold.end(conn.RemoteAddr()); rerr != nil {
 		return res, rerr
 	}
 	return res, err
 }
 
+// fetch is Fetch with its settings resolved: idle 0, no limit.
 func fetch(ctx context.Context, conn net.Conn, msg []byte, idle time.Duration, readSize int, onChunk func(chunk []byte)) (*Result, error) {
-	if readSize <= 0 {
-		readSize = ReadBufferSize
-	}
 	stop := endpoint.StopOnCancel(ctx, conn)
 	defer stop()
 	res := &Result{}

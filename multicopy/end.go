@@ -44,12 +44,14 @@ import (
 // ErrMessageContinued is wrapped by Echo's error when bytes of the client's
 // message arrived after the end tms had guessed from a quiet spell: the
 // connection is then reset, so the copies of the cut message already sent
-// do not pass for an answer.
+// do not pass for an answer. A caller of Echo (or of the GoAhead's
+// context.Cause) tells it with errors.Is.
 var ErrMessageContinued = errors.New("message continued after its guessed end")
 
 // ErrClientLeft is wrapped by Echo's error when the client went away
 // before taking the whole answer (it reset the connection, or closed it
-// while tms waited for the go-ahead).
+// while tms waited for the go-ahead). A caller of Echo (or of the
+// GoAhead's context.Cause) tells it with errors.Is.
 var ErrClientLeft = errors.New("the client left")
 
 // maxHold bounds how long the final FIN may be held back after the answer
@@ -176,7 +178,7 @@ func (s *Server) confirmEnd(ctx context.Context, conn net.Conn, m stream.Message
 		}
 		return nil
 	}
-	idle := s.writeIdle()
+	idle := s.writeTimeout()
 	var acked time.Time
 	var heard, rested time.Time // the client last heard; the end of the last break once the answer was acknowledged
 	queued, progress := -1, time.Now()

@@ -24,7 +24,7 @@ func TestFetchEmptyAnswerIsAnError(t *testing.T) {
 		io.Copy(io.Discard, srv) // the message and the half-close
 		srv.Close()
 	}()
-	res, err := Fetch(context.Background(), client, []byte("abc"), 5*time.Second, 0, nil)
+	res, err := Fetch(context.Background(), client, []byte("abc"), nil, FetchOptions{IdleTimeout: 5 * time.Second})
 	if !errors.Is(err, ErrEmptyAnswer) {
 		t.Fatalf("err = %v, want ErrEmptyAnswer", err)
 	}
@@ -45,7 +45,7 @@ func TestFetchResetIsOnePlainLine(t *testing.T) {
 		srv.Close()
 	}()
 	var got int
-	res, err := Fetch(context.Background(), client, []byte("abc"), 5*time.Second, 0, func(c []byte) { got += len(c) })
+	res, err := Fetch(context.Background(), client, []byte("abc"), func(c []byte) { got += len(c) }, FetchOptions{IdleTimeout: 5 * time.Second})
 	if err == nil {
 		t.Fatal("a reset was reported as a success")
 	}
@@ -72,7 +72,7 @@ func TestFetchSplitsWaitFromTransfer(t *testing.T) {
 	}()
 	const late = 300 * time.Millisecond
 	time.AfterFunc(late, func() { close(release) }) // the pause is the point: a go-ahead typed late
-	res, err := Fetch(context.Background(), client, []byte("abc"), 5*time.Second, 0, nil)
+	res, err := Fetch(context.Background(), client, []byte("abc"), nil, FetchOptions{IdleTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,12 +106,12 @@ func TestServerStoppedMidTransferResets(t *testing.T) {
 	var once bool
 	done := make(chan error, 1)
 	go func() {
-		_, err := Fetch(context.Background(), conn, []byte("abcd"), 10*time.Second, 0, func([]byte) {
+		_, err := Fetch(context.Background(), conn, []byte("abcd"), func([]byte) {
 			if !once {
 				once = true
 				close(arrived)
 			}
-		})
+		}, FetchOptions{IdleTimeout: 10 * time.Second})
 		done <- err
 	}()
 	<-arrived
@@ -138,7 +138,7 @@ func TestEchoRefusesAnOverflowingTotal(t *testing.T) {
 		srv.Close()
 		done <- err
 	}()
-	_, ferr := Fetch(context.Background(), client, []byte("abc"), 5*time.Second, 0, nil)
+	_, ferr := Fetch(context.Background(), client, []byte("abc"), nil, FetchOptions{IdleTimeout: 5 * time.Second})
 	err := <-done
 	if err == nil || !strings.Contains(err.Error(), "more than") {
 		t.Fatalf("server: %v", err)
@@ -199,7 +199,7 @@ func TestFinishDoesNotWaitForAClientThatStaysOpen(t *testing.T) {
 	client, srv := pipe(t)
 	served := make(chan error, 1)
 	go func() {
-		s := &Server{Copies: 1000, WriteIdle: time.Minute}
+		s := &Server{Copies: 1000, WriteTimeout: time.Minute}
 		_, err := s.Echo(context.Background(), srv)
 		served <- err
 	}()
@@ -222,9 +222,9 @@ func TestFinishDoesNotWaitForAClientThatStaysOpen(t *testing.T) {
 
 // A slow reader that keeps reading gets the end of its answer however
 // long the answer queued in the kernel takes to drain: finish waited at
-// most WriteIdle in all after the last write, so a client reading a few
+// most WriteTimeout in all after the last write, so a client reading a few
 // megabytes at its own pace was reset and logged as failed (the binary
-// test of a SIGINT within --grace found it). WriteIdle bounds a wait
+// test of a SIGINT within --grace found it). WriteTimeout bounds a wait
 // without progress, as it does for the writes.
 func TestFinishWaitsForASlowReaderThatKeepsReading(t *testing.T) {
 	client, srv := pipe(t)
@@ -233,11 +233,12 @@ func TestFinishWaitsForASlowReaderThatKeepsReading(t *testing.T) {
 	go func() {
 		// The copies fit the socket buffers after a few writes, so most of
 		// the wait is in finish; each read takes the client far less than
-		// WriteIdle, the whole answer far more (about 2.5 s, five times
-		// WriteIdle). WriteIdle was 100 ms with a read every 5 ms: under
-		// -race -count=20 on a loaded machine the reader was not run for
-		// 100 ms in 2 of 20 runs, and Echo gave up on it.
-		s := &Server{Copies: copies, WriteIdle: 500 * time.Millisecond}
+		// WriteTimeout, the whole answer far more (at least 5 s, 2.5 times
+		// WriteTimeout). WriteTimeout was 100 ms, then 500 ms: under -race
+		// on a loaded machine the reader was not run for that long (2 of
+		// 20 runs at 100 ms, once at a load average of 22 at 500 ms), and
+		// Echo gave up on it. 2 s of a goroutine not run is far rarer.
+		s := &Server{Copies: copies, WriteTimeout: 2 * time.Second}
 		_, err := s.Echo(context.Background(), srv)
 		served <- err
 	}()
@@ -245,7 +246,7 @@ func TestFinishWaitsForASlowReaderThatKeepsReading(t *testing.T) {
 		t.Fatal(err)
 	}
 	var n int64
-	buf := make([]byte, 32<<10)
+	buf := make([]byte, 8<<10)
 	var err error
 	for {
 		var k int
@@ -254,7 +255,7 @@ func TestFinishWaitsForASlowReaderThatKeepsReading(t *testing.T) {
 		if err != nil {
 			break
 		}
-		time.Sleep(20 * time.Millisecond) // a slow reader: the pace is the point
+		time.Sleep(10 * time.Millisecond) // a slow reader: the pace is the point
 	}
 	if !errors.Is(err, io.EOF) || n != copies*4 {
 		t.Errorf("client got %d of %d bytes, then %v: want all of them and a FIN", n, copies*4, err)

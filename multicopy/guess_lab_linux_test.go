@@ -288,7 +288,7 @@ func TestLabSlowTypistsLastPieceLost(t *testing.T) {
 
 // Finding 5 of issue 18, a limit documented rather than fixed: when the
 // link goes dark for good in the middle of an answer, tms gives up after
-// WriteIdle and resets the connection, but the reset is lost in the dark.
+// WriteTimeout and resets the connection, but the reset is lost in the dark.
 // The tutorial's client (no timeout, nothing left to send, so its kernel
 // sends nothing tms's could answer with another reset) waits for ever;
 // tcplab's client (multicopy.Fetch, as tcplab tmc) gives up after its
@@ -306,7 +306,7 @@ func TestLabLostResetOnADarkLink(t *testing.T) {
 			t.Parallel()
 			l := netlab.ForTest(t)
 			var log syncBuffer
-			addr, served := serveLab(t, l, &Server{Copies: copies, WriteIdle: time.Second, Logger: slog.New(slog.NewTextHandler(&log, nil))})
+			addr, served := serveLab(t, l, &Server{Copies: copies, WriteTimeout: time.Second, Logger: slog.New(slog.NewTextHandler(&log, nil))})
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			conn, err := l.A.Dial(ctx, addr)
@@ -327,7 +327,7 @@ func TestLabLostResetOnADarkLink(t *testing.T) {
 				}
 				start := time.Now()
 				// The tutorial's client reads until end of file with no
-				// timeout; the test's limit is far past tms's WriteIdle
+				// timeout; the test's limit is far past tms's WriteTimeout
 				// (1 s) and its wait for the client to be heard (1 s).
 				conn.SetReadDeadline(time.Now().Add(8 * time.Second))
 				_, err := io.Copy(io.Discard, conn)
@@ -345,14 +345,14 @@ func TestLabLostResetOnADarkLink(t *testing.T) {
 			// the link goes dark for good at the first bytes of the answer.
 			var once sync.Once
 			var start time.Time
-			_, err = Fetch(ctx, conn, msg, 2*time.Second, 0, func([]byte) {
+			_, err = Fetch(ctx, conn, msg, func([]byte) {
 				once.Do(func() {
 					if err := l.Partition(true); err != nil {
 						t.Error(err)
 					}
 					start = time.Now()
 				})
-			})
+			}, FetchOptions{IdleTimeout: 2 * time.Second})
 			took := time.Since(start)
 			<-served
 			if err == nil {

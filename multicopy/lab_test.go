@@ -62,7 +62,7 @@ func labTransfer(t *testing.T, l *netlab.Link, s *Server, msg []byte, halfClose 
 	defer conn.Close()
 	var got []byte
 	if halfClose {
-		_, err = Fetch(ctx, conn, msg, 30*time.Second, 0, func(chunk []byte) { got = append(got, chunk...) })
+		_, err = Fetch(ctx, conn, msg, func(chunk []byte) { got = append(got, chunk...) }, FetchOptions{IdleTimeout: 30 * time.Second})
 	} else {
 		// tmc.py: send, then read until end of file, never half-closing.
 		conn.SetDeadline(time.Now().Add(60 * time.Second))

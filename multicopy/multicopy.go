@@ -42,7 +42,6 @@ import (
 	"log/slog"
 	"math"
 	"net"
-	"sync"
 	"time"
 
 	"github.com/tcplab/tcplab/internal/endpoint"
@@ -65,9 +64,18 @@ const (
 	// DefaultReadTimeout drops a client whose message is not complete this
 	// long after it connected.
 	DefaultReadTimeout = 30 * time.Second
-	// DefaultWriteIdle drops a client that stops reading: no write progress
+	// DefaultWriteTimeout drops a client that stops reading: no write progress
 	// for this long ends the transfer.
-	DefaultWriteIdle = 30 * time.Second
+	DefaultWriteTimeout = 30 * time.Second
+	// DefaultMaxConns is the cap on clients served at once that
+	// Configure sets, lower than internal/server's own: a client may send
+	// a 1,000,000-byte message (the tutorial's recv(1000000)) that is held
+	// for the whole transfer, and 1,000 such clients that do not read
+	// measured 1.74 GB of RSS. At 10,000 they would need 17 GB.
+	DefaultMaxConns = 1000
+	// MaxCopies is the most Copies may be: that many copies of the
+	// longest message (MaxMessage bytes) still count in an int64.
+	MaxCopies = math.MaxInt64 / MaxMessage
 )
 
 // ErrNoMessage is returned when a client closes or times out before sending
@@ -94,28 +102,24 @@ func readMessage(ctx context.Context, conn net.Conn, max int, gap, timeout time.
 // Server is tms, the protocol handler: Echo serves the multicopy echo on
 // one connection and reports the transfer; ServeConn (what internal/server
 // calls for each client) echoes and logs the outcome. The zero value uses
-// the defaults above.
+// the defaults above; every field's zero value is its default, and none
+// of them can be none (a negative value): a server never waits on a
+// client for ever.
 type Server struct {
 	// Copies is how many times the message is sent back; 0 means
-	// DefaultCopies.
+	// DefaultCopies. At most MaxCopies.
 	Copies int64
-	// QuietGap, ReadTimeout and WriteIdle: see the Default constants,
+	// QuietGap, ReadTimeout and WriteTimeout: see the Default constants,
 	// which zero means.
-	QuietGap    time.Duration
-	ReadTimeout time.Duration
-	WriteIdle   time.Duration
-	// Grace is, for ServeOne, how long a transfer in flight may go on
-	// after its context ends (the first SIGINT or SIGTERM) before it is
-	// reset; the context's server.Hurry (a second signal) resets it at
-	// once. A message still arriving and a go-ahead not yet given end at
-	// once. Zero: no grace. (A server.Server has its own Grace.)
-	Grace time.Duration
+	QuietGap     time.Duration
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
 	// GoAhead, if set, is called after the message is read and before it is
 	// sent back: tms.py's raw_input(), which shows that the client blocks in
 	// recv() until the server sends. Its error aborts the transfer. Its
 	// context ends, with ErrClientLeft or ErrMessageContinued as its cause
 	// (context.Cause), when the client goes away or its message turns out
-	// to go on.
+	// to go on, and when the server begins to stop (server.Stopping).
 	GoAhead func(ctx context.Context, msg []byte) error
 	// ClientLog, if set, receives tms.py's "client is at ADDR" line for
 	// each client ServeConn serves.
@@ -123,6 +127,54 @@ type Server struct {
 	// Logger receives one line per transfer. Nil discards.
 	Logger *slog.Logger
 }
+
+// Validate implements server.Validator: it names the first field of s
+// that is out of range.
+func (s *Server) Validate(*server.Server) error {
+	switch {
+	case s.Copies < 0:
+		return server.Invalid("{Copies} must be at least 1, not %d", s.Copies)
+	case s.Copies > MaxCopies:
+		return server.Invalid("{Copies} must be at most %d, not %d: the copies of a message of up to %d bytes must add up to fewer than 2^63 bytes", int64(MaxCopies), s.Copies, MaxMessage)
+	case s.QuietGap < 0:
+		return server.Invalid("{QuietGap} must be positive, not %s", s.QuietGap)
+	case s.ReadTimeout < 0:
+		return server.Invalid("{ReadTimeout} must be positive, not %s", s.ReadTimeout)
+	case s.WriteTimeout < 0:
+		return server.Invalid("{WriteTimeout} must be positive, not %s", s.WriteTimeout)
+	}
+	return nil
+}
+
+// Configure implements server.Configurer: the caps and manners of the
+// server.Server that serves s, where the caller left them zero.
+//
+//   - MaxConns: DefaultMaxConns.
+//   - Refuse: the line "busy: ..." (server.RefuseLine).
+//   - UserTimeout: one that lets a reader that pauses last WriteTimeout
+//     (server.UserTimeoutFor).
+//
+// A full tms refuses newcomers rather than make room (EvictWaiting stays
+// off): a string may take seconds to arrive on a slow or lossy link, and
+// its sender would be closed mid-string for a newcomer
+// (docs/reliability.md).
+func (s *Server) Configure(srv *server.Server) {
+	if srv.MaxConns == 0 {
+		srv.MaxConns = DefaultMaxConns
+	}
+	if srv.Refuse == nil {
+		srv.Refuse = server.RefuseLine
+	}
+	if srv.UserTimeout == 0 {
+		srv.UserTimeout = server.UserTimeoutFor(s.writeTimeout())
+	}
+}
+
+var (
+	_ server.Handler    = (*Server)(nil)
+	_ server.Configurer = (*Server)(nil)
+	_ server.Validator  = (*Server)(nil)
+)
 
 // Transfer describes one served client.
 type Transfer struct {
@@ -139,7 +191,7 @@ type Transfer struct {
 // Echo tells it with errors.Is.
 var ErrCutShort = errors.New("transfer cut short: the connection is reset")
 
-func (s *Server) writeIdle() time.Duration { return cmp.Or(s.WriteIdle, DefaultWriteIdle) }
+func (s *Server) writeTimeout() time.Duration { return cmp.Or(s.WriteTimeout, DefaultWriteTimeout) }
 
 // Echo serves one client on conn: read the message, wait for the
 // go-ahead, send the copies. It does not close conn.
@@ -158,7 +210,7 @@ func (s *Server) Echo(ctx context.Context, conn net.Conn) (Transfer, error) {
 
 // echo is Echo with two ends: a message still arriving, and a go-ahead
 // not yet given, end when stopping does; a transfer in flight only when
-// ctx does (ServeOne gives it Grace more). ReadTimeout runs from start,
+// ctx does (One gives it the server's Grace more). ReadTimeout runs from start,
 // the connection's accept.
 func (s *Server) echo(stopping, ctx context.Context, conn net.Conn, start time.Time) (Transfer, error) {
 	var t Transfer
@@ -216,7 +268,7 @@ func (s *Server) echo(stopping, ctx context.Context, conn net.Conn, start time.T
 	}()
 	stop = endpoint.StopOnCancel(xctx, conn)
 	sending := time.Now()
-	t.Sent, err = stream.WriteRepeatedContext(xctx, conn, msg, copies, s.writeIdle())
+	t.Sent, err = stream.WriteRepeatedContext(xctx, conn, msg, copies, s.writeTimeout())
 	t.Elapsed = time.Since(sending)
 	stop()
 	cancel(nil)
@@ -224,13 +276,13 @@ func (s *Server) echo(stopping, ctx context.Context, conn net.Conn, start time.T
 	want := copies * int64(len(msg))
 	if err != nil {
 		if cause := context.Cause(xctx); errors.Is(cause, ErrMessageContinued) || errors.Is(cause, ErrClientLeft) {
-			resetWhenHeard(ctx, conn, s.writeIdle())
+			resetWhenHeard(ctx, conn, s.writeTimeout())
 			return t, fmt.Errorf("%w (after %d of %d bytes of the answer to %s)", cause, t.Sent, want, conn.RemoteAddr())
 		}
 		if ctx.Err() != nil {
 			return t, fmt.Errorf("%w: stopped after sending %d of %d bytes to %s", ErrCutShort, t.Sent, want, conn.RemoteAddr())
 		}
-		resetWhenHeard(ctx, conn, s.writeIdle())
+		resetWhenHeard(ctx, conn, s.writeTimeout())
 		return t, fmt.Errorf("send to %s after %d of %d bytes: %w", conn.RemoteAddr(), t.Sent, want, plain(err))
 	}
 	if m.Ending.Guessed() {
@@ -238,7 +290,7 @@ func (s *Server) echo(stopping, ctx context.Context, conn net.Conn, start time.T
 			if ctx.Err() != nil {
 				return t, fmt.Errorf("%w: stopped while the end of the answer to %s was held back", ErrCutShort, conn.RemoteAddr())
 			}
-			resetWhenHeard(ctx, conn, s.writeIdle())
+			resetWhenHeard(ctx, conn, s.writeTimeout())
 			return t, fmt.Errorf("%w; the connection is reset", err)
 		}
 	}
@@ -284,7 +336,7 @@ func (s *Server) awaitGoAhead(stopping context.Context, conn net.Conn, m stream.
 	cancel(nil)
 	<-watched
 	if cause := context.Cause(gctx); errors.Is(cause, ErrClientLeft) || errors.Is(cause, ErrMessageContinued) {
-		resetWhenHeard(stopping, conn, s.writeIdle())
+		resetWhenHeard(stopping, conn, s.writeTimeout())
 		return cause
 	}
 	if err != nil {
@@ -303,7 +355,7 @@ const drainMax = MaxMessage
 
 // finish ends a complete transfer so that the client gets all of it and
 // a FIN: it half-closes (the FIN goes after the last copy) and waits
-// (until ctx ends, or WriteIdle passes with nothing acknowledged) until
+// (until ctx ends, or WriteTimeout passes with nothing acknowledged) until
 // the client's kernel has acknowledged everything sent and the FIN
 // (tcpsock.AwaitAcked, whose rule says what a reset does), while tail
 // goes on reading and dropping what the client still sends (bytes after
@@ -335,7 +387,7 @@ func (s *Server) finish(ctx context.Context, conn net.Conn, tail *tailWatch, m s
 		case <-wctx.Done():
 		}
 	}()
-	idle := s.writeIdle()
+	idle := s.writeTimeout()
 	err := tcpsock.AwaitAcked(wctx, conn, idle, tail.got)
 	cancel(nil)
 	<-watched
@@ -386,71 +438,89 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 	serve(ctx, conn)
 }
 
-// ServeOne is tms.py's whole life: accept one client on ln, stop
-// listening, and serve that client (Echo), logging the outcome. The
-// go-ahead may wait as long as the person at the keyboard needs, so the
-// client's connection gets the detection of a vanished peer that
-// internal/server gives each one it serves: a client that vanishes while
-// it waits must not hold tms for ever. If ctx ends before a client comes,
-// ServeOne returns ctx's error. When ctx ends later, a message still
-// arriving and a go-ahead not given end at once; a transfer in flight
-// gets Grace more, and server.Hurry(ctx) (a second signal) resets it at
-// once, as server.Run does for the servers of many clients.
-func (s *Server) ServeOne(ctx context.Context, ln net.Listener) (Transfer, error) {
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
-	conn, err := ln.Accept()
-	stop()
-	ln.Close()
-	if err != nil {
-		if ctx.Err() != nil {
-			return Transfer{}, ctx.Err()
+// One is tms.py's whole life as a server.Handler: it serves its first
+// client (Echo) and is then done (server.Finisher), so server.Run stops.
+// Serve it on server.AcceptOnce(ln), which stops listening once the
+// client is in, as tms.py takes no second one; the server gives the
+// client the detection of a vanished peer it gives every client: one
+// that vanishes while the go-ahead waits (as long as the person at the
+// keyboard needs) must not hold tms for ever.
+//
+// When the server begins to stop (a signal), a message still arriving
+// and a go-ahead not given end at once; a transfer in flight gets the
+// server's Grace, as the servers of many clients give theirs.
+type One struct {
+	Server *Server
+
+	done chan struct{}
+	t    Transfer
+	err  error
+}
+
+// NewOne returns the handler that serves s to one client.
+func NewOne(s *Server) *One { return &One{Server: s, done: make(chan struct{})} }
+
+// ServeConn serves the one client and logs the outcome: "transfer done",
+// or, when a stop ended it, "transfer failed" (Err says the rest).
+func (o *One) ServeConn(ctx context.Context, conn net.Conn) {
+	defer close(o.done)
+	s := o.Server
+	stopping, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		select {
+		case <-server.Stopping(ctx):
+			stop()
+		case <-stopping.Done():
 		}
-		return Transfer{}, fmt.Errorf("accept: %w", endpoint.Cause(err))
-	}
-	defer conn.Close()
-	if err := server.DetectVanishedPeer(conn, net.KeepAliveConfig{}, s.UserTimeout()); err != nil {
-		s.logger().Warn("a vanished client may go unnoticed", "err", err)
-	}
-	drain, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancel()
-	var graceTimer *time.Timer
-	var mu sync.Mutex
-	stopGrace := context.AfterFunc(ctx, func() {
-		s.logger().Info("shutting down", "grace", s.Grace)
-		mu.Lock()
-		graceTimer = time.AfterFunc(s.Grace, func() {
-			s.logger().Info("grace period over; resetting the transfer")
-			cancel()
-		})
-		mu.Unlock()
-	})
-	defer stopGrace()
-	stopHurry := context.AfterFunc(server.Hurry(ctx), func() {
-		if ctx.Err() != nil && drain.Err() == nil {
-			s.logger().Info("second signal; resetting the transfer")
-		}
-		cancel()
-	})
-	defer stopHurry()
-	defer func() {
-		mu.Lock()
-		if graceTimer != nil {
-			graceTimer.Stop()
-		}
-		mu.Unlock()
 	}()
 	s.clientIsAt(conn)
-	t, err := s.echoLogged(ctx, drain, conn, time.Now())
+	o.t, o.err = s.echoLogged(stopping, ctx, conn, time.Now())
 	switch {
-	case err == nil:
-		s.logger().Info("transfer done", "sent_bytes", t.Sent, "message_end", t.Ending.String(), "elapsed", t.Elapsed)
-	case ctx.Err() != nil && !errors.Is(err, ErrCutShort):
+	case o.err == nil:
+		s.logger().Info("transfer done", "sent_bytes", o.t.Sent, "message_end", o.t.Ending.String(), "elapsed", o.t.Elapsed)
+	case stopping.Err() != nil && !errors.Is(o.err, ErrCutShort):
 		// After a signal the exit status says only that tms was
 		// stopped: the log says what became of the transfer.
-		s.logger().Info("transfer failed", "err", err)
+		s.logger().Info("transfer failed", "err", o.err)
 	}
-	return t, err
 }
+
+// Done implements server.Finisher: it is closed once the client has been
+// served.
+func (o *One) Done() <-chan struct{} { return o.done }
+
+// Silent implements server.SilentFinisher: ServeConn's line is tms's
+// last word, as tms.py's.
+func (o *One) Silent() {}
+
+// Result is the client's transfer and how it ended (nil: served whole);
+// a zero Transfer and nil before a client came.
+func (o *One) Result() (Transfer, error) {
+	select {
+	case <-o.done:
+		return o.t, o.err
+	default:
+		return Transfer{}, nil
+	}
+}
+
+// Configure implements server.Configurer: one slot, and the Server's
+// own caps and manners (Server.Configure).
+func (o *One) Configure(srv *server.Server) {
+	srv.MaxConns = 1
+	o.Server.Configure(srv)
+}
+
+// Validate implements server.Validator: the Server's fields.
+func (o *One) Validate(srv *server.Server) error { return o.Server.Validate(srv) }
+
+var (
+	_ server.Finisher       = (*One)(nil)
+	_ server.SilentFinisher = (*One)(nil)
+	_ server.Configurer     = (*One)(nil)
+	_ server.Validator      = (*One)(nil)
+)
 
 // clientIsAt writes tms.py's "client is at" line.
 func (s *Server) clientIsAt(conn net.Conn) {
@@ -466,13 +536,6 @@ func (s *Server) echoLogged(stopping, ctx context.Context, conn net.Conn, start 
 		s.logger().Warn("transfer reset", "client", conn.RemoteAddr().String(), "sent_bytes", t.Sent, "err", err)
 	}
 	return t, err
-}
-
-// UserTimeout is the TCP_USER_TIMEOUT for this server's connections
-// (server.Server's UserTimeout field): a reader that pauses is dropped by
-// WriteIdle, not before by the kernel (see server.UserTimeoutFor).
-func (s *Server) UserTimeout() time.Duration {
-	return server.UserTimeoutFor(cmp.Or(s.WriteIdle, DefaultWriteIdle))
 }
 
 func (s *Server) logger() *slog.Logger {

@@ -132,7 +132,7 @@ func TestEchoAndFetch(t *testing.T) {
 		done <- err
 	}()
 	var got bytes.Buffer
-	res, err := Fetch(context.Background(), client, []byte("abc"), 5*time.Second, 0, func(c []byte) { got.Write(c) })
+	res, err := Fetch(context.Background(), client, []byte("abc"), func(c []byte) { got.Write(c) }, FetchOptions{IdleTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,11 +164,11 @@ func TestClientBlocksUntilGoAhead(t *testing.T) {
 	var firstChunk time.Time
 	fetched := make(chan *Result, 1)
 	go func() {
-		res, _ := Fetch(context.Background(), client, []byte("abc"), 5*time.Second, 0, func([]byte) {
+		res, _ := Fetch(context.Background(), client, []byte("abc"), func([]byte) {
 			if firstChunk.IsZero() {
 				firstChunk = time.Now()
 			}
-		})
+		}, FetchOptions{IdleTimeout: 5 * time.Second})
 		fetched <- res
 	}()
 	select {
@@ -189,7 +189,7 @@ func TestClientBlocksUntilGoAhead(t *testing.T) {
 
 func TestFetchTimesOutOnSilence(t *testing.T) {
 	client, _ := pipe(t) // the server side never answers
-	_, err := Fetch(context.Background(), client, []byte("abc"), 100*time.Millisecond, 0, nil)
+	_, err := Fetch(context.Background(), client, []byte("abc"), nil, FetchOptions{IdleTimeout: 100 * time.Millisecond})
 	if err == nil || !strings.Contains(err.Error(), "timed out") {
 		t.Fatalf("err = %v, want a timeout", err)
 	}
@@ -203,7 +203,7 @@ func startKeep(t *testing.T, s *Server) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &server.Server{Handler: s}
+	srv := &server.Server{Handler: s, MaxConns: server.DefaultMaxConns, MaxConnsPerAddr: -1} // the caps of before Configure, for the thousand clients
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return ln.Addr().String()
@@ -216,7 +216,7 @@ func TestThousandConcurrentClientsEachGetTheirOwnCopies(t *testing.T) {
 	// with 1,000 race-built clients at once) are set far out, so that
 	// only a lost or mixed-up answer fails the test.
 	const patience = 5 * time.Minute
-	addr := startKeep(t, &Server{Copies: copies, ReadTimeout: patience, WriteIdle: patience})
+	addr := startKeep(t, &Server{Copies: copies, ReadTimeout: patience, WriteTimeout: patience})
 	var wg sync.WaitGroup
 	errs := make(chan error, clients)
 	for i := range clients {
@@ -231,7 +231,7 @@ func TestThousandConcurrentClientsEachGetTheirOwnCopies(t *testing.T) {
 			defer conn.Close()
 			msg := fmt.Sprintf("client-%04d\n", i)
 			var got bytes.Buffer
-			res, err := Fetch(context.Background(), conn, []byte(msg), patience, 0, func(c []byte) { got.Write(c) })
+			res, err := Fetch(context.Background(), conn, []byte(msg), func(c []byte) { got.Write(c) }, FetchOptions{IdleTimeout: patience})
 			if err != nil {
 				errs <- err
 				return
@@ -249,7 +249,7 @@ func TestThousandConcurrentClientsEachGetTheirOwnCopies(t *testing.T) {
 }
 
 func TestClientVanishingMidTransferCostsOthersNothing(t *testing.T) {
-	addr := startKeep(t, &Server{Copies: 1_000_000, WriteIdle: time.Second})
+	addr := startKeep(t, &Server{Copies: 1_000_000, WriteTimeout: time.Second})
 	// A client that asks for 100 MB, reads a little and leaves.
 	quitter, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -268,7 +268,7 @@ func TestClientVanishingMidTransferCostsOthersNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	res, err := Fetch(context.Background(), conn, []byte("z\n"), 10*time.Second, 0, nil)
+	res, err := Fetch(context.Background(), conn, []byte("z\n"), nil, FetchOptions{IdleTimeout: 10 * time.Second})
 	if err != nil || res.Stats.Total() != 2_000_000 {
 		t.Fatalf("next client: %v, %d bytes", err, res.Stats.Total())
 	}
@@ -279,7 +279,7 @@ func TestClientVanishingMidTransferCostsOthersNothing(t *testing.T) {
 func TestStalledReaderIsReset(t *testing.T) {
 	client, srv := pipe(t)
 	client.(*net.TCPConn).SetReadBuffer(4096)
-	s := &Server{Copies: 100_000_000, WriteIdle: 100 * time.Millisecond}
+	s := &Server{Copies: 100_000_000, WriteTimeout: 100 * time.Millisecond}
 	client.Write([]byte("abc\n"))
 	_, err := s.Echo(context.Background(), srv)
 	if err == nil {

@@ -61,7 +61,7 @@ func TestFetchHandsOnARefusalAfterAFailedSend(t *testing.T) {
 	defer conn.Close()
 	var got bytes.Buffer
 	// 8 MB cannot fit in the socket buffers: the send fails for sure.
-	_, err = Fetch(context.Background(), conn, bytes.Repeat([]byte("a"), 8<<20), 10*time.Second, 0, func(c []byte) { got.Write(c) })
+	_, err = Fetch(context.Background(), conn, bytes.Repeat([]byte("a"), 8<<20), func(c []byte) { got.Write(c) }, FetchOptions{IdleTimeout: 10 * time.Second})
 	var refused *RefusedError
 	if !errors.As(err, &refused) || refused.Line != strings.TrimSuffix(server.BusyLine("max number of clients reached (1)"), "\n") || got.Len() != 0 {
 		t.Fatalf("Fetch failed with %v and handed on %q; want a RefusedError with the busy line and nothing handed on", err, got.String())

@@ -52,6 +52,22 @@ type Options struct {
 	MaxValue     int           // zero: DefaultMaxValue
 }
 
+// Validate names the first field of o that is out of range. The reply
+// and probe timeouts cannot be none: a client always ends.
+func (o Options) Validate() error {
+	switch {
+	case o.Mode == Classic && o.Watch:
+		return server.Invalid("{Watch} needs framed mode, not {Mode} Classic")
+	case o.ReplyTimeout < 0:
+		return server.Invalid("{ReplyTimeout} must be positive, not %s", o.ReplyTimeout)
+	case o.ProbeTimeout < 0:
+		return server.Invalid("{ProbeTimeout} must be positive, not %s", o.ProbeTimeout)
+	case o.MaxValue < 0:
+		return server.Invalid("{MaxValue} must be at least 1, not %d", o.MaxValue)
+	}
+	return nil
+}
+
 // Client is one strclnt connection. Its methods are for one goroutine,
 // except that Close may be called from any goroutine to end a blocked Next.
 type Client struct {

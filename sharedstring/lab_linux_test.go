@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tcplab/tcplab/internal/netlab"
+	"github.com/tcplab/tcplab/internal/server"
 	"github.com/tcplab/tcplab/sharedstring"
 	"github.com/tcplab/tcplab/store"
 )
@@ -29,7 +30,7 @@ func labClassic(t *testing.T, initial []byte, mode sharedstring.Mode, fault func
 	ended := make(chan struct{})
 	go func() {
 		defer close(ended)
-		srv.Run(ctx, ln, nil)
+		srv.Run(ctx, &server.Server{}, ln, nil)
 	}()
 	t.Cleanup(func() {
 		cancel()

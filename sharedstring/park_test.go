@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tcplab/tcplab/internal/server"
 	"github.com/tcplab/tcplab/internal/testkit"
 	"github.com/tcplab/tcplab/sharedstring"
 	"github.com/tcplab/tcplab/store"
@@ -27,9 +28,7 @@ func TestSilentClientsHoldNoGoroutine(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t, before) })
 	const each = 25
 	st := store.NewMemoryFrom([]byte("v:"))
-	_, port := startServer(t, st, func(s *sharedstring.Server) {
-		s.MaxConns = 10 * each
-		s.MaxConnsPerAddr = -1
+	_, port := startCapped(t, st, &server.Server{MaxConns: 10 * each, MaxConnsPerAddr: -1}, func(s *sharedstring.Server) {
 		s.MaxWatchers = 2 * each
 	})
 	base := runtime.NumGoroutine()

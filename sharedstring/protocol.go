@@ -123,7 +123,8 @@ const (
 )
 
 // HelloWait bounds how long the server waits for the rest of a hello after
-// a first byte of 0xFF.
+// a first byte of 0xFF. Exported as part of the framed protocol: another
+// client must send its whole hello within it.
 const HelloWait = time.Second
 
 // DefaultMaxValue bounds v (server) and a client's copy of it: 256 MiB.

@@ -28,7 +28,7 @@ func dialRawFrom(t *testing.T, src, port string) net.Conn {
 // the 'e' frame that answers its hello; before, it waited in the listen
 // backlog and its first letter timed out after 30 s.
 func TestFullServerRefusesAFramedClientAtOnce(t *testing.T) {
-	srv, port := startServer(t, store.NewMemory(), func(s *sharedstring.Server) { s.MaxConns, s.MaxConnsPerAddr = 2, -1 })
+	srv, port := startCapped(t, store.NewMemory(), &server.Server{MaxConns: 2, MaxConnsPerAddr: -1}, nil)
 	dial(t, port, sharedstring.Options{})
 	dial(t, port, sharedstring.Options{})
 	waitClients(t, srv.Store, 2)
@@ -47,7 +47,7 @@ func TestFullServerRefusesAFramedClientAtOnce(t *testing.T) {
 // "busy: ..." within the refusal's time bound, then the close; Client in
 // classic mode reports it as a refusal when it sends its first letter.
 func TestFullServerRefusesAClassicClient(t *testing.T) {
-	srv, port := startServer(t, store.NewMemory(), func(s *sharedstring.Server) { s.MaxConns, s.MaxConnsPerAddr = 1, -1 })
+	srv, port := startCapped(t, store.NewMemory(), &server.Server{MaxConns: 1, MaxConnsPerAddr: -1}, nil)
 	dialRaw(t, port).Write([]byte("a"))
 	waitClients(t, srv.Store, 1)
 	want := "busy: max number of clients reached (1); try again later\n"
@@ -79,7 +79,7 @@ func TestFullServerRefusesAClassicClient(t *testing.T) {
 // client from 127.0.0.1 is served. Before, 1,000 idle sockets from one
 // address held every slot of a default strsvr.
 func TestIdleConnsFromOneAddressCannotShutOutStrclnt(t *testing.T) {
-	srv, port := startServer(t, store.NewMemoryFrom([]byte("v:")), func(s *sharedstring.Server) { s.MaxConns = 8 })
+	srv, port := startCapped(t, store.NewMemoryFrom([]byte("v:")), &server.Server{MaxConns: 8}, nil)
 	for range 2 {
 		dialRawFrom(t, "127.0.0.2", port)
 	}

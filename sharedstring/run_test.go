@@ -11,6 +11,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/tcplab/tcplab/internal/server"
 	"github.com/tcplab/tcplab/sharedstring"
 	"github.com/tcplab/tcplab/store"
 )
@@ -29,7 +30,7 @@ func TestRunWithKeepEndsOnlyWithItsContext(t *testing.T) {
 		defer cancel()
 		res := make(chan runResult, 1)
 		go func() {
-			v, err := srv.Run(ctx, ln, nil)
+			v, err := srv.Run(ctx, &server.Server{}, ln, nil)
 			res <- runResult{v, err}
 		}()
 		c := ln.dial()
@@ -137,7 +138,7 @@ func TestRunFinalValueError(t *testing.T) {
 	ln, pc := listenPair(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	v, err := srv.Run(ctx, ln, pc)
+	v, err := srv.Run(ctx, &server.Server{}, ln, pc)
 	var fe *sharedstring.FinalValueError
 	if !errors.As(err, &fe) || v != nil || !errors.Is(err, errStoreDown) || !strings.HasPrefix(err.Error(), "read the final value of v: store down") || strings.Contains(err.Error(), "retrying") {
 		t.Fatalf("Run returned %q, %v; want a FinalValueError", v, err)
@@ -148,8 +149,8 @@ func TestRunFinalValueError(t *testing.T) {
 // the WaitFor gathering, which may all come from one machine.
 func TestGatheringFromOneAddressIsNeverShutOut(t *testing.T) {
 	st := store.NewMemory()
-	srv := &sharedstring.Server{Store: st, WaitFor: 3, MaxConns: 4} // a quarter: 1
-	port, res := runServer(t, srv)
+	srv := &sharedstring.Server{Store: st, WaitFor: 3}
+	port, res := runCapped(t, srv, &server.Server{MaxConns: 4}) // a quarter: 1
 	var cs []*sharedstring.Client
 	for range 3 {
 		cs = append(cs, dial(t, port, sharedstring.Options{Mode: sharedstring.Classic}))

@@ -19,15 +19,15 @@ import (
 
 // Defaults for the Server's limits.
 const (
-	DefaultWriteIdle = 10 * time.Second
-	// DefaultReadIdle is the read timeout strsvr sets unless told
-	// otherwise (--read-timeout). The Server's own zero ReadIdle means no
-	// read timeout, as net/http's zero ReadTimeout does.
-	DefaultReadIdle = 30 * time.Minute
-	// DefaultMaxConns caps the clients served at once. A client may sit
-	// idle for up to the read timeout (a watcher for ever), so the cap,
-	// not the timeouts, is what keeps a crowd of idle connections from
-	// holding the process; 1,000 is also what tms --keep uses.
+	// DefaultWriteTimeout is how long a client may accept no reply bytes.
+	DefaultWriteTimeout = 10 * time.Second
+	// DefaultReadTimeout is how long a client may send nothing.
+	DefaultReadTimeout = 30 * time.Minute
+	// DefaultMaxConns caps the clients served at once (server.Server's
+	// MaxConns, see Configure). A client may sit idle for up to the read
+	// timeout (a watcher for ever), so the cap, not the timeouts, is what
+	// keeps a crowd of idle connections from holding the process; 1,000
+	// is also what tms --keep uses.
 	DefaultMaxConns = 1000
 	// DefaultMaxWatchers caps the watch connections served at once, within
 	// MaxConns: a quarter of DefaultMaxConns. A watcher has no read
@@ -45,10 +45,13 @@ const (
 )
 
 // Server is the shared-string protocol: strsvr. It is a server.Handler
-// (ServeConn serves one client) and a server.Finisher (Done says when the
-// tutorial's server would exit); Run is its whole life as a process. The
-// zero value serves a v kept in Store with the defaults below; Store must
-// be set. Fields must not change after the first ServeConn or Run.
+// (ServeConn serves one client), a server.Configurer (Configure gives the
+// server.Server this protocol's caps and refusal) and a server.Finisher
+// (Done says when the tutorial's server would exit); Run is its whole life
+// as a process. Every field's zero value is its documented default, and a
+// negative duration means none (the project's convention, see
+// internal/server); Store must be set. Fields must not change after the
+// first ServeConn or Run; Validate says which field is out of range.
 type Server struct {
 	// Store holds v and counts the clients.
 	Store store.Store
@@ -62,16 +65,16 @@ type Server struct {
 	// then never closed, and Run ends only with its context.
 	Keep bool
 
-	// WriteIdle drops a client whose connection accepts no reply bytes for
-	// this long (to within a sixteenth): a client that stops reading is
-	// disconnected, never buffered for. Zero means DefaultWriteIdle.
-	WriteIdle time.Duration
+	// WriteTimeout drops a client whose connection accepts no reply bytes
+	// for this long (to within a sixteenth): a client that stops reading
+	// is disconnected, never buffered for. Zero means DefaultWriteTimeout;
+	// it cannot be none.
+	WriteTimeout time.Duration
 
-	// ReadIdle drops a client that sends nothing for this long, to within
-	// a sixteenth (watchers excepted: waiting is what they are for). Zero
-	// (or negative) means no read timeout; strsvr's default is
-	// DefaultReadIdle.
-	ReadIdle time.Duration
+	// ReadTimeout drops a client that sends nothing for this long, to
+	// within a sixteenth (watchers excepted: waiting is what they are
+	// for). Zero means DefaultReadTimeout; negative, no read timeout.
+	ReadTimeout time.Duration
 
 	// MaxValue bounds v: a client whose letters would grow v beyond it is
 	// disconnected. Zero means DefaultMaxValue. With a store.Capped store
@@ -81,22 +84,11 @@ type Server struct {
 	// one read (4 KiB) per client of the group appending at that moment.
 	MaxValue int
 
-	// MaxConns caps the clients served at once by Run's server.Server,
-	// watchers included. Zero means DefaultMaxConns.
-	MaxConns int
-
-	// MaxConnsPerAddr caps the clients Run serves at once from one address
-	// (an IPv6 /64); a client over it, or over MaxConns, is refused at
-	// once: an 'e' frame for a framed client, the line "busy: ..." for a
-	// classic one. Zero means a quarter of MaxConns, and at least WaitFor,
-	// so that the tutorial's gathering, which may well be all on one
-	// machine, is never shut out; negative, no cap (see server.Server).
-	MaxConnsPerAddr int
-
 	// MaxWatchers caps the watch connections served at once; they count
-	// towards MaxConns too. A watcher over the cap gets an 'e' frame
-	// saying so instead of the 'h' frame, and is closed. Zero means a
-	// quarter of MaxConns (at least 1), DefaultMaxWatchers by default.
+	// towards the server.Server's MaxConns too. A watcher over the cap
+	// gets an 'e' frame saying so instead of the 'h' frame, and is closed.
+	// Zero means a quarter of MaxConns (at least 1), DefaultMaxWatchers
+	// by default.
 	MaxWatchers int
 
 	// ParkAfter is how long a client may be silent before its connection
@@ -120,6 +112,7 @@ type Server struct {
 
 	once     sync.Once
 	log      *slog.Logger
+	slots    int           // the server.Server's MaxConns, set by Configure
 	gate     chan struct{} // closed once WaitFor clients have joined
 	gated    sync.Once
 	joined   atomic.Int64 // clients that ever joined
@@ -150,34 +143,20 @@ func (s *Server) init() {
 	})
 }
 
-// Run is strsvr's life on ln (and, if pc is not nil, discovery on pc, the
-// UDP socket on the same port number): it serves until ctx ends or, unless
-// Keep, the group of clients has become empty (see Done); then it closes
-// every connection at once, waits for the appends still in flight to be
-// stored, and returns v as the store keeps it: the tutorial's "the final
-// value of v". The error, if not nil, is why serving ended early (v is
-// still returned), or a *FinalValueError (v is then nil). Run closes ln
-// and pc, not the Store. A Server runs once.
+// Run is strsvr's life: srv serves s on ln (and, if pc is not nil,
+// discovery answers on pc, the UDP socket on the same port number) until
+// ctx ends or, unless Keep, the group of clients has become empty (see
+// Done); then every connection is closed at once, the appends still in
+// flight are waited for, and Run returns v as the store keeps it: the
+// tutorial's "the final value of v". The error, if not nil, is why serving
+// ended early (v is still returned), or a *FinalValueError (v is then
+// nil). Run closes ln and pc, not the Store. A Server runs once.
 //
-// Run builds the server.Server itself: its caps follow from this
-// protocol's settings (the per-address share that must admit the WaitFor
-// gathering, a refusal in the client's own mode, a TCP user timeout that
-// lets a paused watcher last WriteIdle), so they are set in one place.
-func (s *Server) Run(ctx context.Context, ln net.Listener, pc net.PacketConn) ([]byte, error) {
+// srv's caps are the caller's (zero: this protocol's defaults, filled in
+// by Configure); its Handler is set to s.
+func (s *Server) Run(ctx context.Context, srv *server.Server, ln net.Listener, pc net.PacketConn) ([]byte, error) {
 	s.init()
-	srv := &server.Server{
-		Handler:         s,
-		MaxConns:        s.maxConns(),
-		MaxConnsPerAddr: s.maxConnsPerAddr(),
-		Refuse:          s.refuse,
-		ParkAfter:       s.ParkAfter,
-		Logger:          s.log,
-		// A watcher that pauses is dropped by WriteIdle, not before.
-		UserTimeout: server.UserTimeoutFor(s.writeIdle()),
-		// Every letter is answered as it comes: nothing in flight is
-		// worth a grace period, and v is printed right after.
-		Grace: -1,
-	}
+	srv.Handler = s
 	bg, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	if pc != nil {
@@ -471,28 +450,80 @@ func (c *conn) end(err error) {
 	c.leave()
 }
 
-func (s *Server) writeIdle() time.Duration {
-	if s.WriteIdle > 0 {
-		return s.WriteIdle
+// Configure implements server.Configurer: the caps and manners of the
+// server.Server that serves s, where the caller left them zero.
+//
+//   - MaxConns: DefaultMaxConns.
+//   - MaxConnsPerAddr: a quarter of MaxConns, and at least WaitFor, so
+//     that the tutorial's gathering, which may well be all on one
+//     machine, is never shut out. A client over a cap is refused at once:
+//     an 'e' frame for a framed client, the line "busy: ..." for a
+//     classic one (Refuse).
+//   - UserTimeout: one that lets a watcher that pauses last WriteTimeout.
+//   - Grace: none. Every letter is answered as it comes: nothing in
+//     flight is worth a grace period, and v is printed right after.
+//   - ParkAfter: the Server's.
+//   - Logger: the Server's.
+func (s *Server) Configure(srv *server.Server) {
+	s.init()
+	if srv.MaxConns == 0 {
+		srv.MaxConns = DefaultMaxConns
 	}
-	return DefaultWriteIdle
+	if srv.MaxConnsPerAddr == 0 && s.WaitFor > 0 {
+		srv.MaxConnsPerAddr = max(1, srv.MaxConns/4, s.WaitFor)
+	}
+	if srv.Refuse == nil {
+		srv.Refuse = s.refuse
+	}
+	if srv.UserTimeout == 0 {
+		srv.UserTimeout = server.UserTimeoutFor(s.writeTimeout())
+	}
+	if srv.Grace == 0 {
+		srv.Grace = -1
+	}
+	if srv.ParkAfter == 0 {
+		srv.ParkAfter = s.ParkAfter
+	}
+	if srv.Logger == nil {
+		srv.Logger = s.log
+	}
+	s.slots = srv.MaxConns
 }
 
-// readIdle is ReadIdle; zero or negative: none.
-func (s *Server) readIdle() time.Duration { return max(0, s.ReadIdle) }
-
-func (s *Server) maxConns() int {
-	if s.MaxConns > 0 {
-		return s.MaxConns
+// Validate implements server.Validator: it checks s's fields, some
+// against srv's caps, and names the first that is out of range.
+func (s *Server) Validate(srv *server.Server) error {
+	slots := srv.MaxConns
+	if slots == 0 {
+		slots = DefaultMaxConns
 	}
-	return DefaultMaxConns
+	switch {
+	case s.WaitFor < 0:
+		return server.Invalid("{WaitFor} must be at least 0, not %d", s.WaitFor)
+	case s.WaitFor > slots:
+		return server.Invalid("{WaitFor} (%d) must not exceed {MaxConns} (%d): the gathering could never be complete", s.WaitFor, slots)
+	case s.MaxWatchers < 0:
+		return server.Invalid("{MaxWatchers} must be at least 1, not %d", s.MaxWatchers)
+	case s.MaxWatchers >= slots:
+		return server.Invalid("{MaxWatchers} (%d) must be below {MaxConns} (%d): watchers never time out, so they could hold every slot", s.MaxWatchers, slots)
+	case s.MaxValue < 0:
+		return server.Invalid("{MaxValue} must be at least 1, not %d", s.MaxValue)
+	case s.WriteTimeout < 0:
+		return server.Invalid("{WriteTimeout} must be positive, not %s", s.WriteTimeout)
+	}
+	return nil
 }
 
-func (s *Server) maxConnsPerAddr() int {
-	if s.MaxConnsPerAddr == 0 && s.WaitFor > 0 {
-		return max(1, s.maxConns()/4, s.WaitFor)
+func (s *Server) writeTimeout() time.Duration {
+	if s.WriteTimeout > 0 {
+		return s.WriteTimeout
 	}
-	return s.MaxConnsPerAddr
+	return DefaultWriteTimeout
+}
+
+// readTimeout is ReadTimeout resolved; 0: none.
+func (s *Server) readTimeout() time.Duration {
+	return server.Setting(s.ReadTimeout, DefaultReadTimeout)
 }
 
 func (s *Server) maxValue() int {
@@ -506,7 +537,11 @@ func (s *Server) maxWatchers() int {
 	if s.MaxWatchers > 0 {
 		return s.MaxWatchers
 	}
-	return max(1, s.maxConns()/4)
+	slots := s.slots
+	if slots <= 0 {
+		slots = DefaultMaxConns
+	}
+	return max(1, slots/4)
 }
 
 var errValueFull = store.ErrFull
@@ -643,7 +678,7 @@ func (c *conn) readIdle() time.Duration {
 	if c.w != nil {
 		return 0
 	}
-	return c.s.readIdle()
+	return c.s.readTimeout()
 }
 
 // idleDeadline is when c is dropped if the client stays silent; the zero
@@ -833,10 +868,10 @@ func refresh(set func(time.Time) error, last time.Time, idle time.Duration) time
 }
 
 // write writes bufs with one writev where it can, giving the client
-// WriteIdle to make progress each time, so a slow reader finishes and one
+// WriteTimeout to make progress each time, so a slow reader finishes and one
 // that stopped reading is dropped.
 func (c *conn) write(bufs [][]byte) error {
-	idle := c.s.writeIdle()
+	idle := c.s.writeTimeout()
 	nb := net.Buffers(bufs)
 	if len(nb) > 1 && buffersLen(nb) <= joinMax {
 		// A few small buffers (a framed reply: header and data; a
@@ -885,6 +920,8 @@ func (c *conn) write(bufs [][]byte) error {
 }
 
 var (
-	_ server.Handler  = (*Server)(nil)
-	_ server.Finisher = (*Server)(nil)
+	_ server.Handler    = (*Server)(nil)
+	_ server.Finisher   = (*Server)(nil)
+	_ server.Configurer = (*Server)(nil)
+	_ server.Validator  = (*Server)(nil)
 )

@@ -17,6 +17,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/tcplab/tcplab/internal/server"
 	"github.com/tcplab/tcplab/internal/testkit"
 	"github.com/tcplab/tcplab/sharedstring"
 	"github.com/tcplab/tcplab/store"
@@ -29,11 +30,17 @@ func TestMain(m *testing.M) { testkit.Main(m) }
 // ends, and returns the server and its port.
 func startServer(t *testing.T, st store.Store, configure func(*sharedstring.Server)) (*sharedstring.Server, string) {
 	t.Helper()
+	return startCapped(t, st, &server.Server{}, configure)
+}
+
+// startCapped is startServer with the server.Server's caps set in caps.
+func startCapped(t *testing.T, st store.Store, caps *server.Server, configure func(*sharedstring.Server)) (*sharedstring.Server, string) {
+	t.Helper()
 	srv := &sharedstring.Server{Store: st, Keep: true}
 	if configure != nil {
 		configure(srv)
 	}
-	port, _ := runServer(t, srv)
+	port, _ := runCapped(t, srv, caps)
 	return srv, port
 }
 
@@ -47,13 +54,19 @@ type runResult struct {
 // test ends, and returns its port and where Run's result arrives.
 func runServer(t *testing.T, srv *sharedstring.Server) (string, <-chan runResult) {
 	t.Helper()
+	return runCapped(t, srv, &server.Server{})
+}
+
+// runCapped is runServer with the server.Server's caps set in caps.
+func runCapped(t *testing.T, srv *sharedstring.Server, caps *server.Server) (string, <-chan runResult) {
+	t.Helper()
 	ln, pc := listenPair(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	res := make(chan runResult, 1)
 	ended := make(chan struct{})
 	go func() {
 		defer close(ended)
-		v, err := srv.Run(ctx, ln, pc)
+		v, err := srv.Run(ctx, caps, ln, pc)
 		res <- runResult{v, err}
 	}()
 	t.Cleanup(func() {
@@ -411,7 +424,7 @@ func TestWaitForGathersClientsFirst(t *testing.T) {
 		ln := newPipeListener()
 		res := make(chan runResult, 1)
 		go func() {
-			v, err := srv.Run(t.Context(), ln, nil)
+			v, err := srv.Run(t.Context(), &server.Server{}, ln, nil)
 			res <- runResult{v, err}
 		}()
 		read := func(c net.Conn, want string) {
@@ -471,7 +484,7 @@ func TestFaults(t *testing.T) {
 	})
 	t.Run("a client that never reads is dropped", func(t *testing.T) {
 		st := store.NewMemoryFrom(bytes.Repeat([]byte("v"), 1<<20))
-		srv, port := startServer(t, st, func(s *sharedstring.Server) { s.WriteIdle = 200 * time.Millisecond })
+		srv, port := startServer(t, st, func(s *sharedstring.Server) { s.WriteTimeout = 200 * time.Millisecond })
 		stuck := dialRaw(t, port)
 		stuck.Write(bytes.Repeat([]byte("s"), 100)) // 100 MiB of replies, never read
 		other := dial(t, port, sharedstring.Options{})
@@ -483,7 +496,7 @@ func TestFaults(t *testing.T) {
 	})
 	t.Run("a client that stopped reading is reset, not closed behind its queue", func(t *testing.T) {
 		st := store.NewMemoryFrom(bytes.Repeat([]byte("v"), 1<<20))
-		srv, port := startServer(t, st, func(s *sharedstring.Server) { s.WriteIdle = 200 * time.Millisecond })
+		srv, port := startServer(t, st, func(s *sharedstring.Server) { s.WriteTimeout = 200 * time.Millisecond })
 		stuck := dialRaw(t, port)
 		stuck.Write(bytes.Repeat([]byte("s"), 100)) // 100 MiB of replies, never read
 		waitClients(t, srv.Store, 1)
@@ -512,7 +525,7 @@ func TestFaults(t *testing.T) {
 		// The fake clock of a synctest bubble: the read timeout passes
 		// at once, and exactly.
 		synctest.Test(t, func(t *testing.T) {
-			srv := &sharedstring.Server{Store: store.NewMemory(), ReadIdle: 100 * time.Millisecond}
+			srv := &sharedstring.Server{Store: store.NewMemory(), ReadTimeout: 100 * time.Millisecond}
 			client, conn := net.Pipe()
 			defer client.Close()
 			start := time.Now()
@@ -687,7 +700,7 @@ func TestWatcherCap(t *testing.T) {
 // By default watchers get a quarter of MaxConns: with 8 slots, the third
 // watcher is refused, so clients that type always find a slot.
 func TestWatcherCapDefaultsToAQuarterOfMaxConns(t *testing.T) {
-	_, port := startServer(t, store.NewMemoryFrom([]byte("v:")), func(s *sharedstring.Server) { s.MaxConns, s.MaxConnsPerAddr = 8, -1 })
+	_, port := startCapped(t, store.NewMemoryFrom([]byte("v:")), &server.Server{MaxConns: 8, MaxConnsPerAddr: -1}, nil)
 	for range 2 {
 		w := dial(t, port, sharedstring.Options{Watch: true})
 		if kind, _, err := w.Next(); err != nil || kind != sharedstring.KindUpdate {
@@ -704,7 +717,7 @@ func TestWatcherCapDefaultsToAQuarterOfMaxConns(t *testing.T) {
 // when the hello's one-second wait ends.
 func TestNoReadTimeoutOutlivesTheHelloWait(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		srv := &sharedstring.Server{Store: store.NewMemory()} // ReadIdle 0: none
+		srv := &sharedstring.Server{Store: store.NewMemory(), ReadTimeout: -1} // none
 		client, conn := net.Pipe()
 		served := make(chan struct{})
 		go func() {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tcplab/tcplab/internal/server"
 	"github.com/tcplab/tcplab/internal/testkit"
 	"github.com/tcplab/tcplab/sharedstring"
 	"github.com/tcplab/tcplab/store"
@@ -71,9 +72,7 @@ func TestWatchersWaitOutAnOutageHoldingNoGoroutine(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t, before) })
 	const each = 25
 	st := newOutageStore("v:")
-	_, port := startServer(t, st, func(s *sharedstring.Server) {
-		s.MaxConns = 4 * each
-		s.MaxConnsPerAddr = -1
+	_, port := startCapped(t, st, &server.Server{MaxConns: 4 * each, MaxConnsPerAddr: -1}, func(s *sharedstring.Server) {
 		s.MaxWatchers = 2 * each
 		s.WatchOutage = time.Hour // waited out, never told, in this test
 	})
@@ -115,9 +114,7 @@ func TestWatchersToldAfterWatchOutage(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t, before) })
 	const each = 10
 	st := newOutageStore("v:")
-	_, port := startServer(t, st, func(s *sharedstring.Server) {
-		s.MaxConns = 4 * each
-		s.MaxConnsPerAddr = -1
+	_, port := startCapped(t, st, &server.Server{MaxConns: 4 * each, MaxConnsPerAddr: -1}, func(s *sharedstring.Server) {
 		s.MaxWatchers = 2 * each
 		s.WatchOutage = time.Second
 	})

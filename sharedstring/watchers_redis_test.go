@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/tcplab/tcplab/internal/redistest"
+	"github.com/tcplab/tcplab/internal/server"
 	"github.com/tcplab/tcplab/internal/testkit"
 	"github.com/tcplab/tcplab/sharedstring"
 	"github.com/tcplab/tcplab/store/redisstore"
@@ -231,7 +232,7 @@ func runStoppable(t *testing.T, srv *sharedstring.Server) (string, func() runRes
 	ctx, cancel := context.WithCancel(context.Background())
 	res := make(chan runResult, 1)
 	go func() {
-		v, err := srv.Run(ctx, ln, pc)
+		v, err := srv.Run(ctx, &server.Server{}, ln, pc)
 		res <- runResult{v, err}
 	}()
 	var once sync.Once

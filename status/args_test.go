@@ -36,7 +36,7 @@ func TestAnswersHideOtherProcessesArguments(t *testing.T) {
 			}
 			svc := newService(t)
 			svc.Allow = al
-			svc.Runner = &Runner{NoReuse: true}
+			svc.Runner = &Runner{Fresh: -1}
 			addr := startService(t, svc, 0)
 			for _, name := range []string{"ps", "json"} {
 				out := ask(t, addr, []byte(name))

@@ -37,7 +37,7 @@ func TestNoImpostorRuns(t *testing.T) {
 		}
 		svc := newService(t)
 		svc.Allow = al
-		svc.Runner = &Runner{NoReuse: true}
+		svc.Runner = &Runner{Fresh: -1}
 		addr := startService(t, svc, 0)
 		for _, name := range al.Names() {
 			if out := ask(t, addr, []byte(name)); !strings.Contains(out, want[name]) {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/singleflight"
+
+	"github.com/tcplab/tcplab/internal/server"
 )
 
 // Defaults for a Runner's zero fields.
@@ -41,12 +43,10 @@ type Runner struct {
 	// Zero means DefaultMaxOutput.
 	MaxOutput int
 	// Fresh is how long a finished run's output is served again. Zero means
-	// DefaultFresh; negative means no reuse, as NoReuse.
+	// DefaultFresh; negative means no reuse: every request after a run has
+	// finished runs the command again (concurrent requests still share a
+	// run).
 	Fresh time.Duration
-	// NoReuse turns the reuse of finished runs off, whatever Fresh says:
-	// every request after a run has finished runs the command again
-	// (concurrent requests still share a run).
-	NoReuse bool
 	// OnRun, if set, is called once for each run with shared false, and
 	// once for each request that got another's output (a run in flight or
 	// a fresh one) with shared true.
@@ -113,7 +113,7 @@ func (r *Runner) fresh(name string) ([]byte, bool) {
 	if window == 0 {
 		window = DefaultFresh
 	}
-	if r.NoReuse || window < 0 {
+	if window < 0 {
 		return nil, false
 	}
 	r.mu.Lock()
@@ -189,6 +189,18 @@ func (r *Runner) run(c *Command) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %w", c.name, err)
 	}
 	return r.capOutput(stdout.buf.Bytes()), nil
+}
+
+// Validate names the first field of r that is out of range. A run is
+// always bounded: Timeout and MaxOutput cannot be none.
+func (r *Runner) Validate() error {
+	switch {
+	case r.Timeout < 0:
+		return server.Invalid("{Timeout} must be positive, not %s", r.Timeout)
+	case r.MaxOutput < 0:
+		return server.Invalid("{MaxOutput} must be at least 1, not %d", r.MaxOutput)
+	}
+	return nil
 }
 
 func (r *Runner) maxOutput() int {

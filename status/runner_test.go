@@ -29,7 +29,7 @@ func TestRunnerCoalescesConcurrentRequests(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var runs atomic.Int64
 		var shared atomic.Int64
-		r := &Runner{NoReuse: true, OnRun: func(_ string, s bool) {
+		r := &Runner{Fresh: -1, OnRun: func(_ string, s bool) {
 			if s {
 				shared.Add(1)
 			}
@@ -51,10 +51,10 @@ func TestRunnerCoalescesConcurrentRequests(t *testing.T) {
 		if n := shared.Load(); n+runs.Load() != 50 {
 			t.Errorf("shared %d + ran %d != 50", n, runs.Load())
 		}
-		// NoReuse: a finished run is not reused.
+		// Fresh < 0: a finished run is not reused.
 		r.Output(context.Background(), c)
 		if n := runs.Load(); n != 2 {
-			t.Errorf("a later request reused a finished run with NoReuse (%d runs)", n)
+			t.Errorf("a later request reused a finished run with Fresh < 0 (%d runs)", n)
 		}
 	})
 }
@@ -69,7 +69,6 @@ func TestRunnerFreshnessWindow(t *testing.T) {
 	}{
 		{"Fresh 300ms", &Runner{Fresh: 300 * time.Millisecond}, 300 * time.Millisecond},
 		{"zero value", &Runner{}, DefaultFresh},
-		{"NoReuse", &Runner{NoReuse: true}, 0},
 		{"negative Fresh", &Runner{Fresh: -1}, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -210,7 +209,7 @@ func TestRunnerSurvivesAPanickingRun(t *testing.T) {
 		runs.Add(1)
 		panic("corrupt /proc line")
 	}}
-	r := &Runner{NoReuse: true}
+	r := &Runner{Fresh: -1}
 	for i := range 2 {
 		done := make(chan error, 1)
 		go func() {

@@ -37,20 +37,74 @@ const (
 // the read timeout each, can take no more than 64 of the 1,000 slots: the
 // clients of every other address are still served at once.
 //
-// With fewer slots than 256 in all, MaxConnsPerAddrFor gives a quarter of
-// them instead, so that one address never holds more than a quarter.
+// With fewer slots than 256 in all, Configure gives a quarter of them
+// instead, so that one address never holds more than a quarter.
 const DefaultMaxConnsPerAddr = 64
 
-// MaxConnsPerAddrFor is svr's default per-address cap for a server of
-// maxConns slots: DefaultMaxConnsPerAddr, or a quarter of maxConns (at
-// least 1) if that is less, as internal/server's own default.
-func MaxConnsPerAddrFor(maxConns int) int {
-	return min(DefaultMaxConnsPerAddr, max(1, maxConns/4))
+// DefaultMaxConns is svr's cap on the connections served at once.
+const DefaultMaxConns = 1000
+
+// DefaultGrace is the grace period Configure gives the requests in
+// flight when a stop comes (server.Server.Grace), as svr's --grace.
+const DefaultGrace = 10 * time.Second
+
+// Configure implements server.Configurer: the caps and manners of the
+// server.Server that serves s, where the caller left them zero.
+//
+//   - MaxConns: DefaultMaxConns.
+//   - MaxConnsPerAddr: DefaultMaxConnsPerAddr, or a quarter of MaxConns
+//     (at least 1) if that is less, as internal/server's own default.
+//   - Refuse: the line "busy: ..." (server.RefuseLine).
+//   - Grace: DefaultGrace.
+//
+// And always EvictWaiting: a full svr makes room for a client that asks
+// by closing the connection that has waited longest for its request, of
+// the address with the most waiting (ServeConn says when a request is
+// complete, server.Busy).
+func (s *Service) Configure(srv *server.Server) {
+	if srv.MaxConns == 0 {
+		srv.MaxConns = DefaultMaxConns
+	}
+	if srv.MaxConnsPerAddr == 0 {
+		srv.MaxConnsPerAddr = min(DefaultMaxConnsPerAddr, max(1, srv.MaxConns/4))
+	}
+	if srv.Refuse == nil {
+		srv.Refuse = server.RefuseLine
+	}
+	if srv.Grace == 0 {
+		srv.Grace = DefaultGrace
+	}
+	srv.EvictWaiting = true
 }
 
-// Service is the svr protocol as an internal/server Handler: read one
-// request, answer it, close. Every field's zero value is its documented
-// default; the zero Service refuses every name, since its allow-list is
+var (
+	_ server.Handler    = (*Service)(nil)
+	_ server.Configurer = (*Service)(nil)
+	_ server.Validator  = (*Service)(nil)
+)
+
+// Validate implements server.Validator: it checks s's fields (and its
+// Runner's) and names the first that is out of range. A client is never
+// trusted, so no timeout may be none.
+func (s *Service) Validate(*server.Server) error {
+	for _, t := range []struct {
+		name string
+		d    time.Duration
+	}{{"ReadTimeout", s.ReadTimeout}, {"QuietGap", s.QuietGap}, {"WriteTimeout", s.WriteTimeout}} {
+		if t.d < 0 {
+			return server.Invalid("{%s} must be positive, not %s", t.name, t.d)
+		}
+	}
+	if s.Runner != nil {
+		return s.Runner.Validate()
+	}
+	return nil
+}
+
+// Service is the svr protocol as an internal/server Handler (and
+// Configurer and Validator): read one request, answer it, close. Every
+// field's zero value is its documented default (see internal/server's
+// conventions); the zero Service refuses every name, since its allow-list is
 // empty.
 type Service struct {
 	// Allow is the allow-list; nil allows nothing.

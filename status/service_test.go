@@ -40,6 +40,11 @@ func startServer(t *testing.T, svc *Service, maxConns int) (*connCounts, string)
 	}
 	srv := &server.Server{Handler: svc, MaxConns: maxConns}
 	counts := countConns(srv)
+	if maxConns > 0 {
+		// A quarter of the slots per address, not svr's 64 (Configure):
+		// the tests' clients all come from 127.0.0.1.
+		srv.MaxConnsPerAddr = server.QuarterOf(maxConns)
+	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	t.Cleanup(func() {

@@ -175,15 +175,28 @@ func RepairLogContext(ctx context.Context, path string) (*RepairReport, error) {
 	// On failure nothing is left behind: not a partial copy, which could
 	// pass for a whole one, nor a whole copy of an original left as it was
 	// (each retry would add one to a disk that is likely full).
-	if err := writeSyncedContext(ctx, rep.Copy, orig, mode); err != nil {
+	// Written under another name and renamed when whole and synced: a
+	// SIGKILL or a power cut while it is written leaves a part of the
+	// original as FILE.repair-copy-tmp (removed by the next run, as the
+	// temporary file below), never under the name of a whole copy.
+	part := target + ".repair-copy-tmp"
+	if err := os.Remove(part); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("repair: remove %s left by an earlier run: %w; nothing changed", part, err)
+	}
+	if err := writeSyncedContext(ctx, part, orig, mode); err != nil {
 		if !errors.Is(err, fs.ErrExist) {
-			os.Remove(rep.Copy)
+			os.Remove(part)
 		}
 		if ctx.Err() != nil {
 			return nil, stopped()
 		}
 		return nil, fmt.Errorf("repair: keep a copy of the original: %w; nothing changed", err)
 	}
+	if err := os.Rename(part, rep.Copy); err != nil {
+		os.Remove(part)
+		return nil, fmt.Errorf("repair: keep a copy of the original: %w; nothing changed", err)
+	}
+	syncDir(rep.Copy)
 	repairStage("copied")
 	// The temporary file is made afresh: whatever a stopped or crashed
 	// run (or anyone) left at its path, a FIFO included, would otherwise
@@ -209,6 +222,16 @@ func RepairLogContext(ctx context.Context, path string) (*RepairReport, error) {
 		os.Remove(rep.Copy)
 		return nil, stopped()
 	}
+	// The lock holds the file read, not its path: a log moved into place
+	// meanwhile (a backup put back, a new log a strsvr then opened) or
+	// written to by a process that takes no lock would be lost to the
+	// rename, in no copy. Checked at the last moment; what stays open is
+	// the instant between this look and the rename.
+	if err := stillTheLog(target, f, info, int64(len(orig))); err != nil {
+		os.Remove(tmp)
+		os.Remove(rep.Copy)
+		return nil, fmt.Errorf("repair: %w; nothing changed", err)
+	}
 	if err := os.Rename(tmp, target); err != nil {
 		os.Remove(tmp)
 		os.Remove(rep.Copy)
@@ -217,6 +240,26 @@ func RepairLogContext(ctx context.Context, path string) (*RepairReport, error) {
 	syncDir(target)
 	repairStage("replaced")
 	return rep, nil
+}
+
+// stillTheLog says whether path still names f, the log RepairLogContext
+// read (info is f's as it was opened), and f is still size bytes long.
+func stillTheLog(path string, f *os.File, info fs.FileInfo, size int64) error {
+	now, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("%s is gone while it was being repaired: %w", path, err)
+	}
+	if !os.SameFile(now, info) {
+		return fmt.Errorf("%s was replaced by another file while it was being repaired", path)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if fi.Size() != size {
+		return fmt.Errorf("%s is %d bytes where the repair read %d: something wrote to it while it was being repaired", path, fi.Size(), size)
+	}
+	return nil
 }
 
 // repairHook, set by tests (SetRepairHook), is called at each stage of

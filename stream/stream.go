@@ -111,7 +111,8 @@ const repeatWriteSize = 1 << 20
 // on a TCP connection), with idle as in WriteAll; a msg over half
 // RepeatBlockSize is repeated as it is, without a block. Memory is at most
 // max(len(msg), RepeatBlockSize) beyond msg, whatever copies is; w must not
-// modify or retain msg.
+// modify or retain msg. It is the lesson's form, for a program with no
+// context to stop it; a server uses WriteRepeatedContext.
 func WriteRepeated(w io.Writer, msg []byte, copies int64, idle time.Duration) (int64, error) {
 	return WriteRepeatedContext(context.Background(), w, msg, copies, idle)
 }

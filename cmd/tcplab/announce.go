@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/tcplab/tcplab/internal/safetext"
 	"github.com/tcplab/tcplab/internal/server"
 )
 
@@ -95,7 +96,7 @@ func (o serverOut) end(ctx context.Context, err error) {
 	}
 	ev := map[string]any{"event": "end", "ok": err == nil}
 	if err != nil {
-		ev["error"] = oneLine(err.Error())
+		ev["error"] = safetext.OneLine(err.Error())
 	}
 	var sig stopSignal
 	if errors.As(context.Cause(ctx), &sig) {

@@ -6,10 +6,7 @@ import (
 	"fmt"
 	"io"
 	"runtime/debug"
-	"strings"
 	"text/tabwriter"
-
-	"github.com/tcplab/tcplab/internal/safetext"
 )
 
 // stdio is what a command may touch of the outside world besides the
@@ -24,6 +21,10 @@ type stdio struct {
 	// Completions and man pages are made so (see describeCommand), from
 	// the very definitions --help prints and the parser reads.
 	describe func(*flagSet)
+
+	// hurry is closed on a second stop signal (see notifySignals): a
+	// server gives it to server.Server's Hurry.
+	hurry <-chan struct{}
 }
 
 // A command is one tcplab subcommand. run returns a usageError for bad
@@ -107,7 +108,12 @@ func buildVersion(bi *debug.BuildInfo) string {
 }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	std := stdio{in: stdin, out: stdout, err: stderr}
+	return runStd(ctx, args, stdio{in: stdin, out: stdout, err: stderr})
+}
+
+// runStd is run with std, whose hurry main sets.
+func runStd(ctx context.Context, args []string, std stdio) int {
+	stdin, stdout, stderr := std.in, std.out, std.err
 	if len(args) == 0 {
 		printHelp(stderr)
 		return 2
@@ -149,13 +155,6 @@ func isHelpWord(arg string) bool {
 		return true
 	}
 	return false
-}
-
-// oneLine keeps an error to the single line the user is promised, with
-// any text from outside in it (a server's words, a certificate's names)
-// escaped by the one rule (safetext.Line).
-func oneLine(s string) string {
-	return safetext.Line(strings.Join(strings.Fields(s), " "))
 }
 
 func printHelp(w io.Writer) {

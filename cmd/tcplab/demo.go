@@ -12,10 +12,36 @@ import (
 	"time"
 
 	"github.com/tcplab/tcplab/internal/demo"
+	"github.com/tcplab/tcplab/internal/safetext"
 )
 
 // errInterrupted ends a tour stopped by SIGINT or SIGTERM.
 var errInterrupted = errors.New("interrupted")
+
+// listLessons is demo --list: each lesson's name, title and section.
+func listLessons(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, l := range demo.Lessons() {
+		fmt.Fprintf(tw, "%s\t%s\t(tutorial %s)\n", l.Name, l.Title, l.Section)
+	}
+	return tw.Flush()
+}
+
+// pickLessons is the lessons named, in that order; none named: all.
+func pickLessons(names []string) ([]demo.Lesson, error) {
+	if len(names) == 0 {
+		return demo.Lessons(), nil
+	}
+	var lessons []demo.Lesson
+	for _, name := range names {
+		l, ok := demo.Lookup(name)
+		if !ok {
+			return nil, usagef("unknown lesson %q; the lessons are %s", name, strings.Join(demo.Names(), ", "))
+		}
+		lessons = append(lessons, l)
+	}
+	return lessons, nil
+}
 
 func runDemo(ctx context.Context, std stdio, args []string) error {
 	fs := newFlagSet("demo")
@@ -27,22 +53,11 @@ func runDemo(ctx context.Context, std stdio, args []string) error {
 		return err
 	}
 	if *list {
-		tw := tabwriter.NewWriter(std.out, 0, 0, 2, ' ', 0)
-		for _, l := range demo.Lessons() {
-			fmt.Fprintf(tw, "%s\t%s\t(tutorial %s)\n", l.Name, l.Title, l.Section)
-		}
-		return tw.Flush()
+		return listLessons(std.out)
 	}
-	lessons := demo.Lessons()
-	if len(names) > 0 {
-		lessons = nil
-		for _, name := range names {
-			l, ok := demo.Lookup(name)
-			if !ok {
-				return usagef("unknown lesson %q; the lessons are %s", name, strings.Join(demo.Names(), ", "))
-			}
-			lessons = append(lessons, l)
-		}
+	lessons, err := pickLessons(names)
+	if err != nil {
+		return err
 	}
 	// Files only where the user asked for them: a temporary directory
 	// per run was left behind by every tour, interrupted or not.
@@ -71,7 +86,7 @@ func runDemo(ctx context.Context, std stdio, args []string) error {
 	if rep != nil {
 		rep.OK, rep.Seconds = err == nil, time.Since(start).Seconds()
 		if err != nil {
-			rep.Error = oneLine(err.Error())
+			rep.Error = safetext.OneLine(err.Error())
 		}
 		if jerr := json.NewEncoder(std.out).Encode(rep); jerr != nil && err == nil {
 			return jerr

@@ -6,6 +6,7 @@ import (
 	"unicode"
 
 	"github.com/tcplab/tcplab/internal/demo"
+	"github.com/tcplab/tcplab/internal/safetext"
 )
 
 // demoReport is tcplab demo --json's one object (docs/json.md).
@@ -33,7 +34,7 @@ type demoLesson struct {
 func (r *demoReport) add(l demo.Lesson, obs demo.Observations, err error, took time.Duration) {
 	dl := demoLesson{Name: l.Name, Title: l.Title, Section: l.Section, OK: err == nil, Seconds: took.Seconds()}
 	if err != nil {
-		dl.Error = oneLine(err.Error())
+		dl.Error = safetext.OneLine(err.Error())
 	} else if obs != nil {
 		dl.Summary = obs.Summary()
 		dl.Observations = plainValue(reflect.ValueOf(obs))

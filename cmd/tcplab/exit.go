@@ -11,7 +11,7 @@ import (
 	"sync"
 	"syscall"
 
-	"github.com/tcplab/tcplab/internal/server"
+	"github.com/tcplab/tcplab/internal/safetext"
 )
 
 // Exit statuses, the same for every command (README, "Errors"):
@@ -66,9 +66,9 @@ func signalName(sig syscall.Signal) string {
 var errStdoutClosed = errors.New("standard output closed")
 
 // notifySignals returns a context that ends, with a stopSignal as its
-// cause, at the first SIGINT or SIGTERM. A second one ends the context
-// that hurry returns: a server draining its work within --grace then
-// closes what is left at once (Ctrl-C twice: stop now).
+// cause, at the first SIGINT or SIGTERM. A second one closes hurry: a
+// server draining its work within --grace then closes what is left at
+// once (Ctrl-C twice: stop now; server.Server's Hurry).
 //
 // It also catches SIGPIPE, so a write to a closed standard output or
 // error returns EPIPE instead of killing the process (the Go runtime's
@@ -76,9 +76,11 @@ var errStdoutClosed = errors.New("standard output closed")
 // serving, clients stop quietly. Catching, not ignoring, SIGPIPE keeps the
 // default for the programs svr runs: a caught signal is reset at exec, an
 // ignored one is inherited.
-func notifySignals(parent context.Context) (context.Context, func()) {
-	urgent, hurryNow := context.WithCancel(context.Background())
-	ctx, cancel := context.WithCancelCause(server.WithHurry(parent, urgent))
+func notifySignals(parent context.Context) (ctx context.Context, hurry <-chan struct{}, stop func()) {
+	urgent := make(chan struct{})
+	var hurried sync.Once
+	hurryNow := func() { hurried.Do(func() { close(urgent) }) }
+	ctx, cancel := context.WithCancelCause(parent)
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	pipes := make(chan os.Signal, 1)
@@ -99,7 +101,7 @@ func notifySignals(parent context.Context) (context.Context, func()) {
 			}
 		}
 	}()
-	return ctx, func() {
+	return ctx, urgent, func() {
 		signal.Stop(sigs)
 		signal.Stop(pipes)
 		close(done)
@@ -126,10 +128,10 @@ func exitCode(ctx context.Context, name string, err error, stderr io.Writer) int
 	case errors.As(err, &help):
 		return printedStatus("tcplab "+name, help.err, stderr)
 	case errors.As(err, &uerr):
-		fmt.Fprintf(stderr, "tcplab %s: %s (see 'tcplab %s --help')\n", name, oneLine(uerr.msg), name)
+		fmt.Fprintf(stderr, "tcplab %s: %s (see 'tcplab %s --help')\n", name, safetext.OneLine(uerr.msg), name)
 		return exitUsage
 	case errors.As(err, &lost):
-		fmt.Fprintf(stderr, "tcplab %s: %s\n", name, oneLine(err.Error()))
+		fmt.Fprintf(stderr, "tcplab %s: %s\n", name, safetext.OneLine(err.Error()))
 		return exitFailed
 	}
 	if ctx.Err() != nil {
@@ -144,7 +146,7 @@ func exitCode(ctx context.Context, name string, err error, stderr io.Writer) int
 		return exitInterrupted // a caller's plain cancel: tests, or an embedding
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "tcplab %s: %s\n", name, oneLine(err.Error()))
+		fmt.Fprintf(stderr, "tcplab %s: %s\n", name, safetext.OneLine(err.Error()))
 		return exitFailed
 	}
 	return exitOK
@@ -205,6 +207,6 @@ func printedStatus(prefix string, err error, stderr io.Writer) int {
 	case errors.Is(err, syscall.EPIPE):
 		return exitStdoutGone
 	}
-	fmt.Fprintf(stderr, "%s: %s\n", prefix, oneLine(err.Error()))
+	fmt.Fprintf(stderr, "%s: %s\n", prefix, safetext.OneLine(err.Error()))
 	return exitFailed
 }

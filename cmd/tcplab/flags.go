@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"embed"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -11,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tcplab/tcplab/internal/server"
 )
 
 // usageError is bad input from the user: exit code 2 and a pointer to --help.
@@ -153,6 +156,43 @@ func (fs *flagSet) isSet(name string) bool {
 	set := false
 	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
 	return set
+}
+
+// refuseZero refuses zero for each flag named that the user gave: the
+// flag's zero is not its config field's zero (the default) but a value
+// out of range, said as the config says it of a negative one.
+func (fs *flagSet) refuseZero(names ...string) error {
+	for _, name := range names {
+		if !fs.isSet(name) {
+			continue
+		}
+		switch v := fs.Lookup(name).Value.(flag.Getter).Get().(type) {
+		case int, int64:
+			if v == 0 || v == int64(0) {
+				return usagef("--%s must be at least 1, not 0", name)
+			}
+		case time.Duration:
+			if v == 0 {
+				return usagef("--%s must be positive, not 0s", name)
+			}
+		}
+	}
+	return nil
+}
+
+// configError is a config's Validate error as a usage error, each field
+// written as the flag that sets it (fields: field name to flag name).
+func (fs *flagSet) configError(err error, fields map[string]string) error {
+	var ce *server.ConfigError
+	if !errors.As(err, &ce) {
+		return err
+	}
+	return usageError{ce.Text(func(field string) string {
+		if name, ok := fields[field]; ok {
+			return "--" + name
+		}
+		return field
+	})}
 }
 
 // printFlags lists the flags as the flag package's PrintDefaults does, but

@@ -52,11 +52,17 @@ func flushLogs(log *slog.Logger) {
 
 // closeServerOutput flushes a server's standard output and error; if lines
 // were dropped, it says so, last, on standard error (without waiting for
-// it either).
+// it either). stdout is nil for a server that writes its standard output
+// directly (strsvr: v, whole, at exit).
 func closeServerOutput(stdout, stderr *server.Output) {
-	n := stdout.Close() + stderr.Dropped()
+	var n int64
+	which := "standard error"
+	if stdout != nil {
+		n, which = stdout.Close(), "standard output or error"
+	}
+	n += stderr.Dropped()
 	if n > 0 {
-		fmt.Fprintf(stderr, "tcplab: %d lines of output were dropped: standard output or error was not being read\n", n)
+		fmt.Fprintf(stderr, "tcplab: %d lines of output were dropped: %s was not being read\n", n, which)
 	}
 	stderr.Close()
 }

@@ -9,8 +9,8 @@ import (
 )
 
 func main() {
-	ctx, stop := notifySignals(context.Background())
-	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	ctx, hurry, stop := notifySignals(context.Background())
+	code := runStd(ctx, os.Args[1:], stdio{in: os.Stdin, out: os.Stdout, err: os.Stderr, hurry: hurry})
 	stop()
 	os.Exit(code)
 }

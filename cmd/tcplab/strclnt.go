@@ -8,9 +8,14 @@ import (
 	"fmt"
 	"unicode/utf8"
 
+	"github.com/tcplab/tcplab/internal/safetext"
 	"github.com/tcplab/tcplab/sharedstring"
 	"github.com/tcplab/tcplab/stream"
 )
+
+// strclntFields names the flag that sets each Options field, for
+// Validate's errors.
+var strclntFields = map[string]string{"ReplyTimeout": "timeout", "ProbeTimeout": "probe-timeout", "MaxValue": "max-value"}
 
 func runStrClnt(ctx context.Context, std stdio, args []string) error {
 	fs := newFlagSet("strclnt")
@@ -36,12 +41,9 @@ func runStrClnt(ctx context.Context, std stdio, args []string) error {
 		return usagef("--classic cannot go with --framed or --watch")
 	case *asJSON && *watch:
 		return usagef("--json cannot go with --watch: --json prints the last v once, at the end")
-	case *timeout <= 0:
-		return usagef("--timeout must be positive, not %s", *timeout)
-	case *probe <= 0:
-		return usagef("--probe-timeout must be positive, not %s", *probe)
-	case *maxValue < 1:
-		return usagef("--max-value must be at least 1, not %d", *maxValue)
+	}
+	if err := fs.refuseZero("timeout", "probe-timeout", "max-value"); err != nil {
+		return err
 	}
 	opts := sharedstring.Options{Watch: *watch, DialTimeout: *timeout, ProbeTimeout: *probe,
 		ReplyTimeout: *timeout, MaxValue: *maxValue}
@@ -50,6 +52,9 @@ func runStrClnt(ctx context.Context, std stdio, args []string) error {
 		opts.Mode = sharedstring.Classic
 	case *framed:
 		opts.Mode = sharedstring.Framed
+	}
+	if err := fs.configError(opts.Validate(), strclntFields); err != nil {
+		return err
 	}
 	if *asJSON {
 		return strclntJSON(ctx, std, hostArg(pos[0]), pos[1], opts)
@@ -114,7 +119,7 @@ func strclntJSON(ctx context.Context, std stdio, host, port string, opts shareds
 	}()
 	rep.OK = err == nil
 	if err != nil {
-		rep.Error = oneLine(err.Error())
+		rep.Error = safetext.OneLine(err.Error())
 		if ctx.Err() != nil {
 			rep.Error = context.Cause(ctx).Error()
 		}

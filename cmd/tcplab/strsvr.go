@@ -10,80 +10,96 @@ import (
 	"github.com/tcplab/tcplab/internal/endpoint"
 	"github.com/tcplab/tcplab/internal/server"
 	"github.com/tcplab/tcplab/sharedstring"
+	"github.com/tcplab/tcplab/store"
 )
 
+// strsvrConfig is what strsvr's flags say: the protocol's fields, the
+// server's caps, and where v is kept.
+type strsvrConfig struct {
+	proto       sharedstring.Server
+	caps        server.Server
+	where       storePlace
+	noDiscovery bool
+	logFormat   string
+	json        *bool
+	repair      string
+}
+
+// strsvrFields names the flag that sets each config field, for Validate's
+// errors.
+var strsvrFields = map[string]string{
+	"WaitFor": "clients", "MaxConns": "max-conns", "MaxConnsPerAddr": "max-conns-per-addr",
+	"MaxWatchers": "max-watchers", "MaxValue": "max-value", "WriteTimeout": "write-timeout",
+}
+
+func (c *strsvrConfig) flags(fs *flagSet) {
+	c.proto.MaxValue, c.caps.MaxConns = sharedstring.DefaultMaxValue, sharedstring.DefaultMaxConns
+	fs.BoolVar(&c.proto.Keep, "keep", false, "keep serving when the last client leaves (stop with SIGINT/SIGTERM)")
+	fs.IntVar(&c.proto.WaitFor, "clients", 0, "serve nobody until this many clients have connected (the tutorial's nc = 2)")
+	fs.StringVar(&c.where.data, "data", "", "keep v in this append-only log file, recovered on restart")
+	fs.StringVar(&c.where.fsync, "fsync", "always", "with --data: when to fsync the log: always or interval")
+	fs.DurationVar(&c.where.fsyncEvery, "fsync-interval", time.Second, "with --fsync interval: time between fsyncs")
+	fs.StringVar(&c.where.url, "store", "", "keep v in Redis, shared by every strsvr on the same `URL`: redis://HOST:PORT/DB?key=NAME (rediss:// for TLS); the password is taken from $REDISCLI_AUTH (a password in the URL would show in ps)")
+	fs.IntVar(&c.caps.MaxConns, "max-conns", c.caps.MaxConns, "clients served at once, watchers included; one more is refused at once")
+	fs.IntVar(&c.caps.MaxConnsPerAddr, "max-conns-per-addr", 0, "clients served at once from one address (an IPv6 /64); 0: a quarter of --max-conns (at least --clients), -1: no limit")
+	fs.IntVar(&c.proto.MaxWatchers, "max-watchers", 0, "watchers (strclnt --watch) served at once, fewer than --max-conns; one more is refused and closed (default a quarter of --max-conns)")
+	fs.IntVar(&c.proto.MaxValue, "max-value", c.proto.MaxValue, "largest v in bytes; a client that would grow v beyond it is dropped")
+	fs.DurationVar(&c.proto.WriteTimeout, "write-timeout", sharedstring.DefaultWriteTimeout, "reset a client that accepts no reply bytes for this long")
+	fs.DurationVar(&c.proto.ReadTimeout, "read-timeout", sharedstring.DefaultReadTimeout, "drop a client that sends nothing for this long (not watchers; 0: never)")
+	fs.BoolVar(&c.noDiscovery, "no-discovery", false, "do not answer the UDP probe: every client is classic")
+	fs.StringVar(&c.logFormat, "log-format", "text", "log format on standard error: text or json")
+	c.json = addJSONFlag(fs)
+	fs.StringVar(&c.repair, "repair", "", "repair the data `FILE` (--data) and exit: keep a copy, drop only damaged bytes, say what was dropped")
+}
+
+// validate checks the flags as the config they fill: a zero the flag
+// refuses, then the config's own Validate, then the fsync flags.
+func (c *strsvrConfig) validate(fs *flagSet) error {
+	if err := fs.refuseZero("max-conns", "max-watchers", "max-value", "write-timeout"); err != nil {
+		return err
+	}
+	if c.proto.ReadTimeout == 0 {
+		c.proto.ReadTimeout = -1 // --read-timeout 0: never
+	}
+	c.caps.Handler = &c.proto
+	if err := fs.configError(c.caps.Validate(), strsvrFields); err != nil {
+		return err
+	}
+	return c.where.checkFsync()
+}
+
 func runStrSvr(ctx context.Context, std stdio, args []string) (err error) {
+	var c strsvrConfig
 	fs := newFlagSet("strsvr")
-	keep := fs.Bool("keep", false, "keep serving when the last client leaves (stop with SIGINT/SIGTERM)")
-	waitFor := fs.Int("clients", 0, "serve nobody until this many clients have connected (the tutorial's nc = 2)")
-	var where storePlace
-	fs.StringVar(&where.data, "data", "", "keep v in this append-only log file, recovered on restart")
-	fs.StringVar(&where.fsync, "fsync", "always", "with --data: when to fsync the log: always or interval")
-	fs.DurationVar(&where.fsyncEvery, "fsync-interval", time.Second, "with --fsync interval: time between fsyncs")
-	fs.StringVar(&where.url, "store", "", "keep v in Redis, shared by every strsvr on the same `URL`: redis://HOST:PORT/DB?key=NAME (rediss:// for TLS); the password is taken from $REDISCLI_AUTH (a password in the URL would show in ps)")
-	maxConns := fs.Int("max-conns", sharedstring.DefaultMaxConns, "clients served at once, watchers included; one more is refused at once")
-	maxPerAddr := fs.Int("max-conns-per-addr", 0, "clients served at once from one address (an IPv6 /64); 0: a quarter of --max-conns (at least --clients), -1: no limit")
-	maxWatchers := fs.Int("max-watchers", 0, "watchers (strclnt --watch) served at once, fewer than --max-conns; one more is refused and closed (default a quarter of --max-conns)")
-	maxValue := fs.Int("max-value", sharedstring.DefaultMaxValue, "largest v in bytes; a client that would grow v beyond it is dropped")
-	writeTimeout := fs.Duration("write-timeout", sharedstring.DefaultWriteIdle, "reset a client that accepts no reply bytes for this long")
-	readTimeout := fs.Duration("read-timeout", sharedstring.DefaultReadIdle, "drop a client that sends nothing for this long (not watchers; 0: never)")
-	noDiscovery := fs.Bool("no-discovery", false, "do not answer the UDP probe: every client is classic")
-	logFormat := fs.String("log-format", "text", "log format on standard error: text or json")
-	asJSON := addJSONFlag(fs)
-	repair := fs.String("repair", "", "repair the data `FILE` (--data) and exit: keep a copy, drop only damaged bytes, say what was dropped")
-	port, err := strsvrPort(fs, std, args, repair)
+	c.flags(fs)
+	port, err := strsvrPort(fs, std, args, &c.repair)
 	if err != nil {
 		return err
 	}
-	if *repair != "" {
-		return repairLog(ctx, std, *repair)
+	if c.repair != "" {
+		return repairLog(ctx, std, c.repair)
 	}
-	switch {
-	case *waitFor < 0:
-		return usagef("--clients must be at least 0, not %d", *waitFor)
-	case *maxConns < 1:
-		return usagef("--max-conns must be at least 1, not %d", *maxConns)
-	case *waitFor > *maxConns:
-		return usagef("--clients (%d) must not exceed --max-conns (%d): the gathering could never be complete", *waitFor, *maxConns)
-	case *maxPerAddr < -1:
-		return usagef("--max-conns-per-addr must be -1 (no limit), 0 (a quarter of --max-conns) or more, not %d", *maxPerAddr)
-	case fs.isSet("max-watchers") && *maxWatchers < 1:
-		return usagef("--max-watchers must be at least 1, not %d", *maxWatchers)
-	case fs.isSet("max-watchers") && *maxWatchers >= *maxConns:
-		return usagef("--max-watchers (%d) must be below --max-conns (%d): watchers never time out, so they could hold every slot", *maxWatchers, *maxConns)
-	case *maxValue < 1:
-		return usagef("--max-value must be at least 1, not %d", *maxValue)
-	case *writeTimeout <= 0:
-		return usagef("--write-timeout must be positive, not %s", *writeTimeout)
-	case *readTimeout < 0:
-		return usagef("--read-timeout must not be negative, not %s", *readTimeout)
-	}
-	if err := where.checkFsync(); err != nil {
+	if err := c.validate(fs); err != nil {
 		return err
 	}
 	// Many clients at once: a standard error that nobody reads must never
 	// hold a handler up (see server.Output). The final value of v still goes
-	// to standard output directly, whole, at exit.
+	// to standard output directly, whole, at exit: no queue.
 	errOut := server.NewOutput(std.err)
-	defer func() {
-		if n := errOut.Dropped(); n > 0 {
-			fmt.Fprintf(errOut, "tcplab: %d lines of output were dropped: standard error was not being read\n", n)
-		}
-		errOut.Close()
-	}()
-	log, err := newLogger(errOut, *logFormat)
+	defer closeServerOutput(nil, errOut)
+	log, err := newLogger(errOut, c.logFormat)
 	if err != nil {
 		return err
 	}
-	if err := where.checkPlace(); err != nil {
+	if err := c.where.checkPlace(); err != nil {
 		return err
 	}
-	st, err := where.open(ctx, log)
+	st, err := c.where.open(ctx, log)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	if err := checkRecovered(ctx, log, st, *maxValue, where.name()); err != nil {
+	if err := checkRecovered(ctx, log, st, c.proto.MaxValue, c.where.name()); err != nil {
 		return err
 	}
 	ln, err := port.Listen(ctx)
@@ -91,32 +107,25 @@ func runStrSvr(ctx context.Context, std stdio, args []string) (err error) {
 		return err
 	}
 	var pc net.PacketConn
-	if !*noDiscovery {
+	if !c.noDiscovery {
 		if pc, err = port.ListenDatagram(ln.Addr().(*net.TCPAddr).Port); err != nil {
 			log.Warn("no framed-mode discovery: every client will be classic", "err", endpoint.Cause(err))
 		}
 	}
-	// v goes to standard output directly, whole, at exit: no queue.
-	sout := serverOut{w: std.out, json: *asJSON}
-	sout.listening("strsvr", port, ln, "discovery", pc != nil, "store", where.name())
+	sout := serverOut{w: std.out, json: *c.json}
+	sout.listening("strsvr", port, ln, "discovery", pc != nil, "store", c.where.name())
 	defer func() {
 		if _, lost := err.(lostOutput); !lost {
 			sout.end(ctx, err)
 		}
 	}()
-	srv := &sharedstring.Server{
-		Store:           st,
-		WaitFor:         *waitFor,
-		Keep:            *keep,
-		WriteIdle:       *writeTimeout,
-		ReadIdle:        *readTimeout,
-		MaxValue:        *maxValue,
-		MaxConns:        *maxConns,
-		MaxConnsPerAddr: *maxPerAddr,
-		MaxWatchers:     *maxWatchers,
-		Logger:          log,
-	}
-	v, runErr := srv.Run(ctx, ln, pc)
+	c.proto.Store, c.proto.Logger = st, log
+	v, runErr := c.proto.Run(ctx, &c.caps, ln, pc)
+	return strsvrEnd(ctx, sout, st, v, runErr)
+}
+
+// strsvrEnd prints the final value of v and says how strsvr ended.
+func strsvrEnd(ctx context.Context, sout serverOut, st store.Store, v []byte, runErr error) error {
 	var lost *sharedstring.FinalValueError
 	if errors.As(runErr, &lost) {
 		return lostOutput{runErr}

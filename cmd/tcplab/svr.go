@@ -3,129 +3,174 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math"
 	"os/signal"
 	"strings"
-	"time"
 
 	"github.com/tcplab/tcplab/internal/endpoint"
 	"github.com/tcplab/tcplab/internal/server"
 	"github.com/tcplab/tcplab/status"
 )
 
+// svrConfig is what svr's flags say: the protocol's fields, its runner's,
+// the server's caps, and what is built from them.
+type svrConfig struct {
+	svc                status.Service
+	runner             status.Runner
+	caps               server.Server
+	commands, allow    string
+	native, psArgs     bool
+	perAddr, burst     int
+	perSec             float64
+	metrics, logFormat string
+	tls                svrTLSFlags
+	json               *bool
+	allowList          *status.AllowList // from commands, native and psArgs
+	tlsSrv             *endpoint.TLSServer
+}
+
+// svrFields names the flag that sets each config field, for Validate's
+// errors.
+var svrFields = map[string]string{
+	"MaxConns": "max-conns", "MaxConnsPerAddr": "max-conns-per-addr", "MaxOutput": "max-output",
+	"Timeout": "timeout", "ReadTimeout": "read-timeout", "WriteTimeout": "write-timeout",
+}
+
+func (c *svrConfig) flags(fs *flagSet) {
+	fs.StringVar(&c.commands, "commands", strings.Join(status.DefaultCommands, ","), "comma-separated `names` clients may ask for (built-in set only)")
+	fs.StringVar(&c.allow, "allow", "", "comma-separated `CIDRs` allowed to connect (default everyone)")
+	fs.IntVar(&c.caps.MaxConns, "max-conns", status.DefaultMaxConns, "connections served at once; one more is refused at once")
+	fs.IntVar(&c.perAddr, "max-conns-per-addr", status.DefaultMaxConnsPerAddr, "connections served at once from one address (an IPv6 /64); one more is refused at once; 0: a quarter of --max-conns, -1: no limit; by default 64, or a quarter of --max-conns if that is less")
+	fs.Float64Var(&c.perSec, "rate", 20, "requests per second allowed per client address (0: no limit)")
+	fs.IntVar(&c.burst, "burst", 40, "burst of requests allowed per client address")
+	fs.DurationVar(&c.runner.Fresh, "fresh", status.DefaultFresh, "reuse a command's output for this long (0: only share runs in flight)")
+	fs.DurationVar(&c.runner.Timeout, "timeout", status.DefaultRunTimeout, "kill a command that runs longer than this")
+	fs.DurationVar(&c.svc.ReadTimeout, "read-timeout", status.DefaultReadTimeout, "drop a client that sends no command name within this")
+	fs.DurationVar(&c.svc.WriteTimeout, "write-timeout", status.DefaultWriteTimeout, "reset a client that has not taken (acknowledged) the whole answer within this")
+	fs.IntVar(&c.runner.MaxOutput, "max-output", status.DefaultMaxOutput, "keep at most this many `bytes` of a command's output")
+	fs.BoolVar(&c.native, "native", false, "render w, ps and uptime from /proc and the login records even if the programs are installed")
+	fs.BoolVar(&c.psArgs, "ps-args", false, "show other processes' command-line arguments (ps's COMMAND, w's WHAT, json) to clients; by default only command names, as the tutorial's bare ps, since arguments often hold secrets")
+	fs.StringVar(&c.metrics, "metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics")
+	fs.StringVar(&c.logFormat, "log-format", "text", "log format on standard error: text (with the tutorial's \"client is at\" lines on stdout) or json (every client a JSON record)")
+	fs.DurationVar(&c.caps.Grace, "grace", status.DefaultGrace, "on SIGINT/SIGTERM, wait this long for requests in flight (a second signal: no longer)")
+	c.tls = addSVRTLSFlags(fs)
+	c.json = addJSONFlag(fs)
+}
+
+// validate checks the flags as the config they fill, and builds the
+// allow-list, the networks and the TLS server from them.
+func (c *svrConfig) validate(fs *flagSet) (err error) {
+	if c.allowList, err = status.NewAllowListWith(strings.Split(c.commands, ","), status.AllowOptions{Native: c.native, Args: c.psArgs}); err != nil {
+		return usagef("--commands: %v", err)
+	}
+	if c.svc.Nets, err = status.ParseNets(c.allow); err != nil {
+		return usagef("--allow: %v", err)
+	}
+	if err := fs.refuseZero("max-conns", "max-output"); err != nil {
+		return err
+	}
+	switch {
+	case c.burst < 1:
+		return usagef("--burst must be at least 1, not %d", c.burst)
+	case c.perSec < 0 || math.IsNaN(c.perSec) || math.IsInf(c.perSec, 0):
+		return usagef("--rate must be a number of requests per second, at least 0, not %v", c.perSec)
+	case c.metrics != "" && checkListenAddr(c.metrics) != nil:
+		return usagef("--metrics: %v", checkListenAddr(c.metrics))
+	}
+	switch {
+	case !fs.isSet("max-conns-per-addr"): // zero: status.Service's default
+	case c.perAddr == 0:
+		c.caps.MaxConnsPerAddr = server.QuarterOf(c.caps.MaxConns) // the flag's "0: a quarter"
+	default:
+		c.caps.MaxConnsPerAddr = c.perAddr
+	}
+	if c.runner.Fresh == 0 {
+		c.runner.Fresh = -1 // --fresh 0: no reuse
+	}
+	if c.caps.Grace == 0 {
+		c.caps.Grace = -1 // --grace 0: none
+	}
+	c.svc.Allow, c.svc.Runner, c.caps.Handler = c.allowList, &c.runner, &c.svc
+	if err := fs.configError(c.caps.Validate(), svrFields); err != nil {
+		return err
+	}
+	c.tlsSrv, err = c.tls.load()
+	return err
+}
+
 func runSVR(ctx context.Context, std stdio, args []string) (err error) {
 	hup := catchHangups()
 	defer signal.Stop(hup)
+	var c svrConfig
 	fs := newFlagSet("svr", "{builtins}", strings.Join(status.BuiltinNames(), ", "))
-	commands := fs.String("commands", strings.Join(status.DefaultCommands, ","), "comma-separated `names` clients may ask for (built-in set only)")
-	allow := fs.String("allow", "", "comma-separated `CIDRs` allowed to connect (default everyone)")
-	maxConns := fs.Int("max-conns", 1000, "connections served at once; one more is refused at once")
-	maxPerAddr := fs.Int("max-conns-per-addr", status.DefaultMaxConnsPerAddr, "connections served at once from one address (an IPv6 /64); one more is refused at once; 0: a quarter of --max-conns, -1: no limit; by default 64, or a quarter of --max-conns if that is less")
-	perSec := fs.Float64("rate", 20, "requests per second allowed per client address (0: no limit)")
-	burst := fs.Int("burst", 40, "burst of requests allowed per client address")
-	fresh := fs.Duration("fresh", status.DefaultFresh, "reuse a command's output for this long (0: only share runs in flight)")
-	runTimeout := fs.Duration("timeout", status.DefaultRunTimeout, "kill a command that runs longer than this")
-	readTimeout := fs.Duration("read-timeout", status.DefaultReadTimeout, "drop a client that sends no command name within this")
-	writeTimeout := fs.Duration("write-timeout", status.DefaultWriteTimeout, "reset a client that has not taken (acknowledged) the whole answer within this")
-	maxOutput := fs.Int("max-output", status.DefaultMaxOutput, "keep at most this many `bytes` of a command's output")
-	native := fs.Bool("native", false, "render w, ps and uptime from /proc and the login records even if the programs are installed")
-	psArgs := fs.Bool("ps-args", false, "show other processes' command-line arguments (ps's COMMAND, w's WHAT, json) to clients; by default only command names, as the tutorial's bare ps, since arguments often hold secrets")
-	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics")
-	logFormat := fs.String("log-format", "text", "log format on standard error: text (with the tutorial's \"client is at\" lines on stdout) or json (every client a JSON record)")
-	grace := fs.Duration("grace", 10*time.Second, "on SIGINT/SIGTERM, wait this long for requests in flight (a second signal: no longer)")
-	tlsFlags := addSVRTLSFlags(fs)
-	asJSON := addJSONFlag(fs)
+	c.flags(fs)
 	port, err := fs.parseServerPort(std, args)
 	if err != nil {
 		return err
 	}
-	al, err := status.NewAllowListWith(strings.Split(*commands, ","), status.AllowOptions{Native: *native, Args: *psArgs})
-	if err != nil {
-		return usagef("--commands: %v", err)
-	}
-	nets, err := status.ParseNets(*allow)
-	if err != nil {
-		return usagef("--allow: %v", err)
-	}
-	switch {
-	case *maxConns < 1:
-		return usagef("--max-conns must be at least 1, not %d", *maxConns)
-	case *burst < 1:
-		return usagef("--burst must be at least 1, not %d", *burst)
-	case *perSec < 0 || math.IsNaN(*perSec) || math.IsInf(*perSec, 0):
-		return usagef("--rate must be a number of requests per second, at least 0, not %v", *perSec)
-	case *maxOutput < 1:
-		return usagef("--max-output must be at least 1, not %d", *maxOutput)
-	case *metricsAddr != "" && checkListenAddr(*metricsAddr) != nil:
-		return usagef("--metrics: %v", checkListenAddr(*metricsAddr))
-	case *maxPerAddr < -1:
-		return usagef("--max-conns-per-addr must be -1 (no limit), 0 (a quarter of --max-conns) or more, not %d", *maxPerAddr)
-	}
-	if !flagGiven(fs, "max-conns-per-addr") {
-		*maxPerAddr = status.MaxConnsPerAddrFor(*maxConns)
-	}
-	tlsSrv, err := tlsFlags.load()
-	if err != nil {
+	if err := c.validate(fs); err != nil {
 		return err
 	}
 	// Many clients at once: standard output and error must never hold a
 	// handler up (see server.Output).
 	stdout, stderr := server.NewOutput(std.out), server.NewOutput(std.err)
 	defer closeServerOutput(stdout, stderr)
-	logger, err := newLogger(stderr, *logFormat)
+	logger, err := newLogger(stderr, c.logFormat)
 	if err != nil {
 		return err
 	}
-	svc := &status.Service{
-		Allow:        al,
-		Runner:       &status.Runner{Timeout: *runTimeout, MaxOutput: *maxOutput, Fresh: *fresh, NoReuse: *fresh == 0},
-		Nets:         nets,
-		ReadTimeout:  *readTimeout,
-		WriteTimeout: *writeTimeout,
-		Logger:       logger,
-	}
-	if *perSec > 0 {
-		svc.Limiter = status.NewClientLimiter(*perSec, *burst)
-	}
-	if tlsSrv != nil {
-		svc.TLS = tlsSrv.Config()
-	}
-	sout := serverOut{w: stdout, json: *asJSON}
-	if *logFormat != "json" || *asJSON {
-		// The tutorial's "client is at" lines, under the log limit.
-		svc.ClientLog = limitedLines(logger, sout.clientLog(), "client is at", stdout)
-	}
-
+	sout := serverOut{w: stdout, json: *c.json}
+	c.wire(logger, sout, stdout)
 	ln, err := port.ListenForRequests(ctx)
 	if err != nil {
 		return err
 	}
-	if *metricsAddr != "" {
-		svc.Metrics = status.NewMetrics()
-		svc.Runner.OnRun = svc.Metrics.ObserveRun
-		mln, err := endpoint.Listen(ctx, *metricsAddr)
+	if c.metrics != "" {
+		stop, err := c.serveMetrics(ctx, logger)
 		if err != nil {
 			ln.Close()
-			return fmt.Errorf("--metrics: %w", err)
+			return err
 		}
-		defer svc.Metrics.Serve(mln)()
-		logger.Info("metrics", "url", "http://"+mln.Addr().String()+"/metrics")
+		defer stop()
 	}
-	for _, c := range al.Commands() {
-		logger.Info("command", "name", c.Name(), "runs", c.Runs())
+	for _, cmd := range c.allowList.Commands() {
+		logger.Info("command", "name", cmd.Name(), "runs", cmd.Runs())
 	}
-	logTLSWarnings(logger, tlsSrv)
-	logger.Info("listening", "addr", ln.Addr().String(), "allowed", al.String(), "tls", tlsMode(tlsSrv))
-	sout.listening("svr", port, ln, "commands", al.Names(), "tls", tlsMode(tlsSrv))
+	logTLSWarnings(logger, c.tlsSrv)
+	logger.Info("listening", "addr", ln.Addr().String(), "allowed", c.allowList.String(), "tls", tlsMode(c.tlsSrv))
+	sout.listening("svr", port, ln, "commands", c.allowList.Names(), "tls", tlsMode(c.tlsSrv))
 	defer func() { flushLogs(logger); sout.end(ctx, err) }() // the log limit's counts come before the end
-	defer reloadOnHangup(ctx, hup, tlsSrv, logger)()
-	// A full svr makes room for a client that asks by closing the
-	// connection that has waited longest for its request, of the address
-	// with the most waiting (status.Service says when a request is
-	// complete).
-	srv := &server.Server{Handler: svc, MaxConns: *maxConns, MaxConnsPerAddr: *maxPerAddr, EvictWaiting: true, Refuse: server.RefuseLine, Grace: *grace, Logger: logger}
-	if svc.Metrics != nil {
-		svc.Metrics.CountConnections(srv.Refused, srv.Evicted)
+	defer reloadOnHangup(ctx, hup, c.tlsSrv, logger)()
+	c.caps.Hurry = std.hurry
+	return c.caps.Run(ctx, ln)
+}
+
+// wire gives the service what the process provides: the logger, the rate
+// limiter, TLS, and the tutorial's "client is at" lines under the log
+// limit.
+func (c *svrConfig) wire(logger *slog.Logger, sout serverOut, stdout *server.Output) {
+	c.svc.Logger, c.caps.Logger = logger, logger
+	if c.perSec > 0 {
+		c.svc.Limiter = status.NewClientLimiter(c.perSec, c.burst)
 	}
-	return srv.Run(ctx, ln)
+	if c.tlsSrv != nil {
+		c.svc.TLS = c.tlsSrv.Config()
+	}
+	if c.logFormat != "json" || *c.json {
+		c.svc.ClientLog = limitedLines(logger, sout.clientLog(), "client is at", stdout)
+	}
+}
+
+// serveMetrics serves --metrics and counts runs, refusals and evictions.
+func (c *svrConfig) serveMetrics(ctx context.Context, logger *slog.Logger) (stop func(), err error) {
+	c.svc.Metrics = status.NewMetrics()
+	c.runner.OnRun = c.svc.Metrics.ObserveRun
+	mln, err := endpoint.Listen(ctx, c.metrics)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics: %w", err)
+	}
+	c.svc.Metrics.CountConnections(c.caps.Refused, c.caps.Evicted)
+	logger.Info("metrics", "url", "http://"+mln.Addr().String()+"/metrics")
+	return c.svc.Metrics.Serve(mln), nil
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tcplab/tcplab/internal/safetext"
 )
 
 // strclnt shows v safely: on a terminal a peer's escape sequences are
@@ -194,7 +196,7 @@ func TestStrsvrFinalValueEscapedOnATerminal(t *testing.T) {
 // The one line of an error may quote a peer (a server's words, a
 // certificate's names): it is one line and shows no control raw.
 func TestOneLineEscapes(t *testing.T) {
-	if got, want := oneLine("read from h:1: bad\x1b[2J\nname\u202e"), `read from h:1: bad\x1b[2J name\u202e`; got != want {
+	if got, want := safetext.OneLine("read from h:1: bad\x1b[2J\nname\u202e"), `read from h:1: bad\x1b[2J name\u202e`; got != want {
 		t.Fatalf("oneLine = %q, want %q", got, want)
 	}
 }

@@ -24,9 +24,8 @@ type tmcConfig struct {
 	quiet, json, stream bool
 	interval            time.Duration
 	plot                string
-	readSize            int
 	copies              int64
-	timeout             time.Duration
+	opts                multicopy.FetchOptions
 }
 
 func runTMC(ctx context.Context, std stdio, args []string) error {
@@ -37,9 +36,9 @@ func runTMC(ctx context.Context, std stdio, args []string) error {
 	fs.BoolVar(&c.stream, "json-stream", false, "print JSON objects, one a line, as the answer arrives: \"start\", an \"interval\" each --interval, and \"end\" with the --json summary (as iperf3 --json-stream)")
 	fs.DurationVar(&c.interval, "interval", time.Second, "with --json-stream: the time between two \"interval\" objects")
 	fs.StringVar(&c.plot, "plot", "", "draw the chunk sizes and their histogram to `FILE` (.png or .svg)")
-	fs.IntVar(&c.readSize, "read-size", multicopy.ReadBufferSize, "the most one read may return, as tmc.py's recv(1000000); smaller (e.g. 262144) is faster for bulk, with chunks mostly of that size")
+	fs.IntVar(&c.opts.ReadSize, "read-size", multicopy.ReadBufferSize, "the most one read may return, as tmc.py's recv(1000000); smaller (e.g. 262144) is faster for bulk, with chunks mostly of that size")
 	fs.Int64Var(&c.copies, "copies", multicopy.DefaultCopies, "how many copies of STRING the answer must hold, as tms sends by default (tms.py always sends 10000); 0: any whole number")
-	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "give up after this long without data (and for the connect); 0: wait for ever, as tmc.py does")
+	fs.DurationVar(&c.opts.IdleTimeout, "timeout", multicopy.DefaultIdleTimeout, "give up after this long without data (and for the connect); 0: wait for ever, as tmc.py does")
 	pos, err := fs.parse(std, args, 3, 3)
 	if err != nil {
 		return err
@@ -69,9 +68,16 @@ func (c *tmcConfig) validate(fs *flagSet) error {
 	if err := checkDialPort(c.port); err != nil {
 		return err
 	}
+	if err := fs.refuseZero("read-size"); err != nil {
+		return err
+	}
+	if err := fs.configError(c.opts.Validate(), map[string]string{"ReadSize": "read-size"}); err != nil {
+		return err
+	}
+	if c.opts.IdleTimeout == 0 {
+		c.opts.IdleTimeout = -1 // --timeout 0: wait for ever, as tmc.py
+	}
 	switch {
-	case c.readSize < 1 || c.readSize > 64<<20:
-		return usagef("--read-size must be from 1 to %d bytes, not %d", 64<<20, c.readSize)
 	case c.copies < 0:
 		return usagef("--copies must not be negative, not %d", c.copies)
 	case c.json && c.stream:
@@ -109,7 +115,7 @@ func (c *tmcConfig) perRead() bool { return !c.quiet && !c.json && !c.stream }
 // run connects, sends, reads the answer and prints what tmc.py prints and
 // the summary, filling rep (the JSON report) as it goes.
 func (c *tmcConfig) run(ctx context.Context, std stdio, rep *tmcReport) error {
-	conn, err := endpoint.Dial(ctx, c.host, c.port, c.timeout)
+	conn, err := endpoint.Dial(ctx, c.host, c.port, max(c.opts.IdleTimeout, 0))
 	if err != nil {
 		return err
 	}
@@ -166,7 +172,7 @@ func (c *tmcConfig) fetch(ctx context.Context, conn net.Conn, std stdio, receive
 	if c.barAllowed(std.out) {
 		stopBar = startProgress(std.err, received, c.expected())
 	}
-	res, err := multicopy.Fetch(fetchCtx, conn, []byte(c.msg), c.timeout, c.readSize, func(chunk []byte) {
+	res, err := multicopy.Fetch(fetchCtx, conn, []byte(c.msg), func(chunk []byte) {
 		// A full server's refusal line never comes here: it is Fetch's error.
 		received.Add(int64(len(chunk)))
 		verify.Write(chunk)
@@ -182,7 +188,7 @@ func (c *tmcConfig) fetch(ctx context.Context, conn net.Conn, std stdio, receive
 		if err := verify.Wrong(); err != nil {
 			stopFetch(err) // reading on could take long
 		}
-	})
+	}, c.opts)
 	stopBar()
 	if wrong := verify.Wrong(); wrong != nil && ctx.Err() == nil {
 		return res, wrongAnswer(wrong)

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tcplab/tcplab/internal/safetext"
 	"github.com/tcplab/tcplab/multicopy"
 )
 
@@ -66,7 +67,7 @@ func (r *tmcReport) fill(res *multicopy.Result) { r.transferSummary = summarize(
 func (r *tmcReport) print(ctx context.Context, w io.Writer, stream bool, err error) error {
 	r.OK = err == nil
 	if err != nil {
-		r.Error = oneLine(err.Error())
+		r.Error = safetext.OneLine(err.Error())
 		if ctx.Err() != nil {
 			r.Error = context.Cause(ctx).Error()
 		}

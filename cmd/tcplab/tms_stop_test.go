@@ -74,7 +74,7 @@ func TestTMSStopsWhenAsked(t *testing.T) {
 		srv.signal(t, syscall.SIGINT)
 		srv.waitOut(t, `msg="shutting down"`)
 		srv.signal(t, syscall.SIGINT)
-		expectEnd(t, srv, exitInterrupted, `(?m)msg="second signal; resetting the transfer"`)
+		expectEnd(t, srv, exitInterrupted, `(?m)msg="second signal; closed remaining connections"`)
 		if err := readEnd(t, ended); !errors.Is(err, syscall.ECONNRESET) {
 			t.Errorf("the client's read ended with %v, want a reset", err)
 		}
@@ -83,7 +83,7 @@ func TestTMSStopsWhenAsked(t *testing.T) {
 		srv := startCmd(t, captured, captured, "tms", "--no-wait", "--grace", "300ms", "--copies", "1000000000", "0")
 		_, ended := slowReader(t, srv.port(t), "abc\n")
 		srv.signal(t, syscall.SIGTERM)
-		expectEnd(t, srv, exitTerminated, `(?m)msg="grace period over; resetting the transfer"`)
+		expectEnd(t, srv, exitTerminated, `(?m)msg="grace period over; closed remaining connections"`)
 		if err := readEnd(t, ended); !errors.Is(err, syscall.ECONNRESET) {
 			t.Errorf("the client's read ended with %v, want a reset", err)
 		}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/tcplab/tcplab/internal/testkit"
+	"github.com/tcplab/tcplab/multicopy"
 )
 
 // listeningPort reads the port a server reported in its "listening" log line.
@@ -291,7 +292,7 @@ func TestProgressBarOnlyOnATerminal(t *testing.T) {
 	}
 }
 
-// tms --keep serves tmsMaxConns clients at once by default, not the server
+// tms --keep serves multicopy.DefaultMaxConns clients at once by default, not the server
 // package's 10,000: each may hold a 1 MB message; a quarter of them from
 // one address. The next client is told at once that the server is full,
 // and is served once a slot is free.
@@ -304,13 +305,13 @@ func TestTMSKeepDefaultCapBoundsMemory(t *testing.T) {
 		return string(got)
 	}
 	var held []net.Conn
-	for i := range tmsMaxConns {
+	for i := range multicopy.DefaultMaxConns {
 		// A string with no newline, ended only by --gap: each holds a
 		// slot. (A silent client would not: the listener defers accept
 		// until the first bytes arrive.)
-		src := fmt.Sprintf("127.0.0.%d", 1+i/(tmsMaxConns/4))
+		src := fmt.Sprintf("127.0.0.%d", 1+i/(multicopy.DefaultMaxConns/4))
 		held = append(held, holdFrom(t, src, addr, "x"))
-		if i == tmsMaxConns/4-1 {
+		if i == multicopy.DefaultMaxConns/4-1 {
 			// The 251st from one address is over its share.
 			if got, want := answer("127.0.0.1"), "busy: max number of connections from one address reached (250); try again later\n"; got != want {
 				t.Fatalf("client 251 from 127.0.0.1: %q, want %q", got, want)
@@ -318,9 +319,9 @@ func TestTMSKeepDefaultCapBoundsMemory(t *testing.T) {
 		}
 	}
 	if got, want := answer("127.0.0.9"), "busy: max number of clients reached (1000); try again later\n"; got != want {
-		t.Fatalf("client %d: %q, want %q", tmsMaxConns+1, got, want)
+		t.Fatalf("client %d: %q, want %q", multicopy.DefaultMaxConns+1, got, want)
 	}
-	held[tmsMaxConns-1].Close() // one of 127.0.0.4's
+	held[multicopy.DefaultMaxConns-1].Close() // one of 127.0.0.4's
 	// The slot frees when tms sees the close, which gives no event here:
 	// try again until a client is served.
 	var got string

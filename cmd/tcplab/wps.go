@@ -8,73 +8,86 @@ import (
 	"net"
 	"strings"
 	"text/tabwriter"
-	"time"
 
+	"github.com/tcplab/tcplab/internal/safetext"
 	"github.com/tcplab/tcplab/status"
 	"github.com/tcplab/tcplab/status/fleet"
 )
 
+// wpsConfig is what wps's flags and arguments say.
+type wpsConfig struct {
+	hostList   onceString
+	opts       fleet.Options
+	json       bool
+	tls        wpsTLSFlags
+	manyHosts  bool
+	hosts      []string // --hosts, parsed
+	host, port string   // without --hosts
+	name       string   // the COMMAND, "" for the fleet table
+}
+
+func (c *wpsConfig) flags(fs *flagSet) {
+	fs.Var(&c.hostList, "hosts", "comma-separated `host:port` list: ask them all in parallel (once: the list is one value)")
+	fs.DurationVar(&c.opts.Timeout, "timeout", fleet.DefaultTimeout, "per-host limit for connecting and the whole answer (0: none)")
+	fs.BoolVar(&c.json, "json", false, "print the answers as JSON")
+	c.tls = addWPSTLSFlags(fs)
+}
+
+// validate checks the arguments and flags, before anyone is asked.
+func (c *wpsConfig) validate(pos []string) (err error) {
+	if err := c.tls.check(); err != nil {
+		return err
+	}
+	if c.opts.Timeout == 0 {
+		c.opts.Timeout = -1 // --timeout 0: none
+	}
+	if c.manyHosts {
+		if len(pos) == 1 {
+			c.name = pos[0]
+		}
+		c.hosts, err = parseHosts(c.hostList.value)
+		return err
+	}
+	c.host, c.port, c.name = hostArg(pos[0]), pos[1], pos[2]
+	if err := checkHost(c.host); err != nil {
+		return err
+	}
+	return checkDialPort(c.port)
+}
+
 func runWPS(ctx context.Context, std stdio, args []string) error {
+	var c wpsConfig
 	fs := newFlagSet("wps")
-	hostList := new(onceString)
-	fs.Var(hostList, "hosts", "comma-separated `host:port` list: ask them all in parallel (once: the list is one value)")
-	timeout := fs.Duration("timeout", 10*time.Second, "per-host limit for connecting and the whole answer (0: none)")
-	asJSON := fs.Bool("json", false, "print the answers as JSON")
-	tlsFlags := addWPSTLSFlags(fs)
-	manyHosts := hostsGiven(args)
+	c.flags(fs)
+	c.manyHosts = hostsGiven(args)
 	minArgs, maxArgs := 3, 3
-	if manyHosts {
+	if c.manyHosts {
 		minArgs, maxArgs = 0, 1
 	}
 	pos, err := fs.parse(std, args, minArgs, maxArgs)
 	if err != nil {
 		return err
 	}
-	if err := tlsFlags.check(); err != nil {
+	if err := c.validate(pos); err != nil {
 		return err
 	}
-	var hosts []string
-	if manyHosts {
-		if hosts, err = parseHosts(hostList.value); err != nil {
-			return err
-		}
-	} else if err := checkHost(hostArg(pos[0])); err != nil {
-		return err
-	} else if err := checkDialPort(pos[1]); err != nil {
+	if ctx, err = c.tls.apply(ctx); err != nil {
 		return err
 	}
-	if ctx, err = tlsFlags.apply(ctx); err != nil {
-		return err
-	}
-	if !manyHosts {
-		return askOne(ctx, std, hostArg(pos[0]), pos[1], pos[2], *timeout, *asJSON)
+	if !c.manyHosts {
+		return askOne(ctx, std, c.host, c.port, c.name, c.opts, c.json)
 	}
 	var answers []fleet.HostAnswer
 	if len(pos) == 1 {
-		answers = fleet.AskFleet(ctx, hosts, pos[0], *timeout)
+		answers = fleet.AskFleet(ctx, c.hosts, c.name, c.opts)
 	} else {
-		answers = fleet.SummarizeFleet(ctx, hosts, *timeout)
+		answers = fleet.SummarizeFleet(ctx, c.hosts, c.opts)
 	}
 	if ctx.Err() != nil {
 		return ctx.Err() // interrupted: the hosts did not fail, we stopped asking
 	}
-	switch {
-	case *asJSON:
-		reports := make([]wpsReport, len(answers))
-		for i, a := range answers {
-			reports[i] = wpsReport{OK: a.Error == "", HostAnswer: a}
-		}
-		if err := encodeJSON(std.out, reports); err != nil {
-			return err
-		}
-	case len(pos) == 1:
-		if err := printAnswers(std.out, std.err, answers); err != nil {
-			return err
-		}
-	default:
-		if err := printTable(std.out, std.err, answers); err != nil {
-			return err
-		}
+	if err := c.print(std, answers, len(pos) == 1); err != nil {
+		return err
 	}
 	for _, a := range answers {
 		if a.Error == "" {
@@ -82,6 +95,22 @@ func runWPS(ctx context.Context, std stdio, args []string) error {
 		}
 	}
 	return errors.New("every host failed")
+}
+
+// print writes the fleet's answers: JSON, each host's output (asked, a
+// COMMAND was given) or the load table.
+func (c *wpsConfig) print(std stdio, answers []fleet.HostAnswer, asked bool) error {
+	switch {
+	case c.json:
+		reports := make([]wpsReport, len(answers))
+		for i, a := range answers {
+			reports[i] = wpsReport{OK: a.Error == "", HostAnswer: a}
+		}
+		return encodeJSON(std.out, reports)
+	case asked:
+		return printAnswers(std.out, std.err, answers)
+	}
+	return printTable(std.out, std.err, answers)
 }
 
 // parseHosts parses --hosts. A malformed entry is the caller's typing,
@@ -125,14 +154,15 @@ func hostsGiven(args []string) bool {
 }
 
 // askOne is wps.py: the answer goes to stdout as it arrives.
-func askOne(ctx context.Context, std stdio, host, port, name string, timeout time.Duration, asJSON bool) error {
+func askOne(ctx context.Context, std stdio, host, port, name string, opts fleet.Options, asJSON bool) error {
 	if name == "" {
 		return usagef("COMMAND must not be empty")
 	}
 	if !asJSON {
 		out := terminalSafe(std.out)
 		head := &answerHead{w: out}
-		_, err := fleet.Ask(ctx, host, port, name, timeout, head, 0)
+		opts.MaxAnswer = -1 // streamed, not kept
+		_, err := fleet.Ask(ctx, host, port, name, head, opts)
 		if ferr := flushTerminal(out); err == nil {
 			err = ferr
 		}
@@ -142,7 +172,7 @@ func askOne(ctx context.Context, std stdio, host, port, name string, timeout tim
 		return err
 	}
 	var buf strings.Builder
-	_, err := fleet.Ask(ctx, host, port, name, timeout, &buf, fleet.MaxAnswer)
+	_, err := fleet.Ask(ctx, host, port, name, &buf, opts)
 	if err == nil && buf.String() == status.NotTLSAnswer {
 		err = notTLSServer(host, port)
 	}
@@ -200,7 +230,7 @@ func printAnswers(w, errw io.Writer, answers []fleet.HostAnswer) error {
 	out := &firstError{w: terminalSafe(w)}
 	for i, a := range answers {
 		if a.Error != "" {
-			fmt.Fprintf(errw, "%s: error: %s\n", a.Host, oneLine(a.Error))
+			fmt.Fprintf(errw, "%s: error: %s\n", a.Host, safetext.OneLine(a.Error))
 			continue
 		}
 		if i > 0 {
@@ -236,7 +266,7 @@ func printTable(w, errw io.Writer, answers []fleet.HostAnswer) error {
 	tw.Flush()
 	for _, a := range answers {
 		if a.Error != "" {
-			fmt.Fprintf(errw, "%s: error: %s\n", a.Host, oneLine(a.Error))
+			fmt.Fprintf(errw, "%s: error: %s\n", a.Host, safetext.OneLine(a.Error))
 		}
 	}
 	return out.err

@@ -93,12 +93,11 @@ func runBlocking(ctx context.Context, w io.Writer, _ Options) (Observations, err
 	start = time.Now()
 	mu.Unlock()
 	var first time.Duration
-	res, err := multicopy.Fetch(ctx, &sentConn{Conn: conn, sent: func() { obs.Sent = since() }}, []byte("abc"), 5*time.Second, 0,
-		func([]byte) {
-			if first == 0 {
-				first = since()
-			}
-		})
+	res, err := multicopy.Fetch(ctx, &sentConn{Conn: conn, sent: func() { obs.Sent = since() }}, []byte("abc"), func([]byte) {
+		if first == 0 {
+			first = since()
+		}
+	}, multicopy.FetchOptions{IdleTimeout: 5 * time.Second})
 	if err != nil {
 		return nil, fmt.Errorf("tmc: %w", err)
 	}

@@ -149,7 +149,7 @@ func fetchCopies(ctx context.Context, addr, msg string, copies int64) (chunkRun,
 		return r, fmt.Errorf("tmc: %w", err)
 	}
 	defer conn.Close()
-	res, err := multicopy.Fetch(ctx, conn, []byte(msg), 5*time.Second, 0, nil)
+	res, err := multicopy.Fetch(ctx, conn, []byte(msg), nil, multicopy.FetchOptions{IdleTimeout: 5 * time.Second})
 	if err != nil {
 		return r, fmt.Errorf("tmc: %w", err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tcplab/tcplab/internal/server"
 	"github.com/tcplab/tcplab/sharedstring"
 	"github.com/tcplab/tcplab/store"
 )
@@ -179,7 +180,7 @@ func goroutineSession(ctx context.Context, obs *nonblockingObservations) error {
 	}
 	ran := make(chan result, 1)
 	go func() {
-		v, err := srv.Run(runCtx, ln, nil)
+		v, err := srv.Run(runCtx, &server.Server{}, ln, nil)
 		ran <- result{v, err}
 	}()
 	s, err := replay(ctx, ln.Addr().String())

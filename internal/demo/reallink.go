@@ -353,7 +353,7 @@ func fetchOverLink(ctx context.Context, l *netlab.Link, msg string, copies int64
 	}
 	defer conn.Close()
 	v := multicopy.NewVerifier([]byte(msg))
-	res, err := multicopy.Fetch(ctx, conn, []byte(msg), 10*time.Second, 0, func(chunk []byte) { v.Write(chunk) })
+	res, err := multicopy.Fetch(ctx, conn, []byte(msg), func(chunk []byte) { v.Write(chunk) }, multicopy.FetchOptions{IdleTimeout: 10 * time.Second})
 	if err != nil {
 		conn.Close()
 		<-done

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tcplab/tcplab/internal/server"
 	"github.com/tcplab/tcplab/sharedstring"
 	"github.com/tcplab/tcplab/store"
 )
@@ -209,7 +210,7 @@ func startStrsvr(ctx context.Context, st store.Store) (addr string, stop func(),
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
-		srv.Run(runCtx, ln, nil)
+		srv.Run(runCtx, &server.Server{}, ln, nil)
 	}()
 	return ln.Addr().String(), func() {
 		cancel()

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/tcplab/tcplab/internal/safetext"
 	"github.com/tcplab/tcplab/internal/server"
@@ -78,7 +77,7 @@ func runStatus(ctx context.Context, w io.Writer, _ Options) (Observations, error
 
 	for _, name := range statusAsks {
 		var answer bytes.Buffer
-		if _, err := fleet.Ask(ctx, host, port, name, 10*time.Second, &answer, fleet.MaxAnswer); err != nil {
+		if _, err := fleet.Ask(ctx, host, port, name, &answer, fleet.Options{}); err != nil {
 			return nil, fmt.Errorf("wps %s: %w", name, err)
 		}
 		obs.Answers[name] = answer.String()

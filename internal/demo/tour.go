@@ -46,7 +46,7 @@ func Tour(ctx context.Context, w io.Writer, lessons []Lesson, opts Options) erro
 			if err := out.failed(); err != nil {
 				return err
 			}
-			fmt.Fprintf(out, "  FAILED: %s\n\n", oneLine(err))
+			fmt.Fprintf(out, "  FAILED: %s\n\n", safetext.OneLine(err.Error()))
 			failed = append(failed, l.Name)
 			outcomes = append(outcomes, outcome{name: l.Name, err: err})
 			continue
@@ -58,7 +58,7 @@ func Tour(ctx context.Context, w io.Writer, lessons []Lesson, opts Options) erro
 		fmt.Fprintf(out, "What this run showed (%.1f s in all):\n", time.Since(start).Seconds())
 		for _, o := range outcomes {
 			if o.err != nil {
-				fmt.Fprintf(out, "  %-12s FAILED: %s\n", o.name, oneLine(o.err))
+				fmt.Fprintf(out, "  %-12s FAILED: %s\n", o.name, safetext.OneLine(o.err.Error()))
 				continue
 			}
 			fmt.Fprintf(out, "  %-12s %s\n", o.name, o.summary)
@@ -71,12 +71,6 @@ func Tour(ctx context.Context, w io.Writer, lessons []Lesson, opts Options) erro
 		return fmt.Errorf("%d of %d lessons failed: %s", len(failed), len(lessons), strings.Join(failed, ", "))
 	}
 	return nil
-}
-
-// oneLine is an error's message on one line, with what came from
-// outside in it escaped by tcplab's one rule (internal/safetext).
-func oneLine(err error) string {
-	return safetext.Line(strings.Join(strings.Fields(err.Error()), " "))
 }
 
 // stickyWriter remembers the first error writing to w, and fails every

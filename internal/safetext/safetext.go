@@ -34,6 +34,7 @@ package safetext
 
 import (
 	"io"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -63,6 +64,11 @@ func EscapeString(s string) string { return Escape([]byte(s)) }
 // line, a field of a table): as Escape, and newlines and tabs escaped too
 // ("\n", "\t"), so that s can neither end the line nor forge another.
 func Line(s string) string { return string(appendEscaped(nil, []byte(s), false)) }
+
+// OneLine is s as the one line a user is promised for an error: its
+// words joined by single spaces (no line breaks, no runs of blanks), then
+// escaped as Line does.
+func OneLine(s string) string { return Line(strings.Join(strings.Fields(s), " ")) }
 
 // appendEscaped appends p to dst with unsafe characters escaped; multiLine
 // keeps newlines and tabs.

@@ -41,8 +41,8 @@ const DefaultUserTimeout = 45 * time.Second
 const userTimeoutMargin = 15 * time.Second
 
 // UserTimeoutFor is the TCP_USER_TIMEOUT for a server that drops a client
-// whose writes make no progress for writeIdle: DefaultUserTimeout, or
-// writeIdle plus a margin when that is longer. With TCP_USER_TIMEOUT set,
+// whose writes make no progress for writeTimeout: DefaultUserTimeout, or
+// writeTimeout plus a margin when that is longer. With TCP_USER_TIMEOUT set,
 // Linux (since 5.11) also ends a connection whose peer keeps its receive
 // window closed that long, although the peer answers every probe: a live
 // reader that pauses (a pager, Ctrl-Z). Shorter than the write timeout,
@@ -50,8 +50,8 @@ const userTimeoutMargin = 15 * time.Second
 // overrule the write timeout the operator chose (measured: tms --keep
 // --write-timeout 3m dropped a paused reader after 48 s). At the servers'
 // default write timeouts (10 s, 30 s) it is DefaultUserTimeout.
-func UserTimeoutFor(writeIdle time.Duration) time.Duration {
-	return max(DefaultUserTimeout, writeIdle+userTimeoutMargin)
+func UserTimeoutFor(writeTimeout time.Duration) time.Duration {
+	return max(DefaultUserTimeout, writeTimeout+userTimeoutMargin)
 }
 
 // DetectVanishedPeer sets conn up to fail, instead of waiting for ever,

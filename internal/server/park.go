@@ -198,6 +198,9 @@ type parked struct {
 	// has been parked for detachAfter; bare: it is, conn is closed and fd
 	// is the server's own copy.
 	detachable, bare bool
+	// port is the client's, kept by detach: a socket its client resets
+	// while bare has no peer address left to read (see attach).
+	port uint16
 }
 
 // parker holds a Server's parked connections: those armed in the

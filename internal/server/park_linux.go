@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -15,6 +16,11 @@ import (
 type epollSet struct {
 	ep, ev int
 	events []unix.EpollEvent
+	// spare is a descriptor held in reserve (/dev/null), -1 when none:
+	// making a bare socket a net.Conn again needs one more for a moment
+	// (see lendSpare).
+	spareMu sync.Mutex
+	spare   int
 }
 
 // wakeToken marks the eventfd's events; no parked socket's token is all
@@ -31,7 +37,8 @@ func newReadySet() readySet {
 		unix.Close(ep)
 		return nil
 	}
-	e := &epollSet{ep: ep, ev: ev, events: make([]unix.EpollEvent, 256)}
+	e := &epollSet{ep: ep, ev: ev, events: make([]unix.EpollEvent, 256), spare: -1}
+	e.spare, _ = unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, ev, epollEvent(unix.EPOLLIN, wakeToken)); err != nil {
 		e.close()
 		return nil
@@ -96,6 +103,37 @@ func (e *epollSet) forget(fd int) {
 func (e *epollSet) close() {
 	unix.Close(e.ev)
 	unix.Close(e.ep)
+	e.spareMu.Lock()
+	if e.spare >= 0 {
+		unix.Close(e.spare)
+		e.spare = -1
+	}
+	e.spareMu.Unlock()
+}
+
+// lendSpare frees the descriptor held in reserve, for a caller out of
+// descriptors, and reports whether it had one; the caller then calls
+// restoreSpare once it has given up a descriptor of its own, and no one
+// else borrows it meanwhile. The accept loop, out of descriptors too,
+// waits before it tries again, so the freed slot is the caller's.
+func (e *epollSet) lendSpare() bool {
+	e.spareMu.Lock()
+	if e.spare < 0 {
+		e.spareMu.Unlock()
+		return false
+	}
+	unix.Close(e.spare)
+	e.spare = -1
+	return true
+}
+
+// restoreSpare takes a descriptor in reserve again, after lendSpare.
+func (e *epollSet) restoreSpare() {
+	e.spare, _ = unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if e.spare < 0 {
+		e.spare = -1
+	}
+	e.spareMu.Unlock()
 }
 
 // readableNow reports whether fd has bytes to read (or its peer closed, or

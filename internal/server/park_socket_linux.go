@@ -1,8 +1,10 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -46,6 +48,9 @@ func (p *parker) detach(s *Server, pk *parked) net.Conn {
 	}
 	p.byFD[fd] = pk
 	conn := pk.conn
+	if a, ok := conn.RemoteAddr().(*net.TCPAddr); ok {
+		pk.port = uint16(a.Port)
+	}
 	pk.fd, pk.seq, pk.conn, pk.bare = int32(fd), p.seq, nil, true
 	t.conn, t.bare = nil, pk
 	return conn
@@ -53,13 +58,35 @@ func (p *parker) detach(s *Server, pk *parked) net.Conn {
 
 // attach makes pk's bare socket a net.Conn again, for its handler, and
 // gives up the server's descriptor. If the server closed its connections
-// meanwhile, the new one is closed too. A socket that cannot be made a
-// net.Conn (out of descriptors) is closed, and its handler given a
-// connection whose every call fails with the reason.
+// meanwhile, the new one is closed too. Out of descriptors, it borrows the
+// set's reserve (lendSpare). A socket that cannot be made a net.Conn
+// (out of descriptors even so, or reset by its client) is closed, and its
+// handler given a connection whose every call fails with the reason.
 func (s *Server) attach(t *tracked, pk *parked) net.Conn {
 	s.parker.forget(int(pk.fd))
 	f := os.NewFile(uintptr(pk.fd), "parked socket")
 	conn, err := net.FileConn(f)
+	var spare *epollSet
+	if errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) {
+		// Out of descriptors (silent connections fill the table): with
+		// the one held in reserve, given back once f is closed below.
+		if e, ok := s.parker.set.(*epollSet); ok && e.lendSpare() {
+			spare = e
+			conn, err = net.FileConn(f)
+		}
+	}
+	if err == nil && conn.RemoteAddr() == nil {
+		// The client reset the connection while it was bare (or it timed
+		// out): the kernel has closed the socket and getpeername fails,
+		// so FileConn's conn has no peer address, and every handler that
+		// logs it would panic. Its every call would fail anyway: it is
+		// handed over as lost, with the socket's error.
+		conn.Close()
+		err = unix.ENOTCONN
+		if e, _ := unix.GetsockoptInt(int(pk.fd), unix.SOL_SOCKET, unix.SO_ERROR); e != 0 {
+			err = unix.Errno(e)
+		}
+	}
 	if err == nil {
 		// FileConn turns on keep-alive with Go's defaults (15 s, every
 		// 15 s, 9 probes): the server's own settings again, as at the
@@ -69,7 +96,7 @@ func (s *Server) attach(t *tracked, pk *parked) net.Conn {
 			s.logger().Warn("vanished peers may hold this slot", "client", conn.RemoteAddr().String(), "err", err)
 		}
 	} else {
-		conn = &lostConn{err: fmt.Errorf("resume a parked connection: %w", err), laddr: sockAddr(unix.Getsockname(int(pk.fd))), raddr: sockAddr(unix.Getpeername(int(pk.fd)))}
+		conn = &lostConn{err: fmt.Errorf("resume a parked connection: %w", err), laddr: sockAddr(unix.Getsockname(int(pk.fd))), raddr: peerAddr(t, pk)}
 	}
 	s.mu.Lock()
 	if t != nil {
@@ -79,6 +106,9 @@ func (s *Server) attach(t *tracked, pk *parked) net.Conn {
 	s.mu.Unlock()
 	pk.conn = conn
 	f.Close()
+	if spare != nil {
+		spare.restoreSpare()
+	}
 	if closed {
 		conn.Close()
 	}
@@ -93,6 +123,20 @@ func interruptFD(fd int, reset bool) {
 		unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
 	}
 	unix.Shutdown(fd, unix.SHUT_RD)
+}
+
+// peerAddr is the client's address of a bare socket that cannot be made
+// a net.Conn again: getpeername's, or, when the socket has lost its peer
+// (reset), its source's address (exact for IPv4, the /64 for IPv6) with
+// the port detach kept.
+func peerAddr(t *tracked, pk *parked) net.Addr {
+	if sa, err := unix.Getpeername(int(pk.fd)); err == nil {
+		return sockAddr(sa, nil)
+	}
+	if t == nil || !t.key.IsValid() {
+		return &net.TCPAddr{}
+	}
+	return net.TCPAddrFromAddrPort(netip.AddrPortFrom(t.key.Addr(), pk.port))
 }
 
 // sockAddr is a socket address as net gives it, for the log of a

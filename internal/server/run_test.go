@@ -75,18 +75,18 @@ func TestRunDrainsWithinGrace(t *testing.T) {
 	}
 }
 
-// The hurry context (a second signal) ends the grace period at once.
+// Hurry (a second signal) ends the grace period at once.
 func TestRunHurryClosesWhatIsLeft(t *testing.T) {
 	ln := listen(t)
 	f := newFinishing()
-	s := &Server{Handler: f, Grace: time.Hour}
-	hurry, now := context.WithCancel(context.Background())
-	ctx, stop := context.WithCancel(WithHurry(context.Background(), hurry))
+	hurry := make(chan struct{})
+	s := &Server{Handler: f, Grace: time.Hour, Hurry: hurry}
+	ctx, stop := context.WithCancel(context.Background())
 	ran := runIn(ctx, s, ln)
 	c := dialHeld(t, ln, f)
 	stop()
 	<-s.done
-	now()
+	close(hurry)
 	if err := <-ran; err != nil {
 		t.Fatalf("Run after a hurried stop: %v", err)
 	}
@@ -98,11 +98,11 @@ func TestRunHurryClosesWhatIsLeft(t *testing.T) {
 }
 
 // A handler that says it is done (Finisher) stops Run as a signal would;
-// Grace zero closes the connections left at once.
+// a Grace of none closes the connections left at once.
 func TestRunStopsWhenTheHandlerIsDone(t *testing.T) {
 	ln := listen(t)
 	f := newFinishing()
-	s := &Server{Handler: f}
+	s := &Server{Handler: f, Grace: -1}
 	ran := runIn(context.Background(), s, ln)
 	dialHeld(t, ln, f)
 	close(f.finish)
@@ -115,14 +115,16 @@ func TestRunStopsWhenTheHandlerIsDone(t *testing.T) {
 	}
 }
 
-// Without Hurry in the context, Hurry gives a context that never ends.
-func TestHurryDefault(t *testing.T) {
-	if Hurry(context.Background()).Done() != nil {
-		t.Fatal("Hurry of a plain context can end")
+// hurried without a Hurry channel is its context, which a nil Hurry
+// never ends.
+func TestHurriedNil(t *testing.T) {
+	ctx := context.Background()
+	if hurried(ctx, nil) != ctx || isClosed(nil) {
+		t.Fatal("a nil Hurry can end the grace period")
 	}
 }
 
-// Grace zero closes what is in flight at once after a stop signal, and
+// A Grace of none closes what is in flight at once after a stop signal, and
 // says so in the log as a spent grace period did before Run existed
 // (tms --keep --grace 0, svr --grace 0): an operator sees why the
 // transfers ended.
@@ -130,7 +132,7 @@ func TestRunWithoutGraceSaysItClosed(t *testing.T) {
 	ln := listen(t)
 	f := newFinishing()
 	var logs testkit.SafeBuffer
-	s := &Server{Handler: f, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	s := &Server{Handler: f, Grace: -1, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
 	ctx, stop := context.WithCancel(context.Background())
 	ran := runIn(ctx, s, ln)
 	dialHeld(t, ln, f)
@@ -144,18 +146,29 @@ func TestRunWithoutGraceSaysItClosed(t *testing.T) {
 	}
 }
 
-// A negative Grace (a protocol with nothing to finish) closes at once on
-// a signal and says nothing of a grace period; zero (svr --grace 0) says
-// that it is over.
+// nothingToFinish is a protocol whose Configure says it has nothing to
+// finish: a Grace of none, where the caller left it zero.
+type nothingToFinish struct{ *finishing }
+
+func (n nothingToFinish) Configure(s *Server) {
+	if s.Grace == 0 {
+		s.Grace = -1
+	}
+}
+
+// A Grace of none that the protocol chose (nothing to finish: strsvr)
+// closes at once on a signal and says nothing of a grace period; one the
+// caller chose (svr --grace 0) says that it is over.
 func TestRunNegativeGraceSaysNoGrace(t *testing.T) {
 	for _, tc := range []struct {
+		name  string
 		grace time.Duration
 		want  bool // the "grace period over" line
-	}{{-1, false}, {0, true}} {
+	}{{"the protocol's", 0, false}, {"the caller's", -1, true}} {
 		var log testkit.SafeBuffer
 		ln := listen(t)
 		f := newFinishing()
-		s := &Server{Handler: f, Grace: tc.grace, Logger: slog.New(slog.NewTextHandler(&log, nil))}
+		s := &Server{Handler: nothingToFinish{f}, Grace: tc.grace, Logger: slog.New(slog.NewTextHandler(&log, nil))}
 		ctx, stop := context.WithCancel(context.Background())
 		ran := runIn(ctx, s, ln)
 		dialHeld(t, ln, f)
@@ -165,7 +178,33 @@ func TestRunNegativeGraceSaysNoGrace(t *testing.T) {
 		}
 		<-f.ended
 		if got := strings.Contains(log.String(), "grace period over"); got != tc.want {
-			t.Errorf("Grace %v: logged %q; want the grace line %v", tc.grace, log.String(), tc.want)
+			t.Errorf("%s none: logged %q; want the grace line %v", tc.name, log.String(), tc.want)
 		}
+	}
+}
+
+// A zero Grace is DefaultGrace: a connection in flight is given it, not
+// closed at once (it was closed at once before the zero was a default).
+func TestRunZeroGraceIsTheDefault(t *testing.T) {
+	var log testkit.SafeBuffer
+	ln := listen(t)
+	f := newFinishing()
+	s := &Server{Handler: f, Logger: slog.New(slog.NewTextHandler(&log, nil))}
+	ctx, stop := context.WithCancel(context.Background())
+	ran := runIn(ctx, s, ln)
+	dialHeld(t, ln, f)
+	stop()
+	if !testkit.WaitWritten(time.Minute, nil, func(text string) bool { return strings.Contains(text, "shutting down") }, &log) {
+		t.Fatalf("no stop logged: %q", log.String())
+	}
+	if !strings.Contains(log.String(), "grace="+DefaultGrace.String()) {
+		t.Errorf("log %q: want the stop to give grace=%s", log.String(), DefaultGrace)
+	}
+	close(f.release) // the connection finishes within the grace
+	if err := <-ran; err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(log.String(), "grace period over") {
+		t.Errorf("log %q: the grace ran out; want the connection to finish within it", log.String())
 	}
 }

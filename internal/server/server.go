@@ -35,6 +35,10 @@ import (
 // can tell a requested stop from a failure.
 var ErrServerClosed = errors.New("server closed")
 
+// DefaultGrace is Server.Grace's default: the time a stop leaves the
+// connections in flight, as tms's --grace.
+const DefaultGrace = 5 * time.Second
+
 // DefaultMaxConns is the concurrency cap used when Server.MaxConns is zero.
 const DefaultMaxConns = 10000
 
@@ -44,6 +48,19 @@ const DefaultMaxConns = 10000
 // than conn can give up.
 type Handler interface {
 	ServeConn(ctx context.Context, conn net.Conn)
+}
+
+// Configurer is implemented by a Handler whose protocol has its own
+// defaults for some of the Server's fields: a cap sized for what its
+// clients hold, a refusal in its own words, a TCP user timeout that
+// matches its write timeout, a grace period. The Server calls Configure
+// once, before it accepts (or Run waits) for the first time; Configure
+// fills in the fields the caller left zero, so that every field's zero
+// value is the protocol's documented default, and it may note the
+// resolved caps for its own use. The caller sets the fields (from flags,
+// say); the protocol never builds a Server of its own.
+type Configurer interface {
+	Configure(s *Server)
 }
 
 // HandlerFunc lets an ordinary function be a Handler.
@@ -124,12 +141,16 @@ type Server struct {
 	UserTimeout time.Duration
 
 	// Grace is how long Run lets connections in flight finish after a
-	// stop before it closes them. Zero is a grace period of nothing (svr
-	// --grace 0): they are closed at once, and a signal's stop logs that
-	// the grace period is over. Negative means the protocol has nothing
-	// to finish (strsvr answers each letter as it comes): they are closed
-	// at once, with no grace period to speak of.
+	// stop before it closes them. Zero means DefaultGrace; negative, none:
+	// they are closed at once, and a signal's stop logs that the grace
+	// period is over (svr --grace 0). A protocol whose Configure sets
+	// none has nothing to finish (strsvr answers each letter as it
+	// comes): its stop says nothing of a grace period.
 	Grace time.Duration
+
+	// Hurry, if not nil, is closed on a second stop signal: Run then cuts
+	// the grace period short and closes the connections still open.
+	Hurry <-chan struct{}
 
 	// ParkAfter is how long a handler that serves a conversation keeps
 	// its goroutine while its client is silent before it parks the
@@ -166,6 +187,8 @@ type Server struct {
 	started       time.Time      // when init ran: connections' times are durations since (monotonic)
 	maxConns      int            // MaxConns resolved
 	maxPer        int            // MaxConnsPerAddr resolved; 0: no cap
+	grace         time.Duration  // Grace resolved; 0: none
+	quietStop     bool           // the protocol has nothing to finish (see Grace)
 	refused       int            // refusals since the last log line about them
 	refusalLogged time.Time      // when that line was written
 	handlers      sync.WaitGroup // one for each connection served or refused
@@ -174,6 +197,11 @@ type Server struct {
 
 func (s *Server) init() {
 	if s.done == nil {
+		asked := s.Grace
+		if c, ok := s.Handler.(Configurer); ok {
+			c.Configure(s)
+		}
+		s.grace, s.quietStop = Setting(s.Grace, DefaultGrace), asked == 0 && s.Grace < 0
 		s.listeners = make(map[net.Listener]struct{})
 		s.conns = make(map[*tracked]struct{})
 		s.perAddr = make(map[netip.Prefix]int)
@@ -190,13 +218,17 @@ func (s *Server) init() {
 		case s.MaxConnsPerAddr > 0:
 			s.maxPer = s.MaxConnsPerAddr
 		case s.MaxConnsPerAddr == 0:
-			s.maxPer = max(1, s.maxConns/4)
+			s.maxPer = QuarterOf(s.maxConns)
 		}
 	}
 }
 
 // sinceStart is the time now, as tracked keeps it.
 func (s *Server) sinceStart() time.Duration { return time.Since(s.started) }
+
+// QuarterOf is the per-address cap a zero MaxConnsPerAddr means for a
+// server of maxConns slots: a quarter of them, at least 1.
+func QuarterOf(maxConns int) int { return max(1, maxConns/4) }
 
 func (s *Server) logger() *slog.Logger {
 	if s.Logger == nil {
@@ -314,7 +346,9 @@ func (s *Server) callHandler(ctx context.Context, conn net.Conn, h HandlerFunc) 
 // recoverHandler logs a panic of the code serving conn and stops it there.
 func (s *Server) recoverHandler(conn net.Conn) {
 	if v := recover(); v != nil {
-		s.logger().Error("handler panic; connection closed", "client", conn.RemoteAddr().String(), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+		// conn.RemoteAddr() may be nil (a net.Conn of a socket whose peer
+		// has gone); a panic here would stop the process.
+		s.logger().Error("handler panic; connection closed", "client", fmt.Sprint(conn.RemoteAddr()), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 	}
 }
 

@@ -18,20 +18,48 @@ import (
 
 	"github.com/tcplab/tcplab/internal/endpoint"
 	"github.com/tcplab/tcplab/internal/procps"
+	"github.com/tcplab/tcplab/internal/server"
 	"golang.org/x/sync/errgroup"
 )
 
-// MaxAnswer bounds what a client keeps of one answer (Ask's callers in the
-// fleet view hold every host's answer at once).
-const MaxAnswer = 8 << 20
+// Defaults for Options' zero fields.
+const (
+	// DefaultTimeout bounds the whole exchange with one host.
+	DefaultTimeout = 10 * time.Second
+	// DefaultMaxAnswer bounds what a client keeps of one answer (the
+	// fleet view holds every host's answer at once).
+	DefaultMaxAnswer = 8 << 20
+)
+
+// Options are the client's settings, the same shape as
+// sharedstring.Options and multicopy.FetchOptions: every field's zero
+// value is its default, and a negative one means none.
+type Options struct {
+	// Timeout bounds the whole exchange with one host, the connect
+	// included. Zero means DefaultTimeout; negative, no limit but ctx.
+	Timeout time.Duration
+	// MaxAnswer bounds the bytes of one answer; more is an error. Zero
+	// means DefaultMaxAnswer; -1, no limit.
+	MaxAnswer int64
+}
+
+// timeout is Timeout resolved; 0: none.
+func (o Options) timeout() time.Duration { return server.Setting(o.Timeout, DefaultTimeout) }
+
+// maxAnswer is MaxAnswer resolved; 0: none.
+func (o Options) maxAnswer() int64 { return server.Setting(o.MaxAnswer, DefaultMaxAnswer) }
 
 // Ask is wps.py: connect to host:port, send name exactly as given (no
 // terminator, no half-close), and copy the answer to w until the server
-// closes. The whole exchange must finish within timeout (zero: no limit but
-// ctx). At most max bytes are copied (max <= 0: no limit); more is an error.
-// An error of w's (a full disk under standard output) is returned as it
-// is: a local failure, never reported as the network's.
-func Ask(ctx context.Context, host, port, name string, timeout time.Duration, w io.Writer, max int64) (int64, error) {
+// closes, within opts' Timeout and MaxAnswer. An error of w's (a full disk
+// under standard output) is returned as it is: a local failure, never
+// reported as the network's.
+func Ask(ctx context.Context, host, port, name string, w io.Writer, opts Options) (int64, error) {
+	return ask(ctx, host, port, name, opts.timeout(), w, opts.maxAnswer())
+}
+
+// ask is Ask with its limits resolved: timeout 0 or max 0, none.
+func ask(ctx context.Context, host, port, name string, timeout time.Duration, w io.Writer, max int64) (int64, error) {
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
@@ -121,11 +149,12 @@ type Summary struct {
 const fleetParallel = 64
 
 // AskFleet asks every host (each "host:port") for name in parallel, each
-// within timeout, and returns the answers in the order of hosts. A failed
+// within opts, and returns the answers in the order of hosts. A failed
 // host has Error set; the others are unaffected. A name other than w or ps
 // is sent only to a host that identify recognises as tcplab svr; any other
 // host gets an error instead (see safeForAnyServer).
-func AskFleet(ctx context.Context, hosts []string, name string, timeout time.Duration) []HostAnswer {
+func AskFleet(ctx context.Context, hosts []string, name string, opts Options) []HostAnswer {
+	timeout, max := opts.timeout(), opts.maxAnswer()
 	return fleet(ctx, hosts, func(ctx context.Context, h, p string) HostAnswer {
 		a := HostAnswer{Command: name}
 		if !safeForAnyServer(name) {
@@ -141,7 +170,7 @@ func AskFleet(ctx context.Context, hosts []string, name string, timeout time.Dur
 			}
 		}
 		var buf bytes.Buffer
-		_, err := Ask(ctx, h, p, name, timeout, &buf, MaxAnswer)
+		_, err := ask(ctx, h, p, name, timeout, &buf, max)
 		a.Output = buf.String()
 		if err != nil {
 			a.Error = err.Error()
@@ -154,7 +183,8 @@ func AskFleet(ctx context.Context, hosts []string, name string, timeout time.Dur
 // structured form ("json") from a host known to be tcplab svr that allows
 // it (see identify), else w's first line, which every w server sends (the
 // tutorial's svr.py included).
-func SummarizeFleet(ctx context.Context, hosts []string, timeout time.Duration) []HostAnswer {
+func SummarizeFleet(ctx context.Context, hosts []string, opts Options) []HostAnswer {
+	timeout, max := opts.timeout(), opts.maxAnswer()
 	return fleet(ctx, hosts, func(ctx context.Context, h, p string) HostAnswer {
 		id, err := identify(ctx, h, p, timeout)
 		if err != nil && isConnectError(err) {
@@ -162,7 +192,7 @@ func SummarizeFleet(ctx context.Context, hosts []string, timeout time.Duration) 
 		}
 		var buf bytes.Buffer
 		if id.Tcplab && slices.Contains(id.Allowed, "json") {
-			_, err := Ask(ctx, h, p, "json", timeout, &buf, MaxAnswer)
+			_, err := ask(ctx, h, p, "json", timeout, &buf, max)
 			var f procps.Facts
 			if err == nil && json.Unmarshal(buf.Bytes(), &f) == nil && f.Time.Unix() > 0 {
 				return HostAnswer{Command: "json", Summary: &Summary{
@@ -172,7 +202,7 @@ func SummarizeFleet(ctx context.Context, hosts []string, timeout time.Duration) 
 			}
 			buf.Reset()
 		}
-		_, err = Ask(ctx, h, p, "w", timeout, &buf, MaxAnswer)
+		_, err = ask(ctx, h, p, "w", timeout, &buf, max)
 		a := HostAnswer{Command: "w"}
 		if err != nil {
 			a.Error = err.Error()
@@ -238,13 +268,13 @@ type identity struct {
 // server that answers anything else is not tcplab svr, which is no error;
 // err is set only when the exchange failed.
 //
-// The whole answer is read (up to MaxAnswer, within timeout), though only
+// The whole answer is read (up to DefaultMaxAnswer, within timeout), though only
 // its first bytes are kept: a server that is not tcplab svr answers with
 // ps's output, and svr.py, which writes it a line at a time and catches
 // nothing, dies of the broken pipe if the client closes first.
 func identify(ctx context.Context, host, port string, timeout time.Duration) (identity, error) {
 	buf := &keepFirst{max: 4096}
-	_, err := Ask(ctx, host, port, Probe, timeout, buf, MaxAnswer)
+	_, err := ask(ctx, host, port, Probe, timeout, buf, DefaultMaxAnswer)
 	prefix := fmt.Sprintf("unknown command %q; allowed: ", probeName)
 	line, ok := strings.CutPrefix(buf.b.String(), prefix)
 	if !ok || buf.total != buf.b.Len() || !strings.HasSuffix(line, "\n") || strings.Count(line, "\n") != 1 {

@@ -72,11 +72,11 @@ func TestFleetSafeAgainstSvrPy(t *testing.T) {
 // allows; svr.py (which runs ps for the probe) and a server that echoes
 // are not taken for it.
 func TestIdentify(t *testing.T) {
-	id, err := identify(context.Background(), "127.0.0.1", port(t, startSVR(t, "w", "ps", "json")), noLimit)
+	id, err := identify(context.Background(), "127.0.0.1", port(t, startSVR(t, "w", "ps", "json")), noTimeout)
 	if err != nil || !id.Tcplab || !slices.Equal(id.Allowed, []string{"json", "ps", "w"}) {
 		t.Fatalf("tcplab svr: %+v, %v", id, err)
 	}
-	id, err = identify(context.Background(), "127.0.0.1", port(t, startPySVR(t, os.Getenv("PATH"))), noLimit)
+	id, err = identify(context.Background(), "127.0.0.1", port(t, startPySVR(t, os.Getenv("PATH"))), noTimeout)
 	if id.Tcplab {
 		t.Fatalf("svr.py taken for tcplab svr: %+v, %v", id, err)
 	}
@@ -96,7 +96,7 @@ func TestIdentify(t *testing.T) {
 		c.Write([]byte("unknown command \"ps #tcplab\"; allowed: a b\n"))
 		c.Write(b[:n])
 	}()
-	if id, _ := identify(context.Background(), "127.0.0.1", port(t, echo.Addr().String()), noLimit); id.Tcplab {
+	if id, _ := identify(context.Background(), "127.0.0.1", port(t, echo.Addr().String()), noTimeout); id.Tcplab {
 		t.Fatalf("a server answering something else after the line taken for tcplab svr: %+v", id)
 	}
 }
@@ -125,7 +125,7 @@ func TestIdentifyLetsSvrPyFinish(t *testing.T) {
 	py := startPySVR(t, dir+":"+os.Getenv("PATH"))
 	h, p, _ := net.SplitHostPort(py)
 	for range 2 {
-		if id, err := identify(context.Background(), h, p, noLimit); id.Tcplab {
+		if id, err := identify(context.Background(), h, p, noTimeout); id.Tcplab {
 			t.Fatalf("svr.py taken for tcplab svr: %+v, %v", id, err)
 		}
 	}
@@ -209,13 +209,13 @@ func TestIsConnectError(t *testing.T) {
 	}
 	deadHost, deadPort, _ := net.SplitHostPort(dead.Addr().String())
 	dead.Close()
-	_, err = Ask(context.Background(), deadHost, deadPort, "w", noLimit, io.Discard, 0)
+	_, err = Ask(context.Background(), deadHost, deadPort, "w", io.Discard, Options{Timeout: -1, MaxAnswer: -1})
 	if err == nil || !isConnectError(err) || !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("refused: %v, isConnectError %v", err, isConnectError(err))
 	}
 	h, p, _ := net.SplitHostPort(startSVR(t, "w"))
 	tlsCtx := endpoint.WithTLS(context.Background(), &tls.Config{RootCAs: x509.NewCertPool()})
-	_, err = Ask(tlsCtx, h, p, "w", noLimit, io.Discard, 0)
+	_, err = Ask(tlsCtx, h, p, "w", io.Discard, Options{Timeout: -1, MaxAnswer: -1})
 	if err == nil || isConnectError(err) || !strings.HasPrefix(err.Error(), "tls handshake with") {
 		t.Errorf("TLS to a plaintext server: %v, isConnectError %v", err, isConnectError(err))
 	}

@@ -20,7 +20,10 @@ func TestMain(m *testing.M) { testkit.Main(m) }
 // machine failed TestFleetSafeAgainstSvrPy and
 // TestIdentifyLetsSvrPyFinish (the probe of svr.py, 100,000 lines,
 // gave up, and svr.py died of the broken pipe).
-const noLimit = 0
+var noLimit = Options{Timeout: -1}
+
+// noTimeout is noLimit's timeout as the unexported functions take it.
+const noTimeout = 0
 
 // startSVR serves tcplab svr allowing names on 127.0.0.1:0 and returns
 // its address; the server is closed when the test ends.

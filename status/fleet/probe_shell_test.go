@@ -68,7 +68,7 @@ func TestProbeRunsOnlyPSOnShellServers(t *testing.T) {
 	}
 	for name, run := range servers {
 		before := len(im.Ran())
-		id, err := identify(context.Background(), "127.0.0.1", shellServer(t, run), noLimit)
+		id, err := identify(context.Background(), "127.0.0.1", shellServer(t, run), noTimeout)
 		if id.Tcplab {
 			t.Errorf("%s: taken for tcplab svr: %+v, %v", name, id, err)
 		}

@@ -47,12 +47,12 @@ func TestAskReportsARefusal(t *testing.T) {
 	defer stopFirst()
 	firstDone := make(chan error, 1)
 	go func() {
-		_, err := Ask(firstCtx, host, port, "w", noLimit, first, 0)
+		_, err := Ask(firstCtx, host, port, "w", first, Options{Timeout: -1, MaxAnswer: -1})
 		firstDone <- err
 	}()
 	<-held
 	var out bytes.Buffer
-	_, err = Ask(context.Background(), host, port, "w", noLimit, &out, 0)
+	_, err = Ask(context.Background(), host, port, "w", &out, Options{Timeout: -1, MaxAnswer: -1})
 	want := "server at " + ln.Addr().String() + " refused the connection: busy: max number of clients reached (1); try again later"
 	if err == nil || err.Error() != want || out.Len() != 0 {
 		t.Fatalf("Ask at a full server: %v, wrote %q; want %q", err, out.String(), want)

@@ -37,6 +37,15 @@ import (
 //     written its lease before (held);
 //   - this process had written its lease before and its lease or its
 //     count is gone;
+//   - this process had written its lease before and its lease has run
+//     out, though it renews every third of a lease: Redis's clock stepped
+//     forward (an NTP step, a VM resumed, a failover to a replica whose
+//     clock is ahead), and every lease may look run out at once;
+//   - the mark's generation, moved on by every lease write, is lower
+//     than one this process has seen: the keys went back in time (a
+//     restart from an older snapshot, a failover to a replica behind),
+//     and a count may be older than its server's (held under a lease
+//     still running);
 //   - the group's two keys disagree: a member of NAME:servers without a
 //     count, or a count without a lease (each script writes or removes
 //     both together, so only a loss parts them).
@@ -58,22 +67,37 @@ import (
 // markLostLua, shared by both scripts, extends the window of distrust:
 // KEYS[3] is the mark, now and window are in ms.
 const markLostLua = `
-local function markLost(now, window)
+local function markGet()
+  -- the mark as "UNTIL GEN" (UNTIL alone from older versions): nil if gone
+  local m = redis.call('GET', KEYS[3])
+  if not m then return nil, 0 end
+  return tonumber(string.match(m, '^(%d+)')) or 0, tonumber(string.match(m, ' (%d+)$')) or 0
+end
+local function markSet(untilMs, gen)
+  redis.call('SET', KEYS[3], tostring(untilMs) .. ' ' .. tostring(gen))
+end
+local function markLost(now, window, seen)
   -- returns whether no window was open (a loss to announce)
   local untilMs = now + window
-  local prev = tonumber(redis.call('GET', KEYS[3]) or '0') or 0
+  local prev, gen = markGet()
+  prev = prev or 0
   if prev > untilMs then untilMs = prev end
-  redis.call('SET', KEYS[3], tostring(untilMs))
+  markSet(untilMs, math.max(gen, seen))
   return prev <= now
 end
-local function whole(now, held)
+local function whole(now, held, seen)
   -- whether the group's keys look whole (see "After a loss")
-  if not redis.call('GET', KEYS[3]) then
+  local u, gen = markGet()
+  if not u then
     if held then return false end
     if redis.call('ZCARD', KEYS[1]) > 0 or redis.call('HLEN', KEYS[2]) > 0 then return false end
-    redis.call('SET', KEYS[3], '0') -- a new group
+    markSet(0, seen) -- a new group
+    return true
   end
-  return true
+  -- The group's keys went back in time (a restart from an older
+  -- snapshot, a failover to a replica behind): their counts may be older
+  -- than the servers'.
+  return gen >= seen
 end
 `
 
@@ -88,15 +112,20 @@ var leaseScript = redis.NewScript(markLostLua + `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local id, ver, count, lease = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local held, window = ARGV[6] == '1', tonumber(ARGV[7])
+local held, window, seen = ARGV[6] == '1', tonumber(ARGV[7]), tonumber(ARGV[8]) or 0
 local function countOf(entry)
   if not entry then return 0 end
   return tonumber(string.match(entry, ':(%d+)$')) or 0
 end
 local cur = redis.call('HGET', KEYS[2], id)
 local score = redis.call('ZSCORE', KEYS[1], id)
-local lost = not whole(now, held)
+local lost = not whole(now, held, seen)
 if held and ((not score) or (not cur)) then lost = true end
+-- Our own lease ran out though we renew every third of it: Redis's clock
+-- stepped forward (or we were held back for a lease). The other leases
+-- that look run out may be live servers': distrust an empty group until
+-- they have renewed, as after a loss.
+if held and score and tonumber(score) <= now then lost = true end
 local changed = false
 for _, dead in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
   if dead ~= id then
@@ -121,12 +150,17 @@ else
   redis.call('ZADD', KEYS[1], now + lease, id)
 end
 if lost then
-  markLost(now, window)
+  markLost(now, window, seen)
   changed = true
 end
+-- Every write moves the group's generation on: a process that has seen
+-- a later one than Redis holds knows that Redis went back in time.
+local u, gen = markGet()
+gen = math.max(gen, seen) + 1
+markSet(u or 0, gen)
 if changed then redis.call('PUBLISH', ARGV[1], 'clients') end
-if lost then return 2 end
-return 1
+if lost then return {2, gen} end
+return {1, gen}
 `)
 
 // clientsScript sums the counts of the processes whose lease is running,
@@ -137,8 +171,8 @@ return 1
 var clientsScript = redis.NewScript(markLostLua + `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local held, window = ARGV[2] == '1', tonumber(ARGV[3])
-local lost = not whole(now, held)
+local held, window, seen = ARGV[2] == '1', tonumber(ARGV[3]), tonumber(ARGV[4]) or 0
+local lost = not whole(now, held, seen)
 local sum, members = 0, 0
 local all = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
 for i = 1, #all, 2 do
@@ -154,13 +188,14 @@ if redis.call('HLEN', KEYS[2]) ~= members then lost = true end
 -- The keys stay parted until every server has renewed: announce the
 -- loss once, not at every read (each would wake every server to read
 -- again, and find it again).
-if lost and markLost(now, window) then
+if lost and markLost(now, window, seen) then
   redis.call('PUBLISH', ARGV[1], 'clients')
 end
-local wait = (tonumber(redis.call('GET', KEYS[3]) or '0') or 0) - now
+local u, gen = markGet()
+local wait = (u or 0) - now
 if wait < 0 then wait = 0 end
-if lost then return {sum, wait, 1} end
-return {sum, wait, 0}
+if lost then return {sum, wait, 1, gen} end
+return {sum, wait, 0, gen}
 `)
 
 // window is how long after a loss of the group's keys an empty group is
@@ -184,16 +219,32 @@ func (s *Store) held() string {
 // pushLease runs leaseScript with this process's count.
 func (s *Store) pushLease(ctx context.Context, version, count int64) error {
 	res, err := leaseScript.Run(ctx, s.client, s.names.group, s.names.channel, s.id, version, count,
-		s.lease.Milliseconds(), s.held(), s.window().Milliseconds()).Int64()
+		s.lease.Milliseconds(), s.held(), s.window().Milliseconds(), s.gen.Load()).Int64Slice()
+	if err == nil && len(res) != 2 {
+		err = fmt.Errorf("lease script answered %d numbers, want 2", len(res))
+	}
 	if err != nil {
 		s.failed(err)
 		return s.wrap("lease", err)
 	}
+	s.seenGen(res[1])
 	s.leased.Store(count >= 0)
-	if res == 2 {
+	if res[0] == 2 {
 		s.groupLost()
 	}
 	return nil
+}
+
+// seenGen notes the group's generation a script answered: the highest
+// seen is sent with every script, which takes a lower one in Redis for
+// keys gone back in time.
+func (s *Store) seenGen(gen int64) {
+	for {
+		old := s.gen.Load()
+		if gen <= old || s.gen.CompareAndSwap(old, gen) {
+			return
+		}
+	}
 }
 
 // groupLost notes that a script found the group's keys lost (it has
@@ -420,15 +471,16 @@ func (s *Store) clients(ctx context.Context) (n int64, wait time.Duration, err e
 	}
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
-	res, err := clientsScript.Run(ctx, s.client, s.names.group, s.names.channel, s.held(), s.window().Milliseconds()).Int64Slice()
-	if err == nil && len(res) != 3 {
-		err = fmt.Errorf("clients script answered %d numbers, want 3", len(res))
+	res, err := clientsScript.Run(ctx, s.client, s.names.group, s.names.channel, s.held(), s.window().Milliseconds(), s.gen.Load()).Int64Slice()
+	if err == nil && len(res) != 4 {
+		err = fmt.Errorf("clients script answered %d numbers, want 4", len(res))
 	}
 	if err != nil {
 		s.failed(err)
 		return 0, 0, s.wrap("clients", err)
 	}
 	n, wait = res[0], time.Duration(res[1])*time.Millisecond
+	s.seenGen(res[3])
 	if res[2] == 1 {
 		s.groupLost()
 		s.probeNow() // write our own count back now

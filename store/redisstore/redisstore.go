@@ -14,9 +14,10 @@
 //	NAME:servers   sorted set: one member per strsvr process, scored by the
 //	               time its lease expires (Redis's own clock, in ms)
 //	NAME:clients   hash: per strsvr process, "version:count" of its clients
-//	NAME:group     the group's mark: present while NAME:servers and
-//	               NAME:clients are whole; after a loss of them, the Redis
-//	               time (ms) until which an empty group is not trusted
+//	NAME:group     the group's mark, "UNTIL GEN": present while
+//	               NAME:servers and NAME:clients are whole; UNTIL is, after
+//	               a loss of them, the Redis time (ms) until which an empty
+//	               group is not trusted; GEN counts lease writes
 //	NAME:changes   pub/sub channel: a message after every change of v or of a
 //	               client count
 //
@@ -213,6 +214,7 @@ type Store struct {
 	members membership   // this process's clients in the group
 	leased  atomic.Bool  // our lease was written (and not left): see "After a loss"
 	lostAt  atomic.Int64 // when the group's keys were last found lost (ns), to warn once
+	gen     atomic.Int64 // the highest generation of the group's keys seen: see "After a loss"
 	count   countCache   // the group's client count as last read
 	local   localCopy    // this process's copy of v and its identity in Redis
 	queue   chan *appendReq
