@@ -388,26 +388,20 @@ func (a clientAddr) LogValue() slog.Value { return slog.StringValue(a.c.RemoteAd
 
 // serve reads the client's bytes and answers them until the client has
 // been silent for ParkAfter (a person thinking, a watcher waiting for
-// changes); then it parks the connection (server.Park), and the server
-// calls serve again when the client sends more. While parked, a client
-// costs its connection and this struct: no goroutine, no read buffer. When
-// the client leaves or is dropped, serve ends the connection.
+// changes); then it parks the connection, and the server calls serve again
+// when the client sends more. While parked, a client costs this struct
+// and, unless it is a watcher, not even a net.Conn: see park. When the
+// client leaves or is dropped, serve ends the connection.
 func (c *conn) serve(ctx context.Context, nc net.Conn) {
+	if c.w == nil && c.c != nc {
+		// Back from parking as a bare socket (or new): a new net.Conn
+		// for the same socket, with no deadline set on it yet.
+		c.c, c.writeDeadlineSet = nc, 0
+	}
 	// A client that has not spoken yet is parked at once: its first
-	// bytes may be a person's first letter, seconds away. Nothing but
-	// this handler knows of it yet (no watcher's writer, no reply), so
-	// it is parked with server.ParkSocket: c lets go of nc, and serve may
-	// be called with a new net.Conn for the same socket. (Once it has
-	// spoken, c.c never changes: a watcher's writer reads it.)
-	if !c.started {
-		c.c = nc
-		if c.parkAfter > 0 {
-			c.c = nil
-			if server.ParkSocket(ctx, nc, c.idleDeadline(), c.serve) {
-				return
-			}
-			c.c = nc
-		}
+	// bytes may be a person's first letter, seconds away.
+	if !c.started && c.parkAfter > 0 && c.park(ctx) {
+		return
 	}
 	for {
 		err := c.turn(ctx)
@@ -415,10 +409,31 @@ func (c *conn) serve(ctx context.Context, nc net.Conn) {
 			c.end(err)
 			return
 		}
-		if server.Park(ctx, nc, c.idleDeadline(), c.serve) {
+		if c.park(ctx) {
 			return
 		}
 	}
+}
+
+// park parks c's connection until its client sends more (server.Park),
+// reporting whether it did; serve must then return at once. A watcher's
+// connection is written to by the watchers' sender whenever v changes, so
+// it stays a net.Conn. Any other client's connection is written to only by
+// its own turn: nothing but this handler holds it, so it is parked with
+// server.ParkSocket, which after a second or two more of silence keeps the
+// socket alone, as a bare descriptor. c then lets go of its net.Conn, and
+// serve may be called with a new one for the same socket.
+func (c *conn) park(ctx context.Context) bool {
+	nc := c.c
+	if c.w != nil {
+		return server.Park(ctx, nc, c.idleDeadline(), c.serve)
+	}
+	c.c = nil
+	if server.ParkSocket(ctx, nc, c.idleDeadline(), c.serve) {
+		return true
+	}
+	c.c = nc
+	return false
 }
 
 // end is the end of the client's connection, for the reason err (nil: it

@@ -31,8 +31,8 @@ import (
 // called ServeConn. A parked connection keeps its slot, its socket and the
 // protocol's own state (what the handler's closure holds), nothing else.
 //
-// A connection that has not spoken yet, which only its handler holds,
-// can be parked as a bare socket (ParkSocket): the server keeps a copy of
+// A connection that only its handler holds (one that has not spoken yet,
+// or a strsvr typist between turns) can be parked as a bare socket (ParkSocket): the server keeps a copy of
 // its descriptor and closes the net.Conn, whose share of Go's runtime and
 // net (poll descriptor, finalizer, netFD, addresses: about 870 bytes) is
 // most of what a parked connection costs otherwise.
@@ -68,8 +68,9 @@ func Park(ctx context.Context, conn net.Conn, deadline time.Time, next HandlerFu
 	return park(ctx, conn, deadline, next, false)
 }
 
-// ParkSocket is Park for a connection that nothing but its handler holds,
-// one that has not sent its first bytes yet: if it stays silent for a
+// ParkSocket is Park for a connection that nothing but its handler holds
+// or writes to (one that has not sent its first bytes yet, or whose
+// handler alone answers it): if it stays silent for a
 // second or two, the server keeps its socket alone, as a bare file
 // descriptor, and closes conn, so that it holds none of Go's state for a
 // connection either (the runtime's poll descriptor with its deadline
@@ -149,6 +150,20 @@ func (s *Server) Parked() int {
 	s.parker.mu.Lock()
 	defer s.parker.mu.Unlock()
 	return s.parker.count
+}
+
+// ParkedBare reports how many of them are parked as bare sockets now
+// (ParkSocket).
+func (s *Server) ParkedBare() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for t := range s.conns {
+		if t.bare != nil {
+			n++
+		}
+	}
+	return n
 }
 
 type serverKey struct{}
