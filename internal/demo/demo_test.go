@@ -411,13 +411,17 @@ func TestNonblocking(t *testing.T) {
 		}
 	}
 	// The round-robin loop spins between keystrokes: most of its recv()
-	// calls find nothing, and its thread alone outspends the goroutine
-	// server's whole process.
+	// calls find nothing. The CPU times the lesson prints are not
+	// compared here: how much CPU a spinning thread gets is the
+	// scheduler's to say on a loaded machine (a fresh-clone CI run, four
+	// at once on two cores, gave the loop's thread 49 ms in 687 ms, less
+	// than the goroutine server's whole process); the count of empty
+	// recv() calls is the loop's own doing.
 	if o.EmptyRecvs < 100*int64(len(tutorialSession)) || o.Recvs <= o.EmptyRecvs {
 		t.Errorf("%d recv() calls, %d empty: the loop did not spin", o.Recvs, o.EmptyRecvs)
 	}
-	if o.LoopCPU <= o.Goroutines.CPU {
-		t.Errorf("round-robin thread CPU %v, goroutine server process CPU %v", o.LoopCPU, o.Goroutines.CPU)
+	if o.LoopCPU <= 0 {
+		t.Errorf("round-robin thread CPU %v: its time was not measured", o.LoopCPU)
 	}
 }
 
