@@ -6,11 +6,11 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
-	"os"
 	"testing"
 	"time"
 	"unsafe"
 
+	"github.com/tcplab/tcplab/internal/testkit"
 	"golang.org/x/sys/unix"
 )
 
@@ -123,14 +123,7 @@ func TestParkSocketWakesOutOfDescriptors(t *testing.T) {
 }
 
 // openFDs counts the process's open descriptors.
-func openFDs(t *testing.T) int {
-	t.Helper()
-	des, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Skip("no /proc/self/fd:", err)
-	}
-	return len(des)
-}
+func openFDs(t *testing.T) int { return testkit.OpenFDs(t) }
 
 // Checker (brk22): whatever clients parked by ParkSocket do, at the
 // detach moment or while bare (speak, half-close, reset, stay silent

@@ -344,3 +344,15 @@ func (g *Gauge) Wait(d time.Duration, cond func(n int) bool) bool {
 		}
 	}
 }
+
+// OpenFDs counts the process's open descriptors (/proc/self/fd), for a
+// test that checks a server leaves none behind; it skips the test where
+// there is no /proc.
+func OpenFDs(t testing.TB) int {
+	t.Helper()
+	des, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd:", err)
+	}
+	return len(des)
+}
