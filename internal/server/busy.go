@@ -27,6 +27,7 @@ type tracked struct {
 	since           time.Duration // accepted at (Server.sinceStart); waiting since then unless busy
 	busy            bool
 	answered        bool     // has its answer and only lingers (Answered)
+	writing         bool     // Write is writing through conn: not to be made bare meanwhile
 	prev, next      *tracked // in srv.waiting[key] while not busy
 }
 

@@ -31,11 +31,13 @@ import (
 // called ServeConn. A parked connection keeps its slot, its socket and the
 // protocol's own state (what the handler's closure holds), nothing else.
 //
-// A connection that only its handler holds (one that has not spoken yet,
-// or a strsvr typist between turns) can be parked as a bare socket (ParkSocket): the server keeps a copy of
-// its descriptor and closes the net.Conn, whose share of Go's runtime and
-// net (poll descriptor, finalizer, netFD, addresses: about 870 bytes) is
-// most of what a parked connection costs otherwise.
+// A connection that only its handler holds a net.Conn of (one that has
+// not spoken yet, a strsvr typist between turns, a strsvr watcher, whose
+// frames are written with Write) can be parked as a bare socket
+// (ParkSocket): the server keeps a copy of its descriptor and closes the
+// net.Conn, whose share of Go's runtime and net (poll descriptor,
+// finalizer, netFD, addresses: about 870 bytes) is most of what a parked
+// connection costs otherwise.
 //
 // Parking and waking cost a few system calls and a goroutine, so a
 // handler that serves a conversation (strsvr) keeps its goroutine while
@@ -63,27 +65,30 @@ const DefaultParkAfter = time.Second
 // have.
 //
 // While conn is parked only the server may close it: code elsewhere that
-// must end the connection (a writer that failed) calls Interrupt instead.
+// must end the connection (a writer that failed) calls Interrupt (or
+// InterruptServed) instead.
 func Park(ctx context.Context, conn net.Conn, deadline time.Time, next HandlerFunc) bool {
 	return park(ctx, conn, deadline, next, false)
 }
 
-// ParkSocket is Park for a connection that nothing but its handler holds
-// or writes to (one that has not sent its first bytes yet, or whose
-// handler alone answers it): if it stays silent for a
-// second or two, the server keeps its socket alone, as a bare file
-// descriptor, and closes conn, so that it holds none of Go's state for a
-// connection either (the runtime's poll descriptor with its deadline
-// timers, the finalizer, net's netFD and addresses: about 870 bytes).
-// next may then be called with a new net.Conn for the same socket, of the
-// same type, with the same socket options and the server's keep-alive:
-// the handler must keep no reference to conn (a field, a closure, a
-// watcher's writer) and serve next's argument. Interrupt cannot reach a
-// connection parked this way; the server's own stops (Close, making
-// room) do. A client that speaks sooner keeps conn (detaching and back
-// costs about a dozen system calls). When conn is not a *net.TCPConn, or
-// its descriptor cannot be copied (out of descriptors), it is parked as
-// by Park, and next is given conn itself.
+// ParkSocket is Park for a connection that nothing but its handler holds a
+// net.Conn of (one that has not sent its first bytes yet, one whose
+// handler alone answers it, one that code elsewhere writes to with Write):
+// if it stays silent for a second or two, the server keeps its socket
+// alone, as a bare file descriptor, and closes conn, so that it holds none
+// of Go's state for a connection either (the runtime's poll descriptor
+// with its deadline timers, the finalizer, net's netFD and addresses:
+// about 870 bytes). next may then be called with a new net.Conn for the
+// same socket, of the same type, with the same socket options and the
+// server's keep-alive: the handler must keep no reference to conn (a
+// field, a closure, a watcher's writer) and serve next's argument. Code
+// elsewhere writes to the connection with Write and ends it with
+// InterruptServed, through the handler's context; Interrupt, given conn,
+// cannot reach it once bare. The server's own stops (Close, making room)
+// do. A client that speaks sooner keeps conn (detaching and back costs
+// about a dozen system calls). When conn is not a *net.TCPConn, or its
+// descriptor cannot be copied (out of descriptors), it is parked as by
+// Park, and next is given conn itself.
 func ParkSocket(ctx context.Context, conn net.Conn, deadline time.Time, next HandlerFunc) bool {
 	_, isTCP := conn.(*net.TCPConn)
 	_, tracked := ctx.Value(trackedKey{}).(*tracked)
@@ -443,8 +448,12 @@ func (p *parker) sweep(s *Server, conns []net.Conn) []net.Conn {
 	for i, pk := range p.due {
 		p.due[i] = nil
 		if int(pk.fd) < len(p.byFD) && p.byFD[pk.fd] == pk && !pk.bare {
-			if c := p.detach(s, pk); c != nil {
+			c, later := p.detach(s, pk)
+			if c != nil {
 				conns = append(conns, c)
+			}
+			if later {
+				p.fresh = append(p.fresh, pk) // at the next sweep but one
 			}
 		}
 	}

@@ -17,26 +17,32 @@ import (
 // the socket stays open through the copy, so the close sends nothing,
 // whatever SO_LINGER says). It returns nil, and pk stays as it is, when
 // the server is closing its connections or the descriptor cannot be
-// copied or armed (out of descriptors). p.mu is held; s.mu is taken, so
-// that Close and making room see conn or the copy, never neither.
-func (p *parker) detach(s *Server, pk *parked) net.Conn {
+// copied or armed (out of descriptors); and reports later, pk to be
+// detached at a later sweep, while Write writes through conn. p.mu is
+// held; s.mu is taken, so that Close and making room see conn or the
+// copy, never neither, and Write sees conn or the copy as it begins and
+// keeps conn open until it ends.
+func (p *parker) detach(s *Server, pk *parked) (_ net.Conn, later bool) {
 	t, _ := pk.ctx.Value(trackedKey{}).(*tracked)
 	if t == nil {
-		return nil
+		return nil, false
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.connsClosed || t.conn != pk.conn {
-		return nil
+		return nil, false
+	}
+	if t.writing {
+		return nil, true
 	}
 	fd, err := unix.FcntlInt(uintptr(pk.fd), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
-		return nil
+		return nil, false
 	}
 	p.seq++
 	if err := p.set.arm(fd, token(fd, p.seq)); err != nil {
 		unix.Close(fd)
-		return nil
+		return nil, false
 	}
 	// The copy is armed (it reports the socket at once if it is ready
 	// already); the original leaves the set, with any event it had
@@ -53,7 +59,7 @@ func (p *parker) detach(s *Server, pk *parked) net.Conn {
 	}
 	pk.fd, pk.seq, pk.conn, pk.bare = int32(fd), p.seq, nil, true
 	t.conn, t.bare = nil, pk
-	return conn
+	return conn, false
 }
 
 // attach makes pk's bare socket a net.Conn again, for its handler, and
@@ -113,6 +119,52 @@ func (s *Server) attach(t *tracked, pk *parked) net.Conn {
 		conn.Close()
 	}
 	return conn
+}
+
+// sendNow writes what of p fd's socket buffer takes at once (send(2),
+// MSG_DONTWAIT): 0 and no error when it takes nothing (EAGAIN). The
+// caller holds s.mu, so fd is not closed meanwhile.
+func sendNow(fd int, p []byte) (int, error) {
+	for {
+		n, err := unix.SendmsgN(fd, p, nil, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
+		switch {
+		case err == nil:
+			return n, nil
+		case errors.Is(err, unix.EINTR):
+			continue
+		case errors.Is(err, unix.EAGAIN):
+			return 0, nil
+		}
+		return 0, &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("sendmsg", err)}
+	}
+}
+
+// lend makes a net.Conn of a copy of t's bare socket, with the server's
+// keep-alive (as attach does), for Write to finish a write through;
+// Close closes it (s.lent). The socket stays bare: closing the copy sends
+// nothing. s.mu is held.
+func (s *Server) lend(t *tracked) (net.Conn, error) {
+	if s.connsClosed {
+		return nil, net.ErrClosed
+	}
+	fd, err := unix.FcntlInt(uintptr(t.bare.fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("write to a parked connection: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "parked socket")
+	conn, err := net.FileConn(f) // a copy of the copy, in Go's poller
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("write to a parked connection: %w", err)
+	}
+	if err := DetectVanishedPeer(conn, s.KeepAlive, s.UserTimeout); err != nil {
+		s.logger().Warn("vanished peers may hold this slot", "client", t.addr(), "err", err)
+	}
+	if s.lent == nil {
+		s.lent = make(map[*tracked]net.Conn)
+	}
+	s.lent[t] = conn
+	return conn, nil
 }
 
 // interruptFD is Interrupt for a socket parked bare: shutdown(SHUT_RD)

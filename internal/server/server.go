@@ -179,6 +179,7 @@ type Server struct {
 	refusedTotal  atomic.Uint64              // connections refused, for metrics
 	evictedTotal  atomic.Uint64              // connections closed to make room
 	refusing      map[net.Conn]struct{}      // being refused
+	lent          map[*tracked]net.Conn      // copies of bare sockets Write is finishing a write through
 	closing       bool
 	connsClosed   bool // Close has closed them: one handed back later is closed at once
 	ctx           context.Context
@@ -550,6 +551,9 @@ func (s *Server) Close() error {
 	}
 	for c := range s.refusing {
 		c.Close()
+	}
+	for _, c := range s.lent {
+		c.Close() // Write's, which fails at once
 	}
 	s.mu.Unlock()
 	s.parker.close(s) // the parked connections are closed: their handlers end
