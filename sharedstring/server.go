@@ -390,13 +390,17 @@ func (a clientAddr) LogValue() slog.Value { return slog.StringValue(a.c.RemoteAd
 // been silent for ParkAfter (a person thinking, a watcher waiting for
 // changes); then it parks the connection, and the server calls serve again
 // when the client sends more. While parked, a client costs this struct
-// and, unless it is a watcher, not even a net.Conn: see park. When the
-// client leaves or is dropped, serve ends the connection.
+// and, a second or two later, not even a net.Conn, watchers included:
+// see park. When the client leaves or is dropped, serve ends the
+// connection.
 func (c *conn) serve(ctx context.Context, nc net.Conn) {
-	if c.w == nil && c.c != nc {
-		// Back from parking as a bare socket (or new): a new net.Conn
-		// for the same socket, with no deadline set on it yet.
+	if c.c != nc {
+		// Back from parking: perhaps a new net.Conn for the same socket
+		// (it was bare), with no deadline set on it yet. Under c.mu: a
+		// watcher's writer tells by c.c how to write (see write).
+		c.mu.Lock()
 		c.c, c.writeDeadlineSet = nc, 0
+		c.mu.Unlock()
 	}
 	// A client that has not spoken yet is parked at once: its first
 	// bytes may be a person's first letter, seconds away.
@@ -416,23 +420,25 @@ func (c *conn) serve(ctx context.Context, nc net.Conn) {
 }
 
 // park parks c's connection until its client sends more (server.Park),
-// reporting whether it did; serve must then return at once. A watcher's
-// connection is written to by the watchers' sender whenever v changes, so
-// it stays a net.Conn. Any other client's connection is written to only by
-// its own turn: nothing but this handler holds it, so it is parked with
-// server.ParkSocket, which after a second or two more of silence keeps the
-// socket alone, as a bare descriptor. c then lets go of its net.Conn, and
-// serve may be called with a new one for the same socket.
+// reporting whether it did; serve must then return at once. Every
+// client's connection is parked with server.ParkSocket, which after a
+// second or two more of silence keeps the socket alone, as a bare
+// descriptor: c lets go of its net.Conn while parked, and serve may be
+// called with a new one for the same socket. A typist's connection is
+// written to by its own turns only; a watcher's is written to by the
+// watchers' writer too, which finds c.c nil (under c.mu) and writes
+// through the server instead (see write).
 func (c *conn) park(ctx context.Context) bool {
 	nc := c.c
-	if c.w != nil {
-		return server.Park(ctx, nc, c.idleDeadline(), c.serve)
-	}
+	c.mu.Lock()
 	c.c = nil
+	c.mu.Unlock()
 	if server.ParkSocket(ctx, nc, c.idleDeadline(), c.serve) {
 		return true
 	}
+	c.mu.Lock()
 	c.c = nc
+	c.mu.Unlock()
 	return false
 }
 
@@ -872,6 +878,9 @@ func refresh(set func(time.Time) error, last time.Time, idle time.Duration) time
 // that stopped reading is dropped.
 func (c *conn) write(bufs [][]byte) error {
 	idle := c.s.writeTimeout()
+	if c.c == nil {
+		return c.writeParked(bufs, idle)
+	}
 	nb := net.Buffers(bufs)
 	if len(nb) > 1 && buffersLen(nb) <= joinMax {
 		// A few small buffers (a framed reply: header and data; a
@@ -917,6 +926,36 @@ func (c *conn) write(bufs [][]byte) error {
 		}
 		return err
 	}
+}
+
+// writeParked is write for a watcher whose handler has parked it (c.c is
+// nil; c.mu is held): through the server, which holds the socket, perhaps
+// as a bare descriptor (server.Write). A client that takes no bytes for
+// the write timeout is interrupted with a reset, as write resets one.
+func (c *conn) writeParked(bufs [][]byte, idle time.Duration) error {
+	jp := joined.Get().(*[]byte)
+	defer joined.Put(jp)
+	for len(bufs) > 0 {
+		// Small buffers joined (a frame's header and data): one send.
+		p := bufs[0]
+		if len(bufs) > 1 && buffersLen(bufs) <= joinMax {
+			j := (*jp)[:0]
+			for _, b := range bufs {
+				j = append(j, b...)
+			}
+			*jp, p, bufs = j, j, nil
+		} else {
+			bufs = bufs[1:]
+		}
+		if _, err := server.Write(c.w.ctx, p, idle); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				server.InterruptServed(c.w.ctx, true)
+				return errors.New("not reading: no reply bytes accepted for the write timeout")
+			}
+			return err
+		}
+	}
+	return nil
 }
 
 var (

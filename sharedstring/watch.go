@@ -19,7 +19,10 @@ import (
 // that lacks bytes of it, a goroutine that writes the frame and ends
 // (watcher.send). A watcher of a v that does not change costs no
 // goroutine; one of a v that changes costs one while its frame is being
-// written, as many at once as there are watchers to write to.
+// written, as many at once as there are watchers to write to. Nor a
+// net.Conn: a quiet watcher is parked as a bare socket like any quiet
+// client (server.ParkSocket), and its frames are written through the
+// server, on the bare descriptor (server.Write).
 //
 // A watcher is current or told, never connected and silent on a stale v:
 // when the store cannot be read (Redis stalled, lost, partitioned away),
@@ -49,13 +52,14 @@ type watchers struct {
 
 // watcher is a watch connection's state beside conn's.
 type watcher struct {
-	shown   int           // how much of v it has been sent, as far as the watchers know
-	gen     uint64        // of that v
-	sending bool          // a send goroutine runs
-	again   bool          // v changed while it ran: it goes round once more
-	left    bool          // the client left: no more sends
-	end     bool          // it is to be sent watchers.end and ended
-	sent    chan struct{} // closed when the send goroutine ends
+	ctx     context.Context // its handler's: to write and end it while parked (server.Write)
+	shown   int             // how much of v it has been sent, as far as the watchers know
+	gen     uint64          // of that v
+	sending bool            // a send goroutine runs
+	again   bool            // v changed while it ran: it goes round once more
+	left    bool            // the client left: no more sends
+	end     bool            // it is to be sent watchers.end and ended
+	sent    chan struct{}   // closed when the send goroutine ends
 }
 
 // join signs c up for changes, and sends it v now if it lacks bytes of it.
@@ -66,6 +70,7 @@ func (ws *watchers) join(ctx context.Context, c *conn) {
 		ws.set = make(map[*conn]struct{})
 	}
 	ws.set[c] = struct{}{}
+	c.w.ctx = ctx
 	if ws.stop == nil {
 		ctx, stop := context.WithCancel(ctx)
 		ws.stop, ws.stopped, ws.read = stop, make(chan struct{}), false
@@ -247,7 +252,7 @@ func (c *conn) update(v []byte, gen uint64) bool {
 	} else if c.staleGen(gen) {
 		c.endReset(len(v), false)
 		c.mu.Unlock()
-		server.Interrupt(c.c)
+		server.InterruptServed(c.w.ctx, false)
 		return false
 	}
 	var err error
@@ -258,7 +263,7 @@ func (c *conn) update(v []byte, gen uint64) bool {
 	}
 	c.mu.Unlock()
 	if err != nil {
-		server.Interrupt(c.c) // the client is gone
+		server.InterruptServed(c.w.ctx, false) // the client is gone
 		return false
 	}
 	return true
@@ -270,7 +275,7 @@ func (c *conn) endWatch(msg string) {
 	c.mu.Lock()
 	c.sendError(msg)
 	c.mu.Unlock()
-	server.Interrupt(c.c)
+	server.InterruptServed(c.w.ctx, false)
 }
 
 // watchRetry bounds how long the watchers wait to read v again after a
