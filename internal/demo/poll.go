@@ -41,7 +41,8 @@ type pollObservations struct {
 	Conns, Held int
 	// Goroutines is how many more goroutines ran while they were held.
 	Goroutines int
-	// GoBytesPerConn is the growth of the Go heap and stacks in use, per
+	// GoBytesPerConn is the growth of the live Go heap objects, and of
+	// the goroutine stacks where the connections hold goroutines, per
 	// connection: the server's end alone (the clients are raw sockets,
 	// holding none of the process's Go memory).
 	GoBytesPerConn int64
@@ -210,16 +211,22 @@ func pollConnsFor(cur uint64) int {
 // idleRun is what one run of pollIdle measured.
 type idleRun struct {
 	conns, held, parked, bare, goroutines int
-	goBytes, rss                          int64 // per connection, the server's end
+	goBytes, heap, stacks, rss            int64 // per connection, the server's end
 	rtt                                   time.Duration
 }
 
 // memLine says what a run measured per connection.
 func memLine(r idleRun) string {
-	if r.rss > 0 {
-		return fmt.Sprintf("%s of Go heap and stack, %s resident", byteCount(r.goBytes), byteCount(r.rss))
+	var line string
+	if r.goroutines >= r.conns/2 {
+		line = fmt.Sprintf("%s of Go memory (heap objects %s, goroutine stacks %s)", byteCount(r.goBytes), byteCount(r.heap), byteCount(r.stacks))
+	} else {
+		line = fmt.Sprintf("%s of Go memory (heap objects; no goroutine stacks)", byteCount(r.goBytes))
 	}
-	return byteCount(r.goBytes) + " of Go heap and stack"
+	if r.rss > 0 {
+		line += fmt.Sprintf(", %s resident", byteCount(r.rss))
+	}
+	return line
 }
 
 // How the poll lesson's server waits for an idle client.
@@ -284,7 +291,7 @@ func pollIdle(ctx context.Context, mode idleMode) (idleRun, error) {
 			unix.Close(fd)
 		}
 	}()
-	goBefore, rssBefore := memNow()
+	heapBefore, stacksBefore, rssBefore := memNow()
 	grBefore := runtime.NumGoroutine()
 	for range n {
 		if err := ctx.Err(); err != nil {
@@ -321,17 +328,33 @@ func pollIdle(ctx context.Context, mode idleMode) (idleRun, error) {
 	}
 	r.held, r.parked, r.bare = srv.ActiveConns(), srv.Parked(), srv.ParkedBare()
 	r.goroutines = runtime.NumGoroutine() - grBefore
-	goAfter, rssAfter := memNow()
-	r.goBytes = (goAfter - goBefore) / int64(n)
-	if rssBefore > 0 && rssAfter > rssBefore {
-		r.rss = (rssAfter - rssBefore) / int64(n)
-	}
 
+	// Echo on one of them, then measure. The order matters with
+	// ParkSocket: the server counts a connection bare once its socket is
+	// detached, and its parking loop closes the net.Conn just after, before
+	// it next waits for readiness; the echo's bytes are seen in that wait,
+	// so once the echo is back every detached net.Conn is closed. (The one
+	// echoed on is then parked again with a new net.Conn, until the sweep
+	// after next: one in n, within the rounding.)
 	rtt, err := rawEcho(conns[n/2], "ping")
 	if err != nil {
 		return r, fmt.Errorf("echo on an idle connection: %w", err)
 	}
 	r.rtt = rtt
+	heapAfter, stacksAfter, rssAfter := memNow()
+	r.heap, r.stacks = (heapAfter-heapBefore)/int64(n), (stacksAfter-stacksBefore)/int64(n)
+	r.goBytes = r.heap
+	if r.goroutines >= n/2 {
+		// A goroutine each: their stacks are theirs. Without (parked),
+		// the stack spans in use still move by a few of the runtime's
+		// 32 KiB spans either way (it frees a span only once all its
+		// stacks are free), hundreds of bytes per connection up or down
+		// that no connection holds: not counted.
+		r.goBytes += r.stacks
+	}
+	if rssBefore > 0 && rssAfter > rssBefore {
+		r.rss = (rssAfter - rssBefore) / int64(n)
+	}
 	return r, nil
 }
 
@@ -364,13 +387,18 @@ func rawDial(port int) (int, error) {
 
 // rawEcho writes msg on the raw socket fd and reads back as many bytes,
 // returning the round trip. It goes through a net.Conn made of a copy of
-// fd (once the memory has been measured): a read blocked in a system call
+// fd (once the memory has been measured; fd itself stays the caller's): a read blocked in a system call
 // would hold one of the runtime's Ps (two on a 2-core machine), and the
 // server's goroutine that echoes could wait for the runtime to take it
 // back, milliseconds, where the runtime's poller wakes it at once.
 func rawEcho(fd int, msg string) (time.Duration, error) {
-	f := os.NewFile(uintptr(fd), "client")
-	c, err := net.FileConn(f) // a copy of fd; f is not closed, fd is the caller's
+	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return 0, fmt.Errorf("dup: %w", err)
+	}
+	f := os.NewFile(uintptr(dup), "client") // f owns dup; fd stays the caller's
+	c, err := net.FileConn(f)               // another copy
+	f.Close()
 	if err != nil {
 		return 0, fmt.Errorf("client conn: %w", err)
 	}
@@ -391,15 +419,15 @@ func rawEcho(fd int, msg string) (time.Duration, error) {
 	return rtt, nil
 }
 
-// memNow returns the bytes of live Go heap objects and of goroutine stacks
-// and the resident set size (0 if /proc is unreadable), after a
+// memNow returns the bytes of live Go heap objects and of goroutine
+// stacks and the resident set size (0 if /proc is unreadable), after a
 // collection so garbage does not count and with free memory returned to
-// the system, so that the resident set is what is in use. It counts
+// the system, so that the resident set is what is in use. It counts heap
 // objects, not the heap's spans (MemStats.HeapInuse): new objects fill
 // the free slots earlier work left in spans, so spans in use grow by less
 // than what was allocated, by a different amount each time. It collects
 // twice: a sync.Pool keeps what it holds for one collection more.
-func memNow() (goBytes, rss int64) {
+func memNow() (heap, stacks, rss int64) {
 	runtime.GC()
 	debug.FreeOSMemory()
 	s := []metrics.Sample{
@@ -407,12 +435,13 @@ func memNow() (goBytes, rss int64) {
 		{Name: "/memory/classes/heap/stacks:bytes"},
 	}
 	metrics.Read(s)
-	for _, v := range s {
-		if v.Value.Kind() == metrics.KindUint64 {
-			goBytes += int64(v.Value.Uint64())
-		}
+	if s[0].Value.Kind() == metrics.KindUint64 {
+		heap = int64(s[0].Value.Uint64())
 	}
-	return goBytes, rssBytes()
+	if s[1].Value.Kind() == metrics.KindUint64 {
+		stacks = int64(s[1].Value.Uint64())
+	}
+	return heap, stacks, rssBytes()
 }
 
 // rssBytes reads VmRSS from /proc/self/status.
