@@ -142,7 +142,8 @@ func (obs *pollObservations) narrateIdle(p *page, blocked idleRun) {
 	p.saw("the server held %d at once, on %d more goroutines.", obs.Held, obs.Goroutines)
 	p.saw("memory per connection, the server's end: %s", memLine(blocked))
 	p.saw("(the clients are raw sockets, outside Go: they add nothing to either figure; the kernel's")
-	p.saw("socket structures, which an idle socket keeps small, are not resident memory either).")
+	p.saw("socket structures, which an idle socket keeps small, are not resident memory either; the")
+	p.saw("heap objects include, the first time, each goroutine's descriptor, kept for reuse after it).")
 	p.saw("one of them, written to while the rest idled, echoed in %s.", ms(obs.EchoRTT))
 	p.note("a blocked Read parks its goroutine (a few KiB of stack) and registers the socket with the")
 	p.note("runtime's epoll poller: blocking code per client, nonblocking sockets underneath, no round-robin.")
@@ -329,18 +330,18 @@ func pollIdle(ctx context.Context, mode idleMode) (idleRun, error) {
 	r.held, r.parked, r.bare = srv.ActiveConns(), srv.Parked(), srv.ParkedBare()
 	r.goroutines = runtime.NumGoroutine() - grBefore
 
-	// Echo on one of them, then measure. The order matters with
-	// ParkSocket: the server counts a connection bare once its socket is
-	// detached, and its parking loop closes the net.Conn just after, before
-	// it next waits for readiness; the echo's bytes are seen in that wait,
-	// so once the echo is back every detached net.Conn is closed. (The one
-	// echoed on is then parked again with a new net.Conn, until the sweep
-	// after next: one in n, within the rounding.)
-	rtt, err := rawEcho(conns[n/2], "ping")
-	if err != nil {
+	// Echo on one of them, then measure, then time an echo on another.
+	// The order matters with ParkSocket: the server counts a connection
+	// bare once its socket is detached, and its parking loop closes the
+	// net.Conns of a sweep just after (2,000 closes: milliseconds),
+	// before it next waits for readiness; the first echo's bytes are seen
+	// in that wait, so once it is back every detached net.Conn is closed,
+	// and the timed echo does not wait behind them. (The one echoed on is
+	// then parked again with a new net.Conn, until the sweep after next:
+	// one in n, within the rounding.)
+	if _, err := rawEcho(conns[0], "sync"); err != nil {
 		return r, fmt.Errorf("echo on an idle connection: %w", err)
 	}
-	r.rtt = rtt
 	heapAfter, stacksAfter, rssAfter := memNow()
 	r.heap, r.stacks = (heapAfter-heapBefore)/int64(n), (stacksAfter-stacksBefore)/int64(n)
 	r.goBytes = r.heap
@@ -354,6 +355,9 @@ func pollIdle(ctx context.Context, mode idleMode) (idleRun, error) {
 	}
 	if rssBefore > 0 && rssAfter > rssBefore {
 		r.rss = (rssAfter - rssBefore) / int64(n)
+	}
+	if r.rtt, err = rawEcho(conns[n/2], "ping"); err != nil {
+		return r, fmt.Errorf("echo on an idle connection: %w", err)
 	}
 	return r, nil
 }
