@@ -108,7 +108,7 @@ func runPoll(ctx context.Context, w io.Writer, _ Options) (Observations, error) 
 	obs.Conns, obs.Held, obs.Goroutines = blocked.conns, blocked.held, blocked.goroutines
 	obs.GoBytesPerConn, obs.RSSBytesPerConn, obs.EchoRTT = blocked.goBytes, blocked.rss, blocked.rtt
 	if obs.Conns == 0 {
-		p.line("Skipped:  ", "idle connections: the descriptor limit (ulimit -n) leaves room for none; %d would hold all %d.", 2*pollConns+pollSpareFDs, pollConns)
+		p.line("Skipped:  ", "idle connections: the descriptor limit (ulimit -n) leaves room for none; %d would hold all %d.", pollFDsPerConn*pollConns+pollSpareFDs, pollConns)
 	} else {
 		obs.narrateIdle(p, blocked)
 		parked, err := pollIdle(ctx, idleParked)
@@ -190,8 +190,16 @@ func (obs *pollObservations) narrateBare(p *page, blocked, parked, bare idleRun)
 // the epoll loop's eight) when it sizes its idle connections.
 const pollSpareFDs = 32
 
-// pollConnLimit is how many connections fit in the descriptor limit, two
-// descriptors each (client and server end), with room to spare.
+// pollFDsPerConn is how many descriptors an idle connection of the
+// lesson needs at most: the client's end, the server's, and, for a moment
+// when ParkSocket's sweep makes it a bare socket, the server's copy (the
+// sweep copies all it detaches before it closes their net.Conns; one it
+// cannot copy stays parked with its net.Conn, and the lesson would wait
+// for it in vain).
+const pollFDsPerConn = 3
+
+// pollConnLimit is how many connections fit in the descriptor limit,
+// pollFDsPerConn descriptors each, with room to spare.
 func pollConnLimit() int {
 	var rl unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
@@ -206,7 +214,7 @@ func pollConnsFor(cur uint64) int {
 	if cur < pollSpareFDs {
 		return 0
 	}
-	return int(min(uint64(pollConns), (cur-pollSpareFDs)/2))
+	return int(min(uint64(pollConns), (cur-pollSpareFDs)/pollFDsPerConn))
 }
 
 // idleRun is what one run of pollIdle measured.
