@@ -285,14 +285,15 @@ func TestPoll(t *testing.T) {
 }
 
 // The poll lesson opens as many idle connections as its descriptor limit
-// leaves room for: at most pollConns, two descriptors each plus
-// pollSpareFDs for the rest of the process, and none (not a division by
-// zero, not a wrapped-around count) where the limit is too low. Checked
+// leaves room for: at most pollConns, pollFDsPerConn descriptors each
+// plus pollSpareFDs for the rest of the process, and none (not a division
+// by zero, not a wrapped-around count) where the limit is too low. Checked
 // for every limit up to past the one that allows them all, and for the
-// largest ones.
+// largest ones. (cmd/tcplab's TestDemoPollUnderALowDescriptorLimit runs
+// the lesson under low limits.)
 func TestPollConnsFitTheLimit(t *testing.T) {
 	limits := []uint64{math.MaxUint64, math.MaxInt64, 1 << 32, unix.RLIM_INFINITY}
-	for cur := range uint64(2*pollConns + pollSpareFDs + 10) {
+	for cur := range uint64(pollFDsPerConn*pollConns + pollSpareFDs + 10) {
 		limits = append(limits, cur)
 	}
 	for _, cur := range limits {
@@ -300,10 +301,10 @@ func TestPollConnsFitTheLimit(t *testing.T) {
 		if n < 0 || n > pollConns {
 			t.Fatalf("limit %d: %d connections, want 0 to %d", cur, n, pollConns)
 		}
-		if n > 0 && uint64(2*n+pollSpareFDs) > cur {
-			t.Fatalf("limit %d: %d connections need %d descriptors", cur, n, 2*n+pollSpareFDs)
+		if n > 0 && uint64(pollFDsPerConn*n+pollSpareFDs) > cur {
+			t.Fatalf("limit %d: %d connections need %d descriptors", cur, n, pollFDsPerConn*n+pollSpareFDs)
 		}
-		if n < pollConns && uint64(2*(n+1)+pollSpareFDs) <= cur {
+		if n < pollConns && uint64(pollFDsPerConn*(n+1)+pollSpareFDs) <= cur {
 			t.Fatalf("limit %d: only %d connections, room for %d", cur, n, n+1)
 		}
 	}
