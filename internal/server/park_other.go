@@ -5,6 +5,7 @@ package server
 import (
 	"errors"
 	"net"
+	"time"
 )
 
 // newReadySet: no readiness set here; Park always reports false, and
@@ -22,5 +23,7 @@ func interruptFD(int, bool) {}
 
 // Never a bare socket to write to (Write).
 func sendNow(int, []byte) (int, error) { return 0, errors.ErrUnsupported }
+
+func waitWritable(int, time.Duration) {}
 
 func (s *Server) lend(*tracked) (net.Conn, error) { return nil, errors.ErrUnsupported }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -136,6 +137,19 @@ func sendNow(fd int, p []byte) (int, error) {
 			return 0, nil
 		}
 		return 0, &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("sendmsg", err)}
+	}
+}
+
+// waitWritable waits up to d for fd's socket to take bytes (poll(2),
+// blocking its thread: for Write out of descriptors only). s.mu is not
+// held: fd may be closed, or even reused, meanwhile, which at worst ends
+// the wait early; Write looks again under s.mu before it sends.
+func waitWritable(fd int, d time.Duration) {
+	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+	for {
+		if _, err := unix.Poll(pfd, int(d.Milliseconds())); err != unix.EINTR {
+			return
+		}
 	}
 }
 

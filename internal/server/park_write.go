@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"syscall"
 	"time"
 )
 
@@ -42,7 +43,10 @@ var errNotServed = errors.New("write: not a connection served by a Server")
 // through a net.Conn made of a copy of the descriptor, with the server's
 // keep-alive, for as long as the rest takes: the socket stays bare, and
 // Close closes that net.Conn as it closes every connection's, so a write
-// under Close fails at once. A connection that has its net.Conn is
+// under Close fails at once. Out of descriptors for that copy (silent
+// connections fill the table), the rest goes by non-blocking send(2) as
+// the socket takes it, Write waiting for it with poll(2), on the same
+// terms. A connection that has its net.Conn is
 // written through it, and is not made a bare socket until the write
 // ends.
 func Write(ctx context.Context, p []byte, timeout time.Duration) (int, error) {
@@ -54,38 +58,66 @@ func Write(ctx context.Context, p []byte, timeout time.Duration) (int, error) {
 		return 0, nil
 	}
 	s := t.srv
-	s.mu.Lock()
-	conn, lent, n := t.conn, false, 0
-	if conn == nil {
-		if t.bare == nil {
-			s.mu.Unlock()
-			return 0, net.ErrClosed
+	n, took := 0, time.Now() // bytes written, and when the client last took some
+	for {
+		s.mu.Lock()
+		conn, lent := t.conn, false
+		if conn == nil {
+			if t.bare == nil || (n > 0 && s.connsClosed) {
+				s.mu.Unlock()
+				return n, net.ErrClosed
+			}
+			fd := int(t.bare.fd)
+			m, err := sendNow(fd, p[n:])
+			if n += m; m > 0 {
+				took = time.Now()
+			}
+			if err != nil || n == len(p) {
+				s.mu.Unlock()
+				return n, err
+			}
+			if conn, err = s.lend(t); err != nil {
+				s.mu.Unlock()
+				if !outOfDescriptors(err) {
+					return n, err
+				}
+				// No descriptor for a copy (silent connections fill the
+				// table): the rest goes by send(2) as the socket takes
+				// it, on the same terms, without one.
+				wait := timeout - time.Since(took)
+				if wait <= 0 {
+					return n, &net.OpError{Op: "write", Net: "tcp", Err: os.ErrDeadlineExceeded}
+				}
+				waitWritable(fd, min(wait, maxWritableWait))
+				continue
+			}
+			lent = true
 		}
-		var err error
-		n, err = sendNow(int(t.bare.fd), p)
-		if err != nil || n == len(p) {
-			s.mu.Unlock()
-			return n, err
+		t.writing = true
+		s.mu.Unlock()
+		m, err := writeAll(conn, p[n:], timeout)
+		s.mu.Lock()
+		t.writing = false
+		if lent {
+			delete(s.lent, t)
 		}
-		if conn, err = s.lend(t); err != nil {
-			s.mu.Unlock()
-			return n, err
+		s.mu.Unlock()
+		if lent {
+			conn.Close() // a copy: the socket stays open, bare
 		}
-		lent = true
+		return n + m, err
 	}
-	t.writing = true
-	s.mu.Unlock()
-	m, err := writeAll(conn, p[n:], timeout)
-	s.mu.Lock()
-	t.writing = false
-	if lent {
-		delete(s.lent, t)
-	}
-	s.mu.Unlock()
-	if lent {
-		conn.Close() // a copy: the socket stays open, bare
-	}
-	return n + m, err
+}
+
+// maxWritableWait bounds each wait of Write for a bare socket to take
+// more without a copy of it (out of descriptors), so that it sees the
+// socket made a net.Conn again, or the server closing, soon.
+const maxWritableWait = 100 * time.Millisecond
+
+// outOfDescriptors reports whether err is the process's or the system's
+// descriptor table being full.
+func outOfDescriptors(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
 }
 
 // writeAll writes p to conn, giving the client timeout to take each part.
