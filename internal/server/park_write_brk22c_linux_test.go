@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tcplab/tcplab/internal/testkit"
 	"golang.org/x/sys/unix"
 )
 
@@ -32,35 +33,9 @@ func TestWriteToABareSocketOutOfDescriptors(t *testing.T) {
 	ctx := <-ctxs
 	waitBare(t, s, 1)
 
-	var lim unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
-		t.Fatal(err)
-	}
 	const big = 1 << 20
 	want := pattern(7, 0, big)
-	err := func() error {
-		low := lim
-		low.Cur = uint64(openFDs(t)) + 64
-		if low.Cur >= lim.Cur {
-			t.Skipf("the open-file limit (%d) is too low for this test", lim.Cur)
-		}
-		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
-			t.Fatal(err)
-		}
-		defer unix.Setrlimit(unix.RLIMIT_NOFILE, &lim)
-		var fill []int
-		defer func() {
-			for _, fd := range fill {
-				unix.Close(fd)
-			}
-		}()
-		for {
-			fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-			if err != nil {
-				break
-			}
-			fill = append(fill, fd)
-		}
+	err := runOutOfDescriptors(t, func() error {
 		wrote := make(chan error, 1)
 		go func() {
 			n, err := Write(ctx, want, 10*time.Second)
@@ -91,11 +66,93 @@ func TestWriteToABareSocketOutOfDescriptors(t *testing.T) {
 			return fmt.Errorf("Write out of descriptors, to a client not reading: %v, want the deadline exceeded", err)
 		}
 		return nil
-	}()
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	InterruptServed(ctx, false)
 	<-ended
 	waitActive(t, s, 0)
+}
+
+// A write to a bare socket waiting, out of descriptors, for a client that
+// reads nothing ends when the server closes, not at its timeout.
+func TestCloseEndsAWriteToABareSocketOutOfDescriptors(t *testing.T) {
+	defer detachSoon()()
+	ctxs := make(chan context.Context, 1)
+	ended := make(chan error, 1)
+	s := parkedForWriting(ctxs, ended)
+	addr := startParking(t, s)
+	dialSmall(t, addr)
+	ctx := <-ctxs
+	waitBare(t, s, 1)
+	err := runOutOfDescriptors(t, func() error {
+		wrote := make(chan error, 1)
+		go func() {
+			_, err := Write(ctx, pattern(8, 0, 4<<20), time.Hour)
+			wrote <- err
+		}()
+		// Once the socket buffer is full, Write waits for the client.
+		if !testkit.Poll(10*time.Second, func() bool { return unsent(t, ctx) > 0 }) {
+			return errors.New("the socket buffer never filled")
+		}
+		s.Close()
+		if err := <-wrote; err == nil {
+			return errors.New("a write to a client reading nothing succeeded across Close")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-ended
+}
+
+// unsent is how many bytes wait in the send queue of the bare socket
+// served under ctx (SIOCOUTQ).
+func unsent(t *testing.T, ctx context.Context) int {
+	tr := ctx.Value(trackedKey{}).(*tracked)
+	tr.srv.mu.Lock()
+	defer tr.srv.mu.Unlock()
+	if tr.bare == nil {
+		return 0
+	}
+	n, err := unix.IoctlGetInt(int(tr.bare.fd), unix.SIOCOUTQ)
+	if err != nil {
+		t.Error(err)
+	}
+	return n
+}
+
+// runOutOfDescriptors runs f with the process out of descriptors: a low soft
+// limit, filled with /dev/null; both undone after.
+func runOutOfDescriptors(t *testing.T, f func() error) error {
+	t.Helper()
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	low := lim
+	low.Cur = uint64(openFDs(t)) + 64
+	if low.Cur >= lim.Cur {
+		t.Skipf("the open-file limit (%d) is too low for this test", lim.Cur)
+	}
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Setrlimit(unix.RLIMIT_NOFILE, &lim)
+	var fill []int
+	defer func() {
+		for _, fd := range fill {
+			unix.Close(fd)
+		}
+	}()
+	for {
+		fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			break
+		}
+		fill = append(fill, fd)
+	}
+	return f()
 }
