@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"os"
 	"strconv"
 	"sync"
 	"syscall"
@@ -188,20 +187,7 @@ func (w *rawWatcher) shown() ([]byte, string, error) {
 // and no goroutine is left behind. TCPLAB_WATCHBARE_SEED=N replays a
 // seed.
 func TestWatchersParkedBareChecker(t *testing.T) {
-	seeds := []uint64{rand.Uint64(), rand.Uint64()}
-	if env := os.Getenv("TCPLAB_WATCHBARE_SEED"); env != "" {
-		seed, err := strconv.ParseUint(env, 10, 64)
-		if err != nil {
-			t.Fatalf("TCPLAB_WATCHBARE_SEED: %v", err)
-		}
-		seeds = []uint64{seed}
-	}
-	for _, seed := range seeds {
-		t.Logf("seed %d (TCPLAB_WATCHBARE_SEED=%d replays it)", seed, seed)
-		if !t.Run(fmt.Sprint(seed), func(t *testing.T) { checkWatchersBare(t, seed) }) {
-			return
-		}
-	}
+	testkit.RunSeeds(t, "TCPLAB_WATCHBARE_SEED", 2, checkWatchersBare)
 }
 
 func checkWatchersBare(t *testing.T, seed uint64) {

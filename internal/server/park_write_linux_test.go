@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -191,20 +190,7 @@ func TestWriteParkedChecker(t *testing.T) {
 	if ln, err := net.Listen("tcp", "127.0.0.1:0"); err == nil {
 		ln.Close()
 	}
-	seeds := []uint64{rand.Uint64(), rand.Uint64()}
-	if env := os.Getenv("TCPLAB_PARKWRITE_SEED"); env != "" {
-		seed, err := strconv.ParseUint(env, 10, 64)
-		if err != nil {
-			t.Fatalf("TCPLAB_PARKWRITE_SEED: %v", err)
-		}
-		seeds = []uint64{seed}
-	}
-	for _, seed := range seeds {
-		t.Logf("seed %d (TCPLAB_PARKWRITE_SEED=%d replays it)", seed, seed)
-		if !t.Run(fmt.Sprint(seed), func(t *testing.T) { checkWriteParked(t, seed) }) {
-			return
-		}
-	}
+	testkit.RunSeeds(t, "TCPLAB_PARKWRITE_SEED", 2, checkWriteParked)
 }
 
 func checkWriteParked(t *testing.T, seed uint64) {
@@ -281,7 +267,7 @@ func checkWriteParked(t *testing.T, seed uint64) {
 					cl.read <- err
 					return
 				}
-				time.Sleep(pause)
+				time.Sleep(pause) // the pace is the point: a slow reader
 			}
 		})
 		wg.Go(func() {
