@@ -11,7 +11,6 @@ import (
 	"unsafe"
 
 	"github.com/tcplab/tcplab/internal/testkit"
-	"golang.org/x/sys/unix"
 )
 
 // Break of issue 22 (brk22), finding 1: a client that resets its
@@ -68,10 +67,9 @@ func TestParkedRecordSize(t *testing.T) {
 func TestParkSocketWakesOutOfDescriptors(t *testing.T) {
 	defer detachSoon()()
 	ended := make(chan error, 4)
-	s := &Server{Handler: parkingEcho(0, ended)}
 	defer func(p func(context.Context, net.Conn, time.Time, HandlerFunc) bool) { testPark = p }(testPark)
 	testPark = ParkSocket
-	s.Handler = parkingEcho(0, ended)
+	s := &Server{Handler: parkingEcho(0, ended)}
 	addr := startParking(t, s)
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -80,43 +78,18 @@ func TestParkSocketWakesOutOfDescriptors(t *testing.T) {
 	defer c.Close()
 	waitBare(t, s, 1)
 
-	// Run the process out of descriptors: a low soft limit, filled.
-	var lim unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
-		t.Fatal(err)
-	}
-	var fill []int
-	func() {
-		low := lim
-		low.Cur = uint64(openFDs(t)) + 64
-		if low.Cur >= lim.Cur {
-			t.Skipf("the open-file limit (%d) is too low for this test", lim.Cur)
-		}
-		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
-			t.Fatal(err)
-		}
-		defer unix.Setrlimit(unix.RLIMIT_NOFILE, &lim)
-		for {
-			fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-			if err != nil {
-				break
-			}
-			fill = append(fill, fd)
-		}
+	err = runOutOfDescriptors(t, func() error {
 		c.SetDeadline(time.Now().Add(10 * time.Second))
 		c.Write([]byte("hello"))
 		got := make([]byte, 5)
-		_, err := io.ReadFull(c, got)
-		if err != nil || string(got) != "hello" {
-			err = fmt.Errorf("a bare socket that spoke out of descriptors was answered %q, %v; want its echo", got, err)
+		if _, err := io.ReadFull(c, got); err != nil || string(got) != "hello" {
+			return fmt.Errorf("a bare socket that spoke out of descriptors was answered %q, %v; want its echo", got, err)
 		}
-		for _, fd := range fill {
-			unix.Close(fd)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	c.Close()
 	<-ended
 	waitActive(t, s, 0)
