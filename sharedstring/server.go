@@ -881,21 +881,11 @@ func (c *conn) write(bufs [][]byte) error {
 	if c.c == nil {
 		return c.writeParked(bufs, idle)
 	}
-	nb := net.Buffers(bufs)
-	if len(nb) > 1 && buffersLen(nb) <= joinMax {
-		// A few small buffers (a framed reply: header and data; a
-		// watcher's update) are joined and written with one write:
-		// writev would leave its iovec array on the connection for as
-		// long as it lives, parked or not.
-		jp := joined.Get().(*[]byte)
-		j := (*jp)[:0]
-		for _, b := range nb {
-			j = append(j, b...)
-		}
-		*jp = j
+	bufs, jp := joinSmall(bufs)
+	if jp != nil {
 		defer joined.Put(jp)
-		nb = net.Buffers{j}
 	}
+	nb := net.Buffers(bufs)
 	for {
 		c.writeDeadlineSet = stampOf(refresh(c.c.SetWriteDeadline, c.writeDeadlineSet.Time(), idle))
 		var n int64
@@ -933,20 +923,11 @@ func (c *conn) write(bufs [][]byte) error {
 // as a bare descriptor (server.Write). A client that takes no bytes for
 // the write timeout is interrupted with a reset, as write resets one.
 func (c *conn) writeParked(bufs [][]byte, idle time.Duration) error {
-	jp := joined.Get().(*[]byte)
-	defer joined.Put(jp)
-	for len(bufs) > 0 {
-		// Small buffers joined (a frame's header and data): one send.
-		p := bufs[0]
-		if len(bufs) > 1 && buffersLen(bufs) <= joinMax {
-			j := (*jp)[:0]
-			for _, b := range bufs {
-				j = append(j, b...)
-			}
-			*jp, p, bufs = j, j, nil
-		} else {
-			bufs = bufs[1:]
-		}
+	bufs, jp := joinSmall(bufs) // a frame's header and data: one send
+	if jp != nil {
+		defer joined.Put(jp)
+	}
+	for _, p := range bufs {
 		if _, err := server.Write(c.w.ctx, p, idle); err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				server.InterruptServed(c.w.ctx, true)
@@ -956,6 +937,25 @@ func (c *conn) writeParked(bufs [][]byte, idle time.Duration) error {
 		}
 	}
 	return nil
+}
+
+// joinSmall joins a few small buffers (a framed reply: header and data; a
+// watcher's update) into one, from the joined pool, so that they go with
+// one write: writev would leave its iovec array on the connection for as
+// long as it lives, parked or not. It returns bufs as they are (and nil)
+// when there is one, or they are larger than joinMax together; otherwise
+// the joined buffer and its pool entry, for the caller to Put back.
+func joinSmall(bufs [][]byte) ([][]byte, *[]byte) {
+	if len(bufs) <= 1 || buffersLen(bufs) > joinMax {
+		return bufs, nil
+	}
+	jp := joined.Get().(*[]byte)
+	j := (*jp)[:0]
+	for _, b := range bufs {
+		j = append(j, b...)
+	}
+	*jp = j
+	return [][]byte{j}, jp
 }
 
 var (
